@@ -1,0 +1,91 @@
+# sam2amg: SAM 2.1 automatic mask generation, batch job runner.
+# `make` builds build/sam2amg; `make test` runs every test and ends with
+# "N passed, N failed"; see `make help`.
+
+CC      ?= cc
+NVCC    ?= nvcc
+PKGS    := vips sqlite3 minizip
+OPT     ?= -O2
+PKG_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS) 2>/dev/null))
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fPIC \
+           -Iinclude -isystem /usr/include/x86_64-linux-gnu/openblas-pthread $(PKG_CFLAGS) $(SAN_FLAGS)
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -lpthread -lm
+LDFLAGS += $(SAN_FLAGS)
+
+BUILD   ?= build
+SRC     := $(filter-out src/main.c,$(wildcard src/*.c)) $(wildcard jobs/*.c)
+OBJ     := $(patsubst %.c,$(BUILD)/obj/%.o,$(SRC))
+TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
+
+# CUDA: compiled when nvcc exists (HAVE_NVCC=0 forces a CPU-only build).
+HAVE_NVCC ?= $(if $(shell command -v $(NVCC) 2>/dev/null),1,0)
+CUDA_HOME ?= $(patsubst %/bin/,%,$(dir $(shell command -v $(NVCC) 2>/dev/null)))
+CU_SRC  := $(wildcard kernels/*.cu)
+ifeq ($(HAVE_NVCC),1)
+CU_OBJ  := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRC))
+CFLAGS  += -DSAM2AMG_CUDA -isystem $(CUDA_HOME)/include
+LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart
+NVFLAGS ?= -O3 -std=c++17 -Iinclude -Xcompiler -Wall,-Werror,-fPIC \
+           -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+endif
+
+.PHONY: all test sanitize valgrind bench clean help
+
+# all: the program, the tests and the SQLite extension
+SQLEXT  := $(if $(wildcard src/sqlext.c),$(BUILD)/libsam2amg_sql.so)
+all: $(BUILD)/sam2amg $(SQLEXT) $(TESTS) $(BENCHES)
+
+$(BUILD)/obj/%.o: %.c $(wildcard include/*.h src/*.h jobs/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu $(wildcard include/*.h kernels/*.cuh)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(BUILD)/libsam2amg.a: $(OBJ) $(CU_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/sam2amg: src/main.c $(BUILD)/libsam2amg.a
+	$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+
+# the rle_* SQL functions as a loadable extension for sqlite3 / Python
+$(BUILD)/libsam2amg_sql.so: $(wildcard src/sqlext*.c src/rle.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DSAM2AMG_SQL_EXTENSION -shared $^ -o $@ $(LDFLAGS) -lm
+
+$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libsam2amg.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libsam2amg.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+
+# test: every tests/test_* program and script; last line "N passed, N failed"
+test: all
+	@BUILD=$(BUILD) bash tests/run.sh
+
+# sanitize: the tests under ASan+UBSan (SANITIZER=address,undefined by default)
+SANITIZER ?= address,undefined
+sanitize:
+	$(MAKE) BUILD=build-san HAVE_NVCC=0 OPT=-O1 SAN_FLAGS="-fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all" test
+
+# valgrind: the C tests under valgrind memcheck (errors are failures)
+valgrind: all
+	@BUILD=$(BUILD) VALGRIND=1 bash tests/run.sh
+
+# bench: the benchmarks; numbers for the README table
+bench: all
+	@BUILD=$(BUILD) bash bench/run.sh
+
+# clean: remove build outputs
+clean:
+	rm -rf build build-san
+
+# help: list the targets
+help:
+	@grep -E '^# [a-z]+:' Makefile | sed 's/^# //'

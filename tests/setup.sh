@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# setup.sh: install the Debian packages sam2amg builds and tests with
+# (idempotent; needs root or sudo). nvcc, if present, is used as found.
+set -euo pipefail
+pkgs=(build-essential pkg-config libvips-dev libsqlite3-dev sqlite3 libopenblas-dev
+      libopenblas0-pthread libminizip-dev zlib1g-dev python3 python3-numpy valgrind)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
