@@ -1,0 +1,109 @@
+/* amg.h: the automatic mask generator, everything the official
+ * SAM2AutomaticMaskGenerator does after (and around) the network: point
+ * grids, crop boxes, batching, m2m refinement, low-res hole/island cleanup,
+ * upsampling, IoU and stability filters, boxes, crop-edge filter, NMS within
+ * and across crops, COCO RLE.
+ *
+ * The module does not know the model: it calls an amg_model_t (encode one
+ * crop, decode one batch of points), which is the real SAM 2.1 model or the
+ * replay of recorded decoder outputs used by the tests. Memory per image is
+ * bounded by one batch: full-resolution masks are never all held at once.
+ */
+#ifndef SAM2AMG_AMG_H
+#define SAM2AMG_AMG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "check.h"
+
+/* amg_params: the official parameter names and meanings. */
+typedef struct amg_params {
+    int    points_per_side;              /* 32; 0 only with point_grids */
+    int    points_per_batch;             /* 64 */
+    double pred_iou_thresh;              /* 0.8 */
+    double stability_score_thresh;       /* 0.95 */
+    double stability_score_offset;       /* 1.0 */
+    double mask_threshold;               /* 0.0 */
+    double box_nms_thresh;               /* 0.7 */
+    int    crop_n_layers;                /* 0 */
+    double crop_nms_thresh;              /* 0.7 */
+    double crop_overlap_ratio;           /* 512/1500 */
+    int    crop_n_points_downscale_factor; /* 1 */
+    int    min_mask_region_area;         /* 0 (low-res pixels, see SAM2-NOTES) */
+    int    use_m2m;                      /* 0 */
+    int    multimask_output;             /* 1 */
+    /* user-supplied grids: one per crop layer, points in [0,1]^2 (x, y);
+     * NULL = grids built from points_per_side. */
+    int          n_point_grids;
+    const int   *point_grid_sizes;       /* (n_point_grids) points per grid */
+    const float *point_grids;            /* concatenated (sum sizes, 2) */
+} amg_params;
+
+/* amg_params_default: the official defaults. */
+void amg_params_default(amg_params *p);
+/* amg_params_validate: ERR_INVALID with one line naming the parameter and
+ * why (points_per_side 0 without grids, thresholds outside their range,
+ * crop settings that make no crops, ...). */
+int  amg_params_validate(const amg_params *p, err_t *err);
+/* amg_params_from_json: override fields from a JSON object text (the "amg"
+ * object of a config file; keys are the official names). */
+int  amg_params_from_json(amg_params *p, const char *json, err_t *err);
+/* amg_params_parse_flag: if argv[*i] is one of the --dashed-names of the
+ * parameters (--points-per-side N, --use-m2m, --no-multimask-output, ...),
+ * consume it (and its value), advance *i and return 1; return 0 if it is
+ * not an AMG flag; -1 on a bad value (usage message printed, naming cmd). */
+int  amg_params_parse_flag(amg_params *p, const char *cmd, int argc, char **argv, int *i);
+/* amg_params_help: the AMG flag lines for a command's --help. */
+void amg_params_help(FILE *f);
+
+/* The model as the generator sees it. S is the model input size; low-res
+ * masks are (S/4, S/4). */
+typedef struct amg_model {
+    void *ctx;
+    int   S;
+    /* encode one crop of the image: rgb (h, w, 3) with row stride bytes. */
+    int (*encode)(void *ctx, const uint8_t *rgb, int w, int h, size_t stride, err_t *err);
+    /* decode n single-point prompts (label 1), points (n, 2) in model input
+     * coordinates (0..S) of the current crop. mask_input (n, S/4, S/4) or
+     * NULL. multimask: k = 3 outputs per prompt, else k = 1.
+     * Outputs: low_res (n, k, S/4, S/4) logits, iou (n, k). */
+    int (*decode)(void *ctx, int n, const float *points, const float *mask_input,
+                  int multimask, float *low_res, float *iou, err_t *err);
+} amg_model;
+
+/* One output mask, as SA-1B records it. */
+typedef struct amg_record {
+    char    *rle;              /* COCO compressed RLE counts string (column-major) */
+    int64_t  area;             /* pixels */
+    double   bbox[4];          /* x, y, w, h (official: w = x1 - x0) */
+    double   predicted_iou;
+    double   stability_score;
+    double   point[2];         /* x, y in image pixels */
+    double   crop_box[4];      /* x, y, w, h */
+} amg_record;
+
+typedef struct amg_result {
+    int         width, height; /* image size */
+    int         n;             /* records */
+    amg_record *recs;          /* (n), strings owned by the result */
+} amg_result;
+
+/* amg_t: per-worker generator state (one arena for everything after the
+ * decoder), reused across images. */
+typedef struct amg amg_t;
+int  amg_create(amg_t **out, const amg_params *p, int S, err_t *err);
+void amg_free(amg_t *g);
+
+/* amg_generate: run the generator on one RGB image (h, w, 3). Fills res
+ * (previous contents freed). Data errors from the model are passed up. */
+int  amg_generate(amg_t *g, const amg_model *model, const uint8_t *rgb, int w, int h,
+                  amg_result *res, err_t *err);
+void amg_result_free(amg_result *res);
+
+/* amg_write_json: {"image": {"file_name", "width", "height"},
+ * "annotations": [records]} with the official field names. */
+int  amg_write_json(FILE *f, const char *file_name, const amg_result *res);
+
+#endif
