@@ -57,7 +57,7 @@ $(BUILD)/libsam2amg_sql.so: $(wildcard src/sqlext*.c src/rle.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DSAM2AMG_SQL_EXTENSION -shared $^ -o $@ $(LDFLAGS) -lm
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libsam2amg.a
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libsam2amg.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
 
