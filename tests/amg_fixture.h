@@ -128,6 +128,7 @@ static void fx_free_records(fx_rec *r, int n) {
 
 typedef struct fx_match {
     int    matched, extra;
+    int    in_order;          /* expected record i matched actual record i, all i */
     double worst_iou, max_dstab, max_diou, max_dother;
 } fx_match;
 
@@ -139,6 +140,7 @@ static void fx_compare(const fx_rec *e, int ne, const fx_rec *a, int na, double 
     char *used = calloc((size_t)na + 1, 1);
     memset(m, 0, sizeof *m);
     m->worst_iou = 1.0;
+    m->in_order = ne == na;
     for (int i = 0; i < ne; i++) {
         double best = -1, best_iou = 0;
         int bj = -1;
@@ -151,9 +153,11 @@ static void fx_compare(const fx_rec *e, int ne, const fx_rec *a, int na, double 
             double sc = iou + (same ? 0.001 : 0);
             if (sc > best) best = sc, bj = j, best_iou = iou;
         }
+        if (!(bj >= 0 && best >= min_iou)) m->in_order = 0;
         if (bj >= 0 && best >= min_iou) {
             used[bj] = 1;
             m->matched++;
+            if (bj != i) m->in_order = 0;
             if (best_iou < m->worst_iou) m->worst_iou = best_iou;
             double ds = fabs(e[i].stab - a[bj].stab), di = fabs(e[i].iou - a[bj].iou);
             if (ds > m->max_dstab || isnan(ds)) m->max_dstab = ds;

@@ -14,6 +14,7 @@
 static const char *fixtures[] = {
     "amg-synthetic", "amg-synthetic-crops", "amg-synthetic-minarea",
     "amg-synthetic-tall", "amg-synthetic-layers2", "amg-synthetic-thresh",
+    "amg-synthetic-m2m",  "amg-synthetic-single",
 };
 
 static void replay_fixture(const char *name) {
@@ -79,6 +80,8 @@ static void replay_fixture(const char *name) {
         snprintf(label, sizeof label, "%s: stability and predicted_iou within 1e-4", name);
         TEST_CHECK(mt.max_dstab <= 1e-4 && mt.max_diou <= 1e-4, label, "dstab %g diou %g",
                    mt.max_dstab, mt.max_diou);
+        snprintf(label, sizeof label, "%s: records in the official order", name);
+        TEST_CHECK(mt.in_order, label, "order differs");
         snprintf(label, sizeof label, "%s: area, bbox, point, crop_box equal", name);
         TEST_CHECK(mt.max_dother <= 1e-3, label, "max difference %g", mt.max_dother);
         fx_free_records(e, ne > 0 ? ne : 0);
