@@ -120,21 +120,20 @@ wtensor_t *weights_add(weights_t *w, const char *name, wdtype_t dtype, int ndim,
         *rc = err_set(err, ERR_FORMAT, "%s: duplicate tensor name '%s'", w->path, name);
         return NULL;
     }
-    *rc = err_set(err, ERR_NOMEM, "%s: out of memory", w->path);
     if (w->n == w->cap) {
         int nc = w->cap ? w->cap * 2 : 256;
         wtensor_t **ntp = realloc(w->tp, (size_t)nc * sizeof *ntp);
-        if (!ntp) return NULL;
+        if (!ntp) goto nomem;
         w->tp = ntp;
         const float **nf = realloc(w->f32, (size_t)nc * sizeof *nf);
-        if (!nf) return NULL;
+        if (!nf) goto nomem;
         w->f32 = nf;
         w->cap = nc;
     }
     if (2 * (w->n + 1) > w->hash_cap && hash_insert_all(w, w->hash_cap ? 2 * w->hash_cap : 512))
-        return NULL;
+        goto nomem;
     if (!w->block || w->block_used == TENSOR_BLOCK) {
-        if (!(w->block = weights_own(w, TENSOR_BLOCK * sizeof(wtensor_t)))) return NULL;
+        if (!(w->block = weights_own(w, TENSOR_BLOCK * sizeof(wtensor_t)))) goto nomem;
         w->block_used = 0;
     }
     wtensor_t *t = &w->block[w->block_used];
@@ -142,11 +141,11 @@ wtensor_t *weights_add(weights_t *w, const char *name, wdtype_t dtype, int ndim,
     for (int i = 0; i < ndim; i++) numel *= shape[i];
     size_t esz = dtype_info[dtype].size;
     char *nm = weights_own(w, strlen(name) + 1);
-    if (!nm) return NULL;
+    if (!nm) goto nomem;
     strcpy(nm, name);
     if ((uintptr_t)data % esz) { /* misaligned in the file: copy once */
         void *cp = weights_own(w, (size_t)numel * esz);
-        if (!cp) return NULL;
+        if (!cp) goto nomem;
         memcpy(cp, data, (size_t)numel * esz);
         data = cp;
     }
@@ -160,6 +159,9 @@ wtensor_t *weights_add(weights_t *w, const char *name, wdtype_t dtype, int ndim,
     w->hash[i] = w->n - 1;
     *rc = 0;
     return t;
+nomem:
+    *rc = err_set(err, ERR_NOMEM, "%s: out of memory", w->path);
+    return NULL;
 }
 
 /* ---- safetensors ---- */
@@ -226,8 +228,9 @@ static int st_load(weights_t *w, err_t *err) {
             err_set(err, ERR_FORMAT, "%s: tensor '%s': bad data_offsets", path, name);
             goto done;
         }
+        if (numel > limit) { err_set(err, ERR_FORMAT, "%s: tensor '%s': shape too large", path, name); goto done; }
         uint64_t bytes = numel * dtype_info[dtype].size;
-        if (numel > limit || (uint64_t)(en - b) != bytes) {
+        if ((uint64_t)(en - b) != bytes) {
             err_set(err, ERR_FORMAT, "%s: tensor '%s': data_offsets span %lld bytes, shape and dtype need %llu",
                     path, name, (long long)(en - b), (unsigned long long)bytes);
             goto done;
