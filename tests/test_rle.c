@@ -27,7 +27,28 @@ static void random_mask(uint8_t *m, int h, int w, int kind) {
         }
 }
 
-int main(void) {
+/* --dump FILE: random masks and our strings for test_rle_pycocotools.py:
+ * per mask one line "h w string bits" (bits row-major '0'/'1') */
+static int dump(const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) return 1;
+    static uint8_t m[64 * 80];
+    static uint32_t c[64 * 80 + 1];
+    static char s[8 * (64 * 80 + 1)];
+    for (int it = 0; it < 300; it++) {
+        int h = 1 + (int)(rnd() % 64), w = 1 + (int)(rnd() % 80);
+        random_mask(m, h, w, it % 7 < 4 ? 0 : it % 7 - 3);
+        size_t n = rle_from_mask(m, (uint32_t)h, (uint32_t)w, c);
+        rle_encode_string(c, n, s);
+        fprintf(f, "%d %d %s ", h, w, s);
+        for (int i = 0; i < h * w; i++) fputc('0' + m[i], f);
+        fputc('\n', f);
+    }
+    return fclose(f) ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "--dump")) return dump(argv[2]);
     enum { MAXH = 37, MAXW = 41 };
     static uint8_t a[MAXH * MAXW], b[MAXH * MAXW], back[MAXH * MAXW];
     static uint32_t ca[MAXH * MAXW + 1], cb[MAXH * MAXW + 1], cm[2 * MAXH * MAXW + 2],
