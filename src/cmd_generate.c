@@ -96,16 +96,38 @@ static void out_path(char *buf, size_t n, const char *dir, const char *image, co
     snprintf(buf, n, "%s/%s.%s", dir, b, ext);
 }
 
+/* everything the run holds, freed in one place */
+typedef struct gen_state {
+    const char **images;
+    float       *gpts;
+    int         *gsizes;
+    amg_replay_t *rp;
+    amg_t       *g;
+    FILE        *fo;
+} gen_state;
+
+static int generate_run(int argc, char **argv, gen_state *gs);
+
 int cmd_generate(int argc, char **argv) {
+    gen_state gs = {0};
+    gs.images = calloc((size_t)argc + 1, sizeof *gs.images);
+    int rc = gs.images ? generate_run(argc, argv, &gs) : EXIT_DATA;
+    if (gs.fo && gs.fo != stdout) fclose(gs.fo);
+    amg_free(gs.g);
+    amg_replay_free(gs.rp);
+    free(gs.gpts), free(gs.gsizes), free(gs.images);
+    return rc;
+}
+
+static int generate_run(int argc, char **argv, gen_state *gs) {
     const char *cmd = "generate", *model = NULL, *config = NULL, *out = NULL, *out_dir = NULL;
     const char *format = "json", *replay = NULL, *grids = NULL;
     int64_t threads = 0;
-    const char **images = calloc((size_t)argc + 1, sizeof *images);
+    const char **images = gs->images;
     int nimages = 0;
     amg_params flag_p, p;
     amg_params_default(&flag_p);
     /* flags are parsed twice: once to find --config, then over the config */
-    if (!images) return EXIT_DATA;
     for (int i = 1; i < argc;) {
         const char *a = argv[i];
         int r = amg_params_parse_flag(&flag_p, cmd, argc, argv, &i);
@@ -163,10 +185,8 @@ int cmd_generate(int argc, char **argv) {
         int r = amg_params_parse_flag(&p, cmd, argc, argv, &i);
         if (r == 0) i++;
     }
-    float *gpts = NULL;
-    int *gsizes = NULL;
     if (grids) {
-        int rc = amg_params_grids_from_file(&p, grids, &gpts, &gsizes, &err);
+        int rc = amg_params_grids_from_file(&p, grids, &gs->gpts, &gs->gsizes, &err);
         if (rc) {
             fprintf(stderr, "sam2amg generate: %s\n", err.msg);
             return rc == ERR_IO ? EXIT_DATA : EXIT_USAGE;
@@ -176,29 +196,27 @@ int cmd_generate(int argc, char **argv) {
     if (threads > 0) openblas_set_num_threads((int)threads);
 
     amg_model m;
-    amg_replay_t *rp = NULL;
     if (replay) {
-        if (amg_replay_open(&rp, replay, &err)) {
+        if (amg_replay_open(&gs->rp, replay, &err)) {
             fprintf(stderr, "sam2amg generate: %s\n", err.msg);
             return EXIT_DATA;
         }
-        amg_replay_model(rp, &m);
+        amg_replay_model(gs->rp, &m);
     } else {
         /* the network path arrives with the model module (model.h) */
         fprintf(stderr, "sam2amg generate: %s: the SAM 2.1 model is not part of this build yet "
                         "(only --replay-decoder)\n", model);
         return EXIT_DATA;
     }
-    amg_t *g = NULL;
-    if (amg_create(&g, &p, m.S, &err) || image_init(&err)) {
+    if (amg_create(&gs->g, &p, m.S, &err) || image_init(&err)) {
         fprintf(stderr, "sam2amg generate: %s\n", err.msg);
-        amg_replay_free(rp);
         return EXIT_DATA;
     }
-    free(gpts), free(gsizes);
+    amg_t *g = gs->g;
+    amg_replay_t *rp = gs->rp;
     FILE *fo = NULL;
     if (out && !strcmp(format, "json")) {
-        fo = !strcmp(out, "-") ? stdout : fopen(out, "w");
+        fo = gs->fo = !strcmp(out, "-") ? stdout : fopen(out, "w");
         if (!fo) {
             fprintf(stderr, "sam2amg generate: %s: %s\n", out, strerror(errno));
             return EXIT_DATA;
@@ -244,13 +262,11 @@ int cmd_generate(int argc, char **argv) {
     }
     if (fo) {
         if (nimages > 1) fputs("]\n", fo);
-        if (fo != stdout && fclose(fo)) {
+        gs->fo = NULL;
+        if (fo == stdout ? fflush(fo) : fclose(fo)) {
             fprintf(stderr, "sam2amg generate: %s: write failed\n", out);
             failed = nimages;
         }
     }
-    amg_free(g);
-    amg_replay_free(rp);
-    free(images);
     return failed == 0 ? EXIT_OK : failed == nimages ? EXIT_DATA : EXIT_PARTIAL;
 }
