@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "amg.h"
+#include "json.h"
 #include "rle.h"
 
 /* one kept mask, before NMS */
@@ -860,41 +861,21 @@ int amg_generate(amg_t *g, const amg_model *model, const uint8_t *rgb, int w, in
     return 0;
 }
 
-/* shortest text that reads back as the same double (Python's repr) */
 static void put_num(FILE *f, double v) {
-    if (isnan(v)) {
-        fputs("NaN", f);
-        return;
-    }
-    char buf[40];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v) break;
-    }
-    fputs(buf, f);
-}
-
-static void put_json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
+    char buf[JSON_DOUBLE_BUF];
+    fputs(json_fmt_double(buf, v), f);
 }
 
 int amg_write_json(FILE *f, const char *file_name, const amg_result *res) {
     fputs("{\"image\": {\"file_name\": ", f);
-    put_json_string(f, file_name ? file_name : "");
+    json_write_string(f, file_name ? file_name : "");
     fprintf(f, ", \"width\": %d, \"height\": %d},\n \"annotations\": [", res->width,
             res->height);
     for (int i = 0; i < res->n; i++) {
         const amg_record *r = &res->recs[i];
         fprintf(f, "%s\n  {\"segmentation\": {\"size\": [%d, %d], \"counts\": ", i ? "," : "",
                 res->height, res->width);
-        put_json_string(f, r->rle);
+        json_write_string(f, r->rle);
         fprintf(f, "}, \"area\": %lld, \"bbox\": [", (long long)r->area);
         for (int k = 0; k < 4; k++) put_num(f, r->bbox[k]), fputs(k < 3 ? ", " : "]", f);
         fputs(", \"predicted_iou\": ", f);
