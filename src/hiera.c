@@ -16,8 +16,8 @@
  * embedding bicubically resized (PyTorch's align_corners=False, A=-0.75)
  * plus the window embedding tiled over the grid.
  *
- * After the last block of each stage the neck's lateral 1x1 conv runs right
- * away (neck_lateral) so the wide trunk map needs no extra buffer.
+ * After the last block of each stage the neck runs on it right away
+ * (neck_stage) so no stage output needs a buffer of its own.
  */
 #include <math.h>
 #include <string.h>
@@ -212,15 +212,17 @@ static void hiera_block_forward(const hiera_block_t *b, backend_t *be, arena_t *
 
     const float *sc = x;                                // shortcut (Ho,Wo,Co)
     if (C != Co) {
-        float *t = arena_alloc(A, (size_t)(H * W * Co));
-        be->linear(be, t, Co, xn, C, b->proj_w, b->proj_b, H * W, C, Co);
+        float *p = arena_alloc(A, (size_t)(Ho * Wo * Co));
         if (b->q_pool) {
-            float *p = arena_alloc(A, (size_t)(Ho * Wo * Co));
+            size_t m2 = arena_mark(A);
+            float *t = arena_alloc(A, (size_t)(H * W * Co));
+            be->linear(be, t, Co, xn, C, b->proj_w, b->proj_b, H * W, C, Co);
             be->maxpool2x2(be, p, t, 1, H, W, Co);
-            sc = p;
+            arena_release(A, m2);
         } else {
-            sc = t;
+            be->linear(be, p, Co, xn, C, b->proj_w, b->proj_b, H * W, C, Co);
         }
+        sc = p;
     } else {
         CHECK(!b->q_pool);
     }
@@ -247,10 +249,12 @@ static void hiera_block_forward(const hiera_block_t *b, backend_t *be, arena_t *
     float *o;                                           // (nb,Lq,Co)
     if (b->q_pool) {
         int64_t Lq = (wh / 2) * (ww / 2);
+        float *qp = arena_alloc(A, (size_t)(nb * Lq * Co));      // (nb,wh/2,ww/2,Co)
+        size_t m2 = arena_mark(A);
         float *q = arena_alloc(A, (size_t)(nb * L * Co));        // (nb,wh,ww,Co)
         be->linear(be, q, Co, xw, C, b->qkv_w, b->qkv_b, nb * L, C, Co);
-        float *qp = arena_alloc(A, (size_t)(nb * Lq * Co));      // (nb,wh/2,ww/2,Co)
         be->maxpool2x2(be, qp, q, nb, wh, ww, Co);
+        arena_release(A, m2);
         float *kv = arena_alloc(A, (size_t)(nb * L * 2 * Co));   // (nb,L,[k|v])
         be->linear(be, kv, 2 * Co, xw, C, b->qkv_w + Co * C, b->qkv_b + Co, nb * L, C,
                    2 * Co);
@@ -287,7 +291,7 @@ static void hiera_block_forward(const hiera_block_t *b, backend_t *be, arena_t *
 }
 
 void hiera_forward(const hiera_t *h, const neck_t *n, backend_t *be, arena_t *A,
-                   const float *x_in, int S, float *levels[SAM2_MAX_STAGES]) {
+                   const float *x_in, int S, float *levels[SAM2_MAX_STAGES], enc_out_t *out) {
     // x_in is (S,S,3)
     size_t mark = arena_mark(A);
     int g = h->grid, C0 = h->stage_dim[0];
@@ -305,7 +309,7 @@ void hiera_forward(const hiera_t *h, const neck_t *n, backend_t *be, arena_t *A,
         xa = xb;
         xb = t;
         if (i == h->stage_end[stage]) {
-            neck_lateral(n, be, stage, levels[stage], xa, (int64_t)H * W, b->dim_out);
+            neck_stage(n, be, A, stage, xa, H, b->dim_out, levels, out);
             stage++;
         }
     }

@@ -27,13 +27,12 @@ struct sam2_model {
     sam2_config cfg;
     backend_t  *be;            /* not owned */
     weights_t  *w;             /* the mapped checkpoint (kept for the decoder) */
+    int         own_w;         /* 1: close w on free */
     void       *wmem;          /* backend memory: all encoder weights + pos embed */
     hiera_t     hiera;
     neck_t      neck;
     arena_t     arena;         /* encoder activations */
-    float      *in_nchw;       /* (3,S,S) arena */
-    float      *in_nhwc;       /* (S,S,3) arena */
-    float      *levels[SAM2_MAX_STAGES]; /* lateral outputs (g>>s, g>>s, d) */
+    float      *levels[SAM2_MAX_STAGES]; /* lateral outputs of stages 2, 3 (g>>s, g>>s, d) */
     enc_out_t   out;           /* features, NHWC, arena */
     decoder_t  *dec;
     int         max_prompts;
@@ -155,22 +154,29 @@ static void model_plan_backend(backend_t *p) {
 
 /* model_alloc_persistent: the buffers that live as long as the model */
 static void model_alloc_persistent(sam2_model *m, arena_t *A) {
-    int64_t S = m->cfg.image_size, g = S / 4, d = m->cfg.d_model;
-    m->in_nchw = arena_alloc(A, (size_t)(3 * S * S));
-    m->in_nhwc = arena_alloc(A, (size_t)(3 * S * S));
-    for (int s = 0; s < SAM2_MAX_STAGES; s++)
+    int64_t g = m->cfg.image_size / 4, d = m->cfg.d_model;
+    m->levels[0] = m->levels[1] = NULL;   /* levels 0, 1 go straight to conv_s0/s1 */
+    for (int s = 2; s < SAM2_MAX_STAGES; s++)
         m->levels[s] = arena_alloc(A, (size_t)((g >> s) * (g >> s) * d));
     m->out.image_embed = arena_alloc(A, (size_t)((g / 4) * (g / 4) * d));
     m->out.feat_s0 = arena_alloc(A, (size_t)(g * g * (d / 8)));
     m->out.feat_s1 = arena_alloc(A, (size_t)((g / 2) * (g / 2) * (d / 4)));
 }
 
-/* model_run_encoder: the encoder proper, on whatever backend/arena given */
-static void model_run_encoder(sam2_model *m, backend_t *be, arena_t *A) {
-    int S = m->cfg.image_size;
-    be->nchw_to_nhwc(be, m->in_nhwc, m->in_nchw, 1, 3, S, S);
-    hiera_forward(&m->hiera, &m->neck, be, A, m->in_nhwc, S, m->levels);
-    neck_finish(&m->neck, be, A, m->levels, S / 4, &m->out);
+/* model_run_encoder: the encoder proper on input (3,S,S) host, on
+ * whatever backend/arena given (the plan backend never reads input) */
+static void model_run_encoder(sam2_model *m, backend_t *be, arena_t *A, const float *input) {
+    int64_t S = m->cfg.image_size;
+    size_t mark = arena_mark(A);
+    float *x = arena_alloc(A, (size_t)(3 * S * S));             // (S,S,3)
+    size_t m2 = arena_mark(A);
+    float *t = arena_alloc(A, (size_t)(3 * S * S));             // (3,S,S)
+    be->upload(be, t, input, (size_t)(3 * S * S) * sizeof(float));
+    be->nchw_to_nhwc(be, x, t, 1, 3, S, S);
+    arena_release(A, m2);
+    hiera_forward(&m->hiera, &m->neck, be, A, x, (int)S, m->levels, &m->out);
+    neck_finish(&m->neck, be, A, m->levels, (int)S / 4, &m->out);
+    arena_release(A, mark);
 }
 
 /* model_features_scratch: floats of scratch sam2_model_features needs */
@@ -188,42 +194,34 @@ static size_t model_plan_arena(sam2_model *m) {
     sam2_model tmp = *m;
     model_alloc_persistent(&tmp, &A);
     size_t mark = arena_mark(&A);
-    model_run_encoder(&tmp, &plan, &A);
+    model_run_encoder(&tmp, &plan, &A, NULL);
     arena_release(&A, mark);
     arena_alloc(&A, model_features_scratch(&m->cfg));
     return A.peak > A.used ? A.peak : A.used;
 }
 
-int sam2_model_load(sam2_model **out, const sam2_config *cfg, const char *weights_path,
-                    backend_t *be, int max_prompts, err_t *err) {
-    *out = NULL;
-    int rc = hiera_check_geometry(cfg, err);
-    if (rc) return rc;
-    if (max_prompts <= 0)
-        return err_set(err, ERR_INVALID, "max_prompts %d must be positive", max_prompts);
-    sam2_model *m = calloc(1, sizeof *m);
-    CHECK(m);
-    m->cfg = *cfg;
-    m->be = be;
-    m->max_prompts = max_prompts;
-    if ((rc = weights_open(&m->w, weights_path, err))) goto fail;
-
+/* model_load: everything after the checkpoint is open; m->w is set */
+static int model_load(sam2_model *m, err_t *err) {
+    const sam2_config *cfg = &m->cfg;
+    backend_t *be = m->be;
+    const char *wpath = weights_path(m->w);
+    int rc;
     /* pass 0: check every key and shape, size the one allocation */
     wload_t L = {.w = m->w, .be = be, .err = err};
-    if ((rc = hiera_bind(&m->hiera, cfg, &L)) || (rc = neck_bind(&m->neck, cfg, m->hiera.stage_dim, &L)))
-        goto fail;
+    if ((rc = hiera_bind(&m->hiera, cfg, &L)) ||
+        (rc = neck_bind(&m->neck, cfg, m->hiera.stage_dim, &L)))
+        return rc;
     size_t wbytes = L.off;
     m->wmem = be->alloc(be, wbytes);
-    if (!m->wmem) {
-        rc = err_set(err, ERR_NOMEM, "%s: cannot allocate %zu MiB of %s memory for the weights",
-                     weights_path, wbytes >> 20, be->name);
-        goto fail;
-    }
+    if (!m->wmem)
+        return err_set(err, ERR_NOMEM, "%s: cannot allocate %zu MiB of %s memory for the weights",
+                       wpath, wbytes >> 20, be->name);
     /* pass 1: upload */
     L.base = m->wmem;
     L.off = 0;
-    if ((rc = hiera_bind(&m->hiera, cfg, &L)) || (rc = neck_bind(&m->neck, cfg, m->hiera.stage_dim, &L)))
-        goto fail;
+    if ((rc = hiera_bind(&m->hiera, cfg, &L)) ||
+        (rc = neck_bind(&m->neck, cfg, m->hiera.stage_dim, &L)))
+        return rc;
     CHECK(L.off == wbytes);
 
     /* positional embedding for this image size, once */
@@ -236,10 +234,7 @@ int sam2_model_load(sam2_model **out, const sam2_config *cfg, const char *weight
         const float *win = bkg ? weights_get(m->w, "image_encoder.trunk.pos_embed_window", 4,
                                               (int64_t[]){1, C, ws, ws}, err)
                                : NULL;
-        if (!bkg || !win) {
-            rc = ERR_FORMAT;
-            goto fail;
-        }
+        if (!bkg || !win) return ERR_FORMAT;
         float *pe = malloc((size_t)g * g * C * sizeof(float));
         CHECK(pe);
         hiera_pos_embed_host(pe, bkg, bh, bw, win, ws, C, g);
@@ -248,21 +243,61 @@ int sam2_model_load(sam2_model **out, const sam2_config *cfg, const char *weight
         free(pe);
     }
 
-    if ((rc = decoder_init(&m->dec, m->w, cfg, be, max_prompts, err))) goto fail;
-    if ((rc = weights_check_unused(m->w, model_skip_keys, err))) goto fail;
+    if ((rc = decoder_init(&m->dec, m->w, cfg, be, m->max_prompts, err))) return rc;
+    if ((rc = weights_check_unused(m->w, model_skip_keys, err))) return rc;
 
     size_t abytes = model_plan_arena(m);
-    if ((rc = arena_init(&m->arena, be, abytes))) {
-        rc = err_set(err, ERR_NOMEM, "cannot allocate the %zu MiB activation arena on %s",
-                     abytes >> 20, be->name);
-        goto fail;
-    }
+    if (arena_init(&m->arena, be, abytes))
+        return err_set(err, ERR_NOMEM, "cannot allocate the %zu MiB activation arena on %s",
+                       abytes >> 20, be->name);
     model_alloc_persistent(m, &m->arena);
+    return 0;
+}
+
+/* model_new: a model shell for cfg, or an error for a config the trunk
+ * cannot run */
+static int model_new(sam2_model **out, const sam2_config *cfg, backend_t *be, int max_prompts,
+                     err_t *err) {
+    *out = NULL;
+    int rc = hiera_check_geometry(cfg, err);
+    if (rc) return rc;
+    if (max_prompts <= 0)
+        return err_set(err, ERR_INVALID, "max_prompts %d must be positive", max_prompts);
+    sam2_model *m = calloc(1, sizeof *m);
+    CHECK(m);
+    m->cfg = *cfg;
+    m->be = be;
+    m->max_prompts = max_prompts;
     *out = m;
     return 0;
-fail:
-    sam2_model_free(m);
-    return rc;
+}
+
+int sam2_model_load(sam2_model **out, const sam2_config *cfg, const char *weights_path,
+                    backend_t *be, int max_prompts, err_t *err) {
+    sam2_model *m;
+    int rc = model_new(&m, cfg, be, max_prompts, err);
+    if (rc) return rc;
+    m->own_w = 1;
+    if ((rc = weights_open(&m->w, weights_path, err)) || (rc = model_load(m, err))) {
+        sam2_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+int sam2_model_load_weights(sam2_model **out, const sam2_config *cfg, weights_t *w,
+                            backend_t *be, int max_prompts, err_t *err) {
+    sam2_model *m;
+    int rc = model_new(&m, cfg, be, max_prompts, err);
+    if (rc) return rc;
+    m->w = w;
+    if ((rc = model_load(m, err))) {
+        sam2_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
 }
 
 void sam2_model_free(sam2_model *m) {
@@ -270,7 +305,7 @@ void sam2_model_free(sam2_model *m) {
     if (m->dec) decoder_free(m->dec);
     if (m->arena.base) arena_free(&m->arena);
     if (m->wmem) m->be->free(m->be, m->wmem);
-    if (m->w) weights_close(m->w);
+    if (m->w && m->own_w) weights_close(m->w);
     free(m);
 }
 
@@ -282,12 +317,8 @@ size_t sam2_model_peak_bytes(const sam2_model *m) {
 
 int sam2_model_encode(sam2_model *m, const float *input, err_t *err) {
     // input is (3,S,S) host
-    int64_t S = m->cfg.image_size;
     m->have_image = 0;
-    m->be->upload(m->be, m->in_nchw, input, (size_t)(3 * S * S) * sizeof(float));
-    size_t mark = arena_mark(&m->arena);
-    model_run_encoder(m, m->be, &m->arena);
-    arena_release(&m->arena, mark);
+    model_run_encoder(m, m->be, &m->arena, input);
     int rc = decoder_set_image(m->dec, m->out.image_embed, m->out.feat_s0, m->out.feat_s1, err);
     if (rc) return rc;
     m->have_image = 1;

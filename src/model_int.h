@@ -98,19 +98,22 @@ int hiera_check_geometry(const sam2_config *cfg, err_t *err);
 void hiera_pos_embed_host(float *out, const float *bkg, int bh, int bw, const float *win,
                           int ws, int C, int grid);
 /* hiera_forward: the trunk on input (S,S,3) NHWC in arena memory; after
- * each stage calls neck_lateral for that stage. Scratch from A is released
- * before it returns. */
+ * each stage calls neck_stage on that stage's output. Scratch from A is
+ * released before it returns. */
 void hiera_forward(const hiera_t *h, const neck_t *n, backend_t *be, arena_t *A,
-                   const float *x_in, int S, float *levels[SAM2_MAX_STAGES]);
+                   const float *x_in, int S, float *levels[SAM2_MAX_STAGES], enc_out_t *out);
 
 /* neck_bind: weight pointers of the neck, conv_s0/s1 and no_mem_embed. */
 int neck_bind(neck_t *n, const sam2_config *cfg, const int stage_dim[SAM2_MAX_STAGES],
               wload_t *L);
-/* neck_lateral: level (hw,d) = 1x1 conv of a trunk stage output x (hw,C). */
-void neck_lateral(const neck_t *n, backend_t *be, int stage, float *level, const float *x,
-                  int64_t hw, int C);
-/* neck_finish: top-down, conv_s0/s1, no_mem_embed; levels are the lateral
- * outputs of the four stages (grid sides g, g/2, g/4, g/8 with g = S/4). */
+/* neck_stage: the neck's work on trunk stage `stage` output x (side,side,C):
+ * its lateral 1x1 conv; for stages 0 and 1 followed at once by conv_s0 /
+ * conv_s1 into out->feat_s0 / feat_s1 (scratch from A), for stages 2 and 3
+ * kept in levels[stage] (side,side,d) for neck_finish. */
+void neck_stage(const neck_t *n, backend_t *be, arena_t *A, int stage, const float *x,
+                int side, int C, float *levels[SAM2_MAX_STAGES], enc_out_t *out);
+/* neck_finish: image_embed = levels[2] + up2(levels[3]) + no_mem_embed;
+ * grid is S/4. */
 void neck_finish(const neck_t *n, backend_t *be, arena_t *A, float *levels[SAM2_MAX_STAGES],
                  int grid, enc_out_t *out);
 

@@ -7,7 +7,9 @@
  *   level 1 (S/8):  lateral(stage 2)                 -> conv_s1 -> feat_s1
  *   level 2 (S/16): lateral(stage 3) + up2(lateral(stage 4)) + no_mem_embed
  *                                                    -> image_embed
- * Level 3 (S/32) only feeds level 2 (scalp drops it). The neck's sine
+ * Level 3 (S/32) only feeds level 2 (scalp drops it). Levels 0 and 1 are
+ * projected by conv_s0/s1 as soon as their trunk stage ends, so their wide
+ * d-channel maps live only in scratch. The neck's sine
  * position encodings are not used by the image predictor, so they are not
  * computed. Every conv here is 1x1: one GEMM over the rows of an NHWC map,
  * with the Conv2d weight (Cout,Cin,1,1) used as a Linear (Cout,Cin).
@@ -33,15 +35,28 @@ int neck_bind(neck_t *n, const sam2_config *cfg, const int stage_dim[SAM2_MAX_ST
     return L->rc;
 }
 
-void neck_lateral(const neck_t *n, backend_t *be, int stage, float *level, const float *x,
-                  int64_t hw, int C) {
-    // level is (hw,d); x is (hw,C)
-    be->linear(be, level, n->d, x, C, n->lat_w[stage], n->lat_b[stage], hw, C, n->d);
+void neck_stage(const neck_t *n, backend_t *be, arena_t *A, int stage, const float *x,
+                int side, int C, float *levels[SAM2_MAX_STAGES], enc_out_t *out) {
+    // x is (side,side,C)
+    int64_t d = n->d, hw = (int64_t)side * side;
+    if (stage >= 2) {
+        // levels[stage] is (side,side,d)
+        be->linear(be, levels[stage], d, x, C, n->lat_w[stage], n->lat_b[stage], hw, C, d);
+        return;
+    }
+    size_t mark = arena_mark(A);
+    float *lat = arena_alloc(A, (size_t)(hw * d));              // (side,side,d)
+    be->linear(be, lat, d, x, C, n->lat_w[stage], n->lat_b[stage], hw, C, d);
+    if (stage == 0)
+        be->linear(be, out->feat_s0, d / 8, lat, d, n->s0_w, n->s0_b, hw, d, d / 8);
+    else
+        be->linear(be, out->feat_s1, d / 4, lat, d, n->s1_w, n->s1_b, hw, d, d / 4);
+    arena_release(A, mark);
 }
 
 void neck_finish(const neck_t *n, backend_t *be, arena_t *A, float *levels[SAM2_MAX_STAGES],
                  int grid, enc_out_t *out) {
-    int64_t d = n->d, g0 = grid, g1 = grid / 2, g2 = grid / 4, g3 = grid / 8;
+    int64_t d = n->d, g2 = grid / 4, g3 = grid / 8;
     CHECK(g3 * 2 == g2);
     size_t mark = arena_mark(A);
     float *up = arena_alloc(A, (size_t)(g2 * g2 * d));          // (g2,g2,d)
@@ -49,6 +64,4 @@ void neck_finish(const neck_t *n, backend_t *be, arena_t *A, float *levels[SAM2_
     be->add(be, out->image_embed, levels[2], up, g2 * g2 * d);
     be->add_row(be, out->image_embed, out->image_embed, n->no_mem_embed, g2 * g2, d);
     arena_release(A, mark);
-    be->linear(be, out->feat_s0, d / 8, levels[0], d, n->s0_w, n->s0_b, g0 * g0, d, d / 8);
-    be->linear(be, out->feat_s1, d / 4, levels[1], d, n->s1_w, n->s1_b, g1 * g1, d, d / 4);
 }
