@@ -465,6 +465,51 @@ static void test_pt_malformed(void) {
     expect_open_fail("a corrupt deflated data.pkl", tmp_path("crc.pt"), ERR_FORMAT, "data.pkl");
 }
 
+static void test_random_mode(void) {
+    weights_t *a = NULL, *b = NULL, *c = NULL;
+    err_t err = {{0}};
+    TEST_CHECK(weights_open_random(&a, 42) == 0 && weights_open_random(&b, 42) == 0 &&
+                   weights_open_random(&c, 43) == 0,
+               "open random mode", "failed");
+    if (!a || !b || !c) return;
+    int64_t w2[2] = {256, 1024}, nb[1] = {256};
+    const float *wa = weights_get(a, "blocks.0.mlp.layers.0.weight", 2, w2, &err);
+    const float *na = weights_get(a, "blocks.0.norm1.weight", 1, nb, &err);
+    const float *ba = weights_get(a, "blocks.0.mlp.layers.0.bias", 1, nb, &err);
+    /* b asks in another order: values depend on seed and name only */
+    const float *bb = weights_get(b, "blocks.0.mlp.layers.0.bias", 1, nb, &err);
+    const float *wb = weights_get(b, "blocks.0.mlp.layers.0.weight", 2, w2, &err);
+    const float *wc = weights_get(c, "blocks.0.mlp.layers.0.weight", 2, w2, &err);
+    TEST_CHECK(wa && na && ba && wb && bb && wc, "random weights_get serves any name", "%s", err.msg);
+    if (!wa || !na || !ba || !wb || !bb || !wc) goto out;
+    TEST_CHECK(!memcmp(wa, wb, 256 * 1024 * 4) && !memcmp(ba, bb, 256 * 4),
+               "random values depend only on seed and name", "differ");
+    TEST_CHECK(memcmp(wa, wc, 256 * 1024 * 4) != 0, "another seed gives other values", "same");
+    double s1 = 0, s2 = 0;
+    for (int i = 0; i < 256 * 1024; i++) s1 += wa[i], s2 += (double)wa[i] * wa[i];
+    double mean = s1 / (256 * 1024), sd = sqrt(s2 / (256 * 1024) - mean * mean);
+    TEST_CHECK(fabs(mean) < 0.001 && fabs(sd - 1.0 / 32.0) < 0.001, "matrix ~ N(0, 1/fan_in)",
+               "mean %g sd %g (want 0, %g)", mean, sd, 1.0 / 32);
+    double nmin = 9, nmax = -9, bmax = 0;
+    for (int i = 0; i < 256; i++) {
+        nmin = fmin(nmin, na[i]), nmax = fmax(nmax, na[i]), bmax = fmax(bmax, fabs(ba[i]));
+    }
+    TEST_CHECK(nmin > 0.85 && nmax < 1.15 && nmin != nmax, "norm weight ~ 1 + small noise", "%g..%g", nmin, nmax);
+    TEST_CHECK(bmax > 0 && bmax < 0.15, "bias small", "max |b| %g", bmax);
+    TEST_CHECK(weights_get(a, "blocks.0.mlp.layers.0.weight", 2, w2, &err) == wa && weights_count(a) == 3,
+               "random: a second get returns the same buffer", "count %d", weights_count(a));
+    int64_t wrong[2] = {1024, 256};
+    TEST_CHECK(!weights_get(a, "blocks.0.mlp.layers.0.weight", 2, wrong, &err) &&
+                   strstr(err.msg, "random:42: key blocks.0.mlp.layers.0.weight: expected shape [1024,256], found [256,1024]"),
+               "random: a second get with another shape fails", "%s", err.msg);
+    TEST_CHECK(weights_check_unused(a, NULL, &err) == 0 && !strcmp(weights_path(a), "random:42"),
+               "random: check_unused is a no-op", "%s", err.msg);
+out:
+    weights_close(a);
+    weights_close(b);
+    weights_close(c);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "%s/sam2amg-test-weights-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 2; }
@@ -473,6 +518,7 @@ int main(void) {
     test_safetensors_malformed();
     test_pt_fixture();
     test_pt_malformed();
+    test_random_mode();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
