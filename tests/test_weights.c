@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <unzip.h>
 #include <zip.h>
 
 #include "test.h"
@@ -510,6 +511,90 @@ out:
     weights_close(c);
 }
 
+/* test_mutants: byte-level mutations of a real torch pickle (re-zipped
+ * with its storages, so the CRC is valid and the unpickler sees them) and
+ * of a safetensors file. Each must load or fail cleanly with a message
+ * naming the file; under `make sanitize` / valgrind this is the check that
+ * no input reads out of bounds. Deterministic (xorshift). */
+static void test_mutants(void) {
+    enum { MAXE = 64 };
+    char *names[MAXE];
+    unsigned char *data[MAXE];
+    size_t lens[MAXE];
+    int n = 0, pkl = -1;
+    unzFile uf = unzOpen64(test_fixture("pt-variants/variants.pt"));
+    TEST_CHECK(uf != NULL, "open variants.pt with minizip", "failed");
+    if (!uf) return;
+    for (int r = unzGoToFirstFile(uf); r == UNZ_OK && n < MAXE; r = unzGoToNextFile(uf)) {
+        unz_file_info64 info;
+        char nm[256];
+        unzGetCurrentFileInfo64(uf, &info, nm, sizeof nm, NULL, 0, NULL, 0);
+        names[n] = strdup(nm);
+        lens[n] = (size_t)info.uncompressed_size;
+        data[n] = malloc(lens[n] + 1);
+        unzOpenCurrentFile(uf);
+        unzReadCurrentFile(uf, data[n], (unsigned)lens[n]);
+        unzCloseCurrentFile(uf);
+        if (strstr(nm, "data.pkl")) pkl = n;
+        n++;
+    }
+    unzClose(uf);
+    uint64_t x = 0x9E3779B97F4A7C15ULL;
+    int clean = 0, loaded = 0, total = 0;
+    unsigned char *orig = malloc(lens[pkl]);
+    memcpy(orig, data[pkl], lens[pkl]);
+    const char *p = tmp_path("mutant.pt");
+    for (int k = 0; k < 400 && pkl >= 0; k++) {
+        memcpy(data[pkl], orig, lens[pkl]);
+        size_t plen = lens[pkl];
+        int flips = 1 + k % 3;
+        for (int f = 0; f < flips; f++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            data[pkl][x % plen] = (unsigned char)(x >> 32);
+        }
+        if (k % 5 == 4) { x ^= x << 13, x ^= x >> 7, x ^= x << 17; lens[pkl] = x % plen; } /* cut */
+        write_zip(p, n, (const char *const *)names, (const void *const *)data, lens, 0);
+        lens[pkl] = plen;
+        err_t err = {{0}};
+        weights_t *w = NULL;
+        int rc = weights_open(&w, p, &err);
+        total++;
+        if (rc == 0 && w) loaded++, clean++;
+        else if (rc < 0 && !w && strstr(err.msg, p)) clean++;
+        weights_close(w);
+    }
+    TEST_CHECK(clean == total, "mutated torch pickles load or fail cleanly", "%d of %d clean (%d loaded)", clean,
+               total, loaded);
+    printf("    %d mutated pickles: %d loaded, %d rejected\n", total, loaded, total - loaded);
+    free(orig);
+    for (int i = 0; i < n; i++) free(names[i]), free(data[i]);
+
+    size_t len;
+    unsigned char *b = read_all(test_fixture("pt-variants/expected.safetensors"), &len), *m = malloc(len);
+    clean = total = loaded = 0;
+    p = tmp_path("mutant.safetensors");
+    for (int k = 0; k < 400 && b; k++) {
+        memcpy(m, b, len);
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t hl = b[0] | (size_t)b[1] << 8;
+        m[8 + x % hl] = (unsigned char)(x >> 40); /* inside the JSON header */
+        if (k % 4 == 3) m[x % 8] ^= (unsigned char)(1u << (x >> 60)); /* the length */
+        write_all(p, m, len);
+        err_t err = {{0}};
+        weights_t *w = NULL;
+        int rc = weights_open(&w, p, &err);
+        total++;
+        if (rc == 0 && w) loaded++, clean++;
+        else if (rc < 0 && !w && strstr(err.msg, p)) clean++;
+        weights_close(w);
+    }
+    TEST_CHECK(clean == total, "mutated safetensors headers load or fail cleanly", "%d of %d clean (%d loaded)",
+               clean, total, loaded);
+    printf("    %d mutated safetensors: %d loaded, %d rejected\n", total, loaded, total - loaded);
+    free(b);
+    free(m);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "%s/sam2amg-test-weights-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 2; }
@@ -519,6 +604,7 @@ int main(void) {
     test_pt_fixture();
     test_pt_malformed();
     test_random_mode();
+    test_mutants();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
