@@ -211,9 +211,12 @@ static void cpu_sync(backend_t *be) { (void)be; }
 
 /* ---- dense algebra ---- */
 
-/* a batch of `batch` GEMMs c_t (M,N) = alpha a_t (M,K) . op(b_t) + bias,
- * with general strides; parallel over the batch*M rows (or over N when
- * there are too few rows to go round). */
+/* a batch of `batch` GEMMs c_t (M,N) = a_t (M,K) . op(b_t) + bias, with
+ * general strides. The (batch*M rows) x (N columns) output is cut into a
+ * pm x pn grid of tiles, one per thread: each single-threaded sgemm then
+ * packs its own rows of a and columns of b, so the grid is chosen to keep
+ * those panels small (many rows: split rows; few rows and a wide output,
+ * as in the decoder's token MLP: split columns). */
 typedef struct gemm_job {
     float       *c;
     const float *a, *b, *bias;
@@ -221,12 +224,13 @@ typedef struct gemm_job {
     int64_t      sa, sb, sc;         /* item strides */
     int64_t      batch, M, K, N;
     int          trans_b;            /* b is (N,K) when set, else (K,N) */
-    int          split_n;            /* chunks are column ranges */
+    int64_t      pm, pn;             /* tile grid */
 } gemm_job_t;
 
 static void gemm_block(const gemm_job_t *g, int64_t t, int64_t r0, int64_t r1, int64_t n0,
                        int64_t n1) {
     int64_t m = r1 - r0, n = n1 - n0;
+    if (m <= 0 || n <= 0) return;
     float *c = g->c + t * g->sc + r0 * g->ldc + n0;
     const float *a = g->a + t * g->sa + r0 * g->lda;
     const float *b = g->b + t * g->sb + (g->trans_b ? n0 * g->ldb : n0);
@@ -245,37 +249,43 @@ static void gemm_block(const gemm_job_t *g, int64_t t, int64_t r0, int64_t r1, i
 static void gemm_task(void *arg, int64_t begin, int64_t end, int tid) {
     (void)tid;
     const gemm_job_t *g = arg;
-    if (g->split_n) {
-        for (int64_t t = 0; t < g->batch; t++) gemm_block(g, t, 0, g->M, begin, end);
-        return;
-    }
-    /* rows begin..end of the flattened (batch*M) row space */
-    while (begin < end) {
-        int64_t t = begin / g->M, r0 = begin % g->M;
-        int64_t r1 = r0 + (end - begin);
-        if (r1 > g->M) r1 = g->M;
-        gemm_block(g, t, r0, r1, 0, g->N);
-        begin += r1 - r0;
+    int64_t rows = g->batch * g->M;
+    for (int64_t tile = begin; tile < end; tile++) {
+        int64_t tm = tile / g->pn, tn = tile % g->pn;
+        int64_t lo = rows * tm / g->pm, hi = rows * (tm + 1) / g->pm;
+        /* column edges on multiples of 16 floats (whole cache lines) */
+        int64_t n0 = (g->N * tn / g->pn + 8) / 16 * 16, n1 = (g->N * (tn + 1) / g->pn + 8) / 16 * 16;
+        if (tn == 0) n0 = 0;
+        if (tn == g->pn - 1) n1 = g->N;
+        if (n1 > g->N) n1 = g->N;
+        while (lo < hi) {   /* rows lo..hi of the flattened (batch*M) row space */
+            int64_t t = lo / g->M, r0 = lo % g->M;
+            int64_t r1 = r0 + (hi - lo) < g->M ? r0 + (hi - lo) : g->M;
+            gemm_block(g, t, r0, r1, n0, n1);
+            lo += r1 - r0;
+        }
     }
 }
 
 static void cpu_gemm_run(cpu_ctx_t *c, gemm_job_t *g) {
     if (g->batch <= 0 || g->M <= 0 || g->N <= 0) return;
-    /* at least ~2 MFLOP per chunk, so tiny GEMMs stay on one thread */
-    int64_t per_row = 2 * g->K * g->N + 1;
     int64_t rows = g->batch * g->M;
-    int64_t grain = (int64_t)(2e6 / (double)per_row) + 1;
-    if (rows >= (int64_t)c->n_threads * 16 || rows >= grain * c->n_threads || g->N < 64) {
-        g->split_n = 0;
-        cpu_parallel_for(c, rows, grain, gemm_task, g);
-    } else {
-        /* few rows, wide output (decoder tokens): split columns in 16s */
-        g->split_n = 1;
-        int64_t per_col = 2 * g->K * rows + 1;
-        int64_t cgrain = (int64_t)(2e6 / (double)per_col) + 1;
-        if (cgrain < 16) cgrain = 16;
-        cpu_parallel_for(c, g->N, cgrain, gemm_task, g);
+    /* threads: at most one per ~2 MFLOP, so tiny GEMMs stay on the caller */
+    double flops = 2.0 * (double)rows * (double)g->N * (double)(g->K + 1);
+    int64_t nt = (int64_t)(flops / 2e6) + 1;
+    if (nt > c->n_threads) nt = c->n_threads;
+    if (nt > rows * ((g->N + 15) / 16)) nt = rows * ((g->N + 15) / 16);
+    /* grid pm x pn = nt minimizing the panel sizes rows/pm + N/pn */
+    int64_t best_pn = 1;
+    double best = 1e300;
+    for (int64_t pn = 1; pn <= nt; pn++) {
+        if (nt % pn || (pn > 1 && g->N / pn < 16) || nt / pn > rows) continue;
+        double cost = (double)rows / (double)(nt / pn) + (double)g->N / (double)pn;
+        if (cost < best) best = cost, best_pn = pn;
     }
+    g->pn = best_pn;
+    g->pm = nt / best_pn;
+    cpu_parallel_for(c, g->pm * g->pn, 1, gemm_task, g);
 }
 
 static void cpu_linear(backend_t *be, float *y, int64_t ldy, const float *x, int64_t ldx,
