@@ -129,6 +129,11 @@ backend_t *backend_cpu_create(int n_threads);
 struct err_t;
 backend_t *backend_create(const char *device, int n_threads, struct err_t *err);
 
+/* backend_cuda_create: the CUDA backend on device ordinal `device`
+ * (src/backend_cuda.c). NULL with a message in err when there is no driver,
+ * no such device, or this build has no CUDA. */
+backend_t *backend_cuda_create(int device, struct err_t *err);
+
 /* ---- arena: planned activation memory ----
  * One alloc() at start, sized by the caller from the config, image size and
  * points_per_batch; then bump allocation with mark/release. Nothing is
