@@ -124,15 +124,17 @@ struct backend {
  * (0 = the number of online CPUs). Never NULL. */
 backend_t *backend_cpu_create(int n_threads);
 
+#ifdef SAM2AMG_CUDA
+/* backend_cuda_create: the CUDA backend on device `device` (src/backend_cuda.c).
+ * NULL with a message in err when the device cannot be opened. */
+struct err_t;
+backend_t *backend_cuda_create(int device, struct err_t *err);
+#endif
+
 /* backend_create: by device name ("cpu", "cuda:N"). NULL with a message in
  * err when the device does not exist or this build has no CUDA. */
 struct err_t;
 backend_t *backend_create(const char *device, int n_threads, struct err_t *err);
-
-/* backend_cuda_create: the CUDA backend on device ordinal `device`
- * (src/backend_cuda.c). NULL with a message in err when there is no driver,
- * no such device, or this build has no CUDA. */
-backend_t *backend_cuda_create(int device, struct err_t *err);
 
 /* ---- arena: planned activation memory ----
  * One alloc() at start, sized by the caller from the config, image size and

@@ -27,8 +27,8 @@
  * scratch buffer of CUDA_SCRATCH_BYTES allocated once at creation, so no op
  * ever allocates.
  *
- * Without SAM2AMG_CUDA (a CPU-only build) this file only provides
- * backend_cuda_create() returning NULL with a message.
+ * Without SAM2AMG_CUDA (a CPU-only build) this file compiles to nothing;
+ * backend_create() then answers "cuda:N" with "this build has no CUDA".
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -469,12 +469,4 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
     return be;
 }
 
-#else /* !SAM2AMG_CUDA */
-
-/* backend_cuda_create (CPU-only build): always NULL with a message. */
-backend_t *backend_cuda_create(int device, struct err_t *err) {
-    err_set(err, ERR_BACKEND, "cuda:%d: this build has no CUDA (built without nvcc)", device);
-    return NULL;
-}
-
-#endif
+#endif /* SAM2AMG_CUDA */
