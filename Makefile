@@ -20,8 +20,9 @@ OBJ     := $(patsubst %.c,$(BUILD)/obj/%.o,$(SRC))
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 
-# CUDA: compiled when nvcc exists (HAVE_NVCC=0 forces a CPU-only build).
-HAVE_NVCC ?= $(if $(shell command -v $(NVCC) 2>/dev/null),1,0)
+# CUDA: compiled when nvcc exists and src/backend_cuda.c is there (so a tree
+# without the CUDA backend still links); HAVE_NVCC=0 forces a CPU-only build.
+HAVE_NVCC ?= $(if $(and $(shell command -v $(NVCC) 2>/dev/null),$(wildcard src/backend_cuda.c)),1,0)
 CUDA_HOME ?= $(patsubst %/bin/,%,$(dir $(shell command -v $(NVCC) 2>/dev/null)))
 CU_SRC  := $(wildcard kernels/*.cu)
 ifeq ($(HAVE_NVCC),1)

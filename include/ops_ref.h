@@ -1,0 +1,65 @@
+/* ops_ref.h: naive, single-threaded reference versions of every backend op.
+ *
+ * Each function computes exactly what the matching member of struct backend
+ * (include/backend.h) documents, on host memory, written straight from the
+ * definition with double accumulators (llm.c's matmul_forward_naive). They
+ * are the ground truth of tests/test_ops.c and of the CUDA parity test, and
+ * the "checked before timed" baseline of bench/bench_ops.c. Slow on purpose:
+ * never call them from the model.
+ */
+#ifndef SAM2AMG_OPS_REF_H
+#define SAM2AMG_OPS_REF_H
+
+#include <stdint.h>
+
+/* y (M,N), row stride ldy = x (M,K), row stride ldx . w (N,K)^T + b (N|NULL) */
+void ops_ref_linear(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w,
+                    const float *b, int64_t M, int64_t K, int64_t N);
+/* c (batch,M,N) = a (batch,M,K) . b (batch,K,N)  [or b (batch,N,K)^T] */
+void ops_ref_bmm(float *c, const float *a, const float *b, int64_t batch, int64_t M,
+                 int64_t K, int64_t N, int trans_b);
+/* o (B,Lq,nh*dh) = softmax(scale q k^T) v per (batch, head); q,k,v (B,L,nh,dh)
+ * with token row strides ldq, ldk, ldv floats. */
+void ops_ref_attention(float *o, const float *q, int64_t ldq, const float *k, int64_t ldk,
+                       const float *v, int64_t ldv, int64_t B, int64_t Lq, int64_t Lk,
+                       int64_t nh, int64_t dh, float scale);
+/* y (M,C) = (x - mean) / sqrt(biased var + eps) * w + b, per row; y may alias x */
+void ops_ref_layer_norm(float *y, const float *x, const float *w, const float *b, int64_t M,
+                        int64_t C, float eps);
+/* y = 0.5 x (1 + erf(x / sqrt 2)) over n floats */
+void ops_ref_gelu(float *y, const float *x, int64_t n);
+/* y = max(x, 0) over n floats */
+void ops_ref_relu(float *y, const float *x, int64_t n);
+/* y = a + b over n floats */
+void ops_ref_add(float *y, const float *a, const float *b, int64_t n);
+/* y (M,C) = x (M,C) + row (C) */
+void ops_ref_add_row(float *y, const float *x, const float *row, int64_t M, int64_t C);
+/* y = alpha x + beta y over n floats */
+void ops_ref_scale_add(float *y, const float *x, float alpha, float beta, int64_t n);
+/* x (B,H,W,Cin) -> y (B,Ho,Wo,Cout); w (Cout,Cin,kh,kw), b (Cout|NULL) */
+void ops_ref_conv2d(float *y, const float *x, const float *w, const float *b, int64_t B,
+                    int64_t H, int64_t W, int64_t Cin, int64_t Cout, int kh, int kw,
+                    int stride, int pad);
+/* x (B,H,W,Cin) -> y (B,2H,2W,Cout); w (Cin,Cout,2,2), b (Cout|NULL) */
+void ops_ref_conv_transpose2x2(float *y, const float *x, const float *w, const float *b,
+                               int64_t B, int64_t H, int64_t W, int64_t Cin, int64_t Cout);
+/* x (B,H,W,C) -> y (B,H/2,W/2,C), max over 2x2 blocks (floor for odd sizes) */
+void ops_ref_maxpool2x2(float *y, const float *x, int64_t B, int64_t H, int64_t W, int64_t C);
+/* x (B,H,W,C) -> y (B,2H,2W,C) */
+void ops_ref_upsample_nearest2x(float *y, const float *x, int64_t B, int64_t H, int64_t W,
+                                int64_t C);
+/* x (B,H,W,C) -> y (B*nwh*nww,ws,ws,C), zero padding; and back */
+void ops_ref_window_partition(float *y, const float *x, int64_t B, int64_t H, int64_t W,
+                              int64_t C, int64_t ws);
+void ops_ref_window_unpartition(float *y, const float *x, int64_t B, int64_t H, int64_t W,
+                                int64_t C, int64_t ws);
+/* x (B,H,W,C) -> y (B,C,H,W); and x (B,C,H,W) -> y (B,H,W,C) */
+void ops_ref_nhwc_to_nchw(float *y, const float *x, int64_t B, int64_t H, int64_t W,
+                          int64_t C);
+void ops_ref_nchw_to_nhwc(float *y, const float *x, int64_t B, int64_t C, int64_t H,
+                          int64_t W);
+/* x (N,Hi,Wi) -> y (N,Ho,Wo), bilinear, align_corners=False, no antialias */
+void ops_ref_resize_bilinear(float *y, const float *x, int64_t N, int64_t Hi, int64_t Wi,
+                             int64_t Ho, int64_t Wo);
+
+#endif

@@ -1,0 +1,267 @@
+/* ops_ref.c: the naive reference of every backend op (see include/ops_ref.h).
+ *
+ * Plain loops straight from each op's definition in include/backend.h, one
+ * thread, double accumulators, no BLAS: slow and obviously right, so that
+ * the tuned CPU backend and the CUDA backend can be compared against it.
+ */
+#include "ops_ref.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "check.h"
+
+void ops_ref_linear(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w,
+                    const float *b, int64_t M, int64_t K, int64_t N) {
+    // y is (M,N) stride ldy; x is (M,K) stride ldx; w is (N,K); b is (N) or NULL
+    CHECK(ldx >= K && ldy >= N);
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t n = 0; n < N; n++) {
+            double acc = b ? b[n] : 0.0;
+            for (int64_t kk = 0; kk < K; kk++) acc += (double)x[i * ldx + kk] * w[n * K + kk];
+            y[i * ldy + n] = (float)acc;
+        }
+}
+
+void ops_ref_bmm(float *c, const float *a, const float *b, int64_t batch, int64_t M,
+                 int64_t K, int64_t N, int trans_b) {
+    // c is (batch,M,N); a is (batch,M,K); b is (batch,K,N) or (batch,N,K) if trans_b
+    for (int64_t t = 0; t < batch; t++) {
+        const float *at = a + t * M * K, *bt = b + t * K * N;
+        float *ct = c + t * M * N;
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double acc = 0.0;
+                for (int64_t kk = 0; kk < K; kk++)
+                    acc += (double)at[i * K + kk] * (trans_b ? bt[j * K + kk] : bt[kk * N + j]);
+                ct[i * N + j] = (float)acc;
+            }
+    }
+}
+
+void ops_ref_attention(float *o, const float *q, int64_t ldq, const float *k, int64_t ldk,
+                       const float *v, int64_t ldv, int64_t B, int64_t Lq, int64_t Lk,
+                       int64_t nh, int64_t dh, float scale) {
+    // o is (B,Lq,nh*dh); q is (B,Lq,nh,dh) with token stride ldq; k,v (B,Lk,nh,dh)
+    CHECK(ldq >= nh * dh && ldk >= nh * dh && ldv >= nh * dh);
+    double *p = malloc((size_t)Lk * sizeof *p);   // one row of probabilities
+    CHECK(p);
+    for (int64_t bb = 0; bb < B; bb++)
+        for (int64_t h = 0; h < nh; h++)
+            for (int64_t i = 0; i < Lq; i++) {
+                const float *qi = q + (bb * Lq + i) * ldq + h * dh;
+                double mx = -INFINITY;
+                for (int64_t j = 0; j < Lk; j++) {
+                    const float *kj = k + (bb * Lk + j) * ldk + h * dh;
+                    double s = 0.0;
+                    for (int64_t d = 0; d < dh; d++) s += (double)qi[d] * kj[d];
+                    p[j] = s * scale;
+                    if (p[j] > mx) mx = p[j];
+                }
+                double sum = 0.0;
+                for (int64_t j = 0; j < Lk; j++) {
+                    p[j] = exp(p[j] - mx);
+                    sum += p[j];
+                }
+                float *oi = o + (bb * Lq + i) * nh * dh + h * dh;
+                for (int64_t d = 0; d < dh; d++) {
+                    double acc = 0.0;
+                    for (int64_t j = 0; j < Lk; j++) acc += p[j] * v[(bb * Lk + j) * ldv + h * dh + d];
+                    oi[d] = (float)(acc / sum);
+                }
+            }
+    free(p);
+}
+
+void ops_ref_layer_norm(float *y, const float *x, const float *w, const float *b, int64_t M,
+                        int64_t C, float eps) {
+    // y, x are (M,C); w, b are (C)
+    for (int64_t i = 0; i < M; i++) {
+        const float *xi = x + i * C;
+        double mean = 0.0, var = 0.0;
+        for (int64_t c = 0; c < C; c++) mean += xi[c];
+        mean /= (double)C;
+        for (int64_t c = 0; c < C; c++) var += ((double)xi[c] - mean) * ((double)xi[c] - mean);
+        var /= (double)C;
+        double rstd = 1.0 / sqrt(var + eps);
+        for (int64_t c = 0; c < C; c++)
+            y[i * C + c] = (float)(((double)xi[c] - mean) * rstd * w[c] + b[c]);
+    }
+}
+
+void ops_ref_gelu(float *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        double t = x[i];
+        y[i] = (float)(0.5 * t * (1.0 + erf(t / sqrt(2.0))));
+    }
+}
+
+void ops_ref_relu(float *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void ops_ref_add(float *y, const float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+void ops_ref_add_row(float *y, const float *x, const float *row, int64_t M, int64_t C) {
+    // y, x are (M,C); row is (C)
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t c = 0; c < C; c++) y[i * C + c] = x[i * C + c] + row[c];
+}
+
+void ops_ref_scale_add(float *y, const float *x, float alpha, float beta, int64_t n) {
+    // as in BLAS, beta == 0 means y is not read (it may hold garbage)
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (float)((double)alpha * x[i] + (beta == 0.0f ? 0.0 : (double)beta * y[i]));
+}
+
+void ops_ref_conv2d(float *y, const float *x, const float *w, const float *b, int64_t B,
+                    int64_t H, int64_t W, int64_t Cin, int64_t Cout, int kh, int kw,
+                    int stride, int pad) {
+    // y is (B,Ho,Wo,Cout); x is (B,H,W,Cin); w is (Cout,Cin,kh,kw); b is (Cout) or NULL
+    CHECK(stride > 0 && pad >= 0 && H + 2 * pad >= kh && W + 2 * pad >= kw);
+    int64_t Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1;
+    for (int64_t bb = 0; bb < B; bb++)
+        for (int64_t oy = 0; oy < Ho; oy++)
+            for (int64_t ox = 0; ox < Wo; ox++)
+                for (int64_t co = 0; co < Cout; co++) {
+                    double acc = b ? b[co] : 0.0;
+                    for (int64_t ci = 0; ci < Cin; ci++)
+                        for (int ky = 0; ky < kh; ky++)
+                            for (int kx = 0; kx < kw; kx++) {
+                                int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                                acc += (double)x[((bb * H + iy) * W + ix) * Cin + ci] *
+                                       w[((co * Cin + ci) * kh + ky) * kw + kx];
+                            }
+                    y[((bb * Ho + oy) * Wo + ox) * Cout + co] = (float)acc;
+                }
+}
+
+void ops_ref_conv_transpose2x2(float *y, const float *x, const float *w, const float *b,
+                               int64_t B, int64_t H, int64_t W, int64_t Cin, int64_t Cout) {
+    // y is (B,2H,2W,Cout); x is (B,H,W,Cin); w is (Cin,Cout,2,2); b is (Cout) or NULL
+    for (int64_t bb = 0; bb < B; bb++)
+        for (int64_t oy = 0; oy < 2 * H; oy++)
+            for (int64_t ox = 0; ox < 2 * W; ox++)
+                for (int64_t co = 0; co < Cout; co++) {
+                    int64_t iy = oy / 2, ix = ox / 2, dy = oy % 2, dx = ox % 2;
+                    double acc = b ? b[co] : 0.0;
+                    for (int64_t ci = 0; ci < Cin; ci++)
+                        acc += (double)x[((bb * H + iy) * W + ix) * Cin + ci] *
+                               w[((ci * Cout + co) * 2 + dy) * 2 + dx];
+                    y[((bb * 2 * H + oy) * 2 * W + ox) * Cout + co] = (float)acc;
+                }
+}
+
+void ops_ref_maxpool2x2(float *y, const float *x, int64_t B, int64_t H, int64_t W, int64_t C) {
+    // y is (B,H/2,W/2,C); x is (B,H,W,C)
+    int64_t Ho = H / 2, Wo = W / 2;
+    for (int64_t bb = 0; bb < B; bb++)
+        for (int64_t oy = 0; oy < Ho; oy++)
+            for (int64_t ox = 0; ox < Wo; ox++)
+                for (int64_t c = 0; c < C; c++) {
+                    float m = -INFINITY;
+                    for (int dy = 0; dy < 2; dy++)
+                        for (int dx = 0; dx < 2; dx++) {
+                            float t = x[((bb * H + 2 * oy + dy) * W + 2 * ox + dx) * C + c];
+                            if (t > m) m = t;
+                        }
+                    y[((bb * Ho + oy) * Wo + ox) * C + c] = m;
+                }
+}
+
+void ops_ref_upsample_nearest2x(float *y, const float *x, int64_t B, int64_t H, int64_t W,
+                                int64_t C) {
+    // y is (B,2H,2W,C); x is (B,H,W,C)
+    for (int64_t bb = 0; bb < B; bb++)
+        for (int64_t oy = 0; oy < 2 * H; oy++)
+            for (int64_t ox = 0; ox < 2 * W; ox++)
+                for (int64_t c = 0; c < C; c++)
+                    y[((bb * 2 * H + oy) * 2 * W + ox) * C + c] =
+                        x[((bb * H + oy / 2) * W + ox / 2) * C + c];
+}
+
+void ops_ref_window_partition(float *y, const float *x, int64_t B, int64_t H, int64_t W,
+                              int64_t C, int64_t ws) {
+    // y is (B*nwh*nww,ws,ws,C); x is (B,H,W,C)
+    int64_t nwh = (H + ws - 1) / ws, nww = (W + ws - 1) / ws;
+    for (int64_t bb = 0; bb < B; bb++)
+        for (int64_t wy = 0; wy < nwh; wy++)
+            for (int64_t wx = 0; wx < nww; wx++)
+                for (int64_t r = 0; r < ws; r++)
+                    for (int64_t s = 0; s < ws; s++)
+                        for (int64_t c = 0; c < C; c++) {
+                            int64_t iy = wy * ws + r, ix = wx * ws + s;
+                            int64_t win = (bb * nwh + wy) * nww + wx;
+                            y[((win * ws + r) * ws + s) * C + c] =
+                                (iy < H && ix < W) ? x[((bb * H + iy) * W + ix) * C + c] : 0.0f;
+                        }
+}
+
+void ops_ref_window_unpartition(float *y, const float *x, int64_t B, int64_t H, int64_t W,
+                                int64_t C, int64_t ws) {
+    // y is (B,H,W,C); x is (B*nwh*nww,ws,ws,C)
+    int64_t nwh = (H + ws - 1) / ws, nww = (W + ws - 1) / ws;
+    for (int64_t bb = 0; bb < B; bb++)
+        for (int64_t iy = 0; iy < H; iy++)
+            for (int64_t ix = 0; ix < W; ix++)
+                for (int64_t c = 0; c < C; c++) {
+                    int64_t win = (bb * nwh + iy / ws) * nww + ix / ws;
+                    y[((bb * H + iy) * W + ix) * C + c] =
+                        x[((win * ws + iy % ws) * ws + ix % ws) * C + c];
+                }
+}
+
+void ops_ref_nhwc_to_nchw(float *y, const float *x, int64_t B, int64_t H, int64_t W,
+                          int64_t C) {
+    // y is (B,C,H,W); x is (B,H,W,C)
+    for (int64_t bb = 0; bb < B; bb++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < H * W; i++) y[(bb * C + c) * H * W + i] = x[(bb * H * W + i) * C + c];
+}
+
+void ops_ref_nchw_to_nhwc(float *y, const float *x, int64_t B, int64_t C, int64_t H,
+                          int64_t W) {
+    // y is (B,H,W,C); x is (B,C,H,W)
+    for (int64_t bb = 0; bb < B; bb++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < H * W; i++) y[(bb * H * W + i) * C + c] = x[(bb * C + c) * H * W + i];
+}
+
+/* source coordinate of output index d, PyTorch's align_corners=False rule
+ * computed in float as PyTorch does for float tensors: negative -> 0; then
+ * the lower neighbour (clamped to n-1), the upper one, and the weight. */
+static void ref_source_index(int64_t d, int64_t n_in, int64_t n_out, int64_t *i0, int64_t *i1,
+                             float *l1) {
+    float scale = (float)n_in / (float)n_out;
+    float src = scale * ((float)d + 0.5f) - 0.5f;
+    if (src < 0.0f) src = 0.0f;
+    int64_t lo = (int64_t)floorf(src);
+    if (lo > n_in - 1) lo = n_in - 1;
+    *i0 = lo;
+    *i1 = lo < n_in - 1 ? lo + 1 : lo;
+    float lam = src - (float)lo;
+    *l1 = lam < 0.0f ? 0.0f : lam > 1.0f ? 1.0f : lam;
+}
+
+void ops_ref_resize_bilinear(float *y, const float *x, int64_t N, int64_t Hi, int64_t Wi,
+                             int64_t Ho, int64_t Wo) {
+    // y is (N,Ho,Wo); x is (N,Hi,Wi)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t oy = 0; oy < Ho; oy++) {
+            int64_t y0, y1;
+            float ly;
+            ref_source_index(oy, Hi, Ho, &y0, &y1, &ly);
+            for (int64_t ox = 0; ox < Wo; ox++) {
+                int64_t x0, x1;
+                float lx;
+                ref_source_index(ox, Wi, Wo, &x0, &x1, &lx);
+                const float *p = x + n * Hi * Wi;
+                double top = (1.0 - lx) * p[y0 * Wi + x0] + (double)lx * p[y0 * Wi + x1];
+                double bot = (1.0 - lx) * p[y1 * Wi + x0] + (double)lx * p[y1 * Wi + x1];
+                y[(n * Ho + oy) * Wo + ox] = (float)((1.0 - ly) * top + (double)ly * bot);
+            }
+        }
+}

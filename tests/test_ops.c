@@ -1,0 +1,594 @@
+/* test_ops.c: every backend op against the naive reference (ops_ref.c).
+ *
+ * For each available backend ("cpu" with a 3-thread pool, so chunking is
+ * uneven even on small machines, and "cuda:0" when backend_create gives
+ * one; otherwise "skip"), every op runs on random inputs of several shapes:
+ * odd sizes, strided rows, packed qkv, windows with padding, B>1, nh>1.
+ * Outputs are checked for NaN/Inf first, then the normalized error
+ * max|out-ref| / max(1, max|ref|) against a per-op bound from the table
+ * below (ggml test-backend-ops). The CUDA column is looser because that
+ * backend may compute in bf16/tf32. Also: the arena (alignment,
+ * mark/release, peak, abort on overflow, ERR_NOMEM) and backend_create.
+ */
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "check.h"
+#include "ops_ref.h"
+#include "test.h"
+
+/* ---- per-op error bounds: normalized max error, by backend kind ---- */
+typedef struct op_bound {
+    const char *op;
+    double      cpu;    /* f32 reference backend */
+    double      cuda;   /* may use bf16/tf32 tensor cores */
+} op_bound_t;
+
+static const op_bound_t BOUNDS[] = {
+    {"linear", 1e-5, 2e-2},          {"bmm", 1e-5, 2e-2},
+    {"attention", 1e-5, 2e-2},       {"layer_norm", 1e-5, 1e-3},
+    {"gelu", 1e-6, 1e-5},            {"relu", 0, 0},
+    {"add", 0, 1e-6},                {"add_row", 0, 1e-6},
+    {"scale_add", 1e-6, 1e-6},       {"conv2d", 1e-5, 2e-2},
+    {"conv_transpose2x2", 1e-5, 2e-2}, {"maxpool2x2", 0, 0},
+    {"upsample_nearest2x", 0, 0},    {"window_partition", 0, 0},
+    {"window_unpartition", 0, 0},    {"nhwc_to_nchw", 0, 0},
+    {"nchw_to_nhwc", 0, 0},          {"resize_bilinear", 1e-6, 1e-5},
+};
+
+static double op_bound(const backend_t *be, const char *op) {
+    for (size_t i = 0; i < sizeof BOUNDS / sizeof BOUNDS[0]; i++)
+        if (strcmp(BOUNDS[i].op, op) == 0)
+            return strncmp(be->name, "cuda", 4) == 0 ? BOUNDS[i].cuda : BOUNDS[i].cpu;
+    CHECK_MSG(0, "no bound for op %s", op);
+    return 0;
+}
+
+/* ---- random data ---- */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static float rng_uniform(void) {   /* in [-1, 1) */
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+static float *host_rand(size_t n, float amp) {
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    CHECK(p);
+    for (size_t i = 0; i < n; i++) p[i] = amp * rng_uniform();
+    return p;
+}
+
+static float *host_fill(size_t n, float v) {
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    CHECK(p);
+    for (size_t i = 0; i < n; i++) p[i] = v;
+    return p;
+}
+
+/* backend copies of host arrays, and back */
+static float *dev_from(backend_t *be, const float *h, size_t n) {
+    float *d = be->alloc(be, (n ? n : 1) * sizeof(float));
+    CHECK(d);
+    if (n) be->upload(be, d, h, n * sizeof(float));
+    return d;
+}
+
+static float *host_from(backend_t *be, const float *d, size_t n) {
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    CHECK(h);
+    be->sync(be);
+    if (n) be->download(be, h, d, n * sizeof(float));
+    return h;
+}
+
+/* compare `out` with `ref` (n floats), NaN/Inf first, then normalized error */
+static void check_close(backend_t *be, const char *op, const char *shape, const float *out,
+                        const float *ref, size_t n) {
+    char name[256];
+    snprintf(name, sizeof name, "%s %s %s", be->name, op, shape);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(out[i]) && isfinite(ref[i])) {
+            TEST_CHECK(0, name, "non-finite output %g at %zu (ref %g)", out[i], i, ref[i]);
+            return;
+        }
+    double mx = 0, err = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(ref[i]) > mx) mx = fabs(ref[i]);
+        double e = fabs((double)out[i] - ref[i]);
+        if (e > err) err = e, at = i;
+    }
+    double nerr = err / (mx > 1 ? mx : 1), bound = op_bound(be, op);
+    TEST_CHECK(nerr <= bound, name, "normalized error %.3g > %.3g (at %zu: %g vs ref %g)", nerr,
+               bound, at, n ? out[at] : 0.0f, n ? ref[at] : 0.0f);
+}
+
+/* ---- one function per op: run on be and on the reference ---- */
+
+static void case_linear(backend_t *be, int64_t M, int64_t K, int64_t N, int64_t ldx,
+                        int64_t ldy, int bias) {
+    float *x = host_rand(M * ldx, 1), *w = host_rand(N * K, 1), *b = host_rand(N, 1);
+    float *ref = host_fill(M * ldy, 7.0f);   // columns past N must stay 7
+    ops_ref_linear(ref, ldy, x, ldx, w, bias ? b : NULL, M, K, N);
+    float *dx = dev_from(be, x, M * ldx), *dw = dev_from(be, w, N * K), *db = dev_from(be, b, N);
+    float *dy = dev_from(be, ref, M * ldy);   // same sentinel in the gaps
+    float *tmp = host_fill(M * ldy, 7.0f);
+    be->upload(be, dy, tmp, M * ldy * sizeof(float));
+    be->linear(be, dy, ldy, dx, ldx, dw, bias ? db : NULL, M, K, N);
+    float *out = host_from(be, dy, M * ldy);
+    char shape[128];
+    snprintf(shape, sizeof shape, "M=%lld K=%lld N=%lld ldx=%lld ldy=%lld bias=%d",
+             (long long)M, (long long)K, (long long)N, (long long)ldx, (long long)ldy, bias);
+    check_close(be, "linear", shape, out, ref, M * ldy);
+    free(x), free(w), free(b), free(ref), free(out), free(tmp);
+    be->free(be, dx), be->free(be, dw), be->free(be, db), be->free(be, dy);
+}
+
+static void case_bmm(backend_t *be, int64_t batch, int64_t M, int64_t K, int64_t N, int tb) {
+    float *a = host_rand(batch * M * K, 1), *b = host_rand(batch * K * N, 1);
+    float *ref = host_fill(batch * M * N, 0);
+    ops_ref_bmm(ref, a, b, batch, M, K, N, tb);
+    float *da = dev_from(be, a, batch * M * K), *db = dev_from(be, b, batch * K * N);
+    float *dc = dev_from(be, ref, batch * M * N);
+    be->memset0(be, dc, batch * M * N * sizeof(float));
+    be->bmm(be, dc, da, db, batch, M, K, N, tb);
+    float *out = host_from(be, dc, batch * M * N);
+    char shape[128];
+    snprintf(shape, sizeof shape, "batch=%lld M=%lld K=%lld N=%lld trans_b=%d",
+             (long long)batch, (long long)M, (long long)K, (long long)N, tb);
+    check_close(be, "bmm", shape, out, ref, batch * M * N);
+    free(a), free(b), free(ref), free(out);
+    be->free(be, da), be->free(be, db), be->free(be, dc);
+}
+
+/* packed: q,k,v inside one (B,L,3,nh,dh) tensor (requires Lq == Lk);
+ * otherwise three tensors whose rows are padded by `pad` floats */
+static void case_attention(backend_t *be, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
+                           int64_t dh, int packed, int64_t pad, float amp) {
+    int64_t D = nh * dh, ldq, ldk, ldv;
+    float *hq, *hk, *hv, *hbuf = NULL;
+    size_t nq, nk;
+    if (packed) {
+        CHECK(Lq == Lk);
+        ldq = ldk = ldv = 3 * D;
+        nq = nk = B * Lq * 3 * D;
+        hbuf = host_rand(nq, amp);
+        hq = hbuf, hk = hbuf + D, hv = hbuf + 2 * D;
+    } else {
+        ldq = ldk = ldv = D + pad;
+        nq = B * Lq * ldq, nk = B * Lk * ldk;
+        hq = host_rand(nq, amp), hk = host_rand(nk, amp), hv = host_rand(nk, 1);
+    }
+    float scale = 1.0f / sqrtf((float)dh);
+    float *ref = host_fill(B * Lq * D, 0);
+    ops_ref_attention(ref, hq, ldq, hk, ldk, hv, ldv, B, Lq, Lk, nh, dh, scale);
+    float *dq, *dk, *dv, *dbuf = NULL;
+    if (packed) {
+        dbuf = dev_from(be, hbuf, nq);
+        dq = dbuf, dk = dbuf + D, dv = dbuf + 2 * D;
+    } else {
+        dq = dev_from(be, hq, nq), dk = dev_from(be, hk, nk), dv = dev_from(be, hv, nk);
+    }
+    float *dout = dev_from(be, ref, B * Lq * D);
+    be->memset0(be, dout, B * Lq * D * sizeof(float));
+    be->attention(be, dout, dq, ldq, dk, ldk, dv, ldv, B, Lq, Lk, nh, dh, scale);
+    float *out = host_from(be, dout, B * Lq * D);
+    char shape[160];
+    snprintf(shape, sizeof shape, "B=%lld Lq=%lld Lk=%lld nh=%lld dh=%lld packed=%d pad=%lld amp=%g",
+             (long long)B, (long long)Lq, (long long)Lk, (long long)nh, (long long)dh, packed,
+             (long long)pad, amp);
+    check_close(be, "attention", shape, out, ref, B * Lq * D);
+    if (packed) {
+        free(hbuf);
+        be->free(be, dbuf);
+    } else {
+        free(hq), free(hk), free(hv);
+        be->free(be, dq), be->free(be, dk), be->free(be, dv);
+    }
+    free(ref), free(out);
+    be->free(be, dout);
+}
+
+static void case_layer_norm(backend_t *be, int64_t M, int64_t C, float eps, int alias) {
+    float *x = host_rand(M * C, 3), *w = host_rand(C, 1), *b = host_rand(C, 1);
+    for (int64_t i = 0; i < M * C; i++) x[i] += 2.0f;   // a mean away from 0
+    float *ref = host_fill(M * C, 0);
+    ops_ref_layer_norm(ref, x, w, b, M, C, eps);
+    float *dx = dev_from(be, x, M * C), *dw = dev_from(be, w, C), *db = dev_from(be, b, C);
+    float *dy = alias ? dx : dev_from(be, ref, M * C);
+    be->layer_norm(be, dy, dx, dw, db, M, C, eps);
+    float *out = host_from(be, dy, M * C);
+    char shape[96];
+    snprintf(shape, sizeof shape, "M=%lld C=%lld eps=%g alias=%d", (long long)M, (long long)C,
+             eps, alias);
+    check_close(be, "layer_norm", shape, out, ref, M * C);
+    free(x), free(w), free(b), free(ref), free(out);
+    be->free(be, dx), be->free(be, dw), be->free(be, db);
+    if (!alias) be->free(be, dy);
+}
+
+enum { EW_GELU, EW_RELU, EW_ADD, EW_SCALE_ADD };
+
+static void case_elementwise(backend_t *be, int which, int64_t n, int alias) {
+    static const char *names[] = {"gelu", "relu", "add", "scale_add"};
+    float *x = host_rand(n, 4), *a = host_rand(n, 1), *y0 = host_rand(n, 1);
+    float *ref = host_fill(n, 0);
+    float alpha = 0.75f, beta = alias ? 0.0f : -1.5f;
+    float *dx = dev_from(be, x, n), *da = dev_from(be, a, n);
+    float *dy = alias ? dx : dev_from(be, y0, n);
+    switch (which) {
+    case EW_GELU:
+        ops_ref_gelu(ref, x, n);
+        be->gelu(be, dy, dx, n);
+        break;
+    case EW_RELU:
+        ops_ref_relu(ref, x, n);
+        be->relu(be, dy, dx, n);
+        break;
+    case EW_ADD:
+        ops_ref_add(ref, x, a, n);
+        be->add(be, dy, dx, da, n);
+        break;
+    case EW_SCALE_ADD:   // alias: y is x itself, beta 0 -> y = alpha*x
+        memcpy(ref, alias ? x : y0, n * sizeof(float));
+        ops_ref_scale_add(ref, x, alpha, beta, n);
+        be->scale_add(be, dy, dx, alpha, beta, n);
+        break;
+    }
+    float *out = host_from(be, dy, n);
+    char shape[64];
+    snprintf(shape, sizeof shape, "n=%lld alias=%d", (long long)n, alias);
+    check_close(be, names[which], shape, out, ref, n);
+    free(x), free(a), free(y0), free(ref), free(out);
+    be->free(be, dx), be->free(be, da);
+    if (!alias) be->free(be, dy);
+}
+
+static void case_add_row(backend_t *be, int64_t M, int64_t C, int alias) {
+    float *x = host_rand(M * C, 1), *row = host_rand(C, 1), *ref = host_fill(M * C, 0);
+    ops_ref_add_row(ref, x, row, M, C);
+    float *dx = dev_from(be, x, M * C), *dr = dev_from(be, row, C);
+    float *dy = alias ? dx : dev_from(be, ref, M * C);
+    be->add_row(be, dy, dx, dr, M, C);
+    float *out = host_from(be, dy, M * C);
+    char shape[64];
+    snprintf(shape, sizeof shape, "M=%lld C=%lld alias=%d", (long long)M, (long long)C, alias);
+    check_close(be, "add_row", shape, out, ref, M * C);
+    free(x), free(row), free(ref), free(out);
+    be->free(be, dx), be->free(be, dr);
+    if (!alias) be->free(be, dy);
+}
+
+static void case_conv2d(backend_t *be, int64_t B, int64_t H, int64_t W, int64_t Cin,
+                        int64_t Cout, int kh, int kw, int stride, int pad, int bias) {
+    int64_t Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1;
+    size_t nx = B * H * W * Cin, nw = Cout * Cin * kh * kw, ny = B * Ho * Wo * Cout;
+    float *x = host_rand(nx, 1), *w = host_rand(nw, 1), *b = host_rand(Cout, 1);
+    float *ref = host_fill(ny, 0);
+    ops_ref_conv2d(ref, x, w, bias ? b : NULL, B, H, W, Cin, Cout, kh, kw, stride, pad);
+    float *dx = dev_from(be, x, nx), *dw = dev_from(be, w, nw), *db = dev_from(be, b, Cout);
+    float *dy = dev_from(be, ref, ny);
+    be->memset0(be, dy, ny * sizeof(float));
+    be->conv2d(be, dy, dx, dw, bias ? db : NULL, B, H, W, Cin, Cout, kh, kw, stride, pad);
+    float *out = host_from(be, dy, ny);
+    char shape[160];
+    snprintf(shape, sizeof shape, "B=%lld H=%lld W=%lld Cin=%lld Cout=%lld k=%dx%d s=%d p=%d bias=%d",
+             (long long)B, (long long)H, (long long)W, (long long)Cin, (long long)Cout, kh, kw,
+             stride, pad, bias);
+    check_close(be, "conv2d", shape, out, ref, ny);
+    free(x), free(w), free(b), free(ref), free(out);
+    be->free(be, dx), be->free(be, dw), be->free(be, db), be->free(be, dy);
+}
+
+static void case_convt(backend_t *be, int64_t B, int64_t H, int64_t W, int64_t Cin,
+                       int64_t Cout, int bias) {
+    size_t nx = B * H * W * Cin, nw = Cin * Cout * 4, ny = B * 4 * H * W * Cout;
+    float *x = host_rand(nx, 1), *w = host_rand(nw, 1), *b = host_rand(Cout, 1);
+    float *ref = host_fill(ny, 0);
+    ops_ref_conv_transpose2x2(ref, x, w, bias ? b : NULL, B, H, W, Cin, Cout);
+    float *dx = dev_from(be, x, nx), *dw = dev_from(be, w, nw), *db = dev_from(be, b, Cout);
+    float *dy = dev_from(be, ref, ny);
+    be->memset0(be, dy, ny * sizeof(float));
+    be->conv_transpose2x2(be, dy, dx, dw, bias ? db : NULL, B, H, W, Cin, Cout);
+    float *out = host_from(be, dy, ny);
+    char shape[128];
+    snprintf(shape, sizeof shape, "B=%lld H=%lld W=%lld Cin=%lld Cout=%lld bias=%d",
+             (long long)B, (long long)H, (long long)W, (long long)Cin, (long long)Cout, bias);
+    check_close(be, "conv_transpose2x2", shape, out, ref, ny);
+    free(x), free(w), free(b), free(ref), free(out);
+    be->free(be, dx), be->free(be, dw), be->free(be, db), be->free(be, dy);
+}
+
+enum { SP_MAXPOOL, SP_UPSAMPLE, SP_WPART, SP_WUNPART, SP_TO_NCHW, SP_TO_NHWC };
+
+/* the data-movement ops; for the window ops `ws` is the window size */
+static void case_spatial(backend_t *be, int which, int64_t B, int64_t H, int64_t W, int64_t C,
+                         int64_t ws) {
+    static const char *names[] = {"maxpool2x2", "upsample_nearest2x", "window_partition",
+                                  "window_unpartition", "nhwc_to_nchw", "nchw_to_nhwc"};
+    int64_t nwh = ws ? (H + ws - 1) / ws : 0, nww = ws ? (W + ws - 1) / ws : 0;
+    size_t nwin = B * nwh * nww * ws * ws * C, nimg = B * H * W * C;
+    size_t nx = nimg, ny = nimg;
+    if (which == SP_MAXPOOL) ny = B * (H / 2) * (W / 2) * C;
+    if (which == SP_UPSAMPLE) ny = 4 * nimg;
+    if (which == SP_WPART) ny = nwin;
+    if (which == SP_WUNPART) nx = nwin;
+    float *x = host_rand(nx, 1), *ref = host_fill(ny, 0);
+    float *dx = dev_from(be, x, nx), *dy = dev_from(be, ref, ny);
+    float *poison = host_fill(ny, NAN);   // every output element must be written
+    be->upload(be, dy, poison, ny * sizeof(float));
+    switch (which) {
+    case SP_MAXPOOL:
+        ops_ref_maxpool2x2(ref, x, B, H, W, C);
+        be->maxpool2x2(be, dy, dx, B, H, W, C);
+        break;
+    case SP_UPSAMPLE:
+        ops_ref_upsample_nearest2x(ref, x, B, H, W, C);
+        be->upsample_nearest2x(be, dy, dx, B, H, W, C);
+        break;
+    case SP_WPART:
+        ops_ref_window_partition(ref, x, B, H, W, C, ws);
+        be->window_partition(be, dy, dx, B, H, W, C, ws);
+        break;
+    case SP_WUNPART:
+        ops_ref_window_unpartition(ref, x, B, H, W, C, ws);
+        be->window_unpartition(be, dy, dx, B, H, W, C, ws);
+        break;
+    case SP_TO_NCHW:
+        ops_ref_nhwc_to_nchw(ref, x, B, H, W, C);
+        be->nhwc_to_nchw(be, dy, dx, B, H, W, C);
+        break;
+    case SP_TO_NHWC:   // x read as (B,C,H,W)
+        ops_ref_nchw_to_nhwc(ref, x, B, C, H, W);
+        be->nchw_to_nhwc(be, dy, dx, B, C, H, W);
+        break;
+    }
+    float *out = host_from(be, dy, ny);
+    char shape[96];
+    snprintf(shape, sizeof shape, "B=%lld H=%lld W=%lld C=%lld ws=%lld", (long long)B,
+             (long long)H, (long long)W, (long long)C, (long long)ws);
+    check_close(be, names[which], shape, out, ref, ny);
+    free(x), free(ref), free(out), free(poison);
+    be->free(be, dx), be->free(be, dy);
+}
+
+/* window_partition then window_unpartition gives the input back exactly */
+static void case_window_roundtrip(backend_t *be, int64_t B, int64_t H, int64_t W, int64_t C,
+                                  int64_t ws) {
+    int64_t nwin = B * ((H + ws - 1) / ws) * ((W + ws - 1) / ws) * ws * ws * C;
+    float *x = host_rand(B * H * W * C, 1);
+    float *dx = dev_from(be, x, B * H * W * C), *dw = dev_from(be, x, 1);
+    be->free(be, dw);
+    dw = be->alloc(be, nwin * sizeof(float));
+    float *dz = be->alloc(be, B * H * W * C * sizeof(float));
+    be->window_partition(be, dw, dx, B, H, W, C, ws);
+    be->window_unpartition(be, dz, dw, B, H, W, C, ws);
+    float *out = host_from(be, dz, B * H * W * C);
+    char name[128];
+    snprintf(name, sizeof name, "%s window roundtrip H=%lld W=%lld ws=%lld", be->name,
+             (long long)H, (long long)W, (long long)ws);
+    TEST_CHECK(memcmp(out, x, B * H * W * C * sizeof(float)) == 0, name, "differs");
+    free(x), free(out);
+    be->free(be, dx), be->free(be, dw), be->free(be, dz);
+}
+
+static void case_resize(backend_t *be, int64_t N, int64_t Hi, int64_t Wi, int64_t Ho,
+                        int64_t Wo) {
+    float *x = host_rand(N * Hi * Wi, 10), *ref = host_fill(N * Ho * Wo, 0);
+    ops_ref_resize_bilinear(ref, x, N, Hi, Wi, Ho, Wo);
+    float *dx = dev_from(be, x, N * Hi * Wi), *dy = dev_from(be, ref, N * Ho * Wo);
+    be->resize_bilinear(be, dy, dx, N, Hi, Wi, Ho, Wo);
+    float *out = host_from(be, dy, N * Ho * Wo);
+    char shape[96];
+    snprintf(shape, sizeof shape, "N=%lld %lldx%lld -> %lldx%lld", (long long)N, (long long)Hi,
+             (long long)Wi, (long long)Ho, (long long)Wo);
+    check_close(be, "resize_bilinear", shape, out, ref, N * Ho * Wo);
+    free(x), free(ref), free(out);
+    be->free(be, dx), be->free(be, dy);
+}
+
+/* hand-computed values: the reference itself must be right */
+static void test_ref_known_values(void) {
+    // resize 2 -> 4 (PyTorch: [1, 1.25, 1.75, 2] for row [1, 2])
+    float x[2] = {1, 2}, y[4];
+    ops_ref_resize_bilinear(y, x, 1, 1, 2, 1, 4);
+    TEST_CHECK(y[0] == 1.0f && y[1] == 1.25f && y[2] == 1.75f && y[3] == 2.0f,
+               "ref resize_bilinear 1x2 -> 1x4", "got %g %g %g %g", y[0], y[1], y[2], y[3]);
+    // gelu(1) = 0.8413447460685429
+    float g, one = 1.0f;
+    ops_ref_gelu(&g, &one, 1);
+    TEST_CHECK(fabsf(g - 0.84134474f) < 1e-7f, "ref gelu(1)", "got %.9g", g);
+    // layer_norm of [1,2,3]: mean 2, biased var 2/3
+    float l[3] = {1, 2, 3}, lw[3] = {1, 1, 1}, lb[3] = {0, 0, 0}, lo[3];
+    ops_ref_layer_norm(lo, l, lw, lb, 1, 3, 0.0f);
+    TEST_CHECK(fabsf(lo[0] + 1.2247449f) < 1e-6f && fabsf(lo[1]) < 1e-7f,
+               "ref layer_norm [1,2,3]", "got %g %g %g", lo[0], lo[1], lo[2]);
+    // attention with one key returns its value
+    float q[2] = {3, -1}, k[2] = {0.5f, 2}, v[2] = {7, -4}, o[2];
+    ops_ref_attention(o, q, 2, k, 2, v, 2, 1, 1, 1, 1, 2, 0.5f);
+    TEST_CHECK(o[0] == 7.0f && o[1] == -4.0f, "ref attention one key", "got %g %g", o[0], o[1]);
+}
+
+static void test_backend_ops(backend_t *be) {
+    // linear: odd sizes, strided x and y, no bias, few rows (column split)
+    case_linear(be, 1, 1, 1, 1, 1, 1);
+    case_linear(be, 7, 13, 5, 16, 9, 1);
+    case_linear(be, 130, 96, 288, 96, 288, 1);
+    case_linear(be, 65, 33, 70, 40, 200, 0);
+    case_linear(be, 3, 256, 2048, 256, 2048, 1);
+    case_linear(be, 257, 384, 96, 3 * 384, 96, 1);
+    case_bmm(be, 1, 5, 7, 3, 0);
+    case_bmm(be, 4, 33, 17, 65, 1);
+    case_bmm(be, 3, 64, 64, 16, 0);
+    case_bmm(be, 1, 2, 300, 500, 1);
+    case_bmm(be, 5, 1, 32, 4096, 0);
+    // attention: packed qkv windows, nh>1, odd lengths, Lq != Lk, large logits
+    case_attention(be, 2, 64, 64, 1, 96, 1, 0, 1);
+    case_attention(be, 1, 100, 100, 2, 16, 1, 0, 1);
+    case_attention(be, 3, 8, 200, 8, 16, 0, 5, 1);
+    case_attention(be, 2, 130, 8, 8, 16, 0, 0, 1);
+    case_attention(be, 1, 16, 64, 2, 48, 0, 3, 1);
+    case_attention(be, 2, 49, 49, 3, 32, 1, 0, 8);
+    case_attention(be, 1, 1, 1, 1, 1, 0, 0, 1);
+    // layer_norm
+    case_layer_norm(be, 1, 1, 1e-6f, 0);
+    case_layer_norm(be, 5, 96, 1e-6f, 0);
+    case_layer_norm(be, 37, 257, 1e-5f, 1);
+    case_layer_norm(be, 300, 768, 1e-6f, 0);
+    // elementwise
+    int64_t ns[] = {1, 1000, 100003};
+    for (int i = 0; i < 3; i++)
+        for (int w = EW_GELU; w <= EW_SCALE_ADD; w++) {
+            case_elementwise(be, w, ns[i], 0);
+            case_elementwise(be, w, ns[i], 1);
+        }
+    case_add_row(be, 1, 1, 0);
+    case_add_row(be, 33, 96, 0);
+    case_add_row(be, 1000, 257, 1);
+    // conv2d: patch embed 7x7/4 pad 3, 3x3 pad 1 odd, 1x1, 2x2/2, no pad, bias none
+    case_conv2d(be, 1, 32, 32, 3, 8, 7, 7, 4, 3, 1);
+    case_conv2d(be, 2, 9, 11, 5, 7, 3, 3, 1, 1, 1);
+    case_conv2d(be, 1, 8, 8, 16, 4, 1, 1, 1, 0, 1);
+    case_conv2d(be, 2, 10, 10, 4, 6, 2, 2, 2, 0, 0);
+    case_conv2d(be, 1, 5, 7, 3, 4, 3, 3, 2, 0, 1);
+    case_conv2d(be, 1, 37, 29, 3, 96, 7, 7, 4, 3, 1);
+    // conv_transpose2x2
+    case_convt(be, 1, 4, 4, 8, 4, 1);
+    case_convt(be, 2, 5, 3, 16, 8, 0);
+    case_convt(be, 1, 16, 16, 256, 64, 1);
+    // data movement
+    case_spatial(be, SP_MAXPOOL, 1, 4, 4, 3, 0);
+    case_spatial(be, SP_MAXPOOL, 2, 7, 9, 5, 0);
+    case_spatial(be, SP_MAXPOOL, 1, 16, 16, 96, 0);
+    case_spatial(be, SP_UPSAMPLE, 1, 3, 4, 5, 0);
+    case_spatial(be, SP_UPSAMPLE, 2, 8, 8, 16, 0);
+    int64_t wcases[][5] = {{1, 14, 14, 8, 8}, {2, 16, 16, 4, 8}, {1, 5, 9, 3, 4},
+                           {1, 7, 7, 2, 14}, {3, 64, 64, 6, 8}, {1, 1, 1, 1, 1}};
+    for (int i = 0; i < 6; i++) {
+        int64_t *c = wcases[i];
+        case_spatial(be, SP_WPART, c[0], c[1], c[2], c[3], c[4]);
+        case_spatial(be, SP_WUNPART, c[0], c[1], c[2], c[3], c[4]);
+        case_window_roundtrip(be, c[0], c[1], c[2], c[3], c[4]);
+    }
+    case_spatial(be, SP_TO_NCHW, 1, 3, 5, 7, 0);
+    case_spatial(be, SP_TO_NCHW, 2, 33, 40, 35, 0);
+    case_spatial(be, SP_TO_NHWC, 1, 3, 5, 7, 0);
+    case_spatial(be, SP_TO_NHWC, 2, 33, 40, 35, 0);
+    // resize_bilinear: up, identity, down, 1x1, non-square, large ratio
+    case_resize(be, 2, 4, 4, 9, 7);
+    case_resize(be, 3, 16, 16, 16, 16);
+    case_resize(be, 1, 10, 12, 5, 3);
+    case_resize(be, 1, 1, 1, 3, 3);
+    case_resize(be, 2, 64, 64, 375, 500);
+    case_resize(be, 1, 256, 256, 1024, 1024);
+}
+
+/* ---- arena ---- */
+
+static void *null_alloc(backend_t *be, size_t size) {
+    (void)be, (void)size;
+    return NULL;
+}
+
+static void test_arena(backend_t *cpu) {
+    arena_t a;
+    TEST_CHECK(arena_init(&a, cpu, 1000) == 0, "arena_init 1000 bytes", "failed");
+    TEST_CHECK(a.size >= 1000 && a.used == 0 && a.peak == 0, "arena fresh state",
+               "size %zu used %zu peak %zu", a.size, a.used, a.peak);
+    float *p1 = arena_alloc(&a, 1);
+    size_t m = arena_mark(&a);
+    float *p2 = arena_alloc(&a, 3);
+    float *p3 = arena_alloc(&a, 64);
+    TEST_CHECK((uintptr_t)p1 % 256 == 0 && (uintptr_t)p2 % 256 == 0 && (uintptr_t)p3 % 256 == 0,
+               "arena 256-byte alignment", "%p %p %p", (void *)p1, (void *)p2, (void *)p3);
+    TEST_CHECK((uint8_t *)p2 - (uint8_t *)p1 == 256 && (uint8_t *)p3 - (uint8_t *)p2 == 256,
+               "arena packing", "offsets %td %td", (uint8_t *)p2 - (uint8_t *)p1,
+               (uint8_t *)p3 - (uint8_t *)p2);
+    size_t peak = a.peak;
+    TEST_CHECK(peak == 512 + 64 * sizeof(float), "arena peak", "peak %zu", peak);
+    memset(p3, 0, 64 * sizeof(float));   // memory is usable (valgrind/ASan check)
+    arena_release(&a, m);
+    float *p4 = arena_alloc(&a, 2);
+    TEST_CHECK(p4 == p2 && a.peak == peak, "arena release reuses, peak kept",
+               "p4 %p p2 %p peak %zu", (void *)p4, (void *)p2, a.peak);
+    arena_release(&a, 0);
+    TEST_CHECK(a.used == 0 && a.peak == peak, "arena release to 0", "used %zu", a.used);
+    // exactly the whole arena fits
+    float *all = arena_alloc(&a, a.size / sizeof(float));
+    TEST_CHECK(all == (float *)a.base && a.used == a.size, "arena full allocation",
+               "used %zu of %zu", a.used, a.size);
+    arena_release(&a, 0);
+    // overflow aborts with a message (in a child process)
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        freopen("/dev/null", "w", stderr);
+        arena_alloc(&a, a.size / sizeof(float) + 1);
+        _exit(0);   // not reached if arena_alloc aborts
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    TEST_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "arena overflow aborts",
+               "child status %d", status);
+    arena_free(&a);
+    TEST_CHECK(a.base == NULL && a.size == 0, "arena_free zeroes", "base %p", (void *)a.base);
+    arena_free(&a);   // twice is harmless
+    // an allocation failure is ERR_NOMEM, not an abort
+    backend_t fake = *cpu;
+    fake.alloc = null_alloc;
+    TEST_CHECK(arena_init(&a, &fake, 1 << 20) == ERR_NOMEM && a.base == NULL,
+               "arena_init out of memory -> ERR_NOMEM", "base %p", (void *)a.base);
+}
+
+/* ---- backend_create ---- */
+static void test_backend_create(void) {
+    err_t err = {{0}};
+    backend_t *be = backend_create("cpu", 1, &err);
+    TEST_CHECK(be && strcmp(be->name, "cpu") == 0 && be->version == BACKEND_API_VERSION,
+               "backend_create cpu", "%s", err.msg);
+    if (be) be->destroy(be);
+    err.msg[0] = 0;
+    TEST_CHECK(backend_create("tpu:0", 1, &err) == NULL && strstr(err.msg, "tpu:0"),
+               "backend_create unknown name", "msg '%s'", err.msg);
+    err.msg[0] = 0;
+    TEST_CHECK(backend_create("cuda:x", 1, &err) == NULL && strstr(err.msg, "cuda:x"),
+               "backend_create bad cuda number", "msg '%s'", err.msg);
+#ifndef SAM2AMG_CUDA
+    err.msg[0] = 0;
+    TEST_CHECK(backend_create("cuda:0", 1, &err) == NULL && strstr(err.msg, "no CUDA"),
+               "backend_create cuda without CUDA", "msg '%s'", err.msg);
+#endif
+}
+
+int main(void) {
+    test_ref_known_values();
+    test_backend_create();
+
+    backend_t *cpu = backend_cpu_create(3);
+    test_backend_ops(cpu);
+    test_arena(cpu);
+    cpu->destroy(cpu);
+
+    backend_t *one = backend_cpu_create(1);   // the no-pool path
+    case_linear(one, 130, 96, 288, 100, 300, 1);
+    case_attention(one, 2, 64, 64, 2, 32, 1, 0, 1);
+    case_conv2d(one, 1, 32, 32, 3, 8, 7, 7, 4, 3, 1);
+    one->destroy(one);
+
+    err_t err = {{0}};
+    backend_t *gpu = backend_create("cuda:0", 0, &err);
+    if (gpu) {
+        test_backend_ops(gpu);
+        gpu->destroy(gpu);
+    } else {
+        printf("skip - cuda:0 (%s)\n", err.msg);
+    }
+    return TEST_REPORT();
+}
