@@ -25,6 +25,7 @@
 static const char *dump_usage =
     "usage: sam2amg dump --model WEIGHTS [--config NAME|FILE] IMAGE -o OUT.safetensors\n"
     "                    [--points-per-side N] [--points-per-batch N] [--threads N]\n"
+    "                    [--device cpu|cuda:N]\n"
     "\n"
     "Runs the SAM 2.1 image model on IMAGE and writes its intermediate tensors\n"
     "(input, image_embed, feat_s0, feat_s1, grid_points, low_res_masks, iou_preds,\n"
@@ -38,11 +39,12 @@ static const char *dump_usage =
     "  -o, --output FILE       where to write the tensors\n"
     "  --points-per-side N     AMG grid side (default 32)\n"
     "  --points-per-batch N    how many grid points to decode (default 64)\n"
-    "  --threads N             CPU threads (default: all cores)\n";
+    "  --threads N             CPU threads (default: all cores)\n"
+    "  --device NAME           cpu (default) or cuda:N\n";
 
 int cmd_dump(int argc, char **argv) {
     const char *cmd = "dump", *model_path = NULL, *config = NULL, *image_path = NULL,
-               *out_path = NULL;
+               *out_path = NULL, *device = "cpu";
     int64_t pps = 32, ppb = 64, threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -59,6 +61,9 @@ int cmd_dump(int argc, char **argv) {
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             if (!v) return cli_usage_error(cmd, "%s needs a value", a);
             out_path = v, i++;
+        } else if (!strcmp(a, "--device")) {
+            if (!v) return cli_usage_error(cmd, "--device needs a value");
+            device = v, i++;
         } else if (!strcmp(a, "--points-per-side")) {
             if (cli_parse_int(cmd, a, v, 1, 1024, &pps)) return EXIT_USAGE;
             i++;
@@ -95,7 +100,12 @@ int cmd_dump(int argc, char **argv) {
         return EXIT_DATA;
     }
 
-    backend_t *be = backend_cpu_create((int)threads);
+    backend_t *be = backend_create(device, (int)threads, &err);
+    if (!be) {
+        fprintf(stderr, "sam2amg dump: %s\n", err.msg);
+        image_free(&img);
+        return EXIT_USAGE;
+    }
     sam2_model *m = NULL;
     int B = (int)ppb, S = cfg.image_size, low = S / 4, d = cfg.d_model;
     size_t g = (size_t)S / 4;

@@ -311,7 +311,16 @@ static void test_checkpoint_errors(void) {
 }
 
 int main(void) {
-    be = backend_cpu_create(0);
+    /* SAM2AMG_DEVICE=cuda:0 runs the same parity on another backend */
+    const char *dev = getenv("SAM2AMG_DEVICE");
+    err_t berr = {{0}};
+    be = dev ? backend_create(dev, 0, &berr) : backend_cpu_create(0);
+    if (!be) {
+        printf("# %s: %s\n", dev, berr.msg);
+        TEST_CHECK(0, "backend", "%s", berr.msg);
+        return TEST_REPORT();
+    }
+    printf("# backend %s\n", be->name);
     test_configs();
     check_fixture("micro", "weights.safetensors", "micro");
     check_fixture("micro", "weights.pt", "micro");
