@@ -15,6 +15,9 @@ LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -lpthread -
 LDFLAGS += $(SAN_FLAGS)
 
 BUILD   ?= build
+# V=1 prints full command lines
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
 SRC     := $(filter-out src/main.c,$(wildcard src/*.c)) $(wildcard jobs/*.c)
 OBJ     := $(patsubst %.c,$(BUILD)/obj/%.o,$(SRC))
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
@@ -45,31 +48,37 @@ all: $(BUILD)/sam2amg $(SQLEXT) $(TESTS) $(BENCHES)
 
 $(BUILD)/obj/%.o: %.c $(wildcard include/*.h src/*.h jobs/*.h kernels/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@$(if $(Q),echo '  CC    $<')
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/obj/%.o: %.cu $(wildcard include/*.h kernels/*.h kernels/*.cuh)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVFLAGS) -c $< -o $@
+	@$(if $(Q),echo '  NVCC  $<')
+	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
 
 $(BUILD)/libsam2amg.a: $(OBJ) $(CU_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/sam2amg: src/main.c $(BUILD)/libsam2amg.a
-	$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+	@$(if $(Q),echo '  LINK  $@')
+	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
 
 # the rle_* SQL functions as a loadable extension for sqlite3 / Python
 $(BUILD)/libsam2amg_sql.so: $(wildcard src/sqlext*.c src/rle.c)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DSAM2AMG_SQL_EXTENSION -shared $^ -o $@ $(LDFLAGS) -lm
+	@$(if $(Q),echo '  LINK  $@')
+	$(Q)$(CC) $(CFLAGS) -DSAM2AMG_SQL_EXTENSION -shared $^ -o $@ $(LDFLAGS) -lm
 
 $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libsam2amg.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+	@$(if $(Q),echo '  LINK  $@')
+	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libsam2amg.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+	@$(if $(Q),echo '  LINK  $@')
+	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
 
 # test: every tests/test_* program and script; last line "N passed, N failed"
 test: all

@@ -372,8 +372,12 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
     cudaError_t rc = cudaGetDeviceCount(&n);
     if (rc != cudaSuccess) {
         (void)cudaGetLastError();
-        err_set(err, ERR_BACKEND, "cuda:%d: no usable CUDA driver or device (%s)", device,
-                cudaGetErrorString(rc));
+        if (rc == cudaErrorInsufficientDriver)   // also what a machine without a driver says
+            err_set(err, ERR_BACKEND, "cuda:%d: no CUDA driver, or one older than this build's "
+                    "CUDA runtime %d.%d", device, CUDART_VERSION / 1000, CUDART_VERSION % 1000 / 10);
+        else
+            err_set(err, ERR_BACKEND, "cuda:%d: no usable CUDA device (%s)", device,
+                    cudaGetErrorString(rc));
         return NULL;
     }
     if (device < 0 || device >= n) {
