@@ -18,6 +18,13 @@
  *     those pixels are repainted from the GIF's own palette
  *     (gif_fix_first_frame);
  *   - multi-page files (TIFF, GIF, WebP): the first page.
+ * Known differences (rare or invalid files, not matched): a PNG/GIF pixel
+ * whose palette index lies past the stored palette is black here and PIL's
+ * grey ramp value (i,i,i) there; a GIF whose first frame extends past the
+ * logical screen (PIL grows the image); BMP goes through ImageMagick, which
+ * was checked on 24/32-bit, 8/1-bit palette and grey BMPs only (not RLE or
+ * 16-bit bitfields); 16-bit CMYK and float/32-bit samples (refused as
+ * ERR_FORMAT) were not compared.
  * The format is sniffed from the first bytes and only the matching loader is
  * called (JPEG, PNG, GIF, TIFF, WebP, BMP via ImageMagick), so libvips'
  * permissive loaders (CSV, matrix, raw...) never see arbitrary files.
