@@ -81,6 +81,12 @@ static void image_init_once(void) {
     vips_cache_set_max_mem(0);
     vips_cache_set_max_files(0);
     vips_leak_set(FALSE);
+    /* One libvips worker per decode. Decoders are sequential anyway (our
+     * parallelism is one image per worker thread), and with several vips
+     * workers an error raised at the very end of a PNG (libpng's
+     * png_read_end: bad checksum of the last IDAT) is sometimes lost and
+     * the file "decodes"; with one worker it always fails. */
+    vips_concurrency_set(1);
     g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO,
                       image_quiet_log, NULL);
     image_init_rc = 0;
