@@ -11,7 +11,9 @@
  * own threads, instead of our pool partitioning rows over single-threaded
  * OpenBLAS calls.
  *
- * usage: bench_ops [device] [n_threads]   (default "cpu", 0 = all CPUs)
+ * usage: bench_ops [device] [n_threads] [family]
+ *   device "cpu" by default, n_threads 0 = all CPUs, family = run only the
+ *   benchmarks whose name starts with it (linear, attention, conv, ...).
  */
 #include <cblas.h>
 #include <math.h>
@@ -27,6 +29,9 @@
 
 static backend_t *be;
 static int n_threads;
+static const char *family;   /* run only benchmarks whose name starts with this */
+
+static int want(const char *name) { return !family || strncmp(name, family, strlen(family)) == 0; }
 
 static double now_s(void) {
     struct timespec t;
@@ -114,6 +119,7 @@ static void run_blas_threaded(void *p) {   /* the alternative: OpenBLAS's thread
 }
 
 static void bench_linear(const char *what, int64_t M, int64_t K, int64_t N) {
+    if (!want("linear")) return;
     /* check on a few rows of the same K, N with strided x and y */
     {
         int64_t m = 37, ldx = K + 3, ldy = N + 5;
@@ -153,6 +159,7 @@ static void run_attention(void *p) {
 }
 
 static void bench_attention(const char *what, int64_t B, int64_t L, int64_t nh, int64_t dh) {
+    if (!want("attention")) return;
     int64_t D = nh * dh;
     {
         int64_t b = B < 2 ? B : 2, l = L < 200 ? L : 200;
@@ -190,6 +197,7 @@ static void run_xattention(void *p) {
 
 static void bench_xattention(const char *what, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
                              int64_t dh) {
+    if (!want("attention")) return;
     int64_t D = nh * dh;
     xatt_t a = {.o = be->alloc(be, B * Lq * D * 4), .q = dev_rand(B * Lq * D),
                 .k = dev_rand(B * Lk * D), .v = dev_rand(B * Lk * D), .B = B, .Lq = Lq,
@@ -228,6 +236,7 @@ static void run_convt(void *p) {
 
 static void bench_conv(const char *what, int64_t B, int64_t H, int64_t W, int64_t Cin,
                        int64_t Cout, int k, int s, int p, int transposed) {
+    if (!want(transposed ? "conv_t2x2" : "conv2d")) return;
     for (int pass = 0; pass < 2; pass++) {   /* pass 0: check at 1/8 size; 1: time */
         int64_t h = pass ? H : H / 8, w = pass ? W : W / 8, b = pass ? B : 1;
         int64_t Ho = transposed ? 2 * h : (h + 2 * p - k) / s + 1;
@@ -280,6 +289,7 @@ static void run_resize(void *p) {
 }
 
 static void bench_memory_ops(void) {
+    if (!want("layer_norm") && !want("gelu") && !want("resize")) return;
     int64_t M = 65536, C = 96;
     mem_t a = {.y = be->alloc(be, M * C * 4), .x = dev_rand(M * C), .w = dev_rand(C),
                .b = dev_rand(C), .M = M, .C = C};
@@ -319,6 +329,7 @@ static void bench_memory_ops(void) {
 int main(int argc, char **argv) {
     const char *dev = argc > 1 ? argv[1] : "cpu";
     n_threads = argc > 2 ? atoi(argv[2]) : 0;
+    family = argc > 3 ? argv[3] : NULL;
     err_t err = {{0}};
     be = backend_create(dev, n_threads, &err);
     if (!be) {

@@ -127,6 +127,67 @@ static void *cpu_scratch_get(cpu_scratch_t *s, size_t bytes) {
 
 static cpu_ctx_t *cpu_ctx(backend_t *be) { return be->ctx; }
 
+/* ---- 4-wide float math: GCC vector extensions of 16 bytes, native on
+ * every x86-64 (SSE2) and aarch64 (NEON) without intrinsics or extra
+ * compiler flags, so the file stays portable C ---- */
+
+#define VW 4   /* floats per vector */
+typedef float   vf __attribute__((vector_size(16)));
+typedef int32_t vi __attribute__((vector_size(16)));
+
+static inline vf v_load(const float *p) {
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void v_store(float *p, vf v) { memcpy(p, &v, sizeof v); }
+static inline vf v_set1(float a) { return (vf){a, a, a, a}; }
+static inline vf v_select(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
+static inline float v_hsum(vf v) { return (v[0] + v[2]) + (v[1] + v[3]); }
+static inline float v_hmax(vf v) {
+    float m = v[0];
+    for (int i = 1; i < VW; i++) m = v[i] > m ? v[i] : m;
+    return m;
+}
+
+/* exp(x): x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial for
+ * exp(r) (Cephes expf coefficients, ~1 ulp) and 2^n from the exponent
+ * bits. Inputs are clamped to [-87, 88]: exp(-87) ~ 1.6e-38 stands for 0. */
+static inline vf v_exp(vf x) {
+    const vf lo = v_set1(-87.0f), hi = v_set1(88.0f);
+    x = v_select(x < lo, lo, x);
+    x = v_select(x > hi, hi, x);
+    vf t = x * 1.44269504088896341f + 0.5f;
+    vi n = __builtin_convertvector(t, vi);             /* truncates toward 0 */
+    vf fn = __builtin_convertvector(n, vf);
+    vi fix = fn > t;                                    /* -1 where rounding went up */
+    n += fix;
+    fn = __builtin_convertvector(n, vf);
+    vf r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
+    vf p = 1.9875691500e-4f * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    return p * (vf)((n + 127) << 23);
+}
+
+/* gelu(x) = 0.5 x (1 + erf(x / sqrt 2)) = 0.5 (x + |x| erf(|x| / sqrt 2)),
+ * erf by Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7), the same
+ * approximation PyTorch's vectorized CPU erf uses. */
+static inline vf v_gelu(vf x) {
+    vf a = (vf)((vi)x & 0x7fffffff);
+    vf z = a * 0.70710678118654752f;
+    vf t = 1.0f / (1.0f + 0.3275911f * z);
+    vf p = 1.061405429f * t - 1.453152027f;
+    p = p * t + 1.421413741f;
+    p = p * t - 0.284496736f;
+    p = p * t + 0.254829592f;
+    vf erf = 1.0f - p * t * v_exp(-z * z);
+    return 0.5f * (x + a * erf);
+}
+
 /* ---- memory ---- */
 
 static void *cpu_alloc(backend_t *be, size_t size) {
@@ -150,9 +211,12 @@ static void cpu_sync(backend_t *be) { (void)be; }
 
 /* ---- dense algebra ---- */
 
-/* a batch of `batch` GEMMs c_t (M,N) = alpha a_t (M,K) . op(b_t) + bias,
- * with general strides; parallel over the batch*M rows (or over N when
- * there are too few rows to go round). */
+/* a batch of `batch` GEMMs c_t (M,N) = a_t (M,K) . op(b_t) + bias, with
+ * general strides. The (batch*M rows) x (N columns) output is cut into a
+ * pm x pn grid of tiles, one per thread: each single-threaded sgemm then
+ * packs its own rows of a and columns of b, so the grid is chosen to keep
+ * those panels small (many rows: split rows; few rows and a wide output,
+ * as in the decoder's token MLP: split columns). */
 typedef struct gemm_job {
     float       *c;
     const float *a, *b, *bias;
@@ -160,12 +224,13 @@ typedef struct gemm_job {
     int64_t      sa, sb, sc;         /* item strides */
     int64_t      batch, M, K, N;
     int          trans_b;            /* b is (N,K) when set, else (K,N) */
-    int          split_n;            /* chunks are column ranges */
+    int64_t      pm, pn;             /* tile grid */
 } gemm_job_t;
 
 static void gemm_block(const gemm_job_t *g, int64_t t, int64_t r0, int64_t r1, int64_t n0,
                        int64_t n1) {
     int64_t m = r1 - r0, n = n1 - n0;
+    if (m <= 0 || n <= 0) return;
     float *c = g->c + t * g->sc + r0 * g->ldc + n0;
     const float *a = g->a + t * g->sa + r0 * g->lda;
     const float *b = g->b + t * g->sb + (g->trans_b ? n0 * g->ldb : n0);
@@ -184,37 +249,43 @@ static void gemm_block(const gemm_job_t *g, int64_t t, int64_t r0, int64_t r1, i
 static void gemm_task(void *arg, int64_t begin, int64_t end, int tid) {
     (void)tid;
     const gemm_job_t *g = arg;
-    if (g->split_n) {
-        for (int64_t t = 0; t < g->batch; t++) gemm_block(g, t, 0, g->M, begin, end);
-        return;
-    }
-    /* rows begin..end of the flattened (batch*M) row space */
-    while (begin < end) {
-        int64_t t = begin / g->M, r0 = begin % g->M;
-        int64_t r1 = r0 + (end - begin);
-        if (r1 > g->M) r1 = g->M;
-        gemm_block(g, t, r0, r1, 0, g->N);
-        begin += r1 - r0;
+    int64_t rows = g->batch * g->M;
+    for (int64_t tile = begin; tile < end; tile++) {
+        int64_t tm = tile / g->pn, tn = tile % g->pn;
+        int64_t lo = rows * tm / g->pm, hi = rows * (tm + 1) / g->pm;
+        /* column edges on multiples of 16 floats (whole cache lines) */
+        int64_t n0 = (g->N * tn / g->pn + 8) / 16 * 16, n1 = (g->N * (tn + 1) / g->pn + 8) / 16 * 16;
+        if (tn == 0) n0 = 0;
+        if (tn == g->pn - 1) n1 = g->N;
+        if (n1 > g->N) n1 = g->N;
+        while (lo < hi) {   /* rows lo..hi of the flattened (batch*M) row space */
+            int64_t t = lo / g->M, r0 = lo % g->M;
+            int64_t r1 = r0 + (hi - lo) < g->M ? r0 + (hi - lo) : g->M;
+            gemm_block(g, t, r0, r1, n0, n1);
+            lo += r1 - r0;
+        }
     }
 }
 
 static void cpu_gemm_run(cpu_ctx_t *c, gemm_job_t *g) {
     if (g->batch <= 0 || g->M <= 0 || g->N <= 0) return;
-    /* at least ~2 MFLOP per chunk, so tiny GEMMs stay on one thread */
-    int64_t per_row = 2 * g->K * g->N + 1;
     int64_t rows = g->batch * g->M;
-    int64_t grain = (int64_t)(2e6 / (double)per_row) + 1;
-    if (rows >= (int64_t)c->n_threads * 16 || rows >= grain * c->n_threads || g->N < 64) {
-        g->split_n = 0;
-        cpu_parallel_for(c, rows, grain, gemm_task, g);
-    } else {
-        /* few rows, wide output (decoder tokens): split columns in 16s */
-        g->split_n = 1;
-        int64_t per_col = 2 * g->K * rows + 1;
-        int64_t cgrain = (int64_t)(2e6 / (double)per_col) + 1;
-        if (cgrain < 16) cgrain = 16;
-        cpu_parallel_for(c, g->N, cgrain, gemm_task, g);
+    /* threads: at most one per ~2 MFLOP, so tiny GEMMs stay on the caller */
+    double flops = 2.0 * (double)rows * (double)g->N * (double)(g->K + 1);
+    int64_t nt = (int64_t)(flops / 2e6) + 1;
+    if (nt > c->n_threads) nt = c->n_threads;
+    if (nt > rows * ((g->N + 15) / 16)) nt = rows * ((g->N + 15) / 16);
+    /* grid pm x pn = nt minimizing the panel sizes rows/pm + N/pn */
+    int64_t best_pn = 1;
+    double best = 1e300;
+    for (int64_t pn = 1; pn <= nt; pn++) {
+        if (nt % pn || (pn > 1 && g->N / pn < 16) || nt / pn > rows) continue;
+        double cost = (double)rows / (double)(nt / pn) + (double)g->N / (double)pn;
+        if (cost < best) best = cost, best_pn = pn;
     }
+    g->pn = best_pn;
+    g->pm = nt / best_pn;
+    cpu_parallel_for(c, g->pm * g->pn, 1, gemm_task, g);
 }
 
 static void cpu_linear(backend_t *be, float *y, int64_t ldy, const float *x, int64_t ldx,
@@ -236,44 +307,63 @@ static void cpu_bmm(backend_t *be, float *c, const float *a, const float *b, int
     cpu_gemm_run(cpu_ctx(be), &g);
 }
 
-/* attention: items are (batch, head, block of ATT_QB query rows). Per item
+/* attention: items are (batch, head, block of qb query rows). Per item
  * the scores S (qb,Lk) = scale q k^T go to the thread's scratch, each row
  * is softmaxed in place (max subtracted, float), and o = S v is written
  * straight into the output's head slice. q, k, v of one head are strided
  * matrices already (row strides ldq/ldk/ldv), so nothing is gathered. */
-#define ATT_QB 64
+#define ATT_QB_MIN 64           /* query rows per block, at least ... */
+#define ATT_SCORES (1 << 16)    /* ... and up to this many scores per block */
 
 typedef struct att_job {
     float       *o;
     const float *q, *k, *v;
     int64_t      ldq, ldk, ldv;
-    int64_t      B, Lq, Lk, nh, dh, nqb;
+    int64_t      B, Lq, Lk, nh, dh, qb, nqb;
     float        scale;
     cpu_ctx_t   *ctx;
 } att_job_t;
 
 static void att_softmax_rows(float *s, int64_t rows, int64_t n) {
+    int64_t n8 = n / VW * VW;
     for (int64_t i = 0; i < rows; i++) {
         float *r = s + i * n;
         float mx = r[0];
-        for (int64_t j = 1; j < n; j++) mx = r[j] > mx ? r[j] : mx;
-        float sum = 0.0f;
-        for (int64_t j = 0; j < n; j++) {
-            r[j] = expf(r[j] - mx);
-            sum += r[j];
+        if (n8) {
+            vf m = v_load(r);
+            for (int64_t j = VW; j < n8; j += VW) {
+                vf v = v_load(r + j);
+                m = v_select(v > m, v, m);
+            }
+            mx = v_hmax(m);
         }
-        float inv = 1.0f / sum;
-        for (int64_t j = 0; j < n; j++) r[j] *= inv;
+        for (int64_t j = n8; j < n; j++) mx = r[j] > mx ? r[j] : mx;
+        vf acc = v_set1(0.0f);
+        for (int64_t j = 0; j < n8; j += VW) {
+            vf e = v_exp(v_load(r + j) - mx);
+            v_store(r + j, e);
+            acc += e;
+        }
+        float sum = v_hsum(acc);
+        if (n8 < n) {   /* the tail through the same exp, padded with -inf */
+            float tail[VW];
+            for (int j = 0; j < VW; j++) tail[j] = n8 + j < n ? r[n8 + j] - mx : -INFINITY;
+            vf e = v_exp(v_load(tail));
+            for (int64_t j = n8; j < n; j++) r[j] = e[j - n8], sum += e[j - n8];
+        }
+        vf inv = v_set1(1.0f / sum);
+        for (int64_t j = 0; j < n8; j += VW) v_store(r + j, v_load(r + j) * inv);
+        for (int64_t j = n8; j < n; j++) r[j] *= inv[0];
     }
 }
 
 static void att_task(void *arg, int64_t begin, int64_t end, int tid) {
     const att_job_t *A = arg;
-    float *s = cpu_scratch_get(&A->ctx->scratch[tid], (size_t)ATT_QB * A->Lk * sizeof(float));
+    float *s = cpu_scratch_get(&A->ctx->scratch[tid], (size_t)A->qb * A->Lk * sizeof(float));
     int64_t ldo = A->nh * A->dh;
     for (int64_t it = begin; it < end; it++) {
         int64_t qb = it % A->nqb, h = (it / A->nqb) % A->nh, b = it / (A->nqb * A->nh);
-        int64_t i0 = qb * ATT_QB, m = A->Lq - i0 < ATT_QB ? A->Lq - i0 : ATT_QB;
+        int64_t i0 = qb * A->qb, m = A->Lq - i0 < A->qb ? A->Lq - i0 : A->qb;
         const float *q = A->q + (b * A->Lq + i0) * A->ldq + h * A->dh;
         const float *k = A->k + b * A->Lk * A->ldk + h * A->dh;
         const float *v = A->v + b * A->Lk * A->ldv + h * A->dh;
@@ -292,11 +382,18 @@ static void cpu_attention(backend_t *be, float *o, const float *q, int64_t ldq,
     // o is (B,Lq,nh*dh); q is (B,Lq,nh,dh) stride ldq; k, v are (B,Lk,nh,dh) strides ldk, ldv
     CHECK(B >= 0 && Lq >= 0 && Lk > 0 && nh > 0 && dh > 0);
     CHECK(ldq >= nh * dh && ldk >= nh * dh && ldv >= nh * dh);
+    cpu_ctx_t *c = cpu_ctx(be);
+    /* big blocks amortize the GEMM calls when Lk is short (windows, 8
+     * decoder tokens); halve them while there are too few items to share */
+    int64_t qb = ATT_SCORES / Lk;
+    qb = qb < ATT_QB_MIN ? ATT_QB_MIN : qb;
+    qb = qb > Lq ? (Lq > 0 ? Lq : 1) : qb;
+    while (qb > ATT_QB_MIN && B * nh * ((Lq + qb - 1) / qb) < 4 * c->n_threads) qb = (qb + 1) / 2;
     att_job_t A = {.o = o, .q = q, .k = k, .v = v, .ldq = ldq, .ldk = ldk, .ldv = ldv, .B = B,
-                   .Lq = Lq, .Lk = Lk, .nh = nh, .dh = dh, .nqb = (Lq + ATT_QB - 1) / ATT_QB,
-                   .scale = scale, .ctx = cpu_ctx(be)};
-    int64_t flops_item = 4 * ATT_QB * Lk * dh + 1;
-    cpu_parallel_for(A.ctx, B * nh * A.nqb, (int64_t)(2e6 / (double)flops_item) + 1, att_task,
+                   .Lq = Lq, .Lk = Lk, .nh = nh, .dh = dh, .qb = qb, .nqb = (Lq + qb - 1) / qb,
+                   .scale = scale, .ctx = c};
+    int64_t flops_item = 4 * qb * Lk * dh + 1;
+    cpu_parallel_for(c, B * nh * A.nqb, (int64_t)(2e6 / (double)flops_item) + 1, att_task,
                      &A);
 }
 
@@ -318,13 +415,24 @@ static void ln_task(void *arg, int64_t begin, int64_t end, int tid) {
     for (int64_t i = begin; i < end; i++) {
         const float *x = J->x + i * C;
         float *y = J->y + i * C;
-        float mean = 0.0f, var = 0.0f;
-        for (int64_t c = 0; c < C; c++) mean += x[c];
+        int64_t C8 = C / VW * VW;
+        vf acc = v_set1(0.0f);
+        for (int64_t c = 0; c < C8; c += VW) acc += v_load(x + c);
+        float mean = v_hsum(acc);
+        for (int64_t c = C8; c < C; c++) mean += x[c];
         mean /= (float)C;
-        for (int64_t c = 0; c < C; c++) var += (x[c] - mean) * (x[c] - mean);
+        acc = v_set1(0.0f);
+        for (int64_t c = 0; c < C8; c += VW) {
+            vf d = v_load(x + c) - mean;
+            acc += d * d;
+        }
+        float var = v_hsum(acc);
+        for (int64_t c = C8; c < C; c++) var += (x[c] - mean) * (x[c] - mean);
         var /= (float)C;
         float rstd = 1.0f / sqrtf(var + J->eps);
-        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - mean) * rstd * J->w[c] + J->b[c];
+        for (int64_t c = 0; c < C8; c += VW)
+            v_store(y + c, (v_load(x + c) - mean) * rstd * v_load(J->w + c) + v_load(J->b + c));
+        for (int64_t c = C8; c < C; c++) y[c] = (x[c] - mean) * rstd * J->w[c] + J->b[c];
     }
 }
 
@@ -339,9 +447,13 @@ static void cpu_layer_norm(backend_t *be, float *y, const float *x, const float 
 static void gelu_task(void *arg, int64_t begin, int64_t end, int tid) {
     (void)tid;
     const ew_job_t *J = arg;
-    for (int64_t i = begin; i < end; i++) {
-        float t = J->x[i];
-        J->y[i] = 0.5f * t * (1.0f + erff(t * 0.70710678118654752f));
+    int64_t i = begin;
+    for (; i + VW <= end; i += VW) v_store(J->y + i, v_gelu(v_load(J->x + i)));
+    if (i < end) {   /* the tail through the same formula */
+        float t[VW] = {0};
+        memcpy(t, J->x + i, (size_t)(end - i) * sizeof(float));
+        vf g = v_gelu(v_load(t));
+        for (int64_t j = i; j < end; j++) J->y[j] = g[j - i];
     }
 }
 

@@ -13,9 +13,18 @@
  *     what the official pipeline sees, so we do the same);
  *   - CMYK is converted with PIL's formula (no colour management);
  *   - GIF: PIL keeps the palette index of transparent pixels and maps it
- *     through the palette, where libvips returns (0,0,0,0): those pixels are
- *     repaired from the GIF's own palette (gif_fix_transparent);
+ *     through the palette, and fills the canvas outside the first frame
+ *     with a palette colour, where libvips returns black or (0,0,0,0):
+ *     those pixels are repainted from the GIF's own palette
+ *     (gif_fix_first_frame);
  *   - multi-page files (TIFF, GIF, WebP): the first page.
+ * Known differences (rare or invalid files, not matched): a PNG/GIF pixel
+ * whose palette index lies past the stored palette is black here and PIL's
+ * grey ramp value (i,i,i) there; a GIF whose first frame extends past the
+ * logical screen (PIL grows the image); BMP goes through ImageMagick, which
+ * was checked on 24/32-bit, 8/1-bit palette and grey BMPs only (not RLE or
+ * 16-bit bitfields); 16-bit CMYK and float/32-bit samples (refused as
+ * ERR_FORMAT) were not compared.
  * The format is sniffed from the first bytes and only the matching loader is
  * called (JPEG, PNG, GIF, TIFF, WebP, BMP via ImageMagick), so libvips'
  * permissive loaders (CSV, matrix, raw...) never see arbitrary files.
@@ -72,6 +81,12 @@ static void image_init_once(void) {
     vips_cache_set_max_mem(0);
     vips_cache_set_max_files(0);
     vips_leak_set(FALSE);
+    /* One libvips worker per decode. Decoders are sequential anyway (our
+     * parallelism is one image per worker thread), and with several vips
+     * workers an error raised at the very end of a PNG (libpng's
+     * png_read_end: bad checksum of the last IDAT) is sometimes lost and
+     * the file "decodes"; with one worker it always fails. */
+    vips_concurrency_set(1);
     g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO,
                       image_quiet_log, NULL);
     image_init_rc = 0;
@@ -191,11 +206,21 @@ static int image_open_vips(image_fmt_t fmt, void *buf, size_t len, VipsImage **o
 
 /* ------------------------------------------------------------------- GIF -- */
 
-/* What PIL uses for the first frame of a GIF: its palette (local, else
- * global; entries past the table keep PIL's initial grey ramp) and the
- * colour its canvas starts with (the transparent index if the frame has
- * one, else index 0). Returns 0 if the stream could be walked that far. */
-static int gif_first_frame_fill(const uint8_t *b, size_t n, uint8_t fill[3]) {
+/* What PIL shows of a GIF's first frame where libvips has no pixel: PIL
+ * starts from a canvas of one palette index (the frame's transparent index
+ * if it has one, else 0), decodes the frame rectangle into it, and maps
+ * every index, transparent ones included, through the palette (local, else
+ * global; entries past the table keep PIL's initial grey ramp). libvips
+ * instead leaves transparent pixels (0,0,0,0) and the canvas outside the
+ * frame black or transparent. gif_frame_t carries the fill colour and the
+ * frame rectangle; gif_parse_first_frame returns 0 if the stream could be
+ * walked up to the first image descriptor. */
+typedef struct gif_frame {
+    uint8_t fill[3];
+    int     x0, y0, x1, y1;   /* frame rectangle, clipped later to the canvas */
+} gif_frame_t;
+
+static int gif_parse_first_frame(const uint8_t *b, size_t n, gif_frame_t *f) {
     uint8_t pal[256][3];
     for (int i = 0; i < 256; i++)
         pal[i][0] = pal[i][1] = pal[i][2] = (uint8_t)i;
@@ -230,6 +255,10 @@ static int gif_first_frame_fill(const uint8_t *b, size_t n, uint8_t fill[3]) {
         } else if (b[p] == 0x2C) {           /* image descriptor */
             if (p + 10 > n)
                 return -1;
+            f->x0 = b[p + 1] | b[p + 2] << 8;
+            f->y0 = b[p + 3] | b[p + 4] << 8;
+            f->x1 = f->x0 + (b[p + 5] | b[p + 6] << 8);
+            f->y1 = f->y0 + (b[p + 7] | b[p + 8] << 8);
             int flags = b[p + 9];
             p += 10;
             if (flags & 0x80) {
@@ -238,8 +267,7 @@ static int gif_first_frame_fill(const uint8_t *b, size_t n, uint8_t fill[3]) {
                     return -1;
                 memcpy(pal, b + p, 3 * (size_t)nc);
             }
-            int idx = transparent >= 0 ? transparent : 0;
-            memcpy(fill, pal[idx], 3);
+            memcpy(f->fill, pal[transparent >= 0 ? transparent : 0], 3);
             return 0;
         } else {
             return -1;
@@ -248,19 +276,31 @@ static int gif_first_frame_fill(const uint8_t *b, size_t n, uint8_t fill[3]) {
     return -1;
 }
 
+/* rgb (h, w, 3) decoded by libvips from px (h, w, bands): repaint what PIL
+ * sees differently (see gif_frame_t). */
+static void gif_fix_first_frame(const uint8_t *px, int bands, int w, int h,
+                                const gif_frame_t *f, uint8_t *rgb) {
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            size_t i = (size_t)y * w + x;
+            int outside = x < f->x0 || x >= f->x1 || y < f->y0 || y >= f->y1;
+            if (outside || (bands == 4 && px[4 * i + 3] == 0))
+                memcpy(rgb + 3 * i, f->fill, 3);
+        }
+}
+
 /* --------------------------------------------------------------- convert -- */
 
 typedef enum {
     CONV_RGB,        /* first three bands (alpha or extra bands dropped) */
     CONV_GREY,       /* band 0 replicated */
     CONV_GREY_CLIP,  /* 16-bit single band: PIL mode "I" -> RGB clips at 255 */
-    CONV_CMYK,       /* PIL's cmyk2rgb */
-    CONV_GIF         /* RGBA: alpha 0 -> the GIF fill colour */
+    CONV_CMYK        /* PIL's cmyk2rgb */
 } conv_t;
 
 /* px is (npx, bands) of uint8 or uint16 (is16) -> rgb (npx, 3). */
 static void image_convert(const void *px, int is16, int bands, conv_t conv, size_t npx,
-                          const uint8_t fill[3], uint8_t *rgb) {
+                          uint8_t *rgb) {
     const uint8_t *p8 = px;
     const uint16_t *p16 = px;
 #define SAMPLE(i) (is16 ? (p16[i] >> 8) : p8[i])
@@ -288,13 +328,6 @@ static void image_convert(const void *px, int is16, int bands, conv_t conv, size
             }
             break;
         }
-        case CONV_GIF:
-            if (bands == 4 && p8[s + 3] == 0) {
-                memcpy(o, fill, 3);
-            } else {
-                o[0] = p8[s], o[1] = p8[s + 1], o[2] = p8[s + 2];
-            }
-            break;
         }
     }
 #undef SAMPLE
@@ -353,19 +386,22 @@ int image_load_memory(image_t *img, const void *buf, size_t len, const char *nam
                        name, image_fmt_name(fmt), vips_enum_nick(VIPS_TYPE_BAND_FORMAT, bf),
                        bands);
     }
+    /* PNG colour type 0 (grey, maybe with tRNS, which libvips turns into
+     * alpha): PIL mode "I" at 16 bits, which clips; type 4 (grey+alpha)
+     * keeps the high byte like the other 16-bit modes. */
+    int png_grey = fmt == IMAGE_FMT_PNG && len > 25 && ((const uint8_t *)buf)[25] == 0;
     conv_t conv;
-    uint8_t fill[3] = {0, 0, 0};
     if (interp == VIPS_INTERPRETATION_CMYK && bands >= 4)
         conv = CONV_CMYK;
-    else if (fmt == IMAGE_FMT_GIF)
-        conv = bands >= 3 ? CONV_GIF : CONV_GREY;
-    else if (bands == 1 && is16)
+    else if (is16 && (bands == 1 || (bands == 2 && png_grey)))
         conv = CONV_GREY_CLIP;
     else if (bands <= 2)
         conv = CONV_GREY;
     else
         conv = CONV_RGB;
-    if (conv == CONV_GIF && gif_first_frame_fill(buf, len, fill)) {
+    gif_frame_t gif = {{0, 0, 0}, 0, 0, 0, 0};
+    int fix_gif = fmt == IMAGE_FMT_GIF && !is16 && bands >= 3;
+    if (fix_gif && gif_parse_first_frame(buf, len, &gif)) {
         g_object_unref(in);
         return err_set(err, ERR_FORMAT, "%s: corrupt GIF structure", name);
     }
@@ -376,7 +412,7 @@ int image_load_memory(image_t *img, const void *buf, size_t len, const char *nam
         g_object_unref(in);
         return err_set(err, ERR_NOMEM, "%s: cannot allocate %dx%d RGB", name, w, h);
     }
-    if (conv == CONV_RGB && !is16 && bands == 3) {
+    if (conv == CONV_RGB && !is16 && bands == 3 && !fix_gif) {
         /* the common case: decode straight into our buffer */
         VipsImage *dst = vips_image_new_from_memory(img->rgb, npx * 3, w, h, 3,
                                                     VIPS_FORMAT_UCHAR);
@@ -389,7 +425,9 @@ int image_load_memory(image_t *img, const void *buf, size_t len, const char *nam
         rc = px ? 0 : -1;
         if (px) {
             CHECK(size == npx * (size_t)bands * (is16 ? 2 : 1));
-            image_convert(px, is16, bands, conv, npx, fill, img->rgb);
+            image_convert(px, is16, bands, conv, npx, img->rgb);
+            if (fix_gif)
+                gif_fix_first_frame(px, bands, w, h, &gif, img->rgb);
             g_free(px);
         }
     }

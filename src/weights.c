@@ -462,9 +462,9 @@ int weights_check_unused(weights_t *w, const char *const *skip, err_t *err) {
 
 /* ---- safetensors writer ---- */
 
-static const st_entry_t *sort_base;
-static int entry_cmp(const void *a, const void *b) {
-    return strcmp(sort_base[*(const int *)a].name, sort_base[*(const int *)b].name);
+static int entry_cmp(const void *a, const void *b, void *base) {
+    const st_entry_t *e = base;
+    return strcmp(e[*(const int *)a].name, e[*(const int *)b].name);
 }
 
 int safetensors_write(const char *path, const st_entry_t *e, int n, err_t *err) {
@@ -488,8 +488,7 @@ int safetensors_write(const char *path, const st_entry_t *e, int n, err_t *err) 
         off[2 * i] = at;
         off[2 * i + 1] = at += numel * dtype_info[e[i].dtype].size;
     }
-    sort_base = e; /* not reentrant: fine for a writer called from one thread at a time */
-    qsort(order, (size_t)n, sizeof *order, entry_cmp);
+    qsort_r(order, (size_t)n, sizeof *order, entry_cmp, (void *)e);
     for (int i = 1; i < n; i++)
         CHECK_MSG(strcmp(e[order[i - 1]].name, e[order[i]].name), "duplicate name %s", e[order[i]].name);
     FILE *m = open_memstream(&hdr, &hlen);

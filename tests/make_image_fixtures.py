@@ -67,6 +67,22 @@ def png_raw(arr, bitdepth, colortype, w=None, h=None, extra=b""):
             png_chunk(b"IDAT", zlib.compress(b"".join(rows), 9)) + png_chunk(b"IEND", b""))
 
 
+def gif_reframe(data, screen, offset):
+    """A GIF whose logical screen is `screen` (w, h) and whose first frame
+    sits at `offset` (x, y): the canvas around the frame is what PIL fills."""
+    b = bytearray(data)
+    struct.pack_into("<HH", b, 6, *screen)
+    p = 13 + (3 * (2 << (b[10] & 7)) if b[10] & 0x80 else 0)
+    while b[p] == 0x21:                                # skip extensions
+        p += 2
+        while b[p]:
+            p += 1 + b[p]
+        p += 1
+    assert b[p] == 0x2C
+    struct.pack_into("<HH", b, p + 1, *offset)
+    return bytes(b)
+
+
 def save(im, name, **kw):
     buf = io.BytesIO()
     im.save(buf, **kw)
@@ -93,6 +109,13 @@ def main():
     exif[0x0112] = 6                                   # orientation: rotate 90 CW
     cases.append(save(cat, "jpeg_exif_rotated.jpg", format="JPEG", quality=90,
                       exif=exif.tobytes()) + (0,))
+    b = bytearray(cases[0][1])                         # damaged entropy data: libjpeg
+    for i in range(len(b) // 2, len(b) // 2 + 40, 3):  # warns, PIL decodes anyway
+        b[i] ^= 0x5A
+    cases.append(("jpeg_corrupt_scan.jpg", bytes(b), 0))
+    from PIL import ImageCms
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    cases.append(save(astro, "jpeg_icc.jpg", format="JPEG", quality=90, icc_profile=icc) + (0,))
 
     # PNG (PIL-written)
     cases.append(save(coffee, "png_rgb.png", format="PNG") + (0,))
@@ -120,19 +143,34 @@ def main():
     cases.append(("png_grey_alpha16.png", png_raw(la16, 16, 4), 0))
     cases.append(("png_grey2.png", png_raw(g >> 6, 2, 0), 0))
     cases.append(("png_grey1.png", png_raw(g >> 7, 1, 0), 0))
+    trns = png_chunk(b"tRNS", struct.pack(">H", int(g[0, 0, 0]) * 3))
+    cases.append(("png_grey16_trns.png", png_raw(g16, 16, 0, extra=trns), 0))
+    c8 = np.array(coffee).astype(np.int64)
+    trns = png_chunk(b"tRNS", struct.pack(">HHH", *[int(v) for v in c8[0, 0]]))
+    cases.append(("png_rgb_trns.png", png_raw(c8, 8, 2, extra=trns), 0))
 
     # TIFF
     cases.append(save(coffee, "tiff_rgb.tif", format="TIFF", compression="tiff_lzw") + (0,))
     cases.append(save(camera, "tiff_grey.tif", format="TIFF") + (0,))
     buf = io.BytesIO()
-    astro.save(buf, format="TIFF", save_all=True, append_images=[cat.resize(astro.size)])
+    astro.save(buf, format="TIFF", save_all=True, append_images=[cat.resize(astro.size)],
+               compression="tiff_lzw")
     cases.append(("tiff_multipage.tif", buf.getvalue(), 0))
+    cases.append(save(coffee.convert("CMYK"), "tiff_cmyk.tif", format="TIFF",
+                      compression="tiff_lzw") + (0,))
+    cases.append(save(Image.fromarray((np.array(camera).astype(np.uint16) * 3)), "tiff_grey16.tif",
+                      format="TIFF", compression="tiff_lzw") + (0,))
 
     # WebP
     cases.append(save(cat, "webp_lossless.webp", format="WEBP", lossless=True) + (0,))
     cases.append(save(rgba, "webp_lossless_alpha.webp", format="WEBP", lossless=True,
                       exact=True) + (0,))
     cases.append(save(coffee, "webp_lossy.webp", format="WEBP", quality=80) + (0,))
+    cases.append(save(rgba, "webp_lossy_alpha.webp", format="WEBP", quality=80) + (0,))
+    buf = io.BytesIO()
+    cat.save(buf, format="WEBP", save_all=True, append_images=[coffee.resize(cat.size)],
+             duration=100, quality=80)
+    cases.append(("webp_animated.webp", buf.getvalue(), 0))
 
     # GIF
     gpal = astro.quantize(colors=32)
@@ -142,11 +180,19 @@ def main():
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100)
     cases.append(("gif_animated.gif", buf.getvalue(), 0))
+    small = astro.resize((24, 20)).quantize(colors=16)
+    cases.append(("gif_canvas.gif", gif_reframe(save(small, "", format="GIF")[1], (32, 28),
+                                                (5, 3)), 0))
+    cases.append(("gif_canvas_transparent.gif",
+                  gif_reframe(save(small, "", format="GIF", transparency=4)[1], (32, 28),
+                              (2, 6)), 0))
 
     # BMP
     cases.append(save(cat, "bmp_rgb.bmp", format="BMP") + (0,))
     cases.append(save(pal, "bmp_palette.bmp", format="BMP") + (0,))
     cases.append(save(camera, "bmp_grey.bmp", format="BMP") + (0,))
+    cases.append(save(rgba, "bmp_rgba.bmp", format="BMP") + (0,))
+    cases.append(save(camera.convert("1"), "bmp_1bit.bmp", format="BMP") + (0,))
 
     with open(os.path.join(OUT, "decode.txt"), "w") as man:
         man.write("# file width height expected_rgb max_abs_diff "
@@ -170,11 +216,14 @@ def main():
     open(os.path.join(bad, "truncated.webp"), "wb").write(jpg["webp_lossless.webp"][:800])
     open(os.path.join(bad, "truncated.gif"), "wb").write(
         jpg["gif_plain.gif"][:len(jpg["gif_plain.gif"]) * 7 // 10])
+    b = bytearray(jpg["png_rgb.png"])
+    b[-20] ^= 0xFF                                     # last IDAT byte: CRC mismatch
+    open(os.path.join(bad, "bad_crc.png"), "wb").write(bytes(b))
     open(os.path.join(bad, "empty.png"), "wb").close()
     open(os.path.join(bad, "not_image.png"), "w").write("this is not an image\n1,2,3\n")
     bomb = png_raw(np.zeros((1, 8, 3), np.int64), 8, 2, w=100000, h=100000)
     open(os.path.join(bad, "bomb.png"), "wb").write(bomb)
-    for f in ["truncated.jpg", "truncated_progressive.jpg", "truncated.png", "truncated.webp",
+    for f in ["bad_crc.png", "truncated.jpg", "truncated_progressive.jpg", "truncated.png", "truncated.webp",
               "truncated.gif", "not_image.png", "empty.png"]:
         try:
             Image.open(os.path.join(bad, f)).convert("RGB")

@@ -10,6 +10,7 @@
  */
 #include "image.h"
 #include "test.h"
+#include "weights.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -45,34 +46,6 @@ static char *fixture_dup(const char *rel) {
     char *p = malloc(n);
     snprintf(p, n, "%s/%s", root ? root : "tests/fixtures", rel);
     return p;
-}
-
-/* The tensor `name` of a float32 safetensors file (a few lines suffice for
- * a fixture we wrote: header JSON, then data; only F32 entries). */
-static float *st_read_f32(const char *path, const char *name, size_t *numel) {
-    size_t len;
-    uint8_t *buf = read_all(path, &len);
-    if (!buf || len < 8)
-        return free(buf), NULL;
-    uint64_t hlen;
-    memcpy(&hlen, buf, 8);
-    if (8 + hlen > len)
-        return free(buf), NULL;
-    char *hdr = strndup((char *)buf + 8, hlen);
-    char key[256];
-    snprintf(key, sizeof key, "\"%s\"", name);
-    char *p = strstr(hdr, key), *off = p ? strstr(p, "\"data_offsets\"") : NULL;
-    float *out = NULL;
-    unsigned long long a, b;
-    if (off && strstr(p, "\"F32\"") && sscanf(strchr(off, '[') + 1, "%llu , %llu", &a, &b) == 2 &&
-        8 + hlen + b <= len && b > a) {
-        out = malloc(b - a);
-        memcpy(out, buf + 8 + hlen + a, b - a);
-        *numel = (b - a) / 4;
-    }
-    free(hdr);
-    free(buf);
-    return out;
 }
 
 typedef struct dcase {
@@ -219,6 +192,7 @@ static void test_bad_inputs(void) {
         {"images/bad/truncated.png", ERR_FORMAT},
         {"images/bad/truncated.webp", ERR_FORMAT},
         {"images/bad/truncated.gif", ERR_FORMAT},
+        {"images/bad/bad_crc.png", ERR_FORMAT},
         {"images/bad/bomb.png", ERR_TOO_BIG},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -392,12 +366,15 @@ static void test_micro_input(void) {
                "rc %d %s", rc, err.msg);
     if (rc)
         return;
-    size_t n = 0;
-    float *ref = st_read_f32(test_fixture("micro/expected.safetensors"), "input", &n);
     const int S = 256;
-    TEST_CHECK(ref && n == (size_t)3 * S * S, "expected.safetensors has input [1,3,256,256]",
-               "numel %zu", n);
-    if (ref && n == (size_t)3 * S * S) {
+    const size_t n = (size_t)3 * S * S;
+    weights_t *wts = NULL;
+    rc = weights_open(&wts, test_fixture("micro/expected.safetensors"), &err);
+    const int64_t shape[4] = {1, 3, S, S};
+    const float *ref = rc ? NULL : weights_get(wts, "input", 4, shape, &err);
+    TEST_CHECK(ref != NULL, "expected.safetensors has input [1,3,256,256]", "rc %d %s", rc,
+               err.msg);
+    if (ref) {
         float *out = malloc(sizeof(float) * n);
         image_preprocess(img.rgb, img.w, img.h, (size_t)img.w * 3, S, out);
         double d = max_diff_f32(out, ref, n);
@@ -406,7 +383,8 @@ static void test_micro_input(void) {
                    "max abs diff %g", d);
         free(out);
     }
-    free(ref);
+    if (wts)
+        weights_close(wts);
     image_free(&img);
 }
 

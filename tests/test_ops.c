@@ -424,11 +424,16 @@ static void test_backend_ops(backend_t *be) {
     case_linear(be, 65, 33, 70, 40, 200, 0);
     case_linear(be, 3, 256, 2048, 256, 2048, 1);
     case_linear(be, 257, 384, 96, 3 * 384, 96, 1);
+    case_linear(be, 4, 300, 1000, 301, 1003, 1);   // column tiles, uneven edges
+    case_linear(be, 5, 512, 1000, 512, 1000, 1);
+    case_linear(be, 1000, 200, 300, 200, 300, 1);  // row tiles
     case_bmm(be, 1, 5, 7, 3, 0);
     case_bmm(be, 4, 33, 17, 65, 1);
     case_bmm(be, 3, 64, 64, 16, 0);
     case_bmm(be, 1, 2, 300, 500, 1);
     case_bmm(be, 5, 1, 32, 4096, 0);
+    case_bmm(be, 3, 50, 64, 200, 0);    // tiles across batch items
+    case_bmm(be, 7, 45, 128, 128, 1);
     // attention: packed qkv windows, nh>1, odd lengths, Lq != Lk, large logits
     case_attention(be, 2, 64, 64, 1, 96, 1, 0, 1);
     case_attention(be, 1, 100, 100, 2, 16, 1, 0, 1);

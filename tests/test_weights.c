@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <unzip.h>
 #include <zip.h>
 
 #include "test.h"
@@ -465,6 +466,135 @@ static void test_pt_malformed(void) {
     expect_open_fail("a corrupt deflated data.pkl", tmp_path("crc.pt"), ERR_FORMAT, "data.pkl");
 }
 
+static void test_random_mode(void) {
+    weights_t *a = NULL, *b = NULL, *c = NULL;
+    err_t err = {{0}};
+    TEST_CHECK(weights_open_random(&a, 42) == 0 && weights_open_random(&b, 42) == 0 &&
+                   weights_open_random(&c, 43) == 0,
+               "open random mode", "failed");
+    if (!a || !b || !c) return;
+    int64_t w2[2] = {256, 1024}, nb[1] = {256};
+    const float *wa = weights_get(a, "blocks.0.mlp.layers.0.weight", 2, w2, &err);
+    const float *na = weights_get(a, "blocks.0.norm1.weight", 1, nb, &err);
+    const float *ba = weights_get(a, "blocks.0.mlp.layers.0.bias", 1, nb, &err);
+    /* b asks in another order: values depend on seed and name only */
+    const float *bb = weights_get(b, "blocks.0.mlp.layers.0.bias", 1, nb, &err);
+    const float *wb = weights_get(b, "blocks.0.mlp.layers.0.weight", 2, w2, &err);
+    const float *wc = weights_get(c, "blocks.0.mlp.layers.0.weight", 2, w2, &err);
+    TEST_CHECK(wa && na && ba && wb && bb && wc, "random weights_get serves any name", "%s", err.msg);
+    if (!wa || !na || !ba || !wb || !bb || !wc) goto out;
+    TEST_CHECK(!memcmp(wa, wb, 256 * 1024 * 4) && !memcmp(ba, bb, 256 * 4),
+               "random values depend only on seed and name", "differ");
+    TEST_CHECK(memcmp(wa, wc, 256 * 1024 * 4) != 0, "another seed gives other values", "same");
+    double s1 = 0, s2 = 0;
+    for (int i = 0; i < 256 * 1024; i++) s1 += wa[i], s2 += (double)wa[i] * wa[i];
+    double mean = s1 / (256 * 1024), sd = sqrt(s2 / (256 * 1024) - mean * mean);
+    TEST_CHECK(fabs(mean) < 0.001 && fabs(sd - 1.0 / 32.0) < 0.001, "matrix ~ N(0, 1/fan_in)",
+               "mean %g sd %g (want 0, %g)", mean, sd, 1.0 / 32);
+    double nmin = 9, nmax = -9, bmax = 0;
+    for (int i = 0; i < 256; i++) {
+        nmin = fmin(nmin, na[i]), nmax = fmax(nmax, na[i]), bmax = fmax(bmax, fabs(ba[i]));
+    }
+    TEST_CHECK(nmin > 0.85 && nmax < 1.15 && nmin != nmax, "norm weight ~ 1 + small noise", "%g..%g", nmin, nmax);
+    TEST_CHECK(bmax > 0 && bmax < 0.15, "bias small", "max |b| %g", bmax);
+    TEST_CHECK(weights_get(a, "blocks.0.mlp.layers.0.weight", 2, w2, &err) == wa && weights_count(a) == 3,
+               "random: a second get returns the same buffer", "count %d", weights_count(a));
+    int64_t wrong[2] = {1024, 256};
+    TEST_CHECK(!weights_get(a, "blocks.0.mlp.layers.0.weight", 2, wrong, &err) &&
+                   strstr(err.msg, "random:42: key blocks.0.mlp.layers.0.weight: expected shape [1024,256], found [256,1024]"),
+               "random: a second get with another shape fails", "%s", err.msg);
+    TEST_CHECK(weights_check_unused(a, NULL, &err) == 0 && !strcmp(weights_path(a), "random:42"),
+               "random: check_unused is a no-op", "%s", err.msg);
+out:
+    weights_close(a);
+    weights_close(b);
+    weights_close(c);
+}
+
+/* test_mutants: byte-level mutations of a real torch pickle (re-zipped
+ * with its storages, so the CRC is valid and the unpickler sees them) and
+ * of a safetensors file. Each must load or fail cleanly with a message
+ * naming the file; under `make sanitize` / valgrind this is the check that
+ * no input reads out of bounds. Deterministic (xorshift). */
+static void test_mutants(void) {
+    enum { MAXE = 64 };
+    char *names[MAXE];
+    unsigned char *data[MAXE];
+    size_t lens[MAXE];
+    int n = 0, pkl = -1;
+    unzFile uf = unzOpen64(test_fixture("pt-variants/variants.pt"));
+    TEST_CHECK(uf != NULL, "open variants.pt with minizip", "failed");
+    if (!uf) return;
+    for (int r = unzGoToFirstFile(uf); r == UNZ_OK && n < MAXE; r = unzGoToNextFile(uf)) {
+        unz_file_info64 info;
+        char nm[256];
+        unzGetCurrentFileInfo64(uf, &info, nm, sizeof nm, NULL, 0, NULL, 0);
+        names[n] = strdup(nm);
+        lens[n] = (size_t)info.uncompressed_size;
+        data[n] = malloc(lens[n] + 1);
+        unzOpenCurrentFile(uf);
+        unzReadCurrentFile(uf, data[n], (unsigned)lens[n]);
+        unzCloseCurrentFile(uf);
+        if (strstr(nm, "data.pkl")) pkl = n;
+        n++;
+    }
+    unzClose(uf);
+    uint64_t x = 0x9E3779B97F4A7C15ULL;
+    int clean = 0, loaded = 0, total = 0;
+    unsigned char *orig = malloc(lens[pkl]);
+    memcpy(orig, data[pkl], lens[pkl]);
+    const char *p = tmp_path("mutant.pt");
+    for (int k = 0; k < 400 && pkl >= 0; k++) {
+        memcpy(data[pkl], orig, lens[pkl]);
+        size_t plen = lens[pkl];
+        int flips = 1 + k % 3;
+        for (int f = 0; f < flips; f++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            data[pkl][x % plen] = (unsigned char)(x >> 32);
+        }
+        if (k % 5 == 4) { x ^= x << 13, x ^= x >> 7, x ^= x << 17; lens[pkl] = x % plen; } /* cut */
+        write_zip(p, n, (const char *const *)names, (const void *const *)data, lens, 0);
+        lens[pkl] = plen;
+        err_t err = {{0}};
+        weights_t *w = NULL;
+        int rc = weights_open(&w, p, &err);
+        total++;
+        if (rc == 0 && w) loaded++, clean++;
+        else if (rc < 0 && !w && strstr(err.msg, p)) clean++;
+        weights_close(w);
+    }
+    TEST_CHECK(clean == total, "mutated torch pickles load or fail cleanly", "%d of %d clean (%d loaded)", clean,
+               total, loaded);
+    printf("    %d mutated pickles: %d loaded, %d rejected\n", total, loaded, total - loaded);
+    free(orig);
+    for (int i = 0; i < n; i++) free(names[i]), free(data[i]);
+
+    size_t len;
+    unsigned char *b = read_all(test_fixture("pt-variants/expected.safetensors"), &len), *m = malloc(len);
+    clean = total = loaded = 0;
+    p = tmp_path("mutant.safetensors");
+    for (int k = 0; k < 400 && b; k++) {
+        memcpy(m, b, len);
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t hl = b[0] | (size_t)b[1] << 8;
+        m[8 + x % hl] = (unsigned char)(x >> 40); /* inside the JSON header */
+        if (k % 4 == 3) m[x % 8] ^= (unsigned char)(1u << (x >> 60)); /* the length */
+        write_all(p, m, len);
+        err_t err = {{0}};
+        weights_t *w = NULL;
+        int rc = weights_open(&w, p, &err);
+        total++;
+        if (rc == 0 && w) loaded++, clean++;
+        else if (rc < 0 && !w && strstr(err.msg, p)) clean++;
+        weights_close(w);
+    }
+    TEST_CHECK(clean == total, "mutated safetensors headers load or fail cleanly", "%d of %d clean (%d loaded)",
+               clean, total, loaded);
+    printf("    %d mutated safetensors: %d loaded, %d rejected\n", total, loaded, total - loaded);
+    free(b);
+    free(m);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "%s/sam2amg-test-weights-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 2; }
@@ -473,6 +603,8 @@ int main(void) {
     test_safetensors_malformed();
     test_pt_fixture();
     test_pt_malformed();
+    test_random_mode();
+    test_mutants();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
