@@ -82,6 +82,15 @@ typedef struct amg_model {
                   int multimask, float *low_res, float *iou, err_t *err);
 } amg_model;
 
+/* amg_model_wrap: the SAM 2.1 model (model.h) as an amg_model: encode =
+ * image_preprocess of the crop + sam2_model_encode, decode =
+ * sam2_model_decode of one label-1 point per prompt. The model must be
+ * loaded for at least max_prompts prompts (points_per_batch). Owns an input
+ * buffer (3,S,S) until amg_model_unwrap; the model stays the caller's. */
+struct sam2_model;
+int  amg_model_wrap(amg_model *out, struct sam2_model *m, int max_prompts, err_t *err);
+void amg_model_unwrap(amg_model *m);
+
 /* One output mask, as SA-1B records it. */
 typedef struct amg_record {
     char    *rle;              /* COCO compressed RLE counts string (column-major) */

@@ -16,9 +16,8 @@
 #include "amg.h"
 #include "cli.h"
 #include "image.h"
+#include "model.h"
 #include "rle.h"
-
-void openblas_set_num_threads(int num_threads);
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -35,7 +34,8 @@ static void usage(FILE *f) {
             "                               the parameters below (flags win)\n"
             "  --point-grids FILE           JSON [[[x, y], ...], ...]: one grid per crop\n"
             "                               layer in [0,1]^2 (instead of points_per_side)\n"
-            "  --threads N                  BLAS threads of the model (default: all)\n"
+            "  --threads N                  CPU threads of the model (default: all cores)\n"
+            "  --device NAME                cpu (default) or cuda:N\n"
             "  -o OUT                       output file (.json, or .png with --format png)\n"
             "  --out-dir DIR                one DIR/NAME.json (or .png) per image\n"
             "  --format json|png            output kind (json)\n"
@@ -104,6 +104,10 @@ typedef struct gen_state {
     amg_replay_t *rp;
     amg_t       *g;
     FILE        *fo;
+    backend_t   *be;
+    sam2_model  *sm;
+    amg_model    wrap;
+    char        *amg_json;
 } gen_state;
 
 static int generate_run(int argc, char **argv, gen_state *gs);
@@ -115,13 +119,17 @@ int cmd_generate(int argc, char **argv) {
     if (gs.fo && gs.fo != stdout) fclose(gs.fo);
     amg_free(gs.g);
     amg_replay_free(gs.rp);
+    amg_model_unwrap(&gs.wrap);
+    sam2_model_free(gs.sm);
+    if (gs.be) gs.be->destroy(gs.be);
+    free(gs.amg_json);
     free(gs.gpts), free(gs.gsizes), free(gs.images);
     return rc;
 }
 
 static int generate_run(int argc, char **argv, gen_state *gs) {
     const char *cmd = "generate", *model = NULL, *config = NULL, *out = NULL, *out_dir = NULL;
-    const char *format = "json", *replay = NULL, *grids = NULL;
+    const char *format = "json", *replay = NULL, *grids = NULL, *device = "cpu";
     int64_t threads = 0;
     const char **images = gs->images;
     int nimages = 0;
@@ -144,6 +152,7 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
                            : !strcmp(a, "--format")         ? &format
                            : !strcmp(a, "--replay-decoder") ? &replay
                            : !strcmp(a, "--point-grids")    ? &grids
+                           : !strcmp(a, "--device")         ? &device
                                                             : NULL;
         if (dst) {
             if (i + 1 >= argc) return cli_usage_error(cmd, "%s needs a value", a);
@@ -170,15 +179,27 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         return cli_usage_error(cmd, "--replay-decoder replays one image's decoder calls");
     if (!replay && !model) return cli_usage_error(cmd, "--model WEIGHTS is required");
 
-    /* defaults < config < flags */
+    /* defaults < config < flags. The model's config: --config NAME|FILE, or
+     * guessed from the checkpoint's shapes. */
     err_t err = {{0}};
     amg_params_default(&p);
-    struct stat stc;
-    if (config && stat(config, &stc) == 0 && S_ISREG(stc.st_mode)) {
-        int rc = amg_params_from_config(&p, config, &err);
+    sam2_config cfg;
+    if (!replay) {
+        int rc = config ? sam2_config_load(config, &cfg, &gs->amg_json, &err)
+                        : sam2_config_guess(model, &cfg, &err);
+        if (!rc && gs->amg_json) rc = amg_params_from_json(&p, gs->amg_json, &err);
         if (rc) {
             fprintf(stderr, "sam2amg generate: %s\n", err.msg);
-            return rc == ERR_IO ? EXIT_DATA : EXIT_USAGE;
+            return rc == ERR_INVALID ? EXIT_USAGE : EXIT_DATA;
+        }
+    } else {
+        struct stat stc;
+        if (config && stat(config, &stc) == 0 && S_ISREG(stc.st_mode)) {
+            int rc = amg_params_from_config(&p, config, &err);
+            if (rc) {
+                fprintf(stderr, "sam2amg generate: %s\n", err.msg);
+                return rc == ERR_IO ? EXIT_DATA : EXIT_USAGE;
+            }
         }
     }
     for (int i = 1; i < argc;) { /* flags again, now over the config's values */
@@ -193,7 +214,6 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         }
     }
     if (amg_params_validate(&p, &err)) return cli_usage_error(cmd, "%s", err.msg);
-    if (threads > 0) openblas_set_num_threads((int)threads);
 
     amg_model m;
     if (replay) {
@@ -203,10 +223,17 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         }
         amg_replay_model(gs->rp, &m);
     } else {
-        /* the network path arrives with the model module (model.h) */
-        fprintf(stderr, "sam2amg generate: %s: the SAM 2.1 model is not part of this build yet "
-                        "(only --replay-decoder)\n", model);
-        return EXIT_DATA;
+        gs->be = backend_create(device, (int)threads, &err);
+        if (!gs->be) {
+            fprintf(stderr, "sam2amg generate: %s\n", err.msg);
+            return EXIT_USAGE;
+        }
+        if (sam2_model_load(&gs->sm, &cfg, model, gs->be, p.points_per_batch, &err) ||
+            amg_model_wrap(&gs->wrap, gs->sm, p.points_per_batch, &err)) {
+            fprintf(stderr, "sam2amg generate: %s\n", err.msg);
+            return EXIT_DATA;
+        }
+        m = gs->wrap;
     }
     if (amg_create(&gs->g, &p, m.S, &err) || image_init(&err)) {
         fprintf(stderr, "sam2amg generate: %s\n", err.msg);
