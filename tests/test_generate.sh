@@ -49,6 +49,17 @@ check "png overlay with --out-dir" bash -c "
     [ \"\$(head -c 8 $tmp/od/image.png | od -An -tx1 | tr -d ' \n')\" = 89504e470d0a1a0a ] &&
     /usr/bin/python3 -c 'import sys,struct; b=open(sys.argv[1],\"rb\").read(24); w,h=struct.unpack(\">II\",b[16:24]); sys.exit(0 if (w,h)==(320,240) else 1)' $tmp/od/image.png"
 check "json with --out-dir" bash -c "mkdir -p $tmp/oj && $gen $d/image.png --out-dir $tmp/oj && $cmp --compare $d/amg.json $tmp/oj/image.json"
+# the 8x8 grid of amg-synthetic given as --point-grids (numpy linspace values)
+awk 'BEGIN { n = 8; printf "[["; for (i = 0; i < n * n; i++) {
+    x = (i % n + 0.5) / n; y = (int(i / n) + 0.5) / n; printf "%s[%.17g, %.17g]", i ? ", " : "", x, y }
+    print "]]" }' >$tmp/grid.json
+check "--point-grids with the official grid reproduces amg.json" bash -c "
+    $bin generate --points-per-batch 16 --point-grids $tmp/grid.json --replay-decoder $d/expected.safetensors \
+        $d/image.png -o $tmp/pg.json && $cmp --compare $d/amg.json $tmp/pg.json"
+echo '[[[0.5, 1.5]]]' >$tmp/badgrid.json
+check "a grid point outside [0,1] is a usage error" bash -c "
+    $bin generate --point-grids $tmp/badgrid.json --replay-decoder $d/expected.safetensors $d/image.png \
+        -o $tmp/h.json 2>$tmp/err; rc=\$?; cat $tmp/err; [ \$rc -eq 2 ]"
 check "a missing image is a data error (exit 1)" bash -c "$gen $tmp/nope.png -o $tmp/g.json; [ \$? -eq 1 ]"
 # end to end with the network: micro reproduces its amg.json (>= 98% of the
 # records at mask IoU >= 0.99, the real-model bar). Skipped, not passed, while
