@@ -39,6 +39,8 @@ static void usage(FILE *f) {
             "  -o OUT                       output file (.json, or .png with --format png)\n"
             "  --out-dir DIR                one DIR/NAME.json (or .png) per image\n"
             "  --format json|png            output kind (json)\n"
+            "  -v, --verbose                per image: calls, masks kept per stage, seconds\n"
+            "                               in the decoder and after it, workspace bytes\n"
             "  --replay-decoder FILE        test mode: recorded decoder outputs instead of\n"
             "                               the network (one image)\n"
             "AMG parameters (official names and defaults):\n");
@@ -131,6 +133,7 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
     const char *cmd = "generate", *model = NULL, *config = NULL, *out = NULL, *out_dir = NULL;
     const char *format = "json", *replay = NULL, *grids = NULL, *device = "cpu";
     int64_t threads = 0;
+    int verbose = 0;
     const char **images = gs->images;
     int nimages = 0;
     amg_params flag_p, p;
@@ -158,6 +161,9 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
             if (i + 1 >= argc) return cli_usage_error(cmd, "%s needs a value", a);
             *dst = argv[i + 1];
             i += 2;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            verbose = 1;
+            i++;
         } else if (!strcmp(a, "--threads")) {
             if (cli_parse_int(cmd, a, i + 1 < argc ? argv[i + 1] : NULL, 1, 1024, &threads))
                 return EXIT_USAGE;
@@ -257,6 +263,18 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         int rc = image_load(&img, images[k], 0, &err);
         if (!rc) rc = amg_generate(g, &m, img.rgb, img.w, img.h, &res, &err);
         if (!rc && rp) rc = amg_replay_finish(rp, &err);
+        if (!rc && verbose) {
+            amg_stats st;
+            amg_get_stats(g, &st);
+            fprintf(stderr,
+                    "%s: %dx%d, %lld decoder calls, masks %lld -> iou %lld -> stability %lld "
+                    "-> crop edge %lld -> %lld records; decoder %.3f s, post-processing %.3f s, "
+                    "workspace %.1f MB\n",
+                    images[k], img.w, img.h, (long long)st.decode_calls, (long long)st.masks,
+                    (long long)st.after_iou, (long long)st.after_stability,
+                    (long long)st.after_edge, (long long)st.records, st.t_decode, st.t_post,
+                    st.peak_bytes / 1e6);
+        }
         if (!rc) {
             char path[4096];
             char namebuf[4096];
