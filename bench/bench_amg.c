@@ -45,7 +45,8 @@ static int syn_decode(void *ctx, int n, const float *pts, const float *mask_inpu
     syn_ctx *c = ctx;
     int L = c->L, k = multimask ? 3 : 1;
     for (int i = 0; i < n; i++) {
-        uint64_t s = mix((uint64_t)(pts[2 * i] * 7919.0f) * 1000003u + (uint64_t)(pts[2 * i + 1] * 104729.0f));
+        uint64_t s = mix((uint64_t)(pts[2 * i] * 7919.0f) * 1000003u +
+                         (uint64_t)(pts[2 * i + 1] * 104729.0f));
         double cx = pts[2 * i] * L / c->S, cy = pts[2 * i + 1] * L / c->S;
         for (int kk = 0; kk < k; kk++) {
             double ra = L * (0.04 + 0.09 * kk) * (0.6 + 0.8 * unif(&s)), rb = ra * (0.5 + unif(&s));
@@ -113,7 +114,8 @@ int main(int argc, char **argv) {
     int W = 2250, H = 1500, pps = 32, big = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--big")) big = 1;
-        else if (!strcmp(argv[i], "--size") && i + 2 < argc) W = atoi(argv[i + 1]), H = atoi(argv[i + 2]), i += 2;
+        else if (!strcmp(argv[i], "--size") && i + 2 < argc)
+            W = atoi(argv[i + 1]), H = atoi(argv[i + 2]), i += 2;
         else if (!strcmp(argv[i], "--pps") && i + 1 < argc) pps = atoi(argv[++i]);
     }
     if (big) return run(6000, 4000, 64, 0.8, 0.95, "6000x4000 pps 64, default thresholds");

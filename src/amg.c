@@ -18,10 +18,9 @@
  * the exact float expression PyTorch's CPU kernel evaluates (checked bit for
  * bit against torch 1.13 on random logits for the (N,3,h,w) kernel: weights
  * from a double source index, fused multiply-adds as its AVX2 build
- * contracts them; the (N,1,h,w) channels-last kernel used for m2m and
- * single-mask output differs from ours in the last bit on ~1/3 of random
- * pixels, which moves a pixel only when its logit is within an ulp of a
- * threshold). Only the bounding box of low-res pixels that can exceed the
+ * contracts them; for the (N,1,h,w) channels-last kernel of m2m and
+ * single-mask output: float corner weights h*w, the four products summed in
+ * double). Only the bounding box of low-res pixels that can exceed the
  * lowest threshold is visited. Stability counts add up whole cells; the RLE
  * walks each column through a short list of class segments. Cost per mask
  * ~ one pass over the L x L logits + boundary pixels, instead of h*w.
@@ -143,7 +142,8 @@ int amg_create(amg_t **out, const amg_params *p, int S, err_t *err) {
     *out = NULL;
     int rc = amg_params_validate(p, err);
     if (rc) return rc;
-    if (S < 16 || S % 4) return err_set(err, ERR_INVALID, "model size %d: must be a multiple of 4", S);
+    if (S < 16 || S % 4)
+        return err_set(err, ERR_INVALID, "model size %d: must be a multiple of 4", S);
     amg_t *g = calloc(1, sizeof *g);
     if (!g) return err_set(err, ERR_NOMEM, "amg: out of memory");
     g->p = *p;
@@ -449,13 +449,14 @@ static inline int cell_class(const amg_t *g, int j, int i, float t) {
  * band j: PyTorch's expressions for the (N,3,h,w) generic kernel
  * (single = 0: blend along x with fused multiply-adds as its AVX2 build
  * contracts them, then along y) or for the (N,1,h,w) channels-last kernel
- * (single = 1: four corner weights). Returns the number of values > t, and
- * with fg != NULL writes the 0/1 of each row. fmaf is exact (one rounding)
+ * (single = 1: four float corner weights, the sum in double). Returns the
+ * number of values > t; with fg != NULL writes the 0/1 of each row, with
+ * vals != NULL the values. fmaf is exact (one rounding)
  * either way; COLUMN_ABOVE is compiled twice so that CPUs with FMA use the
  * instruction instead of a libm call (picked once, see column_above). */
 #define COLUMN_ABOVE(NAME, ATTR)                                                            \
     ATTR static int NAME(const amg_t *g, const float *A, int single, int j, int x, int y0,  \
-                         int y1, float t, uint8_t *fg) {                                     \
+                         int y1, float t, uint8_t *fg, float *vals) {                        \
         const amg_axis *r = &g->ax[0], *c = &g->ax[1];                                       \
         int L = g->L, n = 0;                                                                 \
         const float *a0 = A + (size_t)j * L, *a1 = A + (size_t)r->b1[j] * L;                 \
@@ -466,19 +467,23 @@ static inline int cell_class(const amg_t *g, int j, int i, float t) {
             for (int y = y0; y < y1; y++) {                                                  \
                 float h0 = r->w0[y], h1 = r->w1[y];                                          \
                 float w00 = h0 * w0, w01 = h0 * w1, w10 = h1 * w0, w11 = h1 * w1;            \
-                float val = fmaf(w00, p, fmaf(w01, q, fmaf(w10, u, w11 * v)));               \
+                float val = (float)((double)p * w00 + (double)q * w01 + (double)u * w10 +    \
+                                    (double)v * w11);                                        \
                 int b = val > t;                                                             \
                 n += b;                                                                      \
                 if (fg) fg[y - y0] = (uint8_t)b;                                             \
+                if (vals) vals[y - y0] = val;                                                \
             }                                                                                \
             return n;                                                                        \
         }                                                                                    \
         float t0 = fmaf(a0[x0], w0, a0[x1] * w1);                                            \
         float t1 = fmaf(a1[x0], w0, a1[x1] * w1);                                            \
         for (int y = y0; y < y1; y++) {                                                      \
-            int b = fmaf(t0, r->w0[y], t1 * r->w1[y]) > t;                                   \
+            float val = fmaf(t0, r->w0[y], t1 * r->w1[y]);                                   \
+            int b = val > t;                                                                 \
             n += b;                                                                          \
             if (fg) fg[y - y0] = (uint8_t)b;                                                 \
+            if (vals) vals[y - y0] = val;                                                    \
         }                                                                                    \
         return n;                                                                            \
     }
@@ -490,9 +495,31 @@ COLUMN_ABOVE(column_above_fma, __attribute__((target("fma"))))
 static int column_above(const amg_t *g, const float *A, int single, int j, int x, int y0,
                         int y1, float t, uint8_t *fg) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (g->has_fma) return column_above_fma(g, A, single, j, x, y0, y1, t, fg);
+    if (g->has_fma) return column_above_fma(g, A, single, j, x, y0, y1, t, fg, NULL);
 #endif
-    return column_above_libm(g, A, single, j, x, y0, y1, t, fg);
+    return column_above_libm(g, A, single, j, x, y0, y1, t, fg, NULL);
+}
+
+int amg_upsample(amg_t *g, const float *A, int single, int h, int w, float *out) {
+    if (make_axis(g, 0, h) || make_axis(g, 1, w)) return ERR_NOMEM;
+    const amg_axis *r = &g->ax[0];
+    float *col = malloc(sizeof(float) * (size_t)h);
+    if (!col) return ERR_NOMEM;
+    for (int x = 0; x < w; x++) {
+        for (int rj = 0; rj < r->nlist; rj++) {
+            int j = r->list[rj];
+            float *v = col + r->lo[j];
+#if defined(__x86_64__) && defined(__GNUC__)
+            if (g->has_fma)
+                column_above_fma(g, A, single, j, x, r->lo[j], r->hi[j], 0, NULL, v);
+            else
+#endif
+                column_above_libm(g, A, single, j, x, r->lo[j], r->hi[j], 0, NULL, v);
+        }
+        for (int y = 0; y < h; y++) out[(size_t)y * w + x] = col[y];
+    }
+    free(col);
+    return 0;
 }
 
 /* count of full-res pixels > t (cells outside the region are background) */

@@ -176,7 +176,8 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         }
     }
     if (!nimages) return cli_usage_error(cmd, "no IMAGE given");
-    if (!out == !out_dir) return cli_usage_error(cmd, "give exactly one of -o OUT and --out-dir DIR");
+    if (!out == !out_dir)
+        return cli_usage_error(cmd, "give exactly one of -o OUT and --out-dir DIR");
     if (strcmp(format, "json") && strcmp(format, "png"))
         return cli_usage_error(cmd, "--format: '%s' is not json or png", format);
     if (out && !strcmp(format, "png") && nimages > 1)
