@@ -15,7 +15,7 @@
 static const char *fixtures[] = {
     "amg-synthetic", "amg-synthetic-crops", "amg-synthetic-minarea",
     "amg-synthetic-tall", "amg-synthetic-layers2", "amg-synthetic-thresh",
-    "amg-synthetic-m2m",  "amg-synthetic-single",
+    "amg-synthetic-m2m",  "amg-synthetic-single", "amg-synthetic-tiny",
 };
 
 static void replay_fixture(const char *name) {
