@@ -114,6 +114,10 @@ typedef struct amg_result {
 typedef struct amg amg_t;
 int  amg_create(amg_t **out, const amg_params *p, int S, err_t *err);
 void amg_free(amg_t *g);
+/* amg_set_threads: post-process each batch's masks on n threads (the
+ * caller's included; 1 = none started). Output is identical for any n.
+ * ERR_NOMEM leaves g with one thread. */
+int  amg_set_threads(amg_t *g, int n, err_t *err);
 
 /* amg_generate: run the generator on one RGB image (h, w, 3). Fills res
  * (previous contents freed). Data errors from the model are passed up. */

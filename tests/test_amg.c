@@ -89,6 +89,27 @@ static void replay_fixture(const char *name) {
         fx_free_records(a, na > 0 ? na : 0);
         free(buf);
     }
+    /* the same on 3 post-processing threads: identical records */
+    if (rc == 0) {
+        amg_result res3 = {0};
+        amg_replay_model(r, &m);
+        int rc3 = amg_set_threads(g, 3, &err);
+        if (!rc3) rc3 = amg_generate(g, &m, rgb, W, H, &res3, &err);
+        int same = rc3 == 0 && res3.n == res.n;
+        for (int i = 0; same && i < res.n; i++) {
+            const amg_record *x = &res.recs[i], *y = &res3.recs[i];
+            same = !strcmp(x->rle, y->rle) && x->area == y->area &&
+                   !memcmp(x->bbox, y->bbox, sizeof x->bbox) &&
+                   x->predicted_iou == y->predicted_iou &&
+                   x->stability_score == y->stability_score &&
+                   !memcmp(x->point, y->point, sizeof x->point) &&
+                   !memcmp(x->crop_box, y->crop_box, sizeof x->crop_box);
+        }
+        snprintf(label, sizeof label, "%s: 3 threads give the same records in the same order",
+                 name);
+        TEST_CHECK(same, label, "rc %d (%s), %d vs %d records", rc3, err.msg, res3.n, res.n);
+        amg_result_free(&res3);
+    }
     amg_result_free(&res);
     free(rgb);
     amg_free(g);
