@@ -47,9 +47,10 @@ int decoder_set_image(decoder_t *d, const float *image_embed, const float *feat_
 /* decoder_run: decode p->n prompts (see sam2_prompts in model.h) on the
  * current image. low_res (n,k,S/4,S/4) and iou (n,k) are host memory, k = 3
  * with p->multimask, else 1 (token 0 with the dynamic stability fallback).
- * Logits are not clamped. ERR_INVALID when n exceeds max_prompts, n_pts is
- * not in 1..DECODER_MAX_POINTS, a label is not in {-1,0,1,2,3} or no image
- * was set. */
+ * Logits are not clamped. n_pts may be 0 only with a mask input (then no
+ * sparse tokens, as the official prompt encoder without points). ERR_INVALID
+ * when n exceeds max_prompts, n_pts exceeds DECODER_MAX_POINTS, a label is
+ * not in {-1,0,1,2,3} or no image was set. */
 int decoder_run(decoder_t *d, const sam2_prompts *p, float *low_res, float *iou, err_t *err);
 
 /* decoder_peak_bytes: backend bytes the decoder holds for activations and
