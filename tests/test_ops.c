@@ -442,6 +442,10 @@ static void test_backend_ops(backend_t *be) {
     case_attention(be, 1, 16, 64, 2, 48, 0, 3, 1);
     case_attention(be, 2, 49, 49, 3, 32, 1, 0, 8);
     case_attention(be, 1, 1, 1, 1, 1, 0, 0, 1);
+    case_attention(be, 3, 70, 7, 8, 16, 0, 2, 1);    // few keys, padded lanes
+    case_attention(be, 2, 33, 3, 2, 12, 0, 0, 30);   // few keys, large logits
+    case_attention(be, 1, 5, 16, 1, 6, 0, 1, 1);
+    case_attention(be, 1, 9, 17, 2, 8, 0, 0, 1);     // just past the short-key path
     // layer_norm
     case_layer_norm(be, 1, 1, 1e-6f, 0);
     case_layer_norm(be, 5, 96, 1e-6f, 0);
