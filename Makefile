@@ -3,7 +3,8 @@
 # "N passed, N failed"; see `make help`.
 
 CC      ?= cc
-NVCC    ?= nvcc
+# nvcc from PATH, else the default CUDA install location
+NVCC    ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc),nvcc)
 PKGS    := vips sqlite3 minizip
 OPT     ?= -O2
 PKG_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS) 2>/dev/null))
@@ -14,6 +15,9 @@ LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -lpthread -
 LDFLAGS += $(SAN_FLAGS)
 
 BUILD   ?= build
+# V=1 prints full command lines
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
 SRC     := $(filter-out src/main.c,$(wildcard src/*.c)) $(wildcard jobs/*.c)
 OBJ     := $(patsubst %.c,$(BUILD)/obj/%.o,$(SRC))
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
@@ -27,9 +31,13 @@ CU_SRC  := $(wildcard kernels/*.cu)
 ifeq ($(HAVE_NVCC),1)
 CU_OBJ  := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRC))
 CFLAGS  += -DSAM2AMG_CUDA -isystem $(CUDA_HOME)/include
-LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart
-NVFLAGS ?= -O3 -std=c++17 -Iinclude -Xcompiler -Wall,-Werror,-fPIC \
-           -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+# sm_80 (A100) and sm_90 (H100/H200) code, plus sm_90 PTX for newer GPUs to
+# JIT; warnings are errors in device and host code alike
+NVFLAGS ?= -O3 -lineinfo -std=c++17 -Iinclude -Xcompiler -Wall,-Wextra,-Werror,-fPIC \
+           -Werror all-warnings \
+           -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+           -gencode arch=compute_90,code=compute_90
 endif
 
 .PHONY: all test sanitize valgrind bench clean help
@@ -38,33 +46,39 @@ endif
 SQLEXT  := $(if $(wildcard src/sqlext.c),$(BUILD)/libsam2amg_sql.so)
 all: $(BUILD)/sam2amg $(SQLEXT) $(TESTS) $(BENCHES)
 
-$(BUILD)/obj/%.o: %.c $(wildcard include/*.h src/*.h jobs/*.h)
+$(BUILD)/obj/%.o: %.c $(wildcard include/*.h src/*.h jobs/*.h kernels/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@$(if $(Q),echo '  CC    $<')
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/%.o: %.cu $(wildcard include/*.h kernels/*.cuh)
+$(BUILD)/obj/%.o: %.cu $(wildcard include/*.h kernels/*.h kernels/*.cuh)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVFLAGS) -c $< -o $@
+	@$(if $(Q),echo '  NVCC  $<')
+	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
 
 $(BUILD)/libsam2amg.a: $(OBJ) $(CU_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/sam2amg: src/main.c $(BUILD)/libsam2amg.a
-	$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+	@$(if $(Q),echo '  LINK  $@')
+	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
 
 # the rle_* SQL functions as a loadable extension for sqlite3 / Python
 $(BUILD)/libsam2amg_sql.so: $(wildcard src/sqlext*.c src/rle.c)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DSAM2AMG_SQL_EXTENSION -shared $^ -o $@ $(LDFLAGS) -lm
+	@$(if $(Q),echo '  LINK  $@')
+	$(Q)$(CC) $(CFLAGS) -DSAM2AMG_SQL_EXTENSION -shared $^ -o $@ $(LDFLAGS) -lm
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libsam2amg.a
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libsam2amg.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+	@$(if $(Q),echo '  LINK  $@')
+	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libsam2amg.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+	@$(if $(Q),echo '  LINK  $@')
+	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
 
 # test: every tests/test_* program and script; last line "N passed, N failed"
 test: all

@@ -88,6 +88,7 @@ typedef struct amg_result {
     int         width, height; /* image size */
     int         n;             /* records */
     amg_record *recs;          /* (n), strings owned by the result */
+    char       *strings;       /* one block holding every recs[i].rle (owned) */
 } amg_result;
 
 /* amg_t: per-worker generator state (one arena for everything after the
@@ -105,5 +106,28 @@ void amg_result_free(amg_result *res);
 /* amg_write_json: {"image": {"file_name", "width", "height"},
  * "annotations": [records]} with the official field names. */
 int  amg_write_json(FILE *f, const char *file_name, const amg_result *res);
+
+/* ---- replay decoder (tests): recorded decoder calls of a synthetic
+ * oracle run (fixtures' expected.safetensors, keys syn_*). Decode call i
+ * checks its points against syn_points[syn_call == i] (1e-3) and returns
+ * syn_low_res_q / 4 and syn_iou (channel 0 when single-mask); encode checks
+ * the crop size against syn_crop_hw. */
+typedef struct amg_replay amg_replay_t;
+/* amg_replay_open: read path (ERR_IO / ERR_FORMAT naming the file and key). */
+int  amg_replay_open(amg_replay_t **out, const char *path, err_t *err);
+void amg_replay_free(amg_replay_t *r);
+/* amg_replay_model: a model whose ctx is r; S is the recorded model size.
+ * Calls restart from the first one. */
+void amg_replay_model(amg_replay_t *r, amg_model *m);
+/* amg_replay_finish: ERR_FORMAT if recorded calls were left unused. */
+int  amg_replay_finish(amg_replay_t *r, err_t *err);
+
+/* amg_stats: what the last amg_generate did (benchmarks, logs). */
+typedef struct amg_stats {
+    int64_t decode_calls, masks, after_iou, after_stability, after_edge, records;
+    double  t_decode, t_post;        /* seconds inside decode / after it */
+    size_t  peak_bytes;              /* workspace bytes held by the amg_t */
+} amg_stats;
+void amg_get_stats(const amg_t *g, amg_stats *st);
 
 #endif

@@ -37,6 +37,16 @@ void image_free(image_t *img);
  * resize of x/255 then (x - mean) / std with ImageNet mean/std. */
 void image_preprocess(const uint8_t *rgb, int w, int h, size_t stride, int S, float *out);
 
+/* image_preprocess_naive: the same transform as a direct per-pixel sum (slow;
+ * the reference the fast version is tested against). */
+void image_preprocess_naive(const uint8_t *rgb, int w, int h, size_t stride, int S,
+                            float *out);
+
+/* image_fault_inject: the nth next image_load / image_load_memory call (1 =
+ * the next, counted over all threads) fails with rc and "NAME: injected
+ * fault"; nth <= 0 disarms. For tests of job isolation and resume. */
+void image_fault_inject(int64_t nth, int rc);
+
 /* image_write_png: 8-bit PNG of (h, w, channels) pixels, channels 1, 3 or 4. */
 int  image_write_png(const char *path, const uint8_t *px, int w, int h, int channels,
                      err_t *err);

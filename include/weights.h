@@ -58,6 +58,15 @@ const float *weights_get(weights_t *w, const char *name, int ndim, const int64_t
  * "memory_encoder.", "maskmem_tpos_enc", ...). */
 int weights_check_unused(weights_t *w, const char *const *skip, err_t *err);
 
+/* weights_open_random: a weights_t in "random mode" for benchmarks: every
+ * weights_get(name, shape) is served (first call allocates, owned by w)
+ * with deterministic pseudo-random float32 values that depend only on seed
+ * and name: N(0,1)/sqrt(fan_in) for ndim >= 2 (fan_in = numel/shape[0]),
+ * 1 + 0.02 N(0,1) for norm weights (name contains "norm" and ends with
+ * ".weight"), 0.02 N(0,1) otherwise. weights_check_unused is a no-op.
+ * Returns 0, or ERR_NOMEM. */
+int weights_open_random(weights_t **out, uint64_t seed);
+
 /* ---- safetensors writer (dump, tests) ---- */
 typedef struct st_entry {
     const char *name;

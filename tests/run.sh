@@ -27,6 +27,7 @@ run_one() {   # name, command...
 }
 vg=()
 [ "${VALGRIND:-0}" = 1 ] && vg=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite)
+[ "${VALGRIND:-0}" = 1 ] && [ -f tests/valgrind.supp ] && vg+=(--suppressions=tests/valgrind.supp)
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
     run_one "$(basename "$t")" "${vg[@]}" "$t"

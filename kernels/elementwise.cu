@@ -1,0 +1,109 @@
+/* elementwise.cu: GELU, ReLU, add, row broadcast, scale-add, GEMM bias.
+ *
+ * Memory-bound one-liners in grid-stride loops (common.cuh). Every op that
+ * may run in place (y aliasing an input) reads an element before writing
+ * the same element and nothing else, so aliasing is safe.
+ */
+#include "common.cuh"
+
+static __global__ void gelu_kernel(float *y, const float *x, int64_t n) {
+    KERN_FOR(i, n) {
+        float v = x[i];
+        y[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    }
+}
+
+static __global__ void relu_kernel(float *y, const float *x, int64_t n) {
+    KERN_FOR(i, n) y[i] = fmaxf(x[i], 0.0f);
+}
+
+static __global__ void add_kernel(float *y, const float *a, const float *b, int64_t n) {
+    KERN_FOR(i, n) y[i] = a[i] + b[i];
+}
+
+// x,y are (M,C) flattened to n = M*C; row is (C)
+static __global__ void add_row_kernel(float *y, const float *x, const float *row,
+                                      int64_t n, int64_t C) {
+    KERN_FOR(i, n) y[i] = x[i] + row[i % C];
+}
+
+static __global__ void scale_add_kernel(float *y, const float *x, float alpha, float beta,
+                                        int64_t n) {
+    KERN_FOR(i, n) y[i] = alpha * x[i] + beta * y[i];
+}
+
+static __global__ void scale_kernel(float *y, const float *x, float alpha, int64_t n) {
+    KERN_FOR(i, n) y[i] = alpha * x[i];
+}
+
+// y is (M,N) with row stride ldy; b is (N) or NULL (fill only)
+static __global__ void bias_rows_kernel(float *y, int64_t ldy, const float *b, int64_t M,
+                                        int64_t N, int fill) {
+    KERN_FOR(i, M * N) {
+        int64_t r = i / N, c = i % N;
+        float bv = b ? b[c] : 0.0f;
+        float *p = y + r * ldy + c;
+        *p = fill ? bv : *p + bv;
+    }
+}
+
+extern "C" void cuda_gelu(cudaStream_t s, float *y, const float *x, int64_t n) {
+    CHECK(n >= 0);
+    if (n == 0) return;
+    gelu_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(y, x, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_relu(cudaStream_t s, float *y, const float *x, int64_t n) {
+    CHECK(n >= 0);
+    if (n == 0) return;
+    relu_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(y, x, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_add(cudaStream_t s, float *y, const float *a, const float *b,
+                         int64_t n) {
+    CHECK(n >= 0);
+    if (n == 0) return;
+    add_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(y, a, b, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_add_row(cudaStream_t s, float *y, const float *x, const float *row,
+                             int64_t M, int64_t C) {
+    CHECK(M >= 0 && C > 0);
+    if (M == 0) return;
+    int64_t n = M * C;
+    add_row_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(y, x, row, n, C);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_scale_add(cudaStream_t s, float *y, const float *x, float alpha,
+                               float beta, int64_t n) {
+    CHECK(n >= 0);
+    if (n == 0) return;
+    if (beta == 0.0f)
+        scale_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(y, x, alpha, n);
+    else
+        scale_add_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(y, x, alpha,
+                                                                           beta, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_add_bias_strided(cudaStream_t s, float *y, int64_t ldy, const float *b,
+                                      int64_t M, int64_t N) {
+    CHECK(M >= 0 && N >= 0 && ldy >= N && b);
+    if (M == 0 || N == 0) return;
+    bias_rows_kernel<<<kern_grid(M * N, KERN_THREADS), KERN_THREADS, 0, s>>>(y, ldy, b, M,
+                                                                           N, 0);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_fill_rows(cudaStream_t s, float *y, int64_t ldy, const float *b,
+                               int64_t M, int64_t N) {
+    CHECK(M >= 0 && N >= 0 && ldy >= N);
+    if (M == 0 || N == 0) return;
+    bias_rows_kernel<<<kern_grid(M * N, KERN_THREADS), KERN_THREADS, 0, s>>>(y, ldy, b, M,
+                                                                           N, 1);
+    CUDA_LAUNCH_CHECK();
+}

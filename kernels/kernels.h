@@ -1,0 +1,108 @@
+/* kernels.h: the CUDA kernel launchers behind the CUDA backend.
+ *
+ * Each kernels/<family>.cu holds `static __global__` kernels and one
+ * extern "C" launcher per op that checks its shapes (a bad shape is a bug:
+ * CHECK aborts), launches on the given stream and checks the launch with
+ * cudaGetLastError. Launchers never synchronize and never allocate: the
+ * caller (src/backend_cuda.c) owns the stream and any scratch memory.
+ * All pointers are device memory; all tensors float32, row-major,
+ * contiguous unless a stride is given. Semantics are those of the op of the
+ * same name in include/backend.h.
+ *
+ * This header is included by nvcc (C++) and by the C compiler (C11), so it
+ * only uses the C runtime API header.
+ */
+#ifndef SAM2AMG_KERNELS_H
+#define SAM2AMG_KERNELS_H
+
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#include "check.h"
+
+/* CUDA_CHECK: a CUDA runtime call that must not fail (a failure is a bug or
+ * a dead device: abort with the call text and the CUDA error string). */
+#define CUDA_CHECK(call)                                                        \
+    do {                                                                        \
+        cudaError_t cuda_rc_ = (call);                                          \
+        CHECK_MSG(cuda_rc_ == cudaSuccess, "%s returned %s", #call,             \
+                  cudaGetErrorString(cuda_rc_));                                \
+    } while (0)
+
+/* CUDA_LAUNCH_CHECK: after every kernel launch; catches bad launch
+ * configurations at once (does not synchronize). */
+#define CUDA_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- norm.cu ---- */
+/* y (M,C) = LayerNorm over C of x (M,C) with w,b (C); y may alias x. */
+void cuda_layer_norm(cudaStream_t s, float *y, const float *x, const float *w,
+                     const float *b, int64_t M, int64_t C, float eps);
+
+/* ---- elementwise.cu ---- */
+void cuda_gelu(cudaStream_t s, float *y, const float *x, int64_t n);
+void cuda_relu(cudaStream_t s, float *y, const float *x, int64_t n);
+void cuda_add(cudaStream_t s, float *y, const float *a, const float *b, int64_t n);
+/* y (M,C) = x (M,C) + row (C); y may alias x. */
+void cuda_add_row(cudaStream_t s, float *y, const float *x, const float *row,
+                  int64_t M, int64_t C);
+/* y = alpha*x + beta*y; with beta == 0, y is not read (BLAS convention). */
+void cuda_scale_add(cudaStream_t s, float *y, const float *x, float alpha, float beta,
+                    int64_t n);
+/* y (M,N) with row stride ldy: y[i,j] += b[j] (the bias of a GEMM). */
+void cuda_add_bias_strided(cudaStream_t s, float *y, int64_t ldy, const float *b,
+                           int64_t M, int64_t N);
+/* y (M,N) with row stride ldy: y[i,j] = b[j], or 0 when b is NULL. */
+void cuda_fill_rows(cudaStream_t s, float *y, int64_t ldy, const float *b, int64_t M,
+                    int64_t N);
+
+/* ---- attention.cu ---- */
+/* o (B,Lq,nh*dh) = softmax(scale q.k^T) v per batch item and head; q (B,Lq,nh,dh)
+ * row stride ldq, k,v (B,Lk,nh,dh) row strides ldk, ldv. dh <= 128. */
+void cuda_attention(cudaStream_t s, float *o, const float *q, int64_t ldq,
+                    const float *k, int64_t ldk, const float *v, int64_t ldv,
+                    int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
+                    float scale);
+
+/* ---- conv.cu ---- */
+/* im2col rows [m0, m0+mc) of the (B*Ho*Wo, Cin*kh*kw) patch matrix of
+ * x (B,H,W,Cin), columns in PyTorch weight order (ci, ky, kx), into
+ * col (mc, Cin*kh*kw). Out-of-image taps are zero. */
+void cuda_im2col(cudaStream_t s, float *col, const float *x, int64_t B, int64_t H,
+                 int64_t W, int64_t Cin, int kh, int kw, int stride, int pad,
+                 int64_t Ho, int64_t Wo, int64_t m0, int64_t mc);
+/* conv_transpose2x2 scatter: t (mc, Cout*4) holds for input pixels
+ * [m0, m0+mc) of x (B,H,W,.) the products in order (co, dy, dx); writes
+ * y (B,2H,2W,Cout) pixel (2i+dy, 2j+dx) = t + b[co] (b may be NULL). */
+void cuda_convt2x2_scatter(cudaStream_t s, float *y, const float *t, const float *b,
+                           int64_t B, int64_t H, int64_t W, int64_t Cout, int64_t m0,
+                           int64_t mc);
+
+/* ---- resize.cu ---- */
+/* y (N,Ho,Wo) = bilinear resize of x (N,Hi,Wi), align_corners=False. */
+void cuda_resize_bilinear(cudaStream_t s, float *y, const float *x, int64_t N,
+                          int64_t Hi, int64_t Wi, int64_t Ho, int64_t Wo);
+
+/* ---- layout.cu ---- */
+void cuda_maxpool2x2(cudaStream_t s, float *y, const float *x, int64_t B, int64_t H,
+                     int64_t W, int64_t C);
+void cuda_upsample_nearest2x(cudaStream_t s, float *y, const float *x, int64_t B,
+                             int64_t H, int64_t W, int64_t C);
+void cuda_window_partition(cudaStream_t s, float *y, const float *x, int64_t B,
+                           int64_t H, int64_t W, int64_t C, int64_t ws);
+void cuda_window_unpartition(cudaStream_t s, float *y, const float *x, int64_t B,
+                             int64_t H, int64_t W, int64_t C, int64_t ws);
+/* y (B,Cc,R) = transpose of each x (B,R,Cc): nhwc_to_nchw is R=H*W, Cc=C;
+ * nchw_to_nhwc is R=C, Cc=H*W. */
+void cuda_transpose_batched(cudaStream_t s, float *y, const float *x, int64_t B,
+                            int64_t R, int64_t Cc);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,829 @@
+/* amg.c: the automatic mask generator (see amg.h), the official
+ * SAM2AutomaticMaskGenerator's semantics without its memory: no
+ * full-resolution mask is ever stored.
+ *
+ * Per image: crop boxes (generate_crop_boxes), per crop a point grid, per
+ * batch of points one decoder call (plus the m2m refinement calls), then
+ * per mask: predicted-IoU filter -> hole/sprinkle fill of the low-res
+ * logits (min_mask_region_area) -> stability score -> binarize -> box ->
+ * crop-edge filter -> RLE. NMS per crop, then across crops.
+ *
+ * Why no full-resolution masks: a full-res logit is PyTorch's bilinear
+ * resize (align_corners=False) of the low-res map, a blend of the 4 corners
+ * of one low-res "cell". Full-res rows that share the same pair of low-res
+ * rows form a band, columns likewise, and a band x band block is a cell. If
+ * all four corners of a cell are clearly above (or below) a threshold, every
+ * pixel of the cell is (the blend is convex up to a few ulps: `eps` below);
+ * only cells the threshold passes through are evaluated pixel by pixel, with
+ * the exact float expression PyTorch's CPU kernel evaluates (checked bit for
+ * bit against torch 1.13: weights from a double source index, fused
+ * multiply-adds as its AVX2 build contracts them). Stability counts add up
+ * whole cells; the RLE walks each column through a short list of class
+ * segments. Cost per mask ~ L^2 + boundary pixels instead of h*w.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "amg.h"
+#include "rle.h"
+
+/* one kept mask, before NMS */
+typedef struct amg_rec {
+    int64_t  area;
+    int32_t  box[4];      /* x0, y0, x1, y1 (inclusive max), image pixels */
+    float    iou, stab;
+    float    pt[2];       /* point, image pixels (float32 as the official) */
+    int32_t  crop;        /* index into crops */
+    size_t   str_off;     /* RLE string in g->str */
+    uint32_t str_len;
+} amg_rec;
+
+/* the rows (or columns) of a crop side of n pixels, mapped to low-res L */
+typedef struct amg_axis {
+    int      n;
+    int32_t *i0, *i1;     /* (n) low-res indices */
+    float   *w0, *w1;     /* (n) weights */
+    int32_t *lo, *hi;     /* (L) band b = pixels [lo, hi) with i0 == b */
+    int32_t *b1;          /* (L) second low-res index of band b */
+    int32_t *list;        /* (L) non-empty bands, increasing */
+    int      nlist;
+} amg_axis;
+
+/* a run of row bands of one class in one column band */
+typedef struct amg_seg {
+    int32_t lo, hi;       /* rows [lo, hi) */
+    int32_t j;            /* row band (class 2 only) */
+    int32_t cls;          /* 0 below, 1 above, 2 evaluate */
+} amg_seg;
+
+struct amg {
+    amg_params p;
+    float     *grid_pts;          /* (sum sizes, 2) own copy of the grids */
+    int       *grid_sizes;        /* (n_grids) */
+    int        n_grids;
+    int        S, L;
+    /* batch (sized at create from points_per_batch) */
+    float     *pts_img;           /* (ppb, 2) crop pixels, float32 */
+    float     *pts_model;         /* (ppb, 2) model input coordinates */
+    float     *low;               /* (ppb*3, L, L) decoder logits */
+    float     *iou;               /* (ppb*3) */
+    float     *m2m_in;            /* (ppb, L, L) clamped mask inputs */
+    float     *m2m_pts;           /* (ppb, 2) */
+    float     *m2m_img;           /* (ppb, 2) */
+    float     *m2m_low;           /* (ppb, L, L) */
+    float     *m2m_iou;           /* (ppb) */
+    /* per mask (L, L) */
+    float     *fill;              /* hole/sprinkle-filled logits */
+    int32_t   *stack;             /* flood-fill stack */
+    uint8_t   *seen;
+    float     *cmin, *cmax;       /* per cell corner min / max */
+    amg_seg   *segs;              /* (L) */
+    /* per crop */
+    amg_axis   ax[2];             /* 0 rows (height), 1 columns (width) */
+    int        cap_axis[2];
+    float     *t0, *t1;           /* (cap w) column values of two low-res rows */
+    /* growing per image */
+    uint32_t  *counts;
+    size_t     ncounts, cap_counts;
+    amg_rec   *recs;
+    int        nrec, cap_recs;
+    char      *str;
+    size_t     nstr, cap_str;
+    int32_t   *order;             /* (cap_recs) */
+    float     *score;             /* (cap_recs) */
+    uint8_t   *supp;              /* (cap_recs) */
+    amg_rec   *tmp;               /* (cap_recs) */
+    int32_t   (*crops)[4];        /* (ncrops) x0, y0, x1, y1 */
+    int32_t   *crop_layer;
+    int        ncrops, cap_crops;
+    /* current crop */
+    int        cx, cy, cw, ch, W, H;
+    amg_stats  st;
+    size_t     bytes;
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* grow: make *p hold at least need elements of size elem (doubling). */
+static int grow(amg_t *g, void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    size_t n = *cap ? *cap : 64;
+    while (n < need) n *= 2;
+    void *q = realloc(*p, n * elem);
+    if (!q) return ERR_NOMEM;
+    g->bytes += (n - *cap) * elem;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+static void *xcalloc(amg_t *g, size_t n, size_t elem) {
+    g->bytes += n * elem;
+    return calloc(n ? n : 1, elem);
+}
+
+int amg_create(amg_t **out, const amg_params *p, int S, err_t *err) {
+    *out = NULL;
+    int rc = amg_params_validate(p, err);
+    if (rc) return rc;
+    if (S < 16 || S % 4) return err_set(err, ERR_INVALID, "model size %d: must be a multiple of 4", S);
+    amg_t *g = calloc(1, sizeof *g);
+    if (!g) return err_set(err, ERR_NOMEM, "amg: out of memory");
+    g->p = *p;
+    g->S = S;
+    g->L = S / 4;
+    size_t L2 = (size_t)g->L * g->L, B = (size_t)p->points_per_batch;
+    int ok = 1;
+    if (p->n_point_grids > 0) {
+        int64_t tot = 0;
+        for (int i = 0; i < p->n_point_grids; i++) tot += p->point_grid_sizes[i];
+        g->grid_pts = xcalloc(g, (size_t)tot * 2, sizeof(float));
+        g->grid_sizes = xcalloc(g, (size_t)p->n_point_grids, sizeof(int));
+        ok = g->grid_pts && g->grid_sizes;
+        if (ok) {
+            memcpy(g->grid_pts, p->point_grids, (size_t)tot * 2 * sizeof(float));
+            memcpy(g->grid_sizes, p->point_grid_sizes, (size_t)p->n_point_grids * sizeof(int));
+        }
+        g->n_grids = p->n_point_grids;
+        g->p.point_grids = g->grid_pts;
+        g->p.point_grid_sizes = g->grid_sizes;
+    }
+    g->pts_img = xcalloc(g, B * 2, sizeof(float));
+    g->pts_model = xcalloc(g, B * 2, sizeof(float));
+    g->low = xcalloc(g, B * 3 * L2, sizeof(float));
+    g->iou = xcalloc(g, B * 3, sizeof(float));
+    if (p->use_m2m) {
+        g->m2m_in = xcalloc(g, B * L2, sizeof(float));
+        g->m2m_pts = xcalloc(g, B * 2, sizeof(float));
+        g->m2m_img = xcalloc(g, B * 2, sizeof(float));
+        g->m2m_low = xcalloc(g, B * L2, sizeof(float));
+        g->m2m_iou = xcalloc(g, B, sizeof(float));
+        ok = ok && g->m2m_in && g->m2m_pts && g->m2m_img && g->m2m_low && g->m2m_iou;
+    }
+    g->fill = xcalloc(g, L2, sizeof(float));
+    g->stack = xcalloc(g, L2, sizeof(int32_t));
+    g->seen = xcalloc(g, L2, 1);
+    g->cmin = xcalloc(g, L2, sizeof(float));
+    g->cmax = xcalloc(g, L2, sizeof(float));
+    g->segs = xcalloc(g, (size_t)g->L, sizeof(amg_seg));
+    for (int a = 0; a < 2; a++) {
+        g->ax[a].lo = xcalloc(g, (size_t)g->L, sizeof(int32_t));
+        g->ax[a].hi = xcalloc(g, (size_t)g->L, sizeof(int32_t));
+        g->ax[a].b1 = xcalloc(g, (size_t)g->L, sizeof(int32_t));
+        g->ax[a].list = xcalloc(g, (size_t)g->L, sizeof(int32_t));
+        ok = ok && g->ax[a].lo && g->ax[a].hi && g->ax[a].b1 && g->ax[a].list;
+    }
+    ok = ok && g->pts_img && g->pts_model && g->low && g->iou && g->fill && g->stack &&
+         g->seen && g->cmin && g->cmax && g->segs;
+    if (!ok) {
+        amg_free(g);
+        return err_set(err, ERR_NOMEM, "amg: out of memory for a batch of %d prompts",
+                       p->points_per_batch);
+    }
+    *out = g;
+    return 0;
+}
+
+void amg_free(amg_t *g) {
+    if (!g) return;
+    free(g->grid_pts), free(g->grid_sizes);
+    free(g->pts_img), free(g->pts_model), free(g->low), free(g->iou);
+    free(g->m2m_in), free(g->m2m_pts), free(g->m2m_img), free(g->m2m_low), free(g->m2m_iou);
+    free(g->fill), free(g->stack), free(g->seen), free(g->cmin), free(g->cmax), free(g->segs);
+    for (int a = 0; a < 2; a++) {
+        amg_axis *x = &g->ax[a];
+        free(x->i0), free(x->i1), free(x->w0), free(x->w1);
+        free(x->lo), free(x->hi), free(x->b1), free(x->list);
+    }
+    free(g->t0), free(g->t1);
+    free(g->counts), free(g->recs), free(g->str), free(g->order), free(g->score);
+    free(g->supp), free(g->tmp), free(g->crops), free(g->crop_layer);
+    free(g);
+}
+
+void amg_get_stats(const amg_t *g, amg_stats *st) {
+    *st = g->st;
+    st->peak_bytes = g->bytes;
+}
+
+/* ---- geometry: crop boxes, grids, resize maps ---- */
+
+/* crop boxes exactly as generate_crop_boxes (python int/float rules) */
+static int make_crops(amg_t *g, int W, int H) {
+    int n = 1;
+    for (int l = 0; l < g->p.crop_n_layers; l++) n += (1 << (l + 1)) * (1 << (l + 1));
+    size_t cap = (size_t)g->cap_crops;
+    if (grow(g, (void **)&g->crops, &cap, (size_t)n, sizeof *g->crops)) return ERR_NOMEM;
+    size_t cap2 = (size_t)g->cap_crops;
+    if (grow(g, (void **)&g->crop_layer, &cap2, (size_t)n, sizeof(int32_t))) return ERR_NOMEM;
+    g->cap_crops = (int)(cap < cap2 ? cap : cap2);
+    int k = 0, short_side = H < W ? H : W;
+    g->crops[k][0] = 0, g->crops[k][1] = 0, g->crops[k][2] = W, g->crops[k][3] = H;
+    g->crop_layer[k++] = 0;
+    for (int l = 0; l < g->p.crop_n_layers; l++) {
+        int nps = 1 << (l + 1);
+        int overlap = (int)(g->p.crop_overlap_ratio * short_side * (2.0 / nps));
+        int crop_w = (int)ceil((double)(overlap * (nps - 1) + W) / nps);
+        int crop_h = (int)ceil((double)(overlap * (nps - 1) + H) / nps);
+        for (int xi = 0; xi < nps; xi++)
+            for (int yi = 0; yi < nps; yi++) {
+                int x0 = (crop_w - overlap) * xi, y0 = (crop_h - overlap) * yi;
+                g->crops[k][0] = x0;
+                g->crops[k][1] = y0;
+                g->crops[k][2] = x0 + crop_w < W ? x0 + crop_w : W;
+                g->crops[k][3] = y0 + crop_h < H ? y0 + crop_h : H;
+                g->crop_layer[k++] = l + 1;
+            }
+    }
+    g->ncrops = k;
+    return 0;
+}
+
+/* numpy linspace(1/(2n), 1 - 1/(2n), n), element i */
+static double grid_coord(int n, int i) {
+    double start = 1.0 / (2 * n), stop = 1.0 - start;
+    if (n == 1) return start;
+    if (i == n - 1) return stop;
+    double step = (stop - start) / (n - 1);
+    return i * step + start;
+}
+
+/* number of grid points of a crop layer */
+static int layer_points(const amg_t *g, int layer, int *side) {
+    if (g->n_grids > 0) {
+        *side = 0;
+        return g->grid_sizes[layer];
+    }
+    double s = 1;
+    for (int i = 0; i < layer; i++) s *= g->p.crop_n_points_downscale_factor;
+    *side = (int)(g->p.points_per_side / s);
+    return *side * *side;
+}
+
+/* point q of a layer's grid in crop pixels (float32 as torch.as_tensor) */
+static void layer_point(const amg_t *g, int layer, int side, int q, int cw, int ch, float *xy) {
+    double gx, gy;
+    if (g->n_grids > 0) {
+        int off = 0;
+        for (int i = 0; i < layer; i++) off += g->grid_sizes[i];
+        gx = g->grid_pts[2 * (off + q)];
+        gy = g->grid_pts[2 * (off + q) + 1];
+    } else {
+        gx = grid_coord(side, q % side);
+        gy = grid_coord(side, q / side);
+    }
+    xy[0] = (float)(gx * cw);
+    xy[1] = (float)(gy * ch);
+}
+
+/* the resize map of one side: PyTorch's bilinear source index and weights
+ * (align_corners=False): scale in float, source index in double, weights
+ * rounded to float with w0 = 1 - w1 in float. */
+static int make_axis(amg_t *g, int a, int n) {
+    amg_axis *x = &g->ax[a];
+    int L = g->L;
+    if (n > g->cap_axis[a]) {
+        size_t cap = (size_t)g->cap_axis[a], c2 = cap, c3 = cap, c4 = cap;
+        if (grow(g, (void **)&x->i0, &cap, (size_t)n, sizeof(int32_t)) ||
+            grow(g, (void **)&x->i1, &c2, (size_t)n, sizeof(int32_t)) ||
+            grow(g, (void **)&x->w0, &c3, (size_t)n, sizeof(float)) ||
+            grow(g, (void **)&x->w1, &c4, (size_t)n, sizeof(float)))
+            return ERR_NOMEM;
+        g->cap_axis[a] = (int)cap;
+    }
+    x->n = n;
+    float scale = (float)L / (float)n;
+    for (int i = 0; i < n; i++) {
+        if (n == L) {
+            x->i0[i] = x->i1[i] = i;
+            x->w0[i] = 1.0f;
+            x->w1[i] = 0.0f;
+            continue;
+        }
+        double src = (double)scale * (i + 0.5) - 0.5;
+        if (src < 0) src = 0;
+        int i0 = (int)src;
+        x->i0[i] = i0;
+        x->i1[i] = i0 + (i0 < L - 1 ? 1 : 0);
+        x->w1[i] = (float)(src - i0);
+        x->w0[i] = 1.0f - x->w1[i];
+    }
+    for (int b = 0; b < L; b++) x->lo[b] = x->hi[b] = 0, x->b1[b] = b;
+    x->nlist = 0;
+    for (int i = 0; i < n;) {
+        int b = x->i0[i], j = i;
+        while (j < n && x->i0[j] == b) j++;
+        x->lo[b] = i;
+        x->hi[b] = j;
+        x->b1[b] = x->i1[i];
+        x->list[x->nlist++] = b;
+        i = j;
+    }
+    return 0;
+}
+
+/* ---- low-res hole / sprinkle fill (min_mask_region_area) ---- */
+
+/* out = a with background components (a <= 0, 8-connected) of at most
+ * max_area pixels set to 10 and foreground ones (a > 0) set to -10; both
+ * from a itself. The predictor's own mask_threshold (0), not the AMG's. */
+static void fill_small_regions(amg_t *g, const float *a, float *out, int max_area) {
+    int L = g->L;
+    memcpy(out, a, sizeof(float) * L * L);
+    memset(g->seen, 0, (size_t)L * L);
+    for (int s = 0; s < L * L; s++) {
+        if (g->seen[s]) continue;
+        int fg = a[s] > 0.0f, n = 0, top = 0;
+        g->stack[top++] = s;
+        g->seen[s] = 1;
+        /* the stack doubles as the component's pixel list: pop by index */
+        while (n < top) {
+            int p = g->stack[n++], py = p / L, px = p % L;
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    int qy = py + dy, qx = px + dx;
+                    if ((dy | dx) == 0 || qy < 0 || qx < 0 || qy >= L || qx >= L) continue;
+                    int q = qy * L + qx;
+                    if (g->seen[q] || (a[q] > 0.0f) != fg) continue;
+                    g->seen[q] = 1;
+                    g->stack[top++] = q;
+                }
+        }
+        if (n <= max_area)
+            for (int i = 0; i < n; i++) out[g->stack[i]] = fg ? -10.0f : 10.0f;
+    }
+}
+
+/* ---- thresholds on the implicit full-resolution logits ---- */
+
+/* corner min / max of every non-empty cell */
+static void cell_bounds(amg_t *g, const float *A) {
+    int L = g->L;
+    const amg_axis *r = &g->ax[0], *c = &g->ax[1];
+    for (int rj = 0; rj < r->nlist; rj++) {
+        int j = r->list[rj], j1 = r->b1[j];
+        const float *a0 = A + (size_t)j * L, *a1 = A + (size_t)j1 * L;
+        for (int ci = 0; ci < c->nlist; ci++) {
+            int i = c->list[ci], i1 = c->b1[i];
+            float p = a0[i], q = a0[i1], s = a1[i], t = a1[i1];
+            float mn = fminf(fminf(p, q), fminf(s, t)), mx = fmaxf(fmaxf(p, q), fmaxf(s, t));
+            g->cmin[(size_t)j * L + i] = mn;
+            g->cmax[(size_t)j * L + i] = mx;
+        }
+    }
+}
+
+/* cell class for threshold t: 1 every pixel > t, 0 none, 2 evaluate */
+static inline int cell_class(const amg_t *g, int j, int i, float t) {
+    float mn = g->cmin[(size_t)j * g->L + i], mx = g->cmax[(size_t)j * g->L + i];
+    float eps = 4e-6f * fmaxf(fabsf(mn), fabsf(mx)) + 1e-30f;
+    if (mn > t + eps) return 1;
+    if (mx < t - eps) return 0;
+    return 2;
+}
+
+/* full-res value at (y, x), rows of band j. single: the (N,1,h,w) channels-
+ * last kernel's expression; else the generic separable kernel's. */
+static inline float value_at(const amg_t *g, const float *A, int single, int y, int x) {
+    const amg_axis *r = &g->ax[0], *c = &g->ax[1];
+    int L = g->L;
+    const float *a0 = A + (size_t)r->i0[y] * L, *a1 = A + (size_t)r->i1[y] * L;
+    int x0 = c->i0[x], x1 = c->i1[x];
+    float h0 = r->w0[y], h1 = r->w1[y], w0 = c->w0[x], w1 = c->w1[x];
+    if (single) {
+        float w00 = h0 * w0, w01 = h0 * w1, w10 = h1 * w0, w11 = h1 * w1;
+        return fmaf(w00, a0[x0], fmaf(w01, a0[x1], fmaf(w10, a1[x0], w11 * a1[x1])));
+    }
+    float t0 = fmaf(a0[x0], w0, a0[x1] * w1);
+    float t1 = fmaf(a1[x0], w0, a1[x1] * w1);
+    return fmaf(t0, h0, t1 * h1);
+}
+
+/* count of full-res pixels > t */
+static int64_t count_above(const amg_t *g, const float *A, int single, float t) {
+    const amg_axis *r = &g->ax[0], *c = &g->ax[1];
+    int64_t cnt = 0;
+    for (int ci = 0; ci < c->nlist; ci++) {
+        int i = c->list[ci];
+        int64_t ncols = c->hi[i] - c->lo[i];
+        for (int rj = 0; rj < r->nlist; rj++) {
+            int j = r->list[rj];
+            int cls = cell_class(g, j, i, t);
+            if (cls == 1) {
+                cnt += ncols * (r->hi[j] - r->lo[j]);
+            } else if (cls == 2) {
+                for (int x = c->lo[i]; x < c->hi[i]; x++)
+                    for (int y = r->lo[j]; y < r->hi[j]; y++)
+                        cnt += value_at(g, A, single, y, x) > t;
+            }
+        }
+    }
+    return cnt;
+}
+
+/* running state of one mask's RLE */
+typedef struct run_acc {
+    int64_t prev_end, area;   /* end of the last foreground run (image index) */
+    int     xmin, xmax, ymin, ymax;
+} run_acc;
+
+/* append foreground rows [lo, hi) of crop column x (col = image index of
+ * the crop's top pixel in that column) */
+static int emit_run(amg_t *g, run_acc *ra, int64_t col, int x, int lo, int hi) {
+    int64_t s0 = col + lo, e0 = col + hi;
+    if (g->ncounts > 0 && s0 == ra->prev_end) {
+        g->counts[g->ncounts - 1] += (uint32_t)(e0 - s0);
+    } else {
+        if (grow(g, (void **)&g->counts, &g->cap_counts, g->ncounts + 3, sizeof(uint32_t)))
+            return ERR_NOMEM;
+        g->counts[g->ncounts++] = (uint32_t)(s0 - ra->prev_end);
+        g->counts[g->ncounts++] = (uint32_t)(e0 - s0);
+    }
+    ra->prev_end = e0;
+    ra->area += e0 - s0;
+    if (x < ra->xmin) ra->xmin = x;
+    if (x > ra->xmax) ra->xmax = x;
+    if (lo < ra->ymin) ra->ymin = lo;
+    if (hi - 1 > ra->ymax) ra->ymax = hi - 1;
+    return 0;
+}
+
+/* RLE counts (g->counts) of the mask (> t) placed in the image, its box
+ * (x0, y0, x1, y1 in crop pixels, inclusive; all 0 when empty) and area.
+ * Returns 0 or ERR_NOMEM. */
+static int mask_runs(amg_t *g, const float *A, int single, float t, int32_t box[4],
+                     int64_t *area) {
+    const amg_axis *r = &g->ax[0], *c = &g->ax[1];
+    run_acc ra = {0, 0, INT32_MAX, -1, INT32_MAX, -1};
+    g->ncounts = 0;
+    for (int ci = 0; ci < c->nlist; ci++) {
+        int i = c->list[ci], ns = 0;
+        /* class segments of this column band, top to bottom */
+        for (int rj = 0; rj < r->nlist; rj++) {
+            int j = r->list[rj], cls = cell_class(g, j, i, t);
+            if (cls != 2 && ns && g->segs[ns - 1].cls == cls) {
+                g->segs[ns - 1].hi = r->hi[j];
+            } else {
+                g->segs[ns] = (amg_seg){r->lo[j], r->hi[j], j, cls};
+                ns++;
+            }
+        }
+        for (int x = c->lo[i]; x < c->hi[i]; x++) {
+            int64_t col = (int64_t)(g->cx + x) * g->H + g->cy;
+            int run_lo = -1; /* first row of the open foreground run */
+            for (int s = 0; s < ns; s++) {
+                const amg_seg *sg = &g->segs[s];
+                if (sg->cls == 1) {
+                    if (run_lo < 0) run_lo = sg->lo;
+                } else if (sg->cls == 0) {
+                    if (run_lo >= 0 && emit_run(g, &ra, col, x, run_lo, sg->lo)) return ERR_NOMEM;
+                    run_lo = -1;
+                } else {
+                    for (int y = sg->lo; y < sg->hi; y++) {
+                        if (value_at(g, A, single, y, x) > t) {
+                            if (run_lo < 0) run_lo = y;
+                        } else if (run_lo >= 0) {
+                            if (emit_run(g, &ra, col, x, run_lo, y)) return ERR_NOMEM;
+                            run_lo = -1;
+                        }
+                    }
+                }
+            }
+            if (run_lo >= 0 && emit_run(g, &ra, col, x, run_lo, g->ch)) return ERR_NOMEM;
+        }
+    }
+    if (grow(g, (void **)&g->counts, &g->cap_counts, g->ncounts + 1, sizeof(uint32_t)))
+        return ERR_NOMEM;
+    g->counts[g->ncounts++] = (uint32_t)((int64_t)g->W * g->H - ra.prev_end);
+    *area = ra.area;
+    if (ra.xmax < 0) {
+        box[0] = box[1] = box[2] = box[3] = 0;
+    } else {
+        box[0] = ra.xmin, box[1] = ra.ymin, box[2] = ra.xmax, box[3] = ra.ymax;
+    }
+    return 0;
+}
+
+/* ---- per mask: filters and record ---- */
+
+/* is_box_near_crop_edge: a box coordinate within 20 px of a crop edge that
+ * is not an image edge (box in image pixels) */
+static int near_crop_edge(const amg_t *g, const int32_t b[4]) {
+    const float crop[4] = {(float)g->cx, (float)g->cy, (float)(g->cx + g->cw),
+                           (float)(g->cy + g->ch)};
+    const float img[4] = {0, 0, (float)g->W, (float)g->H};
+    for (int k = 0; k < 4; k++) {
+        float v = (float)b[k];
+        if (fabsf(v - crop[k]) <= 20.0f && !(fabsf(v - img[k]) <= 20.0f)) return 1;
+    }
+    return 0;
+}
+
+/* one mask A (L, L) raw logits of prompt point pt (crop pixels) */
+static int process_mask(amg_t *g, const float *A, int single, float iou, const float pt[2],
+                        int crop) {
+    const amg_params *p = &g->p;
+    g->st.masks++;
+    if (p->pred_iou_thresh > 0.0 && !(iou > (float)p->pred_iou_thresh)) return 0;
+    g->st.after_iou++;
+    if (p->min_mask_region_area > 0) {
+        fill_small_regions(g, A, g->fill, p->min_mask_region_area);
+        A = g->fill;
+    }
+    cell_bounds(g, A);
+    float thr = (float)p->mask_threshold;
+    int64_t inter = count_above(g, A, single,
+                                (float)(p->mask_threshold + p->stability_score_offset));
+    int64_t uni = count_above(g, A, single,
+                              (float)(p->mask_threshold - p->stability_score_offset));
+    float stab = (float)inter / (float)uni;
+    if (p->stability_score_thresh > 0.0 && !(stab >= (float)p->stability_score_thresh))
+        return 0;
+    g->st.after_stability++;
+    int32_t box[4];
+    int64_t area;
+    if (mask_runs(g, A, single, thr, box, &area)) return ERR_NOMEM;
+    box[0] += g->cx, box[1] += g->cy, box[2] += g->cx, box[3] += g->cy;
+    if (g->ncrops > 1 && near_crop_edge(g, box)) return 0;
+    g->st.after_edge++;
+    size_t cap = (size_t)g->cap_recs;
+    if (grow(g, (void **)&g->recs, &cap, (size_t)g->nrec + 1, sizeof(amg_rec)))
+        return ERR_NOMEM;
+    g->cap_recs = (int)cap;
+    if (grow(g, (void **)&g->str, &g->cap_str, g->nstr + rle_string_bound(g->ncounts), 1))
+        return ERR_NOMEM;
+    amg_rec *rc = &g->recs[g->nrec++];
+    rc->area = area;
+    memcpy(rc->box, box, sizeof box);
+    rc->iou = iou;
+    rc->stab = stab;
+    rc->pt[0] = pt[0] + (float)g->cx;
+    rc->pt[1] = pt[1] + (float)g->cy;
+    rc->crop = crop;
+    rc->str_off = g->nstr;
+    rc->str_len = (uint32_t)rle_encode_string(g->counts, g->ncounts, g->str + g->nstr);
+    g->nstr += rc->str_len + 1;
+    return 0;
+}
+
+/* ---- NMS ---- */
+
+static const float *nms_keys; /* qsort has no context argument in C11 */
+static int nms_cmp(const void *a, const void *b) {
+    int i = *(const int32_t *)a, j = *(const int32_t *)b;
+    if (nms_keys[i] != nms_keys[j]) return nms_keys[i] > nms_keys[j] ? -1 : 1;
+    return i < j ? -1 : i > j; /* stable: earlier first */
+}
+
+/* torchvision nms over recs[first, first+n) with scores score[0..n): stable
+ * sort by score descending, suppress boxes whose float IoU > thr with a kept
+ * one. Rewrites recs[first..] to the kept records in that order; returns
+ * how many. */
+static int nms_records(amg_t *g, int first, int n, double thr) {
+    if (n <= 0) return 0;
+    int32_t *ord = g->order;
+    for (int i = 0; i < n; i++) ord[i] = i;
+    nms_keys = g->score;
+    qsort(ord, (size_t)n, sizeof *ord, nms_cmp);
+    memset(g->supp, 0, (size_t)n);
+    amg_rec *R = g->recs + first;
+    int kept = 0;
+    for (int a = 0; a < n; a++) {
+        int i = ord[a];
+        if (g->supp[i]) continue;
+        g->tmp[kept++] = R[i];
+        float ix1 = (float)R[i].box[0], iy1 = (float)R[i].box[1];
+        float ix2 = (float)R[i].box[2], iy2 = (float)R[i].box[3];
+        float iarea = (ix2 - ix1) * (iy2 - iy1);
+        for (int b = a + 1; b < n; b++) {
+            int j = ord[b];
+            if (g->supp[j]) continue;
+            float jx1 = (float)R[j].box[0], jy1 = (float)R[j].box[1];
+            float jx2 = (float)R[j].box[2], jy2 = (float)R[j].box[3];
+            float jarea = (jx2 - jx1) * (jy2 - jy1);
+            float w = fmaxf(0.0f, fminf(ix2, jx2) - fmaxf(ix1, jx1));
+            float h = fmaxf(0.0f, fminf(iy2, jy2) - fmaxf(iy1, jy1));
+            float inter = w * h;
+            float ovr = inter / (iarea + jarea - inter);
+            if ((double)ovr > thr) g->supp[j] = 1;
+        }
+    }
+    memcpy(R, g->tmp, (size_t)kept * sizeof *R);
+    return kept;
+}
+
+static int reserve_nms(amg_t *g, int n) {
+    size_t c1 = (size_t)g->cap_recs;
+    if (grow(g, (void **)&g->recs, &c1, (size_t)n, sizeof(amg_rec))) return ERR_NOMEM;
+    g->cap_recs = (int)c1;
+    size_t need = (size_t)g->cap_recs;
+    void *a = realloc(g->order, need * sizeof(int32_t));
+    if (a) g->order = a;
+    void *b = realloc(g->score, need * sizeof(float));
+    if (b) g->score = b;
+    void *c = realloc(g->supp, need);
+    if (c) g->supp = c;
+    void *d = realloc(g->tmp, need * sizeof(amg_rec));
+    if (d) g->tmp = d;
+    return a && b && c && d ? 0 : ERR_NOMEM;
+}
+
+/* ---- the generator ---- */
+
+/* per-batch: decode n points, then (m2m) refine, then every mask */
+static int run_batch(amg_t *g, const amg_model *m, int n, int crop, err_t *err) {
+    const amg_params *p = &g->p;
+    int k = p->multimask_output ? 3 : 1, L2 = g->L * g->L, rc;
+    double t0 = now_s();
+    rc = m->decode(m->ctx, n, g->pts_model, NULL, p->multimask_output, g->low, g->iou, err);
+    g->st.decode_calls++;
+    g->st.t_decode += now_s() - t0;
+    if (rc) return rc;
+    if (!p->use_m2m) {
+        double t1 = now_s();
+        for (int i = 0; i < n * k && !rc; i++)
+            rc = process_mask(g, g->low + (size_t)i * L2, k == 1, g->iou[i],
+                              g->pts_img + 2 * (i / k), crop);
+        g->st.t_post += now_s() - t1;
+        return rc ? err_set(err, rc, "amg: out of memory") : 0;
+    }
+    /* m2m: every output again with its clamped logits as mask input,
+     * single-mask, in chunks of points_per_batch */
+    for (int c0 = 0; c0 < n * k; c0 += p->points_per_batch) {
+        int cn = n * k - c0 < p->points_per_batch ? n * k - c0 : p->points_per_batch;
+        for (int i = 0; i < cn; i++) {
+            const float *src = g->low + (size_t)(c0 + i) * L2;
+            float *dst = g->m2m_in + (size_t)i * L2;
+            for (int q = 0; q < L2; q++) dst[q] = fminf(fmaxf(src[q], -32.0f), 32.0f);
+            int pi = (c0 + i) / k;
+            memcpy(g->m2m_pts + 2 * i, g->pts_model + 2 * pi, 2 * sizeof(float));
+            memcpy(g->m2m_img + 2 * i, g->pts_img + 2 * pi, 2 * sizeof(float));
+        }
+        t0 = now_s();
+        rc = m->decode(m->ctx, cn, g->m2m_pts, g->m2m_in, 0, g->m2m_low, g->m2m_iou, err);
+        g->st.decode_calls++;
+        g->st.t_decode += now_s() - t0;
+        if (rc) return rc;
+        double t1 = now_s();
+        for (int i = 0; i < cn && !rc; i++)
+            rc = process_mask(g, g->m2m_low + (size_t)i * L2, 1, g->m2m_iou[i],
+                              g->m2m_img + 2 * i, crop);
+        g->st.t_post += now_s() - t1;
+        if (rc) return err_set(err, rc, "amg: out of memory");
+    }
+    return 0;
+}
+
+static int run_crop(amg_t *g, const amg_model *m, const uint8_t *rgb, int crop, err_t *err) {
+    const amg_params *p = &g->p;
+    const int32_t *cb = g->crops[crop];
+    g->cx = cb[0], g->cy = cb[1], g->cw = cb[2] - cb[0], g->ch = cb[3] - cb[1];
+    int rc;
+    if ((rc = make_axis(g, 0, g->ch)) || (rc = make_axis(g, 1, g->cw)))
+        return err_set(err, rc, "amg: out of memory");
+    rc = m->encode(m->ctx, rgb + ((size_t)g->cy * g->W + g->cx) * 3, g->cw, g->ch,
+                   (size_t)g->W * 3, err);
+    if (rc) return rc;
+    int side, npts = layer_points(g, g->crop_layer[crop], &side), first = g->nrec;
+    for (int b0 = 0; b0 < npts; b0 += p->points_per_batch) {
+        int n = npts - b0 < p->points_per_batch ? npts - b0 : p->points_per_batch;
+        for (int i = 0; i < n; i++) {
+            float *xy = g->pts_img + 2 * i, *mp = g->pts_model + 2 * i;
+            layer_point(g, g->crop_layer[crop], side, b0 + i, g->cw, g->ch, xy);
+            mp[0] = (xy[0] / (float)g->cw) * (float)g->S;
+            mp[1] = (xy[1] / (float)g->ch) * (float)g->S;
+        }
+        if ((rc = run_batch(g, m, n, crop, err))) return rc;
+    }
+    double t1 = now_s();
+    int n = g->nrec - first;
+    if ((rc = reserve_nms(g, g->nrec))) return err_set(err, rc, "amg: out of memory");
+    for (int i = 0; i < n; i++) g->score[i] = g->recs[first + i].iou;
+    g->nrec = first + nms_records(g, first, n, p->box_nms_thresh);
+    g->st.t_post += now_s() - t1;
+    return 0;
+}
+
+void amg_result_free(amg_result *res) {
+    if (!res) return;
+    free(res->recs);
+    free(res->strings);
+    memset(res, 0, sizeof *res);
+}
+
+int amg_generate(amg_t *g, const amg_model *model, const uint8_t *rgb, int w, int h,
+                 amg_result *res, err_t *err) {
+    amg_result_free(res);
+    memset(&g->st, 0, sizeof g->st);
+    if (w < 1 || h < 1) return err_set(err, ERR_INVALID, "amg: empty image %dx%d", w, h);
+    if (model->S != g->S)
+        return err_set(err, ERR_INVALID, "amg: model size %d, generator made for %d", model->S,
+                       g->S);
+    g->W = w, g->H = h;
+    g->nrec = 0, g->nstr = 0;
+    int rc;
+    if ((rc = make_crops(g, w, h))) return err_set(err, rc, "amg: out of memory");
+    for (int c = 0; c < g->ncrops; c++)
+        if ((rc = run_crop(g, model, rgb, c, err))) return rc;
+    if (g->ncrops > 1) {
+        double t1 = now_s();
+        if ((rc = reserve_nms(g, g->nrec))) return err_set(err, rc, "amg: out of memory");
+        for (int i = 0; i < g->nrec; i++) {
+            const int32_t *cb = g->crops[g->recs[i].crop];
+            int64_t area = (int64_t)(cb[2] - cb[0]) * (cb[3] - cb[1]);
+            g->score[i] = 1.0f / (float)area;
+        }
+        g->nrec = nms_records(g, 0, g->nrec, g->p.crop_nms_thresh);
+        g->st.t_post += now_s() - t1;
+    }
+    g->st.records = g->nrec;
+    /* result: records in output order, one block of strings */
+    size_t total = 0;
+    for (int i = 0; i < g->nrec; i++) total += g->recs[i].str_len + 1;
+    res->width = w, res->height = h;
+    res->recs = calloc((size_t)(g->nrec ? g->nrec : 1), sizeof(amg_record));
+    res->strings = malloc(total ? total : 1);
+    if (!res->recs || !res->strings) {
+        amg_result_free(res);
+        return err_set(err, ERR_NOMEM, "amg: out of memory for %d records", g->nrec);
+    }
+    size_t off = 0;
+    for (int i = 0; i < g->nrec; i++) {
+        const amg_rec *r = &g->recs[i];
+        amg_record *o = &res->recs[i];
+        const int32_t *cb = g->crops[r->crop];
+        memcpy(res->strings + off, g->str + r->str_off, r->str_len + 1);
+        o->rle = res->strings + off;
+        off += r->str_len + 1;
+        o->area = r->area;
+        o->bbox[0] = r->box[0], o->bbox[1] = r->box[1];
+        o->bbox[2] = (double)r->box[2] - r->box[0], o->bbox[3] = (double)r->box[3] - r->box[1];
+        o->predicted_iou = r->iou;
+        o->stability_score = r->stab;
+        o->point[0] = r->pt[0], o->point[1] = r->pt[1];
+        o->crop_box[0] = cb[0], o->crop_box[1] = cb[1];
+        o->crop_box[2] = cb[2] - cb[0], o->crop_box[3] = cb[3] - cb[1];
+    }
+    res->n = g->nrec;
+    return 0;
+}
+
+/* shortest text that reads back as the same double (Python's repr) */
+static void put_num(FILE *f, double v) {
+    if (isnan(v)) {
+        fputs("NaN", f);
+        return;
+    }
+    char buf[40];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    fputs(buf, f);
+}
+
+static void put_json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+int amg_write_json(FILE *f, const char *file_name, const amg_result *res) {
+    fputs("{\"image\": {\"file_name\": ", f);
+    put_json_string(f, file_name ? file_name : "");
+    fprintf(f, ", \"width\": %d, \"height\": %d},\n \"annotations\": [", res->width,
+            res->height);
+    for (int i = 0; i < res->n; i++) {
+        const amg_record *r = &res->recs[i];
+        fprintf(f, "%s\n  {\"segmentation\": {\"size\": [%d, %d], \"counts\": ", i ? "," : "",
+                res->height, res->width);
+        put_json_string(f, r->rle);
+        fprintf(f, "}, \"area\": %lld, \"bbox\": [", (long long)r->area);
+        for (int k = 0; k < 4; k++) put_num(f, r->bbox[k]), fputs(k < 3 ? ", " : "]", f);
+        fputs(", \"predicted_iou\": ", f);
+        put_num(f, r->predicted_iou);
+        fputs(", \"point_coords\": [[", f);
+        put_num(f, r->point[0]);
+        fputs(", ", f);
+        put_num(f, r->point[1]);
+        fputs("]], \"stability_score\": ", f);
+        put_num(f, r->stability_score);
+        fputs(", \"crop_box\": [", f);
+        for (int k = 0; k < 4; k++) put_num(f, r->crop_box[k]), fputs(k < 3 ? ", " : "]", f);
+        fputc('}', f);
+    }
+    fputs("\n ]}\n", f);
+    return ferror(f) ? ERR_IO : 0;
+}

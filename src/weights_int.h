@@ -1,0 +1,33 @@
+/* weights_int.h: what the format readers (weights.c for safetensors,
+ * pickle.c for torch .pt zips) share inside the weights module. Not part of
+ * the public API (include/weights.h). */
+#ifndef SAM2AMG_WEIGHTS_INT_H
+#define SAM2AMG_WEIGHTS_INT_H
+
+#include "weights.h"
+
+/* The read-only mapping of the checkpoint file being loaded. */
+const unsigned char *weights_map(const weights_t *w, size_t *len);
+
+/* weights_own: a malloc'd block of n bytes (64-byte aligned, zeroed) freed
+ * by weights_close; NULL on allocation failure. */
+void *weights_own(weights_t *w, size_t n);
+
+/* weights_add: append a tensor; name is copied, data is not (it must point
+ * into the mapping or a weights_own block, contiguous, suitably aligned for
+ * the dtype: weights_add copies it into an owned block otherwise). Returns
+ * the new tensor, or NULL with ERR_FORMAT (duplicate name) / ERR_NOMEM in
+ * *rc and err. */
+wtensor_t *weights_add(weights_t *w, const char *name, wdtype_t dtype, int ndim,
+                       const int64_t *shape, const void *data, int *rc, err_t *err);
+
+/* weights_dtype_size: bytes per element. */
+size_t weights_dtype_size(wdtype_t dt);
+const char *weights_dtype_name(wdtype_t dt);
+
+/* pt_load: read the torch zip checkpoint at weights_path(w) (already
+ * mapped) into w with weights_add. ERR_FORMAT / ERR_IO with a message that
+ * names the file. Implemented in pickle.c. */
+int pt_load(weights_t *w, err_t *err);
+
+#endif

@@ -1,0 +1,395 @@
+/* test_cuda.c: the CUDA backend against naive host references.
+ *
+ * In a CUDA build, always checked: creating a backend on a device that does
+ * not exist fails with a message instead of crashing (on a machine without
+ * a GPU or driver, every device is missing). When device 0 exists,
+ * every op of include/backend.h runs on it from random inputs, on shapes
+ * chosen to hit the edges (sizes off the tile multiples, strided rows,
+ * padding, in-place calls, several scratch chunks), and is compared with
+ * tests/cuda_ref.h: NaN/Inf first, then normalized error under a per-op
+ * bound. Bounds: GEMM-based ops 2e-3 (cuBLAS TF32 tensor cores, see
+ * src/backend_cuda.c; 1e-5 under SAM2AMG_CUDA_GEMM=f32), float kernels
+ * 1e-5, data movement and bilinear resize exact (the kernel rounds step by
+ * step like the reference). With no device the parity part is skipped, not
+ * failed; a CPU-only build skips everything (tests/test_ops.c checks that
+ * backend_create refuses "cuda:0" there).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "check.h"
+#include "cuda_ref.h"
+#include "test.h"
+
+#ifndef SAM2AMG_CUDA
+int main(void) {
+    printf("# skipped: no CUDA in this build\n");
+    return TEST_REPORT();
+}
+#else
+
+static double gemm_bound;   // 2e-3 with TF32, 1e-5 with SAM2AMG_CUDA_GEMM=f32
+
+/* expect_close: download n floats of dev and compare them with want. */
+static void expect_close(backend_t *be, const char *name, const float *dev, const float *want,
+                         int64_t n, double bound) {
+    float *got = ref_from_dev(be, dev, n);
+    double e = ref_error(got, want, n);
+    printf("# %-58s err %.3g (bound %.3g)\n", name, e, bound);
+    TEST_CHECK(e <= bound, name, "normalized error %.3g > %.3g", e, bound);
+    free(got);
+}
+
+/* expect_exact: download n floats of dev; every one must equal want. */
+static void expect_exact(backend_t *be, const char *name, const float *dev, const float *want,
+                         int64_t n) {
+    float *got = ref_from_dev(be, dev, n);
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], sizeof(float)) != 0 && !(got[i] == want[i])) {
+            if (first < 0) first = i;
+            bad++;
+        }
+    printf("# %-58s mismatches %lld of %lld\n", name, (long long)bad, (long long)n);
+    TEST_CHECK(bad == 0, name, "%lld of %lld differ, first at %lld: %.9g vs %.9g",
+               (long long)bad, (long long)n, (long long)first,
+               first >= 0 ? got[first] : 0.0, first >= 0 ? want[first] : 0.0);
+    free(got);
+}
+
+static void test_memory(backend_t *be) {
+    const int64_t n = 1000;
+    float *h = ref_new_random(n, 1.0f), *back = ref_new(n);
+    float *d = ref_to_dev(be, h, n), *d2 = be->alloc(be, n * sizeof(float));
+    CHECK(d2);
+    TEST_CHECK(((uintptr_t)d & 255) == 0, "cuda: alloc is 256-byte aligned", "%p", (void *)d);
+    be->copy(be, d2, d, n * sizeof(float));
+    be->download(be, back, d2, n * sizeof(float));
+    TEST_CHECK(memcmp(back, h, n * sizeof(float)) == 0, "cuda: upload/copy/download round trip",
+               "data differs");
+    be->memset0(be, d2, 10 * sizeof(float));
+    be->download(be, back, d2, n * sizeof(float));
+    int zero_ok = 1;
+    for (int i = 0; i < 10; i++) zero_ok &= back[i] == 0.0f;
+    TEST_CHECK(zero_ok && back[10] == h[10], "cuda: memset0 clears exactly its range", "bad");
+    void *huge = be->alloc(be, (size_t)1 << 52);
+    TEST_CHECK(huge == NULL, "cuda: an impossible alloc returns NULL", "got %p", huge);
+    // the failed alloc must not poison later launch checks
+    be->relu(be, d2, d, n);
+    float *want = ref_new(n);
+    ref_relu(want, h, n);
+    expect_exact(be, "cuda: relu after a failed alloc", d2, want, n);
+    be->free(be, d);
+    be->free(be, d2);
+    free(h);
+    free(back);
+    free(want);
+}
+
+static void test_linear(backend_t *be, int64_t M, int64_t K, int64_t N, int64_t ldx,
+                        int64_t ldy, int bias) {
+    float *x = ref_new_random(M * ldx, 1.0f), *w = ref_new_random(N * K, 0.5f);
+    float *b = ref_new_random(N, 1.0f), *y = ref_new_random(M * ldy, 1.0f);
+    float *dx = ref_to_dev(be, x, M * ldx), *dw = ref_to_dev(be, w, N * K);
+    float *db = ref_to_dev(be, b, N), *dy = ref_to_dev(be, y, M * ldy);
+    be->linear(be, dy, ldy, dx, ldx, dw, bias ? db : NULL, M, K, N);
+    ref_linear(y, ldy, x, ldx, w, bias ? b : NULL, M, K, N);   // columns past N keep y
+    char name[128];
+    snprintf(name, sizeof name, "cuda: linear M=%lld K=%lld N=%lld ldx=%lld ldy=%lld bias=%d",
+             (long long)M, (long long)K, (long long)N, (long long)ldx, (long long)ldy, bias);
+    expect_close(be, name, dy, y, M * ldy, gemm_bound);
+    be->free(be, dx); be->free(be, dw); be->free(be, db); be->free(be, dy);
+    free(x); free(w); free(b); free(y);
+}
+
+static void test_bmm(backend_t *be, int64_t batch, int64_t M, int64_t K, int64_t N, int tb) {
+    float *a = ref_new_random(batch * M * K, 1.0f), *b = ref_new_random(batch * K * N, 1.0f);
+    float *c = ref_new(batch * M * N);
+    float *da = ref_to_dev(be, a, batch * M * K), *dbm = ref_to_dev(be, b, batch * K * N);
+    float *dc = be->alloc(be, batch * M * N * sizeof(float));
+    CHECK(dc);
+    be->bmm(be, dc, da, dbm, batch, M, K, N, tb);
+    ref_bmm(c, a, b, batch, M, K, N, tb);
+    char name[128];
+    snprintf(name, sizeof name, "cuda: bmm batch=%lld M=%lld K=%lld N=%lld trans_b=%d",
+             (long long)batch, (long long)M, (long long)K, (long long)N, tb);
+    expect_close(be, name, dc, c, batch * M * N, gemm_bound);
+    be->free(be, da); be->free(be, dbm); be->free(be, dc);
+    free(a); free(b); free(c);
+}
+
+/* attention with q, k, v packed in one (B, L, 3*nh*dh) tensor when Lq == Lk
+ * and packed is set (the Hiera qkv layout), separate tensors otherwise. */
+static void test_attention(backend_t *be, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
+                           int64_t dh, int packed) {
+    const int64_t D = nh * dh;
+    const float scale = 1.0f / sqrtf((float)dh);
+    float *q, *k, *v, *hq, *hk, *hv, *dq, *dk, *dv, *hbuf = NULL, *dbuf = NULL;
+    int64_t ldq = D, ldk = D, ldv = D;
+    if (packed) {
+        CHECK(Lq == Lk);
+        hbuf = ref_new_random(B * Lq * 3 * D, 2.0f);
+        dbuf = ref_to_dev(be, hbuf, B * Lq * 3 * D);
+        hq = hbuf; hk = hbuf + D; hv = hbuf + 2 * D;
+        dq = dbuf; dk = dbuf + D; dv = dbuf + 2 * D;
+        ldq = ldk = ldv = 3 * D;
+        q = k = v = NULL;
+    } else {
+        hq = q = ref_new_random(B * Lq * D, 2.0f);
+        hk = k = ref_new_random(B * Lk * D, 2.0f);
+        hv = v = ref_new_random(B * Lk * D, 1.0f);
+        dq = ref_to_dev(be, q, B * Lq * D);
+        dk = ref_to_dev(be, k, B * Lk * D);
+        dv = ref_to_dev(be, v, B * Lk * D);
+    }
+    float *o = ref_new(B * Lq * D), *dout = be->alloc(be, B * Lq * D * sizeof(float));
+    CHECK(dout);
+    be->attention(be, dout, dq, ldq, dk, ldk, dv, ldv, B, Lq, Lk, nh, dh, scale);
+    ref_attention(o, hq, ldq, hk, ldk, hv, ldv, B, Lq, Lk, nh, dh, scale);
+    char name[128];
+    snprintf(name, sizeof name, "cuda: attention B=%lld Lq=%lld Lk=%lld nh=%lld dh=%lld%s",
+             (long long)B, (long long)Lq, (long long)Lk, (long long)nh, (long long)dh,
+             packed ? " packed" : "");
+    expect_close(be, name, dout, o, B * Lq * D, 1e-5);
+    if (packed) {
+        be->free(be, dbuf);
+        free(hbuf);
+    } else {
+        be->free(be, dq); be->free(be, dk); be->free(be, dv);
+        free(q); free(k); free(v);
+    }
+    be->free(be, dout);
+    free(o);
+}
+
+static void test_layer_norm(backend_t *be, int64_t M, int64_t C) {
+    float *x = ref_new_random(M * C, 3.0f), *w = ref_new_random(C, 1.0f);
+    float *b = ref_new_random(C, 1.0f), *y = ref_new(M * C);
+    for (int64_t i = 0; i < M * C; i++) x[i] += 5.0f;   // a mean far from 0
+    float *dx = ref_to_dev(be, x, M * C), *dw = ref_to_dev(be, w, C), *db = ref_to_dev(be, b, C);
+    be->layer_norm(be, dx, dx, dw, db, M, C, 1e-6f);   // in place
+    ref_layer_norm(y, x, w, b, M, C, 1e-6f);
+    char name[96];
+    snprintf(name, sizeof name, "cuda: layer_norm in place M=%lld C=%lld", (long long)M,
+             (long long)C);
+    expect_close(be, name, dx, y, M * C, 1e-5);
+    be->free(be, dx); be->free(be, dw); be->free(be, db);
+    free(x); free(w); free(b); free(y);
+}
+
+static void test_elementwise(backend_t *be, int64_t M, int64_t C) {
+    const int64_t n = M * C;
+    float *a = ref_new_random(n, 4.0f), *b = ref_new_random(n, 4.0f), *row = ref_new_random(C, 1.0f);
+    float *want = ref_new(n);
+    float *da = ref_to_dev(be, a, n), *dbv = ref_to_dev(be, b, n), *drow = ref_to_dev(be, row, C);
+    float *dy = be->alloc(be, n * sizeof(float));
+    CHECK(dy);
+
+    be->gelu(be, dy, da, n);
+    ref_gelu(want, a, n);
+    expect_close(be, "cuda: gelu", dy, want, n, 1e-5);
+
+    be->copy(be, dy, da, n * sizeof(float));
+    be->gelu(be, dy, dy, n);
+    expect_close(be, "cuda: gelu in place", dy, want, n, 1e-5);
+
+    be->relu(be, dy, da, n);
+    ref_relu(want, a, n);
+    expect_exact(be, "cuda: relu", dy, want, n);
+
+    be->copy(be, dy, da, n * sizeof(float));
+    be->add(be, dy, dy, dbv, n);
+    ref_add(want, a, b, n);
+    expect_exact(be, "cuda: add in place (y = a)", dy, want, n);
+
+    be->add_row(be, dy, da, drow, M, C);
+    ref_add_row(want, a, row, M, C);
+    expect_exact(be, "cuda: add_row", dy, want, n);
+
+    be->copy(be, dy, dbv, n * sizeof(float));
+    be->scale_add(be, dy, da, 0.5f, -2.0f, n);
+    memcpy(want, b, n * sizeof(float));
+    ref_scale_add(want, a, 0.5f, -2.0f, n);
+    expect_close(be, "cuda: scale_add", dy, want, n, 1e-6);
+
+    float *nan = ref_new(n);
+    for (int64_t i = 0; i < n; i++) nan[i] = NAN;
+    be->upload(be, dy, nan, n * sizeof(float));
+    be->scale_add(be, dy, da, 3.0f, 0.0f, n);
+    ref_scale_add(want, a, 3.0f, 0.0f, n);
+    expect_close(be, "cuda: scale_add beta=0 ignores a NaN y", dy, want, n, 1e-6);
+
+    be->free(be, da); be->free(be, dbv); be->free(be, drow); be->free(be, dy);
+    free(a); free(b); free(row); free(want); free(nan);
+}
+
+static void test_conv2d(backend_t *be, int64_t B, int64_t H, int64_t W, int64_t Cin,
+                        int64_t Cout, int k, int stride, int pad, int bias) {
+    const int64_t Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
+    const int64_t nx = B * H * W * Cin, nw = Cout * Cin * k * k, ny = B * Ho * Wo * Cout;
+    float *x = ref_new_random(nx, 1.0f), *w = ref_new_random(nw, 0.3f);
+    float *b = ref_new_random(Cout, 1.0f), *y = ref_new(ny);
+    float *dx = ref_to_dev(be, x, nx), *dw = ref_to_dev(be, w, nw), *db = ref_to_dev(be, b, Cout);
+    float *dy = be->alloc(be, ny * sizeof(float));
+    CHECK(dy);
+    be->conv2d(be, dy, dx, dw, bias ? db : NULL, B, H, W, Cin, Cout, k, k, stride, pad);
+    ref_conv2d(y, x, w, bias ? b : NULL, B, H, W, Cin, Cout, k, k, stride, pad);
+    char name[128];
+    snprintf(name, sizeof name, "cuda: conv2d B=%lld %lldx%lldx%lld->%lld k=%d s=%d p=%d b=%d",
+             (long long)B, (long long)H, (long long)W, (long long)Cin, (long long)Cout, k, stride,
+             pad, bias);
+    expect_close(be, name, dy, y, ny, gemm_bound);
+    be->free(be, dx); be->free(be, dw); be->free(be, db); be->free(be, dy);
+    free(x); free(w); free(b); free(y);
+}
+
+static void test_conv_transpose(backend_t *be, int64_t B, int64_t H, int64_t W, int64_t Cin,
+                                int64_t Cout, int bias) {
+    const int64_t nx = B * H * W * Cin, nw = Cin * Cout * 4, ny = B * 4 * H * W * Cout;
+    float *x = ref_new_random(nx, 1.0f), *w = ref_new_random(nw, 0.3f);
+    float *b = ref_new_random(Cout, 1.0f), *y = ref_new(ny);
+    float *dx = ref_to_dev(be, x, nx), *dw = ref_to_dev(be, w, nw), *db = ref_to_dev(be, b, Cout);
+    float *dy = be->alloc(be, ny * sizeof(float));
+    CHECK(dy);
+    be->conv_transpose2x2(be, dy, dx, dw, bias ? db : NULL, B, H, W, Cin, Cout);
+    ref_conv_transpose2x2(y, x, w, bias ? b : NULL, B, H, W, Cin, Cout);
+    char name[128];
+    snprintf(name, sizeof name, "cuda: conv_transpose2x2 B=%lld %lldx%lldx%lld->%lld b=%d",
+             (long long)B, (long long)H, (long long)W, (long long)Cin, (long long)Cout, bias);
+    expect_close(be, name, dy, y, ny, gemm_bound);
+    be->free(be, dx); be->free(be, dw); be->free(be, db); be->free(be, dy);
+    free(x); free(w); free(b); free(y);
+}
+
+static void test_spatial(backend_t *be, int64_t B, int64_t H, int64_t W, int64_t C,
+                         int64_t ws) {
+    const int64_t n = B * H * W * C;
+    const int64_t nwin = B * ((H + ws - 1) / ws) * ((W + ws - 1) / ws) * ws * ws * C;
+    float *x = ref_new_random(n, 1.0f);
+    float *want = ref_new(nwin > 4 * n ? nwin : 4 * n);
+    float *dx = ref_to_dev(be, x, n);
+    float *dy = be->alloc(be, (nwin > 4 * n ? nwin : 4 * n) * sizeof(float));
+    float *dz = be->alloc(be, n * sizeof(float));
+    CHECK(dy && dz);
+    char name[128];
+
+    be->maxpool2x2(be, dy, dx, B, H, W, C);
+    ref_maxpool2x2(want, x, B, H, W, C);
+    snprintf(name, sizeof name, "cuda: maxpool2x2 %lldx%lldx%lldx%lld", (long long)B,
+             (long long)H, (long long)W, (long long)C);
+    expect_exact(be, name, dy, want, B * (H / 2) * (W / 2) * C);
+
+    be->upsample_nearest2x(be, dy, dx, B, H, W, C);
+    ref_upsample_nearest2x(want, x, B, H, W, C);
+    snprintf(name, sizeof name, "cuda: upsample_nearest2x %lldx%lldx%lldx%lld", (long long)B,
+             (long long)H, (long long)W, (long long)C);
+    expect_exact(be, name, dy, want, 4 * n);
+
+    be->window_partition(be, dy, dx, B, H, W, C, ws);
+    ref_window_partition(want, x, B, H, W, C, ws);
+    snprintf(name, sizeof name, "cuda: window_partition %lldx%lldx%lldx%lld ws=%lld",
+             (long long)B, (long long)H, (long long)W, (long long)C, (long long)ws);
+    expect_exact(be, name, dy, want, nwin);
+
+    be->window_unpartition(be, dz, dy, B, H, W, C, ws);
+    snprintf(name, sizeof name, "cuda: window_unpartition inverts partition ws=%lld",
+             (long long)ws);
+    expect_exact(be, name, dz, x, n);
+
+    be->nhwc_to_nchw(be, dy, dx, B, H, W, C);
+    ref_nhwc_to_nchw(want, x, B, H, W, C);
+    snprintf(name, sizeof name, "cuda: nhwc_to_nchw %lldx%lldx%lldx%lld", (long long)B,
+             (long long)H, (long long)W, (long long)C);
+    expect_exact(be, name, dy, want, n);
+
+    be->nchw_to_nhwc(be, dz, dy, B, C, H, W);
+    expect_exact(be, "cuda: nchw_to_nhwc inverts nhwc_to_nchw", dz, x, n);
+
+    be->free(be, dx); be->free(be, dy); be->free(be, dz);
+    free(x); free(want);
+}
+
+static void test_resize(backend_t *be, int64_t N, int64_t Hi, int64_t Wi, int64_t Ho,
+                        int64_t Wo) {
+    float *x = ref_new_random(N * Hi * Wi, 10.0f), *y = ref_new(N * Ho * Wo);
+    float *dx = ref_to_dev(be, x, N * Hi * Wi), *dy = be->alloc(be, N * Ho * Wo * sizeof(float));
+    CHECK(dy);
+    be->resize_bilinear(be, dy, dx, N, Hi, Wi, Ho, Wo);
+    ref_resize_bilinear(y, x, N, Hi, Wi, Ho, Wo);
+    char name[128];
+    snprintf(name, sizeof name, "cuda: resize_bilinear %lldx%lldx%lld -> %lldx%lld exact",
+             (long long)N, (long long)Hi, (long long)Wi, (long long)Ho, (long long)Wo);
+    expect_exact(be, name, dy, y, N * Ho * Wo);
+    be->free(be, dx); be->free(be, dy);
+    free(x); free(y);
+}
+
+int main(void) {
+    err_t err = {{0}};
+    backend_t *none = backend_cuda_create(999, &err);
+    TEST_CHECK(none == NULL && err.msg[0] != '\0',
+               "cuda: a missing device is refused with a message", "got %p", (void *)none);
+    printf("# cuda:999 -> %s\n", err.msg);
+
+    err.msg[0] = '\0';
+    backend_t *be = backend_cuda_create(0, &err);
+    if (!be) {
+        TEST_CHECK(err.msg[0] != '\0', "cuda: no device 0 comes with a message", "empty");
+        printf("# skipped: CUDA parity tests (%s)\n", err.msg);
+        return TEST_REPORT();
+    }
+    TEST_CHECK(strcmp(be->name, "cuda:0") == 0 && be->version == BACKEND_API_VERSION,
+               "cuda: backend name and version", "%s v%d", be->name, be->version);
+    const char *g = getenv("SAM2AMG_CUDA_GEMM");
+    gemm_bound = g && strcmp(g, "f32") == 0 ? 1e-5 : 2e-3;
+
+    test_memory(be);
+
+    test_linear(be, 37, 53, 29, 53, 29, 1);
+    test_linear(be, 300, 96, 288, 96, 288, 1);     // Hiera-tiny qkv
+    test_linear(be, 64, 40, 30, 100, 70, 1);       // slices of packed tensors
+    test_linear(be, 64, 40, 30, 40, 30, 0);
+    test_linear(be, 5, 0, 7, 3, 7, 1);             // K = 0: y = b
+
+    test_bmm(be, 3, 17, 33, 9, 0);
+    test_bmm(be, 4, 65, 32, 48, 1);
+
+    test_attention(be, 2, 64, 64, 1, 96, 1);       // Hiera-tiny 8x8 window, packed qkv
+    test_attention(be, 1, 100, 100, 2, 72, 1);     // large dh, rows off the tile size
+    test_attention(be, 3, 7, 300, 8, 16, 0);       // decoder token -> image
+    test_attention(be, 3, 300, 7, 8, 16, 0);       // decoder image -> token
+    test_attention(be, 2, 7, 7, 8, 32, 0);         // decoder token self-attention
+    test_attention(be, 1, 33, 65, 3, 128, 0);      // dh at the limit
+    test_attention(be, 1, 20, 45, 2, 5, 0);        // odd dh
+    test_attention(be, 1, 16, 1, 1, 40, 0);        // one key
+
+    test_layer_norm(be, 77, 96);
+    test_layer_norm(be, 9, 1152);
+    test_layer_norm(be, 5, 7);
+
+    test_elementwise(be, 1001, 33);
+
+    test_conv2d(be, 2, 19, 23, 3, 16, 7, 4, 3, 1);  // Hiera patch embed, small
+    test_conv2d(be, 1, 9, 11, 8, 12, 3, 1, 1, 1);
+    test_conv2d(be, 2, 10, 10, 20, 24, 1, 1, 0, 1); // 1x1: the Linear path
+    test_conv2d(be, 1, 12, 12, 6, 10, 2, 2, 0, 0);
+    test_conv2d(be, 1, 200, 200, 64, 8, 3, 1, 1, 1); // 40000 x 576 patches: 2 scratch chunks
+
+    test_conv_transpose(be, 2, 5, 7, 12, 9, 1);
+    test_conv_transpose(be, 1, 16, 16, 32, 8, 0);
+    test_conv_transpose(be, 5, 64, 64, 16, 256, 1); // 20480 rows: 2 scratch chunks
+
+    test_spatial(be, 2, 10, 13, 5, 4);   // padding on both axes
+    test_spatial(be, 1, 16, 16, 40, 8);  // no padding
+    test_spatial(be, 3, 33, 65, 3, 14);
+
+    test_resize(be, 3, 16, 16, 64, 64);   // 4x up (decoder masks)
+    test_resize(be, 2, 64, 48, 37, 101);  // mixed down/up, odd sizes
+    test_resize(be, 1, 1, 5, 3, 10);      // a single row
+
+    be->destroy(be);
+    return TEST_REPORT();
+}
+#endif
