@@ -852,15 +852,24 @@ static void cpu_destroy(backend_t *be) {
     free(be);
 }
 
+/* Each pool thread may be inside cblas_sgemm at once, and OpenBLAS keeps a
+ * fixed table of 2*MAX_THREADS work buffers (Debian's build: MAX_THREADS=64)
+ * and terminates the process when concurrent callers exhaust it. So one
+ * pool has at most 64 threads, and all CPU backends of a process together
+ * should stay under 128. */
+#define CPU_MAX_THREADS 64
+
 /* backend_cpu_create: the reference backend with a pool of n_threads
- * threads including the caller (0 = the number of online CPUs). Sets
- * OpenBLAS to one thread for the whole process, since all parallelism
- * comes from the pool. Never NULL (allocation failure aborts). */
+ * threads including the caller (0 = the number of online CPUs; at most
+ * CPU_MAX_THREADS). Sets OpenBLAS to one thread for the whole process,
+ * since all parallelism comes from the pool. Never NULL (allocation
+ * failure aborts). */
 backend_t *backend_cpu_create(int n_threads) {
     if (n_threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = n > 0 ? (int)n : 1;
     }
+    if (n_threads > CPU_MAX_THREADS) n_threads = CPU_MAX_THREADS;
     openblas_set_num_threads(1);
     backend_t *be = calloc(1, sizeof *be);
     cpu_ctx_t *c = calloc(1, sizeof *c);

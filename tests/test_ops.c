@@ -591,6 +591,11 @@ int main(void) {
     case_conv2d(one, 1, 32, 32, 3, 8, 7, 7, 4, 3, 1);
     one->destroy(one);
 
+    backend_t *many = backend_cpu_create(1000);   // capped at 64 pool threads
+    case_linear(many, 2000, 64, 64, 64, 64, 1);
+    case_attention(many, 4, 64, 64, 4, 16, 1, 0, 1);
+    many->destroy(many);
+
     err_t err = {{0}};
     backend_t *gpu = backend_create("cuda:0", 0, &err);
     if (gpu) {
