@@ -324,7 +324,10 @@ typedef struct att_job {
     cpu_ctx_t   *ctx;
 } att_job_t;
 
-static void att_softmax_rows(float *s, int64_t rows, int64_t n) {
+/* softmax numerators in place: row i of s becomes exp(s - max); the
+ * reciprocal of its sum goes to inv[i] and is applied to the (rows, dh)
+ * output instead of the (rows, n) probabilities. */
+static void att_softmax_rows(float *s, float *inv, int64_t rows, int64_t n) {
     int64_t n8 = n / VW * VW;
     for (int64_t i = 0; i < rows; i++) {
         float *r = s + i * n;
@@ -351,15 +354,15 @@ static void att_softmax_rows(float *s, int64_t rows, int64_t n) {
             vf e = v_exp(v_load(tail));
             for (int64_t j = n8; j < n; j++) r[j] = e[j - n8], sum += e[j - n8];
         }
-        vf inv = v_set1(1.0f / sum);
-        for (int64_t j = 0; j < n8; j += VW) v_store(r + j, v_load(r + j) * inv);
-        for (int64_t j = n8; j < n; j++) r[j] *= inv[0];
+        inv[i] = 1.0f / sum;
     }
 }
 
 static void att_task(void *arg, int64_t begin, int64_t end, int tid) {
     const att_job_t *A = arg;
-    float *s = cpu_scratch_get(&A->ctx->scratch[tid], (size_t)A->qb * A->Lk * sizeof(float));
+    /* scratch: scores (qb, Lk), then qb reciprocal sums */
+    float *s = cpu_scratch_get(&A->ctx->scratch[tid], (size_t)A->qb * (A->Lk + 1) * sizeof(float));
+    float *inv = s + A->qb * A->Lk;
     int64_t ldo = A->nh * A->dh;
     for (int64_t it = begin; it < end; it++) {
         int64_t qb = it % A->nqb, h = (it / A->nqb) % A->nh, b = it / (A->nqb * A->nh);
@@ -370,9 +373,11 @@ static void att_task(void *arg, int64_t begin, int64_t end, int tid) {
         float *o = A->o + (b * A->Lq + i0) * ldo + h * A->dh;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)A->Lk, (int)A->dh,
                     A->scale, q, (int)A->ldq, k, (int)A->ldk, 0.0f, s, (int)A->Lk);
-        att_softmax_rows(s, m, A->Lk);
+        att_softmax_rows(s, inv, m, A->Lk);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)A->dh, (int)A->Lk,
                     1.0f, s, (int)A->Lk, v, (int)A->ldv, 0.0f, o, (int)ldo);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t d = 0; d < A->dh; d++) o[i * ldo + d] *= inv[i];
     }
 }
 
