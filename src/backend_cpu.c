@@ -6,8 +6,11 @@
  * at most n_threads contiguous chunks. GEMMs go to OpenBLAS's cblas_sgemm,
  * called from inside the pool on each thread's own rows with OpenBLAS
  * itself single-threaded: one set of threads, no oversubscription, and the
- * same partitioning code for GEMM and non-GEMM ops (measured in
- * bench/bench_ops.c against one call to a multi-threaded OpenBLAS).
+ * same partitioning code for GEMM and non-GEMM ops. bench/bench_ops.c
+ * times it against one call to a multi-threaded OpenBLAS: on the 2-core
+ * development machine the two were equal within noise at the Hiera and
+ * decoder shapes, and the pool keeps several backends in one process from
+ * fighting over OpenBLAS's global thread count.
  *
  * Nothing is allocated per op in steady state: scratch (attention score
  * rows, im2col tiles, permuted weights) comes from per-thread buffers that
