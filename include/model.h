@@ -60,6 +60,13 @@ int sam2_model_load(sam2_model **out, const sam2_config *cfg, const char *weight
                     backend_t *be, int max_prompts, err_t *err);
 void sam2_model_free(sam2_model *m);
 
+/* sam2_model_load_weights: the same from an already open checkpoint (e.g.
+ * weights_open_random for benchmarks). The model does not close w; w must
+ * stay open as long as the model lives. */
+struct weights;
+int sam2_model_load_weights(sam2_model **out, const sam2_config *cfg, struct weights *w,
+                            backend_t *be, int max_prompts, err_t *err);
+
 const sam2_config *sam2_model_config(const sam2_model *m);
 /* Peak bytes used by the activation arena so far (for benchmarks). */
 size_t sam2_model_peak_bytes(const sam2_model *m);

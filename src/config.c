@@ -1,0 +1,247 @@
+/* config.c: SAM 2.1 model configurations: the built-in table (the official
+ * sam2.1_hiera_{t,s,b+,l}.yaml values and the test fixtures' micro and
+ * micro2), JSON config files (the fixtures' meta.json layout: a "model"
+ * object and an optional "amg" object), and a guess from a checkpoint's
+ * tensor shapes so that --config is optional.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "model.h"
+#include "weights.h"
+
+typedef struct config_entry {
+    const char *name;
+    const char *aliases[8];   /* NULL-terminated */
+    sam2_config cfg;
+} config_entry_t;
+
+#define CFG(nm, ed, nh, s0, s1, s2, s3, ng, g0, g1, g2, w0, w1, w2, w3, bk, dm, sz)         \
+    {                                                                                     \
+        .name = nm, .embed_dim = ed, .num_heads = nh, .stages = {s0, s1, s2, s3},         \
+        .global_att_blocks = {g0, g1, g2}, .n_global = ng, .window_spec = {w0, w1, w2, w3}, \
+        .window_pos_embed_bkg_spatial_size = {bk, bk}, .d_model = dm, .image_size = sz    \
+    }
+
+static const config_entry_t config_table[] = {
+    {"tiny", {"t", "sam2.1_hiera_t", "sam2.1_hiera_tiny", "sam2_hiera_t", "sam2_hiera_tiny",
+              "hiera_t", "hiera_tiny", NULL},
+     CFG("tiny", 96, 1, 1, 2, 7, 2, 3, 5, 7, 9, 8, 4, 14, 7, 7, 256, 1024)},
+    {"small", {"s", "sam2.1_hiera_s", "sam2.1_hiera_small", "sam2_hiera_s", "sam2_hiera_small",
+               "hiera_s", "hiera_small", NULL},
+     CFG("small", 96, 1, 1, 2, 11, 2, 3, 7, 10, 13, 8, 4, 14, 7, 7, 256, 1024)},
+    {"base_plus", {"b+", "sam2.1_hiera_b+", "sam2.1_hiera_base_plus", "sam2_hiera_b+",
+                   "sam2_hiera_base_plus", "base+", "hiera_b+", NULL},
+     CFG("base_plus", 112, 2, 2, 3, 16, 3, 3, 12, 16, 20, 8, 4, 14, 7, 14, 256, 1024)},
+    {"large", {"l", "sam2.1_hiera_l", "sam2.1_hiera_large", "sam2_hiera_l", "sam2_hiera_large",
+               "hiera_l", "hiera_large", NULL},
+     CFG("large", 144, 2, 2, 6, 36, 4, 3, 23, 33, 43, 8, 4, 16, 8, 7, 256, 1024)},
+    {"micro", {NULL}, CFG("micro", 16, 1, 1, 2, 3, 1, 1, 4, 0, 0, 8, 4, 14, 7, 7, 64, 256)},
+    {"micro2", {NULL}, CFG("micro2", 24, 2, 1, 1, 4, 2, 2, 3, 5, 0, 8, 4, 6, 3, 5, 32, 192)},
+};
+#define N_CONFIGS ((int)(sizeof config_table / sizeof config_table[0]))
+
+/* config_name_eq: case-insensitive match that also ignores a trailing
+ * ".yaml" / ".pt" on the given name (users paste file names) */
+static int config_name_eq(const char *given, const char *name) {
+    size_t n = strlen(given);
+    const char *exts[] = {".yaml", ".pt", ".safetensors"};
+    for (int i = 0; i < 3; i++) {
+        size_t e = strlen(exts[i]);
+        if (n > e && !strcasecmp(given + n - e, exts[i])) {
+            n -= e;
+            break;
+        }
+    }
+    return strlen(name) == n && !strncasecmp(given, name, n);
+}
+
+int sam2_config_builtin(const char *name, sam2_config *cfg, err_t *err) {
+    if (!name) return err_set(err, ERR_INVALID, "no config name");
+    for (int i = 0; i < N_CONFIGS; i++) {
+        const config_entry_t *e = &config_table[i];
+        int hit = config_name_eq(name, e->name);
+        for (int a = 0; !hit && e->aliases[a]; a++) hit = config_name_eq(name, e->aliases[a]);
+        if (hit) {
+            *cfg = e->cfg;
+            return 0;
+        }
+    }
+    return err_set(err, ERR_INVALID,
+                   "unknown config '%s' (tiny, small, base_plus, large, micro, micro2 or a "
+                   "JSON file)", name);
+}
+
+/* config_int: an exact integer member; -1 if absent or not an integer */
+static int config_int(const json_t *obj, const char *key, int *out) {
+    int64_t v;
+    if (json_int(json_get(obj, key), &v) || v < -1000000 || v > 1000000) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* config_int_array: an array member of at most max integers into out;
+ * -1 if absent or malformed, else the count */
+static int config_int_array(const json_t *obj, const char *key, int *out, int max) {
+    const json_t *a = json_get(obj, key);
+    if (json_type(a) != JSON_ARR || json_len(a) > (size_t)max) return -1;
+    int n = (int)json_len(a);
+    for (int i = 0; i < n; i++) {
+        int64_t v;
+        if (json_int(json_at(a, (size_t)i), &v) || v < -1000000 || v > 1000000) return -1;
+        out[i] = (int)v;
+    }
+    return n;
+}
+
+/* config_from_json: a "model" object into cfg; ERR_FORMAT naming the key */
+static int config_from_json(const json_t *m, const char *path, sam2_config *cfg, err_t *err) {
+    memset(cfg, 0, sizeof *cfg);
+    const char *p = strrchr(path, '/');
+    snprintf(cfg->name, sizeof cfg->name, "%s", p ? p + 1 : path);
+    const char *bad = NULL;
+    int n = 0;
+    if (config_int(m, "embed_dim", &cfg->embed_dim)) bad = "embed_dim";
+    else if (config_int(m, "num_heads", &cfg->num_heads)) bad = "num_heads";
+    else if (config_int_array(m, "stages", cfg->stages, SAM2_MAX_STAGES) != SAM2_MAX_STAGES)
+        bad = "stages";
+    else if ((n = config_int_array(m, "global_att_blocks", cfg->global_att_blocks,
+                                   SAM2_MAX_GLOBAL)) < 0)
+        bad = "global_att_blocks";
+    else if (config_int_array(m, "window_spec", cfg->window_spec, SAM2_MAX_STAGES) !=
+             SAM2_MAX_STAGES)
+        bad = "window_spec";
+    else if (config_int_array(m, "window_pos_embed_bkg_spatial_size",
+                              cfg->window_pos_embed_bkg_spatial_size, 2) != 2)
+        bad = "window_pos_embed_bkg_spatial_size";
+    else if (config_int(m, "d_model", &cfg->d_model)) bad = "d_model";
+    else if (config_int(m, "image_size", &cfg->image_size)) bad = "image_size";
+    if (bad)
+        return err_set(err, ERR_FORMAT, "%s: \"model\".\"%s\" is missing or malformed", path,
+                       bad);
+    cfg->n_global = n;
+    return 0;
+}
+
+/* config_write_json: v as compact JSON text on f (for the "amg" object) */
+static void config_write_json(FILE *f, const json_t *v) {
+    char buf[JSON_DOUBLE_BUF];
+    int64_t iv;
+    switch (json_type(v)) {
+    case JSON_NULL: fputs("null", f); break;
+    case JSON_BOOL: fputs(json_bool(v) ? "true" : "false", f); break;
+    case JSON_NUM:
+        if (!json_int(v, &iv))
+            fprintf(f, "%lld", (long long)iv);
+        else
+            fputs(json_fmt_double(buf, json_num(v)), f);
+        break;
+    case JSON_STR: json_write_string(f, json_str(v)); break;
+    case JSON_ARR:
+        fputc('[', f);
+        for (size_t i = 0; i < json_len(v); i++) {
+            if (i) fputc(',', f);
+            config_write_json(f, json_at(v, i));
+        }
+        fputc(']', f);
+        break;
+    case JSON_OBJ:
+        fputc('{', f);
+        for (size_t i = 0; i < json_len(v); i++) {
+            if (i) fputc(',', f);
+            json_write_string(f, json_key_at(v, i));
+            fputc(':', f);
+            config_write_json(f, json_at(v, i));
+        }
+        fputc('}', f);
+        break;
+    }
+}
+
+int sam2_config_load(const char *name_or_path, sam2_config *cfg, char **amg_json,
+                     err_t *err) {
+    if (amg_json) *amg_json = NULL;
+    if (!name_or_path) return err_set(err, ERR_INVALID, "no config name");
+    /* a built-in name wins unless it names an existing file */
+    if (access(name_or_path, F_OK) != 0) {
+        if (strchr(name_or_path, '/') || strstr(name_or_path, ".json"))
+            return err_set(err, ERR_IO, "%s: no such config file", name_or_path);
+        return sam2_config_builtin(name_or_path, cfg, err);
+    }
+    json_t *root = NULL;
+    int rc = json_parse_file(&root, name_or_path, err);
+    if (rc) return rc;
+    const json_t *m = json_get(root, "model");
+    if (json_type(m) != JSON_OBJ)
+        rc = err_set(err, ERR_FORMAT, "%s: no \"model\" object", name_or_path);
+    else
+        rc = config_from_json(m, name_or_path, cfg, err);
+    const json_t *a = json_get(root, "amg");
+    if (!rc && amg_json && json_type(a) == JSON_OBJ) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        CHECK(f);
+        config_write_json(f, a);
+        CHECK(fclose(f) == 0);
+        *amg_json = text;
+    }
+    json_free(root);
+    return rc;
+}
+
+/* config_count_blocks: number of trunk blocks in the checkpoint */
+static int config_count_blocks(weights_t *w) {
+    char key[128];
+    int n = 0;
+    for (;;) {
+        snprintf(key, sizeof key, "image_encoder.trunk.blocks.%d.norm1.weight", n);
+        if (!weights_find(w, key)) return n;
+        n++;
+    }
+}
+
+int sam2_config_guess(const char *weights_path, sam2_config *cfg, err_t *err) {
+    weights_t *w = NULL;
+    int rc = weights_open(&w, weights_path, err);
+    if (rc) return rc;
+    const wtensor_t *pe = weights_find(w, "image_encoder.trunk.patch_embed.proj.weight");
+    const wtensor_t *bk = weights_find(w, "image_encoder.trunk.pos_embed");
+    const wtensor_t *nm = weights_find(w, "no_mem_embed");
+    if (!pe || pe->ndim != 4 || !bk || bk->ndim != 4 || !nm || nm->ndim != 3) {
+        weights_close(w);
+        return err_set(err, ERR_FORMAT,
+                       "%s: not a SAM 2 checkpoint (no image_encoder.trunk.patch_embed / "
+                       "pos_embed / no_mem_embed)", weights_path);
+    }
+    /* stages: a block that widens (has .proj) starts a new stage */
+    int depth = config_count_blocks(w), stages[SAM2_MAX_STAGES] = {0}, s = 0;
+    char key[128];
+    for (int i = 0; i < depth; i++) {
+        snprintf(key, sizeof key, "image_encoder.trunk.blocks.%d.proj.weight", i);
+        if (i > 0 && weights_find(w, key)) s++;
+        if (s >= SAM2_MAX_STAGES) break;
+        stages[s]++;
+    }
+    int embed = (int)pe->shape[0], bkh = (int)bk->shape[2], bkw = (int)bk->shape[3];
+    int d = (int)nm->shape[2];
+    weights_close(w);
+    for (int i = 0; i < N_CONFIGS; i++) {
+        const sam2_config *c = &config_table[i].cfg;
+        if (c->embed_dim == embed && c->d_model == d &&
+            c->window_pos_embed_bkg_spatial_size[0] == bkh &&
+            c->window_pos_embed_bkg_spatial_size[1] == bkw &&
+            !memcmp(c->stages, stages, sizeof stages)) {
+            *cfg = *c;
+            return 0;
+        }
+    }
+    return err_set(err, ERR_FORMAT,
+                   "%s: no built-in config matches (embed_dim %d, stages [%d,%d,%d,%d], "
+                   "d_model %d): pass --config", weights_path, embed, stages[0], stages[1],
+                   stages[2], stages[3], d);
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# test_dump.sh: `sam2amg dump` end to end on the fixtures (image file ->
+# preprocessing -> encoder -> decoder -> safetensors) against the official
+# code's expected.safetensors: input within 1e-4, every other tensor within
+# 1e-3 x max|expected|; plus the command's usage errors.
+set -u
+BUILD=${BUILD:-build}
+cd "$(dirname "$0")/.."
+bin=$BUILD/sam2amg
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+ok() { echo "ok - $1"; passed=$((passed + 1)); }
+notok() { echo "not ok - $1: $2"; failed=$((failed + 1)); }
+
+compare() {   # name expected actual
+    "$PY" - "$2" "$3" <<'PYEOF'
+import json, struct, sys
+import numpy as np
+def load(p):
+    with open(p, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        h = json.loads(f.read(n))
+        base = 8 + n
+        out = {}
+        for k, v in h.items():
+            if k == "__metadata__":
+                continue
+            f.seek(base + v["data_offsets"][0])
+            dt = {"F32": np.float32, "I32": np.int32, "U8": np.uint8, "I8": np.int8}[v["dtype"]]
+            cnt = int(np.prod(v["shape"])) if v["shape"] else 1
+            out[k] = np.frombuffer(f.read(cnt * np.dtype(dt).itemsize), dt).reshape(v["shape"])
+    return out
+exp, got = load(sys.argv[1]), load(sys.argv[2])
+keys = ["input", "image_embed", "feat_s0", "feat_s1", "grid_points", "low_res_masks",
+        "iou_preds", "m2m_low_res_masks", "m2m_iou_preds"]
+bad = 0
+for k in keys:
+    if k not in got:
+        print("# %s: missing" % k); bad += 1; continue
+    e, g = exp[k].astype(np.float64), got[k].astype(np.float64)
+    if e.shape != g.shape:
+        print("# %s: shape %s, expected %s" % (k, g.shape, e.shape)); bad += 1; continue
+    d = float(np.max(np.abs(e - g))) if e.size else 0.0
+    if not np.all(np.isfinite(g)): d = float("inf")
+    m = float(np.max(np.abs(e))) if e.size else 0.0
+    tol = 1e-4 if k == "input" else 1e-3 * m
+    print("# %-18s max diff %.3g  max|exp| %.3g  %s" % (k, d, m, "ok" if d <= tol else "FAIL"))
+    bad += d > tol
+sys.exit(1 if bad else 0)
+PYEOF
+}
+
+run_fixture() {   # fixture points_per_side points_per_batch [weights]
+    local fx=tests/fixtures/$1 w=${4:-weights.safetensors}
+    local out=$tmp/$1-$w.safetensors
+    if "$bin" dump --model "$fx/$w" --config "$fx/meta.json" "$fx/image.png" -o "$out" \
+        --points-per-side "$2" --points-per-batch "$3" >"$tmp/log" 2>&1; then
+        ok "dump $1 ($w) runs"
+        if compare "$1" "$fx/expected.safetensors" "$out"; then ok "dump $1 ($w) matches expected"
+        else notok "dump $1 ($w) matches expected" "see the diffs above"; fi
+    elif grep -q placeholder "$tmp/log"; then
+        # TEMPORARY: until src/decoder.c is merged (src/decoder_stub.c refuses)
+        echo "# skip dump $1 ($w): $(tail -n 1 "$tmp/log")"
+    else
+        notok "dump $1 ($w) runs" "$(tail -n 3 "$tmp/log")"
+    fi
+}
+
+run_fixture micro 8 16 weights.safetensors
+run_fixture micro 8 16 weights.pt
+run_fixture micro2 8 16 weights.safetensors
+
+# config guessed from the checkpoint
+if "$bin" dump --model tests/fixtures/micro/weights.safetensors tests/fixtures/micro/image.png \
+    -o "$tmp/guess.safetensors" --points-per-side 8 --points-per-batch 16 >"$tmp/log" 2>&1 &&
+    compare micro tests/fixtures/micro/expected.safetensors "$tmp/guess.safetensors" >/dev/null; then
+    ok "dump without --config guesses micro"
+elif grep -q placeholder "$tmp/log"; then echo "# skip guess: decoder placeholder"
+else notok "dump without --config guesses micro" "$(tail -n 2 "$tmp/log")"; fi
+
+# usage and data errors
+expect() {   # name status args...
+    local name=$1 want=$2; shift 2
+    "$bin" dump "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
+    local lines=$(wc -l <"$tmp/err")
+    if [ $rc -eq "$want" ] && { [ "$want" -eq 0 ] || [ "$lines" -eq 1 ]; }; then ok "$name"
+    else notok "$name" "exit $rc (want $want), stderr: $(head -c 300 "$tmp/err")"; fi
+}
+expect "dump --help" 0 --help
+expect "unknown flag" 2 --bogus
+expect "no --model" 2 tests/fixtures/micro/image.png -o "$tmp/x.safetensors"
+expect "bad --points-per-side" 2 --model tests/fixtures/micro/weights.pt --points-per-side abc \
+    tests/fixtures/micro/image.png -o "$tmp/x.safetensors"
+expect "unknown config" 2 --model tests/fixtures/micro/weights.pt --config huge \
+    tests/fixtures/micro/image.png -o "$tmp/x.safetensors"
+expect "missing image" 1 --model tests/fixtures/micro/weights.pt --config micro \
+    "$tmp/none.png" -o "$tmp/x.safetensors"
+expect "wrong checkpoint for config" 1 --model tests/fixtures/micro2/weights.safetensors \
+    --config micro tests/fixtures/micro/image.png -o "$tmp/x.safetensors"
+grep -q "patch_embed" "$tmp/err" && ok "checkpoint error names the key" ||
+    notok "checkpoint error names the key" "$(cat "$tmp/err")"
+
+echo "RESULT $passed $failed"
+[ "$failed" -eq 0 ]
