@@ -50,6 +50,15 @@ int  amg_params_validate(const amg_params *p, err_t *err);
 /* amg_params_from_json: override fields from a JSON object text (the "amg"
  * object of a config file; keys are the official names). */
 int  amg_params_from_json(amg_params *p, const char *json, err_t *err);
+/* amg_params_from_config: the same from the "amg" object of a config file
+ * (absent: nothing changes). ERR_IO / ERR_INVALID naming the file. */
+int  amg_params_from_config(amg_params *p, const char *path, err_t *err);
+/* amg_params_grids_from_file: user point grids from a JSON file
+ * [[[x, y], ...], ...] (one grid per crop layer, points in [0,1]^2); sets
+ * the grid fields of p (points_per_side = 0) to arrays returned in *pts and
+ * *sizes, which the caller frees after amg_create. */
+int  amg_params_grids_from_file(amg_params *p, const char *path, float **pts, int **sizes,
+                                err_t *err);
 /* amg_params_parse_flag: if argv[*i] is one of the --dashed-names of the
  * parameters (--points-per-side N, --use-m2m, --no-multimask-output, ...),
  * consume it (and its value), advance *i and return 1; return 0 if it is
@@ -72,6 +81,15 @@ typedef struct amg_model {
     int (*decode)(void *ctx, int n, const float *points, const float *mask_input,
                   int multimask, float *low_res, float *iou, err_t *err);
 } amg_model;
+
+/* amg_model_wrap: the SAM 2.1 model (model.h) as an amg_model: encode =
+ * image_preprocess of the crop + sam2_model_encode, decode =
+ * sam2_model_decode of one label-1 point per prompt. The model must be
+ * loaded for at least max_prompts prompts (points_per_batch). Owns an input
+ * buffer (3,S,S) until amg_model_unwrap; the model stays the caller's. */
+struct sam2_model;
+int  amg_model_wrap(amg_model *out, struct sam2_model *m, int max_prompts, err_t *err);
+void amg_model_unwrap(amg_model *m);
 
 /* One output mask, as SA-1B records it. */
 typedef struct amg_record {

@@ -16,10 +16,15 @@
  * pixel of the cell is (the blend is convex up to a few ulps: `eps` below);
  * only cells the threshold passes through are evaluated pixel by pixel, with
  * the exact float expression PyTorch's CPU kernel evaluates (checked bit for
- * bit against torch 1.13: weights from a double source index, fused
- * multiply-adds as its AVX2 build contracts them). Stability counts add up
- * whole cells; the RLE walks each column through a short list of class
- * segments. Cost per mask ~ L^2 + boundary pixels instead of h*w.
+ * bit against torch 1.13 on random logits for the (N,3,h,w) kernel: weights
+ * from a double source index, fused multiply-adds as its AVX2 build
+ * contracts them; the (N,1,h,w) channels-last kernel used for m2m and
+ * single-mask output differs from ours in the last bit on ~1/3 of random
+ * pixels, which moves a pixel only when its logit is within an ulp of a
+ * threshold). Only the bounding box of low-res pixels that can exceed the
+ * lowest threshold is visited. Stability counts add up whole cells; the RLE
+ * walks each column through a short list of class segments. Cost per mask
+ * ~ one pass over the L x L logits + boundary pixels, instead of h*w.
  */
 #include <float.h>
 #include <math.h>
@@ -28,6 +33,7 @@
 #include <time.h>
 
 #include "amg.h"
+#include "json.h"
 #include "rle.h"
 
 /* one kept mask, before NMS */
@@ -84,7 +90,7 @@ struct amg {
     /* per crop */
     amg_axis   ax[2];             /* 0 rows (height), 1 columns (width) */
     int        cap_axis[2];
-    float     *t0, *t1;           /* (cap w) column values of two low-res rows */
+    uint8_t   *fgrow;             /* (cap h) 0/1 of one column of one row band */
     /* growing per image */
     uint32_t  *counts;
     size_t     ncounts, cap_counts;
@@ -101,6 +107,10 @@ struct amg {
     int        ncrops, cap_crops;
     /* current crop */
     int        cx, cy, cw, ch, W, H;
+    /* current mask: rounding bound and the band ranges that can be non-zero */
+    float      eps;
+    int        rb0, rb1, cb0, cb1;
+    int        has_fma;           /* the CPU has fused multiply-add */
     amg_stats  st;
     size_t     bytes;
 };
@@ -139,6 +149,10 @@ int amg_create(amg_t **out, const amg_params *p, int S, err_t *err) {
     g->p = *p;
     g->S = S;
     g->L = S / 4;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    g->has_fma = __builtin_cpu_supports("fma");
+#endif
     size_t L2 = (size_t)g->L * g->L, B = (size_t)p->points_per_batch;
     int ok = 1;
     if (p->n_point_grids > 0) {
@@ -202,7 +216,7 @@ void amg_free(amg_t *g) {
         free(x->i0), free(x->i1), free(x->w0), free(x->w1);
         free(x->lo), free(x->hi), free(x->b1), free(x->list);
     }
-    free(g->t0), free(g->t1);
+    free(g->fgrow);
     free(g->counts), free(g->recs), free(g->str), free(g->order), free(g->score);
     free(g->supp), free(g->tmp), free(g->crops), free(g->crop_layer);
     free(g);
@@ -296,6 +310,10 @@ static int make_axis(amg_t *g, int a, int n) {
             grow(g, (void **)&x->w0, &c3, (size_t)n, sizeof(float)) ||
             grow(g, (void **)&x->w1, &c4, (size_t)n, sizeof(float)))
             return ERR_NOMEM;
+        if (a == 0) {
+            size_t c5 = (size_t)g->cap_axis[0];
+            if (grow(g, (void **)&g->fgrow, &c5, (size_t)n, 1)) return ERR_NOMEM;
+        }
         g->cap_axis[a] = (int)cap;
     }
     x->n = n;
@@ -363,65 +381,135 @@ static void fill_small_regions(amg_t *g, const float *a, float *out, int max_are
 
 /* ---- thresholds on the implicit full-resolution logits ---- */
 
-/* corner min / max of every non-empty cell */
-static void cell_bounds(amg_t *g, const float *A) {
+/* The cells that can hold a pixel above the lowest threshold t_lo, and
+ * their corner bounds. eps bounds the rounding of PyTorch's blend for this
+ * mask (a few ulps of its largest |logit|, with a wide margin): a cell whose
+ * corners are all < t - eps has no pixel > t, one whose corners are all
+ * > t + eps has every pixel > t. Only cells with a corner >= t_lo - eps can
+ * be anything but background at every threshold (t_lo <= t): their band
+ * ranges are g->rb0..rb1, g->cb0..cb1 (indices into the band lists); an
+ * empty range when the whole mask is background. */
+static void cell_bounds(amg_t *g, const float *A, float t_lo) {
     int L = g->L;
+    float amax = 0;
+    for (int q = 0; q < L * L; q++) {
+        float v = A[q] < 0 ? -A[q] : A[q];
+        amax = v > amax ? v : amax;
+    }
+    g->eps = 4e-6f * amax + 1e-30f;
+    float act = t_lo - g->eps;
+    int ymin = L, ymax = -1, xmin = L, xmax = -1;
+    for (int y = 0; y < L; y++) {
+        const float *row = A + (size_t)y * L;
+        int x0 = -1, x1 = -1;
+        for (int x = 0; x < L; x++)
+            if (row[x] >= act) {
+                if (x0 < 0) x0 = x;
+                x1 = x;
+            }
+        if (x0 < 0) continue;
+        if (y < ymin) ymin = y;
+        ymax = y;
+        if (x0 < xmin) xmin = x0;
+        if (x1 > xmax) xmax = x1;
+    }
     const amg_axis *r = &g->ax[0], *c = &g->ax[1];
-    for (int rj = 0; rj < r->nlist; rj++) {
+    g->rb0 = 0, g->rb1 = -1, g->cb0 = 0, g->cb1 = -1;
+    if (ymax < 0) return;
+    /* a pixel is a corner of the cells (y-1 | y, x-1 | x) */
+    while (g->rb0 < r->nlist && r->list[g->rb0] < ymin - 1) g->rb0++;
+    g->rb1 = r->nlist - 1;
+    while (g->rb1 >= 0 && r->list[g->rb1] > ymax) g->rb1--;
+    while (g->cb0 < c->nlist && c->list[g->cb0] < xmin - 1) g->cb0++;
+    g->cb1 = c->nlist - 1;
+    while (g->cb1 >= 0 && c->list[g->cb1] > xmax) g->cb1--;
+    for (int rj = g->rb0; rj <= g->rb1; rj++) {
         int j = r->list[rj], j1 = r->b1[j];
         const float *a0 = A + (size_t)j * L, *a1 = A + (size_t)j1 * L;
-        for (int ci = 0; ci < c->nlist; ci++) {
+        float *mnr = g->cmin + (size_t)j * L, *mxr = g->cmax + (size_t)j * L;
+        for (int ci = g->cb0; ci <= g->cb1; ci++) {
             int i = c->list[ci], i1 = c->b1[i];
-            float p = a0[i], q = a0[i1], s = a1[i], t = a1[i1];
-            float mn = fminf(fminf(p, q), fminf(s, t)), mx = fmaxf(fmaxf(p, q), fmaxf(s, t));
-            g->cmin[(size_t)j * L + i] = mn;
-            g->cmax[(size_t)j * L + i] = mx;
+            float p = a0[i], q = a0[i1], u = a1[i], t = a1[i1];
+            float mn = p < q ? p : q, mx = p < q ? q : p;
+            mn = u < mn ? u : mn, mx = u > mx ? u : mx;
+            mn = t < mn ? t : mn, mx = t > mx ? t : mx;
+            mnr[i] = mn - g->eps; /* class 1 iff this > t */
+            mxr[i] = mx + g->eps; /* class 0 iff this < t */
         }
     }
 }
 
 /* cell class for threshold t: 1 every pixel > t, 0 none, 2 evaluate */
 static inline int cell_class(const amg_t *g, int j, int i, float t) {
-    float mn = g->cmin[(size_t)j * g->L + i], mx = g->cmax[(size_t)j * g->L + i];
-    float eps = 4e-6f * fmaxf(fabsf(mn), fabsf(mx)) + 1e-30f;
-    if (mn > t + eps) return 1;
-    if (mx < t - eps) return 0;
-    return 2;
+    size_t q = (size_t)j * g->L + i;
+    return g->cmin[q] > t ? 1 : g->cmax[q] < t ? 0 : 2;
 }
 
-/* full-res value at (y, x), rows of band j. single: the (N,1,h,w) channels-
- * last kernel's expression; else the generic separable kernel's. */
-static inline float value_at(const amg_t *g, const float *A, int single, int y, int x) {
-    const amg_axis *r = &g->ax[0], *c = &g->ax[1];
-    int L = g->L;
-    const float *a0 = A + (size_t)r->i0[y] * L, *a1 = A + (size_t)r->i1[y] * L;
-    int x0 = c->i0[x], x1 = c->i1[x];
-    float h0 = r->w0[y], h1 = r->w1[y], w0 = c->w0[x], w1 = c->w1[x];
-    if (single) {
-        float w00 = h0 * w0, w01 = h0 * w1, w10 = h1 * w0, w11 = h1 * w1;
-        return fmaf(w00, a0[x0], fmaf(w01, a0[x1], fmaf(w10, a1[x0], w11 * a1[x1])));
+/* The exact full-res values of one column x over the rows [y0, y1) of row
+ * band j: PyTorch's expressions for the (N,3,h,w) generic kernel
+ * (single = 0: blend along x with fused multiply-adds as its AVX2 build
+ * contracts them, then along y) or for the (N,1,h,w) channels-last kernel
+ * (single = 1: four corner weights). Returns the number of values > t, and
+ * with fg != NULL writes the 0/1 of each row. fmaf is exact (one rounding)
+ * either way; COLUMN_ABOVE is compiled twice so that CPUs with FMA use the
+ * instruction instead of a libm call (picked once, see column_above). */
+#define COLUMN_ABOVE(NAME, ATTR)                                                            \
+    ATTR static int NAME(const amg_t *g, const float *A, int single, int j, int x, int y0,  \
+                         int y1, float t, uint8_t *fg) {                                     \
+        const amg_axis *r = &g->ax[0], *c = &g->ax[1];                                       \
+        int L = g->L, n = 0;                                                                 \
+        const float *a0 = A + (size_t)j * L, *a1 = A + (size_t)r->b1[j] * L;                 \
+        int x0 = c->i0[x], x1 = c->i1[x];                                                    \
+        float w0 = c->w0[x], w1 = c->w1[x];                                                  \
+        if (single) {                                                                        \
+            float p = a0[x0], q = a0[x1], u = a1[x0], v = a1[x1];                            \
+            for (int y = y0; y < y1; y++) {                                                  \
+                float h0 = r->w0[y], h1 = r->w1[y];                                          \
+                float w00 = h0 * w0, w01 = h0 * w1, w10 = h1 * w0, w11 = h1 * w1;            \
+                float val = fmaf(w00, p, fmaf(w01, q, fmaf(w10, u, w11 * v)));               \
+                int b = val > t;                                                             \
+                n += b;                                                                      \
+                if (fg) fg[y - y0] = (uint8_t)b;                                             \
+            }                                                                                \
+            return n;                                                                        \
+        }                                                                                    \
+        float t0 = fmaf(a0[x0], w0, a0[x1] * w1);                                            \
+        float t1 = fmaf(a1[x0], w0, a1[x1] * w1);                                            \
+        for (int y = y0; y < y1; y++) {                                                      \
+            int b = fmaf(t0, r->w0[y], t1 * r->w1[y]) > t;                                   \
+            n += b;                                                                          \
+            if (fg) fg[y - y0] = (uint8_t)b;                                                 \
+        }                                                                                    \
+        return n;                                                                            \
     }
-    float t0 = fmaf(a0[x0], w0, a0[x1] * w1);
-    float t1 = fmaf(a1[x0], w0, a1[x1] * w1);
-    return fmaf(t0, h0, t1 * h1);
+COLUMN_ABOVE(column_above_libm, )
+#if defined(__x86_64__) && defined(__GNUC__)
+COLUMN_ABOVE(column_above_fma, __attribute__((target("fma"))))
+#endif
+
+static int column_above(const amg_t *g, const float *A, int single, int j, int x, int y0,
+                        int y1, float t, uint8_t *fg) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (g->has_fma) return column_above_fma(g, A, single, j, x, y0, y1, t, fg);
+#endif
+    return column_above_libm(g, A, single, j, x, y0, y1, t, fg);
 }
 
-/* count of full-res pixels > t */
+/* count of full-res pixels > t (cells outside the region are background) */
 static int64_t count_above(const amg_t *g, const float *A, int single, float t) {
     const amg_axis *r = &g->ax[0], *c = &g->ax[1];
     int64_t cnt = 0;
-    for (int ci = 0; ci < c->nlist; ci++) {
-        int i = c->list[ci];
-        int64_t ncols = c->hi[i] - c->lo[i];
-        for (int rj = 0; rj < r->nlist; rj++) {
-            int j = r->list[rj];
+    for (int rj = g->rb0; rj <= g->rb1; rj++) {
+        int j = r->list[rj];
+        int64_t nrows = r->hi[j] - r->lo[j];
+        for (int ci = g->cb0; ci <= g->cb1; ci++) {
+            int i = c->list[ci];
             int cls = cell_class(g, j, i, t);
             if (cls == 1) {
-                cnt += ncols * (r->hi[j] - r->lo[j]);
+                cnt += nrows * (c->hi[i] - c->lo[i]);
             } else if (cls == 2) {
                 for (int x = c->lo[i]; x < c->hi[i]; x++)
-                    for (int y = r->lo[j]; y < r->hi[j]; y++)
-                        cnt += value_at(g, A, single, y, x) > t;
+                    cnt += column_above(g, A, single, j, x, r->lo[j], r->hi[j], t, NULL);
             }
         }
     }
@@ -463,10 +551,10 @@ static int mask_runs(amg_t *g, const float *A, int single, float t, int32_t box[
     const amg_axis *r = &g->ax[0], *c = &g->ax[1];
     run_acc ra = {0, 0, INT32_MAX, -1, INT32_MAX, -1};
     g->ncounts = 0;
-    for (int ci = 0; ci < c->nlist; ci++) {
+    for (int ci = g->cb0; ci <= g->cb1; ci++) {
         int i = c->list[ci], ns = 0;
-        /* class segments of this column band, top to bottom */
-        for (int rj = 0; rj < r->nlist; rj++) {
+        /* class segments of this column band, top to bottom, in the region */
+        for (int rj = g->rb0; rj <= g->rb1; rj++) {
             int j = r->list[rj], cls = cell_class(g, j, i, t);
             if (cls != 2 && ns && g->segs[ns - 1].cls == cls) {
                 g->segs[ns - 1].hi = r->hi[j];
@@ -486,8 +574,10 @@ static int mask_runs(amg_t *g, const float *A, int single, float t, int32_t box[
                     if (run_lo >= 0 && emit_run(g, &ra, col, x, run_lo, sg->lo)) return ERR_NOMEM;
                     run_lo = -1;
                 } else {
+                    uint8_t *fg = g->fgrow;
+                    column_above(g, A, single, sg->j, x, sg->lo, sg->hi, t, fg);
                     for (int y = sg->lo; y < sg->hi; y++) {
-                        if (value_at(g, A, single, y, x) > t) {
+                        if (fg[y - sg->lo]) {
                             if (run_lo < 0) run_lo = y;
                         } else if (run_lo >= 0) {
                             if (emit_run(g, &ra, col, x, run_lo, y)) return ERR_NOMEM;
@@ -496,7 +586,8 @@ static int mask_runs(amg_t *g, const float *A, int single, float t, int32_t box[
                     }
                 }
             }
-            if (run_lo >= 0 && emit_run(g, &ra, col, x, run_lo, g->ch)) return ERR_NOMEM;
+            if (run_lo >= 0 && emit_run(g, &ra, col, x, run_lo, g->segs[ns - 1].hi))
+                return ERR_NOMEM;
         }
     }
     if (grow(g, (void **)&g->counts, &g->cap_counts, g->ncounts + 1, sizeof(uint32_t)))
@@ -537,7 +628,7 @@ static int process_mask(amg_t *g, const float *A, int single, float iou, const f
         fill_small_regions(g, A, g->fill, p->min_mask_region_area);
         A = g->fill;
     }
-    cell_bounds(g, A);
+    cell_bounds(g, A, (float)(p->mask_threshold - p->stability_score_offset));
     float thr = (float)p->mask_threshold;
     int64_t inter = count_above(g, A, single,
                                 (float)(p->mask_threshold + p->stability_score_offset));
@@ -775,41 +866,21 @@ int amg_generate(amg_t *g, const amg_model *model, const uint8_t *rgb, int w, in
     return 0;
 }
 
-/* shortest text that reads back as the same double (Python's repr) */
 static void put_num(FILE *f, double v) {
-    if (isnan(v)) {
-        fputs("NaN", f);
-        return;
-    }
-    char buf[40];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v) break;
-    }
-    fputs(buf, f);
-}
-
-static void put_json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
+    char buf[JSON_DOUBLE_BUF];
+    fputs(json_fmt_double(buf, v), f);
 }
 
 int amg_write_json(FILE *f, const char *file_name, const amg_result *res) {
     fputs("{\"image\": {\"file_name\": ", f);
-    put_json_string(f, file_name ? file_name : "");
+    json_write_string(f, file_name ? file_name : "");
     fprintf(f, ", \"width\": %d, \"height\": %d},\n \"annotations\": [", res->width,
             res->height);
     for (int i = 0; i < res->n; i++) {
         const amg_record *r = &res->recs[i];
         fprintf(f, "%s\n  {\"segmentation\": {\"size\": [%d, %d], \"counts\": ", i ? "," : "",
                 res->height, res->width);
-        put_json_string(f, r->rle);
+        json_write_string(f, r->rle);
         fprintf(f, "}, \"area\": %lld, \"bbox\": [", (long long)r->area);
         for (int k = 0; k < 4; k++) put_num(f, r->bbox[k]), fputs(k < 3 ? ", " : "]", f);
         fputs(", \"predicted_iou\": ", f);

@@ -135,7 +135,38 @@ static void test_params(void) {
                "amg_params_parse_flag consumes AMG flags only", "%d %d %d i=%d", a, b, c, i);
 }
 
-int main(void) {
+/* --compare EXPECTED ACTUAL [MIN_MATCH MASK_IOU]: two JSON files (used by
+ * test_generate.sh). Without the last two, the replay bar (every record at
+ * IoU >= 0.999, scores within 1e-4, fields equal); with them, the real-model
+ * bar of compare_amg.py: matched >= MIN_MATCH of expected at mask IoU >=
+ * MASK_IOU, unmatched actual <= 1 - MIN_MATCH. Exit 0 when it holds. */
+static int compare_files(const char *exp, const char *act, double min_match, double mask_iou) {
+    char *a = fx_read(exp), *b = fx_read(act);
+    fx_rec *e = NULL, *r = NULL;
+    int ne = a ? fx_parse_records(a, &e) : -1, na = b ? fx_parse_records(b, &r) : -1;
+    if (ne < 0 || na < 0) {
+        printf("cannot read %s or %s\n", exp, act);
+        return 1;
+    }
+    fx_match mt;
+    fx_compare(e, ne, r, na, min_match < 1 ? mask_iou : 0.999, &mt);
+    printf("expected %d actual %d matched %d extra %d worst_iou %.6f max_dstab %.2e "
+           "max_diou %.2e max_dother %.3g in_order %d\n",
+           ne, na, mt.matched, mt.extra, mt.worst_iou, mt.max_dstab, mt.max_diou, mt.max_dother,
+           mt.in_order);
+    int ok = ne > 0 && mt.matched == ne && mt.extra == 0 && mt.max_dstab <= 1e-4 &&
+             mt.max_diou <= 1e-4 && mt.max_dother <= 1e-3;
+    if (min_match < 1)
+        ok = ne > 0 && mt.matched >= min_match * ne && mt.extra <= (1 - min_match) * ne + 1e-9;
+    fx_free_records(e, ne), fx_free_records(r, na);
+    free(a), free(b);
+    return ok ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    if ((argc == 4 || argc == 6) && !strcmp(argv[1], "--compare"))
+        return compare_files(argv[2], argv[3], argc == 6 ? atof(argv[4]) : 1.0,
+                             argc == 6 ? atof(argv[5]) : 0.999);
     test_params();
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) replay_fixture(fixtures[i]);
     return TEST_REPORT();
