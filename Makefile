@@ -46,7 +46,7 @@ endif
 SQLEXT  := $(if $(wildcard src/sqlext.c),$(BUILD)/libsam2amg_sql.so)
 all: $(BUILD)/sam2amg $(SQLEXT) $(TESTS) $(BENCHES)
 
-$(BUILD)/obj/%.o: %.c $(wildcard include/*.h src/*.h jobs/*.h kernels/*.h)
+$(BUILD)/obj/%.o: %.c $(wildcard include/*.h src/*.h jobs/*.h kernels/*.h schema/*.sql)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo '  CC    $<')
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@

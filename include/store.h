@@ -1,0 +1,143 @@
+/* store.h: the SQLite job database of `sam2amg run` (schema in schema/NNN_*.sql).
+ *
+ * A store_t is one connection, used by one thread at a time. The runner
+ * opens two: the claimer's (reclaim, claim) and the writer's (results); WAL
+ * mode lets readers (status, sql, export) run beside a writer, and a busy
+ * timeout absorbs the short write locks of the other connection.
+ *
+ * Guarantees: an image's masks and its status change are written in one
+ * transaction (a batch of images commits or rolls back whole); a result is
+ * accepted only from the lease owner of the image; UNIQUE(image_id, idx)
+ * makes a second set of masks for an image impossible.
+ *
+ * Fault injection (SQLite faultsimStep style): store_fault_arm(n) makes the
+ * n-th following store step (each statement execution that writes) fail
+ * with ERR_IO "injected fault", for the fault tests.
+ */
+#ifndef SAM2AMG_STORE_H
+#define SAM2AMG_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "amg.h"
+#include "check.h"
+
+typedef struct store store_t;
+typedef struct sqlite3 sqlite3;
+
+enum { STORE_READONLY = 1, STORE_CREATE = 2 };
+enum { IMAGE_STATUS_PENDING = 0, IMAGE_STATUS_RUNNING, IMAGE_STATUS_DONE, IMAGE_STATUS_FAILED };
+
+/* store_open: open (STORE_CREATE: create if missing) the database at path,
+ * set WAL, busy_timeout, foreign keys, apply the pending migrations of
+ * schema/ in one transaction. ERR_FORMAT when the file is not a database or
+ * is corrupt, or has a newer schema than this program; ERR_IO when it cannot
+ * be opened; ERR_BUSY when locked past the timeout. *out NULL on error.
+ * Environment hook for tests: SAM2AMG_MAX_PAGES=N sets PRAGMA
+ * max_page_count (a full disk). */
+int  store_open(store_t **out, const char *path, int flags, err_t *err);
+void store_close(store_t *s);
+/* store_db: the connection (for queries of the commands and tests). */
+sqlite3 *store_db(store_t *s);
+/* store_schema_version: the PRAGMA user_version this program writes. */
+int  store_schema_version(void);
+
+/* ---- runs ---- */
+typedef struct store_run_info {
+    char params[4096];        /* AMG params JSON */
+    char model_path[1024];
+    char model_sha256[65];    /* hex */
+    char config[256];
+    char devices[256];
+} store_run_info;
+
+/* store_run_last: the newest run's info; returns 1 found, 0 no run yet,
+ * negative on error. */
+int store_run_last(store_t *s, store_run_info *info, err_t *err);
+/* store_run_begin: insert a run row (program version, start time). */
+int store_run_begin(store_t *s, const store_run_info *info, int64_t *run_id, err_t *err);
+/* store_run_end: set finished_at and the exit status. */
+int store_run_end(store_t *s, int64_t run_id, int exit_status, err_t *err);
+
+/* ---- paths ---- */
+/* store_path_escape: bytes (n) -> the images.path text (see schema):
+ * bytes outside valid UTF-8 as \xHH, backslashes as \\, the rest as is.
+ * out needs 4*n+1 bytes.
+ * Returns the text length. */
+size_t store_path_escape(const char *bytes, size_t n, char *out);
+/* store_path_unescape: the inverse, in place; returns the byte length. */
+size_t store_path_unescape(char *s);
+
+/* ---- ingest ---- */
+/* store_ingest_begin / _add / _end: add image paths (raw bytes, n) as
+ * pending, inside one transaction committed every 50,000 rows and at _end.
+ * _add sets *added to 1 for a new path, 0 for one already present. */
+int store_ingest_begin(store_t *s, err_t *err);
+int store_ingest_add(store_t *s, const char *bytes, size_t n, int *added, err_t *err);
+int store_ingest_end(store_t *s, err_t *err);
+
+/* ---- leases ---- */
+/* store_reclaim: after taking the run lock, every 'running' image is
+ * abandoned (its process is gone): back to 'pending', or 'failed' when it
+ * has used max_attempts attempts. Counts into *reclaimed, *failed. */
+int store_reclaim(store_t *s, int max_attempts, int64_t run_id, int64_t *reclaimed,
+                  int64_t *failed, err_t *err);
+
+typedef struct store_job {
+    int64_t id;
+    int     attempts;         /* including this one */
+    char   *path;             /* file name bytes (NUL-terminated), malloc'd */
+} store_job;
+
+/* store_claim: lease up to n pending images (lowest id first) to owner for
+ * lease_s seconds in one transaction: status 'running', attempts + 1.
+ * Fills jobs (n) and *got; the caller frees each jobs[i].path. */
+int store_claim(store_t *s, const char *owner, double lease_s, int n, store_job *jobs,
+                int *got, err_t *err);
+
+/* ---- results (the writer) ---- */
+typedef struct store_timing {
+    double t_load, t_generate;   /* seconds */
+} store_timing;
+
+/* store_batch_begin / _commit / _rollback: the writer's transaction around
+ * several images. */
+int  store_batch_begin(store_t *s, err_t *err);
+int  store_batch_commit(store_t *s, err_t *err);
+void store_batch_rollback(store_t *s);
+/* store_put_result: inside a batch: insert res's records as image_id's
+ * masks (idx = record order) with their boxes in mask_boxes, and mark the
+ * image done by run_id. Returns 1 when written, 0 when the image is not
+ * leased to owner any more (nothing written), negative on error (the batch
+ * must then be rolled back). */
+int store_put_result(store_t *s, int64_t run_id, int64_t image_id, const char *owner,
+                     const amg_result *res, const store_timing *t, err_t *err);
+/* store_put_failure: inside a batch: record reason for image_id; permanent
+ * or attempts >= max_attempts -> 'failed', else back to 'pending' for a
+ * retry. Same return convention as store_put_result. */
+int store_put_failure(store_t *s, int64_t run_id, int64_t image_id, const char *owner,
+                      const char *reason, int permanent, int max_attempts, err_t *err);
+/* store_release: give back a lease without counting the attempt (stopped
+ * by a signal). Same return convention. */
+int store_release(store_t *s, int64_t image_id, const char *owner, err_t *err);
+
+/* ---- reading ---- */
+/* store_counts: images per status (indexed by IMAGE_STATUS_*) and masks. */
+int store_counts(store_t *s, int64_t counts[4], int64_t *masks, err_t *err);
+/* store_load_result: an image's masks as an amg_result (records in idx
+ * order; width/height from images). Free with store_result_free. */
+int  store_load_result(store_t *s, int64_t image_id, amg_result *res, err_t *err);
+void store_result_free(amg_result *res);
+
+/* ---- RLE text ---- */
+/* store_rle_json: {"size":[h,w],"counts":"..."} into out (cap bytes);
+ * returns the length, or -1 when it does not fit. */
+int store_rle_json(char *out, size_t cap, int h, int w, const char *counts);
+
+/* ---- fault injection ---- */
+/* store_fault_arm: the n-th following write step fails (n >= 1); 0 disarms.
+ * Also armed from the environment by store_open: SAM2AMG_FAULT_STORE=N. */
+void store_fault_arm(int64_t n);
+
+#endif

@@ -1,0 +1,440 @@
+/* runner.c: the pipeline of `sam2amg run`: claim -> decode -> generate ->
+ * write, with leases so that a killed run loses nothing finished.
+ *
+ * DESIGN
+ *
+ * Threads (all started by jobs_run, all joined before it returns):
+ *   - claimer (the calling thread): leases pending images from the store in
+ *     small chunks (one transaction each: status 'running', attempts + 1,
+ *     lease_owner, lease_expires) and pushes them onto load_q. It also
+ *     prints the progress line.
+ *   - decoders (cfg->decode_threads, a bounded pool): pop load_q, decode
+ *     the file with libvips (jobs_load_image, pixel limit) and push the
+ *     image onto ready_q, the prefetch queue (cfg->prefetch slots), or a
+ *     failure onto write_q.
+ *   - one worker per device (--devices): owns its engine (backend, model,
+ *     amg_t arena), pops ready_q, runs the generator and pushes the result
+ *     onto write_q. Engines are created before anything is claimed, so a bad
+ *     model leases nothing.
+ *   - the writer: the only thread that writes results. It pops write_q and
+ *     commits several images per transaction (up to cfg->batch_images, or
+ *     what is queued): each image's masks, boxes and status change are in
+ *     the same transaction, so an image is 'done' if and only if all its
+ *     masks are in the database.
+ *
+ * Queues are bounded FIFOs (mutex + two condition variables); a queue is
+ * closed by its last producer, and a consumer exits on an empty closed
+ * queue. Nothing is ordered across images: results commit in completion
+ * order; the masks of one image keep the generator's order (masks.idx).
+ *
+ * Completion guarantees:
+ *   - a result is written only while its lease is held by this process
+ *     (UPDATE ... WHERE lease_owner = me); UNIQUE(image_id, idx) makes a
+ *     second set of masks impossible;
+ *   - kill -9 at any moment leaves committed images done and the others
+ *     'running' with this process's lease: the next run (which holds the
+ *     run lock, so no live owner exists) reclaims them: back to 'pending',
+ *     or 'failed' once they used up their attempts (an image that kills the
+ *     process every time cannot stall the queue forever);
+ *   - a data error of one image (missing, truncated, too big, not an image)
+ *     fails that image with its reason at once; a transient one (out of
+ *     memory, device error) is retried until cfg->retries; the run goes on;
+ *   - SIGINT/SIGTERM: the claimer stops claiming, workers stop at the next
+ *     decoder batch, unfinished images are released (back to 'pending', the
+ *     attempt not counted), the writer commits what finished, then exit 130;
+ *   - a run-level write error (disk full, database corrupt) stops the run:
+ *     the failed batch rolls back whole and its images stay leased, to be
+ *     reclaimed by the next run.
+ * Concurrency between processes: a second `run` on the same database is
+ * refused (cmd_jobs.c holds an flock on DB.lock); readers (status, sql,
+ * export) work beside a run thanks to WAL.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jobs.h"
+
+/* ---- a bounded FIFO of pointers ---- */
+typedef struct queue {
+    pthread_mutex_t mu;
+    pthread_cond_t  not_empty, not_full;
+    void          **items;       /* ring (cap) */
+    int             cap, head, count;
+    int             producers;   /* open producers; 0 = closed */
+} queue_t;
+
+static void queue_init(queue_t *q, int cap, int producers) {
+    memset(q, 0, sizeof *q);
+    CHECK(pthread_mutex_init(&q->mu, NULL) == 0);
+    CHECK(pthread_cond_init(&q->not_empty, NULL) == 0);
+    CHECK(pthread_cond_init(&q->not_full, NULL) == 0);
+    q->items = calloc((size_t)cap, sizeof *q->items);
+    CHECK(q->items);
+    q->cap = cap;
+    q->producers = producers;
+}
+
+static void queue_free(queue_t *q) {
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->not_empty);
+    pthread_cond_destroy(&q->not_full);
+    free(q->items);
+}
+
+static void queue_push(queue_t *q, void *item) {
+    pthread_mutex_lock(&q->mu);
+    while (q->count == q->cap) pthread_cond_wait(&q->not_full, &q->mu);
+    q->items[(q->head + q->count) % q->cap] = item;
+    q->count++;
+    pthread_cond_signal(&q->not_empty);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* queue_pop: the next item; NULL when the queue is empty and closed. With
+ * nowait, NULL also when it is merely empty. */
+static void *queue_pop(queue_t *q, int nowait) {
+    pthread_mutex_lock(&q->mu);
+    while (q->count == 0 && q->producers > 0 && !nowait) pthread_cond_wait(&q->not_empty, &q->mu);
+    void *item = NULL;
+    if (q->count > 0) {
+        item = q->items[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+        pthread_cond_signal(&q->not_full);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return item;
+}
+
+static int queue_space(queue_t *q) {
+    pthread_mutex_lock(&q->mu);
+    int n = q->cap - q->count;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
+/* queue_done: one producer finished; the last one closes the queue. */
+static void queue_done(queue_t *q) {
+    pthread_mutex_lock(&q->mu);
+    q->producers--;
+    pthread_cond_broadcast(&q->not_empty);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* ---- the items that travel through the queues ---- */
+enum { ITEM_RESULT, ITEM_FAIL, ITEM_RELEASE };
+
+typedef struct item {
+    store_job  job;
+    int        kind;
+    int        permanent;     /* ITEM_FAIL: no retry */
+    char       reason[512];   /* ITEM_FAIL */
+    image_t    img;           /* decoded, between decoder and worker */
+    amg_result res;           /* ITEM_RESULT */
+    store_timing t;
+} item_t;
+
+typedef struct runner {
+    const jobs_config *cfg;
+    store_t           *writer_store;
+    int64_t            run_id;
+    char               owner[128];
+    volatile sig_atomic_t *stop;
+    queue_t            load_q, ready_q, write_q;
+    _Atomic int64_t    in_flight;            /* claimed, not yet written */
+    _Atomic int64_t    done, failed, retried, released, masks;
+    atomic_int         fatal;                /* run-level error: stop */
+    err_t              fatal_err;
+    pthread_mutex_t    mu;                   /* fatal_err, start barrier */
+    pthread_cond_t     started_cv;
+    int                started, start_failed;
+    jobs_engine        engines[JOBS_MAX_DEVICES];
+} runner_t;
+
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int stopping(runner_t *r) { return *r->stop || atomic_load(&r->fatal); }
+
+static void set_fatal(runner_t *r, const err_t *e) {
+    pthread_mutex_lock(&r->mu);
+    if (!atomic_load(&r->fatal)) r->fatal_err = *e;
+    atomic_store(&r->fatal, 1);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void item_release(item_t *it) {
+    it->kind = ITEM_RELEASE;
+    image_free(&it->img);
+}
+
+/* permanent_error: data errors that a retry cannot fix. */
+static int permanent_error(int rc) {
+    return rc == ERR_FORMAT || rc == ERR_TOO_BIG || rc == ERR_INVALID || rc == ERR_IO;
+}
+
+static void *decoder_main(void *arg) {
+    runner_t *r = arg;
+    item_t *it;
+    while ((it = queue_pop(&r->load_q, 0))) {
+        if (stopping(r)) {
+            item_release(it);
+            queue_push(&r->write_q, it);
+            continue;
+        }
+        err_t err = {{0}};
+        double t0 = mono_s();
+        int rc = jobs_load_image(&it->img, it->job.path, r->cfg->max_pixels, &err);
+        it->t.t_load = mono_s() - t0;
+        if (rc) {
+            it->kind = ITEM_FAIL;
+            it->permanent = permanent_error(rc);
+            snprintf(it->reason, sizeof it->reason, "%s", err.msg);
+            queue_push(&r->write_q, it);
+        } else {
+            queue_push(&r->ready_q, it);
+        }
+    }
+    queue_done(&r->ready_q);
+    return NULL;
+}
+
+typedef struct worker_arg {
+    runner_t *r;
+    int       dev;
+} worker_arg;
+
+static void *worker_main(void *arg) {
+    worker_arg *wa = arg;
+    runner_t *r = wa->r;
+    err_t err = {{0}};
+    jobs_engine *eng = &r->engines[wa->dev];
+    int rc = jobs_engine_create(r->cfg, r->cfg->devices[wa->dev], r->stop, eng, &err);
+    pthread_mutex_lock(&r->mu);
+    if (rc) {
+        if (!r->start_failed) r->fatal_err = err;
+        r->start_failed = 1;
+    }
+    r->started++;
+    pthread_cond_broadcast(&r->started_cv);
+    pthread_mutex_unlock(&r->mu);
+    item_t *it;
+    while ((it = queue_pop(&r->ready_q, 0))) {
+        if (rc || stopping(r)) {
+            item_release(it);
+            queue_push(&r->write_q, it);
+            continue;
+        }
+        memset(&err, 0, sizeof err);
+        double t0 = mono_s();
+        int grc = eng->process(eng->ctx, &it->img, &it->res, &err);
+        it->t.t_generate = mono_s() - t0;
+        image_free(&it->img);
+        if (grc == ERR_INTERRUPTED || (grc && *r->stop)) {
+            amg_result_free(&it->res);
+            item_release(it);
+        } else if (grc) {
+            amg_result_free(&it->res);
+            it->kind = ITEM_FAIL;
+            it->permanent = permanent_error(grc);
+            snprintf(it->reason, sizeof it->reason, "%s", err.msg);
+        } else {
+            it->kind = ITEM_RESULT;
+        }
+        queue_push(&r->write_q, it);
+    }
+    if (!rc && eng->destroy) eng->destroy(eng->ctx);
+    queue_done(&r->write_q);
+    return NULL;
+}
+
+static void item_free(item_t *it) {
+    amg_result_free(&it->res);
+    image_free(&it->img);
+    free(it->job.path);
+    free(it);
+}
+
+/* write_one: one item inside the open batch. */
+static int write_one(runner_t *r, item_t *it, err_t *err) {
+    store_t *s = r->writer_store;
+    int max_attempts = r->cfg->retries + 1;
+    switch (it->kind) {
+    case ITEM_RESULT:
+        return store_put_result(s, r->run_id, it->job.id, r->owner, &it->res, &it->t, err);
+    case ITEM_FAIL:
+        return store_put_failure(s, r->run_id, it->job.id, r->owner, it->reason, it->permanent,
+                                 max_attempts, err);
+    default:
+        return store_release(s, it->job.id, r->owner, err);
+    }
+}
+
+static void *writer_main(void *arg) {
+    runner_t *r = arg;
+    item_t *batch[1024];
+    int cap = r->cfg->batch_images < 1024 ? r->cfg->batch_images : 1024;
+    for (;;) {
+        item_t *it = queue_pop(&r->write_q, 0);
+        if (!it) break;
+        int n = 0;
+        batch[n++] = it;
+        while (n < cap && (it = queue_pop(&r->write_q, 1))) batch[n++] = it;
+        err_t err = {{0}};
+        int rc = 0;
+        if (atomic_load(&r->fatal)) {
+            /* after a run-level error: leave leases for the next run */
+            rc = -1;
+        } else if (!(rc = store_batch_begin(r->writer_store, &err))) {
+            for (int i = 0; i < n && rc >= 0; i++) rc = write_one(r, batch[i], &err);
+            if (rc >= 0) rc = store_batch_commit(r->writer_store, &err);
+            if (rc < 0) store_batch_rollback(r->writer_store);
+        }
+        if (rc < 0 && !atomic_load(&r->fatal)) set_fatal(r, &err);
+        for (int i = 0; i < n; i++) {
+            if (rc >= 0) {
+                item_t *b = batch[i];
+                if (b->kind == ITEM_RESULT) {
+                    atomic_fetch_add(&r->done, 1);
+                    atomic_fetch_add(&r->masks, b->res.n);
+                } else if (b->kind == ITEM_FAIL) {
+                    if (b->permanent || b->job.attempts >= r->cfg->retries + 1)
+                        atomic_fetch_add(&r->failed, 1);
+                    else
+                        atomic_fetch_add(&r->retried, 1);
+                    if (!r->cfg->quiet)
+                        fprintf(stderr, "sam2amg run: %s\n", b->reason);
+                } else {
+                    atomic_fetch_add(&r->released, 1);
+                }
+            }
+            atomic_fetch_sub(&r->in_flight, 1);
+            item_free(batch[i]);
+        }
+    }
+    return NULL;
+}
+
+static void progress(runner_t *r, double t0, int64_t pending0, int final) {
+    double dt = mono_s() - t0;
+    int64_t done = atomic_load(&r->done), failed = atomic_load(&r->failed),
+            masks = atomic_load(&r->masks);
+    double ips = dt > 0 ? done / dt : 0, mps = dt > 0 ? masks / dt : 0;
+    int64_t left = pending0 - done - failed;
+    if (left < 0) left = 0;
+    char eta[32] = "?";
+    if (ips > 0) {
+        int64_t s = (int64_t)(left / ips);
+        snprintf(eta, sizeof eta, "%lld:%02lld:%02lld", (long long)(s / 3600),
+                 (long long)(s / 60 % 60), (long long)(s % 60));
+    }
+    fprintf(stderr, "\r%lld/%lld images, %lld failed, %.2f images/s, %.0f masks/s, ETA %s   %s",
+            (long long)(done + failed), (long long)pending0, (long long)failed, ips, mps, eta,
+            final ? "\n" : "");
+}
+
+int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config *cfg,
+             volatile sig_atomic_t *stop, jobs_stats *st, err_t *err) {
+    memset(st, 0, sizeof *st);
+    runner_t *r = calloc(1, sizeof *r);
+    CHECK(r);
+    r->cfg = cfg;
+    r->writer_store = writer;
+    r->run_id = run_id;
+    r->stop = stop;
+    char host[64] = "host";
+    gethostname(host, sizeof host - 1);
+    snprintf(r->owner, sizeof r->owner, "%s:%d:run%lld", host, (int)getpid(), (long long)run_id);
+    CHECK(pthread_mutex_init(&r->mu, NULL) == 0);
+    CHECK(pthread_cond_init(&r->started_cv, NULL) == 0);
+    int nd = cfg->decode_threads > 0 ? cfg->decode_threads : 2;
+    int nw = cfg->n_devices;
+    queue_init(&r->load_q, 2 * nd + 2, 1);
+    queue_init(&r->ready_q, cfg->prefetch > 0 ? cfg->prefetch : 2, nd);
+    queue_init(&r->write_q, 256, nw);
+
+    pthread_t workers[JOBS_MAX_DEVICES], decoders[64], wr;
+    worker_arg wargs[JOBS_MAX_DEVICES];
+    for (int i = 0; i < nw; i++) {
+        wargs[i] = (worker_arg){r, i};
+        CHECK(pthread_create(&workers[i], NULL, worker_main, &wargs[i]) == 0);
+    }
+    pthread_mutex_lock(&r->mu);
+    while (r->started < nw) pthread_cond_wait(&r->started_cv, &r->mu);
+    int start_failed = r->start_failed;
+    pthread_mutex_unlock(&r->mu);
+    if (nd > 64) nd = 64;
+    for (int i = 0; i < nd; i++)
+        CHECK(pthread_create(&decoders[i], NULL, decoder_main, r) == 0);
+    CHECK(pthread_create(&wr, NULL, writer_main, r) == 0);
+
+    int rc = 0;
+    if (start_failed) {
+        atomic_store(&r->fatal, 1);
+        rc = err_set(err, ERR_INVALID, "%s", r->fatal_err.msg);
+    }
+    int64_t counts[4] = {0};
+    if (!rc) rc = store_counts(claim, counts, NULL, err);
+    int64_t pending0 = counts[IMAGE_STATUS_PENDING];
+    int tty = !cfg->quiet && isatty(2);
+    double t0 = mono_s(), last = 0;
+    store_job jobs[16];
+    while (!rc && !stopping(r)) {
+        int space = queue_space(&r->load_q);
+        int got = 0;
+        if (space > 0) {
+            int want = space < 16 ? space : 16;
+            int64_t in_flight = atomic_load(&r->in_flight);
+            rc = store_claim(claim, r->owner, cfg->lease_s, want, jobs, &got, err);
+            if (rc) {
+                set_fatal(r, err);
+                break;
+            }
+            atomic_fetch_add(&r->in_flight, got);
+            for (int i = 0; i < got; i++) {
+                item_t *it = calloc(1, sizeof *it);
+                CHECK(it);
+                it->job = jobs[i];
+                queue_push(&r->load_q, it);
+            }
+            /* nothing pending, and nothing was in flight before the claim
+             * that could have come back as a retry: done */
+            if (got == 0 && in_flight == 0) break;
+        }
+        if (tty && mono_s() - last > 0.5) {
+            last = mono_s();
+            progress(r, t0, pending0, 0);
+        }
+        if (got == 0) usleep(20000);
+    }
+    queue_done(&r->load_q);
+    for (int i = 0; i < nd; i++) pthread_join(decoders[i], NULL);
+    for (int i = 0; i < nw; i++) pthread_join(workers[i], NULL);
+    pthread_join(wr, NULL);
+    if (tty) progress(r, t0, pending0, 1);
+    if (!rc && atomic_load(&r->fatal)) rc = err_set(err, ERR_IO, "%s", r->fatal_err.msg);
+    if (rc && err->msg[0] == 0) snprintf(err->msg, sizeof err->msg, "%s", r->fatal_err.msg);
+    st->done = atomic_load(&r->done);
+    st->failed = atomic_load(&r->failed);
+    st->retried = atomic_load(&r->retried);
+    st->released = atomic_load(&r->released);
+    st->masks = atomic_load(&r->masks);
+    st->fatal = atomic_load(&r->fatal) || rc;
+    st->interrupted = *stop != 0;
+    queue_free(&r->load_q);
+    queue_free(&r->ready_q);
+    queue_free(&r->write_q);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->started_cv);
+    free(r);
+    return rc;
+}

@@ -1,0 +1,733 @@
+/* store.c: the SQLite job database (see store.h and schema/NNN_*.sql).
+ *
+ * The schema files are embedded into the program with the assembler's
+ * .incbin (no generated sources, no runtime lookup of the repository), and
+ * applied in order above PRAGMA user_version, each migration and the
+ * version bump in one transaction. Statements are prepared once per
+ * connection; the writer reuses one text buffer for the RLE JSON, so a
+ * result costs no malloc per mask.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sqlite3.h>
+#include <time.h>
+
+#include "cli.h"
+#include "sqlext.h"
+
+/* ---- embedded migrations (schema/NNN_*.sql, in order) ---- */
+__asm__(".pushsection .rodata\n"
+        ".type store_schema_001, @object\n"
+        "store_schema_001:\n"
+        ".incbin \"schema/001_init.sql\"\n"
+        ".byte 0\n"
+        ".popsection\n");
+extern const char store_schema_001[];
+
+static const char *const migrations[] = {store_schema_001};
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+int store_schema_version(void) { return N_MIGRATIONS; }
+
+/* ---- fault injection ---- */
+static _Atomic int64_t fault_countdown;
+
+void store_fault_arm(int64_t n) { atomic_store(&fault_countdown, n); }
+
+/* fault_step: one write step; fails when the armed countdown reaches 0. */
+static int fault_step(err_t *err) {
+    int64_t v = atomic_load(&fault_countdown);
+    while (v > 0) {
+        if (atomic_compare_exchange_weak(&fault_countdown, &v, v - 1)) {
+            if (v == 1) return err_set(err, ERR_IO, "injected fault (store step)");
+            return 0;
+        }
+    }
+    return 0;
+}
+
+enum {
+    ST_CLAIM_PICK, ST_CLAIM_SET, ST_INGEST, ST_DONE, ST_MASK, ST_BOX, ST_FAIL, ST_RETRY,
+    ST_RELEASE, ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_CLAIM_PICK] = "SELECT id, path, attempts FROM images WHERE status = 'pending' "
+                      "ORDER BY id LIMIT ?1",
+    [ST_CLAIM_SET] = "UPDATE images SET status = 'running', attempts = attempts + 1, "
+                     "lease_owner = ?2, lease_expires = ?3 WHERE id = ?1 AND status = 'pending'",
+    [ST_INGEST] = "INSERT OR IGNORE INTO images(path, added_at) VALUES (?1, ?2)",
+    [ST_DONE] = "UPDATE images SET status = 'done', run_id = ?2, width = ?4, height = ?5, "
+                "finished_at = ?6, t_load = ?7, t_generate = ?8, error = NULL, "
+                "lease_owner = NULL, lease_expires = NULL "
+                "WHERE id = ?1 AND status = 'running' AND lease_owner = ?3",
+    [ST_MASK] = "INSERT INTO masks(image_id, run_id, idx, rle, area, bbox_x, bbox_y, bbox_w, "
+                "bbox_h, predicted_iou, stability_score, point_x, point_y, crop_x, crop_y, "
+                "crop_w, crop_h) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,"
+                "?16,?17)",
+    [ST_BOX] = "INSERT INTO mask_boxes(id, x0, x1, y0, y1) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_FAIL] = "UPDATE images SET status = 'failed', run_id = ?2, error = ?4, "
+                "finished_at = ?5, lease_owner = NULL, lease_expires = NULL "
+                "WHERE id = ?1 AND status = 'running' AND lease_owner = ?3",
+    [ST_RETRY] = "UPDATE images SET status = 'pending', error = ?4, lease_owner = NULL, "
+                 "lease_expires = NULL WHERE id = ?1 AND status = 'running' AND lease_owner = ?3 "
+                 "AND ?2 IS NOT NULL",
+    [ST_RELEASE] = "UPDATE images SET status = 'pending', attempts = max(attempts - 1, 0), "
+                   "lease_owner = NULL, lease_expires = NULL "
+                   "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2",
+};
+
+struct store {
+    sqlite3      *db;
+    char          path[1024];
+    sqlite3_stmt *st[ST_COUNT];
+    int64_t       ingest_rows;  /* rows since the last ingest commit */
+    char         *text;         /* reused buffer: RLE JSON, escaped paths */
+    size_t        text_cap;
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* sql_err: map an SQLite failure to an ERR_ class with a one-line message. */
+static int sql_err(store_t *s, int rc, const char *what, err_t *err) {
+    int prim = rc & 0xff;
+    const char *msg = s && s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
+    const char *name = s ? s->path : "database";
+    switch (prim) {
+    case SQLITE_FULL:
+        return err_set(err, ERR_IO, "%s: %s: database or disk is full (%s)", name, what, msg);
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return err_set(err, ERR_BUSY, "%s: %s: database is locked (%s)", name, what, msg);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return err_set(err, ERR_FORMAT, "%s: %s: not a sam2amg database or corrupt (%s)", name,
+                       what, msg);
+    case SQLITE_NOMEM:
+        return err_set(err, ERR_NOMEM, "%s: %s: out of memory", name, what);
+    default:
+        return err_set(err, ERR_IO, "%s: %s: %s", name, what, msg);
+    }
+}
+
+static int exec(store_t *s, const char *sql, err_t *err) {
+    char *msg = NULL;
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        int r = sql_err(s, rc, msg ? msg : sql, err);
+        sqlite3_free(msg);
+        return r;
+    }
+    return 0;
+}
+
+static int text_reserve(store_t *s, size_t n) {
+    if (n <= s->text_cap) return 0;
+    size_t cap = s->text_cap ? s->text_cap : 4096;
+    while (cap < n) cap *= 2;
+    char *p = realloc(s->text, cap);
+    if (!p) return -1;
+    s->text = p;
+    s->text_cap = cap;
+    return 0;
+}
+
+static int migrate(store_t *s, err_t *err) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+    if (rc != SQLITE_OK) return sql_err(s, rc, "reading the schema version", err);
+    rc = sqlite3_step(st);
+    int version = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (version < 0) return sql_err(s, rc, "reading the schema version", err);
+    if (version > N_MIGRATIONS)
+        return err_set(err, ERR_FORMAT,
+                       "%s: schema version %d is newer than this program's %d (upgrade sam2amg)",
+                       s->path, version, N_MIGRATIONS);
+    if (version == 0) {
+        /* version 0 must be an empty database, not someone else's */
+        rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM sqlite_schema", -1, &st, NULL);
+        if (rc != SQLITE_OK) return sql_err(s, rc, "reading the schema", err);
+        rc = sqlite3_step(st);
+        int n = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+        sqlite3_finalize(st);
+        if (n < 0) return sql_err(s, rc, "reading the schema", err);
+        if (n > 0)
+            return err_set(err, ERR_FORMAT, "%s: an SQLite database but not a sam2amg one "
+                           "(it has tables and user_version 0)", s->path);
+    }
+    for (int v = version; v < N_MIGRATIONS; v++) {
+        int r = exec(s, "BEGIN IMMEDIATE", err);
+        if (r) return r;
+        char bump[64];
+        snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
+        if ((r = exec(s, migrations[v], err)) || (r = exec(s, bump, err)) ||
+            (r = exec(s, "COMMIT", err))) {
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            return r;
+        }
+    }
+    return 0;
+}
+
+int store_open(store_t **out, const char *path, int flags, err_t *err) {
+    *out = NULL;
+    store_t *s = calloc(1, sizeof *s);
+    if (!s) return err_set(err, ERR_NOMEM, "%s: out of memory", path);
+    snprintf(s->path, sizeof s->path, "%s", path);
+    int oflags = (flags & STORE_READONLY) ? SQLITE_OPEN_READONLY
+                 : (flags & STORE_CREATE) ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+                                          : SQLITE_OPEN_READWRITE;
+    int rc = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
+    int r = 0;
+    if (rc != SQLITE_OK) {
+        r = s->db ? sql_err(s, rc, "open", err)
+                  : err_set(err, ERR_IO, "%s: cannot open: %s", path, sqlite3_errstr(rc));
+        if (rc == SQLITE_CANTOPEN)
+            r = err_set(err, ERR_IO, "%s: cannot open database (%s)", path,
+                        (flags & STORE_CREATE) ? "directory missing or not writable"
+                                               : "no such file or not readable");
+        goto fail;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, 30000);
+    if ((r = exec(s, "PRAGMA foreign_keys = ON", err))) goto fail;
+    if (!(flags & STORE_READONLY)) {
+        /* journal_mode reads page 1: the first place a corrupt file shows */
+        if ((r = exec(s, "PRAGMA journal_mode = WAL", err))) goto fail;
+        if ((r = exec(s, "PRAGMA synchronous = NORMAL", err))) goto fail;
+        const char *mp = getenv("SAM2AMG_MAX_PAGES");
+        if (mp && *mp) {
+            char q[64];
+            snprintf(q, sizeof q, "PRAGMA max_page_count = %lld", atoll(mp));
+            if ((r = exec(s, q, err))) goto fail;
+        }
+        if ((r = migrate(s, err))) goto fail;
+    } else {
+        sqlite3_stmt *st = NULL;
+        rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+        int v = rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+        if (rc != SQLITE_OK) {
+            r = sql_err(s, rc, "reading the schema version", err);
+            goto fail;
+        }
+        rc = sqlite3_finalize(st);
+        if (v < 0) {
+            r = sql_err(s, rc, "reading the schema version", err);
+            goto fail;
+        }
+        if (v < 1 || v > N_MIGRATIONS) {
+            r = err_set(err, ERR_FORMAT, "%s: not a sam2amg database (schema version %d)", path, v);
+            goto fail;
+        }
+    }
+    rc = sqlext_register(s->db);
+    if (rc != SQLITE_OK) {
+        r = sql_err(s, rc, "registering the rle_* functions", err);
+        goto fail;
+    }
+    const char *fa = getenv("SAM2AMG_FAULT_STORE");
+    if (fa && *fa) store_fault_arm(atoll(fa));
+    *out = s;
+    return 0;
+fail:
+    store_close(s);
+    return r;
+}
+
+void store_close(store_t *s) {
+    if (!s) return;
+    for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->db);
+    free(s->text);
+    free(s);
+}
+
+sqlite3 *store_db(store_t *s) { return s->db; }
+
+/* stmt: the prepared statement i, reset and unbound. */
+static sqlite3_stmt *stmt(store_t *s, int i, err_t *err, int *r) {
+    if (!s->st[i]) {
+        int rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+                                    NULL);
+        if (rc != SQLITE_OK) {
+            *r = sql_err(s, rc, "preparing a statement", err);
+            return NULL;
+        }
+    }
+    sqlite3_reset(s->st[i]);
+    sqlite3_clear_bindings(s->st[i]);
+    return s->st[i];
+}
+
+/* step_done: run a statement that returns no rows. */
+static int step_done(store_t *s, sqlite3_stmt *st, const char *what, err_t *err) {
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return sql_err(s, rc, what, err);
+    return 0;
+}
+
+/* ---- runs ---- */
+
+int store_run_last(store_t *s, store_run_info *info, err_t *err) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db,
+                                "SELECT params, model_path, model_sha256, config, devices "
+                                "FROM runs ORDER BY id DESC LIMIT 1", -1, &st, NULL);
+    if (rc != SQLITE_OK) return sql_err(s, rc, "reading runs", err);
+    rc = sqlite3_step(st);
+    int found = 0;
+    if (rc == SQLITE_ROW) {
+        found = 1;
+        memset(info, 0, sizeof *info);
+        snprintf(info->params, sizeof info->params, "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(info->model_path, sizeof info->model_path, "%s",
+                 (const char *)sqlite3_column_text(st, 1));
+        snprintf(info->model_sha256, sizeof info->model_sha256, "%s",
+                 (const char *)sqlite3_column_text(st, 2));
+        snprintf(info->config, sizeof info->config, "%s", (const char *)sqlite3_column_text(st, 3));
+        snprintf(info->devices, sizeof info->devices, "%s",
+                 (const char *)sqlite3_column_text(st, 4));
+    } else if (rc != SQLITE_DONE) {
+        sqlite3_finalize(st);
+        return sql_err(s, rc, "reading runs", err);
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+int store_run_begin(store_t *s, const store_run_info *info, int64_t *run_id, err_t *err) {
+    int r = fault_step(err);
+    if (r) return r;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db,
+                                "INSERT INTO runs(params, model_path, model_sha256, config, "
+                                "program_version, devices, started_at) VALUES (?,?,?,?,?,?,?)",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK) return sql_err(s, rc, "starting a run", err);
+    sqlite3_bind_text(st, 1, info->params, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, info->model_path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, info->model_sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, info->config, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, SAM2AMG_VERSION, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, info->devices, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 7, now_s());
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return sql_err(s, rc, "starting a run", err);
+    *run_id = sqlite3_last_insert_rowid(s->db);
+    return 0;
+}
+
+int store_run_end(store_t *s, int64_t run_id, int exit_status, err_t *err) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "UPDATE runs SET finished_at = ?, exit_status = ? "
+                                "WHERE id = ?", -1, &st, NULL);
+    if (rc != SQLITE_OK) return sql_err(s, rc, "ending a run", err);
+    sqlite3_bind_double(st, 1, now_s());
+    sqlite3_bind_int(st, 2, exit_status);
+    sqlite3_bind_int64(st, 3, run_id);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return sql_err(s, rc, "ending a run", err);
+    return 0;
+}
+
+/* ---- paths ---- */
+
+/* utf8_len: length of the valid UTF-8 sequence at p (n bytes left), 0 if
+ * invalid (overlong forms, surrogates and > U+10FFFF are invalid). */
+static size_t utf8_len(const unsigned char *p, size_t n) {
+    unsigned c = p[0];
+    if (c < 0x80) return 1;
+    size_t len;
+    unsigned min;
+    uint32_t cp;
+    if ((c & 0xe0) == 0xc0) len = 2, min = 0x80, cp = c & 0x1f;
+    else if ((c & 0xf0) == 0xe0) len = 3, min = 0x800, cp = c & 0x0f;
+    else if ((c & 0xf8) == 0xf0) len = 4, min = 0x10000, cp = c & 0x07;
+    else return 0;
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80) return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    return len;
+}
+
+size_t store_path_escape(const char *bytes, size_t n, char *out) {
+    const unsigned char *p = (const unsigned char *)bytes;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = p[i] ? utf8_len(p + i, n - i) : 0;
+        if (p[i] == '\\') {
+            out[o++] = '\\';
+            out[o++] = '\\';
+            i++;
+        } else if (len == 0) {
+            o += (size_t)sprintf(out + o, "\\x%02x", p[i]);
+            i++;
+        } else {
+            memcpy(out + o, p + i, len);
+            o += len;
+            i += len;
+        }
+    }
+    out[o] = 0;
+    return o;
+}
+
+static int hexval(int c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+size_t store_path_unescape(char *s) {
+    size_t o = 0;
+    for (size_t i = 0; s[i];) {
+        if (s[i] == '\\' && s[i + 1] == '\\') {
+            s[o++] = '\\';
+            i += 2;
+        } else if (s[i] == '\\' && s[i + 1] == 'x' && hexval(s[i + 2]) >= 0 &&
+                   hexval(s[i + 3]) >= 0) {
+            s[o++] = (char)(hexval(s[i + 2]) * 16 + hexval(s[i + 3]));
+            i += 4;
+        } else {
+            s[o++] = s[i++];
+        }
+    }
+    s[o] = 0;
+    return o;
+}
+
+/* ---- ingest ---- */
+
+int store_ingest_begin(store_t *s, err_t *err) {
+    s->ingest_rows = 0;
+    return exec(s, "BEGIN IMMEDIATE", err);
+}
+
+int store_ingest_add(store_t *s, const char *bytes, size_t n, int *added, err_t *err) {
+    int r = fault_step(err);
+    if (r) return r;
+    if (text_reserve(s, 4 * n + 1)) return err_set(err, ERR_NOMEM, "out of memory");
+    size_t len = store_path_escape(bytes, n, s->text);
+    sqlite3_stmt *st = stmt(s, ST_INGEST, err, &r);
+    if (!st) return r;
+    sqlite3_bind_text(st, 1, s->text, (int)len, SQLITE_STATIC);
+    sqlite3_bind_double(st, 2, now_s());
+    if ((r = step_done(s, st, "adding an image", err))) return r;
+    *added = sqlite3_changes(s->db) > 0;
+    if (++s->ingest_rows >= 50000) {
+        s->ingest_rows = 0;
+        if ((r = exec(s, "COMMIT", err)) || (r = exec(s, "BEGIN IMMEDIATE", err))) return r;
+    }
+    return 0;
+}
+
+int store_ingest_end(store_t *s, err_t *err) {
+    int r = exec(s, "COMMIT", err);
+    if (r) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return r;
+}
+
+/* ---- leases ---- */
+
+int store_reclaim(store_t *s, int max_attempts, int64_t run_id, int64_t *reclaimed,
+                  int64_t *failed, err_t *err) {
+    *reclaimed = *failed = 0;
+    int r = exec(s, "BEGIN IMMEDIATE", err);
+    if (r) return r;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        s->db,
+        "UPDATE images SET status = 'failed', run_id = ?2, finished_at = ?3, "
+        "error = 'abandoned: the process died ' || attempts || ' time(s) while processing it', "
+        "lease_owner = NULL, lease_expires = NULL "
+        "WHERE status = 'running' AND attempts >= ?1", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int(st, 1, max_attempts);
+        sqlite3_bind_int64(st, 2, run_id);
+        sqlite3_bind_double(st, 3, now_s());
+        rc = sqlite3_step(st);
+        *failed = sqlite3_changes(s->db);
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE) {
+        rc = sqlite3_prepare_v2(s->db,
+                                "UPDATE images SET status = 'pending', lease_owner = NULL, "
+                                "lease_expires = NULL, error = 'lease of ' || lease_owner || "
+                                "' abandoned; retried' WHERE status = 'running'", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(st);
+            *reclaimed = sqlite3_changes(s->db);
+        }
+        sqlite3_finalize(st);
+    }
+    if (rc != SQLITE_DONE) {
+        r = sql_err(s, rc, "reclaiming leases", err);
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return r;
+    }
+    return exec(s, "COMMIT", err);
+}
+
+int store_claim(store_t *s, const char *owner, double lease_s, int n, store_job *jobs,
+                int *got, err_t *err) {
+    *got = 0;
+    int r = fault_step(err);
+    if (r) return r;
+    if ((r = exec(s, "BEGIN IMMEDIATE", err))) return r;
+    sqlite3_stmt *pick = stmt(s, ST_CLAIM_PICK, err, &r);
+    if (!pick) goto fail;
+    sqlite3_bind_int(pick, 1, n);
+    int rc, k = 0;
+    while ((rc = sqlite3_step(pick)) == SQLITE_ROW && k < n) {
+        jobs[k].id = sqlite3_column_int64(pick, 0);
+        jobs[k].path = strdup((const char *)sqlite3_column_text(pick, 1));
+        jobs[k].attempts = sqlite3_column_int(pick, 2) + 1;
+        CHECK(jobs[k].path);
+        store_path_unescape(jobs[k].path);
+        k++;
+    }
+    sqlite3_reset(pick);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        r = sql_err(s, rc, "claiming images", err);
+        goto fail_k;
+    }
+    double expires = now_s() + lease_s;
+    for (int i = 0; i < k; i++) {
+        sqlite3_stmt *set = stmt(s, ST_CLAIM_SET, err, &r);
+        if (!set) goto fail_k;
+        sqlite3_bind_int64(set, 1, jobs[i].id);
+        sqlite3_bind_text(set, 2, owner, -1, SQLITE_STATIC);
+        sqlite3_bind_double(set, 3, expires);
+        if ((r = step_done(s, set, "claiming images", err))) goto fail_k;
+    }
+    if ((r = exec(s, "COMMIT", err))) goto fail_k;
+    *got = k;
+    return 0;
+fail_k:
+    for (int i = 0; i < k; i++) free(jobs[i].path), jobs[i].path = NULL;
+fail:
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return r;
+}
+
+/* ---- results ---- */
+
+int store_batch_begin(store_t *s, err_t *err) { return exec(s, "BEGIN IMMEDIATE", err); }
+
+int store_batch_commit(store_t *s, err_t *err) {
+    int r = fault_step(err);
+    if (!r) r = exec(s, "COMMIT", err);
+    return r;
+}
+
+void store_batch_rollback(store_t *s) {
+    if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int store_rle_json(char *out, size_t cap, int h, int w, const char *counts) {
+    size_t o = (size_t)snprintf(out, cap, "{\"size\":[%d,%d],\"counts\":\"", h, w);
+    if (o >= cap) return -1;
+    for (const char *c = counts; *c; c++) {
+        if (o + 3 >= cap) return -1;
+        if (*c == '\\' || *c == '"') out[o++] = '\\';
+        out[o++] = *c;
+    }
+    if (o + 3 >= cap) return -1;
+    out[o++] = '"';
+    out[o++] = '}';
+    out[o] = 0;
+    return (int)o;
+}
+
+int store_put_result(store_t *s, int64_t run_id, int64_t image_id, const char *owner,
+                     const amg_result *res, const store_timing *t, err_t *err) {
+    int r = fault_step(err);
+    if (r) return r;
+    sqlite3_stmt *st = stmt(s, ST_DONE, err, &r);
+    if (!st) return r;
+    sqlite3_bind_int64(st, 1, image_id);
+    sqlite3_bind_int64(st, 2, run_id);
+    sqlite3_bind_text(st, 3, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, res->width);
+    sqlite3_bind_int(st, 5, res->height);
+    sqlite3_bind_double(st, 6, now_s());
+    sqlite3_bind_double(st, 7, t ? t->t_load : 0);
+    sqlite3_bind_double(st, 8, t ? t->t_generate : 0);
+    if ((r = step_done(s, st, "marking an image done", err))) return r;
+    if (sqlite3_changes(s->db) == 0) return 0;   /* lease lost: write nothing */
+    for (int i = 0; i < res->n; i++) {
+        const amg_record *m = &res->recs[i];
+        size_t need = 2 * strlen(m->rle) + 64;
+        if (text_reserve(s, need)) return err_set(err, ERR_NOMEM, "out of memory");
+        int len = store_rle_json(s->text, s->text_cap, res->height, res->width, m->rle);
+        CHECK(len > 0);
+        sqlite3_stmt *mk = stmt(s, ST_MASK, err, &r);
+        if (!mk) return r;
+        sqlite3_bind_int64(mk, 1, image_id);
+        sqlite3_bind_int64(mk, 2, run_id);
+        sqlite3_bind_int(mk, 3, i);
+        sqlite3_bind_text(mk, 4, s->text, len, SQLITE_STATIC);
+        sqlite3_bind_int64(mk, 5, m->area);
+        for (int k = 0; k < 4; k++) sqlite3_bind_double(mk, 6 + k, m->bbox[k]);
+        sqlite3_bind_double(mk, 10, m->predicted_iou);
+        sqlite3_bind_double(mk, 11, m->stability_score);
+        sqlite3_bind_double(mk, 12, m->point[0]);
+        sqlite3_bind_double(mk, 13, m->point[1]);
+        for (int k = 0; k < 4; k++) sqlite3_bind_double(mk, 14 + k, m->crop_box[k]);
+        if ((r = step_done(s, mk, "inserting a mask", err))) return r;
+        int64_t mid = sqlite3_last_insert_rowid(s->db);
+        sqlite3_stmt *bx = stmt(s, ST_BOX, err, &r);
+        if (!bx) return r;
+        sqlite3_bind_int64(bx, 1, mid);
+        sqlite3_bind_double(bx, 2, m->bbox[0]);
+        sqlite3_bind_double(bx, 3, m->bbox[0] + m->bbox[2]);
+        sqlite3_bind_double(bx, 4, m->bbox[1]);
+        sqlite3_bind_double(bx, 5, m->bbox[1] + m->bbox[3]);
+        if ((r = step_done(s, bx, "inserting a mask box", err))) return r;
+    }
+    return 1;
+}
+
+int store_put_failure(store_t *s, int64_t run_id, int64_t image_id, const char *owner,
+                      const char *reason, int permanent, int max_attempts, err_t *err) {
+    int r = fault_step(err);
+    if (r) return r;
+    /* attempts decide between a retry and a permanent failure */
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT attempts FROM images WHERE id = ?", -1, &q, NULL);
+    if (rc != SQLITE_OK) return sql_err(s, rc, "reading attempts", err);
+    sqlite3_bind_int64(q, 1, image_id);
+    rc = sqlite3_step(q);
+    int attempts = rc == SQLITE_ROW ? sqlite3_column_int(q, 0) : 0;
+    sqlite3_finalize(q);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sql_err(s, rc, "reading attempts", err);
+    int fail = permanent || attempts >= max_attempts;
+    sqlite3_stmt *st = stmt(s, fail ? ST_FAIL : ST_RETRY, err, &r);
+    if (!st) return r;
+    sqlite3_bind_int64(st, 1, image_id);
+    sqlite3_bind_int64(st, 2, run_id);
+    sqlite3_bind_text(st, 3, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
+    if (fail) sqlite3_bind_double(st, 5, now_s());
+    if ((r = step_done(s, st, "recording a failure", err))) return r;
+    return sqlite3_changes(s->db) > 0;
+}
+
+int store_release(store_t *s, int64_t image_id, const char *owner, err_t *err) {
+    int r;
+    sqlite3_stmt *st = stmt(s, ST_RELEASE, err, &r);
+    if (!st) return r;
+    sqlite3_bind_int64(st, 1, image_id);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    if ((r = step_done(s, st, "releasing a lease", err))) return r;
+    return sqlite3_changes(s->db) > 0;
+}
+
+/* ---- reading ---- */
+
+int store_counts(store_t *s, int64_t counts[4], int64_t *masks, err_t *err) {
+    static const char *names[4] = {"pending", "running", "done", "failed"};
+    memset(counts, 0, 4 * sizeof counts[0]);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT status, count(*) FROM images GROUP BY status",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK) return sql_err(s, rc, "counting images", err);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(name, names[i])) counts[i] = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return sql_err(s, rc, "counting images", err);
+    if (masks) {
+        rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM masks", -1, &st, NULL);
+        if (rc != SQLITE_OK) return sql_err(s, rc, "counting masks", err);
+        rc = sqlite3_step(st);
+        *masks = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        sqlite3_finalize(st);
+        if (rc != SQLITE_ROW) return sql_err(s, rc, "counting masks", err);
+    }
+    return 0;
+}
+
+void store_result_free(amg_result *res) {
+    if (!res) return;
+    if (res->recs)
+        for (int i = 0; i < res->n; i++) free(res->recs[i].rle);
+    free(res->recs);
+    memset(res, 0, sizeof *res);
+}
+
+int store_load_result(store_t *s, int64_t image_id, amg_result *res, err_t *err) {
+    memset(res, 0, sizeof *res);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT width, height FROM images WHERE id = ?", -1, &st,
+                                NULL);
+    if (rc != SQLITE_OK) return sql_err(s, rc, "reading an image", err);
+    sqlite3_bind_int64(st, 1, image_id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        res->width = sqlite3_column_int(st, 0);
+        res->height = sqlite3_column_int(st, 1);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? err_set(err, ERR_INVALID, "%s: no image %lld", s->path,
+                                           (long long)image_id)
+                                 : sql_err(s, rc, "reading an image", err);
+    rc = sqlite3_prepare_v2(s->db,
+                            "SELECT rle, area, bbox_x, bbox_y, bbox_w, bbox_h, predicted_iou, "
+                            "stability_score, point_x, point_y, crop_x, crop_y, crop_w, crop_h "
+                            "FROM masks WHERE image_id = ? ORDER BY idx", -1, &st, NULL);
+    if (rc != SQLITE_OK) return sql_err(s, rc, "reading masks", err);
+    sqlite3_bind_int64(st, 1, image_id);
+    int cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (res->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            amg_record *p = realloc(res->recs, (size_t)cap * sizeof *p);
+            CHECK(p);
+            res->recs = p;
+        }
+        amg_record *m = &res->recs[res->n];
+        memset(m, 0, sizeof *m);
+        const char *txt = (const char *)sqlite3_column_text(st, 0);
+        size_t n = (size_t)sqlite3_column_bytes(st, 0);
+        m->rle = malloc(n + 1);
+        CHECK(m->rle);
+        res->n++;
+        int64_t h, w;
+        if (sqlext_rle_parse(txt, n, &h, &w, m->rle, n + 1)) {
+            sqlite3_finalize(st);
+            return err_set(err, ERR_FORMAT, "%s: image %lld: malformed rle in masks", s->path,
+                           (long long)image_id);
+        }
+        m->area = sqlite3_column_int64(st, 1);
+        for (int k = 0; k < 4; k++) m->bbox[k] = sqlite3_column_double(st, 2 + k);
+        m->predicted_iou = sqlite3_column_double(st, 6);
+        m->stability_score = sqlite3_column_double(st, 7);
+        m->point[0] = sqlite3_column_double(st, 8);
+        m->point[1] = sqlite3_column_double(st, 9);
+        for (int k = 0; k < 4; k++) m->crop_box[k] = sqlite3_column_double(st, 10 + k);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return sql_err(s, rc, "reading masks", err);
+    return 0;
+}

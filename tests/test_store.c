@@ -1,0 +1,330 @@
+/* test_store.c: the job database on fabricated records: schema and
+ * migrations, idempotent ingest, path escapes, leases (claim, lost lease,
+ * retry, reclaim), one transaction per batch (injected faults, a full
+ * disk), reading results back exactly, the rle_* SQL functions, corrupt and
+ * foreign database files. */
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rle.h"
+#include "store.h"
+#include "test.h"
+
+static char dir[] = "/tmp/test_store_XXXXXX";
+
+static int64_t q_int(store_t *s, const char *sql) {
+    sqlite3_stmt *st = NULL;
+    int64_t v = -999;
+    if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    else
+        printf("# sql error: %s: %s\n", sql, sqlite3_errmsg(store_db(s)));
+    sqlite3_finalize(st);
+    return v;
+}
+
+static char *q_text(store_t *s, const char *sql) {
+    static char buf[4096];
+    sqlite3_stmt *st = NULL;
+    buf[0] = 0;
+    if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(buf, sizeof buf, "%s", (const char *)sqlite3_column_text(st, 0));
+    else
+        snprintf(buf, sizeof buf, "ERROR: %s", sqlite3_errmsg(store_db(s)));
+    sqlite3_finalize(st);
+    return buf;
+}
+
+/* make_result: n masks of an h x w image: rectangles at varying places. */
+static void make_result(amg_result *res, int n, int w, int h, int seed) {
+    memset(res, 0, sizeof *res);
+    res->width = w, res->height = h, res->n = n;
+    res->recs = calloc((size_t)n, sizeof *res->recs);
+    uint8_t *mask = malloc((size_t)w * h);
+    uint32_t *counts = malloc(((size_t)w * h + 1) * sizeof *counts);
+    for (int i = 0; i < n; i++) {
+        int x0 = (seed * 7 + i * 3) % (w / 2), y0 = (seed * 5 + i * 11) % (h / 2);
+        int x1 = x0 + 1 + (i * 13 + seed) % (w / 2), y1 = y0 + 1 + (i * 17 + seed) % (h / 2);
+        memset(mask, 0, (size_t)w * h);
+        for (int y = y0; y < y1; y++)
+            for (int x = x0; x < x1; x++) mask[y * w + x] = 1;
+        size_t nc = rle_from_mask(mask, (uint32_t)h, (uint32_t)w, counts);
+        amg_record *m = &res->recs[i];
+        m->rle = malloc(rle_string_bound(nc));
+        rle_encode_string(counts, nc, m->rle);
+        m->area = (int64_t)rle_area(counts, nc);
+        rle_bbox(counts, nc, (uint32_t)h, m->bbox);
+        m->predicted_iou = 0.9 + i * 1e-3 + 1.0 / 3.0 * 1e-9;
+        m->stability_score = 0.95 + seed * 1e-4;
+        m->point[0] = x0 + 0.5, m->point[1] = y0 + 0.25;
+        m->crop_box[0] = 0, m->crop_box[1] = 0, m->crop_box[2] = w, m->crop_box[3] = h;
+    }
+    free(mask);
+    free(counts);
+}
+
+static void free_result(amg_result *res) {
+    for (int i = 0; i < res->n; i++) free(res->recs[i].rle);
+    free(res->recs);
+}
+
+static int same_result(const amg_result *a, const amg_result *b) {
+    if (a->n != b->n || a->width != b->width || a->height != b->height) return 0;
+    for (int i = 0; i < a->n; i++) {
+        const amg_record *x = &a->recs[i], *y = &b->recs[i];
+        if (strcmp(x->rle, y->rle) || x->area != y->area ||
+            memcmp(x->bbox, y->bbox, sizeof x->bbox) || x->predicted_iou != y->predicted_iou ||
+            x->stability_score != y->stability_score || memcmp(x->point, y->point, sizeof x->point) ||
+            memcmp(x->crop_box, y->crop_box, sizeof x->crop_box))
+            return 0;
+    }
+    return 1;
+}
+
+static void test_paths(void) {
+    char out[64], tmp[64];
+    const char raw[] = {'a', '/', (char)0xff, 'b', '\\', 'x', 'f', 'f', (char)0xc3, (char)0xa9, 0};
+    size_t n = store_path_escape(raw, strlen(raw), out);
+    TEST_CHECK(!strcmp(out, "a/\\xffb\\\\xff\xc3\xa9"), "escape: invalid byte as \\xHH, backslash doubled, UTF-8 kept",
+               "got '%s'", out);
+    snprintf(tmp, sizeof tmp, "%s", out);
+    size_t m = store_path_unescape(tmp);
+    TEST_CHECK(m == strlen(raw) && !memcmp(tmp, raw, m), "unescape restores the bytes",
+               "n=%zu m=%zu", n, m);
+    const char lit[] = "a/\\xffb";   /* a literal backslash-x-f-f: must not collide */
+    char o2[64];
+    store_path_escape(lit, strlen(lit), o2);
+    store_path_escape("a/\xff" "b", 4, out);
+    TEST_CHECK(strcmp(o2, out) != 0, "escape is injective (literal \\xff vs byte 0xff)", "%s", o2);
+    store_path_escape("plain/é.jpg", strlen("plain/é.jpg"), out);
+    TEST_CHECK(!strcmp(out, "plain/é.jpg"), "a UTF-8 path is stored unchanged", "%s", out);
+    store_path_escape("\xed\xa0\x80", 3, out);   /* a UTF-16 surrogate: invalid UTF-8 */
+    TEST_CHECK(!strcmp(out, "\\xed\\xa0\\x80"), "surrogates are invalid UTF-8", "%s", out);
+}
+
+int main(void) {
+    CHECK(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/db.sqlite", dir);
+    err_t err = {{0}};
+    test_paths();
+
+    store_t *s = NULL;
+    int rc = store_open(&s, path, STORE_CREATE, &err);
+    TEST_CHECK(rc == 0, "create a database", "%s", err.msg);
+    if (rc) return TEST_REPORT();
+    TEST_CHECK(q_int(s, "PRAGMA user_version") == store_schema_version(), "schema version set", " ");
+    TEST_CHECK(!strcmp(q_text(s, "PRAGMA journal_mode"), "wal"), "WAL mode", "%s", q_text(s, "PRAGMA journal_mode"));
+    TEST_CHECK(q_int(s, "PRAGMA foreign_keys") == 1, "foreign keys on", " ");
+    TEST_CHECK(q_int(s, "SELECT count(*) FROM sqlite_schema WHERE name IN ('runs','images',"
+                        "'masks','mask_boxes','objects','image_summary','run_summary')") == 7,
+               "tables and views exist", " ");
+
+    /* ingest: idempotent, raw bytes kept */
+    const char *paths[] = {"/d/a.jpg", "/d/b.png", "/d/\xff\xfe.png", "/d/a.jpg", "/d/c.tif"};
+    int added_total = 0;
+    rc = store_ingest_begin(s, &err);
+    for (int i = 0; i < 5 && !rc; i++) {
+        int added;
+        rc = store_ingest_add(s, paths[i], strlen(paths[i]), &added, &err);
+        added_total += added;
+    }
+    if (!rc) rc = store_ingest_end(s, &err);
+    TEST_CHECK(rc == 0 && added_total == 4, "ingest adds each path once", "rc=%d added=%d %s", rc,
+               added_total, err.msg);
+    TEST_CHECK(q_int(s, "SELECT count(*) FROM images WHERE status='pending'") == 4,
+               "4 pending images", " ");
+
+    int64_t run_id = 0;
+    store_run_info info = {0};
+    snprintf(info.params, sizeof info.params, "{}");
+    snprintf(info.model_path, sizeof info.model_path, "m.pt");
+    snprintf(info.model_sha256, sizeof info.model_sha256, "00");
+    rc = store_run_begin(s, &info, &run_id, &err);
+    TEST_CHECK(rc == 0 && run_id == 1, "run row", "%s", err.msg);
+
+    store_job jobs[8];
+    int got = 0;
+    rc = store_claim(s, "me", 60, 2, jobs, &got, &err);
+    TEST_CHECK(rc == 0 && got == 2 && jobs[0].id == 1 && jobs[1].id == 2 && jobs[0].attempts == 1,
+               "claim leases the lowest ids", "rc=%d got=%d", rc, got);
+    TEST_CHECK(q_int(s, "SELECT count(*) FROM images WHERE status='running' AND lease_owner='me' "
+                        "AND lease_expires > 0") == 2, "leases recorded", " ");
+
+    amg_result r1, r2, back;
+    make_result(&r1, 40, 64, 48, 1);
+    make_result(&r2, 7, 64, 48, 2);
+    store_timing t = {0.01, 0.5};
+    rc = store_batch_begin(s, &err);
+    int w1 = rc ? rc : store_put_result(s, run_id, jobs[0].id, "me", &r1, &t, &err);
+    int w2 = w1 < 0 ? w1 : store_put_result(s, run_id, jobs[1].id, "someone-else", &r2, &t, &err);
+    if (w1 >= 0 && w2 >= 0) rc = store_batch_commit(s, &err);
+    TEST_CHECK(rc == 0 && w1 == 1 && w2 == 0, "result written by the owner, refused to a non-owner",
+               "rc=%d w1=%d w2=%d %s", rc, w1, w2, err.msg);
+    TEST_CHECK(q_int(s, "SELECT count(*) FROM masks WHERE image_id=1") == 40 &&
+                   q_int(s, "SELECT count(*) FROM masks WHERE image_id=2") == 0,
+               "masks of the owner's image only", " ");
+    TEST_CHECK(q_int(s, "SELECT count(*) FROM mask_boxes") == 40, "one box per mask", " ");
+    rc = store_load_result(s, 1, &back, &err);
+    TEST_CHECK(rc == 0 && same_result(&r1, &back), "masks read back exactly (strings, doubles)",
+               "%s", err.msg);
+    store_result_free(&back);
+    TEST_CHECK(q_int(s, "SELECT count(*) FROM masks WHERE rle_area(rle) = area") == 40,
+               "rle_area(rle) = area", " ");
+    TEST_CHECK(q_int(s, "SELECT count(*) FROM masks WHERE rle_iou(rle, rle) = 1.0") == 40,
+               "rle_iou(a, a) = 1", " ");
+    TEST_CHECK(q_int(s, "SELECT count(*) FROM masks WHERE rle_bbox(rle) = printf('[%!.17g,%!.17g,%!.17g,%!.17g]', bbox_x, bbox_y, bbox_w, bbox_h)") >= 0,
+               "rle_bbox runs", " ");
+    TEST_CHECK(q_int(s, "SELECT count(*) FROM masks WHERE json_extract(rle_bbox(rle), '$[2]') = bbox_w "
+                        "AND json_extract(rle_bbox(rle), '$[0]') = bbox_x") == 40,
+               "rle_bbox = stored bbox", " ");
+    TEST_CHECK(q_int(s, "SELECT count(*) FROM masks WHERE rle_contains(rle, CAST(bbox_x AS INT), "
+                        "CAST(bbox_y AS INT)) = 1 AND rle_contains(rle, -1, 0) = 0 "
+                        "AND rle_contains(rle, 64, 0) = 0") == 40,
+               "rle_contains: box corner inside, outside pixels not", " ");
+    TEST_CHECK(q_int(s, "SELECT count(*) FROM masks a JOIN masks b ON a.id < b.id WHERE "
+                        "rle_iou(a.rle, b.rle) BETWEEN 0 AND 1 AND rle_intersection(a.rle, b.rle) <= "
+                        "min(a.area, b.area)") == 40 * 39 / 2,
+               "rle_iou in [0,1], intersection <= areas, all pairs", " ");
+    TEST_CHECK(q_int(s, "SELECT hex(substr(rle_to_png(rle), 1, 8)) = '89504E470D0A1A0A' FROM masks "
+                        "LIMIT 1") == 1, "rle_to_png gives a PNG", " ");
+    TEST_CHECK(!strncmp(q_text(s, "SELECT rle_area('{\"size\":[2,2],\"counts\":\"!!\"}')"), "ERROR", 5),
+               "malformed rle is an SQL error", "%s", q_text(s, "SELECT rle_area('x')"));
+    TEST_CHECK(q_int(s, "SELECT masks FROM image_summary WHERE image_id = 1") == 40 &&
+                   q_int(s, "SELECT images_done FROM run_summary WHERE run_id = 1") == 1,
+               "views count", " ");
+    TEST_CHECK(q_int(s, "SELECT count(*) FROM mask_boxes WHERE x0 <= 10 AND x1 >= 10 AND y0 <= 5 AND y1 >= 5") ==
+                   q_int(s, "SELECT count(*) FROM masks WHERE bbox_x <= 10 AND bbox_x + bbox_w >= 10 "
+                            "AND bbox_y <= 5 AND bbox_y + bbox_h >= 5"),
+               "R*Tree query = scan", " ");
+
+    /* a second result for a done image is impossible */
+    rc = store_batch_begin(s, &err);
+    int w3 = rc ? rc : store_put_result(s, run_id, jobs[0].id, "me", &r1, &t, &err);
+    store_batch_commit(s, &err);
+    TEST_CHECK(w3 == 0 && q_int(s, "SELECT count(*) FROM masks") == 40, "no second set of masks",
+               "w3=%d", w3);
+
+    /* failures: transient retried, then failed at the limit; permanent at once */
+    store_batch_begin(s, &err);
+    int f1 = store_put_failure(s, run_id, jobs[1].id, "me", "device error", 0, 2, &err);
+    store_batch_commit(s, &err);
+    TEST_CHECK(f1 == 1 && !strcmp(q_text(s, "SELECT status FROM images WHERE id=2"), "pending"),
+               "transient failure: back to pending", "f1=%d %s", f1, err.msg);
+    free(jobs[0].path), free(jobs[1].path);
+    rc = store_claim(s, "me", 60, 1, jobs, &got, &err);
+    TEST_CHECK(rc == 0 && got == 1 && jobs[0].id == 2 && jobs[0].attempts == 2, "retry claimed again",
+               "got=%d", got);
+    store_batch_begin(s, &err);
+    store_put_failure(s, run_id, 2, "me", "device error again", 0, 2, &err);
+    store_batch_commit(s, &err);
+    TEST_CHECK(!strcmp(q_text(s, "SELECT status || ':' || error FROM images WHERE id=2"),
+                       "failed:device error again"), "failed at the attempt limit, with the reason",
+               "%s", q_text(s, "SELECT status || ':' || error FROM images WHERE id=2"));
+    free(jobs[0].path);
+
+    /* the non-UTF-8 path comes back as its bytes */
+    rc = store_claim(s, "me", 60, 2, jobs, &got, &err);
+    TEST_CHECK(rc == 0 && got == 2 && !strcmp(jobs[0].path, "/d/\xff\xfe.png"),
+               "non-UTF-8 path round trip", "%s", got ? jobs[0].path : "-");
+    TEST_CHECK(!strcmp(q_text(s, "SELECT path FROM images WHERE id=3"), "/d/\\xff\\xfe.png"),
+               "non-UTF-8 path stored escaped", "%s", q_text(s, "SELECT path FROM images WHERE id=3"));
+
+    /* injected fault in the middle of a batch: nothing of the batch stays */
+    amg_result r3;
+    make_result(&r3, 25, 64, 48, 3);
+    store_fault_arm(2);
+    rc = store_batch_begin(s, &err);
+    int a = store_put_result(s, run_id, jobs[0].id, "me", &r3, &t, &err);
+    int b = a < 0 ? a : store_put_result(s, run_id, jobs[1].id, "me", &r3, &t, &err);
+    if (a < 0 || b < 0) store_batch_rollback(s);
+    TEST_CHECK(a == 1 && b == ERR_IO && strstr(err.msg, "injected"), "injected fault on the 2nd step",
+               "a=%d b=%d %s", a, b, err.msg);
+    TEST_CHECK(q_int(s, "SELECT count(*) FROM masks") == 40 &&
+                   q_int(s, "SELECT count(*) FROM images WHERE status='running'") == 2,
+               "the whole batch rolled back", " ");
+
+    /* kill -9 equivalent: reclaim the leases; with max_attempts 1 they fail */
+    int64_t rec, fail;
+    rc = store_reclaim(s, 2, run_id, &rec, &fail, &err);
+    TEST_CHECK(rc == 0 && rec == 2 && fail == 0 &&
+                   q_int(s, "SELECT count(*) FROM images WHERE status='pending'") == 2,
+               "reclaim: abandoned leases back to pending", "rec=%lld", (long long)rec);
+    free(jobs[0].path), free(jobs[1].path);
+    store_claim(s, "me2", 60, 1, jobs, &got, &err);
+    rc = store_reclaim(s, 1, run_id, &rec, &fail, &err);
+    TEST_CHECK(rc == 0 && fail == 1 && strstr(q_text(s, "SELECT error FROM images WHERE id=3"), "abandoned"),
+               "reclaim: out of attempts -> failed with the reason", "fail=%lld %s", (long long)fail,
+               q_text(s, "SELECT error FROM images WHERE id=3"));
+    free(jobs[0].path);
+    TEST_CHECK(!strcmp(q_text(s, "PRAGMA integrity_check"), "ok"), "integrity_check ok", " ");
+    store_close(s);
+
+    /* a full disk: max_page_count; the batch fails as a whole with a clear error */
+    setenv("SAM2AMG_MAX_PAGES", "60", 1);
+    rc = store_open(&s, path, 0, &err);
+    unsetenv("SAM2AMG_MAX_PAGES");
+    TEST_CHECK(rc == 0, "reopen with a page limit", "%s", err.msg);
+    if (!rc) {
+        int64_t before = q_int(s, "SELECT count(*) FROM masks");
+        store_claim(s, "me3", 60, 1, jobs, &got, &err);
+        amg_result big;
+        make_result(&big, 3000, 64, 48, 4);
+        rc = store_batch_begin(s, &err);
+        int w = rc ? rc : store_put_result(s, run_id, jobs[0].id, "me3", &big, &t, &err);
+        if (w >= 0) w = store_batch_commit(s, &err);
+        if (w < 0) store_batch_rollback(s);
+        TEST_CHECK(w == ERR_IO && strstr(err.msg, "full"), "disk full: ERR_IO 'full'", "w=%d %s", w,
+                   err.msg);
+        TEST_CHECK(q_int(s, "SELECT count(*) FROM masks") == before &&
+                       !strcmp(q_text(s, "PRAGMA integrity_check"), "ok"),
+                   "disk full: nothing half-written, integrity ok", " ");
+        free_result(&big);
+        free(jobs[0].path);
+        store_close(s);
+    }
+
+    /* corrupt and foreign files */
+    char bad[1024];
+    snprintf(bad, sizeof bad, "%s/garbage.sqlite", dir);
+    FILE *f = fopen(bad, "wb");
+    for (int i = 0; i < 8192; i++) fputc((i * 7919) & 0xff, f);
+    fclose(f);
+    rc = store_open(&s, bad, 0, &err);
+    TEST_CHECK(rc == ERR_FORMAT && s == NULL && strstr(err.msg, "garbage.sqlite"),
+               "garbage file: ERR_FORMAT naming the file", "rc=%d %s", rc, err.msg);
+    snprintf(bad, sizeof bad, "%s/other.sqlite", dir);
+    sqlite3 *o;
+    sqlite3_open(bad, &o);
+    sqlite3_exec(o, "CREATE TABLE t(x)", NULL, NULL, NULL);
+    sqlite3_close(o);
+    rc = store_open(&s, bad, 0, &err);
+    TEST_CHECK(rc == ERR_FORMAT && strstr(err.msg, "not a sam2amg"), "someone else's database refused",
+               "rc=%d %s", rc, err.msg);
+    snprintf(bad, sizeof bad, "%s/nodir/x.sqlite", dir);
+    rc = store_open(&s, bad, STORE_CREATE, &err);
+    TEST_CHECK(rc == ERR_IO, "missing directory: ERR_IO", "rc=%d %s", rc, err.msg);
+    /* a page of a real database overwritten */
+    snprintf(bad, sizeof bad, "cp %s %s/copy.sqlite && dd if=/dev/urandom of=%s/copy.sqlite bs=1 "
+                              "seek=100 count=3000 conv=notrunc status=none", path, dir, dir);
+    if (system(bad) == 0) {
+        snprintf(bad, sizeof bad, "%s/copy.sqlite", dir);
+        rc = store_open(&s, bad, 0, &err);
+        if (rc == 0) {
+            int64_t c[4], m;
+            rc = store_counts(s, c, &m, &err);
+            store_close(s);
+        }
+        TEST_CHECK(rc == ERR_FORMAT, "overwritten header page: ERR_FORMAT", "rc=%d %s", rc, err.msg);
+    }
+    free_result(&r1), free_result(&r2), free_result(&r3);
+    snprintf(bad, sizeof bad, "rm -rf %s", dir);
+    if (system(bad)) { /* best effort */ }
+    return TEST_REPORT();
+}
