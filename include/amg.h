@@ -50,6 +50,15 @@ int  amg_params_validate(const amg_params *p, err_t *err);
 /* amg_params_from_json: override fields from a JSON object text (the "amg"
  * object of a config file; keys are the official names). */
 int  amg_params_from_json(amg_params *p, const char *json, err_t *err);
+/* amg_params_from_config: the same from the "amg" object of a config file
+ * (absent: nothing changes). ERR_IO / ERR_INVALID naming the file. */
+int  amg_params_from_config(amg_params *p, const char *path, err_t *err);
+/* amg_params_grids_from_file: user point grids from a JSON file
+ * [[[x, y], ...], ...] (one grid per crop layer, points in [0,1]^2); sets
+ * the grid fields of p (points_per_side = 0) to arrays returned in *pts and
+ * *sizes, which the caller frees after amg_create. */
+int  amg_params_grids_from_file(amg_params *p, const char *path, float **pts, int **sizes,
+                                err_t *err);
 /* amg_params_parse_flag: if argv[*i] is one of the --dashed-names of the
  * parameters (--points-per-side N, --use-m2m, --no-multimask-output, ...),
  * consume it (and its value), advance *i and return 1; return 0 if it is
@@ -72,6 +81,15 @@ typedef struct amg_model {
     int (*decode)(void *ctx, int n, const float *points, const float *mask_input,
                   int multimask, float *low_res, float *iou, err_t *err);
 } amg_model;
+
+/* amg_model_wrap: the SAM 2.1 model (model.h) as an amg_model: encode =
+ * image_preprocess of the crop + sam2_model_encode, decode =
+ * sam2_model_decode of one label-1 point per prompt. The model must be
+ * loaded for at least max_prompts prompts (points_per_batch). Owns an input
+ * buffer (3,S,S) until amg_model_unwrap; the model stays the caller's. */
+struct sam2_model;
+int  amg_model_wrap(amg_model *out, struct sam2_model *m, int max_prompts, err_t *err);
+void amg_model_unwrap(amg_model *m);
 
 /* One output mask, as SA-1B records it. */
 typedef struct amg_record {
@@ -96,6 +114,10 @@ typedef struct amg_result {
 typedef struct amg amg_t;
 int  amg_create(amg_t **out, const amg_params *p, int S, err_t *err);
 void amg_free(amg_t *g);
+/* amg_set_threads: post-process each batch's masks on n threads (the
+ * caller's included; 1 = none started). Output is identical for any n.
+ * ERR_NOMEM leaves g with one thread. */
+int  amg_set_threads(amg_t *g, int n, err_t *err);
 
 /* amg_generate: run the generator on one RGB image (h, w, 3). Fills res
  * (previous contents freed). Data errors from the model are passed up. */
@@ -121,6 +143,14 @@ void amg_replay_free(amg_replay_t *r);
 void amg_replay_model(amg_replay_t *r, amg_model *m);
 /* amg_replay_finish: ERR_FORMAT if recorded calls were left unused. */
 int  amg_replay_finish(amg_replay_t *r, err_t *err);
+
+/* amg_upsample: the full-resolution logits out (h, w) of one low-res map A
+ * (L, L), L = S/4, exactly as the generator evaluates them (and as
+ * PyTorch's bilinear resize does: single = 1 the (B,1,L,L) kernel of m2m and
+ * single-mask output, 0 the (B,3,L,L) one). For tests: the generator itself
+ * never stores them. Uses g's crop maps (call between images). 0 or
+ * ERR_NOMEM. */
+int  amg_upsample(amg_t *g, const float *A, int single, int h, int w, float *out);
 
 /* amg_stats: what the last amg_generate did (benchmarks, logs). */
 typedef struct amg_stats {

@@ -81,7 +81,8 @@ struct backend {
     /* add_row: y (M,C) = x (M,C) + row (C) broadcast; y may alias x. */
     void (*add_row)(backend_t *be, float *y, const float *x, const float *row,
                     int64_t M, int64_t C);
-    /* scale_add: y = alpha * x + beta * y over n floats. */
+    /* scale_add: y = alpha * x + beta * y over n floats; as in BLAS, beta 0
+     * means y is not read (it may be uninitialised). */
     void (*scale_add)(backend_t *be, float *y, const float *x, float alpha, float beta,
                       int64_t n);
 

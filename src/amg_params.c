@@ -1,8 +1,6 @@
 /* amg_params.c: the generator's parameters: official defaults, validation,
- * the "amg" object of a config file, and the --dashed flags of the CLI.
- * The JSON reader here is a small scanner for one flat object of numbers
- * and booleans: that is all an "amg" object holds. */
-#include <ctype.h>
+ * the "amg" object of a config file, user point grids, and the --dashed
+ * flags of the CLI. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -10,6 +8,7 @@
 
 #include "amg.h"
 #include "cli.h"
+#include "json.h"
 
 void amg_params_default(amg_params *p) {
     memset(p, 0, sizeof *p);
@@ -89,12 +88,6 @@ int amg_params_validate(const amg_params *p, err_t *err) {
     return 0;
 }
 
-/* ---- JSON: one flat object ---- */
-static const char *skip_ws(const char *s) {
-    while (*s && isspace((unsigned char)*s)) s++;
-    return s;
-}
-
 static int set_key(amg_params *p, const char *key, double v, int is_bool, int is_null,
                    err_t *err) {
     static const struct {
@@ -136,47 +129,92 @@ static int set_key(amg_params *p, const char *key, double v, int is_bool, int is
     return err_set(err, ERR_INVALID, "amg: unknown parameter '%s'", key);
 }
 
-int amg_params_from_json(amg_params *p, const char *json, err_t *err) {
-    const char *s = skip_ws(json);
-    if (*s != '{') return err_set(err, ERR_INVALID, "amg: expected a JSON object");
-    s = skip_ws(s + 1);
-    if (*s == '}') return 0;
-    for (;;) {
-        char key[64];
-        size_t n = 0;
-        if (*s != '"') return err_set(err, ERR_INVALID, "amg: expected a key");
-        for (s++; *s && *s != '"'; s++)
-            if (n + 1 < sizeof key) key[n++] = *s;
-        key[n] = 0;
-        if (*s != '"') return err_set(err, ERR_INVALID, "amg: unterminated key");
-        s = skip_ws(s + 1);
-        if (*s != ':') return err_set(err, ERR_INVALID, "amg.%s: expected ':'", key);
-        s = skip_ws(s + 1);
-        double v = 0;
-        int is_bool = 0, is_null = 0, rc;
-        if (!strncmp(s, "true", 4)) {
-            v = 1, is_bool = 1, s += 4;
-        } else if (!strncmp(s, "false", 5)) {
-            v = 0, is_bool = 1, s += 5;
-        } else if (!strncmp(s, "null", 4)) {
-            is_null = 1, s += 4;
-        } else {
-            char *end;
-            errno = 0;
-            v = strtod(s, &end);
-            if (end == s || errno || !isfinite(v))
-                return err_set(err, ERR_INVALID, "amg.%s: expected a number or boolean", key);
-            s = end;
+/* every key of object o onto p */
+static int params_from_obj(amg_params *p, const json_t *o, err_t *err) {
+    if (json_type(o) != JSON_OBJ) return err_set(err, ERR_INVALID, "amg: expected a JSON object");
+    for (size_t i = 0; i < json_len(o); i++) {
+        const char *key = json_key_at(o, i);
+        const json_t *v = json_at(o, i);
+        int rc;
+        switch (json_type(v)) {
+        case JSON_NUM: rc = set_key(p, key, json_num(v), 0, 0, err); break;
+        case JSON_BOOL: rc = set_key(p, key, json_bool(v), 1, 0, err); break;
+        case JSON_NULL: rc = set_key(p, key, 0, 0, 1, err); break;
+        default: rc = err_set(err, ERR_INVALID, "amg.%s: expected a number or boolean", key);
         }
-        if ((rc = set_key(p, key, v, is_bool, is_null, err))) return rc;
-        s = skip_ws(s);
-        if (*s == ',') {
-            s = skip_ws(s + 1);
-            continue;
-        }
-        if (*s == '}') return 0;
-        return err_set(err, ERR_INVALID, "amg: expected ',' or '}' after %s", key);
+        if (rc) return rc;
     }
+    return 0;
+}
+
+int amg_params_from_json(amg_params *p, const char *json, err_t *err) {
+    json_t *o = NULL;
+    err_t e;
+    if (json_parse(&o, json, strlen(json), "amg parameters", &e))
+        return err_set(err, ERR_INVALID, "%s", e.msg);
+    int rc = params_from_obj(p, o, err);
+    json_free(o);
+    return rc;
+}
+
+int amg_params_from_config(amg_params *p, const char *path, err_t *err) {
+    json_t *o = NULL;
+    int rc = json_parse_file(&o, path, err);
+    if (rc) return rc == ERR_IO ? rc : ERR_INVALID;
+    const json_t *a = json_get(o, "amg");
+    if (json_type(o) != JSON_OBJ) {
+        rc = err_set(err, ERR_INVALID, "%s: expected a JSON object", path);
+    } else if (a) {
+        err_t e;
+        rc = params_from_obj(p, a, &e);
+        if (rc) err_set(err, rc, "%s: %s", path, e.msg);
+    }
+    json_free(o);
+    return rc;
+}
+
+int amg_params_grids_from_file(amg_params *p, const char *path, float **pts, int **sizes,
+                               err_t *err) {
+    json_t *o = NULL;
+    *pts = NULL, *sizes = NULL;
+    int rc = json_parse_file(&o, path, err);
+    if (rc) return rc == ERR_IO ? rc : ERR_INVALID;
+    size_t ng = json_len(o), tot = 0;
+    if (json_type(o) != JSON_ARR || ng == 0) rc = ERR_INVALID;
+    for (size_t g = 0; !rc && g < ng; g++) {
+        const json_t *grid = json_at(o, g);
+        if (json_type(grid) != JSON_ARR || json_len(grid) == 0) rc = ERR_INVALID;
+        tot += json_len(grid);
+    }
+    if (!rc) {
+        *pts = malloc(tot * 2 * sizeof(float));
+        *sizes = malloc(ng * sizeof(int));
+        if (!*pts || !*sizes) rc = ERR_NOMEM;
+    }
+    size_t k = 0;
+    for (size_t g = 0; !rc && g < ng; g++) {
+        const json_t *grid = json_at(o, g);
+        (*sizes)[g] = (int)json_len(grid);
+        for (size_t i = 0; !rc && i < json_len(grid); i++) {
+            const json_t *pt = json_at(grid, i);
+            double x = json_num(json_at(pt, 0)), y = json_num(json_at(pt, 1));
+            if (json_len(pt) != 2 || !(x >= 0 && x <= 1) || !(y >= 0 && y <= 1)) rc = ERR_INVALID;
+            (*pts)[k++] = (float)x;
+            (*pts)[k++] = (float)y;
+        }
+    }
+    json_free(o);
+    if (rc) {
+        free(*pts), free(*sizes);
+        *pts = NULL, *sizes = NULL;
+        return err_set(err, rc, "%s: expected [[[x, y], ...], ...]: one list of points in "
+                       "[0,1]^2 per crop layer", path);
+    }
+    p->n_point_grids = (int)ng;
+    p->point_grids = *pts;
+    p->point_grid_sizes = *sizes;
+    p->points_per_side = 0;
+    return 0;
 }
 
 /* ---- flags ---- */

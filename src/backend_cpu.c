@@ -6,8 +6,11 @@
  * at most n_threads contiguous chunks. GEMMs go to OpenBLAS's cblas_sgemm,
  * called from inside the pool on each thread's own rows with OpenBLAS
  * itself single-threaded: one set of threads, no oversubscription, and the
- * same partitioning code for GEMM and non-GEMM ops (measured in
- * bench/bench_ops.c against one call to a multi-threaded OpenBLAS).
+ * same partitioning code for GEMM and non-GEMM ops. bench/bench_ops.c
+ * times it against one call to a multi-threaded OpenBLAS: on the 2-core
+ * development machine the two were equal within noise at the Hiera and
+ * decoder shapes, and the pool keeps several backends in one process from
+ * fighting over OpenBLAS's global thread count.
  *
  * Nothing is allocated per op in steady state: scratch (attention score
  * rows, im2col tiles, permuted weights) comes from per-thread buffers that
@@ -234,16 +237,17 @@ static void gemm_block(const gemm_job_t *g, int64_t t, int64_t r0, int64_t r1, i
     float *c = g->c + t * g->sc + r0 * g->ldc + n0;
     const float *a = g->a + t * g->sa + r0 * g->lda;
     const float *b = g->b + t * g->sb + (g->trans_b ? n0 * g->ldb : n0);
-    if (g->K > 0) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, g->trans_b ? CblasTrans : CblasNoTrans,
-                    (int)m, (int)n, (int)g->K, 1.0f, a, (int)g->lda, b, (int)g->ldb, 0.0f, c,
-                    (int)g->ldc);
-    } else {
-        for (int64_t i = 0; i < m; i++) memset(c + i * g->ldc, 0, (size_t)n * sizeof(float));
-    }
+    /* with a bias, c starts as the bias rows and sgemm accumulates (beta 1):
+     * one pass over c instead of OpenBLAS zeroing it and a bias pass after */
     if (g->bias)
         for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) c[i * g->ldc + j] += g->bias[n0 + j];
+            memcpy(c + i * g->ldc, g->bias + n0, (size_t)n * sizeof(float));
+    else if (g->K == 0)
+        for (int64_t i = 0; i < m; i++) memset(c + i * g->ldc, 0, (size_t)n * sizeof(float));
+    if (g->K > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, g->trans_b ? CblasTrans : CblasNoTrans,
+                    (int)m, (int)n, (int)g->K, 1.0f, a, (int)g->lda, b, (int)g->ldb,
+                    g->bias ? 1.0f : 0.0f, c, (int)g->ldc);
 }
 
 static void gemm_task(void *arg, int64_t begin, int64_t end, int tid) {
@@ -324,7 +328,10 @@ typedef struct att_job {
     cpu_ctx_t   *ctx;
 } att_job_t;
 
-static void att_softmax_rows(float *s, int64_t rows, int64_t n) {
+/* softmax numerators in place: row i of s becomes exp(s - max); the
+ * reciprocal of its sum goes to inv[i] and is applied to the (rows, dh)
+ * output instead of the (rows, n) probabilities. */
+static void att_softmax_rows(float *s, float *inv, int64_t rows, int64_t n) {
     int64_t n8 = n / VW * VW;
     for (int64_t i = 0; i < rows; i++) {
         float *r = s + i * n;
@@ -351,15 +358,15 @@ static void att_softmax_rows(float *s, int64_t rows, int64_t n) {
             vf e = v_exp(v_load(tail));
             for (int64_t j = n8; j < n; j++) r[j] = e[j - n8], sum += e[j - n8];
         }
-        vf inv = v_set1(1.0f / sum);
-        for (int64_t j = 0; j < n8; j += VW) v_store(r + j, v_load(r + j) * inv);
-        for (int64_t j = n8; j < n; j++) r[j] *= inv[0];
+        inv[i] = 1.0f / sum;
     }
 }
 
 static void att_task(void *arg, int64_t begin, int64_t end, int tid) {
     const att_job_t *A = arg;
-    float *s = cpu_scratch_get(&A->ctx->scratch[tid], (size_t)A->qb * A->Lk * sizeof(float));
+    /* scratch: scores (qb, Lk), then qb reciprocal sums */
+    float *s = cpu_scratch_get(&A->ctx->scratch[tid], (size_t)A->qb * (A->Lk + 1) * sizeof(float));
+    float *inv = s + A->qb * A->Lk;
     int64_t ldo = A->nh * A->dh;
     for (int64_t it = begin; it < end; it++) {
         int64_t qb = it % A->nqb, h = (it / A->nqb) % A->nh, b = it / (A->nqb * A->nh);
@@ -370,9 +377,11 @@ static void att_task(void *arg, int64_t begin, int64_t end, int tid) {
         float *o = A->o + (b * A->Lq + i0) * ldo + h * A->dh;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)A->Lk, (int)A->dh,
                     A->scale, q, (int)A->ldq, k, (int)A->ldk, 0.0f, s, (int)A->Lk);
-        att_softmax_rows(s, m, A->Lk);
+        att_softmax_rows(s, inv, m, A->Lk);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)A->dh, (int)A->Lk,
                     1.0f, s, (int)A->Lk, v, (int)A->ldv, 0.0f, o, (int)ldo);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t d = 0; d < A->dh; d++) o[i * ldo + d] *= inv[i];
     }
 }
 
@@ -406,7 +415,9 @@ typedef struct ew_job {
     float        alpha, beta, eps;
 } ew_job_t;
 
-#define EW_GRAIN 16384   /* floats per chunk for cheap elementwise ops */
+/* floats per chunk for cheap elementwise ops: waking a pool thread costs
+ * about as much as streaming 64K floats (measured with `add` on 2 cores) */
+#define EW_GRAIN 65536
 
 static void ln_task(void *arg, int64_t begin, int64_t end, int tid) {
     (void)tid;
@@ -552,11 +563,11 @@ static void conv_task(void *arg, int64_t begin, int64_t end, int tid) {
             }
         }
         float *yr = J->y + (b * J->Ho + oy) * J->Wo * J->Cout;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)J->Wo, (int)J->Cout, (int)Kc,
-                    1.0f, col, (int)Kc, J->w, (int)Kc, 0.0f, yr, (int)J->Cout);
-        if (J->b)
+        if (J->b)   /* start from the bias, accumulate (see gemm_block) */
             for (int64_t i = 0; i < J->Wo; i++)
-                for (int64_t c = 0; c < J->Cout; c++) yr[i * J->Cout + c] += J->b[c];
+                memcpy(yr + i * J->Cout, J->b, (size_t)J->Cout * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)J->Wo, (int)J->Cout, (int)Kc,
+                    1.0f, col, (int)Kc, J->w, (int)Kc, J->b ? 1.0f : 0.0f, yr, (int)J->Cout);
     }
 }
 
@@ -597,12 +608,12 @@ static void convt_task(void *arg, int64_t begin, int64_t end, int tid) {
         for (int dy = 0; dy < 2; dy++) {
             int64_t b = r / J->H, i = r % J->H;
             float *yr = J->y + ((b * 2 * J->H) + 2 * i + dy) * 2 * W * Cout;
+            if (J->b)   /* start from the bias, accumulate (see gemm_block) */
+                for (int64_t p = 0; p < 2 * W; p++)
+                    memcpy(yr + p * Cout, J->b, (size_t)Cout * sizeof(float));
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)W, (int)(2 * Cout),
                         (int)Cin, 1.0f, xr, (int)Cin, J->wp + dy * Cin * 2 * Cout,
-                        (int)(2 * Cout), 0.0f, yr, (int)(2 * Cout));
-            if (J->b)
-                for (int64_t p = 0; p < 2 * W; p++)
-                    for (int64_t c = 0; c < Cout; c++) yr[p * Cout + c] += J->b[c];
+                        (int)(2 * Cout), J->b ? 1.0f : 0.0f, yr, (int)(2 * Cout));
         }
     }
 }
@@ -850,15 +861,24 @@ static void cpu_destroy(backend_t *be) {
     free(be);
 }
 
+/* Each pool thread may be inside cblas_sgemm at once, and OpenBLAS keeps a
+ * fixed table of 2*MAX_THREADS work buffers (Debian's build: MAX_THREADS=64)
+ * and terminates the process when concurrent callers exhaust it. So one
+ * pool has at most 64 threads, and all CPU backends of a process together
+ * should stay under 128. */
+#define CPU_MAX_THREADS 64
+
 /* backend_cpu_create: the reference backend with a pool of n_threads
- * threads including the caller (0 = the number of online CPUs). Sets
- * OpenBLAS to one thread for the whole process, since all parallelism
- * comes from the pool. Never NULL (allocation failure aborts). */
+ * threads including the caller (0 = the number of online CPUs; at most
+ * CPU_MAX_THREADS). Sets OpenBLAS to one thread for the whole process,
+ * since all parallelism comes from the pool. Never NULL (allocation
+ * failure aborts). */
 backend_t *backend_cpu_create(int n_threads) {
     if (n_threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = n > 0 ? (int)n : 1;
     }
+    if (n_threads > CPU_MAX_THREADS) n_threads = CPU_MAX_THREADS;
     openblas_set_num_threads(1);
     backend_t *be = calloc(1, sizeof *be);
     cpu_ctx_t *c = calloc(1, sizeof *c);

@@ -146,6 +146,10 @@ int cmd_dump(int argc, char **argv) {
         sam2_prompts p = {.n = B, .n_pts = 1, .coords = coords, .labels = labels,
                           .mask_input = NULL, .multimask = 1};
         rc = sam2_model_decode(m, &p, lowres, iou, &err);
+        /* the predictor returns (and m2m feeds back) low-res logits clamped
+         * to +-32; the decoder's own output is not clamped */
+        for (size_t q = 0; q < (size_t)B * 3 * low * low; q++)
+            lowres[q] = lowres[q] < -32.0f ? -32.0f : lowres[q] > 32.0f ? 32.0f : lowres[q];
         if (!rc) {
             for (int k = 0; k < B; k++)
                 memcpy(mask_in + (size_t)k * low * low, lowres + (size_t)k * 3 * low * low,
@@ -153,6 +157,8 @@ int cmd_dump(int argc, char **argv) {
             p.mask_input = mask_in;
             p.multimask = 0;
             rc = sam2_model_decode(m, &p, m2m, m2m_iou, &err);
+            for (size_t q = 0; q < (size_t)B * low * low; q++)
+                m2m[q] = m2m[q] < -32.0f ? -32.0f : m2m[q] > 32.0f ? 32.0f : m2m[q];
         }
     }
     if (!rc) {

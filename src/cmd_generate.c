@@ -1,9 +1,327 @@
-/* src/cmd_generate.c: placeholder until the module lands (replaced by its owner). */
-#include <stdio.h>
+/* cmd_generate.c: `sam2amg generate`: automatic mask generation for a few
+ * images, straight to SA-1B JSON or a PNG overlay (no database; `run` is
+ * the batch runner).
+ *
+ * Parameters: flags > the config file's "amg" object > official defaults.
+ * The decoder is the SAM 2.1 model, or with --replay-decoder the recorded
+ * decoder outputs of a synthetic oracle run (tests: everything after the
+ * decoder against the official amg.json).
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "amg.h"
 #include "cli.h"
+#include "image.h"
+#include "model.h"
+#include "rle.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: sam2amg generate --model WEIGHTS [--config NAME|FILE] [AMG flags]\n"
+            "                        [--point-grids FILE] [--threads N] IMAGE...\n"
+            "                        (-o OUT | --out-dir DIR) [--format json|png]\n"
+            "                        [--replay-decoder EXPECTED.safetensors]\n\n"
+            "Automatic mask generation (the official SAM2AutomaticMaskGenerator). JSON\n"
+            "output per image: {\"image\": {file_name, width, height}, \"annotations\":\n"
+            "[SA-1B records, COCO RLE]}; -o with several images writes a list of them.\n"
+            "png: the image with every mask overlaid in color.\n\n"
+            "  --model WEIGHTS              SAM 2.1 checkpoint (.pt or .safetensors)\n"
+            "  --config NAME|FILE           model config; a FILE's \"amg\" object sets\n"
+            "                               the parameters below (flags win)\n"
+            "  --point-grids FILE           JSON [[[x, y], ...], ...]: one grid per crop\n"
+            "                               layer in [0,1]^2 (instead of points_per_side)\n"
+            "  --threads N                  CPU threads of the model and of the mask\n"
+            "                               post-processing (default: all cores)\n"
+            "  --device NAME                cpu (default) or cuda:N\n"
+            "  -o OUT                       output file (.json, or .png with --format png)\n"
+            "  --out-dir DIR                one DIR/NAME.json (or .png) per image\n"
+            "  --format json|png            output kind (json)\n"
+            "  -v, --verbose                per image: calls, masks kept per stage, seconds\n"
+            "                               in the decoder and after it, workspace bytes\n"
+            "  --replay-decoder FILE        test mode: recorded decoder outputs instead of\n"
+            "                               the network (one image)\n"
+            "AMG parameters (official names and defaults):\n");
+    amg_params_help(f);
+}
+
+static int cpu_count(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* the colored overlay of every mask (later records on top) */
+static int write_overlay(const char *path, const image_t *img, const amg_result *res,
+                         err_t *err) {
+    size_t npx = (size_t)img->w * img->h;
+    uint8_t *px = malloc(npx * 3), *mask = malloc(npx);
+    uint32_t *counts = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    if (!px || !mask) rc = err_set(err, ERR_NOMEM, "%s: out of memory", path);
+    if (!rc) memcpy(px, img->rgb, npx * 3);
+    for (int i = 0; !rc && i < res->n; i++) {
+        int64_t n = rle_decode_string(res->recs[i].rle, NULL, 0);
+        if (n < 0) {
+            rc = err_set(err, ERR_FORMAT, "record %d: bad RLE", i);
+            break;
+        }
+        if ((size_t)n > cap) {
+            free(counts);
+            cap = (size_t)n;
+            counts = malloc(cap * sizeof *counts);
+            if (!counts) {
+                rc = err_set(err, ERR_NOMEM, "%s: out of memory", path);
+                break;
+            }
+        }
+        rle_decode_string(res->recs[i].rle, counts, cap);
+        if (rle_to_mask(counts, (size_t)n, (uint32_t)img->h, (uint32_t)img->w, mask)) {
+            rc = err_set(err, ERR_FORMAT, "record %d: RLE does not cover the image", i);
+            break;
+        }
+        uint32_t hsh = (uint32_t)i * 2654435761u + 0x9e3779b9u;
+        uint8_t col[3] = {(uint8_t)(64 + (hsh & 0xbf)), (uint8_t)(64 + ((hsh >> 8) & 0xbf)),
+                          (uint8_t)(64 + ((hsh >> 16) & 0xbf))};
+        for (size_t p = 0; p < npx; p++)
+            if (mask[p])
+                for (int c = 0; c < 3; c++) px[3 * p + c] = (uint8_t)((px[3 * p + c] + col[c]) / 2);
+    }
+    if (!rc) rc = image_write_png(path, px, img->w, img->h, 3, err);
+    free(px), free(mask), free(counts);
+    return rc;
+}
+
+/* DIR/base-of-image.EXT */
+static void out_path(char *buf, size_t n, const char *dir, const char *image, const char *ext) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", image);
+    char *b = basename(tmp), *dot = strrchr(b, '.');
+    if (dot && dot != b) *dot = 0;
+    snprintf(buf, n, "%s/%s.%s", dir, b, ext);
+}
+
+/* everything the run holds, freed in one place */
+typedef struct gen_state {
+    const char **images;
+    float       *gpts;
+    int         *gsizes;
+    amg_replay_t *rp;
+    amg_t       *g;
+    FILE        *fo;
+    backend_t   *be;
+    sam2_model  *sm;
+    amg_model    wrap;
+    char        *amg_json;
+} gen_state;
+
+static int generate_run(int argc, char **argv, gen_state *gs);
+
 int cmd_generate(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "sam2amg generate: not implemented yet\n");
-    return EXIT_USAGE;
+    gen_state gs = {0};
+    gs.images = calloc((size_t)argc + 1, sizeof *gs.images);
+    int rc = gs.images ? generate_run(argc, argv, &gs) : EXIT_DATA;
+    if (gs.fo && gs.fo != stdout) fclose(gs.fo);
+    amg_free(gs.g);
+    amg_replay_free(gs.rp);
+    amg_model_unwrap(&gs.wrap);
+    sam2_model_free(gs.sm);
+    if (gs.be) gs.be->destroy(gs.be);
+    free(gs.amg_json);
+    free(gs.gpts), free(gs.gsizes), free(gs.images);
+    return rc;
+}
+
+static int generate_run(int argc, char **argv, gen_state *gs) {
+    const char *cmd = "generate", *model = NULL, *config = NULL, *out = NULL, *out_dir = NULL;
+    const char *format = "json", *replay = NULL, *grids = NULL, *device = "cpu";
+    int64_t threads = 0;
+    int verbose = 0;
+    const char **images = gs->images;
+    int nimages = 0;
+    amg_params flag_p, p;
+    amg_params_default(&flag_p);
+    /* flags are parsed twice: once to find --config, then over the config */
+    for (int i = 1; i < argc;) {
+        const char *a = argv[i];
+        int r = amg_params_parse_flag(&flag_p, cmd, argc, argv, &i);
+        if (r < 0) return EXIT_USAGE;
+        if (r > 0) continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return EXIT_OK;
+        }
+        const char **dst = !strcmp(a, "--model")            ? &model
+                           : !strcmp(a, "--config")         ? &config
+                           : !strcmp(a, "-o")               ? &out
+                           : !strcmp(a, "--out-dir")        ? &out_dir
+                           : !strcmp(a, "--format")         ? &format
+                           : !strcmp(a, "--replay-decoder") ? &replay
+                           : !strcmp(a, "--point-grids")    ? &grids
+                           : !strcmp(a, "--device")         ? &device
+                                                            : NULL;
+        if (dst) {
+            if (i + 1 >= argc) return cli_usage_error(cmd, "%s needs a value", a);
+            *dst = argv[i + 1];
+            i += 2;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            verbose = 1;
+            i++;
+        } else if (!strcmp(a, "--threads")) {
+            if (cli_parse_int(cmd, a, i + 1 < argc ? argv[i + 1] : NULL, 1, 1024, &threads))
+                return EXIT_USAGE;
+            i += 2;
+        } else if (a[0] == '-' && a[1]) {
+            return cli_usage_error(cmd, "unknown option '%s'", a);
+        } else {
+            images[nimages++] = a;
+            i++;
+        }
+    }
+    if (!nimages) return cli_usage_error(cmd, "no IMAGE given");
+    if (!out == !out_dir)
+        return cli_usage_error(cmd, "give exactly one of -o OUT and --out-dir DIR");
+    if (strcmp(format, "json") && strcmp(format, "png"))
+        return cli_usage_error(cmd, "--format: '%s' is not json or png", format);
+    if (out && !strcmp(format, "png") && nimages > 1)
+        return cli_usage_error(cmd, "--format png with several images needs --out-dir");
+    if (replay && nimages > 1)
+        return cli_usage_error(cmd, "--replay-decoder replays one image's decoder calls");
+    if (!replay && !model) return cli_usage_error(cmd, "--model WEIGHTS is required");
+
+    /* defaults < config < flags. The model's config: --config NAME|FILE, or
+     * guessed from the checkpoint's shapes. */
+    err_t err = {{0}};
+    amg_params_default(&p);
+    sam2_config cfg;
+    if (!replay) {
+        int rc = config ? sam2_config_load(config, &cfg, &gs->amg_json, &err)
+                        : sam2_config_guess(model, &cfg, &err);
+        if (!rc && gs->amg_json) rc = amg_params_from_json(&p, gs->amg_json, &err);
+        if (rc) {
+            fprintf(stderr, "sam2amg generate: %s\n", err.msg);
+            return rc == ERR_INVALID ? EXIT_USAGE : EXIT_DATA;
+        }
+    } else {
+        struct stat stc;
+        if (config && stat(config, &stc) == 0 && S_ISREG(stc.st_mode)) {
+            int rc = amg_params_from_config(&p, config, &err);
+            if (rc) {
+                fprintf(stderr, "sam2amg generate: %s\n", err.msg);
+                return rc == ERR_IO ? EXIT_DATA : EXIT_USAGE;
+            }
+        }
+    }
+    for (int i = 1; i < argc;) { /* flags again, now over the config's values */
+        int r = amg_params_parse_flag(&p, cmd, argc, argv, &i);
+        if (r == 0) i++;
+    }
+    if (grids) {
+        int rc = amg_params_grids_from_file(&p, grids, &gs->gpts, &gs->gsizes, &err);
+        if (rc) {
+            fprintf(stderr, "sam2amg generate: %s\n", err.msg);
+            return rc == ERR_IO ? EXIT_DATA : EXIT_USAGE;
+        }
+    }
+    if (amg_params_validate(&p, &err)) return cli_usage_error(cmd, "%s", err.msg);
+
+    amg_model m;
+    if (replay) {
+        if (amg_replay_open(&gs->rp, replay, &err)) {
+            fprintf(stderr, "sam2amg generate: %s\n", err.msg);
+            return EXIT_DATA;
+        }
+        amg_replay_model(gs->rp, &m);
+    } else {
+        gs->be = backend_create(device, (int)threads, &err);
+        if (!gs->be) {
+            fprintf(stderr, "sam2amg generate: %s\n", err.msg);
+            return EXIT_USAGE;
+        }
+        if (sam2_model_load(&gs->sm, &cfg, model, gs->be, p.points_per_batch, &err) ||
+            amg_model_wrap(&gs->wrap, gs->sm, p.points_per_batch, &err)) {
+            fprintf(stderr, "sam2amg generate: %s\n", err.msg);
+            return EXIT_DATA;
+        }
+        m = gs->wrap;
+    }
+    if (amg_create(&gs->g, &p, m.S, &err) ||
+        amg_set_threads(gs->g, threads > 0 ? (int)threads : cpu_count(), &err) ||
+        image_init(&err)) {
+        fprintf(stderr, "sam2amg generate: %s\n", err.msg);
+        return EXIT_DATA;
+    }
+    amg_t *g = gs->g;
+    amg_replay_t *rp = gs->rp;
+    FILE *fo = NULL;
+    if (out && !strcmp(format, "json")) {
+        fo = gs->fo = !strcmp(out, "-") ? stdout : fopen(out, "w");
+        if (!fo) {
+            fprintf(stderr, "sam2amg generate: %s: %s\n", out, strerror(errno));
+            return EXIT_DATA;
+        }
+        if (nimages > 1) fputs("[\n", fo);
+    }
+    int failed = 0;
+    for (int k = 0; k < nimages; k++) {
+        image_t img = {0};
+        amg_result res = {0};
+        int rc = image_load(&img, images[k], 0, &err);
+        if (!rc) rc = amg_generate(g, &m, img.rgb, img.w, img.h, &res, &err);
+        if (!rc && rp) rc = amg_replay_finish(rp, &err);
+        if (!rc && verbose) {
+            amg_stats st;
+            amg_get_stats(g, &st);
+            fprintf(stderr,
+                    "%s: %dx%d, %lld decoder calls, masks %lld -> iou %lld -> stability %lld "
+                    "-> crop edge %lld -> %lld records; decoder %.3f s, post-processing %.3f s, "
+                    "workspace %.1f MB\n",
+                    images[k], img.w, img.h, (long long)st.decode_calls, (long long)st.masks,
+                    (long long)st.after_iou, (long long)st.after_stability,
+                    (long long)st.after_edge, (long long)st.records, st.t_decode, st.t_post,
+                    st.peak_bytes / 1e6);
+        }
+        if (!rc) {
+            char path[4096];
+            char namebuf[4096];
+            snprintf(namebuf, sizeof namebuf, "%s", images[k]);
+            const char *fname = basename(namebuf);
+            if (!strcmp(format, "png")) {
+                if (out_dir) out_path(path, sizeof path, out_dir, images[k], "png");
+                rc = write_overlay(out_dir ? path : out, &img, &res, &err);
+            } else if (out_dir) {
+                out_path(path, sizeof path, out_dir, images[k], "json");
+                FILE *f = fopen(path, "w");
+                if (!f) {
+                    rc = err_set(&err, ERR_IO, "%s: %s", path, strerror(errno));
+                } else {
+                    rc = amg_write_json(f, fname, &res);
+                    if (fclose(f) || rc) rc = err_set(&err, ERR_IO, "%s: write failed", path);
+                }
+            } else {
+                if (k) fputs(",\n", fo);
+                rc = amg_write_json(fo, fname, &res);
+                if (rc) err_set(&err, rc, "%s: write failed", out);
+            }
+        }
+        if (rc) {
+            fprintf(stderr, "sam2amg generate: %s: %s\n", images[k], err.msg);
+            failed++;
+        }
+        amg_result_free(&res);
+        image_free(&img);
+    }
+    if (fo) {
+        if (nimages > 1) fputs("]\n", fo);
+        gs->fo = NULL;
+        if (fo == stdout ? fflush(fo) : fclose(fo)) {
+            fprintf(stderr, "sam2amg generate: %s: write failed\n", out);
+            failed = nimages;
+        }
+    }
+    return failed == 0 ? EXIT_OK : failed == nimages ? EXIT_DATA : EXIT_PARTIAL;
 }

@@ -1,9 +1,253 @@
-/* src/cmd_predict.c: placeholder until the module lands (replaced by its owner). */
+/* cmd_predict.c: `sam2amg predict`: masks from point and box prompts on one
+ * image, as the official SAM2ImagePredictor.predict computes them.
+ *
+ * Pixel coordinates become model coordinates x / w * S, y / h * S; a box is
+ * given to the decoder as its two corners with labels 2 and 3, before the
+ * points. The low-res logits of the chosen mask (the best by predicted IoU
+ * with --multimask, else the single-mask output with its stability
+ * fallback) are resized bilinearly (align_corners=False) straight to the
+ * image size and thresholded at > 0. Outputs: the mask as a 0/255 PNG, an
+ * optional RGBA cutout (image pixels, alpha = mask), an optional JSON with
+ * the score of every returned mask.
+ */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
 #include "cli.h"
+#include "decoder.h"
+#include "image.h"
+#include "model.h"
+
+#define PREDICT_MAX_POINTS (DECODER_MAX_POINTS - 2)
+
+static const char *predict_usage =
+    "usage: sam2amg predict --model WEIGHTS [--config NAME|FILE] IMAGE\n"
+    "                       [--point X,Y[,LABEL]]... [--box X0,Y0,X1,Y1] [--multimask]\n"
+    "                       -o MASK.png [--cutout CUT.png] [--json SCORES.json]\n"
+    "                       [--threads N] [--device cpu|cuda:N]\n"
+    "\n"
+    "Predicts a mask for IMAGE from point and/or box prompts (image pixel\n"
+    "coordinates), as SAM2ImagePredictor.predict does.\n"
+    "\n"
+    "  --model WEIGHTS         checkpoint (.pt as released, or .safetensors)\n"
+    "  --config NAME|FILE      tiny, small, base_plus, large (sam2.1_hiera_t ...),\n"
+    "                          micro, micro2, or a JSON file with a \"model\" object;\n"
+    "                          default: guessed from the checkpoint's shapes\n"
+    "  --point X,Y[,LABEL]     a point; LABEL 1 foreground (default) or 0 background;\n"
+    "                          repeat for more points\n"
+    "  --box X0,Y0,X1,Y1       a box (corners)\n"
+    "  --multimask             predict three masks and write the best by score;\n"
+    "                          default: one mask\n"
+    "  -o, --output MASK.png   the mask, 8-bit grey, 255 inside, 0 outside\n"
+    "  --cutout CUT.png        RGBA image: the image's pixels, alpha = mask\n"
+    "  --json SCORES.json      predicted IoU of every returned mask, the best one,\n"
+    "                          and the mask's pixel count\n"
+    "  --threads N             CPU threads (default: all cores)\n"
+    "  --device NAME           cpu (default) or cuda:N\n";
+
+/* parse_floats: exactly n_min..n_max comma-separated finite numbers from s
+ * into out; returns how many, or -1 (usage message printed). */
+static int parse_floats(const char *cmd, const char *flag, const char *s, double *out,
+                        int n_min, int n_max) {
+    int n = 0;
+    const char *p = s;
+    if (!s) return cli_usage_error(cmd, "%s needs a value", flag), -1;
+    for (;;) {
+        char *end;
+        if (n == n_max) break;
+        double v = strtod(p, &end);
+        if (end == p || !isfinite(v) || (*end != ',' && *end != '\0')) break;
+        out[n++] = v;
+        if (*end == '\0') {
+            if (n < n_min) break;
+            return n;
+        }
+        p = end + 1;
+    }
+    cli_usage_error(cmd, "%s: '%s' is not %d%s comma-separated numbers", flag, s, n_min,
+                    n_max > n_min ? " or more" : "");
+    return -1;
+}
+
+/* write_json: the scores of the k returned masks, the chosen one, its area. */
+static int write_json(const char *path, const char *image, int w, int h, int multimask,
+                      const float *iou, int k, int best, int64_t area, err_t *err) {
+    FILE *f = fopen(path, "w");
+    if (!f) return err_set(err, ERR_IO, "%s: cannot open for writing", path);
+    fprintf(f, "{\"image\": \"");
+    for (const char *c = image; *c; c++) {
+        if (*c == '"' || *c == '\\') fputc('\\', f);
+        if ((unsigned char)*c < 0x20) fprintf(f, "\\u%04x", *c);
+        else fputc(*c, f);
+    }
+    fprintf(f, "\", \"width\": %d, \"height\": %d, \"multimask\": %s, \"scores\": [", w, h,
+            multimask ? "true" : "false");
+    for (int i = 0; i < k; i++) fprintf(f, "%s%.9g", i ? ", " : "", iou[i]);
+    fprintf(f, "], \"best\": %d, \"area\": %lld}\n", best, (long long)area);
+    if (fclose(f) != 0) return err_set(err, ERR_IO, "%s: write failed", path);
+    return 0;
+}
+
 int cmd_predict(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "sam2amg predict: not implemented yet\n");
-    return EXIT_USAGE;
+    const char *cmd = "predict", *model_path = NULL, *config = NULL, *image_path = NULL,
+               *out_path = NULL, *cut_path = NULL, *json_path = NULL, *device = "cpu";
+    int64_t threads = 0;
+    int multimask = 0, n_user = 0, have_box = 0;
+    double pts[PREDICT_MAX_POINTS][3], box[4];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(predict_usage, stdout);
+            return EXIT_OK;
+        } else if (!strcmp(a, "--model") || !strcmp(a, "--config") || !strcmp(a, "-o") ||
+                   !strcmp(a, "--output") || !strcmp(a, "--cutout") || !strcmp(a, "--json") ||
+                   !strcmp(a, "--device")) {
+            if (!v) return cli_usage_error(cmd, "%s needs a value", a);
+            const char **dst = !strcmp(a, "--model")    ? &model_path
+                               : !strcmp(a, "--config") ? &config
+                               : !strcmp(a, "--cutout") ? &cut_path
+                               : !strcmp(a, "--json")   ? &json_path
+                               : !strcmp(a, "--device") ? &device
+                                                        : &out_path;
+            *dst = v, i++;
+        } else if (!strcmp(a, "--point")) {
+            if (n_user == PREDICT_MAX_POINTS)
+                return cli_usage_error(cmd, "more than %d points", PREDICT_MAX_POINTS);
+            double *q = pts[n_user];
+            int n = parse_floats(cmd, a, v, q, 2, 3);
+            if (n < 0) return EXIT_USAGE;
+            if (n == 2) q[2] = 1;
+            if (q[2] != 0 && q[2] != 1)
+                return cli_usage_error(cmd, "--point '%s': label must be 1 or 0", v);
+            n_user++, i++;
+        } else if (!strcmp(a, "--box")) {
+            if (have_box) return cli_usage_error(cmd, "--box given twice");
+            if (parse_floats(cmd, a, v, box, 4, 4) < 0) return EXIT_USAGE;
+            have_box = 1, i++;
+        } else if (!strcmp(a, "--multimask")) {
+            multimask = 1;
+        } else if (!strcmp(a, "--threads")) {
+            if (cli_parse_int(cmd, a, v, 0, 1024, &threads)) return EXIT_USAGE;
+            i++;
+        } else if (a[0] == '-' && a[1]) {
+            return cli_usage_error(cmd, "unknown option '%s'", a);
+        } else if (!image_path) {
+            image_path = a;
+        } else {
+            return cli_usage_error(cmd, "more than one image ('%s', '%s')", image_path, a);
+        }
+    }
+    if (!model_path) return cli_usage_error(cmd, "--model is required");
+    if (!image_path) return cli_usage_error(cmd, "no IMAGE given");
+    if (!out_path) return cli_usage_error(cmd, "-o MASK.png is required");
+    if (!n_user && !have_box) return cli_usage_error(cmd, "give at least one --point or --box");
+
+    err_t err = {{0}};
+    sam2_config cfg;
+    int rc = config ? sam2_config_load(config, &cfg, NULL, &err)
+                    : sam2_config_guess(model_path, &cfg, &err);
+    if (rc) {
+        fprintf(stderr, "sam2amg predict: %s\n", err.msg);
+        return rc == ERR_INVALID ? EXIT_USAGE : EXIT_DATA;
+    }
+    image_t img = {0};
+    if ((rc = image_init(&err)) || (rc = image_load(&img, image_path, 0, &err))) {
+        fprintf(stderr, "sam2amg predict: %s\n", err.msg);
+        return EXIT_DATA;
+    }
+    backend_t *be = backend_create(device, (int)threads, &err);
+    if (!be) {
+        fprintf(stderr, "sam2amg predict: %s\n", err.msg);
+        image_free(&img);
+        return EXIT_USAGE;
+    }
+    sam2_model *m = NULL;
+    if ((rc = sam2_model_load(&m, &cfg, model_path, be, 1, &err))) {
+        fprintf(stderr, "sam2amg predict: %s\n", err.msg);
+        image_free(&img);
+        be->destroy(be);
+        return EXIT_DATA;
+    }
+
+    const int S = cfg.image_size, low = S / 4, w = img.w, h = img.h;
+    const size_t L4 = (size_t)low * low, HWi = (size_t)w * h;
+    int n_pts = n_user + 2 * have_box, k = multimask ? 3 : 1;
+    float coords[DECODER_MAX_POINTS * 2];
+    int32_t labels[DECODER_MAX_POINTS];
+    float iou[3];
+    int j = 0;
+    /* pixels -> model input coordinates (transform_coords: / w, then * S) */
+    if (have_box)
+        for (int c = 0; c < 2; c++, j++) {
+            coords[2 * j] = (float)box[2 * c] / (float)w * (float)S;
+            coords[2 * j + 1] = (float)box[2 * c + 1] / (float)h * (float)S;
+            labels[j] = 2 + c;
+        }
+    for (int i = 0; i < n_user; i++, j++) {
+        coords[2 * j] = (float)pts[i][0] / (float)w * (float)S;
+        coords[2 * j + 1] = (float)pts[i][1] / (float)h * (float)S;
+        labels[j] = (int32_t)pts[i][2];
+    }
+
+    float *input = malloc((size_t)3 * S * S * sizeof(float));   // (3,S,S)
+    float *lowres = malloc((size_t)k * L4 * sizeof(float));     // (k,low,low)
+    float *full = malloc(HWi * sizeof(float));                  // (h,w) logits
+    uint8_t *mask = malloc(HWi);                                // (h,w) 0/255
+    uint8_t *cut = cut_path ? malloc(HWi * 4) : NULL;           // (h,w,4)
+    float *dlow = be->alloc(be, L4 * sizeof(float));
+    float *dfull = be->alloc(be, HWi * sizeof(float));
+    CHECK(input && lowres && full && mask && (!cut_path || cut));
+    int exit_code = EXIT_DATA;
+    if (!dlow || !dfull) {
+        fprintf(stderr, "sam2amg predict: out of %s memory for a %dx%d mask\n", be->name, w, h);
+        goto done;
+    }
+
+    image_preprocess(img.rgb, w, h, (size_t)w * 3, S, input);
+    sam2_prompts p = {.n = 1, .n_pts = n_pts, .coords = coords, .labels = labels,
+                      .mask_input = NULL, .multimask = multimask};
+    if ((rc = sam2_model_encode(m, input, &err)) || (rc = sam2_model_decode(m, &p, lowres, iou, &err))) {
+        fprintf(stderr, "sam2amg predict: %s: %s\n", image_path, err.msg);
+        goto done;
+    }
+    int best = 0;
+    for (int i = 1; i < k; i++)
+        if (iou[i] > iou[best]) best = i;
+    be->upload(be, dlow, lowres + (size_t)best * L4, L4 * sizeof(float));
+    be->resize_bilinear(be, dfull, dlow, 1, low, low, h, w);
+    be->download(be, full, dfull, HWi * sizeof(float));
+    be->sync(be);
+    int64_t area = 0;
+    for (size_t q = 0; q < HWi; q++) {
+        mask[q] = full[q] > 0.0f ? 255 : 0;
+        area += mask[q] != 0;
+    }
+    if ((rc = image_write_png(out_path, mask, w, h, 1, &err))) goto fail_msg;
+    if (cut_path) {
+        for (size_t q = 0; q < HWi; q++) {
+            memcpy(cut + 4 * q, img.rgb + 3 * q, 3);
+            cut[4 * q + 3] = mask[q];
+        }
+        if ((rc = image_write_png(cut_path, cut, w, h, 4, &err))) goto fail_msg;
+    }
+    if (json_path &&
+        (rc = write_json(json_path, image_path, w, h, multimask, iou, k, best, area, &err)))
+        goto fail_msg;
+    exit_code = EXIT_OK;
+    goto done;
+fail_msg:
+    fprintf(stderr, "sam2amg predict: %s\n", err.msg);
+done:
+    if (dlow) be->free(be, dlow);
+    if (dfull) be->free(be, dfull);
+    free(input), free(lowres), free(full), free(mask), free(cut);
+    sam2_model_free(m);
+    be->destroy(be);
+    image_free(&img);
+    return exit_code;
 }

@@ -18,6 +18,13 @@
  *     those pixels are repainted from the GIF's own palette
  *     (gif_fix_first_frame);
  *   - multi-page files (TIFF, GIF, WebP): the first page.
+ * Known differences (rare or invalid files, not matched): a PNG/GIF pixel
+ * whose palette index lies past the stored palette is black here and PIL's
+ * grey ramp value (i,i,i) there; a GIF whose first frame extends past the
+ * logical screen (PIL grows the image); BMP goes through ImageMagick, which
+ * was checked on 24/32-bit, 8/1-bit palette and grey BMPs only (not RLE or
+ * 16-bit bitfields); 16-bit CMYK and float/32-bit samples (refused as
+ * ERR_FORMAT) were not compared.
  * The format is sniffed from the first bytes and only the matching loader is
  * called (JPEG, PNG, GIF, TIFF, WebP, BMP via ImageMagick), so libvips'
  * permissive loaders (CSV, matrix, raw...) never see arbitrary files.
@@ -74,6 +81,12 @@ static void image_init_once(void) {
     vips_cache_set_max_mem(0);
     vips_cache_set_max_files(0);
     vips_leak_set(FALSE);
+    /* One libvips worker per decode. Decoders are sequential anyway (our
+     * parallelism is one image per worker thread), and with several vips
+     * workers an error raised at the very end of a PNG (libpng's
+     * png_read_end: bad checksum of the last IDAT) is sometimes lost and
+     * the file "decodes"; with one worker it always fails. */
+    vips_concurrency_set(1);
     g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO,
                       image_quiet_log, NULL);
     image_init_rc = 0;

@@ -2,20 +2,17 @@
  * calls of a synthetic oracle run stand in for the network, so everything
  * after the decoder can be checked against the official amg.json.
  *
- * It reads expected.safetensors with a small private reader (the header is
- * a flat JSON object of {dtype, shape, data_offsets}); only the syn_* keys
+ * expected.safetensors is mapped with weights_open; only the syn_* keys
  * are used. */
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "amg.h"
+#include "weights.h"
 
 struct amg_replay {
-    char     path[512];
-    uint8_t *file;          /* whole file */
-    size_t   size;
+    weights_t     *w;       /* the mapped expected.safetensors */
     const float   *points;  /* (N, 2) */
     const int32_t *call;    /* (N) */
     const int8_t  *q;       /* (N, 3, L, L) */
@@ -26,44 +23,14 @@ struct amg_replay {
     int64_t  next_call, next_row;
 };
 
-/* find key in the header; fill data pointer, dtype and shape */
-static int st_find(amg_replay_t *r, const char *hdr, size_t hlen, const char *key,
-                   const char *dtype, int ndim, int64_t *shape, const void **data, err_t *err) {
-    char pat[80];
-    snprintf(pat, sizeof pat, "\"%s\"", key);
-    const char *p = strstr(hdr, pat);
-    if (!p) return err_set(err, ERR_FORMAT, "%s: no tensor %s", r->path, key);
-    const char *end = strchr(p, '}');
-    const char *dt = strstr(p, "\"dtype\""), *sh = strstr(p, "\"shape\""),
-               *of = strstr(p, "\"data_offsets\"");
-    if (!end || !dt || !sh || !of || dt > end || sh > end || of > end)
-        return err_set(err, ERR_FORMAT, "%s: bad header entry for %s", r->path, key);
-    dt = strchr(dt + 7, '"');
-    if (!dt || strncmp(dt + 1, dtype, strlen(dtype)) || dt[1 + strlen(dtype)] != '"')
-        return err_set(err, ERR_FORMAT, "%s: %s is not %s", r->path, key, dtype);
-    sh = strchr(sh, '[');
-    int n = 0;
-    while (sh && *sh != ']' && n <= ndim) {
-        char *e;
-        long long v = strtoll(sh + 1, &e, 10);
-        if (e == sh + 1) break;
-        if (n < ndim) shape[n] = v;
-        n++;
-        sh = e;
-        while (*sh == ' ') sh++;
-    }
-    if (n != ndim) return err_set(err, ERR_FORMAT, "%s: %s has %d dims, expected %d", r->path,
-                                  key, n, ndim);
-    of = strchr(of, '[');
-    char *e;
-    long long a = strtoll(of + 1, &e, 10), b = strtoll(e + 1, &e, 10);
-    int64_t numel = 1;
-    for (int i = 0; i < ndim; i++) numel *= shape[i];
-    size_t es = !strcmp(dtype, "I8") ? 1 : 4;
-    size_t base = 8 + hlen;
-    if (a < 0 || b < a || (size_t)(b - a) != (size_t)numel * es || base + (size_t)b > r->size)
-        return err_set(err, ERR_FORMAT, "%s: %s: bad data offsets", r->path, key);
-    *data = r->file + base + a;
+/* tensor key of dtype dt with ndim dims, or an ERR_FORMAT naming it */
+static int find(weights_t *w, const char *path, const char *key, wdtype_t dt, int ndim,
+                const wtensor_t **out, err_t *err) {
+    const wtensor_t *t = weights_find(w, key);
+    if (!t) return err_set(err, ERR_FORMAT, "%s: no tensor %s", path, key);
+    if (t->dtype != dt || t->ndim != ndim)
+        return err_set(err, ERR_FORMAT, "%s: %s has the wrong dtype or rank", path, key);
+    *out = t;
     return 0;
 }
 
@@ -71,54 +38,30 @@ int amg_replay_open(amg_replay_t **out, const char *path, err_t *err) {
     *out = NULL;
     amg_replay_t *r = calloc(1, sizeof *r);
     if (!r) return err_set(err, ERR_NOMEM, "%s: out of memory", path);
-    snprintf(r->path, sizeof r->path, "%s", path);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        err_set(err, ERR_IO, "%s: %s", path, strerror(errno));
-        free(r);
-        return ERR_IO;
-    }
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    r->file = malloc(sz > 0 ? (size_t)sz + 1 : 1);
-    r->size = sz > 0 ? (size_t)sz : 0;
-    int rc = 0;
-    if (!r->file || fread(r->file, 1, r->size, f) != r->size)
-        rc = err_set(err, ERR_IO, "%s: read failed", path);
-    fclose(f);
-    uint64_t hlen = 0;
-    if (!rc && r->size < 8) rc = err_set(err, ERR_FORMAT, "%s: not a safetensors file", path);
-    if (!rc) {
-        for (int i = 7; i >= 0; i--) hlen = hlen << 8 | r->file[i];
-        if (hlen > r->size - 8) rc = err_set(err, ERR_FORMAT, "%s: bad header length", path);
-    }
-    char *hdr = NULL;
-    if (!rc) {
-        hdr = malloc(hlen + 1);
-        if (!hdr) rc = err_set(err, ERR_NOMEM, "%s: out of memory", path);
-        else memcpy(hdr, r->file + 8, hlen), hdr[hlen] = 0;
-    }
-    int64_t sp[2], sc[1], sq[4], si[2], sh[2];
-    const void *d;
-    if (!rc && !(rc = st_find(r, hdr, hlen, "syn_points", "F32", 2, sp, &d, err)))
-        r->points = d;
-    if (!rc && !(rc = st_find(r, hdr, hlen, "syn_call", "I32", 1, sc, &d, err))) r->call = d;
-    if (!rc && !(rc = st_find(r, hdr, hlen, "syn_low_res_q", "I8", 4, sq, &d, err))) r->q = d;
-    if (!rc && !(rc = st_find(r, hdr, hlen, "syn_iou", "F32", 2, si, &d, err))) r->iou = d;
-    if (!rc && !(rc = st_find(r, hdr, hlen, "syn_crop_hw", "I32", 2, sh, &d, err)))
-        r->crop_hw = d;
-    free(hdr);
-    if (!rc && (sp[1] != 2 || sc[0] != sp[0] || sq[0] != sp[0] || sq[1] != 3 ||
-                sq[2] != sq[3] || si[0] != sp[0] || si[1] != 3 || sh[1] != 2))
+    int rc = weights_open(&r->w, path, err);
+    const wtensor_t *sp = NULL, *sc = NULL, *sq = NULL, *si = NULL, *sh = NULL;
+    if (!rc) rc = find(r->w, path, "syn_points", WDT_F32, 2, &sp, err);
+    if (!rc) rc = find(r->w, path, "syn_call", WDT_I32, 1, &sc, err);
+    if (!rc) rc = find(r->w, path, "syn_low_res_q", WDT_I8, 4, &sq, err);
+    if (!rc) rc = find(r->w, path, "syn_iou", WDT_F32, 2, &si, err);
+    if (!rc) rc = find(r->w, path, "syn_crop_hw", WDT_I32, 2, &sh, err);
+    if (!rc && (sp->shape[1] != 2 || sc->shape[0] != sp->shape[0] ||
+                sq->shape[0] != sp->shape[0] || sq->shape[1] != 3 ||
+                sq->shape[2] != sq->shape[3] || si->shape[0] != sp->shape[0] ||
+                si->shape[1] != 3 || sh->shape[1] != 2))
         rc = err_set(err, ERR_FORMAT, "%s: inconsistent syn_* shapes", path);
     if (rc) {
         amg_replay_free(r);
         return rc;
     }
-    r->N = sp[0];
-    r->ncalls = sh[0];
-    r->L = (int)sq[2];
+    r->points = sp->data;
+    r->call = sc->data;
+    r->q = sq->data;
+    r->iou = si->data;
+    r->crop_hw = sh->data;
+    r->N = sp->shape[0];
+    r->ncalls = sh->shape[0];
+    r->L = (int)sq->shape[2];
     r->S = 4 * r->L;
     *out = r;
     return 0;
@@ -126,7 +69,7 @@ int amg_replay_open(amg_replay_t **out, const char *path, err_t *err) {
 
 void amg_replay_free(amg_replay_t *r) {
     if (!r) return;
-    free(r->file);
+    weights_close(r->w);
     free(r);
 }
 

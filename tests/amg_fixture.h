@@ -18,7 +18,7 @@ typedef struct fx_rec {
     double    area, bbox[4], crop[4];
 } fx_rec;
 
-static char *fx_read(const char *path) {
+static inline char *fx_read(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);
@@ -32,7 +32,7 @@ static char *fx_read(const char *path) {
 }
 
 /* the text of object "key" ({...} without nested objects), malloc'd */
-static char *fx_object(const char *json, const char *key) {
+static inline char *fx_object(const char *json, const char *key) {
     char pat[64];
     snprintf(pat, sizeof pat, "\"%s\"", key);
     const char *p = strstr(json, pat);
@@ -46,7 +46,7 @@ static char *fx_object(const char *json, const char *key) {
     return o;
 }
 
-static double fx_number_after(const char **p, const char *key) {
+static inline double fx_number_after(const char **p, const char *key) {
     const char *q = strstr(*p, key);
     if (!q) return NAN;
     q += strlen(key);
@@ -59,7 +59,7 @@ static double fx_number_after(const char **p, const char *key) {
 
 /* parse records (SA-1B json from the oracle or from us): returns count,
  * -1 on error */
-static int fx_parse_records(const char *json, fx_rec **out) {
+static inline int fx_parse_records(const char *json, fx_rec **out) {
     int n = 0, cap = 0;
     fx_rec *r = NULL;
     const char *p = strstr(json, "\"annotations\"");
@@ -121,7 +121,7 @@ static int fx_parse_records(const char *json, fx_rec **out) {
     return n;
 }
 
-static void fx_free_records(fx_rec *r, int n) {
+static inline void fx_free_records(fx_rec *r, int n) {
     for (int i = 0; i < n; i++) free(r[i].counts);
     free(r);
 }
@@ -135,7 +135,7 @@ typedef struct fx_match {
 /* compare_amg.py: greedy, expected order, best mask IoU (+0.001 for the
  * same point) among unused actual records; a match needs IoU >= min_iou.
  * max_dother: largest difference of area, bbox, point, crop_box. */
-static void fx_compare(const fx_rec *e, int ne, const fx_rec *a, int na, double min_iou,
+static inline void fx_compare(const fx_rec *e, int ne, const fx_rec *a, int na, double min_iou,
                        fx_match *m) {
     char *used = calloc((size_t)na + 1, 1);
     memset(m, 0, sizeof *m);
@@ -149,7 +149,8 @@ static void fx_compare(const fx_rec *e, int ne, const fx_rec *a, int na, double 
             double iou = rle_iou(e[i].counts, e[i].n, a[j].counts, a[j].n);
             if (rle_area(e[i].counts, e[i].n) == 0 && rle_area(a[j].counts, a[j].n) == 0)
                 iou = 1.0;
-            int same = fabs(e[i].pt[0] - a[j].pt[0]) <= 0.51 && fabs(e[i].pt[1] - a[j].pt[1]) <= 0.51;
+            int same = fabs(e[i].pt[0] - a[j].pt[0]) <= 0.51 &&
+                       fabs(e[i].pt[1] - a[j].pt[1]) <= 0.51;
             double sc = iou + (same ? 0.001 : 0);
             if (sc > best) best = sc, bj = j, best_iou = iou;
         }

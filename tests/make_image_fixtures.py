@@ -109,6 +109,10 @@ def main():
     exif[0x0112] = 6                                   # orientation: rotate 90 CW
     cases.append(save(cat, "jpeg_exif_rotated.jpg", format="JPEG", quality=90,
                       exif=exif.tobytes()) + (0,))
+    b = bytearray(cases[0][1])                         # damaged entropy data: libjpeg
+    for i in range(len(b) // 2, len(b) // 2 + 40, 3):  # warns, PIL decodes anyway
+        b[i] ^= 0x5A
+    cases.append(("jpeg_corrupt_scan.jpg", bytes(b), 0))
     from PIL import ImageCms
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
     cases.append(save(astro, "jpeg_icc.jpg", format="JPEG", quality=90, icc_profile=icc) + (0,))
@@ -212,11 +216,14 @@ def main():
     open(os.path.join(bad, "truncated.webp"), "wb").write(jpg["webp_lossless.webp"][:800])
     open(os.path.join(bad, "truncated.gif"), "wb").write(
         jpg["gif_plain.gif"][:len(jpg["gif_plain.gif"]) * 7 // 10])
+    b = bytearray(jpg["png_rgb.png"])
+    b[-20] ^= 0xFF                                     # last IDAT byte: CRC mismatch
+    open(os.path.join(bad, "bad_crc.png"), "wb").write(bytes(b))
     open(os.path.join(bad, "empty.png"), "wb").close()
     open(os.path.join(bad, "not_image.png"), "w").write("this is not an image\n1,2,3\n")
     bomb = png_raw(np.zeros((1, 8, 3), np.int64), 8, 2, w=100000, h=100000)
     open(os.path.join(bad, "bomb.png"), "wb").write(bomb)
-    for f in ["truncated.jpg", "truncated_progressive.jpg", "truncated.png", "truncated.webp",
+    for f in ["bad_crc.png", "truncated.jpg", "truncated_progressive.jpg", "truncated.png", "truncated.webp",
               "truncated.gif", "not_image.png", "empty.png"]:
         try:
             Image.open(os.path.join(bad, f)).convert("RGB")

@@ -11,3 +11,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
+# pycocotools for /usr/bin/python3: tests/test_rle_pycocotools.py checks our
+# COCO RLE strings against it (PyPI; skipped with a "skip" line if absent)
+/usr/bin/python3 -c 'import pycocotools' 2>/dev/null ||
+    /usr/bin/python3 -m pip install --break-system-packages -q pycocotools

@@ -192,6 +192,7 @@ static void test_bad_inputs(void) {
         {"images/bad/truncated.png", ERR_FORMAT},
         {"images/bad/truncated.webp", ERR_FORMAT},
         {"images/bad/truncated.gif", ERR_FORMAT},
+        {"images/bad/bad_crc.png", ERR_FORMAT},
         {"images/bad/bomb.png", ERR_TOO_BIG},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

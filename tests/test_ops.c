@@ -442,6 +442,10 @@ static void test_backend_ops(backend_t *be) {
     case_attention(be, 1, 16, 64, 2, 48, 0, 3, 1);
     case_attention(be, 2, 49, 49, 3, 32, 1, 0, 8);
     case_attention(be, 1, 1, 1, 1, 1, 0, 0, 1);
+    case_attention(be, 3, 70, 7, 8, 16, 0, 2, 1);    // few keys, padded lanes
+    case_attention(be, 2, 33, 3, 2, 12, 0, 0, 30);   // few keys, large logits
+    case_attention(be, 1, 5, 16, 1, 6, 0, 1, 1);
+    case_attention(be, 1, 9, 17, 2, 8, 0, 0, 1);     // just past the short-key path
     // layer_norm
     case_layer_norm(be, 1, 1, 1e-6f, 0);
     case_layer_norm(be, 5, 96, 1e-6f, 0);
@@ -586,6 +590,11 @@ int main(void) {
     case_attention(one, 2, 64, 64, 2, 32, 1, 0, 1);
     case_conv2d(one, 1, 32, 32, 3, 8, 7, 7, 4, 3, 1);
     one->destroy(one);
+
+    backend_t *many = backend_cpu_create(1000);   // capped at 64 pool threads
+    case_linear(many, 2000, 64, 64, 64, 64, 1);
+    case_attention(many, 4, 64, 64, 4, 16, 1, 0, 1);
+    many->destroy(many);
 
     err_t err = {{0}};
     backend_t *gpu = backend_create("cuda:0", 0, &err);

@@ -1,0 +1,683 @@
+/* decoder.c: the SAM 2.1 prompt encoder and mask decoder on the backend op
+ * table (see decoder.h for the life cycle).
+ *
+ * What runs per decoder_run, for a chunk of n prompts of T tokens each
+ * (obj-score token, IoU token, 4 mask tokens, the prompt points, and the
+ * padding point the image predictor always appends):
+ *   host:    sparse prompt embedding (random-Fourier PE of the points plus
+ *            the label embeddings), uploaded as the query PE (n*T, C);
+ *   backend: two TwoWayAttentionBlocks (token self-attention, token->image
+ *            cross-attention, MLP, image->token cross-attention), the final
+ *            token->image attention, the upscaling path with the high-res
+ *            features, the hypernetwork MLPs and the IoU head;
+ *   host:    sigmoid of the IoU logits, the single-mask stability fallback.
+ * Every op works on all n prompts at once (rows = n*T or n*HW), so a
+ * decoder call is a few dozen large GEMMs, not n times that many small ones.
+ *
+ * Shared work: without a mask input, the image tokens that enter layer 0
+ * are the same for every prompt (image_embed + no_mask_embed). Their
+ * key/value projections for token->image attention and their query
+ * projection for image->token attention are computed once per image in
+ * decoder_set_image; layer 0's token->image attention then runs as one
+ * attention with all n*T queries against the shared keys. With a mask input
+ * (mask-to-mask refinement) the dense embedding differs per prompt and
+ * everything is computed per prompt.
+ *
+ * Memory: weights in one backend allocation (packed where two projections
+ * read the same input), activations in one arena carved into fixed buffers
+ * at init for `nc` prompts per chunk; decoder_run processes at most nc
+ * prompts at a time (nc = max_prompts capped so that n*HW <= 65536 image
+ * rows: beyond that GEMMs gain nothing from a bigger batch, and the memory
+ * would grow linearly). Nothing is allocated per call.
+ */
+#include "decoder.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEC_HEADS      8        /* TwoWayTransformer num_heads (all SAM 2.1 sizes) */
+#define DEC_MLP        2048     /* TwoWayTransformer mlp_dim */
+#define DEC_IOU_HIDDEN 256      /* iou_head_hidden_dim */
+#define DEC_MASK_CHANS 16       /* prompt encoder mask_in_chans */
+#define DEC_MASKS      4        /* mask tokens: single + 3 multimask */
+#define DEC_OUT_TOKENS 6        /* obj score, iou, 4 mask tokens */
+#define DEC_ROWS       65536    /* image rows (n*HW) per chunk */
+#define STAB_DELTA     0.05f    /* dynamic_multimask_stability_delta */
+#define STAB_THRESH    0.98f    /* dynamic_multimask_stability_thresh */
+#define LN_EPS         1e-5f    /* nn.LayerNorm default */
+#define LN2D_EPS       1e-6f    /* LayerNorm2d */
+
+typedef struct layer_w {
+    const float *sa_qkv_w, *sa_qkv_b;     /* (3C,C), (3C): self_attn q;k;v packed */
+    const float *sa_out_w, *sa_out_b;     /* (C,C), (C) */
+    const float *tq_w, *tq_b;             /* (2Ci,C): t2i.q ; i2t.k (read queries+pe) */
+    const float *i2t_v_w, *i2t_v_b;       /* (Ci,C) (reads queries) */
+    const float *kq_w, *kq_b;             /* (2Ci,C): t2i.k ; i2t.q (read keys+pe) */
+    const float *t2i_v_w, *t2i_v_b;       /* (Ci,C) (reads keys) */
+    const float *t2i_out_w, *t2i_out_b;   /* (C,Ci), (C) */
+    const float *i2t_out_w, *i2t_out_b;   /* (C,Ci), (C) */
+    const float *mlp1_w, *mlp1_b;         /* (MLP,C), (MLP) */
+    const float *mlp2_w, *mlp2_b;         /* (C,MLP), (C) */
+    const float *norm_w[4], *norm_b[4];   /* (C) norm1..norm4 */
+} layer_w;
+
+struct decoder {
+    backend_t *be;
+    int C, Ci, C4, C8;          /* d_model, cross-attention width C/2, C/4, C/8 */
+    int S, hf, HW;              /* model input size, feature side S/16, hf*hf */
+    int max_prompts, nc, Tm;    /* prompts per call, per chunk, max tokens per prompt */
+    int have_image;
+
+    /* ---- weights: backend memory (one allocation) ---- */
+    float  *wmem;
+    layer_w L[2];
+    const float *f_q_w, *f_q_b, *f_k_w, *f_k_b, *f_v_w, *f_v_b;   /* (Ci,C), (Ci) */
+    const float *f_out_w, *f_out_b, *f_norm_w, *f_norm_b;          /* (C,Ci),(C),(C),(C) */
+    const float *dc1_w, *dc1_b, *ln1_w, *ln1_b;   /* (C,C4,2,2),(C4),(C4),(C4) */
+    const float *dc2_w, *dc2_b;                   /* (C4,C8,2,2),(C8) */
+    const float *hyp_w[DEC_MASKS][3], *hyp_b[DEC_MASKS][3];  /* (C,C),(C,C),(C8,C) */
+    const float *iou_w[3], *iou_b[3];             /* (256,C),(256,256),(4,256) */
+    const float *md_w[5], *md_b[5];   /* mask downscaling: conv0 (4,1,2,2), ln1 (4),
+                                         conv3 (16,4,2,2), ln4 (16), conv6 (C,16,1,1) */
+    const float *no_mask_dev;         /* (C) */
+
+    /* ---- weights: host copies (one allocation) ---- */
+    float       *hmem;
+    const float *gauss;               /* (2, C/2) random Fourier frequencies */
+    const float *point_embed;         /* (4, C) by label 0..3 */
+    const float *not_a_point;         /* (C) */
+    const float *out_tokens;          /* (6, C): obj score, iou, 4 mask tokens */
+
+    /* ---- per image (backend, from the arena) ---- */
+    float *pe;       /* (HW, C) dense positional encoding, computed at init */
+    float *img;      /* (HW, C) image_embed (no_mem_embed included) */
+    float *fs0;      /* (4hf, 4hf, C8) */
+    float *fs1;      /* (2hf, 2hf, C4) */
+    float *k0;       /* (HW, C) img + no_mask_embed */
+    float *kq0;      /* (HW, C) packed [t2i.k | i2t.q] of k0 + pe, layer 0 */
+    float *kv0;      /* (HW, Ci) t2i.v of k0, layer 0 */
+
+    /* ---- activations for one chunk (backend, from the arena) ---- */
+    float *P;        /* (nc*Tm, C) query PE = initial tokens */
+    float *Q;        /* (nc*Tm, C) queries */
+    float *QP;       /* (nc*Tm, C) queries + PE */
+    float *SA;       /* (nc*Tm, 3C) self-attention q, k, v */
+    float *TQ;       /* (nc*Tm, C) packed [t2i.q | i2t.k] */
+    float *TV;       /* (nc*Tm, Ci) i2t.v */
+    float *TO;       /* (nc*Tm, C) attention output */
+    float *TMP;      /* (nc*Tm, C) */
+    float *H;        /* (nc*Tm, MLP) */
+    float *HH;       /* (2, nc, 256) hypernetwork / IoU head hidden */
+    float *HYP;      /* (nc, 4, C8) */
+    float *IOU;      /* (nc, 4) IoU logits */
+    float *K;        /* (nc*HW, C) image tokens */
+    float *KPE;      /* (nc*HW, C) image tokens + PE; later the first upscaled map */
+    float *big;      /* (nc*HW*2C) carved: KQ (R,C) KV (R,Ci) AO (R,Ci); later the
+                        second upscaled map (nc,4hf,4hf,C8); mask path scratch */
+    float *MASKS;    /* (nc, 4, 4hf, 4hf) mask logits */
+    arena_t arena;
+
+    /* ---- host scratch ---- */
+    float *htok;     /* (nc*Tm, C) */
+    float *hmask;    /* (nc, 4, 4hf, 4hf) */
+    float *hiou;     /* (nc, 4) */
+};
+
+/* ---- weight loading: two passes (count, then fill one staging buffer) ---- */
+
+typedef struct loader {
+    weights_t *w;
+    err_t     *err;
+    int        rc;
+    int        fill;      /* 0: count sizes; 1: copy into the staging buffers */
+    size_t     nd, nh;    /* floats taken so far: backend, host */
+    float     *dstage;    /* (nd) host staging of the backend block (fill) */
+    float     *dbase;     /* backend block (fill) */
+    float     *hbase;     /* host block (fill) */
+} loader_t;
+
+static const float *ld_take(loader_t *L, int host, int pack, int ndim, const int64_t *shape,
+                            const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* ld_take: the tensor named by fmt with exactly `shape`; returns where it
+ * will live (backend block unless host) in the fill pass, NULL in the count
+ * pass or on error (L->rc set). pack: place right after the previous tensor
+ * (no 256-byte alignment), so consecutive takes form one packed matrix. */
+static const float *ld_take(loader_t *L, int host, int pack, int ndim, const int64_t *shape,
+                            const char *fmt, ...) {
+    char name[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    if (L->rc) return NULL;
+    const float *src = weights_get(L->w, name, ndim, shape, L->err);
+    if (!src) {
+        L->rc = ERR_FORMAT;
+        return NULL;
+    }
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    size_t *used = host ? &L->nh : &L->nd;
+    if (!pack) *used = (*used + 63) / 64 * 64;
+    size_t off = *used;
+    *used += n;
+    if (!L->fill) return NULL;
+    if (host) {
+        memcpy(L->hbase + off, src, n * sizeof(float));
+        return L->hbase + off;
+    }
+    memcpy(L->dstage + off, src, n * sizeof(float));
+    return L->dbase + off;
+}
+
+#define SHAPE(...) (const int64_t[]){__VA_ARGS__}
+#define DEV(pack, nd, shape, ...) ld_take(L, 0, pack, nd, shape, __VA_ARGS__)
+#define HOST(pack, nd, shape, ...) ld_take(L, 1, pack, nd, shape, __VA_ARGS__)
+
+/* load_all: every decoder tensor, in one fixed order (the same in both
+ * passes). Returns L->rc. */
+static int load_all(decoder_t *d, loader_t *L) {
+    const int64_t C = d->C, Ci = d->Ci, C4 = d->C4, C8 = d->C8;
+    const char *T = "sam_mask_decoder.transformer";
+    for (int l = 0; l < 2; l++) {
+        layer_w *lw = &d->L[l];
+        const char *pj[3] = {"q", "k", "v"};
+        for (int i = 0; i < 3; i++)
+            if (i == 0) lw->sa_qkv_w = DEV(0, 2, SHAPE(C, C), "%s.layers.%d.self_attn.%s_proj.weight", T, l, pj[i]);
+            else DEV(1, 2, SHAPE(C, C), "%s.layers.%d.self_attn.%s_proj.weight", T, l, pj[i]);
+        for (int i = 0; i < 3; i++)
+            if (i == 0) lw->sa_qkv_b = DEV(0, 1, SHAPE(C), "%s.layers.%d.self_attn.%s_proj.bias", T, l, pj[i]);
+            else DEV(1, 1, SHAPE(C), "%s.layers.%d.self_attn.%s_proj.bias", T, l, pj[i]);
+        lw->sa_out_w = DEV(0, 2, SHAPE(C, C), "%s.layers.%d.self_attn.out_proj.weight", T, l);
+        lw->sa_out_b = DEV(0, 1, SHAPE(C), "%s.layers.%d.self_attn.out_proj.bias", T, l);
+        const char *t2i = "cross_attn_token_to_image", *i2t = "cross_attn_image_to_token";
+        lw->tq_w = DEV(0, 2, SHAPE(Ci, C), "%s.layers.%d.%s.q_proj.weight", T, l, t2i);
+        DEV(1, 2, SHAPE(Ci, C), "%s.layers.%d.%s.k_proj.weight", T, l, i2t);
+        lw->tq_b = DEV(0, 1, SHAPE(Ci), "%s.layers.%d.%s.q_proj.bias", T, l, t2i);
+        DEV(1, 1, SHAPE(Ci), "%s.layers.%d.%s.k_proj.bias", T, l, i2t);
+        lw->kq_w = DEV(0, 2, SHAPE(Ci, C), "%s.layers.%d.%s.k_proj.weight", T, l, t2i);
+        DEV(1, 2, SHAPE(Ci, C), "%s.layers.%d.%s.q_proj.weight", T, l, i2t);
+        lw->kq_b = DEV(0, 1, SHAPE(Ci), "%s.layers.%d.%s.k_proj.bias", T, l, t2i);
+        DEV(1, 1, SHAPE(Ci), "%s.layers.%d.%s.q_proj.bias", T, l, i2t);
+        lw->i2t_v_w = DEV(0, 2, SHAPE(Ci, C), "%s.layers.%d.%s.v_proj.weight", T, l, i2t);
+        lw->i2t_v_b = DEV(0, 1, SHAPE(Ci), "%s.layers.%d.%s.v_proj.bias", T, l, i2t);
+        lw->t2i_v_w = DEV(0, 2, SHAPE(Ci, C), "%s.layers.%d.%s.v_proj.weight", T, l, t2i);
+        lw->t2i_v_b = DEV(0, 1, SHAPE(Ci), "%s.layers.%d.%s.v_proj.bias", T, l, t2i);
+        lw->t2i_out_w = DEV(0, 2, SHAPE(C, Ci), "%s.layers.%d.%s.out_proj.weight", T, l, t2i);
+        lw->t2i_out_b = DEV(0, 1, SHAPE(C), "%s.layers.%d.%s.out_proj.bias", T, l, t2i);
+        lw->i2t_out_w = DEV(0, 2, SHAPE(C, Ci), "%s.layers.%d.%s.out_proj.weight", T, l, i2t);
+        lw->i2t_out_b = DEV(0, 1, SHAPE(C), "%s.layers.%d.%s.out_proj.bias", T, l, i2t);
+        lw->mlp1_w = DEV(0, 2, SHAPE(DEC_MLP, C), "%s.layers.%d.mlp.layers.0.weight", T, l);
+        lw->mlp1_b = DEV(0, 1, SHAPE(DEC_MLP), "%s.layers.%d.mlp.layers.0.bias", T, l);
+        lw->mlp2_w = DEV(0, 2, SHAPE(C, DEC_MLP), "%s.layers.%d.mlp.layers.1.weight", T, l);
+        lw->mlp2_b = DEV(0, 1, SHAPE(C), "%s.layers.%d.mlp.layers.1.bias", T, l);
+        for (int i = 0; i < 4; i++) {
+            lw->norm_w[i] = DEV(0, 1, SHAPE(C), "%s.layers.%d.norm%d.weight", T, l, i + 1);
+            lw->norm_b[i] = DEV(0, 1, SHAPE(C), "%s.layers.%d.norm%d.bias", T, l, i + 1);
+        }
+    }
+    const char *F = "final_attn_token_to_image";
+    d->f_q_w = DEV(0, 2, SHAPE(Ci, C), "%s.%s.q_proj.weight", T, F);
+    d->f_q_b = DEV(0, 1, SHAPE(Ci), "%s.%s.q_proj.bias", T, F);
+    d->f_k_w = DEV(0, 2, SHAPE(Ci, C), "%s.%s.k_proj.weight", T, F);
+    d->f_k_b = DEV(0, 1, SHAPE(Ci), "%s.%s.k_proj.bias", T, F);
+    d->f_v_w = DEV(0, 2, SHAPE(Ci, C), "%s.%s.v_proj.weight", T, F);
+    d->f_v_b = DEV(0, 1, SHAPE(Ci), "%s.%s.v_proj.bias", T, F);
+    d->f_out_w = DEV(0, 2, SHAPE(C, Ci), "%s.%s.out_proj.weight", T, F);
+    d->f_out_b = DEV(0, 1, SHAPE(C), "%s.%s.out_proj.bias", T, F);
+    d->f_norm_w = DEV(0, 1, SHAPE(C), "%s.norm_final_attn.weight", T);
+    d->f_norm_b = DEV(0, 1, SHAPE(C), "%s.norm_final_attn.bias", T);
+
+    const char *M = "sam_mask_decoder";
+    d->dc1_w = DEV(0, 4, SHAPE(C, C4, 2, 2), "%s.output_upscaling.0.weight", M);
+    d->dc1_b = DEV(0, 1, SHAPE(C4), "%s.output_upscaling.0.bias", M);
+    d->ln1_w = DEV(0, 1, SHAPE(C4), "%s.output_upscaling.1.weight", M);
+    d->ln1_b = DEV(0, 1, SHAPE(C4), "%s.output_upscaling.1.bias", M);
+    d->dc2_w = DEV(0, 4, SHAPE(C4, C8, 2, 2), "%s.output_upscaling.3.weight", M);
+    d->dc2_b = DEV(0, 1, SHAPE(C8), "%s.output_upscaling.3.bias", M);
+    for (int i = 0; i < DEC_MASKS; i++)
+        for (int j = 0; j < 3; j++) {
+            int64_t out = j == 2 ? C8 : C;
+            d->hyp_w[i][j] = DEV(0, 2, SHAPE(out, C), "%s.output_hypernetworks_mlps.%d.layers.%d.weight", M, i, j);
+            d->hyp_b[i][j] = DEV(0, 1, SHAPE(out), "%s.output_hypernetworks_mlps.%d.layers.%d.bias", M, i, j);
+        }
+    for (int j = 0; j < 3; j++) {
+        int64_t in = j == 0 ? C : DEC_IOU_HIDDEN, out = j == 2 ? DEC_MASKS : DEC_IOU_HIDDEN;
+        d->iou_w[j] = DEV(0, 2, SHAPE(out, in), "%s.iou_prediction_head.layers.%d.weight", M, j);
+        d->iou_b[j] = DEV(0, 1, SHAPE(out), "%s.iou_prediction_head.layers.%d.bias", M, j);
+    }
+    const char *PE = "sam_prompt_encoder";
+    const int64_t m4 = DEC_MASK_CHANS / 4, m16 = DEC_MASK_CHANS;
+    d->md_w[0] = DEV(0, 4, SHAPE(m4, 1, 2, 2), "%s.mask_downscaling.0.weight", PE);
+    d->md_b[0] = DEV(0, 1, SHAPE(m4), "%s.mask_downscaling.0.bias", PE);
+    d->md_w[1] = DEV(0, 1, SHAPE(m4), "%s.mask_downscaling.1.weight", PE);
+    d->md_b[1] = DEV(0, 1, SHAPE(m4), "%s.mask_downscaling.1.bias", PE);
+    d->md_w[2] = DEV(0, 4, SHAPE(m16, m4, 2, 2), "%s.mask_downscaling.3.weight", PE);
+    d->md_b[2] = DEV(0, 1, SHAPE(m16), "%s.mask_downscaling.3.bias", PE);
+    d->md_w[3] = DEV(0, 1, SHAPE(m16), "%s.mask_downscaling.4.weight", PE);
+    d->md_b[3] = DEV(0, 1, SHAPE(m16), "%s.mask_downscaling.4.bias", PE);
+    d->md_w[4] = DEV(0, 4, SHAPE(C, m16, 1, 1), "%s.mask_downscaling.6.weight", PE);
+    d->md_b[4] = DEV(0, 1, SHAPE(C), "%s.mask_downscaling.6.bias", PE);
+    d->no_mask_dev = DEV(0, 2, SHAPE(1, C), "%s.no_mask_embed.weight", PE);
+
+    d->gauss = HOST(0, 2, SHAPE(2, C / 2), "%s.pe_layer.positional_encoding_gaussian_matrix", PE);
+    for (int i = 0; i < 4; i++) {
+        const float *p = HOST(i > 0, 2, SHAPE(1, C), "%s.point_embeddings.%d.weight", PE, i);
+        if (i == 0) d->point_embed = p;
+    }
+    d->not_a_point = HOST(0, 2, SHAPE(1, C), "%s.not_a_point_embed.weight", PE);
+    d->out_tokens = HOST(0, 2, SHAPE(1, C), "%s.obj_score_token.weight", M);
+    HOST(1, 2, SHAPE(1, C), "%s.iou_token.weight", M);
+    HOST(1, 2, SHAPE(DEC_MASKS, C), "%s.mask_tokens.weight", M);
+
+    /* the object-score head is part of the checkpoint but not of the image
+     * predictor's output: asked for (shape-checked, marked used), not kept */
+    if (!L->fill && !L->rc)
+        for (int j = 0; j < 3; j++) {
+            char name[128];
+            int64_t out = j == 2 ? 1 : C;
+            snprintf(name, sizeof name, "%s.pred_obj_score_head.layers.%d.weight", M, j);
+            if (!weights_get(L->w, name, 2, SHAPE(out, C), L->err)) return L->rc = ERR_FORMAT;
+            snprintf(name, sizeof name, "%s.pred_obj_score_head.layers.%d.bias", M, j);
+            if (!weights_get(L->w, name, 1, SHAPE(out), L->err)) return L->rc = ERR_FORMAT;
+        }
+    return L->rc;
+}
+
+/* ---- prompt encoding (host) ---- */
+
+/* pe_encode: random-Fourier encoding of a point normalized to [0,1]^2:
+ * [sin(2 pi (2p-1) G), cos(2 pi (2p-1) G)], out (C). */
+static void pe_encode(const decoder_t *d, float x, float y, float *out) {
+    int half = d->C / 2;
+    float cx = 2.0f * x - 1.0f, cy = 2.0f * y - 1.0f;
+    const float two_pi = (float)(2.0 * M_PI);
+    for (int k = 0; k < half; k++) {
+        float v = cx * d->gauss[k] + cy * d->gauss[half + k];
+        v = two_pi * v;
+        out[k] = sinf(v);
+        out[half + k] = cosf(v);
+    }
+}
+
+/* tokens_build: the initial tokens of prompts [b0, b0+n) of p into
+ * out (n, T, C): the 6 output tokens, then each point's embedding, then the
+ * padding point (when there are points). */
+static void tokens_build(const decoder_t *d, const sam2_prompts *p, int b0, int n, int T,
+                         float *out) {
+    int C = d->C;
+    for (int b = 0; b < n; b++) {
+        float *t = out + (size_t)b * T * C;
+        memcpy(t, d->out_tokens, (size_t)DEC_OUT_TOKENS * C * sizeof(float));
+        t += (size_t)DEC_OUT_TOKENS * C;
+        for (int j = 0; j < p->n_pts; j++, t += C) {
+            size_t idx = (size_t)(b0 + b) * p->n_pts + j;
+            int lab = p->labels[idx];
+            if (lab == -1) {
+                memcpy(t, d->not_a_point, (size_t)C * sizeof(float));
+                continue;
+            }
+            float x = (p->coords[2 * idx] + 0.5f) / (float)d->S;
+            float y = (p->coords[2 * idx + 1] + 0.5f) / (float)d->S;
+            pe_encode(d, x, y, t);
+            const float *e = d->point_embed + (size_t)lab * C;
+            for (int c = 0; c < C; c++) t[c] += e[c];
+        }
+        if (p->n_pts > 0) memcpy(t, d->not_a_point, (size_t)C * sizeof(float));
+    }
+}
+
+/* ---- life cycle ---- */
+
+int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_t *be,
+                 int max_prompts, err_t *err) {
+    *out = NULL;
+    int C = cfg->d_model, S = cfg->image_size;
+    if (C <= 0 || C % 16 != 0 || S <= 0 || S % 16 != 0)
+        return err_set(err, ERR_INVALID, "decoder: d_model %d / image_size %d: need multiples of 16",
+                       C, S);
+    if (max_prompts <= 0)
+        return err_set(err, ERR_INVALID, "decoder: max_prompts %d: must be positive", max_prompts);
+    decoder_t *d = calloc(1, sizeof *d);
+    if (!d) return err_set(err, ERR_NOMEM, "decoder: out of host memory");
+    d->be = be;
+    d->C = C, d->Ci = C / 2, d->C4 = C / 4, d->C8 = C / 8;
+    d->S = S, d->hf = S / 16, d->HW = d->hf * d->hf;
+    d->max_prompts = max_prompts;
+    d->nc = DEC_ROWS / d->HW;
+    if (d->nc < 1) d->nc = 1;
+    if (d->nc > max_prompts) d->nc = max_prompts;
+    d->Tm = DEC_OUT_TOKENS + DECODER_MAX_POINTS + 1;
+
+    /* weights: count, allocate, fill, upload once */
+    loader_t L = {.w = w, .err = err};
+    int rc = load_all(d, &L);
+    if (rc) goto fail;
+    L.fill = 1;
+    L.dstage = calloc(L.nd ? L.nd : 1, sizeof(float));
+    d->hmem = calloc(L.nh ? L.nh : 1, sizeof(float));
+    d->wmem = be->alloc(be, L.nd * sizeof(float));
+    if (!L.dstage || !d->hmem || !d->wmem) {
+        free(L.dstage);
+        rc = err_set(err, ERR_NOMEM, "decoder: cannot allocate %zu bytes of weights",
+                     L.nd * sizeof(float));
+        goto fail;
+    }
+    L.dbase = d->wmem, L.hbase = d->hmem;
+    L.nd = L.nh = 0;
+    rc = load_all(d, &L);
+    if (rc == 0) be->upload(be, d->wmem, L.dstage, L.nd * sizeof(float));
+    be->sync(be);
+    free(L.dstage);
+    if (rc) goto fail;
+
+    /* activation arena: per-image state + one chunk's buffers */
+    size_t HW = d->HW, nc = d->nc, R = nc * HW, NT = nc * d->Tm, Cz = C;
+    size_t big = 2 * R * Cz;
+    if (big < 48 * R) big = 48 * R;   /* the mask path's scratch (C < 24 only) */
+    size_t sizes[] = {
+        HW * Cz, HW * Cz, 16 * HW * d->C8, 4 * HW * d->C4, HW * Cz, HW * Cz, HW * d->Ci,
+        NT * Cz, NT * Cz, NT * Cz, NT * 3 * Cz, NT * Cz, NT * d->Ci, NT * Cz, NT * Cz,
+        NT * DEC_MLP, 2 * nc * (Cz > DEC_IOU_HIDDEN ? Cz : DEC_IOU_HIDDEN),
+        nc * DEC_MASKS * d->C8, nc * DEC_MASKS, R * Cz, R * Cz, big,
+        nc * DEC_MASKS * 16 * HW};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        total += (sizes[i] * sizeof(float) + 255) / 256 * 256;
+    if (arena_init(&d->arena, be, total)) {
+        rc = err_set(err, ERR_NOMEM, "decoder: cannot allocate %zu bytes of activations", total);
+        goto fail;
+    }
+    arena_t *a = &d->arena;
+    int k = 0;
+    d->pe = arena_alloc(a, sizes[k++]);
+    d->img = arena_alloc(a, sizes[k++]);
+    d->fs0 = arena_alloc(a, sizes[k++]);
+    d->fs1 = arena_alloc(a, sizes[k++]);
+    d->k0 = arena_alloc(a, sizes[k++]);
+    d->kq0 = arena_alloc(a, sizes[k++]);
+    d->kv0 = arena_alloc(a, sizes[k++]);
+    d->P = arena_alloc(a, sizes[k++]);
+    d->Q = arena_alloc(a, sizes[k++]);
+    d->QP = arena_alloc(a, sizes[k++]);
+    d->SA = arena_alloc(a, sizes[k++]);
+    d->TQ = arena_alloc(a, sizes[k++]);
+    d->TV = arena_alloc(a, sizes[k++]);
+    d->TO = arena_alloc(a, sizes[k++]);
+    d->TMP = arena_alloc(a, sizes[k++]);
+    d->H = arena_alloc(a, sizes[k++]);
+    d->HH = arena_alloc(a, sizes[k++]);
+    d->HYP = arena_alloc(a, sizes[k++]);
+    d->IOU = arena_alloc(a, sizes[k++]);
+    d->K = arena_alloc(a, sizes[k++]);
+    d->KPE = arena_alloc(a, sizes[k++]);
+    d->big = arena_alloc(a, sizes[k++]);
+    d->MASKS = arena_alloc(a, sizes[k++]);
+
+    d->htok = malloc(NT * Cz * sizeof(float));
+    d->hmask = malloc(nc * DEC_MASKS * 16 * HW * sizeof(float));
+    d->hiou = malloc(nc * DEC_MASKS * sizeof(float));
+    float *hpe = malloc(HW * Cz * sizeof(float));
+    if (!d->htok || !d->hmask || !d->hiou || !hpe) {
+        free(hpe);
+        rc = err_set(err, ERR_NOMEM, "decoder: out of host memory");
+        goto fail;
+    }
+    /* dense PE: the encoding of every feature cell's centre, once */
+    for (int i = 0; i < d->hf; i++)
+        for (int j = 0; j < d->hf; j++)
+            pe_encode(d, ((float)j + 0.5f) / (float)d->hf, ((float)i + 0.5f) / (float)d->hf,
+                      hpe + ((size_t)i * d->hf + j) * C);
+    be->upload(be, d->pe, hpe, HW * Cz * sizeof(float));
+    be->sync(be);
+    free(hpe);
+    *out = d;
+    return 0;
+fail:
+    decoder_free(d);
+    return rc;
+}
+
+void decoder_free(decoder_t *d) {
+    if (!d) return;
+    if (d->arena.base) arena_free(&d->arena);
+    if (d->wmem) d->be->free(d->be, d->wmem);
+    free(d->hmem);
+    free(d->htok);
+    free(d->hmask);
+    free(d->hiou);
+    free(d);
+}
+
+size_t decoder_peak_bytes(const decoder_t *d) { return d->arena.peak; }
+
+/* add_bcast: y[b] = x[b] + s for b < n, x, y (n, rows, C), s (rows, C). */
+static void add_bcast(backend_t *be, float *y, const float *x, const float *s, int n,
+                      size_t block) {
+    for (int b = 0; b < n; b++) be->add(be, y + b * block, x + b * block, s, (int64_t)block);
+}
+
+int decoder_set_image(decoder_t *d, const float *image_embed, const float *feat_s0,
+                      const float *feat_s1, err_t *err) {
+    (void)err;
+    backend_t *be = d->be;
+    int64_t C = d->C, HW = d->HW;
+    be->copy(be, d->img, image_embed, (size_t)HW * C * sizeof(float));
+    be->copy(be, d->fs0, feat_s0, (size_t)16 * HW * d->C8 * sizeof(float));
+    be->copy(be, d->fs1, feat_s1, (size_t)4 * HW * d->C4 * sizeof(float));
+    /* layer 0's image tokens without a mask input, and what reads them */
+    be->add_row(be, d->k0, d->img, d->no_mask_dev, HW, C);
+    be->add(be, d->KPE, d->k0, d->pe, HW * C);
+    const layer_w *l0 = &d->L[0];
+    be->linear(be, d->kq0, C, d->KPE, C, l0->kq_w, l0->kq_b, HW, C, C);
+    be->linear(be, d->kv0, d->Ci, d->k0, C, l0->t2i_v_w, l0->t2i_v_b, HW, C, d->Ci);
+    be->sync(be);
+    d->have_image = 1;
+    return 0;
+}
+
+/* ---- one chunk of prompts ---- */
+
+/* run_chunk: prompts [b0, b0+n) of p; writes low_res (n,k,4hf,4hf) and
+ * iou (n,k) host, k = 3 (multimask) or 1. */
+static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float *low_res,
+                      float *iou) {
+    backend_t *be = d->be;
+    const int64_t C = d->C, Ci = d->Ci, C4 = d->C4, C8 = d->C8, HW = d->HW, hf = d->hf;
+    const int64_t T = DEC_OUT_TOKENS + (p->n_pts > 0 ? p->n_pts + 1 : 0);
+    const int64_t NT = (int64_t)n * T, R = (int64_t)n * HW, L4 = 16 * HW;
+    const int64_t nh = DEC_HEADS;
+    const float sc_self = 1.0f / sqrtf((float)(C / nh)), sc_x = 1.0f / sqrtf((float)(Ci / nh));
+    const int shared = p->mask_input == NULL;
+    float *KQ = d->big, *KV = d->big + R * C, *AO = KV + R * Ci;
+
+    tokens_build(d, p, b0, n, (int)T, d->htok);
+    be->upload(be, d->P, d->htok, (size_t)NT * C * sizeof(float));
+    be->copy(be, d->Q, d->P, (size_t)NT * C * sizeof(float));
+
+    if (!shared) {
+        /* dense prompt = mask downscaling of the mask input, per prompt:
+         * (n,4hf,4hf,1) -> (n,2hf,2hf,4) -> (n,hf,hf,16) -> (n,hf,hf,C) */
+        int64_t m4 = DEC_MASK_CHANS / 4, m16 = DEC_MASK_CHANS;
+        float *min = d->big, *m1 = min + 16 * R, *m2 = m1 + 16 * R;
+        be->upload(be, min, p->mask_input + (size_t)b0 * L4, (size_t)n * L4 * sizeof(float));
+        be->conv2d(be, m1, min, d->md_w[0], d->md_b[0], n, 4 * hf, 4 * hf, 1, m4, 2, 2, 2, 0);
+        be->layer_norm(be, m1, m1, d->md_w[1], d->md_b[1], n * 4 * HW, m4, LN2D_EPS);
+        be->gelu(be, m1, m1, n * 4 * HW * m4);
+        be->conv2d(be, m2, m1, d->md_w[2], d->md_b[2], n, 2 * hf, 2 * hf, m4, m16, 2, 2, 2, 0);
+        be->layer_norm(be, m2, m2, d->md_w[3], d->md_b[3], R, m16, LN2D_EPS);
+        be->gelu(be, m2, m2, R * m16);
+        be->linear(be, d->K, C, m2, m16, d->md_w[4], d->md_b[4], R, m16, C);
+        add_bcast(be, d->K, d->K, d->img, n, (size_t)HW * C);
+    }
+
+    for (int l = 0; l < 2; l++) {
+        const layer_w *lw = &d->L[l];
+        const int sh = shared && l == 0;   /* image tokens still the shared k0 */
+
+        /* token self-attention (layer 0: no PE and no residual) */
+        if (l == 0) {
+            be->linear(be, d->SA, 3 * C, d->Q, C, lw->sa_qkv_w, lw->sa_qkv_b, NT, C, 3 * C);
+        } else {
+            be->add(be, d->QP, d->Q, d->P, NT * C);
+            be->linear(be, d->SA, 3 * C, d->QP, C, lw->sa_qkv_w, lw->sa_qkv_b, NT, C, 2 * C);
+            be->linear(be, d->SA + 2 * C, 3 * C, d->Q, C, lw->sa_qkv_w + 2 * C * C,
+                       lw->sa_qkv_b + 2 * C, NT, C, C);
+        }
+        be->attention(be, d->TO, d->SA, 3 * C, d->SA + C, 3 * C, d->SA + 2 * C, 3 * C, n, T, T,
+                      nh, C / nh, sc_self);
+        if (l == 0) {
+            be->linear(be, d->Q, C, d->TO, C, lw->sa_out_w, lw->sa_out_b, NT, C, C);
+        } else {
+            be->linear(be, d->TMP, C, d->TO, C, lw->sa_out_w, lw->sa_out_b, NT, C, C);
+            be->add(be, d->Q, d->Q, d->TMP, NT * C);
+        }
+        be->layer_norm(be, d->Q, d->Q, lw->norm_w[0], lw->norm_b[0], NT, C, LN_EPS);
+
+        /* tokens -> image */
+        be->add(be, d->QP, d->Q, d->P, NT * C);
+        be->linear(be, d->TQ, C, d->QP, C, lw->tq_w, lw->tq_b, NT, C, Ci);
+        if (sh) {
+            /* every prompt reads the same keys: one attention, n*T queries */
+            be->attention(be, d->TO, d->TQ, C, d->kq0, C, d->kv0, Ci, 1, NT, HW, nh, Ci / nh,
+                          sc_x);
+        } else {
+            add_bcast(be, d->KPE, d->K, d->pe, n, (size_t)HW * C);
+            be->linear(be, KQ, C, d->KPE, C, lw->kq_w, lw->kq_b, R, C, C);
+            be->linear(be, KV, Ci, d->K, C, lw->t2i_v_w, lw->t2i_v_b, R, C, Ci);
+            be->attention(be, d->TO, d->TQ, C, KQ, C, KV, Ci, n, T, HW, nh, Ci / nh, sc_x);
+        }
+        be->linear(be, d->TMP, C, d->TO, Ci, lw->t2i_out_w, lw->t2i_out_b, NT, Ci, C);
+        be->add(be, d->Q, d->Q, d->TMP, NT * C);
+        be->layer_norm(be, d->Q, d->Q, lw->norm_w[1], lw->norm_b[1], NT, C, LN_EPS);
+
+        /* MLP (ReLU) */
+        be->linear(be, d->H, DEC_MLP, d->Q, C, lw->mlp1_w, lw->mlp1_b, NT, C, DEC_MLP);
+        be->relu(be, d->H, d->H, NT * DEC_MLP);
+        be->linear(be, d->TMP, C, d->H, DEC_MLP, lw->mlp2_w, lw->mlp2_b, NT, DEC_MLP, C);
+        be->add(be, d->Q, d->Q, d->TMP, NT * C);
+        be->layer_norm(be, d->Q, d->Q, lw->norm_w[2], lw->norm_b[2], NT, C, LN_EPS);
+
+        /* image -> tokens: queries are the image tokens (+PE), computed above
+         * in KQ[:, Ci:] (or kq0 when shared, replicated per prompt) */
+        be->add(be, d->QP, d->Q, d->P, NT * C);
+        be->linear(be, d->TQ + Ci, C, d->QP, C, lw->tq_w + Ci * C, lw->tq_b + Ci, NT, C, Ci);
+        be->linear(be, d->TV, Ci, d->Q, C, lw->i2t_v_w, lw->i2t_v_b, NT, C, Ci);
+        if (sh)
+            for (int b = 0; b < n; b++)
+                be->copy(be, KQ + (size_t)b * HW * C, d->kq0, (size_t)HW * C * sizeof(float));
+        be->attention(be, AO, KQ + Ci, C, d->TQ + Ci, C, d->TV, Ci, n, HW, T, nh, Ci / nh, sc_x);
+        if (sh) {
+            be->linear(be, d->K, C, AO, Ci, lw->i2t_out_w, lw->i2t_out_b, R, Ci, C);
+            add_bcast(be, d->K, d->K, d->k0, n, (size_t)HW * C);
+        } else {
+            be->linear(be, d->KPE, C, AO, Ci, lw->i2t_out_w, lw->i2t_out_b, R, Ci, C);
+            be->add(be, d->K, d->K, d->KPE, R * C);
+        }
+        be->layer_norm(be, d->K, d->K, lw->norm_w[3], lw->norm_b[3], R, C, LN_EPS);
+    }
+
+    /* final tokens -> image attention */
+    be->add(be, d->QP, d->Q, d->P, NT * C);
+    be->linear(be, d->TQ, Ci, d->QP, C, d->f_q_w, d->f_q_b, NT, C, Ci);
+    add_bcast(be, d->KPE, d->K, d->pe, n, (size_t)HW * C);
+    be->linear(be, KQ, Ci, d->KPE, C, d->f_k_w, d->f_k_b, R, C, Ci);
+    be->linear(be, KV, Ci, d->K, C, d->f_v_w, d->f_v_b, R, C, Ci);
+    be->attention(be, d->TO, d->TQ, Ci, KQ, Ci, KV, Ci, n, T, HW, nh, Ci / nh, sc_x);
+    be->linear(be, d->TMP, C, d->TO, Ci, d->f_out_w, d->f_out_b, NT, Ci, C);
+    be->add(be, d->Q, d->Q, d->TMP, NT * C);
+    be->layer_norm(be, d->Q, d->Q, d->f_norm_w, d->f_norm_b, NT, C, LN_EPS);
+
+    /* upscaling: gelu(ln(dc1(K) + feat_s1)) -> gelu(dc2(.) + feat_s0) */
+    float *up1 = d->KPE, *up2 = d->big;   /* (n,2hf,2hf,C4), (n,4hf,4hf,C8) */
+    be->conv_transpose2x2(be, up1, d->K, d->dc1_w, d->dc1_b, n, hf, hf, C, C4);
+    add_bcast(be, up1, up1, d->fs1, n, (size_t)4 * HW * C4);
+    be->layer_norm(be, up1, up1, d->ln1_w, d->ln1_b, 4 * R, C4, LN2D_EPS);
+    be->gelu(be, up1, up1, 4 * R * C4);
+    be->conv_transpose2x2(be, up2, up1, d->dc2_w, d->dc2_b, n, 2 * hf, 2 * hf, C4, C8);
+    add_bcast(be, up2, up2, d->fs0, n, (size_t)L4 * C8);
+    be->gelu(be, up2, up2, 16 * R * C8);
+
+    /* hypernetwork MLPs on the mask tokens that are wanted, then masks */
+    const int first = p->multimask ? 1 : 0, k = DEC_MASKS - first;
+    float *h1 = d->HH, *h2 = d->HH + (size_t)d->nc * (C > DEC_IOU_HIDDEN ? C : DEC_IOU_HIDDEN);
+    for (int i = first; i < DEC_MASKS; i++) {
+        const float *tok = d->Q + (2 + i) * C;   /* row 2+i of each prompt */
+        be->linear(be, h1, C, tok, T * C, d->hyp_w[i][0], d->hyp_b[i][0], n, C, C);
+        be->relu(be, h1, h1, n * C);
+        be->linear(be, h2, C, h1, C, d->hyp_w[i][1], d->hyp_b[i][1], n, C, C);
+        be->relu(be, h2, h2, n * C);
+        be->linear(be, d->HYP + (i - first) * C8, k * C8, h2, C, d->hyp_w[i][2],
+                   d->hyp_b[i][2], n, C, C8);
+    }
+    be->bmm(be, d->MASKS, d->HYP, up2, n, k, C8, L4, 1);
+
+    /* IoU head on token 1 */
+    be->linear(be, h1, DEC_IOU_HIDDEN, d->Q + C, T * C, d->iou_w[0], d->iou_b[0], n, C,
+               DEC_IOU_HIDDEN);
+    be->relu(be, h1, h1, n * DEC_IOU_HIDDEN);
+    be->linear(be, h2, DEC_IOU_HIDDEN, h1, DEC_IOU_HIDDEN, d->iou_w[1], d->iou_b[1], n,
+               DEC_IOU_HIDDEN, DEC_IOU_HIDDEN);
+    be->relu(be, h2, h2, n * DEC_IOU_HIDDEN);
+    be->linear(be, d->IOU, DEC_MASKS, h2, DEC_IOU_HIDDEN, d->iou_w[2], d->iou_b[2], n,
+               DEC_IOU_HIDDEN, DEC_MASKS);
+
+    be->download(be, d->hiou, d->IOU, (size_t)n * DEC_MASKS * sizeof(float));
+    if (p->multimask)
+        be->download(be, low_res, d->MASKS, (size_t)n * 3 * L4 * sizeof(float));
+    else
+        be->download(be, d->hmask, d->MASKS, (size_t)n * DEC_MASKS * L4 * sizeof(float));
+    be->sync(be);
+
+    for (int b = 0; b < n; b++) {
+        float s[DEC_MASKS];
+        for (int i = 0; i < DEC_MASKS; i++) s[i] = 1.0f / (1.0f + expf(-d->hiou[b * DEC_MASKS + i]));
+        if (p->multimask) {
+            for (int i = 0; i < 3; i++) iou[b * 3 + i] = s[1 + i];
+            continue;
+        }
+        /* single mask: token 0 unless its stability is below the threshold,
+         * then the multimask token with the best predicted IoU */
+        const float *m0 = d->hmask + (size_t)b * DEC_MASKS * L4;
+        int64_t ai = 0, au = 0;
+        for (int64_t q = 0; q < L4; q++) {
+            ai += m0[q] > STAB_DELTA;
+            au += m0[q] > -STAB_DELTA;
+        }
+        float stab = au > 0 ? (float)ai / (float)au : 1.0f;
+        int pick = 0;
+        if (!(stab >= STAB_THRESH)) {
+            pick = 1;
+            for (int i = 2; i < DEC_MASKS; i++)
+                if (s[i] > s[pick]) pick = i;
+        }
+        memcpy(low_res + (size_t)b * L4, m0 + (size_t)pick * L4, (size_t)L4 * sizeof(float));
+        iou[b] = s[pick];
+    }
+}
+
+int decoder_run(decoder_t *d, const sam2_prompts *p, float *low_res, float *iou, err_t *err) {
+    if (!d->have_image) return err_set(err, ERR_INVALID, "decoder: no image set");
+    if (p->n < 0 || p->n > d->max_prompts)
+        return err_set(err, ERR_INVALID, "decoder: %d prompts, at most %d per call", p->n,
+                       d->max_prompts);
+    if (p->n_pts < 0 || p->n_pts > DECODER_MAX_POINTS)
+        return err_set(err, ERR_INVALID, "decoder: %d points per prompt, at most %d", p->n_pts,
+                       DECODER_MAX_POINTS);
+    if (p->n_pts == 0 && !p->mask_input)
+        return err_set(err, ERR_INVALID, "decoder: a prompt needs points or a mask input");
+    for (int64_t i = 0; i < (int64_t)p->n * p->n_pts; i++)
+        if (p->labels[i] < -1 || p->labels[i] > 3)
+            return err_set(err, ERR_INVALID, "decoder: point label %d (expected -1, 0, 1, 2 or 3)",
+                           (int)p->labels[i]);
+    int k = p->multimask ? 3 : 1;
+    size_t L4 = (size_t)16 * d->HW;
+    for (int b0 = 0; b0 < p->n; b0 += d->nc) {
+        int n = p->n - b0 < d->nc ? p->n - b0 : d->nc;
+        run_chunk(d, p, b0, n, low_res + (size_t)b0 * k * L4, iou + (size_t)b0 * k);
+    }
+    return 0;
+}

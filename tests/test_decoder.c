@@ -1,0 +1,357 @@
+/* test_decoder.c: the prompt encoder + mask decoder against the official
+ * SAM 2.1 outputs recorded in the fixtures.
+ *
+ * micro/expected.safetensors holds the features the official image encoder
+ * produced (NCHW) and the decoder outputs for 16 grid points (one positive
+ * point each, multimask), plus an m2m pass (same points, mask input =
+ * low_res_masks[:,0], single-mask output with the stability fallback).
+ * predict-micro/expected.safetensors (tests/make_predict_fixture.py) holds
+ * SAM2ImagePredictor.predict results for box, box+points, negative-point
+ * and multi-point prompts, multimask on and off. Bound: max abs difference
+ * <= 1e-3 * max|expected| per tensor, printed for each. The official
+ * predictor clamps the low-res logits it returns to +-32; the decoder does
+ * not, so the comparison clamps ours.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../src/decoder.h"
+#include "backend.h"
+#include "test.h"
+#include "weights.h"
+
+#define S      256
+#define LOWSZ  (64 * 64)
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static sam2_config micro_cfg(void) {
+    sam2_config c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.name, sizeof c.name, "micro");
+    c.d_model = 64;
+    c.image_size = S;
+    return c;
+}
+
+/* get: a float tensor of the expected file, its element count in *n. */
+static const float *get(weights_t *w, const char *name, size_t *n) {
+    wtensor_t *t = weights_find(w, name);
+    if (!t) {
+        fprintf(stderr, "missing %s\n", name);
+        exit(1);
+    }
+    err_t e;
+    const float *p = weights_get(w, name, t->ndim, t->shape, &e);
+    if (!p) {
+        fprintf(stderr, "%s\n", e.msg);
+        exit(1);
+    }
+    if (n) *n = (size_t)t->numel;
+    return p;
+}
+
+/* cmp: max |clamp(got) - want| against 1e-3 * max|want|; prints both. */
+static void cmp(const char *what, const float *got, const float *want, size_t n, int clamp) {
+    double md = 0, mx = 0;
+    int nan = 0;
+    for (size_t i = 0; i < n; i++) {
+        double g = got[i];
+        if (isnan(g)) nan = 1;
+        if (clamp) g = g < -32 ? -32 : g > 32 ? 32 : g;
+        double dd = fabs(g - want[i]);
+        if (dd > md) md = dd;
+        if (fabs(want[i]) > mx) mx = fabs(want[i]);
+    }
+    char name[160];
+    snprintf(name, sizeof name, "%s: max diff %.3g (bound %.3g, max|expected| %.3g)", what, md,
+             1e-3 * mx, mx);
+    TEST_CHECK(!nan && md <= 1e-3 * mx, name, "too far");
+}
+
+/* upload_nhwc: NCHW (1,C,H,W) host -> NHWC backend memory. */
+static float *upload_nhwc(backend_t *be, const float *x, int C, int H, int W) {
+    float *h = malloc((size_t)C * H * W * sizeof(float));
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < H * W; i++) h[(size_t)i * C + c] = x[(size_t)c * H * W + i];
+    float *d = be->alloc(be, (size_t)C * H * W * sizeof(float));
+    be->upload(be, d, h, (size_t)C * H * W * sizeof(float));
+    be->sync(be);
+    free(h);
+    return d;
+}
+
+typedef struct feats {
+    float *emb, *s0, *s1;
+} feats_t;
+
+static feats_t feats_upload(backend_t *be, weights_t *ex) {
+    feats_t f;
+    f.emb = upload_nhwc(be, get(ex, "image_embed", NULL), 64, 16, 16);
+    f.s0 = upload_nhwc(be, get(ex, "feat_s0", NULL), 8, 64, 64);
+    f.s1 = upload_nhwc(be, get(ex, "feat_s1", NULL), 16, 32, 32);
+    return f;
+}
+
+static void test_micro(backend_t *be, const char *weights_file) {
+    err_t err = {{0}};
+    weights_t *w = NULL, *ex = NULL;
+    char name[256];
+    if (weights_open(&w, test_fixture(weights_file), &err) ||
+        weights_open(&ex, test_fixture("micro/expected.safetensors"), &err)) {
+        TEST_CHECK(0, "open micro fixture", "%s", err.msg);
+        return;
+    }
+    sam2_config cfg = micro_cfg();
+    decoder_t *d = NULL;
+    int rc = decoder_init(&d, w, &cfg, be, 16, &err);
+    snprintf(name, sizeof name, "decoder_init from %s", weights_file);
+    TEST_CHECK(rc == 0, name, "%s", err.msg);
+    if (rc) return;
+    const char *const skip[] = {"image_encoder.", "memory_attention.", "memory_encoder.",
+                                "maskmem_tpos_enc", "no_mem_embed", "no_mem_pos_enc",
+                                "no_obj_ptr", "obj_ptr_proj.", "obj_ptr_tpos_proj.",
+                                "mask_downsample.", "no_obj_embed_spatial",
+                                "sam_mask_decoder.conv_s0.", "sam_mask_decoder.conv_s1.",
+                                NULL};
+    rc = weights_check_unused(w, skip, &err);
+    TEST_CHECK(rc == 0, "every sam_prompt_encoder/sam_mask_decoder tensor is used", "%s",
+               err.msg);
+
+    feats_t f = feats_upload(be, ex);
+    rc = decoder_set_image(d, f.emb, f.s0, f.s1, &err);
+    TEST_CHECK(rc == 0, "decoder_set_image", "%s", err.msg);
+
+    size_t np;
+    const float *gp = get(ex, "grid_points", &np);
+    int n = (int)np / 2;
+    float coords[16 * 2];
+    int32_t labels[16];
+    for (int i = 0; i < n; i++) {
+        /* transform_coords: x / w * S, y / h * S (image 320 x 240) */
+        coords[2 * i] = gp[2 * i] / 320.0f * S;
+        coords[2 * i + 1] = gp[2 * i + 1] / 240.0f * S;
+        labels[i] = 1;
+    }
+    float *low = malloc((size_t)n * 3 * LOWSZ * sizeof(float));
+    float iou[16 * 3];
+    sam2_prompts p = {.n = n, .n_pts = 1, .coords = coords, .labels = labels,
+                      .mask_input = NULL, .multimask = 1};
+    double t0 = now_s();
+    rc = decoder_run(d, &p, low, iou, &err);
+    double t1 = now_s();
+    TEST_CHECK(rc == 0, "decoder_run multimask", "%s", err.msg);
+    printf("# micro multimask: %d prompts in %.2f ms (%.3f ms/prompt)\n", n, 1e3 * (t1 - t0),
+           1e3 * (t1 - t0) / n);
+    snprintf(name, sizeof name, "%s low_res_masks", weights_file);
+    cmp(name, low, get(ex, "low_res_masks", NULL), (size_t)n * 3 * LOWSZ, 1);
+    snprintf(name, sizeof name, "%s iou_preds", weights_file);
+    cmp(name, iou, get(ex, "iou_preds", NULL), (size_t)n * 3, 0);
+
+    /* m2m: the recorded (clamped) token-1 logits as mask input */
+    const float *want_low = get(ex, "low_res_masks", NULL);
+    float *mask_in = malloc((size_t)n * LOWSZ * sizeof(float));
+    for (int i = 0; i < n; i++)
+        memcpy(mask_in + (size_t)i * LOWSZ, want_low + (size_t)i * 3 * LOWSZ,
+               LOWSZ * sizeof(float));
+    float *low1 = malloc((size_t)n * LOWSZ * sizeof(float));
+    float iou1[16];
+    sam2_prompts pm = p;
+    pm.mask_input = mask_in;
+    pm.multimask = 0;
+    t0 = now_s();
+    rc = decoder_run(d, &pm, low1, iou1, &err);
+    t1 = now_s();
+    TEST_CHECK(rc == 0, "decoder_run m2m", "%s", err.msg);
+    printf("# micro m2m: %d prompts in %.2f ms\n", n, 1e3 * (t1 - t0));
+    snprintf(name, sizeof name, "%s m2m_low_res_masks", weights_file);
+    cmp(name, low1, get(ex, "m2m_low_res_masks", NULL), (size_t)n * LOWSZ, 1);
+    snprintf(name, sizeof name, "%s m2m_iou_preds", weights_file);
+    cmp(name, iou1, get(ex, "m2m_iou_preds", NULL), (size_t)n, 0);
+
+    /* fewer prompts than planned, and one alone: same rows */
+    sam2_prompts p5 = p;
+    p5.n = 5;
+    p5.coords = coords + 2 * 3;
+    p5.labels = labels + 3;
+    rc = decoder_run(d, &p5, low, iou, &err);
+    TEST_CHECK(rc == 0, "decoder_run n=5", "%s", err.msg);
+    cmp("n=5 (prompts 3..7) low_res", low, want_low + (size_t)3 * 3 * LOWSZ, 5 * 3 * LOWSZ, 1);
+    cmp("n=5 (prompts 3..7) iou", iou, get(ex, "iou_preds", NULL) + 3 * 3, 5 * 3, 0);
+    sam2_prompts p1 = pm;
+    p1.n = 1;
+    p1.coords = coords + 2 * 11;
+    p1.labels = labels + 11;
+    p1.mask_input = mask_in + (size_t)11 * LOWSZ;
+    rc = decoder_run(d, &p1, low, iou, &err);
+    TEST_CHECK(rc == 0, "decoder_run n=1 m2m", "%s", err.msg);
+    cmp("n=1 (prompt 11) m2m low_res", low, get(ex, "m2m_low_res_masks", NULL) + 11 * LOWSZ,
+        LOWSZ, 1);
+    cmp("n=1 (prompt 11) m2m iou", iou, get(ex, "m2m_iou_preds", NULL) + 11, 1, 0);
+
+    /* bad calls are data errors, not crashes */
+    sam2_prompts bad = p;
+    bad.n = 17;
+    TEST_CHECK(decoder_run(d, &bad, low, iou, &err) == ERR_INVALID, "n > max_prompts refused",
+               "rc");
+    printf("#   %s\n", err.msg);
+    int32_t badlab[16];
+    memcpy(badlab, labels, sizeof badlab);
+    badlab[4] = 7;
+    bad = p;
+    bad.labels = badlab;
+    TEST_CHECK(decoder_run(d, &bad, low, iou, &err) == ERR_INVALID, "label 7 refused", "rc");
+    printf("#   %s\n", err.msg);
+    printf("# decoder arena peak %zu bytes\n", decoder_peak_bytes(d));
+
+    free(low), free(low1), free(mask_in);
+    decoder_free(d);
+    be->free(be, f.emb), be->free(be, f.s0), be->free(be, f.s1);
+    weights_close(w);
+    weights_close(ex);
+}
+
+/* more prompts than one chunk holds (micro chunks at 256): the rows are the
+ * same as when decoded 16 at a time */
+static void test_chunks(backend_t *be) {
+    err_t err = {{0}};
+    weights_t *w = NULL, *ex = NULL;
+    if (weights_open(&w, test_fixture("micro/weights.safetensors"), &err) ||
+        weights_open(&ex, test_fixture("micro/expected.safetensors"), &err)) {
+        TEST_CHECK(0, "open micro fixture", "%s", err.msg);
+        return;
+    }
+    sam2_config cfg = micro_cfg();
+    enum { N = 17 * 16 };
+    decoder_t *d = NULL;
+    int rc = decoder_init(&d, w, &cfg, be, N, &err);
+    TEST_CHECK(rc == 0, "decoder_init max_prompts 272", "%s", err.msg);
+    if (rc) return;
+    feats_t f = feats_upload(be, ex);
+    decoder_set_image(d, f.emb, f.s0, f.s1, &err);
+    const float *gp = get(ex, "grid_points", NULL);
+    static float coords[N * 2], iou[N * 3];
+    static int32_t labels[N];
+    for (int i = 0; i < N; i++) {
+        coords[2 * i] = gp[2 * (i % 16)] / 320.0f * S;
+        coords[2 * i + 1] = gp[2 * (i % 16) + 1] / 240.0f * S;
+        labels[i] = 1;
+    }
+    float *low = malloc((size_t)N * 3 * LOWSZ * sizeof(float));
+    sam2_prompts p = {.n = N, .n_pts = 1, .coords = coords, .labels = labels, .multimask = 1};
+    double t0 = now_s();
+    rc = decoder_run(d, &p, low, iou, &err);
+    double t1 = now_s();
+    TEST_CHECK(rc == 0, "decoder_run 272 prompts", "%s", err.msg);
+    printf("# micro multimask: %d prompts in %.1f ms (%.3f ms/prompt)\n", N, 1e3 * (t1 - t0),
+           1e3 * (t1 - t0) / N);
+    cmp("272 prompts, last chunk rows (256..271) low_res", low + (size_t)256 * 3 * LOWSZ,
+        get(ex, "low_res_masks", NULL), 16 * 3 * LOWSZ, 1);
+    cmp("272 prompts, first chunk rows (16..31) iou", iou + 16 * 3, get(ex, "iou_preds", NULL),
+        16 * 3, 0);
+    free(low);
+    decoder_free(d);
+    be->free(be, f.emb), be->free(be, f.s0), be->free(be, f.s1);
+    weights_close(w);
+    weights_close(ex);
+}
+
+/* predict-micro: SAM2ImagePredictor.predict on box / point mixtures */
+static void test_predict_fixture(backend_t *be) {
+    err_t err = {{0}};
+    weights_t *w = NULL, *ex = NULL, *pr = NULL;
+    if (weights_open(&w, test_fixture("micro/weights.safetensors"), &err) ||
+        weights_open(&ex, test_fixture("micro/expected.safetensors"), &err) ||
+        weights_open(&pr, test_fixture("predict-micro/expected.safetensors"), &err)) {
+        TEST_CHECK(0, "open predict-micro fixture", "%s", err.msg);
+        return;
+    }
+    sam2_config cfg = micro_cfg();
+    decoder_t *d = NULL;
+    int rc = decoder_init(&d, w, &cfg, be, 4, &err);
+    TEST_CHECK(rc == 0, "decoder_init", "%s", err.msg);
+    if (rc) return;
+    feats_t f = feats_upload(be, ex);
+    decoder_set_image(d, f.emb, f.s0, f.s1, &err);
+    float *low = malloc((size_t)3 * LOWSZ * sizeof(float));
+    for (int c = 0;; c++) {
+        char key[64], name[160];
+        snprintf(key, sizeof key, "case%d.coords", c);
+        if (!weights_find(pr, key)) {
+            TEST_CHECK(c >= 6, "predict-micro has its cases", "only %d", c);
+            break;
+        }
+        size_t npts, nmm;
+        const float *xy = get(pr, key, &npts);   /* (n_pts,2) model coordinates */
+        snprintf(key, sizeof key, "case%d.labels", c);
+        const float *labf = get(pr, key, NULL);
+        snprintf(key, sizeof key, "case%d.multimask", c);
+        const float *mm = get(pr, key, &nmm);
+        int n_pts = (int)npts / 2;
+        int32_t lab[DECODER_MAX_POINTS];
+        for (int i = 0; i < n_pts; i++) lab[i] = (int32_t)labf[i];
+        float iou[3];
+        sam2_prompts p = {.n = 1, .n_pts = n_pts, .coords = xy, .labels = lab,
+                          .multimask = mm[0] != 0};
+        rc = decoder_run(d, &p, low, iou, &err);
+        TEST_CHECK(rc == 0, "decoder_run", "%s", err.msg);
+        int k = p.multimask ? 3 : 1;
+        snprintf(key, sizeof key, "case%d.low_res", c);
+        snprintf(name, sizeof name, "predict case %d (%d pts, multimask %d) low_res", c, n_pts,
+                 p.multimask);
+        cmp(name, low, get(pr, key, NULL), (size_t)k * LOWSZ, 1);
+        snprintf(key, sizeof key, "case%d.scores", c);
+        snprintf(name, sizeof name, "predict case %d scores", c);
+        cmp(name, iou, get(pr, key, NULL), (size_t)k, 0);
+    }
+    free(low);
+    decoder_free(d);
+    be->free(be, f.emb), be->free(be, f.s0), be->free(be, f.s1);
+    weights_close(w);
+    weights_close(ex);
+    weights_close(pr);
+}
+
+static void test_bad_weights(backend_t *be) {
+    err_t err = {{0}};
+    weights_t *ex = NULL;
+    if (weights_open(&ex, test_fixture("micro/expected.safetensors"), &err)) {
+        TEST_CHECK(0, "open", "%s", err.msg);
+        return;
+    }
+    sam2_config cfg = micro_cfg();
+    decoder_t *d = (decoder_t *)1;
+    int rc = decoder_init(&d, ex, &cfg, be, 4, &err);
+    TEST_CHECK(rc < 0 && d == NULL && strstr(err.msg, "sam_mask_decoder"),
+               "a file without decoder tensors is refused with the key named", "rc %d: %s", rc,
+               err.msg);
+    printf("#   %s\n", err.msg);
+    weights_close(ex);
+    weights_t *w = NULL;
+    weights_open(&w, test_fixture("micro/weights.safetensors"), &err);
+    sam2_config c2 = micro_cfg();
+    c2.d_model = 32;
+    rc = decoder_init(&d, w, &c2, be, 4, &err);
+    TEST_CHECK(rc < 0 && d == NULL, "a config of the wrong width is refused", "rc %d", rc);
+    printf("#   %s\n", err.msg);
+    weights_close(w);
+}
+
+int main(void) {
+    backend_t *be = backend_cpu_create(0);
+    test_micro(be, "micro/weights.safetensors");
+    test_micro(be, "micro/weights.pt");
+    test_chunks(be);
+    test_predict_fixture(be);
+    test_bad_weights(be);
+    be->destroy(be);
+    return TEST_REPORT();
+}
