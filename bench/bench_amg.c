@@ -9,7 +9,7 @@
  * The synthetic decoder draws ellipses with a second lobe and noise around
  * each point (like the oracle's --synthetic); its time is reported apart.
  * The official side: bench/bench_amg_official.py.
- * Usage: bench_amg [--big] [--size W H] [--pps N] (other arguments ignored)
+ * Usage: bench_amg [--big] [--size W H] [--pps N] [--threads N] (others ignored)
  */
 #include <math.h>
 #include <stdio.h>
@@ -45,7 +45,8 @@ static int syn_decode(void *ctx, int n, const float *pts, const float *mask_inpu
     syn_ctx *c = ctx;
     int L = c->L, k = multimask ? 3 : 1;
     for (int i = 0; i < n; i++) {
-        uint64_t s = mix((uint64_t)(pts[2 * i] * 7919.0f) * 1000003u + (uint64_t)(pts[2 * i + 1] * 104729.0f));
+        uint64_t s = mix((uint64_t)(pts[2 * i] * 7919.0f) * 1000003u +
+                         (uint64_t)(pts[2 * i + 1] * 104729.0f));
         double cx = pts[2 * i] * L / c->S, cy = pts[2 * i + 1] * L / c->S;
         for (int kk = 0; kk < k; kk++) {
             double ra = L * (0.04 + 0.09 * kk) * (0.6 + 0.8 * unif(&s)), rb = ra * (0.5 + unif(&s));
@@ -70,6 +71,8 @@ static int syn_decode(void *ctx, int n, const float *pts, const float *mask_inpu
     return 0;
 }
 
+static int nthreads = 1;
+
 static int run(int W, int H, int pps, double iou_t, double stab_t, const char *what) {
     amg_params p;
     amg_params_default(&p);
@@ -80,7 +83,7 @@ static int run(int W, int H, int pps, double iou_t, double stab_t, const char *w
     amg_model m = {&sc, 1024, syn_encode, syn_decode};
     err_t err;
     amg_t *g = NULL;
-    if (amg_create(&g, &p, 1024, &err)) {
+    if (amg_create(&g, &p, 1024, &err) || amg_set_threads(g, nthreads, &err)) {
         fprintf(stderr, "bench_amg: %s\n", err.msg);
         return 1;
     }
@@ -96,10 +99,10 @@ static int run(int W, int H, int pps, double iou_t, double stab_t, const char *w
     for (int i = 0; i < res.n; i++) rle_bytes += strlen(res.recs[i].rle);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("%-34s %5dx%-5d prompts %5d masks %6lld after_iou %6lld after_stab %6lld "
+    printf("%d thread(s) %-34s %5dx%-5d prompts %5d masks %6lld after_iou %6lld after_stab %6lld "
            "records %5d | post %7.3f s (%6.1f us/mask) | synthetic decoder %6.2f s | "
            "amg workspace %6.1f MB, peak RSS %6.1f MB, RLE %5.1f MB\n",
-           what, W, H, pps * pps, (long long)st.masks, (long long)st.after_iou,
+           nthreads, what, W, H, pps * pps, (long long)st.masks, (long long)st.after_iou,
            (long long)st.after_stability, res.n, st.t_post, 1e6 * st.t_post / (double)st.masks,
            st.t_decode, st.peak_bytes / 1e6, ru.ru_maxrss / 1e3, rle_bytes / 1e6);
     fflush(stdout);
@@ -113,8 +116,10 @@ int main(int argc, char **argv) {
     int W = 2250, H = 1500, pps = 32, big = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--big")) big = 1;
-        else if (!strcmp(argv[i], "--size") && i + 2 < argc) W = atoi(argv[i + 1]), H = atoi(argv[i + 2]), i += 2;
+        else if (!strcmp(argv[i], "--size") && i + 2 < argc)
+            W = atoi(argv[i + 1]), H = atoi(argv[i + 2]), i += 2;
         else if (!strcmp(argv[i], "--pps") && i + 1 < argc) pps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) nthreads = atoi(argv[++i]);
     }
     if (big) return run(6000, 4000, 64, 0.8, 0.95, "6000x4000 pps 64, default thresholds");
     int rc = run(W, H, pps, 0.8, 0.95, "default thresholds (0.8, 0.95)");

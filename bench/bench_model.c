@@ -133,7 +133,7 @@ int main(int argc, char **argv) {
         getrusage(RUSAGE_SELF, &ru);
         double tenc = 0, tdec = 0;
         int have_torch = torch && bench_torch(configs[c], threads, iters, batch, &tenc, &tdec) == 0;
-        char e_s[32], d_s[32], p_s[32], od[16] = "n/a", op[16] = "n/a", te[16] = "n/a",
+        char e_s[48], d_s[48], p_s[48], od[16] = "n/a", op[16] = "n/a", te[16] = "n/a",
                                              td[16] = "n/a", tp[16] = "n/a";
         if (dec >= 0) {
             snprintf(od, sizeof od, "%.3f", dec);

@@ -114,6 +114,10 @@ typedef struct amg_result {
 typedef struct amg amg_t;
 int  amg_create(amg_t **out, const amg_params *p, int S, err_t *err);
 void amg_free(amg_t *g);
+/* amg_set_threads: post-process each batch's masks on n threads (the
+ * caller's included; 1 = none started). Output is identical for any n.
+ * ERR_NOMEM leaves g with one thread. */
+int  amg_set_threads(amg_t *g, int n, err_t *err);
 
 /* amg_generate: run the generator on one RGB image (h, w, 3). Fills res
  * (previous contents freed). Data errors from the model are passed up. */
@@ -139,6 +143,14 @@ void amg_replay_free(amg_replay_t *r);
 void amg_replay_model(amg_replay_t *r, amg_model *m);
 /* amg_replay_finish: ERR_FORMAT if recorded calls were left unused. */
 int  amg_replay_finish(amg_replay_t *r, err_t *err);
+
+/* amg_upsample: the full-resolution logits out (h, w) of one low-res map A
+ * (L, L), L = S/4, exactly as the generator evaluates them (and as
+ * PyTorch's bilinear resize does: single = 1 the (B,1,L,L) kernel of m2m and
+ * single-mask output, 0 the (B,3,L,L) one). For tests: the generator itself
+ * never stores them. Uses g's crop maps (call between images). 0 or
+ * ERR_NOMEM. */
+int  amg_upsample(amg_t *g, const float *A, int single, int h, int w, float *out);
 
 /* amg_stats: what the last amg_generate did (benchmarks, logs). */
 typedef struct amg_stats {

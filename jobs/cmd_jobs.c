@@ -352,13 +352,14 @@ int cmd_status(int argc, char **argv) {
     sqlite3_stmt *st = NULL;
     sqlite3 *h = store_db(s);
     if (sqlite3_prepare_v2(h, "SELECT run_id, images_done, images_failed, masks, seconds, "
-                              "finished_at IS NULL FROM run_summary ORDER BY run_id DESC LIMIT 1",
+                              "finished_at IS NULL FROM run_summary WHERE images_done + images_failed > 0 "
+                              "ORDER BY run_id DESC LIMIT 1",
                            -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW) {
         int64_t done = sqlite3_column_int64(st, 1);
         double sec = sqlite3_column_double(st, 4);
         double ips = sec > 0 ? done / sec : 0;
-        printf("last run: #%lld%s, %lld done, %lld failed, %lld masks in %.1f s (%.2f images/s)",
+        printf("last working run: #%lld%s, %lld done, %lld failed, %lld masks in %.1f s (%.2f images/s)",
                (long long)sqlite3_column_int64(st, 0),
                sqlite3_column_int(st, 5) ? " (not finished)" : "", (long long)done,
                (long long)sqlite3_column_int64(st, 2), (long long)sqlite3_column_int64(st, 3), sec,
@@ -377,8 +378,11 @@ int cmd_status(int argc, char **argv) {
         int first = 1;
         while (sqlite3_step(st) == SQLITE_ROW) {
             if (first) printf("last errors:\n"), first = 0;
-            printf("  %s: %s\n", (const char *)sqlite3_column_text(st, 0),
-                   (const char *)sqlite3_column_text(st, 1));
+            /* errors name their file already; others get the path */
+            const char *p = (const char *)sqlite3_column_text(st, 0),
+                       *e = (const char *)sqlite3_column_text(st, 1);
+            if (e && strstr(e, p)) printf("  %s\n", e);
+            else printf("  %s: %s\n", p, e ? e : "?");
         }
     }
     sqlite3_finalize(st);

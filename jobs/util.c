@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "jobs.h"
 
@@ -26,6 +27,13 @@ int jobs_load_image(image_t *img, const char *path, int64_t max_pixels, err_t *e
             break;
         }
     }
+    /* only regular files: opening a FIFO would block a decoder forever */
+    struct stat sb;
+    if (stat(path, &sb) != 0) return err_set(err, ERR_IO, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return err_set(err, ERR_IO, "%s: not a regular file (%s)", path,
+                       S_ISDIR(sb.st_mode) ? "a directory" : S_ISFIFO(sb.st_mode) ? "a FIFO"
+                                                                               : "a device or socket");
     return image_load(img, path, max_pixels, err);
 }
 

@@ -18,10 +18,9 @@
  * the exact float expression PyTorch's CPU kernel evaluates (checked bit for
  * bit against torch 1.13 on random logits for the (N,3,h,w) kernel: weights
  * from a double source index, fused multiply-adds as its AVX2 build
- * contracts them; the (N,1,h,w) channels-last kernel used for m2m and
- * single-mask output differs from ours in the last bit on ~1/3 of random
- * pixels, which moves a pixel only when its logit is within an ulp of a
- * threshold). Only the bounding box of low-res pixels that can exceed the
+ * contracts them; for the (N,1,h,w) channels-last kernel of m2m and
+ * single-mask output: float corner weights h*w, the four products summed in
+ * double). Only the bounding box of low-res pixels that can exceed the
  * lowest threshold is visited. Stability counts add up whole cells; the RLE
  * walks each column through a short list of class segments. Cost per mask
  * ~ one pass over the L x L logits + boundary pixels, instead of h*w.
@@ -30,6 +29,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "amg.h"
@@ -65,6 +65,36 @@ typedef struct amg_seg {
     int32_t cls;          /* 0 below, 1 above, 2 evaluate */
 } amg_seg;
 
+/* the scratch of one post-processing thread, reused mask after mask */
+typedef struct amg_work {
+    float    *fill;               /* (L, L) hole/sprinkle-filled logits */
+    int32_t  *stack;              /* (L*L) flood-fill stack */
+    uint8_t  *seen;               /* (L*L) */
+    float    *cmin, *cmax;        /* (L, L) per cell corner bounds -eps / +eps */
+    amg_seg  *segs;               /* (L) */
+    uint8_t  *fgrow;              /* (cap_fgrow) 0/1 of one column of one row band */
+    size_t    cap_fgrow;
+    uint32_t *counts;             /* RLE counts of the current mask */
+    size_t    ncounts, cap_counts;
+    char     *str;                /* RLE strings of this batch's kept masks */
+    size_t    nstr, cap_str;
+    float     eps;                /* current mask: rounding bound of the blend */
+    int       rb0, rb1, cb0, cb1; /* current mask: band ranges that can be non-zero */
+    size_t    bytes;              /* held by this worker */
+} amg_work;
+
+/* one mask of a batch and what became of it */
+typedef struct amg_slot {
+    const float *A;               /* (L, L) logits */
+    const float *pt;              /* (2) point, crop pixels */
+    float        iou;
+    int          single;          /* from a (B,1,...) decoder output */
+    int          stage;           /* 0 dropped by IoU, 1 by stability, 2 by crop edge, 3 kept */
+    int          worker;          /* whose str holds the string */
+    int          rc;              /* 0 or ERR_NOMEM */
+    amg_rec      rec;             /* stage 3: str_off into work[worker].str */
+} amg_slot;
+
 struct amg {
     amg_params p;
     float     *grid_pts;          /* (sum sizes, 2) own copy of the grids */
@@ -81,24 +111,20 @@ struct amg {
     float     *m2m_img;           /* (ppb, 2) */
     float     *m2m_low;           /* (ppb, L, L) */
     float     *m2m_iou;           /* (ppb) */
-    /* per mask (L, L) */
-    float     *fill;              /* hole/sprinkle-filled logits */
-    int32_t   *stack;             /* flood-fill stack */
-    uint8_t   *seen;
-    float     *cmin, *cmax;       /* per cell corner min / max */
-    amg_seg   *segs;              /* (L) */
+    /* post-processing threads: work[0] is the caller's */
+    amg_work  *work;              /* (nwork) */
+    int        nwork;
+    amg_slot  *slots;             /* (ppb*3) */
+    struct amg_pool *pool;        /* NULL with one thread */
     /* per crop */
     amg_axis   ax[2];             /* 0 rows (height), 1 columns (width) */
     int        cap_axis[2];
-    uint8_t   *fgrow;             /* (cap h) 0/1 of one column of one row band */
     /* growing per image */
-    uint32_t  *counts;
-    size_t     ncounts, cap_counts;
     amg_rec   *recs;
     int        nrec, cap_recs;
     char      *str;
     size_t     nstr, cap_str;
-    int32_t   *order;             /* (cap_recs) */
+    int32_t   *order, *order_tmp; /* (cap_recs) */
     float     *score;             /* (cap_recs) */
     uint8_t   *supp;              /* (cap_recs) */
     amg_rec   *tmp;               /* (cap_recs) */
@@ -107,13 +133,14 @@ struct amg {
     int        ncrops, cap_crops;
     /* current crop */
     int        cx, cy, cw, ch, W, H;
-    /* current mask: rounding bound and the band ranges that can be non-zero */
-    float      eps;
-    int        rb0, rb1, cb0, cb1;
     int        has_fma;           /* the CPU has fused multiply-add */
     amg_stats  st;
     size_t     bytes;
 };
+
+static int  work_init(amg_t *g, int n);
+static void work_free(amg_t *g);
+static void pool_stop(amg_t *g);
 
 static double now_s(void) {
     struct timespec ts;
@@ -121,14 +148,15 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* grow: make *p hold at least need elements of size elem (doubling). */
-static int grow(amg_t *g, void **p, size_t *cap, size_t need, size_t elem) {
+/* grow: make *p hold at least need elements of size elem (doubling);
+ * *bytes counts what is held. */
+static int grow(size_t *bytes, void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return 0;
     size_t n = *cap ? *cap : 64;
     while (n < need) n *= 2;
     void *q = realloc(*p, n * elem);
     if (!q) return ERR_NOMEM;
-    g->bytes += (n - *cap) * elem;
+    *bytes += (n - *cap) * elem;
     *p = q;
     *cap = n;
     return 0;
@@ -143,7 +171,8 @@ int amg_create(amg_t **out, const amg_params *p, int S, err_t *err) {
     *out = NULL;
     int rc = amg_params_validate(p, err);
     if (rc) return rc;
-    if (S < 16 || S % 4) return err_set(err, ERR_INVALID, "model size %d: must be a multiple of 4", S);
+    if (S < 16 || S % 4)
+        return err_set(err, ERR_INVALID, "model size %d: must be a multiple of 4", S);
     amg_t *g = calloc(1, sizeof *g);
     if (!g) return err_set(err, ERR_NOMEM, "amg: out of memory");
     g->p = *p;
@@ -181,12 +210,8 @@ int amg_create(amg_t **out, const amg_params *p, int S, err_t *err) {
         g->m2m_iou = xcalloc(g, B, sizeof(float));
         ok = ok && g->m2m_in && g->m2m_pts && g->m2m_img && g->m2m_low && g->m2m_iou;
     }
-    g->fill = xcalloc(g, L2, sizeof(float));
-    g->stack = xcalloc(g, L2, sizeof(int32_t));
-    g->seen = xcalloc(g, L2, 1);
-    g->cmin = xcalloc(g, L2, sizeof(float));
-    g->cmax = xcalloc(g, L2, sizeof(float));
-    g->segs = xcalloc(g, (size_t)g->L, sizeof(amg_seg));
+    g->slots = xcalloc(g, B * 3, sizeof(amg_slot));
+    ok = ok && g->slots && work_init(g, 1) == 0;
     for (int a = 0; a < 2; a++) {
         g->ax[a].lo = xcalloc(g, (size_t)g->L, sizeof(int32_t));
         g->ax[a].hi = xcalloc(g, (size_t)g->L, sizeof(int32_t));
@@ -194,8 +219,7 @@ int amg_create(amg_t **out, const amg_params *p, int S, err_t *err) {
         g->ax[a].list = xcalloc(g, (size_t)g->L, sizeof(int32_t));
         ok = ok && g->ax[a].lo && g->ax[a].hi && g->ax[a].b1 && g->ax[a].list;
     }
-    ok = ok && g->pts_img && g->pts_model && g->low && g->iou && g->fill && g->stack &&
-         g->seen && g->cmin && g->cmax && g->segs;
+    ok = ok && g->pts_img && g->pts_model && g->low && g->iou;
     if (!ok) {
         amg_free(g);
         return err_set(err, ERR_NOMEM, "amg: out of memory for a batch of %d prompts",
@@ -210,14 +234,15 @@ void amg_free(amg_t *g) {
     free(g->grid_pts), free(g->grid_sizes);
     free(g->pts_img), free(g->pts_model), free(g->low), free(g->iou);
     free(g->m2m_in), free(g->m2m_pts), free(g->m2m_img), free(g->m2m_low), free(g->m2m_iou);
-    free(g->fill), free(g->stack), free(g->seen), free(g->cmin), free(g->cmax), free(g->segs);
+    pool_stop(g);
+    work_free(g);
+    free(g->slots);
     for (int a = 0; a < 2; a++) {
         amg_axis *x = &g->ax[a];
         free(x->i0), free(x->i1), free(x->w0), free(x->w1);
         free(x->lo), free(x->hi), free(x->b1), free(x->list);
     }
-    free(g->fgrow);
-    free(g->counts), free(g->recs), free(g->str), free(g->order), free(g->score);
+    free(g->recs), free(g->str), free(g->order), free(g->order_tmp), free(g->score);
     free(g->supp), free(g->tmp), free(g->crops), free(g->crop_layer);
     free(g);
 }
@@ -225,6 +250,7 @@ void amg_free(amg_t *g) {
 void amg_get_stats(const amg_t *g, amg_stats *st) {
     *st = g->st;
     st->peak_bytes = g->bytes;
+    for (int i = 0; i < g->nwork; i++) st->peak_bytes += g->work[i].bytes;
 }
 
 /* ---- geometry: crop boxes, grids, resize maps ---- */
@@ -234,9 +260,9 @@ static int make_crops(amg_t *g, int W, int H) {
     int n = 1;
     for (int l = 0; l < g->p.crop_n_layers; l++) n += (1 << (l + 1)) * (1 << (l + 1));
     size_t cap = (size_t)g->cap_crops;
-    if (grow(g, (void **)&g->crops, &cap, (size_t)n, sizeof *g->crops)) return ERR_NOMEM;
+    if (grow(&g->bytes, (void **)&g->crops, &cap, (size_t)n, sizeof *g->crops)) return ERR_NOMEM;
     size_t cap2 = (size_t)g->cap_crops;
-    if (grow(g, (void **)&g->crop_layer, &cap2, (size_t)n, sizeof(int32_t))) return ERR_NOMEM;
+    if (grow(&g->bytes, (void **)&g->crop_layer, &cap2, (size_t)n, sizeof(int32_t))) return ERR_NOMEM;
     g->cap_crops = (int)(cap < cap2 ? cap : cap2);
     int k = 0, short_side = H < W ? H : W;
     g->crops[k][0] = 0, g->crops[k][1] = 0, g->crops[k][2] = W, g->crops[k][3] = H;
@@ -305,15 +331,11 @@ static int make_axis(amg_t *g, int a, int n) {
     int L = g->L;
     if (n > g->cap_axis[a]) {
         size_t cap = (size_t)g->cap_axis[a], c2 = cap, c3 = cap, c4 = cap;
-        if (grow(g, (void **)&x->i0, &cap, (size_t)n, sizeof(int32_t)) ||
-            grow(g, (void **)&x->i1, &c2, (size_t)n, sizeof(int32_t)) ||
-            grow(g, (void **)&x->w0, &c3, (size_t)n, sizeof(float)) ||
-            grow(g, (void **)&x->w1, &c4, (size_t)n, sizeof(float)))
+        if (grow(&g->bytes, (void **)&x->i0, &cap, (size_t)n, sizeof(int32_t)) ||
+            grow(&g->bytes, (void **)&x->i1, &c2, (size_t)n, sizeof(int32_t)) ||
+            grow(&g->bytes, (void **)&x->w0, &c3, (size_t)n, sizeof(float)) ||
+            grow(&g->bytes, (void **)&x->w1, &c4, (size_t)n, sizeof(float)))
             return ERR_NOMEM;
-        if (a == 0) {
-            size_t c5 = (size_t)g->cap_axis[0];
-            if (grow(g, (void **)&g->fgrow, &c5, (size_t)n, 1)) return ERR_NOMEM;
-        }
         g->cap_axis[a] = (int)cap;
     }
     x->n = n;
@@ -352,30 +374,31 @@ static int make_axis(amg_t *g, int a, int n) {
 /* out = a with background components (a <= 0, 8-connected) of at most
  * max_area pixels set to 10 and foreground ones (a > 0) set to -10; both
  * from a itself. The predictor's own mask_threshold (0), not the AMG's. */
-static void fill_small_regions(amg_t *g, const float *a, float *out, int max_area) {
+static void fill_small_regions(const amg_t *g, amg_work *w, const float *a, float *out,
+                               int max_area) {
     int L = g->L;
     memcpy(out, a, sizeof(float) * L * L);
-    memset(g->seen, 0, (size_t)L * L);
+    memset(w->seen, 0, (size_t)L * L);
     for (int s = 0; s < L * L; s++) {
-        if (g->seen[s]) continue;
+        if (w->seen[s]) continue;
         int fg = a[s] > 0.0f, n = 0, top = 0;
-        g->stack[top++] = s;
-        g->seen[s] = 1;
+        w->stack[top++] = s;
+        w->seen[s] = 1;
         /* the stack doubles as the component's pixel list: pop by index */
         while (n < top) {
-            int p = g->stack[n++], py = p / L, px = p % L;
+            int p = w->stack[n++], py = p / L, px = p % L;
             for (int dy = -1; dy <= 1; dy++)
                 for (int dx = -1; dx <= 1; dx++) {
                     int qy = py + dy, qx = px + dx;
                     if ((dy | dx) == 0 || qy < 0 || qx < 0 || qy >= L || qx >= L) continue;
                     int q = qy * L + qx;
-                    if (g->seen[q] || (a[q] > 0.0f) != fg) continue;
-                    g->seen[q] = 1;
-                    g->stack[top++] = q;
+                    if (w->seen[q] || (a[q] > 0.0f) != fg) continue;
+                    w->seen[q] = 1;
+                    w->stack[top++] = q;
                 }
         }
         if (n <= max_area)
-            for (int i = 0; i < n; i++) out[g->stack[i]] = fg ? -10.0f : 10.0f;
+            for (int i = 0; i < n; i++) out[w->stack[i]] = fg ? -10.0f : 10.0f;
     }
 }
 
@@ -387,17 +410,17 @@ static void fill_small_regions(amg_t *g, const float *a, float *out, int max_are
  * corners are all < t - eps has no pixel > t, one whose corners are all
  * > t + eps has every pixel > t. Only cells with a corner >= t_lo - eps can
  * be anything but background at every threshold (t_lo <= t): their band
- * ranges are g->rb0..rb1, g->cb0..cb1 (indices into the band lists); an
+ * ranges are w->rb0..rb1, w->cb0..cb1 (indices into the band lists); an
  * empty range when the whole mask is background. */
-static void cell_bounds(amg_t *g, const float *A, float t_lo) {
+static void cell_bounds(const amg_t *g, amg_work *w, const float *A, float t_lo) {
     int L = g->L;
     float amax = 0;
     for (int q = 0; q < L * L; q++) {
         float v = A[q] < 0 ? -A[q] : A[q];
         amax = v > amax ? v : amax;
     }
-    g->eps = 4e-6f * amax + 1e-30f;
-    float act = t_lo - g->eps;
+    w->eps = 4e-6f * amax + 1e-30f;
+    float act = t_lo - w->eps;
     int ymin = L, ymax = -1, xmin = L, xmax = -1;
     for (int y = 0; y < L; y++) {
         const float *row = A + (size_t)y * L;
@@ -414,48 +437,49 @@ static void cell_bounds(amg_t *g, const float *A, float t_lo) {
         if (x1 > xmax) xmax = x1;
     }
     const amg_axis *r = &g->ax[0], *c = &g->ax[1];
-    g->rb0 = 0, g->rb1 = -1, g->cb0 = 0, g->cb1 = -1;
+    w->rb0 = 0, w->rb1 = -1, w->cb0 = 0, w->cb1 = -1;
     if (ymax < 0) return;
     /* a pixel is a corner of the cells (y-1 | y, x-1 | x) */
-    while (g->rb0 < r->nlist && r->list[g->rb0] < ymin - 1) g->rb0++;
-    g->rb1 = r->nlist - 1;
-    while (g->rb1 >= 0 && r->list[g->rb1] > ymax) g->rb1--;
-    while (g->cb0 < c->nlist && c->list[g->cb0] < xmin - 1) g->cb0++;
-    g->cb1 = c->nlist - 1;
-    while (g->cb1 >= 0 && c->list[g->cb1] > xmax) g->cb1--;
-    for (int rj = g->rb0; rj <= g->rb1; rj++) {
+    while (w->rb0 < r->nlist && r->list[w->rb0] < ymin - 1) w->rb0++;
+    w->rb1 = r->nlist - 1;
+    while (w->rb1 >= 0 && r->list[w->rb1] > ymax) w->rb1--;
+    while (w->cb0 < c->nlist && c->list[w->cb0] < xmin - 1) w->cb0++;
+    w->cb1 = c->nlist - 1;
+    while (w->cb1 >= 0 && c->list[w->cb1] > xmax) w->cb1--;
+    for (int rj = w->rb0; rj <= w->rb1; rj++) {
         int j = r->list[rj], j1 = r->b1[j];
         const float *a0 = A + (size_t)j * L, *a1 = A + (size_t)j1 * L;
-        float *mnr = g->cmin + (size_t)j * L, *mxr = g->cmax + (size_t)j * L;
-        for (int ci = g->cb0; ci <= g->cb1; ci++) {
+        float *mnr = w->cmin + (size_t)j * L, *mxr = w->cmax + (size_t)j * L;
+        for (int ci = w->cb0; ci <= w->cb1; ci++) {
             int i = c->list[ci], i1 = c->b1[i];
             float p = a0[i], q = a0[i1], u = a1[i], t = a1[i1];
             float mn = p < q ? p : q, mx = p < q ? q : p;
             mn = u < mn ? u : mn, mx = u > mx ? u : mx;
             mn = t < mn ? t : mn, mx = t > mx ? t : mx;
-            mnr[i] = mn - g->eps; /* class 1 iff this > t */
-            mxr[i] = mx + g->eps; /* class 0 iff this < t */
+            mnr[i] = mn - w->eps; /* class 1 iff this > t */
+            mxr[i] = mx + w->eps; /* class 0 iff this < t */
         }
     }
 }
 
 /* cell class for threshold t: 1 every pixel > t, 0 none, 2 evaluate */
-static inline int cell_class(const amg_t *g, int j, int i, float t) {
+static inline int cell_class(const amg_t *g, const amg_work *w, int j, int i, float t) {
     size_t q = (size_t)j * g->L + i;
-    return g->cmin[q] > t ? 1 : g->cmax[q] < t ? 0 : 2;
+    return w->cmin[q] > t ? 1 : w->cmax[q] < t ? 0 : 2;
 }
 
 /* The exact full-res values of one column x over the rows [y0, y1) of row
  * band j: PyTorch's expressions for the (N,3,h,w) generic kernel
  * (single = 0: blend along x with fused multiply-adds as its AVX2 build
  * contracts them, then along y) or for the (N,1,h,w) channels-last kernel
- * (single = 1: four corner weights). Returns the number of values > t, and
- * with fg != NULL writes the 0/1 of each row. fmaf is exact (one rounding)
+ * (single = 1: four float corner weights, the sum in double). Returns the
+ * number of values > t; with fg != NULL writes the 0/1 of each row, with
+ * vals != NULL the values. fmaf is exact (one rounding)
  * either way; COLUMN_ABOVE is compiled twice so that CPUs with FMA use the
  * instruction instead of a libm call (picked once, see column_above). */
 #define COLUMN_ABOVE(NAME, ATTR)                                                            \
     ATTR static int NAME(const amg_t *g, const float *A, int single, int j, int x, int y0,  \
-                         int y1, float t, uint8_t *fg) {                                     \
+                         int y1, float t, uint8_t *fg, float *vals) {                        \
         const amg_axis *r = &g->ax[0], *c = &g->ax[1];                                       \
         int L = g->L, n = 0;                                                                 \
         const float *a0 = A + (size_t)j * L, *a1 = A + (size_t)r->b1[j] * L;                 \
@@ -466,19 +490,23 @@ static inline int cell_class(const amg_t *g, int j, int i, float t) {
             for (int y = y0; y < y1; y++) {                                                  \
                 float h0 = r->w0[y], h1 = r->w1[y];                                          \
                 float w00 = h0 * w0, w01 = h0 * w1, w10 = h1 * w0, w11 = h1 * w1;            \
-                float val = fmaf(w00, p, fmaf(w01, q, fmaf(w10, u, w11 * v)));               \
+                float val = (float)((double)p * w00 + (double)q * w01 + (double)u * w10 +    \
+                                    (double)v * w11);                                        \
                 int b = val > t;                                                             \
                 n += b;                                                                      \
                 if (fg) fg[y - y0] = (uint8_t)b;                                             \
+                if (vals) vals[y - y0] = val;                                                \
             }                                                                                \
             return n;                                                                        \
         }                                                                                    \
         float t0 = fmaf(a0[x0], w0, a0[x1] * w1);                                            \
         float t1 = fmaf(a1[x0], w0, a1[x1] * w1);                                            \
         for (int y = y0; y < y1; y++) {                                                      \
-            int b = fmaf(t0, r->w0[y], t1 * r->w1[y]) > t;                                   \
+            float val = fmaf(t0, r->w0[y], t1 * r->w1[y]);                                   \
+            int b = val > t;                                                                 \
             n += b;                                                                          \
             if (fg) fg[y - y0] = (uint8_t)b;                                                 \
+            if (vals) vals[y - y0] = val;                                                    \
         }                                                                                    \
         return n;                                                                            \
     }
@@ -490,21 +518,44 @@ COLUMN_ABOVE(column_above_fma, __attribute__((target("fma"))))
 static int column_above(const amg_t *g, const float *A, int single, int j, int x, int y0,
                         int y1, float t, uint8_t *fg) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (g->has_fma) return column_above_fma(g, A, single, j, x, y0, y1, t, fg);
+    if (g->has_fma) return column_above_fma(g, A, single, j, x, y0, y1, t, fg, NULL);
 #endif
-    return column_above_libm(g, A, single, j, x, y0, y1, t, fg);
+    return column_above_libm(g, A, single, j, x, y0, y1, t, fg, NULL);
+}
+
+int amg_upsample(amg_t *g, const float *A, int single, int h, int w, float *out) {
+    if (make_axis(g, 0, h) || make_axis(g, 1, w)) return ERR_NOMEM;
+    const amg_axis *r = &g->ax[0];
+    float *col = malloc(sizeof(float) * (size_t)h);
+    if (!col) return ERR_NOMEM;
+    for (int x = 0; x < w; x++) {
+        for (int rj = 0; rj < r->nlist; rj++) {
+            int j = r->list[rj];
+            float *v = col + r->lo[j];
+#if defined(__x86_64__) && defined(__GNUC__)
+            if (g->has_fma)
+                column_above_fma(g, A, single, j, x, r->lo[j], r->hi[j], 0, NULL, v);
+            else
+#endif
+                column_above_libm(g, A, single, j, x, r->lo[j], r->hi[j], 0, NULL, v);
+        }
+        for (int y = 0; y < h; y++) out[(size_t)y * w + x] = col[y];
+    }
+    free(col);
+    return 0;
 }
 
 /* count of full-res pixels > t (cells outside the region are background) */
-static int64_t count_above(const amg_t *g, const float *A, int single, float t) {
+static int64_t count_above(const amg_t *g, const amg_work *w, const float *A, int single,
+                           float t) {
     const amg_axis *r = &g->ax[0], *c = &g->ax[1];
     int64_t cnt = 0;
-    for (int rj = g->rb0; rj <= g->rb1; rj++) {
+    for (int rj = w->rb0; rj <= w->rb1; rj++) {
         int j = r->list[rj];
         int64_t nrows = r->hi[j] - r->lo[j];
-        for (int ci = g->cb0; ci <= g->cb1; ci++) {
+        for (int ci = w->cb0; ci <= w->cb1; ci++) {
             int i = c->list[ci];
-            int cls = cell_class(g, j, i, t);
+            int cls = cell_class(g, w, j, i, t);
             if (cls == 1) {
                 cnt += nrows * (c->hi[i] - c->lo[i]);
             } else if (cls == 2) {
@@ -524,15 +575,15 @@ typedef struct run_acc {
 
 /* append foreground rows [lo, hi) of crop column x (col = image index of
  * the crop's top pixel in that column) */
-static int emit_run(amg_t *g, run_acc *ra, int64_t col, int x, int lo, int hi) {
+static int emit_run(amg_work *w, run_acc *ra, int64_t col, int x, int lo, int hi) {
     int64_t s0 = col + lo, e0 = col + hi;
-    if (g->ncounts > 0 && s0 == ra->prev_end) {
-        g->counts[g->ncounts - 1] += (uint32_t)(e0 - s0);
+    if (w->ncounts > 0 && s0 == ra->prev_end) {
+        w->counts[w->ncounts - 1] += (uint32_t)(e0 - s0);
     } else {
-        if (grow(g, (void **)&g->counts, &g->cap_counts, g->ncounts + 3, sizeof(uint32_t)))
+        if (grow(&w->bytes, (void **)&w->counts, &w->cap_counts, w->ncounts + 3, sizeof(uint32_t)))
             return ERR_NOMEM;
-        g->counts[g->ncounts++] = (uint32_t)(s0 - ra->prev_end);
-        g->counts[g->ncounts++] = (uint32_t)(e0 - s0);
+        w->counts[w->ncounts++] = (uint32_t)(s0 - ra->prev_end);
+        w->counts[w->ncounts++] = (uint32_t)(e0 - s0);
     }
     ra->prev_end = e0;
     ra->area += e0 - s0;
@@ -543,23 +594,23 @@ static int emit_run(amg_t *g, run_acc *ra, int64_t col, int x, int lo, int hi) {
     return 0;
 }
 
-/* RLE counts (g->counts) of the mask (> t) placed in the image, its box
+/* RLE counts (w->counts) of the mask (> t) placed in the image, its box
  * (x0, y0, x1, y1 in crop pixels, inclusive; all 0 when empty) and area.
  * Returns 0 or ERR_NOMEM. */
-static int mask_runs(amg_t *g, const float *A, int single, float t, int32_t box[4],
-                     int64_t *area) {
+static int mask_runs(const amg_t *g, amg_work *w, const float *A, int single, float t,
+                     int32_t box[4], int64_t *area) {
     const amg_axis *r = &g->ax[0], *c = &g->ax[1];
     run_acc ra = {0, 0, INT32_MAX, -1, INT32_MAX, -1};
-    g->ncounts = 0;
-    for (int ci = g->cb0; ci <= g->cb1; ci++) {
+    w->ncounts = 0;
+    for (int ci = w->cb0; ci <= w->cb1; ci++) {
         int i = c->list[ci], ns = 0;
         /* class segments of this column band, top to bottom, in the region */
-        for (int rj = g->rb0; rj <= g->rb1; rj++) {
-            int j = r->list[rj], cls = cell_class(g, j, i, t);
-            if (cls != 2 && ns && g->segs[ns - 1].cls == cls) {
-                g->segs[ns - 1].hi = r->hi[j];
+        for (int rj = w->rb0; rj <= w->rb1; rj++) {
+            int j = r->list[rj], cls = cell_class(g, w, j, i, t);
+            if (cls != 2 && ns && w->segs[ns - 1].cls == cls) {
+                w->segs[ns - 1].hi = r->hi[j];
             } else {
-                g->segs[ns] = (amg_seg){r->lo[j], r->hi[j], j, cls};
+                w->segs[ns] = (amg_seg){r->lo[j], r->hi[j], j, cls};
                 ns++;
             }
         }
@@ -567,32 +618,32 @@ static int mask_runs(amg_t *g, const float *A, int single, float t, int32_t box[
             int64_t col = (int64_t)(g->cx + x) * g->H + g->cy;
             int run_lo = -1; /* first row of the open foreground run */
             for (int s = 0; s < ns; s++) {
-                const amg_seg *sg = &g->segs[s];
+                const amg_seg *sg = &w->segs[s];
                 if (sg->cls == 1) {
                     if (run_lo < 0) run_lo = sg->lo;
                 } else if (sg->cls == 0) {
-                    if (run_lo >= 0 && emit_run(g, &ra, col, x, run_lo, sg->lo)) return ERR_NOMEM;
+                    if (run_lo >= 0 && emit_run(w, &ra, col, x, run_lo, sg->lo)) return ERR_NOMEM;
                     run_lo = -1;
                 } else {
-                    uint8_t *fg = g->fgrow;
+                    uint8_t *fg = w->fgrow;
                     column_above(g, A, single, sg->j, x, sg->lo, sg->hi, t, fg);
                     for (int y = sg->lo; y < sg->hi; y++) {
                         if (fg[y - sg->lo]) {
                             if (run_lo < 0) run_lo = y;
                         } else if (run_lo >= 0) {
-                            if (emit_run(g, &ra, col, x, run_lo, y)) return ERR_NOMEM;
+                            if (emit_run(w, &ra, col, x, run_lo, y)) return ERR_NOMEM;
                             run_lo = -1;
                         }
                     }
                 }
             }
-            if (run_lo >= 0 && emit_run(g, &ra, col, x, run_lo, g->segs[ns - 1].hi))
+            if (run_lo >= 0 && emit_run(w, &ra, col, x, run_lo, w->segs[ns - 1].hi))
                 return ERR_NOMEM;
         }
     }
-    if (grow(g, (void **)&g->counts, &g->cap_counts, g->ncounts + 1, sizeof(uint32_t)))
+    if (grow(&w->bytes, (void **)&w->counts, &w->cap_counts, w->ncounts + 1, sizeof(uint32_t)))
         return ERR_NOMEM;
-    g->counts[g->ncounts++] = (uint32_t)((int64_t)g->W * g->H - ra.prev_end);
+    w->counts[w->ncounts++] = (uint32_t)((int64_t)g->W * g->H - ra.prev_end);
     *area = ra.area;
     if (ra.xmax < 0) {
         box[0] = box[1] = box[2] = box[3] = 0;
@@ -617,60 +668,251 @@ static int near_crop_edge(const amg_t *g, const int32_t b[4]) {
     return 0;
 }
 
-/* one mask A (L, L) raw logits of prompt point pt (crop pixels) */
-static int process_mask(amg_t *g, const float *A, int single, float iou, const float pt[2],
-                        int crop) {
+/* one mask of a batch (s->A, s->single, s->iou, s->pt) through the
+ * filters, with worker w's scratch; the outcome goes to s (stage, rec with
+ * its string in w->str). Touches nothing shared but reads g. */
+static void mask_eval(const amg_t *g, amg_work *w, amg_slot *s, int crop) {
     const amg_params *p = &g->p;
-    g->st.masks++;
-    if (p->pred_iou_thresh > 0.0 && !(iou > (float)p->pred_iou_thresh)) return 0;
-    g->st.after_iou++;
+    const float *A = s->A;
+    s->stage = 0, s->rc = 0;
+    if (p->pred_iou_thresh > 0.0 && !(s->iou > (float)p->pred_iou_thresh)) return;
+    s->stage = 1;
     if (p->min_mask_region_area > 0) {
-        fill_small_regions(g, A, g->fill, p->min_mask_region_area);
-        A = g->fill;
+        fill_small_regions(g, w, A, w->fill, p->min_mask_region_area);
+        A = w->fill;
     }
-    cell_bounds(g, A, (float)(p->mask_threshold - p->stability_score_offset));
-    float thr = (float)p->mask_threshold;
-    int64_t inter = count_above(g, A, single,
+    cell_bounds(g, w, A, (float)(p->mask_threshold - p->stability_score_offset));
+    int64_t inter = count_above(g, w, A, s->single,
                                 (float)(p->mask_threshold + p->stability_score_offset));
-    int64_t uni = count_above(g, A, single,
+    int64_t uni = count_above(g, w, A, s->single,
                               (float)(p->mask_threshold - p->stability_score_offset));
     float stab = (float)inter / (float)uni;
-    if (p->stability_score_thresh > 0.0 && !(stab >= (float)p->stability_score_thresh))
-        return 0;
-    g->st.after_stability++;
-    int32_t box[4];
-    int64_t area;
-    if (mask_runs(g, A, single, thr, box, &area)) return ERR_NOMEM;
-    box[0] += g->cx, box[1] += g->cy, box[2] += g->cx, box[3] += g->cy;
-    if (g->ncrops > 1 && near_crop_edge(g, box)) return 0;
-    g->st.after_edge++;
-    size_t cap = (size_t)g->cap_recs;
-    if (grow(g, (void **)&g->recs, &cap, (size_t)g->nrec + 1, sizeof(amg_rec)))
-        return ERR_NOMEM;
-    g->cap_recs = (int)cap;
-    if (grow(g, (void **)&g->str, &g->cap_str, g->nstr + rle_string_bound(g->ncounts), 1))
-        return ERR_NOMEM;
-    amg_rec *rc = &g->recs[g->nrec++];
-    rc->area = area;
-    memcpy(rc->box, box, sizeof box);
-    rc->iou = iou;
+    if (p->stability_score_thresh > 0.0 && !(stab >= (float)p->stability_score_thresh)) return;
+    s->stage = 2;
+    amg_rec *rc = &s->rec;
+    if (mask_runs(g, w, A, s->single, (float)p->mask_threshold, rc->box, &rc->area)) {
+        s->rc = ERR_NOMEM;
+        return;
+    }
+    rc->box[0] += g->cx, rc->box[1] += g->cy, rc->box[2] += g->cx, rc->box[3] += g->cy;
+    if (g->ncrops > 1 && near_crop_edge(g, rc->box)) return;
+    if (grow(&w->bytes, (void **)&w->str, &w->cap_str, w->nstr + rle_string_bound(w->ncounts),
+             1)) {
+        s->rc = ERR_NOMEM;
+        return;
+    }
+    s->stage = 3;
+    rc->iou = s->iou;
     rc->stab = stab;
-    rc->pt[0] = pt[0] + (float)g->cx;
-    rc->pt[1] = pt[1] + (float)g->cy;
+    rc->pt[0] = s->pt[0] + (float)g->cx;
+    rc->pt[1] = s->pt[1] + (float)g->cy;
     rc->crop = crop;
-    rc->str_off = g->nstr;
-    rc->str_len = (uint32_t)rle_encode_string(g->counts, g->ncounts, g->str + g->nstr);
-    g->nstr += rc->str_len + 1;
+    rc->str_off = w->nstr;
+    rc->str_len = (uint32_t)rle_encode_string(w->counts, w->ncounts, w->str + w->nstr);
+    w->nstr += rc->str_len + 1;
+}
+
+/* ---- post-processing threads ---- */
+
+static int work_init(amg_t *g, int n) {
+    amg_work *ws = calloc((size_t)n, sizeof *ws);
+    if (!ws) return ERR_NOMEM;
+    g->work = ws;
+    g->nwork = n;
+    size_t L2 = (size_t)g->L * g->L;
+    for (int i = 0; i < n; i++) {
+        amg_work *w = &ws[i];
+        w->fill = malloc(L2 * sizeof(float));
+        w->stack = malloc(L2 * sizeof(int32_t));
+        w->seen = malloc(L2);
+        w->cmin = malloc(L2 * sizeof(float));
+        w->cmax = malloc(L2 * sizeof(float));
+        w->segs = malloc((size_t)g->L * sizeof(amg_seg));
+        w->bytes = L2 * (4 * sizeof(float) + sizeof(int32_t) + 1) + g->L * sizeof(amg_seg);
+        if (!w->fill || !w->stack || !w->seen || !w->cmin || !w->cmax || !w->segs)
+            return ERR_NOMEM;
+    }
     return 0;
+}
+
+static void work_free(amg_t *g) {
+    for (int i = 0; i < g->nwork; i++) {
+        amg_work *w = &g->work[i];
+        free(w->fill), free(w->stack), free(w->seen), free(w->cmin), free(w->cmax);
+        free(w->segs), free(w->fgrow), free(w->counts), free(w->str);
+    }
+    free(g->work);
+    g->work = NULL;
+    g->nwork = 0;
+}
+
+/* A fixed pool: the caller posts a batch (slots [0, n)), every thread and
+ * the caller take slot indices from one counter, the caller waits for all. */
+typedef struct amg_pool {
+    amg_t          *g;
+    pthread_t      *th;           /* (nwork - 1) */
+    int             nth;
+    pthread_mutex_t mu;
+    pthread_cond_t  go, done;
+    uint64_t        gen;          /* batch number */
+    int             busy;         /* threads still on the current batch */
+    int             stop;
+    int             n, crop;      /* current batch */
+    int             next;         /* next slot to take (atomic) */
+} amg_pool;
+
+static void pool_drain(amg_pool *pl, amg_work *w) {
+    for (;;) {
+        int i = __atomic_fetch_add(&pl->next, 1, __ATOMIC_RELAXED);
+        if (i >= pl->n) break;
+        amg_slot *s = &pl->g->slots[i];
+        s->worker = (int)(w - pl->g->work);
+        mask_eval(pl->g, w, s, pl->crop);
+    }
+}
+
+typedef struct pool_arg {
+    amg_pool *pl;
+    int       id;
+} pool_arg;
+
+static void *pool_main(void *arg) {
+    amg_pool *pl = ((pool_arg *)arg)->pl;
+    amg_work *w = &pl->g->work[((pool_arg *)arg)->id];
+    free(arg);
+    uint64_t seen = 0;
+    pthread_mutex_lock(&pl->mu);
+    for (;;) {
+        while (!pl->stop && pl->gen == seen) pthread_cond_wait(&pl->go, &pl->mu);
+        if (pl->stop) break;
+        seen = pl->gen;
+        pthread_mutex_unlock(&pl->mu);
+        pool_drain(pl, w);
+        pthread_mutex_lock(&pl->mu);
+        if (--pl->busy == 0) pthread_cond_signal(&pl->done);
+    }
+    pthread_mutex_unlock(&pl->mu);
+    return NULL;
+}
+
+static void pool_stop(amg_t *g) {
+    amg_pool *pl = g->pool;
+    if (!pl) return;
+    pthread_mutex_lock(&pl->mu);
+    pl->stop = 1;
+    pthread_cond_broadcast(&pl->go);
+    pthread_mutex_unlock(&pl->mu);
+    for (int i = 0; i < pl->nth; i++) pthread_join(pl->th[i], NULL);
+    pthread_mutex_destroy(&pl->mu);
+    pthread_cond_destroy(&pl->go);
+    pthread_cond_destroy(&pl->done);
+    free(pl->th);
+    free(pl);
+    g->pool = NULL;
+}
+
+int amg_set_threads(amg_t *g, int n, err_t *err) {
+    if (n < 1) n = 1;
+    if (n > 256) n = 256;
+    if (n == g->nwork) return 0;
+    pool_stop(g);
+    work_free(g);
+    if (work_init(g, n)) {
+        work_free(g);
+        work_init(g, 1);
+        return err_set(err, ERR_NOMEM, "amg: out of memory for %d threads", n);
+    }
+    if (n == 1) return 0;
+    amg_pool *pl = calloc(1, sizeof *pl);
+    if (!pl || !(pl->th = calloc((size_t)n - 1, sizeof *pl->th))) {
+        free(pl);
+        return err_set(err, ERR_NOMEM, "amg: out of memory for %d threads", n);
+    }
+    pl->g = g;
+    pthread_mutex_init(&pl->mu, NULL);
+    pthread_cond_init(&pl->go, NULL);
+    pthread_cond_init(&pl->done, NULL);
+    g->pool = pl;
+    for (int i = 1; i < n; i++) {
+        pool_arg *a = malloc(sizeof *a);
+        if (a) a->pl = pl, a->id = i;
+        if (!a || pthread_create(&pl->th[pl->nth], NULL, pool_main, a)) {
+            free(a);
+            break; /* fewer threads: work[i..] stay unused */
+        }
+        pl->nth++;
+    }
+    return 0;
+}
+
+/* evaluate slots [0, n) of crop, on every thread */
+static void eval_slots(amg_t *g, int n, int crop) {
+    amg_pool *pl = g->pool;
+    if (!pl || n < 2) {
+        for (int i = 0; i < n; i++) {
+            g->slots[i].worker = 0;
+            mask_eval(g, &g->work[0], &g->slots[i], crop);
+        }
+        return;
+    }
+    pthread_mutex_lock(&pl->mu);
+    pl->n = n, pl->crop = crop, pl->next = 0;
+    pl->busy = pl->nth;
+    pl->gen++;
+    pthread_cond_broadcast(&pl->go);
+    pthread_mutex_unlock(&pl->mu);
+    pool_drain(pl, &g->work[0]);
+    pthread_mutex_lock(&pl->mu);
+    while (pl->busy > 0) pthread_cond_wait(&pl->done, &pl->mu);
+    pthread_mutex_unlock(&pl->mu);
+}
+
+/* the batch's outcomes, in mask order, into the image's records */
+static int merge_slots(amg_t *g, int n) {
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        const amg_slot *s = &g->slots[i];
+        if ((rc = s->rc)) break;
+        g->st.masks++;
+        g->st.after_iou += s->stage >= 1;
+        g->st.after_stability += s->stage >= 2;
+        g->st.after_edge += s->stage >= 3;
+        if (s->stage < 3) continue;
+        size_t cap = (size_t)g->cap_recs;
+        if (grow(&g->bytes, (void **)&g->recs, &cap, (size_t)g->nrec + 1, sizeof(amg_rec)) ||
+            grow(&g->bytes, (void **)&g->str, &g->cap_str, g->nstr + s->rec.str_len + 1, 1)) {
+            rc = ERR_NOMEM;
+            break;
+        }
+        g->cap_recs = (int)cap;
+        amg_rec *r = &g->recs[g->nrec++];
+        *r = s->rec;
+        memcpy(g->str + g->nstr, g->work[s->worker].str + s->rec.str_off, s->rec.str_len + 1);
+        r->str_off = g->nstr;
+        g->nstr += s->rec.str_len + 1;
+    }
+    for (int k = 0; k < g->nwork; k++) g->work[k].nstr = 0;
+    return rc;
 }
 
 /* ---- NMS ---- */
 
-static const float *nms_keys; /* qsort has no context argument in C11 */
-static int nms_cmp(const void *a, const void *b) {
-    int i = *(const int32_t *)a, j = *(const int32_t *)b;
-    if (nms_keys[i] != nms_keys[j]) return nms_keys[i] > nms_keys[j] ? -1 : 1;
-    return i < j ? -1 : i > j; /* stable: earlier first */
+/* ord[0..n) sorted by key descending, stable (earlier index first among
+ * equal keys), as torch.sort(stable=True, descending=True); tmp is scratch
+ * of n entries. Bottom-up merge sort: no global comparator state, so
+ * several amg_t may run in parallel. */
+static void sort_desc_stable(int32_t *ord, int32_t *tmp, int n, const float *key) {
+    for (int i = 0; i < n; i++) ord[i] = i;
+    for (int width = 1; width < n; width *= 2) {
+        for (int lo = 0; lo < n; lo += 2 * width) {
+            int mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
+            int a = lo, b = mid, k = lo;
+            while (a < mid && b < hi) tmp[k++] = key[ord[b]] > key[ord[a]] ? ord[b++] : ord[a++];
+            while (a < mid) tmp[k++] = ord[a++];
+            while (b < hi) tmp[k++] = ord[b++];
+        }
+        memcpy(ord, tmp, (size_t)n * sizeof *ord);
+    }
 }
 
 /* torchvision nms over recs[first, first+n) with scores score[0..n): stable
@@ -680,10 +922,8 @@ static int nms_cmp(const void *a, const void *b) {
 static int nms_records(amg_t *g, int first, int n, double thr) {
     if (n <= 0) return 0;
     int32_t *ord = g->order;
-    for (int i = 0; i < n; i++) ord[i] = i;
-    nms_keys = g->score;
-    qsort(ord, (size_t)n, sizeof *ord, nms_cmp);
-    memset(g->supp, 0, (size_t)n);
+    sort_desc_stable(ord, g->order_tmp, n, g->score);
+    for (int i = 0; i < n; i++) g->supp[i] = 0;
     amg_rec *R = g->recs + first;
     int kept = 0;
     for (int a = 0; a < n; a++) {
@@ -712,18 +952,20 @@ static int nms_records(amg_t *g, int first, int n, double thr) {
 
 static int reserve_nms(amg_t *g, int n) {
     size_t c1 = (size_t)g->cap_recs;
-    if (grow(g, (void **)&g->recs, &c1, (size_t)n, sizeof(amg_rec))) return ERR_NOMEM;
+    if (grow(&g->bytes, (void **)&g->recs, &c1, (size_t)n, sizeof(amg_rec))) return ERR_NOMEM;
     g->cap_recs = (int)c1;
     size_t need = (size_t)g->cap_recs;
     void *a = realloc(g->order, need * sizeof(int32_t));
     if (a) g->order = a;
+    void *a2 = realloc(g->order_tmp, need * sizeof(int32_t));
+    if (a2) g->order_tmp = a2;
     void *b = realloc(g->score, need * sizeof(float));
     if (b) g->score = b;
     void *c = realloc(g->supp, need);
     if (c) g->supp = c;
     void *d = realloc(g->tmp, need * sizeof(amg_rec));
     if (d) g->tmp = d;
-    return a && b && c && d ? 0 : ERR_NOMEM;
+    return a && a2 && b && c && d ? 0 : ERR_NOMEM;
 }
 
 /* ---- the generator ---- */
@@ -739,9 +981,11 @@ static int run_batch(amg_t *g, const amg_model *m, int n, int crop, err_t *err) 
     if (rc) return rc;
     if (!p->use_m2m) {
         double t1 = now_s();
-        for (int i = 0; i < n * k && !rc; i++)
-            rc = process_mask(g, g->low + (size_t)i * L2, k == 1, g->iou[i],
-                              g->pts_img + 2 * (i / k), crop);
+        for (int i = 0; i < n * k; i++)
+            g->slots[i] = (amg_slot){.A = g->low + (size_t)i * L2, .pt = g->pts_img + 2 * (i / k),
+                                     .iou = g->iou[i], .single = k == 1};
+        eval_slots(g, n * k, crop);
+        rc = merge_slots(g, n * k);
         g->st.t_post += now_s() - t1;
         return rc ? err_set(err, rc, "amg: out of memory") : 0;
     }
@@ -763,9 +1007,11 @@ static int run_batch(amg_t *g, const amg_model *m, int n, int crop, err_t *err) 
         g->st.t_decode += now_s() - t0;
         if (rc) return rc;
         double t1 = now_s();
-        for (int i = 0; i < cn && !rc; i++)
-            rc = process_mask(g, g->m2m_low + (size_t)i * L2, 1, g->m2m_iou[i],
-                              g->m2m_img + 2 * i, crop);
+        for (int i = 0; i < cn; i++)
+            g->slots[i] = (amg_slot){.A = g->m2m_low + (size_t)i * L2, .pt = g->m2m_img + 2 * i,
+                                     .iou = g->m2m_iou[i], .single = 1};
+        eval_slots(g, cn, crop);
+        rc = merge_slots(g, cn);
         g->st.t_post += now_s() - t1;
         if (rc) return err_set(err, rc, "amg: out of memory");
     }
@@ -779,6 +1025,10 @@ static int run_crop(amg_t *g, const amg_model *m, const uint8_t *rgb, int crop, 
     int rc;
     if ((rc = make_axis(g, 0, g->ch)) || (rc = make_axis(g, 1, g->cw)))
         return err_set(err, rc, "amg: out of memory");
+    for (int k = 0; k < g->nwork; k++)
+        if (grow(&g->work[k].bytes, (void **)&g->work[k].fgrow, &g->work[k].cap_fgrow,
+                 (size_t)g->ch, 1))
+            return err_set(err, ERR_NOMEM, "amg: out of memory");
     rc = m->encode(m->ctx, rgb + ((size_t)g->cy * g->W + g->cx) * 3, g->cw, g->ch,
                    (size_t)g->W * 3, err);
     if (rc) return rc;

@@ -237,16 +237,17 @@ static void gemm_block(const gemm_job_t *g, int64_t t, int64_t r0, int64_t r1, i
     float *c = g->c + t * g->sc + r0 * g->ldc + n0;
     const float *a = g->a + t * g->sa + r0 * g->lda;
     const float *b = g->b + t * g->sb + (g->trans_b ? n0 * g->ldb : n0);
-    if (g->K > 0) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, g->trans_b ? CblasTrans : CblasNoTrans,
-                    (int)m, (int)n, (int)g->K, 1.0f, a, (int)g->lda, b, (int)g->ldb, 0.0f, c,
-                    (int)g->ldc);
-    } else {
-        for (int64_t i = 0; i < m; i++) memset(c + i * g->ldc, 0, (size_t)n * sizeof(float));
-    }
+    /* with a bias, c starts as the bias rows and sgemm accumulates (beta 1):
+     * one pass over c instead of OpenBLAS zeroing it and a bias pass after */
     if (g->bias)
         for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) c[i * g->ldc + j] += g->bias[n0 + j];
+            memcpy(c + i * g->ldc, g->bias + n0, (size_t)n * sizeof(float));
+    else if (g->K == 0)
+        for (int64_t i = 0; i < m; i++) memset(c + i * g->ldc, 0, (size_t)n * sizeof(float));
+    if (g->K > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, g->trans_b ? CblasTrans : CblasNoTrans,
+                    (int)m, (int)n, (int)g->K, 1.0f, a, (int)g->lda, b, (int)g->ldb,
+                    g->bias ? 1.0f : 0.0f, c, (int)g->ldc);
 }
 
 static void gemm_task(void *arg, int64_t begin, int64_t end, int tid) {
@@ -562,11 +563,11 @@ static void conv_task(void *arg, int64_t begin, int64_t end, int tid) {
             }
         }
         float *yr = J->y + (b * J->Ho + oy) * J->Wo * J->Cout;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)J->Wo, (int)J->Cout, (int)Kc,
-                    1.0f, col, (int)Kc, J->w, (int)Kc, 0.0f, yr, (int)J->Cout);
-        if (J->b)
+        if (J->b)   /* start from the bias, accumulate (see gemm_block) */
             for (int64_t i = 0; i < J->Wo; i++)
-                for (int64_t c = 0; c < J->Cout; c++) yr[i * J->Cout + c] += J->b[c];
+                memcpy(yr + i * J->Cout, J->b, (size_t)J->Cout * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)J->Wo, (int)J->Cout, (int)Kc,
+                    1.0f, col, (int)Kc, J->w, (int)Kc, J->b ? 1.0f : 0.0f, yr, (int)J->Cout);
     }
 }
 
@@ -607,12 +608,12 @@ static void convt_task(void *arg, int64_t begin, int64_t end, int tid) {
         for (int dy = 0; dy < 2; dy++) {
             int64_t b = r / J->H, i = r % J->H;
             float *yr = J->y + ((b * 2 * J->H) + 2 * i + dy) * 2 * W * Cout;
+            if (J->b)   /* start from the bias, accumulate (see gemm_block) */
+                for (int64_t p = 0; p < 2 * W; p++)
+                    memcpy(yr + p * Cout, J->b, (size_t)Cout * sizeof(float));
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)W, (int)(2 * Cout),
                         (int)Cin, 1.0f, xr, (int)Cin, J->wp + dy * Cin * 2 * Cout,
-                        (int)(2 * Cout), 0.0f, yr, (int)(2 * Cout));
-            if (J->b)
-                for (int64_t p = 0; p < 2 * W; p++)
-                    for (int64_t c = 0; c < Cout; c++) yr[p * Cout + c] += J->b[c];
+                        (int)(2 * Cout), J->b ? 1.0f : 0.0f, yr, (int)(2 * Cout));
         }
     }
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "amg.h"
 #include "cli.h"
@@ -34,7 +35,8 @@ static void usage(FILE *f) {
             "                               the parameters below (flags win)\n"
             "  --point-grids FILE           JSON [[[x, y], ...], ...]: one grid per crop\n"
             "                               layer in [0,1]^2 (instead of points_per_side)\n"
-            "  --threads N                  CPU threads of the model (default: all cores)\n"
+            "  --threads N                  CPU threads of the model and of the mask\n"
+            "                               post-processing (default: all cores)\n"
             "  --device NAME                cpu (default) or cuda:N\n"
             "  -o OUT                       output file (.json, or .png with --format png)\n"
             "  --out-dir DIR                one DIR/NAME.json (or .png) per image\n"
@@ -45,6 +47,11 @@ static void usage(FILE *f) {
             "                               the network (one image)\n"
             "AMG parameters (official names and defaults):\n");
     amg_params_help(f);
+}
+
+static int cpu_count(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
 
 /* the colored overlay of every mask (later records on top) */
@@ -176,7 +183,8 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         }
     }
     if (!nimages) return cli_usage_error(cmd, "no IMAGE given");
-    if (!out == !out_dir) return cli_usage_error(cmd, "give exactly one of -o OUT and --out-dir DIR");
+    if (!out == !out_dir)
+        return cli_usage_error(cmd, "give exactly one of -o OUT and --out-dir DIR");
     if (strcmp(format, "json") && strcmp(format, "png"))
         return cli_usage_error(cmd, "--format: '%s' is not json or png", format);
     if (out && !strcmp(format, "png") && nimages > 1)
@@ -241,7 +249,9 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         }
         m = gs->wrap;
     }
-    if (amg_create(&gs->g, &p, m.S, &err) || image_init(&err)) {
+    if (amg_create(&gs->g, &p, m.S, &err) ||
+        amg_set_threads(gs->g, threads > 0 ? (int)threads : cpu_count(), &err) ||
+        image_init(&err)) {
         fprintf(stderr, "sam2amg generate: %s\n", err.msg);
         return EXIT_DATA;
     }

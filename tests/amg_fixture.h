@@ -149,7 +149,8 @@ static inline void fx_compare(const fx_rec *e, int ne, const fx_rec *a, int na, 
             double iou = rle_iou(e[i].counts, e[i].n, a[j].counts, a[j].n);
             if (rle_area(e[i].counts, e[i].n) == 0 && rle_area(a[j].counts, a[j].n) == 0)
                 iou = 1.0;
-            int same = fabs(e[i].pt[0] - a[j].pt[0]) <= 0.51 && fabs(e[i].pt[1] - a[j].pt[1]) <= 0.51;
+            int same = fabs(e[i].pt[0] - a[j].pt[0]) <= 0.51 &&
+                       fabs(e[i].pt[1] - a[j].pt[1]) <= 0.51;
             double sc = iou + (same ? 0.001 : 0);
             if (sc > best) best = sc, bj = j, best_iou = iou;
         }

@@ -8,13 +8,14 @@
 #include <string.h>
 
 #include "amg.h"
+#include "weights.h"
 #include "test.h"
 #include "amg_fixture.h"
 
 static const char *fixtures[] = {
     "amg-synthetic", "amg-synthetic-crops", "amg-synthetic-minarea",
     "amg-synthetic-tall", "amg-synthetic-layers2", "amg-synthetic-thresh",
-    "amg-synthetic-m2m",  "amg-synthetic-single",
+    "amg-synthetic-m2m",  "amg-synthetic-single", "amg-synthetic-tiny",
 };
 
 static void replay_fixture(const char *name) {
@@ -88,6 +89,27 @@ static void replay_fixture(const char *name) {
         fx_free_records(a, na > 0 ? na : 0);
         free(buf);
     }
+    /* the same on 3 post-processing threads: identical records */
+    if (rc == 0) {
+        amg_result res3 = {0};
+        amg_replay_model(r, &m);
+        int rc3 = amg_set_threads(g, 3, &err);
+        if (!rc3) rc3 = amg_generate(g, &m, rgb, W, H, &res3, &err);
+        int same = rc3 == 0 && res3.n == res.n;
+        for (int i = 0; same && i < res.n; i++) {
+            const amg_record *x = &res.recs[i], *y = &res3.recs[i];
+            same = !strcmp(x->rle, y->rle) && x->area == y->area &&
+                   !memcmp(x->bbox, y->bbox, sizeof x->bbox) &&
+                   x->predicted_iou == y->predicted_iou &&
+                   x->stability_score == y->stability_score &&
+                   !memcmp(x->point, y->point, sizeof x->point) &&
+                   !memcmp(x->crop_box, y->crop_box, sizeof x->crop_box);
+        }
+        snprintf(label, sizeof label, "%s: 3 threads give the same records in the same order",
+                 name);
+        TEST_CHECK(same, label, "rc %d (%s), %d vs %d records", rc3, err.msg, res3.n, res.n);
+        amg_result_free(&res3);
+    }
     amg_result_free(&res);
     free(rgb);
     amg_free(g);
@@ -96,6 +118,47 @@ out:
     free(amgobj);
     free(meta);
     free(js);
+}
+
+/* the implicit full-res logits against PyTorch's bilinear resize, bit for
+ * bit, for both kernels (amg-upsample fixture) */
+static void test_upsample(void) {
+    weights_t *w = NULL;
+    err_t err;
+    int rc = weights_open(&w, test_fixture("amg-upsample/upsample.safetensors"), &err);
+    TEST_CHECK(rc == 0, "amg-upsample fixture opens", "%s", err.msg);
+    if (rc) return;
+    amg_params p;
+    amg_params_default(&p);
+    amg_t *g = NULL;
+    rc = amg_create(&g, &p, 256, &err);
+    const char *cases[] = {"k3_a", "k3_b", "k3_c", "k1_a", "k1_b", "k1_c"};
+    for (size_t c = 0; !rc && c < sizeof cases / sizeof cases[0]; c++) {
+        char key[64], label[128];
+        snprintf(key, sizeof key, "%s_in", cases[c]);
+        const wtensor_t *in = weights_find(w, key);
+        snprintf(key, sizeof key, "%s_out", cases[c]);
+        const wtensor_t *out = weights_find(w, key);
+        if (!in || !out) {
+            TEST_CHECK(0, cases[c], "missing tensors");
+            continue;
+        }
+        int maps = (int)(in->shape[0] * in->shape[1]), h = (int)out->shape[2],
+            wd = (int)out->shape[3], single = in->shape[1] == 1;
+        float *got = malloc(sizeof(float) * (size_t)h * wd);
+        int64_t bad = 0;
+        for (int m = 0; m < maps; m++) {
+            amg_upsample(g, (const float *)in->data + (size_t)m * 64 * 64, single, h, wd, got);
+            const float *e = (const float *)out->data + (size_t)m * h * wd;
+            for (int64_t q = 0; q < (int64_t)h * wd; q++) bad += memcmp(&got[q], &e[q], 4) != 0;
+        }
+        snprintf(label, sizeof label, "%s: %d maps to %dx%d (%s kernel) equal torch bit for bit",
+                 cases[c], maps, h, wd, single ? "channels-last" : "generic");
+        TEST_CHECK(bad == 0, label, "%lld values differ", (long long)bad);
+        free(got);
+    }
+    amg_free(g);
+    weights_close(w);
 }
 
 static void test_params(void) {
@@ -168,6 +231,7 @@ int main(int argc, char **argv) {
         return compare_files(argv[2], argv[3], argc == 6 ? atof(argv[4]) : 1.0,
                              argc == 6 ? atof(argv[5]) : 0.999);
     test_params();
+    test_upsample();
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) replay_fixture(fixtures[i]);
     return TEST_REPORT();
 }

@@ -118,9 +118,11 @@ int main(int argc, char **argv) {
     TEST_CHECK(rle_decode_string(str, got, 6) == 6 && !memcmp(big, got, sizeof big),
                "large and decreasing counts round trip", "%s", str);
     TEST_CHECK(rle_decode_string("", got, 6) == 0, "empty string has no counts", "%s", str);
-    TEST_CHECK(rle_decode_string("0a{", got, 6) == -1, "a character outside '0'..'o' is refused", "%s", str);
+    TEST_CHECK(rle_decode_string("0a{", got, 6) == -1, "a character outside '0'..'o' is refused",
+               "%s", str);
     TEST_CHECK(rle_decode_string("P", got, 6) == -1, "a truncated group is refused", "%s", str);
-    TEST_CHECK(rle_decode_string("123456", got, 3) == -1, "more counts than cap is refused", "%s", str);
+    TEST_CHECK(rle_decode_string("123456", got, 3) == -1, "more counts than cap is refused", "%s",
+               str);
     uint32_t one[1] = {12};
     rle_encode_string(one, 1, str);
     TEST_CHECK(!strcmp(str, "<"), "pycocotools encodes [12] as '<'", "'%s'", str);

@@ -4,6 +4,7 @@ parameters the oracle has no flag for.
 
 Usage: make_synthetic.py ORACLE.py SAM2_SRC OUT [--downscale N] [--offset X]
          [--mask-threshold X] [--no-multimask] [--overlap X] -- ORACLE_ARGS...
+       make_synthetic.py --strip DIR...   (keep only syn_* in DIR/expected.safetensors)
 
 It runs ORACLE.py (sam2_oracle.py) in this process after two patches:
 - SAM2AutomaticMaskGenerator gets the extra keyword arguments;
@@ -12,7 +13,8 @@ It runs ORACLE.py (sam2_oracle.py) in this process after two patches:
   the full-resolution logits of such a call are recomputed from that one
   channel, as the official predictor does for a (B,1,h,w) decoder output.
 The extra parameters are added to meta.json's "amg" object. Only
-amg.json, expected.safetensors, image.png and meta.json are kept.
+amg.json, expected.safetensors (its syn_* tensors), image.png and
+meta.json are kept.
 """
 import json
 import os
@@ -20,8 +22,34 @@ import runpy
 import sys
 
 
+def strip_expected(path):
+    """Keep only the syn_* tensors (what the replay reads)."""
+    import struct
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    body = raw[8 + n:]
+    keep, blobs, off = {}, [], 0
+    for k in sorted(header):
+        if not k.startswith("syn_"):
+            continue
+        a, b = header[k]["data_offsets"]
+        keep[k] = dict(header[k], data_offsets=[off, off + b - a])
+        blobs.append(body[a:b])
+        off += b - a
+    h = json.dumps(keep, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
 def main():
     argv = sys.argv[1:]
+    if argv[:1] == ["--strip"]:  # re-strip existing fixtures
+        for d in argv[1:]:
+            strip_expected(os.path.join(d, "expected.safetensors"))
+        return
     sep = argv.index("--")
     mine, rest = argv[:sep], argv[sep + 1:]
     oracle, src, out = mine[0], mine[1], mine[2]
@@ -84,6 +112,7 @@ def main():
     meta["made_by"] = "tests/tools/make_synthetic.py " + " ".join(mine[3:] + ["--"] + rest)
     with open(meta_path, "w") as f:
         json.dump(meta, f, indent=1)
+    strip_expected(os.path.join(out, "expected.safetensors"))
     for name in ("weights.safetensors", "weights.pt"):
         p = os.path.join(out, name)
         if os.path.exists(p):

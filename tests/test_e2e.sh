@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# test_e2e.sh: `sam2amg generate` end to end with the real network (not the
+# replay decoder) against the official generator on the e2e-* fixtures:
+# use_m2m, min_mask_region_area, crops on a non-square image, and micro2 with
+# nonzero IoU / stability thresholds and box NMS 0.7. Each must reach the
+# real-model bar of tests/fixtures/README.md: >= 98% of the official records
+# matched at mask IoU >= 0.99 (test_amg --compare; it prints the match count,
+# worst IoU and largest score differences). The fixtures hold no weights:
+# meta.json's "weights" names the fixture whose weights the oracle made
+# (tests/tools/make_e2e.py checked they are byte-identical). Two negative
+# controls show the m2m and min-area fixtures depend on their option.
+set -u
+BUILD=${BUILD:-build}
+cd "$(dirname "$0")/.."
+bin=$BUILD/sam2amg
+cmp=$BUILD/tests/test_amg
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+check() { # name, command...
+    local name=$1; shift
+    if "$@" >"$tmp/log" 2>&1; then pass=$((pass + 1)); echo "ok - $name"; sed 's/^/# /' "$tmp/log"
+    else fail=$((fail + 1)); echo "not ok - $name"; sed 's/^/    /' "$tmp/log" | tail -5; fi
+}
+weights_of() { # fixture dir -> weights path named by its meta.json
+    echo "tests/fixtures/$(sed -n 's/^ *"weights": *"\([^"]*\)".*/\1/p' "$1/meta.json")"
+}
+for f in e2e-m2m e2e-minarea e2e-crops e2e-micro2; do
+    d=tests/fixtures/$f
+    w=$(weights_of "$d")
+    check "$f: generate with the model ($w)" \
+        "$bin" generate --model "$w" --config "$d/meta.json" "$d/image.png" -o "$tmp/$f.json"
+    check "$f: >= 98% of amg.json records at mask IoU >= 0.99" \
+        "$cmp" --compare "$d/amg.json" "$tmp/$f.json" 0.98 0.99
+done
+# negative controls: without the option the official records are not reproduced
+d=tests/fixtures/e2e-m2m
+check "e2e-m2m: without --use-m2m the records differ" bash -c "
+    sed 's/\"use_m2m\": true/\"use_m2m\": false/' $d/meta.json >$tmp/no-m2m.json &&
+    $bin generate --model $(weights_of $d) --config $tmp/no-m2m.json $d/image.png -o $tmp/no-m2m.out.json &&
+    ! $cmp --compare $d/amg.json $tmp/no-m2m.out.json 0.98 0.99"
+d=tests/fixtures/e2e-minarea
+check "e2e-minarea: with --min-mask-region-area 0 the records differ" bash -c "
+    $bin generate --model $(weights_of $d) --config $d/meta.json --min-mask-region-area 0 \
+        $d/image.png -o $tmp/no-minarea.json &&
+    ! $cmp --compare $d/amg.json $tmp/no-minarea.json 0.98 0.99"
+echo "RESULT $pass $fail"
+[ $fail -eq 0 ]
