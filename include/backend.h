@@ -33,6 +33,9 @@ struct backend {
     int         version;        /* BACKEND_API_VERSION */
     const char *name;           /* "cpu", "cuda:0", ... */
     void       *ctx;            /* backend-private state */
+    /* attention_dh_max: the largest head dim attention() accepts; 0 = no
+     * limit (callers with another way to compute pick it when exceeded). */
+    int64_t     attention_dh_max;
 
     /* ---- memory ---- */
     /* alloc: size bytes of backend memory, 256-byte aligned; NULL on failure

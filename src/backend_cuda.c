@@ -444,6 +444,7 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
     be->version = BACKEND_API_VERSION;
     be->name = c->name;
     be->ctx = c;
+    be->attention_dh_max = 128;   /* kernels/attention.cu ATT_DHMAX */
     be->alloc = cuda_alloc;
     be->free = cuda_free;
     be->upload = cuda_upload;

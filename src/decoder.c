@@ -19,9 +19,22 @@
  * key/value projections for token->image attention and their query
  * projection for image->token attention are computed once per image in
  * decoder_set_image; layer 0's token->image attention then runs as one
- * attention with all n*T queries against the shared keys. With a mask input
- * (mask-to-mask refinement) the dense embedding differs per prompt and
- * everything is computed per prompt.
+ * attention with all n*T queries against the shared keys; image->token
+ * attention reads the shared queries directly (one call per prompt). With a
+ * mask input (mask-to-mask refinement) the dense embedding differs per
+ * prompt, but it enters the image tokens through a 1x1 conv from 16
+ * channels: layer 0's key/query/value projections are the image part
+ * (computed once per image, on the first mask-input call) plus the 16 mask
+ * channels times the composed weights (computed at init), a K=16 GEMM per
+ * prompt instead of K=C. Everything after layer 0 is computed per prompt.
+ * Token->image attention of layer 1 and the final one never projects the
+ * image tokens to keys and values (attn_unprojected): the few token queries
+ * are mapped back through Wk into image-token space instead, and Wv is
+ * applied to the attention-weighted image tokens, saving two
+ * (n*HW, C) x (C, Ci) GEMMs per attention. That runs attention with head
+ * dim C, so it is used only where be->attention_dh_max allows; otherwise
+ * the keys are projected (the final keys' PE term then comes from a table
+ * computed at init).
  *
  * Memory: weights in one backend allocation (packed where two projections
  * read the same input), activations in one arena carved into fixed buffers
@@ -98,6 +111,15 @@ struct decoder {
     float *k0;       /* (HW, C) img + no_mask_embed */
     float *kq0;      /* (HW, C) packed [t2i.k | i2t.q] of k0 + pe, layer 0 */
     float *kv0;      /* (HW, Ci) t2i.v of k0, layer 0 */
+    float *fpk;      /* (HW, Ci) final t2i.k of pe, + its bias: computed at init */
+    float *wkT[2];   /* (nh, C, dh) per-head transposed t2i.k weights: layer 1, final */
+    int    unproj;   /* token->image keys of layer 1 / final left unprojected */
+    float *mw;       /* (C+Ci, 16) [t2i.k; i2t.q; t2i.v] of layer 0 times the mask
+                        embedding's last 1x1 conv: computed at init */
+    float *kqv_img;  /* (HW, C+Ci) layer 0 [t2i.k | i2t.q | t2i.v] of the image tokens
+                        with the mask embedding's bias (+pe for k, q): the part of
+                        a mask-input prompt's projections that is the same for all */
+    int   kqv_ready; /* kqv_img is for the current image */
 
     /* ---- activations for one chunk (backend, from the arena) ---- */
     float *P;        /* (nc*Tm, C) query PE = initial tokens */
@@ -108,6 +130,8 @@ struct decoder {
     float *TV;       /* (nc*Tm, Ci) i2t.v */
     float *TO;       /* (nc*Tm, C) attention output */
     float *TMP;      /* (nc*Tm, C) */
+    float *QX;       /* (nc*Tm, nh, C) queries mapped back to image-token space */
+    float *OX;       /* (nc*Tm, nh, C) their attention outputs (before t2i.v) */
     float *H;        /* (nc*Tm, MLP) */
     float *HH;       /* (2, nc, 256) hypernetwork / IoU head hidden */
     float *HYP;      /* (nc, 4, C8) */
@@ -380,6 +404,8 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
     if (big < 48 * R) big = 48 * R;   /* the mask path's scratch (C < 24 only) */
     size_t sizes[] = {
         HW * Cz, HW * Cz, 16 * HW * d->C8, 4 * HW * d->C4, HW * Cz, HW * Cz, HW * d->Ci,
+        HW * d->Ci, (Cz + d->Ci) * DEC_MASK_CHANS, HW * (Cz + d->Ci), Cz * d->Ci, Cz * d->Ci,
+        NT * DEC_HEADS * Cz, NT * DEC_HEADS * Cz,
         NT * Cz, NT * Cz, NT * Cz, NT * 3 * Cz, NT * Cz, NT * d->Ci, NT * Cz, NT * Cz,
         NT * DEC_MLP, 2 * nc * (Cz > DEC_IOU_HIDDEN ? Cz : DEC_IOU_HIDDEN),
         nc * DEC_MASKS * d->C8, nc * DEC_MASKS, R * Cz, R * Cz, big,
@@ -400,6 +426,13 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
     d->k0 = arena_alloc(a, sizes[k++]);
     d->kq0 = arena_alloc(a, sizes[k++]);
     d->kv0 = arena_alloc(a, sizes[k++]);
+    d->fpk = arena_alloc(a, sizes[k++]);
+    d->mw = arena_alloc(a, sizes[k++]);
+    d->kqv_img = arena_alloc(a, sizes[k++]);
+    d->wkT[0] = arena_alloc(a, sizes[k++]);
+    d->wkT[1] = arena_alloc(a, sizes[k++]);
+    d->QX = arena_alloc(a, sizes[k++]);
+    d->OX = arena_alloc(a, sizes[k++]);
     d->P = arena_alloc(a, sizes[k++]);
     d->Q = arena_alloc(a, sizes[k++]);
     d->QP = arena_alloc(a, sizes[k++]);
@@ -432,6 +465,18 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
             pe_encode(d, ((float)j + 0.5f) / (float)d->hf, ((float)i + 0.5f) / (float)d->hf,
                       hpe + ((size_t)i * d->hf + j) * C);
     be->upload(be, d->pe, hpe, HW * Cz * sizeof(float));
+    /* what depends on weights and pe only: the final keys' PE term, and
+     * layer 0's image-side projections composed with the mask embedding's
+     * 1x1 conv (a mask input enters the image tokens through 16 channels) */
+    be->linear(be, d->fpk, d->Ci, d->pe, C, d->f_k_w, d->f_k_b, HW, C, d->Ci);
+    /* per head, Wk_h (dh, C) -> (C, dh): a (nh, dh, 1, C) NHWC -> NCHW transpose */
+    int64_t dh = d->Ci / DEC_HEADS;
+    be->nhwc_to_nchw(be, d->wkT[0], d->L[1].kq_w, DEC_HEADS, dh, 1, C);
+    be->nhwc_to_nchw(be, d->wkT[1], d->f_k_w, DEC_HEADS, dh, 1, C);
+    d->unproj = be->attention_dh_max == 0 || be->attention_dh_max >= C;
+    be->bmm(be, d->mw, d->L[0].kq_w, d->md_w[4], 1, C, C, DEC_MASK_CHANS, 0);
+    be->bmm(be, d->mw + Cz * DEC_MASK_CHANS, d->L[0].t2i_v_w, d->md_w[4], 1, d->Ci, C,
+            DEC_MASK_CHANS, 0);
     be->sync(be);
     free(hpe);
     *out = d;
@@ -476,10 +521,36 @@ int decoder_set_image(decoder_t *d, const float *image_embed, const float *feat_
     be->linear(be, d->kv0, d->Ci, d->k0, C, l0->t2i_v_w, l0->t2i_v_b, HW, C, d->Ci);
     be->sync(be);
     d->have_image = 1;
+    d->kqv_ready = 0;
     return 0;
 }
 
 /* ---- one chunk of prompts ---- */
+
+/* attn_unprojected: token->image attention without projecting the image
+ * tokens. Per head h, q_h . (Wk_h x_j + bk_h) = (Wk_h^T q_h) . x_j + const,
+ * and sum_j p_j (Wv_h y_j + bv_h) = Wv_h (sum_j p_j y_j) + bv_h, so each
+ * query is mapped back to image-token space (C wide), all nh heads become
+ * separate query rows of one single-head attention over x (keys) and y
+ * (values), and the result is projected by Wv_h: the per-prompt cost is
+ * nh*T rows against HW keys instead of two (HW, C) x (C, Ci) projections.
+ * The constant q_h . bk_h drops out of the softmax.
+ * o (n*T, Ci) = attention output before out_proj; tq (n*T, Ci) row stride
+ * ldq = projected token queries; wkT (nh, C, dh); wv (Ci, C), bv (Ci);
+ * x, y (n, HW, C). */
+static void attn_unprojected(decoder_t *d, float *o, const float *tq, int64_t ldq,
+                             const float *wkT, const float *wv, const float *bv, const float *x,
+                             const float *y, int64_t n, int64_t T, float scale) {
+    backend_t *be = d->be;
+    const int64_t C = d->C, Ci = d->Ci, nh = DEC_HEADS, dh = Ci / nh, NT = n * T;
+    for (int64_t h = 0; h < nh; h++)
+        be->linear(be, d->QX + h * C, nh * C, tq + h * dh, ldq, wkT + h * C * dh, NULL, NT, dh,
+                   C);
+    be->attention(be, d->OX, d->QX, C, x, C, y, C, n, T * nh, d->HW, 1, C, scale);
+    for (int64_t h = 0; h < nh; h++)
+        be->linear(be, o + h * dh, Ci, d->OX + h * C, nh * C, wv + h * dh * C, bv + h * dh, NT, C,
+                   dh);
+}
 
 /* run_chunk: prompts [b0, b0+n) of p; writes low_res (n,k,4hf,4hf) and
  * iou (n,k) host, k = 3 (multimask) or 1. */
@@ -492,6 +563,8 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     const int64_t nh = DEC_HEADS;
     const float sc_self = 1.0f / sqrtf((float)(C / nh)), sc_x = 1.0f / sqrtf((float)(Ci / nh));
     const int shared = p->mask_input == NULL;
+    /* big: layer 0 with a mask input: KQV (R, C+Ci) [t2i.k | i2t.q | t2i.v];
+     * later layers: KQ (R,C) [t2i.k | i2t.q] then KV (R,Ci); AO (R,Ci) after */
     float *KQ = d->big, *KV = d->big + R * C, *AO = KV + R * Ci;
 
     tokens_build(d, p, b0, n, (int)T, d->htok);
@@ -502,7 +575,7 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
         /* dense prompt = mask downscaling of the mask input, per prompt:
          * (n,4hf,4hf,1) -> (n,2hf,2hf,4) -> (n,hf,hf,16) -> (n,hf,hf,C) */
         int64_t m4 = DEC_MASK_CHANS / 4, m16 = DEC_MASK_CHANS;
-        float *min = d->big, *m1 = min + 16 * R, *m2 = m1 + 16 * R;
+        float *min = d->big, *m1 = min + 16 * R, *m2 = d->KPE;
         be->upload(be, min, p->mask_input + (size_t)b0 * L4, (size_t)n * L4 * sizeof(float));
         be->conv2d(be, m1, min, d->md_w[0], d->md_b[0], n, 4 * hf, 4 * hf, 1, m4, 2, 2, 2, 0);
         be->layer_norm(be, m1, m1, d->md_w[1], d->md_b[1], n * 4 * HW, m4, LN2D_EPS);
@@ -512,11 +585,29 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
         be->gelu(be, m2, m2, R * m16);
         be->linear(be, d->K, C, m2, m16, d->md_w[4], d->md_b[4], R, m16, C);
         add_bcast(be, d->K, d->K, d->img, n, (size_t)HW * C);
+        /* layer 0's image-side projections: image part once per image,
+         * mask part through the 16 mask channels (K=16, not K=C) */
+        if (!d->kqv_ready) {
+            const layer_w *l0 = &d->L[0];
+            float *tp = d->big;   /* (HW, C) scratch: the mask path's input is consumed */
+            be->add_row(be, tp, d->img, d->md_b[4], HW, C);
+            be->linear(be, d->kqv_img + C, C + Ci, tp, C, l0->t2i_v_w, l0->t2i_v_b, HW, C, Ci);
+            be->add(be, tp, tp, d->pe, HW * C);
+            be->linear(be, d->kqv_img, C + Ci, tp, C, l0->kq_w, l0->kq_b, HW, C, C);
+            d->kqv_ready = 1;
+        }
+        be->linear(be, KQ, C + Ci, m2, m16, d->mw, NULL, R, m16, C + Ci);
+        add_bcast(be, KQ, KQ, d->kqv_img, n, (size_t)HW * (C + Ci));
     }
 
     for (int l = 0; l < 2; l++) {
         const layer_w *lw = &d->L[l];
         const int sh = shared && l == 0;   /* image tokens still the shared k0 */
+        const int mk = !shared && l == 0;  /* KQV already projected (mask input) */
+        /* image-side queries of image->token attention: (n, HW, Ci) rows of ld */
+        const float *iq = sh ? d->kq0 + Ci : KQ + Ci;
+        const int64_t ldk = mk ? C + Ci : C;
+        const float *kv = mk ? KQ + C : KV;
 
         /* token self-attention (layer 0: no PE and no residual) */
         if (l == 0) {
@@ -545,10 +636,21 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
             be->attention(be, d->TO, d->TQ, C, d->kq0, C, d->kv0, Ci, 1, NT, HW, nh, Ci / nh,
                           sc_x);
         } else {
-            add_bcast(be, d->KPE, d->K, d->pe, n, (size_t)HW * C);
-            be->linear(be, KQ, C, d->KPE, C, lw->kq_w, lw->kq_b, R, C, C);
-            be->linear(be, KV, Ci, d->K, C, lw->t2i_v_w, lw->t2i_v_b, R, C, Ci);
-            be->attention(be, d->TO, d->TQ, C, KQ, C, KV, Ci, n, T, HW, nh, Ci / nh, sc_x);
+            if (!mk) add_bcast(be, d->KPE, d->K, d->pe, n, (size_t)HW * C);
+            if (!mk && d->unproj) {
+                /* only image->token queries are projected here */
+                be->linear(be, KQ + Ci, C, d->KPE, C, lw->kq_w + Ci * C, lw->kq_b + Ci, R, C,
+                           Ci);
+                attn_unprojected(d, d->TO, d->TQ, C, d->wkT[0], lw->t2i_v_w, lw->t2i_v_b,
+                                 d->KPE, d->K, n, T, sc_x);
+            } else {
+                if (!mk) {
+                    be->linear(be, KQ, C, d->KPE, C, lw->kq_w, lw->kq_b, R, C, C);
+                    be->linear(be, KV, Ci, d->K, C, lw->t2i_v_w, lw->t2i_v_b, R, C, Ci);
+                }
+                be->attention(be, d->TO, d->TQ, C, KQ, ldk, kv, mk ? ldk : Ci, n, T, HW, nh,
+                              Ci / nh, sc_x);
+            }
         }
         be->linear(be, d->TMP, C, d->TO, Ci, lw->t2i_out_w, lw->t2i_out_b, NT, Ci, C);
         be->add(be, d->Q, d->Q, d->TMP, NT * C);
@@ -562,14 +664,18 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
         be->layer_norm(be, d->Q, d->Q, lw->norm_w[2], lw->norm_b[2], NT, C, LN_EPS);
 
         /* image -> tokens: queries are the image tokens (+PE), computed above
-         * in KQ[:, Ci:] (or kq0 when shared, replicated per prompt) */
+         * in KQ[:, Ci:] (or kq0 when shared: the same queries for every
+         * prompt, so one attention call per prompt against its own tokens) */
         be->add(be, d->QP, d->Q, d->P, NT * C);
         be->linear(be, d->TQ + Ci, C, d->QP, C, lw->tq_w + Ci * C, lw->tq_b + Ci, NT, C, Ci);
         be->linear(be, d->TV, Ci, d->Q, C, lw->i2t_v_w, lw->i2t_v_b, NT, C, Ci);
         if (sh)
             for (int b = 0; b < n; b++)
-                be->copy(be, KQ + (size_t)b * HW * C, d->kq0, (size_t)HW * C * sizeof(float));
-        be->attention(be, AO, KQ + Ci, C, d->TQ + Ci, C, d->TV, Ci, n, HW, T, nh, Ci / nh, sc_x);
+                be->attention(be, AO + (size_t)b * HW * Ci, iq, C, d->TQ + Ci + (size_t)b * T * C,
+                              C, d->TV + (size_t)b * T * Ci, Ci, 1, HW, T, nh, Ci / nh, sc_x);
+        else
+            be->attention(be, AO, iq, ldk, d->TQ + Ci, C, d->TV, Ci, n, HW, T, nh, Ci / nh,
+                          sc_x);
         if (sh) {
             be->linear(be, d->K, C, AO, Ci, lw->i2t_out_w, lw->i2t_out_b, R, Ci, C);
             add_bcast(be, d->K, d->K, d->k0, n, (size_t)HW * C);
@@ -583,10 +689,16 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     /* final tokens -> image attention */
     be->add(be, d->QP, d->Q, d->P, NT * C);
     be->linear(be, d->TQ, Ci, d->QP, C, d->f_q_w, d->f_q_b, NT, C, Ci);
-    add_bcast(be, d->KPE, d->K, d->pe, n, (size_t)HW * C);
-    be->linear(be, KQ, Ci, d->KPE, C, d->f_k_w, d->f_k_b, R, C, Ci);
-    be->linear(be, KV, Ci, d->K, C, d->f_v_w, d->f_v_b, R, C, Ci);
-    be->attention(be, d->TO, d->TQ, Ci, KQ, Ci, KV, Ci, n, T, HW, nh, Ci / nh, sc_x);
+    if (d->unproj) {
+        add_bcast(be, d->KPE, d->K, d->pe, n, (size_t)HW * C);
+        attn_unprojected(d, d->TO, d->TQ, Ci, d->wkT[1], d->f_v_w, d->f_v_b, d->KPE, d->K, n, T,
+                         sc_x);
+    } else {
+        be->linear(be, KQ, Ci, d->K, C, d->f_k_w, NULL, R, C, Ci);
+        add_bcast(be, KQ, KQ, d->fpk, n, (size_t)HW * Ci);   /* + (pe Wk^T + bk) */
+        be->linear(be, KV, Ci, d->K, C, d->f_v_w, d->f_v_b, R, C, Ci);
+        be->attention(be, d->TO, d->TQ, Ci, KQ, Ci, KV, Ci, n, T, HW, nh, Ci / nh, sc_x);
+    }
     be->linear(be, d->TMP, C, d->TO, Ci, d->f_out_w, d->f_out_b, NT, Ci, C);
     be->add(be, d->Q, d->Q, d->TMP, NT * C);
     be->layer_norm(be, d->Q, d->Q, d->f_norm_w, d->f_norm_b, NT, C, LN_EPS);

@@ -349,6 +349,12 @@ int main(void) {
     backend_t *be = backend_cpu_create(0);
     test_micro(be, "micro/weights.safetensors");
     test_micro(be, "micro/weights.pt");
+    /* a backend whose attention takes head dims below C (as CUDA's): the
+     * decoder projects token->image keys instead (the other code path) */
+    be->attention_dh_max = 16;
+    printf("# attention_dh_max 16: projected token->image keys\n");
+    test_micro(be, "micro/weights.safetensors");
+    be->attention_dh_max = 0;
     test_chunks(be);
     test_predict_fixture(be);
     test_bad_weights(be);
