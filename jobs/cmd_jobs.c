@@ -24,8 +24,6 @@
 #include "model.h"
 #include "rle.h"
 
-#pragma weak sam2_config_load
-
 static volatile sig_atomic_t stop_flag;
 
 static void on_signal(int sig) {
@@ -124,7 +122,7 @@ int cmd_run(int argc, char **argv) {
     /* config's "amg" object first, then flags on top: find --config first */
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--config")) cfg.config = argv[i + 1];
-    if (cfg.config && sam2_config_load) {
+    if (cfg.config) {
         sam2_config c;
         char *amg_json = NULL;
         err_t err = {{0}};
