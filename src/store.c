@@ -207,6 +207,9 @@ int store_open(store_t **out, const char *path, int flags, err_t *err) {
         /* journal_mode reads page 1: the first place a corrupt file shows */
         if ((r = exec(s, "PRAGMA journal_mode = WAL", err))) goto fail;
         if ((r = exec(s, "PRAGMA synchronous = NORMAL", err))) goto fail;
+        /* 64 MiB of page cache: the path index of a big manifest and the
+         * R*Tree stay in memory while the writer appends */
+        if ((r = exec(s, "PRAGMA cache_size = -65536", err))) goto fail;
         const char *mp = getenv("SAM2AMG_MAX_PAGES");
         if (mp && *mp) {
             char q[64];
