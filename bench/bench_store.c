@@ -9,6 +9,7 @@
  * The shell runs the same schema (schema/001_init.sql, so run from the
  * repository root, as bench/run.sh does).
  * Environment: BENCH_MASKS (default 1000000), BENCH_DIR (default /tmp),
+ * BENCH_COMMIT (images per commit, default 256 = run's --batch default),
  * BENCH_KEEP=1 keeps the databases.
  * Arguments of bench/run.sh are ignored.
  */
@@ -146,7 +147,8 @@ int main(void) {
     }
 
     /* ---- mask inserts through the writer path ---- */
-    const int pool_n = 1000, per_image = 100, images_per_commit = 32;
+    const int pool_n = 1000, per_image = 100;
+    const int images_per_commit = getenv("BENCH_COMMIT") ? atoi(getenv("BENCH_COMMIT")) : 256;
     amg_record *pool = calloc(pool_n, sizeof *pool);
     double mean_len;
     make_pool(pool, pool_n, 2250, 1500, &mean_len);

@@ -70,7 +70,8 @@ static void run_usage(FILE *f) {
             "  --max-pixels N      refuse images above N pixels (default 256000000)\n"
             "  --retries N         retries of transient failures (default 2)\n"
             "  --decode-threads N  image decoding threads (default 2)\n"
-            "  --batch N           images per database commit, at most (default 32)\n"
+            "  --batch N           images per database commit, at most (default 256; the\n"
+            "                      writer commits what is queued, so small when it keeps up)\n"
             "  --lease S           lease length in seconds (default 3600)\n"
             "  --quiet             no progress line (it is shown only on a terminal anyway)\n\n"
             "AMG flags:\n");
@@ -116,7 +117,7 @@ int cmd_run(int argc, char **argv) {
     int64_t v;
     cfg.retries = 2;
     cfg.decode_threads = 2;
-    cfg.batch_images = 32;
+    cfg.batch_images = 256;
     cfg.lease_s = 3600;
     cfg.max_pixels = 256000000;
     /* config's "amg" object first, then flags on top: find --config first */
