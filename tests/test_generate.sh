@@ -24,6 +24,10 @@ for d in tests/fixtures/amg-synthetic*/; do
 done
 d=tests/fixtures/amg-synthetic
 gen="$bin generate --config $d/meta.json --replay-decoder $d/expected.safetensors"
+check "--threads 0 (all cores, as dump and predict) and --output reproduce amg.json" bash -c "
+    $gen --threads 0 $d/image.png --output $tmp/t0.json && $cmp --compare $d/amg.json $tmp/t0.json"
+check "--threads -1 is a usage error" bash -c "
+    $gen --threads -1 $d/image.png -o $tmp/t1.json 2>$tmp/err; rc=\$?; cat $tmp/err; [ \$rc -eq 2 ]"
 check "flags override the config" bash -c "
     $gen $d/image.png -o $tmp/a.json && $gen --stability-score-thresh 0.99 $d/image.png -o $tmp/b.json &&
     a=\$(grep -o segmentation $tmp/a.json | wc -l) && b=\$(grep -o segmentation $tmp/b.json | wc -l) &&
