@@ -18,7 +18,6 @@
 #include "cli.h"
 #include "image.h"
 #include "model.h"
-#include "rle.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -52,48 +51,6 @@ static void usage(FILE *f) {
 static int cpu_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
-}
-
-/* the colored overlay of every mask (later records on top) */
-static int write_overlay(const char *path, const image_t *img, const amg_result *res,
-                         err_t *err) {
-    size_t npx = (size_t)img->w * img->h;
-    uint8_t *px = malloc(npx * 3), *mask = malloc(npx);
-    uint32_t *counts = NULL;
-    size_t cap = 0;
-    int rc = 0;
-    if (!px || !mask) rc = err_set(err, ERR_NOMEM, "%s: out of memory", path);
-    if (!rc) memcpy(px, img->rgb, npx * 3);
-    for (int i = 0; !rc && i < res->n; i++) {
-        int64_t n = rle_decode_string(res->recs[i].rle, NULL, 0);
-        if (n < 0) {
-            rc = err_set(err, ERR_FORMAT, "record %d: bad RLE", i);
-            break;
-        }
-        if ((size_t)n > cap) {
-            free(counts);
-            cap = (size_t)n;
-            counts = malloc(cap * sizeof *counts);
-            if (!counts) {
-                rc = err_set(err, ERR_NOMEM, "%s: out of memory", path);
-                break;
-            }
-        }
-        rle_decode_string(res->recs[i].rle, counts, cap);
-        if (rle_to_mask(counts, (size_t)n, (uint32_t)img->h, (uint32_t)img->w, mask)) {
-            rc = err_set(err, ERR_FORMAT, "record %d: RLE does not cover the image", i);
-            break;
-        }
-        uint32_t hsh = (uint32_t)i * 2654435761u + 0x9e3779b9u;
-        uint8_t col[3] = {(uint8_t)(64 + (hsh & 0xbf)), (uint8_t)(64 + ((hsh >> 8) & 0xbf)),
-                          (uint8_t)(64 + ((hsh >> 16) & 0xbf))};
-        for (size_t p = 0; p < npx; p++)
-            if (mask[p])
-                for (int c = 0; c < 3; c++) px[3 * p + c] = (uint8_t)((px[3 * p + c] + col[c]) / 2);
-    }
-    if (!rc) rc = image_write_png(path, px, img->w, img->h, 3, err);
-    free(px), free(mask), free(counts);
-    return rc;
 }
 
 /* DIR/base-of-image.EXT */
@@ -283,7 +240,8 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
             const char *fname = basename(namebuf);
             if (!strcmp(format, "png")) {
                 if (out_dir) out_path(path, sizeof path, out_dir, images[k], "png");
-                rc = write_overlay(out_dir ? path : out, &img, &res, &err);
+                rc = amg_draw_overlay(img.rgb, img.w, img.h, &res, &err);
+                if (!rc) rc = image_write_png(out_dir ? path : out, img.rgb, img.w, img.h, 3, &err);
             } else if (out_dir) {
                 out_path(path, sizeof path, out_dir, images[k], "json");
                 FILE *f = fopen(path, "w");
