@@ -24,8 +24,6 @@
 #include "model.h"
 #include "rle.h"
 
-#pragma weak sam2_config_load
-
 static volatile sig_atomic_t stop_flag;
 
 static void on_signal(int sig) {
@@ -72,7 +70,8 @@ static void run_usage(FILE *f) {
             "  --max-pixels N      refuse images above N pixels (default 256000000)\n"
             "  --retries N         retries of transient failures (default 2)\n"
             "  --decode-threads N  image decoding threads (default 2)\n"
-            "  --batch N           images per database commit, at most (default 32)\n"
+            "  --batch N           images per database commit, at most (default 256; the\n"
+            "                      writer commits what is queued, so small when it keeps up)\n"
             "  --lease S           lease length in seconds (default 3600)\n"
             "  --quiet             no progress line (it is shown only on a terminal anyway)\n\n"
             "AMG flags:\n");
@@ -118,13 +117,13 @@ int cmd_run(int argc, char **argv) {
     int64_t v;
     cfg.retries = 2;
     cfg.decode_threads = 2;
-    cfg.batch_images = 32;
+    cfg.batch_images = 256;
     cfg.lease_s = 3600;
     cfg.max_pixels = 256000000;
     /* config's "amg" object first, then flags on top: find --config first */
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--config")) cfg.config = argv[i + 1];
-    if (cfg.config && sam2_config_load) {
+    if (cfg.config) {
         sam2_config c;
         char *amg_json = NULL;
         err_t err = {{0}};
