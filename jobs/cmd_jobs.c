@@ -464,38 +464,8 @@ static int write_overlay_png(const char *out, const char *image_path, const amg_
         return err_set(err, ERR_FORMAT, "%s: now %dx%d, the masks are %dx%d", image_path, img.w,
                        img.h, res->width, res->height);
     }
-    size_t npx = (size_t)img.w * img.h;
-    uint8_t *mask = malloc(npx);
-    uint32_t *counts = NULL;
-    size_t cap = 0;
-    if (!mask) rc = err_set(err, ERR_NOMEM, "out of memory");
-    for (int i = 0; !rc && i < res->n; i++) {
-        int64_t n = rle_decode_string(res->recs[i].rle, NULL, 0);
-        if (n < 0) {
-            rc = err_set(err, ERR_FORMAT, "%s: mask %d: bad RLE", image_path, i);
-            break;
-        }
-        if ((size_t)n > cap) {
-            free(counts);
-            cap = (size_t)n;
-            counts = malloc(cap * sizeof *counts);
-            CHECK(counts);
-        }
-        rle_decode_string(res->recs[i].rle, counts, cap);
-        if (rle_to_mask(counts, (size_t)n, (uint32_t)img.h, (uint32_t)img.w, mask)) {
-            rc = err_set(err, ERR_FORMAT, "%s: mask %d: RLE does not cover the image", image_path, i);
-            break;
-        }
-        uint32_t hsh = (uint32_t)i * 2654435761u + 0x9e3779b9u;
-        uint8_t col[3] = {(uint8_t)(64 + (hsh & 0xbf)), (uint8_t)(64 + ((hsh >> 8) & 0xbf)),
-                          (uint8_t)(64 + ((hsh >> 16) & 0xbf))};
-        for (size_t p = 0; p < npx; p++)
-            if (mask[p])
-                for (int c = 0; c < 3; c++) img.rgb[3 * p + c] = (uint8_t)((img.rgb[3 * p + c] + col[c]) / 2);
-    }
+    rc = amg_draw_overlay(img.rgb, img.w, img.h, res, err);
     if (!rc) rc = image_write_png(out, img.rgb, img.w, img.h, 3, err);
-    free(mask);
-    free(counts);
     image_free(&img);
     return rc;
 }
