@@ -8,7 +8,9 @@
  * Guarantees: an image's masks and its status change are written in one
  * transaction (a batch of images commits or rolls back whole); a result is
  * accepted only from the lease owner of the image; UNIQUE(image_id, idx)
- * makes a second set of masks for an image impossible.
+ * makes a second set of masks for an image impossible. mask_boxes, the
+ * R*Tree on the mask boxes, is derived from masks and may lag behind them
+ * until store_boxes_catch_up runs (end and start of a run, before `sql`).
  *
  * Fault injection (SQLite faultsimStep style): store_fault_arm(n) makes the
  * n-th following store step (each statement execution that writes) fail
@@ -115,8 +117,9 @@ int  store_batch_begin(store_t *s, err_t *err);
 int  store_batch_commit(store_t *s, err_t *err);
 void store_batch_rollback(store_t *s);
 /* store_put_result: inside a batch: insert res's records as image_id's
- * masks (idx = record order) with their boxes in mask_boxes, and mark the
- * image done by run_id. Returns 1 when written, 0 when the image is not
+ * masks (idx = record order) and mark the image done by run_id. The boxes
+ * are not indexed here: mask_boxes is caught up later, in bulk
+ * (store_boxes_catch_up), off the writer's path. Returns 1 when written, 0 when the image is not
  * leased to owner any more (nothing written), negative on error (the batch
  * must then be rolled back). */
 int store_put_result(store_t *s, int64_t run_id, int64_t image_id, const char *owner,
@@ -135,6 +138,18 @@ int store_put_failure(store_t *s, int64_t run_id, int64_t image_id, const char *
  * counted (counted = 1) (stopped by a signal). Same return convention as
  * store_put_result. */
 int store_release(store_t *s, int64_t image_id, const char *owner, int counted, err_t *err);
+
+/* ---- the derived R*Tree ---- */
+/* store_boxes_catch_up: bring mask_boxes (a derived index of masks) up to
+ * date: insert the box (x0 = bbox_x, x1 = bbox_x + bbox_w, y0 = bbox_y,
+ * y1 = bbox_y + bbox_h) of every mask whose id is above the newest box's id
+ * (mask ids only grow: the store never deletes masks), in id order, in
+ * transactions of at most chunk rows (<= 0: 50,000) so that a long
+ * catch-up never holds the write lock for long. Must not be called inside
+ * a transaction. *added (may be NULL) counts the boxes inserted, also on
+ * error (the committed chunks stay). 0, or a negative ERR_ code: ERR_BUSY
+ * when locked past the busy timeout, ERR_IO when read-only or full. */
+int store_boxes_catch_up(store_t *s, int64_t chunk, int64_t *added, err_t *err);
 
 /* ---- reading ---- */
 /* store_counts: images per status (indexed by IMAGE_STATUS_*) and masks. */

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -281,6 +282,9 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "sam2amg run: %s\n", err.msg);
         goto out;
     }
+    /* masks committed by a run that died before its final catch-up */
+    if (store_boxes_catch_up(ws, 0, NULL, &err))
+        fprintf(stderr, "sam2amg run: warning: mask_boxes not brought up to date: %s\n", err.msg);
     if (reclaimed + abandoned && !cfg.quiet)
         fprintf(stderr, "sam2amg run: reclaimed %lld images of a run that stopped without "
                         "finishing them (%lld out of attempts: failed)\n",
@@ -292,6 +296,11 @@ int cmd_run(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     jobs_stats st;
     int rc = jobs_run(cs, ws, run_id, &cfg, &stop_flag, &st, &err);
+    /* after the writer's last commit (also after Ctrl-C): the R*Tree takes
+     * the run's masks in bulk, off the writer's path */
+    err_t eb = {{0}};
+    if (store_boxes_catch_up(ws, 0, NULL, &eb))
+        fprintf(stderr, "sam2amg run: warning: mask_boxes not brought up to date: %s\n", eb.msg);
     int64_t counts[4], masks;
     if (rc) {
         fprintf(stderr, "sam2amg run: %s\n", err.msg);
@@ -391,6 +400,33 @@ int cmd_status(int argc, char **argv) {
 
 /* ---- sql ---- */
 
+/* mentions: whether text contains word, ASCII case-insensitively. */
+static int mentions(const char *text, const char *word) {
+    size_t n = strlen(word);
+    for (const char *p = text; *p; p++)
+        if (!strncasecmp(p, word, n)) return 1;
+    return 0;
+}
+
+/* sql_catch_up_boxes: bring mask_boxes up to date before the user's query
+ * (so R*Tree queries see every mask), through a short-lived write
+ * connection. A database that cannot be written (read-only file or
+ * directory, locked past the busy timeout) is queried as it is; this is
+ * said on stderr only when the query uses mask_boxes. */
+static void sql_catch_up_boxes(const char *db, const char *sql) {
+    store_t *w = NULL;
+    err_t err = {{0}};
+    if (access(db, F_OK) != 0) return;   /* store_open (read-only) reports it */
+    if (!store_open(&w, db, 0, &err)) {
+        sqlite3_busy_timeout(store_db(w), 2000);
+        store_boxes_catch_up(w, 0, NULL, &err);
+    }
+    store_close(w);
+    if (err.msg[0] && mentions(sql, "mask_boxes"))
+        fprintf(stderr, "sam2amg sql: note: mask_boxes may miss the newest masks (%s)\n",
+                err.msg);
+}
+
 int cmd_sql(int argc, char **argv) {
     const char *db = NULL, *sql = NULL;
     int header = 0, write = 0;
@@ -401,7 +437,9 @@ int cmd_sql(int argc, char **argv) {
                    "Run SQL on a job database with the rle_* functions registered (rle_area,\n"
                    "rle_iou, rle_intersection, rle_contains, rle_bbox, rle_width, rle_height,\n"
                    "rle_to_png). Rows are printed with '|' between columns, like sqlite3.\n"
-                   "The database is opened read-only unless --write.\n");
+                   "The database is opened read-only unless --write. Before the query,\n"
+                   "mask_boxes (the R*Tree) is brought up to date with masks when the\n"
+                   "database can be written.\n");
             return EXIT_OK;
         }
         if (!strcmp(a, "--header")) header = 1;
@@ -414,6 +452,7 @@ int cmd_sql(int argc, char **argv) {
     if (!db || !sql) return cli_usage_error("sql", "DB and SQL are required");
     store_t *s = NULL;
     err_t err = {{0}};
+    sql_catch_up_boxes(db, sql);
     if (store_open(&s, db, write ? 0 : STORE_READONLY, &err)) {
         fprintf(stderr, "sam2amg sql: %s\n", err.msg);
         return EXIT_DATA;

@@ -19,9 +19,13 @@
  *     model leases nothing.
  *   - the writer: the only thread that writes results. It pops write_q and
  *     commits several images per transaction (up to cfg->batch_images, or
- *     what is queued): each image's masks, boxes and status change are in
- *     the same transaction, so an image is 'done' if and only if all its
- *     masks are in the database.
+ *     what is queued): each image's masks and status change are in the
+ *     same transaction, so an image is 'done' if and only if all its masks
+ *     are in the database. The writer does not touch mask_boxes: an R*Tree
+ *     insert costs more than the mask row itself, so the R*Tree is a
+ *     derived index, caught up in bulk (store_boxes_catch_up) by cmd_jobs.c
+ *     after the writer's last commit, at the start of the next run (after a
+ *     kill -9) and before `sam2amg sql`; during a run it may lag.
  *
  * Queues are bounded FIFOs (mutex + two condition variables); a queue is
  * closed by its last producer, and a consumer exits on an empty closed

@@ -52,7 +52,7 @@ static int fault_step(err_t *err) {
 }
 
 enum {
-    ST_CLAIM_PICK, ST_CLAIM_SET, ST_INGEST, ST_DONE, ST_MASK, ST_BOX, ST_FAIL, ST_RETRY,
+    ST_CLAIM_PICK, ST_CLAIM_SET, ST_INGEST, ST_DONE, ST_MASK, ST_FAIL, ST_RETRY,
     ST_RELEASE, ST_START, ST_COUNT
 };
 
@@ -70,7 +70,6 @@ static const char *const stmt_sql[ST_COUNT] = {
                 "bbox_h, predicted_iou, stability_score, point_x, point_y, crop_x, crop_y, "
                 "crop_w, crop_h) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,"
                 "?16,?17)",
-    [ST_BOX] = "INSERT INTO mask_boxes(id, x0, x1, y0, y1) VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_FAIL] = "UPDATE images SET status = 'failed', run_id = ?2, error = ?4, "
                 "finished_at = ?5, attempts = ?6, lease_owner = NULL, lease_expires = NULL "
                 "WHERE id = ?1 AND status = 'running' AND lease_owner = ?3",
@@ -597,17 +596,57 @@ int store_put_result(store_t *s, int64_t run_id, int64_t image_id, const char *o
         sqlite3_bind_double(mk, 13, m->point[1]);
         for (int k = 0; k < 4; k++) sqlite3_bind_double(mk, 14 + k, m->crop_box[k]);
         if ((r = step_done(s, mk, "inserting a mask", err))) return r;
-        int64_t mid = sqlite3_last_insert_rowid(s->db);
-        sqlite3_stmt *bx = stmt(s, ST_BOX, err, &r);
-        if (!bx) return r;
-        sqlite3_bind_int64(bx, 1, mid);
-        sqlite3_bind_double(bx, 2, m->bbox[0]);
-        sqlite3_bind_double(bx, 3, m->bbox[0] + m->bbox[2]);
-        sqlite3_bind_double(bx, 4, m->bbox[1]);
-        sqlite3_bind_double(bx, 5, m->bbox[1] + m->bbox[3]);
-        if ((r = step_done(s, bx, "inserting a mask box", err))) return r;
     }
     return 1;
+}
+
+/* ---- the derived R*Tree ---- */
+
+/* boxes_high_water: the newest mask id that has its box (0: none). The
+ * R*Tree's rowid shadow table (documented in the R*Tree manual) is an
+ * ordinary rowid table, so max() is one b-tree descent; max(id) on the
+ * virtual table itself would scan every node. */
+static int boxes_high_water(store_t *s, int64_t *hw, err_t *err) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT coalesce(max(rowid), 0) FROM mask_boxes_rowid",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK) return sql_err(s, rc, "reading the newest mask box", err);
+    rc = sqlite3_step(st);
+    *hw = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : sql_err(s, rc, "reading the newest mask box", err);
+}
+
+int store_boxes_catch_up(store_t *s, int64_t chunk, int64_t *added, err_t *err) {
+    if (added) *added = 0;
+    if (chunk <= 0) chunk = 50000;
+    sqlite3_stmt *ins = NULL;
+    /* same convention as the schema comment: x0 = x, x1 = x + w, y0 = y, y1 = y + h */
+    int rc = sqlite3_prepare_v2(s->db,
+                                "INSERT INTO mask_boxes(id, x0, x1, y0, y1) "
+                                "SELECT id, bbox_x, bbox_x + bbox_w, bbox_y, bbox_y + bbox_h "
+                                "FROM masks WHERE id > ?1 ORDER BY id LIMIT ?2",
+                                -1, &ins, NULL);
+    if (rc != SQLITE_OK) return sql_err(s, rc, "updating mask_boxes", err);
+    int r = 0;
+    for (;;) {
+        int64_t hw = 0, n = 0;
+        if ((r = exec(s, "BEGIN IMMEDIATE", err))) break;
+        if ((r = boxes_high_water(s, &hw, err))) goto fail;
+        sqlite3_bind_int64(ins, 1, hw);
+        sqlite3_bind_int64(ins, 2, chunk);
+        if ((r = step_done(s, ins, "updating mask_boxes", err))) goto fail;
+        n = sqlite3_changes(s->db);
+        if ((r = exec(s, "COMMIT", err))) goto fail;
+        if (added) *added += n;
+        if (n < chunk) break;
+        continue;
+    fail:
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        break;
+    }
+    sqlite3_finalize(ins);
+    return r;
 }
 
 int store_start(store_t *s, int64_t image_id, const char *owner, err_t *err) {

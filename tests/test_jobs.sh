@@ -21,6 +21,10 @@ check() {   # name, then a command that must succeed
     else fail=$((fail + 1)); echo "not ok - $name"; fi
 }
 q() { "$BIN" sql "$1" "$2" 2>&1; }   # db, sql -> rows
+# raw: the same through Python's sqlite3, not `sam2amg sql` (which catches
+# mask_boxes up first): what the run itself left in the database
+raw() { python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])' "$1" "$2" 2>&1; }
+BOXES_OK="select (select count(*) from mask_boxes) = (select count(*) from masks) and (select count(*) from masks m join mask_boxes b on b.id = m.id where b.x0 = m.bbox_x and b.x1 = m.bbox_x + m.bbox_w and b.y0 = m.bbox_y and b.y1 = m.bbox_y + m.bbox_h) = (select count(*) from masks) and (select count(*) from masks) > 0"
 AMG=(--points-per-side 8 --pred-iou-thresh 0 --stability-score-thresh 0 --quiet)
 
 # ---- inputs ----
@@ -99,6 +103,8 @@ n_good=$(wc -l < "$T/good.txt")
     --max-pixels 50000 2> "$T/run1.err"
 rc=$?
 check "run with bad images exits 3" test $rc -eq 3
+check "after a run: one R*Tree box per mask, each = the mask's bbox (before any sql)" \
+    test "$(raw "$T/db.sqlite" "$BOXES_OK")" = 1
 check "bad manifest lines reported with line numbers" \
     bash -c "grep -q 'line $((n_good + 3 + 11)): empty' '$T/run1.err' && grep -q 'NUL byte' '$T/run1.err' && grep -q 'longer than 4096' '$T/run1.err'"
 DB=$T/db.sqlite
@@ -252,6 +258,25 @@ EOF
 "$BIN" export "$DB" --format png "$T/png"
 check "export png: one overlay per done image" test "$(ls "$T/png"/*.png | wc -l)" -eq $((n_good + 1))
 check "export: --help" "$BIN" export --help
+
+# ---- mask_boxes lags during a run; `sql` catches it up first ----
+cp "$DB" "$T/lag.sqlite"
+maxid=$(raw "$T/lag.sqlite" "select max(id) from masks")
+python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute("delete from mask_boxes where id > ?", (int(sys.argv[2]) - 5,)); c.commit()' "$T/lag.sqlite" "$maxid"
+check "a lagging R*Tree (5 newest boxes missing)" test "$(raw "$T/lag.sqlite" "select count(*) from mask_boxes where id = $maxid")" = 0
+# hold the write lock for 4 s: sql skips the catch-up (2 s timeout), still answers, says so
+python3 -c 'import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute("begin immediate"); open(sys.argv[2], "w").close(); time.sleep(4); c.execute("rollback")' "$T/lag.sqlite" "$T/locked" &
+lockpid=$!
+while [ ! -e "$T/locked" ]; do sleep 0.05; done
+out=$("$BIN" sql "$T/lag.sqlite" "select count(*) from mask_boxes" 2> "$T/e")
+check "sql on a locked database: answers, notes the stale mask_boxes on stderr" \
+    bash -c "[ $? -eq 0 ] && [ '$out' -ge 1 ] && grep -q 'mask_boxes may miss' '$T/e'"
+"$BIN" sql "$T/lag.sqlite" "select count(*) from masks" > /dev/null 2> "$T/e"
+check "sql on a locked database: silent when the query does not use mask_boxes" test ! -s "$T/e"
+wait $lockpid
+check "sql: an R*Tree query sees the newest mask" test "$(q "$T/lag.sqlite" \
+    "select count(*) from mask_boxes b join masks m on m.id = b.id where b.id = $maxid and b.x0 <= m.bbox_x + 0.5 and b.x1 >= m.bbox_x + 0.5 and b.y0 <= m.bbox_y + 0.5 and b.y1 >= m.bbox_y + 0.5")" = 1
+check "sql: caught up, every box = its mask's bbox" test "$(raw "$T/lag.sqlite" "$BOXES_OK")" = 1
 
 # ---- sql command and the loadable extension ----
 check "sql: a counting query" test "$(q "$DB" "select count(*) from objects where area >= 10")" -ge 1

@@ -170,7 +170,20 @@ int main(void) {
     TEST_CHECK(q_int(s, "SELECT count(*) FROM masks WHERE image_id=1") == 40 &&
                    q_int(s, "SELECT count(*) FROM masks WHERE image_id=2") == 0,
                "masks of the owner's image only", " ");
+    TEST_CHECK(q_int(s, "SELECT count(*) FROM mask_boxes") == 0,
+               "the writer does not touch mask_boxes (derived, caught up later)", " ");
+    int64_t added = -1;
+    rc = store_boxes_catch_up(s, 16, &added, &err);   /* 16 rows a chunk: 3 chunks */
+    TEST_CHECK(rc == 0 && added == 40, "catch-up adds the 40 boxes in chunks", "rc=%d added=%lld %s",
+               rc, (long long)added, err.msg);
     TEST_CHECK(q_int(s, "SELECT count(*) FROM mask_boxes") == 40, "one box per mask", " ");
+    TEST_CHECK(q_int(s, "SELECT count(*) FROM masks m JOIN mask_boxes b ON b.id = m.id WHERE "
+                        "b.x0 = m.bbox_x AND b.x1 = m.bbox_x + m.bbox_w AND b.y0 = m.bbox_y AND "
+                        "b.y1 = m.bbox_y + m.bbox_h") == 40,
+               "every box = its mask's bbox (x0 = x, x1 = x + w, y0 = y, y1 = y + h)", " ");
+    rc = store_boxes_catch_up(s, 0, &added, &err);
+    TEST_CHECK(rc == 0 && added == 0, "catch-up when up to date adds nothing", "rc=%d added=%lld",
+               rc, (long long)added);
     rc = store_load_result(s, 1, &back, &err);
     TEST_CHECK(rc == 0 && same_result(&r1, &back), "masks read back exactly (strings, doubles)",
                "%s", err.msg);
@@ -272,6 +285,26 @@ int main(void) {
                "fail=%lld rec=%lld %s", (long long)fail, (long long)rec,
                q_text(s, "SELECT error FROM images WHERE id=3"));
     free(jobs[0].path), free(jobs[1].path);
+
+    /* a later batch: catch-up adds exactly the new masks' boxes */
+    int added_img = 0;
+    store_ingest_begin(s, &err);
+    store_ingest_add(s, "/d/later.png", 12, &added_img, &err);
+    store_ingest_end(s, &err);
+    store_claim(s, "me3", 60, 2, jobs, &got, &err);   /* image 4 (given back) and the new one */
+    store_batch_begin(s, &err);
+    int w5 = got == 2 ? store_put_result(s, run_id, jobs[1].id, "me3", &r3, &t, &err) : -1;
+    if (got >= 1) store_release(s, jobs[0].id, "me3", 0, &err);
+    rc = store_batch_commit(s, &err);
+    for (int i = 0; i < got; i++) free(jobs[i].path);
+    rc = rc ? rc : store_boxes_catch_up(s, 0, &added, &err);
+    TEST_CHECK(w5 == 1 && rc == 0 && added == 25 &&
+                   q_int(s, "SELECT count(*) FROM mask_boxes") == 65 &&
+                   q_int(s, "SELECT count(*) FROM masks m JOIN mask_boxes b ON b.id = m.id WHERE "
+                            "b.x0 = m.bbox_x AND b.x1 = m.bbox_x + m.bbox_w AND b.y0 = m.bbox_y "
+                            "AND b.y1 = m.bbox_y + m.bbox_h") == 65,
+               "second catch-up: only the new boxes, all equal to their bboxes",
+               "w5=%d rc=%d added=%lld %s", w5, rc, (long long)added, err.msg);
     TEST_CHECK(!strcmp(q_text(s, "PRAGMA integrity_check"), "ok"), "integrity_check ok", " ");
     store_close(s);
 
