@@ -64,11 +64,12 @@ $(BUILD)/sam2amg: src/main.c $(BUILD)/libsam2amg.a
 	@$(if $(Q),echo '  LINK  $@')
 	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
 
-# the rle_* SQL functions as a loadable extension for sqlite3 / Python
+# the rle_* SQL functions as a loadable extension for sqlite3 / Python; built
+# without sanitizers, since it is loaded into programs that have none
 $(BUILD)/libsam2amg_sql.so: $(wildcard src/sqlext*.c src/rle.c)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo '  LINK  $@')
-	$(Q)$(CC) $(CFLAGS) -DSAM2AMG_SQL_EXTENSION -shared $^ -o $@ $(LDFLAGS) -lm
+	$(Q)$(CC) $(filter-out $(SAN_FLAGS),$(CFLAGS)) -DSAM2AMG_SQL_EXTENSION -shared $^ -o $@ -lm
 
 $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libsam2amg.a
 	@mkdir -p $(dir $@)
