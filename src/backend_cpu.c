@@ -527,6 +527,102 @@ static void cpu_scale_add(backend_t *be, float *y, const float *x, float alpha, 
     cpu_parallel_for(cpu_ctx(be), n, EW_GRAIN, scale_add_task, &J);
 }
 
+/* ---- low-rank LayerNorm helpers ---- */
+
+typedef struct lr_job {
+    float       *y;
+    const float *x, *a, *s, *u, *q, *k, *e, *pg, *xx;
+    int64_t      ldy, ldx, lds, ldu, ldq, ldk, M, N, Lq, Lk, nh, dh, r, C;
+    float        scale, eps;
+} lr_job_t;
+
+static void probs_task(void *arg, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    const lr_job_t *J = arg;
+    for (int64_t row = begin; row < end; row++) {   /* row = b*Lq + i */
+        int64_t b = row / J->Lq;
+        float *p = J->y + row * J->ldy;
+        for (int64_t h = 0; h < J->nh; h++) {
+            const float *qi = J->q + row * J->ldq + h * J->dh;
+            float *ph = p + h * J->Lk, mx = -INFINITY, sum = 0.0f;
+            for (int64_t j = 0; j < J->Lk; j++) {
+                const float *kj = J->k + (b * J->Lk + j) * J->ldk + h * J->dh;
+                float acc = 0.0f;
+                for (int64_t d = 0; d < J->dh; d++) acc += qi[d] * kj[d];
+                ph[j] = acc * J->scale;
+                mx = ph[j] > mx ? ph[j] : mx;
+            }
+            for (int64_t j = 0; j < J->Lk; j++) sum += ph[j] = expf(ph[j] - mx);
+            float inv = 1.0f / sum;
+            for (int64_t j = 0; j < J->Lk; j++) ph[j] *= inv;
+        }
+    }
+}
+
+static void cpu_attention_probs(backend_t *be, float *p, int64_t ldp, const float *q,
+                                int64_t ldq, const float *k, int64_t ldk, int64_t B, int64_t Lq,
+                                int64_t Lk, int64_t nh, int64_t dh, float scale) {
+    // p is (B,Lq) rows of (nh,Lk) stride ldp; q is (B,Lq,nh,dh) stride ldq; k (B,Lk,nh,dh)
+    CHECK(B >= 0 && Lq >= 0 && Lk > 0 && nh > 0 && dh > 0);
+    CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh);
+    lr_job_t J = {.y = p, .ldy = ldp, .q = q, .ldq = ldq, .k = k, .ldk = ldk, .Lq = Lq,
+                  .Lk = Lk, .nh = nh, .dh = dh, .scale = scale};
+    cpu_parallel_for(cpu_ctx(be), B * Lq, EW_GRAIN / (nh * Lk * (dh + 4)) + 1, probs_task, &J);
+}
+
+static void rstd_task(void *arg, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    const lr_job_t *J = arg;
+    for (int64_t i = begin; i < end; i++) {
+        double si = J->s ? J->s[i] : 1.0, acc = si * si * J->xx[i % J->M];
+        const float *p = J->q + i * J->ldq, *e = J->e + i * J->r, *pg = J->pg + i * J->r;
+        for (int64_t kk = 0; kk < J->r; kk++)
+            acc += (double)p[kk] * (2.0 * si * e[kk] + pg[kk]);
+        double var = acc / (double)J->C;
+        J->y[i] = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + J->eps));
+    }
+}
+
+static void cpu_lowrank_rstd(backend_t *be, float *rstd, const float *xx, const float *s,
+                             const float *p, int64_t ldp, const float *e, const float *pg,
+                             int64_t B, int64_t Mx, int64_t r, int64_t C, float eps) {
+    // rstd is (B*Mx); xx (Mx); s (B*Mx) or NULL; p (B*Mx,r) stride ldp; e, pg (B*Mx,r)
+    CHECK(B >= 0 && Mx > 0 && r >= 0 && ldp >= r && C > 0);
+    lr_job_t J = {.y = rstd, .xx = xx, .s = s, .q = p, .ldq = ldp, .e = e, .pg = pg, .M = Mx,
+                  .r = r, .C = C, .eps = eps};
+    cpu_parallel_for(cpu_ctx(be), B * Mx, EW_GRAIN / (4 * r + 4) + 1, rstd_task, &J);
+}
+
+static void row_affine_task(void *arg, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    const lr_job_t *J = arg;
+    for (int64_t row = begin; row < end; row++) {   /* row = b*M + i */
+        int64_t i = row % J->M;
+        const float *x = J->x + row * J->ldx;
+        const float *s = J->s ? J->s + i * J->lds : NULL, *u = J->u ? J->u + i * J->ldu : NULL;
+        float *y = J->y + row * J->ldy, a = J->a[row];
+        if (s && u)
+            for (int64_t c = 0; c < J->N; c++) y[c] = a * (x[c] + s[c]) + u[c];
+        else if (s)
+            for (int64_t c = 0; c < J->N; c++) y[c] = a * (x[c] + s[c]);
+        else if (u)
+            for (int64_t c = 0; c < J->N; c++) y[c] = a * x[c] + u[c];
+        else
+            for (int64_t c = 0; c < J->N; c++) y[c] = a * x[c];
+    }
+}
+
+static void cpu_row_affine(backend_t *be, float *y, int64_t ldy, const float *x, int64_t ldx,
+                           const float *a, const float *s, int64_t lds, const float *u,
+                           int64_t ldu, int64_t B, int64_t M, int64_t N) {
+    // y, x are (B*M,N) strides ldy, ldx (alias only with ldy == ldx); a (B*M); s, u (M,N)
+    CHECK(B >= 0 && M > 0 && N >= 0 && ldx >= N && ldy >= N && lds >= 0 && ldu >= 0);
+    CHECK(y != x || ldy == ldx);
+    lr_job_t J = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .a = a, .s = s, .lds = lds, .u = u,
+                  .ldu = ldu, .M = M, .N = N};
+    cpu_parallel_for(cpu_ctx(be), B * M, EW_GRAIN / (N + 1) + 1, row_affine_task, &J);
+}
+
 /* ---- spatial (NHWC) ---- */
 
 /* conv2d: items are output rows (b, oy). Each row's patches are gathered
@@ -927,6 +1023,9 @@ backend_t *backend_cpu_create(int n_threads) {
         .nhwc_to_nchw = cpu_nhwc_to_nchw,
         .nchw_to_nhwc = cpu_nchw_to_nhwc,
         .resize_bilinear = cpu_resize_bilinear,
+        .attention_probs = cpu_attention_probs,
+        .lowrank_rstd = cpu_lowrank_rstd,
+        .row_affine = cpu_row_affine,
     };
     return be;
 }
