@@ -61,6 +61,7 @@
 #define STAB_THRESH    0.98f    /* dynamic_multimask_stability_thresh */
 #define LN_EPS         1e-5f    /* nn.LayerNorm default */
 #define LN2D_EPS       1e-6f    /* LayerNorm2d */
+#define DEC_LR_RANK    128      /* low-rank path: at most this many heads x tokens */
 
 typedef struct layer_w {
     const float *sa_qkv_w, *sa_qkv_b;     /* (3C,C), (3C): self_attn q;k;v packed */
@@ -120,6 +121,26 @@ struct decoder {
                         with the mask embedding's bias (+pe for k, q): the part of
                         a mask-input prompt's projections that is the same for all */
     int   kqv_ready; /* kqv_img is for the current image */
+    /* low-rank path (see lowrank_layer0): layer 0's output image tokens as
+     * LayerNorm(x + P.B), x shared, P.B of rank nh*T per prompt */
+    int    lowrank;  /* the backend has the three low-rank ops */
+    float *wg1;      /* (3Ci, C) layer-1 [t2i.k; i2t.q; t2i.v] weights times layer 0's norm4 gain */
+    float *c1;       /* (3Ci) those weights times norm4's bias, plus their biases */
+    float *woc;      /* (nh, C, dh) layer 0's i2t out_proj per head, columns centered */
+    float *wocg;     /* (nh, C, dh) the same times norm4's gain */
+    float *xc;       /* (HW, C) k0 + i2t out bias, each row centered: per image */
+    float *xcg;      /* (HW, C) xc times norm4's gain */
+    float *xx;       /* (HW) |xc row|^2 */
+    float *S1;       /* (HW, 3Ci) xc . wg1^T */
+    float *U1;       /* (HW, 3Ci) [pe . (t2i.k; i2t.q)^T | 0] + c1 */
+    float *LRP;      /* (nc*HW, r) image->token probabilities, layer 0 */
+    float *LRE;      /* (nc*HW, r) xc . B^T */
+    float *LRG;      /* (nc*HW, r) P . (B B^T) */
+    float *LRB;      /* (nc, r, C) B (centered rows), then B times the gain */
+    float *LRBB;     /* (nc, r, r) B B^T */
+    float *LRM;      /* (nc, r, 3Ci) B . wg1^T */
+    float *RSTD;     /* (nc*HW) 1/std of layer 0's output image tokens */
+    float *hlr;      /* host (HW*C + 2C + HW) scratch for the per-image centering */
 
     /* ---- activations for one chunk (backend, from the arena) ---- */
     float *P;        /* (nc*Tm, C) query PE = initial tokens */
@@ -354,6 +375,56 @@ static void tokens_build(const decoder_t *d, const sam2_prompts *p, int b0, int 
     }
 }
 
+/* ---- low-rank path: weights composed at init ---- */
+
+/* lowrank_init: wg1, c1, woc, wocg (see struct decoder) from the loaded
+ * weights, composed on the host in double. 0 or ERR_NOMEM. */
+static int lowrank_init(decoder_t *d, err_t *err) {
+    backend_t *be = d->be;
+    const int64_t C = d->C, Ci = d->Ci, nh = DEC_HEADS, dh = Ci / nh;
+    const layer_w *l0 = &d->L[0], *l1 = &d->L[1];
+    size_t nw = (size_t)3 * Ci * C;
+    float *w1 = malloc((nw + 3 * Ci + 2 * C + C * Ci + 2 * (size_t)C * Ci) * sizeof(float));
+    if (!w1) return err_set(err, ERR_NOMEM, "decoder: out of host memory");
+    float *b1 = w1 + nw, *g = b1 + 3 * Ci, *beta = g + C, *wo = beta + C, *woc = wo + C * Ci;
+    float *wocg = woc + C * Ci;
+    /* W1 (3Ci, C) = [t2i.k; i2t.q] (packed kq_w) then t2i.v */
+    be->download(be, w1, l1->kq_w, (size_t)2 * Ci * C * sizeof(float));
+    be->download(be, w1 + 2 * Ci * C, l1->t2i_v_w, (size_t)Ci * C * sizeof(float));
+    be->download(be, b1, l1->kq_b, (size_t)2 * Ci * sizeof(float));
+    be->download(be, b1 + 2 * Ci, l1->t2i_v_b, (size_t)Ci * sizeof(float));
+    be->download(be, g, l0->norm_w[3], (size_t)C * sizeof(float));
+    be->download(be, beta, l0->norm_b[3], (size_t)C * sizeof(float));
+    be->download(be, wo, l0->i2t_out_w, (size_t)C * Ci * sizeof(float));
+    be->sync(be);
+    for (int64_t o = 0; o < 3 * Ci; o++) {
+        double acc = b1[o];
+        for (int64_t c = 0; c < C; c++) {
+            acc += (double)w1[o * C + c] * beta[c];
+            w1[o * C + c] *= g[c];
+        }
+        b1[o] = (float)acc;
+    }
+    for (int64_t h = 0; h < nh; h++)
+        for (int64_t e = 0; e < dh; e++) {
+            double mean = 0.0;
+            for (int64_t c = 0; c < C; c++) mean += wo[c * Ci + h * dh + e];
+            mean /= (double)C;
+            for (int64_t c = 0; c < C; c++) {
+                double v = wo[c * Ci + h * dh + e] - mean;
+                woc[(h * C + c) * dh + e] = (float)v;
+                wocg[(h * C + c) * dh + e] = (float)(v * g[c]);
+            }
+        }
+    be->upload(be, d->wg1, w1, nw * sizeof(float));
+    be->upload(be, d->c1, b1, (size_t)3 * Ci * sizeof(float));
+    be->upload(be, d->woc, woc, (size_t)C * Ci * sizeof(float));
+    be->upload(be, d->wocg, wocg, (size_t)C * Ci * sizeof(float));
+    be->sync(be);
+    free(w1);
+    return 0;
+}
+
 /* ---- life cycle ---- */
 
 int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_t *be,
@@ -409,7 +480,11 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
         NT * Cz, NT * Cz, NT * Cz, NT * 3 * Cz, NT * Cz, NT * d->Ci, NT * Cz, NT * Cz,
         NT * DEC_MLP, 2 * nc * (Cz > DEC_IOU_HIDDEN ? Cz : DEC_IOU_HIDDEN),
         nc * DEC_MASKS * d->C8, nc * DEC_MASKS, R * Cz, R * Cz, big,
-        nc * DEC_MASKS * 16 * HW};
+        nc * DEC_MASKS * 16 * HW,
+        3 * d->Ci * Cz, 3 * d->Ci, Cz * d->Ci, Cz * d->Ci, HW * Cz, HW * Cz, HW,
+        HW * 3 * d->Ci, HW * 3 * d->Ci, R * DEC_LR_RANK, R * DEC_LR_RANK, R * DEC_LR_RANK,
+        nc * DEC_LR_RANK * Cz, nc * DEC_LR_RANK * DEC_LR_RANK, nc * DEC_LR_RANK * 3 * d->Ci,
+        R};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         total += (sizes[i] * sizeof(float) + 255) / 256 * 256;
@@ -449,12 +524,29 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
     d->KPE = arena_alloc(a, sizes[k++]);
     d->big = arena_alloc(a, sizes[k++]);
     d->MASKS = arena_alloc(a, sizes[k++]);
+    d->wg1 = arena_alloc(a, sizes[k++]);
+    d->c1 = arena_alloc(a, sizes[k++]);
+    d->woc = arena_alloc(a, sizes[k++]);
+    d->wocg = arena_alloc(a, sizes[k++]);
+    d->xc = arena_alloc(a, sizes[k++]);
+    d->xcg = arena_alloc(a, sizes[k++]);
+    d->xx = arena_alloc(a, sizes[k++]);
+    d->S1 = arena_alloc(a, sizes[k++]);
+    d->U1 = arena_alloc(a, sizes[k++]);
+    d->LRP = arena_alloc(a, sizes[k++]);
+    d->LRE = arena_alloc(a, sizes[k++]);
+    d->LRG = arena_alloc(a, sizes[k++]);
+    d->LRB = arena_alloc(a, sizes[k++]);
+    d->LRBB = arena_alloc(a, sizes[k++]);
+    d->LRM = arena_alloc(a, sizes[k++]);
+    d->RSTD = arena_alloc(a, sizes[k++]);
 
     d->htok = malloc(NT * Cz * sizeof(float));
     d->hmask = malloc(nc * DEC_MASKS * 16 * HW * sizeof(float));
     d->hiou = malloc(nc * DEC_MASKS * sizeof(float));
+    d->hlr = malloc((HW * Cz + 2 * Cz + HW) * sizeof(float));
     float *hpe = malloc(HW * Cz * sizeof(float));
-    if (!d->htok || !d->hmask || !d->hiou || !hpe) {
+    if (!d->htok || !d->hmask || !d->hiou || !d->hlr || !hpe) {
         free(hpe);
         rc = err_set(err, ERR_NOMEM, "decoder: out of host memory");
         goto fail;
@@ -477,6 +569,11 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
     be->bmm(be, d->mw, d->L[0].kq_w, d->md_w[4], 1, C, C, DEC_MASK_CHANS, 0);
     be->bmm(be, d->mw + Cz * DEC_MASK_CHANS, d->L[0].t2i_v_w, d->md_w[4], 1, d->Ci, C,
             DEC_MASK_CHANS, 0);
+    d->lowrank = be->attention_probs && be->lowrank_rstd && be->row_affine;
+    if (d->lowrank && (rc = lowrank_init(d, err))) {
+        free(hpe);
+        goto fail;
+    }
     be->sync(be);
     free(hpe);
     *out = d;
@@ -494,6 +591,7 @@ void decoder_free(decoder_t *d) {
     free(d->htok);
     free(d->hmask);
     free(d->hiou);
+    free(d->hlr);
     free(d);
 }
 
@@ -503,6 +601,42 @@ size_t decoder_peak_bytes(const decoder_t *d) { return d->arena.peak; }
 static void add_bcast(backend_t *be, float *y, const float *x, const float *s, int n,
                       size_t block) {
     for (int b = 0; b < n; b++) be->add(be, y + b * block, x + b * block, s, (int64_t)block);
+}
+
+/* lowrank_set_image: the per-image part of the low-rank path: x = k0 + the
+ * layer-0 image->token out_proj bias, each row centered (host, double),
+ * its squared norms, its gain-scaled copy, and its projections S1, U1. */
+static void lowrank_set_image(decoder_t *d) {
+    backend_t *be = d->be;
+    const int64_t C = d->C, Ci = d->Ci, HW = d->HW;
+    float *h = d->hlr, *hb = h + HW * C, *hg = hb + C, *hxx = hg + C;
+    be->download(be, h, d->k0, (size_t)HW * C * sizeof(float));
+    be->download(be, hb, d->L[0].i2t_out_b, (size_t)C * sizeof(float));
+    be->download(be, hg, d->L[0].norm_w[3], (size_t)C * sizeof(float));
+    be->sync(be);
+    for (int64_t i = 0; i < HW; i++) {
+        float *x = h + i * C;
+        double mean = 0.0, ss = 0.0;
+        for (int64_t c = 0; c < C; c++) mean += (double)x[c] + hb[c];
+        mean /= (double)C;
+        for (int64_t c = 0; c < C; c++) {
+            double v = (double)x[c] + hb[c] - mean;
+            x[c] = (float)v;
+            ss += v * v;
+        }
+        hxx[i] = (float)ss;
+    }
+    be->upload(be, d->xc, h, (size_t)HW * C * sizeof(float));
+    be->upload(be, d->xx, hxx, (size_t)HW * sizeof(float));
+    be->sync(be);
+    for (int64_t i = 0; i < HW; i++)
+        for (int64_t c = 0; c < C; c++) h[i * C + c] *= hg[c];
+    be->upload(be, d->xcg, h, (size_t)HW * C * sizeof(float));
+    be->linear(be, d->S1, 3 * Ci, d->xc, C, d->wg1, NULL, HW, C, 3 * Ci);
+    be->memset0(be, d->U1, (size_t)HW * 3 * Ci * sizeof(float));
+    be->linear(be, d->U1, 3 * Ci, d->pe, C, d->L[1].kq_w, NULL, HW, C, 2 * Ci);
+    be->add_row(be, d->U1, d->U1, d->c1, HW, 3 * Ci);
+    be->sync(be);
 }
 
 int decoder_set_image(decoder_t *d, const float *image_embed, const float *feat_s0,
@@ -519,6 +653,7 @@ int decoder_set_image(decoder_t *d, const float *image_embed, const float *feat_
     const layer_w *l0 = &d->L[0];
     be->linear(be, d->kq0, C, d->KPE, C, l0->kq_w, l0->kq_b, HW, C, C);
     be->linear(be, d->kv0, d->Ci, d->k0, C, l0->t2i_v_w, l0->t2i_v_b, HW, C, d->Ci);
+    if (d->lowrank) lowrank_set_image(d);
     be->sync(be);
     d->have_image = 1;
     d->kqv_ready = 0;
@@ -552,6 +687,47 @@ static void attn_unprojected(decoder_t *d, float *o, const float *tq, int64_t ld
                    dh);
 }
 
+/* lowrank_layer0: the image-token end of layer 0 and the image-side
+ * projections of layer 1 through the low-rank form. Layer 0's image->token
+ * attention adds sum_h P_h V_h Wo_h^T to the shared x (k0 + out bias): with
+ * P (HW, nh*T) the probabilities and B (nh*T, C) the rows V_h Wo_h^T, the
+ * tokens before norm4 are x + P.B, and after centering each row
+ * xc + P.Bc (Bc: B with centered rows, from the centered Wo of init). So
+ *   |row|^2 = |xc|^2 + 2 P.(xc Bc^T) + P (Bc Bc^T) P^T  (lowrank_rstd),
+ *   any projection W of the normed tokens = rstd (xc Wg^T + P (Bc Wg^T)) + c
+ * with Wg = W diag(gain), c = W bias + b (row_affine, S1/U1 per image).
+ * Writes big (n, HW, 3Ci) = [t2i.k | i2t.q | t2i.v] of layer 1 (PE included
+ * where layer 1 adds it) and K = the normed tokens themselves (the residual
+ * of layer 1), as rstd (xcg + P (Bc diag(gain))) + bias. Reads TQ[:, Ci:]
+ * (the token keys) and TV (the token values) of layer 0. */
+static void lowrank_layer0(decoder_t *d, int64_t n, int64_t T, float scale) {
+    backend_t *be = d->be;
+    const int64_t C = d->C, Ci = d->Ci, HW = d->HW, nh = DEC_HEADS, dh = Ci / nh;
+    const int64_t r = nh * T, N1 = 3 * Ci;
+    float *L1 = d->big;
+    for (int64_t b = 0; b < n; b++)
+        be->attention_probs(be, d->LRP + b * HW * r, r, d->kq0 + Ci, C, d->TQ + Ci + b * T * C, C,
+                            1, HW, T, nh, dh, scale);
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t h = 0; h < nh; h++)
+            be->linear(be, d->LRB + (b * nh + h) * T * C, C, d->TV + b * T * Ci + h * dh, Ci,
+                       d->woc + h * C * dh, NULL, T, dh, C);
+    for (int64_t b = 0; b < n; b++)
+        be->linear(be, d->LRE + b * HW * r, r, d->xc, C, d->LRB + b * r * C, NULL, HW, C, r);
+    be->bmm(be, d->LRBB, d->LRB, d->LRB, n, r, C, r, 1);
+    be->bmm(be, d->LRG, d->LRP, d->LRBB, n, HW, r, r, 0);
+    be->lowrank_rstd(be, d->RSTD, d->xx, NULL, d->LRP, r, d->LRE, d->LRG, n, HW, r, C, LN_EPS);
+    be->linear(be, d->LRM, N1, d->LRB, C, d->wg1, NULL, n * r, C, N1);
+    be->bmm(be, L1, d->LRP, d->LRM, n, HW, r, N1, 0);
+    be->row_affine(be, L1, N1, L1, N1, d->RSTD, d->S1, N1, d->U1, N1, n, HW, N1);
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t h = 0; h < nh; h++)
+            be->linear(be, d->LRB + (b * nh + h) * T * C, C, d->TV + b * T * Ci + h * dh, Ci,
+                       d->wocg + h * C * dh, NULL, T, dh, C);
+    be->bmm(be, d->K, d->LRP, d->LRB, n, HW, r, C, 0);
+    be->row_affine(be, d->K, C, d->K, C, d->RSTD, d->xcg, C, d->L[0].norm_b[3], 0, n, HW, C);
+}
+
 /* run_chunk: prompts [b0, b0+n) of p; writes low_res (n,k,4hf,4hf) and
  * iou (n,k) host, k = 3 (multimask) or 1. */
 static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float *low_res,
@@ -563,6 +739,7 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     const int64_t nh = DEC_HEADS;
     const float sc_self = 1.0f / sqrtf((float)(C / nh)), sc_x = 1.0f / sqrtf((float)(Ci / nh));
     const int shared = p->mask_input == NULL;
+    const int lr = shared && d->lowrank && nh * T <= DEC_LR_RANK;   /* lowrank_layer0 */
     /* big: layer 0 with a mask input: KQV (R, C+Ci) [t2i.k | i2t.q | t2i.v];
      * later layers: KQ (R,C) [t2i.k | i2t.q] then KV (R,Ci); AO (R,Ci) after */
     float *KQ = d->big, *KV = d->big + R * C, *AO = KV + R * Ci;
@@ -604,9 +781,10 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
         const layer_w *lw = &d->L[l];
         const int sh = shared && l == 0;   /* image tokens still the shared k0 */
         const int mk = !shared && l == 0;  /* KQV already projected (mask input) */
+        const int l1lr = lr && l == 1;     /* layer 1's projections came from lowrank_layer0 */
         /* image-side queries of image->token attention: (n, HW, Ci) rows of ld */
-        const float *iq = sh ? d->kq0 + Ci : KQ + Ci;
-        const int64_t ldk = mk ? C + Ci : C;
+        const float *iq = sh ? d->kq0 + Ci : l1lr ? d->big + Ci : KQ + Ci;
+        const int64_t ldk = mk ? C + Ci : l1lr ? 3 * Ci : C;
         const float *kv = mk ? KQ + C : KV;
 
         /* token self-attention (layer 0: no PE and no residual) */
@@ -635,6 +813,9 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
             /* every prompt reads the same keys: one attention, n*T queries */
             be->attention(be, d->TO, d->TQ, C, d->kq0, C, d->kv0, Ci, 1, NT, HW, nh, Ci / nh,
                           sc_x);
+        } else if (l1lr) {
+            be->attention(be, d->TO, d->TQ, C, d->big, 3 * Ci, d->big + 2 * Ci, 3 * Ci, n, T, HW,
+                          nh, Ci / nh, sc_x);
         } else {
             if (!mk) add_bcast(be, d->KPE, d->K, d->pe, n, (size_t)HW * C);
             if (!mk && d->unproj) {
@@ -669,6 +850,10 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
         be->add(be, d->QP, d->Q, d->P, NT * C);
         be->linear(be, d->TQ + Ci, C, d->QP, C, lw->tq_w + Ci * C, lw->tq_b + Ci, NT, C, Ci);
         be->linear(be, d->TV, Ci, d->Q, C, lw->i2t_v_w, lw->i2t_v_b, NT, C, Ci);
+        if (lr && l == 0) {
+            lowrank_layer0(d, n, T, sc_x);
+            continue;
+        }
         if (sh)
             for (int b = 0; b < n; b++)
                 be->attention(be, AO + (size_t)b * HW * Ci, iq, C, d->TQ + Ci + (size_t)b * T * C,
