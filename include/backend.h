@@ -140,14 +140,14 @@ struct backend {
     void (*lowrank_rstd)(backend_t *be, float *rstd, const float *xx, const float *s,
                          const float *p, int64_t ldp, const float *e, const float *pg,
                          int64_t B, int64_t Mx, int64_t r, int64_t C, float eps);
-    /* row_affine: per-row scale of a sum with shared rows:
-     *   y[b,i,:] = a[b*M+i] * (x[b,i,:] + s[i,:]) + u[i,:]   (b < B, i < M, N wide)
-     * x, y (B*M rows) row strides ldx, ldy; s, u (M rows, shared by every b)
-     * row strides lds, ldu (0: the same row for every i); s or u may be NULL
-     * (no term). y may alias x when ldy == ldx. */
+    /* row_affine: per-row scale of a sum with shared rows (row j = b*M + i):
+     *   y[j,:] = a[j] * (x[j,:] + sa[j] * s[i,:]) + u[i,:]   (b < B, i < M, N wide)
+     * x, y (B*M rows) row strides ldx, ldy; a, sa (B*M), sa NULL = 1; s, u
+     * (M rows, shared by every b) row strides lds, ldu (0: the same row for
+     * every i); s or u may be NULL (no term). y may alias x when ldy == ldx. */
     void (*row_affine)(backend_t *be, float *y, int64_t ldy, const float *x, int64_t ldx,
-                       const float *a, const float *s, int64_t lds, const float *u,
-                       int64_t ldu, int64_t B, int64_t M, int64_t N);
+                       const float *a, const float *s, int64_t lds, const float *sa,
+                       const float *u, int64_t ldu, int64_t B, int64_t M, int64_t N);
 };
 
 /* backend_cpu_create: the reference backend with n_threads worker threads

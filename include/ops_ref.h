@@ -70,9 +70,10 @@ void ops_ref_attention_probs(float *p, int64_t ldp, const float *q, int64_t ldq,
 void ops_ref_lowrank_rstd(float *rstd, const float *xx, const float *s, const float *p,
                           int64_t ldp, const float *e, const float *pg, int64_t B, int64_t Mx,
                           int64_t r, int64_t C, float eps);
-/* y[b,i,:] = a[b*M+i] (x[b,i,:] + s[i,:]) + u[i,:]; s, u NULL-able, ld 0 = one row */
+/* y[j,:] = a[j] (x[j,:] + sa[j] s[i,:]) + u[i,:], j = b*M+i; s, sa, u NULL-able,
+ * ld 0 = one row */
 void ops_ref_row_affine(float *y, int64_t ldy, const float *x, int64_t ldx, const float *a,
-                        const float *s, int64_t lds, const float *u, int64_t ldu, int64_t B,
-                        int64_t M, int64_t N);
+                        const float *s, int64_t lds, const float *sa, const float *u,
+                        int64_t ldu, int64_t B, int64_t M, int64_t N);
 
 #endif

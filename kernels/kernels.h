@@ -110,8 +110,8 @@ void cuda_lowrank_rstd(cudaStream_t s, float *rstd, const float *xx, const float
                        const float *p, int64_t ldp, const float *e, const float *pg, int64_t B,
                        int64_t Mx, int64_t r, int64_t C, float eps);
 void cuda_row_affine(cudaStream_t s, float *y, int64_t ldy, const float *x, int64_t ldx,
-                     const float *a, const float *sv, int64_t lds, const float *u, int64_t ldu,
-                     int64_t B, int64_t M, int64_t N);
+                     const float *a, const float *sv, int64_t lds, const float *sa,
+                     const float *u, int64_t ldu, int64_t B, int64_t M, int64_t N);
 
 #ifdef __cplusplus
 }

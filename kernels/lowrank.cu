@@ -45,14 +45,14 @@ static __global__ void rstd_kernel(float *rstd, const float *xx, const float *s,
     }
 }
 
-// y, x are (B*M,N) strides ldy, ldx; a (B*M); s, u (M,N) strides lds, ldu or NULL
+// y, x are (B*M,N) strides ldy, ldx; a, sa (B*M); s, u (M,N) strides lds, ldu or NULL
 static __global__ void row_affine_kernel(float *y, int64_t ldy, const float *x, int64_t ldx,
                                          const float *a, const float *s, int64_t lds,
-                                         const float *u, int64_t ldu, int64_t BM, int64_t M,
-                                         int64_t N) {
+                                         const float *sa, const float *u, int64_t ldu,
+                                         int64_t BM, int64_t M, int64_t N) {
     KERN_FOR(t, BM * N) {
         int64_t row = t / N, c = t % N, i = row % M;
-        float v = x[row * ldx + c] + (s ? s[i * lds + c] : 0.0f);
+        float v = x[row * ldx + c] + (s ? (sa ? sa[row] : 1.0f) * s[i * lds + c] : 0.0f);
         y[row * ldy + c] = a[row] * v + (u ? u[i * ldu + c] : 0.0f);
     }
 }
@@ -83,12 +83,13 @@ extern "C" void cuda_lowrank_rstd(cudaStream_t s, float *rstd, const float *xx, 
 
 extern "C" void cuda_row_affine(cudaStream_t s, float *y, int64_t ldy, const float *x,
                                 int64_t ldx, const float *a, const float *sv, int64_t lds,
-                                const float *u, int64_t ldu, int64_t B, int64_t M, int64_t N) {
+                                const float *sa, const float *u, int64_t ldu, int64_t B, int64_t M,
+                                int64_t N) {
     CHECK(B >= 0 && M > 0 && N >= 0 && ldx >= N && ldy >= N && lds >= 0 && ldu >= 0);
     CHECK(y != x || ldy == ldx);
     int64_t n = B * M * N;
     if (n == 0) return;
     row_affine_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(
-        y, ldy, x, ldx, a, sv, lds, u, ldu, B * M, M, N);
+        y, ldy, x, ldx, a, sv, lds, sa, u, ldu, B * M, M, N);
     CUDA_LAUNCH_CHECK();
 }

@@ -531,30 +531,31 @@ static void cpu_scale_add(backend_t *be, float *y, const float *x, float alpha, 
 
 typedef struct lr_job {
     float       *y;
-    const float *x, *a, *s, *u, *q, *k, *e, *pg, *xx;
+    const float *x, *a, *s, *sa, *u, *q, *k, *e, *pg, *xx;
     int64_t      ldy, ldx, lds, ldu, ldq, ldk, M, N, Lq, Lk, nh, dh, r, C;
     float        scale, eps;
 } lr_job_t;
 
+/* attention_probs: att_job_t items as in attention (batch, head, block of
+ * query rows); the scores go straight into p's head slice (ldc = ldp) and
+ * each row is softmaxed there. */
 static void probs_task(void *arg, int64_t begin, int64_t end, int tid) {
     (void)tid;
-    const lr_job_t *J = arg;
-    for (int64_t row = begin; row < end; row++) {   /* row = b*Lq + i */
-        int64_t b = row / J->Lq;
-        float *p = J->y + row * J->ldy;
-        for (int64_t h = 0; h < J->nh; h++) {
-            const float *qi = J->q + row * J->ldq + h * J->dh;
-            float *ph = p + h * J->Lk, mx = -INFINITY, sum = 0.0f;
-            for (int64_t j = 0; j < J->Lk; j++) {
-                const float *kj = J->k + (b * J->Lk + j) * J->ldk + h * J->dh;
-                float acc = 0.0f;
-                for (int64_t d = 0; d < J->dh; d++) acc += qi[d] * kj[d];
-                ph[j] = acc * J->scale;
-                mx = ph[j] > mx ? ph[j] : mx;
-            }
-            for (int64_t j = 0; j < J->Lk; j++) sum += ph[j] = expf(ph[j] - mx);
+    const att_job_t *A = arg;
+    for (int64_t it = begin; it < end; it++) {
+        int64_t qb = it % A->nqb, h = (it / A->nqb) % A->nh, b = it / (A->nqb * A->nh);
+        int64_t i0 = qb * A->qb, m = A->Lq - i0 < A->qb ? A->Lq - i0 : A->qb;
+        const float *q = A->q + (b * A->Lq + i0) * A->ldq + h * A->dh;
+        const float *k = A->k + b * A->Lk * A->ldk + h * A->dh;
+        float *p = A->o + (b * A->Lq + i0) * A->ldv + h * A->Lk;   /* ldv holds ldp */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)A->Lk, (int)A->dh,
+                    A->scale, q, (int)A->ldq, k, (int)A->ldk, 0.0f, p, (int)A->ldv);
+        for (int64_t i = 0; i < m; i++) {
+            float *r = p + i * A->ldv, mx = r[0], sum = 0.0f;
+            for (int64_t j = 1; j < A->Lk; j++) mx = r[j] > mx ? r[j] : mx;
+            for (int64_t j = 0; j < A->Lk; j++) sum += r[j] = expf(r[j] - mx);
             float inv = 1.0f / sum;
-            for (int64_t j = 0; j < J->Lk; j++) ph[j] *= inv;
+            for (int64_t j = 0; j < A->Lk; j++) r[j] *= inv;
         }
     }
 }
@@ -565,9 +566,17 @@ static void cpu_attention_probs(backend_t *be, float *p, int64_t ldp, const floa
     // p is (B,Lq) rows of (nh,Lk) stride ldp; q is (B,Lq,nh,dh) stride ldq; k (B,Lk,nh,dh)
     CHECK(B >= 0 && Lq >= 0 && Lk > 0 && nh > 0 && dh > 0);
     CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh);
-    lr_job_t J = {.y = p, .ldy = ldp, .q = q, .ldq = ldq, .k = k, .ldk = ldk, .Lq = Lq,
-                  .Lk = Lk, .nh = nh, .dh = dh, .scale = scale};
-    cpu_parallel_for(cpu_ctx(be), B * Lq, EW_GRAIN / (nh * Lk * (dh + 4)) + 1, probs_task, &J);
+    cpu_ctx_t *c = cpu_ctx(be);
+    int64_t qb = ATT_SCORES / Lk;
+    qb = qb < ATT_QB_MIN ? ATT_QB_MIN : qb;
+    qb = qb > Lq ? (Lq > 0 ? Lq : 1) : qb;
+    while (qb > ATT_QB_MIN && B * nh * ((Lq + qb - 1) / qb) < 4 * c->n_threads) qb = (qb + 1) / 2;
+    att_job_t A = {.o = p, .q = q, .k = k, .ldq = ldq, .ldk = ldk, .ldv = ldp, .B = B, .Lq = Lq,
+                   .Lk = Lk, .nh = nh, .dh = dh, .qb = qb, .nqb = (Lq + qb - 1) / qb,
+                   .scale = scale, .ctx = c};
+    int64_t flops_item = 2 * qb * Lk * (dh + 8) + 1;
+    cpu_parallel_for(c, B * nh * A.nqb, (int64_t)(2e6 / (double)flops_item) + 1, probs_task,
+                     &A);
 }
 
 static void rstd_task(void *arg, int64_t begin, int64_t end, int tid) {
@@ -601,7 +610,13 @@ static void row_affine_task(void *arg, int64_t begin, int64_t end, int tid) {
         const float *x = J->x + row * J->ldx;
         const float *s = J->s ? J->s + i * J->lds : NULL, *u = J->u ? J->u + i * J->ldu : NULL;
         float *y = J->y + row * J->ldy, a = J->a[row];
-        if (s && u)
+        if (s && J->sa) {
+            float m = J->sa[row];
+            if (u)
+                for (int64_t c = 0; c < J->N; c++) y[c] = a * (x[c] + m * s[c]) + u[c];
+            else
+                for (int64_t c = 0; c < J->N; c++) y[c] = a * (x[c] + m * s[c]);
+        } else if (s && u)
             for (int64_t c = 0; c < J->N; c++) y[c] = a * (x[c] + s[c]) + u[c];
         else if (s)
             for (int64_t c = 0; c < J->N; c++) y[c] = a * (x[c] + s[c]);
@@ -613,12 +628,12 @@ static void row_affine_task(void *arg, int64_t begin, int64_t end, int tid) {
 }
 
 static void cpu_row_affine(backend_t *be, float *y, int64_t ldy, const float *x, int64_t ldx,
-                           const float *a, const float *s, int64_t lds, const float *u,
-                           int64_t ldu, int64_t B, int64_t M, int64_t N) {
-    // y, x are (B*M,N) strides ldy, ldx (alias only with ldy == ldx); a (B*M); s, u (M,N)
+                           const float *a, const float *s, int64_t lds, const float *sa,
+                           const float *u, int64_t ldu, int64_t B, int64_t M, int64_t N) {
+    // y, x are (B*M,N) strides ldy, ldx (alias only with ldy == ldx); a, sa (B*M); s, u (M,N)
     CHECK(B >= 0 && M > 0 && N >= 0 && ldx >= N && ldy >= N && lds >= 0 && ldu >= 0);
     CHECK(y != x || ldy == ldx);
-    lr_job_t J = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .a = a, .s = s, .lds = lds, .u = u,
+    lr_job_t J = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .a = a, .s = s, .lds = lds, .sa = sa, .u = u,
                   .ldu = ldu, .M = M, .N = N};
     cpu_parallel_for(cpu_ctx(be), B * M, EW_GRAIN / (N + 1) + 1, row_affine_task, &J);
 }

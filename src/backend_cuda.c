@@ -266,9 +266,10 @@ static void cuda_lowrank_rstd_op(backend_t *be, float *rstd, const float *xx, co
 
 static void cuda_row_affine_op(backend_t *be, float *y, int64_t ldy, const float *x,
                                int64_t ldx, const float *a, const float *s, int64_t lds,
-                               const float *u, int64_t ldu, int64_t B, int64_t M, int64_t N) {
+                               const float *sa, const float *u, int64_t ldu, int64_t B, int64_t M,
+                               int64_t N) {
     cuda_ctx_t *c = cuda_enter(be);
-    cuda_row_affine(c->stream, y, ldy, x, ldx, a, s, lds, u, ldu, B, M, N);
+    cuda_row_affine(c->stream, y, ldy, x, ldx, a, s, lds, sa, u, ldu, B, M, N);
     cuda_leave(c);
 }
 

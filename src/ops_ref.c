@@ -307,14 +307,15 @@ void ops_ref_lowrank_rstd(float *rstd, const float *xx, const float *s, const fl
 }
 
 void ops_ref_row_affine(float *y, int64_t ldy, const float *x, int64_t ldx, const float *a,
-                        const float *s, int64_t lds, const float *u, int64_t ldu, int64_t B,
-                        int64_t M, int64_t N) {
-    // y, x are (B*M,N) strides ldy, ldx; a (B*M); s, u (M,N) strides lds, ldu or NULL
+                        const float *s, int64_t lds, const float *sa, const float *u,
+                        int64_t ldu, int64_t B, int64_t M, int64_t N) {
+    // y, x are (B*M,N) strides ldy, ldx; a, sa (B*M); s, u (M,N) strides lds, ldu or NULL
     CHECK(ldx >= N && ldy >= N);
     for (int64_t b = 0; b < B; b++)
         for (int64_t i = 0; i < M; i++)
             for (int64_t c = 0; c < N; c++) {
-                double v = (double)x[(b * M + i) * ldx + c] + (s ? s[i * lds + c] : 0.0f);
+                double v = (double)x[(b * M + i) * ldx + c] +
+                           (s ? (sa ? (double)sa[b * M + i] : 1.0) * s[i * lds + c] : 0.0);
                 v = a[b * M + i] * v + (u ? u[i * ldu + c] : 0.0f);
                 y[(b * M + i) * ldy + c] = (float)v;
             }

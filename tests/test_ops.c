@@ -242,31 +242,34 @@ static void case_lowrank_rstd(backend_t *be, int64_t B, int64_t Mx, int64_t r, i
     be->free(be, dout);
 }
 
-/* row_affine: terms = bit 1 s, bit 2 u; lds/ldu 0 = one shared row; alias y = x */
+/* row_affine: terms = bit 1 s, bit 2 u, bit 4 sa; lds/ldu 0 = one shared row; alias y = x */
 static void case_row_affine(backend_t *be, int64_t B, int64_t M, int64_t N, int64_t pad,
                             int terms, int64_t lds, int64_t ldu, int alias) {
     int64_t ld = N + pad;
-    float *x = host_rand(B * M * ld, 2), *a = host_rand(B * M, 2);
+    float *x = host_rand(B * M * ld, 2), *a = host_rand(B * M, 2), *sa = host_rand(B * M, 2);
     float *sm = host_rand((lds ? M : 1) * (lds ? lds : N), 1);
     float *um = host_rand((ldu ? M : 1) * (ldu ? ldu : N), 1);
     float *ref = host_rand(B * M * ld, 1);
     const float *hs = terms & 1 ? sm : NULL, *hu = terms & 2 ? um : NULL;
+    const float *hsa = terms & 4 ? sa : NULL;
     float *dy = dev_from(be, alias ? x : ref, B * M * ld);
     if (alias) memcpy(ref, x, B * M * ld * sizeof(float));
-    ops_ref_row_affine(ref, ld, x, ld, a, hs, lds, hu, ldu, B, M, N);
+    ops_ref_row_affine(ref, ld, x, ld, a, hs, lds, hsa, hu, ldu, B, M, N);
     float *dx = alias ? dy : dev_from(be, x, B * M * ld), *da = dev_from(be, a, B * M);
+    float *dsa = dev_from(be, sa, B * M);
     float *ds = dev_from(be, sm, (lds ? M : 1) * (lds ? lds : N));
     float *du = dev_from(be, um, (ldu ? M : 1) * (ldu ? ldu : N));
-    be->row_affine(be, dy, ld, dx, ld, da, hs ? ds : NULL, lds, hu ? du : NULL, ldu, B, M, N);
+    be->row_affine(be, dy, ld, dx, ld, da, hs ? ds : NULL, lds, hsa ? dsa : NULL, hu ? du : NULL,
+                   ldu, B, M, N);
     float *out = host_from(be, dy, B * M * ld);
     char shape[160];
     snprintf(shape, sizeof shape, "B=%lld M=%lld N=%lld pad=%lld terms=%d lds=%lld ldu=%lld alias=%d",
              (long long)B, (long long)M, (long long)N, (long long)pad, terms, (long long)lds,
              (long long)ldu, alias);
     check_close(be, "row_affine", shape, out, ref, B * M * ld);
-    free(x), free(a), free(sm), free(um), free(ref), free(out);
+    free(x), free(a), free(sa), free(sm), free(um), free(ref), free(out);
     if (!alias) be->free(be, dx);
-    be->free(be, dy), be->free(be, da), be->free(be, ds), be->free(be, du);
+    be->free(be, dy), be->free(be, da), be->free(be, dsa), be->free(be, ds), be->free(be, du);
 }
 
 static void case_layer_norm(backend_t *be, int64_t M, int64_t C, float eps, int alias) {
@@ -521,8 +524,9 @@ static void test_backend_ops(backend_t *be) {
         case_lowrank_rstd(be, 2, 90, 129, 256, 0, 1);
     }
     if (be->row_affine) {
-        for (int terms = 0; terms < 4; terms++) case_row_affine(be, 2, 50, 37, 3, terms, 40, 0, 0);
+        for (int terms = 0; terms < 8; terms++) case_row_affine(be, 2, 50, 37, 3, terms, 40, 0, 0);
         case_row_affine(be, 3, 64, 384, 0, 3, 384, 384, 1);
+        case_row_affine(be, 2, 64, 256, 0, 7, 256, 256, 1);
         case_row_affine(be, 1, 7, 5, 2, 2, 0, 6, 1);
     }
     case_attention(be, 1, 100, 100, 2, 16, 1, 0, 1);
