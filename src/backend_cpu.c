@@ -633,8 +633,8 @@ static void cpu_row_affine(backend_t *be, float *y, int64_t ldy, const float *x,
     // y, x are (B*M,N) strides ldy, ldx (alias only with ldy == ldx); a, sa (B*M); s, u (M,N)
     CHECK(B >= 0 && M > 0 && N >= 0 && ldx >= N && ldy >= N && lds >= 0 && ldu >= 0);
     CHECK(y != x || ldy == ldx);
-    lr_job_t J = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .a = a, .s = s, .lds = lds, .sa = sa, .u = u,
-                  .ldu = ldu, .M = M, .N = N};
+    lr_job_t J = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .a = a, .s = s, .lds = lds, .sa = sa,
+                  .u = u, .ldu = ldu, .M = M, .N = N};
     cpu_parallel_for(cpu_ctx(be), B * M, EW_GRAIN / (N + 1) + 1, row_affine_task, &J);
 }
 

@@ -36,6 +36,22 @@
  * the keys are projected (the final keys' PE term then comes from a table
  * computed at init).
  *
+ * Low-rank path (shared image tokens, nh*T <= DEC_LR_RANK, and a backend
+ * with attention_probs, lowrank_rstd and row_affine; otherwise the paths
+ * above): image tokens change only through image->token attention, which
+ * adds P.B per prompt (P the (HW, nh*T) probabilities, B the nh*T rows
+ * V_h Wo_h^T), and then a LayerNorm. Every later image-side projection of
+ * LN(x + P.B) is a per-row scale and shift of (a shared projection of x,
+ * computed per image) + P.(B W^T), and the row variances come from Gram
+ * terms (|x|^2 per image, x.B^T, P (B B^T) P^T), everything row-centered
+ * first (centered x and centered weights) so that nothing cancels. After
+ * layer 1 the form is rstd0 x' + Q.D with Q = [rstd0 P0 | P1 | 1] (rank
+ * 2 nh T + 1). So no (n*HW, C) image-token tensor is ever materialized per
+ * prompt: lowrank_layer0 gives layer 1's keys, values and queries,
+ * lowrank_layer1 the final keys and values and the first transposed conv
+ * (a per-pixel (C -> 4 C4) map, pixel-shuffled by window_unpartition, with
+ * feat_s1 folded into its shared term). Exact up to float rounding.
+ *
  * Memory: weights in one backend allocation (packed where two projections
  * read the same input), activations in one arena carved into fixed buffers
  * at init for `nc` prompts per chunk; decoder_run processes at most nc
@@ -128,28 +144,26 @@ struct decoder {
     float *wg1;      /* (3Ci, C) layer-1 [t2i.k; i2t.q; t2i.v] weights times layer 0's norm4 gain */
     float *c1;       /* (3Ci) those weights times norm4's bias, plus their biases */
     float *woc;      /* (nh, C, dh) layer 0's i2t out_proj per head, columns centered */
-    float *wocg;     /* (nh, C, dh) the same times norm4's gain */
     float *xc;       /* (HW, C) k0 + i2t out bias, each row centered: per image */
-    float *xcg;      /* (HW, C) xc times norm4's gain */
     float *xx;       /* (HW) |xc row|^2 */
     float *S1;       /* (HW, 3Ci) xc . wg1^T */
     float *U1;       /* (HW, 3Ci) [pe . (t2i.k; i2t.q)^T | 0] + c1 */
     float *LRP;      /* (nc*HW, r) image->token probabilities, layer 0 */
     float *LRE;      /* (nc*HW, r) xc . B^T */
     float *LRG;      /* (nc*HW, r) P . (B B^T) */
-    float *LRB;      /* (nc, r, C) B (centered rows), then B times the gain */
+    float *LRB;      /* (nc, r, C) B (centered rows) */
     float *LRBB;     /* (nc, r, r) B B^T */
     float *LRM;      /* (nc, r, 3Ci) B . wg1^T */
     float *RSTD;     /* (nc*HW) 1/std of layer 0's output image tokens */
     float *wg2;      /* (2C, C) [dc1 as (4 C4, C) | final k | final v] times layer 1's norm4 gain */
     float *c2;       /* (2C) those weights times norm4's bias, plus their biases */
-    float *woc2;     /* (nh, C, dh) wocg with columns centered */
+    float *woc2;     /* (nh, C, dh) woc times norm4's gain, columns centered again */
     float *woc1;     /* (nh, C, dh) layer 1's i2t out_proj per head, columns centered */
     float *cc;       /* (C) layer 0's norm4 bias + layer 1's i2t out bias, centered */
     float *one;      /* (1) 1.0f */
     float *zeros;    /* (nc*HW) 0 */
     float *ones;     /* (HW) 1 */
-    float *x2c;      /* (HW, C) xcg with rows centered: per image */
+    float *x2c;      /* (HW, C) xc times norm4's gain, rows centered again: per image */
     float *xx2;      /* (HW) |x2c row|^2 */
     float *S2;       /* (HW, 2C) x2c . wg2^T */
     float *U2;       /* (HW, 2C) [feat_s1 in dc1's per-pixel layout | pe . final k^T | 0]
@@ -421,7 +435,8 @@ static int lowrank_init2(decoder_t *d, const float *wocg, const float *beta0, er
     /* dc1 (Cin, Cout, 2, 2) as a per-pixel map: output o = (di*2 + dj)*C4 + co */
     for (int64_t q = 0; q < 4; q++)
         for (int64_t co = 0; co < C4; co++) {
-            for (int64_t ci = 0; ci < C; ci++) w2[(q * C4 + co) * C + ci] = dc[(ci * C4 + co) * 4 + q];
+            for (int64_t ci = 0; ci < C; ci++)
+                w2[(q * C4 + co) * C + ci] = dc[(ci * C4 + co) * 4 + q];
             b2[q * C4 + co] = dcb[co];
         }
     for (int64_t o = 0; o < N2; o++) {
@@ -464,8 +479,8 @@ static int lowrank_init2(decoder_t *d, const float *wocg, const float *beta0, er
     return 0;
 }
 
-/* lowrank_init: wg1, c1, woc, wocg (see struct decoder) from the loaded
- * weights, composed on the host in double. 0 or ERR_NOMEM. */
+/* lowrank_init: wg1, c1, woc (see struct decoder) from the loaded weights,
+ * composed on the host in double, then lowrank_init2. 0 or ERR_NOMEM. */
 static int lowrank_init(decoder_t *d, err_t *err) {
     backend_t *be = d->be;
     const int64_t C = d->C, Ci = d->Ci, nh = DEC_HEADS, dh = Ci / nh;
@@ -506,7 +521,6 @@ static int lowrank_init(decoder_t *d, err_t *err) {
     be->upload(be, d->wg1, w1, nw * sizeof(float));
     be->upload(be, d->c1, b1, (size_t)3 * Ci * sizeof(float));
     be->upload(be, d->woc, woc, (size_t)C * Ci * sizeof(float));
-    be->upload(be, d->wocg, wocg, (size_t)C * Ci * sizeof(float));
     be->sync(be);
     int rc = lowrank_init2(d, wocg, beta, err);
     free(w1);
@@ -569,7 +583,7 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
         NT * DEC_MLP, 2 * nc * (Cz > DEC_IOU_HIDDEN ? Cz : DEC_IOU_HIDDEN),
         nc * DEC_MASKS * d->C8, nc * DEC_MASKS, R * Cz, R * Cz, big,
         nc * DEC_MASKS * 16 * HW,
-        3 * d->Ci * Cz, 3 * d->Ci, Cz * d->Ci, Cz * d->Ci, HW * Cz, HW * Cz, HW,
+        3 * d->Ci * Cz, 3 * d->Ci, Cz * d->Ci, HW * Cz, HW,
         HW * 3 * d->Ci, HW * 3 * d->Ci, R * DEC_LR_RANK, R * DEC_LR_Q, R * DEC_LR_Q,
         nc * DEC_LR_RANK * Cz, nc * DEC_LR_Q * DEC_LR_Q, nc * DEC_LR_Q * 2 * Cz,
         R, 2 * Cz * Cz, 2 * Cz, Cz * d->Ci, Cz * d->Ci, Cz, 1, R, HW * Cz, HW, HW * 2 * Cz,
@@ -616,9 +630,7 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
     d->wg1 = arena_alloc(a, sizes[k++]);
     d->c1 = arena_alloc(a, sizes[k++]);
     d->woc = arena_alloc(a, sizes[k++]);
-    d->wocg = arena_alloc(a, sizes[k++]);
     d->xc = arena_alloc(a, sizes[k++]);
-    d->xcg = arena_alloc(a, sizes[k++]);
     d->xx = arena_alloc(a, sizes[k++]);
     d->S1 = arena_alloc(a, sizes[k++]);
     d->U1 = arena_alloc(a, sizes[k++]);
@@ -709,7 +721,8 @@ static void add_bcast(backend_t *be, float *y, const float *x, const float *s, i
 
 /* lowrank_set_image: the per-image part of the low-rank path: x = k0 + the
  * layer-0 image->token out_proj bias, each row centered (host, double),
- * its squared norms, its gain-scaled copy, and its projections S1, U1. */
+ * and its squared norms (xc, xx); the same for xc times layer 0's norm4
+ * gain (x2c, xx2); their projections S1, U1, S2, U2. */
 static void lowrank_set_image(decoder_t *d) {
     backend_t *be = d->be;
     const int64_t C = d->C, Ci = d->Ci, HW = d->HW;
@@ -735,9 +748,7 @@ static void lowrank_set_image(decoder_t *d) {
     be->sync(be);
     for (int64_t i = 0; i < HW; i++)
         for (int64_t c = 0; c < C; c++) h[i * C + c] *= hg[c];
-    be->upload(be, d->xcg, h, (size_t)HW * C * sizeof(float));
-    be->sync(be);
-    for (int64_t i = 0; i < HW; i++) {   /* x2c: xcg with rows centered again */
+    for (int64_t i = 0; i < HW; i++) {   /* x2c: xc times the gain, rows centered again */
         float *x = h + i * C;
         double mean = 0.0, ss = 0.0;
         for (int64_t c = 0; c < C; c++) mean += x[c];
@@ -823,9 +834,9 @@ static void attn_unprojected(decoder_t *d, float *o, const float *tq, int64_t ld
  *   any projection W of the normed tokens = rstd (xc Wg^T + P (Bc Wg^T)) + c
  * with Wg = W diag(gain), c = W bias + b (row_affine, S1/U1 per image).
  * Writes big (n, HW, 3Ci) = [t2i.k | i2t.q | t2i.v] of layer 1 (PE included
- * where layer 1 adds it) and K = the normed tokens themselves (the residual
- * of layer 1), as rstd (xcg + P (Bc diag(gain))) + bias. Reads TQ[:, Ci:]
- * (the token keys) and TV (the token values) of layer 0. */
+ * where layer 1 adds it), and for lowrank_layer1 the first r rows of LRD
+ * and the first r columns of LRQ. Reads TQ[:, Ci:] (the token keys) and TV
+ * (the token values) of layer 0. */
 static void lowrank_layer0(decoder_t *d, int64_t n, int64_t T, float scale) {
     backend_t *be = d->be;
     const int64_t C = d->C, Ci = d->Ci, HW = d->HW, nh = DEC_HEADS, dh = Ci / nh;
