@@ -115,7 +115,7 @@ static int check_linear(backend_t *be) {
     float *dy = be->alloc(be, M * N * sizeof(float));
     CHECK(dy);
     be->linear(be, dy, N, dx, K, dw, db, M, K, N);
-    ref_linear(y, N, x, K, w, b, M, K, N);
+    ops_ref_linear(y, N, x, K, w, b, M, K, N);
     int ok = check_report("linear", dev_compare(be, dy, y, M * N), gemm_bound);
     be->free(be, dx); be->free(be, dw); be->free(be, db); be->free(be, dy);
     free(x); free(w); free(b); free(y);
@@ -130,7 +130,7 @@ static int check_bmm(backend_t *be) {
     float *dc = be->alloc(be, T * M * N * sizeof(float));
     CHECK(dc);
     be->bmm(be, dc, da, dbm, T, M, K, N, 1);
-    ref_bmm(c, a, b, T, M, K, N, 1);
+    ops_ref_bmm(c, a, b, T, M, K, N, 1);
     int ok = check_report("bmm trans_b", dev_compare(be, dc, c, T * M * N), gemm_bound);
     be->free(be, da); be->free(be, dbm); be->free(be, dc);
     free(a); free(b); free(c);
@@ -146,7 +146,7 @@ static int check_attention(backend_t *be, int64_t dh) {
     float *dv = ref_to_dev(be, v, B * Lk * D), *dout = be->alloc(be, B * Lq * D * sizeof(float));
     CHECK(dout);
     be->attention(be, dout, dq, D, dk, D, dv, D, B, Lq, Lk, nh, dh, scale);
-    ref_attention(o, q, D, k, D, v, D, B, Lq, Lk, nh, dh, scale);
+    ops_ref_attention(o, q, D, k, D, v, D, B, Lq, Lk, nh, dh, scale);
     char name[32];
     snprintf(name, sizeof name, "attention dh=%lld", (long long)dh);
     int ok = check_report(name, dev_compare(be, dout, o, B * Lq * D), 1e-5);
@@ -161,7 +161,7 @@ static int check_layer_norm(backend_t *be) {
     float *b = ref_new_random(C, 1.0f), *y = ref_new(M * C);
     float *dx = ref_to_dev(be, x, M * C), *dw = ref_to_dev(be, w, C), *db = ref_to_dev(be, b, C);
     be->layer_norm(be, dx, dx, dw, db, M, C, 1e-6f);
-    ref_layer_norm(y, x, w, b, M, C, 1e-6f);
+    ops_ref_layer_norm(y, x, w, b, M, C, 1e-6f);
     int ok = check_report("layer_norm", dev_compare(be, dx, y, M * C), 1e-5);
     be->free(be, dx); be->free(be, dw); be->free(be, db);
     free(x); free(w); free(b); free(y);
@@ -173,7 +173,7 @@ static int check_gelu(backend_t *be) {
     float *x = ref_new_random(n, 4.0f), *y = ref_new(n);
     float *dx = ref_to_dev(be, x, n);
     be->gelu(be, dx, dx, n);
-    ref_gelu(y, x, n);
+    ops_ref_gelu(y, x, n);
     int ok = check_report("gelu", dev_compare(be, dx, y, n), 1e-5);
     be->free(be, dx);
     free(x); free(y);
@@ -190,7 +190,7 @@ static int check_conv2d(backend_t *be) {
     float *db = ref_to_dev(be, b, Cout), *dy = be->alloc(be, B * Ho * Wo * Cout * sizeof(float));
     CHECK(dy);
     be->conv2d(be, dy, dx, dw, db, B, H, W, Cin, Cout, k, k, s, p);
-    ref_conv2d(y, x, w, b, B, H, W, Cin, Cout, k, k, s, p);
+    ops_ref_conv2d(y, x, w, b, B, H, W, Cin, Cout, k, k, s, p);
     int ok = check_report("conv2d 7x7/4", dev_compare(be, dy, y, B * Ho * Wo * Cout), gemm_bound);
     be->free(be, dx); be->free(be, dw); be->free(be, db); be->free(be, dy);
     free(x); free(w); free(b); free(y);
@@ -205,7 +205,7 @@ static int check_conv_transpose(backend_t *be) {
     float *db = ref_to_dev(be, b, Cout), *dy = be->alloc(be, B * 4 * H * W * Cout * sizeof(float));
     CHECK(dy);
     be->conv_transpose2x2(be, dy, dx, dw, db, B, H, W, Cin, Cout);
-    ref_conv_transpose2x2(y, x, w, b, B, H, W, Cin, Cout);
+    ops_ref_conv_transpose2x2(y, x, w, b, B, H, W, Cin, Cout);
     int ok = check_report("conv_transpose2x2", dev_compare(be, dy, y, B * 4 * H * W * Cout),
                           gemm_bound);
     be->free(be, dx); be->free(be, dw); be->free(be, db); be->free(be, dy);
@@ -220,10 +220,10 @@ static int check_layout(backend_t *be) {
     float *dx = ref_to_dev(be, x, n), *dy = be->alloc(be, nwin * sizeof(float));
     CHECK(dy);
     be->window_partition(be, dy, dx, B, H, W, C, ws);
-    ref_window_partition(y, x, B, H, W, C, ws);
+    ops_ref_window_partition(y, x, B, H, W, C, ws);
     int ok = check_report("window_partition", dev_compare(be, dy, y, nwin), 0.0);
     be->nhwc_to_nchw(be, dy, dx, B, H, W, C);
-    ref_nhwc_to_nchw(y, x, B, H, W, C);
+    ops_ref_nhwc_to_nchw(y, x, B, H, W, C);
     ok &= check_report("nhwc_to_nchw", dev_compare(be, dy, y, n), 0.0);
     be->free(be, dx); be->free(be, dy);
     free(x); free(y);
@@ -236,7 +236,7 @@ static int check_resize(backend_t *be) {
     float *dx = ref_to_dev(be, x, N * Hi * Wi), *dy = be->alloc(be, N * Ho * Wo * sizeof(float));
     CHECK(dy);
     be->resize_bilinear(be, dy, dx, N, Hi, Wi, Ho, Wo);
-    ref_resize_bilinear(y, x, N, Hi, Wi, Ho, Wo);
+    ops_ref_resize_bilinear(y, x, N, Hi, Wi, Ho, Wo);
     int ok = check_report("resize_bilinear", dev_compare(be, dy, y, N * Ho * Wo), 0.0);
     be->free(be, dx); be->free(be, dy);
     free(x); free(y);

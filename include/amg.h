@@ -129,6 +129,13 @@ void amg_result_free(amg_result *res);
  * "annotations": [records]} with the official field names. */
 int  amg_write_json(FILE *f, const char *file_name, const amg_result *res);
 
+/* amg_draw_overlay: blend every record's mask into rgb (h, w, 3) in place,
+ * half image, half a color fixed by the record's index, later records on
+ * top (the PNG of `generate --format png` and `export --format png`).
+ * 0, ERR_NOMEM, or ERR_FORMAT when a record's RLE is bad or does not cover
+ * h x w (message names the record). */
+int  amg_draw_overlay(uint8_t *rgb, int w, int h, const amg_result *res, err_t *err);
+
 /* ---- replay decoder (tests): recorded decoder calls of a synthetic
  * oracle run (fixtures' expected.safetensors, keys syn_*). Decode call i
  * checks its points against syn_points[syn_call == i] (1e-3) and returns

@@ -11,6 +11,8 @@
 
 #include <stdint.h>
 
+#include "model.h"
+
 #define SAM2AMG_VERSION "0.1.0"
 
 enum { EXIT_OK = 0, EXIT_DATA = 1, EXIT_USAGE = 2, EXIT_PARTIAL = 3, EXIT_INTERRUPTED = 130 };
@@ -35,5 +37,39 @@ int cli_parse_int(const char *cmd, const char *flag, const char *s, int64_t lo, 
                   int64_t *out);
 int cli_parse_double(const char *cmd, const char *flag, const char *s, double lo, double hi,
                      double *out);
+
+/* The model flags of dump, predict and generate, parsed one way. */
+typedef struct cli_model_flags {
+    const char *model;  /* --model WEIGHTS; NULL until given */
+    const char *config; /* --config NAME|FILE; NULL: guessed from the checkpoint */
+    const char *device; /* --device cpu|cuda:N; "cpu" by default */
+    int64_t threads;    /* --threads N in [0, 1024]; 0: all cores */
+} cli_model_flags;
+
+/* cli_model_flags_default: no model or config, device "cpu", threads 0. */
+void cli_model_flags_default(cli_model_flags *f);
+
+/* cli_parse_model_flag: if argv[*i] is --model, --config, --device or
+ * --threads, store its value in f, advance *i past the flag and its value
+ * and return 1; return 0 (i untouched) for any other argument; -1 for a
+ * missing or bad value (usage message printed). */
+int cli_parse_model_flag(cli_model_flags *f, const char *cmd, int argc, char **argv, int *i);
+
+/* cli_load_config: the model config of f (--config NAME|FILE, else guessed
+ * from the checkpoint's shapes) into cfg; with amg_json non-NULL, a config
+ * FILE's "amg" object too (malloc'd text, caller frees; NULL when none).
+ * Returns 0, or prints "sam2amg CMD: reason" and returns the exit status:
+ * EXIT_USAGE for an unknown name or bad config, EXIT_DATA otherwise. */
+int cli_load_config(const char *cmd, const cli_model_flags *f, sam2_config *cfg,
+                    char **amg_json);
+
+/* cli_open_model: the backend of f (--device, --threads) and the model of
+ * cfg and f->model on it, with room for `batch` prompts per decode. Returns
+ * 0 with *be and *m owned by the caller (free m, then destroy be), or
+ * prints "sam2amg CMD: reason" and returns the exit status with *be and *m
+ * NULL: EXIT_USAGE for a device that cannot be opened, EXIT_DATA for a
+ * checkpoint that cannot be loaded. */
+int cli_open_model(const char *cmd, const cli_model_flags *f, const sam2_config *cfg, int batch,
+                   backend_t **be, sam2_model **m);
 
 #endif

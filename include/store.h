@@ -78,20 +78,28 @@ int store_ingest_add(store_t *s, const char *bytes, size_t n, int *added, err_t 
 int store_ingest_end(store_t *s, err_t *err);
 
 /* ---- leases ---- */
-/* store_reclaim: after taking the run lock, every 'running' image is
+/* Attempts: images.attempts counts the times a worker started on an image
+ * (store_start, just before the generator runs) or a failure was recorded;
+ * a lease alone (claimed, queued, decoded) is not an attempt, so a run
+ * killed from outside does not use up the attempts of the images that
+ * merely waited in its queues.
+ *
+ * store_reclaim: after taking the run lock, every 'running' image is
  * abandoned (its process is gone): back to 'pending', or 'failed' when it
- * has used max_attempts attempts. Counts into *reclaimed, *failed. */
+ * has used max_attempts attempts (an image that kills the process every
+ * time it is processed). Counts into *reclaimed, *failed. */
 int store_reclaim(store_t *s, int max_attempts, int64_t run_id, int64_t *reclaimed,
                   int64_t *failed, err_t *err);
 
 typedef struct store_job {
     int64_t id;
-    int     attempts;         /* including this one */
+    int     attempts;         /* attempts before this lease */
     char   *path;             /* file name bytes (NUL-terminated), malloc'd */
 } store_job;
 
 /* store_claim: lease up to n pending images (lowest id first) to owner for
- * lease_s seconds in one transaction: status 'running', attempts + 1.
+ * lease_s seconds in one transaction: status 'running', lease_owner,
+ * lease_expires (attempts unchanged).
  * Fills jobs (n) and *got; the caller frees each jobs[i].path. */
 int store_claim(store_t *s, const char *owner, double lease_s, int n, store_job *jobs,
                 int *got, err_t *err);
@@ -113,14 +121,20 @@ void store_batch_rollback(store_t *s);
  * must then be rolled back). */
 int store_put_result(store_t *s, int64_t run_id, int64_t image_id, const char *owner,
                      const amg_result *res, const store_timing *t, err_t *err);
-/* store_put_failure: inside a batch: record reason for image_id; permanent
- * or attempts >= max_attempts -> 'failed', else back to 'pending' for a
- * retry. Same return convention as store_put_result. */
+/* store_start: inside a batch: count an attempt of image_id (the worker
+ * is about to run the generator on it). 1 done, 0 lease lost, or < 0. */
+int store_start(store_t *s, int64_t image_id, const char *owner, err_t *err);
+/* store_put_failure: inside a batch: record reason for image_id and count
+ * the attempt unless store_start did (counted); permanent or attempts >=
+ * max_attempts -> 'failed' (returns 2), else back to 'pending' for a retry
+ * (returns 1); 0 when the lease is lost; < 0 on error (roll back). */
 int store_put_failure(store_t *s, int64_t run_id, int64_t image_id, const char *owner,
-                      const char *reason, int permanent, int max_attempts, err_t *err);
-/* store_release: give back a lease without counting the attempt (stopped
- * by a signal). Same return convention. */
-int store_release(store_t *s, int64_t image_id, const char *owner, err_t *err);
+                      const char *reason, int permanent, int counted, int max_attempts,
+                      err_t *err);
+/* store_release: give back a lease, uncounting the attempt store_start
+ * counted (counted = 1) (stopped by a signal). Same return convention as
+ * store_put_result. */
+int store_release(store_t *s, int64_t image_id, const char *owner, int counted, err_t *err);
 
 /* ---- reading ---- */
 /* store_counts: images per status (indexed by IMAGE_STATUS_*) and masks. */

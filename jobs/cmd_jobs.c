@@ -24,8 +24,6 @@
 #include "model.h"
 #include "rle.h"
 
-#pragma weak sam2_config_load
-
 static volatile sig_atomic_t stop_flag;
 
 static void on_signal(int sig) {
@@ -72,7 +70,8 @@ static void run_usage(FILE *f) {
             "  --max-pixels N      refuse images above N pixels (default 256000000)\n"
             "  --retries N         retries of transient failures (default 2)\n"
             "  --decode-threads N  image decoding threads (default 2)\n"
-            "  --batch N           images per database commit, at most (default 32)\n"
+            "  --batch N           images per database commit, at most (default 256; the\n"
+            "                      writer commits what is queued, so small when it keeps up)\n"
             "  --lease S           lease length in seconds (default 3600)\n"
             "  --quiet             no progress line (it is shown only on a terminal anyway)\n\n"
             "AMG flags:\n");
@@ -118,13 +117,13 @@ int cmd_run(int argc, char **argv) {
     int64_t v;
     cfg.retries = 2;
     cfg.decode_threads = 2;
-    cfg.batch_images = 32;
+    cfg.batch_images = 256;
     cfg.lease_s = 3600;
     cfg.max_pixels = 256000000;
     /* config's "amg" object first, then flags on top: find --config first */
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--config")) cfg.config = argv[i + 1];
-    if (cfg.config && sam2_config_load) {
+    if (cfg.config) {
         sam2_config c;
         char *amg_json = NULL;
         err_t err = {{0}};
@@ -465,38 +464,8 @@ static int write_overlay_png(const char *out, const char *image_path, const amg_
         return err_set(err, ERR_FORMAT, "%s: now %dx%d, the masks are %dx%d", image_path, img.w,
                        img.h, res->width, res->height);
     }
-    size_t npx = (size_t)img.w * img.h;
-    uint8_t *mask = malloc(npx);
-    uint32_t *counts = NULL;
-    size_t cap = 0;
-    if (!mask) rc = err_set(err, ERR_NOMEM, "out of memory");
-    for (int i = 0; !rc && i < res->n; i++) {
-        int64_t n = rle_decode_string(res->recs[i].rle, NULL, 0);
-        if (n < 0) {
-            rc = err_set(err, ERR_FORMAT, "%s: mask %d: bad RLE", image_path, i);
-            break;
-        }
-        if ((size_t)n > cap) {
-            free(counts);
-            cap = (size_t)n;
-            counts = malloc(cap * sizeof *counts);
-            CHECK(counts);
-        }
-        rle_decode_string(res->recs[i].rle, counts, cap);
-        if (rle_to_mask(counts, (size_t)n, (uint32_t)img.h, (uint32_t)img.w, mask)) {
-            rc = err_set(err, ERR_FORMAT, "%s: mask %d: RLE does not cover the image", image_path, i);
-            break;
-        }
-        uint32_t hsh = (uint32_t)i * 2654435761u + 0x9e3779b9u;
-        uint8_t col[3] = {(uint8_t)(64 + (hsh & 0xbf)), (uint8_t)(64 + ((hsh >> 8) & 0xbf)),
-                          (uint8_t)(64 + ((hsh >> 16) & 0xbf))};
-        for (size_t p = 0; p < npx; p++)
-            if (mask[p])
-                for (int c = 0; c < 3; c++) img.rgb[3 * p + c] = (uint8_t)((img.rgb[3 * p + c] + col[c]) / 2);
-    }
+    rc = amg_draw_overlay(img.rgb, img.w, img.h, res, err);
     if (!rc) rc = image_write_png(out, img.rgb, img.w, img.h, 3, err);
-    free(mask);
-    free(counts);
     image_free(&img);
     return rc;
 }

@@ -21,9 +21,7 @@ build/sam2amg run "$DB" --manifest "$IMAGES" --model "$MODEL" "${cfg[@]}" \
     --box-nms-thresh 0.95
 build/sam2amg status "$DB"
 echo "-- objects over 1000 pixels per image:"
-build/sam2amg sql "$DB" "SELECT i.path, COUNT(m.id) AS objects
-                         FROM images i LEFT JOIN masks m ON m.image_id = i.id AND m.area > 1000
-                         GROUP BY i.id ORDER BY i.path"
+build/sam2amg sql "$DB" --header "SELECT path, masks_1000px AS objects FROM image_summary ORDER BY path"
 build/sam2amg export "$DB" --format sa1b demo-sa1b
 build/sam2amg export "$DB" --format png demo-png
 echo "-- SA-1B JSON in demo-sa1b/, overlays in demo-png/"

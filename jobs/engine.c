@@ -1,9 +1,7 @@
 /* engine.c: what one device worker of `sam2amg run` runs per image.
  *
- * The SAM 2.1 engine wraps the model (model.h) into the generator's
- * amg_model callbacks, as `generate` does: encode = image_preprocess +
- * sam2_model_encode of the crop; decode = single positive points through
- * sam2_model_decode. Each engine owns its backend, model and amg_t, so
+ * The SAM 2.1 engine is the model (model.h) behind amg_model_wrap, exactly
+ * as `generate` runs it. Each engine owns its backend, model and amg_t, so
  * nothing is shared between device workers. The decode callback checks the
  * stop flag: Ctrl-C interrupts an image between decoder batches.
  *
@@ -16,48 +14,38 @@
  * filters are the product's.
  */
 #include <math.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "jobs.h"
 #include "model.h"
 
-/* The model module may not be linked into every build stage of the
- * project; weak references let this file link without it and say so. */
-#pragma weak sam2_model_load
-#pragma weak sam2_model_free
-#pragma weak sam2_model_encode
-#pragma weak sam2_model_decode
-#pragma weak sam2_config_load
-#pragma weak sam2_config_guess
+static int cpu_count(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
 
 typedef struct sam2_engine {
-    backend_t     *be;
-    sam2_model    *m;
-    amg_t         *g;
-    amg_model      am;
-    int            S;
-    float         *input;      /* (3, S, S) preprocessed crop */
-    int32_t       *labels;     /* (max_prompts) all 1 */
-    int            max_prompts;
+    backend_t  *be;
+    sam2_model *m;
+    amg_t      *g;
+    amg_model   wrap;   /* amg_model_wrap of m (shared with `generate`) */
+    amg_model   am;     /* wrap behind the stop check */
     volatile sig_atomic_t *stop;
 } sam2_engine;
 
 static int sam2_encode(void *ctx, const uint8_t *rgb, int w, int h, size_t stride, err_t *err) {
     sam2_engine *e = ctx;
     if (*e->stop) return err_set(err, ERR_INTERRUPTED, "interrupted");
-    image_preprocess(rgb, w, h, stride, e->S, e->input);
-    return sam2_model_encode(e->m, e->input, err);
+    return e->wrap.encode(e->wrap.ctx, rgb, w, h, stride, err);
 }
 
 static int sam2_decode(void *ctx, int n, const float *points, const float *mask_input,
                        int multimask, float *low_res, float *iou, err_t *err) {
     sam2_engine *e = ctx;
     if (*e->stop) return err_set(err, ERR_INTERRUPTED, "interrupted");
-    CHECK(n <= e->max_prompts);
-    sam2_prompts p = {.n = n, .n_pts = 1, .coords = points, .labels = e->labels,
-                      .mask_input = mask_input, .multimask = multimask};
-    return sam2_model_decode(e->m, &p, low_res, iou, err);
+    return e->wrap.decode(e->wrap.ctx, n, points, mask_input, multimask, low_res, iou, err);
 }
 
 static int sam2_process(void *ctx, const image_t *img, amg_result *res, err_t *err) {
@@ -69,18 +57,14 @@ static void sam2_destroy(void *ctx) {
     sam2_engine *e = ctx;
     if (!e) return;
     amg_free(e->g);
-    if (e->m) sam2_model_free(e->m);
+    if (e->wrap.ctx) amg_model_unwrap(&e->wrap);
+    sam2_model_free(e->m);
     if (e->be) e->be->destroy(e->be);
-    free(e->input);
-    free(e->labels);
     free(e);
 }
 
 static int sam2_engine_create(const jobs_config *cfg, const char *device,
                               volatile sig_atomic_t *stop, jobs_engine *out, err_t *err) {
-    if (!sam2_model_load || !sam2_model_decode || !sam2_config_guess)
-        return err_set(err, ERR_INVALID, "%s: the SAM 2.1 model is not part of this build yet",
-                       cfg->model_path);
     sam2_config c;
     int rc = cfg->config ? sam2_config_load(cfg->config, &c, NULL, err)
                          : sam2_config_guess(cfg->model_path, &c, err);
@@ -88,26 +72,20 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
     sam2_engine *e = calloc(1, sizeof *e);
     if (!e) return err_set(err, ERR_NOMEM, "out of memory");
     e->stop = stop;
-    e->S = c.image_size;
-    e->max_prompts = cfg->params.points_per_batch;
-    e->input = malloc((size_t)3 * e->S * e->S * sizeof(float));
-    e->labels = malloc((size_t)e->max_prompts * sizeof(int32_t));
-    if (!e->input || !e->labels) {
-        sam2_destroy(e);
-        return err_set(err, ERR_NOMEM, "out of memory");
-    }
-    for (int i = 0; i < e->max_prompts; i++) e->labels[i] = 1;
     e->be = backend_create(device, cfg->threads, err);
     if (!e->be) {
         sam2_destroy(e);
         return ERR_BACKEND;
     }
-    if ((rc = sam2_model_load(&e->m, &c, cfg->model_path, e->be, e->max_prompts, err)) ||
-        (rc = amg_create(&e->g, &cfg->params, e->S, err))) {
+    int ppb = cfg->params.points_per_batch;
+    if ((rc = sam2_model_load(&e->m, &c, cfg->model_path, e->be, ppb, err)) ||
+        (rc = amg_model_wrap(&e->wrap, e->m, ppb, err)) ||
+        (rc = amg_create(&e->g, &cfg->params, e->wrap.S, err)) ||
+        (rc = amg_set_threads(e->g, cfg->threads > 0 ? cfg->threads : cpu_count(), err))) {
         sam2_destroy(e);
         return rc;
     }
-    e->am = (amg_model){.ctx = e, .S = e->S, .encode = sam2_encode, .decode = sam2_decode};
+    e->am = (amg_model){.ctx = e, .S = e->wrap.S, .encode = sam2_encode, .decode = sam2_decode};
     *out = (jobs_engine){.ctx = e, .process = sam2_process, .destroy = sam2_destroy};
     return 0;
 }

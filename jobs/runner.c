@@ -5,16 +5,17 @@
  *
  * Threads (all started by jobs_run, all joined before it returns):
  *   - claimer (the calling thread): leases pending images from the store in
- *     small chunks (one transaction each: status 'running', attempts + 1,
- *     lease_owner, lease_expires) and pushes them onto load_q. It also
+ *     small chunks (one transaction each: status 'running', lease_owner,
+ *     lease_expires) and pushes them onto load_q. It also
  *     prints the progress line.
  *   - decoders (cfg->decode_threads, a bounded pool): pop load_q, decode
  *     the file with libvips (jobs_load_image, pixel limit) and push the
  *     image onto ready_q, the prefetch queue (cfg->prefetch slots), or a
  *     failure onto write_q.
  *   - one worker per device (--devices): owns its engine (backend, model,
- *     amg_t arena), pops ready_q, runs the generator and pushes the result
- *     onto write_q. Engines are created before anything is claimed, so a bad
+ *     amg_t arena), pops ready_q, has the writer count the attempt
+ *     (store_start, waiting for its commit), runs the generator and pushes
+ *     the result onto write_q. Engines are created before anything is claimed, so a bad
  *     model leases nothing.
  *   - the writer: the only thread that writes results. It pops write_q and
  *     commits several images per transaction (up to cfg->batch_images, or
@@ -35,7 +36,9 @@
  *     'running' with this process's lease: the next run (which holds the
  *     run lock, so no live owner exists) reclaims them: back to 'pending',
  *     or 'failed' once they used up their attempts (an image that kills the
- *     process every time cannot stall the queue forever);
+ *     process every time cannot stall the queue forever). Only the images a
+ *     worker had started on are charged an attempt, not those that merely
+ *     waited in the queues;
  *   - a data error of one image (missing, truncated, too big, not an image)
  *     fails that image with its reason at once; a transient one (out of
  *     memory, device error) is retried until cfg->retries; the run goes on;
@@ -51,6 +54,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,12 +132,15 @@ static void queue_done(queue_t *q) {
 }
 
 /* ---- the items that travel through the queues ---- */
-enum { ITEM_RESULT, ITEM_FAIL, ITEM_RELEASE };
+enum { ITEM_RESULT, ITEM_FAIL, ITEM_RELEASE, ITEM_START };
 
 typedef struct item {
     store_job  job;
     int        kind;
     int        permanent;     /* ITEM_FAIL: no retry */
+    int        counted;       /* store_start counted this attempt */
+    int        start_ok;      /* ITEM_START: the writer committed it */
+    sem_t      started;       /* ITEM_START: posted by the writer */
     char       reason[512];   /* ITEM_FAIL */
     image_t    img;           /* decoded, between decoder and worker */
     amg_result res;           /* ITEM_RESULT */
@@ -234,6 +241,19 @@ static void *worker_main(void *arg) {
             queue_push(&r->write_q, it);
             continue;
         }
+        /* count the attempt before running: if this image kills the
+         * process, the next run knows (store_reclaim) */
+        it->kind = ITEM_START;
+        CHECK(sem_init(&it->started, 0, 0) == 0);
+        queue_push(&r->write_q, it);
+        while (sem_wait(&it->started) != 0) {}
+        sem_destroy(&it->started);
+        it->counted = it->start_ok;
+        if (!it->start_ok || stopping(r)) {
+            item_release(it);
+            queue_push(&r->write_q, it);
+            continue;
+        }
         memset(&err, 0, sizeof err);
         double t0 = mono_s();
         int grc = eng->process(eng->ctx, &it->img, &it->res, &err);
@@ -273,9 +293,11 @@ static int write_one(runner_t *r, item_t *it, err_t *err) {
         return store_put_result(s, r->run_id, it->job.id, r->owner, &it->res, &it->t, err);
     case ITEM_FAIL:
         return store_put_failure(s, r->run_id, it->job.id, r->owner, it->reason, it->permanent,
-                                 max_attempts, err);
+                                 it->counted, max_attempts, err);
+    case ITEM_START:
+        return store_start(s, it->job.id, r->owner, err);
     default:
-        return store_release(s, it->job.id, r->owner, err);
+        return store_release(s, it->job.id, r->owner, it->counted, err);
     }
 }
 
@@ -290,27 +312,30 @@ static void *writer_main(void *arg) {
         batch[n++] = it;
         while (n < cap && (it = queue_pop(&r->write_q, 1))) batch[n++] = it;
         err_t err = {{0}};
-        int rc = 0;
+        int rc = 0, wr[1024];
         if (atomic_load(&r->fatal)) {
             /* after a run-level error: leave leases for the next run */
             rc = -1;
         } else if (!(rc = store_batch_begin(r->writer_store, &err))) {
-            for (int i = 0; i < n && rc >= 0; i++) rc = write_one(r, batch[i], &err);
+            for (int i = 0; i < n && rc >= 0; i++) rc = wr[i] = write_one(r, batch[i], &err);
             if (rc >= 0) rc = store_batch_commit(r->writer_store, &err);
             if (rc < 0) store_batch_rollback(r->writer_store);
         }
         if (rc < 0 && !atomic_load(&r->fatal)) set_fatal(r, &err);
         for (int i = 0; i < n; i++) {
+            item_t *b = batch[i];
+            if (b->kind == ITEM_START) {   /* the worker owns it: wake it */
+                b->start_ok = rc >= 0 && wr[i] == 1;
+                sem_post(&b->started);
+                continue;
+            }
             if (rc >= 0) {
-                item_t *b = batch[i];
                 if (b->kind == ITEM_RESULT) {
                     atomic_fetch_add(&r->done, 1);
                     atomic_fetch_add(&r->masks, b->res.n);
                 } else if (b->kind == ITEM_FAIL) {
-                    if (b->permanent || b->job.attempts >= r->cfg->retries + 1)
-                        atomic_fetch_add(&r->failed, 1);
-                    else
-                        atomic_fetch_add(&r->retried, 1);
+                    if (wr[i] == 2) atomic_fetch_add(&r->failed, 1);
+                    else atomic_fetch_add(&r->retried, 1);
                     if (!r->cfg->quiet)
                         fprintf(stderr, "sam2amg run: %s\n", b->reason);
                 } else {

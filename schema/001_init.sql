@@ -32,7 +32,7 @@ CREATE TABLE images (
     path          TEXT NOT NULL UNIQUE,
     status        TEXT NOT NULL DEFAULT 'pending'
                   CHECK (status IN ('pending', 'running', 'done', 'failed')),
-    attempts      INTEGER NOT NULL DEFAULT 0,   -- times claimed by a worker
+    attempts      INTEGER NOT NULL DEFAULT 0,   -- times processing started or failed
     error         TEXT,                         -- last error (failed or retried)
     lease_owner   TEXT,                         -- "host:pid:worker" while running
     lease_expires REAL,                         -- lease end while running

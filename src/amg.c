@@ -1148,3 +1148,41 @@ int amg_write_json(FILE *f, const char *file_name, const amg_result *res) {
     fputs("\n ]}\n", f);
     return ferror(f) ? ERR_IO : 0;
 }
+
+int amg_draw_overlay(uint8_t *rgb, int w, int h, const amg_result *res, err_t *err) {
+    // rgb is (h,w,3)
+    size_t npx = (size_t)w * h, cap = 0;
+    uint8_t *mask = malloc(npx); // (h,w) 0/1
+    uint32_t *counts = NULL;
+    int rc = mask ? 0 : err_set(err, ERR_NOMEM, "overlay: out of memory for a %dx%d mask", w, h);
+    for (int i = 0; !rc && i < res->n; i++) {
+        int64_t n = rle_decode_string(res->recs[i].rle, NULL, 0);
+        if (n < 0) {
+            rc = err_set(err, ERR_FORMAT, "mask %d: bad RLE", i);
+            break;
+        }
+        if ((size_t)n > cap) {
+            free(counts);
+            cap = (size_t)n;
+            counts = malloc(cap * sizeof *counts);
+            if (!counts) {
+                rc = err_set(err, ERR_NOMEM, "overlay: out of memory for %zu RLE runs", cap);
+                break;
+            }
+        }
+        rle_decode_string(res->recs[i].rle, counts, cap);
+        if (rle_to_mask(counts, (size_t)n, (uint32_t)h, (uint32_t)w, mask)) {
+            rc = err_set(err, ERR_FORMAT, "mask %d: RLE does not cover the %dx%d image", i, w, h);
+            break;
+        }
+        uint32_t hsh = (uint32_t)i * 2654435761u + 0x9e3779b9u; /* a color per index */
+        uint8_t col[3] = {(uint8_t)(64 + (hsh & 0xbf)), (uint8_t)(64 + ((hsh >> 8) & 0xbf)),
+                          (uint8_t)(64 + ((hsh >> 16) & 0xbf))};
+        for (size_t p = 0; p < npx; p++)
+            if (mask[p])
+                for (int c = 0; c < 3; c++)
+                    rgb[3 * p + c] = (uint8_t)((rgb[3 * p + c] + col[c]) / 2);
+    }
+    free(mask), free(counts);
+    return rc;
+}

@@ -1,4 +1,7 @@
-/* cli.c: flag-value helpers shared by the subcommands (see cli.h). */
+/* cli.c: what the subcommands share (see cli.h): the usage-error line,
+ * strict number parsing of flag values, and the model flags (--model,
+ * --config, --device, --threads) with the config/backend/model set-up
+ * behind them, so dump, predict and generate parse and report them alike. */
 #include "cli.h"
 
 #include <errno.h>
@@ -6,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int cli_usage_error(const char *cmd, const char *fmt, ...) {
     va_list ap;
@@ -52,4 +56,54 @@ int cli_parse_double(const char *cmd, const char *flag, const char *s, double lo
     }
     *out = v;
     return 0;
+}
+
+void cli_model_flags_default(cli_model_flags *f) {
+    *f = (cli_model_flags){.model = NULL, .config = NULL, .device = "cpu", .threads = 0};
+}
+
+int cli_parse_model_flag(cli_model_flags *f, const char *cmd, int argc, char **argv, int *i) {
+    const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    const char **dst = !strcmp(a, "--model")    ? &f->model
+                       : !strcmp(a, "--config") ? &f->config
+                       : !strcmp(a, "--device") ? &f->device
+                                                : NULL;
+    if (dst) {
+        if (!v) return cli_usage_error(cmd, "%s needs a value", a), -1;
+        *dst = v;
+    } else if (!strcmp(a, "--threads")) {
+        if (cli_parse_int(cmd, a, v, 0, 1024, &f->threads)) return -1;
+    } else {
+        return 0;
+    }
+    *i += 2;
+    return 1;
+}
+
+int cli_load_config(const char *cmd, const cli_model_flags *f, sam2_config *cfg,
+                    char **amg_json) {
+    err_t err = {{0}};
+    int rc = f->config ? sam2_config_load(f->config, cfg, amg_json, &err)
+                       : sam2_config_guess(f->model, cfg, &err);
+    if (!rc) return EXIT_OK;
+    fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
+    return rc == ERR_INVALID ? EXIT_USAGE : EXIT_DATA;
+}
+
+int cli_open_model(const char *cmd, const cli_model_flags *f, const sam2_config *cfg, int batch,
+                   backend_t **be, sam2_model **m) {
+    err_t err = {{0}};
+    *m = NULL;
+    *be = backend_create(f->device, (int)f->threads, &err);
+    if (!*be) {
+        fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
+        return EXIT_USAGE;
+    }
+    if (sam2_model_load(m, cfg, f->model, *be, batch, &err)) {
+        fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
+        (*be)->destroy(*be); /* *m is NULL after a failed load */
+        *be = NULL;
+        return EXIT_DATA;
+    }
+    return EXIT_OK;
 }

@@ -43,35 +43,27 @@ static const char *dump_usage =
     "  --device NAME           cpu (default) or cuda:N\n";
 
 int cmd_dump(int argc, char **argv) {
-    const char *cmd = "dump", *model_path = NULL, *config = NULL, *image_path = NULL,
-               *out_path = NULL, *device = "cpu";
-    int64_t pps = 32, ppb = 64, threads = 0;
-    for (int i = 1; i < argc; i++) {
+    const char *cmd = "dump", *image_path = NULL, *out_path = NULL;
+    cli_model_flags mf;
+    cli_model_flags_default(&mf);
+    int64_t pps = 32, ppb = 64;
+    for (int i = 1; i < argc;) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int r = cli_parse_model_flag(&mf, cmd, argc, argv, &i);
+        if (r < 0) return EXIT_USAGE;
+        if (r > 0) continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(dump_usage, stdout);
             return EXIT_OK;
-        } else if (!strcmp(a, "--model")) {
-            if (!v) return cli_usage_error(cmd, "--model needs a value");
-            model_path = v, i++;
-        } else if (!strcmp(a, "--config")) {
-            if (!v) return cli_usage_error(cmd, "--config needs a value");
-            config = v, i++;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             if (!v) return cli_usage_error(cmd, "%s needs a value", a);
             out_path = v, i++;
-        } else if (!strcmp(a, "--device")) {
-            if (!v) return cli_usage_error(cmd, "--device needs a value");
-            device = v, i++;
         } else if (!strcmp(a, "--points-per-side")) {
             if (cli_parse_int(cmd, a, v, 1, 1024, &pps)) return EXIT_USAGE;
             i++;
         } else if (!strcmp(a, "--points-per-batch")) {
             if (cli_parse_int(cmd, a, v, 1, 4096, &ppb)) return EXIT_USAGE;
-            i++;
-        } else if (!strcmp(a, "--threads")) {
-            if (cli_parse_int(cmd, a, v, 0, 1024, &threads)) return EXIT_USAGE;
             i++;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(cmd, "unknown option '%s'", a);
@@ -80,40 +72,29 @@ int cmd_dump(int argc, char **argv) {
         } else {
             return cli_usage_error(cmd, "more than one image ('%s', '%s')", image_path, a);
         }
+        i++;
     }
-    if (!model_path) return cli_usage_error(cmd, "--model is required");
+    if (!mf.model) return cli_usage_error(cmd, "--model is required");
     if (!image_path) return cli_usage_error(cmd, "no IMAGE given");
     if (!out_path) return cli_usage_error(cmd, "-o OUT.safetensors is required");
     if (ppb > pps * pps) ppb = pps * pps;
 
     err_t err = {{0}};
     sam2_config cfg;
-    int rc = config ? sam2_config_load(config, &cfg, NULL, &err)
-                    : sam2_config_guess(model_path, &cfg, &err);
-    if (rc) {
-        fprintf(stderr, "sam2amg dump: %s\n", err.msg);
-        return rc == ERR_INVALID ? EXIT_USAGE : EXIT_DATA;
-    }
+    int rc = cli_load_config(cmd, &mf, &cfg, NULL);
+    if (rc) return rc;
     image_t img = {0};
     if ((rc = image_init(&err)) || (rc = image_load(&img, image_path, 0, &err))) {
         fprintf(stderr, "sam2amg dump: %s\n", err.msg);
         return EXIT_DATA;
     }
-
-    backend_t *be = backend_create(device, (int)threads, &err);
-    if (!be) {
-        fprintf(stderr, "sam2amg dump: %s\n", err.msg);
-        image_free(&img);
-        return EXIT_USAGE;
-    }
+    backend_t *be = NULL;
     sam2_model *m = NULL;
     int B = (int)ppb, S = cfg.image_size, low = S / 4, d = cfg.d_model;
     size_t g = (size_t)S / 4;
-    if ((rc = sam2_model_load(&m, &cfg, model_path, be, B, &err))) {
-        fprintf(stderr, "sam2amg dump: %s\n", err.msg);
+    if ((rc = cli_open_model(cmd, &mf, &cfg, B, &be, &m))) {
         image_free(&img);
-        be->destroy(be);
-        return EXIT_DATA;
+        return rc;
     }
 
     float *input = malloc((size_t)3 * S * S * sizeof(float));            // (3,S,S)

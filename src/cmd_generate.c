@@ -18,7 +18,6 @@
 #include "cli.h"
 #include "image.h"
 #include "model.h"
-#include "rle.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -38,7 +37,7 @@ static void usage(FILE *f) {
             "  --threads N                  CPU threads of the model and of the mask\n"
             "                               post-processing (default: all cores)\n"
             "  --device NAME                cpu (default) or cuda:N\n"
-            "  -o OUT                       output file (.json, or .png with --format png)\n"
+            "  -o, --output OUT             output file (.json, or .png with --format png)\n"
             "  --out-dir DIR                one DIR/NAME.json (or .png) per image\n"
             "  --format json|png            output kind (json)\n"
             "  -v, --verbose                per image: calls, masks kept per stage, seconds\n"
@@ -52,48 +51,6 @@ static void usage(FILE *f) {
 static int cpu_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
-}
-
-/* the colored overlay of every mask (later records on top) */
-static int write_overlay(const char *path, const image_t *img, const amg_result *res,
-                         err_t *err) {
-    size_t npx = (size_t)img->w * img->h;
-    uint8_t *px = malloc(npx * 3), *mask = malloc(npx);
-    uint32_t *counts = NULL;
-    size_t cap = 0;
-    int rc = 0;
-    if (!px || !mask) rc = err_set(err, ERR_NOMEM, "%s: out of memory", path);
-    if (!rc) memcpy(px, img->rgb, npx * 3);
-    for (int i = 0; !rc && i < res->n; i++) {
-        int64_t n = rle_decode_string(res->recs[i].rle, NULL, 0);
-        if (n < 0) {
-            rc = err_set(err, ERR_FORMAT, "record %d: bad RLE", i);
-            break;
-        }
-        if ((size_t)n > cap) {
-            free(counts);
-            cap = (size_t)n;
-            counts = malloc(cap * sizeof *counts);
-            if (!counts) {
-                rc = err_set(err, ERR_NOMEM, "%s: out of memory", path);
-                break;
-            }
-        }
-        rle_decode_string(res->recs[i].rle, counts, cap);
-        if (rle_to_mask(counts, (size_t)n, (uint32_t)img->h, (uint32_t)img->w, mask)) {
-            rc = err_set(err, ERR_FORMAT, "record %d: RLE does not cover the image", i);
-            break;
-        }
-        uint32_t hsh = (uint32_t)i * 2654435761u + 0x9e3779b9u;
-        uint8_t col[3] = {(uint8_t)(64 + (hsh & 0xbf)), (uint8_t)(64 + ((hsh >> 8) & 0xbf)),
-                          (uint8_t)(64 + ((hsh >> 16) & 0xbf))};
-        for (size_t p = 0; p < npx; p++)
-            if (mask[p])
-                for (int c = 0; c < 3; c++) px[3 * p + c] = (uint8_t)((px[3 * p + c] + col[c]) / 2);
-    }
-    if (!rc) rc = image_write_png(path, px, img->w, img->h, 3, err);
-    free(px), free(mask), free(counts);
-    return rc;
 }
 
 /* DIR/base-of-image.EXT */
@@ -137,9 +94,10 @@ int cmd_generate(int argc, char **argv) {
 }
 
 static int generate_run(int argc, char **argv, gen_state *gs) {
-    const char *cmd = "generate", *model = NULL, *config = NULL, *out = NULL, *out_dir = NULL;
-    const char *format = "json", *replay = NULL, *grids = NULL, *device = "cpu";
-    int64_t threads = 0;
+    const char *cmd = "generate", *out = NULL, *out_dir = NULL;
+    const char *format = "json", *replay = NULL, *grids = NULL;
+    cli_model_flags mf;
+    cli_model_flags_default(&mf);
     int verbose = 0;
     const char **images = gs->images;
     int nimages = 0;
@@ -149,20 +107,19 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
     for (int i = 1; i < argc;) {
         const char *a = argv[i];
         int r = amg_params_parse_flag(&flag_p, cmd, argc, argv, &i);
+        if (!r) r = cli_parse_model_flag(&mf, cmd, argc, argv, &i);
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return EXIT_OK;
         }
-        const char **dst = !strcmp(a, "--model")            ? &model
-                           : !strcmp(a, "--config")         ? &config
-                           : !strcmp(a, "-o")               ? &out
+        const char **dst = !strcmp(a, "-o")                 ? &out
+                           : !strcmp(a, "--output")         ? &out
                            : !strcmp(a, "--out-dir")        ? &out_dir
                            : !strcmp(a, "--format")         ? &format
                            : !strcmp(a, "--replay-decoder") ? &replay
                            : !strcmp(a, "--point-grids")    ? &grids
-                           : !strcmp(a, "--device")         ? &device
                                                             : NULL;
         if (dst) {
             if (i + 1 >= argc) return cli_usage_error(cmd, "%s needs a value", a);
@@ -171,10 +128,6 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose = 1;
             i++;
-        } else if (!strcmp(a, "--threads")) {
-            if (cli_parse_int(cmd, a, i + 1 < argc ? argv[i + 1] : NULL, 1, 1024, &threads))
-                return EXIT_USAGE;
-            i += 2;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(cmd, "unknown option '%s'", a);
         } else {
@@ -191,7 +144,7 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         return cli_usage_error(cmd, "--format png with several images needs --out-dir");
     if (replay && nimages > 1)
         return cli_usage_error(cmd, "--replay-decoder replays one image's decoder calls");
-    if (!replay && !model) return cli_usage_error(cmd, "--model WEIGHTS is required");
+    if (!replay && !mf.model) return cli_usage_error(cmd, "--model WEIGHTS is required");
 
     /* defaults < config < flags. The model's config: --config NAME|FILE, or
      * guessed from the checkpoint's shapes. */
@@ -199,17 +152,16 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
     amg_params_default(&p);
     sam2_config cfg;
     if (!replay) {
-        int rc = config ? sam2_config_load(config, &cfg, &gs->amg_json, &err)
-                        : sam2_config_guess(model, &cfg, &err);
-        if (!rc && gs->amg_json) rc = amg_params_from_json(&p, gs->amg_json, &err);
-        if (rc) {
+        int rc = cli_load_config(cmd, &mf, &cfg, &gs->amg_json);
+        if (rc) return rc;
+        if (gs->amg_json && (rc = amg_params_from_json(&p, gs->amg_json, &err))) {
             fprintf(stderr, "sam2amg generate: %s\n", err.msg);
             return rc == ERR_INVALID ? EXIT_USAGE : EXIT_DATA;
         }
     } else {
         struct stat stc;
-        if (config && stat(config, &stc) == 0 && S_ISREG(stc.st_mode)) {
-            int rc = amg_params_from_config(&p, config, &err);
+        if (mf.config && stat(mf.config, &stc) == 0 && S_ISREG(stc.st_mode)) {
+            int rc = amg_params_from_config(&p, mf.config, &err);
             if (rc) {
                 fprintf(stderr, "sam2amg generate: %s\n", err.msg);
                 return rc == ERR_IO ? EXIT_DATA : EXIT_USAGE;
@@ -237,20 +189,16 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         }
         amg_replay_model(gs->rp, &m);
     } else {
-        gs->be = backend_create(device, (int)threads, &err);
-        if (!gs->be) {
-            fprintf(stderr, "sam2amg generate: %s\n", err.msg);
-            return EXIT_USAGE;
-        }
-        if (sam2_model_load(&gs->sm, &cfg, model, gs->be, p.points_per_batch, &err) ||
-            amg_model_wrap(&gs->wrap, gs->sm, p.points_per_batch, &err)) {
+        int rc = cli_open_model(cmd, &mf, &cfg, p.points_per_batch, &gs->be, &gs->sm);
+        if (rc) return rc;
+        if (amg_model_wrap(&gs->wrap, gs->sm, p.points_per_batch, &err)) {
             fprintf(stderr, "sam2amg generate: %s\n", err.msg);
             return EXIT_DATA;
         }
         m = gs->wrap;
     }
     if (amg_create(&gs->g, &p, m.S, &err) ||
-        amg_set_threads(gs->g, threads > 0 ? (int)threads : cpu_count(), &err) ||
+        amg_set_threads(gs->g, mf.threads > 0 ? (int)mf.threads : cpu_count(), &err) ||
         image_init(&err)) {
         fprintf(stderr, "sam2amg generate: %s\n", err.msg);
         return EXIT_DATA;
@@ -292,7 +240,8 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
             const char *fname = basename(namebuf);
             if (!strcmp(format, "png")) {
                 if (out_dir) out_path(path, sizeof path, out_dir, images[k], "png");
-                rc = write_overlay(out_dir ? path : out, &img, &res, &err);
+                rc = amg_draw_overlay(img.rgb, img.w, img.h, &res, &err);
+                if (!rc) rc = image_write_png(out_dir ? path : out, img.rgb, img.w, img.h, 3, &err);
             } else if (out_dir) {
                 out_path(path, sizeof path, out_dir, images[k], "json");
                 FILE *f = fopen(path, "w");

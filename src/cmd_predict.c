@@ -93,27 +93,27 @@ static int write_json(const char *path, const char *image, int w, int h, int mul
 }
 
 int cmd_predict(int argc, char **argv) {
-    const char *cmd = "predict", *model_path = NULL, *config = NULL, *image_path = NULL,
-               *out_path = NULL, *cut_path = NULL, *json_path = NULL, *device = "cpu";
-    int64_t threads = 0;
+    const char *cmd = "predict", *image_path = NULL, *out_path = NULL, *cut_path = NULL,
+               *json_path = NULL;
+    cli_model_flags mf;
+    cli_model_flags_default(&mf);
     int multimask = 0, n_user = 0, have_box = 0;
     double pts[PREDICT_MAX_POINTS][3], box[4];
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc;) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int r = cli_parse_model_flag(&mf, cmd, argc, argv, &i);
+        if (r < 0) return EXIT_USAGE;
+        if (r > 0) continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(predict_usage, stdout);
             return EXIT_OK;
-        } else if (!strcmp(a, "--model") || !strcmp(a, "--config") || !strcmp(a, "-o") ||
-                   !strcmp(a, "--output") || !strcmp(a, "--cutout") || !strcmp(a, "--json") ||
-                   !strcmp(a, "--device")) {
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--cutout") ||
+                   !strcmp(a, "--json")) {
             if (!v) return cli_usage_error(cmd, "%s needs a value", a);
-            const char **dst = !strcmp(a, "--model")    ? &model_path
-                               : !strcmp(a, "--config") ? &config
-                               : !strcmp(a, "--cutout") ? &cut_path
-                               : !strcmp(a, "--json")   ? &json_path
-                               : !strcmp(a, "--device") ? &device
-                                                        : &out_path;
+            const char **dst = !strcmp(a, "--cutout") ? &cut_path
+                               : !strcmp(a, "--json") ? &json_path
+                                                      : &out_path;
             *dst = v, i++;
         } else if (!strcmp(a, "--point")) {
             if (n_user == PREDICT_MAX_POINTS)
@@ -131,9 +131,6 @@ int cmd_predict(int argc, char **argv) {
             have_box = 1, i++;
         } else if (!strcmp(a, "--multimask")) {
             multimask = 1;
-        } else if (!strcmp(a, "--threads")) {
-            if (cli_parse_int(cmd, a, v, 0, 1024, &threads)) return EXIT_USAGE;
-            i++;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(cmd, "unknown option '%s'", a);
         } else if (!image_path) {
@@ -141,37 +138,27 @@ int cmd_predict(int argc, char **argv) {
         } else {
             return cli_usage_error(cmd, "more than one image ('%s', '%s')", image_path, a);
         }
+        i++;
     }
-    if (!model_path) return cli_usage_error(cmd, "--model is required");
+    if (!mf.model) return cli_usage_error(cmd, "--model is required");
     if (!image_path) return cli_usage_error(cmd, "no IMAGE given");
     if (!out_path) return cli_usage_error(cmd, "-o MASK.png is required");
     if (!n_user && !have_box) return cli_usage_error(cmd, "give at least one --point or --box");
 
     err_t err = {{0}};
     sam2_config cfg;
-    int rc = config ? sam2_config_load(config, &cfg, NULL, &err)
-                    : sam2_config_guess(model_path, &cfg, &err);
-    if (rc) {
-        fprintf(stderr, "sam2amg predict: %s\n", err.msg);
-        return rc == ERR_INVALID ? EXIT_USAGE : EXIT_DATA;
-    }
+    int rc = cli_load_config(cmd, &mf, &cfg, NULL);
+    if (rc) return rc;
     image_t img = {0};
     if ((rc = image_init(&err)) || (rc = image_load(&img, image_path, 0, &err))) {
         fprintf(stderr, "sam2amg predict: %s\n", err.msg);
         return EXIT_DATA;
     }
-    backend_t *be = backend_create(device, (int)threads, &err);
-    if (!be) {
-        fprintf(stderr, "sam2amg predict: %s\n", err.msg);
-        image_free(&img);
-        return EXIT_USAGE;
-    }
+    backend_t *be = NULL;
     sam2_model *m = NULL;
-    if ((rc = sam2_model_load(&m, &cfg, model_path, be, 1, &err))) {
-        fprintf(stderr, "sam2amg predict: %s\n", err.msg);
+    if ((rc = cli_open_model(cmd, &mf, &cfg, 1, &be, &m))) {
         image_free(&img);
-        be->destroy(be);
-        return EXIT_DATA;
+        return rc;
     }
 
     const int S = cfg.image_size, low = S / 4, w = img.w, h = img.h;

@@ -53,13 +53,13 @@ static int fault_step(err_t *err) {
 
 enum {
     ST_CLAIM_PICK, ST_CLAIM_SET, ST_INGEST, ST_DONE, ST_MASK, ST_BOX, ST_FAIL, ST_RETRY,
-    ST_RELEASE, ST_COUNT
+    ST_RELEASE, ST_START, ST_COUNT
 };
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_CLAIM_PICK] = "SELECT id, path, attempts FROM images WHERE status = 'pending' "
                       "ORDER BY id LIMIT ?1",
-    [ST_CLAIM_SET] = "UPDATE images SET status = 'running', attempts = attempts + 1, "
+    [ST_CLAIM_SET] = "UPDATE images SET status = 'running', "
                      "lease_owner = ?2, lease_expires = ?3 WHERE id = ?1 AND status = 'pending'",
     [ST_INGEST] = "INSERT OR IGNORE INTO images(path, added_at) VALUES (?1, ?2)",
     [ST_DONE] = "UPDATE images SET status = 'done', run_id = ?2, width = ?4, height = ?5, "
@@ -72,14 +72,16 @@ static const char *const stmt_sql[ST_COUNT] = {
                 "?16,?17)",
     [ST_BOX] = "INSERT INTO mask_boxes(id, x0, x1, y0, y1) VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_FAIL] = "UPDATE images SET status = 'failed', run_id = ?2, error = ?4, "
-                "finished_at = ?5, lease_owner = NULL, lease_expires = NULL "
+                "finished_at = ?5, attempts = ?6, lease_owner = NULL, lease_expires = NULL "
                 "WHERE id = ?1 AND status = 'running' AND lease_owner = ?3",
     [ST_RETRY] = "UPDATE images SET status = 'pending', error = ?4, lease_owner = NULL, "
-                 "lease_expires = NULL WHERE id = ?1 AND status = 'running' AND lease_owner = ?3 "
-                 "AND ?2 IS NOT NULL",
-    [ST_RELEASE] = "UPDATE images SET status = 'pending', attempts = max(attempts - 1, 0), "
+                 "lease_expires = NULL, attempts = ?6 "
+                 "WHERE id = ?1 AND status = 'running' AND lease_owner = ?3 AND ?2 IS NOT NULL",
+    [ST_RELEASE] = "UPDATE images SET status = 'pending', attempts = max(attempts - ?3, 0), "
                    "lease_owner = NULL, lease_expires = NULL "
                    "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2",
+    [ST_START] = "UPDATE images SET attempts = attempts + 1 "
+                 "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2",
 };
 
 struct store {
@@ -205,6 +207,9 @@ int store_open(store_t **out, const char *path, int flags, err_t *err) {
         /* journal_mode reads page 1: the first place a corrupt file shows */
         if ((r = exec(s, "PRAGMA journal_mode = WAL", err))) goto fail;
         if ((r = exec(s, "PRAGMA synchronous = NORMAL", err))) goto fail;
+        /* 64 MiB of page cache: the path index of a big manifest and the
+         * R*Tree stay in memory while the writer appends */
+        if ((r = exec(s, "PRAGMA cache_size = -65536", err))) goto fail;
         const char *mp = getenv("SAM2AMG_MAX_PAGES");
         if (mp && *mp) {
             char q[64];
@@ -498,7 +503,7 @@ int store_claim(store_t *s, const char *owner, double lease_s, int n, store_job 
     while ((rc = sqlite3_step(pick)) == SQLITE_ROW && k < n) {
         jobs[k].id = sqlite3_column_int64(pick, 0);
         jobs[k].path = strdup((const char *)sqlite3_column_text(pick, 1));
-        jobs[k].attempts = sqlite3_column_int(pick, 2) + 1;
+        jobs[k].attempts = sqlite3_column_int(pick, 2);
         CHECK(jobs[k].path);
         store_path_unescape(jobs[k].path);
         k++;
@@ -605,8 +610,20 @@ int store_put_result(store_t *s, int64_t run_id, int64_t image_id, const char *o
     return 1;
 }
 
+int store_start(store_t *s, int64_t image_id, const char *owner, err_t *err) {
+    int r = fault_step(err);
+    if (r) return r;
+    sqlite3_stmt *st = stmt(s, ST_START, err, &r);
+    if (!st) return r;
+    sqlite3_bind_int64(st, 1, image_id);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    if ((r = step_done(s, st, "starting an image", err))) return r;
+    return sqlite3_changes(s->db) > 0;
+}
+
 int store_put_failure(store_t *s, int64_t run_id, int64_t image_id, const char *owner,
-                      const char *reason, int permanent, int max_attempts, err_t *err) {
+                      const char *reason, int permanent, int counted, int max_attempts,
+                      err_t *err) {
     int r = fault_step(err);
     if (r) return r;
     /* attempts decide between a retry and a permanent failure */
@@ -615,7 +632,7 @@ int store_put_failure(store_t *s, int64_t run_id, int64_t image_id, const char *
     if (rc != SQLITE_OK) return sql_err(s, rc, "reading attempts", err);
     sqlite3_bind_int64(q, 1, image_id);
     rc = sqlite3_step(q);
-    int attempts = rc == SQLITE_ROW ? sqlite3_column_int(q, 0) : 0;
+    int attempts = (rc == SQLITE_ROW ? sqlite3_column_int(q, 0) : 0) + (counted ? 0 : 1);
     sqlite3_finalize(q);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sql_err(s, rc, "reading attempts", err);
     int fail = permanent || attempts >= max_attempts;
@@ -626,16 +643,18 @@ int store_put_failure(store_t *s, int64_t run_id, int64_t image_id, const char *
     sqlite3_bind_text(st, 3, owner, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
     if (fail) sqlite3_bind_double(st, 5, now_s());
+    sqlite3_bind_int(st, 6, attempts);
     if ((r = step_done(s, st, "recording a failure", err))) return r;
-    return sqlite3_changes(s->db) > 0;
+    return sqlite3_changes(s->db) > 0 ? 1 + fail : 0;
 }
 
-int store_release(store_t *s, int64_t image_id, const char *owner, err_t *err) {
+int store_release(store_t *s, int64_t image_id, const char *owner, int counted, err_t *err) {
     int r;
     sqlite3_stmt *st = stmt(s, ST_RELEASE, err, &r);
     if (!st) return r;
     sqlite3_bind_int64(st, 1, image_id);
     sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, counted ? 1 : 0);
     if ((r = step_done(s, st, "releasing a lease", err))) return r;
     return sqlite3_changes(s->db) > 0;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "amg.h"
+#include "rle.h"
 #include "weights.h"
 #include "test.h"
 #include "amg_fixture.h"
@@ -226,12 +227,50 @@ static int compare_files(const char *exp, const char *act, double min_match, dou
     return ok ? 0 : 1;
 }
 
+/* amg_draw_overlay: a 3x2 image, one record covering its left column;
+ * pixels inside are halfway to the record's color, others untouched; a
+ * bad RLE or one of the wrong size is ERR_FORMAT. */
+static void test_overlay(void) {
+    const int w = 3, h = 2;
+    uint8_t mask[6] = {1, 0, 0, 1, 0, 0}, rgb[18], orig[18];
+    uint32_t counts[8];
+    char rle[64];
+    size_t n = rle_from_mask(mask, (uint32_t)h, (uint32_t)w, counts);
+    rle_encode_string(counts, n, rle);
+    for (int i = 0; i < 18; i++) orig[i] = rgb[i] = (uint8_t)(10 * i);
+    amg_record rec = {.rle = rle};
+    amg_result res = {.width = w, .height = h, .n = 1, .recs = &rec};
+    err_t err = {{0}};
+    int rc = amg_draw_overlay(rgb, w, h, &res, &err);
+    int inside_changed = 1, outside_same = 1, halfway = 1;
+    for (int p = 0; p < w * h; p++)
+        for (int c = 0; c < 3; c++) {
+            int o = orig[3 * p + c], v = rgb[3 * p + c];
+            if (mask[p]) {
+                inside_changed &= v != o;
+                halfway &= 2 * v - o >= 64 && 2 * v - o <= 256; /* col in [64, 255] */
+            } else {
+                outside_same &= v == o;
+            }
+        }
+    TEST_CHECK(rc == 0 && inside_changed && outside_same && halfway, "overlay blends the mask",
+               "rc %d %s", rc, err.msg);
+    rc = amg_draw_overlay(rgb, w + 1, h, &res, &err);
+    TEST_CHECK(rc == ERR_FORMAT && strstr(err.msg, "mask 0"), "overlay: RLE of another size",
+               "rc %d %s", rc, err.msg);
+    rec.rle = (char *)"\x01";
+    rc = amg_draw_overlay(rgb, w, h, &res, &err);
+    TEST_CHECK(rc == ERR_FORMAT && strstr(err.msg, "bad RLE"), "overlay: bad RLE", "rc %d %s", rc,
+               err.msg);
+}
+
 int main(int argc, char **argv) {
     if ((argc == 4 || argc == 6) && !strcmp(argv[1], "--compare"))
         return compare_files(argv[2], argv[3], argc == 6 ? atof(argv[4]) : 1.0,
                              argc == 6 ? atof(argv[5]) : 0.999);
     test_params();
     test_upsample();
+    test_overlay();
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) replay_fixture(fixtures[i]);
     return TEST_REPORT();
 }

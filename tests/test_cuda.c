@@ -79,7 +79,7 @@ static void test_memory(backend_t *be) {
     // the failed alloc must not poison later launch checks
     be->relu(be, d2, d, n);
     float *want = ref_new(n);
-    ref_relu(want, h, n);
+    ops_ref_relu(want, h, n);
     expect_exact(be, "cuda: relu after a failed alloc", d2, want, n);
     be->free(be, d);
     be->free(be, d2);
@@ -95,7 +95,7 @@ static void test_linear(backend_t *be, int64_t M, int64_t K, int64_t N, int64_t 
     float *dx = ref_to_dev(be, x, M * ldx), *dw = ref_to_dev(be, w, N * K);
     float *db = ref_to_dev(be, b, N), *dy = ref_to_dev(be, y, M * ldy);
     be->linear(be, dy, ldy, dx, ldx, dw, bias ? db : NULL, M, K, N);
-    ref_linear(y, ldy, x, ldx, w, bias ? b : NULL, M, K, N);   // columns past N keep y
+    ops_ref_linear(y, ldy, x, ldx, w, bias ? b : NULL, M, K, N);   // columns past N keep y
     char name[128];
     snprintf(name, sizeof name, "cuda: linear M=%lld K=%lld N=%lld ldx=%lld ldy=%lld bias=%d",
              (long long)M, (long long)K, (long long)N, (long long)ldx, (long long)ldy, bias);
@@ -111,7 +111,7 @@ static void test_bmm(backend_t *be, int64_t batch, int64_t M, int64_t K, int64_t
     float *dc = be->alloc(be, batch * M * N * sizeof(float));
     CHECK(dc);
     be->bmm(be, dc, da, dbm, batch, M, K, N, tb);
-    ref_bmm(c, a, b, batch, M, K, N, tb);
+    ops_ref_bmm(c, a, b, batch, M, K, N, tb);
     char name[128];
     snprintf(name, sizeof name, "cuda: bmm batch=%lld M=%lld K=%lld N=%lld trans_b=%d",
              (long long)batch, (long long)M, (long long)K, (long long)N, tb);
@@ -147,7 +147,7 @@ static void test_attention(backend_t *be, int64_t B, int64_t Lq, int64_t Lk, int
     float *o = ref_new(B * Lq * D), *dout = be->alloc(be, B * Lq * D * sizeof(float));
     CHECK(dout);
     be->attention(be, dout, dq, ldq, dk, ldk, dv, ldv, B, Lq, Lk, nh, dh, scale);
-    ref_attention(o, hq, ldq, hk, ldk, hv, ldv, B, Lq, Lk, nh, dh, scale);
+    ops_ref_attention(o, hq, ldq, hk, ldk, hv, ldv, B, Lq, Lk, nh, dh, scale);
     char name[128];
     snprintf(name, sizeof name, "cuda: attention B=%lld Lq=%lld Lk=%lld nh=%lld dh=%lld%s",
              (long long)B, (long long)Lq, (long long)Lk, (long long)nh, (long long)dh,
@@ -170,7 +170,7 @@ static void test_layer_norm(backend_t *be, int64_t M, int64_t C) {
     for (int64_t i = 0; i < M * C; i++) x[i] += 5.0f;   // a mean far from 0
     float *dx = ref_to_dev(be, x, M * C), *dw = ref_to_dev(be, w, C), *db = ref_to_dev(be, b, C);
     be->layer_norm(be, dx, dx, dw, db, M, C, 1e-6f);   // in place
-    ref_layer_norm(y, x, w, b, M, C, 1e-6f);
+    ops_ref_layer_norm(y, x, w, b, M, C, 1e-6f);
     char name[96];
     snprintf(name, sizeof name, "cuda: layer_norm in place M=%lld C=%lld", (long long)M,
              (long long)C);
@@ -188,7 +188,7 @@ static void test_elementwise(backend_t *be, int64_t M, int64_t C) {
     CHECK(dy);
 
     be->gelu(be, dy, da, n);
-    ref_gelu(want, a, n);
+    ops_ref_gelu(want, a, n);
     expect_close(be, "cuda: gelu", dy, want, n, 1e-5);
 
     be->copy(be, dy, da, n * sizeof(float));
@@ -196,29 +196,29 @@ static void test_elementwise(backend_t *be, int64_t M, int64_t C) {
     expect_close(be, "cuda: gelu in place", dy, want, n, 1e-5);
 
     be->relu(be, dy, da, n);
-    ref_relu(want, a, n);
+    ops_ref_relu(want, a, n);
     expect_exact(be, "cuda: relu", dy, want, n);
 
     be->copy(be, dy, da, n * sizeof(float));
     be->add(be, dy, dy, dbv, n);
-    ref_add(want, a, b, n);
+    ops_ref_add(want, a, b, n);
     expect_exact(be, "cuda: add in place (y = a)", dy, want, n);
 
     be->add_row(be, dy, da, drow, M, C);
-    ref_add_row(want, a, row, M, C);
+    ops_ref_add_row(want, a, row, M, C);
     expect_exact(be, "cuda: add_row", dy, want, n);
 
     be->copy(be, dy, dbv, n * sizeof(float));
     be->scale_add(be, dy, da, 0.5f, -2.0f, n);
     memcpy(want, b, n * sizeof(float));
-    ref_scale_add(want, a, 0.5f, -2.0f, n);
+    ops_ref_scale_add(want, a, 0.5f, -2.0f, n);
     expect_close(be, "cuda: scale_add", dy, want, n, 1e-6);
 
     float *nan = ref_new(n);
     for (int64_t i = 0; i < n; i++) nan[i] = NAN;
     be->upload(be, dy, nan, n * sizeof(float));
     be->scale_add(be, dy, da, 3.0f, 0.0f, n);
-    ref_scale_add(want, a, 3.0f, 0.0f, n);
+    ops_ref_scale_add(want, a, 3.0f, 0.0f, n);
     expect_close(be, "cuda: scale_add beta=0 ignores a NaN y", dy, want, n, 1e-6);
 
     be->free(be, da); be->free(be, dbv); be->free(be, drow); be->free(be, dy);
@@ -235,7 +235,7 @@ static void test_conv2d(backend_t *be, int64_t B, int64_t H, int64_t W, int64_t 
     float *dy = be->alloc(be, ny * sizeof(float));
     CHECK(dy);
     be->conv2d(be, dy, dx, dw, bias ? db : NULL, B, H, W, Cin, Cout, k, k, stride, pad);
-    ref_conv2d(y, x, w, bias ? b : NULL, B, H, W, Cin, Cout, k, k, stride, pad);
+    ops_ref_conv2d(y, x, w, bias ? b : NULL, B, H, W, Cin, Cout, k, k, stride, pad);
     char name[128];
     snprintf(name, sizeof name, "cuda: conv2d B=%lld %lldx%lldx%lld->%lld k=%d s=%d p=%d b=%d",
              (long long)B, (long long)H, (long long)W, (long long)Cin, (long long)Cout, k, stride,
@@ -254,7 +254,7 @@ static void test_conv_transpose(backend_t *be, int64_t B, int64_t H, int64_t W, 
     float *dy = be->alloc(be, ny * sizeof(float));
     CHECK(dy);
     be->conv_transpose2x2(be, dy, dx, dw, bias ? db : NULL, B, H, W, Cin, Cout);
-    ref_conv_transpose2x2(y, x, w, bias ? b : NULL, B, H, W, Cin, Cout);
+    ops_ref_conv_transpose2x2(y, x, w, bias ? b : NULL, B, H, W, Cin, Cout);
     char name[128];
     snprintf(name, sizeof name, "cuda: conv_transpose2x2 B=%lld %lldx%lldx%lld->%lld b=%d",
              (long long)B, (long long)H, (long long)W, (long long)Cin, (long long)Cout, bias);
@@ -276,19 +276,19 @@ static void test_spatial(backend_t *be, int64_t B, int64_t H, int64_t W, int64_t
     char name[128];
 
     be->maxpool2x2(be, dy, dx, B, H, W, C);
-    ref_maxpool2x2(want, x, B, H, W, C);
+    ops_ref_maxpool2x2(want, x, B, H, W, C);
     snprintf(name, sizeof name, "cuda: maxpool2x2 %lldx%lldx%lldx%lld", (long long)B,
              (long long)H, (long long)W, (long long)C);
     expect_exact(be, name, dy, want, B * (H / 2) * (W / 2) * C);
 
     be->upsample_nearest2x(be, dy, dx, B, H, W, C);
-    ref_upsample_nearest2x(want, x, B, H, W, C);
+    ops_ref_upsample_nearest2x(want, x, B, H, W, C);
     snprintf(name, sizeof name, "cuda: upsample_nearest2x %lldx%lldx%lldx%lld", (long long)B,
              (long long)H, (long long)W, (long long)C);
     expect_exact(be, name, dy, want, 4 * n);
 
     be->window_partition(be, dy, dx, B, H, W, C, ws);
-    ref_window_partition(want, x, B, H, W, C, ws);
+    ops_ref_window_partition(want, x, B, H, W, C, ws);
     snprintf(name, sizeof name, "cuda: window_partition %lldx%lldx%lldx%lld ws=%lld",
              (long long)B, (long long)H, (long long)W, (long long)C, (long long)ws);
     expect_exact(be, name, dy, want, nwin);
@@ -299,7 +299,7 @@ static void test_spatial(backend_t *be, int64_t B, int64_t H, int64_t W, int64_t
     expect_exact(be, name, dz, x, n);
 
     be->nhwc_to_nchw(be, dy, dx, B, H, W, C);
-    ref_nhwc_to_nchw(want, x, B, H, W, C);
+    ops_ref_nhwc_to_nchw(want, x, B, H, W, C);
     snprintf(name, sizeof name, "cuda: nhwc_to_nchw %lldx%lldx%lldx%lld", (long long)B,
              (long long)H, (long long)W, (long long)C);
     expect_exact(be, name, dy, want, n);
@@ -317,7 +317,7 @@ static void test_resize(backend_t *be, int64_t N, int64_t Hi, int64_t Wi, int64_
     float *dx = ref_to_dev(be, x, N * Hi * Wi), *dy = be->alloc(be, N * Ho * Wo * sizeof(float));
     CHECK(dy);
     be->resize_bilinear(be, dy, dx, N, Hi, Wi, Ho, Wo);
-    ref_resize_bilinear(y, x, N, Hi, Wi, Ho, Wo);
+    ops_ref_resize_bilinear(y, x, N, Hi, Wi, Ho, Wo);
     char name[128];
     snprintf(name, sizeof name, "cuda: resize_bilinear %lldx%lldx%lld -> %lldx%lld exact",
              (long long)N, (long long)Hi, (long long)Wi, (long long)Ho, (long long)Wo);

@@ -24,6 +24,10 @@ for d in tests/fixtures/amg-synthetic*/; do
 done
 d=tests/fixtures/amg-synthetic
 gen="$bin generate --config $d/meta.json --replay-decoder $d/expected.safetensors"
+check "--threads 0 (all cores, as dump and predict) and --output reproduce amg.json" bash -c "
+    $gen --threads 0 $d/image.png --output $tmp/t0.json && $cmp --compare $d/amg.json $tmp/t0.json"
+check "--threads -1 is a usage error" bash -c "
+    $gen --threads -1 $d/image.png -o $tmp/t1.json 2>$tmp/err; rc=\$?; cat $tmp/err; [ \$rc -eq 2 ]"
 check "flags override the config" bash -c "
     $gen $d/image.png -o $tmp/a.json && $gen --stability-score-thresh 0.99 $d/image.png -o $tmp/b.json &&
     a=\$(grep -o segmentation $tmp/a.json | wc -l) && b=\$(grep -o segmentation $tmp/b.json | wc -l) &&
@@ -62,17 +66,12 @@ check "a grid point outside [0,1] is a usage error" bash -c "
         -o $tmp/h.json 2>$tmp/err; rc=\$?; cat $tmp/err; [ \$rc -eq 2 ]"
 check "a missing image is a data error (exit 1)" bash -c "$gen $tmp/nope.png -o $tmp/g.json; [ \$? -eq 1 ]"
 # end to end with the network: micro reproduces its amg.json (>= 98% of the
-# records at mask IoU >= 0.99, the real-model bar). Skipped, not passed, while
-# the build has the placeholder decoder.
+# records at mask IoU >= 0.99, the real-model bar).
 m=tests/fixtures/micro
 $bin generate --model $m/weights.pt --config $m/meta.json $m/image.png -o $tmp/micro.json 2>$tmp/merr
 rc=$?
-if [ $rc -ne 0 ] && grep -q "placeholder build" $tmp/merr; then
-    echo "skip - micro end to end: $(cat $tmp/merr)"
-else
-    check "micro: generate with the model (exit 0)" bash -c "cat $tmp/merr; [ $rc -eq 0 ]"
-    check "micro: >= 98% of amg.json records at mask IoU >= 0.99" \
-        $cmp --compare $m/amg.json $tmp/micro.json 0.98 0.99
-fi
+check "micro: generate with the model (exit 0)" bash -c "cat $tmp/merr; [ $rc -eq 0 ]"
+check "micro: >= 98% of amg.json records at mask IoU >= 0.99" \
+    $cmp --compare $m/amg.json $tmp/micro.json 0.98 0.99
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

@@ -158,6 +158,15 @@ check "corrupt database: exit 1, 'not a sam2amg database or corrupt'" bash -c "[
 "$BIN" status "$T/corrupt.sqlite" 2> "$T/e"
 check "status on a corrupt database: exit 1" bash -c "[ $? -eq 1 ] && grep -q 'corrupt' '$T/e'"
 
+# ---- a model that cannot be loaded: a run-level error, nothing leased ----
+head -c 4096 /dev/urandom > "$T/bad.safetensors"
+"$BIN" run "$T/db8.sqlite" --manifest "$T/img" --model "$T/bad.safetensors" --config micro --quiet 2> "$T/e"
+check "unloadable model: exit 1 naming the file" bash -c "[ $? -eq 1 ] && grep -q 'bad.safetensors' '$T/e'"
+check "unloadable model: no image leased or attempted" test \
+    "$(q "$T/db8.sqlite" "select count(*) from images where status <> 'pending' or attempts > 0")" -eq 0
+"$BIN" run "$T/db9.sqlite" --manifest "$T/img" --model "$T/nope.pt" --quiet 2> "$T/e"
+check "missing model: exit 1" bash -c "[ $? -eq 1 ] && grep -q 'nope.pt' '$T/e'"
+
 # ---- a second run at the same time is refused ----
 flock "$DB.lock" sleep 3 &
 lockpid=$!

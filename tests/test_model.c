@@ -132,12 +132,6 @@ static void check_fixture(const char *dir, const char *weights_file, const char 
         sam2_prompts p = {.n = B, .n_pts = 1, .coords = coords, .labels = labels,
                           .mask_input = NULL, .multimask = 1};
         rc = sam2_model_decode(m, &p, low_res, iou, &err);
-        /* TEMPORARY: until src/decoder.c is merged, src/decoder_stub.c refuses */
-        if (rc && strstr(err.msg, "placeholder")) {
-            printf("# skip decoder parity: %s\n", err.msg);
-            exp_m2m = NULL;
-            goto skip_decoder;
-        }
         snprintf(name, sizeof name, "%s/%s: decode", dir, weights_file);
         TEST_CHECK(rc == 0, name, "%s", err.msg);
         /* the fixtures hold the predictor's output, clamped to +-32 */
@@ -166,7 +160,6 @@ static void check_fixture(const char *dir, const char *weights_file, const char 
             compare(name, iou, exp_m2m_iou, B);
             free(mask_in);
         }
-    skip_decoder:
         free(coords);
         free(labels);
         free(low_res);

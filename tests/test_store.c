@@ -152,8 +152,8 @@ int main(void) {
     store_job jobs[8];
     int got = 0;
     rc = store_claim(s, "me", 60, 2, jobs, &got, &err);
-    TEST_CHECK(rc == 0 && got == 2 && jobs[0].id == 1 && jobs[1].id == 2 && jobs[0].attempts == 1,
-               "claim leases the lowest ids", "rc=%d got=%d", rc, got);
+    TEST_CHECK(rc == 0 && got == 2 && jobs[0].id == 1 && jobs[1].id == 2 && jobs[0].attempts == 0,
+               "claim leases the lowest ids (a lease is not an attempt)", "rc=%d got=%d", rc, got);
     TEST_CHECK(q_int(s, "SELECT count(*) FROM images WHERE status='running' AND lease_owner='me' "
                         "AND lease_expires > 0") == 2, "leases recorded", " ");
 
@@ -213,17 +213,20 @@ int main(void) {
 
     /* failures: transient retried, then failed at the limit; permanent at once */
     store_batch_begin(s, &err);
-    int f1 = store_put_failure(s, run_id, jobs[1].id, "me", "device error", 0, 2, &err);
+    int f1 = store_put_failure(s, run_id, jobs[1].id, "me", "device error", 0, 0, 2, &err);
     store_batch_commit(s, &err);
-    TEST_CHECK(f1 == 1 && !strcmp(q_text(s, "SELECT status FROM images WHERE id=2"), "pending"),
+    TEST_CHECK(f1 == 1 && q_int(s, "SELECT attempts FROM images WHERE id=2") == 1 && !strcmp(q_text(s, "SELECT status FROM images WHERE id=2"), "pending"),
                "transient failure: back to pending", "f1=%d %s", f1, err.msg);
     free(jobs[0].path), free(jobs[1].path);
     rc = store_claim(s, "me", 60, 1, jobs, &got, &err);
-    TEST_CHECK(rc == 0 && got == 1 && jobs[0].id == 2 && jobs[0].attempts == 2, "retry claimed again",
+    TEST_CHECK(rc == 0 && got == 1 && jobs[0].id == 2 && jobs[0].attempts == 1, "retry claimed again",
                "got=%d", got);
     store_batch_begin(s, &err);
-    store_put_failure(s, run_id, 2, "me", "device error again", 0, 2, &err);
+    int st1 = store_start(s, 2, "me", &err);
+    int f2 = store_put_failure(s, run_id, 2, "me", "device error again", 0, 1, 2, &err);
     store_batch_commit(s, &err);
+    TEST_CHECK(st1 == 1 && f2 == 2 && q_int(s, "SELECT attempts FROM images WHERE id=2") == 2,
+               "start counts the attempt once; failure returns 2 (failed)", "st=%d f=%d", st1, f2);
     TEST_CHECK(!strcmp(q_text(s, "SELECT status || ':' || error FROM images WHERE id=2"),
                        "failed:device error again"), "failed at the attempt limit, with the reason",
                "%s", q_text(s, "SELECT status || ':' || error FROM images WHERE id=2"));
@@ -257,12 +260,18 @@ int main(void) {
                    q_int(s, "SELECT count(*) FROM images WHERE status='pending'") == 2,
                "reclaim: abandoned leases back to pending", "rec=%lld", (long long)rec);
     free(jobs[0].path), free(jobs[1].path);
-    store_claim(s, "me2", 60, 1, jobs, &got, &err);
+    store_claim(s, "me2", 60, 2, jobs, &got, &err);
+    store_batch_begin(s, &err);
+    store_start(s, jobs[0].id, "me2", &err);   /* it was being processed */
+    store_batch_commit(s, &err);
     rc = store_reclaim(s, 1, run_id, &rec, &fail, &err);
-    TEST_CHECK(rc == 0 && fail == 1 && strstr(q_text(s, "SELECT error FROM images WHERE id=3"), "abandoned"),
-               "reclaim: out of attempts -> failed with the reason", "fail=%lld %s", (long long)fail,
+    TEST_CHECK(rc == 0 && fail == 1 && rec == 1 &&
+                   strstr(q_text(s, "SELECT error FROM images WHERE id=3"), "abandoned") &&
+                   !strcmp(q_text(s, "SELECT status FROM images WHERE id=4"), "pending"),
+               "reclaim: the started image out of attempts fails, the waiting one does not",
+               "fail=%lld rec=%lld %s", (long long)fail, (long long)rec,
                q_text(s, "SELECT error FROM images WHERE id=3"));
-    free(jobs[0].path);
+    free(jobs[0].path), free(jobs[1].path);
     TEST_CHECK(!strcmp(q_text(s, "PRAGMA integrity_check"), "ok"), "integrity_check ok", " ");
     store_close(s);
 
