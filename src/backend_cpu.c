@@ -532,7 +532,7 @@ static void cpu_scale_add(backend_t *be, float *y, const float *x, float alpha, 
 typedef struct lr_job {
     float       *y;
     const float *x, *a, *s, *sa, *u, *q, *k, *e, *pg, *xx;
-    int64_t      ldy, ldx, lds, ldu, ldq, ldk, M, N, Lq, Lk, nh, dh, r, C;
+    int64_t      ldy, ldx, lds, ldu, ldq, ldk, B, M, N, Lq, Lk, nh, dh, r, C;
     float        scale, eps;
 } lr_job_t;
 
@@ -605,8 +605,10 @@ static void cpu_lowrank_rstd(backend_t *be, float *rstd, const float *xx, const 
 static void row_affine_task(void *arg, int64_t begin, int64_t end, int tid) {
     (void)tid;
     const lr_job_t *J = arg;
-    for (int64_t row = begin; row < end; row++) {   /* row = b*M + i */
-        int64_t i = row % J->M;
+    /* items t = i*B + b: the B rows that share s[i], u[i] run back to back,
+     * so the shared rows stream from memory once per call, not B times */
+    for (int64_t t = begin; t < end; t++) {
+        int64_t i = t / J->B, row = (t % J->B) * J->M + i;
         const float *x = J->x + row * J->ldx;
         const float *s = J->s ? J->s + i * J->lds : NULL, *u = J->u ? J->u + i * J->ldu : NULL;
         float *y = J->y + row * J->ldy, a = J->a[row];
@@ -634,7 +636,8 @@ static void cpu_row_affine(backend_t *be, float *y, int64_t ldy, const float *x,
     CHECK(B >= 0 && M > 0 && N >= 0 && ldx >= N && ldy >= N && lds >= 0 && ldu >= 0);
     CHECK(y != x || ldy == ldx);
     lr_job_t J = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .a = a, .s = s, .lds = lds, .sa = sa,
-                  .u = u, .ldu = ldu, .M = M, .N = N};
+                  .u = u, .ldu = ldu, .B = B, .M = M, .N = N};
+    if (B == 0) return;
     cpu_parallel_for(cpu_ctx(be), B * M, EW_GRAIN / (N + 1) + 1, row_affine_task, &J);
 }
 
