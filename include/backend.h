@@ -122,6 +122,32 @@ struct backend {
      * no antialias (PyTorch F.interpolate(mode="bilinear")). */
     void (*resize_bilinear)(backend_t *be, float *y, const float *x, int64_t N,
                             int64_t Hi, int64_t Wi, int64_t Ho, int64_t Wo);
+
+    /* ---- low-rank LayerNorm helpers (optional, NULL where missing: the
+     * decoder then keeps its full-size path) ---- */
+    /* attention_probs: the probabilities of attention() instead of its output:
+     *   p[b,i,h,j] = softmax_j(scale * q[b,i,h,:].k[b,j,h,:])
+     * q (B,Lq,nh,dh) row stride ldq; k (B,Lk,nh,dh) row stride ldk; p is
+     * (B,Lq) rows of nh*Lk floats (head-major) with row stride ldp >= nh*Lk. */
+    void (*attention_probs)(backend_t *be, float *p, int64_t ldp, const float *q, int64_t ldq,
+                            const float *k, int64_t ldk, int64_t B, int64_t Lq, int64_t Lk,
+                            int64_t nh, int64_t dh, float scale);
+    /* lowrank_rstd: LayerNorm's 1/std of rows known by Gram terms. For each
+     * of the M = B*Mx rows i, with si = s[i] (1 when s is NULL):
+     *   var = (si^2 xx[i % Mx] + sum_k p[i,k] (2 si e[i,k] + pg[i,k])) / C
+     *   rstd[i] = 1 / sqrt(max(var, 0) + eps), summed in double.
+     * p (M,r) row stride ldp; e, pg (M,r) contiguous; xx (Mx); rstd (M). */
+    void (*lowrank_rstd)(backend_t *be, float *rstd, const float *xx, const float *s,
+                         const float *p, int64_t ldp, const float *e, const float *pg,
+                         int64_t B, int64_t Mx, int64_t r, int64_t C, float eps);
+    /* row_affine: per-row scale of a sum with shared rows (row j = b*M + i):
+     *   y[j,:] = a[j] * (x[j,:] + sa[j] * s[i,:]) + u[i,:]   (b < B, i < M, N wide)
+     * x, y (B*M rows) row strides ldx, ldy; a, sa (B*M), sa NULL = 1; s, u
+     * (M rows, shared by every b) row strides lds, ldu (0: the same row for
+     * every i); s or u may be NULL (no term). y may alias x when ldy == ldx. */
+    void (*row_affine)(backend_t *be, float *y, int64_t ldy, const float *x, int64_t ldx,
+                       const float *a, const float *s, int64_t lds, const float *sa,
+                       const float *u, int64_t ldu, int64_t B, int64_t M, int64_t N);
 };
 
 /* backend_cpu_create: the reference backend with n_threads worker threads

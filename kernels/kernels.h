@@ -101,6 +101,18 @@ void cuda_window_unpartition(cudaStream_t s, float *y, const float *x, int64_t B
 void cuda_transpose_batched(cudaStream_t s, float *y, const float *x, int64_t B,
                             int64_t R, int64_t Cc);
 
+/* lowrank.cu: the low-rank LayerNorm helpers (backend.h attention_probs,
+ * lowrank_rstd, row_affine) */
+void cuda_attention_probs(cudaStream_t s, float *p, int64_t ldp, const float *q, int64_t ldq,
+                          const float *k, int64_t ldk, int64_t B, int64_t Lq, int64_t Lk,
+                          int64_t nh, int64_t dh, float scale);
+void cuda_lowrank_rstd(cudaStream_t s, float *rstd, const float *xx, const float *sc,
+                       const float *p, int64_t ldp, const float *e, const float *pg, int64_t B,
+                       int64_t Mx, int64_t r, int64_t C, float eps);
+void cuda_row_affine(cudaStream_t s, float *y, int64_t ldy, const float *x, int64_t ldx,
+                     const float *a, const float *sv, int64_t lds, const float *sa,
+                     const float *u, int64_t ldu, int64_t B, int64_t M, int64_t N);
+
 #ifdef __cplusplus
 }
 #endif

@@ -527,6 +527,120 @@ static void cpu_scale_add(backend_t *be, float *y, const float *x, float alpha, 
     cpu_parallel_for(cpu_ctx(be), n, EW_GRAIN, scale_add_task, &J);
 }
 
+/* ---- low-rank LayerNorm helpers ---- */
+
+typedef struct lr_job {
+    float       *y;
+    const float *x, *a, *s, *sa, *u, *q, *k, *e, *pg, *xx;
+    int64_t      ldy, ldx, lds, ldu, ldq, ldk, B, M, N, Lq, Lk, nh, dh, r, C;
+    float        scale, eps;
+} lr_job_t;
+
+/* attention_probs: att_job_t items as in attention (batch, head, block of
+ * query rows); the scores go straight into p's head slice (ldc = ldp) and
+ * each row is softmaxed there. */
+static void probs_task(void *arg, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    const att_job_t *A = arg;
+    for (int64_t it = begin; it < end; it++) {
+        int64_t qb = it % A->nqb, h = (it / A->nqb) % A->nh, b = it / (A->nqb * A->nh);
+        int64_t i0 = qb * A->qb, m = A->Lq - i0 < A->qb ? A->Lq - i0 : A->qb;
+        const float *q = A->q + (b * A->Lq + i0) * A->ldq + h * A->dh;
+        const float *k = A->k + b * A->Lk * A->ldk + h * A->dh;
+        float *p = A->o + (b * A->Lq + i0) * A->ldv + h * A->Lk;   /* ldv holds ldp */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)A->Lk, (int)A->dh,
+                    A->scale, q, (int)A->ldq, k, (int)A->ldk, 0.0f, p, (int)A->ldv);
+        for (int64_t i = 0; i < m; i++) {
+            float *r = p + i * A->ldv, mx = r[0], sum = 0.0f;
+            for (int64_t j = 1; j < A->Lk; j++) mx = r[j] > mx ? r[j] : mx;
+            for (int64_t j = 0; j < A->Lk; j++) sum += r[j] = expf(r[j] - mx);
+            float inv = 1.0f / sum;
+            for (int64_t j = 0; j < A->Lk; j++) r[j] *= inv;
+        }
+    }
+}
+
+static void cpu_attention_probs(backend_t *be, float *p, int64_t ldp, const float *q,
+                                int64_t ldq, const float *k, int64_t ldk, int64_t B, int64_t Lq,
+                                int64_t Lk, int64_t nh, int64_t dh, float scale) {
+    // p is (B,Lq) rows of (nh,Lk) stride ldp; q is (B,Lq,nh,dh) stride ldq; k (B,Lk,nh,dh)
+    CHECK(B >= 0 && Lq >= 0 && Lk > 0 && nh > 0 && dh > 0);
+    CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh);
+    cpu_ctx_t *c = cpu_ctx(be);
+    int64_t qb = ATT_SCORES / Lk;
+    qb = qb < ATT_QB_MIN ? ATT_QB_MIN : qb;
+    qb = qb > Lq ? (Lq > 0 ? Lq : 1) : qb;
+    while (qb > ATT_QB_MIN && B * nh * ((Lq + qb - 1) / qb) < 4 * c->n_threads) qb = (qb + 1) / 2;
+    att_job_t A = {.o = p, .q = q, .k = k, .ldq = ldq, .ldk = ldk, .ldv = ldp, .B = B, .Lq = Lq,
+                   .Lk = Lk, .nh = nh, .dh = dh, .qb = qb, .nqb = (Lq + qb - 1) / qb,
+                   .scale = scale, .ctx = c};
+    int64_t flops_item = 2 * qb * Lk * (dh + 8) + 1;
+    cpu_parallel_for(c, B * nh * A.nqb, (int64_t)(2e6 / (double)flops_item) + 1, probs_task,
+                     &A);
+}
+
+static void rstd_task(void *arg, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    const lr_job_t *J = arg;
+    for (int64_t i = begin; i < end; i++) {
+        double si = J->s ? J->s[i] : 1.0, acc = si * si * J->xx[i % J->M];
+        const float *p = J->q + i * J->ldq, *e = J->e + i * J->r, *pg = J->pg + i * J->r;
+        for (int64_t kk = 0; kk < J->r; kk++)
+            acc += (double)p[kk] * (2.0 * si * e[kk] + pg[kk]);
+        double var = acc / (double)J->C;
+        J->y[i] = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + J->eps));
+    }
+}
+
+static void cpu_lowrank_rstd(backend_t *be, float *rstd, const float *xx, const float *s,
+                             const float *p, int64_t ldp, const float *e, const float *pg,
+                             int64_t B, int64_t Mx, int64_t r, int64_t C, float eps) {
+    // rstd is (B*Mx); xx (Mx); s (B*Mx) or NULL; p (B*Mx,r) stride ldp; e, pg (B*Mx,r)
+    CHECK(B >= 0 && Mx > 0 && r >= 0 && ldp >= r && C > 0);
+    lr_job_t J = {.y = rstd, .xx = xx, .s = s, .q = p, .ldq = ldp, .e = e, .pg = pg, .M = Mx,
+                  .r = r, .C = C, .eps = eps};
+    cpu_parallel_for(cpu_ctx(be), B * Mx, EW_GRAIN / (4 * r + 4) + 1, rstd_task, &J);
+}
+
+static void row_affine_task(void *arg, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    const lr_job_t *J = arg;
+    /* items t = i*B + b: the B rows that share s[i], u[i] run back to back,
+     * so the shared rows stream from memory once per call, not B times */
+    for (int64_t t = begin; t < end; t++) {
+        int64_t i = t / J->B, row = (t % J->B) * J->M + i;
+        const float *x = J->x + row * J->ldx;
+        const float *s = J->s ? J->s + i * J->lds : NULL, *u = J->u ? J->u + i * J->ldu : NULL;
+        float *y = J->y + row * J->ldy, a = J->a[row];
+        if (s && J->sa) {
+            float m = J->sa[row];
+            if (u)
+                for (int64_t c = 0; c < J->N; c++) y[c] = a * (x[c] + m * s[c]) + u[c];
+            else
+                for (int64_t c = 0; c < J->N; c++) y[c] = a * (x[c] + m * s[c]);
+        } else if (s && u)
+            for (int64_t c = 0; c < J->N; c++) y[c] = a * (x[c] + s[c]) + u[c];
+        else if (s)
+            for (int64_t c = 0; c < J->N; c++) y[c] = a * (x[c] + s[c]);
+        else if (u)
+            for (int64_t c = 0; c < J->N; c++) y[c] = a * x[c] + u[c];
+        else
+            for (int64_t c = 0; c < J->N; c++) y[c] = a * x[c];
+    }
+}
+
+static void cpu_row_affine(backend_t *be, float *y, int64_t ldy, const float *x, int64_t ldx,
+                           const float *a, const float *s, int64_t lds, const float *sa,
+                           const float *u, int64_t ldu, int64_t B, int64_t M, int64_t N) {
+    // y, x are (B*M,N) strides ldy, ldx (alias only with ldy == ldx); a, sa (B*M); s, u (M,N)
+    CHECK(B >= 0 && M > 0 && N >= 0 && ldx >= N && ldy >= N && lds >= 0 && ldu >= 0);
+    CHECK(y != x || ldy == ldx);
+    lr_job_t J = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .a = a, .s = s, .lds = lds, .sa = sa,
+                  .u = u, .ldu = ldu, .B = B, .M = M, .N = N};
+    if (B == 0) return;
+    cpu_parallel_for(cpu_ctx(be), B * M, EW_GRAIN / (N + 1) + 1, row_affine_task, &J);
+}
+
 /* ---- spatial (NHWC) ---- */
 
 /* conv2d: items are output rows (b, oy). Each row's patches are gathered
@@ -927,6 +1041,9 @@ backend_t *backend_cpu_create(int n_threads) {
         .nhwc_to_nchw = cpu_nhwc_to_nchw,
         .nchw_to_nhwc = cpu_nchw_to_nhwc,
         .resize_bilinear = cpu_resize_bilinear,
+        .attention_probs = cpu_attention_probs,
+        .lowrank_rstd = cpu_lowrank_rstd,
+        .row_affine = cpu_row_affine,
     };
     return be;
 }

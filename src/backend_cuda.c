@@ -247,6 +247,32 @@ static void cuda_add_row_op(backend_t *be, float *y, const float *x, const float
     cuda_leave(c);
 }
 
+static void cuda_attention_probs_op(backend_t *be, float *p, int64_t ldp, const float *q,
+                                    int64_t ldq, const float *k, int64_t ldk, int64_t B,
+                                    int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
+                                    float scale) {
+    cuda_ctx_t *c = cuda_enter(be);
+    cuda_attention_probs(c->stream, p, ldp, q, ldq, k, ldk, B, Lq, Lk, nh, dh, scale);
+    cuda_leave(c);
+}
+
+static void cuda_lowrank_rstd_op(backend_t *be, float *rstd, const float *xx, const float *s,
+                                 const float *p, int64_t ldp, const float *e, const float *pg,
+                                 int64_t B, int64_t Mx, int64_t r, int64_t C, float eps) {
+    cuda_ctx_t *c = cuda_enter(be);
+    cuda_lowrank_rstd(c->stream, rstd, xx, s, p, ldp, e, pg, B, Mx, r, C, eps);
+    cuda_leave(c);
+}
+
+static void cuda_row_affine_op(backend_t *be, float *y, int64_t ldy, const float *x,
+                               int64_t ldx, const float *a, const float *s, int64_t lds,
+                               const float *sa, const float *u, int64_t ldu, int64_t B, int64_t M,
+                               int64_t N) {
+    cuda_ctx_t *c = cuda_enter(be);
+    cuda_row_affine(c->stream, y, ldy, x, ldx, a, s, lds, sa, u, ldu, B, M, N);
+    cuda_leave(c);
+}
+
 static void cuda_scale_add_op(backend_t *be, float *y, const float *x, float alpha,
                               float beta, int64_t n) {
     cuda_ctx_t *c = cuda_enter(be);
@@ -471,6 +497,9 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
     be->nhwc_to_nchw = cuda_nhwc_to_nchw;
     be->nchw_to_nhwc = cuda_nchw_to_nhwc;
     be->resize_bilinear = cuda_resize_bilinear_op;
+    be->attention_probs = cuda_attention_probs_op;
+    be->lowrank_rstd = cuda_lowrank_rstd_op;
+    be->row_affine = cuda_row_affine_op;
     return be;
 }
 

@@ -36,6 +36,22 @@
  * the keys are projected (the final keys' PE term then comes from a table
  * computed at init).
  *
+ * Low-rank path (shared image tokens, nh*T <= DEC_LR_RANK, and a backend
+ * with attention_probs, lowrank_rstd and row_affine; otherwise the paths
+ * above): image tokens change only through image->token attention, which
+ * adds P.B per prompt (P the (HW, nh*T) probabilities, B the nh*T rows
+ * V_h Wo_h^T), and then a LayerNorm. Every later image-side projection of
+ * LN(x + P.B) is a per-row scale and shift of (a shared projection of x,
+ * computed per image) + P.(B W^T), and the row variances come from Gram
+ * terms (|x|^2 per image, x.B^T, P (B B^T) P^T), everything row-centered
+ * first (centered x and centered weights) so that nothing cancels. After
+ * layer 1 the form is rstd0 x' + Q.D with Q = [rstd0 P0 | P1 | 1] (rank
+ * 2 nh T + 1). So no (n*HW, C) image-token tensor is ever materialized per
+ * prompt: lowrank_layer0 gives layer 1's keys, values and queries,
+ * lowrank_layer1 the final keys and values and the first transposed conv
+ * (a per-pixel (C -> 4 C4) map, pixel-shuffled by window_unpartition, with
+ * feat_s1 folded into its shared term). Exact up to float rounding.
+ *
  * Memory: weights in one backend allocation (packed where two projections
  * read the same input), activations in one arena carved into fixed buffers
  * at init for `nc` prompts per chunk; decoder_run processes at most nc
@@ -61,6 +77,8 @@
 #define STAB_THRESH    0.98f    /* dynamic_multimask_stability_thresh */
 #define LN_EPS         1e-5f    /* nn.LayerNorm default */
 #define LN2D_EPS       1e-6f    /* LayerNorm2d */
+#define DEC_LR_RANK    128      /* low-rank path: at most this many heads x tokens */
+#define DEC_LR_Q       (2 * DEC_LR_RANK + 1)   /* rank after layer 1 */
 
 typedef struct layer_w {
     const float *sa_qkv_w, *sa_qkv_b;     /* (3C,C), (3C): self_attn q;k;v packed */
@@ -120,6 +138,40 @@ struct decoder {
                         with the mask embedding's bias (+pe for k, q): the part of
                         a mask-input prompt's projections that is the same for all */
     int   kqv_ready; /* kqv_img is for the current image */
+    /* low-rank path (see lowrank_layer0): layer 0's output image tokens as
+     * LayerNorm(x + P.B), x shared, P.B of rank nh*T per prompt */
+    int    lowrank;  /* the backend has the three low-rank ops */
+    float *wg1;      /* (3Ci, C) layer-1 [t2i.k; i2t.q; t2i.v] weights times layer 0's norm4 gain */
+    float *c1;       /* (3Ci) those weights times norm4's bias, plus their biases */
+    float *woc;      /* (nh, C, dh) layer 0's i2t out_proj per head, columns centered */
+    float *xc;       /* (HW, C) k0 + i2t out bias, each row centered: per image */
+    float *xx;       /* (HW) |xc row|^2 */
+    float *S1;       /* (HW, 3Ci) xc . wg1^T */
+    float *U1;       /* (HW, 3Ci) [pe . (t2i.k; i2t.q)^T | 0] + c1 */
+    float *LRP;      /* (nc*HW, r) image->token probabilities, layer 0 */
+    float *LRE;      /* (nc*HW, r) xc . B^T */
+    float *LRG;      /* (nc*HW, r) P . (B B^T) */
+    float *LRB;      /* (nc, r, C) B (centered rows) */
+    float *LRBB;     /* (nc, r, r) B B^T */
+    float *LRM;      /* (nc, r, 3Ci) B . wg1^T */
+    float *RSTD;     /* (nc*HW) 1/std of layer 0's output image tokens */
+    float *wg2;      /* (2C, C) [dc1 as (4 C4, C) | final k | final v] times layer 1's norm4 gain */
+    float *c2;       /* (2C) those weights times norm4's bias, plus their biases */
+    float *woc2;     /* (nh, C, dh) woc times norm4's gain, columns centered again */
+    float *woc1;     /* (nh, C, dh) layer 1's i2t out_proj per head, columns centered */
+    float *cc;       /* (C) layer 0's norm4 bias + layer 1's i2t out bias, centered */
+    float *one;      /* (1) 1.0f */
+    float *zeros;    /* (nc*HW) 0 */
+    float *ones;     /* (HW) 1 */
+    float *x2c;      /* (HW, C) xc times norm4's gain, rows centered again: per image */
+    float *xx2;      /* (HW) |x2c row|^2 */
+    float *S2;       /* (HW, 2C) x2c . wg2^T */
+    float *U2;       /* (HW, 2C) [feat_s1 in dc1's per-pixel layout | pe . final k^T | 0]
+                        + c2 */
+    float *LRQ;      /* (nc*HW, 2r+1) [rstd P (layer 0) | P (layer 1) | 1] */
+    float *LRD;      /* (nc, 2r+1, C) the matching rows (centered) */
+    float *RSTD2;    /* (nc*HW) 1/std of layer 1's output image tokens */
+    float *hlr;      /* host (HW*C + 2C + HW) scratch for the per-image centering */
 
     /* ---- activations for one chunk (backend, from the arena) ---- */
     float *P;        /* (nc*Tm, C) query PE = initial tokens */
@@ -354,6 +406,127 @@ static void tokens_build(const decoder_t *d, const sam2_prompts *p, int b0, int 
     }
 }
 
+/* ---- low-rank path: weights composed at init ---- */
+
+/* lowrank_init2: the weights of the layer-1 end (wg2, c2, woc2, woc1, cc,
+ * one, zeros); wocg (nh, C, dh) and beta0 (C) are lowrank_init's host
+ * copies. 0 or ERR_NOMEM. */
+static int lowrank_init2(decoder_t *d, const float *wocg, const float *beta0, err_t *err) {
+    backend_t *be = d->be;
+    const int64_t C = d->C, Ci = d->Ci, C4 = d->C4, nh = DEC_HEADS, dh = Ci / nh, N2 = 2 * C;
+    size_t n2 = (size_t)N2 * C;
+    float *w2 = malloc((n2 + N2 + 3 * C + C * Ci + 2 * (size_t)C * Ci + C * C4 * 4 + C4 + 1) *
+                       sizeof(float));
+    if (!w2) return err_set(err, ERR_NOMEM, "decoder: out of host memory");
+    float *b2 = w2 + n2, *g = b2 + N2, *beta = g + C, *cc = beta + C, *wo = cc + C;
+    float *woc1 = wo + C * Ci, *woc2 = woc1 + C * Ci, *dc = woc2 + C * Ci, *dcb = dc + C * C4 * 4;
+    const layer_w *l1 = &d->L[1];
+    be->download(be, dc, d->dc1_w, (size_t)C * C4 * 4 * sizeof(float));
+    be->download(be, dcb, d->dc1_b, (size_t)C4 * sizeof(float));
+    be->download(be, w2 + 4 * C4 * C, d->f_k_w, (size_t)Ci * C * sizeof(float));
+    be->download(be, w2 + (4 * C4 + Ci) * C, d->f_v_w, (size_t)Ci * C * sizeof(float));
+    be->download(be, b2 + 4 * C4, d->f_k_b, (size_t)Ci * sizeof(float));
+    be->download(be, b2 + 4 * C4 + Ci, d->f_v_b, (size_t)Ci * sizeof(float));
+    be->download(be, g, l1->norm_w[3], (size_t)C * sizeof(float));
+    be->download(be, beta, l1->norm_b[3], (size_t)C * sizeof(float));
+    be->download(be, cc, l1->i2t_out_b, (size_t)C * sizeof(float));
+    be->download(be, wo, l1->i2t_out_w, (size_t)C * Ci * sizeof(float));
+    be->sync(be);
+    /* dc1 (Cin, Cout, 2, 2) as a per-pixel map: output o = (di*2 + dj)*C4 + co */
+    for (int64_t q = 0; q < 4; q++)
+        for (int64_t co = 0; co < C4; co++) {
+            for (int64_t ci = 0; ci < C; ci++)
+                w2[(q * C4 + co) * C + ci] = dc[(ci * C4 + co) * 4 + q];
+            b2[q * C4 + co] = dcb[co];
+        }
+    for (int64_t o = 0; o < N2; o++) {
+        double acc = b2[o];
+        for (int64_t c = 0; c < C; c++) {
+            acc += (double)w2[o * C + c] * beta[c];
+            w2[o * C + c] *= g[c];
+        }
+        b2[o] = (float)acc;
+    }
+    for (int64_t h = 0; h < nh; h++)
+        for (int64_t e = 0; e < dh; e++) {
+            double m1 = 0.0, m2 = 0.0;
+            for (int64_t c = 0; c < C; c++) {
+                m1 += wo[c * Ci + h * dh + e];
+                m2 += wocg[(h * C + c) * dh + e];
+            }
+            m1 /= (double)C, m2 /= (double)C;
+            for (int64_t c = 0; c < C; c++) {
+                woc1[(h * C + c) * dh + e] = (float)(wo[c * Ci + h * dh + e] - m1);
+                woc2[(h * C + c) * dh + e] = (float)(wocg[(h * C + c) * dh + e] - m2);
+            }
+        }
+    double mc = 0.0;
+    for (int64_t c = 0; c < C; c++) mc += (double)cc[c] + beta0[c];
+    mc /= (double)C;
+    for (int64_t c = 0; c < C; c++) cc[c] = (float)((double)cc[c] + beta0[c] - mc);
+    float one = 1.0f;
+    be->upload(be, d->wg2, w2, n2 * sizeof(float));
+    be->upload(be, d->c2, b2, (size_t)N2 * sizeof(float));
+    be->upload(be, d->woc1, woc1, (size_t)C * Ci * sizeof(float));
+    be->upload(be, d->woc2, woc2, (size_t)C * Ci * sizeof(float));
+    be->upload(be, d->cc, cc, (size_t)C * sizeof(float));
+    be->upload(be, d->one, &one, sizeof(float));
+    be->memset0(be, d->zeros, (size_t)d->nc * d->HW * sizeof(float));
+    be->memset0(be, d->LRQ, (size_t)d->nc * d->HW * DEC_LR_Q * sizeof(float));
+    be->row_affine(be, d->ones, 1, d->zeros, 1, d->zeros, NULL, 0, NULL, d->one, 0, 1, d->HW, 1);
+    be->sync(be);
+    free(w2);
+    return 0;
+}
+
+/* lowrank_init: wg1, c1, woc (see struct decoder) from the loaded weights,
+ * composed on the host in double, then lowrank_init2. 0 or ERR_NOMEM. */
+static int lowrank_init(decoder_t *d, err_t *err) {
+    backend_t *be = d->be;
+    const int64_t C = d->C, Ci = d->Ci, nh = DEC_HEADS, dh = Ci / nh;
+    const layer_w *l0 = &d->L[0], *l1 = &d->L[1];
+    size_t nw = (size_t)3 * Ci * C;
+    float *w1 = malloc((nw + 3 * Ci + 2 * C + C * Ci + 2 * (size_t)C * Ci) * sizeof(float));
+    if (!w1) return err_set(err, ERR_NOMEM, "decoder: out of host memory");
+    float *b1 = w1 + nw, *g = b1 + 3 * Ci, *beta = g + C, *wo = beta + C, *woc = wo + C * Ci;
+    float *wocg = woc + C * Ci;
+    /* W1 (3Ci, C) = [t2i.k; i2t.q] (packed kq_w) then t2i.v */
+    be->download(be, w1, l1->kq_w, (size_t)2 * Ci * C * sizeof(float));
+    be->download(be, w1 + 2 * Ci * C, l1->t2i_v_w, (size_t)Ci * C * sizeof(float));
+    be->download(be, b1, l1->kq_b, (size_t)2 * Ci * sizeof(float));
+    be->download(be, b1 + 2 * Ci, l1->t2i_v_b, (size_t)Ci * sizeof(float));
+    be->download(be, g, l0->norm_w[3], (size_t)C * sizeof(float));
+    be->download(be, beta, l0->norm_b[3], (size_t)C * sizeof(float));
+    be->download(be, wo, l0->i2t_out_w, (size_t)C * Ci * sizeof(float));
+    be->sync(be);
+    for (int64_t o = 0; o < 3 * Ci; o++) {
+        double acc = b1[o];
+        for (int64_t c = 0; c < C; c++) {
+            acc += (double)w1[o * C + c] * beta[c];
+            w1[o * C + c] *= g[c];
+        }
+        b1[o] = (float)acc;
+    }
+    for (int64_t h = 0; h < nh; h++)
+        for (int64_t e = 0; e < dh; e++) {
+            double mean = 0.0;
+            for (int64_t c = 0; c < C; c++) mean += wo[c * Ci + h * dh + e];
+            mean /= (double)C;
+            for (int64_t c = 0; c < C; c++) {
+                double v = wo[c * Ci + h * dh + e] - mean;
+                woc[(h * C + c) * dh + e] = (float)v;
+                wocg[(h * C + c) * dh + e] = (float)(v * g[c]);
+            }
+        }
+    be->upload(be, d->wg1, w1, nw * sizeof(float));
+    be->upload(be, d->c1, b1, (size_t)3 * Ci * sizeof(float));
+    be->upload(be, d->woc, woc, (size_t)C * Ci * sizeof(float));
+    be->sync(be);
+    int rc = lowrank_init2(d, wocg, beta, err);
+    free(w1);
+    return rc;
+}
+
 /* ---- life cycle ---- */
 
 int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_t *be,
@@ -409,7 +582,12 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
         NT * Cz, NT * Cz, NT * Cz, NT * 3 * Cz, NT * Cz, NT * d->Ci, NT * Cz, NT * Cz,
         NT * DEC_MLP, 2 * nc * (Cz > DEC_IOU_HIDDEN ? Cz : DEC_IOU_HIDDEN),
         nc * DEC_MASKS * d->C8, nc * DEC_MASKS, R * Cz, R * Cz, big,
-        nc * DEC_MASKS * 16 * HW};
+        nc * DEC_MASKS * 16 * HW,
+        3 * d->Ci * Cz, 3 * d->Ci, Cz * d->Ci, HW * Cz, HW,
+        HW * 3 * d->Ci, HW * 3 * d->Ci, R * DEC_LR_RANK, R * DEC_LR_Q, R * DEC_LR_Q,
+        nc * DEC_LR_RANK * Cz, nc * DEC_LR_Q * DEC_LR_Q, nc * DEC_LR_Q * 2 * Cz,
+        R, 2 * Cz * Cz, 2 * Cz, Cz * d->Ci, Cz * d->Ci, Cz, 1, R, HW * Cz, HW, HW * 2 * Cz,
+        HW * 2 * Cz, R * DEC_LR_Q, nc * DEC_LR_Q * Cz, R, HW};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         total += (sizes[i] * sizeof(float) + 255) / 256 * 256;
@@ -449,12 +627,42 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
     d->KPE = arena_alloc(a, sizes[k++]);
     d->big = arena_alloc(a, sizes[k++]);
     d->MASKS = arena_alloc(a, sizes[k++]);
+    d->wg1 = arena_alloc(a, sizes[k++]);
+    d->c1 = arena_alloc(a, sizes[k++]);
+    d->woc = arena_alloc(a, sizes[k++]);
+    d->xc = arena_alloc(a, sizes[k++]);
+    d->xx = arena_alloc(a, sizes[k++]);
+    d->S1 = arena_alloc(a, sizes[k++]);
+    d->U1 = arena_alloc(a, sizes[k++]);
+    d->LRP = arena_alloc(a, sizes[k++]);
+    d->LRE = arena_alloc(a, sizes[k++]);
+    d->LRG = arena_alloc(a, sizes[k++]);
+    d->LRB = arena_alloc(a, sizes[k++]);
+    d->LRBB = arena_alloc(a, sizes[k++]);
+    d->LRM = arena_alloc(a, sizes[k++]);
+    d->RSTD = arena_alloc(a, sizes[k++]);
+    d->wg2 = arena_alloc(a, sizes[k++]);
+    d->c2 = arena_alloc(a, sizes[k++]);
+    d->woc2 = arena_alloc(a, sizes[k++]);
+    d->woc1 = arena_alloc(a, sizes[k++]);
+    d->cc = arena_alloc(a, sizes[k++]);
+    d->one = arena_alloc(a, sizes[k++]);
+    d->zeros = arena_alloc(a, sizes[k++]);
+    d->x2c = arena_alloc(a, sizes[k++]);
+    d->xx2 = arena_alloc(a, sizes[k++]);
+    d->S2 = arena_alloc(a, sizes[k++]);
+    d->U2 = arena_alloc(a, sizes[k++]);
+    d->LRQ = arena_alloc(a, sizes[k++]);
+    d->LRD = arena_alloc(a, sizes[k++]);
+    d->RSTD2 = arena_alloc(a, sizes[k++]);
+    d->ones = arena_alloc(a, sizes[k++]);
 
     d->htok = malloc(NT * Cz * sizeof(float));
     d->hmask = malloc(nc * DEC_MASKS * 16 * HW * sizeof(float));
     d->hiou = malloc(nc * DEC_MASKS * sizeof(float));
+    d->hlr = malloc((HW * Cz + 2 * Cz + HW) * sizeof(float));
     float *hpe = malloc(HW * Cz * sizeof(float));
-    if (!d->htok || !d->hmask || !d->hiou || !hpe) {
+    if (!d->htok || !d->hmask || !d->hiou || !d->hlr || !hpe) {
         free(hpe);
         rc = err_set(err, ERR_NOMEM, "decoder: out of host memory");
         goto fail;
@@ -477,6 +685,11 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
     be->bmm(be, d->mw, d->L[0].kq_w, d->md_w[4], 1, C, C, DEC_MASK_CHANS, 0);
     be->bmm(be, d->mw + Cz * DEC_MASK_CHANS, d->L[0].t2i_v_w, d->md_w[4], 1, d->Ci, C,
             DEC_MASK_CHANS, 0);
+    d->lowrank = be->attention_probs && be->lowrank_rstd && be->row_affine;
+    if (d->lowrank && (rc = lowrank_init(d, err))) {
+        free(hpe);
+        goto fail;
+    }
     be->sync(be);
     free(hpe);
     *out = d;
@@ -494,6 +707,7 @@ void decoder_free(decoder_t *d) {
     free(d->htok);
     free(d->hmask);
     free(d->hiou);
+    free(d->hlr);
     free(d);
 }
 
@@ -503,6 +717,63 @@ size_t decoder_peak_bytes(const decoder_t *d) { return d->arena.peak; }
 static void add_bcast(backend_t *be, float *y, const float *x, const float *s, int n,
                       size_t block) {
     for (int b = 0; b < n; b++) be->add(be, y + b * block, x + b * block, s, (int64_t)block);
+}
+
+/* lowrank_set_image: the per-image part of the low-rank path: x = k0 + the
+ * layer-0 image->token out_proj bias, each row centered (host, double),
+ * and its squared norms (xc, xx); the same for xc times layer 0's norm4
+ * gain (x2c, xx2); their projections S1, U1, S2, U2. */
+static void lowrank_set_image(decoder_t *d) {
+    backend_t *be = d->be;
+    const int64_t C = d->C, Ci = d->Ci, HW = d->HW;
+    float *h = d->hlr, *hb = h + HW * C, *hg = hb + C, *hxx = hg + C;
+    be->download(be, h, d->k0, (size_t)HW * C * sizeof(float));
+    be->download(be, hb, d->L[0].i2t_out_b, (size_t)C * sizeof(float));
+    be->download(be, hg, d->L[0].norm_w[3], (size_t)C * sizeof(float));
+    be->sync(be);
+    for (int64_t i = 0; i < HW; i++) {
+        float *x = h + i * C;
+        double mean = 0.0, ss = 0.0;
+        for (int64_t c = 0; c < C; c++) mean += (double)x[c] + hb[c];
+        mean /= (double)C;
+        for (int64_t c = 0; c < C; c++) {
+            double v = (double)x[c] + hb[c] - mean;
+            x[c] = (float)v;
+            ss += v * v;
+        }
+        hxx[i] = (float)ss;
+    }
+    be->upload(be, d->xc, h, (size_t)HW * C * sizeof(float));
+    be->upload(be, d->xx, hxx, (size_t)HW * sizeof(float));
+    be->sync(be);
+    for (int64_t i = 0; i < HW; i++)
+        for (int64_t c = 0; c < C; c++) h[i * C + c] *= hg[c];
+    for (int64_t i = 0; i < HW; i++) {   /* x2c: xc times the gain, rows centered again */
+        float *x = h + i * C;
+        double mean = 0.0, ss = 0.0;
+        for (int64_t c = 0; c < C; c++) mean += x[c];
+        mean /= (double)C;
+        for (int64_t c = 0; c < C; c++) {
+            double v = (double)x[c] - mean;
+            x[c] = (float)v;
+            ss += v * v;
+        }
+        hxx[i] = (float)ss;
+    }
+    be->upload(be, d->x2c, h, (size_t)HW * C * sizeof(float));
+    be->upload(be, d->xx2, hxx, (size_t)HW * sizeof(float));
+    be->linear(be, d->S1, 3 * Ci, d->xc, C, d->wg1, NULL, HW, C, 3 * Ci);
+    be->memset0(be, d->U1, (size_t)HW * 3 * Ci * sizeof(float));
+    be->linear(be, d->U1, 3 * Ci, d->pe, C, d->L[1].kq_w, NULL, HW, C, 2 * Ci);
+    be->add_row(be, d->U1, d->U1, d->c1, HW, 3 * Ci);
+    be->linear(be, d->S2, 2 * C, d->x2c, C, d->wg2, NULL, HW, C, 2 * C);
+    be->memset0(be, d->U2, (size_t)HW * 2 * C * sizeof(float));
+    be->linear(be, d->U2 + C, 2 * C, d->pe, C, d->f_k_w, NULL, HW, C, Ci);
+    be->add_row(be, d->U2, d->U2, d->c2, HW, 2 * C);
+    /* feat_s1, added right after dc1, joins dc1's shared term (pre-shuffle) */
+    be->window_partition(be, d->big, d->fs1, 1, 2 * d->hf, 2 * d->hf, d->C4, 2);
+    be->row_affine(be, d->U2, 2 * C, d->big, C, d->ones, d->c2, 0, NULL, NULL, 0, 1, HW, C);
+    be->sync(be);
 }
 
 int decoder_set_image(decoder_t *d, const float *image_embed, const float *feat_s0,
@@ -519,6 +790,7 @@ int decoder_set_image(decoder_t *d, const float *image_embed, const float *feat_
     const layer_w *l0 = &d->L[0];
     be->linear(be, d->kq0, C, d->KPE, C, l0->kq_w, l0->kq_b, HW, C, C);
     be->linear(be, d->kv0, d->Ci, d->k0, C, l0->t2i_v_w, l0->t2i_v_b, HW, C, d->Ci);
+    if (d->lowrank) lowrank_set_image(d);
     be->sync(be);
     d->have_image = 1;
     d->kqv_ready = 0;
@@ -552,6 +824,85 @@ static void attn_unprojected(decoder_t *d, float *o, const float *tq, int64_t ld
                    dh);
 }
 
+/* lowrank_layer0: the image-token end of layer 0 and the image-side
+ * projections of layer 1 through the low-rank form. Layer 0's image->token
+ * attention adds sum_h P_h V_h Wo_h^T to the shared x (k0 + out bias): with
+ * P (HW, nh*T) the probabilities and B (nh*T, C) the rows V_h Wo_h^T, the
+ * tokens before norm4 are x + P.B, and after centering each row
+ * xc + P.Bc (Bc: B with centered rows, from the centered Wo of init). So
+ *   |row|^2 = |xc|^2 + 2 P.(xc Bc^T) + P (Bc Bc^T) P^T  (lowrank_rstd),
+ *   any projection W of the normed tokens = rstd (xc Wg^T + P (Bc Wg^T)) + c
+ * with Wg = W diag(gain), c = W bias + b (row_affine, S1/U1 per image).
+ * Writes big (n, HW, 3Ci) = [t2i.k | i2t.q | t2i.v] of layer 1 (PE included
+ * where layer 1 adds it), and for lowrank_layer1 the first r rows of LRD
+ * and the first r columns of LRQ. Reads TQ[:, Ci:] (the token keys) and TV
+ * (the token values) of layer 0. */
+static void lowrank_layer0(decoder_t *d, int64_t n, int64_t T, float scale) {
+    backend_t *be = d->be;
+    const int64_t C = d->C, Ci = d->Ci, HW = d->HW, nh = DEC_HEADS, dh = Ci / nh;
+    const int64_t r = nh * T, N1 = 3 * Ci;
+    float *L1 = d->big;
+    for (int64_t b = 0; b < n; b++)
+        be->attention_probs(be, d->LRP + b * HW * r, r, d->kq0 + Ci, C, d->TQ + Ci + b * T * C, C,
+                            1, HW, T, nh, dh, scale);
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t h = 0; h < nh; h++)
+            be->linear(be, d->LRB + (b * nh + h) * T * C, C, d->TV + b * T * Ci + h * dh, Ci,
+                       d->woc + h * C * dh, NULL, T, dh, C);
+    for (int64_t b = 0; b < n; b++)
+        be->linear(be, d->LRE + b * HW * r, r, d->xc, C, d->LRB + b * r * C, NULL, HW, C, r);
+    be->bmm(be, d->LRBB, d->LRB, d->LRB, n, r, C, r, 1);
+    be->bmm(be, d->LRG, d->LRP, d->LRBB, n, HW, r, r, 0);
+    be->lowrank_rstd(be, d->RSTD, d->xx, NULL, d->LRP, r, d->LRE, d->LRG, n, HW, r, C, LN_EPS);
+    be->linear(be, d->LRM, N1, d->LRB, C, d->wg1, NULL, n * r, C, N1);
+    be->bmm(be, L1, d->LRP, d->LRM, n, HW, r, N1, 0);
+    be->row_affine(be, L1, N1, L1, N1, d->RSTD, d->S1, N1, NULL, d->U1, N1, n, HW, N1);
+    /* what lowrank_layer1 needs of layer 0: rows 0..r-1 of D (Bc times the
+     * gain, centered again) and of Q (rstd P) */
+    const int64_t q = 2 * r + 1;
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t h = 0; h < nh; h++)
+            be->linear(be, d->LRD + (b * q + h * T) * C, C, d->TV + b * T * Ci + h * dh, Ci,
+                       d->woc2 + h * C * dh, NULL, T, dh, C);
+    be->row_affine(be, d->LRQ, q, d->LRP, r, d->RSTD, NULL, 0, NULL, NULL, 0, n, HW, r);
+}
+
+/* lowrank_layer1: the image-token end of layer 1 and every later use of its
+ * output, through the low-rank form again. Layer 1's output tokens before
+ * norm4, centered, are rstd0 x2c + Q.D with Q = [rstd0 P0 | P1 | 1] (the
+ * probabilities of both layers, LRQ: layer 0's block from lowrank_layer0,
+ * layer 1's written by run_chunk) and D = [B0c gain | B1c | cc] (LRD), so
+ *   |row|^2 = rstd0^2 |x2c|^2 + 2 rstd0 Q.(x2c D^T) + Q (D D^T) Q^T
+ * and each later projection (dc1 as a per-pixel (4 C4, C) map, final keys
+ * with PE, final values) is rstd1 (rstd0 S2 + Q (D Wg^T)) + U2. Reads TV
+ * (layer 1's token values). Writes K (n, HW, 4 C4) = dc1 before the pixel
+ * shuffle, KPE (n, HW, 2Ci) = [final k | final v]. */
+static void lowrank_layer1(decoder_t *d, int64_t n, int64_t T) {
+    backend_t *be = d->be;
+    const int64_t C = d->C, Ci = d->Ci, HW = d->HW, nh = DEC_HEADS, dh = Ci / nh;
+    const int64_t r = nh * T, q = 2 * r + 1, N2 = 2 * C;
+    float *OUT = d->big;   /* (n, HW, 2C): layer 1's projections are consumed */
+    for (int64_t b = 0; b < n; b++) {
+        for (int64_t h = 0; h < nh; h++)
+            be->linear(be, d->LRD + (b * q + r + h * T) * C, C, d->TV + b * T * Ci + h * dh, Ci,
+                       d->woc1 + h * C * dh, NULL, T, dh, C);
+        be->copy(be, d->LRD + (b * q + 2 * r) * C, d->cc, (size_t)C * sizeof(float));
+    }
+    be->row_affine(be, d->LRQ + 2 * r, q, d->LRQ + 2 * r, q, d->zeros, NULL, 0, NULL, d->one, 0,
+                   n, HW, 1);
+    for (int64_t b = 0; b < n; b++)
+        be->linear(be, d->LRE + b * HW * q, q, d->x2c, C, d->LRD + b * q * C, NULL, HW, C, q);
+    be->bmm(be, d->LRBB, d->LRD, d->LRD, n, q, C, q, 1);
+    be->bmm(be, d->LRG, d->LRQ, d->LRBB, n, HW, q, q, 0);
+    be->lowrank_rstd(be, d->RSTD2, d->xx2, d->RSTD, d->LRQ, q, d->LRE, d->LRG, n, HW, q, C,
+                     LN_EPS);
+    be->linear(be, d->LRM, N2, d->LRD, C, d->wg2, NULL, n * q, C, N2);
+    be->bmm(be, OUT, d->LRQ, d->LRM, n, HW, q, N2, 0);
+    be->row_affine(be, d->K, C, OUT, N2, d->RSTD2, d->S2, N2, d->RSTD, d->U2, N2, n, HW, C);
+    be->row_affine(be, d->KPE, C, OUT + C, N2, d->RSTD2, d->S2 + C, N2, d->RSTD, d->U2 + C, N2,
+                   n, HW, C);
+}
+
 /* run_chunk: prompts [b0, b0+n) of p; writes low_res (n,k,4hf,4hf) and
  * iou (n,k) host, k = 3 (multimask) or 1. */
 static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float *low_res,
@@ -563,6 +914,7 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     const int64_t nh = DEC_HEADS;
     const float sc_self = 1.0f / sqrtf((float)(C / nh)), sc_x = 1.0f / sqrtf((float)(Ci / nh));
     const int shared = p->mask_input == NULL;
+    const int lr = shared && d->lowrank && nh * T <= DEC_LR_RANK;   /* lowrank_layer0 */
     /* big: layer 0 with a mask input: KQV (R, C+Ci) [t2i.k | i2t.q | t2i.v];
      * later layers: KQ (R,C) [t2i.k | i2t.q] then KV (R,Ci); AO (R,Ci) after */
     float *KQ = d->big, *KV = d->big + R * C, *AO = KV + R * Ci;
@@ -604,9 +956,10 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
         const layer_w *lw = &d->L[l];
         const int sh = shared && l == 0;   /* image tokens still the shared k0 */
         const int mk = !shared && l == 0;  /* KQV already projected (mask input) */
+        const int l1lr = lr && l == 1;     /* layer 1's projections came from lowrank_layer0 */
         /* image-side queries of image->token attention: (n, HW, Ci) rows of ld */
-        const float *iq = sh ? d->kq0 + Ci : KQ + Ci;
-        const int64_t ldk = mk ? C + Ci : C;
+        const float *iq = sh ? d->kq0 + Ci : l1lr ? d->big + Ci : KQ + Ci;
+        const int64_t ldk = mk ? C + Ci : l1lr ? 3 * Ci : C;
         const float *kv = mk ? KQ + C : KV;
 
         /* token self-attention (layer 0: no PE and no residual) */
@@ -635,6 +988,9 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
             /* every prompt reads the same keys: one attention, n*T queries */
             be->attention(be, d->TO, d->TQ, C, d->kq0, C, d->kv0, Ci, 1, NT, HW, nh, Ci / nh,
                           sc_x);
+        } else if (l1lr) {
+            be->attention(be, d->TO, d->TQ, C, d->big, 3 * Ci, d->big + 2 * Ci, 3 * Ci, n, T, HW,
+                          nh, Ci / nh, sc_x);
         } else {
             if (!mk) add_bcast(be, d->KPE, d->K, d->pe, n, (size_t)HW * C);
             if (!mk && d->unproj) {
@@ -669,6 +1025,16 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
         be->add(be, d->QP, d->Q, d->P, NT * C);
         be->linear(be, d->TQ + Ci, C, d->QP, C, lw->tq_w + Ci * C, lw->tq_b + Ci, NT, C, Ci);
         be->linear(be, d->TV, Ci, d->Q, C, lw->i2t_v_w, lw->i2t_v_b, NT, C, Ci);
+        if (lr && l == 0) {
+            lowrank_layer0(d, n, T, sc_x);
+            continue;
+        }
+        if (l1lr) {
+            be->attention_probs(be, d->LRQ + nh * T, 2 * nh * T + 1, iq, ldk, d->TQ + Ci, C, n, HW,
+                                T, nh, Ci / nh, sc_x);
+            lowrank_layer1(d, n, T);
+            continue;
+        }
         if (sh)
             for (int b = 0; b < n; b++)
                 be->attention(be, AO + (size_t)b * HW * Ci, iq, C, d->TQ + Ci + (size_t)b * T * C,
@@ -689,7 +1055,9 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     /* final tokens -> image attention */
     be->add(be, d->QP, d->Q, d->P, NT * C);
     be->linear(be, d->TQ, Ci, d->QP, C, d->f_q_w, d->f_q_b, NT, C, Ci);
-    if (d->unproj) {
+    if (lr) {   /* keys and values from lowrank_layer1 */
+        be->attention(be, d->TO, d->TQ, Ci, d->KPE, C, d->KPE + Ci, C, n, T, HW, nh, Ci / nh, sc_x);
+    } else if (d->unproj) {
         add_bcast(be, d->KPE, d->K, d->pe, n, (size_t)HW * C);
         attn_unprojected(d, d->TO, d->TQ, Ci, d->wkT[1], d->f_v_w, d->f_v_b, d->KPE, d->K, n, T,
                          sc_x);
@@ -705,8 +1073,11 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
 
     /* upscaling: gelu(ln(dc1(K) + feat_s1)) -> gelu(dc2(.) + feat_s0) */
     float *up1 = d->KPE, *up2 = d->big;   /* (n,2hf,2hf,C4), (n,4hf,4hf,C8) */
-    be->conv_transpose2x2(be, up1, d->K, d->dc1_w, d->dc1_b, n, hf, hf, C, C4);
-    add_bcast(be, up1, up1, d->fs1, n, (size_t)4 * HW * C4);
+    if (lr)   /* dc1 per pixel came from lowrank_layer1: shuffle the 2x2 outputs */
+        be->window_unpartition(be, up1, d->K, n, 2 * hf, 2 * hf, C4, 2);
+    else
+        be->conv_transpose2x2(be, up1, d->K, d->dc1_w, d->dc1_b, n, hf, hf, C, C4);
+    if (!lr) add_bcast(be, up1, up1, d->fs1, n, (size_t)4 * HW * C4);
     be->layer_norm(be, up1, up1, d->ln1_w, d->ln1_b, 4 * R, C4, LN2D_EPS);
     be->gelu(be, up1, up1, 4 * R * C4);
     be->conv_transpose2x2(be, up2, up1, d->dc2_w, d->dc2_b, n, 2 * hf, 2 * hf, C4, C8);

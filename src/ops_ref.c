@@ -265,3 +265,58 @@ void ops_ref_resize_bilinear(float *y, const float *x, int64_t N, int64_t Hi, in
             }
         }
 }
+
+void ops_ref_attention_probs(float *p, int64_t ldp, const float *q, int64_t ldq, const float *k,
+                             int64_t ldk, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
+                             int64_t dh, float scale) {
+    // p is (B,Lq) rows of (nh,Lk) stride ldp; q is (B,Lq,nh,dh) stride ldq; k (B,Lk,nh,dh)
+    CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh && Lk > 0);
+    double *s = malloc((size_t)Lk * sizeof(double));
+    CHECK(s);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t i = 0; i < Lq; i++)
+            for (int64_t h = 0; h < nh; h++) {
+                const float *qi = q + (b * Lq + i) * ldq + h * dh;
+                double mx = -INFINITY, sum = 0.0;
+                for (int64_t j = 0; j < Lk; j++) {
+                    const float *kj = k + (b * Lk + j) * ldk + h * dh;
+                    double acc = 0.0;
+                    for (int64_t d = 0; d < dh; d++) acc += (double)qi[d] * kj[d];
+                    s[j] = acc * scale;
+                    if (s[j] > mx) mx = s[j];
+                }
+                for (int64_t j = 0; j < Lk; j++) sum += s[j] = exp(s[j] - mx);
+                for (int64_t j = 0; j < Lk; j++)
+                    p[(b * Lq + i) * ldp + h * Lk + j] = (float)(s[j] / sum);
+            }
+    free(s);
+}
+
+void ops_ref_lowrank_rstd(float *rstd, const float *xx, const float *s, const float *p,
+                          int64_t ldp, const float *e, const float *pg, int64_t B, int64_t Mx,
+                          int64_t r, int64_t C, float eps) {
+    // rstd is (B*Mx); xx (Mx); s (B*Mx) or NULL; p (B*Mx,r) stride ldp; e, pg (B*Mx,r)
+    CHECK(ldp >= r && C > 0);
+    for (int64_t i = 0; i < B * Mx; i++) {
+        double si = s ? s[i] : 1.0, acc = si * si * xx[i % Mx];
+        for (int64_t kk = 0; kk < r; kk++)
+            acc += (double)p[i * ldp + kk] * (2.0 * si * e[i * r + kk] + pg[i * r + kk]);
+        double var = acc / (double)C;
+        rstd[i] = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + eps));
+    }
+}
+
+void ops_ref_row_affine(float *y, int64_t ldy, const float *x, int64_t ldx, const float *a,
+                        const float *s, int64_t lds, const float *sa, const float *u,
+                        int64_t ldu, int64_t B, int64_t M, int64_t N) {
+    // y, x are (B*M,N) strides ldy, ldx; a, sa (B*M); s, u (M,N) strides lds, ldu or NULL
+    CHECK(ldx >= N && ldy >= N);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t c = 0; c < N; c++) {
+                double v = (double)x[(b * M + i) * ldx + c] +
+                           (s ? (sa ? (double)sa[b * M + i] : 1.0) * s[i * lds + c] : 0.0);
+                v = a[b * M + i] * v + (u ? u[i * ldu + c] : 0.0f);
+                y[(b * M + i) * ldy + c] = (float)v;
+            }
+}

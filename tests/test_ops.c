@@ -38,6 +38,8 @@ static const op_bound_t BOUNDS[] = {
     {"upsample_nearest2x", 0, 0},    {"window_partition", 0, 0},
     {"window_unpartition", 0, 0},    {"nhwc_to_nchw", 0, 0},
     {"nchw_to_nhwc", 0, 0},          {"resize_bilinear", 1e-6, 1e-5},
+    {"attention_probs", 1e-5, 2e-2}, {"lowrank_rstd", 1e-6, 1e-5},
+    {"row_affine", 1e-6, 1e-6},
 };
 
 static double op_bound(const backend_t *be, const char *op) {
@@ -194,6 +196,80 @@ static void case_attention(backend_t *be, int64_t B, int64_t Lq, int64_t Lk, int
     }
     free(ref), free(out);
     be->free(be, dout);
+}
+
+/* attention_probs: p rows padded by padp floats (the padding must survive) */
+static void case_attention_probs(backend_t *be, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
+                                 int64_t dh, int64_t pad, int64_t padp, float amp) {
+    int64_t D = nh * dh, ldq = D + pad, ldk = D + pad, ldp = nh * Lk + padp;
+    float *hq = host_rand(B * Lq * ldq, amp), *hk = host_rand(B * Lk * ldk, amp);
+    float *ref = host_rand(B * Lq * ldp, 1), scale = 1.0f / sqrtf((float)dh);
+    float *dout = dev_from(be, ref, B * Lq * ldp);
+    ops_ref_attention_probs(ref, ldp, hq, ldq, hk, ldk, B, Lq, Lk, nh, dh, scale);
+    float *dq = dev_from(be, hq, B * Lq * ldq), *dk = dev_from(be, hk, B * Lk * ldk);
+    be->attention_probs(be, dout, ldp, dq, ldq, dk, ldk, B, Lq, Lk, nh, dh, scale);
+    float *out = host_from(be, dout, B * Lq * ldp);
+    char shape[160];
+    snprintf(shape, sizeof shape, "B=%lld Lq=%lld Lk=%lld nh=%lld dh=%lld pad=%lld padp=%lld amp=%g",
+             (long long)B, (long long)Lq, (long long)Lk, (long long)nh, (long long)dh,
+             (long long)pad, (long long)padp, amp);
+    check_close(be, "attention_probs", shape, out, ref, B * Lq * ldp);
+    free(hq), free(hk), free(ref), free(out);
+    be->free(be, dq), be->free(be, dk), be->free(be, dout);
+}
+
+/* lowrank_rstd on consistent data: rows z = s x + p.B, so that the variance
+ * is positive, with or without the per-row scale s */
+static void case_lowrank_rstd(backend_t *be, int64_t B, int64_t Mx, int64_t r, int64_t C,
+                              int64_t padp, int with_s) {
+    int64_t M = B * Mx, ldp = r + padp;
+    float *xx = host_rand(Mx, 1), *p = host_rand(M * ldp, 1), *e = host_rand(M * r, 0.3f);
+    float *pg = host_rand(M * r, 0.3f), *sv = host_rand(M, 2), *ref = host_fill(M, 0);
+    for (int64_t i = 0; i < Mx; i++) xx[i] = (float)C * (2.0f + xx[i]);   /* |x|^2 > |p|.|e| */
+    for (int64_t kk = 0; kk < M * r; kk++) pg[kk] = fabsf(pg[kk]);
+    ops_ref_lowrank_rstd(ref, xx, with_s ? sv : NULL, p, ldp, e, pg, B, Mx, r, C, 1e-5f);
+    float *dxx = dev_from(be, xx, Mx), *dp = dev_from(be, p, M * ldp), *de = dev_from(be, e, M * r);
+    float *dpg = dev_from(be, pg, M * r), *ds = dev_from(be, sv, M), *dout = dev_from(be, ref, M);
+    be->memset0(be, dout, M * sizeof(float));
+    be->lowrank_rstd(be, dout, dxx, with_s ? ds : NULL, dp, ldp, de, dpg, B, Mx, r, C, 1e-5f);
+    float *out = host_from(be, dout, M);
+    char shape[160];
+    snprintf(shape, sizeof shape, "B=%lld Mx=%lld r=%lld C=%lld padp=%lld s=%d", (long long)B,
+             (long long)Mx, (long long)r, (long long)C, (long long)padp, with_s);
+    check_close(be, "lowrank_rstd", shape, out, ref, M);
+    free(xx), free(p), free(e), free(pg), free(sv), free(ref), free(out);
+    be->free(be, dxx), be->free(be, dp), be->free(be, de), be->free(be, dpg), be->free(be, ds);
+    be->free(be, dout);
+}
+
+/* row_affine: terms = bit 1 s, bit 2 u, bit 4 sa; lds/ldu 0 = one shared row; alias y = x */
+static void case_row_affine(backend_t *be, int64_t B, int64_t M, int64_t N, int64_t pad,
+                            int terms, int64_t lds, int64_t ldu, int alias) {
+    int64_t ld = N + pad;
+    float *x = host_rand(B * M * ld, 2), *a = host_rand(B * M, 2), *sa = host_rand(B * M, 2);
+    float *sm = host_rand((lds ? M : 1) * (lds ? lds : N), 1);
+    float *um = host_rand((ldu ? M : 1) * (ldu ? ldu : N), 1);
+    float *ref = host_rand(B * M * ld, 1);
+    const float *hs = terms & 1 ? sm : NULL, *hu = terms & 2 ? um : NULL;
+    const float *hsa = terms & 4 ? sa : NULL;
+    float *dy = dev_from(be, alias ? x : ref, B * M * ld);
+    if (alias) memcpy(ref, x, B * M * ld * sizeof(float));
+    ops_ref_row_affine(ref, ld, x, ld, a, hs, lds, hsa, hu, ldu, B, M, N);
+    float *dx = alias ? dy : dev_from(be, x, B * M * ld), *da = dev_from(be, a, B * M);
+    float *dsa = dev_from(be, sa, B * M);
+    float *ds = dev_from(be, sm, (lds ? M : 1) * (lds ? lds : N));
+    float *du = dev_from(be, um, (ldu ? M : 1) * (ldu ? ldu : N));
+    be->row_affine(be, dy, ld, dx, ld, da, hs ? ds : NULL, lds, hsa ? dsa : NULL, hu ? du : NULL,
+                   ldu, B, M, N);
+    float *out = host_from(be, dy, B * M * ld);
+    char shape[160];
+    snprintf(shape, sizeof shape, "B=%lld M=%lld N=%lld pad=%lld terms=%d lds=%lld ldu=%lld alias=%d",
+             (long long)B, (long long)M, (long long)N, (long long)pad, terms, (long long)lds,
+             (long long)ldu, alias);
+    check_close(be, "row_affine", shape, out, ref, B * M * ld);
+    free(x), free(a), free(sa), free(sm), free(um), free(ref), free(out);
+    if (!alias) be->free(be, dx);
+    be->free(be, dy), be->free(be, da), be->free(be, dsa), be->free(be, ds), be->free(be, du);
 }
 
 static void case_layer_norm(backend_t *be, int64_t M, int64_t C, float eps, int alias) {
@@ -436,6 +512,23 @@ static void test_backend_ops(backend_t *be) {
     case_bmm(be, 7, 45, 128, 128, 1);
     // attention: packed qkv windows, nh>1, odd lengths, Lq != Lk, large logits
     case_attention(be, 2, 64, 64, 1, 96, 1, 0, 1);
+    // low-rank LayerNorm helpers (optional ops)
+    if (be->attention_probs) {
+        case_attention_probs(be, 1, 1, 1, 1, 1, 0, 0, 1);
+        case_attention_probs(be, 3, 100, 8, 8, 16, 5, 3, 1);
+        case_attention_probs(be, 2, 70, 13, 2, 7, 0, 0, 30);   // large logits
+    }
+    if (be->lowrank_rstd) {
+        case_lowrank_rstd(be, 1, 1, 1, 4, 0, 0);
+        case_lowrank_rstd(be, 3, 100, 64, 256, 7, 0);
+        case_lowrank_rstd(be, 2, 90, 129, 256, 0, 1);
+    }
+    if (be->row_affine) {
+        for (int terms = 0; terms < 8; terms++) case_row_affine(be, 2, 50, 37, 3, terms, 40, 0, 0);
+        case_row_affine(be, 3, 64, 384, 0, 3, 384, 384, 1);
+        case_row_affine(be, 2, 64, 256, 0, 7, 256, 256, 1);
+        case_row_affine(be, 1, 7, 5, 2, 2, 0, 6, 1);
+    }
     case_attention(be, 1, 100, 100, 2, 16, 1, 0, 1);
     case_attention(be, 3, 8, 200, 8, 16, 0, 5, 1);
     case_attention(be, 2, 130, 8, 8, 16, 0, 0, 1);
