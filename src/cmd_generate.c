@@ -258,7 +258,11 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
             }
         }
         if (rc) {
-            fprintf(stderr, "sam2amg generate: %s: %s\n", images[k], err.msg);
+            /* image_load's messages name the file already */
+            if (!strncmp(err.msg, images[k], strlen(images[k])))
+                fprintf(stderr, "sam2amg generate: %s\n", err.msg);
+            else
+                fprintf(stderr, "sam2amg generate: %s: %s\n", images[k], err.msg);
             failed++;
         }
         amg_result_free(&res);
