@@ -385,6 +385,18 @@ static void att_task(void *arg, int64_t begin, int64_t end, int tid) {
     }
 }
 
+/* att_query_block: query rows per attention work item. Big blocks amortize
+ * the GEMM calls when Lk is short (windows, 8 decoder tokens); they are
+ * halved while there are too few items to share among the threads. */
+static int64_t att_query_block(const cpu_ctx_t *c, int64_t B, int64_t Lq, int64_t Lk,
+                               int64_t nh) {
+    int64_t qb = ATT_SCORES / Lk;
+    qb = qb < ATT_QB_MIN ? ATT_QB_MIN : qb;
+    qb = qb > Lq ? (Lq > 0 ? Lq : 1) : qb;
+    while (qb > ATT_QB_MIN && B * nh * ((Lq + qb - 1) / qb) < 4 * c->n_threads) qb = (qb + 1) / 2;
+    return qb;
+}
+
 static void cpu_attention(backend_t *be, float *o, const float *q, int64_t ldq,
                           const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t B,
                           int64_t Lq, int64_t Lk, int64_t nh, int64_t dh, float scale) {
@@ -392,12 +404,7 @@ static void cpu_attention(backend_t *be, float *o, const float *q, int64_t ldq,
     CHECK(B >= 0 && Lq >= 0 && Lk > 0 && nh > 0 && dh > 0);
     CHECK(ldq >= nh * dh && ldk >= nh * dh && ldv >= nh * dh);
     cpu_ctx_t *c = cpu_ctx(be);
-    /* big blocks amortize the GEMM calls when Lk is short (windows, 8
-     * decoder tokens); halve them while there are too few items to share */
-    int64_t qb = ATT_SCORES / Lk;
-    qb = qb < ATT_QB_MIN ? ATT_QB_MIN : qb;
-    qb = qb > Lq ? (Lq > 0 ? Lq : 1) : qb;
-    while (qb > ATT_QB_MIN && B * nh * ((Lq + qb - 1) / qb) < 4 * c->n_threads) qb = (qb + 1) / 2;
+    int64_t qb = att_query_block(c, B, Lq, Lk, nh);
     att_job_t A = {.o = o, .q = q, .k = k, .v = v, .ldq = ldq, .ldk = ldk, .ldv = ldv, .B = B,
                    .Lq = Lq, .Lk = Lk, .nh = nh, .dh = dh, .qb = qb, .nqb = (Lq + qb - 1) / qb,
                    .scale = scale, .ctx = c};
@@ -567,10 +574,7 @@ static void cpu_attention_probs(backend_t *be, float *p, int64_t ldp, const floa
     CHECK(B >= 0 && Lq >= 0 && Lk > 0 && nh > 0 && dh > 0);
     CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh);
     cpu_ctx_t *c = cpu_ctx(be);
-    int64_t qb = ATT_SCORES / Lk;
-    qb = qb < ATT_QB_MIN ? ATT_QB_MIN : qb;
-    qb = qb > Lq ? (Lq > 0 ? Lq : 1) : qb;
-    while (qb > ATT_QB_MIN && B * nh * ((Lq + qb - 1) / qb) < 4 * c->n_threads) qb = (qb + 1) / 2;
+    int64_t qb = att_query_block(c, B, Lq, Lk, nh);
     att_job_t A = {.o = p, .q = q, .k = k, .ldq = ldq, .ldk = ldk, .ldv = ldp, .B = B, .Lq = Lq,
                    .Lk = Lk, .nh = nh, .dh = dh, .qb = qb, .nqb = (Lq + qb - 1) / qb,
                    .scale = scale, .ctx = c};
