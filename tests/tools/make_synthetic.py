@@ -70,18 +70,9 @@ def main():
         else:
             sys.exit("unknown option " + a)
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(oracle)))
-    import sam2_oracle as so
-    so.stub_modules()
-    sys.path.insert(0, src)
-    so.shim_torch()
-    import sam2.automatic_mask_generator as amgmod
-    init = amgmod.SAM2AutomaticMaskGenerator.__init__
-
-    def patched_init(self, *a, **k):
-        k.update(extra)
-        init(self, *a, **k)
-    amgmod.SAM2AutomaticMaskGenerator.__init__ = patched_init
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from oracle_import import load_oracle
+    so = load_oracle(oracle, src, extra)
 
     install = so.install_synthetic
 
