@@ -20,6 +20,7 @@
  * refused with a message naming it. Values live in a pool freed at the end;
  * every length, index and memo reference is bounds-checked.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unzip.h>
@@ -76,9 +77,12 @@ static int up_fail(unpickler *u, const char *reason, const char *detail) {
 
 static int grow(void **arr, int *cap, int need, size_t elem) {
     if (need <= *cap) return 0;
+    if (need > INT_MAX / 2) return -1; /* the doubling below must not overflow */
     int nc = *cap ? *cap : 16;
     while (nc < need) nc *= 2;
-    void *na = realloc(*arr, (size_t)nc * elem);
+    size_t bytes;
+    if (!size_bytes(nc, elem, &bytes)) return -1;
+    void *na = realloc(*arr, bytes);
     if (!na) return -1;
     *arr = na, *cap = nc;
     return 0;
@@ -339,7 +343,8 @@ static pv *unpickle(unpickler *u) {
             if (!(a = top(u))) break;
             if (idx > (size_t)(u->end - u->start)) { up_fail(u, "memo index out of range", NULL); break; }
             if (idx >= u->nmemo) {
-                pv **nm = realloc(u->memo, (idx + 1) * sizeof *nm);
+                size_t mbytes;
+                pv **nm = size_bytes((int64_t)idx + 1, sizeof *nm, &mbytes) ? realloc(u->memo, mbytes) : NULL;
                 if (!nm) { up_fail(u, "out of memory", NULL); break; }
                 memset(nm + u->nmemo, 0, (idx + 1 - u->nmemo) * sizeof *nm);
                 u->memo = nm, u->nmemo = idx + 1;
@@ -486,13 +491,32 @@ static int zentry_cmp(const void *a, const void *b) {
     return strcmp(((const zentry *)a)->name, ((const zentry *)b)->name);
 }
 
+/* zip_sizes_check: an entry's sizes, as the zip directory states them,
+ * against the file (maplen bytes): the compressed bytes fit in the file, a
+ * stored entry is as long as it is compressed, and a deflated one expands
+ * at most 1032 times (deflate's limit), so a lying directory cannot make a
+ * 500-byte file allocate gigabytes. The reads check the real lengths. */
+static int zip_sizes_check(const zentry *e, size_t maplen, const char *path, err_t *err) {
+    int64_t most;
+    if (e->csize > maplen || e->usize > (ZPOS64_T)INT64_MAX ||
+        (e->method == 0 && e->usize != e->csize) ||
+        !size_mul_add((int64_t)e->csize, 1032, 64, &most) || (int64_t)e->usize > most)
+        return err_set(err, ERR_FORMAT, "%s: entry %s: sizes %llu (compressed) / %llu do not fit a %zu-byte file",
+                       path, e->name, (unsigned long long)e->csize, (unsigned long long)e->usize, maplen);
+    return 0;
+}
+
 /* zip_read: a whole entry into a malloc'd buffer (CRC checked). */
-static int zip_read(unzFile uf, zentry *e, const char *path, unsigned char **out, err_t *err) {
+static int zip_read(unzFile uf, zentry *e, size_t maplen, const char *path, unsigned char **out,
+                    err_t *err) {
     *out = NULL;
+    int zrc = zip_sizes_check(e, maplen, path, err);
+    if (zrc) return zrc;
     if (e->usize > (ZPOS64_T)1 << 32)
         return err_set(err, ERR_FORMAT, "%s: entry %s too large (%llu bytes)", path, e->name,
                        (unsigned long long)e->usize);
-    unsigned char *b = malloc((size_t)e->usize + 1);
+    size_t alloc;
+    unsigned char *b = size_bytes((int64_t)e->usize + 1, 1, &alloc) ? malloc(alloc) : NULL;
     if (!b) return err_set(err, ERR_NOMEM, "%s: out of memory reading %s", path, e->name);
     int rc = unzGoToFilePos64(uf, &e->pos);
     if (rc == UNZ_OK) rc = unzOpenCurrentFile(uf);
@@ -534,20 +558,23 @@ static int storage_bytes(weights_t *w, unzFile uf, zentry *ents, int nents, cons
     if (e->encrypted) return err_set(err, ERR_FORMAT, "%s: entry %s is encrypted", path, name);
     size_t maplen;
     const unsigned char *map = weights_map(w, &maplen);
+    int rc = zip_sizes_check(e, maplen, path, err);
+    if (rc) return rc;
     if (e->method == 0) {
         if (unzGoToFilePos64(uf, &e->pos) != UNZ_OK || unzOpenCurrentFile(uf) != UNZ_OK)
             return err_set(err, ERR_FORMAT, "%s: cannot open zip entry %s (corrupt or truncated)", path, name);
         ZPOS64_T at = unzGetCurrentFileZStreamPos64(uf);
         unzCloseCurrentFile(uf);
-        if (e->csize != e->usize || at > maplen || e->usize > maplen - at)
+        int64_t end;
+        if (at > maplen || !size_add((int64_t)at, (int64_t)e->usize, &end) || (uint64_t)end > maplen)
             return err_set(err, ERR_FORMAT, "%s: entry %s: %llu bytes at offset %llu run past the end of the file (%zu bytes)",
                            path, name, (unsigned long long)e->usize, (unsigned long long)at, maplen);
         e->data = map + at;
     } else {
         unsigned char *b;
-        int rc = zip_read(uf, e, path, &b, err);
+        rc = zip_read(uf, e, maplen, path, &b, err);
         if (rc) return rc;
-        unsigned char *owned = weights_own(w, (size_t)e->usize);
+        unsigned char *owned = weights_own(w, (size_t)e->usize); /* <= 2^32, checked by zip_read */
         if (!owned) { free(b); return err_set(err, ERR_NOMEM, "%s: out of memory", path); }
         memcpy(owned, b, (size_t)e->usize);
         free(b);
@@ -558,45 +585,59 @@ static int storage_bytes(weights_t *w, unzFile uf, zentry *ents, int nents, cons
 }
 
 /* add_tensor: check t against its storage and hand it to weights_add,
- * gathering a non-contiguous view into an owned block. */
+ * gathering a non-contiguous view into an owned block.
+ *
+ * Every number here comes from the file: the storage's element count and
+ * byte length, the view's offset, sizes and strides. Each product and sum
+ * goes through size.h, so a hostile view (size 17, stride 2^60, whose last
+ * element index wraps to 0 in plain arithmetic) is refused instead of being
+ * read at base + 2^60 * idx. */
 static int add_tensor(weights_t *w, unzFile uf, zentry *ents, int nents, const char *prefix,
                       const char *name, const pv *t, err_t *err) {
     const char *path = weights_path(w);
     const pv *s = t->storage;
     if (s->dt < 0)
         return err_set(err, ERR_FORMAT, "%s: tensor %s: unsupported dtype (%s)", path, name, s->gname);
-    size_t esz = weights_dtype_size((wdtype_t)s->dt);
+    const int64_t esz = (int64_t)weights_dtype_size((wdtype_t)s->dt);
     const unsigned char *base = NULL;
     uint64_t bytes = 0;
     int rc = storage_bytes(w, uf, ents, nents, prefix, s->s, &base, &bytes, err);
     if (rc) return rc;
-    if ((uint64_t)s->i > bytes / esz)
-        return err_set(err, ERR_FORMAT, "%s: tensor %s: storage %s holds %llu bytes, %lld elements of %zu expected",
-                       path, name, s->s, (unsigned long long)bytes, (long long)s->i, esz);
-    /* highest element index the view reaches, with overflow guards */
-    uint64_t numel = 1, last = (uint64_t)t->offset, lim = UINT64_C(1) << 60;
+    int64_t need;
+    if (!size_mul(s->i, esz, &need) || (uint64_t)need > bytes)
+        return err_set(err, ERR_FORMAT, "%s: tensor %s: storage %s holds %llu bytes, %lld elements of %lld expected",
+                       path, name, s->s, (unsigned long long)bytes, (long long)s->i, (long long)esz);
+    if (t->offset > s->i)
+        return err_set(err, ERR_FORMAT, "%s: tensor %s: storage offset %lld is past its storage of %lld elements",
+                       path, name, (long long)t->offset, (long long)s->i);
+    int64_t numel;
+    if (!size_prod(t->size, t->ndim, WEIGHTS_MAX_NUMEL, &numel))
+        return err_set(err, ERR_FORMAT, "%s: tensor %s: shape overflows or exceeds %lld elements", path, name,
+                       (long long)WEIGHTS_MAX_NUMEL);
+    /* last: the highest element index the view reaches, offset +
+     * sum (size - 1) * stride; expect: the stride of a contiguous layout */
+    int64_t last = t->offset, expect = 1;
     int contiguous = 1;
-    uint64_t expect = 1;
-    for (int d = t->ndim - 1; d >= 0; d--) {
-        uint64_t sz = (uint64_t)t->size[d], st = (uint64_t)t->stride[d];
-        if (sz > lim || st > lim || (sz && numel > lim / sz)) return err_set(err, ERR_FORMAT, "%s: tensor %s: absurd shape", path, name);
-        numel *= sz;
-        if (sz > 1 && st != expect) contiguous = 0;
-        expect *= sz;
-        if (sz) last += (sz - 1) * st;
+    for (int d = t->ndim - 1; numel && d >= 0; d--) {
+        if (!size_mul_add(t->size[d] - 1, t->stride[d], last, &last))
+            return err_set(err, ERR_FORMAT, "%s: tensor %s: view (size %lld, stride %lld in dim %d) overflows",
+                           path, name, (long long)t->size[d], (long long)t->stride[d], d);
+        if (t->size[d] > 1 && t->stride[d] != expect) contiguous = 0;
+        expect *= t->size[d]; /* at most numel, checked above */
     }
-    if (numel && last >= (uint64_t)s->i)
+    if (numel && last >= s->i)
         return err_set(err, ERR_FORMAT, "%s: tensor %s: view (offset %lld) reaches past its storage of %lld elements",
                        path, name, (long long)t->offset, (long long)s->i);
-    const void *data = base + (size_t)t->offset * esz;
+    const void *data = base + t->offset * esz; /* offset * esz <= need <= bytes */
     if (!contiguous && numel) {
-        unsigned char *dst = weights_own(w, (size_t)numel * esz);
-        if (!dst) return err_set(err, ERR_NOMEM, "%s: out of memory", path);
+        size_t nbytes;
+        unsigned char *dst = size_bytes(numel, (size_t)esz, &nbytes) ? weights_own(w, nbytes) : NULL;
+        if (!dst) return err_set(err, ERR_NOMEM, "%s: tensor %s: out of memory", path, name);
         int64_t idx[WEIGHTS_MAX_DIMS] = {0};
-        for (uint64_t k = 0; k < numel; k++) {
-            uint64_t src = (uint64_t)t->offset;
-            for (int d = 0; d < t->ndim; d++) src += (uint64_t)idx[d] * (uint64_t)t->stride[d];
-            memcpy(dst + k * esz, base + src * esz, esz);
+        for (int64_t k = 0; k < numel; k++) {
+            int64_t src = t->offset; /* <= last: every term was bounded above */
+            for (int d = 0; d < t->ndim; d++) src += idx[d] * t->stride[d];
+            memcpy(dst + k * esz, base + src * esz, (size_t)esz);
             for (int d = t->ndim - 1; d >= 0 && ++idx[d] == t->size[d]; d--) idx[d] = 0;
         }
         data = dst;
@@ -663,12 +704,12 @@ int pt_load(weights_t *w, err_t *err) {
     zentry *bo = bsearch(&probe, ents, (size_t)nents, sizeof *ents, zentry_cmp);
     if (bo) {
         unsigned char *b;
-        if ((rc = zip_read(uf, bo, path, &b, err))) goto done;
+        if ((rc = zip_read(uf, bo, mf.len, path, &b, err))) goto done;
         int little = bo->usize == 6 && !memcmp(b, "little", 6);
         free(b);
         if (!little) { rc = err_set(err, ERR_FORMAT, "%s: big-endian checkpoint (not supported)", path); goto done; }
     }
-    if ((rc = zip_read(uf, pk, path, &pkl, err))) goto done;
+    if ((rc = zip_read(uf, pk, mf.len, path, &pkl, err))) goto done;
     u.start = u.p = pkl;
     u.end = pkl + pk->usize;
     u.path = path;

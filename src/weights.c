@@ -137,16 +137,20 @@ wtensor_t *weights_add(weights_t *w, const char *name, wdtype_t dtype, int ndim,
         w->block_used = 0;
     }
     wtensor_t *t = &w->block[w->block_used];
-    int64_t numel = 1;
-    for (int i = 0; i < ndim; i++) numel *= shape[i];
-    size_t esz = dtype_info[dtype].size;
+    int64_t numel;
+    size_t esz = dtype_info[dtype].size, nbytes;
+    if (!size_prod(shape, ndim, WEIGHTS_MAX_NUMEL, &numel) || !size_bytes(numel, esz, &nbytes)) {
+        *rc = err_set(err, ERR_FORMAT, "%s: tensor '%s': shape overflows or exceeds %lld elements", w->path,
+                      name, (long long)WEIGHTS_MAX_NUMEL);
+        return NULL;
+    }
     char *nm = weights_own(w, strlen(name) + 1);
     if (!nm) goto nomem;
     strcpy(nm, name);
     if ((uintptr_t)data % esz) { /* misaligned in the file: copy once */
-        void *cp = weights_own(w, (size_t)numel * esz);
+        void *cp = weights_own(w, nbytes);
         if (!cp) goto nomem;
-        memcpy(cp, data, (size_t)numel * esz);
+        memcpy(cp, data, nbytes);
         data = cp;
     }
     w->block_used++;
@@ -178,7 +182,8 @@ static int st_load(weights_t *w, err_t *err) {
     const char *path = w->path;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | w->map[i];
-    if (hlen > w->map_len - 8)
+    int64_t hend; /* 8 + hlen: where the data begins */
+    if (hlen > (uint64_t)INT64_MAX || !size_add(8, (int64_t)hlen, &hend) || (uint64_t)hend > w->map_len)
         return err_set(err, ERR_FORMAT,
                        "%s: truncated safetensors file: header of %llu bytes, file holds %zu",
                        path, (unsigned long long)hlen, w->map_len);
@@ -187,8 +192,8 @@ static int st_load(weights_t *w, err_t *err) {
     json_t *h = NULL;
     int rc = json_parse(&h, (const char *)w->map + 8, (size_t)hlen, what, err);
     if (rc) return rc;
-    const unsigned char *data = w->map + 8 + hlen;
-    uint64_t data_len = w->map_len - 8 - hlen;
+    const unsigned char *data = w->map + hend;
+    const int64_t data_len = (int64_t)(w->map_len - (size_t)hend);
     size_t n = json_len(h);
     span *sp = calloc(n + 1, sizeof *sp);
     size_t ns = 0;
@@ -215,29 +220,32 @@ static int st_load(weights_t *w, err_t *err) {
         if (dtype < 0) { err_set(err, ERR_FORMAT, "%s: tensor '%s': unsupported dtype '%s'", path, name, dt); goto done; }
         int ndim = (int)json_len(shp);
         if (ndim > WEIGHTS_MAX_DIMS) { err_set(err, ERR_FORMAT, "%s: tensor '%s': %d dims (at most %d)", path, name, ndim, WEIGHTS_MAX_DIMS); goto done; }
-        int64_t shape[WEIGHTS_MAX_DIMS], b, en;
-        uint64_t numel = 1, limit = UINT64_C(1) << 60;
+        int64_t shape[WEIGHTS_MAX_DIMS], b, en, numel, bytes, span_len;
         for (int i = 0; i < ndim; i++) {
-            if (json_int(json_at(shp, (size_t)i), &shape[i]) || shape[i] < 0 || (uint64_t)shape[i] > limit) {
+            if (json_int(json_at(shp, (size_t)i), &shape[i]) || shape[i] < 0) {
                 err_set(err, ERR_FORMAT, "%s: tensor '%s': bad shape entry %d", path, name, i);
                 goto done;
             }
-            numel = shape[i] ? (numel > limit / (uint64_t)shape[i] ? limit + 1 : numel * (uint64_t)shape[i]) : 0;
         }
         if (json_int(json_at(off, 0), &b) || json_int(json_at(off, 1), &en) || b < 0 || en < b) {
             err_set(err, ERR_FORMAT, "%s: tensor '%s': bad data_offsets", path, name);
             goto done;
         }
-        if (numel > limit) { err_set(err, ERR_FORMAT, "%s: tensor '%s': shape too large", path, name); goto done; }
-        uint64_t bytes = numel * dtype_info[dtype].size;
-        if ((uint64_t)(en - b) != bytes) {
-            err_set(err, ERR_FORMAT, "%s: tensor '%s': data_offsets span %lld bytes, shape and dtype need %llu",
-                    path, name, (long long)(en - b), (unsigned long long)bytes);
+        if (!size_prod(shape, ndim, WEIGHTS_MAX_NUMEL, &numel) ||
+            !size_mul(numel, (int64_t)dtype_info[dtype].size, &bytes)) {
+            err_set(err, ERR_FORMAT, "%s: tensor '%s': shape too large (overflows or exceeds %lld elements)", path,
+                    name, (long long)WEIGHTS_MAX_NUMEL);
             goto done;
         }
-        if ((uint64_t)en > data_len) {
-            err_set(err, ERR_FORMAT, "%s: tensor '%s': data ends at byte %lld, past the end of the data (%llu bytes): truncated file?",
-                    path, name, (long long)en, (unsigned long long)data_len);
+        span_len = en - b; /* 0 <= b <= en: no overflow */
+        if (span_len != bytes) {
+            err_set(err, ERR_FORMAT, "%s: tensor '%s': data_offsets span %lld bytes, shape and dtype need %lld",
+                    path, name, (long long)span_len, (long long)bytes);
+            goto done;
+        }
+        if (en > data_len) {
+            err_set(err, ERR_FORMAT, "%s: tensor '%s': data ends at byte %lld, past the end of the data (%lld bytes): truncated file?",
+                    path, name, (long long)en, (long long)data_len);
             goto done;
         }
         sp[ns++] = (span){(uint64_t)b, (uint64_t)en, name};
@@ -258,9 +266,9 @@ static int st_load(weights_t *w, err_t *err) {
         }
         at = sp[i].end;
     }
-    if (at != data_len) {
+    if (at != (uint64_t)data_len) {
         err_set(err, ERR_FORMAT, "%s: %llu bytes of data after the last tensor", path,
-                (unsigned long long)(data_len - at));
+                (unsigned long long)((uint64_t)data_len - at));
         goto done;
     }
     rc = 0;
@@ -380,15 +388,13 @@ int weights_open_random(weights_t **out, uint64_t seed) {
 
 static const float *random_get(weights_t *w, const char *name, int ndim, const int64_t *shape,
                                err_t *err) {
-    int64_t numel = 1;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0 || (shape[i] && numel > (INT64_C(1) << 40) / shape[i])) {
-            err_set(err, ERR_TOO_BIG, "%s: key %s: bad shape", w->path, name);
-            return NULL;
-        }
-        numel *= shape[i];
+    int64_t numel;
+    size_t nbytes;
+    if (!size_prod(shape, ndim, WEIGHTS_MAX_NUMEL, &numel) || !size_bytes(numel, sizeof(float), &nbytes)) {
+        err_set(err, ERR_TOO_BIG, "%s: key %s: bad shape", w->path, name);
+        return NULL;
     }
-    float *d = weights_own(w, (size_t)numel * sizeof(float));
+    float *d = weights_own(w, nbytes);
     int rc;
     if (!d || !weights_add(w, name, WDT_F32, ndim, shape, d, &rc, err)) {
         err_set(err, ERR_NOMEM, "%s: out of memory", w->path);

@@ -4,7 +4,14 @@
 #ifndef SAM2AMG_WEIGHTS_INT_H
 #define SAM2AMG_WEIGHTS_INT_H
 
+#include "size.h"
 #include "weights.h"
+
+/* WEIGHTS_MAX_NUMEL: the most elements one tensor may have (2^40; the
+ * largest SAM 2.1 tensor has a few million). Shapes from a file are
+ * multiplied with size_prod under this limit, so a hostile shape is an
+ * ERR_FORMAT and never an overflowed allocation. */
+#define WEIGHTS_MAX_NUMEL (INT64_C(1) << 40)
 
 /* The read-only mapping of the checkpoint file being loaded. */
 const unsigned char *weights_map(const weights_t *w, size_t *len);

@@ -466,6 +466,163 @@ static void test_pt_malformed(void) {
     expect_open_fail("a corrupt deflated data.pkl", tmp_path("crc.pt"), ERR_FORMAT, "data.pkl");
 }
 
+/* pk_int: a pickle integer: BININT1 for 0..255, else LONG1 with 8 bytes. */
+static size_t pk_int(unsigned char *b, int64_t v) {
+    if (v >= 0 && v < 256) {
+        b[0] = 'K', b[1] = (unsigned char)v;
+        return 2;
+    }
+    b[0] = 0x8a, b[1] = 8;
+    for (int i = 0; i < 8; i++) b[2 + i] = (unsigned char)((uint64_t)v >> (8 * i));
+    return 10;
+}
+
+/* pk_view: like pk_tensor, any storage numel, offset, sizes and strides. */
+static size_t pk_view(unsigned char *b, const char *stype, int64_t numel, int64_t offset, int ndim,
+                      const int64_t *size, const int64_t *stride) {
+    size_t n = 0;
+#define PUT(s) (memcpy(b + n, s, sizeof(s) - 1), n += sizeof(s) - 1)
+    PUT("\x80\x02}q\x00X\x01\x00\x00\x00" "w");
+    PUT("ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storage");
+    n += (size_t)sprintf((char *)b + n, "ctorch\n%s\n", stype);
+    PUT("X\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpu");
+    n += pk_int(b + n, numel);
+    PUT("tQ");
+    n += pk_int(b + n, offset);
+    b[n++] = '(';
+    for (int d = 0; d < ndim; d++) n += pk_int(b + n, size[d]);
+    b[n++] = 't', b[n++] = '(';
+    for (int d = 0; d < ndim; d++) n += pk_int(b + n, stride[d]);
+    PUT("t\x89)tRs.");
+#undef PUT
+    return n;
+}
+
+/* test_pt_hostile: views whose arithmetic overflows (issue: size 17 with
+ * stride 2^60 wrapped to 0, passed the storage check and was read at
+ * base + idx * 2^60), storages whose byte size overflows, lying zip sizes:
+ * each is refused with ERR_FORMAT and a message naming the reason. A
+ * stride-0 expansion (legal in torch) still loads. */
+static void test_pt_hostile(void) {
+    static const struct {
+        const char *label, *stype;
+        int64_t numel, offset;
+        int ndim;
+        int64_t size[3], stride[3];
+        const char *want;
+    } c[] = {
+        {"size 17 stride 2^60 (wraps to 0)", "ByteStorage", 64, 0, 1, {17}, {INT64_C(1) << 60},
+         "view (size 17, stride 1152921504606846976 in dim 0) overflows"},
+        {"two dims whose reach sums past 2^63", "ByteStorage", 64, 0, 2, {2, 2},
+         {INT64_C(1) << 62, INT64_C(1) << 62}, "overflows"},
+        {"negative stride", "ByteStorage", 64, 0, 1, {4}, {-1}, "bad tensor size or stride"},
+        {"negative size", "ByteStorage", 64, 0, 1, {-4}, {1}, "bad tensor size or stride"},
+        {"negative storage offset", "ByteStorage", 64, -8, 1, {4}, {1}, "bad tensor storage offset"},
+        {"huge storage offset", "FloatStorage", 16, INT64_C(1) << 62, 1, {1}, {1},
+         "storage offset 4611686018427387904 is past its storage of 16 elements"},
+        {"huge storage offset, empty view", "FloatStorage", 16, INT64_C(1) << 62, 1, {0}, {1},
+         "is past its storage"},
+        {"shape product overflows int64", "ByteStorage", 64, 0, 3, {INT64_C(1) << 32, INT64_C(1) << 32,
+         INT64_C(1) << 32}, {0, 0, 0}, "shape overflows or exceeds"},
+        {"shape product over the element limit", "ByteStorage", 64, 0, 2, {INT64_C(1) << 21,
+         INT64_C(1) << 21}, {0, 0}, "shape overflows or exceeds"},
+        {"storage numel * element size overflows", "FloatStorage", INT64_C(1) << 62, 0, 1, {1}, {1},
+         "holds 64 bytes, 4611686018427387904 elements of 4 expected"},
+        {"storage numel larger than its entry", "LongStorage", 9, 0, 1, {1}, {1},
+         "holds 64 bytes, 9 elements of 8 expected"},
+        {"view one past its storage", "FloatStorage", 16, 15, 1, {2}, {1}, "reaches past its storage"},
+    };
+    unsigned char pkl[512], storage[64];
+    for (int i = 0; i < 64; i++) storage[i] = (unsigned char)i;
+    const char *names[] = {"archive/data.pkl", "archive/data/0", "archive/byteorder"};
+    for (size_t k = 0; k < sizeof c / sizeof c[0]; k++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "hostile%zu.pt", k);
+        size_t pl = pk_view(pkl, c[k].stype, c[k].numel, c[k].offset, c[k].ndim, c[k].size, c[k].stride);
+        const void *data[] = {pkl, storage, "little"};
+        size_t lens[] = {pl, sizeof storage, 6};
+        write_zip(tmp_path(nm), 3, names, data, lens, 0);
+        expect_open_fail(c[k].label, tmp_path(nm), ERR_FORMAT, c[k].want);
+    }
+    /* the same builder with sane numbers loads: a stride-0 expansion and a
+     * transposed view are gathered from the storage */
+    err_t err = {{0}};
+    weights_t *w = NULL;
+    size_t pl = pk_view(pkl, "ByteStorage", 64, 3, 1, (int64_t[]){5}, (int64_t[]){0});
+    const void *data[] = {pkl, storage, "little"};
+    size_t lens[] = {pl, sizeof storage, 6};
+    write_zip(tmp_path("expand.pt"), 3, names, data, lens, 0);
+    int rc = weights_open(&w, tmp_path("expand.pt"), &err);
+    wtensor_t *t = rc ? NULL : weights_find(w, "w");
+    const unsigned char *u = t ? t->data : NULL;
+    TEST_CHECK(u && t->numel == 5 && u[0] == 3 && u[4] == 3, "stride-0 view loads (5 copies of element 3)",
+               "%s", err.msg);
+    weights_close(w);
+    pl = pk_view(pkl, "ByteStorage", 64, 1, 2, (int64_t[]){3, 2}, (int64_t[]){1, 8});
+    lens[0] = pl;
+    write_zip(tmp_path("transposed.pt"), 3, names, data, lens, 0);
+    rc = weights_open(&w, tmp_path("transposed.pt"), &err);
+    t = rc ? NULL : weights_find(w, "w");
+    u = t ? t->data : NULL;
+    TEST_CHECK(u && t->numel == 6 && u[0] == 1 && u[1] == 9 && u[2] == 2 && u[5] == 11,
+               "non-contiguous view at an offset is gathered", "%s", err.msg);
+    weights_close(w);
+
+    /* a zip directory that lies: data.pkl deflated to a few bytes but
+     * claiming 2 GiB uncompressed must not be allocated */
+    pl = pk_tensor(pkl, "FloatStorage", 1, 1, 1, 0);
+    float four = 4.0f;
+    const void *d2[] = {pkl, &four, "little"};
+    size_t l2[] = {pl, 4, 6};
+    write_zip(tmp_path("liar.pt"), 3, names, d2, l2, 1);
+    size_t len;
+    unsigned char *b = read_all(tmp_path("liar.pt"), &len);
+    int patched = 0;
+    for (size_t i = 0; b && i + 46 + 16 <= len; i++)
+        if (!memcmp(b + i, "PK\x01\x02", 4) && !memcmp(b + i + 46, "archive/data.pkl", 16)) {
+            b[i + 24] = 0, b[i + 25] = 0, b[i + 26] = 0, b[i + 27] = 0x80; /* 2 GiB */
+            patched++;
+        }
+    write_all(tmp_path("liar.pt"), b, len);
+    free(b);
+    TEST_CHECK(patched == 1, "patched the directory's uncompressed size", "%d", patched);
+    expect_open_fail("a zip entry claiming 2 GiB from a few bytes", tmp_path("liar.pt"), ERR_FORMAT,
+                     "do not fit a");
+
+    /* safetensors: offsets, shapes and header lengths near the int64 edge */
+    static const struct { const char *label, *header; size_t data; const char *want; } st[] = {
+        {"data_offsets near 2^63", "{\"a\":{\"dtype\":\"U8\",\"shape\":[7],"
+         "\"data_offsets\":[9223372036854775800,9223372036854775807]}}", 8, "past the end of the data"},
+        {"data_offsets beyond int64", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],"
+         "\"data_offsets\":[0,18446744073709551615]}}", 8, "bad data_offsets"},
+        {"shape bytes overflow int64", "{\"a\":{\"dtype\":\"I64\",\"shape\":[2305843009213693952],"
+         "\"data_offsets\":[0,8]}}", 8, "shape too large"},
+        {"shape product overflows int64", "{\"a\":{\"dtype\":\"U8\",\"shape\":[4294967296,4294967296,4294967296],"
+         "\"data_offsets\":[0,8]}}", 8, "shape too large"},
+    };
+    for (size_t k = 0; k < sizeof st / sizeof st[0]; k++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "hostile%zu.safetensors", k);
+        write_st(tmp_path(nm), st[k].header, st[k].data);
+        expect_open_fail(st[k].label, tmp_path(nm), ERR_FORMAT, st[k].want);
+    }
+    /* a zero dim makes huge ones harmless (0 elements, as the safetensors
+     * reader's checked product says): loads */
+    write_st(tmp_path("zerohuge.safetensors"), "{\"a\":{\"dtype\":\"U8\",\"shape\":[0,9223372036854775807,"
+             "9223372036854775807],\"data_offsets\":[0,0]}}", 0);
+    rc = weights_open(&w, tmp_path("zerohuge.safetensors"), &err);
+    t = rc ? NULL : weights_find(w, "a");
+    TEST_CHECK(t && t->numel == 0, "shape [0, 2^63-1, 2^63-1] loads as an empty tensor", "%s", err.msg);
+    weights_close(w);
+    /* header lengths: 2^63 - 1 (8 + it overflows) and 2^64 - 1 */
+    unsigned char hl[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, '{', '}'};
+    write_all(tmp_path("hlen63.safetensors"), hl, sizeof hl);
+    expect_open_fail("header length 2^63 - 1", tmp_path("hlen63.safetensors"), ERR_FORMAT, "truncated");
+    hl[7] = 0xff;
+    write_all(tmp_path("hlen64.safetensors"), hl, sizeof hl);
+    expect_open_fail("header length 2^64 - 1", tmp_path("hlen64.safetensors"), ERR_FORMAT, "truncated");
+}
+
 static void test_random_mode(void) {
     weights_t *a = NULL, *b = NULL, *c = NULL;
     err_t err = {{0}};
@@ -603,6 +760,7 @@ int main(void) {
     test_safetensors_malformed();
     test_pt_fixture();
     test_pt_malformed();
+    test_pt_hostile();
     test_random_mode();
     test_mutants();
     char cmd[300];
