@@ -6,6 +6,13 @@
  * only, so it depends on nothing but libc: users' own sqlite3 shell and
  * Python's sqlite3 `.load` it. rle_to_png writes a PNG with stored
  * (uncompressed) deflate blocks for the same reason: no zlib needed.
+ *
+ * Every argument is hostile until checked: the rle text is read by a strict
+ * parser (exactly {"size":[h,w],"counts":"..."}), h*w must fit COCO's
+ * 32-bit counts and the runs must cover it exactly, and every buffer size
+ * derived from h and w (rle_to_png) goes through include/size.h. Past
+ * arg_get the sizes are known to fit 32 bits, which is what rle.c's uint32
+ * parameters need.
  */
 #ifdef SAM2AMG_SQL_EXTENSION
 #include <sqlite3ext.h>
@@ -14,55 +21,155 @@ SQLITE_EXTENSION_INIT1
 #include <sqlite3.h>
 #endif
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rle.h"
+#include "size.h"
 #include "sqlext.h"
+
+/* ---- the rle text: a strict little JSON reader for exactly one shape ----
+ *
+ * {"size":[h,w],"counts":"..."} with the two keys in either order, JSON
+ * whitespace and string escapes, nothing else: no other keys, no duplicate,
+ * no trailing text. Hand-written (not json.c) so the extension stays libc +
+ * rle.c only. */
+
+typedef struct rle_reader {
+    const char *p, *end;
+    const char *why; /* the first error, a constant string */
+} rle_reader;
+
+static int rd_fail(rle_reader *r, const char *why) {
+    if (!r->why) r->why = why;
+    return -1;
+}
+
+static void rd_ws(rle_reader *r) {
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r')) r->p++;
+}
+
+static int rd_char(rle_reader *r, char c, const char *why) {
+    rd_ws(r);
+    if (r->p >= r->end || *r->p != c) return rd_fail(r, why);
+    r->p++;
+    return 0;
+}
+
+/* rd_string: a JSON string into out (cap bytes, NUL-terminated); \u
+ * escapes only for ASCII (counts and keys are ASCII). */
+static int rd_string(rle_reader *r, char *out, size_t cap, const char *why) {
+    if (rd_char(r, '"', why)) return -1;
+    size_t o = 0;
+    while (r->p < r->end && *r->p != '"') {
+        char c = *r->p++;
+        if ((unsigned char)c < 0x20) return rd_fail(r, "a control character in a string");
+        if (c == '\\') {
+            if (r->p >= r->end) break;
+            char e = *r->p++;
+            if (e == 'u') {
+                unsigned v = 0;
+                for (int k = 0; k < 4; k++, r->p++) {
+                    if (r->p >= r->end) return rd_fail(r, "a truncated \\u escape");
+                    char x = *r->p;
+                    int d = x >= '0' && x <= '9' ? x - '0' : x >= 'a' && x <= 'f' ? x - 'a' + 10
+                          : x >= 'A' && x <= 'F' ? x - 'A' + 10 : -1;
+                    if (d < 0) return rd_fail(r, "a bad \\u escape");
+                    v = v << 4 | (unsigned)d;
+                }
+                if (v == 0 || v >= 0x80) return rd_fail(r, "a non-ASCII \\u escape");
+                c = (char)v;
+            } else {
+                const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t", *q = strchr(from, e);
+                if (!e || !q) return rd_fail(r, "a bad string escape");
+                c = to[q - from];
+            }
+        }
+        if (o + 1 >= cap) return rd_fail(r, "a string too long");
+        out[o++] = c;
+    }
+    if (r->p >= r->end) return rd_fail(r, "an unterminated string");
+    r->p++;
+    out[o] = 0;
+    return 0;
+}
+
+/* rd_dim: a non-negative JSON integer (no sign, fraction or exponent),
+ * checked against overflow. */
+/* the message for a size out of range: arg_get adds the numbers */
+static const char rle_size_range[] = "h*w is over 4294967295 pixels (COCO RLE counts are 32-bit)";
+
+static int rd_dim(rle_reader *r, int64_t *out) {
+    rd_ws(r);
+    const char *from = r->p;
+    int64_t v = 0;
+    while (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
+        if (!size_mul_add(v, 10, *r->p - '0', &v))
+            return rd_fail(r, rle_size_range);
+        r->p++;
+    }
+    if (r->p == from || (r->p < r->end && (*r->p == '.' || *r->p == 'e' || *r->p == 'E')))
+        return rd_fail(r, "size must be [h,w], two non-negative integers");
+    *out = v;
+    return 0;
+}
+
+int sqlext_rle_read(const char *text, size_t n, int64_t *h, int64_t *w, char *cstr, size_t cap,
+                    const char **why) {
+    rle_reader r = {text, text + n, NULL};
+    int have_size = 0, have_counts = 0;
+    *h = *w = -1;
+    rd_ws(&r);
+    if (r.p == r.end) rd_fail(&r, "empty text, not an RLE object");
+    else if (*r.p != '{') rd_fail(&r, "not an RLE object");
+    else r.p++;
+    while (!r.why) {
+        char key[16];
+        if (rd_string(&r, key, sizeof key, "expected a key \"size\" or \"counts\"") ||
+            rd_char(&r, ':', "expected ':' after a key"))
+            break;
+        if (!strcmp(key, "size")) {
+            if (have_size++) { rd_fail(&r, "\"size\" given twice"); break; }
+            if (rd_char(&r, '[', "size must be [h,w], two non-negative integers") || rd_dim(&r, h) ||
+                rd_char(&r, ',', "size must be [h,w], two non-negative integers") || rd_dim(&r, w) ||
+                rd_char(&r, ']', "size must be [h,w], two non-negative integers"))
+                break;
+        } else if (!strcmp(key, "counts")) {
+            if (have_counts++) { rd_fail(&r, "\"counts\" given twice"); break; }
+            rd_ws(&r);
+            if (r.p < r.end && *r.p == '[') {
+                rd_fail(&r, "counts is an uncompressed list; only the compressed string is accepted "
+                            "(pycocotools.mask.frPyObjects converts)");
+                break;
+            }
+            if (rd_string(&r, cstr, cap, "counts must be a compressed RLE string")) break;
+        } else {
+            rd_fail(&r, "an unexpected key (only \"size\" and \"counts\")");
+            break;
+        }
+        rd_ws(&r);
+        if (r.p < r.end && *r.p == ',') { r.p++; continue; }
+        if (rd_char(&r, '}', "expected ',' or '}' in the RLE object")) break;
+        rd_ws(&r);
+        if (r.p != r.end) rd_fail(&r, "text after the RLE object");
+        else if (!have_size || !have_counts) rd_fail(&r, "the RLE object needs both \"size\" and \"counts\"");
+        break;
+    }
+    int64_t px;
+    if (!r.why && (*h > UINT32_MAX || *w > UINT32_MAX || !size_mul(*h, *w, &px) || px > UINT32_MAX))
+        rd_fail(&r, rle_size_range);
+    if (why) *why = r.why;
+    return r.why ? -1 : 0;
+}
 
 int sqlext_rle_parse(const char *text, size_t n, int64_t *h, int64_t *w, char *cstr,
                      size_t cap) {
-    *h = *w = -1;
-    size_t i = 0;
-    while (i < n && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n')) i++;
-    if (i < n && text[i] == '{') {
-        /* {"size":[h,w],"counts":"..."} in either key order */
-        const char *end = text + n;
-        const char *sz = NULL, *ct = NULL;
-        for (const char *p = text + i; p + 8 <= end; p++) {
-            if (!sz && !memcmp(p, "\"size\"", 6)) sz = p + 6;
-            if (!ct && !memcmp(p, "\"counts\"", 8)) ct = p + 8;
-        }
-        if (!sz || !ct) return -1;
-        while (sz < end && (*sz == ' ' || *sz == ':')) sz++;
-        if (sz >= end || *sz != '[') return -1;
-        char tmp[64];
-        size_t k = 0;
-        for (sz++; sz < end && *sz != ']' && k + 1 < sizeof tmp; sz++) tmp[k++] = *sz;
-        tmp[k] = 0;
-        long long hh, ww;
-        if (sscanf(tmp, " %lld , %lld", &hh, &ww) != 2 || hh < 0 || ww < 0) return -1;
-        *h = hh, *w = ww;
-        while (ct < end && (*ct == ' ' || *ct == ':')) ct++;
-        if (ct >= end || *ct != '"') return -1;
-        size_t o = 0;
-        for (ct++; ct < end && *ct != '"'; ct++) {
-            if (*ct == '\\') {
-                if (++ct >= end) return -1;
-            }
-            if (o + 1 >= cap) return -1;
-            cstr[o++] = *ct;
-        }
-        if (ct >= end) return -1;
-        cstr[o] = 0;
-        return 0;
-    }
-    if (n - i + 1 > cap) return -1;
-    memcpy(cstr, text + i, n - i);
-    cstr[n - i] = 0;
-    return 0;
+    return sqlext_rle_read(text, n, h, w, cstr, cap, NULL);
 }
+
+/* ---- the SQL functions ---- */
 
 /* A decoded argument: size and counts (sqlite3_malloc'd). */
 typedef struct rle_arg {
@@ -73,56 +180,77 @@ typedef struct rle_arg {
 
 static void arg_free(rle_arg *a) { sqlite3_free(a->counts); }
 
-/* arg_get: decode argument i of the call; on failure the SQL error is set
- * and -1 returned. need_size: the size must be known. */
-static int arg_get(sqlite3_context *ctx, sqlite3_value *v, const char *fn, int need_size,
-                   rle_arg *a) {
+static void fail(sqlite3_context *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(sqlite3_context *ctx, const char *fmt, ...) {
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    sqlite3_result_error(ctx, msg, -1);
+}
+
+/* arg_get: decode rle argument v of fn. Returns 0 with a filled (caller
+ * frees with arg_free), 1 for SQL NULL (the result is then NULL: a NULL in
+ * gives a NULL out, as for SQLite's own functions), or -1 with the SQL
+ * error set: "fn: reason" for anything that is not an RLE object of at
+ * most 2^32-1 pixels whose runs cover exactly h*w pixels. */
+static int arg_get(sqlite3_context *ctx, sqlite3_value *v, const char *fn, rle_arg *a) {
     memset(a, 0, sizeof *a);
+    int type = sqlite3_value_type(v);
+    if (type == SQLITE_NULL) return 1;
+    if (type != SQLITE_TEXT) {
+        fail(ctx, "%s: the rle is %s, not an RLE object {\"size\":[h,w],\"counts\":\"...\"}", fn,
+             type == SQLITE_BLOB ? "a BLOB" : "a number");
+        return -1;
+    }
     const char *text = (const char *)sqlite3_value_text(v);
     size_t n = (size_t)sqlite3_value_bytes(v);
-    char msg[160];
     if (!text) {
-        snprintf(msg, sizeof msg, "%s: rle is NULL", fn);
-        sqlite3_result_error(ctx, msg, -1);
+        sqlite3_result_error_nomem(ctx);
         return -1;
     }
     char *cstr = sqlite3_malloc64(n + 1);
-    a->counts = sqlite3_malloc64((n + 2) * sizeof(uint32_t));
+    a->counts = sqlite3_malloc64((n + 2) * sizeof(uint32_t)); /* a count takes >= 1 character */
     if (!cstr || !a->counts) {
         sqlite3_free(cstr);
         arg_free(a);
         sqlite3_result_error_nomem(ctx);
         return -1;
     }
+    const char *why = NULL;
     int64_t cnt = -1;
-    if (sqlext_rle_parse(text, n, &a->h, &a->w, cstr, n + 1) == 0)
+    if (sqlext_rle_read(text, n, &a->h, &a->w, cstr, n + 1, &why) == 0) {
         cnt = rle_decode_string(cstr, a->counts, n + 2);
+        if (cnt < 0) why = "counts is not a valid compressed RLE string";
+    }
     sqlite3_free(cstr);
+    if (cnt < 0 && why == rle_size_range && a->h >= 0 && a->w >= 0)
+        fail(ctx, "%s: rle size [%lld,%lld]: %s", fn, (long long)a->h, (long long)a->w, why);
+    else if (cnt < 0 && why == rle_size_range)
+        fail(ctx, "%s: rle size: a number over 2^63: %s", fn, why);
+    else if (cnt < 0)
+        fail(ctx, "%s: malformed rle: %s", fn, why);
     if (cnt < 0) {
-        snprintf(msg, sizeof msg, "%s: malformed rle (want {\"size\":[h,w],\"counts\":\"...\"})", fn);
-        goto bad;
+        arg_free(a);
+        return -1;
     }
     a->n = (size_t)cnt;
-    if (a->h >= 0 && rle_total(a->counts, a->n) != (uint64_t)(a->h * a->w)) {
-        snprintf(msg, sizeof msg, "%s: rle runs cover %llu pixels, size says %lld x %lld", fn,
-                 (unsigned long long)rle_total(a->counts, a->n), (long long)a->h, (long long)a->w);
-        goto bad;
-    }
-    if (need_size && a->h < 0) {
-        snprintf(msg, sizeof msg, "%s: rle needs its size ({\"size\":[h,w],...})", fn);
-        goto bad;
+    uint64_t total = rle_total(a->counts, a->n);
+    if (total != (uint64_t)a->h * (uint64_t)a->w) { /* both <= 2^32-1: exact */
+        fail(ctx, "%s: malformed rle: runs cover %llu pixels, size [%lld,%lld] has %llu", fn,
+             (unsigned long long)total, (long long)a->h, (long long)a->w,
+             (unsigned long long)a->h * (unsigned long long)a->w);
+        arg_free(a);
+        return -1;
     }
     return 0;
-bad:
-    arg_free(a);
-    sqlite3_result_error(ctx, msg, -1);
-    return -1;
 }
 
 static void fn_area(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     (void)argc;
     rle_arg a;
-    if (arg_get(ctx, argv[0], "rle_area", 0, &a)) return;
+    if (arg_get(ctx, argv[0], "rle_area", &a)) return;
     sqlite3_result_int64(ctx, (sqlite3_int64)rle_area(a.counts, a.n));
     arg_free(&a);
 }
@@ -130,7 +258,7 @@ static void fn_area(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 static void fn_width(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     (void)argc;
     rle_arg a;
-    if (arg_get(ctx, argv[0], "rle_width", 1, &a)) return;
+    if (arg_get(ctx, argv[0], "rle_width", &a)) return;
     sqlite3_result_int64(ctx, a.w);
     arg_free(&a);
 }
@@ -138,24 +266,24 @@ static void fn_width(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 static void fn_height(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     (void)argc;
     rle_arg a;
-    if (arg_get(ctx, argv[0], "rle_height", 1, &a)) return;
+    if (arg_get(ctx, argv[0], "rle_height", &a)) return;
     sqlite3_result_int64(ctx, a.h);
     arg_free(&a);
 }
 
-/* two_args: decode a pair that must have the same pixel count. */
+/* two_args: decode a pair that must have the same size; 1 (result NULL)
+ * when either is NULL, -1 on error (set), 0 with both to free. */
 static int two_args(sqlite3_context *ctx, sqlite3_value **argv, const char *fn, rle_arg *a,
                     rle_arg *b) {
-    if (arg_get(ctx, argv[0], fn, 0, a)) return -1;
-    if (arg_get(ctx, argv[1], fn, 0, b)) {
+    int r = arg_get(ctx, argv[0], fn, a);
+    if (r) return r;
+    if ((r = arg_get(ctx, argv[1], fn, b))) {
         arg_free(a);
-        return -1;
+        return r;
     }
-    if (rle_total(a->counts, a->n) != rle_total(b->counts, b->n) ||
-        (a->h >= 0 && b->h >= 0 && (a->h != b->h || a->w != b->w))) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "%s: masks of different sizes", fn);
-        sqlite3_result_error(ctx, msg, -1);
+    if (a->h != b->h || a->w != b->w) {
+        fail(ctx, "%s: masks of different sizes ([%lld,%lld] and [%lld,%lld])", fn, (long long)a->h,
+             (long long)a->w, (long long)b->h, (long long)b->w);
         arg_free(a);
         arg_free(b);
         return -1;
@@ -181,11 +309,31 @@ static void fn_intersection(sqlite3_context *ctx, int argc, sqlite3_value **argv
     arg_free(&b);
 }
 
+/* coord_get: pixel coordinate argument v (an INTEGER, or a REAL with an
+ * integral value); 1 for NULL, -1 with the error set. */
+static int coord_get(sqlite3_context *ctx, sqlite3_value *v, const char *what, sqlite3_int64 *out) {
+    int type = sqlite3_value_type(v);
+    if (type == SQLITE_NULL) return 1;
+    if (type == SQLITE_INTEGER) {
+        *out = sqlite3_value_int64(v);
+        return 0;
+    }
+    double d = sqlite3_value_double(v);
+    if (type == SQLITE_FLOAT && d == (double)(sqlite3_int64)d && d > -9.2e18 && d < 9.2e18) {
+        *out = (sqlite3_int64)d;
+        return 0;
+    }
+    fail(ctx, "rle_contains: %s must be an integer pixel coordinate", what);
+    return -1;
+}
+
 static void fn_contains(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     (void)argc;
+    sqlite3_int64 x, y;
+    if (coord_get(ctx, argv[1], "x", &x) || coord_get(ctx, argv[2], "y", &y)) return;
     rle_arg a;
-    if (arg_get(ctx, argv[0], "rle_contains", 1, &a)) return;
-    sqlite3_int64 x = sqlite3_value_int64(argv[1]), y = sqlite3_value_int64(argv[2]);
+    if (arg_get(ctx, argv[0], "rle_contains", &a)) return;
+    /* h, w <= 2^32-1 (arg_get), so the uint32 arguments are exact */
     int in = x >= 0 && y >= 0 && x < a.w && y < a.h &&
              rle_contains(a.counts, a.n, (uint32_t)a.h, (uint32_t)a.w, (uint32_t)x, (uint32_t)y);
     sqlite3_result_int(ctx, in);
@@ -195,9 +343,9 @@ static void fn_contains(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 static void fn_bbox(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     (void)argc;
     rle_arg a;
-    if (arg_get(ctx, argv[0], "rle_bbox", 1, &a)) return;
+    if (arg_get(ctx, argv[0], "rle_bbox", &a)) return;
     double bb[4];
-    rle_bbox(a.counts, a.n, (uint32_t)a.h, bb);
+    rle_bbox(a.counts, a.n, (uint32_t)a.h, bb); /* h <= 2^32-1: exact */
     char buf[128];
     snprintf(buf, sizeof buf, "[%.17g,%.17g,%.17g,%.17g]", bb[0], bb[1], bb[2], bb[3]);
     sqlite3_result_text(ctx, buf, -1, SQLITE_TRANSIENT);
@@ -234,20 +382,30 @@ static uint8_t *chunk(uint8_t *p, const char *t, const uint8_t *data, size_t n) 
     return put32(p, c);
 }
 
+/* SQLEXT_PNG_MAX_PIXELS: rle_to_png builds the PNG in memory (about 3
+ * bytes per pixel): 2^28 pixels (16384 x 16384) at most. */
+#define SQLEXT_PNG_MAX_PIXELS (INT64_C(1) << 28)
+
 static void fn_to_png(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     (void)argc;
     rle_arg a;
-    if (arg_get(ctx, argv[0], "rle_to_png", 1, &a)) return;
-    if (a.h == 0 || a.w == 0 || a.h * a.w > (int64_t)1 << 28) {
-        sqlite3_result_error(ctx, "rle_to_png: empty or too large mask", -1);
+    if (arg_get(ctx, argv[0], "rle_to_png", &a)) return;
+    /* every size below from h and w, checked: raw = h rows of 1 + w bytes,
+     * z = 2 + raw + 5 per 65535-byte stored block + 4, png = 8 + 25 +
+     * (12 + z) + 12 */
+    int64_t px, raw64, z64, total64;
+    int ok = a.h > 0 && a.w > 0 && size_mul(a.h, a.w, &px) && px <= SQLEXT_PNG_MAX_PIXELS &&
+             size_mul(a.h, a.w + 1, &raw64) &&
+             size_mul_add((raw64 + 65534) / 65535, 5, raw64 + 6, &z64) &&
+             size_add(z64, 8 + 25 + 12 + 12, &total64);
+    if (!ok) {
+        fail(ctx, "rle_to_png: a %lld x %lld mask has no PNG (needs 1 to %lld pixels)", (long long)a.h,
+             (long long)a.w, (long long)SQLEXT_PNG_MAX_PIXELS);
         arg_free(&a);
         return;
     }
     size_t H = (size_t)a.h, W = (size_t)a.w;
-    size_t raw_n = H * (W + 1);                       /* filter byte per row */
-    size_t nblk = (raw_n + 65534) / 65535;
-    size_t zlen = 2 + raw_n + 5 * nblk + 4;
-    size_t total = 8 + 25 + (12 + zlen) + 12;
+    size_t raw_n = (size_t)raw64, zlen = (size_t)z64, total = (size_t)total64;
     uint8_t *mask = sqlite3_malloc64(H * W);
     uint8_t *raw = sqlite3_malloc64(raw_n);
     uint8_t *z = sqlite3_malloc64(zlen);
