@@ -30,6 +30,10 @@ int cmd_sql(int argc, char **argv);
 int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* cli_looks_like_flag: s is "--something": taken as a forgotten value
+ * ("--model --config x") rather than a file name. */
+int cli_looks_like_flag(const char *s);
+
 /* Strict number parsing for flag values: the whole string must be a number
  * in [lo, hi]; otherwise a usage error naming the flag. 0 ok, -1 error
  * (message printed). */

@@ -21,6 +21,8 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
     return EXIT_USAGE;
 }
 
+int cli_looks_like_flag(const char *s) { return s[0] == '-' && s[1] == '-' && s[2]; }
+
 int cli_parse_int(const char *cmd, const char *flag, const char *s, int64_t lo, int64_t hi,
                   int64_t *out) {
     char *end = NULL;
@@ -69,7 +71,9 @@ int cli_parse_model_flag(cli_model_flags *f, const char *cmd, int argc, char **a
                        : !strcmp(a, "--device") ? &f->device
                                                 : NULL;
     if (dst) {
-        if (!v) return cli_usage_error(cmd, "%s needs a value", a), -1;
+        if (!v || cli_looks_like_flag(v))
+            return cli_usage_error(cmd, "%s needs a value%s%s%s", a, v ? " (got option '" : "", v ? v : "",
+                                   v ? "')" : ""), -1;
         *dst = v;
     } else if (!strcmp(a, "--threads")) {
         if (cli_parse_int(cmd, a, v, 0, 1024, &f->threads)) return -1;

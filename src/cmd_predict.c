@@ -10,6 +10,7 @@
  * optional RGBA cutout (image pixels, alpha = mask), an optional JSON with
  * the score of every returned mask.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,28 +50,46 @@ static const char *predict_usage =
     "  --threads N             CPU threads (default: all cores)\n"
     "  --device NAME           cpu (default) or cuda:N\n";
 
-/* parse_floats: exactly n_min..n_max comma-separated finite numbers from s
- * into out; returns how many, or -1 (usage message printed). */
-static int parse_floats(const char *cmd, const char *flag, const char *s, double *out,
-                        int n_min, int n_max) {
-    int n = 0;
-    const char *p = s;
-    if (!s) return cli_usage_error(cmd, "%s needs a value", flag), -1;
-    for (;;) {
-        char *end;
-        if (n == n_max) break;
-        double v = strtod(p, &end);
-        if (end == p || !isfinite(v) || (*end != ',' && *end != '\0')) break;
-        out[n++] = v;
-        if (*end == '\0') {
-            if (n < n_min) break;
-            return n;
-        }
-        p = end + 1;
+/* parse_floats: flag value s as n_min..n_max comma-separated finite
+ * numbers into out; returns how many, or -1 after one usage line saying
+ * exactly what is wrong: the count ("--point '1,2,3,4': expected X,Y or
+ * X,Y,LABEL (2 or 3 numbers), got 4"), an empty field, or which field is not
+ * a finite number. form names the expected shape for the messages. */
+static int parse_floats(const char *cmd, const char *flag, const char *s, const char *form,
+                        double *out, int n_min, int n_max) {
+    char count[32];
+    if (n_min == n_max) snprintf(count, sizeof count, "%d numbers", n_min);
+    else snprintf(count, sizeof count, "%d or %d numbers", n_min, n_max);
+    if (!s || !*s) return cli_usage_error(cmd, "%s needs a value: %s (%s)", flag, form, count), -1;
+    int k = 1;
+    for (const char *c = s; *c; c++) k += *c == ',';
+    if (k < n_min || k > n_max) {
+        cli_usage_error(cmd, "%s '%s': expected %s (%s), got %d value%s", flag, s, form, count, k,
+                        k == 1 ? "" : "s");
+        return -1;
     }
-    cli_usage_error(cmd, "%s: '%s' is not %d%s comma-separated numbers", flag, s, n_min,
-                    n_max > n_min ? " or more" : "");
-    return -1;
+    const char *p = s;
+    for (int n = 0; n < k; n++) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char field[64];
+        if (len == 0) {
+            cli_usage_error(cmd, "%s '%s': number %d is empty (expected %s)", flag, s, n + 1, form);
+            return -1;
+        }
+        snprintf(field, sizeof field, "%.*s", (int)(len < sizeof field ? len : sizeof field - 1), p);
+        char *end = NULL;
+        errno = 0;
+        double v = len < sizeof field ? strtod(field, &end) : NAN;
+        if (!end || end == field || *end || errno == ERANGE || !isfinite(v)) {
+            cli_usage_error(cmd, "%s '%s': '%s%s' is not a finite number (expected %s)", flag, s, field,
+                            len < sizeof field ? "" : "...", form);
+            return -1;
+        }
+        out[n] = v;
+        p = comma ? comma + 1 : p + len;
+    }
+    return k;
 }
 
 /* write_json: the scores of the k returned masks, the chosen one, its area. */
@@ -110,24 +129,28 @@ int cmd_predict(int argc, char **argv) {
             return EXIT_OK;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--cutout") ||
                    !strcmp(a, "--json")) {
-            if (!v) return cli_usage_error(cmd, "%s needs a value", a);
+            if (!v || cli_looks_like_flag(v))
+                return cli_usage_error(cmd, "%s needs a value: a file name%s%s%s", a, v ? " (got option '" : "",
+                                       v ? v : "", v ? "')" : "");
             const char **dst = !strcmp(a, "--cutout") ? &cut_path
                                : !strcmp(a, "--json") ? &json_path
                                                       : &out_path;
             *dst = v, i++;
         } else if (!strcmp(a, "--point")) {
             if (n_user == PREDICT_MAX_POINTS)
-                return cli_usage_error(cmd, "more than %d points", PREDICT_MAX_POINTS);
+                return cli_usage_error(cmd, "--point given more than %d times (at most %d points)",
+                                       PREDICT_MAX_POINTS, PREDICT_MAX_POINTS);
             double *q = pts[n_user];
-            int n = parse_floats(cmd, a, v, q, 2, 3);
+            int n = parse_floats(cmd, a, v, "X,Y or X,Y,LABEL", q, 2, 3);
             if (n < 0) return EXIT_USAGE;
             if (n == 2) q[2] = 1;
             if (q[2] != 0 && q[2] != 1)
-                return cli_usage_error(cmd, "--point '%s': label must be 1 or 0", v);
+                return cli_usage_error(cmd, "--point '%s': LABEL must be 1 (foreground) or 0 (background), got %g",
+                                       v, q[2]);
             n_user++, i++;
         } else if (!strcmp(a, "--box")) {
-            if (have_box) return cli_usage_error(cmd, "--box given twice");
-            if (parse_floats(cmd, a, v, box, 4, 4) < 0) return EXIT_USAGE;
+            if (have_box) return cli_usage_error(cmd, "--box given twice (one box per prediction)");
+            if (parse_floats(cmd, a, v, "X0,Y0,X1,Y1", box, 4, 4) < 0) return EXIT_USAGE;
             have_box = 1, i++;
         } else if (!strcmp(a, "--multimask")) {
             multimask = 1;

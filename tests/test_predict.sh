@@ -26,6 +26,17 @@ expect_exit() {
     else bad "$name: exit $rc (want $want), $lines stderr lines: $(head -c 300 "$T/err")"; fi
 }
 
+# expect_msg CODE NAME WANT ARGS...: expect_exit, and the one line says WANT
+expect_msg() {
+    local want=$1 name=$2 msg=$3; shift 3
+    "$BIN" predict "$@" >"$T/out" 2>"$T/err"
+    local rc=$? lines
+    lines=$(wc -l <"$T/err")
+    if [ "$rc" -eq "$want" ] && [ "$lines" -eq 1 ] && grep -qF -- "$msg" "$T/err"; then
+        ok "$name (exit $rc: $(cat "$T/err"))"
+    else bad "$name: exit $rc (want $want), $lines stderr lines: $(head -c 300 "$T/err") (want '$msg')"; fi
+}
+
 M=(--model "$F/weights.pt" --config micro)
 "$BIN" predict --help >"$T/help" 2>&1 && grep -q -- "--multimask" "$T/help" \
     && ok "--help (exit 0)" || bad "--help"
@@ -39,6 +50,24 @@ expect_exit 2 "point not a number" "${M[@]}" "$F/image.png" --point 5,x -o "$T/m
 expect_exit 2 "point nan" "${M[@]}" "$F/image.png" --point nan,5 -o "$T/m.png"
 expect_exit 2 "box with 3 numbers" "${M[@]}" "$F/image.png" --box 1,2,3 -o "$T/m.png"
 expect_exit 2 "box twice" "${M[@]}" "$F/image.png" --box 1,2,3,4 --box 1,2,3,4 -o "$T/m.png"
+# every flag error says exactly what is wrong (issue 14 item 11)
+P=(--model "$F/weights.pt" --config micro "$F/image.png" -o "$T/m.png")
+expect_msg 2 "--point with 4 numbers" "--point '1,2,3,4': expected X,Y or X,Y,LABEL (2 or 3 numbers), got 4 values" "${P[@]}" --point 1,2,3,4
+expect_msg 2 "--point with 1 number" "--point '5': expected X,Y or X,Y,LABEL (2 or 3 numbers), got 1 value" "${P[@]}" --point 5
+expect_msg 2 "--point empty" "--point needs a value: X,Y or X,Y,LABEL" "${P[@]}" --point ""
+expect_msg 2 "--point last" "--point needs a value" --model "$F/weights.pt" --config micro "$F/image.png" -o "$T/m.png" --point
+expect_msg 2 "--point empty field" "--point '5,': number 2 is empty (expected X,Y or X,Y,LABEL)" "${P[@]}" --point 5,
+expect_msg 2 "--point not a number" "--point '5,x': 'x' is not a finite number (expected X,Y or X,Y,LABEL)" "${P[@]}" --point 5,x
+expect_msg 2 "--point infinite" "--point '1e999,2': '1e999' is not a finite number" "${P[@]}" --point 1e999,2
+expect_msg 2 "--point label 2" "--point '5,5,2': LABEL must be 1 (foreground) or 0 (background), got 2" "${P[@]}" --point 5,5,2
+expect_msg 2 "--point label 0.5" "LABEL must be 1 (foreground) or 0 (background), got 0.5" "${P[@]}" --point 5,5,0.5
+expect_msg 2 "--box with 5 numbers" "--box '1,2,3,4,5': expected X0,Y0,X1,Y1 (4 numbers), got 5 values" "${P[@]}" --box 1,2,3,4,5
+expect_msg 2 "--box not a number" "--box '1,2,x,4': 'x' is not a finite number (expected X0,Y0,X1,Y1)" "${P[@]}" --box 1,2,x,4
+expect_msg 2 "--box twice" "--box given twice" "${P[@]}" --box 1,2,3,4 --box 1,2,3,4
+expect_msg 2 "--model followed by a flag" "--model needs a value (got option '--config')" --model --config micro "$F/image.png" --point 5,5 -o "$T/m.png"
+expect_msg 2 "-o followed by a flag" "-o needs a value: a file name (got option '--json')" --model "$F/weights.pt" --config micro "$F/image.png" --point 5,5 -o --json x.json
+expect_msg 2 "--threads not an integer" "--threads: '1.5' is not an integer" "${P[@]}" --point 5,5 --threads 1.5
+expect_msg 2 "--threads out of range" "--threads: 5000 is out of range [0, 1024]" "${P[@]}" --point 5,5 --threads 5000
 expect_exit 2 "bad --threads" "${M[@]}" "$F/image.png" --point 5,5 --threads -3 -o "$T/m.png"
 expect_exit 2 "two images" "${M[@]}" "$F/image.png" "$F/image.png" --point 5,5 -o "$T/m.png"
 expect_exit 2 "unknown config" --model "$F/weights.pt" --config nosuch "$F/image.png" --point 5,5 -o "$T/m.png"
