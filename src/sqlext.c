@@ -406,7 +406,7 @@ static void fn_to_png(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     }
     size_t H = (size_t)a.h, W = (size_t)a.w;
     size_t raw_n = (size_t)raw64, zlen = (size_t)z64, total = (size_t)total64;
-    uint8_t *mask = sqlite3_malloc64(H * W);
+    uint8_t *mask = sqlite3_malloc64((sqlite3_uint64)px);     /* (H,W) */
     uint8_t *raw = sqlite3_malloc64(raw_n);
     uint8_t *z = sqlite3_malloc64(zlen);
     uint8_t *png = sqlite3_malloc64(total);

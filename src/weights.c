@@ -436,7 +436,8 @@ const float *weights_get(weights_t *w, const char *name, int ndim, const int64_t
                     dtype_info[t->dtype].name);
             return NULL;
         }
-        float *d = weights_own(w, (size_t)t->numel * sizeof(float));
+        size_t nbytes;
+        float *d = size_bytes(t->numel, sizeof(float), &nbytes) ? weights_own(w, nbytes) : NULL;
         if (!d) { err_set(err, ERR_NOMEM, "%s: key %s: out of memory", w->path, name); return NULL; }
         const uint16_t *src = t->data;
         for (int64_t i = 0; i < t->numel; i++) {
