@@ -195,10 +195,10 @@ int cmd_predict(int argc, char **argv) {
         goto done;
     }
 
-    image_preprocess(img.rgb, w, h, (size_t)w * 3, S, input);
     sam2_prompts p = {.n = 1, .n_pts = n_pts, .coords = coords, .labels = labels,
                       .mask_input = NULL, .multimask = multimask};
-    if ((rc = sam2_model_encode(m, input, &err)) || (rc = sam2_model_decode(m, &p, lowres, iou, &err))) {
+    if ((rc = image_preprocess(img.rgb, w, h, (size_t)w * 3, S, input, &err)) ||
+        (rc = sam2_model_encode(m, input, &err)) || (rc = sam2_model_decode(m, &p, lowres, iou, &err))) {
         fprintf(stderr, "sam2amg predict: %s: %s\n", image_path, err.msg);
         goto done;
     }
