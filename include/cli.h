@@ -30,6 +30,11 @@ int cmd_sql(int argc, char **argv);
 int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* cli_mkdir_p: create directory path and its missing parents (mode 0755,
+ * like `mkdir -p`); an existing directory is fine. ERR_IO with "PATH:
+ * reason" (naming the component that failed) otherwise. */
+int cli_mkdir_p(const char *path, err_t *err);
+
 /* Strict number parsing for flag values: the whole string must be a number
  * in [lo, hi]; otherwise a usage error naming the flag. 0 ok, -1 error
  * (message printed). */

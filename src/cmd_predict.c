@@ -86,7 +86,10 @@ static int write_json(const char *path, const char *image, int w, int h, int mul
     }
     fprintf(f, "\", \"width\": %d, \"height\": %d, \"multimask\": %s, \"scores\": [", w, h,
             multimask ? "true" : "false");
-    for (int i = 0; i < k; i++) fprintf(f, "%s%.9g", i ? ", " : "", iou[i]);
+    for (int i = 0; i < k; i++) { /* JSON has no NaN: a non-finite score is null */
+        if (isfinite(iou[i])) fprintf(f, "%s%.9g", i ? ", " : "", iou[i]);
+        else fprintf(f, "%snull", i ? ", " : "");
+    }
     fprintf(f, "], \"best\": %d, \"area\": %lld}\n", best, (long long)area);
     if (fclose(f) != 0) return err_set(err, ERR_IO, "%s: write failed", path);
     return 0;
