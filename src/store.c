@@ -779,7 +779,11 @@ int store_load_result(store_t *s, int64_t image_id, amg_result *res, err_t *err)
         if (res->n == cap) {
             cap = cap ? 2 * cap : 64;
             amg_record *p = realloc(res->recs, (size_t)cap * sizeof *p);
-            CHECK(p);
+            if (!p) {
+                sqlite3_finalize(st);
+                return err_set(err, ERR_NOMEM, "%s: image %lld: out of memory for %d masks",
+                               s->path, (long long)image_id, cap);
+            }
             res->recs = p;
         }
         amg_record *m = &res->recs[res->n];
@@ -787,7 +791,11 @@ int store_load_result(store_t *s, int64_t image_id, amg_result *res, err_t *err)
         const char *txt = (const char *)sqlite3_column_text(st, 0);
         size_t n = (size_t)sqlite3_column_bytes(st, 0);
         m->rle = malloc(n + 1);
-        CHECK(m->rle);
+        if (!m->rle) {
+            sqlite3_finalize(st);
+            return err_set(err, ERR_NOMEM, "%s: image %lld: out of memory for a %zu-byte rle",
+                           s->path, (long long)image_id, n);
+        }
         res->n++;
         int64_t h, w;
         if (sqlext_rle_parse(txt, n, &h, &w, m->rle, n + 1)) {
