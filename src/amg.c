@@ -1193,7 +1193,11 @@ int amg_write_json(FILE *f, const char *file_name, const amg_result *res) {
 
 int amg_draw_overlay(uint8_t *rgb, int w, int h, const amg_result *res, err_t *err) {
     // rgb is (h,w,3)
-    size_t npx = (size_t)w * h, cap = 0;
+    int64_t npx64;
+    size_t cap = 0;
+    if (w < 1 || h < 1 || !size_mul(w, h, &npx64) || npx64 > AMG_MAX_PIXELS)
+        return err_set(err, ERR_INVALID, "overlay: bad image size %dx%d", w, h);
+    size_t npx = (size_t)npx64;
     uint8_t *mask = malloc(npx); // (h,w) 0/1
     uint32_t *counts = NULL;
     int rc = mask ? 0 : err_set(err, ERR_NOMEM, "overlay: out of memory for a %dx%d mask", w, h);

@@ -371,14 +371,16 @@ int image_load_memory(image_t *img, const void *buf, size_t len, const char *nam
     int bands = vips_image_get_bands(in);
     VipsBandFormat bf = vips_image_get_format(in);
     VipsInterpretation interp = vips_image_get_interpretation(in);
-    if ((int64_t)w * h > max_pixels) {
-        g_object_unref(in);
-        return err_set(err, ERR_TOO_BIG, "%s: %dx%d = %lld pixels is over the limit of %lld",
-                       name, w, h, (long long)w * h, (long long)max_pixels);
-    }
     if (w <= 0 || h <= 0 || bands < 1) {
         g_object_unref(in);
         return err_set(err, ERR_FORMAT, "%s: empty %s image", name, image_fmt_name(fmt));
+    }
+    int64_t npx64;
+    size_t rgb_bytes;
+    if (!size_mul(w, h, &npx64) || npx64 > max_pixels || !size_bytes(npx64, 3, &rgb_bytes)) {
+        g_object_unref(in);
+        return err_set(err, ERR_TOO_BIG, "%s: %dx%d = %lld pixels is over the limit of %lld",
+                       name, w, h, (long long)w * h, (long long)max_pixels);
     }
     int is16 = bf == VIPS_FORMAT_USHORT;
     if (bf != VIPS_FORMAT_UCHAR && !is16) {
@@ -407,8 +409,8 @@ int image_load_memory(image_t *img, const void *buf, size_t len, const char *nam
         return err_set(err, ERR_FORMAT, "%s: corrupt GIF structure", name);
     }
 
-    size_t npx = (size_t)w * (size_t)h;
-    img->rgb = malloc(npx * 3);
+    size_t npx = (size_t)npx64;
+    img->rgb = malloc(rgb_bytes);
     if (!img->rgb) {
         g_object_unref(in);
         return err_set(err, ERR_NOMEM, "%s: cannot allocate %dx%d RGB", name, w, h);
