@@ -119,8 +119,17 @@ void amg_free(amg_t *g);
  * ERR_NOMEM leaves g with one thread. */
 int  amg_set_threads(amg_t *g, int n, err_t *err);
 
+/* AMG_MAX_PIXELS: the largest w*h amg_generate takes: COCO RLE counts (and
+ * pycocotools') are 32-bit unsigned, so one run of a bigger image could not
+ * be stored. */
+#define AMG_MAX_PIXELS ((int64_t)UINT32_MAX)
+
 /* amg_generate: run the generator on one RGB image (h, w, 3). Fills res
- * (previous contents freed). Data errors from the model are passed up. */
+ * (previous contents freed). Data errors for this image, err set:
+ * ERR_INVALID an empty image or one too small for crop_n_layers (a crop box
+ * of zero width or height, on which the official generator fails too),
+ * ERR_TOO_BIG over AMG_MAX_PIXELS, ERR_NOMEM; the model's errors are
+ * passed up. g stays usable for the next image after any of them. */
 int  amg_generate(amg_t *g, const amg_model *model, const uint8_t *rgb, int w, int h,
                   amg_result *res, err_t *err);
 void amg_result_free(amg_result *res);

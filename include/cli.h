@@ -34,6 +34,11 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
  * ("--model --config x") rather than a file name. */
 int cli_looks_like_flag(const char *s);
 
+/* cli_mkdir_p: create directory path and its missing parents (mode 0755,
+ * like `mkdir -p`); an existing directory is fine. ERR_IO with "PATH:
+ * reason" (naming the component that failed) otherwise. */
+int cli_mkdir_p(const char *path, err_t *err);
+
 /* Strict number parsing for flag values: the whole string must be a number
  * in [lo, hi]; otherwise a usage error naming the flag. 0 ok, -1 error
  * (message printed). */

@@ -34,8 +34,10 @@ void image_free(image_t *img);
 
 /* image_preprocess: rgb (h, w, 3) with row stride `stride` bytes (a crop of
  * a bigger image is allowed) -> out (3, S, S) float32, antialiased bilinear
- * resize of x/255 then (x - mean) / std with ImageNet mean/std. */
-void image_preprocess(const uint8_t *rgb, int w, int h, size_t stride, int S, float *out);
+ * resize of x/255 then (x - mean) / std with ImageNet mean/std. Returns 0,
+ * ERR_INVALID for an empty image (w or h < 1) or ERR_NOMEM, with err set. */
+int  image_preprocess(const uint8_t *rgb, int w, int h, size_t stride, int S, float *out,
+                      err_t *err);
 
 /* image_preprocess_naive: the same transform as a direct per-pixel sum (slow;
  * the reference the fast version is tested against). */

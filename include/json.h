@@ -61,8 +61,9 @@ int json_int(const json_t *v, int64_t *out);
 void json_write_string(FILE *f, const char *s);
 
 /* json_fmt_double: the shortest text that reads back as exactly x, laid out
- * like Python's repr(float) (1.0, 0.0001, 1e-05, 1e+16, 123456.789) and,
- * for non-finite values, like json.dumps (NaN, Infinity, -Infinity).
+ * like Python's repr(float) (1.0, 0.0001, 1e-05, 1e+16, 123456.789), and
+ * null for NaN and +-Infinity (JSON has no such numbers; e.g. a stability
+ * score of 0/0).
  * buf must hold at least JSON_DOUBLE_BUF bytes. Returns buf. */
 #define JSON_DOUBLE_BUF 32
 char *json_fmt_double(char *buf, double x);

@@ -121,7 +121,8 @@ void store_batch_rollback(store_t *s);
  * are not indexed here: mask_boxes is caught up later, in bulk
  * (store_boxes_catch_up), off the writer's path. Returns 1 when written, 0 when the image is not
  * leased to owner any more (nothing written), negative on error (the batch
- * must then be rolled back). */
+ * must then be rolled back). A predicted_iou or stability_score that is not
+ * a finite number (a 0/0 stability score) is stored as NULL. */
 int store_put_result(store_t *s, int64_t run_id, int64_t image_id, const char *owner,
                      const amg_result *res, const store_timing *t, err_t *err);
 /* store_start: inside a batch: count an attempt of image_id (the worker
@@ -155,7 +156,8 @@ int store_boxes_catch_up(store_t *s, int64_t chunk, int64_t *added, err_t *err);
 /* store_counts: images per status (indexed by IMAGE_STATUS_*) and masks. */
 int store_counts(store_t *s, int64_t counts[4], int64_t *masks, err_t *err);
 /* store_load_result: an image's masks as an amg_result (records in idx
- * order; width/height from images). Free with store_result_free. */
+ * order; width/height from images; a NULL score is NaN). Free with
+ * store_result_free. */
 int  store_load_result(store_t *s, int64_t image_id, amg_result *res, err_t *err);
 void store_result_free(amg_result *res);
 

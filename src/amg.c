@@ -35,6 +35,7 @@
 #include "amg.h"
 #include "json.h"
 #include "rle.h"
+#include "size.h"
 
 /* one kept mask, before NMS */
 typedef struct amg_rec {
@@ -124,10 +125,11 @@ struct amg {
     int        nrec, cap_recs;
     char      *str;
     size_t     nstr, cap_str;
-    int32_t   *order, *order_tmp; /* (cap_recs) */
-    float     *score;             /* (cap_recs) */
-    uint8_t   *supp;              /* (cap_recs) */
-    amg_rec   *tmp;               /* (cap_recs) */
+    int32_t   *order, *order_tmp; /* (cap_nms) */
+    float     *score;             /* (cap_nms) */
+    uint8_t   *supp;              /* (cap_nms) */
+    amg_rec   *tmp;               /* (cap_nms) */
+    size_t     cap_nms;
     int32_t   (*crops)[4];        /* (ncrops) x0, y0, x1, y1 */
     int32_t   *crop_layer;
     int        ncrops, cap_crops;
@@ -152,6 +154,7 @@ static double now_s(void) {
  * *bytes counts what is held. */
 static int grow(size_t *bytes, void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return 0;
+    if (need > SIZE_MAX / 2 / elem) return ERR_NOMEM;
     size_t n = *cap ? *cap : 64;
     while (n < need) n *= 2;
     void *q = realloc(*p, n * elem);
@@ -255,14 +258,22 @@ void amg_get_stats(const amg_t *g, amg_stats *st) {
 
 /* ---- geometry: crop boxes, grids, resize maps ---- */
 
-/* crop boxes exactly as generate_crop_boxes (python int/float rules) */
-static int make_crops(amg_t *g, int W, int H) {
+/* crop boxes exactly as generate_crop_boxes (python int/float rules).
+ * An image smaller than a layer's grid (e.g. 1 pixel wide with
+ * crop_n_layers 1, or 2x2 with crop_n_layers 2) gets crops with x1 <= x0
+ * or y1 <= y0 there; the official generator then crops an empty array and
+ * fails in its resize (torch: "Input and output sizes should be greater
+ * than 0"). Same outcome here, as a data error for this image: ERR_INVALID
+ * naming the first such crop. ERR_NOMEM if the list cannot grow. */
+static int make_crops(amg_t *g, int W, int H, err_t *err) {
     int n = 1;
     for (int l = 0; l < g->p.crop_n_layers; l++) n += (1 << (l + 1)) * (1 << (l + 1));
     size_t cap = (size_t)g->cap_crops;
-    if (grow(&g->bytes, (void **)&g->crops, &cap, (size_t)n, sizeof *g->crops)) return ERR_NOMEM;
+    if (grow(&g->bytes, (void **)&g->crops, &cap, (size_t)n, sizeof *g->crops))
+        return err_set(err, ERR_NOMEM, "amg: out of memory for %d crop boxes", n);
     size_t cap2 = (size_t)g->cap_crops;
-    if (grow(&g->bytes, (void **)&g->crop_layer, &cap2, (size_t)n, sizeof(int32_t))) return ERR_NOMEM;
+    if (grow(&g->bytes, (void **)&g->crop_layer, &cap2, (size_t)n, sizeof(int32_t)))
+        return err_set(err, ERR_NOMEM, "amg: out of memory for %d crop boxes", n);
     g->cap_crops = (int)(cap < cap2 ? cap : cap2);
     int k = 0, short_side = H < W ? H : W;
     g->crops[k][0] = 0, g->crops[k][1] = 0, g->crops[k][2] = W, g->crops[k][3] = H;
@@ -283,6 +294,15 @@ static int make_crops(amg_t *g, int W, int H) {
             }
     }
     g->ncrops = k;
+    for (int c = 0; c < k; c++) {
+        const int32_t *b = g->crops[c];
+        if (b[2] <= b[0] || b[3] <= b[1])
+            return err_set(err, ERR_INVALID,
+                           "image %dx%d is too small for crop_n_layers %d: crop box %d of layer "
+                           "%d is [%d, %d, %d, %d] (x0, y0, x1, y1), empty (the official "
+                           "generator fails on it too; use fewer crop layers)",
+                           W, H, g->p.crop_n_layers, c, g->crop_layer[c], b[0], b[1], b[2], b[3]);
+    }
     return 0;
 }
 
@@ -641,9 +661,17 @@ static int mask_runs(const amg_t *g, amg_work *w, const float *A, int single, fl
                 return ERR_NOMEM;
         }
     }
-    if (grow(&w->bytes, (void **)&w->counts, &w->cap_counts, w->ncounts + 1, sizeof(uint32_t)))
-        return ERR_NOMEM;
-    w->counts[w->ncounts++] = (uint32_t)((int64_t)g->W * g->H - ra.prev_end);
+    /* the closing background run, only when it is not empty (pycocotools
+     * never ends with a zero-length run: a mask whose last pixel is
+     * foreground ends with that run), or when there is no run at all (an
+     * empty mask is one background run) */
+    int64_t tail = (int64_t)g->W * g->H - ra.prev_end;
+    if (tail > 0 || w->ncounts == 0) {
+        if (grow(&w->bytes, (void **)&w->counts, &w->cap_counts, w->ncounts + 1,
+                 sizeof(uint32_t)))
+            return ERR_NOMEM;
+        w->counts[w->ncounts++] = (uint32_t)tail;
+    }
     *area = ra.area;
     if (ra.xmax < 0) {
         box[0] = box[1] = box[2] = box[3] = 0;
@@ -950,22 +978,29 @@ static int nms_records(amg_t *g, int first, int n, double thr) {
     return kept;
 }
 
+/* the NMS scratch (order, order_tmp, score, supp, tmp) for n records, and
+ * recs itself. Sizes only grow, never to 0 (realloc(p, 0) frees p and may
+ * return NULL, which is not a failure): an image without records keeps
+ * what the earlier ones allocated. On failure every buffer is still valid
+ * and cap_nms says how much of each is usable. */
 static int reserve_nms(amg_t *g, int n) {
     size_t c1 = (size_t)g->cap_recs;
     if (grow(&g->bytes, (void **)&g->recs, &c1, (size_t)n, sizeof(amg_rec))) return ERR_NOMEM;
     g->cap_recs = (int)c1;
-    size_t need = (size_t)g->cap_recs;
-    void *a = realloc(g->order, need * sizeof(int32_t));
-    if (a) g->order = a;
-    void *a2 = realloc(g->order_tmp, need * sizeof(int32_t));
-    if (a2) g->order_tmp = a2;
-    void *b = realloc(g->score, need * sizeof(float));
-    if (b) g->score = b;
-    void *c = realloc(g->supp, need);
-    if (c) g->supp = c;
-    void *d = realloc(g->tmp, need * sizeof(amg_rec));
-    if (d) g->tmp = d;
-    return a && a2 && b && c && d ? 0 : ERR_NOMEM;
+    if ((size_t)n <= g->cap_nms) return 0;
+    size_t cap = g->cap_nms ? g->cap_nms : 64;
+    while (cap < (size_t)n) cap *= 2;
+    void **bufs[5] = {(void **)&g->order, (void **)&g->order_tmp, (void **)&g->score,
+                      (void **)&g->supp, (void **)&g->tmp};
+    const size_t elem[5] = {sizeof(int32_t), sizeof(int32_t), sizeof(float), 1, sizeof(amg_rec)};
+    for (int k = 0; k < 5; k++) {
+        void *q = realloc(*bufs[k], cap * elem[k]);
+        if (!q) return ERR_NOMEM;
+        *bufs[k] = q;
+    }
+    for (int k = 0; k < 5; k++) g->bytes += (cap - g->cap_nms) * elem[k];
+    g->cap_nms = cap;
+    return 0;
 }
 
 /* ---- the generator ---- */
@@ -1064,13 +1099,20 @@ int amg_generate(amg_t *g, const amg_model *model, const uint8_t *rgb, int w, in
     amg_result_free(res);
     memset(&g->st, 0, sizeof g->st);
     if (w < 1 || h < 1) return err_set(err, ERR_INVALID, "amg: empty image %dx%d", w, h);
+    /* COCO RLE counts are 32-bit (pycocotools' uint): one run of a bigger
+     * image could not be written */
+    int64_t npx;
+    if (!size_mul(w, h, &npx) || npx > (int64_t)AMG_MAX_PIXELS)
+        return err_set(err, ERR_TOO_BIG,
+                       "image %dx%d = %lld pixels: over %lld, the most a COCO RLE (32-bit "
+                       "counts) can describe", w, h, (long long)npx, (long long)AMG_MAX_PIXELS);
     if (model->S != g->S)
         return err_set(err, ERR_INVALID, "amg: model size %d, generator made for %d", model->S,
                        g->S);
     g->W = w, g->H = h;
     g->nrec = 0, g->nstr = 0;
     int rc;
-    if ((rc = make_crops(g, w, h))) return err_set(err, rc, "amg: out of memory");
+    if ((rc = make_crops(g, w, h, err))) return rc;
     for (int c = 0; c < g->ncrops; c++)
         if ((rc = run_crop(g, model, rgb, c, err))) return rc;
     if (g->ncrops > 1) {
@@ -1151,7 +1193,11 @@ int amg_write_json(FILE *f, const char *file_name, const amg_result *res) {
 
 int amg_draw_overlay(uint8_t *rgb, int w, int h, const amg_result *res, err_t *err) {
     // rgb is (h,w,3)
-    size_t npx = (size_t)w * h, cap = 0;
+    int64_t npx64;
+    size_t cap = 0;
+    if (w < 1 || h < 1 || !size_mul(w, h, &npx64) || npx64 > AMG_MAX_PIXELS)
+        return err_set(err, ERR_INVALID, "overlay: bad image size %dx%d", w, h);
+    size_t npx = (size_t)npx64;
     uint8_t *mask = malloc(npx); // (h,w) 0/1
     uint32_t *counts = NULL;
     int rc = mask ? 0 : err_set(err, ERR_NOMEM, "overlay: out of memory for a %dx%d mask", w, h);

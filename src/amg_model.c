@@ -17,8 +17,8 @@ typedef struct amg_sam2 {
 
 static int sam2_encode(void *ctx, const uint8_t *rgb, int w, int h, size_t stride, err_t *err) {
     amg_sam2 *c = ctx;
-    image_preprocess(rgb, w, h, stride, c->S, c->input);
-    return sam2_model_encode(c->m, c->input, err);
+    int rc = image_preprocess(rgb, w, h, stride, c->S, c->input, err);
+    return rc ? rc : sam2_model_encode(c->m, c->input, err);
 }
 
 static int sam2_decode(void *ctx, int n, const float *points, const float *mask_input,

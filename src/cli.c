@@ -10,6 +10,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+int cli_mkdir_p(const char *path, err_t *err) {
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) return err_set(err, ERR_IO, "'%s': bad directory name", path);
+    memcpy(buf, path, n + 1);
+    /* each prefix ending before a '/', then the whole path */
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        if (buf[i - 1] == '/') continue; /* "a//b" */
+        char c = buf[i];
+        buf[i] = 0;
+        struct stat st;
+        if (mkdir(buf, 0755) != 0) {
+            int e = errno;
+            if (e != EEXIST || stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
+                if (e == EEXIST) e = ENOTDIR;
+                return err_set(err, ERR_IO, "%s: cannot create directory: %s", buf, strerror(e));
+            }
+        }
+        buf[i] = c;
+    }
+    return 0;
+}
 
 int cli_usage_error(const char *cmd, const char *fmt, ...) {
     va_list ap;

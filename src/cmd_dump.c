@@ -112,8 +112,8 @@ int cmd_dump(int argc, char **argv) {
     CHECK(input && embed && s0 && s1 && grid && coords && labels && lowres && iou && mask_in &&
           m2m && m2m_iou);
 
-    image_preprocess(img.rgb, img.w, img.h, (size_t)img.w * 3, S, input);
-    rc = sam2_model_encode(m, input, &err);
+    rc = image_preprocess(img.rgb, img.w, img.h, (size_t)img.w * 3, S, input, &err);
+    if (!rc) rc = sam2_model_encode(m, input, &err);
     if (!rc) {
         sam2_model_features(m, embed, s0, s1);
         for (int k = 0; k < B; k++) {

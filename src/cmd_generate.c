@@ -38,7 +38,8 @@ static void usage(FILE *f) {
             "                               post-processing (default: all cores)\n"
             "  --device NAME                cpu (default) or cuda:N\n"
             "  -o, --output OUT             output file (.json, or .png with --format png)\n"
-            "  --out-dir DIR                one DIR/NAME.json (or .png) per image\n"
+            "  --out-dir DIR                one DIR/NAME.json (or .png) per image (DIR and\n"
+            "                               its parents are created)\n"
             "  --format json|png            output kind (json)\n"
             "  -v, --verbose                per image: calls, masks kept per stage, seconds\n"
             "                               in the decoder and after it, workspace bytes\n"
@@ -201,6 +202,10 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         amg_set_threads(gs->g, mf.threads > 0 ? (int)mf.threads : cpu_count(), &err) ||
         image_init(&err)) {
         fprintf(stderr, "sam2amg generate: %s\n", err.msg);
+        return EXIT_DATA;
+    }
+    if (out_dir && cli_mkdir_p(out_dir, &err)) {
+        fprintf(stderr, "sam2amg generate: --out-dir %s\n", err.msg);
         return EXIT_DATA;
     }
     amg_t *g = gs->g;

@@ -105,7 +105,10 @@ static int write_json(const char *path, const char *image, int w, int h, int mul
     }
     fprintf(f, "\", \"width\": %d, \"height\": %d, \"multimask\": %s, \"scores\": [", w, h,
             multimask ? "true" : "false");
-    for (int i = 0; i < k; i++) fprintf(f, "%s%.9g", i ? ", " : "", iou[i]);
+    for (int i = 0; i < k; i++) { /* JSON has no NaN: a non-finite score is null */
+        if (isfinite(iou[i])) fprintf(f, "%s%.9g", i ? ", " : "", iou[i]);
+        else fprintf(f, "%snull", i ? ", " : "");
+    }
     fprintf(f, "], \"best\": %d, \"area\": %lld}\n", best, (long long)area);
     if (fclose(f) != 0) return err_set(err, ERR_IO, "%s: write failed", path);
     return 0;
@@ -218,10 +221,10 @@ int cmd_predict(int argc, char **argv) {
         goto done;
     }
 
-    image_preprocess(img.rgb, w, h, (size_t)w * 3, S, input);
     sam2_prompts p = {.n = 1, .n_pts = n_pts, .coords = coords, .labels = labels,
                       .mask_input = NULL, .multimask = multimask};
-    if ((rc = sam2_model_encode(m, input, &err)) || (rc = sam2_model_decode(m, &p, lowres, iou, &err))) {
+    if ((rc = image_preprocess(img.rgb, w, h, (size_t)w * 3, S, input, &err)) ||
+        (rc = sam2_model_encode(m, input, &err)) || (rc = sam2_model_decode(m, &p, lowres, iou, &err))) {
         fprintf(stderr, "sam2amg predict: %s: %s\n", image_path, err.msg);
         goto done;
     }

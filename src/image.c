@@ -44,6 +44,7 @@
  * runs first on whole rows (vectorizable), the horizontal pass on S rows.
  */
 #include "image.h"
+#include "size.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -370,14 +371,16 @@ int image_load_memory(image_t *img, const void *buf, size_t len, const char *nam
     int bands = vips_image_get_bands(in);
     VipsBandFormat bf = vips_image_get_format(in);
     VipsInterpretation interp = vips_image_get_interpretation(in);
-    if ((int64_t)w * h > max_pixels) {
-        g_object_unref(in);
-        return err_set(err, ERR_TOO_BIG, "%s: %dx%d = %lld pixels is over the limit of %lld",
-                       name, w, h, (long long)w * h, (long long)max_pixels);
-    }
     if (w <= 0 || h <= 0 || bands < 1) {
         g_object_unref(in);
         return err_set(err, ERR_FORMAT, "%s: empty %s image", name, image_fmt_name(fmt));
+    }
+    int64_t npx64;
+    size_t rgb_bytes;
+    if (!size_mul(w, h, &npx64) || npx64 > max_pixels || !size_bytes(npx64, 3, &rgb_bytes)) {
+        g_object_unref(in);
+        return err_set(err, ERR_TOO_BIG, "%s: %dx%d = %lld pixels is over the limit of %lld",
+                       name, w, h, (long long)w * h, (long long)max_pixels);
     }
     int is16 = bf == VIPS_FORMAT_USHORT;
     if (bf != VIPS_FORMAT_UCHAR && !is16) {
@@ -406,8 +409,8 @@ int image_load_memory(image_t *img, const void *buf, size_t len, const char *nam
         return err_set(err, ERR_FORMAT, "%s: corrupt GIF structure", name);
     }
 
-    size_t npx = (size_t)w * (size_t)h;
-    img->rgb = malloc(npx * 3);
+    size_t npx = (size_t)npx64;
+    img->rgb = malloc(rgb_bytes);
     if (!img->rgb) {
         g_object_unref(in);
         return err_set(err, ERR_NOMEM, "%s: cannot allocate %dx%d RGB", name, w, h);
@@ -683,17 +686,29 @@ static void taps_pad(taps_t *t, int n_in, int n_out) {
  * (x - mean) / std with the ImageNet mean/std. Row by row: the vertical
  * taps of output row oy are summed into three planar rows, then the
  * horizontal taps give the S outputs of each channel; one allocation per
- * call (taps and two row buffers, O(S + w)). Aborts on bad sizes or if
- * memory runs out (a caller bug or a hopeless host). */
-void image_preprocess(const uint8_t *rgb, int w, int h, size_t stride, int S, float *out) {
-    CHECK(w > 0 && h > 0 && S > 0 && stride >= (size_t)w * 3);
+ * call (taps and two row buffers, O(S + w)). Returns 0; ERR_INVALID for an
+ * empty image (w or h < 1: a user's image or crop can be that), ERR_NOMEM
+ * when the buffers cannot be allocated. Aborts only on the caller's own
+ * arguments (S < 1, stride < 3w). */
+int image_preprocess(const uint8_t *rgb, int w, int h, size_t stride, int S, float *out,
+                     err_t *err) {
+    CHECK(S > 0);
+    if (w < 1 || h < 1)
+        return err_set(err, ERR_INVALID, "image_preprocess: empty image %dx%d", w, h);
+    CHECK(stride >= (size_t)w * 3);
     int kx = taps_kmax(w, S), ky = taps_kmax(h, S);
     if (kx > w)
         kx = w;   /* windows never exceed the row, so taps_pad can fit them */
-    size_t bytes = sizeof(float) * ((size_t)3 * w + ACC_BLOCK + (size_t)S * (kx + ky)) +
-                   sizeof(int) * 4 * (size_t)S;
+    /* floats: (3, w) row + ACC_BLOCK + S * (kx + ky) taps; ints: 4 * S */
+    int64_t nf, nk;
+    size_t bytes;
+    if (!size_add(kx, ky, &nk) || !size_mul_add(S, nk, (int64_t)3 * w + ACC_BLOCK, &nf) ||
+        !size_bytes(nf + 4 * (int64_t)S, sizeof(float), &bytes))
+        return err_set(err, ERR_NOMEM, "image_preprocess: %dx%d to %d: size overflow", w, h, S);
     char *mem = malloc(bytes);
-    CHECK_MSG(mem, "image_preprocess: cannot allocate %zu bytes", bytes);
+    if (!mem)
+        return err_set(err, ERR_NOMEM, "image_preprocess: out of memory (%zu bytes for a %dx%d "
+                       "image)", bytes, w, h);
     float *t = (float *)mem;                 /* (3, w) one vertical output row */
     float *acc = t + (size_t)3 * w;          /* (ACC_BLOCK) */
     taps_t tx = {kx, NULL, NULL, NULL}, ty = {ky, NULL, NULL, NULL};
@@ -717,6 +732,7 @@ void image_preprocess(const uint8_t *rgb, int w, int h, size_t stride, int S, fl
                                   out + ((size_t)c * S + oy) * S);
     }
     free(mem);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ save -- */

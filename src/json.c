@@ -405,8 +405,9 @@ void json_write_string(FILE *f, const char *s) {
 }
 
 char *json_fmt_double(char *buf, double x) {
-    if (isnan(x)) return strcpy(buf, "NaN");
-    if (isinf(x)) return strcpy(buf, x > 0 ? "Infinity" : "-Infinity");
+    /* JSON has no NaN or Infinity (json.dumps' NaN is not JSON: strict
+     * parsers, jq, JavaScript refuse it): a non-finite value is null */
+    if (!isfinite(x)) return strcpy(buf, "null");
     /* Shortest %.Ne that reads back exactly: its digits and exponent. */
     char e[40];
     for (int prec = 0; prec < 17; prec++) {

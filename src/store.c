@@ -10,6 +10,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,9 +28,15 @@ __asm__(".pushsection .rodata\n"
         ".incbin \"schema/001_init.sql\"\n"
         ".byte 0\n"
         ".popsection\n");
-extern const char store_schema_001[];
+__asm__(".pushsection .rodata\n"
+        ".type store_schema_002, @object\n"
+        "store_schema_002:\n"
+        ".incbin \"schema/002_nullable_scores.sql\"\n"
+        ".byte 0\n"
+        ".popsection\n");
+extern const char store_schema_001[], store_schema_002[];
 
-static const char *const migrations[] = {store_schema_001};
+static const char *const migrations[] = {store_schema_001, store_schema_002};
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
 int store_schema_version(void) { return N_MIGRATIONS; }
@@ -560,6 +567,17 @@ int store_rle_json(char *out, size_t cap, int h, int w, const char *counts) {
     return (int)o;
 }
 
+/* a score that is not a finite number (a 0/0 stability score) is SQL NULL
+ * (schema 002); column_score reads it back as NaN */
+static void bind_score(sqlite3_stmt *st, int i, double v) {
+    if (isfinite(v)) sqlite3_bind_double(st, i, v);
+    else sqlite3_bind_null(st, i);
+}
+
+static double column_score(sqlite3_stmt *st, int i) {
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+
 int store_put_result(store_t *s, int64_t run_id, int64_t image_id, const char *owner,
                      const amg_result *res, const store_timing *t, err_t *err) {
     int r = fault_step(err);
@@ -590,8 +608,8 @@ int store_put_result(store_t *s, int64_t run_id, int64_t image_id, const char *o
         sqlite3_bind_text(mk, 4, s->text, len, SQLITE_STATIC);
         sqlite3_bind_int64(mk, 5, m->area);
         for (int k = 0; k < 4; k++) sqlite3_bind_double(mk, 6 + k, m->bbox[k]);
-        sqlite3_bind_double(mk, 10, m->predicted_iou);
-        sqlite3_bind_double(mk, 11, m->stability_score);
+        bind_score(mk, 10, m->predicted_iou);
+        bind_score(mk, 11, m->stability_score);
         sqlite3_bind_double(mk, 12, m->point[0]);
         sqlite3_bind_double(mk, 13, m->point[1]);
         for (int k = 0; k < 4; k++) sqlite3_bind_double(mk, 14 + k, m->crop_box[k]);
@@ -761,7 +779,11 @@ int store_load_result(store_t *s, int64_t image_id, amg_result *res, err_t *err)
         if (res->n == cap) {
             cap = cap ? 2 * cap : 64;
             amg_record *p = realloc(res->recs, (size_t)cap * sizeof *p);
-            CHECK(p);
+            if (!p) {
+                sqlite3_finalize(st);
+                return err_set(err, ERR_NOMEM, "%s: image %lld: out of memory for %d masks",
+                               s->path, (long long)image_id, cap);
+            }
             res->recs = p;
         }
         amg_record *m = &res->recs[res->n];
@@ -769,7 +791,11 @@ int store_load_result(store_t *s, int64_t image_id, amg_result *res, err_t *err)
         const char *txt = (const char *)sqlite3_column_text(st, 0);
         size_t n = (size_t)sqlite3_column_bytes(st, 0);
         m->rle = malloc(n + 1);
-        CHECK(m->rle);
+        if (!m->rle) {
+            sqlite3_finalize(st);
+            return err_set(err, ERR_NOMEM, "%s: image %lld: out of memory for a %zu-byte rle",
+                           s->path, (long long)image_id, n);
+        }
         res->n++;
         int64_t h, w;
         if (sqlext_rle_parse(txt, n, &h, &w, m->rle, n + 1)) {
@@ -779,8 +805,8 @@ int store_load_result(store_t *s, int64_t image_id, amg_result *res, err_t *err)
         }
         m->area = sqlite3_column_int64(st, 1);
         for (int k = 0; k < 4; k++) m->bbox[k] = sqlite3_column_double(st, 2 + k);
-        m->predicted_iou = sqlite3_column_double(st, 6);
-        m->stability_score = sqlite3_column_double(st, 7);
+        m->predicted_iou = column_score(st, 6);
+        m->stability_score = column_score(st, 7);
         m->point[0] = sqlite3_column_double(st, 8);
         m->point[1] = sqlite3_column_double(st, 9);
         for (int k = 0; k < 4; k++) m->crop_box[k] = sqlite3_column_double(st, 10 + k);

@@ -11,6 +11,7 @@
 #include "rle.h"
 
 typedef struct fx_rec {
+    char     *str;      /* the "counts" string as written */
     uint32_t *counts;
     size_t    n;
     int       h, w;
@@ -96,7 +97,7 @@ static inline int fx_parse_records(const char *json, fx_rec **out) {
         if (m < 0) return free(s), -1;
         x->counts = malloc(sizeof(uint32_t) * (size_t)(m ? m : 1));
         x->n = (size_t)rle_decode_string(s, x->counts, (size_t)m);
-        free(s);
+        x->str = s;
         q = ce;
         x->area = fx_number_after(&q, "\"area\"");
         q = ce;
@@ -122,13 +123,15 @@ static inline int fx_parse_records(const char *json, fx_rec **out) {
 }
 
 static inline void fx_free_records(fx_rec *r, int n) {
-    for (int i = 0; i < n; i++) free(r[i].counts);
+    for (int i = 0; i < n; i++) free(r[i].counts), free(r[i].str);
     free(r);
 }
 
 typedef struct fx_match {
     int    matched, extra;
     int    in_order;          /* expected record i matched actual record i, all i */
+    int    str_equal;         /* matched pairs whose counts strings are byte-identical */
+    int    str_differ_same_px; /* matched pairs with the same pixels but other strings */
     double worst_iou, max_dstab, max_diou, max_dother;
 } fx_match;
 
@@ -160,6 +163,13 @@ static inline void fx_compare(const fx_rec *e, int ne, const fx_rec *a, int na, 
             m->matched++;
             if (bj != i) m->in_order = 0;
             if (best_iou < m->worst_iou) m->worst_iou = best_iou;
+            const fx_rec *x = &e[i], *y = &a[bj];
+            uint64_t ax = rle_area(x->counts, x->n);
+            int same_px = ax == rle_area(y->counts, y->n) &&
+                          rle_intersection(x->counts, x->n, y->counts, y->n) == ax;
+            int same_str = !strcmp(x->str, y->str);
+            m->str_equal += same_str;
+            m->str_differ_same_px += same_px && !same_str;
             double ds = fabs(e[i].stab - a[bj].stab), di = fabs(e[i].iou - a[bj].iou);
             if (ds > m->max_dstab || isnan(ds)) m->max_dstab = ds;
             if (di > m->max_diou || isnan(di)) m->max_diou = di;

@@ -82,6 +82,9 @@ static void replay_fixture(const char *name) {
         snprintf(label, sizeof label, "%s: stability and predicted_iou within 1e-4", name);
         TEST_CHECK(mt.max_dstab <= 1e-4 && mt.max_diou <= 1e-4, label, "dstab %g diou %g",
                    mt.max_dstab, mt.max_diou);
+        snprintf(label, sizeof label, "%s: all %d counts strings byte-identical to the official",
+                 name, ne);
+        TEST_CHECK(mt.str_equal == ne, label, "%d of %d equal", mt.str_equal, ne);
         snprintf(label, sizeof label, "%s: records in the official order", name);
         TEST_CHECK(mt.in_order, label, "order differs");
         snprintf(label, sizeof label, "%s: area, bbox, point, crop_box equal", name);
@@ -215,13 +218,17 @@ static int compare_files(const char *exp, const char *act, double min_match, dou
     fx_match mt;
     fx_compare(e, ne, r, na, min_match < 1 ? mask_iou : 0.999, &mt);
     printf("expected %d actual %d matched %d extra %d worst_iou %.6f max_dstab %.2e "
-           "max_diou %.2e max_dother %.3g in_order %d\n",
+           "max_diou %.2e max_dother %.3g in_order %d counts_strings_equal %d "
+           "same_pixels_other_string %d\n",
            ne, na, mt.matched, mt.extra, mt.worst_iou, mt.max_dstab, mt.max_diou, mt.max_dother,
-           mt.in_order);
+           mt.in_order, mt.str_equal, mt.str_differ_same_px);
+    /* replay: every counts string as the official; real model: a matched
+     * mask with the official's pixels must have the official's string too */
     int ok = ne > 0 && mt.matched == ne && mt.extra == 0 && mt.max_dstab <= 1e-4 &&
-             mt.max_diou <= 1e-4 && mt.max_dother <= 1e-3;
+             mt.max_diou <= 1e-4 && mt.max_dother <= 1e-3 && mt.str_equal == ne;
     if (min_match < 1)
-        ok = ne > 0 && mt.matched >= min_match * ne && mt.extra <= (1 - min_match) * ne + 1e-9;
+        ok = ne > 0 && mt.matched >= min_match * ne && mt.extra <= (1 - min_match) * ne + 1e-9 &&
+             mt.str_differ_same_px == 0;
     fx_free_records(e, ne), fx_free_records(r, na);
     free(a), free(b);
     return ok ? 0 : 1;
@@ -264,6 +271,103 @@ static void test_overlay(void) {
                err.msg);
 }
 
+/* a stand-in model: every logit = fake_logit, every predicted IoU =
+ * fake_iou; counts encode calls */
+static float fake_logit, fake_iou;
+static int fake_encodes;
+static int fake_encode(void *ctx, const uint8_t *rgb, int w, int h, size_t stride, err_t *err) {
+    (void)ctx, (void)rgb, (void)w, (void)h, (void)stride, (void)err;
+    fake_encodes++;
+    return 0;
+}
+static int fake_decode(void *ctx, int n, const float *points, const float *mask_input,
+                       int multimask, float *low_res, float *iou, err_t *err) {
+    (void)ctx, (void)points, (void)mask_input, (void)err;
+    int k = multimask ? 3 : 1;
+    for (size_t i = 0; i < (size_t)n * k * 64 * 64; i++) low_res[i] = fake_logit;
+    for (int i = 0; i < n * k; i++) iou[i] = fake_iou;
+    return 0;
+}
+
+/* data the user controls never aborts, and one image's outcome never
+ * changes the next one's */
+static void test_edge_images(void) {
+    amg_params p;
+    amg_params_default(&p);
+    p.points_per_side = 4, p.points_per_batch = 8, p.crop_n_layers = 1;
+    p.pred_iou_thresh = 0.9, p.stability_score_thresh = 0;
+    amg_model m = {NULL, 256, fake_encode, fake_decode};
+    amg_t *g = NULL;
+    err_t err = {{0}};
+    int rc = amg_create(&g, &p, 256, &err);
+    TEST_CHECK(rc == 0, "edge: amg_create", "%s", err.msg);
+    if (rc) return;
+    static uint8_t rgb[64 * 64 * 3];
+    amg_result res = {0};
+    /* over 2^32 pixels: refused before anything is read (rgb is not) */
+    fake_encodes = 0;
+    rc = amg_generate(g, &m, NULL, 70000, 70000, &res, &err);
+    TEST_CHECK(rc == ERR_TOO_BIG && strstr(err.msg, "COCO RLE") && fake_encodes == 0,
+               "a 70000x70000 image (over 2^32 pixels) is ERR_TOO_BIG", "rc %d: %s", rc, err.msg);
+    rc = amg_generate(g, &m, NULL, 65536, 65536, &res, &err); /* exactly 2^32 */
+    TEST_CHECK(rc == ERR_TOO_BIG, "a 65536x65536 image (2^32 pixels) is ERR_TOO_BIG", "rc %d", rc);
+    /* empty crop boxes, as the official generate_crop_boxes makes them */
+    const int small[][3] = {{1, 1, 1}, {1, 500, 1}, {3000, 1, 1}, {2, 2, 2}};
+    for (int i = 0; i < 4; i++) {
+        amg_params q = p;
+        q.crop_n_layers = small[i][2];
+        amg_t *g2 = NULL;
+        uint8_t *px = calloc((size_t)small[i][0] * small[i][1] * 3, 1);
+        rc = amg_create(&g2, &q, 256, &err);
+        fake_encodes = 0;
+        if (!rc) rc = amg_generate(g2, &m, px, small[i][0], small[i][1], &res, &err);
+        char label[160];
+        snprintf(label, sizeof label, "%dx%d with crop_n_layers %d: ERR_INVALID naming the empty "
+                 "crop box, nothing encoded", small[i][0], small[i][1], small[i][2]);
+        TEST_CHECK(rc == ERR_INVALID && strstr(err.msg, "too small for crop_n_layers") &&
+                       fake_encodes == 0, label, "rc %d: %s", rc, err.msg);
+        amg_free(g2);
+        free(px);
+    }
+    /* every mask filtered, several images in a row (2 crop layers' NMS
+     * with no records), then an image with records */
+    fake_logit = 5, fake_iou = 0.5;
+    int ok = 1;
+    for (int i = 0; i < 4 && ok; i++) {
+        rc = amg_generate(g, &m, rgb, 64, 64, &res, &err);
+        ok = rc == 0 && res.n == 0;
+    }
+    TEST_CHECK(ok, "4 images in a row with every mask filtered: 0 records, no error", "rc %d %s",
+               rc, err.msg);
+    fake_iou = 0.95;
+    rc = amg_generate(g, &m, rgb, 64, 64, &res, &err);
+    TEST_CHECK(rc == 0 && res.n > 0, "the next image keeps its records", "rc %d n %d %s", rc,
+               res.n, err.msg);
+    /* all logits above: full masks, pycocotools' [0, h*w] (no closing 0 run) */
+    uint32_t c[4];
+    int64_t nc = rc == 0 && res.n > 0 ? rle_decode_string(res.recs[0].rle, c, 4) : -1;
+    TEST_CHECK(nc == 2 && c[0] == 0 && c[1] == 64 * 64 && res.recs[0].area == 64 * 64,
+               "an all-ones mask is the 2 runs [0, h*w]", "%lld runs: %s", (long long)nc,
+               res.n ? res.recs[0].rle : "");
+    /* all logits at or below -offset: an empty union, stability 0/0 = NaN,
+     * kept with stability_score_thresh 0 and written as null */
+    fake_logit = -20;
+    rc = amg_generate(g, &m, rgb, 64, 64, &res, &err);
+    int nan_ok = rc == 0 && res.n > 0;
+    for (int i = 0; nan_ok && i < res.n; i++)
+        nan_ok = isnan(res.recs[i].stability_score) && res.recs[i].area == 0;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (res.n) amg_write_json(f, "x.png", &res);
+    fclose(f);
+    TEST_CHECK(nan_ok && strstr(buf, "\"stability_score\": null") && !strstr(buf, "NaN"),
+               "an empty union gives stability NaN, written as null", "rc %d n %d", rc, res.n);
+    free(buf);
+    amg_result_free(&res);
+    amg_free(g);
+}
+
 int main(int argc, char **argv) {
     if ((argc == 4 || argc == 6) && !strcmp(argv[1], "--compare"))
         return compare_files(argv[2], argv[3], argc == 6 ? atof(argv[4]) : 1.0,
@@ -271,6 +375,7 @@ int main(int argc, char **argv) {
     test_params();
     test_upsample();
     test_overlay();
+    test_edge_images();
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) replay_fixture(fixtures[i]);
     return TEST_REPORT();
 }

@@ -73,5 +73,44 @@ rc=$?
 check "micro: generate with the model (exit 0)" bash -c "cat $tmp/merr; [ $rc -eq 0 ]"
 check "micro: >= 98% of amg.json records at mask IoU >= 0.99" \
     $cmp --compare $m/amg.json $tmp/micro.json 0.98 0.99
+# regressions on the real model (micro): images whose masks are all
+# filtered out, out-dir creation, images too small for the crop layers,
+# non-finite scores
+mm="--model $m/weights.safetensors --config $m/meta.json"
+photos=$(echo tests/fixtures/photos/*.{webp,tif,jpg,png})
+check "7 photos with every mask filtered (--pred-iou-thresh 0.99): exit 0, 7 files, 0 masks each" bash -c "
+    $bin generate $mm --pred-iou-thresh 0.99 $photos --out-dir $tmp/allfilt 2>$tmp/err; rc=\$?; cat $tmp/err;
+    [ \$rc -eq 0 ] && [ \$(ls $tmp/allfilt/*.json | wc -l) -eq 7 ] &&
+    [ \$(cat $tmp/allfilt/*.json | grep -c segmentation) -eq 0 ] && ! grep -q . $tmp/err"
+check "an image after another in one process gives the file of a run of its own" bash -c "
+    $bin generate $mm --pred-iou-thresh 0.6 tests/fixtures/photos/coins.png --out-dir $tmp/alone &&
+    $bin generate $mm --pred-iou-thresh 0.6 $m/image.png tests/fixtures/photos/coins.png --out-dir $tmp/after &&
+    grep -q segmentation $tmp/alone/coins.json && cmp $tmp/alone/coins.json $tmp/after/coins.json"
+check "--out-dir creates missing parents" bash -c "
+    $gen $d/image.png --out-dir $tmp/new/a/b && $cmp --compare $d/amg.json $tmp/new/a/b/image.json"
+check "--out-dir under a regular file is a data error naming it (exit 1)" bash -c "
+    touch $tmp/plain; $gen $d/image.png --out-dir $tmp/plain/sub 2>$tmp/err; rc=\$?; cat $tmp/err;
+    [ \$rc -eq 1 ] && grep -q \"$tmp/plain\" $tmp/err"
+/usr/bin/python3 - "$tmp" <<'PY'
+import struct, sys, zlib
+def png(path, w, h, v):
+    c = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    raw = b"".join(b"\0" + bytes([v]) * (3 * w) for _ in range(h))
+    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + c(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                           + c(b"IDAT", zlib.compress(raw)) + c(b"IEND", b""))
+for w, h in ((1, 1), (1, 500), (3000, 1), (2, 2), (40, 30)):
+    png("%s/flat_%dx%d.png" % (sys.argv[1], w, h), w, h, 0)
+PY
+for c in "1 1x1" "1 1x500" "1 3000x1" "2 2x2"; do
+    set -- $c
+    check "crop_n_layers $1 on a $2 image: a per-image error naming the empty crop, no abort" bash -c "
+        $bin generate $mm --crop-n-layers $1 $tmp/flat_$2.png $tmp/flat_40x30.png --out-dir $tmp/cl 2>$tmp/err;
+        rc=\$?; cat $tmp/err; [ \$rc -eq 3 ] && grep -q 'too small for crop_n_layers $1' $tmp/err &&
+        ! grep -q 'internal error' $tmp/err && [ -s $tmp/cl/flat_40x30.json ]"
+done
+check "a 2x2 flat image's 0/0 stability scores are JSON null (strict JSON)" bash -c "
+    $bin generate $mm --stability-score-thresh 0 $tmp/flat_2x2.png -o $tmp/nan.json &&
+    grep -q '\"stability_score\": null' $tmp/nan.json &&
+    /usr/bin/python3 -c 'import json,sys; json.load(open(sys.argv[1]), parse_constant=lambda c: sys.exit(\"non-JSON \" + c))' $tmp/nan.json"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

@@ -303,7 +303,7 @@ static void test_resize_references(void) {
             continue;
         }
         float *out = malloc(nout * 4), *naive = malloc(nout * 4);
-        image_preprocess(rgb, w, h, (size_t)w * 3, S, out);
+        image_preprocess(rgb, w, h, (size_t)w * 3, S, out, NULL);
         image_preprocess_naive(rgb, w, h, (size_t)w * 3, S, naive);
         double d = max_diff_f32(out, ref, nout), dn = max_diff_f32(naive, ref, nout);
         printf("# %s %dx%d -> %d: max abs diff %.3g (naive %.3g)\n", in, w, h, S, d, dn);
@@ -322,7 +322,7 @@ static void test_resize_references(void) {
             memcpy(big + (size_t)(y + oy) * stride + ox * 3, rgb + (size_t)y * w * 3,
                    (size_t)w * 3);
         float *out2 = malloc(nout * 4);
-        image_preprocess(big + oy * stride + ox * 3, w, h, stride, S, out2);
+        image_preprocess(big + oy * stride + ox * 3, w, h, stride, S, out2, NULL);
         snprintf(name, sizeof name, "preprocess %s as a strided crop is identical", in);
         TEST_CHECK(!memcmp(out, out2, nout * 4), name, "max abs diff %g",
                    max_diff_f32(out, out2, nout));
@@ -335,7 +335,8 @@ static void test_resize_references(void) {
 /* fast vs naive on assorted sizes, including 1-pixel and extreme ratios */
 static void test_resize_vs_naive(void) {
     const int sz[][3] = {{1, 1, 8}, {1, 9, 5}, {300, 2, 16}, {7, 300, 12}, {129, 65, 64},
-                         {64, 64, 64}, {33, 200, 17}};
+                         {64, 64, 64}, {33, 200, 17}, {1, 500, 64}, {3000, 1, 64},
+                         {1, 1, 256}};
     uint32_t seed = 12345;
     double worst = 0;
     for (size_t k = 0; k < sizeof sz / sizeof *sz; k++) {
@@ -344,15 +345,24 @@ static void test_resize_vs_naive(void) {
         for (size_t i = 0; i < (size_t)w * h * 3; i++)
             rgb[i] = (uint8_t)((seed = seed * 1664525u + 1013904223u) >> 24);
         float *a = malloc(sizeof(float) * 3 * S * S), *b = malloc(sizeof(float) * 3 * S * S);
-        image_preprocess(rgb, w, h, (size_t)w * 3, S, a);
+        image_preprocess(rgb, w, h, (size_t)w * 3, S, a, NULL);
         image_preprocess_naive(rgb, w, h, (size_t)w * 3, S, b);
         double d = max_diff_f32(a, b, (size_t)3 * S * S);
         if (!(d <= worst))
             worst = d;
         free(rgb), free(a), free(b);
     }
-    TEST_CHECK(worst <= 2e-5, "preprocess equals the naive reference on 7 shapes",
+    TEST_CHECK(worst <= 2e-5, "preprocess equals the naive reference on 10 shapes",
                "max abs diff %g", worst);
+    /* an empty image (a user's crop can be one) is a data error, not an abort */
+    uint8_t px[3] = {0};
+    float out[3 * 8 * 8];
+    err_t err = {{0}};
+    int rc0 = image_preprocess(px, 0, 1, 3, 8, out, &err);
+    int rc1 = image_preprocess(px, 1, 0, 3, 8, out, &err);
+    TEST_CHECK(rc0 == ERR_INVALID && rc1 == ERR_INVALID && strstr(err.msg, "empty image 1x0"),
+               "preprocess of a 0x1 / 1x0 image is ERR_INVALID", "rc %d %d: %s", rc0, rc1,
+               err.msg);
 }
 
 /* the official predictor's input for micro/image.png (320x240 -> 256) */
@@ -376,7 +386,7 @@ static void test_micro_input(void) {
                err.msg);
     if (ref) {
         float *out = malloc(sizeof(float) * n);
-        image_preprocess(img.rgb, img.w, img.h, (size_t)img.w * 3, S, out);
+        image_preprocess(img.rgb, img.w, img.h, (size_t)img.w * 3, S, out, NULL);
         double d = max_diff_f32(out, ref, n);
         printf("# micro input: max abs diff %.3g\n", d);
         TEST_CHECK(d <= 1e-4, "micro input equals the official transform (1e-4)",

@@ -27,17 +27,28 @@ static void random_mask(uint8_t *m, int h, int w, int kind) {
         }
 }
 
-/* --dump FILE: random masks and our strings for test_rle_pycocotools.py:
- * per mask one line "h w string bits" (bits row-major '0'/'1') */
+/* --dump FILE: masks and our strings for test_rle_pycocotools.py: per mask
+ * one line "h w string bits" (bits row-major '0'/'1'). 300 random ones
+ * (blobs, noise, empty, full; every fifth with its last pixel, the
+ * bottom-right one, set), then 1x1 empty and full, full 1xN and Nx1, and a
+ * mask whose only foreground is the last pixel: 306 in all. */
 static int dump(const char *path) {
     FILE *f = fopen(path, "w");
     if (!f) return 1;
     static uint8_t m[64 * 80];
     static uint32_t c[64 * 80 + 1];
     static char s[8 * (64 * 80 + 1)];
-    for (int it = 0; it < 300; it++) {
+    const int fixed[6][3] = {{1, 1, 2}, {1, 1, 3}, {1, 80, 3}, {64, 1, 3}, {5, 7, 4}, {64, 80, 3}};
+    for (int it = 0; it < 306; it++) {
         int h = 1 + (int)(rnd() % 64), w = 1 + (int)(rnd() % 80);
-        random_mask(m, h, w, it % 7 < 4 ? 0 : it % 7 - 3);
+        if (it < 300) {
+            random_mask(m, h, w, it % 7 < 4 ? 0 : it % 7 - 3);
+            if (it % 5 == 0) m[h * w - 1] = 1;
+        } else {
+            h = fixed[it - 300][0], w = fixed[it - 300][1];
+            random_mask(m, h, w, fixed[it - 300][2] == 4 ? 2 : fixed[it - 300][2]);
+            if (fixed[it - 300][2] == 4) m[h * w - 1] = 1;
+        }
         size_t n = rle_from_mask(m, (uint32_t)h, (uint32_t)w, c);
         rle_encode_string(c, n, s);
         fprintf(f, "%d %d %s ", h, w, s);
