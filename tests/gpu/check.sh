@@ -325,9 +325,14 @@ step_bench() {
 
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 
-# the build tree's programs (and, without a bundle, the fixtures' PPMs)
-if [ -z "$bundle" ]; then
-    if [ ! -x "$(prog gpu_generate)" ] || [ ! -x "$(prog test_ops)" ]; then
+# the programs: the bundle's (made executable, in case the copy to the
+# device lost the bits), or the build tree's, built here under --cpu only
+# (a GPU machine lacks the build dependencies: there a missing program is a
+# FAIL of every row that needs it), with the fixtures' PPMs decoded now
+if [ -n "$bundle" ]; then
+    chmod +x "$bundle"/bin/* 2>/dev/null
+else
+    if [ $cpu = 1 ] && { [ ! -x "$(prog gpu_generate)" ] || [ ! -x "$(prog test_ops)" ]; }; then
         run build 600 make -j"$(nproc)" BUILD="$BUILD" all
     fi
     mkdir -p "$out/images"
