@@ -159,6 +159,23 @@ static int check_attention(backend_t *be, int64_t dh) {
     return ok;
 }
 
+/* the decoder's shared token->image shape (B=1, 4096 keys): keys split */
+static int check_attention_split(backend_t *be) {
+    const int64_t B = 1, Lq = 21, Lk = 4096, nh = 8, dh = 16, D = nh * dh;
+    const float scale = 0.25f;
+    float *q = ref_new_random(B * Lq * D, 2.0f), *k = ref_new_random(B * Lk * D, 2.0f);
+    float *v = ref_new_random(B * Lk * D, 1.0f), *o = ref_new(B * Lq * D);
+    float *dq = ref_to_dev(be, q, B * Lq * D), *dk = ref_to_dev(be, k, B * Lk * D);
+    float *dv = ref_to_dev(be, v, B * Lk * D), *dout = be->alloc(be, B * Lq * D * sizeof(float));
+    CHECK(dout);
+    be->attention(be, dout, dq, D, dk, D, dv, D, B, Lq, Lk, nh, dh, scale);
+    ops_ref_attention(o, q, D, k, D, v, D, B, Lq, Lk, nh, dh, scale);
+    int ok = check_report("attention key split", dev_compare(be, dout, o, B * Lq * D), 1e-5);
+    be->free(be, dq); be->free(be, dk); be->free(be, dv); be->free(be, dout);
+    free(q); free(k); free(v); free(o);
+    return ok;
+}
+
 static int check_layer_norm(backend_t *be) {
     const int64_t M = 33, C = 576;
     float *x = ref_new_random(M * C, 3.0f), *w = ref_new_random(C, 1.0f);
@@ -442,6 +459,7 @@ static void bench_decoder(backend_t *be, int64_t P) {
     snprintf(what, sizeof what, "dec P=%lld", (long long)P);
     time_linear(be, what, P * 4096, 256, 128);
     time_attention(be, "dec tok->img", P, 7, 4096, 8, 16);
+    time_attention(be, "dec tok->img shared", 1, 7 * P, 4096, 8, 16);   // B=1: key split
     time_attention(be, "dec img->tok", P, 4096, 7, 8, 16);
     time_attention(be, "dec tok self", P, 7, 7, 8, 32);
     time_conv_transpose(be, "dec up1", P, 64, 64, 256, 64);
@@ -464,7 +482,8 @@ int main(int argc, char **argv) {
     printf("bench_cuda on %s (GEMM %s)\n", be->name, ref_gemm_tf32() ? "tf32" : "f32");
 
     int ok_gemm = check_linear(be) & check_bmm(be);
-    int ok_att = check_attention(be, 16) & check_attention(be, 72) & check_attention(be, 96);
+    int ok_att = check_attention(be, 16) & check_attention(be, 72) & check_attention(be, 96) &
+                 check_attention_split(be);
     int ok_ln = check_layer_norm(be), ok_gelu = check_gelu(be);
     int ok_conv = check_conv2d(be) & check_conv_transpose(be);
     int ok_layout = check_layout(be), ok_resize = check_resize(be);

@@ -26,7 +26,8 @@
  * kernel fault is reported at the op that caused it (debugging).
  *
  * Scratch: conv2d (im2col) and conv_transpose2x2 (GEMM before the scatter)
- * need an intermediate; both process output rows in chunks that fit a
+ * need an intermediate, and attention its key-split partial sums; the convs
+ * process output rows in chunks that fit a
  * scratch buffer of CUDA_SCRATCH_BYTES allocated once at creation, so no op
  * ever allocates.
  *
@@ -67,6 +68,7 @@ typedef struct cuda_ctx {
     cublasComputeType_t gemm_compute;  /* 32F (default) or FAST_TF32 */
     float              *scratch;       /* device, CUDA_SCRATCH_BYTES */
     int                 sync_each_op;  /* SAM2AMG_CUDA_SYNC=1 */
+    int                 num_sms;       /* multiprocessors (attention's key split) */
     char                name[24];      /* "cuda:N" */
 } cuda_ctx_t;
 
@@ -214,7 +216,8 @@ static void cuda_attention_op(backend_t *be, float *o, const float *q, int64_t l
                               int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
                               float scale) {
     cuda_ctx_t *c = cuda_enter(be);
-    cuda_attention(c->stream, o, q, ldq, k, ldk, v, ldv, B, Lq, Lk, nh, dh, scale);
+    cuda_attention(c->stream, o, q, ldq, k, ldk, v, ldv, B, Lq, Lk, nh, dh, scale, c->scratch,
+                   (int64_t)(CUDA_SCRATCH_BYTES / sizeof(float)), c->num_sms);
     cuda_leave(c);
 }
 
@@ -454,6 +457,7 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
         return NULL;
     }
     c->device = device;
+    c->num_sms = prop.multiProcessorCount;
     if ((rc = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
         (void)cudaGetLastError();
         err_set(err, ERR_BACKEND, "cuda:%d: cannot create a stream (%s)", device,

@@ -393,6 +393,8 @@ int main(void) {
     test_attention(be, 1, 33, 65, 3, 128, 0);      // dh at the limit
     test_attention(be, 1, 20, 45, 2, 5, 0);        // odd dh
     test_attention(be, 1, 16, 1, 1, 40, 0);        // one key
+    test_attention(be, 1, 28, 4096, 8, 16, 0);     // decoder shared token->image: 16 key splits
+    test_attention(be, 2, 5, 1000, 2, 40, 0);      // 7 key splits, the last one short
 
     test_layer_norm(be, 77, 96);
     test_layer_norm(be, 9, 1152);

@@ -552,6 +552,8 @@ static void test_backend_ops(backend_t *be) {
     case_attention(be, 2, 33, 3, 2, 12, 0, 0, 30);   // few keys, large logits
     case_attention(be, 1, 5, 16, 1, 6, 0, 1, 1);
     case_attention(be, 1, 9, 17, 2, 8, 0, 0, 1);     // just past the short-key path
+    case_attention(be, 1, 28, 4096, 8, 16, 0, 0, 1); // CUDA: keys split across blocks
+    case_attention(be, 2, 5, 1000, 2, 40, 0, 3, 8);  // uneven key splits, large logits
     // layer_norm
     case_layer_norm(be, 1, 1, 1e-6f, 0);
     case_layer_norm(be, 5, 96, 1e-6f, 0);
