@@ -179,8 +179,9 @@ int main(int argc, char **argv) {
         goto fail;
     }
     goto done;
-fail:
-    fprintf(stderr, "%s: %s: %s\n", cmd, image, err.msg);
+fail:   // ppm_read's messages name the file already
+    if (!strncmp(err.msg, image, strlen(image))) fprintf(stderr, "%s: %s\n", cmd, err.msg);
+    else fprintf(stderr, "%s: %s: %s\n", cmd, image, err.msg);
     rc = EXIT_DATA;
 done:
     amg_result_free(&res);
