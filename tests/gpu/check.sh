@@ -29,6 +29,13 @@
 # TODO rows. On a GPU machine a device that cannot be opened is a FAIL
 # (SAM2AMG_REQUIRE_CUDA=1), never a skip.
 #
+# Expected time on an H100 (estimated, never run): env and ops ~15 s; model
+# ~45 s (the CPU reference of tiny + large, ~1.9 TFLOP, dominates: ~15
+# s for tiny on this repo's 2-core box, ~2x OpenBLAS's time, spread over 16
+# cores); e2e and replay ~30 s; the two memcheck runs 1-3 min (unmeasured:
+# the largest unknown, hence last but one); bench_cuda ~60 s (about 100
+# timed shapes at ~0.3 s each). About 3-5 min in all, inside the budget.
+#
 # usage: tests/gpu/check.sh [--cpu] [--tiny] [--bundle DIR] [--pack] OUTDIR
 #   --cpu     the CPU backend stands in for the device and only the small
 #             shapes run (micro, micro2; tiny too with --tiny), so the
