@@ -21,15 +21,17 @@
  * relative error per product, ~1e-3 normalized error (||y - ref|| / ||ref||)
  * on GEMM outputs, so tests bound GEMM-based ops by 2e-3 there instead of
  * 1e-5; tests/gpu/check.sh reports it as its own row. Any other value of
- * SAM2AMG_CUDA_GEMM than f32 or tf32 is refused at creation. SAM2AMG_CUDA_SYNC=1
- * synchronizes and checks for errors after every op, so an asynchronous
- * kernel fault is reported at the op that caused it (debugging).
+ * SAM2AMG_CUDA_GEMM than f32 or tf32 is refused at creation.
+ * SAM2AMG_CUDA_SYNC=1 synchronizes and checks for errors after every op, so
+ * an asynchronous kernel fault is reported at the op that caused it
+ * (debugging).
  *
  * Scratch: conv2d (im2col) and conv_transpose2x2 (GEMM before the scatter)
  * need an intermediate, and attention its key-split partial sums; the convs
- * process output rows in chunks that fit a
- * scratch buffer of CUDA_SCRATCH_BYTES allocated once at creation, so no op
- * ever allocates.
+ * process output rows in chunks that fit a scratch buffer of
+ * CUDA_SCRATCH_BYTES allocated once at creation, attention splits only as
+ * far as its partials fit, so no op ever allocates (ops on one stream never
+ * overlap, so they share it).
  *
  * Without SAM2AMG_CUDA (a CPU-only build) this file compiles to nothing;
  * backend_create() then answers "cuda:N" with "this build has no CUDA".
@@ -408,8 +410,9 @@ static int cuda_gemm_mode(cublasComputeType_t *out) {
 /* backend_cuda_create: a CUDA backend on device ordinal `device`. Returns
  * NULL with a one-line message in err (when err is not NULL) when there is
  * no CUDA driver, no such device, the device is older than sm_80 (this build
- * has sm_80 and sm_90 code), SAM2AMG_CUDA_GEMM holds an unknown mode, or the stream, cuBLAS handle or scratch cannot
- * be created. The caller owns the result and frees it with be->destroy(be). */
+ * has sm_80 and sm_90 code), SAM2AMG_CUDA_GEMM holds an unknown mode, or
+ * the stream, cuBLAS handle or scratch cannot be created. The caller owns
+ * the result and frees it with be->destroy(be). */
 backend_t *backend_cuda_create(int device, struct err_t *err) {
     cublasComputeType_t gemm_compute;
     if (cuda_gemm_mode(&gemm_compute)) {
