@@ -14,7 +14,8 @@
 #              TF32 row
 #   3 e2e      gpu_generate on the end-to-end fixtures with the model on
 #              the device (the checks of tests/test_e2e.sh, negative
-#              controls included), and the replay fixtures (no device work:
+#              controls included, and micro's .pt checkpoint as
+#              tests/test_generate.sh runs it), and the replay fixtures (no device work:
 #              the post-processing of the bundle's binary on that machine)
 #   4 sanitizer compute-sanitizer memcheck on test_cuda and one small
 #              generate: no errors
@@ -254,6 +255,12 @@ step_e2e() {
         fi
         [ $rc -eq 0 ] && p=$((p + 1)) || { f=$((f + 1)); echo "FAILED: $f1" >>"$out/logs/e2e.log"; }
     done
+    # micro, as tests/test_generate.sh runs it: the .pt checkpoint (zip + pickle)
+    d=tests/fixtures/micro
+    run e2e 120 "$gen" --device "$DEVICE" --model "$d/weights.pt" --config "$d/meta.json" \
+        "$(ppm_of micro)" -o "$out/e2e/micro.json"
+    [ $rc -eq 0 ] && run e2e 60 "$cmp" --compare "$d/amg.json" "$out/e2e/micro.json" 0.98 0.99
+    [ $rc -eq 0 ] && p=$((p + 1)) || { f=$((f + 1)); echo "FAILED: micro" >>"$out/logs/e2e.log"; }
     # negative controls: without the option the official records are not reproduced
     d=tests/fixtures/e2e-m2m
     sed 's/"use_m2m": true/"use_m2m": false/' "$d/meta.json" >"$out/e2e/no-m2m.json"
@@ -268,7 +275,7 @@ step_e2e() {
         [ $rc -eq 1 ] && p=$((p + 1)) || { f=$((f + 1)); echo "FAILED: min-area control" >>"$out/logs/e2e.log"; }
     local st=PASS
     [ $f -ne 0 ] && st=FAIL
-    row e2e $st "device=$DEVICE passed=$p failed=$f (4 fixtures at >=98% records IoU>=0.99, 2 controls)" \
+    row e2e $st "device=$DEVICE passed=$p failed=$f (5 fixtures at >=98% records IoU>=0.99, 2 controls)" \
         "secs=$(($(date +%s) - a))"
     p=0 f=0 a=$(date +%s)
     for d in tests/fixtures/amg-synthetic*/; do
@@ -343,7 +350,7 @@ else
         run build 600 make -j"$(nproc)" BUILD="$BUILD" all
     fi
     mkdir -p "$out/images"
-    for d in tests/fixtures/e2e-*/ tests/fixtures/amg-synthetic*/; do
+    for d in tests/fixtures/e2e-*/ tests/fixtures/amg-synthetic*/ tests/fixtures/micro/; do
         f1=$(basename "$d")
         run images 30 "$(prog gpu_generate)" --decode "$d/image.png" "$out/images/$f1.ppm"
     done

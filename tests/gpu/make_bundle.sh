@@ -12,7 +12,7 @@ BUILD=${BUILD:-build}
 cd "$(dirname "$0")/../.."
 fail=0
 mkdir -p "$B/images"
-for d in tests/fixtures/e2e-*/ tests/fixtures/amg-synthetic*/; do
+for d in tests/fixtures/e2e-*/ tests/fixtures/amg-synthetic*/ tests/fixtures/micro/; do
     f=$(basename "$d")
     "$BUILD/gpu/gpu_generate" --decode "$d/image.png" "$B/images/$f.ppm" || fail=1
 done
