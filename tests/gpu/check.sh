@@ -126,7 +126,7 @@ worst_rel() {
         END { printf "%.3g", m }'
 }
 
-# images DIR: the PPM of every fixture gpu_generate reads, from the bundle
+# ppm_of FIXTURE: the PPM of a fixture image gpu_generate reads, from the bundle
 # or decoded now by the build's gpu_generate (which has libvips)
 ppm_of() {
     if [ -n "$bundle" ]; then echo "$bundle/images/$1.ppm"; else echo "$out/images/$1.ppm"; fi
