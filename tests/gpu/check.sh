@@ -144,24 +144,25 @@ step_env() {
         grep -m1 'model name' /proc/cpuinfo; grep MemTotal /proc/meminfo
         echo "mode: $([ $cpu = 1 ] && echo cpu || echo gpu) device=$DEVICE bundle=${bundle:-none} build=$BUILD"
         [ -n "$bundle" ] && cat "$bundle/INFO"
-        echo "--- nvidia-smi"; nvidia-smi 2>&1 || echo "(nvidia-smi failed: $?)"
+        echo "--- nvidia-smi"; timeout 30 nvidia-smi 2>&1 || echo "(nvidia-smi failed: $?)"
         echo "--- nvcc"; (nvcc --version || /usr/local/cuda/bin/nvcc --version) 2>&1 | tail -n 2
         echo "--- python3 torch"
-        python3 -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)' 2>&1 | tail -n 1
-        echo "--- compute-sanitizer"; ($SANITIZER --version 2>&1 || echo none) | tail -n 1
+        timeout 60 python3 -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)' 2>&1 |
+            tail -n 1
+        echo "--- compute-sanitizer"; (timeout 30 $SANITIZER --version 2>&1 || echo none) | tail -n 1
     } >>"$log" 2>&1
     if command -v nvidia-smi >/dev/null 2>&1; then
-        gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 | tr ' ' _)
-        driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n 1)
+        gpu=$(timeout 30 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 | tr ' ' _)
+        driver=$(timeout 30 nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n 1)
     fi
-    local cuda_drv=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9.]*\).*/\1/p' | head -n 1)
+    local cuda_drv=$(timeout 30 nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9.]*\).*/\1/p' | head -n 1)
     # cuBLAS 13 from the CUDA toolkit, else from PyTorch's nvidia-cublas wheel
     b=$(prog test_cuda)
     if ldd "$b" 2>/dev/null | grep -q 'libcublas.*not found'; then
         local d
         for d in /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
-            $(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null) \
-            $(python3 -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null); do
+            $(timeout 30 python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null) \
+            $(timeout 30 python3 -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null); do
             if [ -e "$d/libcublas.so.13" ]; then
                 export LD_LIBRARY_PATH=$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
                 echo "cuBLAS from $d" >>"$log"
