@@ -40,11 +40,12 @@ NVFLAGS ?= -O3 -lineinfo -std=c++17 -Iinclude -Xcompiler -Wall,-Wextra,-Werror,-
            -gencode arch=compute_90,code=compute_90
 endif
 
-.PHONY: all test sanitize valgrind bench clean help
+.PHONY: all test sanitize valgrind bench clean help gpu-bundle bench-gpu
 
 # all: the program, the tests and the SQLite extension
 SQLEXT  := $(if $(wildcard src/sqlext.c),$(BUILD)/libsam2amg_sql.so)
-all: $(BUILD)/sam2amg $(SQLEXT) $(TESTS) $(BENCHES)
+GPUPROGS := $(patsubst tests/gpu/%.c,$(BUILD)/gpu/%,$(wildcard tests/gpu/gpu_*.c))
+all: $(BUILD)/sam2amg $(SQLEXT) $(TESTS) $(BENCHES) $(GPUPROGS)
 
 $(BUILD)/obj/%.o: %.c $(wildcard include/*.h src/*.h jobs/*.h kernels/*.h schema/*.sql)
 	@mkdir -p $(dir $@)
@@ -80,6 +81,51 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libsam2amg.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo '  LINK  $@')
 	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+
+# the GPU check's drivers (tests/gpu/gpu_*.c), linked like the tests
+$(BUILD)/gpu/%: tests/gpu/%.c $(BUILD)/libsam2amg.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo '  LINK  $@')
+	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+
+# gpu-bundle: the programs tests/gpu/check.sh runs on a GPU machine that has
+# only the CUDA toolkit and a C library, in $(BUNDLE)/ (git-ignored, carried
+# to the device): one shared library lib/libsam2amg_gpu.so (the library
+# without the SQLite store and the job runner, tests/gpu/mini_blas.c for
+# OpenBLAS and tests/gpu/vips_stub.c for libvips, the CUDA runtime linked
+# in; libminizip and libz copied beside it) and small programs in bin/ that
+# find them by rpath; cuBLAS comes from the machine's CUDA 13 toolkit
+BUNDLE  ?= gpu-bundle
+comma   := ,
+BUNDLE_SRCS := tests/test_ops.c tests/test_cuda.c tests/test_model.c tests/test_amg.c \
+               bench/bench_cuda.c $(wildcard tests/gpu/gpu_*.c)
+BUNDLE_OBJ  := $(filter-out $(BUILD)/obj/src/store.o $(BUILD)/obj/src/sqlext.o $(BUILD)/obj/jobs/%,$(OBJ)) \
+               $(CU_OBJ) $(BUILD)/gpu/mini_blas.o $(BUILD)/gpu/vips_stub.o
+BUNDLE_RPATH := -Wl,-rpath,'$$ORIGIN/../lib' $(if $(filter 1,$(HAVE_NVCC)),-Wl$(comma)-rpath$(comma)$(CUDA_HOME)/lib64)
+BUNDLE_LDLIBS := -Wl,--no-as-needed -lminizip -lz -Wl,--as-needed \
+                 $(if $(filter 1,$(HAVE_NVCC)),-L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -lstdc++ -lrt -ldl) \
+                 -lpthread -lm
+$(BUILD)/gpu/mini_blas.o: tests/gpu/mini_blas.c include/check.h
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -O3 -c $< -o $@
+$(BUILD)/gpu/vips_stub.o: tests/gpu/vips_stub.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+gpu-bundle: $(BUNDLE_OBJ) $(BUILD)/gpu/gpu_generate
+	@rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/bin $(BUNDLE)/lib
+	@echo '  LINK  $(BUNDLE)/lib/libsam2amg_gpu.so'
+	$(Q)$(CC) -shared -Wl,-z,defs $(BUNDLE_OBJ) -o $(BUNDLE)/lib/libsam2amg_gpu.so \
+	    $(LDFLAGS) $(BUNDLE_LDLIBS) $(BUNDLE_RPATH)
+	$(Q)strip --strip-debug $(BUNDLE)/lib/libsam2amg_gpu.so
+	$(Q)for src in $(BUNDLE_SRCS); do n=$$(basename $$src .c); echo "  LINK  $(BUNDLE)/bin/$$n"; \
+	    $(CC) $(CFLAGS) $$src -o $(BUNDLE)/bin/$$n $(LDFLAGS) -L$(BUNDLE)/lib -lsam2amg_gpu \
+	        $(BUNDLE_RPATH) -lpthread -lm || exit 1; done
+	$(Q)BUILD=$(BUILD) HAVE_NVCC=$(HAVE_NVCC) NVCC=$(NVCC) bash tests/gpu/make_bundle.sh $(BUNDLE)
+
+# bench-gpu: the CUDA kernel harness and the full-size model timing on cuda:0
+bench-gpu: $(BUILD)/bench/bench_cuda $(BUILD)/gpu/gpu_model
+	SAM2AMG_REQUIRE_CUDA=1 $(BUILD)/bench/bench_cuda
+	$(BUILD)/gpu/gpu_model --time 5 tiny large
 
 # test: every tests/test_* program and script; last line "N passed, N failed"
 test: all

@@ -12,6 +12,15 @@
 
 #include <stdint.h>
 
+/* ops_ref_set_bf16: 1 = bf16 mode for the matrix ops (linear, bmm,
+ * attention, attention_probs, conv2d, conv_transpose2x2): their product
+ * operands are rounded to bfloat16 first, as bf16 tensor cores see them;
+ * 0 = exact (the default). Process-wide; not thread-safe. */
+void  ops_ref_set_bf16(int on);
+/* ops_ref_bf16_round: f rounded to the nearest bfloat16 (ties to even),
+ * returned as a float; Inf and NaN unchanged. */
+float ops_ref_bf16_round(float f);
+
 /* y (M,N), row stride ldy = x (M,K), row stride ldx . w (N,K)^T + b (N|NULL) */
 void ops_ref_linear(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w,
                     const float *b, int64_t M, int64_t K, int64_t N);

@@ -14,6 +14,15 @@
  *
  * Shapes in SAM 2.1: Hiera windows (L = 64..256, dh 72/96), global blocks
  * (L = 4096), decoder token<->image (Lq or Lk = 4096, the other ~7, dh 16/32).
+ *
+ * Key split (flash-decoding): the decoder's shared token->image attention
+ * has B = 1, nh = 8 and a few query tiles against 4096 keys, i.e. a handful
+ * of blocks for 132 SMs. When the (query tile, head) blocks are fewer than
+ * two per SM and there are at least ATT_SPLIT_MIN keys per split, each block
+ * takes one contiguous range of keys and writes its unnormalized partial
+ * (running max m, sum l, output acc) to scratch; attention_combine_kernel
+ * merges the splits per row: M = max m_s, out = sum acc_s e^(m_s-M) /
+ * sum l_s e^(m_s-M). Not yet run on a GPU (written without one).
  */
 #include <math.h>
 
@@ -24,6 +33,7 @@
 #define ATT_RPW   4                      /* query rows per warp */
 #define ATT_BQ    (ATT_WARPS * ATT_RPW)  /* query rows per block */
 #define ATT_DHMAX 128
+#define ATT_SPLIT_MIN 128                /* fewest keys per split */
 
 static __device__ __forceinline__ float att_warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -36,20 +46,25 @@ static __device__ __forceinline__ float att_warp_max(float v) {
 }
 
 // o is (B,Lq,nh,dh) contiguous; q (B,Lq,nh,dh) row stride ldq; k,v (B,Lk,nh,dh)
-// row strides ldk, ldv. Grid: B*nh*nqb blocks of ATT_WARPS*32 threads.
+// row strides ldk, ldv. Grid: B*nh*nqb*nsplit blocks of ATT_WARPS*32 threads;
+// split s takes keys [s*kchunk, (s+1)*kchunk). With nsplit > 1 the block
+// writes part (B*Lq*nh rows, nsplit, dh+2) = (m, l, acc[dh]) instead of o.
 template <int DPL>
 static __global__ void __launch_bounds__(ATT_WARPS * 32)
 attention_kernel(float *o, const float *q, int64_t ldq, const float *k, int64_t ldk,
                  const float *v, int64_t ldv, int64_t Lq, int64_t Lk, int nh, int dh,
-                 float scale, int64_t nqb) {
+                 float scale, int64_t nqb, int nsplit, int64_t kchunk, float *part) {
     extern __shared__ float att_smem[];
     const int ldks = dh | 1;             // odd row stride: lane j reads row j conflict-free
     float *Ks = att_smem;                // (ATT_TK, ldks)
     float *Vs = Ks + ATT_TK * ldks;      // (ATT_TK, dh)
     float *Qs = Vs + ATT_TK * dh;        // (ATT_BQ, dh)
 
-    const int64_t qb = (int64_t)blockIdx.x % nqb;
-    const int64_t bh = (int64_t)blockIdx.x / nqb;
+    const int split = (int)((int64_t)blockIdx.x % nsplit);
+    const int64_t qb = (int64_t)blockIdx.x / nsplit % nqb;
+    const int64_t bh = (int64_t)blockIdx.x / nsplit / nqb;
+    const int64_t kbeg = (int64_t)split * kchunk;
+    const int64_t kend = kbeg + kchunk < Lk ? kbeg + kchunk : Lk;
     const int h = (int)(bh % nh);
     const int64_t b = bh / nh;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -71,8 +86,8 @@ attention_kernel(float *o, const float *q, int64_t ldq, const float *k, int64_t 
         for (int t = 0; t < DPL; t++) acc[r][t] = 0.0f;
     }
 
-    for (int64_t k0 = 0; k0 < Lk; k0 += ATT_TK) {
-        const int nk = (int)(Lk - k0 < ATT_TK ? Lk - k0 : ATT_TK);
+    for (int64_t k0 = kbeg; k0 < kend; k0 += ATT_TK) {
+        const int nk = (int)(kend - k0 < ATT_TK ? kend - k0 : ATT_TK);
         __syncthreads();   // the previous tile is consumed (first pass: Qs is loaded)
         for (int idx = tid; idx < ATT_TK * dh; idx += blockDim.x) {
             int j = idx / dh, d = idx % dh;
@@ -121,7 +136,15 @@ attention_kernel(float *o, const float *q, int64_t ldq, const float *k, int64_t 
 #pragma unroll
     for (int r = 0; r < ATT_RPW; r++) {
         const int64_t i = q0 + warp * ATT_RPW + r;
-        if (i < Lq) {
+        if (i < Lq && nsplit > 1) {   // the partial of this split: m, l, acc
+            float *prow = part + (((b * Lq + i) * nh + h) * nsplit + split) * (int64_t)(dh + 2);
+            if (lane == 0) prow[0] = m[r], prow[1] = l[r];
+#pragma unroll
+            for (int t = 0; t < DPL; t++) {
+                int d = lane + 32 * t;
+                if (d < dh) prow[2 + d] = acc[r][t];
+            }
+        } else if (i < Lq) {
             float *orow = o + ((b * Lq + i) * nh + h) * (int64_t)dh;
             const float inv = 1.0f / l[r];
 #pragma unroll
@@ -133,10 +156,32 @@ attention_kernel(float *o, const float *q, int64_t ldq, const float *k, int64_t 
     }
 }
 
+// o (rows, dh) from part (rows, nsplit, dh+2): the splits' partial softmax
+// sums merged; one thread per output element
+static __global__ void attention_combine_kernel(float *o, const float *part, int64_t rows,
+                                                int dh, int nsplit) {
+    KERN_FOR(idx, rows * dh) {
+        const int64_t row = idx / dh;
+        const int d = (int)(idx % dh);
+        const float *p = part + row * nsplit * (int64_t)(dh + 2);
+        float M = -INFINITY;
+        for (int sp = 0; sp < nsplit; sp++) M = fmaxf(M, p[sp * (dh + 2)]);
+        float L = 0.0f, acc = 0.0f;
+        for (int sp = 0; sp < nsplit; sp++) {
+            const float *ps = p + sp * (dh + 2);
+            const float w = expf(ps[0] - M);
+            L += ps[1] * w;
+            acc += ps[2 + d] * w;
+        }
+        o[idx] = acc / L;
+    }
+}
+
 extern "C" void cuda_attention(cudaStream_t s, float *o, const float *q, int64_t ldq,
                                const float *k, int64_t ldk, const float *v, int64_t ldv,
                                int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
-                               float scale) {
+                               float scale, float *scratch, int64_t scratch_floats,
+                               int num_sms) {
     CHECK(B >= 0 && Lq >= 0 && nh > 0 && dh > 0);
     CHECK_MSG(dh <= ATT_DHMAX, "attention head dim %lld > %d unsupported on CUDA",
               (long long)dh, ATT_DHMAX);
@@ -144,8 +189,25 @@ extern "C" void cuda_attention(cudaStream_t s, float *o, const float *q, int64_t
     if (B == 0 || Lq == 0) return;
     CHECK_MSG(Lk > 0, "attention over zero keys");
     const int64_t nqb = (Lq + ATT_BQ - 1) / ATT_BQ;
-    const int64_t blocks = B * nh * nqb;
+    /* key split: enough blocks for two per SM, each split >= ATT_SPLIT_MIN
+     * keys (a multiple of the tile), partials within the scratch */
+    int64_t nsplit = 1, kchunk = Lk;
+    const int64_t target = 2 * (int64_t)(num_sms > 0 ? num_sms : 1), base = B * nh * nqb;
+    if (base < target && Lk >= 2 * ATT_SPLIT_MIN && scratch) {
+        int64_t want = (target + base - 1) / base, most = Lk / ATT_SPLIT_MIN;
+        int64_t fit = scratch_floats / (B * Lq * nh * (dh + 2));
+        nsplit = want < most ? want : most;
+        if (nsplit > fit) nsplit = fit;
+        if (nsplit > 1) {
+            kchunk = (Lk + nsplit - 1) / nsplit;
+            kchunk = (kchunk + ATT_TK - 1) / ATT_TK * ATT_TK;
+            nsplit = (Lk + kchunk - 1) / kchunk;
+        }
+        if (nsplit < 2) nsplit = 1, kchunk = Lk;
+    }
+    const int64_t blocks = base * nsplit;
     CHECK(blocks <= INT32_MAX);
+    const int ns = (int)nsplit;
     const int idh = (int)dh;
     const size_t smem = sizeof(float) *
         ((size_t)ATT_TK * (size_t)(idh | 1) + (size_t)ATT_TK * idh + (size_t)ATT_BQ * idh);
@@ -153,20 +215,30 @@ extern "C" void cuda_attention(cudaStream_t s, float *o, const float *q, int64_t
     switch ((idh + 31) / 32) {
     case 1:
         attention_kernel<1><<<grid, block, smem, s>>>(o, q, ldq, k, ldk, v, ldv, Lq, Lk,
-                                                      (int)nh, idh, scale, nqb);
+                                                      (int)nh, idh, scale, nqb, ns, kchunk,
+                                                      scratch);
         break;
     case 2:
         attention_kernel<2><<<grid, block, smem, s>>>(o, q, ldq, k, ldk, v, ldv, Lq, Lk,
-                                                      (int)nh, idh, scale, nqb);
+                                                      (int)nh, idh, scale, nqb, ns, kchunk,
+                                                      scratch);
         break;
     case 3:
         attention_kernel<3><<<grid, block, smem, s>>>(o, q, ldq, k, ldk, v, ldv, Lq, Lk,
-                                                      (int)nh, idh, scale, nqb);
+                                                      (int)nh, idh, scale, nqb, ns, kchunk,
+                                                      scratch);
         break;
     default:
         attention_kernel<4><<<grid, block, smem, s>>>(o, q, ldq, k, ldk, v, ldv, Lq, Lk,
-                                                      (int)nh, idh, scale, nqb);
+                                                      (int)nh, idh, scale, nqb, ns, kchunk,
+                                                      scratch);
         break;
     }
     CUDA_LAUNCH_CHECK();
+    if (ns > 1) {
+        const int64_t n = B * Lq * nh * dh;
+        attention_combine_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(
+            o, scratch, B * Lq * nh, idh, ns);
+        CUDA_LAUNCH_CHECK();
+    }
 }

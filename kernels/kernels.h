@@ -62,11 +62,15 @@ void cuda_fill_rows(cudaStream_t s, float *y, int64_t ldy, const float *b, int64
 
 /* ---- attention.cu ---- */
 /* o (B,Lq,nh*dh) = softmax(scale q.k^T) v per batch item and head; q (B,Lq,nh,dh)
- * row stride ldq, k,v (B,Lk,nh,dh) row strides ldk, ldv. dh <= 128. */
+ * row stride ldq, k,v (B,Lk,nh,dh) row strides ldk, ldv. dh <= 128. When
+ * there are too few (query tile, head) blocks to fill num_sms multiprocessors
+ * and many keys, the keys are split across blocks and the partial softmax
+ * sums merged afterwards (flash-decoding); the partials use up to
+ * scratch_floats floats of scratch (device memory, stream-ordered). */
 void cuda_attention(cudaStream_t s, float *o, const float *q, int64_t ldq,
                     const float *k, int64_t ldk, const float *v, int64_t ldv,
                     int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
-                    float scale);
+                    float scale, float *scratch, int64_t scratch_floats, int num_sms);
 
 /* ---- conv.cu ---- */
 /* im2col rows [m0, m0+mc) of the (B*Ho*Wo, Cin*kh*kw) patch matrix of

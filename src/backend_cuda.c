@@ -12,20 +12,26 @@
  * or read (download); both therefore wait for the work queued before them.
  * copy() and memset0() are ordered on the stream like ops.
  *
- * GEMM precision: by default cuBLAS runs float32 GEMMs on tensor cores in
- * TF32 (CUBLAS_COMPUTE_32F_FAST_TF32: inputs rounded to a 10-bit mantissa,
- * float32 accumulation). Expected error: about 5e-4 relative per product,
- * ~1e-3 normalized error (||y - ref|| / ||ref||) on GEMM outputs, so the
- * parity bound for linear/bmm/conv ops on CUDA is 2e-3 instead of the CPU's
- * 1e-5. SAM2AMG_CUDA_GEMM=f32 in the environment selects exact float32
- * GEMMs (CUBLAS_COMPUTE_32F) for parity runs. SAM2AMG_CUDA_SYNC=1
- * synchronizes and checks for errors after every op, so an asynchronous
- * kernel fault is reported at the op that caused it (debugging).
+ * GEMM precision: by default float32 GEMMs are true float32
+ * (CUBLAS_COMPUTE_32F), as PyTorch's default (allow_tf32 False for matmul)
+ * computes the official model, so model-level parity holds at the CPU's
+ * bounds. SAM2AMG_CUDA_GEMM=tf32 in the environment (read when the backend
+ * is created) selects TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32:
+ * inputs rounded to a 10-bit mantissa, float32 accumulation): about 5e-4
+ * relative error per product, ~1e-3 normalized error (||y - ref|| / ||ref||)
+ * on GEMM outputs, so tests bound GEMM-based ops by 2e-3 there instead of
+ * 1e-5; tests/gpu/check.sh reports it as its own row. Any other value of
+ * SAM2AMG_CUDA_GEMM than f32 or tf32 is refused at creation.
+ * SAM2AMG_CUDA_SYNC=1 synchronizes and checks for errors after every op, so
+ * an asynchronous kernel fault is reported at the op that caused it
+ * (debugging).
  *
  * Scratch: conv2d (im2col) and conv_transpose2x2 (GEMM before the scatter)
- * need an intermediate; both process output rows in chunks that fit a
- * scratch buffer of CUDA_SCRATCH_BYTES allocated once at creation, so no op
- * ever allocates.
+ * need an intermediate, and attention its key-split partial sums; the convs
+ * process output rows in chunks that fit a scratch buffer of
+ * CUDA_SCRATCH_BYTES allocated once at creation, attention splits only as
+ * far as its partials fit, so no op ever allocates (ops on one stream never
+ * overlap, so they share it).
  *
  * Without SAM2AMG_CUDA (a CPU-only build) this file compiles to nothing;
  * backend_create() then answers "cuda:N" with "this build has no CUDA".
@@ -61,9 +67,10 @@ typedef struct cuda_ctx {
     int                 device;        /* CUDA device ordinal */
     cudaStream_t        stream;        /* every op and copy is ordered on it */
     cublasHandle_t      blas;          /* bound to stream */
-    cublasComputeType_t gemm_compute;  /* FAST_TF32 (default) or 32F */
+    cublasComputeType_t gemm_compute;  /* 32F (default) or FAST_TF32 */
     float              *scratch;       /* device, CUDA_SCRATCH_BYTES */
     int                 sync_each_op;  /* SAM2AMG_CUDA_SYNC=1 */
+    int                 num_sms;       /* multiprocessors (attention's key split) */
     char                name[24];      /* "cuda:N" */
 } cuda_ctx_t;
 
@@ -211,7 +218,8 @@ static void cuda_attention_op(backend_t *be, float *o, const float *q, int64_t l
                               int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
                               float scale) {
     cuda_ctx_t *c = cuda_enter(be);
-    cuda_attention(c->stream, o, q, ldq, k, ldk, v, ldv, B, Lq, Lk, nh, dh, scale);
+    cuda_attention(c->stream, o, q, ldq, k, ldk, v, ldv, B, Lq, Lk, nh, dh, scale, c->scratch,
+                   (int64_t)(CUDA_SCRATCH_BYTES / sizeof(float)), c->num_sms);
     cuda_leave(c);
 }
 
@@ -388,12 +396,30 @@ static int env_is(const char *name, const char *value) {
     return v && strcmp(v, value) == 0;
 }
 
+/* cuda_gemm_mode: the GEMM compute type SAM2AMG_CUDA_GEMM asks for (unset
+ * or "f32": true float32; "tf32": TF32 tensor cores), or -1 for another
+ * value. */
+static int cuda_gemm_mode(cublasComputeType_t *out) {
+    const char *v = getenv("SAM2AMG_CUDA_GEMM");
+    if (!v || !*v || strcmp(v, "f32") == 0) *out = CUBLAS_COMPUTE_32F;
+    else if (strcmp(v, "tf32") == 0) *out = CUBLAS_COMPUTE_32F_FAST_TF32;
+    else return -1;
+    return 0;
+}
+
 /* backend_cuda_create: a CUDA backend on device ordinal `device`. Returns
  * NULL with a one-line message in err (when err is not NULL) when there is
  * no CUDA driver, no such device, the device is older than sm_80 (this build
- * has sm_80 and sm_90 code), or the stream, cuBLAS handle or scratch cannot
- * be created. The caller owns the result and frees it with be->destroy(be). */
+ * has sm_80 and sm_90 code), SAM2AMG_CUDA_GEMM holds an unknown mode, or
+ * the stream, cuBLAS handle or scratch cannot be created. The caller owns
+ * the result and frees it with be->destroy(be). */
 backend_t *backend_cuda_create(int device, struct err_t *err) {
+    cublasComputeType_t gemm_compute;
+    if (cuda_gemm_mode(&gemm_compute)) {
+        err_set(err, ERR_INVALID, "cuda:%d: SAM2AMG_CUDA_GEMM='%s' (expected f32 or tf32)",
+                device, getenv("SAM2AMG_CUDA_GEMM"));
+        return NULL;
+    }
     int n = 0;
     cudaError_t rc = cudaGetDeviceCount(&n);
     if (rc != cudaSuccess) {
@@ -434,6 +460,7 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
         return NULL;
     }
     c->device = device;
+    c->num_sms = prop.multiProcessorCount;
     if ((rc = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
         (void)cudaGetLastError();
         err_set(err, ERR_BACKEND, "cuda:%d: cannot create a stream (%s)", device,
@@ -462,8 +489,7 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
         free(be);
         return NULL;
     }
-    c->gemm_compute = env_is("SAM2AMG_CUDA_GEMM", "f32") ? CUBLAS_COMPUTE_32F
-                                                         : CUBLAS_COMPUTE_32F_FAST_TF32;
+    c->gemm_compute = gemm_compute;
     c->sync_each_op = env_is("SAM2AMG_CUDA_SYNC", "1");
     snprintf(c->name, sizeof c->name, "cuda:%d", device);
 

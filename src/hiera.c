@@ -111,6 +111,20 @@ int hiera_check_geometry(const sam2_config *cfg, err_t *err) {
 
 int hiera_bind(hiera_t *h, const sam2_config *cfg, wload_t *L) {
     hiera_schedule(h, cfg);
+    /* the backend's attention takes head dims up to attention_dh_max (0 = no
+     * limit); a config past it is a clean load error, not a CHECK in the op */
+    int64_t dh_max = L->be ? L->be->attention_dh_max : 0;
+    for (int i = 0; i < h->n_blocks && dh_max > 0 && !L->rc; i++) {
+        const hiera_block_t *b = &h->blocks[i];
+        int64_t dh = b->dim_out / b->heads;
+        if (dh > dh_max)
+            L->rc = err_set(L->err, ERR_INVALID,
+                            "config %s: block %d head dim %lld (width %d / %d heads) exceeds "
+                            "the %s backend's attention limit %lld",
+                            cfg->name, i, (long long)dh, b->dim_out, b->heads, L->be->name,
+                            (long long)dh_max);
+    }
+    if (L->rc) return L->rc;
     int C = cfg->embed_dim;
     const char *p = "image_encoder.trunk";
     h->patch_w = wload_get(L, 4, (int64_t[]){C, 3, 7, 7}, "%s.patch_embed.proj.weight", p);

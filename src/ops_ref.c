@@ -3,13 +3,44 @@
  * Plain loops straight from each op's definition in include/backend.h, one
  * thread, double accumulators, no BLAS: slow and obviously right, so that
  * the tuned CPU backend and the CUDA backend can be compared against it.
+ *
+ * bf16 mode (ops_ref_set_bf16): every operand of a product in the matrix
+ * ops (linear, bmm, attention's q.k and p.v, attention_probs, conv2d,
+ * conv_transpose2x2) is first rounded to bfloat16 (round to nearest even),
+ * as bf16 tensor cores see their inputs; biases, softmax and accumulation
+ * stay as they are. Accumulating in double rather than float32 keeps the
+ * loops shared; float32 accumulation would add ~1e-6 relative, far under
+ * bf16's 2^-9 rounding, so the difference between the two modes measures
+ * what bf16 inputs cost (tests/test_ops.c prints it per op).
  */
 #include "ops_ref.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
+
+static int ref_bf16;   /* ops_ref_set_bf16 */
+
+void ops_ref_set_bf16(int on) {
+    ref_bf16 = on != 0;
+}
+
+float ops_ref_bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7f800000u) == 0x7f800000u) return f;   // Inf and NaN unchanged
+    u += 0x7fffu + ((u >> 16) & 1u);                   // round to nearest, ties to even
+    u &= 0xffff0000u;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* op: a product operand, bf16-rounded in bf16 mode */
+static inline double op(float v) {
+    return ref_bf16 ? (double)ops_ref_bf16_round(v) : (double)v;
+}
 
 void ops_ref_linear(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w,
                     const float *b, int64_t M, int64_t K, int64_t N) {
@@ -18,7 +49,7 @@ void ops_ref_linear(float *y, int64_t ldy, const float *x, int64_t ldx, const fl
     for (int64_t i = 0; i < M; i++)
         for (int64_t n = 0; n < N; n++) {
             double acc = b ? b[n] : 0.0;
-            for (int64_t kk = 0; kk < K; kk++) acc += (double)x[i * ldx + kk] * w[n * K + kk];
+            for (int64_t kk = 0; kk < K; kk++) acc += op(x[i * ldx + kk]) * op(w[n * K + kk]);
             y[i * ldy + n] = (float)acc;
         }
 }
@@ -33,7 +64,7 @@ void ops_ref_bmm(float *c, const float *a, const float *b, int64_t batch, int64_
             for (int64_t j = 0; j < N; j++) {
                 double acc = 0.0;
                 for (int64_t kk = 0; kk < K; kk++)
-                    acc += (double)at[i * K + kk] * (trans_b ? bt[j * K + kk] : bt[kk * N + j]);
+                    acc += op(at[i * K + kk]) * op(trans_b ? bt[j * K + kk] : bt[kk * N + j]);
                 ct[i * N + j] = (float)acc;
             }
     }
@@ -54,7 +85,7 @@ void ops_ref_attention(float *o, const float *q, int64_t ldq, const float *k, in
                 for (int64_t j = 0; j < Lk; j++) {
                     const float *kj = k + (bb * Lk + j) * ldk + h * dh;
                     double s = 0.0;
-                    for (int64_t d = 0; d < dh; d++) s += (double)qi[d] * kj[d];
+                    for (int64_t d = 0; d < dh; d++) s += op(qi[d]) * op(kj[d]);
                     p[j] = s * scale;
                     if (p[j] > mx) mx = p[j];
                 }
@@ -66,7 +97,8 @@ void ops_ref_attention(float *o, const float *q, int64_t ldq, const float *k, in
                 float *oi = o + (bb * Lq + i) * nh * dh + h * dh;
                 for (int64_t d = 0; d < dh; d++) {
                     double acc = 0.0;
-                    for (int64_t j = 0; j < Lk; j++) acc += p[j] * v[(bb * Lk + j) * ldv + h * dh + d];
+                    for (int64_t j = 0; j < Lk; j++)
+                        acc += (ref_bf16 ? op((float)p[j]) : p[j]) * op(v[(bb * Lk + j) * ldv + h * dh + d]);
                     oi[d] = (float)(acc / sum);
                 }
             }
@@ -132,8 +164,8 @@ void ops_ref_conv2d(float *y, const float *x, const float *w, const float *b, in
                             for (int kx = 0; kx < kw; kx++) {
                                 int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
                                 if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-                                acc += (double)x[((bb * H + iy) * W + ix) * Cin + ci] *
-                                       w[((co * Cin + ci) * kh + ky) * kw + kx];
+                                acc += op(x[((bb * H + iy) * W + ix) * Cin + ci]) *
+                                       op(w[((co * Cin + ci) * kh + ky) * kw + kx]);
                             }
                     y[((bb * Ho + oy) * Wo + ox) * Cout + co] = (float)acc;
                 }
@@ -149,8 +181,8 @@ void ops_ref_conv_transpose2x2(float *y, const float *x, const float *w, const f
                     int64_t iy = oy / 2, ix = ox / 2, dy = oy % 2, dx = ox % 2;
                     double acc = b ? b[co] : 0.0;
                     for (int64_t ci = 0; ci < Cin; ci++)
-                        acc += (double)x[((bb * H + iy) * W + ix) * Cin + ci] *
-                               w[((ci * Cout + co) * 2 + dy) * 2 + dx];
+                        acc += op(x[((bb * H + iy) * W + ix) * Cin + ci]) *
+                               op(w[((ci * Cout + co) * 2 + dy) * 2 + dx]);
                     y[((bb * 2 * H + oy) * 2 * W + ox) * Cout + co] = (float)acc;
                 }
 }
@@ -281,7 +313,7 @@ void ops_ref_attention_probs(float *p, int64_t ldp, const float *q, int64_t ldq,
                 for (int64_t j = 0; j < Lk; j++) {
                     const float *kj = k + (b * Lk + j) * ldk + h * dh;
                     double acc = 0.0;
-                    for (int64_t d = 0; d < dh; d++) acc += (double)qi[d] * kj[d];
+                    for (int64_t d = 0; d < dh; d++) acc += op(qi[d]) * op(kj[d]);
                     s[j] = acc * scale;
                     if (s[j] > mx) mx = s[j];
                 }

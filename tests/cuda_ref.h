@@ -17,6 +17,24 @@
 #include "check.h"
 #include "ops_ref.h"
 
+/* ---- environment: GEMM mode and whether a device is required ---- */
+
+/* ref_gemm_tf32: 1 when SAM2AMG_CUDA_GEMM=tf32 selects TF32 GEMMs (see
+ * src/backend_cuda.c); GEMM-based ops are then bounded by 2e-3, else by
+ * the float32 bound 1e-5. */
+static inline int ref_gemm_tf32(void) {
+    const char *g = getenv("SAM2AMG_CUDA_GEMM");
+    return g && strcmp(g, "tf32") == 0;
+}
+
+/* ref_require_cuda: 1 when SAM2AMG_REQUIRE_CUDA=1 (tests/gpu/check.sh sets
+ * it): a device that cannot be opened is then a failure, not a skip, so a
+ * broken driver or missing library never reads as a pass. */
+static inline int ref_require_cuda(void) {
+    const char *r = getenv("SAM2AMG_REQUIRE_CUDA");
+    return r && strcmp(r, "1") == 0;
+}
+
 /* ---- random data, errors, device round trips ---- */
 
 static uint64_t ref_rng_state = 0x9e3779b97f4a7c15ull;

@@ -6,9 +6,13 @@
  * odd sizes, strided rows, packed qkv, windows with padding, B>1, nh>1.
  * Outputs are checked for NaN/Inf first, then the normalized error
  * max|out-ref| / max(1, max|ref|) against a per-op bound from the table
- * below (ggml test-backend-ops). The CUDA column is looser because that
- * backend may compute in bf16/tf32. Also: the arena (alignment,
- * mark/release, peak, abort on overflow, ERR_NOMEM) and backend_create.
+ * below (ggml test-backend-ops). The CUDA columns: float32 GEMMs (the
+ * default), and TF32 GEMMs under SAM2AMG_CUDA_GEMM=tf32 (src/backend_cuda.c).
+ * Without a device the CUDA part is skipped, or fails under
+ * SAM2AMG_REQUIRE_CUDA=1 (tests/gpu/check.sh). Also: the arena (alignment,
+ * mark/release, peak, abort on overflow, ERR_NOMEM), backend_create, and a
+ * model whose head dim exceeds the backend's attention_dh_max (a clean load
+ * error).
  */
 #include <signal.h>
 #include <stdint.h>
@@ -18,34 +22,48 @@
 
 #include "backend.h"
 #include "check.h"
+#include "model.h"
 #include "ops_ref.h"
 #include "test.h"
+#include "weights.h"
 
 /* ---- per-op error bounds: normalized max error, by backend kind ---- */
+/* bf16 bounds: about twice the largest error test_bf16_reference measures
+ * for the op family (bf16 operands, exact accumulation) */
+#define BF16_GEMM 5e-3   /* measured: up to 2.5e-3 (linear, bmm, conv) */
+#define BF16_ATT  5e-3   /* measured: up to 2.6e-3 (attention, probabilities) */
 typedef struct op_bound {
     const char *op;
     double      cpu;    /* f32 reference backend */
-    double      cuda;   /* may use bf16/tf32 tensor cores */
+    double      cuda;   /* CUDA, float32 GEMMs (the default) */
+    double      tf32;   /* CUDA with SAM2AMG_CUDA_GEMM=tf32: GEMM-based ops looser */
+    double      bf16;   /* a bf16 matrix path (none yet): from test_bf16_reference */
 } op_bound_t;
 
 static const op_bound_t BOUNDS[] = {
-    {"linear", 1e-5, 2e-2},          {"bmm", 1e-5, 2e-2},
-    {"attention", 1e-5, 2e-2},       {"layer_norm", 1e-5, 1e-3},
-    {"gelu", 1e-6, 1e-5},            {"relu", 0, 0},
-    {"add", 0, 1e-6},                {"add_row", 0, 1e-6},
-    {"scale_add", 1e-6, 1e-6},       {"conv2d", 1e-5, 2e-2},
-    {"conv_transpose2x2", 1e-5, 2e-2}, {"maxpool2x2", 0, 0},
-    {"upsample_nearest2x", 0, 0},    {"window_partition", 0, 0},
-    {"window_unpartition", 0, 0},    {"nhwc_to_nchw", 0, 0},
-    {"nchw_to_nhwc", 0, 0},          {"resize_bilinear", 1e-6, 1e-5},
-    {"attention_probs", 1e-5, 2e-2}, {"lowrank_rstd", 1e-6, 1e-5},
-    {"row_affine", 1e-6, 1e-6},
+    {"linear", 1e-5, 1e-4, 2e-2, BF16_GEMM},            {"bmm", 1e-5, 1e-4, 2e-2, BF16_GEMM},
+    {"attention", 1e-5, 2e-2, 2e-2, BF16_ATT},          {"layer_norm", 1e-5, 1e-3, 1e-3, 1e-3},
+    {"gelu", 1e-6, 1e-5, 1e-5, 1e-5},                   {"relu", 0, 0, 0, 0},
+    {"add", 0, 1e-6, 1e-6, 1e-6},                       {"add_row", 0, 1e-6, 1e-6, 1e-6},
+    {"scale_add", 1e-6, 1e-6, 1e-6, 1e-6},              {"conv2d", 1e-5, 1e-4, 2e-2, BF16_GEMM},
+    {"conv_transpose2x2", 1e-5, 1e-4, 2e-2, BF16_GEMM}, {"maxpool2x2", 0, 0, 0, 0},
+    {"upsample_nearest2x", 0, 0, 0, 0},                 {"window_partition", 0, 0, 0, 0},
+    {"window_unpartition", 0, 0, 0, 0},                 {"nhwc_to_nchw", 0, 0, 0, 0},
+    {"nchw_to_nhwc", 0, 0, 0, 0},                       {"resize_bilinear", 1e-6, 1e-5, 1e-5, 1e-5},
+    {"attention_probs", 1e-5, 2e-2, 2e-2, BF16_ATT},    {"lowrank_rstd", 1e-6, 1e-5, 1e-5, 1e-5},
+    {"row_affine", 1e-6, 1e-6, 1e-6, 1e-6},
 };
 
+static int env_is(const char *name, const char *value) {
+    const char *v = getenv(name);
+    return v && strcmp(v, value) == 0;
+}
+
 static double op_bound(const backend_t *be, const char *op) {
+    int cuda = strncmp(be->name, "cuda", 4) == 0, tf32 = env_is("SAM2AMG_CUDA_GEMM", "tf32");
     for (size_t i = 0; i < sizeof BOUNDS / sizeof BOUNDS[0]; i++)
         if (strcmp(BOUNDS[i].op, op) == 0)
-            return strncmp(be->name, "cuda", 4) == 0 ? BOUNDS[i].cuda : BOUNDS[i].cpu;
+            return !cuda ? BOUNDS[i].cpu : tf32 ? BOUNDS[i].tf32 : BOUNDS[i].cuda;
     CHECK_MSG(0, "no bound for op %s", op);
     return 0;
 }
@@ -539,6 +557,8 @@ static void test_backend_ops(backend_t *be) {
     case_attention(be, 2, 33, 3, 2, 12, 0, 0, 30);   // few keys, large logits
     case_attention(be, 1, 5, 16, 1, 6, 0, 1, 1);
     case_attention(be, 1, 9, 17, 2, 8, 0, 0, 1);     // just past the short-key path
+    case_attention(be, 1, 28, 4096, 8, 16, 0, 0, 1); // CUDA: keys split across blocks
+    case_attention(be, 2, 5, 1000, 2, 40, 0, 3, 8);  // uneven key splits, large logits
     // layer_norm
     case_layer_norm(be, 1, 1, 1e-6f, 0);
     case_layer_norm(be, 5, 96, 1e-6f, 0);
@@ -669,8 +689,138 @@ static void test_backend_create(void) {
 #endif
 }
 
+/* ---- bf16 tolerances, known before a bf16 path exists ----
+ * The reference in bf16 mode (ops_ref_set_bf16: product operands rounded
+ * to bfloat16) against the exact reference, on the matrix ops at shapes
+ * SAM 2.1 runs: the normalized error printed per case is what bf16 tensor
+ * cores cost; it must be nonzero (the mode rounds) and within the op's
+ * bf16 bound, which is what a bf16 backend will be held to. */
+static double bf16_err(const float *a, const float *b, size_t n) {
+    double mx = 0, err = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(b[i]) > mx) mx = fabs(b[i]);
+        if (fabs((double)a[i] - b[i]) > err) err = fabs((double)a[i] - b[i]);
+    }
+    return err / (mx > 1 ? mx : 1);
+}
+
+static void bf16_case(const char *op, const char *shape, float *exact, float *bf, size_t n) {
+    char name[160];
+    double e = bf16_err(bf, exact, n), bound = 0;
+    for (size_t i = 0; i < sizeof BOUNDS / sizeof BOUNDS[0]; i++)
+        if (strcmp(BOUNDS[i].op, op) == 0) bound = BOUNDS[i].bf16;
+    snprintf(name, sizeof name, "bf16 reference %s %s", op, shape);
+    printf("# %-60s normalized error %.3g (bf16 bound %.0e)\n", name, e, bound);
+    TEST_CHECK(e > 0 && e <= bound, name, "error %.3g not in (0, %.0e]", e, bound);
+}
+
+static void test_bf16_reference(void) {
+    char shape[96];
+    int64_t lin[][3] = {{130, 96, 288}, {257, 384, 96}, {5, 512, 1000}, {64, 1152, 64}};
+    for (int c = 0; c < 4; c++) {
+        int64_t M = lin[c][0], K = lin[c][1], N = lin[c][2];
+        float *x = host_rand(M * K, 1), *w = host_rand(N * K, 1), *b = host_rand(N, 1);
+        float *y0 = host_fill(M * N, 0), *y1 = host_fill(M * N, 0);
+        ops_ref_linear(y0, N, x, K, w, b, M, K, N);
+        ops_ref_set_bf16(1);
+        ops_ref_linear(y1, N, x, K, w, b, M, K, N);
+        ops_ref_set_bf16(0);
+        snprintf(shape, sizeof shape, "M=%lld K=%lld N=%lld", (long long)M, (long long)K,
+                 (long long)N);
+        bf16_case("linear", shape, y0, y1, M * N);
+        free(x), free(w), free(b), free(y0), free(y1);
+    }
+    {
+        int64_t T = 7, M = 45, K = 128, N = 128;
+        float *a = host_rand(T * M * K, 1), *b = host_rand(T * N * K, 1);
+        float *c0 = host_fill(T * M * N, 0), *c1 = host_fill(T * M * N, 0);
+        ops_ref_bmm(c0, a, b, T, M, K, N, 1);
+        ops_ref_set_bf16(1);
+        ops_ref_bmm(c1, a, b, T, M, K, N, 1);
+        ops_ref_set_bf16(0);
+        bf16_case("bmm", "batch=7 M=45 K=128 N=128 trans_b=1", c0, c1, T * M * N);
+        free(a), free(b), free(c0), free(c1);
+    }
+    int64_t att[][5] = {{2, 64, 64, 1, 96}, {1, 256, 256, 2, 72}, {3, 8, 200, 8, 16},
+                        {1, 28, 4096, 8, 16}};
+    for (int c = 0; c < 4; c++) {
+        int64_t B = att[c][0], Lq = att[c][1], Lk = att[c][2], nh = att[c][3], dh = att[c][4];
+        int64_t D = nh * dh;
+        float *q = host_rand(B * Lq * D, 2), *k = host_rand(B * Lk * D, 2), *v = host_rand(B * Lk * D, 1);
+        float *o0 = host_fill(B * Lq * D, 0), *o1 = host_fill(B * Lq * D, 0);
+        float *p0 = host_fill(B * Lq * nh * Lk, 0), *p1 = host_fill(B * Lq * nh * Lk, 0);
+        float sc = 1.0f / sqrtf((float)dh);
+        ops_ref_attention(o0, q, D, k, D, v, D, B, Lq, Lk, nh, dh, sc);
+        ops_ref_attention_probs(p0, nh * Lk, q, D, k, D, B, Lq, Lk, nh, dh, sc);
+        ops_ref_set_bf16(1);
+        ops_ref_attention(o1, q, D, k, D, v, D, B, Lq, Lk, nh, dh, sc);
+        ops_ref_attention_probs(p1, nh * Lk, q, D, k, D, B, Lq, Lk, nh, dh, sc);
+        ops_ref_set_bf16(0);
+        snprintf(shape, sizeof shape, "B=%lld Lq=%lld Lk=%lld nh=%lld dh=%lld", (long long)B,
+                 (long long)Lq, (long long)Lk, (long long)nh, (long long)dh);
+        bf16_case("attention", shape, o0, o1, B * Lq * D);
+        bf16_case("attention_probs", shape, p0, p1, B * Lq * nh * Lk);
+        free(q), free(k), free(v), free(o0), free(o1), free(p0), free(p1);
+    }
+    {   // Hiera patch embed and a decoder 3x3-free conv: 7x7/4 from 3 channels
+        int64_t H = 37, W = 29, Ci = 3, Co = 96, Ho = 10, Wo = 8;
+        float *x = host_rand(H * W * Ci, 2), *w = host_rand(Co * Ci * 49, 1), *b = host_rand(Co, 1);
+        float *y0 = host_fill(Ho * Wo * Co, 0), *y1 = host_fill(Ho * Wo * Co, 0);
+        ops_ref_conv2d(y0, x, w, b, 1, H, W, Ci, Co, 7, 7, 4, 3);
+        ops_ref_set_bf16(1);
+        ops_ref_conv2d(y1, x, w, b, 1, H, W, Ci, Co, 7, 7, 4, 3);
+        ops_ref_set_bf16(0);
+        bf16_case("conv2d", "37x29x3->96 k=7 s=4 p=3", y0, y1, Ho * Wo * Co);
+        free(x), free(w), free(b), free(y0), free(y1);
+    }
+    {   // the decoder's first upscaling: 256 -> 64 channels
+        int64_t H = 16, W = 16, Ci = 256, Co = 64;
+        float *x = host_rand(H * W * Ci, 1), *w = host_rand(Ci * Co * 4, 1), *b = host_rand(Co, 1);
+        float *y0 = host_fill(4 * H * W * Co, 0), *y1 = host_fill(4 * H * W * Co, 0);
+        ops_ref_conv_transpose2x2(y0, x, w, b, 1, H, W, Ci, Co);
+        ops_ref_set_bf16(1);
+        ops_ref_conv_transpose2x2(y1, x, w, b, 1, H, W, Ci, Co);
+        ops_ref_set_bf16(0);
+        bf16_case("conv_transpose2x2", "16x16x256->64", y0, y1, 4 * H * W * Co);
+        free(x), free(w), free(b), free(y0), free(y1);
+    }
+    // the exact mode is back: a known value is exact again
+    float x1 = 1.0f + 1.0f / 1024, w1 = 1.0f, y1 = 0;
+    ops_ref_linear(&y1, 1, &x1, 1, &w1, NULL, 1, 1, 1);
+    TEST_CHECK(y1 == x1 && ops_ref_bf16_round(x1) == 1.0f, "bf16 mode off again; rounding",
+               "y %.9g round %.9g", y1, ops_ref_bf16_round(x1));
+}
+
+/* ---- a model past the backend's attention head-dim limit ---- */
+static void test_model_dh_max(void) {
+    err_t err = {{0}};
+    sam2_config cfg;
+    weights_t *w = NULL;
+    CHECK(sam2_config_builtin("micro", &cfg, &err) == 0 && weights_open_random(&w, 3) == 0);
+    backend_t *be = backend_cpu_create(1);
+    int64_t dh0 = cfg.embed_dim / cfg.num_heads;   // the first block's head dim
+    be->attention_dh_max = dh0 - 1;
+    sam2_model *m = NULL;
+    int rc = sam2_model_load_weights(&m, &cfg, w, be, 4, &err);
+    printf("# %s\n", err.msg);
+    TEST_CHECK(rc == ERR_INVALID && !m && strstr(err.msg, "head dim") &&
+                   strstr(err.msg, "block 0") && strstr(err.msg, "cpu"),
+               "model with head dim > attention_dh_max: clean load error", "rc %d: %s", rc,
+               err.msg);
+    be->attention_dh_max = 0;   // no limit: the same model loads
+    err.msg[0] = 0;
+    rc = sam2_model_load_weights(&m, &cfg, w, be, 4, &err);
+    TEST_CHECK(rc == 0 && m, "the same model without a head-dim limit loads", "rc %d: %s", rc,
+               err.msg);
+    sam2_model_free(m);
+    weights_close(w);
+    be->destroy(be);
+}
+
 int main(void) {
     test_ref_known_values();
+    test_bf16_reference();
+    test_model_dh_max();
     test_backend_create();
 
     backend_t *cpu = backend_cpu_create(3);
@@ -696,6 +846,8 @@ int main(void) {
         gpu->destroy(gpu);
     } else {
         printf("skip - cuda:0 (%s)\n", err.msg);
+        TEST_CHECK(!env_is("SAM2AMG_REQUIRE_CUDA", "1"), "cuda:0 opens (SAM2AMG_REQUIRE_CUDA=1)",
+                   "%s", err.msg);
     }
     return TEST_REPORT();
 }

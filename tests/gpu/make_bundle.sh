@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# make_bundle.sh DIR: the last steps of `make gpu-bundle` after it linked
+# DIR/bin: decode the end-to-end and replay fixtures' images to binary PPM (the
+# bundle's gpu_generate reads no other format), record what was built, and
+# check that the bundle is self-contained: every shared library a program
+# needs must be one a CUDA machine surely has (the C and C++ runtimes, and
+# cuBLAS from its CUDA 13 toolkit), and the whole bundle at most 15 MiB (it
+# travels with the working tree, 64 MiB in all). Exit 1 when not.
+set -u
+B=${1:?usage: make_bundle.sh DIR}
+BUILD=${BUILD:-build}
+cd "$(dirname "$0")/../.."
+fail=0
+mkdir -p "$B/images"
+for d in tests/fixtures/e2e-*/ tests/fixtures/amg-synthetic*/ tests/fixtures/micro/; do
+    f=$(basename "$d")
+    "$BUILD/gpu/gpu_generate" --decode "$d/image.png" "$B/images/$f.ppm" || fail=1
+done
+{
+    echo "built:     $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "commit:    $(git rev-parse HEAD 2>/dev/null) ($(git status --porcelain 2>/dev/null | wc -l) paths changed)"
+    echo "cc:        $(${CC:-cc} --version | head -n 1)"
+    echo "nvcc:      $([ "${HAVE_NVCC:-0}" = 1 ] && "${NVCC:-nvcc}" --version | tail -n 1 || echo 'none (CPU-only bundle)')"
+} >"$B/INFO"
+# the two small libraries the system provides here but a GPU machine may not
+for l in libminizip.so.1 libz.so.1; do
+    src=$(ldd "$B/lib/libsam2amg_gpu.so" | awk -v l="$l" '$1 == l {print $3}')
+    [ -n "$src" ] && cp -L "$src" "$B/lib/$l" || { echo "make_bundle: $l not found" >&2; fail=1; }
+done
+allowed='^(linux-vdso\.so|libc\.so|libm\.so|libpthread\.so|libdl\.so|librt\.so|libstdc\+\+\.so|libgcc_s\.so|/lib64/ld-linux-x86-64\.so|libcublas\.so|libcublasLt\.so)'
+for b in "$B"/bin/* "$B"/lib/libsam2amg_gpu.so; do
+    lib="$(cd "$B/lib" && pwd -P)/"
+    extra=$(ldd "$b" | awk '{print $1, ($3 ~ /^\// ? $3 : "-")}' |
+            while read -r name path; do
+                [ "$path" != - ] && case "$(readlink -f "$path")" in "$lib"*) continue ;; esac
+                echo "$name"
+            done | grep -vE "$allowed")
+    missing=$(ldd "$b" | grep 'not found')
+    if [ -n "$extra$missing" ]; then
+        echo "make_bundle: $b needs libraries a GPU machine may lack: $extra $missing" >&2
+        fail=1
+    fi
+done
+size=$(du -sb "$B" | cut -f1)
+echo "size:      $size bytes" >>"$B/INFO"
+if [ "$size" -gt $((15 << 20)) ]; then
+    echo "make_bundle: $B is $size bytes, over 15 MiB" >&2
+    fail=1
+fi
+sed 's/^/  /' "$B/INFO"
+ls -l "$B/bin" | awk 'NR > 1 {printf "  %-14s %9d bytes\n", $9, $5}'
+exit $fail

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# test_gpu_check.sh: the prepared GPU check (tests/gpu/check.sh) run with
+# the CPU backend standing in (--cpu: micro and micro2 only, a few seconds
+# here), so the script that a GPU session runs once is itself tested on
+# every machine: each summary row becomes one ok / not ok line (SKIP rows:
+# the device-only ones, printed as comments), every expected row must be
+# there, and the script must exit 0. Two negative controls: programs that
+# do not exist (every step crashes) and a used-up time budget must both
+# still give a complete summary ending "overall: FAIL" and a non-zero exit.
+set -u
+BUILD=${BUILD:-build}
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "not ok - $1"; }
+rows="env ops_test_ops ops_test_cuda ops_test_cuda_tf32 model_fixtures model_fullsize
+      model_fullsize_tf32 e2e replay sanitizer_test_cuda sanitizer_generate bench_cuda
+      bench_model bench_official overall"
+
+BUILD=$BUILD bash tests/gpu/check.sh --cpu "$tmp/out" >"$tmp/log" 2>&1
+rc=$?
+while IFS= read -r line; do
+    case $line in
+    *": PASS"*) ok "check.sh --cpu: $line" ;;
+    *": SKIP"*) echo "# $line" ;;
+    *) bad "check.sh --cpu: $line" ;;
+    esac
+done <"$tmp/out/summary.txt"
+[ $rc -eq 0 ] && ok "check.sh --cpu exits 0" || bad "check.sh --cpu exits 0 (got $rc)"
+missing=""
+for r in $rows; do grep -q "^$r: " "$tmp/out/summary.txt" || missing="$missing $r"; done
+[ -z "$missing" ] && ok "every row in the summary" || bad "rows missing from the summary:$missing"
+n=$(ls "$tmp/out/logs" | wc -l)
+[ "$n" -ge 8 ] && ok "logs beside the summary ($n files)" || bad "logs beside the summary ($n files)"
+
+# negative controls: a summary whatever happens, ending in overall: FAIL
+BUILD=$BUILD bash tests/gpu/check.sh --cpu --bundle "$tmp/no-such-bundle" "$tmp/crash" >"$tmp/log2" 2>&1
+rc=$?
+nf=$(grep -c ': FAIL' "$tmp/crash/summary.txt" 2>/dev/null)
+if [ $rc -ne 0 ] && grep -q '^overall: FAIL' "$tmp/crash/summary.txt" && [ "${nf:-0}" -ge 8 ]; then
+    ok "missing programs: every step FAILs, summary complete, exit $rc"
+else
+    bad "missing programs: exit $rc, $nf FAIL rows"; sed 's/^/    /' "$tmp/crash/summary.txt"
+fi
+SAM2AMG_CHECK_BUDGET=0 BUILD=$BUILD bash tests/gpu/check.sh --cpu --pack "$tmp/budget" >"$tmp/log3" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && grep -q '^overall: FAIL' "$tmp/budget/summary.txt" &&
+    grep -q 'budget .* used up' <(tar xzOf "$tmp/budget/logs.tgz" 2>/dev/null) &&
+    [ ! -d "$tmp/budget/logs" ]; then
+    ok "used-up budget: steps not run are FAILs, logs packed into logs.tgz, exit $rc"
+else
+    bad "used-up budget: exit $rc"; sed 's/^/    /' "$tmp/budget/summary.txt"
+fi
+echo "RESULT $pass $fail"
+[ $fail -eq 0 ]
