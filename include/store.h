@@ -14,7 +14,8 @@
  *
  * Fault injection (SQLite faultsimStep style): store_fault_arm(n) makes the
  * n-th following store step (each statement execution that writes) fail
- * with ERR_IO "injected fault", for the fault tests.
+ * with ERR_IO "injected fault", for the fault tests; store_fault_arm_image(n)
+ * makes the n-th store_put_result fail as a data error of its image.
  */
 #ifndef SAM2AMG_STORE_H
 #define SAM2AMG_STORE_H
@@ -116,12 +117,22 @@ typedef struct store_timing {
 int  store_batch_begin(store_t *s, err_t *err);
 int  store_batch_commit(store_t *s, err_t *err);
 void store_batch_rollback(store_t *s);
+/* store_image_begin / _end / _rollback: a savepoint around one image's
+ * writes inside a batch. _rollback undoes that image's rows only (and
+ * ends the savepoint); the batch stays open. */
+int  store_image_begin(store_t *s, err_t *err);
+int  store_image_end(store_t *s, err_t *err);
+int  store_image_rollback(store_t *s, err_t *err);
 /* store_put_result: inside a batch: insert res's records as image_id's
  * masks (idx = record order) and mark the image done by run_id. The boxes
  * are not indexed here: mask_boxes is caught up later, in bulk
  * (store_boxes_catch_up), off the writer's path. Returns 1 when written, 0 when the image is not
- * leased to owner any more (nothing written), negative on error (the batch
- * must then be rolled back). */
+ * leased to owner any more (nothing written), negative on error. Errors
+ * are of two kinds: ERR_INVALID is a data error of this image (SQLite
+ * refused one of its values: a constraint, a type, a size), which the
+ * caller undoes with store_image_rollback and records as that image's
+ * failure; anything else (disk full, corrupt, busy, out of memory) is
+ * run-level: the batch must be rolled back. */
 int store_put_result(store_t *s, int64_t run_id, int64_t image_id, const char *owner,
                      const amg_result *res, const store_timing *t, err_t *err);
 /* store_start: inside a batch: count an attempt of image_id (the worker
@@ -168,5 +179,9 @@ int store_rle_json(char *out, size_t cap, int h, int w, const char *counts);
 /* store_fault_arm: the n-th following write step fails (n >= 1); 0 disarms.
  * Also armed from the environment by store_open: SAM2AMG_FAULT_STORE=N. */
 void store_fault_arm(int64_t n);
+/* store_fault_arm_image: the n-th following store_put_result fails with a
+ * data error of its image (ERR_INVALID), after inserting its masks; 0
+ * disarms. Environment: SAM2AMG_FAULT_STORE_IMAGE=N. */
+void store_fault_arm_image(int64_t n);
 
 #endif

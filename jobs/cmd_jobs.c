@@ -93,7 +93,12 @@ static int lock_db(const char *db) {
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         char pid[32] = "";
         ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
-        if (n > 0) pid[n] = 0;
+        /* the file holds "PID\n": the message stays one line, whatever
+         * the file holds (only its leading digits are shown) */
+        if (n < 0) n = 0;
+        pid[n] = 0;
+        n = (ssize_t)strspn(pid, "0123456789");
+        pid[n] = 0;
         fprintf(stderr,
                 "sam2amg run: %s: another run is using this database (pid %s holds %s); "
                 "wait for it to finish or use another database\n",
