@@ -73,12 +73,15 @@ size_t store_path_escape(const char *bytes, size_t n, char *out);
 size_t store_path_unescape(char *s);
 
 /* ---- ingest ---- */
-/* store_ingest_begin / _add / _end: add image paths (raw bytes, n) as
- * pending, inside one transaction committed every 50,000 rows and at _end.
- * _add sets *added to 1 for a new path, 0 for one already present. */
-int store_ingest_begin(store_t *s, err_t *err);
-int store_ingest_add(store_t *s, const char *bytes, size_t n, int *added, err_t *err);
-int store_ingest_end(store_t *s, err_t *err);
+/* store_ingest_begin / _add / _end / _rollback: add image paths (raw
+ * bytes, n) as pending, all inside one transaction: _end commits every
+ * path added since _begin, _rollback none of them (all or nothing: one
+ * command's manifests). _add sets *added to 1 for a new path, 0 for one
+ * already present. */
+int  store_ingest_begin(store_t *s, err_t *err);
+int  store_ingest_add(store_t *s, const char *bytes, size_t n, int *added, err_t *err);
+int  store_ingest_end(store_t *s, err_t *err);
+void store_ingest_rollback(store_t *s);
 
 /* ---- leases ---- */
 /* Attempts: images.attempts counts the times a worker started on an image

@@ -270,16 +270,31 @@ int cmd_run(int argc, char **argv) {
                 info.model_sha256, info.params);
         goto out;
     }
-    /* ingest */
-    for (int i = 0; i < n_manifests; i++) {
-        jobs_ingest_stats ist;
-        if (jobs_ingest(ws, manifests[i], &ist, &err)) {
+    /* ingest: every manifest of this command in one transaction, so a
+     * manifest that cannot be read leaves none of them half added */
+    if (n_manifests) {
+        static jobs_ingest_stats ist[256];
+        if (store_ingest_begin(ws, &err)) {
             fprintf(stderr, "sam2amg run: %s\n", err.msg);
             goto out;
         }
-        if (!cfg.quiet)
+        for (int i = 0; i < n_manifests; i++) {
+            if (jobs_ingest(ws, manifests[i], &ist[i], &err)) {
+                store_ingest_rollback(ws);
+                fprintf(stderr, "sam2amg run: %s; no image of this command's manifests was "
+                                "added\n", err.msg);
+                goto out;
+            }
+        }
+        if (store_ingest_end(ws, &err)) {
+            fprintf(stderr, "sam2amg run: %s; no image of this command's manifests was added\n",
+                    err.msg);
+            goto out;
+        }
+        for (int i = 0; i < n_manifests && !cfg.quiet; i++)
             fprintf(stderr, "sam2amg run: %s: %lld new images, %lld already present, %lld bad lines\n",
-                    manifests[i], (long long)ist.added, (long long)ist.present, (long long)ist.bad);
+                    manifests[i], (long long)ist[i].added, (long long)ist[i].present,
+                    (long long)ist[i].bad);
     }
     int64_t run_id = 0, reclaimed = 0, abandoned = 0;
     if (store_run_begin(ws, &info, &run_id, &err) ||

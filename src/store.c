@@ -105,7 +105,6 @@ struct store {
     sqlite3      *db;
     char          path[1024];
     sqlite3_stmt *st[ST_COUNT];
-    int64_t       ingest_rows;  /* rows since the last ingest commit */
     char         *text;         /* reused buffer: RLE JSON, escaped paths */
     size_t        text_cap;
 };
@@ -446,10 +445,7 @@ size_t store_path_unescape(char *s) {
 
 /* ---- ingest ---- */
 
-int store_ingest_begin(store_t *s, err_t *err) {
-    s->ingest_rows = 0;
-    return exec(s, "BEGIN IMMEDIATE", err);
-}
+int store_ingest_begin(store_t *s, err_t *err) { return exec(s, "BEGIN IMMEDIATE", err); }
 
 int store_ingest_add(store_t *s, const char *bytes, size_t n, int *added, err_t *err) {
     int r = fault_step(err);
@@ -462,10 +458,6 @@ int store_ingest_add(store_t *s, const char *bytes, size_t n, int *added, err_t 
     sqlite3_bind_double(st, 2, now_s());
     if ((r = step_done(s, st, "adding an image", err))) return r;
     *added = sqlite3_changes(s->db) > 0;
-    if (++s->ingest_rows >= 50000) {
-        s->ingest_rows = 0;
-        if ((r = exec(s, "COMMIT", err)) || (r = exec(s, "BEGIN IMMEDIATE", err))) return r;
-    }
     return 0;
 }
 
@@ -473,6 +465,10 @@ int store_ingest_end(store_t *s, err_t *err) {
     int r = exec(s, "COMMIT", err);
     if (r) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     return r;
+}
+
+void store_ingest_rollback(store_t *s) {
+    if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 /* ---- leases ---- */
