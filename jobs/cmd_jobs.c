@@ -251,13 +251,41 @@ int cmd_run(int argc, char **argv) {
         goto out;
     }
     params_json(&cfg.params, info.params, sizeof info.params);
-    snprintf(info.model_path, sizeof info.model_path, "%s", cfg.model_path);
-    snprintf(info.config, sizeof info.config, "%s", cfg.config ? cfg.config : "auto");
+    /* runs stores the model and a config file by absolute path, so that a
+     * resume without --model works from any folder; a built-in config
+     * name and the test model stay names. Messages of this run show the
+     * names as given. */
+    char *model_abs = strncmp(cfg.model_path, "test:", 5) ? realpath(cfg.model_path, NULL) : NULL;
+    char *config_abs = cfg.config ? realpath(cfg.config, NULL) : NULL;
+    if (model_abs && strlen(model_abs) >= sizeof info.model_path) {
+        fprintf(stderr, "sam2amg run: %s: the model's path is longer than %zu bytes\n",
+                cfg.model_path, sizeof info.model_path - 1);
+        free(model_abs);
+        free(config_abs);
+        goto out;
+    }
+    if (config_abs && strlen(config_abs) >= sizeof info.config) {
+        fprintf(stderr, "sam2amg run: %s: the config's path is longer than %zu bytes\n",
+                cfg.config, sizeof info.config - 1);
+        free(model_abs);
+        free(config_abs);
+        goto out;
+    }
+    snprintf(info.model_path, sizeof info.model_path, "%s", model_abs ? model_abs : cfg.model_path);
+    snprintf(info.config, sizeof info.config, "%s",
+             config_abs ? config_abs : cfg.config ? cfg.config : "auto");
+    free(model_abs);
+    free(config_abs);
     snprintf(info.devices, sizeof info.devices, "%s", devices);
     if (!strncmp(cfg.model_path, "test:", 5)) {
         snprintf(info.model_sha256, sizeof info.model_sha256, "test");
     } else if (jobs_sha256_file(cfg.model_path, info.model_sha256, &err)) {
-        fprintf(stderr, "sam2amg run: %s\n", err.msg);
+        if (cfg.model_path == last.model_path && cfg.model_path[0] != '/')
+            fprintf(stderr, "sam2amg run: %s (the database's last run stored this model path "
+                            "relative to the folder it ran in: run from there or give --model)\n",
+                    err.msg);
+        else
+            fprintf(stderr, "sam2amg run: %s\n", err.msg);
         goto out;
     }
     if (have_last && (strcmp(last.model_sha256, info.model_sha256) ||
