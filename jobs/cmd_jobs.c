@@ -649,8 +649,9 @@ static char *export_file_name(const char *dir, const export_image *im, const cha
     if (im->use_id) snprintf(tail, sizeof tail, "_%lld.%s", (long long)im->id, ext);
     else snprintf(tail, sizeof tail, ".%s", ext);
     if (strlen(im->stem) + strlen(tail) > 255) {
-        err_set(err, ERR_INVALID, "%s: the export name %s%s would be longer than 255 bytes",
-                im->path, im->stem, tail);
+        /* the reason first: a deep path would push it out of the message */
+        err_set(err, ERR_INVALID, "image %lld: its export name (%.40s...%s) would be longer "
+                "than 255 bytes; not exported: %s", (long long)im->id, im->stem, tail, im->path);
         return NULL;
     }
     char *d = path_join3(dir, "/", im->stem);
