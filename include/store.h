@@ -49,9 +49,9 @@ int  store_schema_version(void);
 /* ---- runs ---- */
 typedef struct store_run_info {
     char params[4096];        /* AMG params JSON */
-    char model_path[1024];
+    char model_path[4096];    /* absolute (PATH_MAX), or "test:" */
     char model_sha256[65];    /* hex */
-    char config[256];
+    char config[4096];        /* built-in name, or a file's absolute path */
     char devices[256];
 } store_run_info;
 
@@ -103,9 +103,10 @@ typedef struct store_job {
     char   *path;             /* file name bytes (NUL-terminated), malloc'd */
 } store_job;
 
-/* store_claim: lease up to n pending images (lowest id first) to owner for
- * lease_s seconds in one transaction: status 'running', lease_owner,
- * lease_expires (attempts unchanged).
+/* store_claim: lease up to n pending images (lowest id first) to owner in
+ * one transaction: status 'running', lease_owner, lease_expires = now +
+ * lease_s (informative only: nothing reads it; the run lock guards leases,
+ * see store.c), attempts unchanged.
  * Fills jobs (n) and *got; the caller frees each jobs[i].path. */
 int store_claim(store_t *s, const char *owner, double lease_s, int n, store_job *jobs,
                 int *got, err_t *err);

@@ -1,7 +1,8 @@
 /* cmd_jobs.c: the commands over a job database: run, status, export, sql.
  *
- * `run` ingests manifests, takes the run lock (an flock on DB.lock: a second
- * run on the same database is refused, see runner.c), reclaims the leases
+ * `run` takes the run lock (an flock on DB.lock: a second run on the same
+ * database is refused, see runner.c), ingests manifests (all of one
+ * command in one transaction: all or nothing), reclaims the leases
  * of a killed run, and hands the pending images to the pipeline. The exit
  * status says how it went (cli.h): 0 every image done, 3 some failed, 1 a
  * run-level error, 2 usage, 130 interrupted.
@@ -73,7 +74,8 @@ static void run_usage(FILE *f) {
             "  --decode-threads N  image decoding threads (default 2)\n"
             "  --batch N           images per database commit, at most (default 256; the\n"
             "                      writer commits what is queued, so small when it keeps up)\n"
-            "  --lease S           lease length in seconds (default 3600)\n"
+            "  --lease S           images.lease_expires = claim time + S (default 3600);\n"
+            "                      informative: the run lock, not an expiry, guards leases\n"
             "  --quiet             no progress line (it is shown only on a terminal anyway)\n\n"
             "AMG flags:\n");
     amg_params_help(f);
@@ -83,11 +85,14 @@ static void run_usage(FILE *f) {
 
 /* lock_db: the run lock. Returns the fd, or -1 with a message printed. */
 static int lock_db(const char *db) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s.lock", db);
+    size_t n_path = strlen(db) + sizeof ".lock";
+    char *path = malloc(n_path);
+    CHECK(path);
+    snprintf(path, n_path, "%s.lock", db);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
         fprintf(stderr, "sam2amg run: %s: %s\n", path, strerror(errno));
+        free(path);
         return -1;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -104,8 +109,10 @@ static int lock_db(const char *db) {
                 "wait for it to finish or use another database\n",
                 db, n > 0 ? pid : "?", path);
         close(fd);
+        free(path);
         return -1;
     }
+    free(path);
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
     if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) < 0) { /* informative only */ }

@@ -55,7 +55,7 @@ typedef struct jobs_config {
     int         decode_threads; /* image decoding pool */
     int         prefetch;       /* decoded images waiting for a worker */
     int         batch_images;   /* images per writer commit, at most */
-    double      lease_s;        /* lease length, seconds */
+    double      lease_s;        /* images.lease_expires - claim time, seconds (informative) */
     int         quiet;
     const char *db_path;
 } jobs_config;

@@ -6,7 +6,8 @@
  * Threads (all started by jobs_run, all joined before it returns):
  *   - claimer (the calling thread): leases pending images from the store in
  *     small chunks (one transaction each: status 'running', lease_owner,
- *     lease_expires) and pushes them onto load_q. It also
+ *     lease_expires, the last for information only: the run lock, not an
+ *     expiry, guards leases) and pushes them onto load_q. It also
  *     prints the progress line.
  *   - decoders (cfg->decode_threads, a bounded pool): pop load_q, decode
  *     the file with libvips (jobs_load_image, pixel limit) and push the

@@ -6,6 +6,13 @@
  * version bump in one transaction. Statements are prepared once per
  * connection; the writer reuses one text buffer for the RLE JSON, so a
  * result costs no malloc per mask.
+ *
+ * Leases: images.lease_expires is written by store_claim (claim time + the
+ * lease length) for people reading the database, and read by nothing here.
+ * Leases are guarded by the run lock (cmd_jobs.c's flock on DB.lock): one
+ * run at a time, so when a run starts every 'running' image belongs to a
+ * dead run and store_reclaim takes it back, expired or not. Reclaiming by
+ * expiry would only matter for concurrent runs, which the lock refuses.
  */
 #include "store.h"
 
