@@ -8,7 +8,10 @@
  * one image, reported under the target's name). A path that does not exist
  * (yet) is made absolute and normalized lexically ("." and repeated slashes
  * dropped, ".." removes the component before it), so it still fails later
- * with a clear "No such file" naming that path. Relative paths, in a
+ * with a clear "No such file" naming that path; when its folder exists,
+ * the folder is resolved by realpath and the name appended (so ".." after
+ * a symlinked folder means what the kernel makes of it), and only a path
+ * whose folder is missing too is normalized purely lexically. Relative paths, in a
  * manifest file or on stdin, are relative to the working directory of the
  * command (not to the manifest's folder), as they always were.
  *
@@ -37,7 +40,11 @@
 typedef struct ingest {
     store_t           *s;
     jobs_ingest_stats *st;
-    char              *cwd;     /* getcwd, malloc'd */
+    char              *cwd;       /* getcwd, malloc'd */
+    char              *dir;       /* the last folder resolved (lexical form), malloc'd */
+    char              *dir_real;  /* its realpath, malloc'd; NULL: it does not resolve */
+    int                dir_fd;    /* dir_real opened O_PATH (-1: none): one lstat per
+                                   * file walks one component, not the whole path */
 } ingest_t;
 
 /* normalize_lexical: "/"-joined components of the absolute path p (n
@@ -67,22 +74,138 @@ static size_t normalize_lexical(const char *p, size_t n, char *out) {
     return o;
 }
 
-/* add_path: make one path of n bytes (no NUL) canonical (see the file-top
- * comment) and add it. */
+/* has_dot_component: whether the absolute path p (n bytes) has a "." or
+ * ".." component or ends with '/' (then only realpath(3) itself gives its
+ * meaning: ".." after a symlinked folder is the link target's parent). */
+static int has_dot_component(const char *p, size_t n) {
+    if (n == 0 || p[n - 1] == '/') return 1;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != '/') continue;
+        size_t j = i + 1;
+        while (j < n && p[j] == '.') j++;
+        if ((j - i - 1 == 1 || j - i - 1 == 2) && (j == n || p[j] == '/')) return 1;
+    }
+    return 0;
+}
+
+/* parent_real: for a missing file: realpath of its folder + "/" + its name
+ * (malloc'd), so that ".." after a symlinked folder keeps the kernel's
+ * meaning; NULL when the folder does not resolve either or the name is
+ * "." or "..". */
+static char *parent_real(const char *joined, size_t n) {
+    const char *slash = memrchr(joined, '/', n);
+    if (!slash) return NULL;
+    const char *base = slash + 1;
+    size_t bl = n - (size_t)(base - joined);
+    if (bl == 0 || (bl == 1 && base[0] == '.') || (bl == 2 && base[0] == '.' && base[1] == '.'))
+        return NULL;
+    char *dir = slash == joined ? strdup("/") : strndup(joined, (size_t)(slash - joined));
+    char *real = dir ? realpath(dir, NULL) : NULL;
+    free(dir);
+    if (!real) return NULL;
+    size_t rl = strlen(real);
+    char *r = malloc(rl + bl + 2);
+    if (r) {
+        size_t o = rl;
+        memcpy(r, real, rl);
+        if (o == 0 || r[o - 1] != '/') r[o++] = '/';
+        memcpy(r + o, base, bl);
+        r[o + bl] = 0;
+    }
+    free(real);
+    return r;
+}
+
+/* canonical: the canonical form (file-top comment) of the absolute path
+ * joined (n bytes, NUL-terminated), malloc'd, into *out. Same result as
+ * realpath(3), falling back to normalize_lexical when that fails, but
+ * realpath is called once per folder rather than once per file when the
+ * path has no "."/".." component: the folder's realpath is kept from the
+ * previous path (manifests list many files per folder), and the file
+ * itself costs one lstat (realpath only when it is a symlink). */
+static int canonical(ingest_t *in, const char *joined, size_t n, char **out, size_t *len) {
+    char *norm = malloc(n + 2);
+    if (!norm) return -1;
+    size_t nl = normalize_lexical(joined, n, norm);
+    if (has_dot_component(joined, n)) {
+        char *real = realpath(joined, NULL);
+        if (!real) real = parent_real(joined, n);
+        if (real) {
+            free(norm);
+            *out = real;
+            *len = strlen(real);
+        } else {
+            *out = norm;
+            *len = nl;
+        }
+        return 0;
+    }
+    /* norm is "/dir.../name" with repeated slashes collapsed */
+    char *slash = strrchr(norm, '/');
+    size_t dl = (size_t)(slash - norm);
+    if (!in->dir || strlen(in->dir) != dl || memcmp(in->dir, norm, dl)) {
+        free(in->dir);
+        free(in->dir_real);
+        if (in->dir_fd >= 0) close(in->dir_fd);
+        in->dir_fd = -1;
+        in->dir = strndup(norm, dl);
+        if (!in->dir) {
+            free(norm);
+            return -1;
+        }
+        in->dir_real = realpath(dl ? in->dir : "/", NULL);
+        if (in->dir_real) in->dir_fd = open(in->dir_real, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (!in->dir_real) {   /* the folder does not resolve: the file is missing */
+        *out = norm;
+        *len = nl;
+        return 0;
+    }
+    size_t rl = strlen(in->dir_real), fl = nl - dl - 1;
+    char *cand = malloc(rl + fl + 2);
+    if (!cand) {
+        free(norm);
+        return -1;
+    }
+    size_t o = rl;
+    memcpy(cand, in->dir_real, rl);
+    if (o == 0 || cand[o - 1] != '/') cand[o++] = '/';
+    memcpy(cand + o, slash + 1, fl);
+    o += fl;
+    cand[o] = 0;
+    struct stat sb;
+    int found = in->dir_fd >= 0 ? fstatat(in->dir_fd, slash + 1, &sb, AT_SYMLINK_NOFOLLOW) == 0
+                                : lstat(cand, &sb) == 0;
+    if (found && !S_ISLNK(sb.st_mode)) {
+        free(norm);
+        *out = cand;
+        *len = o;
+        return 0;
+    }
+    char *real = found ? realpath(cand, NULL) : NULL;
+    free(cand);
+    if (real) {   /* a symlink: its target */
+        free(norm);
+        *out = real;
+        *len = strlen(real);
+    } else {      /* missing, or a dangling link */
+        *out = norm;
+        *len = nl;
+    }
+    return 0;
+}
+
+/* add_path: make one path of n bytes (no NUL) canonical and add it. */
 static int add_path(ingest_t *in, const char *p, size_t n, err_t *err) {
     size_t cl = strlen(in->cwd);
     int64_t need;
     size_t sz;
     /* joined: CWD/p + NUL, or p + NUL (sizes from a manifest line) */
-    if (!size_add((int64_t)cl, (int64_t)n, &need) || !size_add(need, 3, &need) ||
+    if (!size_add((int64_t)cl, (int64_t)n, &need) || !size_add(need, 2, &need) ||
         !size_bytes(need, 1, &sz))
         return err_set(err, ERR_INVALID, "a path of %zu bytes is too long", n);
-    char *joined = malloc(sz), *canon = malloc(sz);
-    if (!joined || !canon) {
-        free(joined);
-        free(canon);
-        return err_set(err, ERR_NOMEM, "out of memory for a path of %zu bytes", n);
-    }
+    char *joined = malloc(sz);
+    if (!joined) return err_set(err, ERR_NOMEM, "out of memory for a path of %zu bytes", n);
     size_t o = 0;
     if (n == 0 || p[0] != '/') {
         memcpy(joined, in->cwd, cl);
@@ -92,17 +215,13 @@ static int add_path(ingest_t *in, const char *p, size_t n, err_t *err) {
     memcpy(joined + o, p, n);
     o += n;
     joined[o] = 0;
-    char *real = realpath(joined, NULL);
-    const char *use = real;
-    size_t len = real ? strlen(real) : 0;
-    if (!real) {
-        len = normalize_lexical(joined, o, canon);
-        use = canon;
-    }
-    int added = 0;
-    int rc = store_ingest_add(in->s, use, len, &added, err);
-    free(real);
+    char *canon = NULL;
+    size_t len = 0;
+    int r = canonical(in, joined, o, &canon, &len);
     free(joined);
+    if (r) return err_set(err, ERR_NOMEM, "out of memory for a path of %zu bytes", n);
+    int added = 0;
+    int rc = store_ingest_add(in->s, canon, len, &added, err);
     free(canon);
     if (rc) return rc;
     if (added) in->st->added++;
@@ -322,7 +441,7 @@ static int ends_with(const char *s, const char *suf) {
 
 int jobs_ingest(store_t *s, const char *src, jobs_ingest_stats *st, err_t *err) {
     memset(st, 0, sizeof *st);
-    ingest_t in = {.s = s, .st = st};
+    ingest_t in = {.s = s, .st = st, .dir_fd = -1};
     in.cwd = getcwd(NULL, 0);
     if (!in.cwd) return err_set(err, ERR_IO, "getcwd: %s", strerror(errno));
     int rc = 0;
@@ -347,5 +466,8 @@ int jobs_ingest(store_t *s, const char *src, jobs_ingest_stats *st, err_t *err) 
         }
     }
     free(in.cwd);
+    free(in.dir);
+    free(in.dir_real);
+    if (in.dir_fd >= 0) close(in.dir_fd);
     return rc;
 }

@@ -57,8 +57,10 @@ check "a run-level store fault still ends the run with exit 1" bash -c "[ $? -eq
 # ---- 2. one file, one image ----
 D=$T/paths.sqlite
 ln -s "$T/a/same.png" "$T/b/link.png"
+ln -s ../a "$T/b/linkdir"
 (cd "$T" && printf '%s\n' a/same.png a//same.png "$T/a/../a/same.png" ./a/./same.png \
-    "$T//a///same.png" b/link.png missing/../nope.png > "$T/paths.txt")
+    "$T//a///same.png" b/link.png b/linkdir/same.png b/linkdir/./same.png missing/../nope.png \
+    > "$T/paths.txt")
 (cd "$T" && "$BIN" run "$D" --manifest paths.txt "${AMG[@]}")
 check "a/same.png, a//same.png, /abs/a/../a/same.png, ./a/./same.png, a symlink: one image" test \
     "$(q "$D" "select group_concat(path) from images where path like '%same.png'")" = "$T/a/same.png"
@@ -69,6 +71,10 @@ check "a missing path is normalized lexically and fails with 'No such file'" tes
 check "two images in all" test "$(q "$D" "select count(*) from images")" = 2
 (cd "$T/a" && echo same.png | "$BIN" run "$D" --manifest - --quiet)
 check "relative paths are relative to the working directory" test "$(q "$D" "select count(*) from images")" = 2
+# b/linkdir/../same.png opens $T/same.png (missing), not b/same.png: ".." follows the link
+(cd "$T" && echo b/linkdir/../same.png | "$BIN" run "$D" --manifest - --quiet)
+check "'..' after a symlinked folder keeps the kernel's meaning" test \
+    "$(q "$D" "select status from images where path = '$T/same.png'")" = failed
 
 # ---- 6. manifests: BOM, all or nothing ----
 D=$T/man.sqlite
