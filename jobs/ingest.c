@@ -74,6 +74,16 @@ static size_t normalize_lexical(const char *p, size_t n, char *out) {
     return o;
 }
 
+/* alloc_path: malloc(a + b + 2) for a path built from a manifest line (the
+ * sizes go through size.h); NULL on overflow or out of memory. */
+static char *alloc_path(size_t a, size_t b) {
+    int64_t n;
+    size_t sz;
+    if (!size_add((int64_t)a, (int64_t)b, &n) || !size_add(n, 2, &n) || !size_bytes(n, 1, &sz))
+        return NULL;
+    return malloc(sz);
+}
+
 /* has_dot_component: whether the absolute path p (n bytes) has a "." or
  * ".." component or ends with '/' (then only realpath(3) itself gives its
  * meaning: ".." after a symlinked folder is the link target's parent). */
@@ -104,7 +114,7 @@ static char *parent_real(const char *joined, size_t n) {
     free(dir);
     if (!real) return NULL;
     size_t rl = strlen(real);
-    char *r = malloc(rl + bl + 2);
+    char *r = alloc_path(rl, bl);
     if (r) {
         size_t o = rl;
         memcpy(r, real, rl);
@@ -124,7 +134,7 @@ static char *parent_real(const char *joined, size_t n) {
  * previous path (manifests list many files per folder), and the file
  * itself costs one lstat (realpath only when it is a symlink). */
 static int canonical(ingest_t *in, const char *joined, size_t n, char **out, size_t *len) {
-    char *norm = malloc(n + 2);
+    char *norm = alloc_path(n, 0);
     if (!norm) return -1;
     size_t nl = normalize_lexical(joined, n, norm);
     if (has_dot_component(joined, n)) {
@@ -162,7 +172,7 @@ static int canonical(ingest_t *in, const char *joined, size_t n, char **out, siz
         return 0;
     }
     size_t rl = strlen(in->dir_real), fl = nl - dl - 1;
-    char *cand = malloc(rl + fl + 2);
+    char *cand = alloc_path(rl, fl);
     if (!cand) {
         free(norm);
         return -1;
