@@ -129,8 +129,8 @@ static void test_image_errors(void) {
                "ingest rollback: none of the paths stays", "rc=%d %s", rc, err.msg);
     rc = store_ingest_begin(s, &err);
     for (int i = 1; i <= 3 && !rc; i++) {
-        char p[16];
-        snprintf(p, sizeof p, "/x/%d.png", i);
+        char p[32];
+        snprintf(p, sizeof p, "/x/%d.png", i % 10);
         rc = store_ingest_add(s, p, strlen(p), &added, &err);
     }
     if (!rc) rc = store_ingest_end(s, &err);
