@@ -14,7 +14,8 @@
  *
  * Fault injection (SQLite faultsimStep style): store_fault_arm(n) makes the
  * n-th following store step (each statement execution that writes) fail
- * with ERR_IO "injected fault", for the fault tests.
+ * with ERR_IO "injected fault", for the fault tests; store_fault_arm_image(n)
+ * makes the n-th store_put_result fail as a data error of its image.
  */
 #ifndef SAM2AMG_STORE_H
 #define SAM2AMG_STORE_H
@@ -48,9 +49,9 @@ int  store_schema_version(void);
 /* ---- runs ---- */
 typedef struct store_run_info {
     char params[4096];        /* AMG params JSON */
-    char model_path[1024];
+    char model_path[4096];    /* absolute (PATH_MAX), or "test:" */
     char model_sha256[65];    /* hex */
-    char config[256];
+    char config[4096];        /* built-in name, or a file's absolute path */
     char devices[256];
 } store_run_info;
 
@@ -72,12 +73,15 @@ size_t store_path_escape(const char *bytes, size_t n, char *out);
 size_t store_path_unescape(char *s);
 
 /* ---- ingest ---- */
-/* store_ingest_begin / _add / _end: add image paths (raw bytes, n) as
- * pending, inside one transaction committed every 50,000 rows and at _end.
- * _add sets *added to 1 for a new path, 0 for one already present. */
-int store_ingest_begin(store_t *s, err_t *err);
-int store_ingest_add(store_t *s, const char *bytes, size_t n, int *added, err_t *err);
-int store_ingest_end(store_t *s, err_t *err);
+/* store_ingest_begin / _add / _end / _rollback: add image paths (raw
+ * bytes, n) as pending, all inside one transaction: _end commits every
+ * path added since _begin, _rollback none of them (all or nothing: one
+ * command's manifests). _add sets *added to 1 for a new path, 0 for one
+ * already present. */
+int  store_ingest_begin(store_t *s, err_t *err);
+int  store_ingest_add(store_t *s, const char *bytes, size_t n, int *added, err_t *err);
+int  store_ingest_end(store_t *s, err_t *err);
+void store_ingest_rollback(store_t *s);
 
 /* ---- leases ---- */
 /* Attempts: images.attempts counts the times a worker started on an image
@@ -99,9 +103,10 @@ typedef struct store_job {
     char   *path;             /* file name bytes (NUL-terminated), malloc'd */
 } store_job;
 
-/* store_claim: lease up to n pending images (lowest id first) to owner for
- * lease_s seconds in one transaction: status 'running', lease_owner,
- * lease_expires (attempts unchanged).
+/* store_claim: lease up to n pending images (lowest id first) to owner in
+ * one transaction: status 'running', lease_owner, lease_expires = now +
+ * lease_s (informative only: nothing reads it; the run lock guards leases,
+ * see store.c), attempts unchanged.
  * Fills jobs (n) and *got; the caller frees each jobs[i].path. */
 int store_claim(store_t *s, const char *owner, double lease_s, int n, store_job *jobs,
                 int *got, err_t *err);
@@ -116,13 +121,24 @@ typedef struct store_timing {
 int  store_batch_begin(store_t *s, err_t *err);
 int  store_batch_commit(store_t *s, err_t *err);
 void store_batch_rollback(store_t *s);
+/* store_image_begin / _end / _rollback: a savepoint around one image's
+ * writes inside a batch. _rollback undoes that image's rows only (and
+ * ends the savepoint); the batch stays open. */
+int  store_image_begin(store_t *s, err_t *err);
+int  store_image_end(store_t *s, err_t *err);
+int  store_image_rollback(store_t *s, err_t *err);
 /* store_put_result: inside a batch: insert res's records as image_id's
  * masks (idx = record order) and mark the image done by run_id. The boxes
  * are not indexed here: mask_boxes is caught up later, in bulk
  * (store_boxes_catch_up), off the writer's path. Returns 1 when written, 0 when the image is not
- * leased to owner any more (nothing written), negative on error (the batch
- * must then be rolled back). A predicted_iou or stability_score that is not
- * a finite number (a 0/0 stability score) is stored as NULL. */
+ * leased to owner any more (nothing written), negative on error. Errors
+ * are of two kinds: ERR_INVALID is a data error of this image (SQLite
+ * refused one of its values: a constraint, a type, a size), which the
+ * caller undoes with store_image_rollback and records as that image's
+ * failure; anything else (disk full, corrupt, busy, out of memory) is
+ * run-level: the batch must be rolled back. A predicted_iou or
+ * stability_score that is not a finite number (a 0/0 stability score) is
+ * stored as NULL. */
 int store_put_result(store_t *s, int64_t run_id, int64_t image_id, const char *owner,
                      const amg_result *res, const store_timing *t, err_t *err);
 /* store_start: inside a batch: count an attempt of image_id (the worker
@@ -170,5 +186,9 @@ int store_rle_json(char *out, size_t cap, int h, int w, const char *counts);
 /* store_fault_arm: the n-th following write step fails (n >= 1); 0 disarms.
  * Also armed from the environment by store_open: SAM2AMG_FAULT_STORE=N. */
 void store_fault_arm(int64_t n);
+/* store_fault_arm_image: the n-th following store_put_result fails with a
+ * data error of its image (ERR_INVALID), after inserting its masks; 0
+ * disarms. Environment: SAM2AMG_FAULT_STORE_IMAGE=N. */
+void store_fault_arm_image(int64_t n);
 
 #endif

@@ -1,14 +1,14 @@
 /* cmd_jobs.c: the commands over a job database: run, status, export, sql.
  *
- * `run` ingests manifests, takes the run lock (an flock on DB.lock: a second
- * run on the same database is refused, see runner.c), reclaims the leases
+ * `run` takes the run lock (an flock on DB.lock: a second run on the same
+ * database is refused, see runner.c), ingests manifests (all of one
+ * command in one transaction: all or nothing), reclaims the leases
  * of a killed run, and hands the pending images to the pipeline. The exit
  * status says how it went (cli.h): 0 every image done, 3 some failed, 1 a
  * run-level error, 2 usage, 130 interrupted.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -24,6 +24,7 @@
 #include "json.h"
 #include "model.h"
 #include "rle.h"
+#include "size.h"
 
 static volatile sig_atomic_t stop_flag;
 
@@ -73,7 +74,8 @@ static void run_usage(FILE *f) {
             "  --decode-threads N  image decoding threads (default 2)\n"
             "  --batch N           images per database commit, at most (default 256; the\n"
             "                      writer commits what is queued, so small when it keeps up)\n"
-            "  --lease S           lease length in seconds (default 3600)\n"
+            "  --lease S           images.lease_expires = claim time + S (default 3600);\n"
+            "                      informative: the run lock, not an expiry, guards leases\n"
             "  --quiet             no progress line (it is shown only on a terminal anyway)\n\n"
             "AMG flags:\n");
     amg_params_help(f);
@@ -83,24 +85,34 @@ static void run_usage(FILE *f) {
 
 /* lock_db: the run lock. Returns the fd, or -1 with a message printed. */
 static int lock_db(const char *db) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s.lock", db);
+    size_t n_path = strlen(db) + sizeof ".lock";
+    char *path = malloc(n_path);
+    CHECK(path);
+    snprintf(path, n_path, "%s.lock", db);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
         fprintf(stderr, "sam2amg run: %s: %s\n", path, strerror(errno));
+        free(path);
         return -1;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         char pid[32] = "";
         ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
-        if (n > 0) pid[n] = 0;
+        /* the file holds "PID\n": the message stays one line, whatever
+         * the file holds (only its leading digits are shown) */
+        if (n < 0) n = 0;
+        pid[n] = 0;
+        n = (ssize_t)strspn(pid, "0123456789");
+        pid[n] = 0;
         fprintf(stderr,
                 "sam2amg run: %s: another run is using this database (pid %s holds %s); "
                 "wait for it to finish or use another database\n",
                 db, n > 0 ? pid : "?", path);
         close(fd);
+        free(path);
         return -1;
     }
+    free(path);
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
     if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) < 0) { /* informative only */ }
@@ -246,13 +258,41 @@ int cmd_run(int argc, char **argv) {
         goto out;
     }
     params_json(&cfg.params, info.params, sizeof info.params);
-    snprintf(info.model_path, sizeof info.model_path, "%s", cfg.model_path);
-    snprintf(info.config, sizeof info.config, "%s", cfg.config ? cfg.config : "auto");
+    /* runs stores the model and a config file by absolute path, so that a
+     * resume without --model works from any folder; a built-in config
+     * name and the test model stay names. Messages of this run show the
+     * names as given. */
+    char *model_abs = strncmp(cfg.model_path, "test:", 5) ? realpath(cfg.model_path, NULL) : NULL;
+    char *config_abs = cfg.config ? realpath(cfg.config, NULL) : NULL;
+    if (model_abs && strlen(model_abs) >= sizeof info.model_path) {
+        fprintf(stderr, "sam2amg run: %s: the model's path is longer than %zu bytes\n",
+                cfg.model_path, sizeof info.model_path - 1);
+        free(model_abs);
+        free(config_abs);
+        goto out;
+    }
+    if (config_abs && strlen(config_abs) >= sizeof info.config) {
+        fprintf(stderr, "sam2amg run: %s: the config's path is longer than %zu bytes\n",
+                cfg.config, sizeof info.config - 1);
+        free(model_abs);
+        free(config_abs);
+        goto out;
+    }
+    snprintf(info.model_path, sizeof info.model_path, "%s", model_abs ? model_abs : cfg.model_path);
+    snprintf(info.config, sizeof info.config, "%s",
+             config_abs ? config_abs : cfg.config ? cfg.config : "auto");
+    free(model_abs);
+    free(config_abs);
     snprintf(info.devices, sizeof info.devices, "%s", devices);
     if (!strncmp(cfg.model_path, "test:", 5)) {
         snprintf(info.model_sha256, sizeof info.model_sha256, "test");
     } else if (jobs_sha256_file(cfg.model_path, info.model_sha256, &err)) {
-        fprintf(stderr, "sam2amg run: %s\n", err.msg);
+        if (cfg.model_path == last.model_path && cfg.model_path[0] != '/')
+            fprintf(stderr, "sam2amg run: %s (the database's last run stored this model path "
+                            "relative to the folder it ran in: run from there or give --model)\n",
+                    err.msg);
+        else
+            fprintf(stderr, "sam2amg run: %s\n", err.msg);
         goto out;
     }
     if (have_last && (strcmp(last.model_sha256, info.model_sha256) ||
@@ -265,16 +305,31 @@ int cmd_run(int argc, char **argv) {
                 info.model_sha256, info.params);
         goto out;
     }
-    /* ingest */
-    for (int i = 0; i < n_manifests; i++) {
-        jobs_ingest_stats ist;
-        if (jobs_ingest(ws, manifests[i], &ist, &err)) {
+    /* ingest: every manifest of this command in one transaction, so a
+     * manifest that cannot be read leaves none of them half added */
+    if (n_manifests) {
+        static jobs_ingest_stats ist[256];
+        if (store_ingest_begin(ws, &err)) {
             fprintf(stderr, "sam2amg run: %s\n", err.msg);
             goto out;
         }
-        if (!cfg.quiet)
+        for (int i = 0; i < n_manifests; i++) {
+            if (jobs_ingest(ws, manifests[i], &ist[i], &err)) {
+                store_ingest_rollback(ws);
+                fprintf(stderr, "sam2amg run: %s; no image of this command's manifests was "
+                                "added\n", err.msg);
+                goto out;
+            }
+        }
+        if (store_ingest_end(ws, &err)) {
+            fprintf(stderr, "sam2amg run: %s; no image of this command's manifests was added\n",
+                    err.msg);
+            goto out;
+        }
+        for (int i = 0; i < n_manifests && !cfg.quiet; i++)
             fprintf(stderr, "sam2amg run: %s: %lld new images, %lld already present, %lld bad lines\n",
-                    manifests[i], (long long)ist.added, (long long)ist.present, (long long)ist.bad);
+                    manifests[i], (long long)ist[i].added, (long long)ist[i].present,
+                    (long long)ist[i].bad);
     }
     int64_t run_id = 0, reclaimed = 0, abandoned = 0;
     if (store_run_begin(ws, &info, &run_id, &err) ||
@@ -509,19 +564,157 @@ static int write_overlay_png(const char *out, const char *image_path, const amg_
     return rc;
 }
 
-/* out_name: DIR/STEM.EXT, or DIR/STEM_ID.EXT when that exists already
- * (two images with the same file name in different directories). */
-static void out_name(char *buf, size_t n, const char *dir, const char *path, int64_t id,
-                     const char *ext) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    char *b = basename(tmp), *dot = strrchr(b, '.');
-    if (dot && dot != b) *dot = 0;
-    snprintf(buf, n, "%s/%s.%s", dir, b, ext);
-    struct stat sb;
-    if (stat(buf, &sb) == 0) snprintf(buf, n, "%s/%s_%lld.%s", dir, b, (long long)id, ext);
+/* ---- export names ----
+ *
+ * SA-1B and PNG exports name each file after its image, deterministically
+ * from the set of done images (never from what the folder holds), so a
+ * second export into the same folder replaces its own files: STEM.EXT
+ * when no other done image has the same STEM (the file name without its
+ * last extension), STEM_ID.EXT (ID = images.id) for every image of a
+ * shared STEM, and for an image whose STEM looks like another's STEM_ID.
+ * Two STEM_ID names cannot collide (ID has no '_'), so names are unique.
+ * COCO names each image by its path relative to the deepest folder that
+ * holds every exported image (file_name is unique because paths are).
+ * Every file is written to a temporary name in the target folder and
+ * renamed into place: an export never leaves a half-written file. */
+typedef struct export_image {
+    int64_t id;
+    int     w, h;
+    char   *path;       /* file name bytes, unescaped, malloc'd */
+    char   *stem;       /* basename without its last extension, malloc'd */
+    int     use_id;     /* name STEM_ID */
+} export_image;
+
+static char *xstrdup(const char *a) {
+    char *p = strdup(a);
+    CHECK(p);
+    return p;
 }
 
+/* path_join: malloc'd a + b + c (the sizes of stored paths: checked). */
+static char *path_join3(const char *a, const char *b, const char *c) {
+    int64_t n = 1;
+    CHECK(size_add(n, (int64_t)strlen(a), &n) && size_add(n, (int64_t)strlen(b), &n) &&
+          size_add(n, (int64_t)strlen(c), &n));
+    char *p = malloc((size_t)n);
+    CHECK(p);
+    snprintf(p, (size_t)n, "%s%s%s", a, b, c);
+    return p;
+}
+
+static int cmp_stem(const void *a, const void *b) {
+    const export_image *x = *(export_image *const *)a, *y = *(export_image *const *)b;
+    int c = strcmp(x->stem, y->stem);
+    return c ? c : (x->id > y->id) - (x->id < y->id);
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* export_names: set use_id for the images of n (see the comment above). */
+static void export_names(export_image *im, int64_t n) {
+    if (n == 0) return;
+    export_image **by = malloc((size_t)n * sizeof *by);
+    CHECK(by);
+    for (int64_t i = 0; i < n; i++) by[i] = &im[i];
+    qsort(by, (size_t)n, sizeof *by, cmp_stem);
+    int64_t n_id = 0;
+    for (int64_t i = 0; i < n;) {
+        int64_t j = i + 1;
+        while (j < n && !strcmp(by[j]->stem, by[i]->stem)) j++;
+        if (j - i > 1)
+            for (int64_t k = i; k < j; k++) by[k]->use_id = 1, n_id++;
+        i = j;
+    }
+    /* a unique STEM equal to another image's STEM_ID takes its ID too */
+    if (n_id) {
+        char **ids = malloc((size_t)n_id * sizeof *ids);
+        CHECK(ids);
+        int64_t k = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (im[i].use_id) {
+                char num[32];
+                snprintf(num, sizeof num, "_%lld", (long long)im[i].id);
+                ids[k++] = path_join3(im[i].stem, num, "");
+            }
+        qsort(ids, (size_t)n_id, sizeof *ids, cmp_str);
+        for (int64_t i = 0; i < n; i++)
+            if (!im[i].use_id && bsearch(&im[i].stem, ids, (size_t)n_id, sizeof *ids, cmp_str))
+                im[i].use_id = 1;
+        for (int64_t i = 0; i < n_id; i++) free(ids[i]);
+        free(ids);
+    }
+    free(by);
+}
+
+/* export_file_name: DIR/NAME.EXT of image im, malloc'd; NULL with err when
+ * NAME.EXT is longer than a file name may be (255 bytes). */
+static char *export_file_name(const char *dir, const export_image *im, const char *ext,
+                              err_t *err) {
+    char tail[64];
+    if (im->use_id) snprintf(tail, sizeof tail, "_%lld.%s", (long long)im->id, ext);
+    else snprintf(tail, sizeof tail, ".%s", ext);
+    if (strlen(im->stem) + strlen(tail) > 255) {
+        /* the reason first: a deep path would push it out of the message */
+        err_set(err, ERR_INVALID, "image %lld: its export name (%.40s...%s) would be longer "
+                "than 255 bytes; not exported: %s", (long long)im->id, im->stem, tail, im->path);
+        return NULL;
+    }
+    char *d = path_join3(dir, "/", im->stem);
+    char *f = path_join3(d, tail, "");
+    free(d);
+    return f;
+}
+
+/* tmp_name: a temporary file name beside target (same folder, so rename(2)
+ * is atomic), malloc'd. */
+static char *tmp_name(const char *target) {
+    char *t = xstrdup(target);
+    char *slash = strrchr(t, '/');
+    char tail[64];
+    snprintf(tail, sizeof tail, ".sam2amg-export-%d.tmp", (int)getpid());
+    char *r;
+    if (slash) {
+        slash[1] = 0;
+        r = path_join3(t, tail, "");
+    } else {
+        r = xstrdup(tail);
+    }
+    free(t);
+    return r;
+}
+
+/* commit_tmp: rename tmp to target when rc is 0, else remove tmp. */
+static int commit_tmp(const char *tmp, const char *target, int rc, err_t *err) {
+    if (!rc && rename(tmp, target) != 0)
+        rc = err_set(err, ERR_IO, "%s: cannot rename into place: %s", target, strerror(errno));
+    if (rc) unlink(tmp);
+    return rc;
+}
+
+/* common_root_len: bytes of the deepest folder (with its trailing '/')
+ * that holds every path of im; 0 when there is none in common. */
+static size_t common_root_len(const export_image *im, int64_t n) {
+    if (n == 0) return 0;
+    const char *r = im[0].path;
+    const char *last = strrchr(r, '/');
+    size_t len = last ? (size_t)(last - r) + 1 : 0;
+    for (int64_t i = 1; i < n && len; i++) {
+        size_t m = 0;
+        while (m < len && im[i].path[m] == r[m]) m++;
+        if (m < len) {
+            while (m > 0 && r[m - 1] != '/') m--;
+            len = m;
+        }
+    }
+    return len;
+}
+
+/* coco_record: one annotation. bbox is pycocotools' toBbox form: [x, y,
+ * width, height] with width and height the pixel extent (x1 - x0 + 1 of the
+ * inclusive last pixel), [0, 0, 0, 0] for an empty mask; the store and the
+ * SA-1B export keep the official generator's x1 - x0. */
 static void coco_record(FILE *f, int64_t ann_id, int64_t image_id, const amg_record *m, int h,
                         int w) {
     char a[JSON_DOUBLE_BUF];
@@ -530,7 +723,10 @@ static void coco_record(FILE *f, int64_t ann_id, int64_t image_id, const amg_rec
             (long long)ann_id, (long long)image_id, h, w);
     json_write_string(f, m->rle);
     fprintf(f, "}, \"area\": %lld, \"bbox\": [", (long long)m->area);
-    for (int k = 0; k < 4; k++) fprintf(f, "%s%s", k ? ", " : "", json_fmt_double(a, m->bbox[k]));
+    double box[4] = {0, 0, 0, 0};
+    if (m->area > 0)
+        box[0] = m->bbox[0], box[1] = m->bbox[1], box[2] = m->bbox[2] + 1, box[3] = m->bbox[3] + 1;
+    for (int k = 0; k < 4; k++) fprintf(f, "%s%s", k ? ", " : "", json_fmt_double(a, box[k]));
     fprintf(f, "], \"iscrowd\": 0, \"score\": %s", json_fmt_double(a, m->predicted_iou));
     fprintf(f, ", \"predicted_iou\": %s", json_fmt_double(a, m->predicted_iou));
     fprintf(f, ", \"stability_score\": %s", json_fmt_double(a, m->stability_score));
@@ -540,6 +736,96 @@ static void coco_record(FILE *f, int64_t ann_id, int64_t image_id, const amg_rec
     fprintf(f, "]}");
 }
 
+/* export_load_images: every done image (id order) with its stem. */
+static int export_load_images(store_t *s, export_image **out, int64_t *n, err_t *err) {
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(store_db(s), "SELECT id, path, width, height FROM images "
+                                        "WHERE status = 'done' ORDER BY id", -1, &st, NULL) != SQLITE_OK)
+        return err_set(err, ERR_IO, "reading images: %s", sqlite3_errmsg(store_db(s)));
+    int64_t cap = 0;
+    export_image *im = NULL;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t bytes;
+            cap = cap ? 2 * cap : 256;
+            CHECK(size_bytes(cap, sizeof *im, &bytes));
+            export_image *p = realloc(im, bytes);
+            CHECK(p);
+            im = p;
+        }
+        export_image *e = &im[(*n)++];
+        memset(e, 0, sizeof *e);
+        e->id = sqlite3_column_int64(st, 0);
+        e->path = xstrdup((const char *)sqlite3_column_text(st, 1));
+        store_path_unescape(e->path);
+        e->w = sqlite3_column_int(st, 2);
+        e->h = sqlite3_column_int(st, 3);
+        const char *slash = strrchr(e->path, '/');
+        e->stem = xstrdup(slash ? slash + 1 : e->path);
+        char *dot = strrchr(e->stem, '.');
+        if (dot && dot != e->stem) *dot = 0;
+    }
+    sqlite3_finalize(st);
+    *out = im;
+    if (rc != SQLITE_DONE)
+        return err_set(err, ERR_IO, "reading images: %s", sqlite3_errmsg(store_db(s)));
+    return 0;
+}
+
+static void export_free_images(export_image *im, int64_t n) {
+    for (int64_t i = 0; i < n; i++) free(im[i].path), free(im[i].stem);
+    free(im);
+}
+
+/* export_coco: the whole dataset into a temporary file, renamed onto out
+ * when complete. */
+static int export_coco(store_t *s, const char *out, export_image *im, int64_t n) {
+    err_t err = {{0}};
+    char *tmp = tmp_name(out);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "sam2amg export: %s: %s\n", tmp, strerror(errno));
+        free(tmp);
+        return EXIT_DATA;
+    }
+    size_t root = common_root_len(im, n);
+    int status = EXIT_OK;
+    fputs("{\"info\": {\"description\": \"sam2amg export\"}, \"images\": [", f);
+    for (int64_t i = 0; i < n; i++) {
+        fprintf(f, "%s{\"id\": %lld, \"file_name\": ", i ? ", " : "", (long long)im[i].id);
+        json_write_string(f, im[i].path + root);
+        fprintf(f, ", \"width\": %d, \"height\": %d}", im[i].w, im[i].h);
+    }
+    fputs("], \"annotations\": [", f);
+    int64_t ann = 0;
+    for (int64_t i = 0; i < n; i++) {
+        amg_result res;
+        if (store_load_result(s, im[i].id, &res, &err)) {
+            fprintf(stderr, "sam2amg export: %s\n", err.msg);
+            status = EXIT_DATA;
+            store_result_free(&res);
+            continue;
+        }
+        for (int k = 0; k < res.n; k++) {
+            if (ann) fputs(", ", f);
+            coco_record(f, ++ann, im[i].id, &res.recs[k], res.height, res.width);
+        }
+        store_result_free(&res);
+    }
+    fputs("], \"categories\": [{\"id\": 1, \"name\": \"object\"}]}\n", f);
+    int rc = 0;
+    if (ferror(f) | (fclose(f) != 0)) rc = err_set(&err, ERR_IO, "%s: write failed", out);
+    if (commit_tmp(tmp, out, rc, &err)) {
+        fprintf(stderr, "sam2amg export: %s\n", err.msg);
+        status = EXIT_DATA;
+    }
+    free(tmp);
+    return status;
+}
+
 int cmd_export(int argc, char **argv) {
     const char *db = NULL, *format = NULL, *out = NULL;
     for (int i = 1; i < argc; i++) {
@@ -547,10 +833,16 @@ int cmd_export(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: sam2amg export DB --format sa1b|coco|png OUT\n\n"
                    "  sa1b  OUT is a directory: one JSON per done image, the bytes `sam2amg\n"
-                   "        generate` writes for it (STEM.json; STEM_ID.json on a name clash)\n"
+                   "        generate` writes for it (STEM.json; STEM_ID.json for every image\n"
+                   "        whose STEM another done image shares)\n"
                    "  coco  OUT is a file: a COCO dataset with every done image's masks as\n"
-                   "        annotations (category 1, score = predicted_iou)\n"
-                   "  png   OUT is a directory: the images with their masks overlaid (STEM.png)\n");
+                   "        annotations (category 1, score = predicted_iou, bbox as\n"
+                   "        pycocotools computes it); file_name is the image's path relative\n"
+                   "        to the deepest folder holding every exported image\n"
+                   "  png   OUT is a directory: the images with their masks overlaid (STEM.png,\n"
+                   "        STEM_ID.png as for sa1b)\n"
+                   "Names depend only on the database: exporting again replaces the same files.\n"
+                   "Each file is written under a temporary name and renamed into place.\n");
             return EXIT_OK;
         }
         if (!strcmp(a, "--format")) {
@@ -575,86 +867,58 @@ int cmd_export(int argc, char **argv) {
         fprintf(stderr, "sam2amg export: %s\n", err.msg);
         return EXIT_DATA;
     }
-    int is_dir = strcmp(format, "coco") != 0;
-    if (is_dir && mkdir(out, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "sam2amg export: %s: %s\n", out, strerror(errno));
+    export_image *im = NULL;
+    int64_t n = 0;
+    if (export_load_images(s, &im, &n, &err)) {
+        fprintf(stderr, "sam2amg export: %s: %s\n", db, err.msg);
+        export_free_images(im, n);
         store_close(s);
         return EXIT_DATA;
     }
-    FILE *coco = NULL;
-    if (!is_dir) {
-        coco = fopen(out, "w");
-        if (!coco) {
-            fprintf(stderr, "sam2amg export: %s: %s\n", out, strerror(errno));
-            store_close(s);
-            return EXIT_DATA;
-        }
-        fputs("{\"info\": {\"description\": \"sam2amg export\"}, \"images\": [", coco);
+    int status = EXIT_OK;
+    if (!strcmp(format, "coco")) {
+        status = export_coco(s, out, im, n);
+        export_free_images(im, n);
+        store_close(s);
+        return status;
     }
-    sqlite3_stmt *st = NULL;
-    sqlite3_prepare_v2(store_db(s), "SELECT id, path, width, height FROM images "
-                                    "WHERE status = 'done' ORDER BY id", -1, &st, NULL);
-    int status = EXIT_OK, n = 0;
-    int64_t n_img = 0;
-    /* coco: the images first, then the annotations (a second pass) */
-    for (int pass = 0; pass < (coco ? 2 : 1); pass++) {
-        int64_t ann = 0;
-        if (coco && pass == 1) fputs("], \"annotations\": [", coco);
-        sqlite3_reset(st);
-        n = 0;
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            int64_t id = sqlite3_column_int64(st, 0);
-            char path[4200];
-            snprintf(path, sizeof path, "%s", (const char *)sqlite3_column_text(st, 1));
-            store_path_unescape(path);
-            char namebuf[4200];
-            snprintf(namebuf, sizeof namebuf, "%s", path);
-            const char *fname = basename(namebuf);
-            if (coco && pass == 0) {
-                fprintf(coco, "%s{\"id\": %lld, \"file_name\": ", n++ ? ", " : "", (long long)id);
-                json_write_string(coco, fname);
-                fprintf(coco, ", \"width\": %d, \"height\": %d}", sqlite3_column_int(st, 2),
-                        sqlite3_column_int(st, 3));
-                n_img++;
-                continue;
-            }
-            amg_result res;
-            int rc = store_load_result(s, id, &res, &err);
-            char file[4400];
-            if (!rc && coco) {
-                for (int i = 0; i < res.n; i++) {
-                    if (ann) fputs(", ", coco);
-                    coco_record(coco, ++ann, id, &res.recs[i], res.height, res.width);
-                }
-            } else if (!rc && !strcmp(format, "sa1b")) {
-                out_name(file, sizeof file, out, path, id, "json");
-                FILE *f = fopen(file, "w");
+    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "sam2amg export: %s: %s\n", out, strerror(errno));
+        export_free_images(im, n);
+        store_close(s);
+        return EXIT_DATA;
+    }
+    export_names(im, n);
+    int sa1b = !strcmp(format, "sa1b");
+    for (int64_t i = 0; i < n; i++) {
+        char *file = export_file_name(out, &im[i], sa1b ? "json" : "png", &err);
+        amg_result res = {0};
+        int rc = file ? store_load_result(s, im[i].id, &res, &err) : ERR_INVALID;
+        if (!rc) {
+            char *tmp = tmp_name(file);
+            if (sa1b) {
+                const char *slash = strrchr(im[i].path, '/');
+                FILE *f = fopen(tmp, "w");
                 if (!f) {
-                    rc = err_set(&err, ERR_IO, "%s: %s", file, strerror(errno));
+                    rc = err_set(&err, ERR_IO, "%s: %s", tmp, strerror(errno));
                 } else {
-                    rc = amg_write_json(f, fname, &res);
-                    if (fclose(f) || rc) rc = err_set(&err, ERR_IO, "%s: write failed", file);
+                    rc = amg_write_json(f, slash ? slash + 1 : im[i].path, &res);
+                    if ((fclose(f) != 0) | (rc != 0)) rc = err_set(&err, ERR_IO, "%s: write failed", file);
                 }
-            } else if (!rc) {
-                out_name(file, sizeof file, out, path, id, "png");
-                rc = write_overlay_png(file, path, &res, 0, &err);
+            } else {
+                rc = write_overlay_png(tmp, im[i].path, &res, 0, &err);
             }
-            store_result_free(&res);
-            if (rc) {
-                fprintf(stderr, "sam2amg export: %s\n", err.msg);
-                status = EXIT_DATA;
-                if (rc == ERR_IO && !is_dir) break;
-            }
+            rc = commit_tmp(tmp, file, rc, &err);
+            free(tmp);
         }
-    }
-    sqlite3_finalize(st);
-    if (coco) {
-        fputs("], \"categories\": [{\"id\": 1, \"name\": \"object\"}]}\n", coco);
-        if (fclose(coco)) {
-            fprintf(stderr, "sam2amg export: %s: write failed\n", out);
+        store_result_free(&res);
+        free(file);
+        if (rc) {
+            fprintf(stderr, "sam2amg export: %s\n", err.msg);
             status = EXIT_DATA;
         }
     }
+    export_free_images(im, n);
     store_close(s);
     return status;
 }

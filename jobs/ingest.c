@@ -1,15 +1,30 @@
 /* ingest.c: manifests into the images table (see jobs_ingest in jobs.h).
  *
- * Paths are stored absolute (relative ones are resolved against the working
- * directory at ingest time, so a later `run` from elsewhere still finds the
- * files), with leading "./" components dropped; nothing else is normalized
- * (no symlink resolution: the name the user gave is the name reported).
- * The store's UNIQUE(path) makes re-adding idempotent. Bytes that are not
- * UTF-8 are kept exactly (the store escapes them in its text column).
+ * One image, one stored path: every path is made canonical before it is
+ * stored, so the UNIQUE(path) of the store makes re-adding idempotent
+ * whatever spelling a manifest uses. A path that exists is stored as
+ * realpath(3) gives it: absolute, no "." or "..", no repeated slashes,
+ * symlinks resolved (a link and its target, or two links to one file, are
+ * one image, reported under the target's name). A path that does not exist
+ * (yet) is made absolute and normalized lexically ("." and repeated slashes
+ * dropped, ".." removes the component before it), so it still fails later
+ * with a clear "No such file" naming that path; when its folder exists,
+ * the folder is resolved by realpath and the name appended (so ".." after
+ * a symlinked folder means what the kernel makes of it), and only a path
+ * whose folder is missing too is normalized purely lexically. Relative paths, in a
+ * manifest file or on stdin, are relative to the working directory of the
+ * command (not to the manifest's folder), as they always were.
+ *
+ * Manifests: UTF-8 byte order marks at their start are skipped; JSONL lines
+ * are decoded by the shared strict JSON reader (json.h: surrogate pairs
+ * become one 4-byte UTF-8 character, a lone surrogate is a bad line). Bytes
+ * that are not UTF-8 are kept exactly in text and CSV manifests (the store
+ * escapes them in its text column).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,33 +32,207 @@
 #include <unistd.h>
 
 #include "jobs.h"
+#include "json.h"
+#include "size.h"
 
 #define MAX_PATH_BYTES 4096
 
 typedef struct ingest {
     store_t           *s;
     jobs_ingest_stats *st;
-    char               cwd[MAX_PATH_BYTES];
-    char              *buf;     /* (2 * MAX_PATH_BYTES) joined path */
+    char              *cwd;       /* getcwd, malloc'd */
+    char              *dir;       /* the last folder resolved (lexical form), malloc'd */
+    char              *dir_real;  /* its realpath, malloc'd; NULL: it does not resolve */
+    int                dir_fd;    /* dir_real opened O_PATH (-1: none): one lstat per
+                                   * file walks one component, not the whole path */
 } ingest_t;
 
-/* add_path: resolve and add one path of n bytes. */
-static int add_path(ingest_t *in, const char *p, size_t n, err_t *err) {
-    while (n >= 2 && p[0] == '.' && p[1] == '/') {
-        p += 2, n -= 2;
-        while (n && *p == '/') p++, n--;
+/* normalize_lexical: "/"-joined components of the absolute path p (n
+ * bytes) with "", "." dropped and ".." removing the one before (at the
+ * root, ".." stays the root), into out (n + 2 bytes). Returns the length. */
+static size_t normalize_lexical(const char *p, size_t n, char *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        while (i < n && p[i] == '/') i++;
+        size_t j = i;
+        while (j < n && p[j] != '/') j++;
+        size_t len = j - i;
+        if (len == 0 || (len == 1 && p[i] == '.')) {
+            /* nothing */
+        } else if (len == 2 && p[i] == '.' && p[i + 1] == '.') {
+            while (o > 0 && out[o - 1] != '/') o--;   /* drop the last component */
+            if (o > 0) o--;                           /* and its slash */
+        } else {
+            out[o++] = '/';
+            memcpy(out + o, p + i, len);
+            o += len;
+        }
+        i = j;
     }
+    if (o == 0) out[o++] = '/';
+    out[o] = 0;
+    return o;
+}
+
+/* alloc_path: malloc(a + b + 2) for a path built from a manifest line (the
+ * sizes go through size.h); NULL on overflow or out of memory. */
+static char *alloc_path(size_t a, size_t b) {
+    int64_t n;
+    size_t sz;
+    if (!size_add((int64_t)a, (int64_t)b, &n) || !size_add(n, 2, &n) || !size_bytes(n, 1, &sz))
+        return NULL;
+    return malloc(sz);
+}
+
+/* has_dot_component: whether the absolute path p (n bytes) has a "." or
+ * ".." component or ends with '/' (then only realpath(3) itself gives its
+ * meaning: ".." after a symlinked folder is the link target's parent). */
+static int has_dot_component(const char *p, size_t n) {
+    if (n == 0 || p[n - 1] == '/') return 1;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != '/') continue;
+        size_t j = i + 1;
+        while (j < n && p[j] == '.') j++;
+        if ((j - i - 1 == 1 || j - i - 1 == 2) && (j == n || p[j] == '/')) return 1;
+    }
+    return 0;
+}
+
+/* parent_real: for a missing file: realpath of its folder + "/" + its name
+ * (malloc'd), so that ".." after a symlinked folder keeps the kernel's
+ * meaning; NULL when the folder does not resolve either or the name is
+ * "." or "..". */
+static char *parent_real(const char *joined, size_t n) {
+    const char *slash = memrchr(joined, '/', n);
+    if (!slash) return NULL;
+    const char *base = slash + 1;
+    size_t bl = n - (size_t)(base - joined);
+    if (bl == 0 || (bl == 1 && base[0] == '.') || (bl == 2 && base[0] == '.' && base[1] == '.'))
+        return NULL;
+    char *dir = slash == joined ? strdup("/") : strndup(joined, (size_t)(slash - joined));
+    char *real = dir ? realpath(dir, NULL) : NULL;
+    free(dir);
+    if (!real) return NULL;
+    size_t rl = strlen(real);
+    char *r = alloc_path(rl, bl);
+    if (r) {
+        size_t o = rl;
+        memcpy(r, real, rl);
+        if (o == 0 || r[o - 1] != '/') r[o++] = '/';
+        memcpy(r + o, base, bl);
+        r[o + bl] = 0;
+    }
+    free(real);
+    return r;
+}
+
+/* canonical: the canonical form (file-top comment) of the absolute path
+ * joined (n bytes, NUL-terminated), malloc'd, into *out. Same result as
+ * realpath(3), falling back to normalize_lexical when that fails, but
+ * realpath is called once per folder rather than once per file when the
+ * path has no "."/".." component: the folder's realpath is kept from the
+ * previous path (manifests list many files per folder), and the file
+ * itself costs one lstat (realpath only when it is a symlink). */
+static int canonical(ingest_t *in, const char *joined, size_t n, char **out, size_t *len) {
+    char *norm = alloc_path(n, 0);
+    if (!norm) return -1;
+    size_t nl = normalize_lexical(joined, n, norm);
+    if (has_dot_component(joined, n)) {
+        char *real = realpath(joined, NULL);
+        if (!real) real = parent_real(joined, n);
+        if (real) {
+            free(norm);
+            *out = real;
+            *len = strlen(real);
+        } else {
+            *out = norm;
+            *len = nl;
+        }
+        return 0;
+    }
+    /* norm is "/dir.../name" with repeated slashes collapsed */
+    char *slash = strrchr(norm, '/');
+    size_t dl = (size_t)(slash - norm);
+    if (!in->dir || strlen(in->dir) != dl || memcmp(in->dir, norm, dl)) {
+        free(in->dir);
+        free(in->dir_real);
+        if (in->dir_fd >= 0) close(in->dir_fd);
+        in->dir_fd = -1;
+        in->dir = strndup(norm, dl);
+        if (!in->dir) {
+            free(norm);
+            return -1;
+        }
+        in->dir_real = realpath(dl ? in->dir : "/", NULL);
+        if (in->dir_real) in->dir_fd = open(in->dir_real, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (!in->dir_real) {   /* the folder does not resolve: the file is missing */
+        *out = norm;
+        *len = nl;
+        return 0;
+    }
+    size_t rl = strlen(in->dir_real), fl = nl - dl - 1;
+    char *cand = alloc_path(rl, fl);
+    if (!cand) {
+        free(norm);
+        return -1;
+    }
+    size_t o = rl;
+    memcpy(cand, in->dir_real, rl);
+    if (o == 0 || cand[o - 1] != '/') cand[o++] = '/';
+    memcpy(cand + o, slash + 1, fl);
+    o += fl;
+    cand[o] = 0;
+    struct stat sb;
+    int found = in->dir_fd >= 0 ? fstatat(in->dir_fd, slash + 1, &sb, AT_SYMLINK_NOFOLLOW) == 0
+                                : lstat(cand, &sb) == 0;
+    if (found && !S_ISLNK(sb.st_mode)) {
+        free(norm);
+        *out = cand;
+        *len = o;
+        return 0;
+    }
+    char *real = found ? realpath(cand, NULL) : NULL;
+    free(cand);
+    if (real) {   /* a symlink: its target */
+        free(norm);
+        *out = real;
+        *len = strlen(real);
+    } else {      /* missing, or a dangling link */
+        *out = norm;
+        *len = nl;
+    }
+    return 0;
+}
+
+/* add_path: make one path of n bytes (no NUL) canonical and add it. */
+static int add_path(ingest_t *in, const char *p, size_t n, err_t *err) {
+    size_t cl = strlen(in->cwd);
+    int64_t need;
+    size_t sz;
+    /* joined: CWD/p + NUL, or p + NUL (sizes from a manifest line) */
+    if (!size_add((int64_t)cl, (int64_t)n, &need) || !size_add(need, 2, &need) ||
+        !size_bytes(need, 1, &sz))
+        return err_set(err, ERR_INVALID, "a path of %zu bytes is too long", n);
+    char *joined = malloc(sz);
+    if (!joined) return err_set(err, ERR_NOMEM, "out of memory for a path of %zu bytes", n);
     size_t o = 0;
     if (n == 0 || p[0] != '/') {
-        o = strlen(in->cwd);
-        memcpy(in->buf, in->cwd, o);
-        if (o == 0 || in->buf[o - 1] != '/') in->buf[o++] = '/';
+        memcpy(joined, in->cwd, cl);
+        o = cl;
+        joined[o++] = '/';
     }
-    memcpy(in->buf + o, p, n);
+    memcpy(joined + o, p, n);
     o += n;
-    in->buf[o] = 0;
+    joined[o] = 0;
+    char *canon = NULL;
+    size_t len = 0;
+    int r = canonical(in, joined, o, &canon, &len);
+    free(joined);
+    if (r) return err_set(err, ERR_NOMEM, "out of memory for a path of %zu bytes", n);
     int added = 0;
-    int rc = store_ingest_add(in->s, in->buf, o, &added, err);
+    int rc = store_ingest_add(in->s, canon, len, &added, err);
+    free(canon);
     if (rc) return rc;
     if (added) in->st->added++;
     else in->st->present++;
@@ -84,70 +273,45 @@ static ssize_t csv_field(const char *line, size_t n, int col, char *out, size_t 
     }
 }
 
-/* jsonl_path: the "path" string of a JSON object line, unescaped (\uXXXX
- * to UTF-8) into out. -1 when absent or malformed. */
-static ssize_t jsonl_path(const char *line, size_t n, char *out, size_t cap) {
-    const char *end = line + n;
-    for (const char *p = line; p + 6 <= end; p++) {
-        if (memcmp(p, "\"path\"", 6)) continue;
-        p += 6;
-        while (p < end && (*p == ' ' || *p == '\t')) p++;
-        if (p >= end || *p != ':') return -1;
-        p++;
-        while (p < end && (*p == ' ' || *p == '\t')) p++;
-        if (p >= end || *p != '"') return -1;
-        size_t o = 0;
-        for (p++; p < end && *p != '"'; p++) {
-            if (o + 4 >= cap) return -1;
-            if (*p != '\\') {
-                out[o++] = *p;
-                continue;
-            }
-            if (++p >= end) return -1;
-            switch (*p) {
-            case 'n': out[o++] = '\n'; break;
-            case 't': out[o++] = '\t'; break;
-            case 'r': out[o++] = '\r'; break;
-            case 'b': out[o++] = '\b'; break;
-            case 'f': out[o++] = '\f'; break;
-            case 'u': {
-                if (p + 4 >= end) return -1;
-                unsigned cp = 0;
-                for (int k = 1; k <= 4; k++) {
-                    char c = p[k];
-                    cp = cp * 16 + (unsigned)(c >= '0' && c <= '9' ? c - '0'
-                                              : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : 99);
-                    if (cp > 0xffff) return -1;
-                }
-                p += 4;
-                if (cp == 0) return -1;
-                if (cp < 0x80) out[o++] = (char)cp;
-                else if (cp < 0x800) out[o++] = (char)(0xc0 | cp >> 6), out[o++] = (char)(0x80 | (cp & 0x3f));
-                else out[o++] = (char)(0xe0 | cp >> 12), out[o++] = (char)(0x80 | ((cp >> 6) & 0x3f)),
-                     out[o++] = (char)(0x80 | (cp & 0x3f));
-                break;
-            }
-            default: out[o++] = *p;   /* \" \\ \/ */
-            }
-        }
-        return p < end ? (ssize_t)o : -1;
+/* jsonl_path: the "path" string of a JSONL line (one JSON object), decoded
+ * by the shared strict reader (json.h). Returns the tree (json_free it)
+ * with *p, *len set, or NULL with why filled (the reader's reason). */
+static json_t *jsonl_path(const char *line, size_t n, const char **p, size_t *len, char *why,
+                          size_t cap) {
+    json_t *v = NULL;
+    err_t je = {{0}};
+    if (json_parse(&v, line, n, "JSON", &je)) {
+        /* "JSON: line 1 column C: reason" -> "column C: reason" (one line) */
+        const char *m = strstr(je.msg, "column");
+        snprintf(why, cap, "invalid JSON: %s", m ? m : je.msg);
+        return NULL;
     }
-    return -1;
+    const json_t *pv = json_get(v, "path");
+    if (json_type(pv) != JSON_STR) {
+        snprintf(why, cap, "no \"path\" string");
+        json_free(v);
+        return NULL;
+    }
+    *p = json_str(pv);
+    *len = json_len(pv);
+    return v;
 }
 
 enum { FMT_LINES, FMT_CSV, FMT_JSONL };
 
 static int ingest_stream(ingest_t *in, FILE *f, const char *src, int fmt, err_t *err) {
-    char *line = NULL, *field = malloc(MAX_PATH_BYTES + 1);
+    char *buf = NULL, *field = malloc(MAX_PATH_BYTES + 1);
     size_t cap = 0;
     ssize_t n;
     int64_t lineno = 0;
     int col = -1, rc = 0;
     CHECK(field);
-    while ((n = getline(&line, &cap, f)) >= 0) {
+    while ((n = getline(&buf, &cap, f)) >= 0) {
+        char *line = buf;
         lineno++;
         in->st->lines++;
+        /* a UTF-8 byte order mark (Excel's "CSV UTF-8", Notepad) */
+        if (lineno == 1 && n >= 3 && !memcmp(line, "\xef\xbb\xbf", 3)) line += 3, n -= 3;
         if (n > 0 && line[n - 1] == '\n') n--;
         if (n > 0 && line[n - 1] == '\r') n--;
         if (memchr(line, 0, (size_t)n)) {
@@ -173,38 +337,38 @@ static int ingest_stream(ingest_t *in, FILE *f, const char *src, int fmt, err_t 
             continue;
         }
         const char *p = line;
-        ssize_t len = n;
+        size_t len = (size_t)n;
+        json_t *doc = NULL;
         if (fmt == FMT_CSV) {
-            len = csv_field(line, (size_t)n, col, field, MAX_PATH_BYTES);
+            ssize_t k = csv_field(line, (size_t)n, col, field, MAX_PATH_BYTES);
             p = field;
-            if (len < 0 && n > 0) {
+            if (k < 0 && n > 0) {
                 bad_line(in, src, lineno, "no path field (or longer than 4096 bytes)");
                 continue;
             }
+            len = k < 0 ? 0 : (size_t)k;
         } else if (fmt == FMT_JSONL && n > 0) {
-            len = jsonl_path(line, (size_t)n, field, MAX_PATH_BYTES);
-            p = field;
-            if (len < 0) {
-                bad_line(in, src, lineno, "no \"path\" string (or longer than 4096 bytes)");
+            char why[600];
+            doc = jsonl_path(line, (size_t)n, &p, &len, why, sizeof why);
+            if (!doc) {
+                bad_line(in, src, lineno, why);
                 continue;
             }
         }
-        if (len <= 0) {
+        if (len == 0) {
             bad_line(in, src, lineno, "empty");
-            continue;
-        }
-        if (len > MAX_PATH_BYTES) {
+        } else if (len > MAX_PATH_BYTES) {
             bad_line(in, src, lineno, "longer than 4096 bytes");
-            continue;
-        }
-        if (memchr(p, 0, (size_t)len)) {
+        } else if (memchr(p, 0, len)) {
             bad_line(in, src, lineno, "contains a NUL byte");
-            continue;
+        } else {
+            rc = add_path(in, p, len, err);
         }
-        if ((rc = add_path(in, p, (size_t)len, err))) break;
+        json_free(doc);
+        if (rc) break;
     }
     if (!rc && ferror(f)) rc = err_set(err, ERR_IO, "%s: read error: %s", src, strerror(errno));
-    free(line);
+    free(buf);
     free(field);
     return rc;
 }
@@ -287,15 +451,10 @@ static int ends_with(const char *s, const char *suf) {
 
 int jobs_ingest(store_t *s, const char *src, jobs_ingest_stats *st, err_t *err) {
     memset(st, 0, sizeof *st);
-    ingest_t in = {.s = s, .st = st};
-    if (!getcwd(in.cwd, sizeof in.cwd)) return err_set(err, ERR_IO, "getcwd: %s", strerror(errno));
-    in.buf = malloc(2 * MAX_PATH_BYTES + 2);
-    CHECK(in.buf);
-    int rc = store_ingest_begin(s, err);
-    if (rc) {
-        free(in.buf);
-        return rc;
-    }
+    ingest_t in = {.s = s, .st = st, .dir_fd = -1};
+    in.cwd = getcwd(NULL, 0);
+    if (!in.cwd) return err_set(err, ERR_IO, "getcwd: %s", strerror(errno));
+    int rc = 0;
     if (!strcmp(src, "-")) {
         rc = ingest_stream(&in, stdin, "stdin", FMT_LINES, err);
     } else {
@@ -316,11 +475,9 @@ int jobs_ingest(store_t *s, const char *src, jobs_ingest_stats *st, err_t *err) 
             }
         }
     }
-    free(in.buf);
-    if (rc) {
-        err_t e2;
-        store_ingest_end(s, &e2);   /* keep what was read: idempotent anyway */
-        return rc;
-    }
-    return store_ingest_end(s, err);
+    free(in.cwd);
+    free(in.dir);
+    free(in.dir_real);
+    if (in.dir_fd >= 0) close(in.dir_fd);
+    return rc;
 }

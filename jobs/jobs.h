@@ -18,14 +18,20 @@ typedef struct jobs_ingest_stats {
     int64_t lines, added, present, bad;   /* bad: lines reported and skipped */
 } jobs_ingest_stats;
 
-/* jobs_ingest: add the images named by src to the store: "-" (stdin, a
- * list of paths), a directory (walked recursively; images by extension or
- * magic bytes), a .csv (a "path" column) or .jsonl ({"path": ...} per line),
- * or any other file (one path per line). Bad lines (empty, NUL, too long,
- * no path column) are reported on stderr with their line number and
- * skipped. Relative paths in a manifest stay as written. ERR_IO when src
- * cannot be read at all (missing, a FIFO that fails, a directory that
- * cannot be opened). */
+/* jobs_ingest: add the images named by src to the store, inside the
+ * caller's ingest transaction (store_ingest_begin .. _end or _rollback:
+ * cmd_jobs.c ingests all manifests of one command in one transaction, all
+ * or nothing). src: "-" (stdin, a list of paths), a directory (walked
+ * recursively; images by extension or magic bytes), a .csv (a "path"
+ * column) or .jsonl ({"path": ...} per line), or any other file (one path
+ * per line); a UTF-8 BOM at the start is skipped. Each path is stored in
+ * its canonical form (see ingest.c: realpath for existing files, a lexical
+ * normalization against the working directory for missing ones), so one
+ * file is one image whatever its spelling. Bad lines (empty, NUL, too
+ * long, no path column, invalid JSON or a lone surrogate) are reported on
+ * stderr with their line number and skipped. ERR_IO when src cannot be
+ * read at all (missing, a FIFO that fails, a directory that cannot be
+ * opened), ERR_INVALID for a CSV without a "path" column. */
 int jobs_ingest(store_t *s, const char *src, jobs_ingest_stats *st, err_t *err);
 
 /* ---- engines (jobs/engine.c): what a device worker runs per image ---- */
@@ -49,7 +55,7 @@ typedef struct jobs_config {
     int         decode_threads; /* image decoding pool */
     int         prefetch;       /* decoded images waiting for a worker */
     int         batch_images;   /* images per writer commit, at most */
-    double      lease_s;        /* lease length, seconds */
+    double      lease_s;        /* images.lease_expires - claim time, seconds (informative) */
     int         quiet;
     const char *db_path;
 } jobs_config;

@@ -6,7 +6,8 @@
  * Threads (all started by jobs_run, all joined before it returns):
  *   - claimer (the calling thread): leases pending images from the store in
  *     small chunks (one transaction each: status 'running', lease_owner,
- *     lease_expires) and pushes them onto load_q. It also
+ *     lease_expires, the last for information only: the run lock, not an
+ *     expiry, guards leases) and pushes them onto load_q. It also
  *     prints the progress line.
  *   - decoders (cfg->decode_threads, a bounded pool): pop load_q, decode
  *     the file with libvips (jobs_load_image, pixel limit) and push the
@@ -46,6 +47,12 @@
  *   - a data error of one image (missing, truncated, too big, not an image)
  *     fails that image with its reason at once; a transient one (out of
  *     memory, device error) is retried until cfg->retries; the run goes on;
+ *   - so does a data error while storing one image's result (SQLite
+ *     refuses one of its values, e.g. a constraint): each image of a batch
+ *     is a savepoint, so the writer undoes that image's rows alone, fails
+ *     it with the real reason and commits the rest of the batch. Only
+ *     run-level causes (disk full, corrupt database, lock timeout, out of
+ *     memory) stop the run;
  *   - SIGINT/SIGTERM: the claimer stops claiming, workers stop at the next
  *     decoder batch, unfinished images are released (back to 'pending', the
  *     attempt not counted), the writer commits what finished, then exit 130;
@@ -293,8 +300,26 @@ static int write_one(runner_t *r, item_t *it, err_t *err) {
     store_t *s = r->writer_store;
     int max_attempts = r->cfg->retries + 1;
     switch (it->kind) {
-    case ITEM_RESULT:
-        return store_put_result(s, r->run_id, it->job.id, r->owner, &it->res, &it->t, err);
+    case ITEM_RESULT: {
+        /* a savepoint per image: a data error of this image (SQLite
+         * refused one of its values) undoes its rows alone and fails it
+         * with that reason; the batch and the run go on */
+        int rc = store_image_begin(s, err);
+        if (!rc) rc = store_put_result(s, r->run_id, it->job.id, r->owner, &it->res, &it->t, err);
+        if (rc >= 0) {
+            int e = store_image_end(s, err);
+            return e ? e : rc;
+        }
+        if (rc != ERR_INVALID) return rc;   /* run-level: the batch rolls back */
+        /* no path here: status adds it to a reason that lacks it */
+        snprintf(it->reason, sizeof it->reason, "its masks cannot be stored: %.480s", err->msg);
+        if ((rc = store_image_rollback(s, err))) return rc;
+        amg_result_free(&it->res);
+        it->kind = ITEM_FAIL;
+        it->permanent = 1;   /* the same result would be refused again */
+        return store_put_failure(s, r->run_id, it->job.id, r->owner, it->reason, 1, it->counted,
+                                 max_attempts, err);
+    }
     case ITEM_FAIL:
         return store_put_failure(s, r->run_id, it->job.id, r->owner, it->reason, it->permanent,
                                  it->counted, max_attempts, err);
@@ -340,8 +365,10 @@ static void *writer_main(void *arg) {
                 } else if (b->kind == ITEM_FAIL) {
                     if (wr[i] == 2) atomic_fetch_add(&r->failed, 1);
                     else atomic_fetch_add(&r->retried, 1);
-                    if (!r->cfg->quiet)
+                    if (!r->cfg->quiet && strstr(b->reason, b->job.path))
                         fprintf(stderr, "sam2amg run: %s\n", b->reason);
+                    else if (!r->cfg->quiet)
+                        fprintf(stderr, "sam2amg run: %s: %s\n", b->job.path, b->reason);
                 } else {
                     atomic_fetch_add(&r->released, 1);
                 }

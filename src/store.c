@@ -6,6 +6,13 @@
  * version bump in one transaction. Statements are prepared once per
  * connection; the writer reuses one text buffer for the RLE JSON, so a
  * result costs no malloc per mask.
+ *
+ * Leases: images.lease_expires is written by store_claim (claim time + the
+ * lease length) for people reading the database, and read by nothing here.
+ * Leases are guarded by the run lock (cmd_jobs.c's flock on DB.lock): one
+ * run at a time, so when a run starts every 'running' image belongs to a
+ * dead run and store_reclaim takes it back, expired or not. Reclaiming by
+ * expiry would only matter for concurrent runs, which the lock refuses.
  */
 #include "store.h"
 
@@ -42,9 +49,27 @@ static const char *const migrations[] = {store_schema_001, store_schema_002};
 int store_schema_version(void) { return N_MIGRATIONS; }
 
 /* ---- fault injection ---- */
-static _Atomic int64_t fault_countdown;
+static _Atomic int64_t fault_countdown;        /* run-level: any write step */
+static _Atomic int64_t fault_image_countdown;  /* per image: store_put_result */
 
 void store_fault_arm(int64_t n) { atomic_store(&fault_countdown, n); }
+void store_fault_arm_image(int64_t n) { atomic_store(&fault_image_countdown, n); }
+
+/* fault_image_step: one store_put_result; the armed one fails as a data
+ * error of that image (ERR_INVALID, like a constraint failure), after its
+ * masks were inserted, so the caller's rollback of the image is tested. */
+static int fault_image_step(int64_t image_id, err_t *err) {
+    int64_t v = atomic_load(&fault_image_countdown);
+    while (v > 0) {
+        if (atomic_compare_exchange_weak(&fault_image_countdown, &v, v - 1)) {
+            if (v == 1)
+                return err_set(err, ERR_INVALID, "image %lld: injected fault (store, image data)",
+                               (long long)image_id);
+            return 0;
+        }
+    }
+    return 0;
+}
 
 /* fault_step: one write step; fails when the armed countdown reaches 0. */
 static int fault_step(err_t *err) {
@@ -94,7 +119,6 @@ struct store {
     sqlite3      *db;
     char          path[1024];
     sqlite3_stmt *st[ST_COUNT];
-    int64_t       ingest_rows;  /* rows since the last ingest commit */
     char         *text;         /* reused buffer: RLE JSON, escaped paths */
     size_t        text_cap;
 };
@@ -122,6 +146,13 @@ static int sql_err(store_t *s, int rc, const char *what, err_t *err) {
                        what, msg);
     case SQLITE_NOMEM:
         return err_set(err, ERR_NOMEM, "%s: %s: out of memory", name, what);
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISMATCH:
+    case SQLITE_TOOBIG:
+    case SQLITE_RANGE:
+        /* the values of one row were refused: a data error of that row
+         * (e.g. a NaN score into a NOT NULL column), not of the database */
+        return err_set(err, ERR_INVALID, "%s: %s: %s", name, what, msg);
     default:
         return err_set(err, ERR_IO, "%s: %s: %s", name, what, msg);
     }
@@ -248,6 +279,8 @@ int store_open(store_t **out, const char *path, int flags, err_t *err) {
     }
     const char *fa = getenv("SAM2AMG_FAULT_STORE");
     if (fa && *fa) store_fault_arm(atoll(fa));
+    fa = getenv("SAM2AMG_FAULT_STORE_IMAGE");
+    if (fa && *fa) store_fault_arm_image(atoll(fa));
     *out = s;
     return 0;
 fail:
@@ -426,10 +459,7 @@ size_t store_path_unescape(char *s) {
 
 /* ---- ingest ---- */
 
-int store_ingest_begin(store_t *s, err_t *err) {
-    s->ingest_rows = 0;
-    return exec(s, "BEGIN IMMEDIATE", err);
-}
+int store_ingest_begin(store_t *s, err_t *err) { return exec(s, "BEGIN IMMEDIATE", err); }
 
 int store_ingest_add(store_t *s, const char *bytes, size_t n, int *added, err_t *err) {
     int r = fault_step(err);
@@ -442,10 +472,6 @@ int store_ingest_add(store_t *s, const char *bytes, size_t n, int *added, err_t 
     sqlite3_bind_double(st, 2, now_s());
     if ((r = step_done(s, st, "adding an image", err))) return r;
     *added = sqlite3_changes(s->db) > 0;
-    if (++s->ingest_rows >= 50000) {
-        s->ingest_rows = 0;
-        if ((r = exec(s, "COMMIT", err)) || (r = exec(s, "BEGIN IMMEDIATE", err))) return r;
-    }
     return 0;
 }
 
@@ -453,6 +479,10 @@ int store_ingest_end(store_t *s, err_t *err) {
     int r = exec(s, "COMMIT", err);
     if (r) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     return r;
+}
+
+void store_ingest_rollback(store_t *s) {
+    if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 /* ---- leases ---- */
@@ -552,6 +582,19 @@ void store_batch_rollback(store_t *s) {
     if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+/* One image inside a batch is a savepoint: a data error of that image
+ * (store_put_result's ERR_INVALID) undoes its rows alone, and the batch
+ * goes on with the others. */
+int store_image_begin(store_t *s, err_t *err) { return exec(s, "SAVEPOINT image", err); }
+
+int store_image_end(store_t *s, err_t *err) { return exec(s, "RELEASE image", err); }
+
+int store_image_rollback(store_t *s, err_t *err) {
+    int r = exec(s, "ROLLBACK TO image", err);
+    if (!r) r = exec(s, "RELEASE image", err);
+    return r;
+}
+
 int store_rle_json(char *out, size_t cap, int h, int w, const char *counts) {
     size_t o = (size_t)snprintf(out, cap, "{\"size\":[%d,%d],\"counts\":\"", h, w);
     if (o >= cap) return -1;
@@ -615,6 +658,7 @@ int store_put_result(store_t *s, int64_t run_id, int64_t image_id, const char *o
         for (int k = 0; k < 4; k++) sqlite3_bind_double(mk, 14 + k, m->crop_box[k]);
         if ((r = step_done(s, mk, "inserting a mask", err))) return r;
     }
+    if ((r = fault_image_step(image_id, err))) return r;
     return 1;
 }
 

@@ -108,12 +108,111 @@ static void test_paths(void) {
     TEST_CHECK(!strcmp(out, "\\xed\\xa0\\x80"), "surrogates are invalid UTF-8", "%s", out);
 }
 
+/* test_image_errors: one command's ingest is all or nothing; inside a
+ * batch, a data error of one image (a real constraint failure after some of
+ * its masks were inserted, then the injected image fault) undoes that image
+ * alone: the others of the batch commit, the failed one has no mask. */
+static void test_image_errors(void) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/img.sqlite", dir);
+    err_t err = {{0}};
+    store_t *s = NULL;
+    int rc = store_open(&s, path, STORE_CREATE, &err);
+    TEST_CHECK(rc == 0, "image errors: create a database", "%s", err.msg);
+    if (rc) return;
+    int added = 0;
+    rc = store_ingest_begin(s, &err);
+    if (!rc) rc = store_ingest_add(s, "/x/1.png", 8, &added, &err);
+    if (!rc) rc = store_ingest_add(s, "/x/2.png", 8, &added, &err);
+    store_ingest_rollback(s);
+    TEST_CHECK(rc == 0 && q_int(s, "SELECT count(*) FROM images") == 0,
+               "ingest rollback: none of the paths stays", "rc=%d %s", rc, err.msg);
+    rc = store_ingest_begin(s, &err);
+    for (int i = 1; i <= 3 && !rc; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "/x/%d.png", i % 10);
+        rc = store_ingest_add(s, p, strlen(p), &added, &err);
+    }
+    if (!rc) rc = store_ingest_end(s, &err);
+    TEST_CHECK(rc == 0 && q_int(s, "SELECT count(*) FROM images") == 3, "ingest end: all paths",
+               "rc=%d %s", rc, err.msg);
+    int64_t run_id = 0;
+    store_run_info info = {0};
+    snprintf(info.params, sizeof info.params, "{}");
+    store_run_begin(s, &info, &run_id, &err);
+    store_job jobs[3];
+    int got = 0;
+    store_claim(s, "me", 60, 3, jobs, &got, &err);
+    TEST_CHECK(got == 3, "image errors: 3 leased", "got=%d", got);
+    if (got != 3) return;
+    /* a real constraint failure at the 4th mask of image 2 */
+    char trig[256];
+    snprintf(trig, sizeof trig, "CREATE TEMP TRIGGER refuse BEFORE INSERT ON main.masks "
+             "WHEN NEW.image_id = %lld AND NEW.idx = 3 BEGIN SELECT RAISE(ABORT, 'refused'); END",
+             (long long)jobs[1].id);
+    TEST_CHECK(sqlite3_exec(store_db(s), trig, NULL, NULL, NULL) == SQLITE_OK, "a refusing trigger",
+               "%s", sqlite3_errmsg(store_db(s)));
+    amg_result r[3];
+    for (int i = 0; i < 3; i++) make_result(&r[i], 10, 32, 24, 10 + i);
+    store_timing t = {0, 0};
+    int wr[3] = {0};
+    char reason[512] = "";
+    rc = store_batch_begin(s, &err);
+    for (int i = 0; i < 3 && !rc; i++) {
+        if ((rc = store_image_begin(s, &err))) break;
+        wr[i] = store_put_result(s, run_id, jobs[i].id, "me", &r[i], &t, &err);
+        if (wr[i] == ERR_INVALID) {
+            snprintf(reason, sizeof reason, "%s", err.msg);
+            if (!(rc = store_image_rollback(s, &err)))
+                rc = store_put_failure(s, run_id, jobs[i].id, "me", reason, 1, 0, 3, &err) == 2
+                         ? 0 : -1;
+        } else {
+            rc = wr[i] < 0 ? wr[i] : store_image_end(s, &err);
+        }
+    }
+    if (!rc) rc = store_batch_commit(s, &err);
+    else store_batch_rollback(s);
+    TEST_CHECK(rc == 0 && wr[0] == 1 && wr[1] == ERR_INVALID && wr[2] == 1 &&
+                   strstr(reason, "refused"),
+               "a constraint failure is ERR_INVALID (a data error of that image)",
+               "rc=%d wr=%d,%d,%d %s / %s", rc, wr[0], wr[1], wr[2], reason, err.msg);
+    TEST_CHECK(q_int(s, "SELECT count(*) FROM masks") == 20 &&
+                   q_int(s, "SELECT count(*) FROM masks WHERE image_id = 2") == 0 &&
+                   !strcmp(q_text(s, "SELECT group_concat(status) FROM (SELECT status FROM images ORDER BY id)"),
+                           "done,failed,done"),
+               "the failed image rolled back alone (no partial masks), the others committed",
+               "%lld masks, %s", (long long)q_int(s, "SELECT count(*) FROM masks"),
+               q_text(s, "SELECT group_concat(status) FROM (SELECT status FROM images ORDER BY id)"));
+    TEST_CHECK(strstr(q_text(s, "SELECT error FROM images WHERE id = 2"), "refused") != NULL,
+               "the failure keeps the real reason", "%s", q_text(s, "SELECT error FROM images WHERE id = 2"));
+    /* the injected image fault: same path, after all of its masks */
+    for (int i = 0; i < 3; i++) free(jobs[i].path);
+    sqlite3_exec(store_db(s), "UPDATE images SET status = 'pending' WHERE id = 2", NULL, NULL, NULL);
+    sqlite3_exec(store_db(s), "DROP TRIGGER refuse", NULL, NULL, NULL);
+    store_claim(s, "me", 60, 1, jobs, &got, &err);
+    store_fault_arm_image(1);
+    rc = store_batch_begin(s, &err);
+    if (!rc) rc = store_image_begin(s, &err);
+    int w = rc ? rc : store_put_result(s, run_id, jobs[0].id, "me", &r[1], &t, &err);
+    int rb = w == ERR_INVALID ? store_image_rollback(s, &err) : -1;
+    if (!rb) rb = store_batch_commit(s, &err);
+    TEST_CHECK(w == ERR_INVALID && rb == 0 && strstr(err.msg, "injected") &&
+                   q_int(s, "SELECT count(*) FROM masks WHERE image_id = 2") == 0 &&
+                   !strcmp(q_text(s, "SELECT status FROM images WHERE id = 2"), "running"),
+               "injected image fault: ERR_INVALID after the masks, undone by the savepoint",
+               "w=%d rb=%d %s", w, rb, err.msg);
+    if (got) free(jobs[0].path);
+    for (int i = 0; i < 3; i++) free_result(&r[i]);
+    store_close(s);
+}
+
 int main(void) {
     CHECK(mkdtemp(dir));
     char path[256];
     snprintf(path, sizeof path, "%s/db.sqlite", dir);
     err_t err = {{0}};
     test_paths();
+    test_image_errors();
 
     store_t *s = NULL;
     int rc = store_open(&s, path, STORE_CREATE, &err);
