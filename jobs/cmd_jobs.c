@@ -882,8 +882,8 @@ int cmd_export(int argc, char **argv) {
         store_close(s);
         return status;
     }
-    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "sam2amg export: %s: %s\n", out, strerror(errno));
+    if (cli_mkdir_p(out, &err)) {
+        fprintf(stderr, "sam2amg export: %s\n", err.msg);
         export_free_images(im, n);
         store_close(s);
         return EXIT_DATA;

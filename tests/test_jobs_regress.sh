@@ -193,6 +193,13 @@ echo garbage > "$T/sa1b/coins.json"
 check "re-export into the same folder: exit 0, the same names (no STEM_ID copies)" bash -c \
     "[ $? -eq 0 ] && ls '$T/sa1b' | cmp -s - '$T/names1'"
 check "re-export replaced its own file" cmp -s "$T/coins1.json" "$T/sa1b/coins.json"
+"$BIN" export "$D" --format sa1b "$T/new/deeper/sa1b"
+check "export into a folder whose parents are missing: created, one JSON per image" \
+    test "$(ls "$T/new/deeper/sa1b" | wc -l)" = "$n_done"
+: > "$T/plainfile"
+"$BIN" export "$D" --format sa1b "$T/plainfile/sub" 2> "$T/e"
+check "export under a regular file: exit 1, one line naming it" bash -c \
+    "[ $? -eq 1 ] && [ \$(wc -l < '$T/e') -eq 1 ] && grep -q 'plainfile' '$T/e'"
 "$BIN" export "$D" --format png "$T/png" && "$BIN" export "$D" --format png "$T/png"
 check "png export twice: one overlay per image" test "$(ls "$T/png" | wc -l)" = "$n_done"
 
