@@ -48,8 +48,9 @@ int  store_schema_version(void);
 /* ---- runs ---- */
 typedef struct store_run_info {
     char params[4096];        /* AMG params JSON */
-    char model_path[1024];
+    char model_path[1024];    /* the checkpoint file (resolved) */
     char model_sha256[65];    /* hex */
+    char model_name[1024];    /* --model as given (path, repo id, name); "": model_path */
     char config[256];
     char devices[256];
 } store_run_info;

@@ -176,6 +176,11 @@ int sam2_config_load(const char *name_or_path, sam2_config *cfg, char **amg_json
     int rc = json_parse_file(&root, name_or_path, err);
     if (rc) return rc;
     const json_t *m = json_get(root, "model");
+    if (json_type(m) != JSON_OBJ && json_get(root, "vision_config")) {
+        /* a transformers Sam2Config (config.json): no "amg" object */
+        json_free(root);
+        return sam2_config_load_hf(name_or_path, cfg, err);
+    }
     if (json_type(m) != JSON_OBJ)
         rc = err_set(err, ERR_FORMAT, "%s: no \"model\" object", name_or_path);
     else

@@ -391,7 +391,9 @@ int models_resolve(const char *name, const models_opts *o, models_ref *r) {
         /* ORG/NAME or ORG/NAME/FILE */
         const char *second = strchr(slash + 1, '/');
         size_t rn = second ? (size_t)(second - s) : strlen(s);
-        if (!valid_repo(s, rn) || rn >= sizeof repo || (second && (!second[1] || strchr(second + 1, '/')))) {
+        int filelike = !second && (ends_with(s, ".pt") || ends_with(s, ".safetensors"));
+        if (filelike || !valid_repo(s, rn) || rn >= sizeof repo ||
+            (second && (!second[1] || strchr(second + 1, '/')))) {
             sfmt(r->msg, sizeof r->msg,
                      "%s: no such file, and not a Hugging Face repo id (ORG/NAME, optionally "
                      "hf://ORG/NAME or ORG/NAME/FILE)", name);
@@ -480,15 +482,16 @@ typedef struct list_ctx {
     int json, n;
 } list_ctx;
 
-/* config_column: the config of a listed file: from its name, else its
- * config.json, else guessed from its shapes; "?" when none fits */
+/* config_column: the config a --model of this file would use (the order
+ * of cli_load_config): its config.json, else its name's, else guessed from
+ * its shapes; "?" when none fits */
 static void config_column(const models_ref *r, char *out, size_t cap) {
     sam2_config c;
     err_t err = {{0}};
-    if (r->config[0]) {
-        sfmt(out, cap, "%s", r->config);
-    } else if (r->config_json[0] && !sam2_config_load_hf(r->config_json, &c, &err)) {
+    if (r->config_json[0] && !sam2_config_load_hf(r->config_json, &c, &err)) {
         sfmt(out, cap, "%s", c.name);
+    } else if (r->config[0]) {
+        sfmt(out, cap, "%s", r->config);
     } else if (!sam2_config_guess(r->path, &c, &err)) {
         sfmt(out, cap, "%s", c.name);
     } else {
