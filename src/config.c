@@ -176,7 +176,9 @@ int sam2_config_load(const char *name_or_path, sam2_config *cfg, char **amg_json
     int rc = json_parse_file(&root, name_or_path, err);
     if (rc) return rc;
     const json_t *m = json_get(root, "model");
-    if (json_type(m) != JSON_OBJ && json_get(root, "vision_config")) {
+    const char *mt = json_str(json_get(root, "model_type"));
+    if (json_type(m) != JSON_OBJ &&
+        (json_get(root, "vision_config") || (mt && !strncmp(mt, "sam2", 4)))) {
         /* a transformers Sam2Config (config.json): no "amg" object */
         json_free(root);
         return sam2_config_load_hf(name_or_path, cfg, err);
@@ -370,7 +372,7 @@ int sam2_config_load_hf(const char *path, sam2_config *cfg, err_t *err) {
         sam2_config c = config_table[i].cfg;
         memcpy(c.name, cfg->name, sizeof c.name);
         if (!memcmp(&c, cfg, sizeof c)) {
-            snprintf(cfg->name, sizeof cfg->name, "%s", config_table[i].name);
+            *cfg = config_table[i].cfg;
             break;
         }
     }
