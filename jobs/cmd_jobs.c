@@ -173,7 +173,8 @@ int cmd_run(int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--revision") || !strcmp(a, "--model-dir")) {
             if (!val) return cli_usage_error(cmd, "%s needs a value", a);
-            *(a[2] == 'r' ? &revision : &model_dir) = val;
+            if (!strcmp(a, "--revision")) revision = val;
+            else model_dir = val;
             i++;
         } else if (!strcmp(a, "--devices")) {
             if (!val) return cli_usage_error(cmd, "--devices needs a value");

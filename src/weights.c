@@ -180,7 +180,7 @@ static int span_cmp(const void *a, const void *b) {
 
 /* st_add_hf: add one tensor of a transformers Sam2Model file under its
  * official name (weights_hf.c): video-only tensors are left out, the (4,C)
- * point embedding becomes four (1,C) views, the second copy of the tied
+ * point embedding becomes four (1,C) views, the second copy of the
  * positional matrix must equal the first and is dropped. */
 static int st_add_hf(weights_t *w, const char *name, wdtype_t dtype, int ndim,
                      const int64_t *shape, const unsigned char *data, err_t *err) {
@@ -205,8 +205,9 @@ static int st_add_hf(weights_t *w, const char *name, wdtype_t dtype, int ndim,
                    !memcmp(prev->shape, shape, (size_t)ndim * sizeof *shape) &&
                    !memcmp(prev->data, data, (size_t)prev->numel * dtype_info[dtype].size);
         return same ? 0
-                    : err_set(err, ERR_FORMAT, "%s: tensor '%s' differs from its tied copy", w->path,
-                              name);
+                    : err_set(err, ERR_FORMAT,
+                              "%s: tensor '%s' differs from shared_image_embedding.positional_embedding:"
+                              " the official model has one positional matrix for both", w->path, name);
     }
     return weights_add(w, off, dtype, ndim, shape, data, &rc, err) ? 0 : rc;
 }

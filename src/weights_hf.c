@@ -7,12 +7,14 @@
  * mlp.layers.0 -> mlp.proj_in, output_upscaling.0 -> upscale_conv1, ...)
  * but kept every tensor's shape and memory order, with two exceptions: the
  * four (1,C) point_embeddings.i are one (4,C) point_embed.weight, and the
- * prompt encoder's random Fourier matrix is stored twice (tied:
- * shared_image_embedding.positional_embedding and, when not dropped on
- * save, prompt_encoder.shared_embedding.positional_embedding). So the
- * mapping is a name table, the (4,C) split is four views into the same
- * bytes, and the duplicate is checked equal and dropped: nothing is
- * copied. The table was written from transformers' modeling_sam2.py
+ * prompt encoder's random Fourier matrix (one pe_layer, used for the image
+ * and the prompts) is stored twice: shared_image_embedding.positional_embedding
+ * and prompt_encoder.shared_embedding.positional_embedding (transformers 4
+ * tied them and dropped the second on save; transformers 5 keeps both as
+ * separate buffers, equal in every converted checkpoint). So the mapping is
+ * a name table, the (4,C) split is four views into the same bytes, and the
+ * second matrix is checked equal to the first and dropped (a file where
+ * they differ cannot be run as the official model): nothing is copied. The table was written from transformers' modeling_sam2.py
  * (module names) and its checkpoint conversion script (what each official
  * name becomes), read in reverse.
  *

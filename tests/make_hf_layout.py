@@ -15,9 +15,14 @@ Only numpy is needed (no torch, no transformers): see the test for why a
 file written by transformers itself is not used.
 
 usage: make_hf_layout.py WEIGHTS.safetensors META.json OUTDIR [--tied] [--video]
-  --tied   also store prompt_encoder.shared_embedding.positional_embedding
-           (save_pretrained normally drops this tied copy)
-  --video  keep the video-only tensors (renamed as for Sam2VideoModel)
+       make_hf_layout.py --reverse HF_DIR TEMPLATE.safetensors OUT.safetensors
+  --tied     also store prompt_encoder.shared_embedding.positional_embedding
+             (transformers 4.x's save_pretrained drops this tied copy, 5.x keeps it)
+  --video    keep the video-only tensors (renamed as for Sam2VideoModel)
+  --reverse  the other way: HF_DIR/model.safetensors (as transformers wrote it) in
+             the official layout, names taken from TEMPLATE (an official-layout
+             checkpoint of the same architecture) through the forward mapping;
+             fails unless the two name sets correspond one to one
 """
 import json
 import re
@@ -172,7 +177,43 @@ def hf_config(model):
             "mask_decoder_config": decoder}
 
 
+PE = "sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"
+
+
+def reverse(hf_dir, template, out_path):
+    fwd = {}
+    for k in load(template):
+        n = hf_name(k)
+        if not VIDEO.match(n):
+            fwd[n] = k
+    want = set(fwd.values())
+    out = {}
+    for n, v in load(hf_dir + "/model.safetensors").items():
+        if n == "prompt_encoder.point_embed.weight":
+            for i in range(v.shape[0]):
+                out["sam_prompt_encoder.point_embeddings.%d.weight" % i] = v[i:i + 1]
+        elif n == "shared_image_embedding.positional_embedding":
+            out[PE] = v
+        elif n == "prompt_encoder.shared_embedding.positional_embedding":
+            continue  # the copy; checked equal below
+        elif n in fwd:
+            out[fwd[n]] = v
+        else:
+            sys.exit("make_hf_layout.py: %s: no official name maps to it" % n)
+    missing = want - set(out)
+    if missing:
+        sys.exit("make_hf_layout.py: no transformers tensor for %s" % sorted(missing)[:5])
+    copy = load(hf_dir + "/model.safetensors").get("prompt_encoder.shared_embedding.positional_embedding")
+    if copy is not None and not np.array_equal(copy, out[PE]):
+        sys.exit("make_hf_layout.py: the two positional matrices differ")
+    save(out_path, out)
+
+
 def main(argv):
+    if argv and argv[0] == "--reverse":
+        if len(argv) != 4:
+            sys.exit(__doc__)
+        return reverse(*argv[1:])
     args = [a for a in argv if not a.startswith("--")]
     if len(args) != 3:
         sys.exit(__doc__)

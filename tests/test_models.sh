@@ -11,9 +11,12 @@
 #    a temp dir), by repo id, hf://, ORG/NAME/FILE, bare name, --revision
 #    (ref or commit), --model-dir and $SAM2AMG_MODELS;
 #  - `dump` through a name gives the same bytes as through the file path;
-#  - the transformers layout (model.safetensors + config.json, written from
-#    the official-layout fixture by tests/make_hf_layout.py) gives the same
-#    `dump` bytes as the official layout, with no --config;
+#  - the transformers layout: a file written by transformers' own
+#    Sam2Model.save_pretrained (tests/fixtures/hf-transformers) loads with no
+#    --config, its `dump` matches transformers' own outputs, and the same
+#    weights in the official layout give identical `dump` bytes; files made
+#    from the fixture by tests/make_hf_layout.py (with and without the
+#    prompt encoder's copy of the positional matrix) too;
 #  - a missing model, a broken symlink, a snapshot without the file and an
 #    unknown revision each give exit 1 and one line on stderr;
 #  - `sam2amg models` lists what is there (text and --json);
@@ -75,8 +78,9 @@ snapfile "$T2" $rev3 sam2_hiera_tiny.pt $M/weights.pt
 ref "$T2" main $rev3
 # SAM 2.1 small: only the transformers files
 S=$hub/models--facebook--sam2.1-hiera-small
-snapfile "$S" $rev4 model.safetensors "$tmp/hf/model.safetensors"
-snapfile "$S" $rev4 config.json "$tmp/hf/config.json"
+HT=tests/fixtures/hf-transformers   # written by transformers' save_pretrained
+snapfile "$S" $rev4 model.safetensors $HT/model.safetensors
+snapfile "$S" $rev4 config.json $HT/config.json
 ref "$S" main $rev4
 # SAM 2.1 base_plus: an interrupted download (the blob is gone)
 B=$hub/models--facebook--sam2.1-hiera-base-plus
@@ -203,10 +207,54 @@ rm -f "$tmp/a.safetensors"
 HF_HUB_CACHE=$hub dump "$tmp/a.safetensors" --model sam2.1_hiera_large --model-dir "$tmp/ckpts" --config micro
 same "dump by bare name in --model-dir = by path" ref-micro.safetensors "$tmp/a.safetensors"
 
-# ---- the transformers layout ----
+# ---- the transformers layout: a file transformers wrote itself ----
+# hf-transformers/ is Sam2Model(micro config, seeded random weights)
+# .save_pretrained() and transformers' own outputs on dump's input
+# (tests/make_transformers_fixture.py); compared like tests/test_dump.sh
+compare() {   # expected actual
+    "$PY" - "$1" "$2" <<'PYEOF'
+import json, struct, sys
+import numpy as np
+def load(p):
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    out = {}
+    for k, v in json.loads(b[8:8 + n]).items():
+        if k != "__metadata__":
+            s, e = v["data_offsets"]
+            out[k] = np.frombuffer(b[8 + n + s:8 + n + e], np.float32).reshape(v["shape"])
+    return out
+exp, got = load(sys.argv[1]), load(sys.argv[2])
+bad = 0
+for k in ["input", "grid_points", "image_embed", "feat_s0", "feat_s1", "low_res_masks", "iou_preds"]:
+    e, g = exp[k].astype(np.float64), got[k].astype(np.float64)
+    if e.shape != g.shape:
+        print("# %s: shape %s, expected %s" % (k, g.shape, e.shape)); bad += 1; continue
+    d = float(np.max(np.abs(e - g))) if np.all(np.isfinite(g)) else float("inf")
+    m = float(np.max(np.abs(e)))
+    tol = 1e-4 if k in ("input", "grid_points") else 1e-3 * m
+    print("# %-14s max diff %.3g  max|exp| %.3g  %s" % (k, d, m, "ok" if d <= tol else "FAIL"))
+    bad += d > tol
+sys.exit(1 if bad else 0)
+PYEOF
+}
 rm -f "$tmp/a.safetensors"
 HF_HUB_CACHE=$hub dump "$tmp/a.safetensors" --model facebook/sam2.1-hiera-small
-same "transformers model.safetensors + config.json: dump identical to the official layout" \
+if [ -f "$tmp/a.safetensors" ] && compare $HT/expected.safetensors "$tmp/a.safetensors"; then
+    ok "transformers save_pretrained file via repo id, no --config: dump matches transformers' own outputs"
+else notok "transformers file matches transformers' outputs" "$(tail -n 3 "$tmp/log")"; fi
+cp "$tmp/a.safetensors" "$tmp/hf-real.safetensors" 2>/dev/null
+rm -f "$tmp/a.safetensors"
+"$PY" tests/make_hf_layout.py --reverse $HT $M/weights.safetensors "$tmp/official.safetensors" >"$tmp/log" 2>&1 &&
+    ok "transformers' tensor names and the official ones correspond one to one" ||
+    notok "transformers' names <-> official names" "$(cat "$tmp/log")"
+dump "$tmp/a.safetensors" --model "$tmp/official.safetensors" --config micro
+same "the same weights in the official layout: identical dump bytes" hf-real.safetensors "$tmp/a.safetensors"
+
+# ---- the transformers layout: made from the fixture by make_hf_layout.py ----
+rm -f "$tmp/a.safetensors"
+dump "$tmp/a.safetensors" --model "$tmp/hf"
+same "transformers layout without the prompt encoder's copy, diff-style config.json: identical" \
     ref-micro.safetensors "$tmp/a.safetensors"
 rm -f "$tmp/a.safetensors"
 dump "$tmp/a.safetensors" --model "$tmp/hf-tied"
@@ -215,7 +263,8 @@ same "transformers save_pretrained directory with the tied copy kept: identical"
 rm -f "$tmp/a.safetensors"
 dump "$tmp/a.safetensors" --model "$tmp/hf/model.safetensors" --config micro
 same "transformers file by path with --config: identical" ref-micro.safetensors "$tmp/a.safetensors"
-# a tied copy that differs is refused
+# two positional matrices that differ (transformers 5 keeps both; the
+# official model has one) are refused
 "$PY" - "$tmp/hf-tied/model.safetensors" "$tmp/hf-bad/model.safetensors" <<'PYEOF'
 import json, struct, sys
 b = bytearray(open(sys.argv[1], "rb").read())
@@ -228,8 +277,8 @@ PYEOF
 cp "$tmp/hf/config.json" "$tmp/hf-bad/"
 dump "$tmp/x.safetensors" --model "$tmp/hf-bad"
 rc=$?
-[ $rc -eq 1 ] && grep -q "differs from its tied copy" "$tmp/log" && ok "a tied copy that differs: exit 1" ||
-    notok "a tied copy that differs: exit 1" "exit $rc: $(cat "$tmp/log")"
+[ $rc -eq 1 ] && grep -q "differs from shared_image_embedding" "$tmp/log" && ok "positional matrices that differ: exit 1" ||
+    notok "positional matrices that differ: exit 1" "exit $rc: $(cat "$tmp/log")"
 # config.json the program cannot run: a named key, exit 1
 sed 's/"hidden_size": 16/"hidden_size": 16, "mlp_ratio": 3.0/' "$tmp/hf/config.json" >"$tmp/hf-bad/config.json"
 cp "$tmp/hf/model.safetensors" "$tmp/hf-bad/model.safetensors"
