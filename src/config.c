@@ -325,6 +325,26 @@ int sam2_config_load_hf(const char *path, sam2_config *cfg, err_t *err) {
     else if (hf_ints(pe, "image_size", &img, 1, &d_img)) bad = "prompt_encoder_config.image_size";
     else if (hf_ints(pe, "hidden_size", &pe_h, 1, &d_fpn)) bad = "prompt_encoder_config.hidden_size";
     else if (hf_ints(md, "hidden_size", &md_h, 1, &d_fpn)) bad = "mask_decoder_config.hidden_size";
+    /* the decoder and prompt encoder values sam2amg hard-wires (decoder.c):
+     * name, transformers' default (= the official value) */
+    static const struct { const char *key; int def; } fixed[] = {
+        {"mlp_dim", 2048}, {"num_attention_heads", 8}, {"num_hidden_layers", 2},
+        {"attention_downsample_rate", 2}, {"num_multimask_outputs", 3}, {"iou_head_depth", 3},
+        {"iou_head_hidden_dim", 256}, {"mask_input_channels", 16}, {"num_point_embeddings", 4},
+        {"patch_size", 16},
+    };
+    for (size_t i = 0; !bad && i < sizeof fixed / sizeof fixed[0]; i++) {
+        const json_t *obj = i < 7 ? md : pe;
+        int val;
+        int malformed = hf_ints(obj, fixed[i].key, &val, 1, &fixed[i].def);
+        if (malformed || val != fixed[i].def) {
+            snprintf(badbuf, sizeof badbuf, "%s.%s", i < 7 ? "mask_decoder_config" : "prompt_encoder_config",
+                     fixed[i].key);
+            bad = badbuf;
+            why = malformed ? "is malformed"
+                            : "is not supported (sam2amg implements the official SAM 2 values)";
+        }
+    }
     if (!bad) {
         /* the global-attention list has any length up to SAM2_MAX_GLOBAL */
         const json_t *g = json_get(bb, "global_attention_blocks");
@@ -337,9 +357,9 @@ int sam2_config_load_hf(const char *path, sam2_config *cfg, err_t *err) {
         }
     }
     /* what sam2amg's Hiera hard-wires (the official yaml values) */
-    why = "is not supported (sam2amg implements the official SAM 2 values)";
+    if (!bad) why = "is not supported (sam2amg implements the official SAM 2 values)";
     if (bad) {
-        why = "is missing or malformed";
+        /* why already says what is wrong */
     } else if (k[0] != 7 || k[1] != 7 || s[0] != 4 || s[1] != 4 || p[0] != 3 || p[1] != 3) {
         bad = "patch_kernel_size/patch_stride/patch_padding";
     } else if (q[0] != 2 || q[1] != 2 || qpool != 3) {

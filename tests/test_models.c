@@ -143,6 +143,12 @@ static void test_hf_config(void) {
     expect_hf_refused("config.json: a string where a list belongs",
                       "{\"vision_config\":{\"backbone_config\":{\"blocks_per_stage\":\"1,2,7,2\"}}}",
                       "blocks_per_stage");
+    expect_hf_refused("config.json: decoder mlp_dim 1024 refused",
+                      "{\"mask_decoder_config\":{\"mlp_dim\":1024}}", "mask_decoder_config.mlp_dim");
+    expect_hf_refused("config.json: 4 decoder heads refused",
+                      "{\"mask_decoder_config\":{\"num_attention_heads\":4}}", "num_attention_heads");
+    expect_hf_refused("config.json: 32 mask input channels refused",
+                      "{\"prompt_encoder_config\":{\"mask_input_channels\":32}}", "mask_input_channels");
     expect_hf_refused("config.json: decoder width differs from the neck",
                       "{\"mask_decoder_config\":{\"hidden_size\":128}}", "hidden_size");
 }
