@@ -316,6 +316,20 @@ rc=$?
 [ $rc -eq 0 ] && [ ! -s "$tmp/out" ] && grep -q "no checkpoints found" "$tmp/err" &&
     ok "models with an empty cache: says so" || notok "models with an empty cache" "exit $rc: $(cat "$tmp/out" "$tmp/err")"
 
+# ---- never a network access: no socket() or connect() at all ----
+if command -v strace >/dev/null 2>&1 && strace -f -o /dev/null true 2>/dev/null; then
+    : >"$tmp/trace"
+    for args in "models resolve facebook/sam2.1-hiera-tiny" "models" \
+                "dump --model facebook/sam2.1-hiera-small $M/image.png -o $tmp/n.safetensors --points-per-side 2 --points-per-batch 4"; do
+        HF_HUB_CACHE=$hub strace -f -e trace=socket,connect -o "$tmp/trace1" "$bin" $args >/dev/null 2>&1
+        cat "$tmp/trace1" >>"$tmp/trace"
+    done
+    if grep -qE "socket\(|connect\(" "$tmp/trace"; then notok "no socket/connect syscalls" "$(grep -E 'socket|connect' "$tmp/trace" | head -3)"
+    else ok "no socket/connect syscalls (strace: resolve of a missing model, models, dump by repo id)"; fi
+else
+    ok "# skip no socket/connect check: strace not usable here"
+fi
+
 # ---- the runs table: the name as given and the resolved file ----
 mkdir -p "$tmp/imgs"
 cp $M/image.png "$tmp/imgs/a.png"
