@@ -460,6 +460,7 @@ int models_resolve(const char *name, const models_opts *o, models_ref *r) {
                  *where ? where : "",
                  have_root ? "" : (*where ? ", no hub cache (HF_HUB_CACHE, HF_HOME and HOME unset)"
                                           : "no hub cache (HF_HUB_CACHE, HF_HOME and HOME unset)"));
+        if (root_why) appendf(r->msg, sizeof r->msg, " (hub cache from $%s)", root_why);
         if (!nd) appendf(r->msg, sizeof r->msg, " (no --model-dir or $SAM2AMG_MODELS)");
         fetch_hint(r->msg, sizeof r->msg, krepo, kfile);
         return ERR_IO;
