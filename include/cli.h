@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "models.h"
 
 #define SAM2AMG_VERSION "0.1.0"
 
@@ -24,6 +25,7 @@ int cmd_run(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_sql(int argc, char **argv);
+int cmd_models(int argc, char **argv);
 
 /* cli_usage_error: print "sam2amg CMD: MESSAGE" and a hint to --help on
  * stderr; returns EXIT_USAGE. */
@@ -49,36 +51,47 @@ int cli_parse_double(const char *cmd, const char *flag, const char *s, double lo
 
 /* The model flags of dump, predict and generate, parsed one way. */
 typedef struct cli_model_flags {
-    const char *model;  /* --model WEIGHTS; NULL until given */
-    const char *config; /* --config NAME|FILE; NULL: guessed from the checkpoint */
-    const char *device; /* --device cpu|cuda:N; "cpu" by default */
-    int64_t threads;    /* --threads N in [0, 1024]; 0: all cores */
+    const char *model;     /* --model PATH|REPO_ID|NAME (models.h); NULL until given */
+    const char *config;    /* --config NAME|FILE; NULL: from the name, config.json or shapes */
+    const char *device;    /* --device cpu|cuda:N; "cpu" by default */
+    int64_t threads;       /* --threads N in [0, 1024]; 0: all cores */
+    const char *revision;  /* --revision REV of a hub-cache repo; NULL: "main" */
+    const char *model_dir; /* --model-dir DIR searched for bare names; NULL: none */
+    int resolved;          /* ref below is filled (cli_resolve_model ran) */
+    models_ref ref;        /* what --model resolved to; ref.path is the file opened */
 } cli_model_flags;
 
 /* cli_model_flags_default: no model or config, device "cpu", threads 0. */
 void cli_model_flags_default(cli_model_flags *f);
 
-/* cli_parse_model_flag: if argv[*i] is --model, --config, --device or
- * --threads, store its value in f, advance *i past the flag and its value
+/* cli_parse_model_flag: if argv[*i] is --model, --config, --device,
+ * --threads, --revision or --model-dir, store its value in f, advance *i past the flag and its value
  * and return 1; return 0 (i untouched) for any other argument; -1 for a
  * missing or bad value (usage message printed). */
 int cli_parse_model_flag(cli_model_flags *f, const char *cmd, int argc, char **argv, int *i);
 
-/* cli_load_config: the model config of f (--config NAME|FILE, else guessed
- * from the checkpoint's shapes) into cfg; with amg_json non-NULL, a config
- * FILE's "amg" object too (malloc'd text, caller frees; NULL when none).
+/* cli_resolve_model: resolve f->model (a path, repo id or checkpoint name;
+ * models_resolve with f->revision and f->model_dir) into f->ref, once.
+ * Returns 0, or prints "sam2amg CMD: reason" (where it looked, how to fetch
+ * it) and returns EXIT_DATA. */
+int cli_resolve_model(const char *cmd, cli_model_flags *f);
+
+/* cli_load_config: the model config of f into cfg: --config NAME|FILE,
+ * else the config.json beside a resolved transformers/hub-cache file, else
+ * the official checkpoint name's config, else guessed from the checkpoint's
+ * shapes; with amg_json non-NULL, a config FILE's "amg" object too
+ * (malloc'd text, caller frees; NULL when none). Resolves f->model first.
  * Returns 0, or prints "sam2amg CMD: reason" and returns the exit status:
  * EXIT_USAGE for an unknown name or bad config, EXIT_DATA otherwise. */
-int cli_load_config(const char *cmd, const cli_model_flags *f, sam2_config *cfg,
-                    char **amg_json);
+int cli_load_config(const char *cmd, cli_model_flags *f, sam2_config *cfg, char **amg_json);
 
 /* cli_open_model: the backend of f (--device, --threads) and the model of
- * cfg and f->model on it, with room for `batch` prompts per decode. Returns
+ * cfg and f->model (resolved, see cli_resolve_model) on it, with room for `batch` prompts per decode. Returns
  * 0 with *be and *m owned by the caller (free m, then destroy be), or
  * prints "sam2amg CMD: reason" and returns the exit status with *be and *m
  * NULL: EXIT_USAGE for a device that cannot be opened, EXIT_DATA for a
  * checkpoint that cannot be loaded. */
-int cli_open_model(const char *cmd, const cli_model_flags *f, const sam2_config *cfg, int batch,
+int cli_open_model(const char *cmd, cli_model_flags *f, const sam2_config *cfg, int batch,
                    backend_t **be, sam2_model **m);
 
 #endif

@@ -49,6 +49,15 @@ int sam2_config_load(const char *name_or_path, sam2_config *cfg, char **amg_json
  * checkpoint (used when --config is not given). */
 int sam2_config_guess(const char *weights_path, sam2_config *cfg, err_t *err);
 
+/* sam2_config_load_hf: a transformers Sam2Config config.json (what
+ * Sam2Model.save_pretrained writes: "vision_config"."backbone_config" with
+ * hidden_size, blocks_per_stage, ...; keys equal to transformers' defaults
+ * may be absent and take those defaults). cfg->name is the built-in name
+ * when the values equal one, else "config.json". ERR_IO / ERR_FORMAT naming
+ * the file and key (also for values sam2amg does not implement, such as
+ * another mlp_ratio or patch size). */
+int sam2_config_load_hf(const char *path, sam2_config *cfg, err_t *err);
+
 typedef struct sam2_model sam2_model;
 
 /* sam2_model_load: map the checkpoint (.pt or .safetensors), check every key

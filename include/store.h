@@ -49,8 +49,9 @@ int  store_schema_version(void);
 /* ---- runs ---- */
 typedef struct store_run_info {
     char params[4096];        /* AMG params JSON */
-    char model_path[4096];    /* absolute (PATH_MAX), or "test:" */
+    char model_path[4096];    /* the checkpoint file, absolute (PATH_MAX), or "test:" */
     char model_sha256[65];    /* hex */
+    char model_name[4096];    /* --model as given (path, repo id, name); "": model_path */
     char config[4096];        /* built-in name, or a file's absolute path */
     char devices[256];
 } store_run_info;

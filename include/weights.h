@@ -7,6 +7,10 @@
  * dict of tensors; the storages are stored uncompressed, so tensors point
  * into one read-only mapping of the file. `.safetensors` files are mapped
  * the same way. Only float32 (and bf16/f16, converted on load) tensors.
+ * A safetensors file in transformers' Sam2Model layout (model.safetensors
+ * of save_pretrained) is read too: its names are mapped onto the official
+ * ones as it is opened (weights_hf.c), so the rest of the program sees one
+ * layout.
  */
 #ifndef SAM2AMG_WEIGHTS_H
 #define SAM2AMG_WEIGHTS_H

@@ -65,8 +65,11 @@ static void run_usage(FILE *f) {
             "  --manifest SRC      a text file of paths (one per line), a .csv with a \"path\"\n"
             "                      column, a .jsonl of {\"path\": ...}, a directory (walked\n"
             "                      recursively), or - for stdin; repeatable; re-adding adds nothing\n"
-            "  --model WEIGHTS     SAM 2.1 checkpoint (.pt or .safetensors)\n"
-            "  --config NAME|FILE  model config (default: guessed from the checkpoint)\n"
+            "  --model WEIGHTS     checkpoint file, Hugging Face repo id (facebook/sam2.1-hiera-large)\n"
+            "                      or name (sam2.1_hiera_large), resolved offline ('sam2amg models')\n"
+            "  --revision REV      ref or commit of a Hugging Face cache repo (default main)\n"
+            "  --model-dir DIR     also look for checkpoint names in DIR\n"
+            "  --config NAME|FILE  model config (default: from the name, config.json or shapes)\n"
             "  --devices LIST      one worker per device (default cpu)\n"
             "  --threads N         BLAS threads of a cpu worker (default: all)\n"
             "  --max-pixels N      refuse images above N pixels (default 256000000)\n"
@@ -125,7 +128,7 @@ int cmd_run(int argc, char **argv) {
     amg_params_default(&cfg.params);
     const char *manifests[256];
     int n_manifests = 0;
-    const char *db = NULL, *devices = "cpu";
+    const char *db = NULL, *devices = "cpu", *revision = NULL, *model_dir = NULL;
     int params_set = 0;
     int64_t v;
     cfg.retries = 2;
@@ -179,6 +182,11 @@ int cmd_run(int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--config")) {
             if (!val) return cli_usage_error(cmd, "--config needs a value");
+            i++;
+        } else if (!strcmp(a, "--revision") || !strcmp(a, "--model-dir")) {
+            if (!val) return cli_usage_error(cmd, "%s needs a value", a);
+            if (!strcmp(a, "--revision")) revision = val;
+            else model_dir = val;
             i++;
         } else if (!strcmp(a, "--devices")) {
             if (!val) return cli_usage_error(cmd, "--devices needs a value");
@@ -258,6 +266,26 @@ int cmd_run(int argc, char **argv) {
         goto out;
     }
     params_json(&cfg.params, info.params, sizeof info.params);
+    /* --model NAME resolved offline (models.h): runs keeps the name as
+     * given and the file it resolved to */
+    snprintf(info.model_name, sizeof info.model_name, "%s",
+             cfg.model_path == last.model_path ? last.model_name : cfg.model_path);
+    if (strncmp(cfg.model_path, "test:", 5)) {
+        static models_ref mref; /* ~12 KB: off the stack */
+        models_opts mo = {.revision = revision, .model_dir = model_dir};
+        if (models_resolve(cfg.model_path, &mo, &mref)) {
+            fprintf(stderr, "sam2amg run: %s\n", mref.msg);
+            goto out;
+        }
+        if (strlen(mref.path) >= sizeof info.model_path) {
+            fprintf(stderr, "sam2amg run: %s: path longer than %zu bytes\n", mref.path,
+                    sizeof info.model_path - 1);
+            goto out;
+        }
+        cfg.model_path = mref.path;
+        if (!cfg.config && mref.config_json[0]) cfg.config = mref.config_json;
+        else if (!cfg.config && mref.config[0]) cfg.config = mref.config;
+    }
     /* runs stores the model and a config file by absolute path, so that a
      * resume without --model works from any folder; a built-in config
      * name and the test model stay names. Messages of this run show the

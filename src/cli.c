@@ -1,7 +1,8 @@
 /* cli.c: what the subcommands share (see cli.h): the usage-error line,
  * strict number parsing of flag values, and the model flags (--model,
- * --config, --device, --threads) with the config/backend/model set-up
- * behind them, so dump, predict and generate parse and report them alike. */
+ * --config, --device, --threads, --revision, --model-dir) with the
+ * name resolution (models.h) and config/backend/model set-up behind them,
+ * so dump, predict and generate parse and report them alike. */
 #include "cli.h"
 
 #include <errno.h>
@@ -86,15 +87,18 @@ int cli_parse_double(const char *cmd, const char *flag, const char *s, double lo
 }
 
 void cli_model_flags_default(cli_model_flags *f) {
-    *f = (cli_model_flags){.model = NULL, .config = NULL, .device = "cpu", .threads = 0};
+    memset(f, 0, sizeof *f);
+    f->device = "cpu";
 }
 
 int cli_parse_model_flag(cli_model_flags *f, const char *cmd, int argc, char **argv, int *i) {
     const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
-    const char **dst = !strcmp(a, "--model")    ? &f->model
-                       : !strcmp(a, "--config") ? &f->config
-                       : !strcmp(a, "--device") ? &f->device
-                                                : NULL;
+    const char **dst = !strcmp(a, "--model")       ? &f->model
+                       : !strcmp(a, "--config")    ? &f->config
+                       : !strcmp(a, "--device")    ? &f->device
+                       : !strcmp(a, "--revision")  ? &f->revision
+                       : !strcmp(a, "--model-dir") ? &f->model_dir
+                                                   : NULL;
     if (dst) {
         if (!v || cli_looks_like_flag(v))
             return cli_usage_error(cmd, "%s needs a value%s%s%s", a, v ? " (got option '" : "", v ? v : "",
@@ -109,26 +113,44 @@ int cli_parse_model_flag(cli_model_flags *f, const char *cmd, int argc, char **a
     return 1;
 }
 
-int cli_load_config(const char *cmd, const cli_model_flags *f, sam2_config *cfg,
-                    char **amg_json) {
-    err_t err = {{0}};
-    int rc = f->config ? sam2_config_load(f->config, cfg, amg_json, &err)
-                       : sam2_config_guess(f->model, cfg, &err);
-    if (!rc) return EXIT_OK;
-    fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
-    return rc == ERR_INVALID ? EXIT_USAGE : EXIT_DATA;
+int cli_resolve_model(const char *cmd, cli_model_flags *f) {
+    if (f->resolved) return EXIT_OK;
+    models_opts o = {.revision = f->revision, .model_dir = f->model_dir};
+    if (models_resolve(f->model, &o, &f->ref)) {
+        fprintf(stderr, "sam2amg %s: %s\n", cmd, f->ref.msg);
+        return EXIT_DATA;
+    }
+    f->resolved = 1;
+    return EXIT_OK;
 }
 
-int cli_open_model(const char *cmd, const cli_model_flags *f, const sam2_config *cfg, int batch,
+int cli_load_config(const char *cmd, cli_model_flags *f, sam2_config *cfg, char **amg_json) {
+    err_t err = {{0}};
+    if (amg_json) *amg_json = NULL;
+    int rc = cli_resolve_model(cmd, f);
+    if (rc) return rc;
+    if (f->config) rc = sam2_config_load(f->config, cfg, amg_json, &err);
+    else if (f->ref.config_json[0]) rc = sam2_config_load_hf(f->ref.config_json, cfg, &err);
+    else if (f->ref.config[0]) rc = sam2_config_builtin(f->ref.config, cfg, &err);
+    else rc = sam2_config_guess(f->ref.path, cfg, &err);
+    if (!rc) return EXIT_OK;
+    fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
+    return rc == ERR_INVALID && f->config ? EXIT_USAGE : EXIT_DATA;
+}
+
+int cli_open_model(const char *cmd, cli_model_flags *f, const sam2_config *cfg, int batch,
                    backend_t **be, sam2_model **m) {
     err_t err = {{0}};
     *m = NULL;
+    *be = NULL;
+    int rc = cli_resolve_model(cmd, f);
+    if (rc) return rc;
     *be = backend_create(f->device, (int)f->threads, &err);
     if (!*be) {
         fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
         return EXIT_USAGE;
     }
-    if (sam2_model_load(m, cfg, f->model, *be, batch, &err)) {
+    if (sam2_model_load(m, cfg, f->ref.path, *be, batch, &err)) {
         fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
         (*be)->destroy(*be); /* *m is NULL after a failed load */
         *be = NULL;

@@ -176,6 +176,13 @@ int sam2_config_load(const char *name_or_path, sam2_config *cfg, char **amg_json
     int rc = json_parse_file(&root, name_or_path, err);
     if (rc) return rc;
     const json_t *m = json_get(root, "model");
+    const char *mt = json_str(json_get(root, "model_type"));
+    if (json_type(m) != JSON_OBJ &&
+        (json_get(root, "vision_config") || (mt && !strncmp(mt, "sam2", 4)))) {
+        /* a transformers Sam2Config (config.json): no "amg" object */
+        json_free(root);
+        return sam2_config_load_hf(name_or_path, cfg, err);
+    }
     if (json_type(m) != JSON_OBJ)
         rc = err_set(err, ERR_FORMAT, "%s: no \"model\" object", name_or_path);
     else
@@ -244,4 +251,152 @@ int sam2_config_guess(const char *weights_path, sam2_config *cfg, err_t *err) {
                    "%s: no built-in config matches (embed_dim %d, stages [%d,%d,%d,%d], "
                    "d_model %d): pass --config", weights_path, embed, stages[0], stages[1],
                    stages[2], stages[3], d);
+}
+
+/* ---- transformers config.json (Sam2Config) ---- */
+
+/* hf_ints: n integers at obj[key] into out, or defaults when the key is
+ * absent (transformers writes only values that differ from its defaults).
+ * n == 1 also takes a plain number. -1 if present but malformed. */
+static int hf_ints(const json_t *obj, const char *key, int *out, int n, const int *defaults) {
+    const json_t *v = json_get(obj, key);
+    if (!v) {
+        memcpy(out, defaults, (size_t)n * sizeof *out);
+        return 0;
+    }
+    if (n == 1 && json_type(v) == JSON_NUM) return config_int(obj, key, out);
+    return config_int_array(obj, key, out, n) == n ? 0 : -1;
+}
+
+/* hf_num: a number at obj[key], default when absent; -1 if not a number */
+static int hf_num(const json_t *obj, const char *key, double def, double *out) {
+    const json_t *v = json_get(obj, key);
+    *out = v ? json_num(v) : def;
+    return v && json_type(v) != JSON_NUM ? -1 : 0;
+}
+
+int sam2_config_load_hf(const char *path, sam2_config *cfg, err_t *err) {
+    json_t *root = NULL;
+    int rc = json_parse_file(&root, path, err);
+    if (rc) return rc;
+    memset(cfg, 0, sizeof *cfg);
+    const json_t *vis = json_get(root, "vision_config");
+    const json_t *bb = json_get(vis, "backbone_config");
+    const json_t *pe = json_get(root, "prompt_encoder_config");
+    const json_t *md = json_get(root, "mask_decoder_config");
+    const char *mt = json_str(json_get(root, "model_type"));
+    const char *bad = NULL, *why = "is missing or malformed";
+    char badbuf[96];
+    /* transformers' defaults (configuration_sam2.py): the tiny model */
+    static const int d_embed = 96, d_heads = 1, d_stages[4] = {1, 2, 7, 2},
+                     d_global[3] = {5, 7, 9}, d_win[4] = {8, 4, 14, 7}, d_bkg[2] = {7, 7},
+                     d_dims[4] = {96, 192, 384, 768}, d_hps[4] = {1, 2, 4, 8},
+                     d_img2[2] = {1024, 1024}, d_k[2] = {7, 7}, d_s[2] = {4, 4},
+                     d_p[2] = {3, 3}, d_q[2] = {2, 2}, d_qpool = 3, d_fpn = 256, d_img = 1024,
+                     d_chan[4] = {768, 384, 192, 96};
+    int dims[4], hps[4], img2[2], k[2], s[2], p[2], q[2], qpool, img, chan[4], pe_h = 0,
+        md_h = 0;
+    double mlp_ratio;
+    if (json_type(root) != JSON_OBJ || (mt && strcmp(mt, "sam2") && strcmp(mt, "sam2_video"))) {
+        rc = err_set(err, ERR_FORMAT, "%s: not a transformers SAM 2 config (model_type %s%s%s)",
+                     path, mt ? "'" : "", mt ? mt : "missing", mt ? "'" : "");
+        goto done;
+    }
+    if (vis && json_type(vis) != JSON_OBJ) bad = "vision_config";
+    else if (bb && json_type(bb) != JSON_OBJ) bad = "vision_config.backbone_config";
+    else if (hf_ints(bb, "hidden_size", &cfg->embed_dim, 1, &d_embed)) bad = "hidden_size";
+    else if (hf_ints(bb, "num_attention_heads", &cfg->num_heads, 1, &d_heads)) bad = "num_attention_heads";
+    else if (hf_ints(bb, "blocks_per_stage", cfg->stages, 4, d_stages)) bad = "blocks_per_stage";
+    else if (hf_ints(bb, "window_size_per_stage", cfg->window_spec, 4, d_win)) bad = "window_size_per_stage";
+    else if (hf_ints(bb, "window_positional_embedding_background_size",
+                     cfg->window_pos_embed_bkg_spatial_size, 2, d_bkg))
+        bad = "window_positional_embedding_background_size";
+    else if (hf_ints(bb, "embed_dim_per_stage", dims, 4, d_dims)) bad = "embed_dim_per_stage";
+    else if (hf_ints(bb, "num_attention_heads_per_stage", hps, 4, d_hps)) bad = "num_attention_heads_per_stage";
+    else if (hf_ints(bb, "image_size", img2, 2, d_img2)) bad = "image_size";
+    else if (hf_ints(bb, "patch_kernel_size", k, 2, d_k)) bad = "patch_kernel_size";
+    else if (hf_ints(bb, "patch_stride", s, 2, d_s)) bad = "patch_stride";
+    else if (hf_ints(bb, "patch_padding", p, 2, d_p)) bad = "patch_padding";
+    else if (hf_ints(bb, "query_stride", q, 2, d_q)) bad = "query_stride";
+    else if (hf_ints(bb, "num_query_pool_stages", &qpool, 1, &d_qpool)) bad = "num_query_pool_stages";
+    else if (hf_num(bb, "mlp_ratio", 4.0, &mlp_ratio)) bad = "mlp_ratio";
+    else if (hf_ints(vis, "fpn_hidden_size", &cfg->d_model, 1, &d_fpn)) bad = "fpn_hidden_size";
+    else if (hf_ints(vis, "backbone_channel_list", chan, 4, d_chan)) bad = "backbone_channel_list";
+    else if (hf_ints(pe, "image_size", &img, 1, &d_img)) bad = "prompt_encoder_config.image_size";
+    else if (hf_ints(pe, "hidden_size", &pe_h, 1, &d_fpn)) bad = "prompt_encoder_config.hidden_size";
+    else if (hf_ints(md, "hidden_size", &md_h, 1, &d_fpn)) bad = "mask_decoder_config.hidden_size";
+    /* the decoder and prompt encoder values sam2amg hard-wires (decoder.c):
+     * name, transformers' default (= the official value) */
+    static const struct { const char *key; int def; } fixed[] = {
+        {"mlp_dim", 2048}, {"num_attention_heads", 8}, {"num_hidden_layers", 2},
+        {"attention_downsample_rate", 2}, {"num_multimask_outputs", 3}, {"iou_head_depth", 3},
+        {"iou_head_hidden_dim", 256}, {"mask_input_channels", 16}, {"num_point_embeddings", 4},
+        {"patch_size", 16},
+    };
+    for (size_t i = 0; !bad && i < sizeof fixed / sizeof fixed[0]; i++) {
+        const json_t *obj = i < 7 ? md : pe;
+        int val;
+        int malformed = hf_ints(obj, fixed[i].key, &val, 1, &fixed[i].def);
+        if (malformed || val != fixed[i].def) {
+            snprintf(badbuf, sizeof badbuf, "%s.%s", i < 7 ? "mask_decoder_config" : "prompt_encoder_config",
+                     fixed[i].key);
+            bad = badbuf;
+            why = malformed ? "is malformed"
+                            : "is not supported (sam2amg implements the official SAM 2 values)";
+        }
+    }
+    if (!bad) {
+        /* the global-attention list has any length up to SAM2_MAX_GLOBAL */
+        const json_t *g = json_get(bb, "global_attention_blocks");
+        if (!g) {
+            memcpy(cfg->global_att_blocks, d_global, sizeof d_global);
+            cfg->n_global = 3;
+        } else if ((cfg->n_global = config_int_array(bb, "global_attention_blocks",
+                                                     cfg->global_att_blocks, SAM2_MAX_GLOBAL)) < 0) {
+            bad = "global_attention_blocks";
+        }
+    }
+    /* what sam2amg's Hiera hard-wires (the official yaml values) */
+    if (!bad) why = "is not supported (sam2amg implements the official SAM 2 values)";
+    if (bad) {
+        /* why already says what is wrong */
+    } else if (k[0] != 7 || k[1] != 7 || s[0] != 4 || s[1] != 4 || p[0] != 3 || p[1] != 3) {
+        bad = "patch_kernel_size/patch_stride/patch_padding";
+    } else if (q[0] != 2 || q[1] != 2 || qpool != 3) {
+        bad = "query_stride/num_query_pool_stages";
+    } else if (mlp_ratio != 4.0) {
+        bad = "mlp_ratio";
+    } else if (img2[0] != img2[1] || img2[0] != img) {
+        bad = "image_size (backbone and prompt encoder differ)";
+    } else if (pe_h != cfg->d_model || md_h != cfg->d_model) {
+        bad = "hidden_size (prompt encoder / mask decoder differ from fpn_hidden_size)";
+    } else {
+        for (int i = 0; i < 4 && !bad; i++) {
+            if (dims[i] != cfg->embed_dim << i || hps[i] != cfg->num_heads << i) {
+                snprintf(badbuf, sizeof badbuf, "embed_dim_per_stage/num_attention_heads_per_stage[%d]", i);
+                bad = badbuf;
+                why = "is not hidden_size/num_attention_heads doubled per stage";
+            } else if (chan[3 - i] != dims[i]) {
+                bad = "backbone_channel_list";
+                why = "is not embed_dim_per_stage reversed";
+            }
+        }
+    }
+    if (bad) {
+        rc = err_set(err, ERR_FORMAT, "%s: %s %s", path, bad, why);
+        goto done;
+    }
+    cfg->image_size = img;
+    snprintf(cfg->name, sizeof cfg->name, "config.json");
+    for (int i = 0; i < N_CONFIGS; i++) {
+        sam2_config c = config_table[i].cfg;
+        memcpy(c.name, cfg->name, sizeof c.name);
+        if (!memcmp(&c, cfg, sizeof c)) {
+            *cfg = config_table[i].cfg;
+            break;
+        }
+    }
+done:
+    json_free(root);
+    return rc;
 }

@@ -16,6 +16,7 @@ static const struct {
     {"generate", cmd_generate, "automatic mask generation for images, to JSON or PNG"},
     {"predict", cmd_predict, "masks from point and box prompts (interactive path)"},
     {"dump", cmd_dump, "write the model's intermediate tensors (parity checks)"},
+    {"models", cmd_models, "checkpoints found offline (model dirs, Hugging Face cache)"},
 };
 
 static void usage(FILE *f) {

@@ -41,9 +41,15 @@ __asm__(".pushsection .rodata\n"
         ".incbin \"schema/002_nullable_scores.sql\"\n"
         ".byte 0\n"
         ".popsection\n");
-extern const char store_schema_001[], store_schema_002[];
+__asm__(".pushsection .rodata\n"
+        ".type store_schema_003, @object\n"
+        "store_schema_003:\n"
+        ".incbin \"schema/003_model_name.sql\"\n"
+        ".byte 0\n"
+        ".popsection\n");
+extern const char store_schema_001[], store_schema_002[], store_schema_003[];
 
-static const char *const migrations[] = {store_schema_001, store_schema_002};
+static const char *const migrations[] = {store_schema_001, store_schema_002, store_schema_003};
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
 int store_schema_version(void) { return N_MIGRATIONS; }
@@ -326,7 +332,8 @@ static int step_done(store_t *s, sqlite3_stmt *st, const char *what, err_t *err)
 int store_run_last(store_t *s, store_run_info *info, err_t *err) {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(s->db,
-                                "SELECT params, model_path, model_sha256, config, devices "
+                                "SELECT params, model_path, model_sha256, config, devices, "
+                                "coalesce(model_name, model_path) "
                                 "FROM runs ORDER BY id DESC LIMIT 1", -1, &st, NULL);
     if (rc != SQLITE_OK) return sql_err(s, rc, "reading runs", err);
     rc = sqlite3_step(st);
@@ -342,6 +349,8 @@ int store_run_last(store_t *s, store_run_info *info, err_t *err) {
         snprintf(info->config, sizeof info->config, "%s", (const char *)sqlite3_column_text(st, 3));
         snprintf(info->devices, sizeof info->devices, "%s",
                  (const char *)sqlite3_column_text(st, 4));
+        snprintf(info->model_name, sizeof info->model_name, "%s",
+                 (const char *)sqlite3_column_text(st, 5));
     } else if (rc != SQLITE_DONE) {
         sqlite3_finalize(st);
         return sql_err(s, rc, "reading runs", err);
@@ -356,7 +365,8 @@ int store_run_begin(store_t *s, const store_run_info *info, int64_t *run_id, err
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(s->db,
                                 "INSERT INTO runs(params, model_path, model_sha256, config, "
-                                "program_version, devices, started_at) VALUES (?,?,?,?,?,?,?)",
+                                "program_version, devices, started_at, model_name) "
+                                "VALUES (?,?,?,?,?,?,?,?)",
                                 -1, &st, NULL);
     if (rc != SQLITE_OK) return sql_err(s, rc, "starting a run", err);
     sqlite3_bind_text(st, 1, info->params, -1, SQLITE_STATIC);
@@ -366,6 +376,8 @@ int store_run_begin(store_t *s, const store_run_info *info, int64_t *run_id, err
     sqlite3_bind_text(st, 5, SAM2AMG_VERSION, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, info->devices, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 7, now_s());
+    sqlite3_bind_text(st, 8, info->model_name[0] ? info->model_name : info->model_path, -1,
+                      SQLITE_STATIC);
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return sql_err(s, rc, "starting a run", err);

@@ -178,6 +178,40 @@ static int span_cmp(const void *a, const void *b) {
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
+/* st_add_hf: add one tensor of a transformers Sam2Model file under its
+ * official name (weights_hf.c): video-only tensors are left out, the (4,C)
+ * point embedding becomes four (1,C) views, the second copy of the
+ * positional matrix must equal the first and is dropped. */
+static int st_add_hf(weights_t *w, const char *name, wdtype_t dtype, int ndim,
+                     const int64_t *shape, const unsigned char *data, err_t *err) {
+    char off[256];
+    int rc = 0, kind = weights_hf_name(name, off, sizeof off);
+    if (kind == WEIGHTS_HF_SKIP) return 0;
+    if (kind == WEIGHTS_HF_UNKNOWN) snprintf(off, sizeof off, "%s", name);
+    if (kind == WEIGHTS_HF_POINT_EMBED) {
+        if (ndim != 2 || shape[0] != 4)
+            return err_set(err, ERR_FORMAT, "%s: tensor '%s': expected shape [4,C]", w->path, name);
+        size_t row = (size_t)shape[1] * dtype_info[dtype].size;
+        for (int i = 0; i < 4; i++) {
+            snprintf(off, sizeof off, "sam_prompt_encoder.point_embeddings.%d.weight", i);
+            if (!weights_add(w, off, dtype, 2, (int64_t[]){1, shape[1]}, data + (size_t)i * row, &rc, err))
+                return rc;
+        }
+        return 0;
+    }
+    const wtensor_t *prev = !strcmp(off, WEIGHTS_HF_PE) ? weights_find(w, off) : NULL;
+    if (prev) {
+        int same = prev->dtype == dtype && prev->ndim == ndim &&
+                   !memcmp(prev->shape, shape, (size_t)ndim * sizeof *shape) &&
+                   !memcmp(prev->data, data, (size_t)prev->numel * dtype_info[dtype].size);
+        return same ? 0
+                    : err_set(err, ERR_FORMAT,
+                              "%s: tensor '%s' differs from shared_image_embedding.positional_embedding:"
+                              " the official model has one positional matrix for both", w->path, name);
+    }
+    return weights_add(w, off, dtype, ndim, shape, data, &rc, err) ? 0 : rc;
+}
+
 static int st_load(weights_t *w, err_t *err) {
     const char *path = w->path;
     uint64_t hlen = 0;
@@ -200,6 +234,9 @@ static int st_load(weights_t *w, err_t *err) {
     rc = ERR_FORMAT;
     if (!sp) { rc = err_set(err, ERR_NOMEM, "%s: out of memory", path); goto done; }
     if (json_type(h) != JSON_OBJ) { err_set(err, ERR_FORMAT, "%s: safetensors header is not a JSON object", path); goto done; }
+    /* transformers' Sam2Model names: mapped onto the official ones */
+    int hf = 0;
+    for (size_t k = 0; k < n && !hf; k++) hf = weights_hf_is_layout(json_key_at(h, k));
     for (size_t k = 0; k < n; k++) {
         const char *name = json_key_at(h, k);
         const json_t *e = json_at(h, k);
@@ -250,7 +287,12 @@ static int st_load(weights_t *w, err_t *err) {
         }
         sp[ns++] = (span){(uint64_t)b, (uint64_t)en, name};
         int arc;
-        if (!weights_add(w, name, (wdtype_t)dtype, ndim, shape, data + b, &arc, err)) {
+        if (hf) {
+            if ((arc = st_add_hf(w, name, (wdtype_t)dtype, ndim, shape, data + b, err))) {
+                rc = arc;
+                goto done;
+            }
+        } else if (!weights_add(w, name, (wdtype_t)dtype, ndim, shape, data + b, &arc, err)) {
             rc = arc;
             goto done;
         }

@@ -37,4 +37,24 @@ const char *weights_dtype_name(wdtype_t dt);
  * names the file. Implemented in pickle.c. */
 int pt_load(weights_t *w, err_t *err);
 
+/* ---- transformers Sam2Model names (weights_hf.c) ---- */
+
+/* The official name both copies of the tied positional matrix map to. */
+#define WEIGHTS_HF_PE "sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"
+
+enum {
+    WEIGHTS_HF_MAPPED = 0,      /* out holds the official name */
+    WEIGHTS_HF_UNKNOWN,         /* no rule: keep the name (reported as unexpected) */
+    WEIGHTS_HF_SKIP,            /* a video-only tensor: not loaded */
+    WEIGHTS_HF_POINT_EMBED      /* (4,C) point_embed.weight: four (1,C) point_embeddings.i */
+};
+
+/* weights_hf_is_layout: name is a transformers Sam2Model name (a
+ * safetensors file holding one is read with weights_hf_name). */
+int weights_hf_is_layout(const char *name);
+
+/* weights_hf_name: the official name of transformers tensor hf into out
+ * (cap bytes); returns one of WEIGHTS_HF_*. */
+int weights_hf_name(const char *hf, char *out, size_t cap);
+
 #endif
