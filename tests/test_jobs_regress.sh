@@ -75,6 +75,11 @@ check "relative paths are relative to the working directory" test "$(q "$D" "sel
 (cd "$T" && echo b/linkdir/../same.png | "$BIN" run "$D" --manifest - --quiet)
 check "'..' after a symlinked folder keeps the kernel's meaning" test \
     "$(q "$D" "select status from images where path = '$T/same.png'")" = failed
+# a missing file under a symlinked folder: one image whatever the spelling
+# (the folder's realpath + the name, with or without a "." component)
+(cd "$T" && printf '%s\n' b/linkdir/gone.png b/linkdir/./gone.png | "$BIN" run "$D" --manifest - --quiet)
+check "a missing file under a symlinked folder: one image, stored under the folder's realpath" test \
+    "$(q "$D" "select group_concat(path) from images where path like '%gone.png'")" = "$T/a/gone.png"
 
 # ---- 6. manifests: BOM, all or nothing ----
 D=$T/man.sqlite
