@@ -256,6 +256,24 @@ static int migrate(store_t *s, err_t *err) {
     for (int v = version; v < N_MIGRATIONS; v++) {
         int r = exec(s, "BEGIN IMMEDIATE", err);
         if (r) return r;
+        /* the version again, under the write lock: another connection
+         * (two commands opening one old or new database at once) may have
+         * applied this migration since the read above, and running it
+         * twice fails ("table runs already exists") or redoes its work */
+        rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+        if (rc == SQLITE_OK) rc = sqlite3_step(st);
+        int now = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+        sqlite3_finalize(st);
+        st = NULL;
+        if (now != v) {
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            if (now < 0) return sql_err(s, rc, "reading the schema version", err);
+            if (now < v || now > N_MIGRATIONS)
+                return err_set(err, ERR_FORMAT, "%s: schema version changed to %d while opening "
+                               "(this program's is %d)", s->path, now, N_MIGRATIONS);
+            v = now - 1;   /* applied by the other connection: go on after it */
+            continue;
+        }
         char bump[64];
         snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
         char **keep = NULL;
