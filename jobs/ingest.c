@@ -128,7 +128,8 @@ static char *parent_real(const char *joined, size_t n) {
 
 /* canonical: the canonical form (file-top comment) of the absolute path
  * joined (n bytes, NUL-terminated), malloc'd, into *out. Same result as
- * realpath(3), falling back to normalize_lexical when that fails, but
+ * realpath(3); when that fails (a missing file), the folder's realpath +
+ * the name, and normalize_lexical only when the folder is missing too; but
  * realpath is called once per folder rather than once per file when the
  * path has no "."/".." component: the folder's realpath is kept from the
  * previous path (manifests list many files per folder), and the file
@@ -193,14 +194,15 @@ static int canonical(ingest_t *in, const char *joined, size_t n, char **out, siz
         return 0;
     }
     char *real = found ? realpath(cand, NULL) : NULL;
-    free(cand);
+    free(norm);
     if (real) {   /* a symlink: its target */
-        free(norm);
+        free(cand);
         *out = real;
         *len = strlen(real);
-    } else {      /* missing, or a dangling link */
-        *out = norm;
-        *len = nl;
+    } else {      /* missing, or a dangling link: the folder's realpath + the
+                   * name, as parent_real gives on the "."/".." branch */
+        *out = cand;
+        *len = o;
     }
     return 0;
 }

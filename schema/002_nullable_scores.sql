@@ -15,7 +15,9 @@
 -- views that read masks are dropped first (a rename re-checks every view)
 -- and re-created unchanged. masks has no triggers and no indexes besides
 -- its UNIQUE(image_id, idx); no table references masks, so the rebuild does
--- not touch foreign keys of other tables.
+-- not touch foreign keys of other tables. A user's own indexes and triggers
+-- on masks, and views over it, are kept by src/store.c's migrate() (it
+-- replays their CREATE statements and renames with legacy_alter_table on).
 
 DROP VIEW objects;
 DROP VIEW image_summary;

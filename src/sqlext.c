@@ -319,7 +319,8 @@ static int coord_get(sqlite3_context *ctx, sqlite3_value *v, const char *what, s
         return 0;
     }
     double d = sqlite3_value_double(v);
-    if (type == SQLITE_FLOAT && d == (double)(sqlite3_int64)d && d > -9.2e18 && d < 9.2e18) {
+    /* the range first: casting NaN or a double outside int64 is undefined */
+    if (type == SQLITE_FLOAT && d > -9.2e18 && d < 9.2e18 && d == (double)(sqlite3_int64)d) {
         *out = (sqlite3_int64)d;
         return 0;
     }

@@ -186,6 +186,55 @@ static int text_reserve(store_t *s, size_t n) {
     return 0;
 }
 
+/* masks_user_objects: the CREATE statements of the indexes and triggers on
+ * masks (schema/ makes none: they are the user's own), sqlite3_malloc'd,
+ * into *sqls (*n of them).
+ *
+ * Why: a migration that rebuilds masks (002: CREATE masks_v2, copy, DROP
+ * TABLE masks, RENAME) drops them with the old table, so migrate() runs
+ * them again on the new one, in the same transaction. It also runs the
+ * migration with legacy_alter_table on: the rename then leaves views and
+ * triggers that name masks as they are (they name the new table after
+ * it), where the default rename re-checks every view and fails on a view
+ * of the user's over masks ("error in view ...: no such table"). */
+static int masks_user_objects(store_t *s, char ***sqls, int *n, err_t *err) {
+    *sqls = NULL;
+    *n = 0;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db,
+                                "SELECT sql FROM sqlite_schema WHERE tbl_name = 'masks' AND "
+                                "type IN ('index', 'trigger') AND sql IS NOT NULL ORDER BY rowid",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK) return sql_err(s, rc, "reading the schema", err);
+    int cap = 0, r = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 8;
+            char **p = sqlite3_realloc64(*sqls, (sqlite3_uint64)cap * sizeof *p);
+            if (!p) {
+                r = err_set(err, ERR_NOMEM, "%s: reading the schema: out of memory", s->path);
+                break;
+            }
+            *sqls = p;
+        }
+        char *q = sqlite3_mprintf("%s", (const char *)sqlite3_column_text(st, 0));
+        if (!q) {
+            r = err_set(err, ERR_NOMEM, "%s: reading the schema: out of memory", s->path);
+            break;
+        }
+        (*sqls)[(*n)++] = q;
+    }
+    sqlite3_finalize(st);
+    if (!r && rc != SQLITE_DONE) r = sql_err(s, rc, "reading the schema", err);
+    if (r) {
+        for (int i = 0; i < *n; i++) sqlite3_free((*sqls)[i]);
+        sqlite3_free(*sqls);
+        *sqls = NULL;
+        *n = 0;
+    }
+    return r;
+}
+
 static int migrate(store_t *s, err_t *err) {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
@@ -213,10 +262,40 @@ static int migrate(store_t *s, err_t *err) {
     for (int v = version; v < N_MIGRATIONS; v++) {
         int r = exec(s, "BEGIN IMMEDIATE", err);
         if (r) return r;
+        /* the version again, under the write lock: another connection
+         * (two commands opening one old or new database at once) may have
+         * applied this migration since the read above, and running it
+         * twice fails ("table runs already exists") or redoes its work */
+        rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+        if (rc == SQLITE_OK) rc = sqlite3_step(st);
+        int now = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+        sqlite3_finalize(st);
+        st = NULL;
+        if (now != v) {
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            if (now < 0) return sql_err(s, rc, "reading the schema version", err);
+            if (now < v || now > N_MIGRATIONS)
+                return err_set(err, ERR_FORMAT, "%s: schema version changed to %d while opening "
+                               "(this program's is %d)", s->path, now, N_MIGRATIONS);
+            v = now - 1;   /* applied by the other connection: go on after it */
+            continue;
+        }
         char bump[64];
         snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
-        if ((r = exec(s, migrations[v], err)) || (r = exec(s, bump, err)) ||
-            (r = exec(s, "COMMIT", err))) {
+        char **keep = NULL;
+        int nkeep = 0;
+        if (!(r = masks_user_objects(s, &keep, &nkeep, err)) &&
+            !(r = exec(s, "PRAGMA legacy_alter_table = ON", err))) {
+            r = exec(s, migrations[v], err);
+            int r2 = exec(s, "PRAGMA legacy_alter_table = OFF", r ? NULL : err);
+            if (!r) r = r2;
+        }
+        for (int i = 0; i < nkeep; i++) {
+            if (!r) r = exec(s, keep[i], err);
+            sqlite3_free(keep[i]);
+        }
+        sqlite3_free(keep);
+        if (r || (r = exec(s, bump, err)) || (r = exec(s, "COMMIT", err))) {
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
             return r;
         }

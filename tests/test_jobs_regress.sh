@@ -75,6 +75,11 @@ check "relative paths are relative to the working directory" test "$(q "$D" "sel
 (cd "$T" && echo b/linkdir/../same.png | "$BIN" run "$D" --manifest - --quiet)
 check "'..' after a symlinked folder keeps the kernel's meaning" test \
     "$(q "$D" "select status from images where path = '$T/same.png'")" = failed
+# a missing file under a symlinked folder: one image whatever the spelling
+# (the folder's realpath + the name, with or without a "." component)
+(cd "$T" && printf '%s\n' b/linkdir/gone.png b/linkdir/./gone.png | "$BIN" run "$D" --manifest - --quiet)
+check "a missing file under a symlinked folder: one image, stored under the folder's realpath" test \
+    "$(q "$D" "select group_concat(path) from images where path like '%gone.png'")" = "$T/a/gone.png"
 
 # ---- 6. manifests: BOM, all or nothing ----
 D=$T/man.sqlite
@@ -247,6 +252,31 @@ names = sorted(i["file_name"] for i in json.load(open(sys.argv[1]))["images"])
 s = sys.argv[2]
 assert names == sorted(["x/ok.png", f"x/{s}.png", f"y/{s}.png"]), names
 EOF
+
+# ---- schema migrations from several processes at once ----
+# A writer (Python) holds an empty WAL database while three commands open
+# it; each reads user_version 0 before it can take the write lock, so the
+# ones after the first must see, under the lock, that the migrations were
+# applied (before, they ran 001 again: "table runs already exists").
+D=$T/race.sqlite
+python3 - "$BIN" "$D" > "$T/race.out" 2>&1 <<'EOF'
+import sqlite3, subprocess, sys, time
+BIN, db = sys.argv[1], sys.argv[2]
+c = sqlite3.connect(db, isolation_level=None)
+c.execute("pragma journal_mode=wal")
+c.execute("begin immediate")
+ps = [subprocess.Popen([BIN, "sql", db, "--write", "select count(*) from mask_boxes"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+time.sleep(1)
+c.execute("rollback")
+for p in ps:
+    o, e = p.communicate()
+    print(p.returncode, o.strip(), e.strip())
+EOF
+check "three commands open a new database at once: each exits 0 with its answer, no migration error" \
+    test "$(sort -u "$T/race.out")" = "0 0 "
+check "after the concurrent opens: the current schema version" test \
+    "$(q "$D" "pragma user_version")" = "$(q "$T/paths.sqlite" "pragma user_version")"
 
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

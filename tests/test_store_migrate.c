@@ -206,13 +206,65 @@ static void test_nan_scores(const char *path) {
     store_close(s);
 }
 
+/* a version-1 database with the user's own objects over masks (the table
+ * names are a public interface): an index and a trigger on masks, a view
+ * over it. The upgrade keeps all three working on the rebuilt table. */
+static void test_user_objects(const char *path) {
+    err_t err = {{0}};
+    TEST_CHECK(make_v1(path) == 0, "a version-1 database (user objects)", " ");
+    sqlite3 *raw = NULL;
+    sqlite3_open(path, &raw);
+    int rc = sqlite3_exec(raw,
+                          "CREATE INDEX my_area ON masks(area);"
+                          "CREATE TABLE my_log(mask_id INTEGER);"
+                          "CREATE TRIGGER my_tr AFTER INSERT ON masks "
+                          "BEGIN INSERT INTO my_log VALUES (new.id); END;"
+                          "CREATE VIEW my_big AS SELECT id FROM masks WHERE area >= 4;",
+                          NULL, NULL, NULL);
+    TEST_CHECK(rc == SQLITE_OK, "the user's index, trigger and view on a version-1 masks", "%s",
+               sqlite3_errmsg(raw));
+    sqlite3_close(raw);
+    store_t *s = NULL;
+    rc = store_open(&s, path, 0, &err);
+    TEST_CHECK(rc == 0, "a version-1 database with a user's view over masks upgrades", "%s",
+               err.msg);
+    if (rc) return;
+    sqlite3 *db = store_db(s);
+    TEST_CHECK(q_int(db, "PRAGMA user_version") == store_schema_version(),
+               "user objects: user_version is the program's", " ");
+    TEST_CHECK(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'my_area' AND "
+                         "tbl_name = 'masks'") == 1,
+               "the user's index on masks is kept (not dropped with the old table)", " ");
+    TEST_CHECK(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'my_tr' AND "
+                         "tbl_name = 'masks'") == 1,
+               "the user's trigger on masks is kept", " ");
+    TEST_CHECK(q_int(db, "SELECT count(*) FROM my_big") == 2, "the user's view reads the new masks",
+               " ");
+    sqlite3_exec(db,
+                 "INSERT INTO masks(image_id, run_id, idx, rle, area, bbox_x, bbox_y, bbox_w, "
+                 "bbox_h, point_x, point_y, crop_x, crop_y, crop_w, crop_h) VALUES (2, 1, 1, "
+                 "'{\"size\":[3,4],\"counts\":\"<\"}', 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 3)",
+                 NULL, NULL, NULL);
+    TEST_CHECK(q_int(db, "SELECT count(*) FROM my_log") == 1,
+               "the user's trigger fires on the new masks", " ");
+    TEST_CHECK(q_int(db, "SELECT count(*) FROM pragma_index_list('masks') WHERE name = 'my_area'") ==
+                   1,
+               "the index is on the new masks", " ");
+    char *ic = q_text(db, "PRAGMA integrity_check");
+    TEST_CHECK(!strcmp(ic, "ok"), "user objects: integrity_check ok", "%s", ic);
+    free(ic);
+    store_close(s);
+}
+
 int main(void) {
     CHECK(mkdtemp(dir));
-    char v1[256], fresh[256];
+    char v1[256], fresh[256], user[256];
     snprintf(v1, sizeof v1, "%s/v1.sqlite", dir);
     snprintf(fresh, sizeof fresh, "%s/fresh.sqlite", dir);
+    snprintf(user, sizeof user, "%s/user.sqlite", dir);
     test_upgrade(v1, fresh);
     test_nan_scores(v1);
+    test_user_objects(user);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) printf("# could not remove %s\n", dir);
