@@ -19,9 +19,9 @@
 -- on masks, and views over it, are kept by src/store.c's migrate() (it
 -- replays their CREATE statements and renames with legacy_alter_table on).
 
-DROP VIEW objects;
-DROP VIEW image_summary;
-DROP VIEW run_summary;
+DROP VIEW IF EXISTS objects;
+DROP VIEW IF EXISTS image_summary;
+DROP VIEW IF EXISTS run_summary;
 
 CREATE TABLE masks_v2 (
     id              INTEGER PRIMARY KEY,

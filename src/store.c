@@ -50,7 +50,12 @@ __asm__(".pushsection .rodata\n"
 extern const char store_schema_001[], store_schema_002[], store_schema_003[];
 
 static const char *const migrations[] = {store_schema_001, store_schema_002, store_schema_003};
+/* the migrations that rebuild the masks table (drop + rename): a user's own
+ * indexes and triggers on masks are saved before and replayed after them */
+static const int migration_rebuilds_masks[] = {0, 1, 0};
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+_Static_assert(sizeof migration_rebuilds_masks / sizeof migration_rebuilds_masks[0] ==
+                   sizeof migrations / sizeof migrations[0], "one flag per migration");
 
 int store_schema_version(void) { return N_MIGRATIONS; }
 
@@ -284,7 +289,8 @@ static int migrate(store_t *s, err_t *err) {
         snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
         char **keep = NULL;
         int nkeep = 0;
-        if (!(r = masks_user_objects(s, &keep, &nkeep, err)) &&
+        int rebuild = migration_rebuilds_masks[v];
+        if (!(r = rebuild ? masks_user_objects(s, &keep, &nkeep, err) : 0) &&
             !(r = exec(s, "PRAGMA legacy_alter_table = ON", err))) {
             r = exec(s, migrations[v], err);
             int r2 = exec(s, "PRAGMA legacy_alter_table = OFF", r ? NULL : err);
