@@ -1173,16 +1173,32 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
+/* Markers for a request's first handler call (con_cls), set by uri_seen
+ * from the raw URI: libmicrohttpd unescapes the URL in place, so an escaped
+ * NUL ("/image/1%00.png") would silently cut it short; such a request is
+ * refused instead. */
+static char REQ_NEW, REQ_NUL, REQ_SEEN;
+
+static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *c) {
+    (void)cls, (void)c;
+    for (const char *p = uri; (p = strchr(p, '%')); p++)
+        if (p[1] == '0' && p[2] == '0') return &REQ_NUL;
+    return &REQ_NEW;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls) {
     (void)version, (void)upload;
     serve_t *sv = cls;
     serve_resp r = {0};
-    if (!*con_cls) {   /* first call: headers only; answer before any body is read */
-        *con_cls = sv;
+    if (*con_cls != &REQ_SEEN) {   /* first call: headers only; answer before any body */
+        int nul = *con_cls == &REQ_NUL;
+        *con_cls = &REQ_SEEN;
         if (strcmp(method, "GET") && strcmp(method, "HEAD"))
             resp_error(&r, 405, "only GET and HEAD");
+        else if (nul)
+            resp_error(&r, 400, "a NUL byte in the URL");
         else if (*upload_size)
             resp_error(&r, 400, "a GET has no body");
         else
@@ -1267,6 +1283,7 @@ int cmd_serve(int argc, char **argv) {
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, sv,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_URI_LOG_CALLBACK, uri_seen, NULL,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)SERVE_THREADS,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVE_MEM_LIMIT,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
