@@ -684,7 +684,7 @@ static int grid_cmp(const void *pa, const void *pb, void *ctx) {
         break;
     }
     case 2: c = (a->path_rank > b->path_rank) - (a->path_rank < b->path_rank); break;
-    default: break;
+    default: c = (a->id > b->id) - (a->id < b->id); break;
     }
     if (q->desc) c = -c;
     if (!c) c = (a->id > b->id) - (a->id < b->id);

@@ -109,6 +109,9 @@ def main():
     by_iou = [r[0] for r in q("SELECT image_id FROM image_summary WHERE status = 'done' "
                               "ORDER BY mean_predicted_iou DESC, image_id")]
     rep.check([c[0] for c in cards(body.decode())] == by_iou, "grid: sort=iou equals SQL avg order")
+    st, _, body = get(srv, "/images?sort=id&order=desc&per=500")
+    rep.check([c[0] for c in cards(body.decode())] == sorted(summ, reverse=True),
+              "grid: sort=id order=desc is newest first")
     pages = []
     for p in (1, 2, 3):
         st, _, body = get(srv, "/images?per=3&sort=id&order=asc&page=%d" % p)
