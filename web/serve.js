@@ -156,7 +156,9 @@ function imagePage(root) {
 
   function select(pm) {
     selected = pm;
-    record.textContent = pm ? JSON.stringify(Object.assign({}, pm.rec, { counts: undefined }), null, 1)
+    // one field a line, the RLE string left out
+    record.textContent = pm ? Object.entries(pm.rec).filter(([k]) => k !== 'counts')
+                                .map(([k, v]) => k + ': ' + JSON.stringify(v)).join('\n')
                             : 'click a mask';
     record.dataset.id = pm ? pm.rec.id : '';
   }
@@ -206,6 +208,10 @@ function imagePage(root) {
       return;
     }
     canvas.width = W; canvas.height = H;
+    // as wide as 900 px and the window height (less the page header)
+    // allow: the whole image stays in view
+    const fit = Math.max(200, Math.min(900, (window.innerHeight - 150) * W / H));
+    document.getElementById('stage').style.flex = '0 1 ' + Math.round(fit) + 'px';
     const scratch = new Uint8Array(W * H);
     let bad = 0;
     for (const m of d.masks) {
