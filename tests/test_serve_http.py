@@ -217,21 +217,24 @@ def main():
     srv = su.Server(db)
     run = subprocess.Popen([su.BIN, "run", db, "--manifest", more] + su.RUN_FLAGS,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    ok200 = 0
+    ok200 = seen_running = 0
     while run.poll() is None:
-        st, _, _ = get(srv, "/")
+        st, _, b1 = get(srv, "/")
         st2, _, _ = get(srv, "/images?sort=iou")
         ok200 += st == 200 and st2 == 200
+        seen_running += b'data-running="1"' in b1
         time.sleep(0.2)
     # 3: the corrupt image of the first run is tried again and fails again
     rep.check(run.returncode in (0, 3) and ok200 > 0, "run beside serve finishes; pages answer meanwhile",
               "run %d, %d good polls" % (run.returncode, ok200))
+    rep.check(seen_running > 0, "run page says a run is going while it goes", str(seen_running))
     time.sleep(1.1)   # the index re-reads at most once a second
     st, _, body = get(srv, "/")
     html = body.decode()
     n_img2 = q("SELECT count(*) FROM images")[0][0]
     n_masks2 = q("SELECT count(*) FROM masks")[0][0]
-    rep.check(n_img2 == n_img + 7 and num("images") == str(n_img2) and num("masks") == str(n_masks2),
+    rep.check(n_img2 == n_img + 7 and num("images") == str(n_img2) and num("masks") == str(n_masks2) and
+              'data-running="0"' in html,
               "run page follows the run", "%s images, %s masks in the page; %d, %d in SQL" %
               (num("images"), num("masks"), n_img2, n_masks2))
     srv.stop()
