@@ -24,6 +24,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -185,6 +186,25 @@ def main():
     rep.check(st in (400, 413, 431), "100 kB header refused", str(st))
     st, _, _ = get(srv, "/images")
     rep.check(st == 200, "server still answers after the bad requests", str(st))
+    # concurrent requests (4 server threads, each with its own connection;
+    # the index and the thumbnail cache shared)
+    urls = ["/", "/images?sort=iou", "/api/image/%d" % iid, "/thumb/%d" % iid] + \
+           ["/thumb/%d" % i for i in summ if summ[i][0] > 0]
+    want = {u: get(srv, u)[2] for u in urls}
+    bad = []
+
+    def hammer(k):
+        for j in range(12):
+            u = urls[(k + j) % len(urls)]
+            st, _, b = get(srv, u)
+            if st != 200 or (not u.startswith("/images") and u != "/" and b != want[u]):
+                bad.append((u, st))
+    ts = [threading.Thread(target=hammer, args=(k,)) for k in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    rep.check(not bad, "8 clients at once: same answers", str(bad[:5]))
     rc = srv.stop()
     rep.check(rc == 0, "serve exits 0 on SIGTERM", str(rc))
     rep.check(sha(db) == digest, "database file unchanged by serving")
