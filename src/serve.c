@@ -585,14 +585,18 @@ static int page_run(serve_t *sv, store_t *s, serve_resp *r) {
         while (sqlite3_step(st) == SQLITE_ROW && k < (size_t)nruns) rs[k++].id = sqlite3_column_int64(st, 0);
         for (size_t i = 0; i < sv->idx.n; i++) {
             const sv_img *m = &sv->idx.rows[i];
-            for (size_t j = 0; j < k; j++)
-                if (rs[j].id == m->run_id) {
-                    if (m->status == IMAGE_STATUS_DONE) rs[j].done++;
-                    if (m->status == IMAGE_STATUS_FAILED) rs[j].failed++;
-                    rs[j].masks += m->masks;
-                    if (m->finished_at > rs[j].last_finished) rs[j].last_finished = m->finished_at;
-                    break;
-                }
+            size_t lo = 0, hi = k;   /* rs is in id order: binary search */
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (rs[mid].id < m->run_id) lo = mid + 1;
+                else hi = mid;
+            }
+            if (lo == k || rs[lo].id != m->run_id) continue;
+            run_stat *q = &rs[lo];
+            if (m->status == IMAGE_STATUS_DONE) q->done++;
+            if (m->status == IMAGE_STATUS_FAILED) q->failed++;
+            q->masks += m->masks;
+            if (m->finished_at > q->last_finished) q->last_finished = m->finished_at;
         }
     }
     sqlite3_finalize(st);

@@ -257,6 +257,14 @@ def main():
               'data-running="0"' in html,
               "run page follows the run", "%s images, %s masks in the page; %d, %d in SQL" %
               (num("images"), num("masks"), n_img2, n_masks2))
+    rows = []
+    for tr in re.findall(r'<tr class="run">(.*?)</tr>', html, re.S):
+        td = re.findall(r'<td[^>]*>(.*?)</td>', tr, re.S)
+        rows.append((int(td[0]), int(td[7]), int(td[8]), int(td[9])))
+    want = [tuple(r) for r in q("SELECT run_id, images_done, images_failed, masks FROM run_summary "
+                                "ORDER BY run_id")]
+    rep.check(len(rows) == 2 and rows == want, "run page: done, failed, masks per run equal run_summary",
+              "%s vs %s" % (rows, want))
     srv.stop()
 
     # ---- command line ----
