@@ -151,6 +151,8 @@ def main():
               "failed image: page and reason")
     st, _, _ = get(srv, "/thumb/%d" % failed[0][0])
     rep.check(st == 404, "failed image: no thumbnail (404)", str(st))
+    st, ct, body = get(srv, "/images", method="HEAD")
+    rep.check(st == 200 and ct.startswith("text/html") and body == b"", "HEAD: headers only")
     st, ct, body = get(srv, "/static/serve.js")
     rep.check(st == 200 and "javascript" in ct and b"rleCounts" in body, "static: serve.js")
 
