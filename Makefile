@@ -5,7 +5,7 @@
 CC      ?= cc
 # nvcc from PATH, else the default CUDA install location
 NVCC    ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc),nvcc)
-PKGS    := vips sqlite3 minizip
+PKGS    := vips sqlite3 minizip libmicrohttpd
 OPT     ?= -O2
 PKG_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS) 2>/dev/null))
 CFLAGS  ?= $(OPT) -g
@@ -51,6 +51,9 @@ $(BUILD)/obj/%.o: %.c $(wildcard include/*.h src/*.h jobs/*.h kernels/*.h schema
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo '  CC    $<')
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+# serve.c links in the web assets (web/*) with .incbin
+$(BUILD)/obj/src/serve.o: $(wildcard web/*)
 
 $(BUILD)/obj/%.o: %.cu $(wildcard include/*.h kernels/*.h kernels/*.cuh)
 	@mkdir -p $(dir $@)
@@ -99,7 +102,7 @@ BUNDLE  ?= gpu-bundle
 comma   := ,
 BUNDLE_SRCS := tests/test_ops.c tests/test_cuda.c tests/test_model.c tests/test_amg.c \
                bench/bench_cuda.c $(wildcard tests/gpu/gpu_*.c)
-BUNDLE_OBJ  := $(filter-out $(BUILD)/obj/src/store.o $(BUILD)/obj/src/sqlext.o $(BUILD)/obj/jobs/%,$(OBJ)) \
+BUNDLE_OBJ  := $(filter-out $(BUILD)/obj/src/store.o $(BUILD)/obj/src/sqlext.o $(BUILD)/obj/src/serve.o $(BUILD)/obj/jobs/%,$(OBJ)) \
                $(CU_OBJ) $(BUILD)/gpu/mini_blas.o $(BUILD)/gpu/vips_stub.o
 BUNDLE_RPATH := -Wl,-rpath,'$$ORIGIN/../lib' $(if $(filter 1,$(HAVE_NVCC)),-Wl$(comma)-rpath$(comma)$(CUDA_HOME)/lib64)
 BUNDLE_LDLIBS := -Wl,--no-as-needed -lminizip -lz -Wl,--as-needed \

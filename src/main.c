@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "serve.h"
 
 static const struct {
     const char *name;
@@ -12,6 +13,7 @@ static const struct {
     {"run", cmd_run, "process manifests of images into an SQLite database (resumable)"},
     {"status", cmd_status, "counts per status, throughput, ETA and the last errors of a database"},
     {"export", cmd_export, "write SA-1B JSON, COCO JSON or PNG overlays from a database"},
+    {"serve", cmd_serve, "a local web page to review a database: runs, images, masks"},
     {"sql", cmd_sql, "run SQL on a database with the rle_* functions registered"},
     {"generate", cmd_generate, "automatic mask generation for images, to JSON or PNG"},
     {"predict", cmd_predict, "masks from point and box prompts (interactive path)"},

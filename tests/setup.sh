@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # setup.sh: install the Debian packages sam2amg builds and tests with
 # (idempotent; needs root or sudo). nvcc, if present, is used as found.
+# libmicrohttpd is for `serve`; chromium, chromium-driver and
+# python3-selenium for its browser test (tests/test_serve_browser.py).
 set -euo pipefail
 pkgs=(build-essential pkg-config libvips-dev libsqlite3-dev sqlite3 libopenblas-dev
-      libopenblas0-pthread libminizip-dev zlib1g-dev python3 python3-numpy python3-pip valgrind)
+      libopenblas0-pthread libminizip-dev zlib1g-dev python3 python3-numpy python3-pip valgrind
+      libmicrohttpd-dev chromium chromium-driver python3-selenium)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
