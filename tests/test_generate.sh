@@ -112,5 +112,14 @@ check "a 2x2 flat image's 0/0 stability scores are JSON null (strict JSON)" bash
     $bin generate $mm --stability-score-thresh 0 $tmp/flat_2x2.png -o $tmp/nan.json &&
     grep -q '\"stability_score\": null' $tmp/nan.json &&
     /usr/bin/python3 -c 'import json,sys; json.load(open(sys.argv[1]), parse_constant=lambda c: sys.exit(\"non-JSON \" + c))' $tmp/nan.json"
+# -o OUT with failing images: valid JSON of the others, OUT untouched when none succeeds
+: >$tmp/empty.png
+check "-o with a failing first image: a JSON list of the others (exit 3)" bash -c "
+    $bin generate $mm $tmp/empty.png $tmp/flat_40x30.png $tmp/empty.png $tmp/flat_2x2.png -o $tmp/list.json;
+    rc=\$?; [ \$rc -eq 3 ] &&
+    /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d) == 2, d' $tmp/list.json"
+check "-o with every image failing: exit 1, an existing OUT left as it was, no temporary file" bash -c "
+    echo '{\"old\": 1}' >$tmp/keep.json; $bin generate $mm $tmp/empty.png -o $tmp/keep.json; rc=\$?;
+    [ \$rc -eq 1 ] && [ \"\$(cat $tmp/keep.json)\" = '{\"old\": 1}' ] && ! ls $tmp | grep -q '\\.tmp\$'"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]
