@@ -299,8 +299,8 @@ int cmd_run(int argc, char **argv) {
                       strcmp(last.params, info.params))) {
         fprintf(stderr,
                 "sam2amg run: %s: this database was made with %s (sha256 %.12s...) and "
-                "parameters %s;\nthis run asks for %s (sha256 %.12s...) and %s.\n"
-                "Masks of different models or parameters do not mix: use another database.\n",
+                "parameters %s; this run asks for %s (sha256 %.12s...) and %s: masks of "
+                "different models or parameters do not mix, use another database\n",
                 db, last.model_path, last.model_sha256, last.params, info.model_path,
                 info.model_sha256, info.params);
         goto out;
@@ -787,7 +787,7 @@ static int export_coco(store_t *s, const char *out, export_image *im, int64_t n)
     char *tmp = tmp_name(out);
     FILE *f = fopen(tmp, "w");
     if (!f) {
-        fprintf(stderr, "sam2amg export: %s: %s\n", tmp, strerror(errno));
+        fprintf(stderr, "sam2amg export: %s: %s\n", out, strerror(errno));
         free(tmp);
         return EXIT_DATA;
     }

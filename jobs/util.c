@@ -34,6 +34,9 @@ int jobs_load_image(image_t *img, const char *path, int64_t max_pixels, err_t *e
         return err_set(err, ERR_IO, "%s: not a regular file (%s)", path,
                        S_ISDIR(sb.st_mode) ? "a directory" : S_ISFIFO(sb.st_mode) ? "a FIFO"
                                                                                : "a device or socket");
+    /* COCO RLE counts are 32-bit: an image amg_generate must refuse is
+     * refused here, before its pixels are allocated and decoded */
+    if (max_pixels > AMG_MAX_PIXELS) max_pixels = AMG_MAX_PIXELS;
     return image_load(img, path, max_pixels, err);
 }
 

@@ -136,6 +136,25 @@ wait $lockpid
 check "concurrent run refused: exit 1, one line naming the pid" bash -c \
     "[ $rc -eq 1 ] && [ \$(wc -l < '$T/e') -eq 1 ] && grep -q 'pid 4242 holds' '$T/e'"
 
+# ---- 8. other parameters on a database: refused in one line ----
+"$BIN" run "$D" --model test: --points-per-side 3 --quiet 2> "$T/e"
+rc=$?
+check "other parameters refused: exit 1, one line naming the database and 'do not mix'" bash -c \
+    "[ $rc -eq 1 ] && [ \$(wc -l < '$T/e') -eq 1 ] && grep -q '^sam2amg run: $D: .*do not mix' '$T/e'"
+
+# ---- 9. over 2^32 pixels: refused from the header even when --max-pixels allows it ----
+python3 - "$T/huge.png" <<'EOF2'
+import struct, sys, zlib
+c = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + c(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 0, 0, 0, 0))
+                              + c(b"IDAT", zlib.compress(b"\0" * 100)) + c(b"IEND", b""))
+EOF2
+echo "$T/huge.png" | "$BIN" run "$T/huge.sqlite" --manifest - "${AMG[@]}" --max-pixels 1000000000000 2> "$T/e"
+rc=$?
+row=$(q "$T/huge.sqlite" "select status || '|' || attempts || '|' || error from images")
+check "a 100000x100000 header with --max-pixels 1e12: failed once, over the limit of 4294967295, not retried" \
+    bash -c "[ $rc -eq 3 ] && [ '$row' = 'failed|1|$T/huge.png: 100000x100000 = 10000000000 pixels is over the limit of 4294967295' ]"
+
 # ---- exports on a database with a/same.png, b/same.png and more ----
 D=$T/exp.sqlite
 "$BIN" run "$D" --manifest "$T/img" --manifest "$T/a" --manifest "$T/b" "${AMG[@]}"
@@ -247,6 +266,10 @@ names = sorted(i["file_name"] for i in json.load(open(sys.argv[1]))["images"])
 s = sys.argv[2]
 assert names == sorted(["x/ok.png", f"x/{s}.png", f"y/{s}.png"]), names
 EOF
+
+check "coco export into a missing folder: the message names FILE, not a temporary file" bash -c \
+    "! '$BIN' export '$D' --format coco '$T/nodir/c.json' 2> '$T/e' && grep -q '^sam2amg export: $T/nodir/c.json: ' '$T/e' &&
+     ! grep -q sam2amg-export '$T/e'"
 
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]
