@@ -238,7 +238,20 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
     for (int k = 0; k < nimages; k++) {
         image_t img = {0};
         amg_result res = {0};
-        int rc = image_load(&img, images[k], 0, &err);
+        int rc = 0;
+        if (out_dir) {
+            /* two images of one file name would write one output file:
+             * the later one fails instead of replacing the other's */
+            char mine[4096], other[4096];
+            out_path(mine, sizeof mine, out_dir, images[k], format);
+            for (int j = 0; j < k && !rc; j++) {
+                out_path(other, sizeof other, out_dir, images[j], format);
+                if (!strcmp(mine, other))
+                    rc = err_set(&err, ERR_INVALID, "%s: %s is already the output of %s (same file "
+                                 "name); give them separate --out-dir", images[k], mine, images[j]);
+            }
+        }
+        if (!rc) rc = image_load(&img, images[k], 0, &err);
         if (!rc) rc = amg_generate(g, &m, img.rgb, img.w, img.h, &res, &err);
         if (!rc && rp) rc = amg_replay_finish(rp, &err);
         if (!rc && verbose) {

@@ -121,5 +121,10 @@ check "-o with a failing first image: a JSON list of the others (exit 3)" bash -
 check "-o with every image failing: exit 1, an existing OUT left as it was, no temporary file" bash -c "
     echo '{\"old\": 1}' >$tmp/keep.json; $bin generate $mm $tmp/empty.png -o $tmp/keep.json; rc=\$?;
     [ \$rc -eq 1 ] && [ \"\$(cat $tmp/keep.json)\" = '{\"old\": 1}' ] && ! ls $tmp | grep -q '\\.tmp\$'"
+mkdir -p $tmp/s1 $tmp/s2; cp $tmp/flat_40x30.png $tmp/s1/same.png; cp $tmp/flat_2x2.png $tmp/s2/same.png
+check "--out-dir with two images of one file name: the later fails naming both (exit 3), the first's file kept" bash -c "
+    $bin generate $mm $tmp/s1/same.png $tmp/s2/same.png --out-dir $tmp/same 2>$tmp/err; rc=\$?; cat $tmp/err;
+    [ \$rc -eq 3 ] && grep -q '$tmp/s2/same.png: .* is already the output of $tmp/s1/same.png' $tmp/err &&
+    grep -q '\"width\": 40' $tmp/same/same.json"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]
