@@ -224,6 +224,12 @@ int cmd_run(int argc, char **argv) {
     }
     if (cfg.n_devices == 0) return cli_usage_error(cmd, "--devices is empty");
     cfg.db_path = db;
+    /* a mistyped DB without --model: refused before the database (and its
+     * lock file) would be created */
+    struct stat db_st;
+    if (!cfg.model_path && stat(db, &db_st) != 0 && errno == ENOENT)
+        return cli_usage_error(cmd, "--model WEIGHTS is required for a new database (%s does not "
+                               "exist)", db);
 
     int lock = lock_db(db);
     if (lock < 0) return EXIT_DATA;

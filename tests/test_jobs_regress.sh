@@ -142,6 +142,13 @@ rc=$?
 check "other parameters refused: exit 1, one line naming the database and 'do not mix'" bash -c \
     "[ $rc -eq 1 ] && [ \$(wc -l < '$T/e') -eq 1 ] && grep -q '^sam2amg run: $D: .*do not mix' '$T/e'"
 
+# ---- 8b. a mistyped new database without --model: usage error, nothing created ----
+"$BIN" run "$T/typo.sqlite" --quiet 2> "$T/e"
+rc=$?
+check "run of a missing DB without --model: exit 2, one line, no file created" bash -c \
+    "[ $rc -eq 2 ] && [ \$(wc -l < '$T/e') -eq 1 ] && grep -q 'required for a new database' '$T/e' &&
+     ! ls '$T' | grep -q typo"
+
 # ---- 9. over 2^32 pixels: refused from the header even when --max-pixels allows it ----
 python3 - "$T/huge.png" <<'EOF2'
 import struct, sys, zlib
