@@ -560,9 +560,10 @@ static int write_overlay_png(const char *out, const char *image_path, const amg_
     int rc = jobs_load_image(&img, image_path, max_pixels, err);
     if (rc) return rc;
     if (img.w != res->width || img.h != res->height) {
+        int w = img.w, h = img.h; /* image_free zeroes them */
         image_free(&img);
-        return err_set(err, ERR_FORMAT, "%s: now %dx%d, the masks are %dx%d", image_path, img.w,
-                       img.h, res->width, res->height);
+        return err_set(err, ERR_FORMAT, "%s: now %dx%d, the masks are %dx%d", image_path, w, h,
+                       res->width, res->height);
     }
     rc = amg_draw_overlay(img.rgb, img.w, img.h, res, err);
     if (!rc) rc = image_write_png(out, img.rgb, img.w, img.h, 3, err);

@@ -278,5 +278,29 @@ check "coco export into a missing folder: the message names FILE, not a temporar
     "! '$BIN' export '$D' --format coco '$T/nodir/c.json' 2> '$T/e' && grep -q '^sam2amg export: $T/nodir/c.json: ' '$T/e' &&
      ! grep -q sam2amg-export '$T/e'"
 
+# ---- png export of an image replaced by one of another size: the message gives its size ----
+mkdir -p "$T/resized"
+python3 - "$T/resized/r.png" 40 30 <<'EOF2'
+import struct, sys, zlib
+w, h = int(sys.argv[2]), int(sys.argv[3])
+c = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+raw = b"".join(b"\0" + bytes((x * 7 + y * 3) % 256 for x in range(3 * w)) for y in range(h))
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + c(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                              + c(b"IDAT", zlib.compress(raw)) + c(b"IEND", b""))
+EOF2
+"$BIN" run "$T/resized.sqlite" --manifest "$T/resized" "${AMG[@]}" 2>/dev/null
+python3 - "$T/resized/r.png" 5 3 <<'EOF2'
+import struct, sys, zlib
+w, h = int(sys.argv[2]), int(sys.argv[3])
+c = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+raw = b"".join(b"\0" + bytes(3 * w) for y in range(h))
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + c(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                              + c(b"IDAT", zlib.compress(raw)) + c(b"IEND", b""))
+EOF2
+"$BIN" export "$T/resized.sqlite" --format png "$T/resized_png" 2> "$T/e"
+rc=$?
+check "png export of a resized image: exit 1, 'now 5x3, the masks are 40x30'" bash -c \
+    "[ $rc -eq 1 ] && grep -q 'r.png: now 5x3, the masks are 40x30' '$T/e'"
+
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]
