@@ -126,5 +126,12 @@ check "--out-dir with two images of one file name: the later fails naming both (
     $bin generate $mm $tmp/s1/same.png $tmp/s2/same.png --out-dir $tmp/same 2>$tmp/err; rc=\$?; cat $tmp/err;
     [ \$rc -eq 3 ] && grep -q '$tmp/s2/same.png: .* is already the output of $tmp/s1/same.png' $tmp/err &&
     grep -q '\"width\": 40' $tmp/same/same.json"
+mkfifo $tmp/fifo
+check "--model FIFO (no writer): refused at once as not a regular file (exit 1), no hang" bash -c "
+    timeout 20 $bin generate --model $tmp/fifo $tmp/flat_2x2.png -o $tmp/fifo.json 2>$tmp/err; rc=\$?; cat $tmp/err;
+    [ \$rc -eq 1 ] && grep -q '$tmp/fifo: not a regular file' $tmp/err"
+check "--config DIR: exit 1, read error with its reason" bash -c "
+    $bin generate $mm --config $tmp/s1 $tmp/flat_2x2.png -o $tmp/cd.json 2>$tmp/err; rc=\$?; cat $tmp/err;
+    [ \$rc -eq 1 ] && grep -q '$tmp/s1: read error: Is a directory' $tmp/err"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

@@ -149,6 +149,17 @@ check "run of a missing DB without --model: exit 2, one line, no file created" b
     "[ $rc -eq 2 ] && [ \$(wc -l < '$T/e') -eq 1 ] && grep -q 'required for a new database' '$T/e' &&
      ! ls '$T' | grep -q typo"
 
+# ---- 8c. --model a directory or a FIFO: one line with the reason, no hang ----
+mkfifo "$T/wfifo"
+timeout 20 "$BIN" run "$T/mdir.sqlite" --manifest "$T/img" --model "$T/img" --quiet 2> "$T/e"
+rc=$?
+check "run --model DIR: exit 1, 'not a regular file (a directory)'" bash -c \
+    "[ $rc -eq 1 ] && [ \$(wc -l < '$T/e') -eq 1 ] && grep -q '$T/img: not a regular file (a directory)' '$T/e'"
+timeout 20 "$BIN" run "$T/mdir.sqlite" --manifest "$T/img" --model "$T/wfifo" --quiet 2> "$T/e"
+rc=$?
+check "run --model FIFO (no writer): exit 1 at once, not a regular file" bash -c \
+    "[ $rc -eq 1 ] && grep -q '$T/wfifo: not a regular file' '$T/e'"
+
 # ---- 9. over 2^32 pixels: refused from the header even when --max-pixels allows it ----
 python3 - "$T/huge.png" <<'EOF2'
 import struct, sys, zlib
