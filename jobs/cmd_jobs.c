@@ -232,6 +232,12 @@ int cmd_run(int argc, char **argv) {
     }
     if (cfg.n_devices == 0) return cli_usage_error(cmd, "--devices is empty");
     cfg.db_path = db;
+    /* a mistyped DB without --model: refused before the database (and its
+     * lock file) would be created */
+    struct stat db_st;
+    if (!cfg.model_path && stat(db, &db_st) != 0 && errno == ENOENT)
+        return cli_usage_error(cmd, "--model WEIGHTS is required for a new database (%s does not "
+                               "exist)", db);
 
     int lock = lock_db(db);
     if (lock < 0) return EXIT_DATA;
@@ -327,8 +333,8 @@ int cmd_run(int argc, char **argv) {
                       strcmp(last.params, info.params))) {
         fprintf(stderr,
                 "sam2amg run: %s: this database was made with %s (sha256 %.12s...) and "
-                "parameters %s;\nthis run asks for %s (sha256 %.12s...) and %s.\n"
-                "Masks of different models or parameters do not mix: use another database.\n",
+                "parameters %s; this run asks for %s (sha256 %.12s...) and %s: masks of "
+                "different models or parameters do not mix, use another database\n",
                 db, last.model_path, last.model_sha256, last.params, info.model_path,
                 info.model_sha256, info.params);
         goto out;
@@ -582,9 +588,10 @@ static int write_overlay_png(const char *out, const char *image_path, const amg_
     int rc = jobs_load_image(&img, image_path, max_pixels, err);
     if (rc) return rc;
     if (img.w != res->width || img.h != res->height) {
+        int w = img.w, h = img.h; /* image_free zeroes them */
         image_free(&img);
-        return err_set(err, ERR_FORMAT, "%s: now %dx%d, the masks are %dx%d", image_path, img.w,
-                       img.h, res->width, res->height);
+        return err_set(err, ERR_FORMAT, "%s: now %dx%d, the masks are %dx%d", image_path, w, h,
+                       res->width, res->height);
     }
     rc = amg_draw_overlay(img.rgb, img.w, img.h, res, err);
     if (!rc) rc = image_write_png(out, img.rgb, img.w, img.h, 3, err);
@@ -815,7 +822,7 @@ static int export_coco(store_t *s, const char *out, export_image *im, int64_t n)
     char *tmp = tmp_name(out);
     FILE *f = fopen(tmp, "w");
     if (!f) {
-        fprintf(stderr, "sam2amg export: %s: %s\n", tmp, strerror(errno));
+        fprintf(stderr, "sam2amg export: %s: %s\n", out, strerror(errno));
         free(tmp);
         return EXIT_DATA;
     }

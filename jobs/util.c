@@ -34,6 +34,9 @@ int jobs_load_image(image_t *img, const char *path, int64_t max_pixels, err_t *e
         return err_set(err, ERR_IO, "%s: not a regular file (%s)", path,
                        S_ISDIR(sb.st_mode) ? "a directory" : S_ISFIFO(sb.st_mode) ? "a FIFO"
                                                                                : "a device or socket");
+    /* COCO RLE counts are 32-bit: an image amg_generate must refuse is
+     * refused here, before its pixels are allocated and decoded */
+    if (max_pixels > AMG_MAX_PIXELS) max_pixels = AMG_MAX_PIXELS;
     return image_load(img, path, max_pixels, err);
 }
 
@@ -72,6 +75,11 @@ static void sha256_block(uint32_t h[8], const uint8_t *p) {
 }
 
 int jobs_sha256_file(const char *path, char hex[65], err_t *err) {
+    /* stat first: opening a FIFO would block */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return err_set(err, ERR_IO, "%s: not a regular file (%s)", path,
+                       S_ISDIR(sb.st_mode) ? "a directory" : "a FIFO, device or socket");
     FILE *f = fopen(path, "rb");
     if (!f) return err_set(err, ERR_IO, "%s: %s", path, strerror(errno));
     uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -88,11 +96,11 @@ int jobs_sha256_file(const char *path, char hex[65], err_t *err) {
         for (size_t i = 0; i < n; i += 64) sha256_block(h, buf + i);
         total += n;
     }
-    int bad = ferror(f);
+    int bad = ferror(f) ? (errno ? errno : EIO) : 0;
     fclose(f);
     if (bad) {
         free(buf);
-        return err_set(err, ERR_IO, "%s: read error", path);
+        return err_set(err, ERR_IO, "%s: read error: %s", path, strerror(bad));
     }
     total += n;
     size_t full = n / 64 * 64;

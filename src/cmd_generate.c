@@ -71,6 +71,7 @@ typedef struct gen_state {
     amg_replay_t *rp;
     amg_t       *g;
     FILE        *fo;
+    char        *tmp; /* -o OUT is written here, renamed onto OUT at the end */
     backend_t   *be;
     sam2_model  *sm;
     amg_model    wrap;
@@ -84,6 +85,8 @@ int cmd_generate(int argc, char **argv) {
     gs.images = calloc((size_t)argc + 1, sizeof *gs.images);
     int rc = gs.images ? generate_run(argc, argv, &gs) : EXIT_DATA;
     if (gs.fo && gs.fo != stdout) fclose(gs.fo);
+    if (gs.tmp) unlink(gs.tmp);
+    free(gs.tmp);
     amg_free(gs.g);
     amg_replay_free(gs.rp);
     amg_model_unwrap(&gs.wrap);
@@ -212,18 +215,43 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
     amg_replay_t *rp = gs->rp;
     FILE *fo = NULL;
     if (out && !strcmp(format, "json")) {
-        fo = gs->fo = !strcmp(out, "-") ? stdout : fopen(out, "w");
+        /* -o OUT: written under a temporary name beside OUT and renamed
+         * onto it when at least one image succeeded, so a failed command
+         * leaves an existing OUT as it was */
+        if (strcmp(out, "-")) {
+            size_t n = strlen(out) + 40;
+            gs->tmp = malloc(n);
+            if (!gs->tmp) {
+                fprintf(stderr, "sam2amg generate: %s: out of memory\n", out);
+                return EXIT_DATA;
+            }
+            snprintf(gs->tmp, n, "%s.sam2amg-%d.tmp", out, (int)getpid());
+        }
+        fo = gs->fo = gs->tmp ? fopen(gs->tmp, "w") : stdout;
         if (!fo) {
             fprintf(stderr, "sam2amg generate: %s: %s\n", out, strerror(errno));
             return EXIT_DATA;
         }
         if (nimages > 1) fputs("[\n", fo);
     }
-    int failed = 0;
+    int failed = 0, written = 0; /* written: records in the -o list */
     for (int k = 0; k < nimages; k++) {
         image_t img = {0};
         amg_result res = {0};
-        int rc = image_load(&img, images[k], 0, &err);
+        int rc = 0;
+        if (out_dir) {
+            /* two images of one file name would write one output file:
+             * the later one fails instead of replacing the other's */
+            char mine[4096], other[4096];
+            out_path(mine, sizeof mine, out_dir, images[k], format);
+            for (int j = 0; j < k && !rc; j++) {
+                out_path(other, sizeof other, out_dir, images[j], format);
+                if (!strcmp(mine, other))
+                    rc = err_set(&err, ERR_INVALID, "%s: %s is already the output of %s (same file "
+                                 "name); give them separate --out-dir", images[k], mine, images[j]);
+            }
+        }
+        if (!rc) rc = image_load(&img, images[k], 0, &err);
         if (!rc) rc = amg_generate(g, &m, img.rgb, img.w, img.h, &res, &err);
         if (!rc && rp) rc = amg_replay_finish(rp, &err);
         if (!rc && verbose) {
@@ -257,7 +285,7 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
                     if (fclose(f) || rc) rc = err_set(&err, ERR_IO, "%s: write failed", path);
                 }
             } else {
-                if (k) fputs(",\n", fo);
+                if (written++) fputs(",\n", fo);
                 rc = amg_write_json(fo, fname, &res);
                 if (rc) err_set(&err, rc, "%s: write failed", out);
             }
@@ -278,6 +306,11 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         gs->fo = NULL;
         if (fo == stdout ? fflush(fo) : fclose(fo)) {
             fprintf(stderr, "sam2amg generate: %s: write failed\n", out);
+            failed = nimages;
+        }
+        if (gs->tmp && failed < nimages && rename(gs->tmp, out) != 0) {
+            fprintf(stderr, "sam2amg generate: %s: cannot rename into place: %s\n", out,
+                    strerror(errno));
             failed = nimages;
         }
     }

@@ -322,10 +322,10 @@ int json_parse_file(json_t **out, const char *path, err_t *err) {
         if (!nb) { free(buf); buf = NULL; break; }
         buf = nb, cap *= 2;
     }
-    int bad = ferror(f);
+    int bad = ferror(f) ? (errno ? errno : EIO) : 0;
     fclose(f);
     if (!buf) return err_set(err, ERR_NOMEM, "%s: out of memory", path);
-    if (bad) { free(buf); return err_set(err, ERR_IO, "%s: read error", path); }
+    if (bad) { free(buf); return err_set(err, ERR_IO, "%s: read error: %s", path, strerror(bad)); }
     int rc = json_parse(out, buf, n, path, err);
     free(buf);
     return rc;

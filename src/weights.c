@@ -333,7 +333,8 @@ int weights_open(weights_t **out, const char *path, err_t *err) {
     weights_t *w = weights_new(path);
     if (!w) return err_set(err, ERR_NOMEM, "%s: out of memory", path);
     int rc;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO must not block the open; it is refused below */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
     if (fd < 0) { rc = err_set(err, ERR_IO, "%s: %s", path, strerror(errno)); goto fail; }
     if (fstat(fd, &st)) { rc = err_set(err, ERR_IO, "%s: %s", path, strerror(errno)); goto fail; }

@@ -112,5 +112,26 @@ check "a 2x2 flat image's 0/0 stability scores are JSON null (strict JSON)" bash
     $bin generate $mm --stability-score-thresh 0 $tmp/flat_2x2.png -o $tmp/nan.json &&
     grep -q '\"stability_score\": null' $tmp/nan.json &&
     /usr/bin/python3 -c 'import json,sys; json.load(open(sys.argv[1]), parse_constant=lambda c: sys.exit(\"non-JSON \" + c))' $tmp/nan.json"
+# -o OUT with failing images: valid JSON of the others, OUT untouched when none succeeds
+: >$tmp/empty.png
+check "-o with a failing first image: a JSON list of the others (exit 3)" bash -c "
+    $bin generate $mm $tmp/empty.png $tmp/flat_40x30.png $tmp/empty.png $tmp/flat_2x2.png -o $tmp/list.json;
+    rc=\$?; [ \$rc -eq 3 ] &&
+    /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d) == 2, d' $tmp/list.json"
+check "-o with every image failing: exit 1, an existing OUT left as it was, no temporary file" bash -c "
+    echo '{\"old\": 1}' >$tmp/keep.json; $bin generate $mm $tmp/empty.png -o $tmp/keep.json; rc=\$?;
+    [ \$rc -eq 1 ] && [ \"\$(cat $tmp/keep.json)\" = '{\"old\": 1}' ] && ! ls $tmp | grep -q '\\.tmp\$'"
+mkdir -p $tmp/s1 $tmp/s2; cp $tmp/flat_40x30.png $tmp/s1/same.png; cp $tmp/flat_2x2.png $tmp/s2/same.png
+check "--out-dir with two images of one file name: the later fails naming both (exit 3), the first's file kept" bash -c "
+    $bin generate $mm $tmp/s1/same.png $tmp/s2/same.png --out-dir $tmp/same 2>$tmp/err; rc=\$?; cat $tmp/err;
+    [ \$rc -eq 3 ] && grep -q '$tmp/s2/same.png: .* is already the output of $tmp/s1/same.png' $tmp/err &&
+    grep -q '\"width\": 40' $tmp/same/same.json"
+mkfifo $tmp/fifo
+check "--model FIFO (no writer): refused at once as not a regular file (exit 1), no hang" bash -c "
+    timeout 20 $bin generate --model $tmp/fifo $tmp/flat_2x2.png -o $tmp/fifo.json 2>$tmp/err; rc=\$?; cat $tmp/err;
+    [ \$rc -eq 1 ] && grep -q '$tmp/fifo: not a regular file' $tmp/err"
+check "--config DIR: exit 1, read error with its reason" bash -c "
+    $bin generate $mm --config $tmp/s1 $tmp/flat_2x2.png -o $tmp/cd.json 2>$tmp/err; rc=\$?; cat $tmp/err;
+    [ \$rc -eq 1 ] && grep -q '$tmp/s1: read error: Is a directory' $tmp/err"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

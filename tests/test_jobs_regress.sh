@@ -141,6 +141,43 @@ wait $lockpid
 check "concurrent run refused: exit 1, one line naming the pid" bash -c \
     "[ $rc -eq 1 ] && [ \$(wc -l < '$T/e') -eq 1 ] && grep -q 'pid 4242 holds' '$T/e'"
 
+# ---- 8. other parameters on a database: refused in one line ----
+"$BIN" run "$D" --model test: --points-per-side 3 --quiet 2> "$T/e"
+rc=$?
+check "other parameters refused: exit 1, one line naming the database and 'do not mix'" bash -c \
+    "[ $rc -eq 1 ] && [ \$(wc -l < '$T/e') -eq 1 ] && grep -q '^sam2amg run: $D: .*do not mix' '$T/e'"
+
+# ---- 8b. a mistyped new database without --model: usage error, nothing created ----
+"$BIN" run "$T/typo.sqlite" --quiet 2> "$T/e"
+rc=$?
+check "run of a missing DB without --model: exit 2, one line, no file created" bash -c \
+    "[ $rc -eq 2 ] && [ \$(wc -l < '$T/e') -eq 1 ] && grep -q 'required for a new database' '$T/e' &&
+     ! ls '$T' | grep -q typo"
+
+# ---- 8c. --model a directory or a FIFO: one line with the reason, no hang ----
+mkfifo "$T/wfifo"
+timeout 20 "$BIN" run "$T/mdir.sqlite" --manifest "$T/img" --model "$T/img" --quiet 2> "$T/e"
+rc=$?
+check "run --model DIR: exit 1, one line naming DIR as a directory" bash -c \
+    "[ $rc -eq 1 ] && [ \$(wc -l < '$T/e') -eq 1 ] && grep -q '$T/img.* directory' '$T/e'"
+timeout 20 "$BIN" run "$T/mdir.sqlite" --manifest "$T/img" --model "$T/wfifo" --quiet 2> "$T/e"
+rc=$?
+check "run --model FIFO (no writer): exit 1 at once, not a regular file" bash -c \
+    "[ $rc -eq 1 ] && grep -q '$T/wfifo: not a regular file' '$T/e'"
+
+# ---- 9. over 2^32 pixels: refused from the header even when --max-pixels allows it ----
+python3 - "$T/huge.png" <<'EOF2'
+import struct, sys, zlib
+c = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + c(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 0, 0, 0, 0))
+                              + c(b"IDAT", zlib.compress(b"\0" * 100)) + c(b"IEND", b""))
+EOF2
+echo "$T/huge.png" | "$BIN" run "$T/huge.sqlite" --manifest - "${AMG[@]}" --max-pixels 1000000000000 2> "$T/e"
+rc=$?
+row=$(q "$T/huge.sqlite" "select status || '|' || attempts || '|' || error from images")
+check "a 100000x100000 header with --max-pixels 1e12: failed once, over the limit of 4294967295, not retried" \
+    bash -c "[ $rc -eq 3 ] && [ '$row' = 'failed|1|$T/huge.png: 100000x100000 = 10000000000 pixels is over the limit of 4294967295' ]"
+
 # ---- exports on a database with a/same.png, b/same.png and more ----
 D=$T/exp.sqlite
 "$BIN" run "$D" --manifest "$T/img" --manifest "$T/a" --manifest "$T/b" "${AMG[@]}"
@@ -252,6 +289,34 @@ names = sorted(i["file_name"] for i in json.load(open(sys.argv[1]))["images"])
 s = sys.argv[2]
 assert names == sorted(["x/ok.png", f"x/{s}.png", f"y/{s}.png"]), names
 EOF
+
+check "coco export into a missing folder: the message names FILE, not a temporary file" bash -c \
+    "! '$BIN' export '$D' --format coco '$T/nodir/c.json' 2> '$T/e' && grep -q '^sam2amg export: $T/nodir/c.json: ' '$T/e' &&
+     ! grep -q sam2amg-export '$T/e'"
+
+# ---- png export of an image replaced by one of another size: the message gives its size ----
+mkdir -p "$T/resized"
+python3 - "$T/resized/r.png" 40 30 <<'EOF2'
+import struct, sys, zlib
+w, h = int(sys.argv[2]), int(sys.argv[3])
+c = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+raw = b"".join(b"\0" + bytes((x * 7 + y * 3) % 256 for x in range(3 * w)) for y in range(h))
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + c(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                              + c(b"IDAT", zlib.compress(raw)) + c(b"IEND", b""))
+EOF2
+"$BIN" run "$T/resized.sqlite" --manifest "$T/resized" "${AMG[@]}" 2>/dev/null
+python3 - "$T/resized/r.png" 5 3 <<'EOF2'
+import struct, sys, zlib
+w, h = int(sys.argv[2]), int(sys.argv[3])
+c = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+raw = b"".join(b"\0" + bytes(3 * w) for y in range(h))
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + c(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                              + c(b"IDAT", zlib.compress(raw)) + c(b"IEND", b""))
+EOF2
+"$BIN" export "$T/resized.sqlite" --format png "$T/resized_png" 2> "$T/e"
+rc=$?
+check "png export of a resized image: exit 1, 'now 5x3, the masks are 40x30'" bash -c \
+    "[ $rc -eq 1 ] && grep -q 'r.png: now 5x3, the masks are 40x30' '$T/e'"
 
 # ---- schema migrations from several processes at once ----
 # A writer (Python) holds an empty WAL database while three commands open
