@@ -277,7 +277,12 @@ static void *worker_main(void *arg) {
             amg_result_free(&it->res);
             it->kind = ITEM_FAIL;
             it->permanent = permanent_error(grc);
-            snprintf(it->reason, sizeof it->reason, "%s", err.msg);
+            /* the generator's messages do not name the file (the loader's
+             * do): the stored reason names it either way */
+            if (strstr(err.msg, it->job.path))
+                snprintf(it->reason, sizeof it->reason, "%s", err.msg);
+            else
+                snprintf(it->reason, sizeof it->reason, "%.255s: %.254s", it->job.path, err.msg);
         } else {
             it->kind = ITEM_RESULT;
         }

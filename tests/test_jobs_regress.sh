@@ -343,5 +343,17 @@ check "three commands open a new database at once: each exits 0 with its answer,
 check "after the concurrent opens: the current schema version" test \
     "$(q "$D" "pragma user_version")" = "$(q "$T/paths.sqlite" "pragma user_version")"
 
+# ---- a generator error (not the loader's) names the image in images.error ----
+mkdir -p "$T/tinyimg"
+python3 - "$T/tinyimg/one.png" <<'EOF2'
+import struct, sys, zlib
+c = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + c(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+                              + c(b"IDAT", zlib.compress(b"\0\0\0\0")) + c(b"IEND", b""))
+EOF2
+"$BIN" run "$T/tiny.sqlite" --manifest "$T/tinyimg" --model test: --crop-n-layers 1 --quiet 2>/dev/null
+check "an image too small for its crop layers: failed, the reason starts with its path" test \
+    "$(q "$T/tiny.sqlite" "select status || ' ' || (instr(error, '$T/tinyimg/one.png: image 1x1 is too small') = 1) from images")" = "failed 1"
+
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]
