@@ -177,6 +177,12 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         if (r == 0) i++;
     }
     if (grids) {
+        /* the official generator takes exactly one of points_per_side and
+         * point_grids: a flag that gives both is refused, not overridden */
+        for (int i = 1; i < argc; i++)
+            if (!strcmp(argv[i], "--points-per-side"))
+                return cli_usage_error(cmd, "--points-per-side and --point-grids are exclusive "
+                                       "(give one)");
         int rc = amg_params_grids_from_file(&p, grids, &gs->gpts, &gs->gsizes, &err);
         if (rc) {
             fprintf(stderr, "sam2amg generate: %s\n", err.msg);

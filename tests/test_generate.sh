@@ -64,6 +64,12 @@ echo '[[[0.5, 1.5]]]' >$tmp/badgrid.json
 check "a grid point outside [0,1] is a usage error" bash -c "
     $bin generate --point-grids $tmp/badgrid.json --replay-decoder $d/expected.safetensors $d/image.png \
         -o $tmp/h.json 2>$tmp/err; rc=\$?; cat $tmp/err; [ \$rc -eq 2 ]"
+for order in "--points-per-side 8 --point-grids $tmp/grid.json" "--point-grids $tmp/grid.json --points-per-side 8"; do
+    check "--points-per-side with --point-grids ($order): usage error, one line" bash -c "
+        $bin generate $order --replay-decoder $d/expected.safetensors $d/image.png \
+            -o $tmp/x.json 2>$tmp/err; rc=\$?; [ \$rc -eq 2 ] && [ \$(wc -l < $tmp/err) -eq 1 ] &&
+            grep -q 'exclusive' $tmp/err"
+done
 check "a missing image is a data error (exit 1)" bash -c "$gen $tmp/nope.png -o $tmp/g.json; [ \$? -eq 1 ]"
 # end to end with the network: micro reproduces its amg.json (>= 98% of the
 # records at mask IoU >= 0.99, the real-model bar).
