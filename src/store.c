@@ -41,9 +41,15 @@ __asm__(".pushsection .rodata\n"
         ".incbin \"schema/002_nullable_scores.sql\"\n"
         ".byte 0\n"
         ".popsection\n");
-extern const char store_schema_001[], store_schema_002[];
+__asm__(".pushsection .rodata\n"
+        ".type store_schema_003, @object\n"
+        "store_schema_003:\n"
+        ".incbin \"schema/003_shards.sql\"\n"
+        ".byte 0\n"
+        ".popsection\n");
+extern const char store_schema_001[], store_schema_002[], store_schema_003[];
 
-static const char *const migrations[] = {store_schema_001, store_schema_002};
+static const char *const migrations[] = {store_schema_001, store_schema_002, store_schema_003};
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
 int store_schema_version(void) { return N_MIGRATIONS; }
