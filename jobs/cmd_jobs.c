@@ -139,15 +139,14 @@ static void run_usage(FILE *f) {
                "75 stopped by SIGTERM or SIGUSR1 (checkpointed: requeue the task).\n");
 }
 
-/* lock_db: the run lock. Returns the fd, or -1 with a message printed. */
-static int lock_db(const char *db) {
+int jobs_lock_db(const char *cmd, const char *db) {
     size_t n_path = strlen(db) + sizeof ".lock";
     char *path = malloc(n_path);
     CHECK(path);
     snprintf(path, n_path, "%s.lock", db);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        fprintf(stderr, "sam2amg run: %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "sam2amg %s: %s: %s\n", cmd, path, strerror(errno));
         free(path);
         return -1;
     }
@@ -161,9 +160,9 @@ static int lock_db(const char *db) {
         n = (ssize_t)strspn(pid, "0123456789");
         pid[n] = 0;
         fprintf(stderr,
-                "sam2amg run: %s: another run is using this database (pid %s holds %s); "
+                "sam2amg %s: %s: another run is using this database (pid %s holds %s); "
                 "wait for it to finish or use another database\n",
-                db, n > 0 ? pid : "?", path);
+                cmd, db, n > 0 ? pid : "?", path);
         close(fd);
         free(path);
         return -1;
@@ -360,7 +359,7 @@ int cmd_run(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
 
-    int lock = lock_db(db);
+    int lock = jobs_lock_db("run", db);
     if (lock < 0) {
         free(local);
         return EXIT_DATA;

@@ -100,6 +100,11 @@ typedef struct jobs_stats {
 int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config *cfg,
              volatile sig_atomic_t *stop, jobs_stats *st, err_t *err);
 
+/* jobs_lock_db: the run lock of db (an flock on DB.lock, holding the pid):
+ * one run or merge per database. Returns the fd (close it to unlock), or
+ * -1 with "sam2amg CMD: ..." printed. */
+int jobs_lock_db(const char *cmd, const char *db);
+
 /* jobs_load_image: image_load with the loader's fault hook
  * (SAM2AMG_FAULT_IMAGE=N: the N-th load fails with ERR_IO). */
 int jobs_load_image(image_t *img, const char *path, int64_t max_pixels, err_t *err);
