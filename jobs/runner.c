@@ -273,7 +273,8 @@ static void *worker_main(void *arg) {
         }
         memset(&err, 0, sizeof err);
         double t0 = mono_s();
-        int grc = eng->process(eng->ctx, &it->img, &it->res, &err);
+        jobs_test_pause("IMAGE");   /* tests: an image that takes this long */
+        int grc = stopping(r) ? ERR_INTERRUPTED : eng->process(eng->ctx, &it->img, &it->res, &err);
         it->t.t_generate = mono_s() - t0;
         image_free(&it->img);
         if (grc == ERR_INTERRUPTED || (grc && *r->stop)) {

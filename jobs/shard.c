@@ -342,7 +342,6 @@ void jobs_test_pause(const char *what) {
     if (!v || !*v) return;
     double s = atof(v);
     if (s <= 0) return;
-    fprintf(stderr, "sam2amg: test pause (%s) %.1f s\n", what, s);
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     nanosleep(&ts, NULL);
 }
