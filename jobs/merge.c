@@ -315,6 +315,7 @@ int cmd_merge(int argc, char **argv) {
         }
     }
     free(out_real);
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* each shard's line reaches a job log at once */
     int lock = jobs_lock_db("merge", out);
     if (lock < 0) return EXIT_DATA;
     store_t *os = NULL;
