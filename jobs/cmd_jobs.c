@@ -455,6 +455,18 @@ int cmd_run(int argc, char **argv) {
                     ckpt ? ckpt : db, dk, dn, shard_why);
             goto out;
         }
+        if (!found && shard_n) {
+            int64_t c4[4];
+            if (store_counts(ws, c4, NULL, &err)) {
+                fprintf(stderr, "sam2amg run: %s\n", err.msg);
+                goto out;
+            }
+            if (c4[0] + c4[1] + c4[2] + c4[3] > 0) {
+                fprintf(stderr, "sam2amg run: %s was made without --shard (it holds every "
+                        "image); %s needs a database of its own\n", ckpt ? ckpt : db, shard_why);
+                goto out;
+            }
+        }
         if (found && !shard_n) {
             shard_k = dk, shard_n = dn;
             snprintf(shard_why, sizeof shard_why, "shard %d/%d (the database's)", dk, dn);

@@ -327,6 +327,13 @@ int cmd_merge(int argc, char **argv) {
     }
     sqlite3 *db = store_db(os);
     jobs_shard_register_sql(db);
+    /* OUT's path index takes each shard's paths in hash order, i.e. at
+     * random places: a page cache of up to 1 GiB (run's is 64 MiB) keeps
+     * it in memory for millions of images, and checkpointing the WAL
+     * every 64 MiB instead of every 4 MiB writes each page fewer times.
+     * Pages are allocated as used, so small merges take little memory. */
+    sqlite3_exec(db, "PRAGMA cache_size = -1048576; PRAGMA wal_autocheckpoint = 16384; "
+                     "PRAGMA temp_store = MEMORY", NULL, NULL, NULL);
     store_run_info ref;
     int have_ref = store_run_last(os, &ref, &err);
     int any_error = have_ref < 0;
