@@ -225,11 +225,24 @@ const char *jobs_network_fs(const char *path) {
     return NULL;
 }
 
+static char *dir_of(const char *path);
+
 char *jobs_local_path(const char *local_dir, const char *db) {
-    char *abs = realpath(db, NULL);
-    const char *key = abs ? abs : db;
+    /* the folder's real path and the name: the same key whether or not
+     * the database (the checkpoint) exists yet */
+    char *d = dir_of(db);
+    char *dreal = realpath(d, NULL);
+    free(d);
     const char *slash = strrchr(db, '/');
     const char *base = slash ? slash + 1 : db;
+    int64_t kn = 2;
+    CHECK(size_add(kn, (int64_t)strlen(dreal ? dreal : db), &kn) &&
+          size_add(kn, (int64_t)strlen(base), &kn));
+    char *abs = malloc((size_t)kn);
+    CHECK(abs);
+    snprintf(abs, (size_t)kn, "%s/%s", dreal ? dreal : "", base);
+    free(dreal);
+    const char *key = abs;
     /* the hash of the absolute path: two databases of one basename (two
      * jobs on one node, one $TMPDIR) get two working copies */
     char tag[32];
@@ -309,8 +322,8 @@ static int copy_db(sqlite3 *src, const char *dest, const char *mode, err_t *err)
         sqlite3_close(d);
         return ERR_IO;
     }
-    do rc = sqlite3_backup_step(b, -1);
-    while (rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
+    while ((rc = sqlite3_backup_step(b, -1)) == SQLITE_BUSY || rc == SQLITE_LOCKED)
+        usleep(10000);   /* the writer holds a lock for one commit; try again */
     int frc = sqlite3_backup_finish(b);
     if (rc != SQLITE_DONE || frc != SQLITE_OK) {
         err_set(err, ERR_IO, "%s: copying the database: %s", dest,

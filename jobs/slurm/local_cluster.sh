@@ -10,12 +10,14 @@
 #   cluster_stop               # kills the daemons it started (by pid)
 #
 # Needs root (slurmd starts jobs as their user). The node is this host
-# (hostname -s) with CPUS CPUs (default 2) and no GPUs; ports 16817/16818.
+# (hostname -s) with CPUS CPUs (default 2) and no GPUs; its two ports are
+# chosen from the shell's pid, so clusters of concurrent tests do not meet.
 cluster_start() {
     local dir=$1 cpus=${2:-2}
     CLUSTER_DIR=$dir CLUSTER_PIDS=() CLUSTER_WHY=
     mkdir -p "$dir/state" "$dir/spool" "$dir/log" "$dir/munge"
     local host; host=$(hostname -s)
+    local port=$((20000 + ($$ % 15000) * 2))
     local m
     for m in munged slurmctld slurmd sbatch scontrol squeue; do
         command -v "$m" >/dev/null 2>&1 || [ -x "/usr/sbin/$m" ] ||
@@ -36,8 +38,8 @@ cluster_start() {
     cat >"$dir/slurm.conf" <<CONF
 ClusterName=sam2amgtest
 SlurmctldHost=$host
-SlurmctldPort=16817
-SlurmdPort=16818
+SlurmctldPort=$port
+SlurmdPort=$((port + 1))
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$dir/munge/munge.sock
