@@ -466,6 +466,12 @@ int cmd_run(int argc, char **argv) {
                         "image); %s needs a database of its own\n", ckpt ? ckpt : db, shard_why);
                 goto out;
             }
+            /* recorded before ingest: a run killed right after its ingest
+             * still left a shard database */
+            if (jobs_shard_set(ws, shard_k, shard_n, 0, &err)) {
+                fprintf(stderr, "sam2amg run: %s\n", err.msg);
+                goto out;
+            }
         }
         if (found && !shard_n) {
             shard_k = dk, shard_n = dn;

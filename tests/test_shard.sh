@@ -87,6 +87,14 @@ check "--shard 4/4 is a usage error" test $? -eq 2
 "$BIN" run "$T/a1.db" "${RUN[@]}" --shard 2/4 --quiet 2>/dev/null
 check "a shard database refuses another shard" test $? -eq 1
 
+# ---- --devices all: the GPUs of CUDA_VISIBLE_DEVICES ----
+CUDA_VISIBLE_DEVICES=2,3 "$BIN" run "$T/dev.db" --manifest "$T/man.txt" "${RUN[@]}" --devices all 2>"$T/dev.err" >/dev/null
+check "--devices all with CUDA_VISIBLE_DEVICES=2,3: workers cuda:0,cuda:1" \
+    grep -q 'devices all: cuda:0,cuda:1 (CUDA_VISIBLE_DEVICES=2,3)' "$T/dev.err"
+env -u CUDA_VISIBLE_DEVICES "$BIN" run "$T/dev2.db" --manifest "$T/man.txt" "${RUN[@]}" --devices all 2>"$T/dev.err" >/dev/null
+check "--devices all without CUDA_VISIBLE_DEVICES: cpu, and the run works" \
+    bash -c "[ $? -eq 0 ] && grep -q 'devices all: cpu (CUDA_VISIBLE_DEVICES=unset)' $T/dev.err"
+
 # ---- local working copy, checkpoints, SIGUSR1 / SIGTERM ----
 export TMPDIR=$T/local
 mkdir -p "$TMPDIR" "$T/nfs"
