@@ -6,7 +6,8 @@
  * goes to the shard jobs_shard_of gives it, as `run --shard K/S` would
  * have kept it. Then times cmd_merge of all of them into a new database,
  * checks the merged counts, and times the same merge again (idempotent:
- * nothing added). Prints seconds, images/s and the merged file's size.
+ * nothing added). Prints seconds, images/s and the merged file's size,
+ * and the time of one checkpoint (jobs_checkpoint_write) of the result.
  *
  *   build/bench/bench_merge [SHARDS [IMAGES_PER_SHARD [MASKS_PER_IMAGE]]]
  */
@@ -155,11 +156,25 @@ int main(int argc, char **argv) {
     int64_t c[4] = {0}, masks = 0;
     int ok = !store_open(&o, out, STORE_READONLY, &err) && !store_counts(o, c, &masks, &err) &&
              c[IMAGE_STATUS_DONE] == total && masks == total * M && rc == 0 && rc2 == 0;
+    /* a checkpoint (run --local-dir) of a database this size: backup
+     * copy, fsync, rename */
+    double t_ck = -1;
+    char ck[300];
+    snprintf(ck, sizeof ck, "%s/checkpoint.db", dir);
+    store_t *w = NULL;
+    if (ok && !store_open(&w, out, 0, &err)) {
+        t0 = now_s();
+        if (!jobs_checkpoint_write(w, ck, &err)) t_ck = now_s() - t0;
+        else printf("checkpoint failed: %s\n", err.msg);
+    }
+    store_close(w);
+    unlink(ck);
     store_close(o);
     printf("merge: %d shards, %lld images, %lld masks: %.1f s (%.0f images/s, %.0f masks/s); "
            "merged file %.1f MB\n", S, (long long)total, (long long)(total * M), t_merge,
            total / t_merge, total * M / t_merge, size / 1e6);
     printf("merge again (idempotent, nothing added): %.2f s\n", t_again);
+    printf("checkpoint of the merged database (%.1f MB): %.2f s\n", size / 1e6, t_ck);
     printf("%s: merged %lld done images and %lld masks (expected %lld and %lld), exit %d then %d\n",
            ok ? "ok" : "FAILED", (long long)c[IMAGE_STATUS_DONE], (long long)masks,
            (long long)total, (long long)(total * M), rc, rc2);

@@ -9,11 +9,14 @@
 # Requeue: sbatch --signal=B:USR1@120 sends SIGUSR1 to this shell 120 s
 # before the time limit; it is passed on to sam2amg, which stops claiming,
 # releases the images in flight, writes a last checkpoint and exits 75.
-# Exit 75, or a death by a signal (kill -9, the OOM killer: the checkpoint
-# on disk is intact), makes this task requeue itself (scontrol requeue), at
-# most $SAM2AMG_MAX_REQUEUES (default 5) times; the requeued task resumes
-# from the checkpoint. Exit 0 (all done) or 3 (some images failed, see
-# `sam2amg status`) ends the task.
+# Exit 75 after SIGUSR1, or a death by a signal (kill -9, the OOM killer:
+# the checkpoint on disk is intact), makes this task requeue itself
+# (scontrol requeue), at most $SAM2AMG_MAX_REQUEUES (default 5) times; the
+# requeued task resumes from the checkpoint. SIGTERM is passed on too
+# (sam2amg checkpoints and exits 75) but requeues nothing here: Slurm sends
+# it to a job it preempts (and requeues itself) and to one that scancel
+# cancels (which must stay cancelled). Exit 0 (all done) or 3 (some images
+# failed, see `sam2amg status`) ends the task.
 #
 # usage (from submit.sh): task.sh OUT MANIFEST [run options...]
 set -u
@@ -27,8 +30,9 @@ echo "task.sh: job ${SLURM_JOB_ID:-?} shard $k restart ${SLURM_RESTART_COUNT:-0}
 "$sam2amg" run "$db" --manifest "$manifest" "$@" &
 pid=$!
 echo "$pid" >"$out/logs/pid-$k"
-forwarded=0
-trap 'forwarded=1; kill -USR1 "$pid" 2>/dev/null' USR1 TERM
+forwarded=0 got=
+trap 'forwarded=1 got=USR1; kill -USR1 "$pid" 2>/dev/null' USR1
+trap 'forwarded=1 got=TERM; kill -TERM "$pid" 2>/dev/null' TERM
 while :; do
     wait "$pid"
     rc=$?
@@ -49,6 +53,7 @@ requeue() {
 }
 case $rc in
 0 | 3) exit "$rc" ;;
-75) requeue "stopped before the time limit or preempted (checkpoint written)" ;;
+75) [ "$got" = TERM ] && { echo "task.sh: stopped by SIGTERM (checkpoint written); not requeued here"; exit 0; }
+    requeue "stopped before the time limit (checkpoint written)" ;;
 *) [ "$rc" -gt 128 ] && requeue "killed by signal $((rc - 128))"; exit "$rc" ;;
 esac
