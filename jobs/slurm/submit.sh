@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
     --partition) partition=$2; shift 2 ;;
     --cpus) cpus=$2; shift 2 ;;
     --) shift; break ;;
-    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "submit.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
