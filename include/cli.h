@@ -26,6 +26,7 @@ int cmd_status(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_sql(int argc, char **argv);
 int cmd_models(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 
 /* cli_usage_error: print "sam2amg CMD: MESSAGE" and a hint to --help on
  * stderr; returns EXIT_USAGE. */

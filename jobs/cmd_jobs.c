@@ -5,7 +5,12 @@
  * command in one transaction: all or nothing), reclaims the leases
  * of a killed run, and hands the pending images to the pipeline. The exit
  * status says how it went (cli.h): 0 every image done, 3 some failed, 1 a
- * run-level error, 2 usage, 130 interrupted.
+ * run-level error, 2 usage, 130 interrupted (SIGINT), 75 stopped by
+ * SIGTERM or SIGUSR1 (JOBS_EXIT_REQUEUE: a scheduler's preemption).
+ *
+ * As one task of a job array (jobs/shard.c): --shard K/N (or the Slurm /
+ * Kubernetes index) keeps the manifest's images of shard K only, and
+ * --local-dir works on a node-local copy of DB, checkpointed to DB.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,11 +31,50 @@
 #include "rle.h"
 #include "size.h"
 
-static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_flag, stop_signal;
 
 static void on_signal(int sig) {
-    (void)sig;
+    stop_signal = sig;
     stop_flag = 1;
+}
+
+/* the checkpoint hook of jobs_run (--local-dir) */
+typedef struct checkpoint_ctx {
+    store_t    *s;       /* a connection to the working copy, of the calling thread */
+    const char *dest;    /* the database path the user named */
+    int         quiet;
+} checkpoint_ctx;
+
+static int checkpoint_now(void *arg, err_t *err) {
+    checkpoint_ctx *c = arg;
+    int rc = jobs_checkpoint_write(c->s, c->dest, err);
+    if (!rc && !c->quiet) {
+        int k, n;
+        int64_t seq = 0;
+        err_t e2;
+        if (jobs_shard_get(c->s, &k, &n, &seq, &e2) <= 0) seq = 0;
+        fprintf(stderr, "sam2amg run: checkpoint %lld written to %s\n", (long long)seq, c->dest);
+    }
+    return rc;
+}
+
+/* parse_checkpoint_every: "N" (images), "Ss" (seconds) or "N,Ss". */
+static int parse_checkpoint_every(const char *v, int64_t *images, double *secs) {
+    if (!v || !*v) return -1;
+    *images = 0;
+    *secs = 0;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", v);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        char *end = NULL;
+        errno = 0;
+        long long x = strtoll(t, &end, 10);
+        if (errno || end == t || x < 1 || x > 1000000000) return -1;
+        if (*end == 's' && end[1] == 0) *secs = (double)x;
+        else if (*end == 0) *images = x;
+        else return -1;
+    }
+    return 0;
 }
 
 /* params_json: the scalar AMG parameters as a JSON object (official names,
@@ -79,22 +123,33 @@ static void run_usage(FILE *f) {
             "                      writer commits what is queued, so small when it keeps up)\n"
             "  --lease S           images.lease_expires = claim time + S (default 3600);\n"
             "                      informative: the run lock, not an expiry, guards leases\n"
-            "  --quiet             no progress line (it is shown only on a terminal anyway)\n\n"
+            "  --quiet             no progress line (it is shown only on a terminal anyway)\n"
+            "  --shard K/N         process only shard K of N of the images (a stable hash of\n"
+            "                      each path); default: from SLURM_ARRAY_TASK_ID and\n"
+            "                      SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with\n"
+            "  --shard-count N     (Kubernetes Indexed Jobs); a shard database keeps its K/N\n"
+            "  --local-dir DIR     work on a copy of DB in DIR (node-local disk) and write\n"
+            "                      checkpoints to DB; default $SLURM_TMPDIR or $TMPDIR when\n"
+            "                      DB is on a network filesystem (NFS, Lustre, ...)\n"
+            "  --checkpoint-every N|Ss|N,Ss  checkpoint every N images or S seconds\n"
+            "                      (default 1000,600s)\n"
+            "  --devices all       one cuda worker per GPU of CUDA_VISIBLE_DEVICES (as Slurm\n"
+            "                      sets it), cpu when it is unset\n\n"
             "AMG flags:\n");
     amg_params_help(f);
     fprintf(f, "\nExit status: 0 all images done, 3 some failed (see `sam2amg status`),\n"
-               "1 run-level error, 2 usage, 130 interrupted (resume with the same command).\n");
+               "1 run-level error, 2 usage, 130 interrupted (resume with the same command),\n"
+               "75 stopped by SIGTERM or SIGUSR1 (checkpointed: requeue the task).\n");
 }
 
-/* lock_db: the run lock. Returns the fd, or -1 with a message printed. */
-static int lock_db(const char *db) {
+int jobs_lock_db(const char *cmd, const char *db) {
     size_t n_path = strlen(db) + sizeof ".lock";
     char *path = malloc(n_path);
     CHECK(path);
     snprintf(path, n_path, "%s.lock", db);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        fprintf(stderr, "sam2amg run: %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "sam2amg %s: %s: %s\n", cmd, path, strerror(errno));
         free(path);
         return -1;
     }
@@ -108,9 +163,9 @@ static int lock_db(const char *db) {
         n = (ssize_t)strspn(pid, "0123456789");
         pid[n] = 0;
         fprintf(stderr,
-                "sam2amg run: %s: another run is using this database (pid %s holds %s); "
+                "sam2amg %s: %s: another run is using this database (pid %s holds %s); "
                 "wait for it to finish or use another database\n",
-                db, n > 0 ? pid : "?", path);
+                cmd, db, n > 0 ? pid : "?", path);
         close(fd);
         free(path);
         return -1;
@@ -129,6 +184,9 @@ int cmd_run(int argc, char **argv) {
     const char *manifests[256];
     int n_manifests = 0;
     const char *db = NULL, *devices = "cpu", *revision = NULL, *model_dir = NULL;
+    const char *shard_arg = NULL, *local_dir = NULL;
+    int64_t shard_count = 0, ck_images = 1000;
+    double ck_secs = 600;
     int params_set = 0;
     int64_t v;
     cfg.retries = 2;
@@ -212,6 +270,20 @@ int cmd_run(int argc, char **argv) {
             cfg.lease_s = (double)v, i++;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             cfg.quiet = 1;
+        } else if (!strcmp(a, "--shard")) {
+            if (!val) return cli_usage_error(cmd, "--shard needs a value");
+            shard_arg = val, i++;
+        } else if (!strcmp(a, "--shard-count")) {
+            if (cli_parse_int(cmd, a, val, 1, JOBS_MAX_SHARDS, &v)) return EXIT_USAGE;
+            shard_count = v, i++;
+        } else if (!strcmp(a, "--local-dir")) {
+            if (!val) return cli_usage_error(cmd, "--local-dir needs a value");
+            local_dir = val, i++;
+        } else if (!strcmp(a, "--checkpoint-every")) {
+            if (parse_checkpoint_every(val, &ck_images, &ck_secs))
+                return cli_usage_error(cmd, "--checkpoint-every: '%s' is not N, Ss or N,Ss "
+                                       "(images, seconds)", val ? val : "");
+            i++;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(cmd, "unknown option '%s'", a);
         } else if (!db) {
@@ -221,8 +293,26 @@ int cmd_run(int argc, char **argv) {
         }
     }
     if (!db) return cli_usage_error(cmd, "the database DB is required");
-    /* devices */
+    /* devices; "all": the GPUs Slurm (or the user) made visible */
     char devbuf[256];
+    if (!strcmp(devices, "all")) {
+        const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
+        int ng = 0;
+        if (cvd && *cvd && strcmp(cvd, "NoDevFiles") && strcmp(cvd, "-1"))
+            for (const char *p = cvd, *c; (c = strchr(p, ',')) || *p; p = c ? c + 1 : "") ng++;
+        size_t o = 0;
+        devbuf[0] = 0;
+        for (int g = 0; g < ng && g < JOBS_MAX_DEVICES; g++)
+            o += (size_t)snprintf(devbuf + o, sizeof devbuf - o, "%scuda:%d", g ? "," : "", g);
+        if (ng == 0) snprintf(devbuf, sizeof devbuf, "cpu");
+        if (!cfg.quiet)
+            fprintf(stderr, "sam2amg run: --devices all: %s (CUDA_VISIBLE_DEVICES=%s)\n", devbuf,
+                    cvd ? cvd : "unset");
+        devices = devbuf;
+    }
+    char devlist[256];
+    snprintf(devlist, sizeof devlist, "%s", devices);
+    devices = devlist;
     snprintf(devbuf, sizeof devbuf, "%s", devices);
     for (char *save = NULL, *t = strtok_r(devbuf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         if (cfg.n_devices == JOBS_MAX_DEVICES) return cli_usage_error(cmd, "too many devices");
@@ -231,19 +321,80 @@ int cmd_run(int argc, char **argv) {
         snprintf(cfg.devices[cfg.n_devices++], sizeof cfg.devices[0], "%s", t);
     }
     if (cfg.n_devices == 0) return cli_usage_error(cmd, "--devices is empty");
+    /* the shard: --shard, else the array index of Slurm or Kubernetes */
+    int shard_k = 0, shard_n = 0;
+    char shard_why[256] = "";
+    if (shard_arg) {
+        if (jobs_shard_parse(shard_arg, &shard_k, &shard_n))
+            return cli_usage_error(cmd, "--shard: '%s' is not K/N with 0 <= K < N", shard_arg);
+        snprintf(shard_why, sizeof shard_why, "shard %d/%d (--shard)", shard_k, shard_n);
+    } else {
+        int e = jobs_shard_from_env((int)shard_count, &shard_k, &shard_n, shard_why,
+                                    sizeof shard_why);
+        if (e < 0) return cli_usage_error(cmd, "%s", shard_why);
+        if (e == 0 && shard_count)
+            return cli_usage_error(cmd, "--shard-count needs JOB_COMPLETION_INDEX to be set");
+    }
+    /* where the database lives: SQLite must not be written on NFS/Lustre */
+    const char *ckpt = NULL;   /* the user's DB path when working on a local copy */
+    char *local = NULL;
+    if (!local_dir) {
+        const char *fs = jobs_network_fs(db);
+        if (fs) {
+            local_dir = getenv("SLURM_TMPDIR");
+            if (!local_dir || !*local_dir) local_dir = getenv("TMPDIR");
+            if (!local_dir || !*local_dir) {
+                fprintf(stderr, "sam2amg run: %s is on a network filesystem (%s), where SQLite "
+                        "cannot lock safely; give --local-dir DIR on node-local disk\n", db, fs);
+                return EXIT_USAGE;
+            }
+            fprintf(stderr, "sam2amg run: %s is on %s: working in %s, checkpoints to %s\n", db,
+                    fs, local_dir, db);
+        }
+    }
+    if (local_dir) {
+        ckpt = db;
+        local = jobs_local_path(local_dir, db);
+        db = local;
+    }
     cfg.db_path = db;
     /* a mistyped DB without --model: refused before the database (and its
-     * lock file) would be created */
+     * lock file) would be created; with a local working copy, the user's
+     * DB path (the checkpoint) is the one that must exist */
     struct stat db_st;
-    if (!cfg.model_path && stat(db, &db_st) != 0 && errno == ENOENT)
+    const char *user_db = ckpt ? ckpt : db;
+    if (!cfg.model_path && stat(user_db, &db_st) != 0 && errno == ENOENT) {
+        free(local);
         return cli_usage_error(cmd, "--model WEIGHTS is required for a new database (%s does not "
-                               "exist)", db);
+                               "exist)", user_db);
+    }
+    /* from here on, SIGTERM and SIGUSR1 stop the run cleanly (a signal
+     * during ingest is seen by the pipeline at once) */
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;   /* a second Ctrl-C kills at once (the DB stays safe) */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
 
-    int lock = lock_db(db);
-    if (lock < 0) return EXIT_DATA;
+    int lock = jobs_lock_db("run", db);
+    if (lock < 0) {
+        free(local);
+        return EXIT_DATA;
+    }
     err_t err = {{0}};
     store_t *ws = NULL, *cs = NULL;
     int status = EXIT_DATA;
+    if (ckpt) {
+        int restored = 0;
+        if (jobs_checkpoint_restore(ckpt, db, &restored, &err)) {
+            fprintf(stderr, "sam2amg run: %s\n", err.msg);
+            goto out;
+        }
+        if (!cfg.quiet)
+            fprintf(stderr, "sam2amg run: working copy %s (%s)\n", db,
+                    restored ? "from the last checkpoint" : "new");
+    }
     if (store_open(&ws, db, STORE_CREATE, &err) || store_open(&cs, db, 0, &err)) {
         fprintf(stderr, "sam2amg run: %s\n", err.msg);
         goto out;
@@ -329,6 +480,43 @@ int cmd_run(int argc, char **argv) {
             fprintf(stderr, "sam2amg run: %s\n", err.msg);
         goto out;
     }
+    /* a shard database keeps its shard */
+    {
+        int dk, dn;
+        int found = jobs_shard_get(ws, &dk, &dn, NULL, &err);
+        if (found < 0) {
+            fprintf(stderr, "sam2amg run: %s\n", err.msg);
+            goto out;
+        }
+        if (found && shard_n && (dk != shard_k || dn != shard_n)) {
+            fprintf(stderr, "sam2amg run: %s holds shard %d/%d, not %s\n",
+                    ckpt ? ckpt : db, dk, dn, shard_why);
+            goto out;
+        }
+        if (!found && shard_n) {
+            int64_t c4[4];
+            if (store_counts(ws, c4, NULL, &err)) {
+                fprintf(stderr, "sam2amg run: %s\n", err.msg);
+                goto out;
+            }
+            if (c4[0] + c4[1] + c4[2] + c4[3] > 0) {
+                fprintf(stderr, "sam2amg run: %s was made without --shard (it holds every "
+                        "image); %s needs a database of its own\n", ckpt ? ckpt : db, shard_why);
+                goto out;
+            }
+            /* recorded before ingest: a run killed right after its ingest
+             * still left a shard database */
+            if (jobs_shard_set(ws, shard_k, shard_n, 0, &err)) {
+                fprintf(stderr, "sam2amg run: %s\n", err.msg);
+                goto out;
+            }
+        }
+        if (found && !shard_n) {
+            shard_k = dk, shard_n = dn;
+            snprintf(shard_why, sizeof shard_why, "shard %d/%d (the database's)", dk, dn);
+        }
+        if (shard_n) fprintf(stderr, "sam2amg run: %s\n", shard_why);
+    }
     if (have_last && (strcmp(last.model_sha256, info.model_sha256) ||
                       strcmp(last.params, info.params))) {
         fprintf(stderr,
@@ -348,7 +536,7 @@ int cmd_run(int argc, char **argv) {
             goto out;
         }
         for (int i = 0; i < n_manifests; i++) {
-            if (jobs_ingest(ws, manifests[i], &ist[i], &err)) {
+            if (jobs_ingest_shard(ws, manifests[i], shard_k, shard_n, &ist[i], &err)) {
                 store_ingest_rollback(ws);
                 fprintf(stderr, "sam2amg run: %s; no image of this command's manifests was "
                                 "added\n", err.msg);
@@ -360,13 +548,18 @@ int cmd_run(int argc, char **argv) {
                     err.msg);
             goto out;
         }
-        for (int i = 0; i < n_manifests && !cfg.quiet; i++)
-            fprintf(stderr, "sam2amg run: %s: %lld new images, %lld already present, %lld bad lines\n",
+        for (int i = 0; i < n_manifests && !cfg.quiet; i++) {
+            fprintf(stderr, "sam2amg run: %s: %lld new images, %lld already present, %lld bad lines",
                     manifests[i], (long long)ist[i].added, (long long)ist[i].present,
                     (long long)ist[i].bad);
+            if (shard_n)
+                fprintf(stderr, ", %lld of other shards", (long long)ist[i].other_shard);
+            fprintf(stderr, "\n");
+        }
     }
     int64_t run_id = 0, reclaimed = 0, abandoned = 0;
     if (store_run_begin(ws, &info, &run_id, &err) ||
+        (shard_n && jobs_shard_set(ws, shard_k, shard_n, run_id, &err)) ||
         store_reclaim(ws, cfg.retries + 1, run_id, &reclaimed, &abandoned, &err)) {
         fprintf(stderr, "sam2amg run: %s\n", err.msg);
         goto out;
@@ -378,11 +571,13 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "sam2amg run: reclaimed %lld images of a run that stopped without "
                         "finishing them (%lld out of attempts: failed)\n",
                 (long long)reclaimed, (long long)abandoned);
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESETHAND;   /* a second Ctrl-C kills at once (the DB stays safe) */
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    checkpoint_ctx ck = {cs, ckpt, cfg.quiet};
+    if (ckpt) {
+        cfg.checkpoint = checkpoint_now;
+        cfg.checkpoint_ctx = &ck;
+        cfg.checkpoint_images = ck_images;
+        cfg.checkpoint_s = ck_secs;
+    }
     jobs_stats st;
     int rc = jobs_run(cs, ws, run_id, &cfg, &stop_flag, &st, &err);
     /* after the writer's last commit (also after Ctrl-C): the R*Tree takes
@@ -395,7 +590,7 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "sam2amg run: %s\n", err.msg);
         status = EXIT_DATA;
     } else if (st.interrupted) {
-        status = EXIT_INTERRUPTED;
+        status = stop_signal == SIGINT ? EXIT_INTERRUPTED : JOBS_EXIT_REQUEUE;
     } else if (store_counts(ws, counts, &masks, &err)) {
         fprintf(stderr, "sam2amg run: %s\n", err.msg);
         status = EXIT_DATA;
@@ -408,10 +603,24 @@ int cmd_run(int argc, char **argv) {
                 (long long)st.retried, st.interrupted ? "; interrupted, resume with the same command" : "");
     err_t e2;
     store_run_end(ws, run_id, status, &e2);
+    /* the last checkpoint: everything committed, the run's end included */
+    if (ckpt) {
+        ck.s = ws;
+        if (checkpoint_now(&ck, &err)) {
+            fprintf(stderr, "sam2amg run: %s; the working copy %s is kept\n", err.msg, db);
+            status = EXIT_DATA;
+        } else {
+            store_close(cs);
+            store_close(ws);
+            cs = ws = NULL;
+            jobs_local_remove(db);
+        }
+    }
 out:
     store_close(cs);
     store_close(ws);
     close(lock);
+    free(local);
     return status;
 }
 

@@ -45,6 +45,7 @@ typedef struct ingest {
     char              *dir_real;  /* its realpath, malloc'd; NULL: it does not resolve */
     int                dir_fd;    /* dir_real opened O_PATH (-1: none): one lstat per
                                    * file walks one component, not the whole path */
+    int                shard_k, shard_n;   /* keep shard k of n only (n 0: all) */
 } ingest_t;
 
 /* normalize_lexical: "/"-joined components of the absolute path p (n
@@ -232,6 +233,11 @@ static int add_path(ingest_t *in, const char *p, size_t n, err_t *err) {
     int r = canonical(in, joined, o, &canon, &len);
     free(joined);
     if (r) return err_set(err, ERR_NOMEM, "out of memory for a path of %zu bytes", n);
+    if (in->shard_n > 0 && jobs_shard_of(canon, len, in->shard_n) != in->shard_k) {
+        free(canon);
+        in->st->other_shard++;
+        return 0;
+    }
     int added = 0;
     int rc = store_ingest_add(in->s, canon, len, &added, err);
     free(canon);
@@ -452,8 +458,13 @@ static int ends_with(const char *s, const char *suf) {
 }
 
 int jobs_ingest(store_t *s, const char *src, jobs_ingest_stats *st, err_t *err) {
+    return jobs_ingest_shard(s, src, 0, 0, st, err);
+}
+
+int jobs_ingest_shard(store_t *s, const char *src, int k, int n, jobs_ingest_stats *st,
+                      err_t *err) {
     memset(st, 0, sizeof *st);
-    ingest_t in = {.s = s, .st = st, .dir_fd = -1};
+    ingest_t in = {.s = s, .st = st, .dir_fd = -1, .shard_k = k, .shard_n = n};
     in.cwd = getcwd(NULL, 0);
     if (!in.cwd) return err_set(err, ERR_IO, "getcwd: %s", strerror(errno));
     int rc = 0;

@@ -12,10 +12,18 @@
 #include "store.h"
 
 #define JOBS_MAX_DEVICES 16
+#define JOBS_MAX_SHARDS  1000000
+
+/* run's exit status after SIGUSR1 or SIGTERM (a scheduler's warning before
+ * the time limit, or preemption): the images in flight were released, the
+ * database (or its checkpoint) holds everything finished; the submit script
+ * requeues the task (jobs/slurm/). 75 is EX_TEMPFAIL of sysexits.h. */
+#define JOBS_EXIT_REQUEUE 75
 
 /* ---- ingest (jobs/ingest.c) ---- */
 typedef struct jobs_ingest_stats {
     int64_t lines, added, present, bad;   /* bad: lines reported and skipped */
+    int64_t other_shard;                  /* jobs_ingest_shard: not this shard's */
 } jobs_ingest_stats;
 
 /* jobs_ingest: add the images named by src to the store, inside the
@@ -33,6 +41,11 @@ typedef struct jobs_ingest_stats {
  * read at all (missing, a FIFO that fails, a directory that cannot be
  * opened), ERR_INVALID for a CSV without a "path" column. */
 int jobs_ingest(store_t *s, const char *src, jobs_ingest_stats *st, err_t *err);
+/* jobs_ingest_shard: jobs_ingest keeping only the images of shard k of n
+ * (jobs_shard_of of the canonical path); the others are counted in
+ * st->other_shard. n = 0 keeps every image. */
+int jobs_ingest_shard(store_t *s, const char *src, int k, int n, jobs_ingest_stats *st,
+                      err_t *err);
 
 /* ---- engines (jobs/engine.c): what a device worker runs per image ---- */
 typedef struct jobs_engine {
@@ -58,6 +71,14 @@ typedef struct jobs_config {
     double      lease_s;        /* images.lease_expires - claim time, seconds (informative) */
     int         quiet;
     const char *db_path;
+    /* checkpoint (NULL: none): called on the claimer thread when
+     * checkpoint_images images were finished (done or failed) or
+     * checkpoint_s seconds went by since the last one (0: not by that
+     * measure). A failure is reported on stderr and the run goes on. */
+    int       (*checkpoint)(void *ctx, err_t *err);
+    void       *checkpoint_ctx;
+    int64_t     checkpoint_images;
+    double      checkpoint_s;
 } jobs_config;
 
 /* jobs_engine_create: the engine for one device ("cpu", "cuda:N"); the
@@ -79,11 +100,54 @@ typedef struct jobs_stats {
 int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config *cfg,
              volatile sig_atomic_t *stop, jobs_stats *st, err_t *err);
 
+/* jobs_lock_db: the run lock of db (an flock on DB.lock, holding the pid):
+ * one run or merge per database. Returns the fd (close it to unlock), or
+ * -1 with "sam2amg CMD: ..." printed. */
+int jobs_lock_db(const char *cmd, const char *db);
+
 /* jobs_load_image: image_load with the loader's fault hook
  * (SAM2AMG_FAULT_IMAGE=N: the N-th load fails with ERR_IO). */
 int jobs_load_image(image_t *img, const char *path, int64_t max_pixels, err_t *err);
 
 /* sha256 of a file, hex (65 bytes). ERR_IO when unreadable. */
 int jobs_sha256_file(const char *path, char hex[65], err_t *err);
+
+/* ---- shards and checkpoints (jobs/shard.c; see its DESIGN comment) ---- */
+/* jobs_shard_hash: FNV-1a 64 of bytes; jobs_shard_of: its shard of n. */
+uint64_t jobs_shard_hash(const char *bytes, size_t n);
+int      jobs_shard_of(const char *bytes, size_t n, int n_shards);
+/* jobs_shard_register_sql: SQL shard_of(images.path, n) on db. */
+int      jobs_shard_register_sql(sqlite3 *db);
+/* jobs_shard_parse: "K/N" with 0 <= K < N <= JOBS_MAX_SHARDS; 0 or -1. */
+int      jobs_shard_parse(const char *s, int *k, int *n);
+/* jobs_shard_from_env: the shard of this task from SLURM_ARRAY_TASK_ID and
+ * SLURM_ARRAY_TASK_COUNT (with _MIN and _STEP when set), else from
+ * JOB_COMPLETION_INDEX when shard_count > 0. Returns 1 with *k, *n and a
+ * sentence for the user in why, 0 when none is set, -1 with the reason in
+ * why when they do not name a shard. */
+int      jobs_shard_from_env(int shard_count, int *k, int *n, char *why, size_t cap);
+/* jobs_shard_get: the database's shard row: 1 found, 0 none, < 0 error.
+ * seq may be NULL. */
+int      jobs_shard_get(store_t *s, int *k, int *n, int64_t *seq, err_t *err);
+/* jobs_shard_set: record shard k of n (kept when one is recorded) and
+ * runs.shard of run_id (> 0). */
+int      jobs_shard_set(store_t *s, int k, int n, int64_t run_id, err_t *err);
+/* jobs_network_fs: the name of the network filesystem that path (or its
+ * folder, when path does not exist) is on, NULL for a local one.
+ * SAM2AMG_ASSUME_NETWORK_FS=NAME (tests) makes every path one. */
+const char *jobs_network_fs(const char *path);
+/* jobs_local_path: the working copy of db in local_dir, malloc'd. */
+char    *jobs_local_path(const char *local_dir, const char *db);
+/* jobs_checkpoint_write: a consistent copy of src's database, fsynced and
+ * renamed over dest (see shard.c); bumps shard.checkpoint_seq first. */
+int      jobs_checkpoint_write(store_t *src, const char *dest, err_t *err);
+/* jobs_checkpoint_restore: the working copy at local from the checkpoint
+ * ckpt (*restored = 1), or no working copy when ckpt does not exist
+ * (*restored = 0: a fresh start). */
+int      jobs_checkpoint_restore(const char *ckpt, const char *local, int *restored, err_t *err);
+/* jobs_local_remove: delete a working copy and its -wal/-shm/-journal. */
+void     jobs_local_remove(const char *local);
+/* jobs_test_pause: sleep $SAM2AMG_TEST_PAUSE_<what> seconds when set. */
+void     jobs_test_pause(const char *what);
 
 #endif

@@ -53,9 +53,15 @@
  *     it with the real reason and commits the rest of the batch. Only
  *     run-level causes (disk full, corrupt database, lock timeout, out of
  *     memory) stop the run;
- *   - SIGINT/SIGTERM: the claimer stops claiming, workers stop at the next
- *     decoder batch, unfinished images are released (back to 'pending', the
- *     attempt not counted), the writer commits what finished, then exit 130;
+ *   - SIGINT/SIGTERM/SIGUSR1: the claimer stops claiming, workers stop at
+ *     the next decoder batch, unfinished images are released (back to
+ *     'pending', the attempt not counted), the writer commits what
+ *     finished, then exit 130 (SIGINT) or 75 (SIGTERM, SIGUSR1: a
+ *     scheduler's preemption; cmd_jobs.c writes the last checkpoint first);
+ *   - checkpoints (cfg->checkpoint, --local-dir): the claimer calls the
+ *     hook between claims, every cfg->checkpoint_images finished images or
+ *     cfg->checkpoint_s seconds; it copies what the writer has committed
+ *     (a consistent snapshot, see shard.c) while the writer goes on;
  *   - a run-level write error (disk full, database corrupt) stops the run:
  *     the failed batch rolls back whole and its images stay leased, to be
  *     reclaimed by the next run.
@@ -267,7 +273,8 @@ static void *worker_main(void *arg) {
         }
         memset(&err, 0, sizeof err);
         double t0 = mono_s();
-        int grc = eng->process(eng->ctx, &it->img, &it->res, &err);
+        jobs_test_pause("IMAGE");   /* tests: an image that takes this long */
+        int grc = stopping(r) ? ERR_INTERRUPTED : eng->process(eng->ctx, &it->img, &it->res, &err);
         it->t.t_generate = mono_s() - t0;
         image_free(&it->img);
         if (grc == ERR_INTERRUPTED || (grc && *r->stop)) {
@@ -449,7 +456,20 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
     int tty = !cfg->quiet && isatty(2);
     double t0 = mono_s(), last = 0;
     store_job jobs[16];
+    double ck_t = mono_s();
+    int64_t ck_done = 0;
     while (!rc && !stopping(r)) {
+        if (cfg->checkpoint) {
+            int64_t fin = atomic_load(&r->done) + atomic_load(&r->failed);
+            if ((cfg->checkpoint_images > 0 && fin - ck_done >= cfg->checkpoint_images) ||
+                (cfg->checkpoint_s > 0 && mono_s() - ck_t >= cfg->checkpoint_s)) {
+                err_t ce = {{0}};
+                if (cfg->checkpoint(cfg->checkpoint_ctx, &ce))
+                    fprintf(stderr, "sam2amg run: warning: checkpoint failed: %s\n", ce.msg);
+                ck_done = fin;
+                ck_t = mono_s();
+            }
+        }
         int space = queue_space(&r->load_q);
         int got = 0;
         if (space > 0) {

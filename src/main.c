@@ -15,6 +15,7 @@ static const struct {
     {"export", cmd_export, "write SA-1B JSON, COCO JSON or PNG overlays from a database"},
     {"serve", cmd_serve, "a local web page to review a database: runs, images, masks"},
     {"sql", cmd_sql, "run SQL on a database with the rle_* functions registered"},
+    {"merge", cmd_merge, "merge the shard databases of run --shard K/N into one (idempotent)"},
     {"generate", cmd_generate, "automatic mask generation for images, to JSON or PNG"},
     {"predict", cmd_predict, "masks from point and box prompts (interactive path)"},
     {"dump", cmd_dump, "write the model's intermediate tensors (parity checks)"},

@@ -47,12 +47,19 @@ __asm__(".pushsection .rodata\n"
         ".incbin \"schema/003_model_name.sql\"\n"
         ".byte 0\n"
         ".popsection\n");
-extern const char store_schema_001[], store_schema_002[], store_schema_003[];
+__asm__(".pushsection .rodata\n"
+        ".type store_schema_004, @object\n"
+        "store_schema_004:\n"
+        ".incbin \"schema/004_shards.sql\"\n"
+        ".byte 0\n"
+        ".popsection\n");
+extern const char store_schema_001[], store_schema_002[], store_schema_003[], store_schema_004[];
 
-static const char *const migrations[] = {store_schema_001, store_schema_002, store_schema_003};
+static const char *const migrations[] = {store_schema_001, store_schema_002, store_schema_003,
+                                          store_schema_004};
 /* the migrations that rebuild the masks table (drop + rename): a user's own
  * indexes and triggers on masks are saved before and replayed after them */
-static const int migration_rebuilds_masks[] = {0, 1, 0};
+static const int migration_rebuilds_masks[] = {0, 1, 0, 0};
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migration_rebuilds_masks / sizeof migration_rebuilds_masks[0] ==
                    sizeof migrations / sizeof migrations[0], "one flag per migration");

@@ -6,7 +6,8 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config libvips-dev libsqlite3-dev sqlite3 libopenblas-dev
       libopenblas0-pthread libminizip-dev zlib1g-dev python3 python3-numpy python3-pip valgrind
-      libmicrohttpd-dev chromium chromium-driver python3-selenium)
+      libmicrohttpd-dev chromium chromium-driver python3-selenium
+      slurmctld slurmd slurm-client munge)   # the last four: tests/test_slurm.sh's cluster
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
