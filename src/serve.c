@@ -520,10 +520,15 @@ typedef struct run_stat {
     double  last_finished;
 } run_stat;
 
+/* fmt_time: Unix seconds t as UTC; "?" for a time no calendar holds (NaN,
+ * beyond year 9999 or before 1970: a foreign database's REAL) */
 static void fmt_time(char *out, size_t n, double t) {
-    time_t tt = (time_t)t;
     struct tm tm;
-    gmtime_r(&tt, &tm);
+    time_t tt;
+    if (!(t >= 0 && t < 253402300800.0) || (tt = (time_t)t, !gmtime_r(&tt, &tm))) {
+        snprintf(out, n, "?");
+        return;
+    }
     strftime(out, n, "%Y-%m-%d %H:%M:%S UTC", &tm);
 }
 
@@ -647,7 +652,9 @@ static int page_run(serve_t *sv, store_t *s, serve_resp *r) {
     sb_str(&b, "</table>\n");
     int64_t left = counts[0] + counts[1];
     sb_printf(&b, "<p id=\"rate\">%.2f images/s", last_rate);
-    if (running && last_rate > 0 && left > 0) {
+    /* an ETA past ~30 years is no ETA (and would not fit an int64_t from a
+     * foreign database's times) */
+    if (running && last_rate > 0 && left > 0 && left / last_rate < 1e9) {
         int64_t s2 = (int64_t)(left / last_rate);
         sb_printf(&b, ", ETA <span id=\"eta\">%lld:%02lld:%02lld</span> for %lld left",
                   (long long)(s2 / 3600), (long long)(s2 / 60 % 60), (long long)(s2 % 60),
@@ -1007,7 +1014,12 @@ static int load_db_image(store_t *s, int64_t id, image_t *img, serve_resp *r) {
         sqlite3_finalize(st);
         return resp_error(r, 404, "no image with id %lld", (long long)id);
     }
-    char *path = strdup((const char *)sqlite3_column_text(st, 0));
+    const char *p = (const char *)sqlite3_column_text(st, 0);
+    if (!p || !*p) {   /* a NULL or empty path: a foreign database */
+        sqlite3_finalize(st);
+        return resp_error(r, 404, "image %lld cannot be shown: it has no path", (long long)id);
+    }
+    char *path = strdup(p);
     sqlite3_finalize(st);
     if (!path) return resp_error(r, 500, "out of memory");
     store_path_unescape(path);

@@ -63,6 +63,33 @@ def sha(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def make_hostile_db(tmp):
+    """a database that sam2amg did not write: our schema with images.path
+    nullable, run and image times beyond any calendar, markup in a path
+    and an error, and a live lease so that the run page computes an ETA"""
+    path = os.path.join(tmp, "hostile.db")
+    con = sqlite3.connect(path)
+    for f in sorted(os.listdir(os.path.join(su.ROOT, "schema"))):
+        sql = open(os.path.join(su.ROOT, "schema", f)).read()
+        con.executescript(re.sub(r"path\s+TEXT NOT NULL UNIQUE", "path TEXT UNIQUE", sql))
+    con.execute("PRAGMA user_version = %d" % len(os.listdir(os.path.join(su.ROOT, "schema"))))
+    run = ("INSERT INTO runs (id, params, model_path, model_sha256, config, program_version, devices,"
+           " started_at) VALUES (?, '{}', 'm', 'x', 'c', 'v', 'cpu', ?)")
+    con.execute(run, (1, 1e300))
+    con.execute(run, (2, -1e300))
+    con.execute(run, (3, 0.0))
+    img = "INSERT INTO images (id, path, status, error, run_id, finished_at, lease_expires, added_at) " \
+          "VALUES (?, ?, ?, ?, ?, ?, ?, 0)"
+    con.execute(img, (1, None, "done", None, 3, 1e300, None))
+    con.execute(img, (2, "/tmp/run.jpg", "running", None, None, None, time.time() + 1e6))
+    con.execute(img, (3, "/tmp/left.jpg", "pending", None, None, None, None))
+    con.execute(img, (4, '/tmp/<script>alert(1)</script>"onmouseover=alert(2) x=".jpg', "failed",
+                      '<img src=x onerror=alert(3)>', 3, 5.0, None))
+    con.commit()
+    con.close()
+    return path
+
+
 def main():
     rep = su.Report()
     tmp = tempfile.mkdtemp(prefix="test_serve_http.")
@@ -267,6 +294,39 @@ def main():
                                 "ORDER BY run_id")]
     rep.check(len(rows) == 2 and rows == want, "run page: done, failed, masks per run equal run_summary",
               "%s vs %s" % (rows, want))
+    srv.stop()
+
+    # ---- a hostile database: nullable path, times no calendar holds,
+    # markup in paths and errors ----
+    hostile = make_hostile_db(tmp)
+    srv = su.Server(hostile)
+    for u in ("/thumb/1", "/full/1"):
+        try:
+            st, _, body = get(srv, u)
+        except (OSError, http.client.HTTPException) as e:   # the server died
+            st, body = 0, repr(e).encode()
+        rep.check(st == 404 and b"has no path" in body, "hostile: %s of a NULL path is a 404" % u,
+                  "%d %r" % (st, body[:200]))
+    st, _, body = get(srv, "/")
+    html = body.decode()
+    starts = [re.findall(r'<td[^>]*>(.*?)</td>', tr, re.S)[1]
+              for tr in re.findall(r'<tr class="run">(.*?)</tr>', html, re.S)]
+    rep.check(st == 200 and starts == ["?", "?", "1970-01-01 00:00:00 UTC"],
+              "hostile: run times beyond the calendar show '?'", str(starts))
+    rep.check('data-running="1"' in html and 'id="eta"' not in html,
+              "hostile: no ETA from an absurd rate", html[html.find('id="rate"'):][:200])
+    st, _, body = get(srv, "/images?per=500")
+    html = body.decode()
+    rep.check(st == 200 and "<script>alert" not in html and "<img src=x" not in html and
+              '"onmouseover=' not in html and "&lt;script&gt;alert" in html and
+              "&quot;onmouseover=" in html and "&lt;img src=x" in html,
+              "hostile: markup in paths and errors is escaped in the grid", html[-1500:])
+    st, ct, body = get(srv, "/api/image/4")
+    rep.check(st == 200 and ct == "application/json" and b"<" not in body and
+              json.loads(body)["path"].startswith("/tmp/<script>"),
+              "hostile: the image JSON escapes '<' and round-trips", body[:200])
+    st, _, _ = get(srv, "/")
+    rep.check(st == 200 and srv.p.poll() is None, "hostile: server still up")
     srv.stop()
 
     # ---- command line ----
