@@ -189,14 +189,19 @@ static int read_ref(const char *dir, const char *rev, char *commit, size_t cap) 
     char p[MODELS_PATH_MAX], sub[512];
     sfmt(sub, sizeof sub, "refs/%s", rev);
     if (join(p, sizeof p, dir, sub)) return 0;
+    /* a regular file only: a FIFO would block the open, a device (a link
+     * to /dev/zero) gives no commit */
+    struct stat st;
+    if (stat(p, &st) || !S_ISREG(st.st_mode)) return 0;
     FILE *f = fopen(p, "r");
     if (!f) return 0;
     size_t n = fread(commit, 1, cap - 1, f);
     fclose(f);
     commit[n] = 0;
+    if (strlen(commit) != n) return 0;   /* a NUL byte: not a commit */
     while (n && (commit[n - 1] == '\n' || commit[n - 1] == '\r' || commit[n - 1] == ' '))
         commit[--n] = 0;
-    return n > 0 && !strchr(commit, '/');
+    return n > 0 && !strchr(commit, '/') && strcmp(commit, "..") && strcmp(commit, ".");
 }
 
 /* check_file: dir/file is a readable regular file (following symlinks).

@@ -287,6 +287,23 @@ rc=$?
 [ $rc -eq 1 ] && grep -q "mlp_ratio" "$tmp/log" && ok "config.json with mlp_ratio 3: exit 1 naming it" ||
     notok "config.json with mlp_ratio 3: exit 1 naming it" "exit $rc: $(cat "$tmp/log")"
 
+# ---- a hostile cache: refs/main a FIFO (opening it would block for ever)
+# and a link to /dev/zero (NUL bytes, no commit) ----
+hh=$tmp/hub-hostile
+for r in fifo zero; do mkdir -p "$hh/models--facebook--sam2.1-hiera-$r/refs" "$hh/models--facebook--sam2.1-hiera-$r/snapshots"; done
+mkfifo "$hh/models--facebook--sam2.1-hiera-fifo/refs/main"
+ln -s /dev/zero "$hh/models--facebook--sam2.1-hiera-zero/refs/main"
+for r in fifo zero; do
+    HF_HUB_CACHE=$hh timeout 10 "$bin" models resolve facebook/sam2.1-hiera-$r >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    [ $rc -eq 1 ] && grep -q "no revision 'main'" "$tmp/err" && ok "refs/main a $r: resolve says no revision, exit 1" ||
+        notok "refs/main a $r: resolve exit 1" "exit $rc: $(cat "$tmp/err")"
+done
+HF_HUB_CACHE=$hh timeout 10 "$bin" models >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ $rc -eq 0 ] && [ ! -s "$tmp/out" ] && ok "models with a FIFO / /dev/zero ref: lists nothing, exit 0" ||
+    notok "models with a FIFO / /dev/zero ref" "exit $rc: $(cat "$tmp/out" "$tmp/err")"
+
 # ---- sam2amg models ----
 SAM2AMG_MODELS=$tmp/ckpts HF_HUB_CACHE=$hub "$bin" models >"$tmp/out" 2>"$tmp/err"
 rc=$?
