@@ -406,7 +406,11 @@ int models_resolve(const char *name, const models_opts *o, models_ref *r) {
         }
         memcpy(repo, s, rn);
         repo[rn] = 0;
-        if (second) sfmt(file, sizeof file, "%s", second + 1);
+        if (second && sfmt(file, sizeof file, "%s", second + 1)) {
+            /* cut short it could name another file of the snapshot */
+            sfmt(r->msg, sizeof r->msg, "%s: file name longer than %zu bytes", name, sizeof file - 1);
+            return ERR_INVALID;
+        }
         if (have_root) {
             rc = resolve_repo(r, root, repo, file[0] ? file : NULL, o, where, sizeof where);
             if (rc < 0) return rc;

@@ -304,6 +304,18 @@ rc=$?
 [ $rc -eq 0 ] && [ ! -s "$tmp/out" ] && ok "models with a FIFO / /dev/zero ref: lists nothing, exit 0" ||
     notok "models with a FIFO / /dev/zero ref" "exit $rc: $(cat "$tmp/out" "$tmp/err")"
 
+# ORG/NAME/FILE with FILE over the buffer: refused, not cut short onto
+# another file whose name is FILE's first 255 bytes
+ht=$tmp/hub-trunc
+mkdir -p "$ht/models--facebook--sam2.1-hiera-trunc/refs" "$ht/models--facebook--sam2.1-hiera-trunc/snapshots/$rev1"
+ref "$ht/models--facebook--sam2.1-hiera-trunc" main $rev1
+long=$(printf 'a%.0s' $(seq 252)).pt
+cp $M/weights.pt "$ht/models--facebook--sam2.1-hiera-trunc/snapshots/$rev1/$long"
+HF_HUB_CACHE=$ht "$bin" models resolve "facebook/sam2.1-hiera-trunc/${long}x" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ $rc -eq 1 ] && grep -q "file name longer than" "$tmp/err" && ok "ORG/NAME/FILE with a 256-byte FILE: refused, exit 1" ||
+    notok "ORG/NAME/FILE with a 256-byte FILE: refused" "exit $rc: $(cat "$tmp/out" "$tmp/err")"
+
 # ---- sam2amg models ----
 SAM2AMG_MODELS=$tmp/ckpts HF_HUB_CACHE=$hub "$bin" models >"$tmp/out" 2>"$tmp/err"
 rc=$?
