@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <vips/vips.h>
@@ -203,6 +204,7 @@ struct serve {
     pthread_mutex_t thumb_mu;                   /* guards the thumbnail cache */
     sv_thumb        thumbs[SERVE_THUMB_SLOTS];  /* FIFO ring */
     size_t          thumb_next, thumb_bytes;
+    int             loopback_only;              /* Host must name the loopback */
 };
 
 static double now_mono(void) {
@@ -1202,12 +1204,29 @@ static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *c) {
     return &REQ_NEW;
 }
 
+/* host_is_loopback: a Host header naming this machine's loopback
+ * ("localhost", "127.0.0.1", "[::1]", any port). A server on 127.0.0.1
+ * answers only to those: a web page whose own name resolves to 127.0.0.1
+ * (DNS rebinding) sends its own name, and would otherwise read every page,
+ * mask and image of the database as same-origin. */
+static int host_is_loopback(const char *h) {
+    size_t n;
+    if (h[0] == '[') {
+        const char *e = strchr(h, ']');
+        if (!e || (e[1] && e[1] != ':')) return 0;
+        return e - h - 1 == 3 && !strncmp(h + 1, "::1", 3);
+    }
+    n = strcspn(h, ":");
+    return (n == 9 && !strncasecmp(h, "localhost", 9)) || (n == 9 && !strncmp(h, "127.0.0.1", 9));
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls) {
     (void)version, (void)upload;
     serve_t *sv = cls;
     serve_resp r = {0};
+    const char *host;
     if (*con_cls != &REQ_SEEN) {   /* first call: headers only; answer before any body */
         int nul = *con_cls == &REQ_NUL;
         *con_cls = &REQ_SEEN;
@@ -1215,6 +1234,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             resp_error(&r, 405, "only GET and HEAD");
         else if (nul)
             resp_error(&r, 400, "a NUL byte in the URL");
+        else if (sv->loopback_only && (host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host")) &&
+                 !host_is_loopback(host))
+            resp_error(&r, 400, "Host '%.64s': this server answers to localhost, 127.0.0.1 and [::1] only",
+                       host);
         else if (*upload_size)
             resp_error(&r, 400, "a GET has no body");
         else
@@ -1286,6 +1309,7 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "sam2amg serve: %s\n", err.msg);
         return EXIT_DATA;
     }
+    sv->loopback_only = is_loopback(host);
     /* SIGINT/SIGTERM are taken by sigwait below: blocked before the server
      * threads start, so they inherit the mask */
     sigset_t sigs;

@@ -48,6 +48,24 @@ def get(srv, path, method="GET", body=None, headers=None):
         c.close()
 
 
+def raw_status(port, path, host):
+    """the status of an HTTP/1.0 GET with the Host header host (None: no
+    Host header)"""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(("GET %s HTTP/1.0\r\n%s\r\n" % (path, "Host: %s\r\n" % host if host else "")).encode())
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        line = data.split(b"\r\n", 1)[0].split()
+        return int(line[1]) if len(line) > 1 else 0
+    finally:
+        s.close()
+
+
 def cards(html):
     """(id, masks, iou text or None, name) of each card of a grid page"""
     out = []
@@ -327,6 +345,14 @@ def main():
               "hostile: the image JSON escapes '<' and round-trips", body[:200])
     st, _, _ = get(srv, "/")
     rep.check(st == 200 and srv.p.poll() is None, "hostile: server still up")
+
+    # DNS rebinding: a page whose name resolves to 127.0.0.1 sends its own
+    # name as Host; a server on the loopback answers only to loopback names
+    for host, want in (("evil.example:%d" % srv.port, 400), ("127.0.0.1.evil.example", 400),
+                       ("localhost.evil:1", 400), ("127.0.0.1:%d" % srv.port, 200),
+                       ("localhost:%d" % srv.port, 200), ("[::1]:%d" % srv.port, 200), (None, 200)):
+        st = raw_status(srv.port, "/api/image/4", host)
+        rep.check(st == want, "Host %s: %d" % (host, want), str(st))
     srv.stop()
 
     # ---- command line ----
@@ -354,6 +380,8 @@ def main():
     s.close()
     rep.check(r.returncode == 1 and "cannot listen" in r.stderr, "port in use: exit 1", r.stderr)
     srv = su.Server(db, ["--host", "0.0.0.0"])
+    st = raw_status(srv.port, "/", "reviewbox.lan:%d" % srv.port)
+    rep.check(st == 200, "--host 0.0.0.0: any Host name is answered", str(st))
     srv.stop()
     err = srv.p.stderr.read()
     rep.check("no login" in err, "--host 0.0.0.0 warns that the page has no login", err)
