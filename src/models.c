@@ -144,7 +144,11 @@ static int model_dirs(const models_opts *o, char *buf, size_t cap, const char **
     if (o && o->model_dir && *o->model_dir && n < max) dirs[n++] = o->model_dir;
     const char *env = getenv("SAM2AMG_MODELS");
     if (!env || !*env) return n;
-    sfmt(buf, cap, "%s", env);
+    if (sfmt(buf, cap, "%s", env)) {
+        /* cut short: the last entry is part of a name (another folder) */
+        char *c = strrchr(buf, ':');
+        *(c ? c : buf) = 0;
+    }
     for (char *save = NULL, *t = strtok_r(buf, ":", &save); t && n < max;
          t = strtok_r(NULL, ":", &save))
         if (*t) dirs[n++] = t;

@@ -316,6 +316,17 @@ rc=$?
 [ $rc -eq 1 ] && grep -q "file name longer than" "$tmp/err" && ok "ORG/NAME/FILE with a 256-byte FILE: refused, exit 1" ||
     notok "ORG/NAME/FILE with a 256-byte FILE: refused" "exit $rc: $(cat "$tmp/out" "$tmp/err")"
 
+# $SAM2AMG_MODELS longer than the buffer (4095 bytes): its cut entry is
+# dropped, not read as the folder whose name it is cut to
+mkdir -p "$tmp/ck"
+cp $M/weights.pt "$tmp/ck/sam2.1_hiera_large.pt"
+tail=":$tmp/ck"
+pad=/$(printf 'a%.0s' $(seq $((4095 - ${#tail} - 1))))
+SAM2AMG_MODELS="$pad$tail-other" "$bin" models resolve sam2.1_hiera_large >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ $rc -eq 1 ] && ! grep -q "$tmp/ck/" "$tmp/out" && ok "SAM2AMG_MODELS cut at the buffer: the cut entry is not used" ||
+    notok "SAM2AMG_MODELS cut at the buffer" "exit $rc: $(cat "$tmp/out" "$tmp/err" | head -c 300)"
+
 # ---- sam2amg models ----
 SAM2AMG_MODELS=$tmp/ckpts HF_HUB_CACHE=$hub "$bin" models >"$tmp/out" 2>"$tmp/err"
 rc=$?
