@@ -370,6 +370,10 @@ int sam2_config_load_hf(const char *path, sam2_config *cfg, err_t *err) {
         bad = "image_size (backbone and prompt encoder differ)";
     } else if (pe_h != cfg->d_model || md_h != cfg->d_model) {
         bad = "hidden_size (prompt encoder / mask decoder differ from fpn_hidden_size)";
+    } else if (cfg->embed_dim <= 0 || cfg->num_heads <= 0) {
+        /* before the shifts below: a negative value shifted is undefined */
+        bad = "hidden_size/num_attention_heads";
+        why = "is not a positive number";
     } else {
         for (int i = 0; i < 4 && !bad; i++) {
             if (dims[i] != cfg->embed_dim << i || hps[i] != cfg->num_heads << i) {

@@ -144,7 +144,11 @@ static int model_dirs(const models_opts *o, char *buf, size_t cap, const char **
     if (o && o->model_dir && *o->model_dir && n < max) dirs[n++] = o->model_dir;
     const char *env = getenv("SAM2AMG_MODELS");
     if (!env || !*env) return n;
-    sfmt(buf, cap, "%s", env);
+    if (sfmt(buf, cap, "%s", env)) {
+        /* cut short: the last entry is part of a name (another folder) */
+        char *c = strrchr(buf, ':');
+        *(c ? c : buf) = 0;
+    }
     for (char *save = NULL, *t = strtok_r(buf, ":", &save); t && n < max;
          t = strtok_r(NULL, ":", &save))
         if (*t) dirs[n++] = t;
@@ -189,14 +193,19 @@ static int read_ref(const char *dir, const char *rev, char *commit, size_t cap) 
     char p[MODELS_PATH_MAX], sub[512];
     sfmt(sub, sizeof sub, "refs/%s", rev);
     if (join(p, sizeof p, dir, sub)) return 0;
+    /* a regular file only: a FIFO would block the open, a device (a link
+     * to /dev/zero) gives no commit */
+    struct stat st;
+    if (stat(p, &st) || !S_ISREG(st.st_mode)) return 0;
     FILE *f = fopen(p, "r");
     if (!f) return 0;
     size_t n = fread(commit, 1, cap - 1, f);
     fclose(f);
     commit[n] = 0;
+    if (strlen(commit) != n) return 0;   /* a NUL byte: not a commit */
     while (n && (commit[n - 1] == '\n' || commit[n - 1] == '\r' || commit[n - 1] == ' '))
         commit[--n] = 0;
-    return n > 0 && !strchr(commit, '/');
+    return n > 0 && !strchr(commit, '/') && strcmp(commit, "..") && strcmp(commit, ".");
 }
 
 /* check_file: dir/file is a readable regular file (following symlinks).
@@ -401,7 +410,11 @@ int models_resolve(const char *name, const models_opts *o, models_ref *r) {
         }
         memcpy(repo, s, rn);
         repo[rn] = 0;
-        if (second) sfmt(file, sizeof file, "%s", second + 1);
+        if (second && sfmt(file, sizeof file, "%s", second + 1)) {
+            /* cut short it could name another file of the snapshot */
+            sfmt(r->msg, sizeof r->msg, "%s: file name longer than %zu bytes", name, sizeof file - 1);
+            return ERR_INVALID;
+        }
         if (have_root) {
             rc = resolve_repo(r, root, repo, file[0] ? file : NULL, o, where, sizeof where);
             if (rc < 0) return rc;

@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <vips/vips.h>
@@ -203,6 +204,7 @@ struct serve {
     pthread_mutex_t thumb_mu;                   /* guards the thumbnail cache */
     sv_thumb        thumbs[SERVE_THUMB_SLOTS];  /* FIFO ring */
     size_t          thumb_next, thumb_bytes;
+    int             loopback_only;              /* Host must name the loopback */
 };
 
 static double now_mono(void) {
@@ -520,10 +522,15 @@ typedef struct run_stat {
     double  last_finished;
 } run_stat;
 
+/* fmt_time: Unix seconds t as UTC; "?" for a time no calendar holds (NaN,
+ * beyond year 9999 or before 1970: a foreign database's REAL) */
 static void fmt_time(char *out, size_t n, double t) {
-    time_t tt = (time_t)t;
     struct tm tm;
-    gmtime_r(&tt, &tm);
+    time_t tt;
+    if (!(t >= 0 && t < 253402300800.0) || (tt = (time_t)t, !gmtime_r(&tt, &tm))) {
+        snprintf(out, n, "?");
+        return;
+    }
     strftime(out, n, "%Y-%m-%d %H:%M:%S UTC", &tm);
 }
 
@@ -647,7 +654,9 @@ static int page_run(serve_t *sv, store_t *s, serve_resp *r) {
     sb_str(&b, "</table>\n");
     int64_t left = counts[0] + counts[1];
     sb_printf(&b, "<p id=\"rate\">%.2f images/s", last_rate);
-    if (running && last_rate > 0 && left > 0) {
+    /* an ETA past ~30 years is no ETA (and would not fit an int64_t from a
+     * foreign database's times) */
+    if (running && last_rate > 0 && left > 0 && left / last_rate < 1e9) {
         int64_t s2 = (int64_t)(left / last_rate);
         sb_printf(&b, ", ETA <span id=\"eta\">%lld:%02lld:%02lld</span> for %lld left",
                   (long long)(s2 / 3600), (long long)(s2 / 60 % 60), (long long)(s2 % 60),
@@ -1007,7 +1016,12 @@ static int load_db_image(store_t *s, int64_t id, image_t *img, serve_resp *r) {
         sqlite3_finalize(st);
         return resp_error(r, 404, "no image with id %lld", (long long)id);
     }
-    char *path = strdup((const char *)sqlite3_column_text(st, 0));
+    const char *p = (const char *)sqlite3_column_text(st, 0);
+    if (!p || !*p) {   /* a NULL or empty path: a foreign database */
+        sqlite3_finalize(st);
+        return resp_error(r, 404, "image %lld cannot be shown: it has no path", (long long)id);
+    }
+    char *path = strdup(p);
     sqlite3_finalize(st);
     if (!path) return resp_error(r, 500, "out of memory");
     store_path_unescape(path);
@@ -1190,12 +1204,29 @@ static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *c) {
     return &REQ_NEW;
 }
 
+/* host_is_loopback: a Host header naming this machine's loopback
+ * ("localhost", "127.0.0.1", "[::1]", any port). A server on 127.0.0.1
+ * answers only to those: a web page whose own name resolves to 127.0.0.1
+ * (DNS rebinding) sends its own name, and would otherwise read every page,
+ * mask and image of the database as same-origin. */
+static int host_is_loopback(const char *h) {
+    size_t n;
+    if (h[0] == '[') {
+        const char *e = strchr(h, ']');
+        if (!e || (e[1] && e[1] != ':')) return 0;
+        return e - h - 1 == 3 && !strncmp(h + 1, "::1", 3);
+    }
+    n = strcspn(h, ":");
+    return (n == 9 && !strncasecmp(h, "localhost", 9)) || (n == 9 && !strncmp(h, "127.0.0.1", 9));
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls) {
     (void)version, (void)upload;
     serve_t *sv = cls;
     serve_resp r = {0};
+    const char *host;
     if (*con_cls != &REQ_SEEN) {   /* first call: headers only; answer before any body */
         int nul = *con_cls == &REQ_NUL;
         *con_cls = &REQ_SEEN;
@@ -1203,6 +1234,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             resp_error(&r, 405, "only GET and HEAD");
         else if (nul)
             resp_error(&r, 400, "a NUL byte in the URL");
+        else if (sv->loopback_only && (host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host")) &&
+                 !host_is_loopback(host))
+            resp_error(&r, 400, "Host '%.64s': this server answers to localhost, 127.0.0.1 and [::1] only",
+                       host);
         else if (*upload_size)
             resp_error(&r, 400, "a GET has no body");
         else
@@ -1274,6 +1309,7 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "sam2amg serve: %s\n", err.msg);
         return EXIT_DATA;
     }
+    sv->loopback_only = is_loopback(host);
     /* SIGINT/SIGTERM are taken by sigwait below: blocked before the server
      * threads start, so they inherit the mask */
     sigset_t sigs;

@@ -187,7 +187,9 @@ static int st_add_hf(weights_t *w, const char *name, wdtype_t dtype, int ndim,
     char off[256];
     int rc = 0, kind = weights_hf_name(name, off, sizeof off);
     if (kind == WEIGHTS_HF_SKIP) return 0;
-    if (kind == WEIGHTS_HF_UNKNOWN) snprintf(off, sizeof off, "%s", name);
+    /* no rule (or the official name would not fit off): the name as it is,
+     * never cut to 255 bytes (two long names would become one) */
+    const char *key = kind == WEIGHTS_HF_UNKNOWN ? name : off;
     if (kind == WEIGHTS_HF_POINT_EMBED) {
         if (ndim != 2 || shape[0] != 4)
             return err_set(err, ERR_FORMAT, "%s: tensor '%s': expected shape [4,C]", w->path, name);
@@ -199,7 +201,7 @@ static int st_add_hf(weights_t *w, const char *name, wdtype_t dtype, int ndim,
         }
         return 0;
     }
-    const wtensor_t *prev = !strcmp(off, WEIGHTS_HF_PE) ? weights_find(w, off) : NULL;
+    const wtensor_t *prev = !strcmp(key, WEIGHTS_HF_PE) ? weights_find(w, key) : NULL;
     if (prev) {
         int same = prev->dtype == dtype && prev->ndim == ndim &&
                    !memcmp(prev->shape, shape, (size_t)ndim * sizeof *shape) &&
@@ -209,7 +211,7 @@ static int st_add_hf(weights_t *w, const char *name, wdtype_t dtype, int ndim,
                               "%s: tensor '%s' differs from shared_image_embedding.positional_embedding:"
                               " the official model has one positional matrix for both", w->path, name);
     }
-    return weights_add(w, off, dtype, ndim, shape, data, &rc, err) ? 0 : rc;
+    return weights_add(w, key, dtype, ndim, shape, data, &rc, err) ? 0 : rc;
 }
 
 static int st_load(weights_t *w, err_t *err) {

@@ -143,6 +143,15 @@ static void test_hf_config(void) {
     expect_hf_refused("config.json: a string where a list belongs",
                       "{\"vision_config\":{\"backbone_config\":{\"blocks_per_stage\":\"1,2,7,2\"}}}",
                       "blocks_per_stage");
+    expect_hf_refused("config.json: negative hidden_size refused",
+                      "{\"model_type\":\"sam2\",\"vision_config\":{\"backbone_config\":{\"hidden_size\":-96}}}",
+                      "positive");
+    expect_hf_refused("config.json: negative sizes doubled per stage refused",
+                      "{\"model_type\":\"sam2\",\"vision_config\":{\"backbone_channel_list\":[-768,-384,-192,-96],"
+                      "\"backbone_config\":{\"hidden_size\":-96,\"num_attention_heads\":-1,"
+                      "\"embed_dim_per_stage\":[-96,-192,-384,-768],"
+                      "\"num_attention_heads_per_stage\":[-1,-2,-4,-8]}}}",
+                      "positive");
     expect_hf_refused("config.json: decoder mlp_dim 1024 refused",
                       "{\"mask_decoder_config\":{\"mlp_dim\":1024}}", "mask_decoder_config.mlp_dim");
     expect_hf_refused("config.json: 4 decoder heads refused",

@@ -287,6 +287,46 @@ rc=$?
 [ $rc -eq 1 ] && grep -q "mlp_ratio" "$tmp/log" && ok "config.json with mlp_ratio 3: exit 1 naming it" ||
     notok "config.json with mlp_ratio 3: exit 1 naming it" "exit $rc: $(cat "$tmp/log")"
 
+# ---- a hostile cache: refs/main a FIFO (opening it would block for ever)
+# and a link to /dev/zero (NUL bytes, no commit) ----
+hh=$tmp/hub-hostile
+for r in fifo zero; do mkdir -p "$hh/models--facebook--sam2.1-hiera-$r/refs" "$hh/models--facebook--sam2.1-hiera-$r/snapshots"; done
+mkfifo "$hh/models--facebook--sam2.1-hiera-fifo/refs/main"
+ln -s /dev/zero "$hh/models--facebook--sam2.1-hiera-zero/refs/main"
+for r in fifo zero; do
+    HF_HUB_CACHE=$hh timeout 10 "$bin" models resolve facebook/sam2.1-hiera-$r >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    [ $rc -eq 1 ] && grep -q "no revision 'main'" "$tmp/err" && ok "refs/main a $r: resolve says no revision, exit 1" ||
+        notok "refs/main a $r: resolve exit 1" "exit $rc: $(cat "$tmp/err")"
+done
+HF_HUB_CACHE=$hh timeout 10 "$bin" models >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ $rc -eq 0 ] && [ ! -s "$tmp/out" ] && ok "models with a FIFO / /dev/zero ref: lists nothing, exit 0" ||
+    notok "models with a FIFO / /dev/zero ref" "exit $rc: $(cat "$tmp/out" "$tmp/err")"
+
+# ORG/NAME/FILE with FILE over the buffer: refused, not cut short onto
+# another file whose name is FILE's first 255 bytes
+ht=$tmp/hub-trunc
+mkdir -p "$ht/models--facebook--sam2.1-hiera-trunc/refs" "$ht/models--facebook--sam2.1-hiera-trunc/snapshots/$rev1"
+ref "$ht/models--facebook--sam2.1-hiera-trunc" main $rev1
+long=$(printf 'a%.0s' $(seq 252)).pt
+cp $M/weights.pt "$ht/models--facebook--sam2.1-hiera-trunc/snapshots/$rev1/$long"
+HF_HUB_CACHE=$ht "$bin" models resolve "facebook/sam2.1-hiera-trunc/${long}x" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ $rc -eq 1 ] && grep -q "file name longer than" "$tmp/err" && ok "ORG/NAME/FILE with a 256-byte FILE: refused, exit 1" ||
+    notok "ORG/NAME/FILE with a 256-byte FILE: refused" "exit $rc: $(cat "$tmp/out" "$tmp/err")"
+
+# $SAM2AMG_MODELS longer than the buffer (4095 bytes): its cut entry is
+# dropped, not read as the folder whose name it is cut to
+mkdir -p "$tmp/ck"
+cp $M/weights.pt "$tmp/ck/sam2.1_hiera_large.pt"
+tail=":$tmp/ck"
+pad=/$(printf 'a%.0s' $(seq $((4095 - ${#tail} - 1))))
+SAM2AMG_MODELS="$pad$tail-other" "$bin" models resolve sam2.1_hiera_large >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ $rc -eq 1 ] && ! grep -q "$tmp/ck/" "$tmp/out" && ok "SAM2AMG_MODELS cut at the buffer: the cut entry is not used" ||
+    notok "SAM2AMG_MODELS cut at the buffer" "exit $rc: $(cat "$tmp/out" "$tmp/err" | head -c 300)"
+
 # ---- sam2amg models ----
 SAM2AMG_MODELS=$tmp/ckpts HF_HUB_CACHE=$hub "$bin" models >"$tmp/out" 2>"$tmp/err"
 rc=$?

@@ -48,6 +48,24 @@ def get(srv, path, method="GET", body=None, headers=None):
         c.close()
 
 
+def raw_status(port, path, host):
+    """the status of an HTTP/1.0 GET with the Host header host (None: no
+    Host header)"""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(("GET %s HTTP/1.0\r\n%s\r\n" % (path, "Host: %s\r\n" % host if host else "")).encode())
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        line = data.split(b"\r\n", 1)[0].split()
+        return int(line[1]) if len(line) > 1 else 0
+    finally:
+        s.close()
+
+
 def cards(html):
     """(id, masks, iou text or None, name) of each card of a grid page"""
     out = []
@@ -61,6 +79,33 @@ def cards(html):
 def sha(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
+
+
+def make_hostile_db(tmp):
+    """a database that sam2amg did not write: our schema with images.path
+    nullable, run and image times beyond any calendar, markup in a path
+    and an error, and a live lease so that the run page computes an ETA"""
+    path = os.path.join(tmp, "hostile.db")
+    con = sqlite3.connect(path)
+    for f in sorted(os.listdir(os.path.join(su.ROOT, "schema"))):
+        sql = open(os.path.join(su.ROOT, "schema", f)).read()
+        con.executescript(re.sub(r"path\s+TEXT NOT NULL UNIQUE", "path TEXT UNIQUE", sql))
+    con.execute("PRAGMA user_version = %d" % len(os.listdir(os.path.join(su.ROOT, "schema"))))
+    run = ("INSERT INTO runs (id, params, model_path, model_sha256, config, program_version, devices,"
+           " started_at) VALUES (?, '{}', 'm', 'x', 'c', 'v', 'cpu', ?)")
+    con.execute(run, (1, 1e300))
+    con.execute(run, (2, -1e300))
+    con.execute(run, (3, 0.0))
+    img = "INSERT INTO images (id, path, status, error, run_id, finished_at, lease_expires, added_at) " \
+          "VALUES (?, ?, ?, ?, ?, ?, ?, 0)"
+    con.execute(img, (1, None, "done", None, 3, 1e300, None))
+    con.execute(img, (2, "/tmp/run.jpg", "running", None, None, None, time.time() + 1e6))
+    con.execute(img, (3, "/tmp/left.jpg", "pending", None, None, None, None))
+    con.execute(img, (4, '/tmp/<script>alert(1)</script>"onmouseover=alert(2) x=".jpg', "failed",
+                      '<img src=x onerror=alert(3)>', 3, 5.0, None))
+    con.commit()
+    con.close()
+    return path
 
 
 def main():
@@ -269,6 +314,47 @@ def main():
               "%s vs %s" % (rows, want))
     srv.stop()
 
+    # ---- a hostile database: nullable path, times no calendar holds,
+    # markup in paths and errors ----
+    hostile = make_hostile_db(tmp)
+    srv = su.Server(hostile)
+    for u in ("/thumb/1", "/full/1"):
+        try:
+            st, _, body = get(srv, u)
+        except (OSError, http.client.HTTPException) as e:   # the server died
+            st, body = 0, repr(e).encode()
+        rep.check(st == 404 and b"has no path" in body, "hostile: %s of a NULL path is a 404" % u,
+                  "%d %r" % (st, body[:200]))
+    st, _, body = get(srv, "/")
+    html = body.decode()
+    starts = [re.findall(r'<td[^>]*>(.*?)</td>', tr, re.S)[1]
+              for tr in re.findall(r'<tr class="run">(.*?)</tr>', html, re.S)]
+    rep.check(st == 200 and starts == ["?", "?", "1970-01-01 00:00:00 UTC"],
+              "hostile: run times beyond the calendar show '?'", str(starts))
+    rep.check('data-running="1"' in html and 'id="eta"' not in html,
+              "hostile: no ETA from an absurd rate", html[html.find('id="rate"'):][:200])
+    st, _, body = get(srv, "/images?per=500")
+    html = body.decode()
+    rep.check(st == 200 and "<script>alert" not in html and "<img src=x" not in html and
+              '"onmouseover=' not in html and "&lt;script&gt;alert" in html and
+              "&quot;onmouseover=" in html and "&lt;img src=x" in html,
+              "hostile: markup in paths and errors is escaped in the grid", html[-1500:])
+    st, ct, body = get(srv, "/api/image/4")
+    rep.check(st == 200 and ct == "application/json" and b"<" not in body and
+              json.loads(body)["path"].startswith("/tmp/<script>"),
+              "hostile: the image JSON escapes '<' and round-trips", body[:200])
+    st, _, _ = get(srv, "/")
+    rep.check(st == 200 and srv.p.poll() is None, "hostile: server still up")
+
+    # DNS rebinding: a page whose name resolves to 127.0.0.1 sends its own
+    # name as Host; a server on the loopback answers only to loopback names
+    for host, want in (("evil.example:%d" % srv.port, 400), ("127.0.0.1.evil.example", 400),
+                       ("localhost.evil:1", 400), ("127.0.0.1:%d" % srv.port, 200),
+                       ("localhost:%d" % srv.port, 200), ("[::1]:%d" % srv.port, 200), (None, 200)):
+        st = raw_status(srv.port, "/api/image/4", host)
+        rep.check(st == want, "Host %s: %d" % (host, want), str(st))
+    srv.stop()
+
     # ---- command line ----
     r = subprocess.run([su.BIN, "serve", os.path.join(tmp, "missing.db"), "--port", "0"],
                        capture_output=True, text=True, timeout=10)
@@ -294,6 +380,8 @@ def main():
     s.close()
     rep.check(r.returncode == 1 and "cannot listen" in r.stderr, "port in use: exit 1", r.stderr)
     srv = su.Server(db, ["--host", "0.0.0.0"])
+    st = raw_status(srv.port, "/", "reviewbox.lan:%d" % srv.port)
+    rep.check(st == 200, "--host 0.0.0.0: any Host name is answered", str(st))
     srv.stop()
     err = srv.p.stderr.read()
     rep.check("no login" in err, "--host 0.0.0.0 warns that the page has no login", err)

@@ -265,6 +265,21 @@ static void test_safetensors_malformed(void) {
     int rc = weights_open(&w, tmp_path("meta.safetensors"), &err);
     TEST_CHECK(rc == 0 && weights_count(w) == 1 && weights_find(w, "x"), "__metadata__ accepted", "%s", err.msg);
     weights_close(w);
+    /* a transformers-layout file (a mask_decoder. name) with two unknown
+     * names over 255 bytes that share their first 255: both kept whole */
+    char longa[400], longb[400], hdr[1200];
+    memset(longa, 'q', 300), longa[300] = 'a', longa[301] = 0;
+    memcpy(longb, longa, 302), longb[300] = 'b';
+    snprintf(hdr, sizeof hdr, "{\"mask_decoder.iou_token.weight\":{\"dtype\":\"F32\",\"shape\":[1],"
+             "\"data_offsets\":[0,4]},\"%s\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]},"
+             "\"%s\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", longa, longb);
+    write_st(tmp_path("hflong.safetensors"), hdr, 12);
+    w = NULL;
+    rc = weights_open(&w, tmp_path("hflong.safetensors"), &err);
+    TEST_CHECK(rc == 0 && weights_count(w) == 3 && weights_find(w, longa) && weights_find(w, longb) &&
+                   weights_find(w, "sam_mask_decoder.iou_token.weight"),
+               "transformers layout: long unknown names kept whole", "rc %d: %s", rc, err.msg);
+    if (!rc) weights_close(w);
 }
 
 /* write_zip: a zip (stored or deflated entries) of n named byte strings. */
