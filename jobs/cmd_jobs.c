@@ -274,7 +274,11 @@ int cmd_run(int argc, char **argv) {
         static models_ref mref; /* ~12 KB: off the stack */
         models_opts mo = {.revision = revision, .model_dir = model_dir};
         if (models_resolve(cfg.model_path, &mo, &mref)) {
-            fprintf(stderr, "sam2amg run: %s\n", mref.msg);
+            if (cfg.model_path == last.model_path) /* a resume: say where the name came from */
+                fprintf(stderr, "sam2amg run: %s (the model of the database's last run, '%s'; "
+                                "give --model to use another copy)\n", mref.msg, last.model_name);
+            else
+                fprintf(stderr, "sam2amg run: %s\n", mref.msg);
             goto out;
         }
         if (strlen(mref.path) >= sizeof info.model_path) {
@@ -291,7 +295,12 @@ int cmd_run(int argc, char **argv) {
      * name and the test model stay names. Messages of this run show the
      * names as given. */
     char *model_abs = strncmp(cfg.model_path, "test:", 5) ? realpath(cfg.model_path, NULL) : NULL;
-    char *config_abs = cfg.config ? realpath(cfg.config, NULL) : NULL;
+    /* a built-in name stays a name even beside a folder of that name
+     * (sam2_config_load reads it as the built-in) */
+    struct stat cst;
+    char *config_abs = cfg.config && !(stat(cfg.config, &cst) == 0 && S_ISDIR(cst.st_mode) &&
+                                       !strchr(cfg.config, '/'))
+                           ? realpath(cfg.config, NULL) : NULL;
     if (model_abs && strlen(model_abs) >= sizeof info.model_path) {
         fprintf(stderr, "sam2amg run: %s: the model's path is longer than %zu bytes\n",
                 cfg.model_path, sizeof info.model_path - 1);
