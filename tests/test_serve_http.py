@@ -293,6 +293,8 @@ def main():
                        timeout=10)
     s.close()
     rep.check(r.returncode == 1 and "cannot listen" in r.stderr, "port in use: exit 1", r.stderr)
+    rep.check(len(r.stderr.splitlines()) == 1 and "Address already in use" in r.stderr,
+              "port in use: one line on stderr (libmicrohttpd's own log line was a second)", r.stderr)
     srv = su.Server(db, ["--host", "0.0.0.0"])
     srv.stop()
     err = srv.p.stderr.read()
@@ -300,8 +302,55 @@ def main():
     srv = su.Server(db)
     srv.stop()
     rep.check(srv.p.stderr.read() == "", "127.0.0.1: no warning")
+    foreign_user(rep, tmp, db)
     shutil.rmtree(tmp, ignore_errors=True)
     return rep.finish()
+
+
+def foreign_user(rep, tmp, db):
+    """serve as another user (nobody): a database in a folder it may not
+    write, and one owned by someone else in a shared folder. A plain
+    read-only open of a WAL database needs DB-shm and DB-wal: it failed in
+    the first case and left files owned by nobody in the second, which the
+    owner's next `run` could not write ('attempt to write a readonly
+    database')."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        rep.check(True, "# skip serve as another user: not root or no setpriv")
+        return
+    os.chmod(tmp, 0o755)
+    ro, shared = os.path.join(tmp, "ro"), os.path.join(tmp, "shared")
+    os.makedirs(ro)
+    os.makedirs(shared)
+    os.chmod(shared, 0o1777)
+    for d in (ro, shared):
+        dst = os.path.join(d, "a b%#?.db")  # bytes that mean something in a URI
+        shutil.copy(db, dst)
+        os.chmod(dst, 0o644)
+        if d == shared:
+            os.chown(dst, 1000, 1000)
+        before = sha(dst)
+        p = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              su.BIN, "serve", dst, "--port", "0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = p.stdout.readline()
+        ok = "http://" in line
+        codes = []
+        if ok:
+            port = int(line[line.index("http://"):].split()[0].rstrip("/").rsplit(":", 1)[1])
+            for u in ("/", "/images", "/image/1", "/api/image/1"):
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                c.request("GET", u)
+                codes.append(c.getresponse().status)
+                c.close()
+        p.terminate()
+        rc = p.wait(10)
+        err = p.stderr.read()
+        what = "read-only folder" if d == ro else "another user's database in a shared folder"
+        rep.check(ok and codes == [200] * 4 and rc == 0, "serve as nobody, %s: pages 200" % what,
+                  "%r %s %s" % (line, codes, err))
+        left = sorted(n for n in os.listdir(d) if not n.endswith(".db"))
+        rep.check(left == [] and sha(dst) == before, "serve as nobody, %s: no file written" % what,
+                  "left %s" % left)
 
 
 if __name__ == "__main__":
