@@ -177,7 +177,7 @@ int cmd_run(int argc, char **argv) {
             manifests[n_manifests++] = val;
             i++;
         } else if (!strcmp(a, "--model")) {
-            if (!val) return cli_usage_error(cmd, "--model needs a value");
+            if (!val || !*val) return cli_usage_error(cmd, "--model needs a value%s", val ? " (got '')" : "");
             cfg.model_path = val;
             i++;
         } else if (!strcmp(a, "--config")) {

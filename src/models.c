@@ -404,7 +404,16 @@ int models_resolve(const char *name, const models_opts *o, models_ref *r) {
         if (rc > 0) describe(r);
         return rc < 0 ? rc : 0;
     }
+    /* "ORG/NAME/" (a shell's completion, a copied URL path): ORG/NAME */
+    char trimmed[512];
     const char *s = hf ? name + 5 : name;
+    size_t sl = strlen(s);
+    if (sl > 1 && sl < sizeof trimmed && s[sl - 1] == '/') {
+        memcpy(trimmed, s, sl - 1);
+        trimmed[sl - 1] = 0;
+        const char *first = strchr(trimmed, '/');
+        if (first && first > trimmed && first[1] && !strchr(first + 1, '/')) s = trimmed;
+    }
     char where[1536] = "", root[MODELS_PATH_MAX];
     const char *root_why = NULL;
     int have_root = !models_hub_cache(root, sizeof root, &root_why);

@@ -399,6 +399,17 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null 2>&1; then
 else
     ok "# skip permission checks: not root or no setpriv"
 fi
+expect_resolve "ORG/NAME/ (a trailing slash) is the repo" "$O/snapshots/$rev1/model.safetensors" \
+    HF_HUB_CACHE=$hub -- odd/refs/
+expect_resolve "hf://ORG/NAME/ too" "$O/snapshots/$rev1/model.safetensors" HF_HUB_CACHE=$hub -- hf://odd/refs/
+for args in "models resolve" "run $tmp/never.db --manifest $tmp/manifest.txt --model" \
+            "generate $M/image.png -o $tmp/never.json --model"; do
+    "$bin" $args "" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    [ $rc -eq 2 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && [ ! -e "$tmp/never.db" ] &&
+        ok "${args%% *} with an empty model name: usage error, exit 2 (was 1)" ||
+        notok "${args%% *} with an empty model name: exit 2" "exit $rc: $(cat "$tmp/err")"
+done
 # a folder named like the built-in config in the folder run starts in: the
 # built-in (was: realpath'd into runs.config, then 'read error')
 mkdir -p "$tmp/cwd/micro"
