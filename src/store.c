@@ -351,6 +351,11 @@ int store_open(store_t **out, const char *path, int flags, err_t *err) {
                  : (flags & STORE_CREATE) ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                                           : SQLITE_OPEN_READWRITE;
     char uri[3 * 4096 + 32]; /* a PATH_MAX path, every byte encoded */
+    struct stat dst;
+    if (!stat(path, &dst) && S_ISDIR(dst.st_mode)) { /* SQLite says "disk I/O error" */
+        free(s);
+        return err_set(err, ERR_IO, "%s: is a directory, not a database file", path);
+    }
     int rc;
     if ((flags & STORE_READONLY) && readonly_uri(path, uri, sizeof uri))
         rc = sqlite3_open_v2(uri, &s->db, oflags | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL);

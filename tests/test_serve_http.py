@@ -281,6 +281,10 @@ def main():
                        timeout=10)
     rep.check(r.returncode == 1 and "not a sam2amg database" in r.stderr, "foreign database: exit 1",
               r.stderr)
+    r = subprocess.run([su.BIN, "serve", tmp, "--port", "0"], capture_output=True, text=True,
+                       timeout=10)
+    rep.check(r.returncode == 1 and "is a directory" in r.stderr and len(r.stderr.splitlines()) == 1,
+              "a directory as DB: exit 1, one line saying so (was 'disk I/O error')", r.stderr)
     for args in (["--port", "70000"], ["--port", "x"], ["--port"], ["--bogus"], []):
         r = subprocess.run([su.BIN, "serve"] + ([db] if args != [] else []) + args,
                            capture_output=True, text=True, timeout=10)
