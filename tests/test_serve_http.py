@@ -306,9 +306,47 @@ def main():
     srv = su.Server(db)
     srv.stop()
     rep.check(srv.p.stderr.read() == "", "127.0.0.1: no warning")
+    run_model_column(rep, tmp, db)
     foreign_user(rep, tmp, db)
     shutil.rmtree(tmp, ignore_errors=True)
     return rep.finish()
+
+
+def run_model_column(rep, tmp, db):
+    """the run page's model column is the name the run was given
+    (runs.model_name: a repo id resolves to a blobs/SHA256 file, which said
+    nothing), the file in its title; a schema-1 database (no model_name)
+    shows the path"""
+    named = os.path.join(tmp, "named.db")
+    shutil.copy(db, named)
+    con = sqlite3.connect(named)
+    con.execute("UPDATE runs SET model_name = 'facebook/sam2.1-hiera-tiny'")
+    con.commit()
+    path = con.execute("SELECT model_path FROM runs ORDER BY id LIMIT 1").fetchone()[0]
+    con.close()
+    srv = su.Server(named)
+    st, _, body = get(srv, "/")
+    srv.stop()
+    cells = re.findall(r'<td class="model" title="([^"]*)">([^<]*)</td>', body.decode())
+    rep.check(st == 200 and cells and all(n == "facebook/sam2.1-hiera-tiny" and t.startswith(path + ", sha256 ")
+                                          for t, n in cells),
+              "run page: model column shows runs.model_name, the file in its title", str(cells))
+    old = os.path.join(tmp, "v1.db")
+    con = sqlite3.connect(old)
+    with open(os.path.join(su.ROOT, "schema/001_init.sql")) as f:
+        con.executescript(f.read())
+    con.execute("INSERT INTO runs (params, model_path, model_sha256, config, program_version, devices, "
+                "started_at) VALUES ('{}', '/m/w.pt', 'ab', 'tiny', 'x', 'cpu', 0)")
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+    before = sha(old)
+    srv = su.Server(old)
+    st, _, body = get(srv, "/")
+    srv.stop()
+    cells = re.findall(r'<td class="model" title="([^"]*)">([^<]*)</td>', body.decode())
+    rep.check(st == 200 and cells == [("/m/w.pt, sha256 ab", "/m/w.pt")] and sha(old) == before,
+              "run page of a schema-1 database (no model_name): the path; file unchanged", str(cells))
 
 
 def foreign_user(rep, tmp, db):
