@@ -345,9 +345,20 @@ name, path, sha = db.execute("SELECT model_name, model_path, model_sha256 FROM r
 assert name == "facebook/sam2.1-hiera-small", name
 assert os.path.realpath(path) == os.path.realpath(sys.argv[2]), (path, sys.argv[2])
 assert sha == hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest(), sha
+# the snapshot file, not blobs/SHA256 (which names no repo, revision or file)
+assert path == sys.argv[2], (path, sys.argv[2])
+cfg = db.execute("SELECT config FROM runs").fetchone()[0]
+assert cfg == os.path.join(os.path.dirname(sys.argv[2]), "config.json"), cfg
 PYEOF
-[ $? -eq 0 ] && ok "runs: model_name as given, model_path resolved, sha256 of the file" ||
+[ $? -eq 0 ] && ok "runs: model_name as given, model_path the snapshot file (not blobs/), sha256 of the file" ||
     notok "runs: model_name / model_path / sha256" "$(cat "$tmp/err")"
+# a resume without --model from another folder stores the same paths
+mkdir -p "$tmp/elsewhere"
+(cd "$tmp/elsewhere" && "$bin" run "$tmp/db.sqlite" --manifest "$tmp/manifest.txt" --quiet) >"$tmp/log" 2>&1
+rc=$?
+n=$("$bin" sql "$tmp/db.sqlite" "SELECT count(DISTINCT model_path || '|' || config || '|' || model_name) || ' ' || count(*) FROM runs" 2>&1)
+[ $rc -eq 0 ] && [ "$n" = "1 2" ] && ok "resume without --model from another folder: same name, file and config" ||
+    notok "resume from another folder" "exit $rc, '$n': $(tail -n 3 "$tmp/log")"
 
 # ---- odd refs, unreadable files, a folder named like a config, a resume ----
 O=$hub/models--odd--refs
