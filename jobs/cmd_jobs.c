@@ -177,6 +177,26 @@ int jobs_lock_db(const char *cmd, const char *db) {
     return fd;
 }
 
+/* abs_keep_name: path made absolute with its folder's realpath but its own
+ * last component kept (a hub-cache snapshot file stays
+ * snapshots/COMMIT/FILE instead of becoming blobs/SHA256, which names
+ * neither repo, revision nor file); malloc'd, NULL if the folder is gone */
+static char *abs_keep_name(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, (size_t)(slash - path + (slash == path))) : strdup(".");
+    CHECK(dir);
+    char *rd = realpath(dir, NULL);
+    free(dir);
+    if (!rd) return NULL;
+    const char *base = slash ? slash + 1 : path;
+    size_t n = strlen(rd) + 1 + strlen(base) + 1;
+    char *out = malloc(n);
+    CHECK(out);
+    snprintf(out, n, "%s%s%s", rd, strcmp(rd, "/") ? "/" : "", base);
+    free(rd);
+    return out;
+}
+
 int cmd_run(int argc, char **argv) {
     const char *cmd = "run";
     jobs_config cfg = {0};
@@ -235,7 +255,7 @@ int cmd_run(int argc, char **argv) {
             manifests[n_manifests++] = val;
             i++;
         } else if (!strcmp(a, "--model")) {
-            if (!val) return cli_usage_error(cmd, "--model needs a value");
+            if (!val || !*val) return cli_usage_error(cmd, "--model needs a value%s", val ? " (got '')" : "");
             cfg.model_path = val;
             i++;
         } else if (!strcmp(a, "--config")) {
@@ -427,11 +447,19 @@ int cmd_run(int argc, char **argv) {
      * given and the file it resolved to */
     snprintf(info.model_name, sizeof info.model_name, "%s",
              cfg.model_path == last.model_path ? last.model_name : cfg.model_path);
+    int from_cache = 0, config_cached = 0; /* files of a hub-cache snapshot */
+    /* a resume keeps the absolute paths its database stored as they are */
+    int keep_model = cfg.model_path == last.model_path && cfg.model_path[0] == '/';
+    int keep_config = have_last && cfg.config == last.config && cfg.config[0] == '/';
     if (strncmp(cfg.model_path, "test:", 5)) {
         static models_ref mref; /* ~12 KB: off the stack */
         models_opts mo = {.revision = revision, .model_dir = model_dir};
         if (models_resolve(cfg.model_path, &mo, &mref)) {
-            fprintf(stderr, "sam2amg run: %s\n", mref.msg);
+            if (cfg.model_path == last.model_path) /* a resume: say where the name came from */
+                fprintf(stderr, "sam2amg run: %s (the model of the database's last run, '%s'; "
+                                "give --model to use another copy)\n", mref.msg, last.model_name);
+            else
+                fprintf(stderr, "sam2amg run: %s\n", mref.msg);
             goto out;
         }
         if (strlen(mref.path) >= sizeof info.model_path) {
@@ -440,15 +468,26 @@ int cmd_run(int argc, char **argv) {
             goto out;
         }
         cfg.model_path = mref.path;
-        if (!cfg.config && mref.config_json[0]) cfg.config = mref.config_json;
+        from_cache = mref.src == MODELS_SRC_HF_CACHE;
+        if (!cfg.config && mref.config_json[0]) cfg.config = mref.config_json, config_cached = 1;
         else if (!cfg.config && mref.config[0]) cfg.config = mref.config;
     }
     /* runs stores the model and a config file by absolute path, so that a
      * resume without --model works from any folder; a built-in config
      * name and the test model stay names. Messages of this run show the
      * names as given. */
-    char *model_abs = strncmp(cfg.model_path, "test:", 5) ? realpath(cfg.model_path, NULL) : NULL;
-    char *config_abs = cfg.config ? realpath(cfg.config, NULL) : NULL;
+    char *model_abs = keep_model ? strdup(cfg.model_path)
+                      : from_cache ? abs_keep_name(cfg.model_path)
+                      : strncmp(cfg.model_path, "test:", 5) ? realpath(cfg.model_path, NULL) : NULL;
+    /* a built-in name stays a name even beside a folder of that name
+     * (sam2_config_load reads it as the built-in) */
+    struct stat cst;
+    char *config_abs = cfg.config && !(stat(cfg.config, &cst) == 0 && S_ISDIR(cst.st_mode) &&
+                                       !strchr(cfg.config, '/'))
+                           ? (keep_config     ? strdup(cfg.config)
+                              : config_cached ? abs_keep_name(cfg.config)
+                                              : realpath(cfg.config, NULL))
+                           : NULL;
     if (model_abs && strlen(model_abs) >= sizeof info.model_path) {
         fprintf(stderr, "sam2amg run: %s: the model's path is longer than %zu bytes\n",
                 cfg.model_path, sizeof info.model_path - 1);

@@ -103,6 +103,8 @@ int cli_parse_model_flag(cli_model_flags *f, const char *cmd, int argc, char **a
         if (!v || cli_looks_like_flag(v))
             return cli_usage_error(cmd, "%s needs a value%s%s%s", a, v ? " (got option '" : "", v ? v : "",
                                    v ? "')" : ""), -1;
+        if (!*v && dst == &f->model)   /* --model "": an unset variable in a script */
+            return cli_usage_error(cmd, "--model needs a value (got '')"), -1;
         *dst = v;
     } else if (!strcmp(a, "--threads")) {
         if (cli_parse_int(cmd, a, v, 0, 1024, &f->threads)) return -1;

@@ -105,7 +105,7 @@ int cmd_models(int argc, char **argv) {
         }
         return EXIT_OK;
     }
-    if (!name) return cli_usage_error(cmd, "resolve needs a NAME");
+    if (!name || !*name) return cli_usage_error(cmd, "resolve needs a NAME%s", name ? " (got '')" : "");
     models_ref r;
     if (models_resolve(name, &o, &r)) {
         fprintf(stderr, "sam2amg models: %s\n", r.msg);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "json.h"
@@ -166,8 +167,10 @@ int sam2_config_load(const char *name_or_path, sam2_config *cfg, char **amg_json
                      err_t *err) {
     if (amg_json) *amg_json = NULL;
     if (!name_or_path) return err_set(err, ERR_INVALID, "no config name");
-    /* a built-in name wins unless it names an existing file */
-    if (access(name_or_path, F_OK) != 0) {
+    /* a built-in name wins unless it names an existing file (a folder
+     * named "large" beside the run is not a config file) */
+    struct stat st;
+    if (stat(name_or_path, &st) != 0 || (S_ISDIR(st.st_mode) && !strchr(name_or_path, '/'))) {
         if (strchr(name_or_path, '/') || strstr(name_or_path, ".json"))
             return err_set(err, ERR_IO, "%s: no such config file", name_or_path);
         return sam2_config_builtin(name_or_path, cfg, err);

@@ -10,6 +10,7 @@
  */
 #include "models.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -188,6 +189,12 @@ static int repo_dir(char *out, size_t cap, const char *root, const char *repo) {
     return join(out, cap, root, name);
 }
 
+/* snapshot_name_ok: a commit usable as one path component under
+ * snapshots/ ("." and ".." would name snapshots/ or the repo folder) */
+static int snapshot_name_ok(const char *c) {
+    return *c && !strchr(c, '/') && strcmp(c, ".") && strcmp(c, "..");
+}
+
 /* read_ref: the commit that dir/refs/rev names; 1 found, 0 no such ref */
 static int read_ref(const char *dir, const char *rev, char *commit, size_t cap) {
     char p[MODELS_PATH_MAX], sub[512];
@@ -203,19 +210,26 @@ static int read_ref(const char *dir, const char *rev, char *commit, size_t cap) 
     fclose(f);
     commit[n] = 0;
     if (strlen(commit) != n) return 0;   /* a NUL byte: not a commit */
-    while (n && (commit[n - 1] == '\n' || commit[n - 1] == '\r' || commit[n - 1] == ' '))
-        commit[--n] = 0;
-    return n > 0 && !strchr(commit, '/') && strcmp(commit, "..") && strcmp(commit, ".");
+    /* a hand-edited ref may carry a newline, CRLF or tabs around the hash */
+    while (n && isspace((unsigned char)commit[n - 1])) commit[--n] = 0;
+    size_t lead = strspn(commit, " \t\r\n\v\f");
+    memmove(commit, commit + lead, n - lead + 1);
+    return commit[0] && snapshot_name_ok(commit);
 }
 
 /* check_file: dir/file is a readable regular file (following symlinks).
- * Returns 1 yes, 0 absent, -1 present but a broken symlink / not a file
- * (message in r->msg) */
+ * Returns 1 yes, 0 absent, -1 present but a broken symlink, not a file,
+ * not readable or behind a folder we may not search (message in r->msg) */
 static int check_file(models_ref *r, const char *dir, const char *file, char *out, size_t cap,
                       const char *repo) {
     struct stat st;
     if (join(out, cap, dir, file)) return 0;
-    if (lstat(out, &st)) return 0;
+    if (lstat(out, &st)) {
+        if (errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG) return 0;
+        /* EACCES on the folder: the file may well be there */
+        sfmt(r->msg, sizeof r->msg, "%s: %s", out, strerror(errno));
+        return -1;
+    }
     if (stat(out, &st)) {
         char target[MODELS_PATH_MAX] = "?";
         ssize_t n = readlink(out, target, sizeof target - 1);
@@ -228,6 +242,10 @@ static int check_file(models_ref *r, const char *dir, const char *file, char *ou
     }
     if (!S_ISREG(st.st_mode)) {
         sfmt(r->msg, sizeof r->msg, "%s is not a regular file", out);
+        return -1;
+    }
+    if (access(out, R_OK)) {
+        sfmt(r->msg, sizeof r->msg, "%s: %s", out, strerror(errno));
         return -1;
     }
     return 1;
@@ -250,7 +268,7 @@ static int resolve_repo(models_ref *r, const char *root, const char *repo, const
         /* a commit given directly: snapshots/COMMIT */
         sfmt(sub, sizeof sub, "snapshots/%s", rev);
         char p[MODELS_PATH_MAX];
-        if (strchr(rev, '/') || join(p, sizeof p, dir, sub) || !is_dir(p)) {
+        if (!snapshot_name_ok(rev) || join(p, sizeof p, dir, sub) || !is_dir(p)) {
             sfmt(r->msg, sizeof r->msg,
                      "%s: no revision '%s' in the cache (neither %s/refs/%s nor %s/snapshots/%s)",
                      repo, rev, dir, rev, dir, rev);
@@ -353,7 +371,12 @@ static void describe(models_ref *r) {
  * checkpoint (transformers save_pretrained: model.safetensors) */
 static int resolve_path(models_ref *r, const char *name) {
     struct stat st;
-    if (stat(name, &st)) return 0;
+    if (stat(name, &st)) {
+        /* not there: maybe a name; there but unreachable: say why */
+        if (errno != EACCES && errno != ELOOP) return 0;
+        sfmt(r->msg, sizeof r->msg, "%s: %s", name, strerror(errno));
+        return ERR_IO;
+    }
     const char *b = strrchr(name, '/');
     if (S_ISDIR(st.st_mode)) {
         char p[MODELS_PATH_MAX];
@@ -390,7 +413,16 @@ int models_resolve(const char *name, const models_opts *o, models_ref *r) {
         if (rc > 0) describe(r);
         return rc < 0 ? rc : 0;
     }
+    /* "ORG/NAME/" (a shell's completion, a copied URL path): ORG/NAME */
+    char trimmed[512];
     const char *s = hf ? name + 5 : name;
+    size_t sl = strlen(s);
+    if (sl > 1 && sl < sizeof trimmed && s[sl - 1] == '/') {
+        memcpy(trimmed, s, sl - 1);
+        trimmed[sl - 1] = 0;
+        const char *first = strchr(trimmed, '/');
+        if (first && first > trimmed && first[1] && !strchr(first + 1, '/')) s = trimmed;
+    }
     char where[1536] = "", root[MODELS_PATH_MAX];
     const char *root_why = NULL;
     int have_root = !models_hub_cache(root, sizeof root, &root_why);

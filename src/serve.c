@@ -608,10 +608,17 @@ static int page_run(serve_t *sv, store_t *s, serve_resp *r) {
     }
     sqlite3_finalize(st);
     pthread_mutex_unlock(&sv->idx.mu);
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, params, model_path, model_sha256, config, program_version, "
-                           "devices, started_at, finished_at, exit_status FROM runs ORDER BY id",
-                           -1, &st, NULL) != SQLITE_OK) {
+    /* the model as the user named it (runs.model_name, schema 003; older
+     * databases have the path only), the resolved file in its title */
+    const char *runs_sql = "SELECT id, params, model_path, model_sha256, config, program_version, "
+                           "devices, started_at, finished_at, exit_status, %s FROM runs ORDER BY id";
+    char q1[512];
+    snprintf(q1, sizeof q1, runs_sql, "coalesce(model_name, model_path)");
+    if (sqlite3_prepare_v2(db, q1, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(q1, sizeof q1, runs_sql, "model_path");
+        if (sqlite3_prepare_v2(db, q1, -1, &st, NULL) != SQLITE_OK) st = NULL;
+    }
+    if (!st) {
         free(rs);
         free(b.p);
         return resp_error(r, 500, "reading runs: %s", sqlite3_errmsg(db));
@@ -636,10 +643,12 @@ static int page_run(serve_t *sv, store_t *s, serve_resp *r) {
         else sb_str(&b, "-");
         sb_str(&b, "</td><td>");
         sb_html(&b, (const char *)sqlite3_column_text(st, 6));
-        sb_str(&b, "</td><td title=\"sha256 ");
+        sb_str(&b, "</td><td class=\"model\" title=\"");
+        sb_html(&b, (const char *)sqlite3_column_text(st, 2));
+        sb_str(&b, ", sha256 ");
         sb_html(&b, (const char *)sqlite3_column_text(st, 3));
         sb_str(&b, "\">");
-        sb_html(&b, (const char *)sqlite3_column_text(st, 2));
+        sb_html(&b, (const char *)sqlite3_column_text(st, 10));
         sb_str(&b, "</td><td>");
         sb_html(&b, (const char *)sqlite3_column_text(st, 4));
         sb_printf(&b, "</td><td>%lld</td><td>%lld</td><td>%lld</td><td>%.2f</td>",
@@ -1318,7 +1327,9 @@ int cmd_serve(int argc, char **argv) {
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    /* no MHD_USE_ERROR_LOG: its lines (a failed bind, a refused request)
+     * would be a second line beside our one-line errors */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, sv,

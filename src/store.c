@@ -23,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "sqlext.h"
@@ -316,6 +318,37 @@ static int migrate(store_t *s, err_t *err) {
     return 0;
 }
 
+/* readonly_uri: for a read-only open of a database that is not ours (owned
+ * by another user or not writable by us) and that nothing is writing (no
+ * -wal file), "file:PATH?immutable=1" into uri, returns 1. A plain
+ * read-only open of a WAL database creates PATH-shm and PATH-wal: in a
+ * folder we may not write that fails ("attempt to write a readonly
+ * database"), and in a shared folder it leaves files owned by us that the
+ * owner's next `run` cannot write. Immutable opens create nothing (and do
+ * not see later commits: a `run` that starts afterwards is not followed).
+ * Returns 0 (open PATH as it is) otherwise. */
+static int readonly_uri(const char *path, char *uri, size_t cap) {
+    struct stat st;
+    char wal[4096 + 8];
+    if (stat(path, &st) || !S_ISREG(st.st_mode)) return 0;
+    if ((size_t)snprintf(wal, sizeof wal, "%s-wal", path) >= sizeof wal) return 0;
+    if (!access(wal, F_OK)) return 0;
+    if (st.st_uid == geteuid() && !access(path, W_OK)) return 0;
+    /* "file://" + an empty authority for an absolute path; bytes that
+     * mean something in a URI percent-encoded */
+    size_t n = (size_t)snprintf(uri, cap, "file:%s", path[0] == '/' ? "//" : "");
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        if (n + 4 >= cap) return 0;
+        if (*p == '%' || *p == '?' || *p == '#' || *p <= ' ' || *p >= 0x7f)
+            n += (size_t)snprintf(uri + n, cap - n, "%%%02X", *p);
+        else
+            uri[n++] = (char)*p;
+    }
+    if (n + 13 >= cap) return 0;
+    memcpy(uri + n, "?immutable=1", 13);
+    return 1;
+}
+
 int store_open(store_t **out, const char *path, int flags, err_t *err) {
     *out = NULL;
     store_t *s = calloc(1, sizeof *s);
@@ -324,7 +357,17 @@ int store_open(store_t **out, const char *path, int flags, err_t *err) {
     int oflags = (flags & STORE_READONLY) ? SQLITE_OPEN_READONLY
                  : (flags & STORE_CREATE) ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                                           : SQLITE_OPEN_READWRITE;
-    int rc = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
+    char uri[3 * 4096 + 32]; /* a PATH_MAX path, every byte encoded */
+    struct stat dst;
+    if (!stat(path, &dst) && S_ISDIR(dst.st_mode)) { /* SQLite says "disk I/O error" */
+        free(s);
+        return err_set(err, ERR_IO, "%s: is a directory, not a database file", path);
+    }
+    int rc;
+    if ((flags & STORE_READONLY) && readonly_uri(path, uri, sizeof uri))
+        rc = sqlite3_open_v2(uri, &s->db, oflags | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL);
+    else
+        rc = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
     int r = 0;
     if (rc != SQLITE_OK) {
         r = s->db ? sql_err(s, rc, "open", err)

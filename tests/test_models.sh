@@ -385,9 +385,102 @@ name, path, sha = db.execute("SELECT model_name, model_path, model_sha256 FROM r
 assert name == "facebook/sam2.1-hiera-small", name
 assert os.path.realpath(path) == os.path.realpath(sys.argv[2]), (path, sys.argv[2])
 assert sha == hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest(), sha
+# the snapshot file, not blobs/SHA256 (which names no repo, revision or file)
+assert path == sys.argv[2], (path, sys.argv[2])
+cfg = db.execute("SELECT config FROM runs").fetchone()[0]
+assert cfg == os.path.join(os.path.dirname(sys.argv[2]), "config.json"), cfg
 PYEOF
-[ $? -eq 0 ] && ok "runs: model_name as given, model_path resolved, sha256 of the file" ||
+[ $? -eq 0 ] && ok "runs: model_name as given, model_path the snapshot file (not blobs/), sha256 of the file" ||
     notok "runs: model_name / model_path / sha256" "$(cat "$tmp/err")"
+# a resume without --model from another folder stores the same paths
+mkdir -p "$tmp/elsewhere"
+(cd "$tmp/elsewhere" && "$bin" run "$tmp/db.sqlite" --manifest "$tmp/manifest.txt" --quiet) >"$tmp/log" 2>&1
+rc=$?
+n=$("$bin" sql "$tmp/db.sqlite" "SELECT count(DISTINCT model_path || '|' || config || '|' || model_name) || ' ' || count(*) FROM runs" 2>&1)
+[ $rc -eq 0 ] && [ "$n" = "1 2" ] && ok "resume without --model from another folder: same name, file and config" ||
+    notok "resume from another folder" "exit $rc, '$n': $(tail -n 3 "$tmp/log")"
+
+# ---- odd refs, unreadable files, a folder named like a config, a resume ----
+O=$hub/models--odd--refs
+snapfile "$O" $rev1 model.safetensors $HT/model.safetensors
+snapfile "$O" $rev1 config.json $HT/config.json
+mkdir -p "$O/refs"
+printf ' \t%s \t\r\n' $rev1 >"$O/refs/main"
+expect_resolve "refs/main with whitespace around the commit" "$O/snapshots/$rev1/model.safetensors" \
+    HF_HUB_CACHE=$hub -- odd/refs
+expect_fail() {   # test-name grep-pattern resolve-args...
+    local name=$1 pat=$2; shift 2
+    HF_HUB_CACHE=$hub "$bin" models resolve "$@" >"$tmp/out" 2>"$tmp/err"
+    local rc=$?
+    if [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q -- "$pat" "$tmp/err"; then ok "$name"
+    else notok "$name" "exit $rc: $(head -c 400 "$tmp/err")"; fi
+}
+printf '..' >"$O/refs/main"
+expect_fail "refs/main naming '..' is not a snapshot (was snapshots/.. = the repo folder)" "no revision 'main'" odd/refs
+printf '%s' $rev1 >"$O/refs/main"
+expect_fail "--revision .. is not a commit" "no revision '\.\.'" odd/refs --revision ..
+expect_fail "--revision . is not a commit" "no revision '\.'" odd/refs --revision .
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null 2>&1; then
+    # as another user: a snapshot folder it may not search, a blob it may not read
+    P=$tmp/perm
+    mkdir -p "$P"
+    cp -r "$O" "$P/"
+    chmod 755 "$tmp" && chmod -R a+rX "$P"
+    chmod 700 "$P/models--odd--refs/snapshots/$rev1"
+    nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups env HF_HUB_CACHE="$P" "$@"; }
+    nobody "$bin" models resolve odd/refs >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    [ $rc -eq 1 ] && grep -q "snapshots/$rev1/model.safetensors: Permission denied" "$tmp/err" &&
+        ok "a snapshot folder another user may not search: 'Permission denied' (was 'has no model.safetensors')" ||
+        notok "unsearchable snapshot: Permission denied" "exit $rc: $(cat "$tmp/err")"
+    chmod 755 "$P/models--odd--refs/snapshots/$rev1"
+    chmod 600 "$P"/models--odd--refs/blobs/*
+    nobody "$bin" models resolve odd/refs >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    [ $rc -eq 1 ] && grep -q "model.safetensors: Permission denied" "$tmp/err" &&
+        ok "an unreadable blob: resolve says 'Permission denied'" ||
+        notok "unreadable blob: Permission denied" "exit $rc: $(cat "$tmp/err")"
+    mkdir -p "$P/priv" && cp $M/weights.safetensors "$P/priv/w.safetensors" && chmod 700 "$P/priv"
+    nobody "$bin" models resolve "$P/priv/w.safetensors" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    [ $rc -eq 1 ] && grep -q "w.safetensors: Permission denied" "$tmp/err" &&
+        ok "a path in a folder another user may not search: 'Permission denied' (was 'no such file')" ||
+        notok "unsearchable path: Permission denied" "exit $rc: $(cat "$tmp/err")"
+    chmod 700 "$tmp"
+else
+    ok "# skip permission checks: not root or no setpriv"
+fi
+expect_resolve "ORG/NAME/ (a trailing slash) is the repo" "$O/snapshots/$rev1/model.safetensors" \
+    HF_HUB_CACHE=$hub -- odd/refs/
+expect_resolve "hf://ORG/NAME/ too" "$O/snapshots/$rev1/model.safetensors" HF_HUB_CACHE=$hub -- hf://odd/refs/
+for args in "models resolve" "run $tmp/never.db --manifest $tmp/manifest.txt --model" \
+            "generate $M/image.png -o $tmp/never.json --model"; do
+    "$bin" $args "" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    [ $rc -eq 2 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && [ ! -e "$tmp/never.db" ] &&
+        ok "${args%% *} with an empty model name: usage error, exit 2 (was 1)" ||
+        notok "${args%% *} with an empty model name: exit 2" "exit $rc: $(cat "$tmp/err")"
+done
+# a folder named like the built-in config in the folder run starts in: the
+# built-in (was: realpath'd into runs.config, then 'read error')
+mkdir -p "$tmp/cwd/micro"
+root=$PWD
+(cd "$tmp/cwd" && "$bin" run "$tmp/db2.sqlite" --manifest "$tmp/manifest.txt" --model "$root/$M/weights.safetensors" \
+    --config micro --points-per-side 4 --quiet) >"$tmp/log" 2>&1
+rc=$?
+got=$("$bin" sql "$tmp/db2.sqlite" "SELECT config FROM runs" 2>&1)
+[ $rc -eq 0 ] && [ "$got" = micro ] && ok "run --config micro beside a folder named micro: the built-in, stored as a name" ||
+    notok "run beside a folder named like the config" "exit $rc, config '$got': $(tail -n 3 "$tmp/log")"
+# resume without --model when the stored file is gone: the message names the model
+cp $M/weights.safetensors "$tmp/gone.safetensors"
+"$bin" run "$tmp/db3.sqlite" --manifest "$tmp/manifest.txt" --model "$tmp/gone.safetensors" --config micro \
+    --points-per-side 4 --quiet >"$tmp/log" 2>&1
+rm -f "$tmp/gone.safetensors"
+"$bin" run "$tmp/db3.sqlite" --manifest "$tmp/manifest.txt" --quiet >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ $rc -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "the model of the database's last run, '$tmp/gone.safetensors'; give --model" "$tmp/err" &&
+    ok "resume without --model, the model file gone: one line naming the last run's model" ||
+    notok "resume with the model gone" "exit $rc: $(cat "$tmp/err")"
 
 echo "RESULT $passed $failed"
 [ "$failed" -eq 0 ]

@@ -219,6 +219,24 @@ def main():
         drv.save_screenshot(os.path.join(out, "run.png"))
         logs = [e for e in drv.get_log("browser") if e.get("level") == "SEVERE"]
         rep.check(not logs, "no JavaScript errors", str(logs[:3]))
+
+        # an image whose file was deleted after the run: its page says so and
+        # still draws the masks (the overlay took its height from the photo:
+        # it was 0 px high, nothing showed and nothing said why)
+        gid, gpath, gmasks = su.query(
+            db, "SELECT i.id, i.path, count(m.id) FROM images i JOIN masks m ON m.image_id = i.id "
+                "WHERE i.status = 'done' GROUP BY i.id ORDER BY i.id LIMIT 1")[0]
+        os.remove(gpath)
+        drv.get("%s/image/%d" % (srv.url, gid))
+        wait.until(lambda d: d.execute_script(
+            "const p = document.getElementById('image-page'); return p && p.dataset.ready === '1'"))
+        err = drv.find_element(By.ID, "error")
+        h = drv.execute_script("return document.getElementById('overlay').getBoundingClientRect().height")
+        rep.check(err.is_displayed() and gpath in err.text and "cannot be shown" in err.text,
+                  "deleted image file: the page says it cannot be shown", repr(err.text))
+        rep.check(h > 100 and drv.find_element(By.ID, "total").text == str(gmasks),
+                  "deleted image file: the %d masks are still drawn" % gmasks, "overlay %s px high" % h)
+        drv.save_screenshot(os.path.join(out, "deleted.png"))
     finally:
         drv.quit()
         rc = srv.stop()

@@ -367,6 +367,10 @@ def main():
                        timeout=10)
     rep.check(r.returncode == 1 and "not a sam2amg database" in r.stderr, "foreign database: exit 1",
               r.stderr)
+    r = subprocess.run([su.BIN, "serve", tmp, "--port", "0"], capture_output=True, text=True,
+                       timeout=10)
+    rep.check(r.returncode == 1 and "is a directory" in r.stderr and len(r.stderr.splitlines()) == 1,
+              "a directory as DB: exit 1, one line saying so (was 'disk I/O error')", r.stderr)
     for args in (["--port", "70000"], ["--port", "x"], ["--port"], ["--bogus"], []):
         r = subprocess.run([su.BIN, "serve"] + ([db] if args != [] else []) + args,
                            capture_output=True, text=True, timeout=10)
@@ -379,6 +383,8 @@ def main():
                        timeout=10)
     s.close()
     rep.check(r.returncode == 1 and "cannot listen" in r.stderr, "port in use: exit 1", r.stderr)
+    rep.check(len(r.stderr.splitlines()) == 1 and "Address already in use" in r.stderr,
+              "port in use: one line on stderr (libmicrohttpd's own log line was a second)", r.stderr)
     srv = su.Server(db, ["--host", "0.0.0.0"])
     st = raw_status(srv.port, "/", "reviewbox.lan:%d" % srv.port)
     rep.check(st == 200, "--host 0.0.0.0: any Host name is answered", str(st))
@@ -388,8 +394,93 @@ def main():
     srv = su.Server(db)
     srv.stop()
     rep.check(srv.p.stderr.read() == "", "127.0.0.1: no warning")
+    run_model_column(rep, tmp, db)
+    foreign_user(rep, tmp, db)
     shutil.rmtree(tmp, ignore_errors=True)
     return rep.finish()
+
+
+def run_model_column(rep, tmp, db):
+    """the run page's model column is the name the run was given
+    (runs.model_name: a repo id resolves to a blobs/SHA256 file, which said
+    nothing), the file in its title; a schema-1 database (no model_name)
+    shows the path"""
+    named = os.path.join(tmp, "named.db")
+    shutil.copy(db, named)
+    con = sqlite3.connect(named)
+    con.execute("UPDATE runs SET model_name = 'facebook/sam2.1-hiera-tiny'")
+    con.commit()
+    path = con.execute("SELECT model_path FROM runs ORDER BY id LIMIT 1").fetchone()[0]
+    con.close()
+    srv = su.Server(named)
+    st, _, body = get(srv, "/")
+    srv.stop()
+    cells = re.findall(r'<td class="model" title="([^"]*)">([^<]*)</td>', body.decode())
+    rep.check(st == 200 and cells and all(n == "facebook/sam2.1-hiera-tiny" and t.startswith(path + ", sha256 ")
+                                          for t, n in cells),
+              "run page: model column shows runs.model_name, the file in its title", str(cells))
+    old = os.path.join(tmp, "v1.db")
+    con = sqlite3.connect(old)
+    with open(os.path.join(su.ROOT, "schema/001_init.sql")) as f:
+        con.executescript(f.read())
+    con.execute("INSERT INTO runs (params, model_path, model_sha256, config, program_version, devices, "
+                "started_at) VALUES ('{}', '/m/w.pt', 'ab', 'tiny', 'x', 'cpu', 0)")
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+    before = sha(old)
+    srv = su.Server(old)
+    st, _, body = get(srv, "/")
+    srv.stop()
+    cells = re.findall(r'<td class="model" title="([^"]*)">([^<]*)</td>', body.decode())
+    rep.check(st == 200 and cells == [("/m/w.pt, sha256 ab", "/m/w.pt")] and sha(old) == before,
+              "run page of a schema-1 database (no model_name): the path; file unchanged", str(cells))
+
+
+def foreign_user(rep, tmp, db):
+    """serve as another user (nobody): a database in a folder it may not
+    write, and one owned by someone else in a shared folder. A plain
+    read-only open of a WAL database needs DB-shm and DB-wal: it failed in
+    the first case and left files owned by nobody in the second, which the
+    owner's next `run` could not write ('attempt to write a readonly
+    database')."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        rep.check(True, "# skip serve as another user: not root or no setpriv")
+        return
+    os.chmod(tmp, 0o755)
+    ro, shared = os.path.join(tmp, "ro"), os.path.join(tmp, "shared")
+    os.makedirs(ro)
+    os.makedirs(shared)
+    os.chmod(shared, 0o1777)
+    for d in (ro, shared):
+        dst = os.path.join(d, "a b%#?.db")  # bytes that mean something in a URI
+        shutil.copy(db, dst)
+        os.chmod(dst, 0o644)
+        if d == shared:
+            os.chown(dst, 1000, 1000)
+        before = sha(dst)
+        p = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              su.BIN, "serve", dst, "--port", "0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = p.stdout.readline()
+        ok = "http://" in line
+        codes = []
+        if ok:
+            port = int(line[line.index("http://"):].split()[0].rstrip("/").rsplit(":", 1)[1])
+            for u in ("/", "/images", "/image/1", "/api/image/1"):
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                c.request("GET", u)
+                codes.append(c.getresponse().status)
+                c.close()
+        p.terminate()
+        rc = p.wait(10)
+        err = p.stderr.read()
+        what = "read-only folder" if d == ro else "another user's database in a shared folder"
+        rep.check(ok and codes == [200] * 4 and rc == 0, "serve as nobody, %s: pages 200" % what,
+                  "%r %s %s" % (line, codes, err))
+        left = sorted(n for n in os.listdir(d) if not n.endswith(".db"))
+        rep.check(left == [] and sha(dst) == before, "serve as nobody, %s: no file written" % what,
+                  "left %s" % left)
 
 
 if __name__ == "__main__":

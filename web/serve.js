@@ -223,7 +223,17 @@ function imagePage(root) {
     if (bad) document.getElementById('total').textContent += ' (' + bad + ' unreadable)';
     maxArea = Math.max(1, ...masks.map(pm => pm.rec.area));
     photo.onload = () => { draw(); root.dataset.ready = '1'; };
-    photo.onerror = () => { draw(); root.dataset.ready = '1'; };
+    photo.onerror = () => {
+      // the file was moved or deleted since the run: say so, and draw the
+      // masks on their own (the canvas took its height from the photo)
+      const e = document.getElementById('error');
+      e.textContent = 'the image file cannot be shown (moved or deleted since the run?): ' +
+                      d.path + '; the masks are drawn without it';
+      e.hidden = false;
+      photo.hidden = true;
+      Object.assign(canvas.style, {position: 'static', height: 'auto', background: '#ddd'});
+      draw(); root.dataset.ready = '1';
+    };
     photo.src = '/full/' + d.id;
   }).catch(e => {
     const el = document.getElementById('error');
