@@ -299,7 +299,9 @@ int cmd_run(int argc, char **argv) {
     /* after the writer's last commit (also after Ctrl-C): the R*Tree takes
      * the run's masks in bulk, off the writer's path */
     err_t eb = {{0}};
-    if (store_boxes_catch_up(ws, 0, NULL, &eb))
+    /* after a run-level error only that error is reported (one line); the
+     * next run catches the boxes up at its start */
+    if (store_boxes_catch_up(ws, 0, NULL, &eb) && !rc)
         fprintf(stderr, "sam2amg run: warning: mask_boxes not brought up to date: %s\n", eb.msg);
     int64_t counts[4], masks;
     if (rc) {
@@ -592,17 +594,19 @@ int cmd_export(int argc, char **argv) {
         fputs("{\"info\": {\"description\": \"sam2amg export\"}, \"images\": [", coco);
     }
     sqlite3_stmt *st = NULL;
-    sqlite3_prepare_v2(store_db(s), "SELECT id, path, width, height FROM images "
-                                    "WHERE status = 'done' ORDER BY id", -1, &st, NULL);
+    int step_rc = sqlite3_prepare_v2(store_db(s), "SELECT id, path, width, height FROM images "
+                                     "WHERE status = 'done' ORDER BY id", -1, &st, NULL);
     int status = EXIT_OK, n = 0;
     int64_t n_img = 0;
     /* coco: the images first, then the annotations (a second pass) */
     for (int pass = 0; pass < (coco ? 2 : 1); pass++) {
         int64_t ann = 0;
         if (coco && pass == 1) fputs("], \"annotations\": [", coco);
+        if (step_rc != SQLITE_OK) break;
         sqlite3_reset(st);
         n = 0;
-        while (sqlite3_step(st) == SQLITE_ROW) {
+        /* a read error ends the loop like the last row: step_rc tells them apart */
+        while ((step_rc = sqlite3_step(st)) == SQLITE_ROW) {
             int64_t id = sqlite3_column_int64(st, 0);
             char path[4200];
             snprintf(path, sizeof path, "%s", (const char *)sqlite3_column_text(st, 1));
@@ -646,6 +650,12 @@ int cmd_export(int argc, char **argv) {
                 if (rc == ERR_IO && !is_dir) break;
             }
         }
+        if (step_rc != SQLITE_DONE && step_rc != SQLITE_ROW) break;
+        step_rc = SQLITE_OK;
+    }
+    if (step_rc != SQLITE_OK && step_rc != SQLITE_ROW) {
+        fprintf(stderr, "sam2amg export: %s: reading images: %s\n", db, sqlite3_errmsg(store_db(s)));
+        status = EXIT_DATA;
     }
     sqlite3_finalize(st);
     if (coco) {

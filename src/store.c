@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "faultvfs.h"
 #include "sqlext.h"
 
 /* ---- embedded migrations (schema/NNN_*.sql, in order) ---- */
@@ -188,6 +189,7 @@ int store_open(store_t **out, const char *path, int flags, err_t *err) {
     int oflags = (flags & STORE_READONLY) ? SQLITE_OPEN_READONLY
                  : (flags & STORE_CREATE) ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                                           : SQLITE_OPEN_READWRITE;
+    faultvfs_init_from_env();   /* tests only: SAM2AMG_FAULT_VFS (faultvfs.h) */
     int rc = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
     int r = 0;
     if (rc != SQLITE_OK) {
