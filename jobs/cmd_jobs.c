@@ -584,8 +584,11 @@ int cmd_export(int argc, char **argv) {
         return EXIT_DATA;
     }
     FILE *coco = NULL;
+    /* coco: written to OUT.tmp, renamed onto OUT only when complete */
+    char coco_tmp[4200];
+    snprintf(coco_tmp, sizeof coco_tmp, "%s.tmp", out);
     if (!is_dir) {
-        coco = fopen(out, "w");
+        coco = fopen(coco_tmp, "w");
         if (!coco) {
             fprintf(stderr, "sam2amg export: %s: %s\n", out, strerror(errno));
             store_close(s);
@@ -660,10 +663,15 @@ int cmd_export(int argc, char **argv) {
     sqlite3_finalize(st);
     if (coco) {
         fputs("], \"categories\": [{\"id\": 1, \"name\": \"object\"}]}\n", coco);
-        if (fclose(coco)) {
+        if (fclose(coco) && status == EXIT_OK) {
             fprintf(stderr, "sam2amg export: %s: write failed\n", out);
             status = EXIT_DATA;
         }
+        if (status == EXIT_OK && rename(coco_tmp, out) != 0) {
+            fprintf(stderr, "sam2amg export: %s: %s\n", out, strerror(errno));
+            status = EXIT_DATA;
+        }
+        if (status != EXIT_OK) unlink(coco_tmp);
     }
     store_close(s);
     return status;

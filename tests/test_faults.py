@@ -3,7 +3,7 @@
 
 The program's SQLite connections go through the fault VFS of
 src/faultvfs.c when SAM2AMG_FAULT_VFS is set (see include/faultvfs.h). A
-small `run` (test model, 2 of 4 images already done, one image per commit)
+small `run` (test model, 1 of 3 images already done, one image per commit)
 is first counted: R reads, W writes, S syncs. Then for every k:
 
   write:k          SQLITE_IOERR_WRITE on the k-th write, k = 1..W
@@ -27,6 +27,8 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
+import time
 
 os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 BUILD = os.environ.get("BUILD", "build")
@@ -34,6 +36,7 @@ BIN = os.path.abspath(os.path.join(BUILD, "sam2amg"))
 AMG = ["--model", "test:", "--points-per-side", "4", "--pred-iou-thresh", "0",
        "--stability-score-thresh", "0", "--quiet", "--batch", "1", "--decode-threads", "1"]
 passed = failed = 0
+JOBS = 2   # fault plans run two at a time
 
 
 def check(cond, name, detail=""):
@@ -143,31 +146,46 @@ def sweep_run(T, half_db, manifest, ref):
              [f"write:{k},full,persist" for k in range(1, n["write"] + 1)] +
              [f"sync:{k}" for k in range(1, n["sync"] + 1)] +
              [f"read:{k}" for k in range(1, n["read"] + 1)])
-    bad = {"exit": [], "integrity": [], "kept": [], "rerun": [], "final": []}
-    hit = 0
-    for plan in plans:
+    def one(i_plan):
+        """run plan i in its own database; (stopped, {check: problem})"""
+        i, plan = i_plan
+        db = f"{T}/sweep{i % JOBS}.sqlite"
+        rep = f"{T}/sweep{i % JOBS}.count"
         db_copy(half_db, db)
         if os.path.exists(rep):
             os.remove(rep)
         rc, _, err = run(["run", db, "--manifest", manifest] + AMG, fault=plan, report=rep)
-        hit += rc != 0
+        bad = {}
         ok, why = one_line_error(rc, err, "run")
         if not ok:
-            bad["exit"].append(f"{plan}: {why}")
+            bad["exit"] = f"{plan}: {why}"
         ic = integrity(db)
         if ic != "ok":
-            bad["integrity"].append(f"{plan}: {ic}")
-            continue
+            bad["integrity"] = f"{plan}: {ic}"
+            return rc != 0, bad
         st, m = masks(db)
         for p in done_before:
             if st.get(p) != "done" or m.get(p) != m_half.get(p):
-                bad["kept"].append(f"{plan}: {p}")
+                bad["kept"] = f"{plan}: {p}"
                 break
+        if rc == 0 and (st, m) == ref:
+            return False, bad     # the fault did not reach the run: nothing to resume
         rc2, _, err2 = run(["run", db, "--manifest", manifest] + AMG)
         if rc2 != 0:
-            bad["rerun"].append(f"{plan}: exit {rc2} {err2.strip()!r}")
+            bad["rerun"] = f"{plan}: exit {rc2} {err2.strip()!r}"
         if masks(db) != ref:
-            bad["final"].append(plan)
+            bad["final"] = plan
+        return rc != 0, bad
+
+    bad = {"exit": [], "integrity": [], "kept": [], "rerun": [], "final": []}
+    hit = 0
+    # two plans at a time, each in its own database (the plans are independent)
+    with ThreadPoolExecutor(JOBS) as ex:
+        for i in range(0, len(plans), JOBS):
+            for stopped, b in ex.map(one, list(enumerate(plans))[i:i + JOBS]):
+                hit += stopped
+                for k, v in b.items():
+                    bad[k].append(v)
     print(f"# {len(plans)} faulted runs, {hit} of them stopped by the fault (exit 1)")
     check(hit > 0, "the injected faults reach the run", "no run failed")
     for key, what in (("exit", "exit 0, or 1 with one line"),
@@ -202,6 +220,9 @@ def sweep_export(T, db):
             bad_exit.append(f"read:{k}: {why}")
         if rc == 0 and open(out, "rb").read() != ref:
             bad_out.append(f"read:{k}: exit 0 but a different file")
+        left = [f for f in os.listdir(T) if f.startswith("out.coco.json") and f != "out.coco.json"]
+        if left:
+            bad_out.append(f"read:{k}: exit {rc}, temporary files left: {left}")
         if rc != 0 and os.path.exists(out):
             bad_out.append(f"read:{k}: exit {rc} and {out} left behind "
                            f"({os.path.getsize(out)} of {len(ref)} bytes)")
@@ -251,7 +272,8 @@ def sweep_sql_write(T, db0):
 def short_images(T):
     d = f"{T}/cut"
     os.makedirs(d)
-    srcs = [f"{T}/img/i0.png", "tests/fixtures/images/jpeg_grey.jpg"]
+    png(f"{T}/tiny.png", 8, 6, 9)
+    srcs = [f"{T}/tiny.png", "tests/fixtures/images/jpeg_grey.jpg"]
     paths = []
     for s in srcs:
         data = open(s, "rb").read()
@@ -289,8 +311,7 @@ def short_checkpoints(T):
     for src in ("tests/fixtures/micro/weights.safetensors", "tests/fixtures/micro/weights.pt"):
         data = open(src, "rb").read()
         L = len(data)
-        cuts = sorted({0, 1, 7, 8, 9, 64, 512, 4096, L // 7, L // 3, L // 2, 2 * L // 3, L - 4096,
-                       L - 64, L - 22, L - 1})
+        cuts = sorted({0, 7, 8, 64, 4096, L // 3, 2 * L // 3, L - 22, L - 1})
         for n in cuts:
             p = f"{T}/cut{os.path.splitext(src)[1]}"
             with open(p, "wb") as f:
@@ -317,11 +338,11 @@ def main():
     T = tempfile.mkdtemp(prefix="test_faults.")
     try:
         os.makedirs(f"{T}/img")
-        for i, (w, h) in enumerate([(24, 20), (30, 28), (20, 32), (26, 26)]):
+        for i, (w, h) in enumerate([(24, 20), (30, 28), (20, 32)]):
             png(f"{T}/img/i{i}.png", w, h, i)
         imgs = sorted(f"{T}/img/{f}" for f in os.listdir(f"{T}/img"))
         with open(f"{T}/half.txt", "w") as f:
-            f.write("\n".join(imgs[:2]) + "\n")
+            f.write("\n".join(imgs[:1]) + "\n")
         with open(f"{T}/all.txt", "w") as f:
             f.write("\n".join(imgs) + "\n")
         # the uninterrupted reference, and the database with half of it done
@@ -331,14 +352,19 @@ def main():
         check(len(ref[1]) == len(imgs), "reference: masks for every image")
         rc, _, err = run(["run", f"{T}/half.sqlite", "--manifest", f"{T}/half.txt"] + AMG)
         check(rc == 0, "half run: exit 0", err)
+        t0 = time.time()
         db = sweep_run(T, f"{T}/half.sqlite", f"{T}/all.txt", ref)
+        print(f"# run sweep: {time.time() - t0:.1f} s"); t0 = time.time()
         bad_out = sweep_export(T, db)
-        if os.environ.get("SAM2AMG_EXPORT_ATOMIC", "1") == "1":
-            check(not bad_out, "export: a failed export leaves no partial output file",
-                  f"{len(bad_out)} bad, e.g. {bad_out[:2]}")
+        check(not bad_out, "export: a failed export leaves no partial output file",
+              f"{len(bad_out)} bad, e.g. {bad_out[:2]}")
+        print(f"# export sweep: {time.time() - t0:.1f} s"); t0 = time.time()
         sweep_sql_write(T, db)
+        print(f"# sql --write sweep: {time.time() - t0:.1f} s"); t0 = time.time()
         short_images(T)
+        print(f"# truncated images: {time.time() - t0:.1f} s"); t0 = time.time()
         short_checkpoints(T)
+        print(f"# truncated checkpoints: {time.time() - t0:.1f} s")
     finally:
         if not os.environ.get("KEEP"):
             shutil.rmtree(T, ignore_errors=True)
