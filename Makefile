@@ -107,6 +107,11 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(BUILD)/libsam2amg.a
 fuzz: fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
 
+# soak: 20,000 images (1% bad) through `run` with two workers and SIGKILLs;
+# RSS, fds and images/s reported (SOAK_IMAGES, SOAK_KILLS, SOAK_KILL_S)
+soak: $(BUILD)/sam2amg
+	@BUILD=$(BUILD) python3 tests/soak.py
+
 # test: every tests/test_* program and script; last line "N passed, N failed"
 test: all
 	@BUILD=$(BUILD) bash tests/run.sh
