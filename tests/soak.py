@@ -186,6 +186,9 @@ def main():
                 mark = s
         if rates:
             print("# images/s per 1,000 images: " + " ".join(f"{r:.0f}" for r in rates))
+        marks = [at(k) for k in range(1000, N + 1, 2000)]
+        print("# RSS MiB / fds every 2,000 images: " +
+              " ".join(f"{s[2] / 1024:.0f}/{s[3]}" for s in marks))
         check(last[2] <= first[2] * 1.10 + 8 * 1024, "RSS flat (end within 10% + 8 MiB of "
               "the 1,000-image mark)", f"{first[2]} kB -> {last[2]} kB")
         check(last[3] == first[3], "open fds flat", f"{first[3]} -> {last[3]}")
