@@ -21,8 +21,10 @@
 
 #define OUTFILE_TMP_MAX 4200
 
-/* outfile_tmp_name: "PATH.tmp-PID" into tmp (OUTFILE_TMP_MAX bytes).
- * Returns 0, or ERR_INVALID when path is too long. */
+/* outfile_tmp_name: "PATH.tmp-PID" into tmp (OUTFILE_TMP_MAX bytes); PATH
+ * itself when it exists and is not a regular file (/dev/null, a FIFO: such
+ * targets are written in place, never replaced). Returns 0, or ERR_INVALID
+ * when path is too long. */
 int outfile_tmp_name(const char *path, char *tmp, err_t *err);
 
 /* outfile_open: fopen(tmp, "wb") with tmp = outfile_tmp_name(path). NULL

@@ -23,6 +23,7 @@
 #include "jobs.h"
 #include "json.h"
 #include "model.h"
+#include "outfile.h"
 #include "rle.h"
 
 static volatile sig_atomic_t stop_flag;
@@ -584,11 +585,11 @@ int cmd_export(int argc, char **argv) {
         return EXIT_DATA;
     }
     FILE *coco = NULL;
-    /* coco: written to OUT.tmp, renamed onto OUT only when complete */
-    char coco_tmp[4200];
-    snprintf(coco_tmp, sizeof coco_tmp, "%s.tmp", out);
+    /* coco: written to a temporary file, renamed onto OUT only when
+     * complete (outfile.h; a FIFO or /dev/stdout is written in place) */
+    char coco_tmp[OUTFILE_TMP_MAX];
     if (!is_dir) {
-        coco = fopen(coco_tmp, "w");
+        coco = outfile_tmp_name(out, coco_tmp, &err) ? NULL : fopen(coco_tmp, "w");
         if (!coco) {
             fprintf(stderr, "sam2amg export: %s: %s\n", out, strerror(errno));
             store_close(s);
@@ -667,11 +668,11 @@ int cmd_export(int argc, char **argv) {
             fprintf(stderr, "sam2amg export: %s: write failed\n", out);
             status = EXIT_DATA;
         }
-        if (status == EXIT_OK && rename(coco_tmp, out) != 0) {
-            fprintf(stderr, "sam2amg export: %s: %s\n", out, strerror(errno));
+        if (outfile_commit(coco_tmp, out, status == EXIT_OK ? 0 : ERR_IO, &err) &&
+            status == EXIT_OK) {
+            fprintf(stderr, "sam2amg export: %s\n", err.msg);
             status = EXIT_DATA;
         }
-        if (status != EXIT_OK) unlink(coco_tmp);
     }
     store_close(s);
     return status;

@@ -3,10 +3,17 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int outfile_tmp_name(const char *path, char *tmp, err_t *err) {
-    int n = snprintf(tmp, OUTFILE_TMP_MAX, "%s.tmp-%ld", path, (long)getpid());
+    /* an existing non-regular target (/dev/null, /dev/stdout, a FIFO, a
+     * symlink to one) is written in place: renaming onto it would replace
+     * the device or pipe itself */
+    struct stat sb;
+    int in_place = stat(path, &sb) == 0 && !S_ISREG(sb.st_mode);
+    int n = in_place ? snprintf(tmp, OUTFILE_TMP_MAX, "%s", path)
+                     : snprintf(tmp, OUTFILE_TMP_MAX, "%s.tmp-%ld", path, (long)getpid());
     if (n < 0 || n >= OUTFILE_TMP_MAX)
         return err_set(err, ERR_INVALID, "%.200s...: output path too long", path);
     return 0;
@@ -20,6 +27,7 @@ FILE *outfile_open(const char *path, char *tmp, err_t *err) {
 }
 
 int outfile_commit(const char *tmp, const char *path, int rc, err_t *err) {
+    if (!strcmp(tmp, path)) return rc;   /* written in place (not a regular file) */
     if (!rc && rename(tmp, path) != 0)
         rc = err_set(err, ERR_IO, "%s: cannot rename the finished file into place: %s", path,
                      strerror(errno));

@@ -54,6 +54,15 @@ case_ "generate --out-dir (JSON)" "$T/gd/image.json" "${GEN[@]}" --out-dir "$T/g
 case_ "generate --format png" "$T/gp/out.png" "${GEN[@]}" --format png -o "$T/gp/out.png"
 case_ "predict -o PNG" "$T/p/mask.png" "${PRED[@]}" -o "$T/p/mask.png"
 case_ "dump -o safetensors" "$T/d/out.safetensors" "${DUMP[@]}" -o "$T/d/out.safetensors"
+# a FIFO (or /dev/stdout) target is written through, not replaced by a file
+mkfifo "$T/fifo"
+cat "$T/fifo" > "$T/from_fifo" &
+"${GEN[@]}" -o "$T/fifo" >/dev/null 2>&1
+rc=$?
+wait
+if [ $rc -eq 0 ] && [ -p "$T/fifo" ] && grep -q segmentation "$T/from_fifo"; then
+    ok "generate -o FIFO: written through the FIFO, which stays a FIFO"
+else notok "generate -o FIFO: written through the FIFO, which stays a FIFO" "exit $rc"; fi
 # predict --json: small; the mask PNG goes elsewhere, the limit hits the JSON
 # only when it is written last, so check the happy path and no temporaries
 "${PRED[@]}" -o "$T/p/m2.png" --json "$T/p/s.json" >/dev/null 2>&1
