@@ -22,6 +22,10 @@ SRC     := $(filter-out src/main.c,$(wildcard src/*.c)) $(wildcard jobs/*.c)
 OBJ     := $(patsubst %.c,$(BUILD)/obj/%.o,$(SRC))
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
+# fuzz targets (tests/fuzz/fuzz_*.c): with cc and tests/fuzz/replay.c as main
+# for the corpus replay of `make test`; with clang's libFuzzer for `make fuzz`
+FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz-replay/%,$(FUZZ_SRC))
 
 # CUDA: compiled when nvcc exists and src/backend_cuda.c is there (so a tree
 # without the CUDA backend still links); HAVE_NVCC=0 forces a CPU-only build.
@@ -40,12 +44,12 @@ NVFLAGS ?= -O3 -lineinfo -std=c++17 -Iinclude -Xcompiler -Wall,-Wextra,-Werror,-
            -gencode arch=compute_90,code=compute_90
 endif
 
-.PHONY: all test sanitize valgrind bench clean help gpu-bundle bench-gpu
+.PHONY: all test sanitize valgrind bench clean help gpu-bundle bench-gpu fuzz fuzz-build fuzz-bins soak
 
 # all: the program, the tests and the SQLite extension
 SQLEXT  := $(if $(wildcard src/sqlext.c),$(BUILD)/libsam2amg_sql.so)
 GPUPROGS := $(patsubst tests/gpu/%.c,$(BUILD)/gpu/%,$(wildcard tests/gpu/gpu_*.c))
-all: $(BUILD)/sam2amg $(SQLEXT) $(TESTS) $(BENCHES) $(GPUPROGS)
+all: $(BUILD)/sam2amg $(SQLEXT) $(TESTS) $(BENCHES) $(GPUPROGS) $(FUZZ_REPLAY)
 
 $(BUILD)/obj/%.o: %.c $(wildcard include/*.h src/*.h jobs/*.h kernels/*.h schema/*.sql)
 	@mkdir -p $(dir $@)
@@ -102,7 +106,7 @@ BUNDLE  ?= gpu-bundle
 comma   := ,
 BUNDLE_SRCS := tests/test_ops.c tests/test_cuda.c tests/test_model.c tests/test_amg.c \
                bench/bench_cuda.c $(wildcard tests/gpu/gpu_*.c)
-BUNDLE_OBJ  := $(filter-out $(BUILD)/obj/src/store.o $(BUILD)/obj/src/sqlext.o $(BUILD)/obj/src/serve.o $(BUILD)/obj/jobs/%,$(OBJ)) \
+BUNDLE_OBJ  := $(filter-out $(BUILD)/obj/src/store.o $(BUILD)/obj/src/sqlext.o $(BUILD)/obj/src/serve.o $(BUILD)/obj/src/faultvfs.o $(BUILD)/obj/jobs/%,$(OBJ)) \
                $(CU_OBJ) $(BUILD)/gpu/mini_blas.o $(BUILD)/gpu/vips_stub.o
 BUNDLE_RPATH := -Wl,-rpath,'$$ORIGIN/../lib' $(if $(filter 1,$(HAVE_NVCC)),-Wl$(comma)-rpath$(comma)$(CUDA_HOME)/lib64)
 BUNDLE_LDLIBS := -Wl,--no-as-needed -lminizip -lz -Wl,--as-needed \
@@ -130,6 +134,33 @@ bench-gpu: $(BUILD)/bench/bench_cuda $(BUILD)/gpu/gpu_model
 	SAM2AMG_REQUIRE_CUDA=1 $(BUILD)/bench/bench_cuda
 	$(BUILD)/gpu/gpu_model --time 5 tiny large
 
+$(BUILD)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay.c $(wildcard tests/fuzz/*.h) $(BUILD)/libsam2amg.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo '  LINK  $@')
+	$(Q)$(CC) $(CFLAGS) -Ijobs -Itests/fuzz $< tests/fuzz/replay.c $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+
+# fuzz: every fuzz target under libFuzzer+ASan+UBSan (clang) for FUZZ_SECONDS
+# each, corpus in build-fuzz/corpus/, crashes in build-fuzz/crashes/
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+fuzz-build:
+	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) HAVE_NVCC=0 OPT=-O1 \
+	    SAN_FLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" fuzz-bins
+fuzz-bins: $(FUZZ_BIN)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(BUILD)/libsam2amg.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo '  FUZZ  $@')
+	$(Q)$(CC) $(CFLAGS) -fsanitize=fuzzer -Ijobs -Itests/fuzz $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
+
+# soak: 20,000 images (1% bad) through `run` with two workers and SIGKILLs;
+# RSS, fds and images/s reported (SOAK_IMAGES, SOAK_KILLS, SOAK_KILL_S)
+soak: $(BUILD)/sam2amg
+	@BUILD=$(BUILD) python3 tests/soak.py
+
 # test: every tests/test_* program and script; last line "N passed, N failed"
 test: all
 	@BUILD=$(BUILD) bash tests/run.sh
@@ -149,7 +180,7 @@ bench: all
 
 # clean: remove build outputs
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 # help: list the targets
 help:

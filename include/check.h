@@ -54,7 +54,9 @@ typedef struct err_t {
 } err_t;
 
 /* err_set formats msg into e (if e is not NULL) and returns rc, so a data
- * error is one line: `return err_set(e, ERR_IO, "%s: %s", path, strerror(errno));` */
+ * error is one line: `return err_set(e, ERR_IO, "%s: %s", path, strerror(errno));`
+ * Control characters that came in with the user's data (a newline in a JSON
+ * key or a file name) are written as '?', so the message stays one line. */
 static inline int err_set(err_t *e, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static inline int err_set(err_t *e, int rc, const char *fmt, ...) {
@@ -63,6 +65,8 @@ static inline int err_set(err_t *e, int rc, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(e->msg, sizeof e->msg, fmt, ap);
         va_end(ap);
+        for (char *c = e->msg; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
     }
     return rc;
 }

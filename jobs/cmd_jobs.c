@@ -28,6 +28,7 @@
 #include "jobs.h"
 #include "json.h"
 #include "model.h"
+#include "outfile.h"
 #include "rle.h"
 #include "size.h"
 
@@ -622,7 +623,9 @@ int cmd_run(int argc, char **argv) {
     /* after the writer's last commit (also after Ctrl-C): the R*Tree takes
      * the run's masks in bulk, off the writer's path */
     err_t eb = {{0}};
-    if (store_boxes_catch_up(ws, 0, NULL, &eb))
+    /* after a run-level error only that error is reported (one line); the
+     * next run catches the boxes up at its start */
+    if (store_boxes_catch_up(ws, 0, NULL, &eb) && !rc)
         fprintf(stderr, "sam2amg run: warning: mask_boxes not brought up to date: %s\n", eb.msg);
     int64_t counts[4], masks;
     if (rc) {
@@ -950,32 +953,6 @@ static char *export_file_name(const char *dir, const export_image *im, const cha
     return f;
 }
 
-/* tmp_name: a temporary file name beside target (same folder, so rename(2)
- * is atomic), malloc'd. */
-static char *tmp_name(const char *target) {
-    char *t = xstrdup(target);
-    char *slash = strrchr(t, '/');
-    char tail[64];
-    snprintf(tail, sizeof tail, ".sam2amg-export-%d.tmp", (int)getpid());
-    char *r;
-    if (slash) {
-        slash[1] = 0;
-        r = path_join3(t, tail, "");
-    } else {
-        r = xstrdup(tail);
-    }
-    free(t);
-    return r;
-}
-
-/* commit_tmp: rename tmp to target when rc is 0, else remove tmp. */
-static int commit_tmp(const char *tmp, const char *target, int rc, err_t *err) {
-    if (!rc && rename(tmp, target) != 0)
-        rc = err_set(err, ERR_IO, "%s: cannot rename into place: %s", target, strerror(errno));
-    if (rc) unlink(tmp);
-    return rc;
-}
-
 /* common_root_len: bytes of the deepest folder (with its trailing '/')
  * that holds every path of im; 0 when there is none in common. */
 static size_t common_root_len(const export_image *im, int64_t n) {
@@ -1067,11 +1044,10 @@ static void export_free_images(export_image *im, int64_t n) {
  * when complete. */
 static int export_coco(store_t *s, const char *out, export_image *im, int64_t n) {
     err_t err = {{0}};
-    char *tmp = tmp_name(out);
-    FILE *f = fopen(tmp, "w");
+    char tmp[OUTFILE_TMP_MAX];
+    FILE *f = outfile_open(out, tmp, &err);
     if (!f) {
-        fprintf(stderr, "sam2amg export: %s: %s\n", out, strerror(errno));
-        free(tmp);
+        fprintf(stderr, "sam2amg export: %s\n", err.msg);
         return EXIT_DATA;
     }
     size_t root = common_root_len(im, n);
@@ -1099,13 +1075,12 @@ static int export_coco(store_t *s, const char *out, export_image *im, int64_t n)
         store_result_free(&res);
     }
     fputs("], \"categories\": [{\"id\": 1, \"name\": \"object\"}]}\n", f);
-    int rc = 0;
-    if (ferror(f) | (fclose(f) != 0)) rc = err_set(&err, ERR_IO, "%s: write failed", out);
-    if (commit_tmp(tmp, out, rc, &err)) {
+    /* renamed onto out only when every image's masks were read: a failed
+     * export leaves the old file whole and no partial one */
+    if (outfile_close(f, tmp, out, status == EXIT_OK ? 0 : ERR_IO, &err) && status == EXIT_OK) {
         fprintf(stderr, "sam2amg export: %s\n", err.msg);
         status = EXIT_DATA;
     }
-    free(tmp);
     return status;
 }
 
@@ -1177,22 +1152,22 @@ int cmd_export(int argc, char **argv) {
         char *file = export_file_name(out, &im[i], sa1b ? "json" : "png", &err);
         amg_result res = {0};
         int rc = file ? store_load_result(s, im[i].id, &res, &err) : ERR_INVALID;
+        char tmp[OUTFILE_TMP_MAX];
+        if (!rc) rc = outfile_tmp_name(file, tmp, &err);
         if (!rc) {
-            char *tmp = tmp_name(file);
             if (sa1b) {
                 const char *slash = strrchr(im[i].path, '/');
-                FILE *f = fopen(tmp, "w");
+                FILE *f = fopen(tmp, "wb");
                 if (!f) {
-                    rc = err_set(&err, ERR_IO, "%s: %s", tmp, strerror(errno));
+                    rc = err_set(&err, ERR_IO, "%s: cannot create: %s", file, strerror(errno));
                 } else {
                     rc = amg_write_json(f, slash ? slash + 1 : im[i].path, &res);
-                    if ((fclose(f) != 0) | (rc != 0)) rc = err_set(&err, ERR_IO, "%s: write failed", file);
+                    if (rc) rc = err_set(&err, ERR_IO, "%s: write failed", file);
+                    rc = outfile_close(f, tmp, file, rc, &err);
                 }
             } else {
-                rc = write_overlay_png(tmp, im[i].path, &res, 0, &err);
+                rc = outfile_commit(tmp, file, write_overlay_png(tmp, im[i].path, &res, 0, &err), &err);
             }
-            rc = commit_tmp(tmp, file, rc, &err);
-            free(tmp);
         }
         store_result_free(&res);
         free(file);

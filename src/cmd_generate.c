@@ -18,6 +18,7 @@
 #include "cli.h"
 #include "image.h"
 #include "model.h"
+#include "outfile.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -71,7 +72,7 @@ typedef struct gen_state {
     amg_replay_t *rp;
     amg_t       *g;
     FILE        *fo;
-    char        *tmp; /* -o OUT is written here, renamed onto OUT at the end */
+    char         fo_tmp[OUTFILE_TMP_MAX]; /* fo writes here; renamed onto -o OUT at the end */
     backend_t   *be;
     sam2_model  *sm;
     amg_model    wrap;
@@ -84,9 +85,7 @@ int cmd_generate(int argc, char **argv) {
     gen_state gs = {0};
     gs.images = calloc((size_t)argc + 1, sizeof *gs.images);
     int rc = gs.images ? generate_run(argc, argv, &gs) : EXIT_DATA;
-    if (gs.fo && gs.fo != stdout) fclose(gs.fo);
-    if (gs.tmp) unlink(gs.tmp);
-    free(gs.tmp);
+    if (gs.fo && gs.fo != stdout) outfile_close(gs.fo, gs.fo_tmp, "", ERR_IO, NULL);
     amg_free(gs.g);
     amg_replay_free(gs.rp);
     amg_model_unwrap(&gs.wrap);
@@ -221,21 +220,9 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
     amg_replay_t *rp = gs->rp;
     FILE *fo = NULL;
     if (out && !strcmp(format, "json")) {
-        /* -o OUT: written under a temporary name beside OUT and renamed
-         * onto it when at least one image succeeded, so a failed command
-         * leaves an existing OUT as it was */
-        if (strcmp(out, "-")) {
-            size_t n = strlen(out) + 40;
-            gs->tmp = malloc(n);
-            if (!gs->tmp) {
-                fprintf(stderr, "sam2amg generate: %s: out of memory\n", out);
-                return EXIT_DATA;
-            }
-            snprintf(gs->tmp, n, "%s.sam2amg-%d.tmp", out, (int)getpid());
-        }
-        fo = gs->fo = gs->tmp ? fopen(gs->tmp, "w") : stdout;
+        fo = gs->fo = !strcmp(out, "-") ? stdout : outfile_open(out, gs->fo_tmp, &err);
         if (!fo) {
-            fprintf(stderr, "sam2amg generate: %s: %s\n", out, strerror(errno));
+            fprintf(stderr, "sam2amg generate: %s\n", err.msg);
             return EXIT_DATA;
         }
         if (nimages > 1) fputs("[\n", fo);
@@ -283,12 +270,14 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
                 if (!rc) rc = image_write_png(out_dir ? path : out, img.rgb, img.w, img.h, 3, &err);
             } else if (out_dir) {
                 out_path(path, sizeof path, out_dir, images[k], "json");
-                FILE *f = fopen(path, "w");
+                char tmp[OUTFILE_TMP_MAX];
+                FILE *f = outfile_open(path, tmp, &err);
                 if (!f) {
-                    rc = err_set(&err, ERR_IO, "%s: %s", path, strerror(errno));
+                    rc = ERR_IO;
                 } else {
                     rc = amg_write_json(f, fname, &res);
-                    if (fclose(f) || rc) rc = err_set(&err, ERR_IO, "%s: write failed", path);
+                    if (rc) rc = err_set(&err, ERR_IO, "%s: write failed", path);
+                    rc = outfile_close(f, tmp, path, rc, &err);
                 }
             } else {
                 if (written++) fputs(",\n", fo);
@@ -310,14 +299,19 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
     if (fo) {
         if (nimages > 1) fputs("]\n", fo);
         gs->fo = NULL;
-        if (fo == stdout ? fflush(fo) : fclose(fo)) {
-            fprintf(stderr, "sam2amg generate: %s: write failed\n", out);
-            failed = nimages;
-        }
-        if (gs->tmp && failed < nimages && rename(gs->tmp, out) != 0) {
-            fprintf(stderr, "sam2amg generate: %s: cannot rename into place: %s\n", out,
-                    strerror(errno));
-            failed = nimages;
+        if (fo == stdout) {
+            if (fflush(fo)) {
+                fprintf(stderr, "sam2amg generate: %s: write failed\n", out);
+                failed = nimages;
+            }
+        } else if (failed < nimages) {
+            if (outfile_close(fo, gs->fo_tmp, out, 0, &err)) {
+                fprintf(stderr, "sam2amg generate: %s\n", err.msg);
+                failed = nimages;
+            }
+        } else {
+            /* every image failed: an existing OUT is left as it was */
+            outfile_close(fo, gs->fo_tmp, out, ERR_INVALID, NULL);
         }
     }
     return failed == 0 ? EXIT_OK : failed == nimages ? EXIT_DATA : EXIT_PARTIAL;

@@ -22,6 +22,7 @@
 #include "decoder.h"
 #include "image.h"
 #include "model.h"
+#include "outfile.h"
 
 #define PREDICT_MAX_POINTS (DECODER_MAX_POINTS - 2)
 
@@ -101,8 +102,9 @@ static int parse_floats(const char *cmd, const char *flag, const char *s, const 
 /* write_json: the scores of the k returned masks, the chosen one, its area. */
 static int write_json(const char *path, const char *image, int w, int h, int multimask,
                       const float *iou, int k, int best, int64_t area, err_t *err) {
-    FILE *f = fopen(path, "w");
-    if (!f) return err_set(err, ERR_IO, "%s: cannot open for writing", path);
+    char tmp[OUTFILE_TMP_MAX];   /* renamed onto path when complete (outfile.h) */
+    FILE *f = outfile_open(path, tmp, err);
+    if (!f) return ERR_IO;
     fprintf(f, "{\"image\": \"");
     for (const char *c = image; *c; c++) {
         if (*c == '"' || *c == '\\') fputc('\\', f);
@@ -116,8 +118,7 @@ static int write_json(const char *path, const char *image, int w, int h, int mul
         else fprintf(f, "%snull", i ? ", " : "");
     }
     fprintf(f, "], \"best\": %d, \"area\": %lld}\n", best, (long long)area);
-    if (fclose(f) != 0) return err_set(err, ERR_IO, "%s: write failed", path);
-    return 0;
+    return outfile_close(f, tmp, path, 0, err);
 }
 
 int cmd_predict(int argc, char **argv) {

@@ -57,6 +57,8 @@
 
 #include <vips/vips.h>
 
+#include "outfile.h"
+
 #define IMAGE_DEFAULT_MAX_PIXELS ((int64_t)256 * 1000 * 1000)
 
 /* ---------------------------------------------------------------- init -- */
@@ -755,12 +757,16 @@ int image_write_png(const char *path, const uint8_t *px, int w, int h, int chann
         image_vips_reason(reason, sizeof reason);
         return err_set(err, ERR_INVALID, "%s: %s", path, reason);
     }
-    rc = vips_pngsave(im, path, "strip", TRUE, NULL);
-    g_object_unref(im);
-    if (rc) {
+    char tmp[OUTFILE_TMP_MAX];   /* renamed onto path when complete (outfile.h) */
+    if ((rc = outfile_tmp_name(path, tmp, err))) {
+        g_object_unref(im);
+        return rc;
+    }
+    if (vips_pngsave(im, tmp, "strip", TRUE, NULL)) {
         char reason[256];
         image_vips_reason(reason, sizeof reason);
-        return err_set(err, ERR_IO, "%s: cannot write PNG: %s", path, reason);
+        rc = err_set(err, ERR_IO, "%s: cannot write PNG: %s", path, reason);
     }
-    return 0;
+    g_object_unref(im);
+    return outfile_commit(tmp, path, rc, err);   /* removes tmp on failure */
 }

@@ -684,7 +684,7 @@ int pt_load(weights_t *w, err_t *err) {
         e->method = (int)info.compression_method, e->encrypted = info.flag & 1;
         e->data = NULL;
     }
-    qsort(ents, (size_t)nents, sizeof *ents, zentry_cmp);
+    if (nents > 1) qsort(ents, (size_t)nents, sizeof *ents, zentry_cmp); /* ents NULL when empty */
     /* the archive's folder: the one holding data.pkl */
     zentry *pk = NULL;
     for (int i = 0; i < nents && !pk; i++) {

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "faultvfs.h"
 #include "sqlext.h"
 
 /* ---- embedded migrations (schema/NNN_*.sql, in order) ---- */
@@ -363,6 +364,7 @@ int store_open(store_t **out, const char *path, int flags, err_t *err) {
         free(s);
         return err_set(err, ERR_IO, "%s: is a directory, not a database file", path);
     }
+    faultvfs_init_from_env();   /* tests only: SAM2AMG_FAULT_VFS (faultvfs.h) */
     int rc;
     if ((flags & STORE_READONLY) && readonly_uri(path, uri, sizeof uri))
         rc = sqlite3_open_v2(uri, &s->db, oflags | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL);

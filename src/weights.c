@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "outfile.h"
 #include "weights_int.h"
 
 #define TENSOR_BLOCK 256
@@ -559,7 +560,8 @@ int safetensors_write(const char *path, const st_entry_t *e, int n, err_t *err) 
     while ((ftell(m) % 8) != 0) fputc(' ', m);
     if (fclose(m)) goto done;
     rc = err_set(err, ERR_IO, "%s: %s", path, "cannot write");
-    if (!(f = fopen(path, "wb"))) { rc = err_set(err, ERR_IO, "%s: %s", path, strerror(errno)); goto done; }
+    char tmp[OUTFILE_TMP_MAX];   /* renamed onto path when complete (outfile.h) */
+    if (!(f = outfile_open(path, tmp, err))) { rc = ERR_IO; goto done; }
     unsigned char le[8];
     for (int i = 0; i < 8; i++) le[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
     int ok = fwrite(le, 1, 8, f) == 8 && fwrite(hdr, 1, hlen, f) == hlen;
@@ -567,10 +569,10 @@ int safetensors_write(const char *path, const st_entry_t *e, int n, err_t *err) 
         size_t bytes = (size_t)(off[2 * i + 1] - off[2 * i]);
         ok = !bytes || fwrite(e[i].data, 1, bytes, f) == bytes;
     }
-    if (fclose(f)) ok = 0;
+    if (!ok) rc = err_set(err, ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    else rc = 0;
+    rc = outfile_close(f, tmp, path, rc, err);
     f = NULL;
-    if (!ok) { rc = err_set(err, ERR_IO, "%s: write failed: %s", path, strerror(errno)); goto done; }
-    rc = 0;
 done:
     free(order);
     free(off);

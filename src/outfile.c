@@ -1,0 +1,44 @@
+/* outfile.c: write to a temporary file, rename when complete (outfile.h). */
+#include "outfile.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int outfile_tmp_name(const char *path, char *tmp, err_t *err) {
+    /* an existing non-regular target (/dev/null, /dev/stdout, a FIFO, a
+     * symlink to one) is written in place: renaming onto it would replace
+     * the device or pipe itself */
+    struct stat sb;
+    int in_place = stat(path, &sb) == 0 && !S_ISREG(sb.st_mode);
+    int n = in_place ? snprintf(tmp, OUTFILE_TMP_MAX, "%s", path)
+                     : snprintf(tmp, OUTFILE_TMP_MAX, "%s.tmp-%ld", path, (long)getpid());
+    if (n < 0 || n >= OUTFILE_TMP_MAX)
+        return err_set(err, ERR_INVALID, "%.200s...: output path too long", path);
+    return 0;
+}
+
+FILE *outfile_open(const char *path, char *tmp, err_t *err) {
+    if (outfile_tmp_name(path, tmp, err)) return NULL;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) err_set(err, ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    return f;
+}
+
+int outfile_commit(const char *tmp, const char *path, int rc, err_t *err) {
+    if (!strcmp(tmp, path)) return rc;   /* written in place (not a regular file) */
+    if (!rc && rename(tmp, path) != 0)
+        rc = err_set(err, ERR_IO, "%s: cannot rename the finished file into place: %s", path,
+                     strerror(errno));
+    if (rc) unlink(tmp);
+    return rc;
+}
+
+int outfile_close(FILE *f, const char *tmp, const char *path, int rc, err_t *err) {
+    int bad = ferror(f);
+    int e = errno;
+    if (fclose(f) != 0) bad = 1, e = errno;
+    if (bad && !rc) rc = err_set(err, ERR_IO, "%s: write failed: %s", path, strerror(e));
+    return outfile_commit(tmp, path, rc, err);
+}
