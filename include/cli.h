@@ -33,8 +33,9 @@ int cmd_merge(int argc, char **argv);
 int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* cli_looks_like_flag: s is "--something": taken as a forgotten value
- * ("--model --config x") rather than a file name. */
+/* cli_looks_like_flag: s is "--something" or a one-letter "-o": taken as
+ * a forgotten value ("--model --config x", "--model -o x") rather than a
+ * file name. */
 int cli_looks_like_flag(const char *s);
 
 /* cli_mkdir_p: create directory path and its missing parents (mode 0755,

@@ -1135,6 +1135,22 @@ int cmd_export(int argc, char **argv) {
     }
     int status = EXIT_OK;
     if (!strcmp(format, "coco")) {
+        /* FILE's folder is created with its parents, as sa1b and png create
+         * their DIR */
+        char *dir = xstrdup(out);
+        char *slash = strrchr(dir, '/');
+        int mk = 0;
+        if (slash && slash != dir) {
+            *slash = 0;
+            mk = cli_mkdir_p(dir, &err);
+        }
+        free(dir);
+        if (mk) {
+            fprintf(stderr, "sam2amg export: %s\n", err.msg);
+            export_free_images(im, n);
+            store_close(s);
+            return EXIT_DATA;
+        }
         status = export_coco(s, out, im, n);
         export_free_images(im, n);
         store_close(s);

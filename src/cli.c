@@ -5,6 +5,7 @@
  * so dump, predict and generate parse and report them alike. */
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -47,7 +48,10 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
     return EXIT_USAGE;
 }
 
-int cli_looks_like_flag(const char *s) { return s[0] == '-' && s[1] == '-' && s[2]; }
+int cli_looks_like_flag(const char *s) {
+    /* "--name" or a one-letter "-o", "-v": never a negative number or "-" */
+    return s[0] == '-' && ((s[1] == '-' && s[2]) || (isalpha((unsigned char)s[1]) && !s[2]));
+}
 
 int cli_parse_int(const char *cmd, const char *flag, const char *s, int64_t lo, int64_t hi,
                   int64_t *out) {

@@ -70,6 +70,9 @@ for order in "--points-per-side 8 --point-grids $tmp/grid.json" "--point-grids $
             -o $tmp/x.json 2>$tmp/err; rc=\$?; [ \$rc -eq 2 ] && [ \$(wc -l < $tmp/err) -eq 1 ] &&
             grep -q 'exclusive' $tmp/err"
 done
+check "--model -o x.json: usage error naming the option taken as the model" bash -c "
+    $bin generate --model -o $tmp/x.json $d/image.png 2>$tmp/err; rc=\$?; [ \$rc -eq 2 ] &&
+        [ \$(wc -l < $tmp/err) -eq 1 ] && grep -q -- \"--model needs a value (got option '-o')\" $tmp/err"
 check "a missing image is a data error (exit 1)" bash -c "$gen $tmp/nope.png -o $tmp/g.json; [ \$? -eq 1 ]"
 # end to end with the network: micro reproduces its amg.json (>= 98% of the
 # records at mask IoU >= 0.99, the real-model bar).

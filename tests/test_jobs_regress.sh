@@ -290,9 +290,13 @@ s = sys.argv[2]
 assert names == sorted(["x/ok.png", f"x/{s}.png", f"y/{s}.png"]), names
 EOF
 
-check "coco export into a missing folder: the message names FILE, not a temporary file" bash -c \
-    "! '$BIN' export '$D' --format coco '$T/nodir/c.json' 2> '$T/e' && grep -q '^sam2amg export: $T/nodir/c.json: ' '$T/e' &&
-     ! grep -q sam2amg-export '$T/e'"
+check "coco export into a missing folder: created with its parents, a complete COCO file" bash -c \
+    "'$BIN' export '$D' --format coco '$T/nodir/deeper/c.json' &&
+     python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); assert j[\"images\"] and \"annotations\" in j' '$T/nodir/deeper/c.json'"
+: > "$T/afile"
+check "coco export under a regular file: exit 1, one line naming it, no temporary file named" bash -c \
+    "! '$BIN' export '$D' --format coco '$T/afile/c.json' 2> '$T/e' && [ \$(wc -l < '$T/e') -eq 1 ] &&
+     grep -q '^sam2amg export: $T/afile' '$T/e' && ! grep -q '[.]tmp-' '$T/e'"
 
 # ---- png export of an image replaced by one of another size: the message gives its size ----
 mkdir -p "$T/resized"
