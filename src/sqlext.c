@@ -110,7 +110,8 @@ static int rd_dim(rle_reader *r, int64_t *out) {
             return rd_fail(r, rle_size_range);
         r->p++;
     }
-    if (r->p == from || (r->p < r->end && (*r->p == '.' || *r->p == 'e' || *r->p == 'E')))
+    if (r->p == from || (r->p < r->end && (*r->p == '.' || *r->p == 'e' || *r->p == 'E')) ||
+        (r->p - from > 1 && *from == '0')) /* JSON has no leading zeros */
         return rd_fail(r, "size must be [h,w], two non-negative integers");
     *out = v;
     return 0;

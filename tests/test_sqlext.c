@@ -95,6 +95,8 @@ static const struct { const char *sql, *want; } cases[] = {
     {"select rle_area('{\"size\":[-2,2],\"counts\":\"4\"}')", "ERROR: rle_area: malformed rle: size must be [h,w]"},
     {"select rle_area('{\"size\":[2.5,2],\"counts\":\"4\"}')", "ERROR: rle_area: malformed rle: size must be [h,w]"},
     {"select rle_area('{\"size\":[2,2,2],\"counts\":\"4\"}')", "ERROR: rle_area: malformed rle: size must be [h,w]"},
+    {"select rle_area('{\"size\":[02,2],\"counts\":\"4\"}')", "ERROR: rle_area: malformed rle: size must be [h,w]"},
+    {"select rle_area('{\"size\":[0,0],\"counts\":\"\"}')", "0"},
     {"select rle_area('{\"size\":[2,2],\"counts\":[1,3]}')",
      "ERROR: rle_area: malformed rle: counts is an uncompressed list"},
     {"select rle_area('{\"size\":[2,2],\"counts\":4}')", "ERROR: rle_area: malformed rle: counts must be a compressed"},
