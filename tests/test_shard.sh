@@ -113,6 +113,18 @@ for sig in USR1 TERM; do
     check "SIG$sig: the checkpoint holds what finished, the rest is left (running -> released)" \
         bash -c "[ $left -gt 0 ] && [ $(q "$T/nfs/s$sig.db" "select count(*) from images where status='running'") = 0 ]"
 done
+# Slurm signals every process of the batch step and task.sh forwards the
+# signal: a second SIGTERM must not kill the run before its last checkpoint
+SAM2AMG_ASSUME_NETWORK_FS=test-nfs SAM2AMG_TEST_PAUSE_IMAGE=0.3 "$BIN" run "$T/nfs/sTT.db" \
+    --manifest "$T/man.txt" "${RUN[@]}" --shard 0/1 --checkpoint-every 2 --decode-threads 1 \
+    2>"$T/sTT.err" &
+pid=$!
+for _ in $(seq 100); do [ "$(q "$T/nfs/sTT.db" "select count(*) from images where status='done'")" -ge 2 ] 2>/dev/null && break; sleep 0.1; done
+kill -TERM $pid; sleep 0.1; kill -TERM $pid
+wait $pid
+rc=$?
+check "two SIGTERMs: exit 75 with the last checkpoint written (got $rc)" \
+    bash -c "[ $rc -eq 75 ] && [ $(q "$T/nfs/sTT.db" "select count(*) from images where status='running'") = 0 ] && tail -1 $T/sTT.err | grep -q 'checkpoint'"
 check "the checkpoint is a rollback-journal database (readers need no -shm), integrity ok" \
     bash -c "[ \"\$(od -An -tu1 -j18 -N2 $T/nfs/sUSR1.db | tr -s ' ')\" = ' 1 1' ] && [ $(q "$T/nfs/sUSR1.db" "pragma integrity_check") = ok ] && [ ! -e $T/nfs/sUSR1.db-wal ]"
 check "status works on a checkpoint" bash -c "$BIN status $T/nfs/sUSR1.db | grep -q 'done'"
