@@ -125,6 +125,14 @@ wait $pid
 rc=$?
 check "two SIGTERMs: exit 75 with the last checkpoint written (got $rc)" \
     bash -c "[ $rc -eq 75 ] && [ $(q "$T/nfs/sTT.db" "select count(*) from images where status='running'") = 0 ] && tail -1 $T/sTT.err | grep -q 'checkpoint'"
+# a checkpoint path that cannot be looked at (here ELOOP; on NFS ESTALE or
+# EIO) is an error, not a fresh start whose last checkpoint replaces it
+ln -s loop.db "$T/nfs/loop.db"
+SAM2AMG_ASSUME_NETWORK_FS=test-nfs "$BIN" run "$T/nfs/loop.db" --manifest "$T/man.txt" \
+    "${RUN[@]}" --shard 0/1 --quiet 2>"$T/loop.err"
+rc=$?
+check "an unreadable checkpoint path: exit 1, nothing written over it (got $rc)" \
+    bash -c "[ $rc -eq 1 ] && [ -L $T/nfs/loop.db ] && grep -q 'cannot read the checkpoint' $T/loop.err"
 check "the checkpoint is a rollback-journal database (readers need no -shm), integrity ok" \
     bash -c "[ \"\$(od -An -tu1 -j18 -N2 $T/nfs/sUSR1.db | tr -s ' ')\" = ' 1 1' ] && [ $(q "$T/nfs/sUSR1.db" "pragma integrity_check") = ok ] && [ ! -e $T/nfs/sUSR1.db-wal ]"
 check "status works on a checkpoint" bash -c "$BIN status $T/nfs/sUSR1.db | grep -q 'done'"
