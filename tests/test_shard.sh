@@ -177,6 +177,8 @@ check "SIGUSR1 + kill -9 in a checkpoint + resume = one uninterrupted run" \
 check "merge of 4 shards: exit 0, equals the single-process run" \
     bash -c "[ $? -eq 0 ] && grep -q '^same' <<<'$(same_as_ref "$T/m.db")'"
 m1=$(q "$T/m.db" "select count(*) || '/' || (select count(*) from masks) || '/' || (select count(*) from mask_boxes) from images")
+check "merge keeps each run's model name (runs.model_name as --model gave it)" \
+    test "$(q "$T/m.db" "select count(*) >= 4 and count(*) = sum(model_name = 'test:') from runs where source_run is not null")" = 1
 "$BIN" merge "$T/m.db" "$T"/a{0,1,2,3}.db "$T"/a2.db >"$T/m2.out" 2>&1
 check "merging again adds nothing (4 + 1 'already merged')" \
     bash -c "[ $(grep -c 'already merged' $T/m2.out) = 5 ] && [ $(q "$T/m.db" "select count(*) || '/' || (select count(*) from masks) || '/' || (select count(*) from mask_boxes) from images") = $m1 ]"
