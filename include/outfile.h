@@ -33,7 +33,9 @@ FILE *outfile_open(const char *path, char *tmp, err_t *err);
 
 /* outfile_commit: after the data is written and tmp closed: when rc is 0,
  * rename tmp onto path (ERR_IO if that fails); otherwise, or if it failed,
- * remove tmp. Returns the resulting rc (rc itself when non-zero). */
+ * remove tmp. tmp is fsynced before the rename and the folder after it, so
+ * a crash (power loss) also leaves the old file or the new one whole.
+ * Returns the resulting rc (rc itself when non-zero). */
 int outfile_commit(const char *tmp, const char *path, int rc, err_t *err);
 
 /* outfile_close: fclose(f) (a failed close or an earlier write error is

@@ -395,6 +395,10 @@ int cmd_run(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sa.sa_flags = SA_RESETHAND;   /* a second Ctrl-C kills at once (the DB stays safe) */
     sigaction(SIGINT, &sa, NULL);
+    /* but not a second SIGTERM or SIGUSR1: Slurm signals every process of
+     * the batch step and task.sh forwards the same signal, so two arrive;
+     * the second must not kill the run before its last checkpoint */
+    sa.sa_flags = 0;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
 

@@ -167,9 +167,9 @@ static int merge_one(sqlite3 *db, const char *path, const shard_info *si, int re
              "CREATE TEMP TABLE IF NOT EXISTS imap(old INTEGER PRIMARY KEY, new INTEGER);"
              "DELETE FROM temp.runmap; DELETE FROM temp.imap;"
              "INSERT INTO main.runs(params, model_path, model_sha256, config, program_version, "
-             "devices, started_at, finished_at, exit_status, shard, source_run) "
+             "devices, started_at, finished_at, exit_status, model_name, shard, source_run) "
              "SELECT params, model_path, model_sha256, config, program_version, devices, "
-             "started_at, finished_at, exit_status, '%s', id FROM s.runs ORDER BY id;"
+             "started_at, finished_at, exit_status, model_name, '%s', id FROM s.runs ORDER BY id;"
              "INSERT INTO temp.runmap SELECT source_run, id FROM main.runs "
              "WHERE shard = '%s' AND source_run IS NOT NULL;",
              shard, shard);

@@ -399,6 +399,12 @@ int jobs_checkpoint_write(store_t *src, const char *dest, err_t *err) {
 int jobs_checkpoint_restore(const char *ckpt, const char *local, int *restored, err_t *err) {
     *restored = 0;
     if (access(ckpt, F_OK) != 0) {
+        /* only a checkpoint that does not exist means a fresh start: on
+         * another error (EACCES, ESTALE, EIO on a network filesystem) a
+         * fresh run would overwrite the good checkpoint at its end */
+        if (errno != ENOENT)
+            return err_set(err, ERR_IO, "%s: cannot read the checkpoint: %s", ckpt,
+                           strerror(errno));
         /* a fresh start: no stale working copy may stand in for it */
         unlink(local);
         unlink_sidecars(local);

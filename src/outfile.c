@@ -2,6 +2,7 @@
 #include "outfile.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,12 +27,37 @@ FILE *outfile_open(const char *path, char *tmp, err_t *err) {
     return f;
 }
 
+/* fsync_fd_of: fsync the file or folder at p; 0, or the errno. A folder
+ * that cannot be synced (EINVAL, EROFS) counts as synced. */
+static int fsync_fd_of(const char *p, int dir) {
+    int fd = open(p, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0) return errno;
+    int e = fsync(fd) ? errno : 0;
+    close(fd);
+    return dir && (e == EINVAL || e == EROFS) ? 0 : e;
+}
+
 int outfile_commit(const char *tmp, const char *path, int rc, err_t *err) {
     if (!strcmp(tmp, path)) return rc;   /* written in place (not a regular file) */
+    /* the data on disk before the name points at it (a crash after the
+     * rename must not leave an empty or partial file under the name), and
+     * the folder synced after it (the rename itself survives a crash) */
+    int e = rc ? 0 : fsync_fd_of(tmp, 0);
+    if (e) rc = err_set(err, ERR_IO, "%s: write failed: fsync: %s", path, strerror(e));
     if (!rc && rename(tmp, path) != 0)
         rc = err_set(err, ERR_IO, "%s: cannot rename the finished file into place: %s", path,
                      strerror(errno));
-    if (rc) unlink(tmp);
+    if (rc) {
+        unlink(tmp);
+        return rc;
+    }
+    const char *slash = strrchr(path, '/');
+    char dir[OUTFILE_TMP_MAX];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    if ((e = fsync_fd_of(dir, 1)))
+        rc = err_set(err, ERR_IO, "%s: renamed into place, but its folder could not be synced: "
+                     "%s", path, strerror(e));
     return rc;
 }
 

@@ -69,5 +69,18 @@ else notok "generate -o FIFO: written through the FIFO, which stays a FIFO" "exi
 if [ $? -eq 0 ] && grep -q '"scores"' "$T/p/s.json" && ! ls "$T/p" | grep -q '\.tmp-'; then
     ok "predict --json: written whole, no temporary left"
 else notok "predict --json: written whole, no temporary left" "$(ls "$T/p")"; fi
+# durability: the temporary file is fsynced before it is renamed onto the
+# name and the folder after the rename (a power loss after the rename must
+# not leave an empty file); seen in the system calls (strace, when present)
+if command -v strace >/dev/null; then
+    strace -f -qq -e trace=fsync,rename,renameat,renameat2 -o "$T/trace" \
+        "${GEN[@]}" -o "$T/g/durable.json" >/dev/null 2>&1
+    order=$(awk '{ sub(/\(.*/, "", $2); sub(/^rename.*/, "rename", $2); printf "%s ", $2 }' "$T/trace")
+    if [[ "$order" == *"fsync rename fsync"* ]]; then
+        ok "generate -o: fsync of the file, rename, fsync of the folder"
+    else notok "generate -o: fsync of the file, rename, fsync of the folder" "calls: $order"; fi
+else
+    echo "# strace not installed: the fsync order is not checked"
+fi
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

@@ -113,6 +113,26 @@ for sig in USR1 TERM; do
     check "SIG$sig: the checkpoint holds what finished, the rest is left (running -> released)" \
         bash -c "[ $left -gt 0 ] && [ $(q "$T/nfs/s$sig.db" "select count(*) from images where status='running'") = 0 ]"
 done
+# Slurm signals every process of the batch step and task.sh forwards the
+# signal: a second SIGTERM must not kill the run before its last checkpoint
+SAM2AMG_ASSUME_NETWORK_FS=test-nfs SAM2AMG_TEST_PAUSE_IMAGE=0.3 "$BIN" run "$T/nfs/sTT.db" \
+    --manifest "$T/man.txt" "${RUN[@]}" --shard 0/1 --checkpoint-every 2 --decode-threads 1 \
+    2>"$T/sTT.err" &
+pid=$!
+for _ in $(seq 100); do [ "$(q "$T/nfs/sTT.db" "select count(*) from images where status='done'")" -ge 2 ] 2>/dev/null && break; sleep 0.1; done
+kill -TERM $pid; sleep 0.1; kill -TERM $pid
+wait $pid
+rc=$?
+check "two SIGTERMs: exit 75 with the last checkpoint written (got $rc)" \
+    bash -c "[ $rc -eq 75 ] && [ $(q "$T/nfs/sTT.db" "select count(*) from images where status='running'") = 0 ] && tail -1 $T/sTT.err | grep -q 'checkpoint'"
+# a checkpoint path that cannot be looked at (here ELOOP; on NFS ESTALE or
+# EIO) is an error, not a fresh start whose last checkpoint replaces it
+ln -s loop.db "$T/nfs/loop.db"
+SAM2AMG_ASSUME_NETWORK_FS=test-nfs "$BIN" run "$T/nfs/loop.db" --manifest "$T/man.txt" \
+    "${RUN[@]}" --shard 0/1 --quiet 2>"$T/loop.err"
+rc=$?
+check "an unreadable checkpoint path: exit 1, nothing written over it (got $rc)" \
+    bash -c "[ $rc -eq 1 ] && [ -L $T/nfs/loop.db ] && grep -q 'cannot read the checkpoint' $T/loop.err"
 check "the checkpoint is a rollback-journal database (readers need no -shm), integrity ok" \
     bash -c "[ \"\$(od -An -tu1 -j18 -N2 $T/nfs/sUSR1.db | tr -s ' ')\" = ' 1 1' ] && [ $(q "$T/nfs/sUSR1.db" "pragma integrity_check") = ok ] && [ ! -e $T/nfs/sUSR1.db-wal ]"
 check "status works on a checkpoint" bash -c "$BIN status $T/nfs/sUSR1.db | grep -q 'done'"
@@ -157,6 +177,8 @@ check "SIGUSR1 + kill -9 in a checkpoint + resume = one uninterrupted run" \
 check "merge of 4 shards: exit 0, equals the single-process run" \
     bash -c "[ $? -eq 0 ] && grep -q '^same' <<<'$(same_as_ref "$T/m.db")'"
 m1=$(q "$T/m.db" "select count(*) || '/' || (select count(*) from masks) || '/' || (select count(*) from mask_boxes) from images")
+check "merge keeps each run's model name (runs.model_name as --model gave it)" \
+    test "$(q "$T/m.db" "select count(*) >= 4 and count(*) = sum(model_name = 'test:') from runs where source_run is not null")" = 1
 "$BIN" merge "$T/m.db" "$T"/a{0,1,2,3}.db "$T"/a2.db >"$T/m2.out" 2>&1
 check "merging again adds nothing (4 + 1 'already merged')" \
     bash -c "[ $(grep -c 'already merged' $T/m2.out) = 5 ] && [ $(q "$T/m.db" "select count(*) || '/' || (select count(*) from masks) || '/' || (select count(*) from mask_boxes) from images") = $m1 ]"

@@ -42,7 +42,8 @@ common=(--parsable --time="$time" --cpus-per-task="$cpus" --export=ALL,SAM2AMG="
 [ -n "$partition" ] && common+=(--partition="$partition")
 gres=()
 [ "$gpus" -gt 0 ] && gres=(--gres=gpu:"$gpus")
-array=$(sbatch "${common[@]}" "${gres[@]}" --job-name=sam2amg --array=0-$((tasks - 1)) \
+# ${gres[@]+...}: an empty array is "unbound" under set -u in bash < 4.4
+array=$(sbatch "${common[@]}" ${gres[@]+"${gres[@]}"} --job-name=sam2amg --array=0-$((tasks - 1)) \
     --requeue --signal=B:USR1@120 --open-mode=append --output="$out/logs/task-%A_%a.out" \
     "$here/task.sh" "$out" "$manifest" --devices all "$@")
 array=${array%%;*}

@@ -55,5 +55,5 @@ case $rc in
 0 | 3) exit "$rc" ;;
 75) [ "$got" = TERM ] && { echo "task.sh: stopped by SIGTERM (checkpoint written); not requeued here"; exit 0; }
     requeue "stopped before the time limit (checkpoint written)" ;;
-*) [ "$rc" -gt 128 ] && requeue "killed by signal $((rc - 128))"; exit "$rc" ;;
+*) [ "$rc" -gt 128 ] && [ "$got" != TERM ] && requeue "killed by signal $((rc - 128))"; exit "$rc" ;;
 esac
