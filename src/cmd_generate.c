@@ -73,6 +73,7 @@ typedef struct gen_state {
     amg_t       *g;
     FILE        *fo;
     char         fo_tmp[OUTFILE_TMP_MAX]; /* fo writes here; renamed onto -o OUT at the end */
+    const char  *fo_out;                  /* -o OUT, for fo_tmp's clean-up */
     backend_t   *be;
     sam2_model  *sm;
     amg_model    wrap;
@@ -85,7 +86,9 @@ int cmd_generate(int argc, char **argv) {
     gen_state gs = {0};
     gs.images = calloc((size_t)argc + 1, sizeof *gs.images);
     int rc = gs.images ? generate_run(argc, argv, &gs) : EXIT_DATA;
-    if (gs.fo && gs.fo != stdout) outfile_close(gs.fo, gs.fo_tmp, "", ERR_IO, NULL);
+    /* an early exit with -o open: the temporary file is removed (an OUT
+     * written in place, a FIFO or a device, is left alone) */
+    if (gs.fo && gs.fo != stdout) outfile_close(gs.fo, gs.fo_tmp, gs.fo_out, ERR_IO, NULL);
     amg_free(gs.g);
     amg_replay_free(gs.rp);
     amg_model_unwrap(&gs.wrap);
@@ -220,6 +223,7 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
     amg_replay_t *rp = gs->rp;
     FILE *fo = NULL;
     if (out && !strcmp(format, "json")) {
+        gs->fo_out = out;
         fo = gs->fo = !strcmp(out, "-") ? stdout : outfile_open(out, gs->fo_tmp, &err);
         if (!fo) {
             fprintf(stderr, "sam2amg generate: %s\n", err.msg);
