@@ -186,6 +186,12 @@ check "a shard of another parameter set is refused, exit 1" \
 check "a database made without --shard is refused" grep -q 'not a shard database' "$T/o.out"
 "$BIN" merge "$T/miss.db" "$T"/a{0,1,2}.db >"$T/o.out" 2>&1
 check "a missing shard is reported, exit 3" bash -c "[ $? -eq 3 ] && grep -q 'missing shard: 3/4' $T/o.out"
+# OUT being one of the shards (merge a0.db a1.db): refused, the shard unchanged
+cp "$T/a0.db" "$T/a0copy.db"
+a0=$(q "$T/a0copy.db" "select count(*) || '/' || (select count(*) from masks) || '/' || (select count(*) from runs) from images")
+"$BIN" merge "$T/a0copy.db" "$T/a1.db" >"$T/o.out" 2>&1
+check "merging into a shard database is refused, exit 1, the shard unchanged" \
+    bash -c "[ $? -eq 1 ] && grep -q 'is shard 0/4' $T/o.out && [ $(q "$T/a0copy.db" "select count(*) || '/' || (select count(*) from masks) || '/' || (select count(*) from runs) from images") = $a0 ]"
 # kill -9 inside a merge: each shard is one transaction
 SAM2AMG_TEST_PAUSE_MERGE=2 "$BIN" merge "$T/k.db" "$T"/a{0,1,2,3}.db >"$T/k.out" 2>&1 &
 pid=$!
