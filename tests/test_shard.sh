@@ -84,6 +84,13 @@ SLURM_ARRAY_TASK_ID=4 SLURM_ARRAY_TASK_COUNT=4 "$BIN" run "$T/bad.db" --manifest
 check "a task id outside the array is a usage error" test $? -eq 2
 "$BIN" run "$T/bad.db" --manifest "$T/man.txt" "${RUN[@]}" --shard 4/4 --quiet 2>/dev/null
 check "--shard 4/4 is a usage error" test $? -eq 2
+bad_ck=0
+for c in 0 5x 10,0s ,5s 5, 5,5 5s,7s 1,2,3 " 5" +5; do
+    "$BIN" run "$T/bad.db" --manifest "$T/man.txt" "${RUN[@]}" --shard 0/4 --checkpoint-every "$c" \
+        --quiet 2>/dev/null
+    [ $? -eq 2 ] || { bad_ck=1; echo "# --checkpoint-every '$c' was accepted"; }
+done
+check "--checkpoint-every: an empty, signed, zero or repeated part is a usage error" test $bad_ck = 0
 "$BIN" run "$T/a1.db" "${RUN[@]}" --shard 2/4 --quiet 2>/dev/null
 check "a shard database refuses another shard" test $? -eq 1
 
