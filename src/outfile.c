@@ -2,6 +2,7 @@
 #include "outfile.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,10 +11,16 @@ int outfile_tmp_name(const char *path, char *tmp, err_t *err) {
     /* an existing non-regular target (/dev/null, /dev/stdout, a FIFO, a
      * symlink to one) is written in place: renaming onto it would replace
      * the device or pipe itself */
-    struct stat sb;
+    struct stat sb, lsb;
     int in_place = stat(path, &sb) == 0 && !S_ISREG(sb.st_mode);
+    /* a symlink to a regular file: the file it names is replaced (beside
+     * it), not the link (what `>` in a shell would write) */
+    char *real = NULL;
+    if (!in_place && lstat(path, &lsb) == 0 && S_ISLNK(lsb.st_mode)) real = realpath(path, NULL);
     int n = in_place ? snprintf(tmp, OUTFILE_TMP_MAX, "%s", path)
-                     : snprintf(tmp, OUTFILE_TMP_MAX, "%s.tmp-%ld", path, (long)getpid());
+                     : snprintf(tmp, OUTFILE_TMP_MAX, "%s.tmp-%ld", real ? real : path,
+                                (long)getpid());
+    free(real);
     if (n < 0 || n >= OUTFILE_TMP_MAX)
         return err_set(err, ERR_INVALID, "%.200s...: output path too long", path);
     return 0;
@@ -28,7 +35,13 @@ FILE *outfile_open(const char *path, char *tmp, err_t *err) {
 
 int outfile_commit(const char *tmp, const char *path, int rc, err_t *err) {
     if (!strcmp(tmp, path)) return rc;   /* written in place (not a regular file) */
-    if (!rc && rename(tmp, path) != 0)
+    /* the destination: tmp less its ".tmp-PID" (path, or the file a
+     * symlink path names) */
+    char dest[OUTFILE_TMP_MAX];
+    snprintf(dest, sizeof dest, "%s", tmp);
+    char *suffix = strrchr(dest, '.');
+    if (suffix && !strncmp(suffix, ".tmp-", 5)) *suffix = 0;
+    if (!rc && rename(tmp, dest) != 0)
         rc = err_set(err, ERR_IO, "%s: cannot rename the finished file into place: %s", path,
                      strerror(errno));
     if (rc) unlink(tmp);
