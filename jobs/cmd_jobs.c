@@ -381,6 +381,9 @@ int cmd_run(int argc, char **argv) {
         }
     }
     if (local_dir) {
+        struct stat ld_st;
+        if (stat(local_dir, &ld_st) != 0 || !S_ISDIR(ld_st.st_mode))
+            return cli_usage_error(cmd, "--local-dir %s: not an existing directory", local_dir);
         ckpt = db;
         local = jobs_local_path(local_dir, db);
         db = local;

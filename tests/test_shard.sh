@@ -91,6 +91,10 @@ for c in 0 5x 10,0s ,5s 5, 5,5 5s,7s 1,2,3 " 5" +5; do
     [ $? -eq 2 ] || { bad_ck=1; echo "# --checkpoint-every '$c' was accepted"; }
 done
 check "--checkpoint-every: an empty, signed, zero or repeated part is a usage error" test $bad_ck = 0
+"$BIN" run "$T/bad.db" --manifest "$T/man.txt" "${RUN[@]}" --shard 0/4 --local-dir "$T/no-such-dir" \
+    --quiet 2>"$T/e.err"
+check "--local-dir that does not exist: a usage error naming it" \
+    bash -c "[ $? -eq 2 ] && grep -q 'no-such-dir: not an existing directory' $T/e.err"
 "$BIN" run "$T/a1.db" "${RUN[@]}" --shard 2/4 --quiet 2>/dev/null
 check "a shard database refuses another shard" test $? -eq 1
 
