@@ -23,7 +23,9 @@
 
 /* outfile_tmp_name: "PATH.tmp-PID" into tmp (OUTFILE_TMP_MAX bytes); PATH
  * itself when it exists and is not a regular file (/dev/null, a FIFO: such
- * targets are written in place, never replaced). Returns 0, or ERR_INVALID
+ * targets are written in place, never replaced); "REAL.tmp-PID" beside the
+ * file a symlink PATH names (that file is replaced, the link kept). The
+ * destination outfile_commit renames onto is tmp less ".tmp-PID". Returns 0, or ERR_INVALID
  * when path is too long. */
 int outfile_tmp_name(const char *path, char *tmp, err_t *err);
 

@@ -59,23 +59,30 @@ static int checkpoint_now(void *arg, err_t *err) {
     return rc;
 }
 
-/* parse_checkpoint_every: "N" (images), "Ss" (seconds) or "N,Ss". */
+/* parse_checkpoint_every: "N" (images), "Ss" (seconds) or "N,Ss": no
+ * empty part, no sign or space, each kind at most once. */
 static int parse_checkpoint_every(const char *v, int64_t *images, double *secs) {
     if (!v || !*v) return -1;
     *images = 0;
     *secs = 0;
-    char buf[64];
-    snprintf(buf, sizeof buf, "%s", v);
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    int parts = 0;
+    for (const char *t = v;; parts++) {
+        if (parts == 2 || *t < '0' || *t > '9') return -1;
         char *end = NULL;
         errno = 0;
         long long x = strtoll(t, &end, 10);
-        if (errno || end == t || x < 1 || x > 1000000000) return -1;
-        if (*end == 's' && end[1] == 0) *secs = (double)x;
-        else if (*end == 0) *images = x;
-        else return -1;
+        if (errno || x < 1 || x > 1000000000) return -1;
+        if (*end == 's') {
+            if (*secs) return -1;
+            *secs = (double)x, end++;
+        } else {
+            if (*images) return -1;
+            *images = x;
+        }
+        if (*end == 0) return 0;
+        if (*end != ',') return -1;
+        t = end + 1;
     }
-    return 0;
 }
 
 /* params_json: the scalar AMG parameters as a JSON object (official names,
@@ -374,6 +381,9 @@ int cmd_run(int argc, char **argv) {
         }
     }
     if (local_dir) {
+        struct stat ld_st;
+        if (stat(local_dir, &ld_st) != 0 || !S_ISDIR(ld_st.st_mode))
+            return cli_usage_error(cmd, "--local-dir %s: not an existing directory", local_dir);
         ckpt = db;
         local = jobs_local_path(local_dir, db);
         db = local;

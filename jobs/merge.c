@@ -326,6 +326,20 @@ int cmd_merge(int argc, char **argv) {
         return EXIT_DATA;
     }
     sqlite3 *db = store_db(os);
+    /* OUT a shard database itself (merge s0.db s1.db): merging would give
+     * shard K the images of other shards, under K's name */
+    int sk = 0, sn = 0;
+    int is_shard = jobs_shard_get(os, &sk, &sn, NULL, &err);
+    if (is_shard != 0) {
+        if (is_shard > 0)
+            fprintf(stderr, "sam2amg merge: %s is shard %d/%d of a run (made by run --shard); "
+                    "merge into a new or merged database, not into a shard\n", out, sk, sn);
+        else
+            fprintf(stderr, "sam2amg merge: %s\n", err.msg);
+        store_close(os);
+        close(lock);
+        return EXIT_DATA;
+    }
     jobs_shard_register_sql(db);
     /* OUT's path index takes each shard's paths in hash order, i.e. at
      * random places: a page cache of up to 1 GiB (run's is 64 MiB) keeps

@@ -1,4 +1,5 @@
 /* main.c: sam2amg's entry point; dispatches to the subcommands in cli.h. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -30,6 +31,10 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* over a file size limit (ulimit -f), write(2) fails with EFBIG and the
+     * output's temporary file is removed, instead of SIGXFSZ killing us
+     * with the temporary file left behind */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

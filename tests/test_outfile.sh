@@ -82,5 +82,23 @@ if command -v strace >/dev/null; then
 else
     echo "# strace not installed: the fsync order is not checked"
 fi
+# a file size limit without `trap '' XFSZ` (as a user's ulimit -f): the
+# program still fails cleanly, the old file whole, no temporary left
+mkdir -p "$T/x"; printf 'OLD CONTENT\n' > "$T/x/out.json"
+( ulimit -f 1; "${GEN[@]}" -o "$T/x/out.json" ) >/dev/null 2>"$T/err"
+rc=$?
+if [ $rc -eq 1 ] && [ "$(cat "$T/x/out.json")" = "OLD CONTENT" ] && ! ls "$T/x" | grep -q '\.tmp-'; then
+    ok "ulimit -f with SIGXFSZ not ignored by the shell: exit 1, old file kept, no temporary"
+else notok "ulimit -f with SIGXFSZ not ignored by the shell: exit 1, old file kept, no temporary" \
+    "exit $rc, $(ls "$T/x")"; fi
+# -o a symlink to a file: the file it names is replaced, the link stays
+mkdir -p "$T/l/real"; printf 'OLD CONTENT\n' > "$T/l/real/t.json"; ln -s real/t.json "$T/l/link.json"
+"${GEN[@]}" -o "$T/l/link.json" >/dev/null 2>&1
+rc=$?
+if [ $rc -eq 0 ] && [ -L "$T/l/link.json" ] && grep -q '"annotations"' "$T/l/real/t.json" \
+    && ! ls "$T/l" "$T/l/real" | grep -q '\.tmp-'; then
+    ok "-o a symlink: the target file is written, the link kept"
+else notok "-o a symlink: the target file is written, the link kept" \
+    "exit $rc, $(ls -l "$T/l" "$T/l/real" | tr '\n' ' ')"; fi
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

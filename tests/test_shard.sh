@@ -84,6 +84,17 @@ SLURM_ARRAY_TASK_ID=4 SLURM_ARRAY_TASK_COUNT=4 "$BIN" run "$T/bad.db" --manifest
 check "a task id outside the array is a usage error" test $? -eq 2
 "$BIN" run "$T/bad.db" --manifest "$T/man.txt" "${RUN[@]}" --shard 4/4 --quiet 2>/dev/null
 check "--shard 4/4 is a usage error" test $? -eq 2
+bad_ck=0
+for c in 0 5x 10,0s ,5s 5, 5,5 5s,7s 1,2,3 " 5" +5; do
+    "$BIN" run "$T/bad.db" --manifest "$T/man.txt" "${RUN[@]}" --shard 0/4 --checkpoint-every "$c" \
+        --quiet 2>/dev/null
+    [ $? -eq 2 ] || { bad_ck=1; echo "# --checkpoint-every '$c' was accepted"; }
+done
+check "--checkpoint-every: an empty, signed, zero or repeated part is a usage error" test $bad_ck = 0
+"$BIN" run "$T/bad.db" --manifest "$T/man.txt" "${RUN[@]}" --shard 0/4 --local-dir "$T/no-such-dir" \
+    --quiet 2>"$T/e.err"
+check "--local-dir that does not exist: a usage error naming it" \
+    bash -c "[ $? -eq 2 ] && grep -q 'no-such-dir: not an existing directory' $T/e.err"
 "$BIN" run "$T/a1.db" "${RUN[@]}" --shard 2/4 --quiet 2>/dev/null
 check "a shard database refuses another shard" test $? -eq 1
 
@@ -208,6 +219,12 @@ check "a shard of another parameter set is refused, exit 1" \
 check "a database made without --shard is refused" grep -q 'not a shard database' "$T/o.out"
 "$BIN" merge "$T/miss.db" "$T"/a{0,1,2}.db >"$T/o.out" 2>&1
 check "a missing shard is reported, exit 3" bash -c "[ $? -eq 3 ] && grep -q 'missing shard: 3/4' $T/o.out"
+# OUT being one of the shards (merge a0.db a1.db): refused, the shard unchanged
+cp "$T/a0.db" "$T/a0copy.db"
+a0=$(q "$T/a0copy.db" "select count(*) || '/' || (select count(*) from masks) || '/' || (select count(*) from runs) from images")
+"$BIN" merge "$T/a0copy.db" "$T/a1.db" >"$T/o.out" 2>&1
+check "merging into a shard database is refused, exit 1, the shard unchanged" \
+    bash -c "[ $? -eq 1 ] && grep -q 'is shard 0/4' $T/o.out && [ $(q "$T/a0copy.db" "select count(*) || '/' || (select count(*) from masks) || '/' || (select count(*) from runs) from images") = $a0 ]"
 # kill -9 inside a merge: each shard is one transaction
 SAM2AMG_TEST_PAUSE_MERGE=2 "$BIN" merge "$T/k.db" "$T"/a{0,1,2,3}.db >"$T/k.out" 2>&1 &
 pid=$!
