@@ -10,6 +10,7 @@
 #define SAM2AMG_CLI_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "model.h"
 #include "models.h"
@@ -62,6 +63,11 @@ typedef struct cli_model_flags {
     int resolved;          /* ref below is filled (cli_resolve_model ran) */
     models_ref ref;        /* what --model resolved to; ref.path is the file opened */
 } cli_model_flags;
+
+/* cli_model_flags_help: the --help rows of --model, --revision,
+ * --model-dir and --config, their text starting at column col + 3 (one
+ * text for every command that takes the model flags). */
+void cli_model_flags_help(FILE *f, int col);
 
 /* cli_model_flags_default: no model or config, device "cpu", threads 0. */
 void cli_model_flags_default(cli_model_flags *f);

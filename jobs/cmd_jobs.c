@@ -503,16 +503,12 @@ int cmd_run(int argc, char **argv) {
                               : config_cached ? abs_keep_name(cfg.config)
                                               : realpath(cfg.config, NULL))
                            : NULL;
-    if (model_abs && strlen(model_abs) >= sizeof info.model_path) {
-        fprintf(stderr, "sam2amg run: %s: the model's path is longer than %zu bytes\n",
-                cfg.model_path, sizeof info.model_path - 1);
-        free(model_abs);
-        free(config_abs);
-        goto out;
-    }
-    if (config_abs && strlen(config_abs) >= sizeof info.config) {
-        fprintf(stderr, "sam2amg run: %s: the config's path is longer than %zu bytes\n",
-                cfg.config, sizeof info.config - 1);
+    /* both buffers are PATH_MAX bytes: a longer path is refused, not cut */
+    int model_long = model_abs && strlen(model_abs) >= sizeof info.model_path;
+    if (model_long || (config_abs && strlen(config_abs) >= sizeof info.config)) {
+        fprintf(stderr, "sam2amg run: %s: the %s's path is longer than %zu bytes\n",
+                model_long ? cfg.model_path : cfg.config, model_long ? "model" : "config",
+                (model_long ? sizeof info.model_path : sizeof info.config) - 1);
         free(model_abs);
         free(config_abs);
         goto out;

@@ -90,6 +90,29 @@ int cli_parse_double(const char *cmd, const char *flag, const char *s, double lo
     return 0;
 }
 
+void cli_model_flags_help(FILE *f, int col) {
+    static const char *const rows[][2] = {
+        {"--model WEIGHTS", "checkpoint file (.pt as released, .safetensors, a\n"
+                            "transformers save_pretrained directory), Hugging Face\n"
+                            "repo id (facebook/sam2.1-hiera-large) or name\n"
+                            "(sam2.1_hiera_large), resolved offline ('sam2amg models')"},
+        {"--revision REV", "ref or commit of a hub-cache repo (default main)"},
+        {"--model-dir DIR", "also look for checkpoint names in DIR"},
+        {"--config NAME|FILE", "tiny, small, base_plus, large (sam2.1_hiera_t ...),\n"
+                               "micro, micro2, or a JSON file with a \"model\" object\n"
+                               "(or a transformers config.json); default: from the\n"
+                               "name, a config.json beside it, or the shapes"},
+    };
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        fprintf(f, "  %-*s ", col, rows[r][0]);
+        for (const char *t = rows[r][1]; *t; t++) {
+            fputc(*t, f);
+            if (*t == '\n') fprintf(f, "%*s", col + 3, "");
+        }
+        fputc('\n', f);
+    }
+}
+
 void cli_model_flags_default(cli_model_flags *f) {
     memset(f, 0, sizeof *f);
     f->device = "cpu";

@@ -22,7 +22,7 @@
 #include "model.h"
 #include "weights.h"
 
-static const char *dump_usage =
+static const char *dump_usage_head =
     "usage: sam2amg dump --model WEIGHTS [--config NAME|FILE] IMAGE -o OUT.safetensors\n"
     "                    [--points-per-side N] [--points-per-batch N] [--threads N]\n"
     "                    [--device cpu|cuda:N]\n"
@@ -31,17 +31,9 @@ static const char *dump_usage =
     "(input, image_embed, feat_s0, feat_s1, grid_points, low_res_masks, iou_preds,\n"
     "m2m_low_res_masks, m2m_iou_preds) to OUT.safetensors, laid out like the\n"
     "official oracle's expected.safetensors.\n"
-    "\n"
-    "  --model WEIGHTS         checkpoint file (.pt as released, .safetensors, a\n"
-    "                          transformers save_pretrained directory), Hugging Face\n"
-    "                          repo id (facebook/sam2.1-hiera-large) or name\n"
-    "                          (sam2.1_hiera_large), resolved offline ('sam2amg models')\n"
-    "  --revision REV          ref or commit of a hub-cache repo (default main)\n"
-    "  --model-dir DIR         also look for checkpoint names in DIR\n"
-    "  --config NAME|FILE      tiny, small, base_plus, large (sam2.1_hiera_t ...),\n"
-    "                          micro, micro2, or a JSON file with a \"model\" object\n"
-    "                          (or a transformers config.json); default: from the\n"
-    "                          name, a config.json beside it, or the shapes\n"
+    "\n";
+/* then cli_model_flags_help, then: */
+static const char *dump_usage_tail =
     "  -o, --output FILE       where to write the tensors\n"
     "  --points-per-side N     AMG grid side (default 32)\n"
     "  --points-per-batch N    how many grid points to decode (default 64)\n"
@@ -60,7 +52,9 @@ int cmd_dump(int argc, char **argv) {
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(dump_usage, stdout);
+            fputs(dump_usage_head, stdout);
+            cli_model_flags_help(stdout, 23);
+            fputs(dump_usage_tail, stdout);
             return EXIT_OK;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             if (!v) return cli_usage_error(cmd, "%s needs a value", a);

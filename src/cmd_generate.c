@@ -29,10 +29,11 @@ static void usage(FILE *f) {
             "Automatic mask generation (the official SAM2AutomaticMaskGenerator). JSON\n"
             "output per image: {\"image\": {file_name, width, height}, \"annotations\":\n"
             "[SA-1B records, COCO RLE]}; -o with several images writes a list of them.\n"
-            "png: the image with every mask overlaid in color.\n\n"
-            "  --model WEIGHTS              SAM 2.1 checkpoint (.pt or .safetensors)\n"
-            "  --config NAME|FILE           model config; a FILE's \"amg\" object sets\n"
-            "                               the parameters below (flags win)\n"
+            "png: the image with every mask overlaid in color.\n\n");
+    cli_model_flags_help(f, 28);
+    fprintf(f,
+            "                               A config FILE's \"amg\" object sets the\n"
+            "                               AMG parameters below (flags win)\n"
             "  --point-grids FILE           JSON [[[x, y], ...], ...]: one grid per crop\n"
             "                               layer in [0,1]^2 (instead of points_per_side)\n"
             "  --threads N                  CPU threads of the model and of the mask\n"

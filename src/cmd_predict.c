@@ -26,7 +26,7 @@
 
 #define PREDICT_MAX_POINTS (DECODER_MAX_POINTS - 2)
 
-static const char *predict_usage =
+static const char *predict_usage_head =
     "usage: sam2amg predict --model WEIGHTS [--config NAME|FILE] IMAGE\n"
     "                       [--point X,Y[,LABEL]]... [--box X0,Y0,X1,Y1] [--multimask]\n"
     "                       -o MASK.png [--cutout CUT.png] [--json SCORES.json]\n"
@@ -34,17 +34,9 @@ static const char *predict_usage =
     "\n"
     "Predicts a mask for IMAGE from point and/or box prompts (image pixel\n"
     "coordinates), as SAM2ImagePredictor.predict does.\n"
-    "\n"
-    "  --model WEIGHTS         checkpoint file (.pt as released, .safetensors, a\n"
-    "                          transformers save_pretrained directory), Hugging Face\n"
-    "                          repo id (facebook/sam2.1-hiera-large) or name\n"
-    "                          (sam2.1_hiera_large), resolved offline ('sam2amg models')\n"
-    "  --revision REV          ref or commit of a hub-cache repo (default main)\n"
-    "  --model-dir DIR         also look for checkpoint names in DIR\n"
-    "  --config NAME|FILE      tiny, small, base_plus, large (sam2.1_hiera_t ...),\n"
-    "                          micro, micro2, or a JSON file with a \"model\" object\n"
-    "                          (or a transformers config.json); default: from the\n"
-    "                          name, a config.json beside it, or the shapes\n"
+    "\n";
+/* then cli_model_flags_help, then: */
+static const char *predict_usage_tail =
     "  --point X,Y[,LABEL]     a point; LABEL 1 foreground (default) or 0 background;\n"
     "                          repeat for more points\n"
     "  --box X0,Y0,X1,Y1       a box (corners)\n"
@@ -135,7 +127,9 @@ int cmd_predict(int argc, char **argv) {
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(predict_usage, stdout);
+            fputs(predict_usage_head, stdout);
+            cli_model_flags_help(stdout, 23);
+            fputs(predict_usage_tail, stdout);
             return EXIT_OK;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--cutout") ||
                    !strcmp(a, "--json")) {
