@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "amg.h"
+#include "blas.h"
 #include "cli.h"
 #include "image.h"
 #include "model.h"
@@ -232,6 +233,7 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         }
         if (nimages > 1) fputs("[\n", fo);
     }
+    if (verbose) fprintf(stderr, "%s\n", blas_describe());
     int failed = 0, written = 0; /* written: records in the -o list */
     for (int k = 0; k < nimages; k++) {
         image_t img = {0};
