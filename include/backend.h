@@ -36,6 +36,10 @@ struct backend {
     /* attention_dh_max: the largest head dim attention() accepts; 0 = no
      * limit (callers with another way to compute pick it when exceeded). */
     int64_t     attention_dh_max;
+    /* host_weights: 1 when backend memory is host memory, so the model
+     * uses float32 checkpoint tensors where they lie (the file's read-only
+     * mapping) instead of uploading a copy; 0 (CUDA) = upload. */
+    int         host_weights;
 
     /* ---- memory ---- */
     /* alloc: size bytes of backend memory, 256-byte aligned; NULL on failure
