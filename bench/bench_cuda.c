@@ -478,6 +478,7 @@ int main(int argc, char **argv) {
         printf("bench_cuda: %s\n", err.msg);
         return ref_require_cuda();
     }
+    be->precision = BACKEND_FP32;   /* checked at float32 bounds (bf16: test_ops, gpu_model) */
     gemm_bound = ref_gemm_tf32() ? 2e-3 : 1e-5;
     printf("bench_cuda on %s (GEMM %s)\n", be->name, ref_gemm_tf32() ? "tf32" : "f32");
 
