@@ -12,7 +12,16 @@
  * or read (download); both therefore wait for the work queued before them.
  * copy() and memset0() are ordered on the stream like ops.
  *
- * GEMM precision: by default float32 GEMMs are true float32
+ * Precision (be->precision, include/backend.h): the backend is created in
+ * BACKEND_BF16, the fast mode: linear, bmm, conv2d and conv_transpose2x2
+ * run on bf16 tensor cores through cuBLASLt with float32 accumulation and
+ * output (see "bf16 GEMMs" below for how weights and activations become
+ * bf16); every other op stays float32 (LayerNorm statistics, softmax), and
+ * the decoder switches to BACKEND_FP32 around its IoU head. The caller may
+ * set BACKEND_FP32 before building a model (--precision fp32): then every
+ * op is float32.
+ *
+ * GEMM precision in BACKEND_FP32: float32 GEMMs are true float32
  * (CUBLAS_COMPUTE_32F), as PyTorch's default (allow_tf32 False for matmul)
  * computes the official model, so model-level parity holds at the CPU's
  * bounds. SAM2AMG_CUDA_GEMM=tf32 in the environment (read when the backend
@@ -31,7 +40,9 @@
  * process output rows in chunks that fit a scratch buffer of
  * CUDA_SCRATCH_BYTES allocated once at creation, attention splits only as
  * far as its partials fit, so no op ever allocates (ops on one stream never
- * overlap, so they share it).
+ * overlap, so they share it). bf16 adds two fixed buffers (the bf16 operand
+ * workspace and cuBLASLt's), and one bf16 copy per weight allocation, made
+ * at its first use.
  *
  * Without SAM2AMG_CUDA (a CPU-only build) this file compiles to nothing;
  * backend_create() then answers "cuda:N" with "this build has no CUDA".

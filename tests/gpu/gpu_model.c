@@ -29,11 +29,12 @@
  * per prompt the best mask (highest predicted IoU) as low-res logits > 0;
  * the IoU of the bf16 mask with the fp32 one (1 when both are empty). The
  * line "quality CONFIG mean_iou M min_iou L below_0.9 K prompts P
- * nonempty E" is printed and mean_iou >= 0.99 checked.
+ * nonempty E" is printed and mean_iou >= 0.99 checked. --quality-only
+ * skips the parity against the CPU (the quality needs no reference).
  *
  * usage: gpu_model [--device D] [--threads N] [--batch B] [--bound X]
  *                  [--tf32 [--tf32-bound X]] [--bf16] [--quality N]
- *                  [--time N] [CONFIG ...]   (default: cuda:0 tiny large)
+ *                  [--quality-only] [--time N] [CONFIG ...]   (default: cuda:0 tiny large)
  * Output: tests/test.h lines, "RESULT passed failed" last; exit 1 on a
  * failure.
  */
@@ -320,7 +321,7 @@ static void quality_config(const char *name, backend_t *dev, int side, int chunk
 
 int main(int argc, char **argv) {
     const char *device = "cuda:0", *configs[8];
-    int n_cfg = 0, threads = 0, batch = 16, iters = 0, tf32 = 0, bf16 = 0, quality = 0;
+    int n_cfg = 0, threads = 0, batch = 16, iters = 0, tf32 = 0, bf16 = 0, quality = 0, qonly = 0;
     double bound_f32 = 1e-3, bound_tf32 = 1e-2;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
@@ -331,12 +332,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--time") && i + 1 < argc) iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--tf32")) tf32 = 1;
         else if (!strcmp(argv[i], "--bf16")) bf16 = 1;
+        else if (!strcmp(argv[i], "--quality-only")) qonly = 1;
         else if (!strcmp(argv[i], "--quality") && i + 1 < argc) quality = atoi(argv[++i]);
         else if (argv[i][0] != '-' && n_cfg < 8) configs[n_cfg++] = argv[i];
         else {
             fprintf(stderr, "usage: gpu_model [--device D] [--threads N] [--batch B] [--bound X] "
-                            "[--tf32 [--tf32-bound X]] [--bf16] [--quality N] [--time N] "
-                            "[CONFIG ...]\n");
+                            "[--tf32 [--tf32-bound X]] [--bf16] [--quality N] [--quality-only] "
+                            "[--time N] [CONFIG ...]\n");
             return 2;
         }
     }
@@ -367,7 +369,7 @@ int main(int argc, char **argv) {
         TEST_CHECK(t != NULL, "open the device [bf16]", "%s: %s", device, err.msg);
         if (t) t->precision = BACKEND_BF16, duts[ndut++] = (dut_t){t, " [bf16]", -1};
     }
-    if (dev) {
+    if (dev && !qonly) {
         printf("# reference %s; device %s: float32 GEMMs (bar %.0e)%s\n", cpu->name, dev->name,
                bound_f32, ndut > 1 ? ", and TF32 GEMMs as [tf32] rows" : "");
         for (int c = 0; c < n_cfg; c++) check_config(configs[c], cpu, duts, ndut, batch, iters);
