@@ -429,12 +429,23 @@ static void lt_fallback_note(cuda_ctx_t *c, const char *why, int64_t m, int64_t 
                 c->name, (long long)m, (long long)n, (long long)k, why);
 }
 
-/* lt_run: D = op(A) . B with plan p (ok) on the stream */
-static void lt_run(cuda_ctx_t *c, const lt_plan_t *p, const uint16_t *A, const uint16_t *B,
-                   float *D) {
+/* lt_run: D = op(A) . B with plan p (ok) on the stream. Returns 0, or -1
+ * when cuBLASLt refuses the heuristic's own algorithm for this call
+ * (CUBLAS_STATUS_NOT_SUPPORTED): the plan is marked unusable and the caller
+ * computes the product in float32. Any other failure is a bug (abort). */
+static int lt_run(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uint16_t *B, float *D) {
     const float one = 1.0f, zero = 0.0f;
-    CUBLAS_CHECK(cublasLtMatmul(c->lt, p->op, &one, A, p->a, B, p->b, &zero, D, p->d, D, p->d,
-                                &p->algo, c->lt_ws, CUDA_LT_WS_BYTES, c->stream));
+    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, A, p->a, B, p->b, &zero, D, p->d, D,
+                                       p->d, &p->algo, c->lt_ws, CUDA_LT_WS_BYTES, c->stream);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
+        p->ok = 0;
+        lt_fallback_note(c, "cublasLtMatmul refused its algorithm", p->key.m, p->key.n, p->key.k);
+        return -1;
+    }
+    CHECK_MSG(st == CUBLAS_STATUS_SUCCESS, "cublasLtMatmul (%lld x %lld x %lld, batch %d) "
+              "returned %s", (long long)p->key.m, (long long)p->key.n, (long long)p->key.k,
+              (int)p->key.batch, cublasGetStatusString(st));
+    return 0;
 }
 
 /* gemm_bf16_rm: gemm_rm with A and B rounded to bf16 (B is the weight-like
@@ -474,14 +485,14 @@ static void gemm_bf16_rm(cuda_ctx_t *c, float *C, int64_t ldc, const float *A, i
         k.align[0] = align_of(Bh, ldbh * 2, 0);
         k.align[1] = align_of(Ah, ldah * 2, 0);
         k.align[2] = align_of(D, ldc * 4, 0);
-        const lt_plan_t *p = lt_plan_get(c, &k);
-        if (!p->ok) {
+        lt_plan_t *p = lt_plan_get(c, &k);
+        if (p->ok) {
+            cuda_f32_to_bf16_strided(c->stream, Ah, ldah, 0, A + m0 * lda, lda, 0, 1, mc, K);
+            if (lt_run(c, p, Bh, Ah, D) == 0) continue;
+        } else {
             lt_fallback_note(c, "cuBLASLt has no bf16 algorithm for this shape", N, mc, K);
-            gemm_rm(c, D, ldc, A + m0 * lda, lda, B, ldb, tb, mc, K, N);
-            continue;
         }
-        cuda_f32_to_bf16_strided(c->stream, Ah, ldah, 0, A + m0 * lda, lda, 0, 1, mc, K);
-        lt_run(c, p, Bh, Ah, D);
+        gemm_rm(c, D, ldc, A + m0 * lda, lda, B, ldb, tb, mc, K, N);
     }
 }
 
@@ -531,17 +542,18 @@ static void bmm_bf16(cuda_ctx_t *c, float *cm, const float *a, const float *bm, 
         k.align[0] = align_of(Bp, ldbh * 2, nb > 1 ? sbh * 2 : 0);
         k.align[1] = align_of(Ah, ldah * 2, nb > 1 ? sah * 2 : 0);
         k.align[2] = align_of(D, N * 4, nb > 1 ? M * N * 4 : 0);
-        const lt_plan_t *p = lt_plan_get(c, &k);
-        if (!p->ok) {
+        lt_plan_t *p = lt_plan_get(c, &k);
+        if (p->ok) {
+            if (!Bh)
+                cuda_f32_to_bf16_strided(c->stream, Bw, ldbh, sbh, bm + b0 * K * N, bc, K * N, nb,
+                                         br, bc);
+            cuda_f32_to_bf16_strided(c->stream, Ah, ldah, sah, a + b0 * M * K, K, M * K, nb, M,
+                                     K);
+            if (lt_run(c, p, Bp, Ah, D) == 0) continue;
+        } else {
             lt_fallback_note(c, "cuBLASLt has no bf16 algorithm for this bmm", N, M, K);
-            bmm_f32(c, D, a + b0 * M * K, bm + b0 * K * N, nb, M, K, N, trans_b);
-            continue;
         }
-        if (!Bh)
-            cuda_f32_to_bf16_strided(c->stream, Bw, ldbh, sbh, bm + b0 * K * N, bc, K * N, nb,
-                                     br, bc);
-        cuda_f32_to_bf16_strided(c->stream, Ah, ldah, sah, a + b0 * M * K, K, M * K, nb, M, K);
-        lt_run(c, p, Bp, Ah, D);
+        bmm_f32(c, D, a + b0 * M * K, bm + b0 * K * N, nb, M, K, N, trans_b);
     }
 }
 
