@@ -287,8 +287,11 @@ static void gemm_rm(cuda_ctx_t *c, float *C, int64_t ldc, const float *A, int64_
  * CUDA_WS16_BYTES allocated at creation, with rows padded to 8 values
  * (16 bytes, as tensor-core kernels want); a GEMM whose operands exceed it
  * runs in row (or batch) chunks. A shape for which cuBLASLt offers no
- * algorithm, or a single row or item too large for ws16, runs as the
- * float32 GEMM (more exact, never less; one line on stderr the first time).
+ * algorithm (or whose algorithm cublasLtMatmul refuses) runs through
+ * cublasGemmEx on the same bf16 operands, the same numbers up to
+ * accumulation order; only a single weight, row or bmm item too large for
+ * ws16 (none in SAM 2.1: the largest is 5.3M values) runs as the float32
+ * GEMM. Either is said once on stderr.
  *
  * Plans: the matmul descriptor, the three layouts and the heuristic's
  * algorithm are cached per shape (dimensions, strides, batch, pointer
@@ -375,6 +378,8 @@ static cublasLtMatrixLayout_t lt_layout(cudaDataType_t t, int64_t rows, int64_t 
     return l;
 }
 
+static void lt_fallback_note(cuda_ctx_t *c, const char *why, int64_t m, int64_t n, int64_t k);
+
 /* lt_plan_get: the cached plan of key k (column-major view: D (m,n) =
  * op(A) (m,k) . B (k,n), A bf16 stored (k,m) when ta else (m,k), B bf16
  * (k,n), D float32), made on a miss; plan->ok is 0 when cuBLASLt has no
@@ -418,14 +423,17 @@ static lt_plan_t *lt_plan_get(cuda_ctx_t *c, const lt_key_t *k) {
     CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     p->ok = st == CUBLAS_STATUS_SUCCESS && nres > 0 && res.state == CUBLAS_STATUS_SUCCESS;
     if (p->ok) p->algo = res.algo;
+    else lt_fallback_note(c, "cuBLASLt has no algorithm for it", k->m, k->n, k->k);
     return p;
 }
 
-/* lt_fallback_note: a bf16 GEMM ran in float32 instead (said once) */
+/* lt_fallback_note: a bf16 GEMM shape left cuBLASLt (for cublasGemmEx on
+ * the same bf16 operands, or, where the workspace is too small, float32);
+ * said once per backend on stderr */
 static void lt_fallback_note(cuda_ctx_t *c, const char *why, int64_t m, int64_t n, int64_t k) {
     c->n_fallback++;
     if (c->n_fallback == 1)
-        fprintf(stderr, "sam2amg: %s: a bf16 GEMM (%lld x %lld x %lld) runs in float32: %s\n",
+        fprintf(stderr, "sam2amg: %s: a bf16 GEMM (m=%lld n=%lld k=%lld) leaves cuBLASLt: %s\n",
                 c->name, (long long)m, (long long)n, (long long)k, why);
 }
 
@@ -446,6 +454,29 @@ static int lt_run(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uint16_t
               "returned %s", (long long)p->key.m, (long long)p->key.n, (long long)p->key.k,
               (int)p->key.batch, cublasGetStatusString(st));
     return 0;
+}
+
+/* lt_gemm: the product of plan p (made or not) on bf16 operands A, B into
+ * D: cublasLtMatmul with the cached algorithm, or, where cuBLASLt has none
+ * or refuses it, cuBLAS's cublasGemm(StridedBatched)Ex on the same bf16
+ * operands (any alignment; the same rounding, float32 accumulation) */
+static void lt_gemm(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uint16_t *B, float *D) {
+    if (p->ok && lt_run(c, p, A, B, D) == 0) return;
+    const lt_key_t *k = &p->key;
+    CHECK(fits_int(k->m) && fits_int(k->n) && fits_int(k->k) && fits_int(k->lda) &&
+          fits_int(k->ldb) && fits_int(k->ldd));
+    const float one = 1.0f, zero = 0.0f;
+    const cublasOperation_t ta = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (k->batch <= 1)
+        CUBLAS_CHECK(cublasGemmEx(c->blas, ta, CUBLAS_OP_N, (int)k->m, (int)k->n, (int)k->k, &one, A,
+                                  CUDA_R_16BF, (int)k->lda, B, CUDA_R_16BF, (int)k->ldb, &zero, D,
+                                  CUDA_R_32F, (int)k->ldd, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    else
+        CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+            c->blas, ta, CUBLAS_OP_N, (int)k->m, (int)k->n, (int)k->k, &one, A, CUDA_R_16BF,
+            (int)k->lda, (long long)k->sa, B, CUDA_R_16BF, (int)k->ldb, (long long)k->sb, &zero, D,
+            CUDA_R_32F, (int)k->ldd, (long long)k->sd, (int)k->batch, CUBLAS_COMPUTE_32F,
+            CUBLAS_GEMM_DEFAULT));
 }
 
 /* gemm_bf16_rm: gemm_rm with A and B rounded to bf16 (B is the weight-like
@@ -485,14 +516,8 @@ static void gemm_bf16_rm(cuda_ctx_t *c, float *C, int64_t ldc, const float *A, i
         k.align[0] = align_of(Bh, ldbh * 2, 0);
         k.align[1] = align_of(Ah, ldah * 2, 0);
         k.align[2] = align_of(D, ldc * 4, 0);
-        lt_plan_t *p = lt_plan_get(c, &k);
-        if (p->ok) {
-            cuda_f32_to_bf16_strided(c->stream, Ah, ldah, 0, A + m0 * lda, lda, 0, 1, mc, K);
-            if (lt_run(c, p, Bh, Ah, D) == 0) continue;
-        } else {
-            lt_fallback_note(c, "cuBLASLt has no bf16 algorithm for this shape", N, mc, K);
-        }
-        gemm_rm(c, D, ldc, A + m0 * lda, lda, B, ldb, tb, mc, K, N);
+        cuda_f32_to_bf16_strided(c->stream, Ah, ldah, 0, A + m0 * lda, lda, 0, 1, mc, K);
+        lt_gemm(c, lt_plan_get(c, &k), Bh, Ah, D);
     }
 }
 
@@ -542,18 +567,11 @@ static void bmm_bf16(cuda_ctx_t *c, float *cm, const float *a, const float *bm, 
         k.align[0] = align_of(Bp, ldbh * 2, nb > 1 ? sbh * 2 : 0);
         k.align[1] = align_of(Ah, ldah * 2, nb > 1 ? sah * 2 : 0);
         k.align[2] = align_of(D, N * 4, nb > 1 ? M * N * 4 : 0);
-        lt_plan_t *p = lt_plan_get(c, &k);
-        if (p->ok) {
-            if (!Bh)
-                cuda_f32_to_bf16_strided(c->stream, Bw, ldbh, sbh, bm + b0 * K * N, bc, K * N, nb,
-                                         br, bc);
-            cuda_f32_to_bf16_strided(c->stream, Ah, ldah, sah, a + b0 * M * K, K, M * K, nb, M,
-                                     K);
-            if (lt_run(c, p, Bp, Ah, D) == 0) continue;
-        } else {
-            lt_fallback_note(c, "cuBLASLt has no bf16 algorithm for this bmm", N, M, K);
-        }
-        bmm_f32(c, D, a + b0 * M * K, bm + b0 * K * N, nb, M, K, N, trans_b);
+        if (!Bh)
+            cuda_f32_to_bf16_strided(c->stream, Bw, ldbh, sbh, bm + b0 * K * N, bc, K * N, nb, br,
+                                     bc);
+        cuda_f32_to_bf16_strided(c->stream, Ah, ldah, sah, a + b0 * M * K, K, M * K, nb, M, K);
+        lt_gemm(c, lt_plan_get(c, &k), Bp, Ah, D);
     }
 }
 

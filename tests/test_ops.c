@@ -45,7 +45,7 @@
  *     float32 column's 1e-4, doubled for tensor cores' accumulation
  *     (truncating adds) = BF16_GEMM 2e-4. The smallest measured cost is
  *     ~10x that (test_bf16_reference checks >= 5x), so a path that skipped
- *     the rounding, or fell back to float32, fails.
+ *     the rounding (or ran in float32) fails.
  *   - attention (and attention_probs) in bf16 may round the probabilities
  *     after its own online-softmax rescaling, unlike the reference (which
  *     rounds the normalized ones): bounded by the whole cost bound
