@@ -228,7 +228,7 @@ step_ops() {
     st=PASS
     { [ "$cbad" -ne 0 ] || [ "$cok" -eq 0 ]; } && st=FAIL
     row ops_test_cuda_bf16 $st "test_cuda bf16 GEMM checks ok=$cok failed=$cbad" \
-        "fallbacks=$(grep -c 'runs in float32' "$out/logs/test_cuda.log")"
+        "cublaslt_fallbacks=$(grep -c 'leaves cuBLASLt' "$out/logs/test_cuda.log")"
     SAM2AMG_CUDA_GEMM=tf32 run test_cuda_tf32 120 "$(prog test_cuda)"
     st=PASS
     [ $rc -ne 0 ] && st=FAIL
