@@ -100,6 +100,7 @@ typedef struct lt_key {
 } lt_key_t;
 
 typedef struct lt_plan {
+    uint64_t               hash;       /* of key (FNV-1a): the cheap first compare */
     lt_key_t               key;
     cublasLtMatmulDesc_t   op;
     cublasLtMatrixLayout_t a, b, d;    /* bf16, bf16, float32 (C and D) */
@@ -385,8 +386,11 @@ static void lt_fallback_note(cuda_ctx_t *c, const char *why, int64_t m, int64_t 
  * (k,n), D float32), made on a miss; plan->ok is 0 when cuBLASLt has no
  * algorithm for it */
 static lt_plan_t *lt_plan_get(cuda_ctx_t *c, const lt_key_t *k) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < sizeof *k; i++) h = (h ^ ((const uint8_t *)k)[i]) * 1099511628211ull;
     for (int i = 0; i < c->n_plans; i++)
-        if (memcmp(&c->plans[i].key, k, sizeof *k) == 0) return &c->plans[i];
+        if (c->plans[i].hash == h && memcmp(&c->plans[i].key, k, sizeof *k) == 0)
+            return &c->plans[i];
     lt_plan_t *p;
     if (c->n_plans < LT_PLANS_MAX) {
         p = &c->plans[c->n_plans++];
@@ -396,6 +400,7 @@ static lt_plan_t *lt_plan_get(cuda_ctx_t *c, const lt_key_t *k) {
         lt_plan_destroy(p);
     }
     memset(p, 0, sizeof *p);
+    p->hash = h;
     p->key = *k;
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     const int32_t ta = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb = CUBLAS_OP_N;
