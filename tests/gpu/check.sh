@@ -27,7 +27,8 @@
 #              post-processing of the bundle's binary on that machine)
 #   4 sanitizer compute-sanitizer memcheck on test_cuda and one small
 #              generate (bf16, the cuda default): no errors
-#   5 bench    bench_cuda (kernels on the SAM 2.1 shapes) and the model
+#   5 bench    bench_cuda (kernels on the SAM 2.1 shapes, and its GEMMs in
+#              bf16: lines "bf16 ...") and the model
 #              timings gpu_model measured in step 2; the official PyTorch
 #              generator's timing is a TODO row (see below)
 # Results: OUTDIR/summary.txt, one line per row "ROW: PASS|FAIL|SKIP
@@ -394,7 +395,8 @@ step_bench() {
         run bench_cuda 180 "$(prog bench_cuda)"
         local st=PASS n=$(grep -cE ' ms ' "$out/logs/bench_cuda.log")
         { [ $rc -ne 0 ] || [ "$n" -eq 0 ]; } && st=FAIL
-        row bench_cuda $st "timed=$n $(grep -c '^check .* ok$' "$out/logs/bench_cuda.log")_checks_ok secs=$secs rc=$rc"
+        row bench_cuda $st "timed=$n (bf16 GEMMs: $(grep -c '^bf16 .* ms ' "$out/logs/bench_cuda.log"))" \
+            "$(grep -c '^check .* ok$' "$out/logs/bench_cuda.log")_checks_ok secs=$secs rc=$rc"
     fi
     # the model timings of step 2 (best of 3 on the device, after the parity run)
     local t=$(awk '/^time / { printf "%s%s:%s:enc=%sms:dec=%sms", sep, $2, $3, $5, $7; sep = " " }' \
