@@ -74,7 +74,7 @@
     } while (0)
 
 #define CUDA_SCRATCH_BYTES ((size_t)64 << 20)
-#define CUDA_WS16_BYTES    ((size_t)64 << 20)   /* bf16 operands converted per call */
+#define CUDA_WS16_MB       64                   /* bf16 operands converted per call */
 #define CUDA_LT_WS_BYTES   ((size_t)32 << 20)   /* cuBLASLt's workspace */
 #define LT_PLANS_MAX       512                  /* cached bf16 GEMM plans */
 
@@ -119,7 +119,8 @@ typedef struct cuda_ctx {
     char                name[24];      /* "cuda:N" */
     cublasLtHandle_t    lt;            /* bf16 GEMMs */
     void               *lt_ws;         /* device, CUDA_LT_WS_BYTES */
-    uint16_t           *ws16;          /* device, CUDA_WS16_BYTES: bf16 operands */
+    uint16_t           *ws16;          /* device, ws16_bytes: bf16 operands */
+    size_t              ws16_bytes;    /* CUDA_WS16_MB MiB, or SAM2AMG_CUDA_BF16_WS_MB */
     cuda_region_t      *regions;       /* every alloc(), sorted by base */
     int                 n_regions, cap_regions;
     lt_plan_t          *plans;         /* host, LT_PLANS_MAX */
@@ -285,7 +286,9 @@ static void gemm_rm(cuda_ctx_t *c, float *C, int64_t ldc, const float *A, int64_
  * op writes only into the activation arena, which GEMMs write too.)
  *
  * Activations: converted on the fly into ws16, a bf16 workspace of
- * CUDA_WS16_BYTES allocated at creation, with rows padded to 8 values
+ * CUDA_WS16_MB MiB (SAM2AMG_CUDA_BF16_WS_MB=N sets N MiB, 1..4096: tests
+ * shrink it to reach the chunked paths on small shapes) allocated at
+ * creation, with rows padded to 8 values
  * (16 bytes, as tensor-core kernels want); a GEMM whose operands exceed it
  * runs in row (or batch) chunks. A shape for which cuBLASLt offers no
  * algorithm (or whose algorithm cublasLtMatmul refuses) runs through
@@ -490,7 +493,7 @@ static void gemm_bf16_rm(cuda_ctx_t *c, float *C, int64_t ldc, const float *A, i
                          const float *B, int64_t ldb, int tb, int64_t M, int64_t K, int64_t N) {
     CHECK(lda >= K && ldc >= N && ldb >= (tb ? K : N) && K > 0 && M > 0 && N > 0);
     const int64_t br = tb ? N : K, bc = tb ? K : N;   // B as stored: br rows of bc
-    const int64_t cap = (int64_t)(CUDA_WS16_BYTES / sizeof(uint16_t));
+    const int64_t cap = (int64_t)(c->ws16_bytes / sizeof(uint16_t));
     int64_t ldbh = ldb, off = 0;
     const uint16_t *Bh = cuda_weight_bf16(c, B, (br - 1) * ldb + bc, ldb);
     if (!Bh) {
@@ -549,7 +552,7 @@ static void bmm_f32(cuda_ctx_t *c, float *cm, const float *a, const float *bm, i
 static void bmm_bf16(cuda_ctx_t *c, float *cm, const float *a, const float *bm, int64_t batch,
                      int64_t M, int64_t K, int64_t N, int trans_b) {
     const int64_t br = trans_b ? N : K, bc = trans_b ? K : N;
-    const int64_t cap = (int64_t)(CUDA_WS16_BYTES / sizeof(uint16_t));
+    const int64_t cap = (int64_t)(c->ws16_bytes / sizeof(uint16_t));
     const uint16_t *Bh = cuda_weight_bf16(c, bm, batch * K * N, bc);
     const int64_t ldbh = Bh ? bc : round_up(bc, 8), ldah = round_up(K, 8);
     const int64_t sbh = Bh ? K * N : round_up(br * ldbh, 128), sah = round_up(M * ldah, 128);
@@ -841,6 +844,18 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
                 device, getenv("SAM2AMG_CUDA_GEMM"));
         return NULL;
     }
+    size_t ws16_mb = CUDA_WS16_MB;
+    const char *wsv = getenv("SAM2AMG_CUDA_BF16_WS_MB");
+    if (wsv && *wsv) {
+        char *end = NULL;
+        long v = strtol(wsv, &end, 10);
+        if (*end || v < 1 || v > 4096) {
+            err_set(err, ERR_INVALID, "cuda:%d: SAM2AMG_CUDA_BF16_WS_MB='%s' (expected 1..4096)",
+                    device, wsv);
+            return NULL;
+        }
+        ws16_mb = (size_t)v;
+    }
     int n = 0;
     cudaError_t rc = cudaGetDeviceCount(&n);
     if (rc != cudaSuccess) {
@@ -912,7 +927,7 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
     /* the fixed device buffers: scratch, bf16 operands, cuBLASLt workspace */
     struct { void **p; size_t bytes; const char *what; } bufs[] = {
         {(void **)&c->scratch, CUDA_SCRATCH_BYTES, "scratch"},
-        {(void **)&c->ws16, CUDA_WS16_BYTES, "bf16 workspace"},
+        {(void **)&c->ws16, ws16_mb << 20, "bf16 workspace"},
         {&c->lt_ws, CUDA_LT_WS_BYTES, "cuBLASLt workspace"},
     };
     c->plans = calloc(LT_PLANS_MAX, sizeof *c->plans);
@@ -937,6 +952,7 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
         return NULL;
     }
     c->gemm_compute = gemm_compute;
+    c->ws16_bytes = ws16_mb << 20;
     c->sync_each_op = env_is("SAM2AMG_CUDA_SYNC", "1");
     snprintf(c->name, sizeof c->name, "cuda:%d", device);
 

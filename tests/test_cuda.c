@@ -19,7 +19,8 @@
  * show so the rounding happened): the weight's bf16 copy, made at first
  * use, refreshed after an upload, never used once an op wrote the region;
  * a weight at an offset in its allocation (aligned: from the copy; not:
- * converted per call); row and batch chunks past the 64 MiB workspace;
+ * converted per call); row and batch chunks past the bf16 workspace (a
+ * second backend with SAM2AMG_CUDA_BF16_WS_MB=1);
  * bmm with either operand weight-like, conv2d with an odd patch size,
  * conv_transpose2x2; and fp32 exact again after.
  * With no device the parity part is skipped, not failed, unless
@@ -399,20 +400,32 @@ static void test_bf16(backend_t *be) {
     be->free(be, dall), be->free(be, dx);
     free(x), free(w), free(w2);
 
-    // rows past the workspace (32M bf16 values / 1024 per row): two row chunks
+    // rows past the workspace: a backend with a 1 MiB one (SAM2AMG_CUDA_BF16_WS_MB=1,
+    // 512K bf16 values): 3000 rows of 256 are two row chunks
+    setenv("SAM2AMG_CUDA_BF16_WS_MB", "1", 1);
+    err_t err = {{0}};
+    backend_t *small = backend_cuda_create(0, &err);
+    unsetenv("SAM2AMG_CUDA_BF16_WS_MB");
+    TEST_CHECK(small != NULL, "cuda bf16: a backend with a 1 MiB bf16 workspace", "%s", err.msg);
+    if (!small) return;
+    backend_t *big = be;
+    be = small;
     {
-        const int64_t Mb = 40000, Kb = 1024, Nb = 8;
+        const int64_t Mb = 3000, Kb = 256, Nb = 8;
         float *hx = ref_new_random(Mb * Kb, 1.0f), *hw = ref_new_random(Nb * Kb, 1.0f);
         float *ddx = ref_to_dev(be, hx, Mb * Kb), *ddw = ref_to_dev(be, hw, Nb * Kb);
         bf16_linear(be, "in row chunks", hx, ddx, hw, ddw, Mb, Kb, Nb);
         be->free(be, ddx), be->free(be, ddw);
         free(hx), free(hw);
     }
-    // bmm: batch chunks past the workspace; b weight-like; trans_b; batch 1
+    // bmm: batch chunks past the (small) workspace (40 items of 64x256 + 256x8:
+    // 28 per chunk); b weight-like; trans_b; batch 1
     {
-        const int64_t cases[][5] = {{70, 512, 1024, 8, 0}, {3, 45, 128, 128, 1},
-                                    {1, 256, 256, 32, 0}, {5, 1, 32, 4096, 0}};
-        for (int c = 0; c < 4; c++) {
+        const int64_t cases[][5] = {{40, 64, 256, 8, 0}, {3, 45, 128, 128, 1},
+                                    {1, 256, 256, 32, 0}, {5, 1, 32, 4096, 0},
+                                    {30, 64, 256, 8, 1}};
+        for (int c = 0; c < 5; c++) {
+            be = c == 0 || c == 4 ? small : big;   // chunked on the 1 MiB workspace
             const int64_t nb = cases[c][0], Mm = cases[c][1], Kk = cases[c][2], Nn = cases[c][3];
             const int tb = (int)cases[c][4];
             float *ha = ref_new_random(nb * Mm * Kk, 1.0f), *hb = ref_new_random(nb * Kk * Nn, 1.0f);
@@ -440,6 +453,7 @@ static void test_bf16(backend_t *be) {
             free(ha), free(hb), free(want);
         }
     }
+    be = big;
     // conv2d: the patch embed's 7x7x3 = 147-wide patches (not a multiple of 8),
     // a 3x3 one, a 1x1; conv_transpose2x2
     {
@@ -480,6 +494,7 @@ static void test_bf16(backend_t *be) {
         be->free(be, ddx), be->free(be, ddw), be->free(be, ddb), be->free(be, ddy);
         free(hx), free(hw), free(hb), free(want);
     }
+    small->destroy(small);
     // fp32 again: exact float32 GEMMs (gemm_bound) on the same backend
     be->precision = BACKEND_FP32;
     test_linear(be, 130, 96, 288, 96, 288, 1);
@@ -504,6 +519,18 @@ int main(void) {
                (void *)none, err.msg);
     if (mode) setenv("SAM2AMG_CUDA_GEMM", saved, 1);
     else unsetenv("SAM2AMG_CUDA_GEMM");
+    /* so is a bf16 workspace size out of 1..4096 MiB */
+    const char *bad_ws[] = {"0", "4097", "12x", "-3"};
+    for (int i = 0; i < 4; i++) {
+        setenv("SAM2AMG_CUDA_BF16_WS_MB", bad_ws[i], 1);
+        err.msg[0] = '\0';
+        none = backend_cuda_create(0, &err);
+        char nm[96];
+        snprintf(nm, sizeof nm, "cuda: SAM2AMG_CUDA_BF16_WS_MB=%s is refused by name", bad_ws[i]);
+        TEST_CHECK(none == NULL && strstr(err.msg, "SAM2AMG_CUDA_BF16_WS_MB") &&
+                       strstr(err.msg, bad_ws[i]), nm, "got %p: %s", (void *)none, err.msg);
+    }
+    unsetenv("SAM2AMG_CUDA_BF16_WS_MB");
 
     err.msg[0] = '\0';
     backend_t *be = backend_cuda_create(0, &err);
