@@ -84,8 +84,6 @@ int cli_parse_model_flag(cli_model_flags *f, const char *cmd, int argc, char **a
 /* cli_parse_precision: "fp32" -> BACKEND_FP32, "bf16" -> BACKEND_BF16 into
  * *out; -1 after a usage line for a missing or other value. */
 int cli_parse_precision(const char *cmd, const char *v, int *out);
-/* cli_precision_name: "fp32" or "bf16". */
-const char *cli_precision_name(int precision);
 /* cli_set_precision: be computes in `precision` from now on (-1: keep the
  * backend's default). A backend created in fp32 (the cpu) has no bf16 path:
  * asking it for bf16 prints "sam2amg CMD: --precision bf16: ..." and

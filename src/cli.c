@@ -126,10 +126,6 @@ int cli_parse_precision(const char *cmd, const char *v, int *out) {
     return 0;
 }
 
-const char *cli_precision_name(int precision) {
-    return precision == BACKEND_BF16 ? "bf16" : "fp32";
-}
-
 int cli_set_precision(const char *cmd, backend_t *be, int precision) {
     if (precision < 0) return EXIT_OK;
     if (precision == BACKEND_BF16 && be->precision != BACKEND_BF16) {
