@@ -1098,11 +1098,9 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     }
     be->bmm(be, d->MASKS, d->HYP, up2, n, k, C8, L4, 1);
 
-    /* IoU head on token 1, in float32 whatever the backend's precision (the
-     * scores rank and filter masks: bf16 inputs would move them across the
-     * pred_iou_thresh) */
-    const int precision = be->precision;
-    be->precision = BACKEND_FP32;
+    /* IoU head on token 1 */
+    const int precision = be->precision;   /* float32 whatever the backend's: the */
+    be->precision = BACKEND_FP32;          /* scores rank and filter the masks */
     be->linear(be, h1, DEC_IOU_HIDDEN, d->Q + C, T * C, d->iou_w[0], d->iou_b[0], n, C,
                DEC_IOU_HIDDEN);
     be->relu(be, h1, h1, n * DEC_IOU_HIDDEN);
