@@ -713,13 +713,15 @@ int main(int argc, char **argv) {
                    check_flash(be, 2, 37, 75, 2, 12) & check_flash(be, 3, 7, 4096, 8, 16) &
                    check_flash(be, 2, 100, 9, 8, 16) & check_flash(be, 1, 21, 4096, 8, 16) &
                    check_flash(be, 1, 130, 300, 1, 128) & check_flash(be, 2, 33, 33, 4, 56);
-    /* upscale2_masks: the tensor-core path (Cin 64, Cout 32, nm 3-4) and the
-     * float32 kernel (any shape; nm 5 takes two passes), both precisions */
+    /* upscale2_masks: the tensor-core path (Cin 64, Cout 32, nm 3-4), the
+     * tiled float32 kernel (fp32 mode; Cout 32 with nm 5 in bf16 mode) and
+     * the generic one (nm 5 takes two passes), both precisions */
     int ok_up = 1;
     for (int prec = BACKEND_FP32; prec <= BACKEND_BF16; prec++) {
         ok_up &= check_upscale(be, prec, 3, 9, 11, 64, 32, 4, 1);
         ok_up &= check_upscale(be, prec, 2, 8, 8, 64, 32, 3, 0);
-        ok_up &= check_upscale(be, prec, 2, 5, 7, 24, 8, 5, 1);
+        ok_up &= check_upscale(be, prec, 2, 5, 7, 32, 32, 5, 1);   // nm 5: float32 tiled
+        ok_up &= check_upscale(be, prec, 2, 5, 7, 24, 8, 5, 1);    // generic kernel
     }
     ok_att &= ok_flash & ok_up;
     int ok_ln = check_layer_norm(be), ok_gelu = check_gelu(be);

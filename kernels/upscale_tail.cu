@@ -28,10 +28,17 @@
  * Bias, skip, GELU (erff) and the nm dot products run in float32 in
  * registers; one shuffle adds the two halves and lanes t < 2 write.
  *
- * float32 kernel (any shape; the fp32 mode, and the bf16 mode's fallback):
- * one thread per output pixel and prompt, the conv in float32 FMAs with x
- * and w read through the read-only cache, masks in chunks of 4 (the conv is
- * recomputed per chunk when nm > 4).
+ * float32 kernel (Cout == 32, Cin <= 64, any nm: the fp32 mode, and the
+ * bf16 mode's fallback): the same tiles and prompt groups; w sits in shared
+ * memory as (phase, ci, c) so that warp w (phase w) reads one float4 of w
+ * for 4 FMAs as a broadcast, and lane l owns input pixel l of the 32-pixel
+ * tile, its output pixel of that phase and all 32 channels in registers
+ * (x from shared memory, row stride Cin + 1: conflict-free). Epilogue per
+ * thread: bias, skip (float4 rows), GELU, then each mask's 32-term dot.
+ *
+ * Generic kernel (any other shape; tests and small configs): one thread per
+ * output pixel and prompt, x and w read through the read-only cache, masks
+ * in chunks of 4 (the conv is recomputed per chunk when nm > 4).
  *
  * Written without a GPU: checked on the first GPU run by bench_cuda (check
  * rows against the unfused reference) and test_ops.
@@ -219,6 +226,80 @@ upscale2_masks_bf16_kernel(float *masks, const float *x, const float *w, const f
     }
 }
 
+// the float32 kernel for Cout == UT_COUT, Cin <= UT_CINMAX: grid ntiles *
+// ngroups as in the bf16 kernel, tiles of UT_TF input pixels, one warp per
+// phase (dy, dx) = (warp / 2, warp % 2), lane = pixel.
+#define UT_TF 32
+static __global__ void __launch_bounds__(4 * UT_TF)
+upscale2_masks_f32_tiled_kernel(float *masks, const float *x, const float *w, const float *b,
+                                const float *skip, const float *hyper, int64_t n, int64_t H,
+                                int64_t W, int Cin, int64_t nm, int64_t ntiles, int64_t ppb) {
+    __shared__ __align__(16) float Wf[4 * UT_CINMAX * UT_COUT];   // (phase, ci, c)
+    __shared__ float Xf[UT_TF * (UT_CINMAX + 1)];                  // (pixel, ci), stride Cin+1
+    __shared__ float Bf[UT_COUT];
+
+    const int64_t tile = (int64_t)blockIdx.x % ntiles, group = (int64_t)blockIdx.x / ntiles;
+    const int64_t HW = H * W, m0 = tile * UT_TF;
+    const int64_t pbeg = group * ppb, pend = pbeg + ppb < n ? pbeg + ppb : n;
+    const int tid = threadIdx.x, lane = tid & 31, ph = tid >> 5;
+    const int XS = Cin + 1;
+    const int64_t H2 = 2 * H, W2 = 2 * W;
+
+    for (int idx = tid; idx < Cin * UT_COUT * 4; idx += 4 * UT_TF) {   // w (ci, c, phase)
+        const int ci = idx / (UT_COUT * 4), c = idx / 4 % UT_COUT, q = idx % 4;
+        Wf[(q * Cin + ci) * UT_COUT + c] = w[idx];
+    }
+    if (tid < UT_COUT) Bf[tid] = b[tid];
+
+    const int64_t pix = m0 + lane;
+    const bool pin = pix < HW;
+    const int64_t i = pix / W, jx = pix % W;
+    const int dy = ph >> 1, dx = ph & 1;
+    const int64_t Y = 2 * i + dy, X = 2 * jx + dx;
+
+    for (int64_t p = pbeg; p < pend; p++) {
+        __syncthreads();   // the previous prompt's x tile is consumed
+        const float *xp = x + p * HW * Cin;
+        for (int idx = tid; idx < UT_TF * Cin; idx += 4 * UT_TF) {
+            const int r = idx / Cin, ci = idx % Cin;
+            Xf[r * XS + ci] = m0 + r < HW ? __ldg(xp + (m0 + r) * Cin + ci) : 0.0f;
+        }
+        __syncthreads();
+        if (!pin) continue;   // no barrier follows in this iteration
+        float acc[UT_COUT];
+#pragma unroll
+        for (int c = 0; c < UT_COUT; c++) acc[c] = 0.0f;
+        const float *xr = Xf + lane * XS;
+        const float4 *wp = reinterpret_cast<const float4 *>(Wf + ph * Cin * UT_COUT);
+        for (int ci = 0; ci < Cin; ci++) {
+            const float xv = xr[ci];
+#pragma unroll
+            for (int c4 = 0; c4 < UT_COUT / 4; c4++) {
+                const float4 wv = wp[ci * (UT_COUT / 4) + c4];
+                acc[4 * c4 + 0] += xv * wv.x;
+                acc[4 * c4 + 1] += xv * wv.y;
+                acc[4 * c4 + 2] += xv * wv.z;
+                acc[4 * c4 + 3] += xv * wv.w;
+            }
+        }
+        const float *sk = skip ? skip + (Y * W2 + X) * UT_COUT : NULL;
+#pragma unroll
+        for (int c = 0; c < UT_COUT; c++) {
+            float v = acc[c] + Bf[c];
+            if (sk) v += __ldg(sk + c);
+            acc[c] = ut_gelu(v);
+        }
+        const float *hp = hyper + p * nm * UT_COUT;
+        float *out = masks + (p * nm * H2 + Y) * W2 + X;
+        for (int64_t mm = 0; mm < nm; mm++) {
+            float sum = 0.0f;
+#pragma unroll
+            for (int c = 0; c < UT_COUT; c++) sum += __ldg(hp + mm * UT_COUT + c) * acc[c];
+            out[mm * H2 * W2] = sum;
+        }
+    }
+}
+
 // the same op in float32 for any shape: one thread per output pixel of one
 // prompt, masks [m0, m0 + UT_NM) of nm
 static __global__ void upscale2_masks_f32_kernel(float *masks, const float *x, const float *w,
@@ -289,6 +370,15 @@ extern "C" void cuda_upscale2_masks(cudaStream_t s, float *masks, const float *x
                 masks, x, w, b, skip, hyper, n, H, W, (int)nm, ntiles, ppb, vec);
             break;
         }
+    } else if (Cout == UT_COUT && Cin <= UT_CINMAX) {
+        const int64_t ntiles = (H * W + UT_TF - 1) / UT_TF;
+        int64_t ppb = (n * ntiles + UT_GRID - 1) / UT_GRID;
+        if (ppb < 1) ppb = 1;
+        if (ppb > n) ppb = n;
+        const int64_t ngroups = (n + ppb - 1) / ppb, blocks = ntiles * ngroups;
+        CHECK(blocks <= INT32_MAX);
+        upscale2_masks_f32_tiled_kernel<<<(unsigned)blocks, 4 * UT_TF, 0, s>>>(
+            masks, x, w, b, skip, hyper, n, H, W, (int)Cin, nm, ntiles, ppb);
     } else {
         const int64_t total = n * 4 * H * W;
         upscale2_masks_f32_kernel<<<kern_grid(total, KERN_THREADS), KERN_THREADS, 0, s>>>(
