@@ -12,7 +12,9 @@ ISA fragment tables. Unwritten shared memory is NaN, so reading a slot the
 kernel never filled shows up. Outputs are compared with plain references:
 attention on bf16-rounded q, k, v (the remaining error is P rounded to
 bf16, ~1e-3; bound 5e-3), the decoder tail on bf16-rounded x, w (exact up
-to float sums; bound 1e-9 here, where the emulator sums in double).
+to float sums; bound 1e-9 here, where the emulator sums in double); the
+tail's float32 tiled kernel (plain FMAs, but hand-placed shared-memory
+layouts) the same way.
 The GPU run (bench_cuda's check rows, test_ops) tests the kernels
 themselves. Pure Python, ~10 s.
 """
@@ -312,6 +314,55 @@ def up_bf16(x, w, b, skip, hyper, n, H, W, CIN, nm, ppb_force=None):
                             masks[base + 1] = part[l][half][1][mm] + o[half][1][mm]
     return masks
 
+def up_f32_tiled(x, w, b, skip, hyper, n, H, W, Cin, nm, ppb=None):
+    # upscale2_masks_f32_tiled_kernel: w as (phase, ci, c), warp = phase, lane = pixel
+    TF, COUT, GRID = 32, 32, 2048
+    HW = H*W; H2, W2 = 2*H, 2*W; XS = Cin + 1
+    ntiles = (HW + TF - 1)//TF
+    if ppb is None: ppb = max(1, min(n, (n*ntiles + GRID - 1)//GRID))
+    ngroups = (n + ppb - 1)//ppb
+    masks = [NAN]*(n*nm*H2*W2)
+    for blk in range(ntiles*ngroups):
+        tile = blk % ntiles; group = blk//ntiles
+        m0 = tile*TF; pbeg = group*ppb; pend = min(pbeg + ppb, n)
+        Wf = [NAN]*(4*Cin*COUT)
+        for idx in range(Cin*COUT*4):
+            ci = idx//(COUT*4); c = idx//4 % COUT; q = idx % 4
+            Wf[(q*Cin + ci)*COUT + c] = w[idx]
+        for p in range(pbeg, pend):
+            Xf = [NAN]*(TF*XS)
+            for idx in range(TF*Cin):
+                r = idx//Cin; ci = idx % Cin
+                Xf[r*XS + ci] = x[p*HW*Cin + (m0 + r)*Cin + ci] if m0 + r < HW else 0.0
+            for tid in range(4*TF):
+                lane, ph = tid & 31, tid >> 5
+                pix = m0 + lane
+                if pix >= HW: continue
+                i, jx = pix//W, pix % W; dy, dx = ph >> 1, ph & 1
+                Y, X = 2*i + dy, 2*jx + dx
+                acc = [0.0]*COUT
+                for ci in range(Cin):
+                    xv = Xf[lane*XS + ci]
+                    for c4 in range(COUT//4):
+                        for e in range(4):
+                            acc[4*c4 + e] += xv*Wf[ph*Cin*COUT + (ci*(COUT//4) + c4)*4 + e]
+                for c in range(COUT):
+                    v = acc[c] + b[c]
+                    if skip is not None: v += skip[(Y*W2 + X)*COUT + c]
+                    acc[c] = gelu(v)
+                for mm in range(nm):
+                    masks[(p*nm*H2 + Y)*W2 + X + mm*H2*W2] = sum(hyper[p*nm*COUT + mm*COUT + c]*acc[c] for c in range(COUT))
+    return masks
+
+def test_up_f32(n, H, W, Cin, nm, use_skip, ppb=None):
+    Cout = 32
+    x = uniform(-1, 1, n*H*W*Cin); w = uniform(-.3, .3, Cin*Cout*4); b = uniform(-.5, .5, Cout)
+    sk = uniform(-1, 1, 4*H*W*Cout) if use_skip else None; hy = uniform(-1, 1, n*nm*Cout)
+    got = up_f32_tiled(x, w, b, sk, hy, n, H, W, Cin, nm, ppb)
+    want = up_ref(x, w, b, sk, hy, n, H, W, Cin, Cout, nm)
+    if any(v != v for v in got): return float('inf')
+    return norm([a - c for a, c in zip(got, want)])/norm(want)
+
 def up_ref(x, w, b, skip, hyper, n, H, W, Cin, Cout, nm):
     H2, W2 = 2*H, 2*W
     out = [0.0]*(n*nm*H2*W2)
@@ -357,6 +408,9 @@ def main():
     for args, kw in [((2, 9, 11, 32, 4, True), {}), ((3, 5, 3, 16, 3, False), {"ppb": 2}),
                      ((1, 8, 9, 64, 4, True), {})]:
         ok("upscale2_masks n=%d H=%d W=%d Cin=%d nm=%d skip=%s %s" % (args + (kw,)), test_up(*args, **kw), 1e-9)
+    for args, kw in [((2, 5, 9, 24, 5, True), {}), ((3, 6, 7, 16, 2, False), {"ppb": 2})]:
+        ok("upscale2_masks f32 tiled n=%d H=%d W=%d Cin=%d nm=%d skip=%s %s" % (args + (kw,)),
+           test_up_f32(*args, **kw), 1e-9)
     print(f"RESULT {passed} {failed}")
     return 1 if failed else 0
 
