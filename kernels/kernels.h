@@ -88,8 +88,9 @@ void cuda_flash_attn(cudaStream_t s, float *o, const float *q, int64_t ldq,
 /* cuda_upscale2_masks: backend.h upscale2_masks (the decoder's second
  * transposed conv, bias, skip, GELU and the hypernetwork product, fused).
  * bf16 != 0 rounds x and w to bf16 and runs the conv on tensor cores (fp32
- * accumulation; Cin % 16 == 0, Cin <= 128, Cout == 32, nm <= 4, otherwise
- * the float32 kernel runs); bf16 == 0 is float32 throughout. */
+ * accumulation) when Cin % 16 == 0, Cin <= 64, Cout == 32 and nm <= 4;
+ * otherwise, and with bf16 == 0, everything is float32 (a tiled kernel for
+ * Cout == 32, Cin <= 64; a plain one for other shapes). */
 void cuda_upscale2_masks(cudaStream_t s, float *masks, const float *x, const float *w,
                          const float *b, const float *skip, const float *hyper, int64_t n,
                          int64_t H, int64_t W, int64_t Cin, int64_t Cout, int64_t nm, int bf16);
