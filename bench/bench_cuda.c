@@ -453,20 +453,23 @@ static void time_attention(backend_t *be, const char *what, int64_t B, int64_t L
     char label[192];
     snprintf(label, sizeof label, "attention %s B=%lld Lq=%lld Lk=%lld nh=%lld dh=%lld", what,
              (long long)B, (long long)Lq, (long long)Lk, (long long)nh, (long long)dh);
-    const int64_t D = nh * dh;
-    float *q = dev_random(be, B * Lq * D, 1.0f), *k = dev_random(be, B * Lk * D, 1.0f);
-    float *v = dev_random(be, B * Lk * D, 1.0f), *o = be->alloc(be, (size_t)(B * Lq * D) * sizeof(float));
+    const int64_t D = nh * dh, packed = Lq == Lk, ld = packed ? 3 * D : D;
+    float *q = dev_random(be, B * Lq * ld, 1.0f);
+    float *k = packed ? NULL : dev_random(be, B * Lk * D, 1.0f);
+    float *v = packed ? NULL : dev_random(be, B * Lk * D, 1.0f);
+    float *o = be->alloc(be, (size_t)(B * Lq * D) * sizeof(float));
+    const float *kk = packed ? q + D : k, *vv = packed ? q + 2 * D : v;
     const double flop = 4.0 * B * nh * Lq * Lk * dh;
     const double bytes = 4.0 * (2.0 * B * Lq * D + 2.0 * B * Lk * D);
-    if (q && k && v && o) {
+    if (q && kk && vv && o) {
         const float sc = 1.0f / sqrtf((float)dh);
         const int keep = be->precision;
         double ms32 = 0.0, ms16 = 0.0;
         be->precision = BACKEND_FP32;
-        BENCH_MS(be, ms32, be->attention(be, o, q, D, k, D, v, D, B, Lq, Lk, nh, dh, sc));
+        BENCH_MS(be, ms32, be->attention(be, o, q, ld, kk, ld, vv, ld, B, Lq, Lk, nh, dh, sc));
         bench_print(label, ms32, flop, bytes);
         be->precision = BACKEND_BF16;
-        BENCH_MS(be, ms16, be->attention(be, o, q, D, k, D, v, D, B, Lq, Lk, nh, dh, sc));
+        BENCH_MS(be, ms16, be->attention(be, o, q, ld, kk, ld, vv, ld, B, Lq, Lk, nh, dh, sc));
         be->precision = keep;
         snprintf(label, sizeof label, "  bf16 flash B=%lld Lq=%lld Lk=%lld nh=%lld dh=%lld",
                  (long long)B, (long long)Lq, (long long)Lk, (long long)nh, (long long)dh);
