@@ -77,6 +77,12 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
         sam2_destroy(e);
         return ERR_BACKEND;
     }
+    if (cfg->precision == BACKEND_BF16 && e->be->precision != BACKEND_BF16) {
+        rc = err_set(err, ERR_INVALID, "%s computes in fp32 only, not bf16", e->be->name);
+        sam2_destroy(e);
+        return rc;
+    }
+    e->be->precision = cfg->precision;   /* before the model is built */
     int ppb = cfg->params.points_per_batch;
     if ((rc = sam2_model_load(&e->m, &c, cfg->model_path, e->be, ppb, err)) ||
         (rc = amg_model_wrap(&e->wrap, e->m, ppb, err)) ||
