@@ -122,7 +122,8 @@ static void run_usage(FILE *f) {
             "  --revision REV      ref or commit of a Hugging Face cache repo (default main)\n"
             "  --model-dir DIR     also look for checkpoint names in DIR\n"
             "  --config NAME|FILE  model config (default: from the name, config.json or shapes)\n"
-            "  --devices LIST      one worker per device (default cpu)\n"
+            "  --devices LIST      one worker per item: cpu, cuda:N; repeat one to run\n"
+            "                      several workers on it (cuda:0,cuda:0) (default cpu)\n"
             "  --threads N         BLAS threads of a cpu worker (default: all)\n"
             "  --max-pixels N      refuse images above N pixels (default 256000000)\n"
             "  --retries N         retries of transient failures (default 2)\n"
@@ -142,7 +143,8 @@ static void run_usage(FILE *f) {
             "  --checkpoint-every N|Ss|N,Ss  checkpoint every N images or S seconds\n"
             "                      (default 1000,600s)\n"
             "  --devices all       one cuda worker per GPU of CUDA_VISIBLE_DEVICES (as Slurm\n"
-            "                      sets it), cpu when it is unset\n\n"
+            "                      sets it); when it is unset, per GPU the CUDA plugin\n"
+            "                      sees; cpu when there is none\n\n"
             "AMG flags:\n");
     amg_params_help(f);
     fprintf(f, "\nExit status: 0 all images done, 3 some failed (see `sam2amg status`),\n"
@@ -321,34 +323,46 @@ int cmd_run(int argc, char **argv) {
         }
     }
     if (!db) return cli_usage_error(cmd, "the database DB is required");
-    /* devices; "all": the GPUs Slurm (or the user) made visible */
+    /* devices; "all": the GPUs Slurm (or the user) made visible, else
+     * every GPU the CUDA plugin sees, else the CPU */
     char devbuf[256];
     if (!strcmp(devices, "all")) {
         const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
         int ng = 0;
+        char why[sizeof ((err_t *)0)->msg + 64];
+        snprintf(why, sizeof why, "CUDA_VISIBLE_DEVICES=%s", cvd ? cvd : "unset");
         if (cvd && *cvd && strcmp(cvd, "NoDevFiles") && strcmp(cvd, "-1"))
             for (const char *p = cvd, *c; (c = strchr(p, ',')) || *p; p = c ? c + 1 : "") ng++;
+        if (!cvd) {
+            err_t e = {{0}};
+            if (backend_cuda_count(&ng, &e)) snprintf(why + strlen(why), sizeof why - strlen(why),
+                                                      "): %s", e.msg);
+            else snprintf(why + strlen(why), sizeof why - strlen(why), "): %d visible", ng);
+        } else {
+            snprintf(why + strlen(why), sizeof why - strlen(why), ")");
+        }
         size_t o = 0;
         devbuf[0] = 0;
         for (int g = 0; g < ng && g < JOBS_MAX_DEVICES; g++)
             o += (size_t)snprintf(devbuf + o, sizeof devbuf - o, "%scuda:%d", g ? "," : "", g);
         if (ng == 0) snprintf(devbuf, sizeof devbuf, "cpu");
-        if (!cfg.quiet)
-            fprintf(stderr, "sam2amg run: --devices all: %s (CUDA_VISIBLE_DEVICES=%s)\n", devbuf,
-                    cvd ? cvd : "unset");
+        if (!cfg.quiet) fprintf(stderr, "sam2amg run: --devices all: %s (%s\n", devbuf, why);
         devices = devbuf;
     }
     char devlist[256];
     snprintf(devlist, sizeof devlist, "%s", devices);
     devices = devlist;
-    snprintf(devbuf, sizeof devbuf, "%s", devices);
-    for (char *save = NULL, *t = strtok_r(devbuf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (cfg.n_devices == JOBS_MAX_DEVICES) return cli_usage_error(cmd, "too many devices");
-        if (strcmp(t, "cpu") && strncmp(t, "cuda:", 5))
-            return cli_usage_error(cmd, "--devices: '%s' is not cpu or cuda:N", t);
-        snprintf(cfg.devices[cfg.n_devices++], sizeof cfg.devices[0], "%s", t);
+    {
+        err_t e = {{0}};
+        if (jobs_parse_devices(devices, &cfg, &e)) return cli_usage_error(cmd, "%s", e.msg);
+        /* a GPU this machine cannot give is a usage error, before the
+         * database is touched */
+        for (int i = 0; i < cfg.n_devices; i++) {
+            if (strncmp(cfg.devices[i], "cuda", 4)) continue;
+            if (backend_check_device(cfg.devices[i], &e))
+                return cli_usage_error(cmd, "%s; to run on the CPU: --devices cpu", e.msg);
+        }
     }
-    if (cfg.n_devices == 0) return cli_usage_error(cmd, "--devices is empty");
     /* the shard: --shard, else the array index of Slurm or Kubernetes */
     int shard_k = 0, shard_n = 0;
     char shard_why[256] = "";

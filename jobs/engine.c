@@ -145,6 +145,39 @@ static void test_destroy(void *ctx) {
     free(e);
 }
 
+int jobs_parse_devices(const char *list, jobs_config *cfg, err_t *err) {
+    cfg->n_devices = 0;
+    if (!*list) return err_set(err, ERR_INVALID, "--devices is empty");
+    int item = 0;
+    for (const char *p = list;; item++) {
+        const char *c = strchr(p, ',');
+        size_t n = c ? (size_t)(c - p) : strlen(p);
+        char name[32];
+        if (n == 0)
+            return err_set(err, ERR_INVALID, "--devices '%s': item %d is empty", list, item + 1);
+        if (n >= sizeof name)
+            return err_set(err, ERR_INVALID, "--devices '%s': item %d is not cpu or cuda:N", list,
+                           item + 1);
+        memcpy(name, p, n);
+        name[n] = 0;
+        int dev;
+        err_t e;
+        if (!strcmp(name, "all"))
+            return err_set(err, ERR_INVALID, "--devices '%s': all stands alone, not in a list", list);
+        if (backend_parse_device(name, &dev, &e))
+            return err_set(err, ERR_INVALID, "--devices: %s", e.msg);
+        if (cfg->n_devices == JOBS_MAX_DEVICES)
+            return err_set(err, ERR_INVALID, "--devices '%s': more than %d workers", list,
+                           JOBS_MAX_DEVICES);
+        char *out = cfg->devices[cfg->n_devices++];
+        if (dev < 0) snprintf(out, sizeof cfg->devices[0], "cpu");
+        else snprintf(out, sizeof cfg->devices[0], "cuda:%d", dev);
+        if (!c) break;
+        p = c + 1;
+    }
+    return 0;
+}
+
 int jobs_engine_create(const jobs_config *cfg, const char *device, volatile sig_atomic_t *stop,
                        jobs_engine *out, err_t *err) {
     if (strncmp(cfg->model_path, "test:", 5) != 0)

@@ -81,6 +81,13 @@ typedef struct jobs_config {
     double      checkpoint_s;
 } jobs_config;
 
+/* jobs_parse_devices: --devices LIST (comma-separated cpu, cuda or cuda:N;
+ * a name may repeat: one worker each, so cuda:0,cuda:0 runs two workers
+ * with a model replica each on one GPU) into cfg->devices/n_devices, each
+ * as "cpu" or "cuda:N". 0, or ERR_INVALID naming the bad item (empty, not
+ * a device, over JOBS_MAX_DEVICES workers). */
+int jobs_parse_devices(const char *list, jobs_config *cfg, err_t *err);
+
 /* jobs_engine_create: the engine for one device ("cpu", "cuda:N"); the
  * test model ("test:") is a small deterministic stand-in network for the
  * runner's tests (see engine.c). */

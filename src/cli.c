@@ -176,7 +176,8 @@ int cli_open_model(const char *cmd, cli_model_flags *f, const sam2_config *cfg, 
     if (rc) return rc;
     *be = backend_create(f->device, (int)f->threads, &err);
     if (!*be) {
-        fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
+        fprintf(stderr, "sam2amg %s: %s%s\n", cmd, err.msg,
+                strncmp(f->device, "cuda", 4) ? "" : "; to run on the CPU: --device cpu");
         return EXIT_USAGE;
     }
     if (sam2_model_load(m, cfg, f->ref.path, *be, batch, &err)) {
