@@ -90,14 +90,18 @@ static int parse_checkpoint_every(const char *v, int64_t *images, double *secs) 
 static void params_json(const amg_params *p, char *out, size_t cap) {
     char a[JSON_DOUBLE_BUF], b[JSON_DOUBLE_BUF], c[JSON_DOUBLE_BUF], d[JSON_DOUBLE_BUF],
         e[JSON_DOUBLE_BUF], f[JSON_DOUBLE_BUF], g[JSON_DOUBLE_BUF];
+    char ppb[16];   /* a number, or "auto" (sized to each GPU: a resume on another GPU is
+                       the same run) */
+    if (p->points_per_batch == AMG_POINTS_PER_BATCH_AUTO) snprintf(ppb, sizeof ppb, "\"auto\"");
+    else snprintf(ppb, sizeof ppb, "%d", p->points_per_batch);
     snprintf(out, cap,
-             "{\"points_per_side\": %d, \"points_per_batch\": %d, \"pred_iou_thresh\": %s, "
+             "{\"points_per_side\": %d, \"points_per_batch\": %s, \"pred_iou_thresh\": %s, "
              "\"stability_score_thresh\": %s, \"stability_score_offset\": %s, "
              "\"mask_threshold\": %s, \"box_nms_thresh\": %s, \"crop_n_layers\": %d, "
              "\"crop_nms_thresh\": %s, \"crop_overlap_ratio\": %s, "
              "\"crop_n_points_downscale_factor\": %d, \"min_mask_region_area\": %d, "
              "\"use_m2m\": %s, \"multimask_output\": %s}",
-             p->points_per_side, p->points_per_batch, json_fmt_double(a, p->pred_iou_thresh),
+             p->points_per_side, ppb, json_fmt_double(a, p->pred_iou_thresh),
              json_fmt_double(b, p->stability_score_thresh),
              json_fmt_double(c, p->stability_score_offset), json_fmt_double(d, p->mask_threshold),
              json_fmt_double(e, p->box_nms_thresh), p->crop_n_layers,
@@ -133,6 +137,10 @@ static void run_usage(FILE *f) {
             "  --lease S           images.lease_expires = claim time + S (default 3600);\n"
             "                      informative: the run lock, not an expiry, guards leases\n"
             "  --quiet             no progress line (it is shown only on a terminal anyway)\n"
+            "  -v, --verbose       per worker: points_per_batch halvings after out of memory\n"
+            "  --gpu-memory-limit BYTES|FRACTION  what sam2amg may use per GPU, e.g. 8G or\n"
+            "                      0.5 of it (workers sharing a GPU split it); sizes\n"
+            "                      --points-per-batch auto (the default on CUDA)\n"
             "  --shard K/N         process only shard K of N of the images (a stable hash of\n"
             "                      each path); default: from SLURM_ARRAY_TASK_ID and\n"
             "                      SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with\n"
@@ -211,6 +219,7 @@ int cmd_run(int argc, char **argv) {
     const char *cmd = "run";
     jobs_config cfg = {0};
     amg_params_default(&cfg.params);
+    cfg.params.points_per_batch = -1;   /* not given: auto on CUDA, 64 on the CPU (below) */
     const char *manifests[256];
     int n_manifests = 0;
     const char *db = NULL, *devices = "cpu", *revision = NULL, *model_dir = NULL;
@@ -300,6 +309,12 @@ int cmd_run(int argc, char **argv) {
             cfg.lease_s = (double)v, i++;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             cfg.quiet = 1;
+        } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
+            cfg.verbose = 1;
+        } else if (!strcmp(a, "--gpu-memory-limit")) {
+            err_t e = {{0}};
+            if (batch_parse_limit(val, &cfg.gpu_limit, &e)) return cli_usage_error(cmd, "%s", e.msg);
+            i++;
         } else if (!strcmp(a, "--shard")) {
             if (!val) return cli_usage_error(cmd, "--shard needs a value");
             shard_arg = val, i++;
@@ -362,6 +377,11 @@ int cmd_run(int argc, char **argv) {
             if (backend_check_device(cfg.devices[i], &e))
                 return cli_usage_error(cmd, "%s; to run on the CPU: --devices cpu", e.msg);
         }
+    }
+    if (cfg.params.points_per_batch == -1) {
+        int gpu = 0;
+        for (int i = 0; i < cfg.n_devices; i++) gpu |= !strncmp(cfg.devices[i], "cuda", 4);
+        cfg.params.points_per_batch = gpu ? AMG_POINTS_PER_BATCH_AUTO : BATCH_CPU_AUTO;
     }
     /* the shard: --shard, else the array index of Slurm or Kubernetes */
     int shard_k = 0, shard_n = 0;
@@ -467,7 +487,9 @@ int cmd_run(int argc, char **argv) {
             goto out;
         }
     }
-    if (amg_params_validate(&cfg.params, &err)) {
+    amg_params checked = cfg.params;   /* auto is sized by each worker */
+    if (checked.points_per_batch == AMG_POINTS_PER_BATCH_AUTO) checked.points_per_batch = 1;
+    if (amg_params_validate(&checked, &err)) {
         status = cli_usage_error(cmd, "%s", err.msg);
         goto out;
     }

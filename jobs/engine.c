@@ -14,6 +14,8 @@
  * filters are the product's.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +28,63 @@ static int cpu_count(void) {
     return n > 0 ? (int)n : 1;
 }
 
+/* ---- what both engines share: the batch, its halving, the fault hook ---- */
+
+/* engine_batch: the generator and the batch it was made for. An
+ * out-of-memory (ERR_NOMEM) during an image halves the batch, remakes the
+ * generator and retries the image, down to one prompt: an image fails for
+ * out of memory only when one prompt does not fit. The batch stays halved
+ * for the next images of this worker (what filled the memory likely
+ * stays). */
+typedef struct engine_batch {
+    amg_t      *g;
+    amg_params  p;            /* p.points_per_batch: the batch now */
+    int         fault_max;    /* SAM2AMG_FAULT_BATCH_MAX (tests), 0 = off */
+    int         verbose;
+    char        device[32];
+} engine_batch;
+
+static int batch_init(engine_batch *b, const jobs_config *cfg, const char *device, int ppb, int S,
+                      err_t *err) {
+    b->p = cfg->params;
+    b->p.points_per_batch = ppb;
+    b->verbose = cfg->verbose;
+    snprintf(b->device, sizeof b->device, "%s", device);
+    /* test-only: decoder batches of more than N prompts fail as if the
+     * device were out of memory (tests/test_batch.sh) */
+    const char *f = getenv("SAM2AMG_FAULT_BATCH_MAX");
+    b->fault_max = f && *f ? atoi(f) : 0;
+    return amg_create(&b->g, &b->p, S, err);
+}
+
+/* batch_fault: the fault hook, called with each decoder batch's size */
+static int batch_fault(const engine_batch *b, int n, err_t *err) {
+    if (b->fault_max > 0 && n > b->fault_max)
+        return err_set(err, ERR_NOMEM, "%s: out of memory for a decoder batch of %d prompts "
+                       "(SAM2AMG_FAULT_BATCH_MAX=%d)", b->device, n, b->fault_max);
+    return 0;
+}
+
+static int batch_generate(engine_batch *b, const amg_model *am, const image_t *img,
+                          amg_result *res, err_t *err) {
+    for (;;) {
+        int rc = amg_generate(b->g, am, img->rgb, img->w, img->h, res, err);
+        if (rc != ERR_NOMEM || b->p.points_per_batch == 1) return rc;
+        int half = b->p.points_per_batch / 2;
+        if (b->verbose)
+            fprintf(stderr, "sam2amg run: %s: %s; points_per_batch %d -> %d, retrying the "
+                    "image\n", b->device, err->msg, b->p.points_per_batch, half);
+        amg_free(b->g);
+        b->g = NULL;
+        b->p.points_per_batch = half;
+        if ((rc = amg_create(&b->g, &b->p, am->S, err))) return rc;
+    }
+}
+
 typedef struct sam2_engine {
     backend_t  *be;
     sam2_model *m;
-    amg_t      *g;
+    engine_batch b;
     amg_model   wrap;   /* amg_model_wrap of m (shared with `generate`) */
     amg_model   am;     /* wrap behind the stop check */
     volatile sig_atomic_t *stop;
@@ -45,22 +100,31 @@ static int sam2_decode(void *ctx, int n, const float *points, const float *mask_
                        int multimask, float *low_res, float *iou, err_t *err) {
     sam2_engine *e = ctx;
     if (*e->stop) return err_set(err, ERR_INTERRUPTED, "interrupted");
+    int rc = batch_fault(&e->b, n, err);
+    if (rc) return rc;
     return e->wrap.decode(e->wrap.ctx, n, points, mask_input, multimask, low_res, iou, err);
 }
 
 static int sam2_process(void *ctx, const image_t *img, amg_result *res, err_t *err) {
     sam2_engine *e = ctx;
-    return amg_generate(e->g, &e->am, img->rgb, img->w, img->h, res, err);
+    return batch_generate(&e->b, &e->am, img, res, err);
 }
 
 static void sam2_destroy(void *ctx) {
     sam2_engine *e = ctx;
     if (!e) return;
-    amg_free(e->g);
+    amg_free(e->b.g);
     if (e->wrap.ctx) amg_model_unwrap(&e->wrap);
     sam2_model_free(e->m);
     if (e->be) e->be->destroy(e->be);
     free(e);
+}
+
+/* workers_on: how many workers of cfg use device */
+static int workers_on(const jobs_config *cfg, const char *device) {
+    int n = 0;
+    for (int i = 0; i < cfg->n_devices; i++) n += !strcmp(cfg->devices[i], device);
+    return n;
 }
 
 static int sam2_engine_create(const jobs_config *cfg, const char *device,
@@ -77,11 +141,20 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
         sam2_destroy(e);
         return ERR_BACKEND;
     }
-    int ppb = cfg->params.points_per_batch;
-    if ((rc = sam2_model_load(&e->m, &c, cfg->model_path, e->be, ppb, err)) ||
-        (rc = amg_model_wrap(&e->wrap, e->m, ppb, err)) ||
-        (rc = amg_create(&e->g, &cfg->params, e->wrap.S, err)) ||
-        (rc = amg_set_threads(e->g, cfg->threads > 0 ? cfg->threads : cpu_count(), err))) {
+    /* workers sharing a GPU size their batches one after the other, each
+     * seeing what the ones before it took */
+    static pthread_mutex_t sizing_mu = PTHREAD_MUTEX_INITIALIZER;
+    int ppb = 0;
+    char note[256];
+    pthread_mutex_lock(&sizing_mu);
+    rc = batch_open_model(e->be, &c, cfg->model_path, cfg->params.points_per_batch,
+                          batch_cap(&cfg->params), &cfg->gpu_limit, workers_on(cfg, device),
+                          &e->m, &ppb, note, sizeof note, err);
+    pthread_mutex_unlock(&sizing_mu);
+    if (!rc && note[0] && !cfg->quiet) fprintf(stderr, "sam2amg run: %s\n", note);
+    if (rc || (rc = amg_model_wrap(&e->wrap, e->m, ppb, err)) ||
+        (rc = batch_init(&e->b, cfg, device, ppb, e->wrap.S, err)) ||
+        (rc = amg_set_threads(e->b.g, cfg->threads > 0 ? cfg->threads : cpu_count(), err))) {
         sam2_destroy(e);
         return rc;
     }
@@ -95,7 +168,7 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
 #define TEST_L (TEST_S / 4)
 
 typedef struct test_engine {
-    amg_t      *g;
+    engine_batch b;
     amg_model   am;
     float       grey[TEST_L * TEST_L];   /* (L, L) crop thumbnail, 0..1 */
     volatile sig_atomic_t *stop;
@@ -117,6 +190,8 @@ static int test_decode(void *ctx, int n, const float *points, const float *mask_
     test_engine *e = ctx;
     (void)mask_input;
     if (*e->stop) return err_set(err, ERR_INTERRUPTED, "interrupted");
+    int rc = batch_fault(&e->b, n, err);
+    if (rc) return rc;
     int k = multimask ? 3 : 1;
     for (int i = 0; i < n; i++) {
         int px = (int)(points[2 * i] * TEST_L / TEST_S), py = (int)(points[2 * i + 1] * TEST_L / TEST_S);
@@ -135,13 +210,13 @@ static int test_decode(void *ctx, int n, const float *points, const float *mask_
 
 static int test_process(void *ctx, const image_t *img, amg_result *res, err_t *err) {
     test_engine *e = ctx;
-    return amg_generate(e->g, &e->am, img->rgb, img->w, img->h, res, err);
+    return batch_generate(&e->b, &e->am, img, res, err);
 }
 
 static void test_destroy(void *ctx) {
     test_engine *e = ctx;
     if (!e) return;
-    amg_free(e->g);
+    amg_free(e->b.g);
     free(e);
 }
 
@@ -187,8 +262,10 @@ int jobs_engine_create(const jobs_config *cfg, const char *device, volatile sig_
     test_engine *e = calloc(1, sizeof *e);
     if (!e) return err_set(err, ERR_NOMEM, "out of memory");
     e->stop = stop;
-    int rc = amg_create(&e->g, &cfg->params, TEST_S, err);
+    int ppb = cfg->params.points_per_batch;
+    int rc = batch_init(&e->b, cfg, device, ppb > 0 ? ppb : BATCH_CPU_AUTO, TEST_S, err);
     if (rc) {
+        amg_free(e->b.g);
         free(e);
         return rc;
     }

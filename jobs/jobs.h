@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "amg.h"
+#include "batch.h"
 #include "check.h"
 #include "image.h"
 #include "store.h"
@@ -70,6 +71,8 @@ typedef struct jobs_config {
     int         batch_images;   /* images per writer commit, at most */
     double      lease_s;        /* images.lease_expires - claim time, seconds (informative) */
     int         quiet;
+    int         verbose;        /* -v: per worker, batch sizing and halving */
+    batch_limit gpu_limit;      /* --gpu-memory-limit (none: both 0) */
     const char *db_path;
     /* checkpoint (NULL: none): called on the claimer thread when
      * checkpoint_images images were finished (done or failed) or
