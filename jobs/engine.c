@@ -5,6 +5,12 @@
  * nothing is shared between device workers. The decode callback checks the
  * stop flag: Ctrl-C interrupts an image between decoder batches.
  *
+ * Batches: points_per_batch "auto" is sized per worker to its device's
+ * free memory (include/batch.h; workers sharing a GPU size one after the
+ * other, each getting an equal part of --gpu-memory-limit). An out of
+ * memory during an image halves the batch and retries the image
+ * (engine_batch), so an image fails for memory only at one prompt.
+ *
  * The test engine ("--model test:") is a small deterministic stand-in for
  * the network, used by the runner's own tests before and besides the real
  * model: encode keeps a 64x64 grey thumbnail of the crop, decode returns
