@@ -87,6 +87,13 @@ static int batch_generate(engine_batch *b, const amg_model *am, const image_t *i
     }
 }
 
+static void batch_stages(const engine_batch *b, double *t_decode, double *t_post) {
+    amg_stats st;
+    amg_get_stats(b->g, &st);
+    *t_decode = st.t_decode;
+    *t_post = st.t_post;
+}
+
 typedef struct sam2_engine {
     backend_t  *be;
     sam2_model *m;
@@ -114,6 +121,10 @@ static int sam2_decode(void *ctx, int n, const float *points, const float *mask_
 static int sam2_process(void *ctx, const image_t *img, amg_result *res, err_t *err) {
     sam2_engine *e = ctx;
     return batch_generate(&e->b, &e->am, img, res, err);
+}
+
+static void sam2_stages(void *ctx, double *t_decode, double *t_post) {
+    batch_stages(&((sam2_engine *)ctx)->b, t_decode, t_post);
 }
 
 static void sam2_destroy(void *ctx) {
@@ -165,7 +176,8 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
         return rc;
     }
     e->am = (amg_model){.ctx = e, .S = e->wrap.S, .encode = sam2_encode, .decode = sam2_decode};
-    *out = (jobs_engine){.ctx = e, .process = sam2_process, .destroy = sam2_destroy};
+    *out = (jobs_engine){.ctx = e, .process = sam2_process, .destroy = sam2_destroy,
+                         .stages = sam2_stages};
     return 0;
 }
 
@@ -217,6 +229,10 @@ static int test_decode(void *ctx, int n, const float *points, const float *mask_
 static int test_process(void *ctx, const image_t *img, amg_result *res, err_t *err) {
     test_engine *e = ctx;
     return batch_generate(&e->b, &e->am, img, res, err);
+}
+
+static void test_stages(void *ctx, double *t_decode, double *t_post) {
+    batch_stages(&((test_engine *)ctx)->b, t_decode, t_post);
 }
 
 static void test_destroy(void *ctx) {
@@ -276,6 +292,7 @@ int jobs_engine_create(const jobs_config *cfg, const char *device, volatile sig_
         return rc;
     }
     e->am = (amg_model){.ctx = e, .S = TEST_S, .encode = test_encode, .decode = test_decode};
-    *out = (jobs_engine){.ctx = e, .process = test_process, .destroy = test_destroy};
+    *out = (jobs_engine){.ctx = e, .process = test_process, .destroy = test_destroy,
+                         .stages = test_stages};
     return 0;
 }

@@ -55,6 +55,10 @@ typedef struct jobs_engine {
      * caller). Data errors return negative ERR_ codes. */
     int  (*process)(void *ctx, const image_t *img, amg_result *res, err_t *err);
     void (*destroy)(void *ctx);
+    /* stages (optional): seconds the last process() spent inside decoder
+     * calls and in post-processing after them; the rest of it is the
+     * encoder with its preprocessing */
+    void (*stages)(void *ctx, double *t_decode, double *t_post);
 } jobs_engine;
 
 typedef struct jobs_config {

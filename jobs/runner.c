@@ -251,8 +251,18 @@ static void *worker_main(void *arg) {
     r->started++;
     pthread_cond_broadcast(&r->started_cv);
     pthread_mutex_unlock(&r->mu);
+    /* -v: each image's stages, and at the end the worker's totals with
+     * the fraction of its wall time spent inside the model's encoder and
+     * decoder calls (an upper bound on how busy its device was: the rest
+     * is waiting for images, post-processing and the writer) */
+    const char *dev = r->cfg->devices[wa->dev];
+    double w0 = mono_s(), sum_wait = 0, sum_enc = 0, sum_dec = 0, sum_post = 0;
+    int64_t n_img = 0;
     item_t *it;
-    while ((it = queue_pop(&r->ready_q, 0))) {
+    for (;;) {
+        double tw = mono_s();
+        if (!(it = queue_pop(&r->ready_q, 0))) break;
+        tw = mono_s() - tw;
         if (rc || stopping(r)) {
             item_release(it);
             queue_push(&r->write_q, it);
@@ -293,7 +303,22 @@ static void *worker_main(void *arg) {
         } else {
             it->kind = ITEM_RESULT;
         }
+        if (r->cfg->verbose && !grc && eng->stages) {
+            double td, tp;
+            eng->stages(eng->ctx, &td, &tp);
+            double te = it->t.t_generate - td - tp;
+            n_img++, sum_wait += tw, sum_enc += te, sum_dec += td, sum_post += tp;
+            fprintf(stderr, "sam2amg run: %s: %s: load %.3f s, wait %.3f s, encode %.3f s, "
+                    "decode %.3f s, post %.3f s\n", dev, it->job.path, it->t.t_load, tw, te, td, tp);
+        }
         queue_push(&r->write_q, it);
+    }
+    if (r->cfg->verbose && n_img) {
+        double wall = mono_s() - w0;
+        fprintf(stderr, "sam2amg run: %s: %lld images in %.2f s: wait %.2f s, encode %.2f s, "
+                "decode %.2f s, post %.2f s; model busy %.0f%%\n", dev, (long long)n_img, wall,
+                sum_wait, sum_enc, sum_dec, sum_post,
+                wall > 0 ? 100.0 * (sum_enc + sum_dec) / wall : 0.0);
     }
     if (!rc && eng->destroy) eng->destroy(eng->ctx);
     queue_done(&r->write_q);
