@@ -101,11 +101,18 @@ typedef struct sam2_engine {
     amg_model   wrap;   /* amg_model_wrap of m (shared with `generate`) */
     amg_model   am;     /* wrap behind the stop check */
     volatile sig_atomic_t *stop;
+    const float *pre;   /* the current image preprocessed (3,S,S), or NULL */
+    const image_t *img; /* the current image */
 } sam2_engine;
 
 static int sam2_encode(void *ctx, const uint8_t *rgb, int w, int h, size_t stride, err_t *err) {
     sam2_engine *e = ctx;
     if (*e->stop) return err_set(err, ERR_INTERRUPTED, "interrupted");
+    /* the whole image (crop layer 0): the decode pool preprocessed it
+     * already, with the same image_preprocess */
+    if (e->pre && rgb == e->img->rgb && w == e->img->w && h == e->img->h &&
+        stride == (size_t)e->img->w * 3)
+        return sam2_model_encode(e->m, e->pre, err);
     return e->wrap.encode(e->wrap.ctx, rgb, w, h, stride, err);
 }
 
@@ -118,9 +125,13 @@ static int sam2_decode(void *ctx, int n, const float *points, const float *mask_
     return e->wrap.decode(e->wrap.ctx, n, points, mask_input, multimask, low_res, iou, err);
 }
 
-static int sam2_process(void *ctx, const image_t *img, amg_result *res, err_t *err) {
+static int sam2_process(void *ctx, const image_t *img, const float *pre, amg_result *res,
+                        err_t *err) {
     sam2_engine *e = ctx;
-    return batch_generate(&e->b, &e->am, img, res, err);
+    e->pre = pre, e->img = img;
+    int rc = batch_generate(&e->b, &e->am, img, res, err);
+    e->pre = NULL, e->img = NULL;
+    return rc;
 }
 
 static void sam2_stages(void *ctx, double *t_decode, double *t_post) {
@@ -177,7 +188,7 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
     }
     e->am = (amg_model){.ctx = e, .S = e->wrap.S, .encode = sam2_encode, .decode = sam2_decode};
     *out = (jobs_engine){.ctx = e, .process = sam2_process, .destroy = sam2_destroy,
-                         .stages = sam2_stages};
+                         .stages = sam2_stages, .input_size = e->wrap.S};
     return 0;
 }
 
@@ -226,8 +237,10 @@ static int test_decode(void *ctx, int n, const float *points, const float *mask_
     return 0;
 }
 
-static int test_process(void *ctx, const image_t *img, amg_result *res, err_t *err) {
+static int test_process(void *ctx, const image_t *img, const float *pre, amg_result *res,
+                        err_t *err) {
     test_engine *e = ctx;
+    (void)pre;   /* input_size 0: never given */
     return batch_generate(&e->b, &e->am, img, res, err);
 }
 

@@ -52,8 +52,14 @@ int jobs_ingest_shard(store_t *s, const char *src, int k, int n, jobs_ingest_sta
 typedef struct jobs_engine {
     void *ctx;
     /* process: masks of one RGB image into res (amg_result_free'd by the
-     * caller). Data errors return negative ERR_ codes. */
-    int  (*process)(void *ctx, const image_t *img, amg_result *res, err_t *err);
+     * caller); pre: see input_size. Data errors return negative ERR_ codes. */
+    int  (*process)(void *ctx, const image_t *img, const float *pre, amg_result *res,
+                    err_t *err);
+    /* input_size: S when the engine takes img preprocessed ahead of time
+     * (image_preprocess of the whole image to (3,S,S), done by the decode
+     * pool so that it overlaps the previous image's model work), passed
+     * to process() as pre (which may still be NULL); 0: never */
+    int    input_size;
     void (*destroy)(void *ctx);
     /* stages (optional): seconds the last process() spent inside decoder
      * calls and in post-processing after them; the rest of it is the

@@ -44,6 +44,10 @@ oom_case test --model test: --points-per-side 12 --pred-iou-thresh 0 --stability
 oom_case micro --model tests/fixtures/micro/weights.safetensors --config micro --points-per-side 8 \
     --pred-iou-thresh 0 --stability-score-thresh 0 --threads 1
 
+check "micro: -v gives each image's stages, preprocessing in the decode pool" \
+    grep -q 'micro.png: load .* s, preprocess .* s (decode pool), wait .* s, encode .* s, decode .* s, post .* s' "$T/micro.err"
+check "micro: -v ends with the worker's totals and model busy share" \
+    grep -qE 'cpu: [0-9]+ images in .* s: wait .* encode .* decode .* post .*; model busy [0-9]+%' "$T/micro.err"
 # a control: without the fault, no halving is logged
 "$BIN" run "$T/ctl.db" --manifest "$T/img" --model test: --points-per-side 12 --points-per-batch 64 --quiet -v 2>"$T/ctl.err"
 check "control: no fault, no halving in -v" bash -c "[ $? -eq 0 ] && ! grep -q 'retrying the image' '$T/ctl.err'"
