@@ -45,9 +45,9 @@ static void usage(FILE *f) {
             "                               its parents are created)\n"
             "  --format json|png            output kind (json)\n"
             "  -v, --verbose                per image: calls, masks kept per stage, seconds\n"
+            "                               in the decoder and after it, workspace bytes\n"
             "  --gpu-memory-limit BYTES|FRACTION  what it may use of the GPU (8G, 0.5); sizes\n"
             "                               --points-per-batch auto (the default on CUDA)\n"
-            "                               in the decoder and after it, workspace bytes\n"
             "  --replay-decoder FILE        test mode: recorded decoder outputs instead of\n"
             "                               the network (one image)\n"
             "AMG parameters (official names and defaults):\n");
