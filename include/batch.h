@@ -59,13 +59,14 @@ int batch_cap(const amg_params *p);
  * model is loaded for one prompt, the device's free memory measured, the
  * batch fitted (batch_fit) into min(free - BATCH_HEADROOM, limit/share -
  * what the model took) plus the one-prompt arena, and the model loaded
- * again for it (the weights file is read once). share is how many workers
- * use this device (each gets an equal part of the limit). With a limit and
+ * again for it. share is how many workers use this device (each gets an
+ * equal part of the limit), pending how many of them, this one included,
+ * still have to load (the free memory is split between those). With a limit and
  * a fixed batch, a model over the limit is refused. Returns 0 with *m and
  * *ppb set and a one-line note of the sizing in note (may be ""), or a
  * negative ERR_ (ERR_NOMEM when not even one prompt fits) with err set. */
 int batch_open_model(backend_t *be, const sam2_config *cfg, const char *weights_path, int want,
-                     int cap, const batch_limit *limit, int share, sam2_model **m, int *ppb,
-                     char *note, size_t note_cap, err_t *err);
+                     int cap, const batch_limit *limit, int share, int pending,
+                     sam2_model **m, int *ppb, char *note, size_t note_cap, err_t *err);
 
 #endif

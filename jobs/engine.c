@@ -169,16 +169,24 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
         sam2_destroy(e);
         return ERR_BACKEND;
     }
-    /* workers sharing a GPU size their batches one after the other, each
-     * seeing what the ones before it took */
-    static pthread_mutex_t sizing_mu = PTHREAD_MUTEX_INITIALIZER;
-    int ppb = 0;
+    /* workers sharing a GPU load and size one after the other (a lock per
+     * device), each seeing what the ones before it took and leaving an
+     * equal part of the rest to those still to come (a count per device
+     * for this process, which runs one jobs_run) */
+    static pthread_mutex_t sizing_mu[JOBS_MAX_DEVICES] = {
+        [0 ... JOBS_MAX_DEVICES - 1] = PTHREAD_MUTEX_INITIALIZER};
+    static int sized[1024];
+    int dev = 0, ppb = 0, share = workers_on(cfg, device);
     char note[256];
-    pthread_mutex_lock(&sizing_mu);
+    CHECK(backend_parse_device(device, &dev, NULL) == 0);
+    dev = dev < 0 ? 0 : dev;
+    pthread_mutex_lock(&sizing_mu[dev % JOBS_MAX_DEVICES]);
+    int pending = share - sized[dev] % share;
     rc = batch_open_model(e->be, &c, cfg->model_path, cfg->params.points_per_batch,
-                          batch_cap(&cfg->params), &cfg->gpu_limit, workers_on(cfg, device),
-                          &e->m, &ppb, note, sizeof note, err);
-    pthread_mutex_unlock(&sizing_mu);
+                          batch_cap(&cfg->params), &cfg->gpu_limit, share, pending, &e->m, &ppb,
+                          note, sizeof note, err);
+    sized[dev]++;
+    pthread_mutex_unlock(&sizing_mu[dev % JOBS_MAX_DEVICES]);
     if (!rc && note[0] && !cfg->quiet) fprintf(stderr, "sam2amg run: %s\n", note);
     if (rc || (rc = amg_model_wrap(&e->wrap, e->m, ppb, err)) ||
         (rc = batch_init(&e->b, cfg, device, ppb, e->wrap.S, err)) ||

@@ -97,12 +97,13 @@ int batch_cap(const amg_params *p) {
 #define MIB(x) ((double)(x) / (1 << 20))
 
 int batch_open_model(backend_t *be, const sam2_config *cfg, const char *weights_path, int want,
-                     int cap, const batch_limit *limit, int share, sam2_model **m, int *ppb,
-                     char *note, size_t note_cap, err_t *err) {
+                     int cap, const batch_limit *limit, int share, int pending,
+                     sam2_model **m, int *ppb, char *note, size_t note_cap, err_t *err) {
     *m = NULL;
     *ppb = 0;
     if (note_cap) note[0] = 0;
     if (share < 1) share = 1;
+    if (pending < 1 || pending > share) pending = share;
     if (!be->mem_info) {   /* the CPU: host memory, no device to size to */
         *ppb = want > 0 ? want : BATCH_CPU_AUTO;
         return sam2_model_load(m, cfg, weights_path, be, *ppb, err);
@@ -126,7 +127,7 @@ int batch_open_model(backend_t *be, const sam2_config *cfg, const char *weights_
     }
     /* auto: what is left, capped by this worker's share of the limit; the
      * one-prompt arena is given back by the reload */
-    size_t left = free1 > BATCH_HEADROOM ? (free1 - BATCH_HEADROOM) / (size_t)share : 0;
+    size_t left = free1 > BATCH_HEADROOM ? (free1 - BATCH_HEADROOM) / (size_t)pending : 0;
     size_t in_cap = cap_bytes - model;
     size_t budget = (left < in_cap ? left : in_cap) + decoder_arena_bytes(cfg, 1);
     int n = batch_fit(cfg, budget, cap);

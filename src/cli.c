@@ -206,7 +206,7 @@ int cli_open_model_sized(const char *cmd, cli_model_flags *f, const sam2_config 
         return EXIT_USAGE;
     }
     char note[256];
-    if (batch_open_model(*be, cfg, f->ref.path, want, cap, limit, 1, m, ppb, note, sizeof note,
+    if (batch_open_model(*be, cfg, f->ref.path, want, cap, limit, 1, 1, m, ppb, note, sizeof note,
                          &err)) {
         fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
         (*be)->destroy(*be);

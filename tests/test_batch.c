@@ -124,14 +124,14 @@ static void test_open_cpu(void) {
     char note[256];
     batch_limit none = {0};
     int rc = batch_open_model(be, &cfg, test_fixture("micro/weights.safetensors"), 0, 1024, &none,
-                              1, &m, &ppb, note, sizeof note, &err);
+                              1, 1, &m, &ppb, note, sizeof note, &err);
     TEST_CHECK(rc == 0 && ppb == BATCH_CPU_AUTO && m && sam2_model_decoder_bytes(m) ==
                    decoder_arena_bytes(&cfg, BATCH_CPU_AUTO),
                "batch_open_model on the CPU: auto = 64, the model planned for it", "rc %d ppb %d: %s",
                rc, ppb, err.msg);
     sam2_model_free(m);
     rc = batch_open_model(be, &cfg, test_fixture("micro/weights.safetensors"), 5, 1024, &none, 1,
-                          &m, &ppb, note, sizeof note, &err);
+                          1, &m, &ppb, note, sizeof note, &err);
     TEST_CHECK(rc == 0 && ppb == 5, "batch_open_model: a fixed batch is kept", "rc %d ppb %d", rc,
                ppb);
     sam2_model_free(m);
