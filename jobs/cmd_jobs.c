@@ -720,7 +720,7 @@ int cmd_status(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: sam2amg status DB\n\nImages per status, masks, the last run's "
-                   "throughput and ETA, and the last errors.\n");
+                   "throughput, ETA, stages per image and\nworkers' busy share, and the last errors.\n");
             return EXIT_OK;
         }
         if (argv[i][0] == '-') return cli_usage_error("status", "unknown option '%s'", argv[i]);
@@ -766,6 +766,27 @@ int cmd_status(int argc, char **argv) {
                    (long long)(s2 / 60 % 60), (long long)(s2 % 60), (long long)left);
         }
         printf("\n");
+        /* its stages per image, and how busy its workers were: the share
+         * of workers x seconds spent generating (encoder, decoder and
+         * post-processing; decoding and preprocessing run beside them) */
+        int64_t run = sqlite3_column_int64(st, 0);
+        sqlite3_stmt *sg = NULL;
+        if (sqlite3_prepare_v2(h, "SELECT avg(i.t_load), avg(i.t_generate), sum(i.t_generate), "
+                                  "(SELECT devices FROM runs WHERE id = ?1) FROM images i "
+                                  "WHERE i.run_id = ?1 AND i.status = 'done'",
+                               -1, &sg, NULL) == SQLITE_OK &&
+            sqlite3_bind_int64(sg, 1, run) == SQLITE_OK && sqlite3_step(sg) == SQLITE_ROW &&
+            sqlite3_column_type(sg, 0) != SQLITE_NULL) {
+            const char *devs = (const char *)sqlite3_column_text(sg, 3);
+            int workers = 1;
+            for (const char *d = devs ? devs : ""; *d; d++) workers += *d == ',';
+            double busy = sec > 0 ? sqlite3_column_double(sg, 2) / (sec * workers) : 0;
+            printf("stages per image: load %.3f s (decode pool), generate %.3f s (worker); "
+                   "%d worker%s (%s) busy %.0f%%\n", sqlite3_column_double(sg, 0),
+                   sqlite3_column_double(sg, 1), workers, workers == 1 ? "" : "s",
+                   devs ? devs : "?", 100.0 * (busy > 1 ? 1 : busy));
+        }
+        sqlite3_finalize(sg);
     }
     sqlite3_finalize(st);
     if (sqlite3_prepare_v2(h, "SELECT path, error FROM images WHERE status = 'failed' "

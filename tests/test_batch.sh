@@ -5,8 +5,9 @@
 # --points-per-batch 64 must then halve 64 -> 32 -> 16 (shown by -v), fail
 # no image, and store exactly the records of a run with --points-per-batch
 # 16. Done with the test model (many images) and the micro checkpoint (the
-# real decoder path). Also: --points-per-batch auto on the CPU (= 64, stored
-# as "auto", a resume keeps it) and --gpu-memory-limit validation.
+# real decoder path). Also: -v's stage lines and status's stage summary,
+# --points-per-batch auto on the CPU (= 64, stored as "auto", a resume keeps
+# it) and --gpu-memory-limit validation.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -49,8 +50,11 @@ check "micro: -v gives each image's stages, preprocessing in the decode pool" \
 check "micro: -v ends with the worker's totals and model busy share" \
     grep -qE 'cpu: [0-9]+ images in .* s: wait .* encode .* decode .* post .*; model busy [0-9]+%' "$T/micro.err"
 # a control: without the fault, no halving is logged
-"$BIN" run "$T/ctl.db" --manifest "$T/img" --model test: --points-per-side 12 --points-per-batch 64 --quiet -v 2>"$T/ctl.err"
+"$BIN" run "$T/ctl.db" --manifest "$T/img" --model test: --points-per-side 12 --points-per-batch 64 \
+    --devices cpu,cpu --quiet -v 2>"$T/ctl.err"
 check "control: no fault, no halving in -v" bash -c "[ $? -eq 0 ] && ! grep -q 'retrying the image' '$T/ctl.err'"
+check "status: the last run's stages per image and its 2 workers' busy share" bash -c "$BIN status '$T/ctl.db' |
+    grep -qE '^stages per image: load [0-9.]+ s \(decode pool\), generate [0-9.]+ s \(worker\); 2 workers \(cpu,cpu\) busy [0-9]+%$'"
 
 # ---- --points-per-batch auto on the CPU ----
 "$BIN" run "$T/auto.db" --manifest "$T/img" --model test: --points-per-side 12 --points-per-batch auto --quiet
