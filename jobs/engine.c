@@ -50,7 +50,7 @@ typedef struct engine_batch {
     char        device[32];
 } engine_batch;
 
-static int batch_init(engine_batch *b, const jobs_config *cfg, const char *device, int ppb, int S,
+static int engine_batch_init(engine_batch *b, const jobs_config *cfg, const char *device, int ppb, int S,
                       err_t *err) {
     b->p = cfg->params;
     b->p.points_per_batch = ppb;
@@ -63,15 +63,15 @@ static int batch_init(engine_batch *b, const jobs_config *cfg, const char *devic
     return amg_create(&b->g, &b->p, S, err);
 }
 
-/* batch_fault: the fault hook, called with each decoder batch's size */
-static int batch_fault(const engine_batch *b, int n, err_t *err) {
+/* engine_batch_fault: the fault hook, called with each decoder batch's size */
+static int engine_batch_fault(const engine_batch *b, int n, err_t *err) {
     if (b->fault_max > 0 && n > b->fault_max)
         return err_set(err, ERR_NOMEM, "%s: out of memory for a decoder batch of %d prompts "
                        "(SAM2AMG_FAULT_BATCH_MAX=%d)", b->device, n, b->fault_max);
     return 0;
 }
 
-static int batch_generate(engine_batch *b, const amg_model *am, const image_t *img,
+static int engine_batch_generate(engine_batch *b, const amg_model *am, const image_t *img,
                           amg_result *res, err_t *err) {
     for (;;) {
         int rc = amg_generate(b->g, am, img->rgb, img->w, img->h, res, err);
@@ -87,7 +87,7 @@ static int batch_generate(engine_batch *b, const amg_model *am, const image_t *i
     }
 }
 
-static void batch_stages(const engine_batch *b, double *t_decode, double *t_post) {
+static void engine_batch_stages(const engine_batch *b, double *t_decode, double *t_post) {
     amg_stats st;
     amg_get_stats(b->g, &st);
     *t_decode = st.t_decode;
@@ -120,7 +120,7 @@ static int sam2_decode(void *ctx, int n, const float *points, const float *mask_
                        int multimask, float *low_res, float *iou, err_t *err) {
     sam2_engine *e = ctx;
     if (*e->stop) return err_set(err, ERR_INTERRUPTED, "interrupted");
-    int rc = batch_fault(&e->b, n, err);
+    int rc = engine_batch_fault(&e->b, n, err);
     if (rc) return rc;
     return e->wrap.decode(e->wrap.ctx, n, points, mask_input, multimask, low_res, iou, err);
 }
@@ -129,13 +129,13 @@ static int sam2_process(void *ctx, const image_t *img, const float *pre, amg_res
                         err_t *err) {
     sam2_engine *e = ctx;
     e->pre = pre, e->img = img;
-    int rc = batch_generate(&e->b, &e->am, img, res, err);
+    int rc = engine_batch_generate(&e->b, &e->am, img, res, err);
     e->pre = NULL, e->img = NULL;
     return rc;
 }
 
 static void sam2_stages(void *ctx, double *t_decode, double *t_post) {
-    batch_stages(&((sam2_engine *)ctx)->b, t_decode, t_post);
+    engine_batch_stages(&((sam2_engine *)ctx)->b, t_decode, t_post);
 }
 
 static void sam2_destroy(void *ctx) {
@@ -189,7 +189,7 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
     pthread_mutex_unlock(&sizing_mu[dev % JOBS_MAX_DEVICES]);
     if (!rc && note[0] && !cfg->quiet) fprintf(stderr, "sam2amg run: %s\n", note);
     if (rc || (rc = amg_model_wrap(&e->wrap, e->m, ppb, err)) ||
-        (rc = batch_init(&e->b, cfg, device, ppb, e->wrap.S, err)) ||
+        (rc = engine_batch_init(&e->b, cfg, device, ppb, e->wrap.S, err)) ||
         (rc = amg_set_threads(e->b.g, cfg->threads > 0 ? cfg->threads : cpu_count(), err))) {
         sam2_destroy(e);
         return rc;
@@ -227,7 +227,7 @@ static int test_decode(void *ctx, int n, const float *points, const float *mask_
     test_engine *e = ctx;
     (void)mask_input;
     if (*e->stop) return err_set(err, ERR_INTERRUPTED, "interrupted");
-    int rc = batch_fault(&e->b, n, err);
+    int rc = engine_batch_fault(&e->b, n, err);
     if (rc) return rc;
     int k = multimask ? 3 : 1;
     for (int i = 0; i < n; i++) {
@@ -249,11 +249,11 @@ static int test_process(void *ctx, const image_t *img, const float *pre, amg_res
                         err_t *err) {
     test_engine *e = ctx;
     (void)pre;   /* input_size 0: never given */
-    return batch_generate(&e->b, &e->am, img, res, err);
+    return engine_batch_generate(&e->b, &e->am, img, res, err);
 }
 
 static void test_stages(void *ctx, double *t_decode, double *t_post) {
-    batch_stages(&((test_engine *)ctx)->b, t_decode, t_post);
+    engine_batch_stages(&((test_engine *)ctx)->b, t_decode, t_post);
 }
 
 static void test_destroy(void *ctx) {
@@ -306,7 +306,7 @@ int jobs_engine_create(const jobs_config *cfg, const char *device, volatile sig_
     if (!e) return err_set(err, ERR_NOMEM, "out of memory");
     e->stop = stop;
     int ppb = cfg->params.points_per_batch;
-    int rc = batch_init(&e->b, cfg, device, ppb > 0 ? ppb : BATCH_CPU_AUTO, TEST_S, err);
+    int rc = engine_batch_init(&e->b, cfg, device, ppb > 0 ? ppb : BATCH_CPU_AUTO, TEST_S, err);
     if (rc) {
         amg_free(e->b.g);
         free(e);
