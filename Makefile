@@ -34,13 +34,15 @@ CUDA_HOME ?= $(patsubst %/bin/,%,$(dir $(shell command -v $(NVCC) 2>/dev/null)))
 # The CUDA backend (src/backend_cuda.c + kernels/) is not in libsam2amg.a:
 # build/sam2amg loads it as the plugin build/libsam2amg_cuda.so (src/plugin.c)
 # and links no CUDA library; test and GPU programs link CUDA_LINK directly.
+# Host C files that call the CUDA runtime belong in CUDA_HOST_OBJ.
 CU_SRC  := $(wildcard kernels/*.cu)
+CUDA_HOST_OBJ := $(BUILD)/obj/src/backend_cuda.o
 CUDA_LINK :=
 ifeq ($(HAVE_NVCC),1)
 CU_OBJ  := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRC))
 CFLAGS  += -DSAM2AMG_CUDA -isystem $(CUDA_HOME)/include
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
-CUDA_LINK := $(BUILD)/obj/src/backend_cuda.o $(CU_OBJ) $(CUDA_LIBS)
+CUDA_LINK := $(CUDA_HOST_OBJ) $(CU_OBJ) $(CUDA_LIBS)
 CUDA_PLUGIN := $(BUILD)/libsam2amg_cuda.so
 # sm_80 (A100) and sm_90 (H100/H200) code, plus sm_90 PTX for newer GPUs to
 # JIT; warnings are errors in device and host code alike
@@ -70,7 +72,7 @@ $(BUILD)/obj/%.o: %.cu $(wildcard include/*.h kernels/*.h kernels/*.cuh)
 	@$(if $(Q),echo '  NVCC  $<')
 	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
 
-$(BUILD)/libsam2amg.a: $(filter-out $(BUILD)/obj/src/backend_cuda.o,$(OBJ))
+$(BUILD)/libsam2amg.a: $(filter-out $(CUDA_HOST_OBJ),$(OBJ))
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 
@@ -79,7 +81,7 @@ $(BUILD)/sam2amg: src/main.c $(BUILD)/libsam2amg.a
 	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
 
 # the CUDA plugin: self-contained (-z defs), one exported entry point
-$(BUILD)/libsam2amg_cuda.so: $(BUILD)/obj/src/backend_cuda.o $(CU_OBJ) src/libsam2amg_cuda.map
+$(BUILD)/libsam2amg_cuda.so: $(CUDA_HOST_OBJ) $(CU_OBJ) src/libsam2amg_cuda.map
 	@$(if $(Q),echo '  LINK  $@')
 	$(Q)$(CC) -shared -Wl,-z,defs -Wl,--version-script=src/libsam2amg_cuda.map \
 	    $(filter %.o,$^) -o $@ $(LDFLAGS) $(CUDA_LIBS) -lpthread -lm
@@ -91,18 +93,18 @@ $(BUILD)/libsam2amg_sql.so: $(wildcard src/sqlext*.c src/rle.c)
 	@$(if $(Q),echo '  LINK  $@')
 	$(Q)$(CC) $(filter-out $(SAN_FLAGS),$(CFLAGS)) -DSAM2AMG_SQL_EXTENSION -shared $^ -o $@ -lm
 
-$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libsam2amg.a $(CU_OBJ) $(if $(CU_OBJ),$(BUILD)/obj/src/backend_cuda.o)
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libsam2amg.a $(CU_OBJ) $(if $(CU_OBJ),$(CUDA_HOST_OBJ))
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo '  LINK  $@')
 	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(CUDA_LINK) $(LDLIBS)
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libsam2amg.a $(CU_OBJ) $(if $(CU_OBJ),$(BUILD)/obj/src/backend_cuda.o)
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libsam2amg.a $(CU_OBJ) $(if $(CU_OBJ),$(CUDA_HOST_OBJ))
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo '  LINK  $@')
 	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(CUDA_LINK) $(LDLIBS)
 
 # the GPU check's drivers (tests/gpu/gpu_*.c), linked like the tests
-$(BUILD)/gpu/%: tests/gpu/%.c $(BUILD)/libsam2amg.a $(CU_OBJ) $(if $(CU_OBJ),$(BUILD)/obj/src/backend_cuda.o)
+$(BUILD)/gpu/%: tests/gpu/%.c $(BUILD)/libsam2amg.a $(CU_OBJ) $(if $(CU_OBJ),$(CUDA_HOST_OBJ))
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo '  LINK  $@')
 	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(CUDA_LINK) $(LDLIBS)
