@@ -80,11 +80,14 @@ $(BUILD)/sam2amg: src/main.c $(BUILD)/libsam2amg.a
 	@$(if $(Q),echo '  LINK  $@')
 	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
 
-# the CUDA plugin: self-contained (-z defs), one exported entry point
+# the CUDA plugin: self-contained (-z defs), one exported entry point, the
+# CUDA runtime linked in (as the GPU bundle does), so it needs only the
+# driver and cuBLAS from the machine
 $(BUILD)/libsam2amg_cuda.so: $(CUDA_HOST_OBJ) $(CU_OBJ) src/libsam2amg_cuda.map
 	@$(if $(Q),echo '  LINK  $@')
 	$(Q)$(CC) -shared -Wl,-z,defs -Wl,--version-script=src/libsam2amg_cuda.map \
-	    $(filter %.o,$^) -o $@ $(LDFLAGS) $(CUDA_LIBS) -lpthread -lm
+	    $(filter %.o,$^) -o $@ $(LDFLAGS) -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 \
+	    -lcublasLt -lcublas -lcudart_static -lstdc++ -lrt -ldl -lpthread -lm
 
 # the rle_* SQL functions as a loadable extension for sqlite3 / Python; built
 # without sanitizers, since it is loaded into programs that have none

@@ -69,6 +69,9 @@ check "that binary runs on the CPU (--devices cpu,cpu: exit 0)" test $? -eq 0
 if [ -f "$BUILD/libsam2amg_cuda.so" ]; then
     check "the plugin exports one symbol, sam2amg_cuda_plugin_v1" \
         bash -c "[ \"\$(nm -D --defined-only $BUILD/libsam2amg_cuda.so | awk '{print \$3}')\" = sam2amg_cuda_plugin_v1 ]"
+    check "the plugin links the CUDA runtime in: of CUDA it needs only cuBLAS" \
+        bash -c "readelf -d $BUILD/libsam2amg_cuda.so | grep -q 'NEEDED.*libcublas' &&
+                 ! readelf -d $BUILD/libsam2amg_cuda.so | grep -Ei 'NEEDED.*(libcudart|libcuda\.so)'"
     if ls /usr/lib/x86_64-linux-gnu/libcuda.so* /usr/lib64/libcuda.so* >/dev/null 2>&1; then
         skip "plugin present, no driver" "this machine has libcuda.so"
     else
