@@ -4,7 +4,9 @@
  * arena the decoder really carves (micro checkpoint on the CPU, several
  * max_prompts, below and above the chunk size); batch_fit at the exact
  * boundaries of the large shape; batch_cap; batch_parse_limit's accepted
- * and refused spellings; batch_open_model on the CPU (auto = 64).
+ * and refused spellings; batch_open_model on the CPU (auto = 64) and on a
+ * CPU backend dressed as a device of a made-up size (its GPU path: the
+ * batch that fits exactly, the limit, two workers, the refusals).
  */
 #include <stdio.h>
 #include <string.h>
@@ -138,10 +140,117 @@ static void test_open_cpu(void) {
     be->destroy(be);
 }
 
+/* ---- auto on a device: the CPU backend dressed as one ----
+ * A CPU backend whose alloc/free are counted against a made-up device of
+ * fake_total bytes and which answers mem_info from that count, so that
+ * batch_open_model takes its GPU path (measure, fit, reload) here. */
+static size_t fake_total, fake_used;
+static void *(*cpu_alloc)(backend_t *, size_t);
+static void (*cpu_free)(backend_t *, void *);
+static struct { void *p; size_t n; } fake_blocks[1024];
+
+static void *fake_alloc(backend_t *be, size_t n) {
+    if (fake_used + n > fake_total) return NULL;
+    void *p = cpu_alloc(be, n);
+    for (int i = 0; p && i < 1024; i++)
+        if (!fake_blocks[i].p) {
+            fake_blocks[i].p = p, fake_blocks[i].n = n, fake_used += n;
+            return p;
+        }
+    CHECK(!p);
+    return NULL;
+}
+
+static void fake_free(backend_t *be, void *p) {
+    for (int i = 0; p && i < 1024; i++)
+        if (fake_blocks[i].p == p) {
+            fake_used -= fake_blocks[i].n;
+            fake_blocks[i].p = NULL;
+        }
+    cpu_free(be, p);
+}
+
+static int fake_mem_info(backend_t *be, size_t *free_bytes, size_t *total_bytes) {
+    (void)be;
+    *free_bytes = fake_total - fake_used;
+    *total_bytes = fake_total;
+    return 0;
+}
+
+/* open_fake: batch_open_model on a fake device of total bytes; the batch,
+ * or a negative ERR_ (message in err) */
+static int open_fake(backend_t *be, const sam2_config *cfg, size_t total, int want,
+                     const batch_limit *lim, int share, int pending, size_t *model_used,
+                     err_t *err) {
+    fake_total = total;
+    sam2_model *m = NULL;
+    int ppb = 0;
+    char note[256];
+    int rc = batch_open_model(be, cfg, test_fixture("micro/weights.safetensors"), want, 4096, lim,
+                              share, pending, &m, &ppb, note, sizeof note, err);
+    if (model_used) *model_used = fake_used;
+    if (!rc) printf("# %s\n", note);
+    sam2_model_free(m);
+    CHECK(fake_used == 0);
+    return rc ? rc : ppb;
+}
+
+static void test_open_device(void) {
+    sam2_config cfg;
+    err_t err = {{0}};
+    CHECK(sam2_config_load(test_fixture("micro/meta.json"), &cfg, NULL, &err) == 0);
+    backend_t *be = backend_cpu_create(1);
+    cpu_alloc = be->alloc, cpu_free = be->free;
+    be->alloc = fake_alloc, be->free = fake_free, be->mem_info = fake_mem_info;
+    batch_limit none = {0};
+    size_t model1 = 0;   /* what the model takes loaded for one prompt */
+    int n = open_fake(be, &cfg, (size_t)1 << 40, 1, &none, 1, 1, &model1, &err);
+    TEST_CHECK(n == 1 && model1 > 0, "fake device: the model loads for one prompt", "%d: %s", n,
+               err.msg);
+    size_t pb = batch_prompt_bytes(&cfg), a1 = decoder_arena_bytes(&cfg, 1);
+    const int targets[] = {1, 5, 37, 300};
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        int t = targets[i];
+        /* room for exactly t prompts after the model and the headroom */
+        size_t x = decoder_arena_bytes(&cfg, t) + (size_t)t * pb - a1;
+        char name[128];
+        snprintf(name, sizeof name, "auto on a device with room for exactly %d prompts: %d, a "
+                 "byte less: %d", t, t, t - 1);
+        int got = open_fake(be, &cfg, model1 + BATCH_HEADROOM + x, 0, &none, 1, 1, NULL, &err);
+        int less = open_fake(be, &cfg, model1 + BATCH_HEADROOM + x - 1, 0, &none, 1, 1, NULL, &err);
+        TEST_CHECK(got == t && (t == 1 ? less == ERR_NOMEM : less == t - 1), name,
+                   "got %d and %d (%s)", got, less, err.msg);
+        /* the same room given by --gpu-memory-limit on a big device */
+        batch_limit lim = {.bytes = (int64_t)(model1 + x)};
+        snprintf(name, sizeof name, "auto within --gpu-memory-limit of model + room for %d: %d", t, t);
+        got = open_fake(be, &cfg, (size_t)1 << 40, 0, &lim, 1, 1, NULL, &err);
+        TEST_CHECK(got == t, name, "got %d (%s)", got, err.msg);
+    }
+    /* two workers on the device, this one first: half of what is left */
+    size_t x = 2 * (decoder_arena_bytes(&cfg, 40) + 40 * pb - a1);
+    int two = open_fake(be, &cfg, model1 + BATCH_HEADROOM + x, 0, &none, 2, 2, NULL, &err);
+    TEST_CHECK(two == 40, "auto, first of two workers on a device: half the room", "got %d (%s)",
+               two, err.msg);
+    int one = open_fake(be, &cfg, model1 + BATCH_HEADROOM + x, 0, &none, 2, 1, NULL, &err);
+    TEST_CHECK(one > 40, "auto, the last of two workers: all that is left", "got %d", one);
+    batch_limit small = {.bytes = (int64_t)model1 - 1};
+    int rc = open_fake(be, &cfg, (size_t)1 << 40, 0, &small, 1, 1, NULL, &err);
+    TEST_CHECK(rc == ERR_NOMEM && strstr(err.msg, "over the") && strstr(err.msg, "--gpu-memory-limit"),
+               "a limit below the model: refused, naming --gpu-memory-limit", "%d: %s", rc, err.msg);
+    rc = open_fake(be, &cfg, (size_t)1 << 40, 8, &small, 1, 1, NULL, &err);
+    TEST_CHECK(rc == ERR_NOMEM, "a fixed batch over the limit: refused too", "%d: %s", rc, err.msg);
+    rc = open_fake(be, &cfg, model1 + BATCH_HEADROOM, 0, &none, 1, 1, NULL, &err);
+    TEST_CHECK(rc == ERR_NOMEM && strstr(err.msg, "no room for a batch of one prompt"),
+               "no room for one prompt: ERR_NOMEM saying so", "%d: %s", rc, err.msg);
+    be->alloc = cpu_alloc, be->free = cpu_free;
+    be->destroy(be);
+}
+
 int main(void) {
     test_arena_bytes();
     test_fit();
     test_limit();
     test_open_cpu();
+    test_open_device();
     return TEST_REPORT();
 }
