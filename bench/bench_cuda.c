@@ -15,6 +15,9 @@
  * machine without a GPU), or exits 1 under SAM2AMG_REQUIRE_CUDA=1
  * (tests/gpu/check.sh), where a missing device must read as a failure.
  * GEMMs are float32 unless SAM2AMG_CUDA_GEMM=tf32 (src/backend_cuda.c).
+ * Then the GEMM ops (linear, bmm, conv2d, conv_transpose2x2) again in bf16
+ * (BACKEND_BF16): checked against the reference's bf16 mode (bound 2e-4,
+ * tests/test_ops.c), then timed, their lines prefixed "bf16 ".
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +42,8 @@ int main(void) {
 
 static int check_failures;
 static double gemm_bound;   // as in tests/test_cuda.c
+static int gemm_only;       // the bf16 pass: only the GEMM ops are timed
+static const char *label_prefix = "";   // "bf16 " in that pass
 
 static double bench_now(void) {
     struct timespec ts;
@@ -47,7 +52,7 @@ static double bench_now(void) {
 }
 
 static void bench_print(const char *label, double ms, double flop, double bytes) {
-    printf("%-58s %9.3f ms", label, ms);
+    printf("%s%-58s %9.3f ms", label_prefix, label, ms);
     if (flop > 0) printf(" %9.1f GFLOP/s", flop / (ms * 1e-3) / 1e9);
     else printf(" %17s", "");
     if (bytes > 0) printf(" %8.1f GB/s", bytes / (ms * 1e-3) / 1e9);
@@ -292,6 +297,7 @@ static void time_linear(backend_t *be, const char *what, int64_t M, int64_t K, i
 /* attention with packed qkv (ld 3*nh*dh) when Lq == Lk, separate otherwise */
 static void time_attention(backend_t *be, const char *what, int64_t B, int64_t Lq, int64_t Lk,
                            int64_t nh, int64_t dh) {
+    if (gemm_only) return;
     char label[192];
     snprintf(label, sizeof label, "attention %s B=%lld Lq=%lld Lk=%lld nh=%lld dh=%lld", what,
              (long long)B, (long long)Lq, (long long)Lk, (long long)nh, (long long)dh);
@@ -309,6 +315,7 @@ static void time_attention(backend_t *be, const char *what, int64_t B, int64_t L
 }
 
 static void time_layer_norm(backend_t *be, const char *what, int64_t M, int64_t C) {
+    if (gemm_only) return;
     char label[192];
     snprintf(label, sizeof label, "layer_norm %s M=%lld C=%lld", what, (long long)M, (long long)C);
     float *x = dev_random(be, M * C, 1.0f), *w = dev_random(be, C, 1.0f), *b = dev_random(be, C, 1.0f);
@@ -321,6 +328,7 @@ static void time_layer_norm(backend_t *be, const char *what, int64_t M, int64_t 
 }
 
 static void time_gelu(backend_t *be, const char *what, int64_t n) {
+    if (gemm_only) return;
     char label[192];
     snprintf(label, sizeof label, "gelu %s n=%lld", what, (long long)n);
     float *x = dev_random(be, n, 3.0f), *y = be->alloc(be, (size_t)n * sizeof(float));
@@ -381,6 +389,7 @@ static void time_bmm(backend_t *be, const char *what, int64_t T, int64_t M, int6
 
 static void time_window_partition(backend_t *be, const char *what, int64_t H, int64_t W,
                                   int64_t C, int64_t ws) {
+    if (gemm_only) return;
     char label[192];
     snprintf(label, sizeof label, "window_partition %s %lldx%lldx%lld ws=%lld", what,
              (long long)H, (long long)W, (long long)C, (long long)ws);
@@ -395,6 +404,7 @@ static void time_window_partition(backend_t *be, const char *what, int64_t H, in
 
 static void time_transpose(backend_t *be, const char *what, int64_t B, int64_t H, int64_t W,
                            int64_t C) {
+    if (gemm_only) return;
     char label[192];
     snprintf(label, sizeof label, "nhwc_to_nchw %s %lldx%lldx%lldx%lld", what, (long long)B,
              (long long)H, (long long)W, (long long)C);
@@ -409,6 +419,7 @@ static void time_transpose(backend_t *be, const char *what, int64_t B, int64_t H
 
 static void time_resize(backend_t *be, const char *what, int64_t N, int64_t Hi, int64_t Wi,
                         int64_t Ho, int64_t Wo) {
+    if (gemm_only) return;
     char label[192];
     snprintf(label, sizeof label, "resize_bilinear %s N=%lld %lldx%lld->%lldx%lld", what,
              (long long)N, (long long)Hi, (long long)Wi, (long long)Ho, (long long)Wo);
@@ -478,6 +489,7 @@ int main(int argc, char **argv) {
         printf("bench_cuda: %s\n", err.msg);
         return ref_require_cuda();
     }
+    be->precision = BACKEND_FP32;   /* checked at float32 bounds (bf16: test_ops, gpu_model) */
     gemm_bound = ref_gemm_tf32() ? 2e-3 : 1e-5;
     printf("bench_cuda on %s (GEMM %s)\n", be->name, ref_gemm_tf32() ? "tf32" : "f32");
 
@@ -496,6 +508,27 @@ int main(int argc, char **argv) {
     bench_hiera(be, "tiny", 96, 1, 14, 7);
     bench_hiera(be, "large", 144, 2, 16, 8);
     int64_t def[] = {64, 256, 1024};
+    if (argc > 1) {
+        for (int i = 1; i < argc; i++) bench_decoder(be, strtoll(argv[i], NULL, 10));
+    } else {
+        for (size_t i = 0; i < sizeof def / sizeof def[0]; i++) bench_decoder(be, def[i]);
+    }
+
+    /* bf16: the GEMM ops against the reference's bf16 mode, then timed */
+    be->precision = BACKEND_BF16;
+    gemm_bound = 2e-4;
+    ops_ref_set_bf16(1);
+    int ok16 = check_linear(be) & check_bmm(be) & check_conv2d(be) & check_conv_transpose(be);
+    ops_ref_set_bf16(0);
+    if (!ok16) {
+        printf("bench_cuda: %d bf16 check(s) failed; not timing bf16\n", check_failures);
+        be->destroy(be);
+        return 1;
+    }
+    gemm_only = 1;
+    label_prefix = "bf16 ";
+    bench_hiera(be, "tiny", 96, 1, 14, 7);
+    bench_hiera(be, "large", 144, 2, 16, 8);
     if (argc > 1) {
         for (int i = 1; i < argc; i++) bench_decoder(be, strtoll(argv[i], NULL, 10));
     } else {

@@ -27,6 +27,7 @@
 
 #define BACKEND_API_VERSION 2
 
+enum { BACKEND_FP32 = 0, BACKEND_BF16 = 1 };
 typedef struct backend backend_t;
 
 struct backend {
@@ -36,6 +37,10 @@ struct backend {
     /* attention_dh_max: the largest head dim attention() accepts; 0 = no
      * limit (callers with another way to compute pick it when exceeded). */
     int64_t     attention_dh_max;
+    /* precision: BACKEND_FP32 (every op in float32) or BACKEND_BF16 (GEMM and
+     * attention inputs rounded to bf16, float32 accumulation); set by the
+     * creator before the model is built. */
+    int         precision;
 
     /* ---- memory ---- */
     /* alloc: size bytes of backend memory, 256-byte aligned; NULL on failure

@@ -87,7 +87,11 @@ static int parse_checkpoint_every(const char *v, int64_t *images, double *secs) 
 
 /* params_json: the scalar AMG parameters as a JSON object (official names,
  * fixed order: equal parameters give equal text). */
-static void params_json(const amg_params *p, char *out, size_t cap) {
+#define PARAMS_BF16 ", \"precision\": \"bf16\""   /* before the closing brace */
+#define PARAMS_BUF  4096   /* store_run_info.params */
+_Static_assert(sizeof ((store_run_info *)0)->params == PARAMS_BUF, "PARAMS_BUF");
+
+static void params_json(const amg_params *p, int precision, char *out, size_t cap) {
     char a[JSON_DOUBLE_BUF], b[JSON_DOUBLE_BUF], c[JSON_DOUBLE_BUF], d[JSON_DOUBLE_BUF],
         e[JSON_DOUBLE_BUF], f[JSON_DOUBLE_BUF], g[JSON_DOUBLE_BUF];
     char ppb[16];   /* a number, or "auto" (sized to each GPU: a resume on another GPU is
@@ -108,6 +112,25 @@ static void params_json(const amg_params *p, char *out, size_t cap) {
              json_fmt_double(f, p->crop_nms_thresh), json_fmt_double(g, p->crop_overlap_ratio),
              p->crop_n_points_downscale_factor, p->min_mask_region_area,
              p->use_m2m ? "true" : "false", p->multimask_output ? "true" : "false");
+    /* bf16 runs say so (fp32, the CPU's only precision, is implied: the
+     * params of databases made before --precision stay valid) */
+    size_t n = strlen(out);
+    if (precision == BACKEND_BF16 && n > 0 && n + sizeof PARAMS_BF16 <= cap)
+        snprintf(out + n - 1, cap - (n - 1), "%s}", PARAMS_BF16);
+}
+
+/* params_precision: the precision runs.params records (see params_json) */
+static int params_precision(const char *params) {
+    return strstr(params, PARAMS_BF16 "}") ? BACKEND_BF16 : BACKEND_FP32;
+}
+
+/* params_amg: runs.params without the precision, for amg_params_from_json
+ * (buf holds the copy when one is needed) */
+static const char *params_amg(const char *params, char *buf) {
+    const char *at = strstr(params, PARAMS_BF16 "}");
+    if (!at) return params;
+    snprintf(buf, PARAMS_BUF, "%.*s}", (int)(at - params), params);
+    return buf;
 }
 
 static void run_usage(FILE *f) {
@@ -129,6 +152,8 @@ static void run_usage(FILE *f) {
             "  --devices LIST      one worker per item: cpu, cuda:N; repeat one to run\n"
             "                      several workers on it (cuda:0,cuda:0) (default cpu)\n"
             "  --threads N         BLAS threads of a cpu worker (default: all)\n"
+            "  --precision P       fp32 or bf16 GEMM inputs (default: bf16 when every device\n"
+            "                      is cuda, else fp32; a resumed run keeps its database's)\n"
             "  --max-pixels N      refuse images above N pixels (default 256000000)\n"
             "  --retries N         retries of transient failures (default 2)\n"
             "  --decode-threads N  image decoding threads (default 2)\n"
@@ -227,7 +252,7 @@ int cmd_run(int argc, char **argv) {
     const char *shard_arg = NULL, *local_dir = NULL;
     int64_t shard_count = 0, ck_images = 1000;
     double ck_secs = 600;
-    int params_set = 0;
+    int params_set = 0, precision = -1;
     int64_t v;
     cfg.retries = 2;
     cfg.decode_threads = 2;
@@ -293,6 +318,9 @@ int cmd_run(int argc, char **argv) {
         } else if (!strcmp(a, "--threads")) {
             if (cli_parse_int(cmd, a, val, 0, 1024, &v)) return EXIT_USAGE;
             cfg.threads = (int)v, i++;
+        } else if (!strcmp(a, "--precision")) {
+            if (cli_parse_precision(cmd, val, &precision)) return EXIT_USAGE;
+            i++;
         } else if (!strcmp(a, "--max-pixels")) {
             if (cli_parse_int(cmd, a, val, 1, INT64_MAX, &v)) return EXIT_USAGE;
             cfg.max_pixels = v, i++;
@@ -384,6 +412,11 @@ int cmd_run(int argc, char **argv) {
         for (int i = 0; i < cfg.n_devices; i++) gpu |= !strncmp(cfg.devices[i], "cuda", 4);
         cfg.params.points_per_batch = gpu ? AMG_POINTS_PER_BATCH_AUTO : BATCH_CPU_AUTO;
     }
+    int any_cpu = 0;
+    for (int d = 0; d < cfg.n_devices; d++) any_cpu |= !strcmp(cfg.devices[d], "cpu");
+    if (precision == BACKEND_BF16 && any_cpu)
+        return cli_usage_error(cmd, "--precision bf16: the cpu device computes in fp32 only "
+                               "(bf16 needs --devices cuda:N,...)");
     /* the shard: --shard, else the array index of Slurm or Kubernetes */
     int shard_k = 0, shard_n = 0;
     char shard_why[256] = "";
@@ -471,6 +504,7 @@ int cmd_run(int argc, char **argv) {
     }
     /* the database's model and parameters */
     store_run_info last, info = {0};
+    static char pbuf[PARAMS_BUF];
     int have_last = store_run_last(ws, &last, &err);
     if (have_last < 0) {
         fprintf(stderr, "sam2amg run: %s\n", err.msg);
@@ -483,18 +517,28 @@ int cmd_run(int argc, char **argv) {
         }
         cfg.model_path = last.model_path;
         if (!cfg.config && last.config[0] && strcmp(last.config, "auto")) cfg.config = last.config;
-        if (!params_set && amg_params_from_json(&cfg.params, last.params, &err)) {
+        if (!params_set && amg_params_from_json(&cfg.params, params_amg(last.params, pbuf), &err)) {
             fprintf(stderr, "sam2amg run: %s: runs.params: %s\n", db, err.msg);
             goto out;
         }
     }
+    /* precision: the flag, else the database's last run's, else the devices' */
+    if (precision < 0)
+        precision = have_last ? params_precision(last.params) : any_cpu ? BACKEND_FP32 : BACKEND_BF16;
+    if (precision == BACKEND_BF16 && any_cpu) {
+        status = cli_usage_error(cmd, "this database's run computes in bf16, which the cpu "
+                                 "device does not offer (give --devices cuda:N,... or "
+                                 "--precision fp32 with another database)");
+        goto out;
+    }
+    cfg.precision = precision;
     amg_params checked = cfg.params;   /* auto is sized by each worker */
     if (checked.points_per_batch == AMG_POINTS_PER_BATCH_AUTO) checked.points_per_batch = 1;
     if (amg_params_validate(&checked, &err)) {
         status = cli_usage_error(cmd, "%s", err.msg);
         goto out;
     }
-    params_json(&cfg.params, info.params, sizeof info.params);
+    params_json(&cfg.params, precision, info.params, sizeof info.params);
     /* --model NAME resolved offline (models.h): runs keeps the name as
      * given and the file it resolved to */
     snprintf(info.model_name, sizeof info.model_name, "%s",

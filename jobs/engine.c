@@ -169,6 +169,12 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
         sam2_destroy(e);
         return ERR_BACKEND;
     }
+    if (cfg->precision == BACKEND_BF16 && e->be->precision != BACKEND_BF16) {
+        rc = err_set(err, ERR_INVALID, "%s computes in fp32 only, not bf16", e->be->name);
+        sam2_destroy(e);
+        return rc;
+    }
+    e->be->precision = cfg->precision;   /* before the model is built */
     /* workers sharing a GPU load and size one after the other (a lock per
      * device), each seeing what the ones before it took and leaving an
      * equal part of the rest to those still to come (a count per device

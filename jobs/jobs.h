@@ -74,6 +74,7 @@ typedef struct jobs_config {
     char        devices[JOBS_MAX_DEVICES][32];
     int         n_devices;
     int         threads;        /* BLAS threads per CPU device (0: all) */
+    int         precision;      /* BACKEND_FP32 (0) or BACKEND_BF16 (cuda devices only) */
     int64_t     max_pixels;     /* image_load limit */
     int         retries;        /* transient failures retried this often */
     int         decode_threads; /* image decoding pool */

@@ -105,6 +105,17 @@ void cuda_window_unpartition(cudaStream_t s, float *y, const float *x, int64_t B
 void cuda_transpose_batched(cudaStream_t s, float *y, const float *x, int64_t B,
                             int64_t R, int64_t Cc);
 
+/* ---- convert.cu ---- */
+/* dst (n) = src (n) rounded to bfloat16 (nearest, ties to even), as raw
+ * bf16 bits; and dst (batch, rows, cols) with row stride ldd and item
+ * stride sd bf16 values = src (batch, rows, cols) with row stride lds and
+ * item stride ss floats, the same rounding (dst's padding is not written;
+ * the strides are unused when batch is 1). */
+void cuda_f32_to_bf16(cudaStream_t s, uint16_t *dst, const float *src, int64_t n);
+void cuda_f32_to_bf16_strided(cudaStream_t s, uint16_t *dst, int64_t ldd, int64_t sd,
+                              const float *src, int64_t lds, int64_t ss, int64_t batch,
+                              int64_t rows, int64_t cols);
+
 /* lowrank.cu: the low-rank LayerNorm helpers (backend.h attention_probs,
  * lowrank_rstd, row_affine) */
 void cuda_attention_probs(cudaStream_t s, float *p, int64_t ldp, const float *q, int64_t ldq,

@@ -1019,6 +1019,7 @@ backend_t *backend_cpu_create(int n_threads) {
         .version = BACKEND_API_VERSION,
         .name = "cpu",
         .ctx = c,
+        .precision = BACKEND_FP32,   /* no bf16 path on the CPU */
         .alloc = cpu_alloc,
         .free = cpu_free,
         .upload = cpu_memcpy,

@@ -5,7 +5,9 @@
  * the device is only known once they are there (cudaMemGetInfo before and
  * after). Loading for one prompt first, then again for the fitted batch,
  * costs one more read (page cache) and upload of the weights per worker
- * and run, against guessing the model's footprint.
+ * and run, against guessing the model's footprint. Between load and
+ * measure, one warm-up image goes through the model, so that what the
+ * backend allocates at first use (bf16 weight copies, workspaces) counts.
  */
 #include "batch.h"
 
@@ -96,6 +98,23 @@ int batch_cap(const amg_params *p) {
 
 #define MIB(x) ((double)(x) / (1 << 20))
 
+/* warm_up: one encode of a grey image and one decode of one prompt, so
+ * that what a backend allocates at first use (bf16 weight copies, GEMM
+ * workspaces and plans) is on the device before the free memory is
+ * measured. 0 or the model's error. */
+static int warm_up(sam2_model *m, const sam2_config *cfg, err_t *err) {
+    size_t S = (size_t)cfg->image_size, L = S / 4;
+    float *in = calloc(3 * S * S + 3 * L * L + 3, sizeof(float));
+    if (!in) return err_set(err, ERR_NOMEM, "out of host memory for a warm-up image");
+    float *low = in + 3 * S * S, *iou = low + 3 * L * L, pt[2] = {(float)S / 2, (float)S / 2};
+    int32_t label = 1;
+    sam2_prompts p = {.n = 1, .n_pts = 1, .coords = pt, .labels = &label, .multimask = 1};
+    int rc = sam2_model_encode(m, in, err);
+    if (!rc) rc = sam2_model_decode(m, &p, low, iou, err);
+    free(in);
+    return rc;
+}
+
 int batch_open_model(backend_t *be, const sam2_config *cfg, const char *weights_path, int want,
                      int cap, const batch_limit *limit, int share, int pending,
                      sam2_model **m, int *ppb, char *note, size_t note_cap, err_t *err) {
@@ -113,6 +132,7 @@ int batch_open_model(backend_t *be, const sam2_config *cfg, const char *weights_
         return err_set(err, ERR_BACKEND, "%s: cannot read the device's free memory", be->name);
     size_t cap_bytes = batch_limit_bytes(limit, total) / (size_t)share;
     int rc = sam2_model_load(m, cfg, weights_path, be, want > 0 ? want : 1, err);
+    if (!rc) rc = warm_up(*m, cfg, err);
     if (!rc && be->mem_info(be, &free1, &t1))
         rc = err_set(err, ERR_BACKEND, "%s: cannot read the device's free memory", be->name);
     size_t model = !rc && free0 > free1 ? free0 - free1 : 0;

@@ -25,7 +25,7 @@
 static const char *dump_usage_head =
     "usage: sam2amg dump --model WEIGHTS [--config NAME|FILE] IMAGE -o OUT.safetensors\n"
     "                    [--points-per-side N] [--points-per-batch N] [--threads N]\n"
-    "                    [--device cpu|cuda:N]\n"
+    "                    [--device cpu|cuda:N] [--precision fp32|bf16]\n"
     "\n"
     "Runs the SAM 2.1 image model on IMAGE and writes its intermediate tensors\n"
     "(input, image_embed, feat_s0, feat_s1, grid_points, low_res_masks, iou_preds,\n"
@@ -38,7 +38,9 @@ static const char *dump_usage_tail =
     "  --points-per-side N     AMG grid side (default 32)\n"
     "  --points-per-batch N    how many grid points to decode (default 64)\n"
     "  --threads N             CPU threads (default: all cores)\n"
-    "  --device NAME           cpu (default) or cuda:N\n";
+    "  --device NAME           cpu (default) or cuda:N\n"
+    "  --precision P           fp32 or bf16 GEMM inputs (default: bf16 on cuda,\n"
+    "                          fp32 on the cpu, which has no bf16)\n";
 
 int cmd_dump(int argc, char **argv) {
     const char *cmd = "dump", *image_path = NULL, *out_path = NULL;

@@ -40,6 +40,8 @@ static void usage(FILE *f) {
             "  --threads N                  CPU threads of the model and of the mask\n"
             "                               post-processing (default: all cores)\n"
             "  --device NAME                cpu (default) or cuda:N\n"
+            "  --precision P                fp32 or bf16 GEMM inputs (default: bf16 on\n"
+            "                               cuda, fp32 on the cpu, which has no bf16)\n"
             "  -o, --output OUT             output file (.json, or .png with --format png)\n"
             "  --out-dir DIR                one DIR/NAME.json (or .png) per image (DIR and\n"
             "                               its parents are created)\n"

@@ -1134,6 +1134,8 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     be->bmm(be, d->MASKS, d->HYP, up2, n, k, C8, L4, 1);
 
     /* IoU head on token 1 */
+    const int precision = be->precision;   /* float32 whatever the backend's: the */
+    be->precision = BACKEND_FP32;          /* scores rank and filter the masks */
     be->linear(be, h1, DEC_IOU_HIDDEN, d->Q + C, T * C, d->iou_w[0], d->iou_b[0], n, C,
                DEC_IOU_HIDDEN);
     be->relu(be, h1, h1, n * DEC_IOU_HIDDEN);
@@ -1142,6 +1144,7 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     be->relu(be, h2, h2, n * DEC_IOU_HIDDEN);
     be->linear(be, d->IOU, DEC_MASKS, h2, DEC_IOU_HIDDEN, d->iou_w[2], d->iou_b[2], n,
                DEC_IOU_HIDDEN, DEC_MASKS);
+    be->precision = precision;
 
     be->download(be, d->hiou, d->IOU, (size_t)n * DEC_MASKS * sizeof(float));
     if (p->multimask)
