@@ -624,8 +624,25 @@ static void cuda_attention_op(backend_t *be, float *o, const float *q, int64_t l
                               int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
                               float scale) {
     cuda_ctx_t *c = cuda_enter(be);
-    cuda_attention(c->stream, o, q, ldq, k, ldk, v, ldv, B, Lq, Lk, nh, dh, scale, c->scratch,
-                   (int64_t)(CUDA_SCRATCH_BYTES / sizeof(float)), c->num_sms);
+    const int64_t sf = (int64_t)(CUDA_SCRATCH_BYTES / sizeof(float));
+    if (be->precision == BACKEND_BF16 && cuda_flash_attn_supported(dh))   // tensor cores
+        cuda_flash_attn(c->stream, o, q, ldq, k, ldk, v, ldv, B, Lq, Lk, nh, dh, scale,
+                        c->scratch, sf, c->num_sms);
+    else
+        cuda_attention(c->stream, o, q, ldq, k, ldk, v, ldv, B, Lq, Lk, nh, dh, scale,
+                       c->scratch, sf, c->num_sms);
+    cuda_leave(c);
+}
+
+// masks (n,nm,2H,2W); x (n,H,W,Cin); w (Cin,Cout,2,2); b (Cout); skip
+// (2H,2W,Cout) or NULL; hyper (n,nm,Cout): kernels/upscale_tail.cu
+static void cuda_upscale2_masks_op(backend_t *be, float *masks, const float *x, const float *w,
+                                   const float *b, const float *skip, const float *hyper,
+                                   int64_t n, int64_t H, int64_t W, int64_t Cin, int64_t Cout,
+                                   int64_t nm) {
+    cuda_ctx_t *c = cuda_enter(be);
+    cuda_upscale2_masks(c->stream, masks, x, w, b, skip, hyper, n, H, W, Cin, Cout, nm,
+                        be->precision == BACKEND_BF16);
     cuda_leave(c);
 }
 
@@ -1001,6 +1018,7 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
     be->lowrank_rstd = cuda_lowrank_rstd_op;
     be->row_affine = cuda_row_affine_op;
     be->mem_info = cuda_mem_info;
+    be->upscale2_masks = cuda_upscale2_masks_op;
     return be;
 }
 
