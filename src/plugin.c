@@ -69,8 +69,8 @@ static const backend_plugin_t *plugin_load(err_t *err) {
     if (plugin_path(path, sizeof path, err)) return NULL;
     struct stat st;
     if (stat(path, &st) != 0) {
-        err_set(err, ERR_BACKEND, "the CUDA plugin %s is missing (%s): this sam2amg was built "
-                "without CUDA or installed without it", path, strerror(errno));
+        err_set(err, ERR_BACKEND, "no CUDA plugin: %s is missing (%s), this sam2amg was "
+                "built or installed without it", path, strerror(errno));
         return NULL;
     }
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);

@@ -49,7 +49,7 @@ expect_exit2() {   # name, stderr patterns..., -- command...
     check "$name: one line naming the cause and --device(s) cpu" one_line_err "$T/err" "${pats[@]}"
 }
 export SAM2AMG_CUDA_PLUGIN=$T/none/libsam2amg_cuda.so
-expect_exit2 "run --devices cuda:0, plugin missing" "cuda:0" "CUDA plugin $T/none/libsam2amg_cuda.so is missing" \
+expect_exit2 "run --devices cuda:0, plugin missing" "cuda:0" "no CUDA plugin: $T/none/libsam2amg_cuda.so is missing" \
     "to run on the CPU: --devices cpu" -- "$BIN" run "$T/p.db" --manifest "$T/img" --model test: --devices cuda:0
 check "run refused before creating the database" test ! -e "$T/p.db"
 expect_exit2 "generate --device cuda:0, plugin missing" "cuda:0" "is missing" "to run on the CPU: --device cpu" \
@@ -60,7 +60,7 @@ mkdir -p "$T/alone" && cp "$BIN" "$T/alone/sam2amg"
 env -u SAM2AMG_CUDA_PLUGIN "$T/alone/sam2amg" run "$T/q.db" --manifest "$T/img" --model test: \
     --devices cuda:1 >/dev/null 2>"$T/err"
 check "a binary without a plugin beside it: looks in its own folder" \
-    one_line_err "$T/err" "cuda:1: the CUDA plugin $T/alone/libsam2amg_cuda.so is missing"
+    one_line_err "$T/err" "cuda:1: no CUDA plugin: $T/alone/libsam2amg_cuda.so is missing"
 env -u SAM2AMG_CUDA_PLUGIN "$T/alone/sam2amg" run "$T/q.db" --manifest "$T/img" --model test: \
     --devices cpu,cpu --quiet >/dev/null 2>&1
 check "that binary runs on the CPU (--devices cpu,cpu: exit 0)" test $? -eq 0
