@@ -114,4 +114,13 @@ int cli_load_config(const char *cmd, cli_model_flags *f, sam2_config *cfg, char 
 int cli_open_model(const char *cmd, cli_model_flags *f, const sam2_config *cfg, int batch,
                    backend_t **be, sam2_model **m);
 
+/* cli_open_model_sized: cli_open_model with the batch of batch_open_model
+ * (include/batch.h): want prompts, or sized to the device when want is
+ * AMG_POINTS_PER_BATCH_AUTO (at most cap, within limit); *ppb is the
+ * batch the model was loaded for. With verbose, the sizing is printed. */
+struct batch_limit;
+int cli_open_model_sized(const char *cmd, cli_model_flags *f, const sam2_config *cfg, int want,
+                         int cap, const struct batch_limit *limit, backend_t **be, sam2_model **m,
+                         int *ppb, int verbose);
+
 #endif

@@ -840,6 +840,16 @@ static int env_is(const char *name, const char *value) {
 /* cuda_gemm_mode: the GEMM compute type SAM2AMG_CUDA_GEMM asks for (unset
  * or "f32": true float32; "tf32": TF32 tensor cores), or -1 for another
  * value. */
+static int cuda_mem_info(backend_t *be, size_t *free_bytes, size_t *total_bytes) {
+    (void)cuda_enter(be);
+    cudaError_t rc = cudaMemGetInfo(free_bytes, total_bytes);
+    if (rc != cudaSuccess) {
+        (void)cudaGetLastError();
+        return ERR_BACKEND;
+    }
+    return 0;
+}
+
 static int cuda_gemm_mode(cublasComputeType_t *out) {
     const char *v = getenv("SAM2AMG_CUDA_GEMM");
     if (!v || !*v || strcmp(v, "f32") == 0) *out = CUBLAS_COMPUTE_32F;
@@ -1007,8 +1017,36 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
     be->attention_probs = cuda_attention_probs_op;
     be->lowrank_rstd = cuda_lowrank_rstd_op;
     be->row_affine = cuda_row_affine_op;
+    be->mem_info = cuda_mem_info;
     be->upscale2_masks = cuda_upscale2_masks_op;
     return be;
+}
+
+/* ---- the plugin entry (src/plugin.c loads it from libsam2amg_cuda.so) ---- */
+
+static int cuda_device_count(int *n, struct err_t *err) {
+    *n = 0;
+    cudaError_t rc = cudaGetDeviceCount(n);
+    if (rc == cudaSuccess) return 0;
+    (void)cudaGetLastError();
+    *n = 0;
+    if (rc == cudaErrorNoDevice) return 0;
+    if (rc == cudaErrorInsufficientDriver)   // also what a machine without a driver says
+        return err_set(err, ERR_BACKEND, "no CUDA driver (libcuda.so), or one older than this "
+                       "build's CUDA runtime %d.%d", CUDART_VERSION / 1000,
+                       CUDART_VERSION % 1000 / 10);
+    return err_set(err, ERR_BACKEND, "no usable CUDA device (%s)", cudaGetErrorString(rc));
+}
+
+/* sam2amg_cuda_plugin_v1: the plugin's one entry (BACKEND_PLUGIN_SYMBOL);
+ * the name carries the plugin ABI, api_version the struct backend layout. */
+__attribute__((visibility("default"))) const backend_plugin_t *sam2amg_cuda_plugin_v1(void) {
+    static const backend_plugin_t p = {
+        .api_version = BACKEND_API_VERSION,
+        .create = backend_cuda_create,
+        .device_count = cuda_device_count,
+    };
+    return &p;
 }
 
 #endif /* SAM2AMG_CUDA */

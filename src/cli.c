@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "batch.h"
+
 int cli_mkdir_p(const char *path, err_t *err) {
     char buf[4096];
     size_t n = strlen(path);
@@ -197,7 +199,8 @@ int cli_open_model(const char *cmd, cli_model_flags *f, const sam2_config *cfg, 
     if (rc) return rc;
     *be = backend_create(f->device, (int)f->threads, &err);
     if (!*be) {
-        fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
+        fprintf(stderr, "sam2amg %s: %s%s\n", cmd, err.msg,
+                strncmp(f->device, "cuda", 4) ? "" : "; to run on the CPU: --device cpu");
         return EXIT_USAGE;
     }
     if ((rc = cli_set_precision(cmd, *be, f->precision))) {
@@ -211,5 +214,36 @@ int cli_open_model(const char *cmd, cli_model_flags *f, const sam2_config *cfg, 
         *be = NULL;
         return EXIT_DATA;
     }
+    return EXIT_OK;
+}
+
+int cli_open_model_sized(const char *cmd, cli_model_flags *f, const sam2_config *cfg, int want,
+                         int cap, const batch_limit *limit, backend_t **be, sam2_model **m,
+                         int *ppb, int verbose) {
+    err_t err = {{0}};
+    *m = NULL;
+    *be = NULL;
+    int rc = cli_resolve_model(cmd, f);
+    if (rc) return rc;
+    *be = backend_create(f->device, (int)f->threads, &err);
+    if (!*be) {
+        fprintf(stderr, "sam2amg %s: %s%s\n", cmd, err.msg,
+                strncmp(f->device, "cuda", 4) ? "" : "; to run on the CPU: --device cpu");
+        return EXIT_USAGE;
+    }
+    if ((rc = cli_set_precision(cmd, *be, f->precision))) {
+        (*be)->destroy(*be);
+        *be = NULL;
+        return rc;
+    }
+    char note[256];
+    if (batch_open_model(*be, cfg, f->ref.path, want, cap, limit, 1, 1, m, ppb, note, sizeof note,
+                         &err)) {
+        fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
+        (*be)->destroy(*be);
+        *be = NULL;
+        return EXIT_DATA;
+    }
+    if (verbose && note[0]) fprintf(stderr, "sam2amg %s: %s\n", cmd, note);
     return EXIT_OK;
 }
