@@ -6,7 +6,8 @@
  * of a killed run, and hands the pending images to the pipeline. The exit
  * status says how it went (cli.h): 0 every image done, 3 some failed, 1 a
  * run-level error, 2 usage, 130 interrupted (SIGINT), 75 stopped by
- * SIGTERM or SIGUSR1 (JOBS_EXIT_REQUEUE: a scheduler's preemption).
+ * SIGTERM or SIGUSR1 (JOBS_EXIT_REQUEUE: a scheduler's preemption), or
+ * when the images' storage went away (runner.c, load_failure).
  *
  * As one task of a job array (jobs/shard.c): --shard K/N (or the Slurm /
  * Kubernetes index) keeps the manifest's images of shard K only, and
@@ -147,7 +148,8 @@ static void run_usage(FILE *f) {
     amg_params_help(f);
     fprintf(f, "\nExit status: 0 all images done, 3 some failed (see `sam2amg status`),\n"
                "1 run-level error, 2 usage, 130 interrupted (resume with the same command),\n"
-               "75 stopped by SIGTERM or SIGUSR1 (checkpointed: requeue the task).\n");
+               "75 stopped by SIGTERM or SIGUSR1, or the images' storage went away\n"
+               "(checkpointed, nothing failed for it: requeue the task).\n");
 }
 
 int jobs_lock_db(const char *cmd, const char *db) {
@@ -640,7 +642,9 @@ int cmd_run(int argc, char **argv) {
     int64_t counts[4], masks;
     if (rc) {
         fprintf(stderr, "sam2amg run: %s\n", err.msg);
-        status = EXIT_DATA;
+        /* the images' volume went away: nothing was failed for it; a
+         * rerun (a requeue) resumes once it is back */
+        status = st.storage_gone ? JOBS_EXIT_REQUEUE : EXIT_DATA;
     } else if (st.interrupted) {
         status = stop_signal == SIGINT ? EXIT_INTERRUPTED : JOBS_EXIT_REQUEUE;
     } else if (store_counts(ws, counts, &masks, &err)) {

@@ -92,6 +92,7 @@ typedef struct jobs_stats {
     int64_t done, failed, retried, released, masks;
     int     fatal;              /* a run-level error stopped the run */
     int     interrupted;        /* SIGINT/SIGTERM */
+    int     storage_gone;       /* the images' storage went away: stopped, nothing failed for it */
 } jobs_stats;
 
 /* jobs_run: process every pending image of the store with run_id. The

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# test_harden.sh: regression tests of robustness defects found by review:
+# each section is one defect, and each check fails on the code before the fix.
+#   1. the images' storage vanishing mid-run (or absent at a resume) stops the
+#      run (exit 75) without failing images; a rerun completes to the masks of
+#      an uninterrupted run.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+BIN=$PWD/$BUILD/sam2amg
+T=$(mktemp -d /tmp/test_harden.XXXXXX)
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+check() {   # name, then a command that must succeed
+    local name=$1; shift
+    if "$@" >/dev/null 2>&1; then pass=$((pass + 1)); echo "ok - $name"
+    else fail=$((fail + 1)); echo "not ok - $name"; fi
+}
+q() { "$BIN" sql "$1" "$2" 2>&1; }
+AMG=(--points-per-side 4 --pred-iou-thresh 0 --stability-score-thresh 0 --quiet)
+masks_of() { q "$1" "select i.path, m.idx, m.rle, m.area, m.predicted_iou from masks m join images i on i.id = m.image_id order by i.path, m.idx"; }
+
+# small PNGs, all different
+python3 - "$T/vol/img" 24 <<'EOF'
+import os, struct, sys, zlib
+d, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(d, exist_ok=True)
+def chunk(t, b): return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b))
+for k in range(n):
+    w, h = 40 + k, 32
+    raw = b"".join(b"\0" + bytes(((x * (k + 3) + y * 5) // 17 * 40) % 256 for x in range(w) for _ in range(3)) for y in range(h))
+    with open(os.path.join(d, "p%02d.png" % k), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+EOF
+
+# ---- 1. the images' storage goes away mid-run ----
+ls "$T"/vol/img/*.png > "$T/man.txt"
+echo "$T/vol/img/missing.png" >> "$T/man.txt"            # a bad path: fails alone
+"$BIN" run "$T/ref.db" --manifest "$T/man.txt" --model test: "${AMG[@]}" 2>/dev/null
+check "reference run: exit 3 (the missing file)" test $? -eq 3
+SAM2AMG_TEST_PAUSE_IMAGE=0.3 "$BIN" run "$T/gone.db" --manifest "$T/man.txt" --model test: \
+    "${AMG[@]}" --batch 1 2> "$T/gone.err" &
+pid=$!
+for _ in $(seq 100); do
+    [ "$(q "$T/gone.db" "select count(*) from images where status='done'" 2>/dev/null)" -ge 3 ] 2>/dev/null && break
+    sleep 0.1
+done
+mv "$T/vol" "$T/vol.away"                                  # the volume is unmounted
+wait $pid
+rc=$?
+check "storage gone mid-run: exit 75" test $rc -eq 75
+check "storage gone mid-run: one line naming the folder and the reason" bash -c \
+    "[ \$(wc -l < '$T/gone.err') -eq 1 ] && grep -q '$T/vol.*storage is not reachable' '$T/gone.err'"
+check "storage gone mid-run: nothing failed but the missing file" test \
+    "$(q "$T/gone.db" "select count(*) from images where status='failed' and path not like '%missing.png'")" = 0
+check "storage gone mid-run: some done, the rest pending with no attempt charged" test \
+    "$(q "$T/gone.db" "select sum(status='done') > 0 and sum(status='pending') > 0 and sum(status='running') = 0 and coalesce(max(attempts) filter (where status='pending'), 0) = 0 from images")" = 1
+# a resume while the volume is still away: held and stopped, nothing failed
+"$BIN" run "$T/gone.db" 2> "$T/gone2.err"
+rc=$?
+check "resume with the storage still gone: exit 75" test $rc -eq 75
+check "resume with the storage still gone: nothing failed, no attempt charged" test \
+    "$(q "$T/gone.db" "select count(*) from images where (status='failed' and path not like '%missing.png') or (status='pending' and attempts > 0)")" = 0
+mv "$T/vol.away" "$T/vol"
+"$BIN" run "$T/gone.db" --quiet 2>/dev/null
+check "rerun after the storage is back: exit 3 (the missing file)" test $? -eq 3
+check "rerun: the masks of the uninterrupted run" cmp -s <(masks_of "$T/ref.db") <(masks_of "$T/gone.db")
+check "rerun: only the missing file failed" test \
+    "$(q "$T/gone.db" "select group_concat(path) from images where status <> 'done'")" = "$T/vol/img/missing.png"
+
+echo "RESULT $pass $fail"
+[ $fail -eq 0 ]
