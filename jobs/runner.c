@@ -69,6 +69,7 @@
  * refused (cmd_jobs.c holds an flock on DB.lock); readers (status, sql,
  * export) work beside a run thanks to WAL.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -226,31 +227,42 @@ static int permanent_error(int rc) {
  * errno is long gone by then) and decides:
  *   - ENOTCONN, ESTALE, EIO, ENODEV, ETIMEDOUT, EHOSTDOWN on the file or its
  *     folder: the storage is gone;
- *   - the folder is missing: gone when the folder of the last image this
- *     run loaded is missing too; a bad path when that folder is still there;
- *     before any image loaded, held (released) and counted: STORAGE_STREAK
- *     such failures with no load in between are a storage that is gone (a
- *     resume started while the volume is away must not fail everything);
- *   - the file is missing (ENOENT) in an existing folder, not a regular
- *     file, unreadable (EACCES), or a decode error: that image fails;
+ *   - the file or its folder is missing, and the nearest folder above it
+ *     that exists is empty (what an unmounted mount point looks like): gone;
+ *   - the folder is missing and so is the folder of the last image this run
+ *     loaded (a volume renamed or unmounted mid-run): gone;
+ *   - any other missing file or folder, not a regular file, unreadable
+ *     (EACCES), a decode error: that image fails;
  *   - the file is there and opens, yet loading it failed with ERR_IO (a read
- *     error): that image fails, and STORAGE_STREAK of those in a row with no
- *     load in between are a storage that is gone. */
+ *     error): that image fails, and STORAGE_STREAK of those in a row, with no
+ *     image loaded in between, are a storage that is gone. */
 #define STORAGE_STREAK 8
-enum { LOAD_FAIL, LOAD_HOLD, LOAD_GONE };
+enum { LOAD_FAIL, LOAD_GONE };
 
 static int storage_errno(int e) {
     return e == ENOTCONN || e == ESTALE || e == EIO || e == ENODEV || e == ETIMEDOUT ||
            e == EHOSTDOWN;
 }
 
+/* folder_of: path's folder into dir ("/" for "/x", "." for "x"). */
 static void folder_of(const char *path, char *dir, size_t cap) {
     const char *sl = strrchr(path, '/');
     size_t n = !sl ? 1 : sl == path ? 1 : (size_t)(sl - path);
     if (n >= cap) n = cap - 1;
-    if (!sl) memcpy(dir, ".", 1);
-    else memcpy(dir, path, n);
+    memmove(dir, sl ? path : ".", n);   /* dir may be path */
     dir[n] = 0;
+}
+
+/* empty_dir: 1 when dir is a folder with no entry but . and .. */
+static int empty_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int empty = 1;
+    while (empty && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = 0;
+    closedir(d);
+    return empty;
 }
 
 /* load_loaded: an image loaded: remember its folder, end any streak. */
@@ -274,28 +286,37 @@ static int load_gone(runner_t *r, const char *what, const char *why) {
 /* load_failure: what a failed load of path (rc) means, see above. */
 static int load_failure(runner_t *r, int rc, const char *path) {
     if (rc != ERR_IO) return LOAD_FAIL;
-    char dir[4096], last[4096];
+    char dir[4096], up[4096];
     folder_of(path, dir, sizeof dir);
     struct stat sb;
-    if (stat(dir, &sb) != 0) {
-        int e = errno;
-        if (storage_errno(e)) return load_gone(r, dir, strerror(e));
-        if (e != ENOENT && e != ENOTDIR) return LOAD_FAIL;   /* EACCES, ELOOP: this path */
-        pthread_mutex_lock(&r->mu);
-        snprintf(last, sizeof last, "%s", r->last_dir);
-        pthread_mutex_unlock(&r->mu);
-        if (last[0]) {
-            if (stat(last, &sb) == 0) return LOAD_FAIL;   /* the storage is there */
-            return load_gone(r, last, strerror(errno));
-        }
-        if (atomic_fetch_add(&r->io_streak, 1) + 1 >= STORAGE_STREAK)
-            return load_gone(r, dir, strerror(e));
-        return LOAD_HOLD;
+    int dir_ok = stat(dir, &sb) == 0, e = errno;
+    if (!dir_ok && storage_errno(e)) return load_gone(r, dir, strerror(e));
+    if (dir_ok && stat(path, &sb) != 0) {
+        e = errno;
+        if (storage_errno(e)) return load_gone(r, path, strerror(e));
+        if (e == ENOENT && empty_dir(dir))
+            return load_gone(r, dir, "an empty folder (an unmounted mount point?)");
+        return LOAD_FAIL;
     }
-    if (stat(path, &sb) != 0)
-        return storage_errno(errno) ? load_gone(r, path, strerror(errno)) : LOAD_FAIL;
+    if (!dir_ok) {
+        if (e != ENOENT && e != ENOTDIR) return LOAD_FAIL;   /* EACCES, ELOOP: this path */
+        snprintf(up, sizeof up, "%s", dir);
+        while (strcmp(up, "/") && strcmp(up, ".")) {   /* the nearest folder that exists */
+            folder_of(up, up, sizeof up);
+            if (stat(up, &sb) == 0) {
+                if (S_ISDIR(sb.st_mode) && empty_dir(up))
+                    return load_gone(r, up, "an empty folder (an unmounted mount point?)");
+                break;
+            }
+        }
+        pthread_mutex_lock(&r->mu);
+        snprintf(up, sizeof up, "%s", r->last_dir);
+        pthread_mutex_unlock(&r->mu);
+        if (up[0] && stat(up, &sb) != 0) return load_gone(r, up, strerror(errno));
+        return LOAD_FAIL;
+    }
     if (!S_ISREG(sb.st_mode)) return LOAD_FAIL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return storage_errno(errno) ? load_gone(r, path, strerror(errno)) : LOAD_FAIL;
     close(fd);
     if (atomic_fetch_add(&r->io_streak, 1) + 1 >= STORAGE_STREAK)

@@ -4,6 +4,8 @@
 #   1. the images' storage vanishing mid-run (or absent at a resume) stops the
 #      run (exit 75) without failing images; a rerun completes to the masks of
 #      an uninterrupted run.
+#   2. a binary file given as --manifest (an image, a database, a zip, UTF-16,
+#      random bytes) is refused with one line naming it; nothing is added.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -36,7 +38,8 @@ EOF
 
 # ---- 1. the images' storage goes away mid-run ----
 ls "$T"/vol/img/*.png > "$T/man.txt"
-echo "$T/vol/img/missing.png" >> "$T/man.txt"            # a bad path: fails alone
+echo "$T/vol/img/missing.png" >> "$T/man.txt"            # bad paths: fail alone
+echo "$T/nowhere/x.png" >> "$T/man.txt"
 "$BIN" run "$T/ref.db" --manifest "$T/man.txt" --model test: "${AMG[@]}" 2>/dev/null
 check "reference run: exit 3 (the missing file)" test $? -eq 3
 SAM2AMG_TEST_PAUSE_IMAGE=0.3 "$BIN" run "$T/gone.db" --manifest "$T/man.txt" --model test: \
@@ -53,21 +56,48 @@ check "storage gone mid-run: exit 75" test $rc -eq 75
 check "storage gone mid-run: one line naming the folder and the reason" bash -c \
     "[ \$(wc -l < '$T/gone.err') -eq 1 ] && grep -q '$T/vol.*storage is not reachable' '$T/gone.err'"
 check "storage gone mid-run: nothing failed but the missing file" test \
-    "$(q "$T/gone.db" "select count(*) from images where status='failed' and path not like '%missing.png'")" = 0
+    "$(q "$T/gone.db" "select count(*) from images where status='failed' and path not like '%missing.png' and path not like '%nowhere%'")" = 0
 check "storage gone mid-run: some done, the rest pending with no attempt charged" test \
     "$(q "$T/gone.db" "select sum(status='done') > 0 and sum(status='pending') > 0 and sum(status='running') = 0 and coalesce(max(attempts) filter (where status='pending'), 0) = 0 from images")" = 1
-# a resume while the volume is still away: held and stopped, nothing failed
+# a resume while the volume is still away: its mount point is an empty folder
+mkdir "$T/vol"
 "$BIN" run "$T/gone.db" 2> "$T/gone2.err"
 rc=$?
 check "resume with the storage still gone: exit 75" test $rc -eq 75
 check "resume with the storage still gone: nothing failed, no attempt charged" test \
-    "$(q "$T/gone.db" "select count(*) from images where (status='failed' and path not like '%missing.png') or (status='pending' and attempts > 0)")" = 0
+    "$(q "$T/gone.db" "select count(*) from images where (status='failed' and path not like '%missing.png' and path not like '%nowhere%') or (status='pending' and attempts > 0)")" = 0
+rmdir "$T/vol"
 mv "$T/vol.away" "$T/vol"
 "$BIN" run "$T/gone.db" --quiet 2>/dev/null
 check "rerun after the storage is back: exit 3 (the missing file)" test $? -eq 3
 check "rerun: the masks of the uninterrupted run" cmp -s <(masks_of "$T/ref.db") <(masks_of "$T/gone.db")
-check "rerun: only the missing file failed" test \
-    "$(q "$T/gone.db" "select group_concat(path) from images where status <> 'done'")" = "$T/vol/img/missing.png"
+check "rerun: only the missing files failed" test \
+    "$(q "$T/gone.db" "select group_concat(path, ' ') from (select path from images where status <> 'done' order by path)")" = "$T/nowhere/x.png $T/vol/img/missing.png"
+
+# ---- 2. --manifest must be text ----
+cp "$T/vol/img/p00.png" "$T/photo.png"
+(cd "$T" && zip -q arch.zip photo.png) 2>/dev/null || printf 'PK\003\004rest' > "$T/arch.zip"
+head -c 4096 /dev/urandom | tr -d '\n' > "$T/random.txt"
+printf '%s\n' "$T/vol/img/p01.png" | iconv -t UTF-16 > "$T/utf16.txt"
+for m in photo.png:PNG ref.db:SQLite arch.zip:zip random.txt:binary utf16.txt:UTF-16; do
+    f=${m%%:*} what=${m#*:}
+    "$BIN" run "$T/sniff.db" --manifest "$T/vol/img" --manifest "$T/$f" --model test: "${AMG[@]}" > "$T/sniff.out" 2> "$T/sniff.err"
+    rc=$?
+    check "--manifest $f: exit 1, one line naming it and '$what'" bash -c \
+        "[ $rc -eq 1 ] && [ \$(wc -l < '$T/sniff.err') -eq 1 ] && grep -q '$T/$f: not a manifest.*$what' '$T/sniff.err'"
+    check "--manifest $f: nothing added (not even the other manifest's images)" test \
+        "$(q "$T/sniff.db" "select count(*) from images")" = 0
+done
+# text stays text: a Latin-1 name, a stray NUL line, a BOM, stdin
+{ printf '\xef\xbb\xbf%s\n' "$T/vol/img/p02.png"; printf '%s/vol/img/caf\xe9.png\n' "$T"; printf 'x\0y\n'; } > "$T/text.txt"
+"$BIN" run "$T/text.db" --manifest "$T/text.txt" --model test: "${AMG[@]}" 2> "$T/text.err"
+check "a text manifest with a Latin-1 name and a NUL line is read (NUL line skipped)" bash -c \
+    "[ \"\$('$BIN' sql '$T/text.db' 'select count(*) from images')\" = 2 ] && grep -q 'NUL byte' '$T/text.err'"
+"$BIN" run "$T/stdin.db" --manifest - --model test: "${AMG[@]}" < "$T/photo.png" 2> "$T/stdin.err"
+check "--manifest - with an image on stdin: refused, exit 1" bash -c \
+    "[ $? -eq 1 ] && grep -q 'stdin: not a manifest.*PNG' '$T/stdin.err'"
+ls "$T"/vol/img/p0*.png | "$BIN" run "$T/stdin.db" --manifest - --model test: "${AMG[@]}" 2>/dev/null
+check "--manifest - with paths on stdin: read" test "$(q "$T/stdin.db" "select count(*) from images where status = 'done'")" = 10
 
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]
