@@ -155,7 +155,10 @@ static void run_usage(FILE *f) {
 int jobs_lock_db(const char *cmd, const char *db) {
     size_t n_path = strlen(db) + sizeof ".lock";
     char *path = malloc(n_path);
-    CHECK(path);
+    if (!path) {
+        fprintf(stderr, "sam2amg %s: %s: out of memory\n", cmd, db);
+        return -1;
+    }
     snprintf(path, n_path, "%s.lock", db);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
@@ -190,19 +193,18 @@ int jobs_lock_db(const char *cmd, const char *db) {
 /* abs_keep_name: path made absolute with its folder's realpath but its own
  * last component kept (a hub-cache snapshot file stays
  * snapshots/COMMIT/FILE instead of becoming blobs/SHA256, which names
- * neither repo, revision nor file); malloc'd, NULL if the folder is gone */
+ * neither repo, revision nor file); malloc'd, NULL if the folder is gone
+ * (or out of memory: the caller then keeps the name as given) */
 static char *abs_keep_name(const char *path) {
     const char *slash = strrchr(path, '/');
     char *dir = slash ? strndup(path, (size_t)(slash - path + (slash == path))) : strdup(".");
-    CHECK(dir);
-    char *rd = realpath(dir, NULL);
+    char *rd = dir ? realpath(dir, NULL) : NULL;
     free(dir);
     if (!rd) return NULL;
     const char *base = slash ? slash + 1 : path;
     size_t n = strlen(rd) + 1 + strlen(base) + 1;
     char *out = malloc(n);
-    CHECK(out);
-    snprintf(out, n, "%s%s%s", rd, strcmp(rd, "/") ? "/" : "", base);
+    if (out) snprintf(out, n, "%s%s%s", rd, strcmp(rd, "/") ? "/" : "", base);
     free(rd);
     return out;
 }
@@ -682,6 +684,68 @@ out:
 
 /* ---- status ---- */
 
+/* status_report: the report of status into f; ERR_IO (err says which
+ * query) when a read fails part way: nothing partial is printed as if it
+ * were the whole. */
+static int status_report(store_t *s, FILE *f, err_t *err) {
+    int64_t c[4], masks;
+    int rc = store_counts(s, c, &masks, err);
+    if (rc) return rc;
+    int64_t total = c[0] + c[1] + c[2] + c[3];
+    fprintf(f, "images: %lld  pending %lld  running %lld  done %lld  failed %lld\nmasks: %lld\n",
+            (long long)total, (long long)c[0], (long long)c[1], (long long)c[2], (long long)c[3],
+            (long long)masks);
+    sqlite3_stmt *st = NULL;
+    sqlite3 *h = store_db(s);
+    const char *what = "reading the last run";
+    int r = sqlite3_prepare_v2(h, "SELECT run_id, images_done, images_failed, masks, seconds, "
+                                  "finished_at IS NULL FROM run_summary WHERE images_done + "
+                                  "images_failed > 0 ORDER BY run_id DESC LIMIT 1", -1, &st, NULL);
+    if (r == SQLITE_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t done = sqlite3_column_int64(st, 1);
+        double sec = sqlite3_column_double(st, 4);
+        double ips = sec > 0 ? done / sec : 0;
+        fprintf(f, "last working run: #%lld%s, %lld done, %lld failed, %lld masks in %.1f s "
+                   "(%.2f images/s)", (long long)sqlite3_column_int64(st, 0),
+                sqlite3_column_int(st, 5) ? " (not finished)" : "", (long long)done,
+                (long long)sqlite3_column_int64(st, 2), (long long)sqlite3_column_int64(st, 3),
+                sec, ips);
+        int64_t left = c[0] + c[1];
+        if (ips > 0 && left > 0) {
+            int64_t s2 = (int64_t)(left / ips);
+            fprintf(f, ", ETA %lld:%02lld:%02lld for %lld left", (long long)(s2 / 3600),
+                    (long long)(s2 / 60 % 60), (long long)(s2 % 60), (long long)left);
+        }
+        fprintf(f, "\n");
+        r = sqlite3_step(st);   /* LIMIT 1: SQLITE_DONE */
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (r == SQLITE_DONE) {
+        what = "reading the last errors";
+        r = sqlite3_prepare_v2(h, "SELECT path, error FROM images WHERE status = 'failed' "
+                                  "ORDER BY finished_at DESC, id DESC LIMIT 10", -1, &st, NULL);
+        for (int first = 1; r == SQLITE_OK || r == SQLITE_ROW;) {
+            if ((r = sqlite3_step(st)) != SQLITE_ROW) break;
+            if (first) fprintf(f, "last errors:\n"), first = 0;
+            /* errors name their file already; others get the path */
+            const char *p = (const char *)sqlite3_column_text(st, 0),
+                       *e = (const char *)sqlite3_column_text(st, 1);
+            if (!p && sqlite3_errcode(h) == SQLITE_NOMEM) {
+                r = SQLITE_NOMEM;
+                break;
+            }
+            if (e && p && strstr(e, p)) fprintf(f, "  %s\n", e);
+            else fprintf(f, "  %s: %s\n", p ? p : "?", e ? e : "?");
+        }
+        sqlite3_finalize(st);
+    }
+    if (r != SQLITE_DONE)
+        return err_set(err, r == SQLITE_NOMEM ? ERR_NOMEM : r == SQLITE_BUSY ? ERR_BUSY : ERR_IO,
+                       "%s: %s", what, r == SQLITE_NOMEM ? "out of memory" : sqlite3_errmsg(h));
+    return 0;
+}
+
 int cmd_status(int argc, char **argv) {
     const char *db = NULL;
     for (int i = 1; i < argc; i++) {
@@ -701,54 +765,20 @@ int cmd_status(int argc, char **argv) {
         fprintf(stderr, "sam2amg status: %s\n", err.msg);
         return EXIT_DATA;
     }
-    int64_t c[4], masks;
-    if (store_counts(s, c, &masks, &err)) {
-        fprintf(stderr, "sam2amg status: %s\n", err.msg);
-        store_close(s);
+    /* the report is made in memory and printed whole, or not at all */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    int rc = f ? status_report(s, f, &err) : err_set(&err, ERR_NOMEM, "out of memory");
+    if (f && fclose(f) && !rc) rc = err_set(&err, ERR_NOMEM, "out of memory");
+    store_close(s);
+    if (rc) {
+        fprintf(stderr, "sam2amg status: %s: %s\n", db, err.msg);
+        free(text);
         return EXIT_DATA;
     }
-    int64_t total = c[0] + c[1] + c[2] + c[3];
-    printf("images: %lld  pending %lld  running %lld  done %lld  failed %lld\nmasks: %lld\n",
-           (long long)total, (long long)c[0], (long long)c[1], (long long)c[2], (long long)c[3],
-           (long long)masks);
-    sqlite3_stmt *st = NULL;
-    sqlite3 *h = store_db(s);
-    if (sqlite3_prepare_v2(h, "SELECT run_id, images_done, images_failed, masks, seconds, "
-                              "finished_at IS NULL FROM run_summary WHERE images_done + images_failed > 0 "
-                              "ORDER BY run_id DESC LIMIT 1",
-                           -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-        int64_t done = sqlite3_column_int64(st, 1);
-        double sec = sqlite3_column_double(st, 4);
-        double ips = sec > 0 ? done / sec : 0;
-        printf("last working run: #%lld%s, %lld done, %lld failed, %lld masks in %.1f s (%.2f images/s)",
-               (long long)sqlite3_column_int64(st, 0),
-               sqlite3_column_int(st, 5) ? " (not finished)" : "", (long long)done,
-               (long long)sqlite3_column_int64(st, 2), (long long)sqlite3_column_int64(st, 3), sec,
-               ips);
-        int64_t left = c[0] + c[1];
-        if (ips > 0 && left > 0) {
-            int64_t s2 = (int64_t)(left / ips);
-            printf(", ETA %lld:%02lld:%02lld for %lld left", (long long)(s2 / 3600),
-                   (long long)(s2 / 60 % 60), (long long)(s2 % 60), (long long)left);
-        }
-        printf("\n");
-    }
-    sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(h, "SELECT path, error FROM images WHERE status = 'failed' "
-                              "ORDER BY finished_at DESC, id DESC LIMIT 10", -1, &st, NULL) == SQLITE_OK) {
-        int first = 1;
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            if (first) printf("last errors:\n"), first = 0;
-            /* errors name their file already; others get the path */
-            const char *p = (const char *)sqlite3_column_text(st, 0),
-                       *e = (const char *)sqlite3_column_text(st, 1);
-            if (e && strstr(e, p)) printf("  %s\n", e);
-            else printf("  %s: %s\n", p, e ? e : "?");
-        }
-    }
-    sqlite3_finalize(st);
-    store_close(s);
+    fwrite(text, 1, len, stdout);
+    free(text);
     return EXIT_OK;
 }
 
@@ -885,20 +915,14 @@ typedef struct export_image {
     int     use_id;     /* name STEM_ID */
 } export_image;
 
-static char *xstrdup(const char *a) {
-    char *p = strdup(a);
-    CHECK(p);
-    return p;
-}
-
-/* path_join: malloc'd a + b + c (the sizes of stored paths: checked). */
+/* path_join3: malloc'd a + b + c; NULL when out of memory. */
 static char *path_join3(const char *a, const char *b, const char *c) {
     int64_t n = 1;
-    CHECK(size_add(n, (int64_t)strlen(a), &n) && size_add(n, (int64_t)strlen(b), &n) &&
-          size_add(n, (int64_t)strlen(c), &n));
+    if (!size_add(n, (int64_t)strlen(a), &n) || !size_add(n, (int64_t)strlen(b), &n) ||
+        !size_add(n, (int64_t)strlen(c), &n))
+        return NULL;
     char *p = malloc((size_t)n);
-    CHECK(p);
-    snprintf(p, (size_t)n, "%s%s%s", a, b, c);
+    if (p) snprintf(p, (size_t)n, "%s%s%s", a, b, c);
     return p;
 }
 
@@ -912,11 +936,12 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* export_names: set use_id for the images of n (see the comment above). */
-static void export_names(export_image *im, int64_t n) {
-    if (n == 0) return;
+/* export_names: set use_id for the images of n (see the comment above).
+ * ERR_NOMEM when out of memory. */
+static int export_names(export_image *im, int64_t n, err_t *err) {
+    if (n == 0) return 0;
     export_image **by = malloc((size_t)n * sizeof *by);
-    CHECK(by);
+    if (!by) return err_set(err, ERR_NOMEM, "out of memory (names of %lld images)", (long long)n);
     for (int64_t i = 0; i < n; i++) by[i] = &im[i];
     qsort(by, (size_t)n, sizeof *by, cmp_stem);
     int64_t n_id = 0;
@@ -928,24 +953,29 @@ static void export_names(export_image *im, int64_t n) {
         i = j;
     }
     /* a unique STEM equal to another image's STEM_ID takes its ID too */
+    int rc = 0;
     if (n_id) {
-        char **ids = malloc((size_t)n_id * sizeof *ids);
-        CHECK(ids);
+        char **ids = calloc((size_t)n_id, sizeof *ids);
         int64_t k = 0;
-        for (int64_t i = 0; i < n; i++)
+        for (int64_t i = 0; ids && i < n; i++)
             if (im[i].use_id) {
                 char num[32];
                 snprintf(num, sizeof num, "_%lld", (long long)im[i].id);
-                ids[k++] = path_join3(im[i].stem, num, "");
+                if (!(ids[k++] = path_join3(im[i].stem, num, ""))) break;
             }
-        qsort(ids, (size_t)n_id, sizeof *ids, cmp_str);
-        for (int64_t i = 0; i < n; i++)
-            if (!im[i].use_id && bsearch(&im[i].stem, ids, (size_t)n_id, sizeof *ids, cmp_str))
-                im[i].use_id = 1;
-        for (int64_t i = 0; i < n_id; i++) free(ids[i]);
+        if (!ids || (k && !ids[k - 1])) {
+            rc = err_set(err, ERR_NOMEM, "out of memory (names of %lld images)", (long long)n);
+        } else {
+            qsort(ids, (size_t)n_id, sizeof *ids, cmp_str);
+            for (int64_t i = 0; i < n; i++)
+                if (!im[i].use_id && bsearch(&im[i].stem, ids, (size_t)n_id, sizeof *ids, cmp_str))
+                    im[i].use_id = 1;
+        }
+        for (int64_t i = 0; ids && i < k; i++) free(ids[i]);
         free(ids);
     }
     free(by);
+    return rc;
 }
 
 /* export_file_name: DIR/NAME.EXT of image im, malloc'd; NULL with err when
@@ -962,8 +992,9 @@ static char *export_file_name(const char *dir, const export_image *im, const cha
         return NULL;
     }
     char *d = path_join3(dir, "/", im->stem);
-    char *f = path_join3(d, tail, "");
+    char *f = d ? path_join3(d, tail, "") : NULL;
     free(d);
+    if (!f) err_set(err, ERR_NOMEM, "image %lld: out of memory", (long long)im->id);
     return f;
 }
 
@@ -1020,30 +1051,43 @@ static int export_load_images(store_t *s, export_image **out, int64_t *n, err_t 
         return err_set(err, ERR_IO, "reading images: %s", sqlite3_errmsg(store_db(s)));
     int64_t cap = 0;
     export_image *im = NULL;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int rc, nomem = 0;
+    while (!nomem && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (*n == cap) {
             size_t bytes;
+            export_image *p = NULL;
+            if (size_bytes(cap ? 2 * cap : 256, sizeof *im, &bytes)) p = realloc(im, bytes);
+            if (!p) {
+                nomem = 1;
+                break;
+            }
             cap = cap ? 2 * cap : 256;
-            CHECK(size_bytes(cap, sizeof *im, &bytes));
-            export_image *p = realloc(im, bytes);
-            CHECK(p);
             im = p;
         }
         export_image *e = &im[(*n)++];
         memset(e, 0, sizeof *e);
         e->id = sqlite3_column_int64(st, 0);
-        e->path = xstrdup((const char *)sqlite3_column_text(st, 1));
+        const char *path = (const char *)sqlite3_column_text(st, 1);
+        if (!path || !(e->path = strdup(path))) {   /* NULL text: SQLite ran out of memory */
+            nomem = 1;
+            break;
+        }
         store_path_unescape(e->path);
         e->w = sqlite3_column_int(st, 2);
         e->h = sqlite3_column_int(st, 3);
         const char *slash = strrchr(e->path, '/');
-        e->stem = xstrdup(slash ? slash + 1 : e->path);
+        if (!(e->stem = strdup(slash ? slash + 1 : e->path))) {
+            nomem = 1;
+            break;
+        }
         char *dot = strrchr(e->stem, '.');
         if (dot && dot != e->stem) *dot = 0;
     }
     sqlite3_finalize(st);
     *out = im;
+    if (nomem)
+        return err_set(err, ERR_NOMEM, "reading images: out of memory after %lld images",
+                       (long long)*n);
     if (rc != SQLITE_DONE)
         return err_set(err, ERR_IO, "reading images: %s", sqlite3_errmsg(store_db(s)));
     return 0;
@@ -1151,9 +1195,9 @@ int cmd_export(int argc, char **argv) {
     if (!strcmp(format, "coco")) {
         /* FILE's folder is created with its parents, as sa1b and png create
          * their DIR */
-        char *dir = xstrdup(out);
-        char *slash = strrchr(dir, '/');
-        int mk = 0;
+        char *dir = strdup(out);
+        char *slash = dir ? strrchr(dir, '/') : NULL;
+        int mk = dir ? 0 : err_set(&err, ERR_NOMEM, "out of memory");
         if (slash && slash != dir) {
             *slash = 0;
             mk = cli_mkdir_p(dir, &err);
@@ -1176,7 +1220,12 @@ int cmd_export(int argc, char **argv) {
         store_close(s);
         return EXIT_DATA;
     }
-    export_names(im, n);
+    if (export_names(im, n, &err)) {
+        fprintf(stderr, "sam2amg export: %s\n", err.msg);
+        export_free_images(im, n);
+        store_close(s);
+        return EXIT_DATA;
+    }
     int sa1b = !strcmp(format, "sa1b");
     for (int64_t i = 0; i < n; i++) {
         char *file = export_file_name(out, &im[i], sa1b ? "json" : "png", &err);

@@ -6,6 +6,8 @@
 #      an uninterrupted run.
 #   2. a binary file given as --manifest (an image, a database, a zip, UTF-16,
 #      random bytes) is refused with one line naming it; nothing is added.
+#   3. status under a read fault at each read (the fault VFS): the whole report
+#      and exit 0, or exit 1 with one line and nothing on stdout.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -98,6 +100,41 @@ check "--manifest - with an image on stdin: refused, exit 1" bash -c \
     "[ $? -eq 1 ] && grep -q 'stdin: not a manifest.*PNG' '$T/stdin.err'"
 ls "$T"/vol/img/p0*.png | "$BIN" run "$T/stdin.db" --manifest - --model test: "${AMG[@]}" 2>/dev/null
 check "--manifest - with paths on stdin: read" test "$(q "$T/stdin.db" "select count(*) from images where status = 'done'")" = 10
+
+# ---- 3. status: a read error part way is an error, not a shorter report ----
+# gone.db: 24 done, 2 failed; its images table spans several pages
+"$BIN" status "$T/gone.db" > "$T/status.ref"
+check "status: exit 0, counts and the last errors" bash -c \
+    "grep -q 'done 24  failed 2' '$T/status.ref' && grep -q 'nowhere/x.png' '$T/status.ref'"
+rm -f "$T/count.txt"
+SAM2AMG_FAULT_VFS=count SAM2AMG_FAULT_VFS_REPORT="$T/count.txt" "$BIN" status "$T/gone.db" > /dev/null
+nread=$(awk '{print $2}' "$T/count.txt")
+# and a database whose failed rows are read by the last-errors query alone
+# (run_id NULL, not in the first queries' pages): a fault inside that loop
+cp "$T/gone.db" "$T/many.db"
+python3 -c 'import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.executemany("insert into images(path, status, attempts, error, added_at, finished_at) values (?, ?, 1, ?, 0, ?)",
+              [("/x/f%05d.png" % i, "failed", "/x/f%05d.png: " % i + "e" * 300, i) for i in range(3000)])
+c.commit()' "$T/many.db"
+"$BIN" status "$T/many.db" > "$T/many.ref"
+rm -f "$T/count2.txt"
+SAM2AMG_FAULT_VFS=count SAM2AMG_FAULT_VFS_REPORT="$T/count2.txt" "$BIN" status "$T/many.db" > /dev/null
+nread2=$(awk '{print $2}' "$T/count2.txt")
+bad=0 stopped=0 last_errors=0
+for plan in $(seq 1 "$nread" | sed 's/^/gone:/') $(seq 1 7 "$nread2" | sed 's/^/many:/'); do
+    d=${plan%%:*} k=${plan#*:}
+    SAM2AMG_FAULT_VFS=read:$k "$BIN" status "$T/$d.db" > "$T/status.out" 2> "$T/status.err"
+    rc=$?
+    ref=$T/status.ref; [ $d = many ] && ref=$T/many.ref
+    if [ $rc -eq 0 ]; then cmp -s "$ref" "$T/status.out" || { bad=$((bad + 1)); echo "# $d read:$k: exit 0, a different report"; }
+    elif [ $rc -eq 1 ] && [ ! -s "$T/status.out" ] && [ "$(wc -l < "$T/status.err")" -eq 1 ]; then
+        stopped=$((stopped + 1)); grep -q 'last errors' "$T/status.err" && last_errors=$((last_errors + 1))
+    else bad=$((bad + 1)); echo "# $d read:$k: exit $rc, $(wc -c < "$T/status.out") bytes out: $(head -c 200 "$T/status.err")"; fi
+done
+echo "# status: $nread + $nread2 reads, $stopped stopped by the fault ($last_errors in the last-errors query)"
+check "status, a read fault at each of $nread reads, and every 7th of $nread2: the full report, or exit 1 with one line and no output" test $bad -eq 0
+check "status: faults inside the last-errors loop were reported, not cut short" test $last_errors -gt 0
 
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]
