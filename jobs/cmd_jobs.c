@@ -407,12 +407,15 @@ int cmd_run(int argc, char **argv) {
      * during ingest is seen by the pipeline at once) */
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESETHAND;   /* a second Ctrl-C kills at once (the DB stays safe) */
+    /* SA_RESTART: a signal must not turn a blocking read or write (the
+     * manifest on stdin, a checkpoint copy) into an EINTR error; the flag
+     * is polled, the calls that wait (sem_wait, usleep) loop anyway */
+    sa.sa_flags = SA_RESETHAND | SA_RESTART;   /* a second Ctrl-C kills at once (the DB stays safe) */
     sigaction(SIGINT, &sa, NULL);
     /* but not a second SIGTERM or SIGUSR1: Slurm signals every process of
      * the batch step and task.sh forwards the same signal, so two arrive;
      * the second must not kill the run before its last checkpoint */
-    sa.sa_flags = 0;
+    sa.sa_flags = SA_RESTART;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
 

@@ -84,9 +84,10 @@ int jobs_shard_register_sql(sqlite3 *db) {
                                    sql_shard_of, NULL, NULL);
 }
 
-/* parse_int: the whole of s as a decimal in [lo, hi]. */
+/* parse_int: the whole of s as a decimal in [lo, hi]: digits only (no
+ * sign, no space before or after: " 1/4" and "1/4 " alike are refused). */
 static int parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out) {
-    if (!s || !*s) return -1;
+    if (!s || *s < '0' || *s > '9') return -1;
     char *end = NULL;
     errno = 0;
     long long v = strtoll(s, &end, 10);
@@ -115,6 +116,25 @@ int jobs_shard_parse(const char *s, int *k, int *n) {
 int jobs_shard_from_env(int shard_count, int *k, int *n, char *why, size_t cap) {
     const char *id = getenv("SLURM_ARRAY_TASK_ID"), *count = getenv("SLURM_ARRAY_TASK_COUNT");
     int64_t iv, cv, minv = 0, stepv = 1;
+    char derived[32];
+    if (id && *id && !(count && *count)) {
+        /* older Slurm sets no _COUNT: (MAX - MIN) / STEP + 1 tasks; with
+         * neither, running unsharded would do every image in every task */
+        const char *mx = getenv("SLURM_ARRAY_TASK_MAX"), *mn = getenv("SLURM_ARRAY_TASK_MIN"),
+                   *st = getenv("SLURM_ARRAY_TASK_STEP");
+        int64_t maxv;
+        if (!mx || !*mx || parse_int(mx, 0, INT32_MAX, &maxv) ||
+            (mn && *mn && parse_int(mn, 0, maxv, &minv)) ||
+            (st && *st && parse_int(st, 1, INT32_MAX, &stepv))) {
+            snprintf(why, cap, "SLURM_ARRAY_TASK_ID=%s is set but SLURM_ARRAY_TASK_COUNT is not, "
+                     "and SLURM_ARRAY_TASK_MAX (%s) does not give the number of tasks: give "
+                     "--shard K/N", id, mx && *mx ? mx : "unset");
+            return -1;
+        }
+        snprintf(derived, sizeof derived, "%lld", (long long)((maxv - minv) / stepv + 1));
+        count = derived;
+        minv = 0, stepv = 1;
+    }
     if (id && *id && count && *count) {
         const char *mn = getenv("SLURM_ARRAY_TASK_MIN"), *st = getenv("SLURM_ARRAY_TASK_STEP");
         if (parse_int(id, 0, INT32_MAX, &iv) || parse_int(count, 1, JOBS_MAX_SHARDS, &cv) ||
@@ -127,8 +147,8 @@ int jobs_shard_from_env(int shard_count, int *k, int *n, char *why, size_t cap) 
         }
         *k = (int)((iv - minv) / stepv);
         *n = (int)cv;
-        snprintf(why, cap, "shard %d/%d from SLURM_ARRAY_TASK_ID=%s, SLURM_ARRAY_TASK_COUNT=%s",
-                 *k, *n, id, count);
+        snprintf(why, cap, "shard %d/%d from SLURM_ARRAY_TASK_ID=%s, %s=%s", *k, *n, id,
+                 count == derived ? "(MAX - MIN) / STEP + 1" : "SLURM_ARRAY_TASK_COUNT", count);
         return 1;
     }
     const char *ji = getenv("JOB_COMPLETION_INDEX");

@@ -8,6 +8,11 @@
 #      random bytes) is refused with one line naming it; nothing is added.
 #   3. status under a read fault at each read (the fault VFS): the whole report
 #      and exit 0, or exit 1 with one line and nothing on stdout.
+#   5. shards and Slurm: SA_RESTART (a signal during a blocking manifest read
+#      is a clean stop, not a read error); SLURM_ARRAY_TASK_ID without _COUNT
+#      (derived from _MAX/_MIN/_STEP, or refused, never unsharded); --shard
+#      with spaces refused alike on either side; a comma in $SAM2AMG survives
+#      submit.sh.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -135,6 +140,50 @@ done
 echo "# status: $nread + $nread2 reads, $stopped stopped by the fault ($last_errors in the last-errors query)"
 check "status, a read fault at each of $nread reads, and every 7th of $nread2: the full report, or exit 1 with one line and no output" test $bad -eq 0
 check "status: faults inside the last-errors loop were reported, not cut short" test $last_errors -gt 0
+
+# ---- 5. shards and Slurm ----
+# a signal while run blocks reading its manifest from a pipe
+( sleep 1.5; ls "$T"/vol/img/p0*.png ) | "$BIN" run "$T/sig.db" --manifest - --model test: "${AMG[@]}" 2> "$T/sig.err" &
+pid=$!
+sleep 0.7
+kill -USR1 $pid
+wait $pid
+rc=$?
+check "SIGUSR1 during a blocking manifest read: exit 75, no read error (SA_RESTART)" bash -c \
+    "[ $rc -eq 75 ] && ! grep -qi 'interrupted system call\|read error' '$T/sig.err'"
+check "... and the manifest was read whole" test "$(q "$T/sig.db" "select count(*) from images")" = 10
+shard_of_env() {   # env assignments...; prints run's exit status and its shard line
+    env -u SLURM_ARRAY_TASK_COUNT -u SLURM_ARRAY_TASK_MAX -u SLURM_ARRAY_TASK_MIN \
+        -u SLURM_ARRAY_TASK_STEP -u SLURM_ARRAY_TASK_ID "$@" "$BIN" run "$T/env$RANDOM.db" \
+        --manifest "$T/vol/img" --model test: --points-per-side 2 2>&1 >/dev/null | grep -m1 'shard\|SLURM'
+}
+out=$(shard_of_env SLURM_ARRAY_TASK_ID=2)
+check "SLURM_ARRAY_TASK_ID without _COUNT or _MAX: refused, naming both" bash -c \
+    "[[ '$out' == *'SLURM_ARRAY_TASK_COUNT is not'*'--shard K/N'* ]]"
+env -u SLURM_ARRAY_TASK_COUNT SLURM_ARRAY_TASK_ID=2 "$BIN" run "$T/e0.db" --manifest "$T/vol/img" --model test: 2>/dev/null
+check "... exit 2" test $? -eq 2
+out=$(shard_of_env SLURM_ARRAY_TASK_ID=5 SLURM_ARRAY_TASK_MIN=1 SLURM_ARRAY_TASK_MAX=7 SLURM_ARRAY_TASK_STEP=2)
+check "--array=1-7:2 without _COUNT: task 5 is shard 2/4 (from _MAX)" bash -c "[[ '$out' == *'shard 2/4 from SLURM_ARRAY_TASK_ID=5'* ]]"
+out=$(shard_of_env SLURM_ARRAY_TASK_ID=3 SLURM_ARRAY_TASK_MAX=3)
+check "--array=0-3 without _COUNT: task 3 is shard 3/4" bash -c "[[ '$out' == *'shard 3/4'* ]]"
+for bad in " 1/4" "1/4 " "1 /4" "1/ 4" "+1/4" "1/+4"; do
+    "$BIN" run "$T/sh.db" --manifest "$T/vol/img" --model test: --shard "$bad" 2> "$T/sh.err"
+    check "--shard '$bad': exit 2, one line" bash -c "[ $? -eq 2 ] && [ \$(wc -l < '$T/sh.err') -eq 1 ]"
+done
+# submit.sh with a fake sbatch: SAM2AMG reaches the tasks whole, commas included
+mkdir -p "$T/fake" "$T/a,b"
+cp "$BIN" "$T/a,b/sam2amg"
+cat > "$T/fake/sbatch" <<'SB'
+#!/usr/bin/env bash
+{ printf 'ARGS'; printf ' [%s]' "$@"; echo; echo "ENV SAM2AMG=[${SAM2AMG:-}]"; } >> "$FAKE_LOG"
+echo 4242
+SB
+chmod +x "$T/fake/sbatch"
+FAKE_LOG=$T/sbatch.log PATH="$T/fake:$PATH" SAM2AMG="$T/a,b/sam2amg" \
+    bash jobs/slurm/submit.sh --manifest "$T/man.txt" --tasks 2 --out "$T/sout" -- --model test: > /dev/null
+check "submit.sh with a comma in \$SAM2AMG: exit 0" test $? -eq 0
+check "... sbatch gets the path whole through the environment, --export has no list" bash -c \
+    "[ \$(grep -c 'ENV SAM2AMG=\[$T/a,b/sam2amg\]' '$T/sbatch.log') -eq 2 ] && ! grep -q 'export=ALL,' '$T/sbatch.log'"
 
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]
