@@ -13,6 +13,8 @@
 #      (derived from _MAX/_MIN/_STEP, or refused, never unsharded); --shard
 #      with spaces refused alike on either side; a comma in $SAM2AMG survives
 #      submit.sh.
+#   7. a config file number that overflows a double (1e400): one line naming
+#      the key and "out of range", exit 2.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -184,6 +186,23 @@ FAKE_LOG=$T/sbatch.log PATH="$T/fake:$PATH" SAM2AMG="$T/a,b/sam2amg" \
 check "submit.sh with a comma in \$SAM2AMG: exit 0" test $? -eq 0
 check "... sbatch gets the path whole through the environment, --export has no list" bash -c \
     "[ \$(grep -c 'ENV SAM2AMG=\[$T/a,b/sam2amg\]' '$T/sbatch.log') -eq 2 ] && ! grep -q 'export=ALL,' '$T/sbatch.log'"
+
+# ---- 7. a config number out of range ----
+cfg() {   # the micro config with one replacement
+    sed "$1" <<'CFG'
+{"model": {"embed_dim": 96, "num_heads": 1, "stages": [1, 2, 7, 2], "global_att_blocks": [5, 7, 9],
+ "window_spec": [8, 4, 14, 7], "window_pos_embed_bkg_spatial_size": [7, 7], "d_model": 256,
+ "image_size": 1024}, "amg": {"pred_iou_thresh": 0.5}}
+CFG
+}
+cfg 's/"pred_iou_thresh": 0.5/"pred_iou_thresh": 1e400/' > "$T/c1.json"
+cfg 's/"stages": \[1, 2/"stages": [1, -2e999/' > "$T/c2.json"
+for c in c1:pred_iou_thresh c2:stages; do
+    "$BIN" run "$T/cfg.db" --model test: --config "$T/${c%%:*}.json" --manifest "$T/vol/img" 2> "$T/cfg.err"
+    rc=$?
+    check "config with ${c#*:} = 1e400-like: exit 2, one line naming the key and 'out of range'" bash -c \
+        "[ $rc -eq 2 ] && [ \$(wc -l < '$T/cfg.err') -eq 1 ] && grep -q '\"${c#*:}\": .* is out of range' '$T/cfg.err'"
+done
 
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]
