@@ -152,6 +152,9 @@ static char *parse_string(parser *ps, size_t *len_out) {
                 parse_fail(ps, esc, "bad \\u escape"); goto fail;
             }
             ps->p += 4;
+            /* U+DC80..U+DCFF alone: the byte 0x80..0xFF that is not UTF-8
+             * (Python's surrogateescape, json_write_string's form) */
+            if (cp >= 0xDC80 && cp <= 0xDCFF) { *o++ = (char)(cp - 0xDC00); break; }
             if (cp >= 0xDC00 && cp <= 0xDFFF) { parse_fail(ps, esc, "lone low surrogate"); goto fail; }
             if (cp >= 0xD800 && cp <= 0xDBFF) {
                 if (ps->end - ps->p < 6 || ps->p[0] != '\\' || ps->p[1] != 'u' ||
@@ -405,7 +408,7 @@ void json_write_string(FILE *f, const char *s) {
         if (short_esc) { fputs(short_esc, f); p++; continue; }
         unsigned cp;
         size_t n = utf8_get(p, end, &cp);
-        if (!n) cp = 0xFFFD, n = 1;
+        if (!n) cp = 0xDC00 + c, n = 1;   /* a byte that is not UTF-8: surrogateescape */
         p += n;
         if (cp >= 0x10000) {
             cp -= 0x10000;

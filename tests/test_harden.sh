@@ -13,6 +13,9 @@
 #      (derived from _MAX/_MIN/_STEP, or refused, never unsharded); --shard
 #      with spaces refused alike on either side; a comma in $SAM2AMG survives
 #      submit.sh.
+#   6. exported JSON for file names that are not UTF-8: names differing only
+#      in an invalid byte stay distinct (not all U+FFFD) and read back
+#      (os.fsencode) to the exact bytes; a JSONL manifest takes them too.
 #   7. a config file number that overflows a double (1e400): one line naming
 #      the key and "out of range", exit 2.
 set -u
@@ -186,6 +189,35 @@ FAKE_LOG=$T/sbatch.log PATH="$T/fake:$PATH" SAM2AMG="$T/a,b/sam2amg" \
 check "submit.sh with a comma in \$SAM2AMG: exit 0" test $? -eq 0
 check "... sbatch gets the path whole through the environment, --export has no list" bash -c \
     "[ \$(grep -c 'ENV SAM2AMG=\[$T/a,b/sam2amg\]' '$T/sbatch.log') -eq 2 ] && ! grep -q 'export=ALL,' '$T/sbatch.log'"
+
+# ---- 6. names that are not UTF-8 in exported JSON ----
+mkdir -p "$T/l1"
+cp "$T/vol/img/p03.png" "$T/l1/$(printf 'caf\xe9.png')"
+cp "$T/vol/img/p04.png" "$T/l1/$(printf 'caf\xe8.png')"
+cp "$T/vol/img/p05.png" "$T/l1/$(printf 'caf\xef\xbf\xbd.png')"   # a real U+FFFD
+"$BIN" run "$T/l1.db" --manifest "$T/l1" --model test: "${AMG[@]}" 2>/dev/null
+check "three names differing in one non-UTF-8 byte: run exit 0" test $? -eq 0
+"$BIN" export "$T/l1.db" --format coco "$T/l1.coco.json" && "$BIN" export "$T/l1.db" --format sa1b "$T/l1.sa1b"
+check "export coco and sa1b: exit 0" test $? -eq 0
+cat > "$T/names.py" <<'PY'
+import json, os, sys
+T = sys.argv[1]
+want = sorted([b"caf\xe9.png", b"caf\xe8.png", b"caf\xef\xbf\xbd.png"])
+coco = json.load(open(os.path.join(T, "l1.coco.json")))
+got = sorted(os.fsencode(i["file_name"]) for i in coco["images"])
+assert got == want, got
+d = os.path.join(T, "l1.sa1b")
+sa = sorted(os.fsencode(json.load(open(os.path.join(d, f)))["image"]["file_name"]) for f in os.listdir(d))
+assert sa == want, sa
+PY
+check "COCO file_name and SA-1B image.file_name: three distinct names, each os.fsencode-s to its bytes" \
+    python3 "$T/names.py" "$T"
+python3 -c 'import json, os, sys; print(json.dumps({"path": os.fsdecode(os.fsencode(sys.argv[1]))}))' \
+    "$(printf '%s/l1/caf\xe9.png' "$T")" > "$T/l1.jsonl"
+check "Python's JSONL of a Latin-1 name holds \\udce9" grep -q 'udce9' "$T/l1.jsonl"
+"$BIN" run "$T/l1.db" --manifest "$T/l1.jsonl" 2> "$T/l1.err"
+check "... and as a JSONL manifest it names the same image (nothing new, no bad line)" \
+    grep -q '0 new images, 1 already present, 0 bad lines' "$T/l1.err"
 
 # ---- 7. a config number out of range ----
 cfg() {   # the micro config with one replacement
