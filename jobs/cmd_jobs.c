@@ -166,7 +166,18 @@ int jobs_lock_db(const char *cmd, const char *db) {
         free(path);
         return -1;
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int locked = flock(fd, LOCK_EX | LOCK_NB) == 0, lock_errno = errno;
+    if (!locked && lock_errno != EWOULDBLOCK) {
+        /* Lustre mounted noflock, some NFS setups: no lock at all is not
+         * "another run holds it" */
+        fprintf(stderr, "sam2amg %s: %s: cannot take the run lock: %s (the filesystem does not "
+                "support locks; put the database on local disk, or give run --local-dir)\n",
+                cmd, path, strerror(lock_errno));
+        close(fd);
+        free(path);
+        return -1;
+    }
+    if (!locked) {
         char pid[32] = "";
         ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
         /* the file holds "PID\n": the message stays one line, whatever
@@ -435,7 +446,8 @@ int cmd_run(int argc, char **argv) {
         }
         if (!cfg.quiet)
             fprintf(stderr, "sam2amg run: working copy %s (%s)\n", db,
-                    restored ? "from the last checkpoint" : "new");
+                    restored == 2 ? "kept by the last run, newer than the checkpoint"
+                    : restored ? "from the last checkpoint" : "new");
     }
     if (store_open(&ws, db, STORE_CREATE, &err) || store_open(&cs, db, 0, &err)) {
         fprintf(stderr, "sam2amg run: %s\n", err.msg);

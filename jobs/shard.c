@@ -25,10 +25,15 @@
  * the folder fsynced: the path always holds either the old checkpoint or
  * the new one, never part of one. A killed task leaves at most a stale
  * DB.checkpoint-tmp, which the next checkpoint replaces. A task (also a
- * requeued one, maybe on another node) starts from the checkpoint, never
+ * requeued one, maybe on another node) starts from the checkpoint, not
  * from a local copy that may be stale: images finished after the last
  * checkpoint are done again; none is done twice, because the checkpoint's
- * leases are reclaimed like those of a killed run.
+ * leases are reclaimed like those of a killed run. The one exception is a
+ * working copy that descends from the checkpoint and is at least as new
+ * (local_supersedes: its checkpoint_seq >= the checkpoint's, and the
+ * checkpoint's last run is in it, same id and start time): a run whose last
+ * checkpoint failed says it kept its working copy, and the next run on that
+ * node goes on from it instead of throwing its work away.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -416,6 +421,49 @@ int jobs_checkpoint_write(store_t *src, const char *dest, err_t *err) {
     return rc;
 }
 
+/* db_lineage: checkpoint_seq (0 without a shard row) and the last run
+ * (id, started_at; 0 when none) of db. 0, or -1 when it cannot be read. */
+static int db_lineage(sqlite3 *db, int64_t *seq, int64_t *run, double *started) {
+    sqlite3_stmt *st = NULL;
+    *seq = *run = 0, *started = 0;
+    int rc = sqlite3_prepare_v2(db, "SELECT (SELECT checkpoint_seq FROM shard WHERE id = 1), "
+                                    "id, started_at FROM runs ORDER BY id DESC LIMIT 1", -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *seq = sqlite3_column_int64(st, 0);
+        *run = sqlite3_column_int64(st, 1);
+        *started = sqlite3_column_double(st, 2);
+        rc = SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* local_supersedes: 1 when the working copy local descends from the
+ * checkpoint src and is at least as new (see the DESIGN comment). Any
+ * doubt (unreadable, another lineage) is 0: restore from the checkpoint. */
+static int local_supersedes(sqlite3 *src, const char *local) {
+    if (access(local, F_OK) != 0) return 0;
+    sqlite3 *db = NULL;
+    int64_t cseq, crun, lseq, lrun;
+    double cstart, lstart;
+    int ok = sqlite3_open_v2(local, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+             db_lineage(src, &cseq, &crun, &cstart) == 0 &&
+             db_lineage(db, &lseq, &lrun, &lstart) == 0 && crun > 0 && lseq >= cseq;
+    if (ok) {   /* the checkpoint's last run, the same, in the working copy */
+        sqlite3_stmt *st = NULL;
+        ok = sqlite3_prepare_v2(db, "SELECT started_at = ?2 FROM runs WHERE id = ?1", -1, &st,
+                                NULL) == SQLITE_OK;
+        if (ok) {
+            sqlite3_bind_int64(st, 1, crun);
+            sqlite3_bind_double(st, 2, cstart);
+            ok = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1;
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return ok;
+}
+
 int jobs_checkpoint_restore(const char *ckpt, const char *local, int *restored, err_t *err) {
     *restored = 0;
     if (access(ckpt, F_OK) != 0) {
@@ -437,6 +485,11 @@ int jobs_checkpoint_restore(const char *ckpt, const char *local, int *restored, 
                 src ? sqlite3_errmsg(src) : sqlite3_errstr(rc));
         sqlite3_close(src);
         return ERR_IO;
+    }
+    if (local_supersedes(src, local)) {
+        sqlite3_close(src);
+        *restored = 2;
+        return 0;
     }
     int r = copy_db(src, local, "WAL", err);
     sqlite3_close(src);

@@ -12,7 +12,9 @@
 #      is a clean stop, not a read error); SLURM_ARRAY_TASK_ID without _COUNT
 #      (derived from _MAX/_MIN/_STEP, or refused, never unsharded); --shard
 #      with spaces refused alike on either side; a comma in $SAM2AMG survives
-#      submit.sh.
+#      submit.sh; a working copy kept after a failed last checkpoint is
+#      used, not wiped, by the next run; merge.sh merges local copies of
+#      the shards (SQLite cannot lock on Lustre noflock).
 #   6. exported JSON for file names that are not UTF-8: names differing only
 #      in an invalid byte stay distinct (not all U+FFFD) and read back
 #      (os.fsencode) to the exact bytes; a JSONL manifest takes them too.
@@ -189,6 +191,35 @@ FAKE_LOG=$T/sbatch.log PATH="$T/fake:$PATH" SAM2AMG="$T/a,b/sam2amg" \
 check "submit.sh with a comma in \$SAM2AMG: exit 0" test $? -eq 0
 check "... sbatch gets the path whole through the environment, --export has no list" bash -c \
     "[ \$(grep -c 'ENV SAM2AMG=\[$T/a,b/sam2amg\]' '$T/sbatch.log') -eq 2 ] && ! grep -q 'export=ALL,' '$T/sbatch.log'"
+
+# a working copy kept after a failed last checkpoint is not wiped by the next run
+mkdir -p "$T/nfs" "$T/loc" "$T/m2"
+cp "$T"/vol/img/p1*.png "$T/m2/"
+NFS=(env SAM2AMG_ASSUME_NETWORK_FS=test-nfs)
+"${NFS[@]}" "$BIN" run "$T/nfs/k.db" --manifest "$T/vol/img" --model test: "${AMG[@]}" --local-dir "$T/loc" 2>/dev/null
+check "kept copy: a first run checkpoints, exit 0" test $? -eq 0
+mkdir "$T/nfs/k.db.checkpoint-tmp"           # the next checkpoints cannot be written
+"${NFS[@]}" "$BIN" run "$T/nfs/k.db" --manifest "$T/m2" --local-dir "$T/loc" --quiet 2> "$T/k2.err"
+check "kept copy: a run whose last checkpoint fails: exit 1, says it keeps the working copy" bash -c \
+    "[ $? -eq 1 ] && grep -q 'working copy .* is kept' '$T/k2.err'"
+rmdir "$T/nfs/k.db.checkpoint-tmp"
+"${NFS[@]}" "$BIN" run "$T/nfs/k.db" --local-dir "$T/loc" 2> "$T/k3.err"
+check "kept copy: the next run goes on from it (exit 0), nothing redone" bash -c \
+    "[ $? -eq 0 ] && grep -q 'kept by the last run' '$T/k3.err' && grep -q ' 0 images done' '$T/k3.err'"
+check "kept copy: the checkpoint now has the second manifest's images, done" test \
+    "$(q "$T/nfs/k.db" "select count(*) from images where status = 'done' and path like '%/m2/%'")" = 10
+
+# merge.sh merges node-local copies of the shards, one at a time
+mkdir -p "$T/so" "$T/mt"
+for k in 0 1; do
+    "$BIN" run "$T/so/shard-$k.db" --manifest "$T/vol/img" --model test: "${AMG[@]}" --shard $k/2 2>/dev/null
+done
+"$BIN" run "$T/so/one.db" --manifest "$T/vol/img" --model test: "${AMG[@]}" 2>/dev/null
+SAM2AMG=$BIN TMPDIR=$T/mt bash jobs/slurm/merge.sh "$T/so" 2 > "$T/ms.out" 2>&1
+check "merge.sh (shards copied locally one by one): exit 0, merged.db written" bash -c \
+    "[ $? -eq 0 ] && grep -q 'wrote $T/so/merged.db' '$T/ms.out' && [ -z \"\$(ls -A '$T/mt')\" ]"
+check "merge.sh: merged.db has exactly the masks of a single run" \
+    cmp -s <(masks_of "$T/so/one.db") <(masks_of "$T/so/merged.db")
 
 # ---- 6. names that are not UTF-8 in exported JSON ----
 mkdir -p "$T/l1"
