@@ -456,11 +456,13 @@ static int walk(ingest_t *in, const char *dir, int depth, err_t *err) {
  * `--manifest photo.png` (or a .db, a .zip) would otherwise be read as one
  * path per "line" of binary garbage: thousands of bad lines, or worse, a
  * few accidental paths. The first KiB is sniffed before anything is added:
- * known magic bytes, UTF-16, or more than 1 in 10 bytes that are control
- * characters (NUL included) or not part of valid UTF-8 make the source
- * refused with ERR_INVALID naming what it looks like. One Latin-1 name or a
- * stray NUL line stays under the bar (such lines are reported and skipped,
- * or kept as bytes, as before). */
+ * known magic bytes, UTF-16, control characters (NUL included; not tab, CR,
+ * LF) in more than 1 byte in 50 (at least 4 of them), or bytes not part of
+ * valid UTF-8 in more than 1 in 3, make the source refused with ERR_INVALID
+ * naming what it looks like. Text has no control characters, and even a
+ * manifest of Latin-1 names (bytes kept as they are) has far fewer invalid
+ * bytes than binary data; a stray NUL line stays under the bar (it is
+ * reported and skipped, as before). */
 #define SNIFF_BYTES 1024
 
 /* sniff_binary: NULL when head (n bytes) looks like text, else what it is. */
@@ -476,11 +478,11 @@ static const char *sniff_binary(const unsigned char *b, size_t n) {
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
         if (n >= m[i].len && !memcmp(b, m[i].magic, m[i].len)) return m[i].what;
     if (n >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4)) return "a WebP image";
-    size_t odd = 0;
+    size_t ctrl = 0, odd = 0;
     for (size_t i = 0; i < n;) {
         unsigned c = b[i];
         if (c < 0x80) {
-            odd += (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f;
+            ctrl += (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f;
             i++;
             continue;
         }
@@ -495,7 +497,7 @@ static const char *sniff_binary(const unsigned char *b, size_t n) {
             i++;
         }
     }
-    return n && odd * 10 > n ? "binary data, not text" : NULL;
+    return (ctrl >= 4 && ctrl * 50 > n) || odd * 3 > n ? "binary data, not text" : NULL;
 }
 
 /* sniffed: a FILE that reads a sniffed head first, then the rest of the

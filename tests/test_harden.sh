@@ -102,7 +102,11 @@ for m in photo.png:PNG ref.db:SQLite arch.zip:zip random.txt:binary utf16.txt:UT
     check "--manifest $f: nothing added (not even the other manifest's images)" test \
         "$(q "$T/sniff.db" "select count(*) from images")" = 0
 done
-# text stays text: a Latin-1 name, a stray NUL line, a BOM, stdin
+# text stays text: Latin-1 names, a stray NUL line, a BOM, stdin
+for i in $(seq 40); do printf '/nowhere/\xe9t\xe9/ann\xe9e/cr\xe8me-br\xfbl\xe9e-%d.png\n' $i; done > "$T/latin1.txt"
+"$BIN" run "$T/latin1.db" --manifest "$T/latin1.txt" --model test: "${AMG[@]}" 2>/dev/null
+check "a manifest of 40 Latin-1 names (1 byte in 6 not UTF-8) is text: 40 images" test \
+    "$(q "$T/latin1.db" "select count(*) from images")" = 40
 { printf '\xef\xbb\xbf%s\n' "$T/vol/img/p02.png"; printf '%s/vol/img/caf\xe9.png\n' "$T"; printf 'x\0y\n'; } > "$T/text.txt"
 "$BIN" run "$T/text.db" --manifest "$T/text.txt" --model test: "${AMG[@]}" 2> "$T/text.err"
 check "a text manifest with a Latin-1 name and a NUL line is read (NUL line skipped)" bash -c \
