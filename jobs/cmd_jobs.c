@@ -680,7 +680,9 @@ int cmd_run(int argc, char **argv) {
     if (ckpt) {
         ck.s = ws;
         if (checkpoint_now(&ck, &err)) {
-            fprintf(stderr, "sam2amg run: %s; the working copy %s is kept\n", err.msg, db);
+            fprintf(stderr, "sam2amg run: %s; the working copy %s is kept, and the next run on "
+                    "this node goes on from it\n", err.msg, db);
+            jobs_local_keep(db);
             status = EXIT_DATA;
         } else {
             store_close(cs);

@@ -29,11 +29,13 @@
  * from a local copy that may be stale: images finished after the last
  * checkpoint are done again; none is done twice, because the checkpoint's
  * leases are reclaimed like those of a killed run. The one exception is a
- * working copy that descends from the checkpoint and is at least as new
- * (local_supersedes: its checkpoint_seq >= the checkpoint's, and the
- * checkpoint's last run is in it, same id and start time): a run whose last
- * checkpoint failed says it kept its working copy, and the next run on that
- * node goes on from it instead of throwing its work away.
+ * working copy that a run kept because its last checkpoint failed (it says
+ * so, and marks it: LOCAL-kept, jobs_local_keep) and that still descends
+ * from the checkpoint and is at least as new (local_supersedes: its
+ * checkpoint_seq >= the checkpoint's, and the checkpoint's last run is in
+ * it, same id and start time): the next run on that node goes on from it
+ * instead of throwing its work away. A copy left by a kill -9 is not
+ * marked: the next run starts from the checkpoint, as always.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -298,8 +300,9 @@ static char *suffixed(const char *path, const char *suffix) {
 /* unlink_sidecars: remove path's -wal, -shm and -journal (those of a file
  * that is being replaced as a whole). */
 static void unlink_sidecars(const char *path) {
-    static const char *const sfx[] = {"-wal", "-shm", "-journal"};
-    for (int i = 0; i < 3; i++) {
+    /* -kept: jobs_local_keep's mark, which goes with the copy it marks */
+    static const char *const sfx[] = {"-wal", "-shm", "-journal", "-kept"};
+    for (int i = 0; i < 4; i++) {
         char *p = suffixed(path, sfx[i]);
         unlink(p);
         free(p);
@@ -486,7 +489,10 @@ int jobs_checkpoint_restore(const char *ckpt, const char *local, int *restored, 
         sqlite3_close(src);
         return ERR_IO;
     }
-    if (local_supersedes(src, local)) {
+    char *mark = suffixed(local, "-kept");
+    int kept = access(mark, F_OK) == 0;
+    free(mark);
+    if (kept && local_supersedes(src, local)) {
         sqlite3_close(src);
         *restored = 2;
         return 0;
@@ -495,6 +501,13 @@ int jobs_checkpoint_restore(const char *ckpt, const char *local, int *restored, 
     sqlite3_close(src);
     if (!r) *restored = 1;
     return r;
+}
+
+void jobs_local_keep(const char *local) {
+    char *mark = suffixed(local, "-kept");
+    int fd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) close(fd);
+    free(mark);
 }
 
 void jobs_local_remove(const char *local) {

@@ -205,7 +205,7 @@ check "kept copy: a first run checkpoints, exit 0" test $? -eq 0
 mkdir "$T/nfs/k.db.checkpoint-tmp"           # the next checkpoints cannot be written
 "${NFS[@]}" "$BIN" run "$T/nfs/k.db" --manifest "$T/m2" --local-dir "$T/loc" --quiet 2> "$T/k2.err"
 check "kept copy: a run whose last checkpoint fails: exit 1, says it keeps the working copy" bash -c \
-    "[ $? -eq 1 ] && grep -q 'working copy .* is kept' '$T/k2.err'"
+    "[ $? -eq 1 ] && grep -q 'working copy .* is kept, and the next run' '$T/k2.err'"
 rmdir "$T/nfs/k.db.checkpoint-tmp"
 "${NFS[@]}" "$BIN" run "$T/nfs/k.db" --local-dir "$T/loc" 2> "$T/k3.err"
 check "kept copy: the next run goes on from it (exit 0), nothing redone" bash -c \
