@@ -27,7 +27,8 @@ typedef struct json json_t;
 /* json_parse: parse text[0..len) (one JSON value, surrounded by optional
  * whitespace). what names the source in messages ("meta.json",
  * "FILE: safetensors header"). On success *out is a tree owned by the
- * caller (json_free). On error returns ERR_FORMAT (ERR_NOMEM on allocation
+ * caller (json_free). A lone \udc80..\udcff in a string is the byte 0x80..0xff
+ * (see json_write_string). On error returns ERR_FORMAT (ERR_NOMEM on allocation
  * failure), *out is NULL and err holds "WHAT: line L column C: reason". */
 int json_parse(json_t **out, const char *text, size_t len, const char *what, err_t *err);
 
@@ -57,7 +58,12 @@ int json_int(const json_t *v, int64_t *out);
 /* json_write_string: write s (UTF-8) as a JSON string literal the way
  * Python's json.dumps does by default: \" \\ \n \r \t \b \f, other control
  * characters and every non-ASCII character as \uXXXX (surrogate pairs above
- * U+FFFF). Invalid UTF-8 bytes are written as U+FFFD. */
+ * U+FFFF). A byte that is not part of valid UTF-8 (a Latin-1 file name) is
+ * written as the lone surrogate U+DC00 + byte (\udce9 for 0xE9), as
+ * Python's json.dumps(os.fsdecode(name)) writes it: two different byte
+ * strings never give one JSON string (U+FFFD would), os.fsencode of the
+ * loaded string gives the bytes back, and json_parse reads it back to the
+ * byte. */
 void json_write_string(FILE *f, const char *s);
 
 /* json_fmt_double: the shortest text that reads back as exactly x, laid out

@@ -6,7 +6,8 @@
  * of a killed run, and hands the pending images to the pipeline. The exit
  * status says how it went (cli.h): 0 every image done, 3 some failed, 1 a
  * run-level error, 2 usage, 130 interrupted (SIGINT), 75 stopped by
- * SIGTERM or SIGUSR1 (JOBS_EXIT_REQUEUE: a scheduler's preemption).
+ * SIGTERM or SIGUSR1 (JOBS_EXIT_REQUEUE: a scheduler's preemption), or
+ * when the images' storage went away (runner.c, load_failure).
  *
  * As one task of a job array (jobs/shard.c): --shard K/N (or the Slurm /
  * Kubernetes index) keeps the manifest's images of shard K only, and
@@ -183,13 +184,17 @@ static void run_usage(FILE *f) {
     amg_params_help(f);
     fprintf(f, "\nExit status: 0 all images done, 3 some failed (see `sam2amg status`),\n"
                "1 run-level error, 2 usage, 130 interrupted (resume with the same command),\n"
-               "75 stopped by SIGTERM or SIGUSR1 (checkpointed: requeue the task).\n");
+               "75 stopped by SIGTERM or SIGUSR1, or the images' storage went away\n"
+               "(checkpointed, nothing failed for it: requeue the task).\n");
 }
 
 int jobs_lock_db(const char *cmd, const char *db) {
     size_t n_path = strlen(db) + sizeof ".lock";
     char *path = malloc(n_path);
-    CHECK(path);
+    if (!path) {
+        fprintf(stderr, "sam2amg %s: %s: out of memory\n", cmd, db);
+        return -1;
+    }
     snprintf(path, n_path, "%s.lock", db);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
@@ -197,7 +202,18 @@ int jobs_lock_db(const char *cmd, const char *db) {
         free(path);
         return -1;
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int locked = flock(fd, LOCK_EX | LOCK_NB) == 0, lock_errno = errno;
+    if (!locked && lock_errno != EWOULDBLOCK) {
+        /* Lustre mounted noflock, some NFS setups: no lock at all is not
+         * "another run holds it" */
+        fprintf(stderr, "sam2amg %s: %s: cannot take the run lock: %s (the filesystem does not "
+                "support locks; put the database on local disk, or give run --local-dir)\n",
+                cmd, path, strerror(lock_errno));
+        close(fd);
+        free(path);
+        return -1;
+    }
+    if (!locked) {
         char pid[32] = "";
         ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
         /* the file holds "PID\n": the message stays one line, whatever
@@ -224,19 +240,18 @@ int jobs_lock_db(const char *cmd, const char *db) {
 /* abs_keep_name: path made absolute with its folder's realpath but its own
  * last component kept (a hub-cache snapshot file stays
  * snapshots/COMMIT/FILE instead of becoming blobs/SHA256, which names
- * neither repo, revision nor file); malloc'd, NULL if the folder is gone */
+ * neither repo, revision nor file); malloc'd, NULL if the folder is gone
+ * (or out of memory: the caller then keeps the name as given) */
 static char *abs_keep_name(const char *path) {
     const char *slash = strrchr(path, '/');
     char *dir = slash ? strndup(path, (size_t)(slash - path + (slash == path))) : strdup(".");
-    CHECK(dir);
-    char *rd = realpath(dir, NULL);
+    char *rd = dir ? realpath(dir, NULL) : NULL;
     free(dir);
     if (!rd) return NULL;
     const char *base = slash ? slash + 1 : path;
     size_t n = strlen(rd) + 1 + strlen(base) + 1;
     char *out = malloc(n);
-    CHECK(out);
-    snprintf(out, n, "%s%s%s", rd, strcmp(rd, "/") ? "/" : "", base);
+    if (out) snprintf(out, n, "%s%s%s", rd, strcmp(rd, "/") ? "/" : "", base);
     free(rd);
     return out;
 }
@@ -471,12 +486,15 @@ int cmd_run(int argc, char **argv) {
      * during ingest is seen by the pipeline at once) */
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESETHAND;   /* a second Ctrl-C kills at once (the DB stays safe) */
+    /* SA_RESTART: a signal must not turn a blocking read or write (the
+     * manifest on stdin, a checkpoint copy) into an EINTR error; the flag
+     * is polled, the calls that wait (sem_wait, usleep) loop anyway */
+    sa.sa_flags = SA_RESETHAND | SA_RESTART;   /* a second Ctrl-C kills at once (the DB stays safe) */
     sigaction(SIGINT, &sa, NULL);
     /* but not a second SIGTERM or SIGUSR1: Slurm signals every process of
      * the batch step and task.sh forwards the same signal, so two arrive;
      * the second must not kill the run before its last checkpoint */
-    sa.sa_flags = 0;
+    sa.sa_flags = SA_RESTART;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
 
@@ -496,7 +514,8 @@ int cmd_run(int argc, char **argv) {
         }
         if (!cfg.quiet)
             fprintf(stderr, "sam2amg run: working copy %s (%s)\n", db,
-                    restored ? "from the last checkpoint" : "new");
+                    restored == 2 ? "kept by the last run, newer than the checkpoint"
+                    : restored ? "from the last checkpoint" : "new");
     }
     if (store_open(&ws, db, STORE_CREATE, &err) || store_open(&cs, db, 0, &err)) {
         fprintf(stderr, "sam2amg run: %s\n", err.msg);
@@ -721,7 +740,9 @@ int cmd_run(int argc, char **argv) {
     int64_t counts[4], masks;
     if (rc) {
         fprintf(stderr, "sam2amg run: %s\n", err.msg);
-        status = EXIT_DATA;
+        /* the images' volume went away: nothing was failed for it; a
+         * rerun (a requeue) resumes once it is back */
+        status = st.storage_gone ? JOBS_EXIT_REQUEUE : EXIT_DATA;
     } else if (st.interrupted) {
         status = stop_signal == SIGINT ? EXIT_INTERRUPTED : JOBS_EXIT_REQUEUE;
     } else if (store_counts(ws, counts, &masks, &err)) {
@@ -740,7 +761,9 @@ int cmd_run(int argc, char **argv) {
     if (ckpt) {
         ck.s = ws;
         if (checkpoint_now(&ck, &err)) {
-            fprintf(stderr, "sam2amg run: %s; the working copy %s is kept\n", err.msg, db);
+            fprintf(stderr, "sam2amg run: %s; the working copy %s is kept, and the next run on "
+                    "this node goes on from it\n", err.msg, db);
+            jobs_local_keep(db);
             status = EXIT_DATA;
         } else {
             store_close(cs);
@@ -758,6 +781,95 @@ out:
 }
 
 /* ---- status ---- */
+
+/* status_report: the report of status into f; ERR_IO (err says which
+ * query) when a read fails part way: nothing partial is printed as if it
+ * were the whole. */
+static int status_report(store_t *s, FILE *f, err_t *err) {
+    int64_t c[4], masks;
+    int rc = store_counts(s, c, &masks, err);
+    if (rc) return rc;
+    int64_t total = c[0] + c[1] + c[2] + c[3];
+    fprintf(f, "images: %lld  pending %lld  running %lld  done %lld  failed %lld\nmasks: %lld\n",
+            (long long)total, (long long)c[0], (long long)c[1], (long long)c[2], (long long)c[3],
+            (long long)masks);
+    sqlite3_stmt *st = NULL;
+    sqlite3 *h = store_db(s);
+    const char *what = "reading the last run";
+    int r = sqlite3_prepare_v2(h, "SELECT run_id, images_done, images_failed, masks, seconds, "
+                                  "finished_at IS NULL FROM run_summary WHERE images_done + "
+                                  "images_failed > 0 ORDER BY run_id DESC LIMIT 1", -1, &st, NULL);
+    if (r == SQLITE_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t done = sqlite3_column_int64(st, 1);
+        double sec = sqlite3_column_double(st, 4);
+        double ips = sec > 0 ? done / sec : 0;
+        fprintf(f, "last working run: #%lld%s, %lld done, %lld failed, %lld masks in %.1f s "
+                   "(%.2f images/s)", (long long)sqlite3_column_int64(st, 0),
+                sqlite3_column_int(st, 5) ? " (not finished)" : "", (long long)done,
+                (long long)sqlite3_column_int64(st, 2), (long long)sqlite3_column_int64(st, 3),
+                sec, ips);
+        int64_t left = c[0] + c[1];
+        if (ips > 0 && left > 0) {
+            int64_t s2 = (int64_t)(left / ips);
+            fprintf(f, ", ETA %lld:%02lld:%02lld for %lld left", (long long)(s2 / 3600),
+                    (long long)(s2 / 60 % 60), (long long)(s2 % 60), (long long)left);
+        }
+        fprintf(f, "\n");
+        int64_t run = sqlite3_column_int64(st, 0);
+        r = sqlite3_step(st);   /* LIMIT 1: SQLITE_DONE */
+        /* its stages per image, and how busy its workers were: the share
+         * of workers x seconds spent generating (encoder, decoder and
+         * post-processing; decoding and preprocessing run beside them) */
+        sqlite3_stmt *sg = NULL;
+        if (r == SQLITE_DONE) {
+            what = "reading the last run's stages";
+            r = sqlite3_prepare_v2(h, "SELECT avg(i.t_load), avg(i.t_generate), sum(i.t_generate), "
+                                      "(SELECT devices FROM runs WHERE id = ?1) FROM images i "
+                                      "WHERE i.run_id = ?1 AND i.status = 'done'", -1, &sg, NULL);
+            if (r == SQLITE_OK) r = sqlite3_bind_int64(sg, 1, run);
+            if (r == SQLITE_OK && (r = sqlite3_step(sg)) == SQLITE_ROW) {
+                if (sqlite3_column_type(sg, 0) != SQLITE_NULL) {
+                    const char *devs = (const char *)sqlite3_column_text(sg, 3);
+                    int workers = 1;
+                    for (const char *d = devs ? devs : ""; *d; d++) workers += *d == ',';
+                    double busy = sec > 0 ? sqlite3_column_double(sg, 2) / (sec * workers) : 0;
+                    fprintf(f, "stages per image: load %.3f s (decode pool), generate %.3f s "
+                               "(worker); %d worker%s (%s) busy %.0f%%\n",
+                            sqlite3_column_double(sg, 0), sqlite3_column_double(sg, 1), workers,
+                            workers == 1 ? "" : "s", devs ? devs : "?",
+                            100.0 * (busy > 1 ? 1 : busy));
+                }
+                r = sqlite3_step(sg);   /* one aggregate row: SQLITE_DONE */
+            }
+            sqlite3_finalize(sg);
+        }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (r == SQLITE_DONE) {
+        what = "reading the last errors";
+        r = sqlite3_prepare_v2(h, "SELECT path, error FROM images WHERE status = 'failed' "
+                                  "ORDER BY finished_at DESC, id DESC LIMIT 10", -1, &st, NULL);
+        for (int first = 1; r == SQLITE_OK || r == SQLITE_ROW;) {
+            if ((r = sqlite3_step(st)) != SQLITE_ROW) break;
+            if (first) fprintf(f, "last errors:\n"), first = 0;
+            /* errors name their file already; others get the path */
+            const char *p = (const char *)sqlite3_column_text(st, 0),
+                       *e = (const char *)sqlite3_column_text(st, 1);
+            if (!p && sqlite3_errcode(h) == SQLITE_NOMEM) {
+                r = SQLITE_NOMEM;
+                break;
+            }
+            if (e && p && strstr(e, p)) fprintf(f, "  %s\n", e);
+            else fprintf(f, "  %s: %s\n", p ? p : "?", e ? e : "?");
+        }
+        sqlite3_finalize(st);
+    }
+    if (r != SQLITE_DONE)
+        return err_set(err, r == SQLITE_NOMEM ? ERR_NOMEM : r == SQLITE_BUSY ? ERR_BUSY : ERR_IO,
+                       "%s: %s", what, r == SQLITE_NOMEM ? "out of memory" : sqlite3_errmsg(h));
+    return 0;
+}
 
 int cmd_status(int argc, char **argv) {
     const char *db = NULL;
@@ -778,75 +890,20 @@ int cmd_status(int argc, char **argv) {
         fprintf(stderr, "sam2amg status: %s\n", err.msg);
         return EXIT_DATA;
     }
-    int64_t c[4], masks;
-    if (store_counts(s, c, &masks, &err)) {
-        fprintf(stderr, "sam2amg status: %s\n", err.msg);
-        store_close(s);
+    /* the report is made in memory and printed whole, or not at all */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    int rc = f ? status_report(s, f, &err) : err_set(&err, ERR_NOMEM, "out of memory");
+    if (f && fclose(f) && !rc) rc = err_set(&err, ERR_NOMEM, "out of memory");
+    store_close(s);
+    if (rc) {
+        fprintf(stderr, "sam2amg status: %s: %s\n", db, err.msg);
+        free(text);
         return EXIT_DATA;
     }
-    int64_t total = c[0] + c[1] + c[2] + c[3];
-    printf("images: %lld  pending %lld  running %lld  done %lld  failed %lld\nmasks: %lld\n",
-           (long long)total, (long long)c[0], (long long)c[1], (long long)c[2], (long long)c[3],
-           (long long)masks);
-    sqlite3_stmt *st = NULL;
-    sqlite3 *h = store_db(s);
-    if (sqlite3_prepare_v2(h, "SELECT run_id, images_done, images_failed, masks, seconds, "
-                              "finished_at IS NULL FROM run_summary WHERE images_done + images_failed > 0 "
-                              "ORDER BY run_id DESC LIMIT 1",
-                           -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-        int64_t done = sqlite3_column_int64(st, 1);
-        double sec = sqlite3_column_double(st, 4);
-        double ips = sec > 0 ? done / sec : 0;
-        printf("last working run: #%lld%s, %lld done, %lld failed, %lld masks in %.1f s (%.2f images/s)",
-               (long long)sqlite3_column_int64(st, 0),
-               sqlite3_column_int(st, 5) ? " (not finished)" : "", (long long)done,
-               (long long)sqlite3_column_int64(st, 2), (long long)sqlite3_column_int64(st, 3), sec,
-               ips);
-        int64_t left = c[0] + c[1];
-        if (ips > 0 && left > 0) {
-            int64_t s2 = (int64_t)(left / ips);
-            printf(", ETA %lld:%02lld:%02lld for %lld left", (long long)(s2 / 3600),
-                   (long long)(s2 / 60 % 60), (long long)(s2 % 60), (long long)left);
-        }
-        printf("\n");
-        /* its stages per image, and how busy its workers were: the share
-         * of workers x seconds spent generating (encoder, decoder and
-         * post-processing; decoding and preprocessing run beside them) */
-        int64_t run = sqlite3_column_int64(st, 0);
-        sqlite3_stmt *sg = NULL;
-        if (sqlite3_prepare_v2(h, "SELECT avg(i.t_load), avg(i.t_generate), sum(i.t_generate), "
-                                  "(SELECT devices FROM runs WHERE id = ?1) FROM images i "
-                                  "WHERE i.run_id = ?1 AND i.status = 'done'",
-                               -1, &sg, NULL) == SQLITE_OK &&
-            sqlite3_bind_int64(sg, 1, run) == SQLITE_OK && sqlite3_step(sg) == SQLITE_ROW &&
-            sqlite3_column_type(sg, 0) != SQLITE_NULL) {
-            const char *devs = (const char *)sqlite3_column_text(sg, 3);
-            int workers = 1;
-            for (const char *d = devs ? devs : ""; *d; d++) workers += *d == ',';
-            double busy = sec > 0 ? sqlite3_column_double(sg, 2) / (sec * workers) : 0;
-            printf("stages per image: load %.3f s (decode pool), generate %.3f s (worker); "
-                   "%d worker%s (%s) busy %.0f%%\n", sqlite3_column_double(sg, 0),
-                   sqlite3_column_double(sg, 1), workers, workers == 1 ? "" : "s",
-                   devs ? devs : "?", 100.0 * (busy > 1 ? 1 : busy));
-        }
-        sqlite3_finalize(sg);
-    }
-    sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(h, "SELECT path, error FROM images WHERE status = 'failed' "
-                              "ORDER BY finished_at DESC, id DESC LIMIT 10", -1, &st, NULL) == SQLITE_OK) {
-        int first = 1;
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            if (first) printf("last errors:\n"), first = 0;
-            /* errors name their file already; others get the path */
-            const char *p = (const char *)sqlite3_column_text(st, 0),
-                       *e = (const char *)sqlite3_column_text(st, 1);
-            if (e && strstr(e, p)) printf("  %s\n", e);
-            else printf("  %s: %s\n", p, e ? e : "?");
-        }
-    }
-    sqlite3_finalize(st);
-    store_close(s);
+    fwrite(text, 1, len, stdout);
+    free(text);
     return EXIT_OK;
 }
 
@@ -983,20 +1040,14 @@ typedef struct export_image {
     int     use_id;     /* name STEM_ID */
 } export_image;
 
-static char *xstrdup(const char *a) {
-    char *p = strdup(a);
-    CHECK(p);
-    return p;
-}
-
-/* path_join: malloc'd a + b + c (the sizes of stored paths: checked). */
+/* path_join3: malloc'd a + b + c; NULL when out of memory. */
 static char *path_join3(const char *a, const char *b, const char *c) {
     int64_t n = 1;
-    CHECK(size_add(n, (int64_t)strlen(a), &n) && size_add(n, (int64_t)strlen(b), &n) &&
-          size_add(n, (int64_t)strlen(c), &n));
+    if (!size_add(n, (int64_t)strlen(a), &n) || !size_add(n, (int64_t)strlen(b), &n) ||
+        !size_add(n, (int64_t)strlen(c), &n))
+        return NULL;
     char *p = malloc((size_t)n);
-    CHECK(p);
-    snprintf(p, (size_t)n, "%s%s%s", a, b, c);
+    if (p) snprintf(p, (size_t)n, "%s%s%s", a, b, c);
     return p;
 }
 
@@ -1010,11 +1061,12 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* export_names: set use_id for the images of n (see the comment above). */
-static void export_names(export_image *im, int64_t n) {
-    if (n == 0) return;
+/* export_names: set use_id for the images of n (see the comment above).
+ * ERR_NOMEM when out of memory. */
+static int export_names(export_image *im, int64_t n, err_t *err) {
+    if (n == 0) return 0;
     export_image **by = malloc((size_t)n * sizeof *by);
-    CHECK(by);
+    if (!by) return err_set(err, ERR_NOMEM, "out of memory (names of %lld images)", (long long)n);
     for (int64_t i = 0; i < n; i++) by[i] = &im[i];
     qsort(by, (size_t)n, sizeof *by, cmp_stem);
     int64_t n_id = 0;
@@ -1026,24 +1078,29 @@ static void export_names(export_image *im, int64_t n) {
         i = j;
     }
     /* a unique STEM equal to another image's STEM_ID takes its ID too */
+    int rc = 0;
     if (n_id) {
-        char **ids = malloc((size_t)n_id * sizeof *ids);
-        CHECK(ids);
+        char **ids = calloc((size_t)n_id, sizeof *ids);
         int64_t k = 0;
-        for (int64_t i = 0; i < n; i++)
+        for (int64_t i = 0; ids && i < n; i++)
             if (im[i].use_id) {
                 char num[32];
                 snprintf(num, sizeof num, "_%lld", (long long)im[i].id);
-                ids[k++] = path_join3(im[i].stem, num, "");
+                if (!(ids[k++] = path_join3(im[i].stem, num, ""))) break;
             }
-        qsort(ids, (size_t)n_id, sizeof *ids, cmp_str);
-        for (int64_t i = 0; i < n; i++)
-            if (!im[i].use_id && bsearch(&im[i].stem, ids, (size_t)n_id, sizeof *ids, cmp_str))
-                im[i].use_id = 1;
-        for (int64_t i = 0; i < n_id; i++) free(ids[i]);
+        if (!ids || (k && !ids[k - 1])) {
+            rc = err_set(err, ERR_NOMEM, "out of memory (names of %lld images)", (long long)n);
+        } else {
+            qsort(ids, (size_t)n_id, sizeof *ids, cmp_str);
+            for (int64_t i = 0; i < n; i++)
+                if (!im[i].use_id && bsearch(&im[i].stem, ids, (size_t)n_id, sizeof *ids, cmp_str))
+                    im[i].use_id = 1;
+        }
+        for (int64_t i = 0; ids && i < k; i++) free(ids[i]);
         free(ids);
     }
     free(by);
+    return rc;
 }
 
 /* export_file_name: DIR/NAME.EXT of image im, malloc'd; NULL with err when
@@ -1060,8 +1117,9 @@ static char *export_file_name(const char *dir, const export_image *im, const cha
         return NULL;
     }
     char *d = path_join3(dir, "/", im->stem);
-    char *f = path_join3(d, tail, "");
+    char *f = d ? path_join3(d, tail, "") : NULL;
     free(d);
+    if (!f) err_set(err, ERR_NOMEM, "image %lld: out of memory", (long long)im->id);
     return f;
 }
 
@@ -1118,30 +1176,43 @@ static int export_load_images(store_t *s, export_image **out, int64_t *n, err_t 
         return err_set(err, ERR_IO, "reading images: %s", sqlite3_errmsg(store_db(s)));
     int64_t cap = 0;
     export_image *im = NULL;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int rc, nomem = 0;
+    while (!nomem && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (*n == cap) {
             size_t bytes;
+            export_image *p = NULL;
+            if (size_bytes(cap ? 2 * cap : 256, sizeof *im, &bytes)) p = realloc(im, bytes);
+            if (!p) {
+                nomem = 1;
+                break;
+            }
             cap = cap ? 2 * cap : 256;
-            CHECK(size_bytes(cap, sizeof *im, &bytes));
-            export_image *p = realloc(im, bytes);
-            CHECK(p);
             im = p;
         }
         export_image *e = &im[(*n)++];
         memset(e, 0, sizeof *e);
         e->id = sqlite3_column_int64(st, 0);
-        e->path = xstrdup((const char *)sqlite3_column_text(st, 1));
+        const char *path = (const char *)sqlite3_column_text(st, 1);
+        if (!path || !(e->path = strdup(path))) {   /* NULL text: SQLite ran out of memory */
+            nomem = 1;
+            break;
+        }
         store_path_unescape(e->path);
         e->w = sqlite3_column_int(st, 2);
         e->h = sqlite3_column_int(st, 3);
         const char *slash = strrchr(e->path, '/');
-        e->stem = xstrdup(slash ? slash + 1 : e->path);
+        if (!(e->stem = strdup(slash ? slash + 1 : e->path))) {
+            nomem = 1;
+            break;
+        }
         char *dot = strrchr(e->stem, '.');
         if (dot && dot != e->stem) *dot = 0;
     }
     sqlite3_finalize(st);
     *out = im;
+    if (nomem)
+        return err_set(err, ERR_NOMEM, "reading images: out of memory after %lld images",
+                       (long long)*n);
     if (rc != SQLITE_DONE)
         return err_set(err, ERR_IO, "reading images: %s", sqlite3_errmsg(store_db(s)));
     return 0;
@@ -1249,9 +1320,9 @@ int cmd_export(int argc, char **argv) {
     if (!strcmp(format, "coco")) {
         /* FILE's folder is created with its parents, as sa1b and png create
          * their DIR */
-        char *dir = xstrdup(out);
-        char *slash = strrchr(dir, '/');
-        int mk = 0;
+        char *dir = strdup(out);
+        char *slash = dir ? strrchr(dir, '/') : NULL;
+        int mk = dir ? 0 : err_set(&err, ERR_NOMEM, "out of memory");
         if (slash && slash != dir) {
             *slash = 0;
             mk = cli_mkdir_p(dir, &err);
@@ -1274,7 +1345,12 @@ int cmd_export(int argc, char **argv) {
         store_close(s);
         return EXIT_DATA;
     }
-    export_names(im, n);
+    if (export_names(im, n, &err)) {
+        fprintf(stderr, "sam2amg export: %s\n", err.msg);
+        export_free_images(im, n);
+        store_close(s);
+        return EXIT_DATA;
+    }
     int sa1b = !strcmp(format, "sa1b");
     for (int64_t i = 0; i < n; i++) {
         char *file = export_file_name(out, &im[i], sa1b ? "json" : "png", &err);

@@ -452,6 +452,99 @@ static int walk(ingest_t *in, const char *dir, int depth, err_t *err) {
     return rc;
 }
 
+/* ---- a manifest must be text ----
+ * `--manifest photo.png` (or a .db, a .zip) would otherwise be read as one
+ * path per "line" of binary garbage: thousands of bad lines, or worse, a
+ * few accidental paths. The first KiB is sniffed before anything is added:
+ * known magic bytes, UTF-16, control characters (NUL included; not tab, CR,
+ * LF) in more than 1 byte in 50 (at least 4 of them), or bytes not part of
+ * valid UTF-8 in more than 1 in 3, make the source refused with ERR_INVALID
+ * naming what it looks like. Text has no control characters, and even a
+ * manifest of Latin-1 names (bytes kept as they are) has far fewer invalid
+ * bytes than binary data; a stray NUL line stays under the bar (it is
+ * reported and skipped, as before). */
+#define SNIFF_BYTES 1024
+
+/* sniff_binary: NULL when head (n bytes) looks like text, else what it is. */
+static const char *sniff_binary(const unsigned char *b, size_t n) {
+    static const struct { const char *magic; size_t len; const char *what; } m[] = {
+        {"\x89PNG\r\n\x1a\n", 8, "a PNG image"},  {"\xff\xd8\xff", 3, "a JPEG image"},
+        {"GIF87a", 6, "a GIF image"},                {"GIF89a", 6, "a GIF image"},
+        {"II*\0", 4, "a TIFF image"},                {"MM\0*", 4, "a TIFF image"},
+        {"SQLite format 3\0", 16, "an SQLite database"}, {"PK\x03\x04", 4, "a zip file"},
+        {"\x1f\x8b", 2, "a gzip file"},              {"%PDF-", 5, "a PDF file"},
+        {"\x7f" "ELF", 4, "an executable"},           {"\xff\xfe", 2, "UTF-16 text (save it as UTF-8)"},
+        {"\xfe\xff", 2, "UTF-16 text (save it as UTF-8)"}};
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        if (n >= m[i].len && !memcmp(b, m[i].magic, m[i].len)) return m[i].what;
+    if (n >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4)) return "a WebP image";
+    size_t ctrl = 0, odd = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned c = b[i];
+        if (c < 0x80) {
+            ctrl += (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f;
+            i++;
+            continue;
+        }
+        /* one UTF-8 sequence: its length from the lead byte, then continuations */
+        size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        size_t k = 1;
+        while (len && k < len && i + k < n && (b[i + k] & 0xc0) == 0x80) k++;
+        if (len && (k == len || i + k == n)) {   /* valid, or cut by the end of the sniff */
+            i += k;
+        } else {
+            odd++;
+            i++;
+        }
+    }
+    return (ctrl >= 4 && ctrl * 50 > n) || odd * 3 > n ? "binary data, not text" : NULL;
+}
+
+/* sniffed: a FILE that reads a sniffed head first, then the rest of the
+ * stream (which need not be seekable: stdin, a FIFO). */
+typedef struct sniffed {
+    FILE         *f;
+    unsigned char head[SNIFF_BYTES];
+    size_t        n, off;
+} sniffed;
+
+static ssize_t sniffed_read(void *cookie, char *buf, size_t size) {
+    sniffed *c = cookie;
+    if (c->off < c->n) {
+        size_t k = c->n - c->off < size ? c->n - c->off : size;
+        memcpy(buf, c->head + c->off, k);
+        c->off += k;
+        return (ssize_t)k;
+    }
+    size_t k = fread(buf, 1, size, c->f);
+    return k == 0 && ferror(c->f) ? -1 : (ssize_t)k;
+}
+
+/* ingest_text: sniff f (named src) and ingest it as fmt, or refuse it. */
+static int ingest_text(ingest_t *in, FILE *f, const char *src, int fmt, err_t *err) {
+    sniffed *c = malloc(sizeof *c);
+    if (!c) return err_set(err, ERR_NOMEM, "%s: out of memory", src);
+    c->f = f;
+    c->off = 0;
+    c->n = fread(c->head, 1, sizeof c->head, f);
+    int rc;
+    const char *what = sniff_binary(c->head, c->n);
+    FILE *g = NULL;
+    if (ferror(f)) {
+        rc = err_set(err, ERR_IO, "%s: read error: %s", src, strerror(errno));
+    } else if (what) {
+        rc = err_set(err, ERR_INVALID, "%s: not a manifest: this looks like %s (a manifest is a "
+                     "text, .csv or .jsonl list of paths, or a folder)", src, what);
+    } else if (!(g = fopencookie(c, "r", (cookie_io_functions_t){.read = sniffed_read}))) {
+        rc = err_set(err, ERR_NOMEM, "%s: out of memory", src);
+    } else {
+        rc = ingest_stream(in, g, src, fmt, err);
+        fclose(g);
+    }
+    free(c);
+    return rc;
+}
+
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && !strcasecmp(s + a - b, suf);
@@ -469,7 +562,7 @@ int jobs_ingest_shard(store_t *s, const char *src, int k, int n, jobs_ingest_sta
     if (!in.cwd) return err_set(err, ERR_IO, "getcwd: %s", strerror(errno));
     int rc = 0;
     if (!strcmp(src, "-")) {
-        rc = ingest_stream(&in, stdin, "stdin", FMT_LINES, err);
+        rc = ingest_text(&in, stdin, "stdin", FMT_LINES, err);
     } else {
         struct stat sb;
         if (stat(src, &sb) != 0) {
@@ -483,7 +576,7 @@ int jobs_ingest_shard(store_t *s, const char *src, int k, int n, jobs_ingest_sta
             } else {
                 int fmt = ends_with(src, ".csv") ? FMT_CSV : ends_with(src, ".jsonl") ? FMT_JSONL
                                                                                      : FMT_LINES;
-                rc = ingest_stream(&in, f, src, fmt, err);
+                rc = ingest_text(&in, f, src, fmt, err);
                 fclose(f);
             }
         }

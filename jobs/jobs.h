@@ -113,6 +113,7 @@ typedef struct jobs_stats {
     int64_t done, failed, retried, released, masks;
     int     fatal;              /* a run-level error stopped the run */
     int     interrupted;        /* SIGINT/SIGTERM */
+    int     storage_gone;       /* the images' storage went away: stopped, nothing failed for it */
 } jobs_stats;
 
 /* jobs_run: process every pending image of the store with run_id. The
@@ -163,11 +164,16 @@ char    *jobs_local_path(const char *local_dir, const char *db);
  * renamed over dest (see shard.c); bumps shard.checkpoint_seq first. */
 int      jobs_checkpoint_write(store_t *src, const char *dest, err_t *err);
 /* jobs_checkpoint_restore: the working copy at local from the checkpoint
- * ckpt (*restored = 1), or no working copy when ckpt does not exist
- * (*restored = 0: a fresh start); ERR_IO when ckpt cannot be looked at
- * (any error but ENOENT: never a fresh start over a good checkpoint). */
+ * ckpt (*restored = 1), or the working copy already at local when a run
+ * whose last checkpoint failed kept it (jobs_local_keep) and it descends
+ * from ckpt and is at least as new (*restored = 2), or no working copy when ckpt does not
+ * exist (*restored = 0: a fresh start); ERR_IO when ckpt cannot be looked
+ * at (any error but ENOENT: never a fresh start over a good checkpoint). */
 int      jobs_checkpoint_restore(const char *ckpt, const char *local, int *restored, err_t *err);
-/* jobs_local_remove: delete a working copy and its -wal/-shm/-journal. */
+/* jobs_local_keep: mark the working copy local as kept (its last
+ * checkpoint failed): the next run goes on from it (see restore). */
+void     jobs_local_keep(const char *local);
+/* jobs_local_remove: delete a working copy and its -wal/-shm/-journal/-kept. */
 void     jobs_local_remove(const char *local);
 /* jobs_test_pause: sleep $SAM2AMG_TEST_PAUSE_<what> seconds when set. */
 void     jobs_test_pause(const char *what);

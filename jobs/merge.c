@@ -83,7 +83,14 @@ static int read_shard(const char *path, shard_info *si, err_t *err) {
     memset(si, 0, sizeof *si);
     store_t *s = NULL;
     int rc = store_open(&s, path, STORE_READONLY, err);
-    if (rc) return rc;
+    if (rc) {
+        const char *fs = jobs_network_fs(path);
+        if (fs && strlen(err->msg) < 300)   /* noflock Lustre: a lock is an I/O error */
+            snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg),
+                     " (on %s, where SQLite may not lock: copy it to local disk first, as "
+                     "jobs/slurm/merge.sh does)", fs);
+        return rc;
+    }
     sqlite3 *db = store_db(s);
     int found = 0;
     if (store_schema_version() >= 3) found = jobs_shard_get(s, &si->k, &si->n, &si->seq, err);
@@ -120,9 +127,14 @@ static int read_shard(const char *path, shard_info *si, err_t *err) {
     int n = 0;
     while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
         if (n++ == 0) {
-            snprintf(si->sha, sizeof si->sha, "%s", (const char *)sqlite3_column_text(st, 0));
-            si->params = strdup((const char *)sqlite3_column_text(st, 1));
-            CHECK(si->params);
+            const char *sha = (const char *)sqlite3_column_text(st, 0),
+                       *params = (const char *)sqlite3_column_text(st, 1);
+            snprintf(si->sha, sizeof si->sha, "%s", sha ? sha : "");
+            if (!(si->params = strdup(params ? params : ""))) {
+                sqlite3_finalize(st);
+                store_close(s);
+                return err_set(err, ERR_NOMEM, "%s: out of memory", path);
+            }
         }
     }
     sqlite3_finalize(st);
@@ -145,7 +157,13 @@ static int merge_one(sqlite3 *db, const char *path, const shard_info *si, int re
     sqlite3_bind_text(st, 1, path, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return err_set(err, ERR_IO, "%s: cannot attach: %s", path, sqlite3_errmsg(db));
+    if (rc != SQLITE_DONE) {
+        const char *fs = jobs_network_fs(path);
+        return err_set(err, ERR_IO, "%s: cannot attach: %s%s%s%s", path, sqlite3_errmsg(db),
+                       fs ? " (it is on " : "", fs ? fs : "",
+                       fs ? ", where SQLite may not lock: copy it to local disk first, as "
+                            "jobs/slurm/merge.sh does)" : "");
+    }
     int r = q_exec(db, "BEGIN IMMEDIATE", err);
     if (r) goto detach;
     char sql[1024];

@@ -72,13 +72,16 @@
  * refused (cmd_jobs.c holds an flock on DB.lock); readers (status, sql,
  * export) work beside a run thanks to WAL.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -189,6 +192,11 @@ typedef struct runner {
      * pre_q (a free list), so none is allocated per image */
     int                pre_S, pre_n;
     queue_t            pre_q;
+    /* the images' storage (see load_failure): not fatal, the writer goes on */
+    atomic_int         storage_gone;
+    atomic_int         io_streak;            /* load failures in a row, see load_failure */
+    err_t              storage_err;          /* under mu */
+    char               last_dir[4096];       /* folder of the last image loaded; under mu */
 } runner_t;
 
 static double mono_s(void) {
@@ -197,7 +205,9 @@ static double mono_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int stopping(runner_t *r) { return *r->stop || atomic_load(&r->fatal); }
+static int stopping(runner_t *r) {
+    return *r->stop || atomic_load(&r->fatal) || atomic_load(&r->storage_gone);
+}
 
 static void set_fatal(runner_t *r, const err_t *e) {
     pthread_mutex_lock(&r->mu);
@@ -214,6 +224,114 @@ static void item_release(item_t *it) {
 /* permanent_error: data errors that a retry cannot fix. */
 static int permanent_error(int rc) {
     return rc == ERR_FORMAT || rc == ERR_TOO_BIG || rc == ERR_INVALID || rc == ERR_IO;
+}
+
+/* ---- "this file is bad" or "the storage is gone" ----
+ * An image's ERR_IO fails that image for good only when the file itself is
+ * at fault. When the images' volume goes away mid-run (an NFS or Lustre
+ * unmount, a pulled USB disk), failing every remaining image would turn a
+ * run-level condition into mass data loss; instead the image is released
+ * (back to 'pending', attempt not counted) and the run stops with
+ * r->storage_err (exit 75: run again when the storage is back).
+ * load_failure probes the path again after the loader failed (the loader's
+ * errno is long gone by then) and decides:
+ *   - ENOTCONN, ESTALE, EIO, ENODEV, ETIMEDOUT, EHOSTDOWN on the file or its
+ *     folder: the storage is gone;
+ *   - the file or its folder is missing, and the nearest folder above it
+ *     that exists is empty (what an unmounted mount point looks like): gone;
+ *   - the folder is missing and so is the folder of the last image this run
+ *     loaded (a volume renamed or unmounted mid-run): gone;
+ *   - any other missing file or folder, not a regular file, unreadable
+ *     (EACCES), a decode error: that image fails;
+ *   - the file is there and opens, yet loading it failed with ERR_IO (a read
+ *     error): that image fails, and STORAGE_STREAK of those in a row, with no
+ *     image loaded in between, are a storage that is gone. */
+#define STORAGE_STREAK 8
+enum { LOAD_FAIL, LOAD_GONE };
+
+static int storage_errno(int e) {
+    return e == ENOTCONN || e == ESTALE || e == EIO || e == ENODEV || e == ETIMEDOUT ||
+           e == EHOSTDOWN;
+}
+
+/* folder_of: path's folder into dir ("/" for "/x", "." for "x"). */
+static void folder_of(const char *path, char *dir, size_t cap) {
+    const char *sl = strrchr(path, '/');
+    size_t n = !sl ? 1 : sl == path ? 1 : (size_t)(sl - path);
+    if (n >= cap) n = cap - 1;
+    memmove(dir, sl ? path : ".", n);   /* dir may be path */
+    dir[n] = 0;
+}
+
+/* empty_dir: 1 when dir is a folder with no entry but . and .. */
+static int empty_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int empty = 1;
+    while (empty && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = 0;
+    closedir(d);
+    return empty;
+}
+
+/* load_loaded: an image loaded: remember its folder, end any streak. */
+static void load_loaded(runner_t *r, const char *path) {
+    atomic_store(&r->io_streak, 0);
+    pthread_mutex_lock(&r->mu);
+    folder_of(path, r->last_dir, sizeof r->last_dir);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int load_gone(runner_t *r, const char *what, const char *why) {
+    pthread_mutex_lock(&r->mu);
+    if (!atomic_load(&r->storage_gone))
+        err_set(&r->storage_err, ERR_IO, "%.200s: %.100s: the images' storage is not reachable; "
+                "stopped without failing any image, run again when it is back", what, why);
+    atomic_store(&r->storage_gone, 1);
+    pthread_mutex_unlock(&r->mu);
+    return LOAD_GONE;
+}
+
+/* load_failure: what a failed load of path (rc) means, see above. */
+static int load_failure(runner_t *r, int rc, const char *path) {
+    if (rc != ERR_IO) return LOAD_FAIL;
+    char dir[4096], up[4096];
+    folder_of(path, dir, sizeof dir);
+    struct stat sb;
+    int dir_ok = stat(dir, &sb) == 0, e = errno;
+    if (!dir_ok && storage_errno(e)) return load_gone(r, dir, strerror(e));
+    if (dir_ok && stat(path, &sb) != 0) {
+        e = errno;
+        if (storage_errno(e)) return load_gone(r, path, strerror(e));
+        if (e == ENOENT && empty_dir(dir))
+            return load_gone(r, dir, "an empty folder (an unmounted mount point?)");
+        return LOAD_FAIL;
+    }
+    if (!dir_ok) {
+        if (e != ENOENT && e != ENOTDIR) return LOAD_FAIL;   /* EACCES, ELOOP: this path */
+        snprintf(up, sizeof up, "%s", dir);
+        while (strcmp(up, "/") && strcmp(up, ".")) {   /* the nearest folder that exists */
+            folder_of(up, up, sizeof up);
+            if (stat(up, &sb) == 0) {
+                if (S_ISDIR(sb.st_mode) && empty_dir(up))
+                    return load_gone(r, up, "an empty folder (an unmounted mount point?)");
+                break;
+            }
+        }
+        pthread_mutex_lock(&r->mu);
+        snprintf(up, sizeof up, "%s", r->last_dir);
+        pthread_mutex_unlock(&r->mu);
+        if (up[0] && stat(up, &sb) != 0) return load_gone(r, up, strerror(errno));
+        return LOAD_FAIL;
+    }
+    if (!S_ISREG(sb.st_mode)) return LOAD_FAIL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return storage_errno(errno) ? load_gone(r, path, strerror(errno)) : LOAD_FAIL;
+    close(fd);
+    if (atomic_fetch_add(&r->io_streak, 1) + 1 >= STORAGE_STREAK)
+        return load_gone(r, path, "several images in a row failed to read");
+    return LOAD_FAIL;
 }
 
 static void *decoder_main(void *arg) {
@@ -240,12 +358,17 @@ static void *decoder_main(void *arg) {
             }
             it->t_pre = mono_s() - t1;
         }
-        if (rc) {
+        int lf = rc ? load_failure(r, rc, it->job.path) : 0;
+        if (rc && lf != LOAD_FAIL) {   /* the storage, not this image: release it */
+            item_release(it);
+            queue_push(&r->write_q, it);
+        } else if (rc) {
             it->kind = ITEM_FAIL;
             it->permanent = permanent_error(rc);
             snprintf(it->reason, sizeof it->reason, "%s", err.msg);
             queue_push(&r->write_q, it);
         } else {
+            load_loaded(r, it->job.path);
             queue_push(&r->ready_q, it);
         }
     }
@@ -574,6 +697,10 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
     pthread_join(wr, NULL);
     if (tty) progress(r, t0, pending0, 1);
     if (!rc && atomic_load(&r->fatal)) rc = err_set(err, ERR_IO, "%s", r->fatal_err.msg);
+    if (!rc && atomic_load(&r->storage_gone)) {
+        rc = err_set(err, ERR_IO, "%s", r->storage_err.msg);
+        st->storage_gone = 1;
+    }
     if (rc && err->msg[0] == 0) snprintf(err->msg, sizeof err->msg, "%s", r->fatal_err.msg);
     st->done = atomic_load(&r->done);
     st->failed = atomic_load(&r->failed);

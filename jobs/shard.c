@@ -25,10 +25,17 @@
  * the folder fsynced: the path always holds either the old checkpoint or
  * the new one, never part of one. A killed task leaves at most a stale
  * DB.checkpoint-tmp, which the next checkpoint replaces. A task (also a
- * requeued one, maybe on another node) starts from the checkpoint, never
+ * requeued one, maybe on another node) starts from the checkpoint, not
  * from a local copy that may be stale: images finished after the last
  * checkpoint are done again; none is done twice, because the checkpoint's
- * leases are reclaimed like those of a killed run.
+ * leases are reclaimed like those of a killed run. The one exception is a
+ * working copy that a run kept because its last checkpoint failed (it says
+ * so, and marks it: LOCAL-kept, jobs_local_keep) and that still descends
+ * from the checkpoint and is at least as new (local_supersedes: its
+ * checkpoint_seq >= the checkpoint's, and the checkpoint's last run is in
+ * it, same id and start time): the next run on that node goes on from it
+ * instead of throwing its work away. A copy left by a kill -9 is not
+ * marked: the next run starts from the checkpoint, as always.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -84,9 +91,10 @@ int jobs_shard_register_sql(sqlite3 *db) {
                                    sql_shard_of, NULL, NULL);
 }
 
-/* parse_int: the whole of s as a decimal in [lo, hi]. */
+/* parse_int: the whole of s as a decimal in [lo, hi]: digits only (no
+ * sign, no space before or after: " 1/4" and "1/4 " alike are refused). */
 static int parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out) {
-    if (!s || !*s) return -1;
+    if (!s || *s < '0' || *s > '9') return -1;
     char *end = NULL;
     errno = 0;
     long long v = strtoll(s, &end, 10);
@@ -115,6 +123,25 @@ int jobs_shard_parse(const char *s, int *k, int *n) {
 int jobs_shard_from_env(int shard_count, int *k, int *n, char *why, size_t cap) {
     const char *id = getenv("SLURM_ARRAY_TASK_ID"), *count = getenv("SLURM_ARRAY_TASK_COUNT");
     int64_t iv, cv, minv = 0, stepv = 1;
+    char derived[32];
+    if (id && *id && !(count && *count)) {
+        /* older Slurm sets no _COUNT: (MAX - MIN) / STEP + 1 tasks; with
+         * neither, running unsharded would do every image in every task */
+        const char *mx = getenv("SLURM_ARRAY_TASK_MAX"), *mn = getenv("SLURM_ARRAY_TASK_MIN"),
+                   *st = getenv("SLURM_ARRAY_TASK_STEP");
+        int64_t maxv;
+        if (!mx || !*mx || parse_int(mx, 0, INT32_MAX, &maxv) ||
+            (mn && *mn && parse_int(mn, 0, maxv, &minv)) ||
+            (st && *st && parse_int(st, 1, INT32_MAX, &stepv))) {
+            snprintf(why, cap, "SLURM_ARRAY_TASK_ID=%s is set but SLURM_ARRAY_TASK_COUNT is not, "
+                     "and SLURM_ARRAY_TASK_MAX (%s) does not give the number of tasks: give "
+                     "--shard K/N", id, mx && *mx ? mx : "unset");
+            return -1;
+        }
+        snprintf(derived, sizeof derived, "%lld", (long long)((maxv - minv) / stepv + 1));
+        count = derived;
+        minv = 0, stepv = 1;
+    }
     if (id && *id && count && *count) {
         const char *mn = getenv("SLURM_ARRAY_TASK_MIN"), *st = getenv("SLURM_ARRAY_TASK_STEP");
         if (parse_int(id, 0, INT32_MAX, &iv) || parse_int(count, 1, JOBS_MAX_SHARDS, &cv) ||
@@ -127,8 +154,8 @@ int jobs_shard_from_env(int shard_count, int *k, int *n, char *why, size_t cap) 
         }
         *k = (int)((iv - minv) / stepv);
         *n = (int)cv;
-        snprintf(why, cap, "shard %d/%d from SLURM_ARRAY_TASK_ID=%s, SLURM_ARRAY_TASK_COUNT=%s",
-                 *k, *n, id, count);
+        snprintf(why, cap, "shard %d/%d from SLURM_ARRAY_TASK_ID=%s, %s=%s", *k, *n, id,
+                 count == derived ? "(MAX - MIN) / STEP + 1" : "SLURM_ARRAY_TASK_COUNT", count);
         return 1;
     }
     const char *ji = getenv("JOB_COMPLETION_INDEX");
@@ -273,8 +300,9 @@ static char *suffixed(const char *path, const char *suffix) {
 /* unlink_sidecars: remove path's -wal, -shm and -journal (those of a file
  * that is being replaced as a whole). */
 static void unlink_sidecars(const char *path) {
-    static const char *const sfx[] = {"-wal", "-shm", "-journal"};
-    for (int i = 0; i < 3; i++) {
+    /* -kept: jobs_local_keep's mark, which goes with the copy it marks */
+    static const char *const sfx[] = {"-wal", "-shm", "-journal", "-kept"};
+    for (int i = 0; i < 4; i++) {
         char *p = suffixed(path, sfx[i]);
         unlink(p);
         free(p);
@@ -396,6 +424,49 @@ int jobs_checkpoint_write(store_t *src, const char *dest, err_t *err) {
     return rc;
 }
 
+/* db_lineage: checkpoint_seq (0 without a shard row) and the last run
+ * (id, started_at; 0 when none) of db. 0, or -1 when it cannot be read. */
+static int db_lineage(sqlite3 *db, int64_t *seq, int64_t *run, double *started) {
+    sqlite3_stmt *st = NULL;
+    *seq = *run = 0, *started = 0;
+    int rc = sqlite3_prepare_v2(db, "SELECT (SELECT checkpoint_seq FROM shard WHERE id = 1), "
+                                    "id, started_at FROM runs ORDER BY id DESC LIMIT 1", -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *seq = sqlite3_column_int64(st, 0);
+        *run = sqlite3_column_int64(st, 1);
+        *started = sqlite3_column_double(st, 2);
+        rc = SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* local_supersedes: 1 when the working copy local descends from the
+ * checkpoint src and is at least as new (see the DESIGN comment). Any
+ * doubt (unreadable, another lineage) is 0: restore from the checkpoint. */
+static int local_supersedes(sqlite3 *src, const char *local) {
+    if (access(local, F_OK) != 0) return 0;
+    sqlite3 *db = NULL;
+    int64_t cseq, crun, lseq, lrun;
+    double cstart, lstart;
+    int ok = sqlite3_open_v2(local, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+             db_lineage(src, &cseq, &crun, &cstart) == 0 &&
+             db_lineage(db, &lseq, &lrun, &lstart) == 0 && crun > 0 && lseq >= cseq;
+    if (ok) {   /* the checkpoint's last run, the same, in the working copy */
+        sqlite3_stmt *st = NULL;
+        ok = sqlite3_prepare_v2(db, "SELECT started_at = ?2 FROM runs WHERE id = ?1", -1, &st,
+                                NULL) == SQLITE_OK;
+        if (ok) {
+            sqlite3_bind_int64(st, 1, crun);
+            sqlite3_bind_double(st, 2, cstart);
+            ok = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1;
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return ok;
+}
+
 int jobs_checkpoint_restore(const char *ckpt, const char *local, int *restored, err_t *err) {
     *restored = 0;
     if (access(ckpt, F_OK) != 0) {
@@ -418,10 +489,25 @@ int jobs_checkpoint_restore(const char *ckpt, const char *local, int *restored, 
         sqlite3_close(src);
         return ERR_IO;
     }
+    char *mark = suffixed(local, "-kept");
+    int kept = access(mark, F_OK) == 0;
+    free(mark);
+    if (kept && local_supersedes(src, local)) {
+        sqlite3_close(src);
+        *restored = 2;
+        return 0;
+    }
     int r = copy_db(src, local, "WAL", err);
     sqlite3_close(src);
     if (!r) *restored = 1;
     return r;
+}
+
+void jobs_local_keep(const char *local) {
+    char *mark = suffixed(local, "-kept");
+    int fd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) close(fd);
+    free(mark);
 }
 
 void jobs_local_remove(const char *local) {

@@ -33,6 +33,7 @@ typedef struct parser {
     const char *what;
     err_t      *err;
     int         rc;
+    const char *key;    /* the key of the member being parsed (NULL: none), for messages */
 } parser;
 
 static int parse_fail(parser *ps, const char *at, const char *reason) {
@@ -151,6 +152,9 @@ static char *parse_string(parser *ps, size_t *len_out) {
                 parse_fail(ps, esc, "bad \\u escape"); goto fail;
             }
             ps->p += 4;
+            /* U+DC80..U+DCFF alone: the byte 0x80..0xFF that is not UTF-8
+             * (Python's surrogateescape, json_write_string's form) */
+            if (cp >= 0xDC80 && cp <= 0xDCFF) { *o++ = (char)(cp - 0xDC00); break; }
             if (cp >= 0xDC00 && cp <= 0xDFFF) { parse_fail(ps, esc, "lone low surrogate"); goto fail; }
             if (cp >= 0xD800 && cp <= 0xDBFF) {
                 if (ps->end - ps->p < 6 || ps->p[0] != '\\' || ps->p[1] != 'u' ||
@@ -200,6 +204,15 @@ static json_t *parse_number(parser *ps) {
     json_t *v = node_new(ps, JSON_NUM);
     if (!v) return NULL;
     v->num = strtod(tmp, NULL);
+    if (!isfinite(v->num)) {   /* 1e400: a double cannot hold it */
+        char why[200];
+        snprintf(why, sizeof why, "%s%.60s%s%.40s%s is out of range (beyond +-1.8e308)",
+                 ps->key ? "\"" : "", ps->key ? ps->key : "", ps->key ? "\": " : "", tmp,
+                 q - a > 40 ? "..." : "");
+        free(v);
+        parse_fail(ps, a, why);
+        return NULL;
+    }
     if (is_int) {
         errno = 0;
         long long ll = strtoll(tmp, NULL, 10);
@@ -245,6 +258,7 @@ static json_t *parse_value(parser *ps, int depth) {
         char close = obj ? '}' : ']';
         size_t cap = 0;
         if (!(v = node_new(ps, obj ? JSON_OBJ : JSON_ARR))) return NULL;
+        const char *outer_key = ps->key;   /* an array's elements are named by its key */
         ps->p++;
         skip_ws(ps);
         if (ps->p < ps->end && *ps->p == close) { ps->p++; return v; }
@@ -266,7 +280,9 @@ static json_t *parse_value(parser *ps, int depth) {
                 if (ps->p >= ps->end || *ps->p != ':') { free(key); parse_fail(ps, ps->p, "expected ':'"); goto fail; }
                 ps->p++;
             }
+            ps->key = obj ? key : outer_key;
             json_t *item = parse_value(ps, depth + 1);
+            ps->key = outer_key;
             if (!item) { free(key); goto fail; }
             if (push_item(ps, v, item, &cap, key)) { free(key); json_free(item); goto fail; }
             skip_ws(ps);
@@ -296,7 +312,7 @@ static json_t *parse_value(parser *ps, int depth) {
 }
 
 int json_parse(json_t **out, const char *text, size_t len, const char *what, err_t *err) {
-    parser ps = {text, text + len, text, what ? what : "JSON", err, 0};
+    parser ps = {text, text + len, text, what ? what : "JSON", err, 0, NULL};
     *out = NULL;
     json_t *v = parse_value(&ps, 0);
     if (!v) return ps.rc ? ps.rc : parse_fail(&ps, ps.p, "parse error");
@@ -392,7 +408,7 @@ void json_write_string(FILE *f, const char *s) {
         if (short_esc) { fputs(short_esc, f); p++; continue; }
         unsigned cp;
         size_t n = utf8_get(p, end, &cp);
-        if (!n) cp = 0xFFFD, n = 1;
+        if (!n) cp = 0xDC00 + c, n = 1;   /* a byte that is not UTF-8: surrogateescape */
         p += n;
         if (cp >= 0x10000) {
             cp -= 0x10000;

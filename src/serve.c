@@ -57,6 +57,7 @@ enum {
     SERVE_MEM_LIMIT   = 32 * 1024,   /* bytes per HTTP connection (headers, URL) */
     SERVE_THUMB_PX    = 192,         /* thumbnail box */
     SERVE_THUMB_SLOTS = 8192,
+    SERVE_DECODE_WAIT_S = 10,        /* a decode waits this long for memory, then 503 */
     SERVE_PER_PAGE    = 48,
     SERVE_MAX_PER     = 500,
 };
@@ -195,6 +196,9 @@ typedef struct sv_thumb {
     size_t  len;
 } sv_thumb;
 
+#define SERVE_DECODE_BYTES ((int64_t)1 << 30)                /* --decode-memory default */
+#define SERVE_DECODE_MAX_PX ((int64_t)256 * 1000 * 1000)   /* image_load's default limit */
+
 struct serve {
     char            path[4096];
     sv_index        idx;
@@ -205,6 +209,10 @@ struct serve {
     sv_thumb        thumbs[SERVE_THUMB_SLOTS];  /* FIFO ring */
     size_t          thumb_next, thumb_bytes;
     int             loopback_only;              /* Host must name the loopback */
+    /* decoded pixels of all requests at once (see decode_reserve) */
+    pthread_mutex_t dec_mu;
+    pthread_cond_t  dec_cv;
+    int64_t         dec_cap, dec_used;          /* bytes */
 };
 
 static double now_mono(void) {
@@ -365,6 +373,7 @@ static store_t *thread_store(serve_t *sv, err_t *err) {
     if (tls_conn.sv == sv && tls_conn.s) return tls_conn.s;
     store_t *s = NULL;
     if (store_open(&s, sv->path, STORE_READONLY, err)) return NULL;
+    sqlite3_db_config(store_db(s), SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
     pthread_mutex_lock(&sv->conn_mu);
     int ok = sv->nconns < SERVE_MAX_CONNS;
     if (ok) sv->conns[sv->nconns++] = s;
@@ -388,8 +397,14 @@ int serve_open(serve_t **out, const char *path, err_t *err) {
     pthread_mutex_init(&sv->idx.mu, NULL);
     pthread_mutex_init(&sv->conn_mu, NULL);
     pthread_mutex_init(&sv->thumb_mu, NULL);
+    pthread_mutex_init(&sv->dec_mu, NULL);
+    pthread_cond_init(&sv->dec_cv, NULL);
+    sv->dec_cap = SERVE_DECODE_BYTES;
     for (int i = 0; i < SERVE_THUMB_SLOTS; i++) sv->thumbs[i].id = SERVE_THUMB_NONE;
     if ((r = store_open(&sv->idx.s, path, STORE_READONLY, err))) goto fail;
+    /* nothing here writes, and a crafted database cannot make a query
+     * corrupt it (writable_schema, shadow tables of the R*Tree) */
+    sqlite3_db_config(store_db(sv->idx.s), SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
     pthread_mutex_lock(&sv->idx.mu);
     r = index_refresh(&sv->idx, err);
     pthread_mutex_unlock(&sv->idx.mu);
@@ -410,6 +425,8 @@ void serve_free(serve_t *sv) {
     pthread_mutex_destroy(&sv->idx.mu);
     pthread_mutex_destroy(&sv->conn_mu);
     pthread_mutex_destroy(&sv->thumb_mu);
+    pthread_mutex_destroy(&sv->dec_mu);
+    pthread_cond_destroy(&sv->dec_cv);
     if (tls_conn.sv == sv) tls_conn.sv = NULL, tls_conn.s = NULL;
     free(sv);
 }
@@ -456,7 +473,8 @@ static int resp_error(serve_resp *r, int status, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     const char *what = status == 404 ? "Not Found" : status == 400 ? "Bad Request"
-                       : status == 405 ? "Method Not Allowed" : "Server Error";
+                       : status == 405 ? "Method Not Allowed"
+                       : status == 503 ? "Service Unavailable" : "Server Error";
     sbuf b = {0};
     char title[64];
     snprintf(title, sizeof title, "%d %s", status, what);
@@ -1013,9 +1031,52 @@ static int api_image(store_t *s, int64_t id, const args *a, serve_resp *r) {
     return resp_buf(r, 200, CT_JSON, &b);
 }
 
-/* load_db_image: decode the file of image id as the run did (image_load).
- * 404 when the image is unknown, its file missing or not decodable. */
-static int load_db_image(store_t *s, int64_t id, image_t *img, serve_resp *r) {
+/* ---- the decode budget ----
+ * Each thumbnail or full image is decoded whole (w*h*3 bytes); four
+ * threads each on a 256 Mpx image would hold 3 GiB. Decodes share
+ * sv->dec_cap bytes (--decode-memory): a decode reserves an allowance and
+ * loads with max_pixels = allowance / 3, so the loader refuses, from the
+ * header, anything larger before a pixel is allocated; after the load the
+ * reservation shrinks to the image's size until the caller is done with
+ * the pixels. A first try allows a quarter of the budget (most photos:
+ * decodes run side by side); an image over that tries again with the whole
+ * budget (or the loader's own 256 Mpx limit, if smaller), waiting for it.
+ * A decode that waited SERVE_DECODE_WAIT_S seconds is a 503; an image larger
+ * than the whole budget is a 503 at once. */
+
+/* decode_reserve: wait until want bytes are free (deadline: monotonic s),
+ * take them. 0, or -1 at the deadline. */
+static int decode_reserve(serve_t *sv, int64_t want, double deadline) {
+    struct timespec ts;
+    double d = deadline - now_mono();
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double t = ts.tv_sec + ts.tv_nsec * 1e-9 + (d > 0 ? d : 0);
+    ts.tv_sec = (time_t)t;
+    ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+    pthread_mutex_lock(&sv->dec_mu);
+    int rc = 0;
+    while (sv->dec_used + want > sv->dec_cap && rc == 0)
+        if (pthread_cond_timedwait(&sv->dec_cv, &sv->dec_mu, &ts)) rc = -1;
+    if (sv->dec_used + want <= sv->dec_cap) sv->dec_used += want, rc = 0;
+    pthread_mutex_unlock(&sv->dec_mu);
+    return rc;
+}
+
+/* decode_release: give back n bytes of a reservation. */
+static void decode_release(serve_t *sv, int64_t n) {
+    pthread_mutex_lock(&sv->dec_mu);
+    sv->dec_used -= n;
+    pthread_cond_broadcast(&sv->dec_cv);
+    pthread_mutex_unlock(&sv->dec_mu);
+}
+
+/* load_db_image: decode the file of image id as the run did (image_load),
+ * within the decode budget: on success *held bytes of it stay reserved for
+ * img until the caller's decode_release. 404 when the image is unknown,
+ * its file missing or not decodable; 503 when the budget does not allow it. */
+static int load_db_image(serve_t *sv, store_t *s, int64_t id, image_t *img, int64_t *held,
+                         serve_resp *r) {
+    *held = 0;
     sqlite3 *db = store_db(s);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, "SELECT path FROM images WHERE id = ?1", -1, &st, NULL) != SQLITE_OK)
@@ -1035,8 +1096,27 @@ static int load_db_image(store_t *s, int64_t id, image_t *img, serve_resp *r) {
     if (!path) return resp_error(r, 500, "out of memory");
     store_path_unescape(path);
     err_t err = {{0}};
-    int rc = image_load(img, path, 0, &err);
+    int64_t whole = sv->dec_cap < SERVE_DECODE_MAX_PX * 3 ? sv->dec_cap : SERVE_DECODE_MAX_PX * 3;
+    int64_t tries[2] = {whole / 4 >= 3 ? whole / 4 : whole, whole};
+    double deadline = now_mono() + SERVE_DECODE_WAIT_S;
+    int rc = ERR_TOO_BIG;
+    for (int t = 0; t < (tries[0] == whole ? 1 : 2) && rc == ERR_TOO_BIG; t++) {
+        int64_t allow = tries[t];
+        if (decode_reserve(sv, allow, deadline)) {
+            free(path);
+            return resp_error(r, 503, "image %lld: busy decoding other images; try again",
+                              (long long)id);
+        }
+        rc = image_load(img, path, allow / 3, &err);
+        int64_t keep = rc ? 0 : (int64_t)img->w * img->h * 3;
+        decode_release(sv, allow - keep);
+        *held = keep;
+    }
     free(path);
+    if (rc == ERR_TOO_BIG && whole < SERVE_DECODE_MAX_PX * 3)
+        return resp_error(r, 503, "image %lld cannot be shown within the decode memory of %lld "
+                          "MiB (--decode-memory): %s", (long long)id,
+                          (long long)(sv->dec_cap >> 20), err.msg);
     if (rc) return resp_error(r, 404, "image %lld cannot be shown: %s", (long long)id, err.msg);
     return 0;
 }
@@ -1084,12 +1164,14 @@ static int serve_thumb(serve_t *sv, store_t *s, int64_t id, serve_resp *r) {
         }
     pthread_mutex_unlock(&sv->thumb_mu);
     image_t img = {0};
-    int st = load_db_image(s, id, &img, r);
+    int64_t held;
+    int st = load_db_image(sv, s, id, &img, &held, r);
     if (st) return st;
     void *jpg = NULL;
     size_t n = 0;
     int rc = encode(&img, 1, &jpg, &n);
     image_free(&img);
+    decode_release(sv, held);
     if (rc) return resp_error(r, 500, "image %lld: cannot make a thumbnail", (long long)id);
     st = copy_out(r, jpg, n, "image/jpeg");
     pthread_mutex_lock(&sv->thumb_mu);
@@ -1118,14 +1200,16 @@ static int serve_thumb(serve_t *sv, store_t *s, int64_t id, serve_resp *r) {
     return st;
 }
 
-static int serve_full(store_t *s, int64_t id, serve_resp *r) {
+static int serve_full(serve_t *sv, store_t *s, int64_t id, serve_resp *r) {
     image_t img = {0};
-    int st = load_db_image(s, id, &img, r);
+    int64_t held;
+    int st = load_db_image(sv, s, id, &img, &held, r);
     if (st) return st;
     void *png = NULL;
     size_t n = 0;
     int rc = encode(&img, 0, &png, &n);
     image_free(&img);
+    decode_release(sv, held);
     if (rc) return resp_error(r, 500, "image %lld: cannot encode", (long long)id);
     st = copy_out(r, png, n, "image/png");
     g_free(png);
@@ -1176,7 +1260,7 @@ int serve_handle(serve_t *sv, const char *url, int nargs, const char *const *key
     case 1: return page_image(s, id, &a, r);
     case 2: return api_image(s, id, &a, r);
     case 3: return serve_thumb(sv, s, id, r);
-    default: return serve_full(s, id, r);
+    default: return serve_full(sv, s, id, r);
     }
 }
 
@@ -1283,14 +1367,17 @@ static int is_loopback(const char *host) {
 
 int cmd_serve(int argc, char **argv) {
     const char *db = NULL, *host = "127.0.0.1";
-    int64_t port = 8765;
+    int64_t port = 8765, decode_mib = SERVE_DECODE_BYTES >> 20;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: sam2amg serve DB [--host 127.0.0.1] [--port 8765]\n\n"
+            printf("usage: sam2amg serve DB [--host 127.0.0.1] [--port 8765] [--decode-memory MIB]\n\n"
                    "A local web page to review the database DB (read-only; works beside a\n"
                    "running `sam2amg run`): the runs, a grid of images with their mask\n"
                    "counts, and each image with its masks. --port 0 picks a free port.\n"
-                   "The page has no login: keep it on 127.0.0.1 unless the network is yours.\n");
+                   "The page has no login: keep it on 127.0.0.1 unless the network is yours.\n"
+                   "--decode-memory: MiB of decoded pixels for all thumbnails and full images\n"
+                   "being made at once (default %lld); a request waits for it up to %d s, then 503.\n",
+                   (long long)(SERVE_DECODE_BYTES >> 20), SERVE_DECODE_WAIT_S);
             return EXIT_OK;
         }
         if (!strcmp(argv[i], "--host") || !strcmp(argv[i], "--port")) {
@@ -1298,6 +1385,13 @@ int cmd_serve(int argc, char **argv) {
                 return cli_usage_error("serve", "%s needs a value", argv[i]);
             if (argv[i][2] == 'h') host = argv[++i];
             else if (cli_parse_int("serve", "--port", argv[++i], 0, 65535, &port)) return EXIT_USAGE;
+            continue;
+        }
+        if (!strcmp(argv[i], "--decode-memory")) {
+            if (cli_parse_int("serve", argv[i], i + 1 < argc ? argv[i + 1] : NULL, 1, 1 << 20,
+                              &decode_mib))
+                return EXIT_USAGE;
+            i++;
             continue;
         }
         if (argv[i][0] == '-') return cli_usage_error("serve", "unknown option '%s'", argv[i]);
@@ -1318,6 +1412,7 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "sam2amg serve: %s\n", err.msg);
         return EXIT_DATA;
     }
+    sv->dec_cap = decode_mib << 20;
     sv->loopback_only = is_loopback(host);
     /* SIGINT/SIGTERM are taken by sigwait below: blocked before the server
      * threads start, so they inherit the mask */

@@ -77,6 +77,10 @@ static void test_malformed(void) {
         {"\"\\u12g4\"", "bad \\u escape"},
         {"\"\\ud800\"", "high surrogate"},
         {"\"\\udc00\"", "lone low surrogate"},
+        {"\"\\udc7f\"", "lone low surrogate"},
+        {"\"\\udd00\"", "lone low surrogate"},
+        {"1e400", "out of range"},
+        {"{\"k\": [-2e999]}", "\"k\": -2e999 is out of range"},
         {"\"\xff\"", "invalid UTF-8"},
         {"{\"a\":1,\"a\":2}", "duplicate key"},
         {"[1]\n  x", "trailing"},
@@ -148,15 +152,35 @@ static void test_write(void) {
     FILE *f = open_memstream(&mem, &len);
     json_write_string(f, "a\"b\\c\n\t\x01\x7f\xc3\xa9\xf0\x9f\x98\x80/\xff");
     fclose(f);
-    TEST_CHECK(!strcmp(mem, "\"a\\\"b\\\\c\\n\\t\\u0001\\u007f\\u00e9\\ud83d\\ude00/\\ufffd\""),
+    TEST_CHECK(!strcmp(mem, "\"a\\\"b\\\\c\\n\\t\\u0001\\u007f\\u00e9\\ud83d\\ude00/\\udcff\""),
                "json_write_string escapes like json.dumps", "got %s", mem);
     /* and what we write, we read back */
     err_t err = {{0}};
     json_t *v = parse(mem, &err);
-    TEST_CHECK(v && !strcmp(json_str(v), "a\"b\\c\n\t\x01\x7f\xc3\xa9\xf0\x9f\x98\x80/\xef\xbf\xbd"),
-               "json_write_string output parses back", "%s", err.msg);
+    TEST_CHECK(v && !strcmp(json_str(v), "a\"b\\c\n\t\x01\x7f\xc3\xa9\xf0\x9f\x98\x80/\xff"),
+               "json_write_string output parses back, the invalid byte included", "%s", err.msg);
     json_free(v);
     free(mem);
+    /* names that are not UTF-8 stay distinct (U+FFFD made them one) and
+     * come back byte for byte */
+    const char *names[3] = {"caf\xe9.png", "caf\xe8.png", "caf\xef\xbf\xbd.png"};
+    char *w[3];
+    int distinct = 1, back = 1;
+    for (int i = 0; i < 3; i++) {
+        f = open_memstream(&w[i], &len);
+        json_write_string(f, names[i]);
+        fclose(f);
+        v = parse(w[i], &err);
+        back &= v && !strcmp(json_str(v), names[i]);
+        json_free(v);
+    }
+    for (int i = 0; i < 3; i++)
+        for (int j = i + 1; j < 3; j++) distinct &= strcmp(w[i], w[j]) != 0;
+    TEST_CHECK(distinct && !strcmp(w[0], "\"caf\\udce9.png\""),
+               "json_write_string: caf\\xe9, caf\\xe8, caf\\ufffd are three strings", "%s %s %s",
+               w[0], w[1], w[2]);
+    TEST_CHECK(back, "... each parses back to its bytes", "%s", w[0]);
+    for (int i = 0; i < 3; i++) free(w[i]);
 }
 
 int main(void) {

@@ -221,7 +221,9 @@ function imagePage(root) {
       } catch (e) { bad++; }
     }
     if (bad) document.getElementById('total').textContent += ' (' + bad + ' unreadable)';
-    maxArea = Math.max(1, ...masks.map(pm => pm.rec.area));
+    // a loop, not Math.max(...areas): spreading >~100k arguments throws RangeError
+    maxArea = 1;
+    for (const pm of masks) if (pm.rec.area > maxArea) maxArea = pm.rec.area;
     photo.onload = () => { draw(); root.dataset.ready = '1'; };
     photo.onerror = () => {
       // the file was moved or deleted since the run: say so, and draw the

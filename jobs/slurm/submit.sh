@@ -38,7 +38,11 @@ sam2amg=${SAM2AMG:-$(command -v sam2amg || true)}
 mkdir -p "$out/logs"
 out=$(cd "$out" && pwd)
 manifest=$(cd "$(dirname "$manifest")" && pwd)/$(basename "$manifest")
-common=(--parsable --time="$time" --cpus-per-task="$cpus" --export=ALL,SAM2AMG="$sam2amg")
+# SAM2AMG goes through the environment (--export=ALL), not
+# --export=ALL,SAM2AMG=PATH: sbatch splits that list at commas, so a path
+# with a comma would be cut
+export SAM2AMG=$sam2amg
+common=(--parsable --time="$time" --cpus-per-task="$cpus" --export=ALL)
 [ -n "$partition" ] && common+=(--partition="$partition")
 gres=()
 [ "$gpus" -gt 0 ] && gres=(--gres=gpu:"$gpus")

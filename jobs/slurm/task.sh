@@ -15,7 +15,8 @@
 # requeued task resumes from the checkpoint. SIGTERM is passed on too
 # (sam2amg checkpoints and exits 75) but requeues nothing here: Slurm sends
 # it to a job it preempts (and requeues itself) and to one that scancel
-# cancels (which must stay cancelled). Exit 0 (all done) or 3 (some images
+# cancels (which must stay cancelled). Exit 75 without a signal (the
+# images' storage went away mid-run) requeues too. Exit 0 (all done) or 3 (some images
 # failed, see `sam2amg status`) ends the task.
 #
 # usage (from submit.sh): task.sh OUT MANIFEST [run options...]
@@ -54,6 +55,7 @@ requeue() {
 case $rc in
 0 | 3) exit "$rc" ;;
 75) [ "$got" = TERM ] && { echo "task.sh: stopped by SIGTERM (checkpoint written); not requeued here"; exit 0; }
-    requeue "stopped before the time limit (checkpoint written)" ;;
+    [ "$got" = USR1 ] && requeue "stopped before the time limit (checkpoint written)"
+    requeue "the images' storage went away (nothing failed for it; checkpoint written)" ;;
 *) [ "$rc" -gt 128 ] && [ "$got" != TERM ] && requeue "killed by signal $((rc - 128))"; exit "$rc" ;;
 esac
