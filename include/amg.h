@@ -126,7 +126,7 @@ int  amg_set_threads(amg_t *g, int n, err_t *err);
  * backend_amg_ops) instead of on the CPU threads; records are identical.
  * ops NULL: be->amg; be NULL or no table: back to the CPU path. Called by
  * amg_generate itself when the model's backend has a table and none was
- * chosen; tests pass amg_post_ops_ref (the table in plain C, on the CPU
+ * chosen (on failure it stays on the CPU path); tests pass amg_post_ops_ref (the table in plain C, on the CPU
  * backend) to run the device algorithm anywhere. 0 or ERR_NOMEM (err set;
  * g stays on the CPU path). SAM2AMG_GPU_POST=0 in the environment keeps
  * amg_generate from choosing a device on its own (comparisons, timings). */

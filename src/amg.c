@@ -1244,9 +1244,10 @@ int amg_generate(amg_t *g, const amg_model *model, const uint8_t *rgb, int w, in
     int rc;
     if (!g->gpu_chosen && model->backend && model->backend->amg) {
         const char *env = getenv("SAM2AMG_GPU_POST");
-        if (!(env && strcmp(env, "0") == 0) &&
-            (rc = amg_use_backend(g, model->backend, NULL, err)))
-            return rc;
+        /* out of device memory for its buffers: the CPU threads give the
+         * same records, so go on there */
+        if (!(env && strcmp(env, "0") == 0) && amg_use_backend(g, model->backend, NULL, err))
+            err->msg[0] = 0;
     }
     if ((rc = make_crops(g, w, h, err))) return rc;
     for (int c = 0; c < g->ncrops; c++)

@@ -407,7 +407,7 @@ step_official() {
     while IFS= read -r l; do   # "official: ..." (its summary) is the row bench_official
         name=${l%%: *}
         [ "$name" = official ] && name=bench_official
-        row "$name" "$(echo "${l#*: }" | cut -d' ' -f1)" "$(echo "${l#*: }" | cut -d' ' -f2-) secs=$secs"
+        row "$name" "$(echo "${l#*: }" | cut -d' ' -f1)" "$(echo "${l#*: }" | cut -d' ' -f2-) step_secs=$secs"
     done < <(grep -E '^official(_[A-Za-z0-9x_]+)?: (PASS|FAIL|SKIP)' "$log")
     grep -qE '^official: ' "$log" || row bench_official FAIL "official_bench.py ended without a summary rc=$rc secs=$secs"
 }
