@@ -11,7 +11,7 @@ PKG_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS) 2>/d
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fPIC \
            -Iinclude -isystem /usr/include/x86_64-linux-gnu/openblas-pthread $(PKG_CFLAGS) $(SAN_FLAGS)
-LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -lpthread -lm
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -lpthread -ldl -lm
 LDFLAGS += $(SAN_FLAGS)
 
 BUILD   ?= build
@@ -31,11 +31,19 @@ FUZZ_REPLAY := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz-replay/%,$(FUZZ_SRC))
 # without the CUDA backend still links); HAVE_NVCC=0 forces a CPU-only build.
 HAVE_NVCC ?= $(if $(and $(shell command -v $(NVCC) 2>/dev/null),$(wildcard src/backend_cuda.c)),1,0)
 CUDA_HOME ?= $(patsubst %/bin/,%,$(dir $(shell command -v $(NVCC) 2>/dev/null)))
+# The CUDA backend (src/backend_cuda.c + kernels/) is not in libsam2amg.a:
+# build/sam2amg loads it as the plugin build/libsam2amg_cuda.so (src/plugin.c)
+# and links no CUDA library; test and GPU programs link CUDA_LINK directly.
+# Host C files that call the CUDA runtime belong in CUDA_HOST_OBJ.
 CU_SRC  := $(wildcard kernels/*.cu)
+CUDA_HOST_OBJ := $(BUILD)/obj/src/backend_cuda.o
+CUDA_LINK :=
 ifeq ($(HAVE_NVCC),1)
 CU_OBJ  := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRC))
 CFLAGS  += -DSAM2AMG_CUDA -isystem $(CUDA_HOME)/include
-LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+CUDA_LINK := $(CUDA_HOST_OBJ) $(CU_OBJ) $(CUDA_LIBS)
+CUDA_PLUGIN := $(BUILD)/libsam2amg_cuda.so
 # sm_80 (A100) and sm_90 (H100/H200) code, plus sm_90 PTX for newer GPUs to
 # JIT; warnings are errors in device and host code alike
 NVFLAGS ?= -O3 -lineinfo -std=c++17 -Iinclude -Xcompiler -Wall,-Wextra,-Werror,-fPIC \
@@ -49,7 +57,7 @@ endif
 # all: the program, the tests and the SQLite extension
 SQLEXT  := $(if $(wildcard src/sqlext.c),$(BUILD)/libsam2amg_sql.so)
 GPUPROGS := $(patsubst tests/gpu/%.c,$(BUILD)/gpu/%,$(wildcard tests/gpu/gpu_*.c))
-all: $(BUILD)/sam2amg $(SQLEXT) $(TESTS) $(BENCHES) $(GPUPROGS) $(FUZZ_REPLAY)
+all: $(BUILD)/sam2amg $(CUDA_PLUGIN) $(SQLEXT) $(TESTS) $(BENCHES) $(GPUPROGS) $(FUZZ_REPLAY)
 
 $(BUILD)/obj/%.o: %.c $(wildcard include/*.h src/*.h jobs/*.h kernels/*.h schema/*.sql)
 	@mkdir -p $(dir $@)
@@ -67,13 +75,22 @@ $(BUILD)/obj/%.o: %.cu $(wildcard include/*.h kernels/*.h kernels/*.cuh)
 # the post-processing must round like src/amg.c: no contracted multiply-adds
 $(BUILD)/obj/kernels/amg_post.o: NVFLAGS += -fmad=false
 
-$(BUILD)/libsam2amg.a: $(OBJ) $(CU_OBJ)
+$(BUILD)/libsam2amg.a: $(filter-out $(CUDA_HOST_OBJ),$(OBJ))
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 
 $(BUILD)/sam2amg: src/main.c $(BUILD)/libsam2amg.a
 	@$(if $(Q),echo '  LINK  $@')
 	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+
+# the CUDA plugin: self-contained (-z defs), one exported entry point, the
+# CUDA runtime linked in (as the GPU bundle does), so it needs only the
+# driver and cuBLAS from the machine
+$(BUILD)/libsam2amg_cuda.so: $(CUDA_HOST_OBJ) $(CU_OBJ) src/libsam2amg_cuda.map
+	@$(if $(Q),echo '  LINK  $@')
+	$(Q)$(CC) -shared -Wl,-z,defs -Wl,--version-script=src/libsam2amg_cuda.map \
+	    $(filter %.o,$^) -o $@ $(LDFLAGS) -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 \
+	    -lcublasLt -lcublas -lcudart_static -lstdc++ -lrt -ldl -lpthread -lm
 
 # the rle_* SQL functions as a loadable extension for sqlite3 / Python; built
 # without sanitizers, since it is loaded into programs that have none
@@ -82,21 +99,21 @@ $(BUILD)/libsam2amg_sql.so: $(wildcard src/sqlext*.c src/rle.c)
 	@$(if $(Q),echo '  LINK  $@')
 	$(Q)$(CC) $(filter-out $(SAN_FLAGS),$(CFLAGS)) -DSAM2AMG_SQL_EXTENSION -shared $^ -o $@ -lm
 
-$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libsam2amg.a
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libsam2amg.a $(CU_OBJ) $(if $(CU_OBJ),$(CUDA_HOST_OBJ))
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo '  LINK  $@')
-	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(CUDA_LINK) $(LDLIBS)
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libsam2amg.a
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libsam2amg.a $(CU_OBJ) $(if $(CU_OBJ),$(CUDA_HOST_OBJ))
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo '  LINK  $@')
-	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(CUDA_LINK) $(LDLIBS)
 
 # the GPU check's drivers (tests/gpu/gpu_*.c), linked like the tests
-$(BUILD)/gpu/%: tests/gpu/%.c $(BUILD)/libsam2amg.a
+$(BUILD)/gpu/%: tests/gpu/%.c $(BUILD)/libsam2amg.a $(CU_OBJ) $(if $(CU_OBJ),$(CUDA_HOST_OBJ))
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo '  LINK  $@')
-	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libsam2amg.a -o $@ $(LDFLAGS) $(CUDA_LINK) $(LDLIBS)
 
 # gpu-bundle: the programs tests/gpu/check.sh runs on a GPU machine that has
 # only the CUDA toolkit and a C library, in $(BUNDLE)/ (git-ignored, carried

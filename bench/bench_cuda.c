@@ -15,6 +15,21 @@
  * machine without a GPU), or exits 1 under SAM2AMG_REQUIRE_CUDA=1
  * (tests/gpu/check.sh), where a missing device must read as a failure.
  * GEMMs are float32 unless SAM2AMG_CUDA_GEMM=tf32 (src/backend_cuda.c).
+ * Then the GEMM ops (linear, bmm, conv2d, conv_transpose2x2) again in bf16
+ * (BACKEND_BF16): checked against the reference's bf16 mode (bound 2e-4,
+ * tests/test_ops.c), then timed, their lines prefixed "bf16 ".
+ *
+ *
+ * bf16 rows: attention runs in both precisions on every shape (the float32
+ * kernel of kernels/attention.cu, then the tensor-core flash kernel of
+ * kernels/flash_attn.cu, with be->precision BACKEND_BF16), and the decoder
+ * tail upscale2_masks (kernels/upscale_tail.cu) runs fused in fp32 and bf16
+ * against the unfused ops (conv_transpose2x2 + add + gelu + bmm). Their
+ * rows print TFLOP/s and the fraction of BENCH_BF16_PEAK, the H100's
+ * measured dense bf16 peak (~790 TFLOP/s), and the speedup over the float32
+ * path. The bf16 checks compare with references computed from inputs
+ * rounded to bf16 (bench_round_bf16), so their bounds measure the kernel,
+ * not the rounding of its inputs.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,8 +52,12 @@ int main(void) {
 #include "backend.h"
 #include "check.h"
 
+#define BENCH_BF16_PEAK 790e12   /* H100 SXM dense bf16, measured (FLOP/s) */
+
 static int check_failures;
 static double gemm_bound;   // as in tests/test_cuda.c
+static int gemm_only;       // the bf16 pass: only the GEMM ops are timed
+static const char *label_prefix = "";   // "bf16 " in that pass
 
 static double bench_now(void) {
     struct timespec ts;
@@ -47,7 +66,7 @@ static double bench_now(void) {
 }
 
 static void bench_print(const char *label, double ms, double flop, double bytes) {
-    printf("%-58s %9.3f ms", label, ms);
+    printf("%s%-58s %9.3f ms", label_prefix, label, ms);
     if (flop > 0) printf(" %9.1f GFLOP/s", flop / (ms * 1e-3) / 1e9);
     else printf(" %17s", "");
     if (bytes > 0) printf(" %8.1f GB/s", bytes / (ms * 1e-3) / 1e9);
@@ -108,6 +127,53 @@ static double dev_compare(backend_t *be, const float *dev, const float *want, in
     free(got);
     return e;
 }
+
+/* bench_round_bf16: x rounded to bf16 (nearest, ties to even), kept as
+ * float: what the bf16 kernels read (finite inputs only). */
+static float bench_round_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+static float *bench_rounded_copy(const float *x, int64_t n) {
+    float *y = ref_new(n);
+    for (int64_t i = 0; i < n; i++) y[i] = bench_round_bf16(x[i]);
+    return y;
+}
+
+/* bench_print_bf16: a row of the bf16 comparisons: ms, TFLOP/s, share of
+ * the bf16 peak and, when ref_ms > 0, the speedup over the float32 path. */
+static void bench_print_bf16(const char *label, double ms, double flop, double ref_ms) {
+    const double tf = flop / (ms * 1e-3) / 1e12;
+    printf("%-58s %9.3f ms %8.2f TFLOP/s %5.1f%% of bf16 peak", label, ms, tf,
+           100.0 * tf * 1e12 / BENCH_BF16_PEAK);
+    if (ref_ms > 0) printf("  x%.2f vs fp32", ref_ms / ms);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* BENCH_MS: like BENCH, but stores the milliseconds per call in ms_out and
+ * prints nothing. */
+#define BENCH_MS(be, ms_out, stmt)                                             \
+    do {                                                                       \
+        stmt;                                                                  \
+        (be)->sync(be);                                                        \
+        double t0_ = bench_now();                                              \
+        stmt;                                                                  \
+        (be)->sync(be);                                                        \
+        double t1_ = bench_now() - t0_;                                        \
+        int reps_ = t1_ > 0.0 ? (int)(0.2 / t1_) : 1000;                       \
+        if (reps_ < 1) reps_ = 1;                                              \
+        if (reps_ > 1000) reps_ = 1000;                                        \
+        t0_ = bench_now();                                                     \
+        for (int r_ = 0; r_ < reps_; r_++) { stmt; }                           \
+        (be)->sync(be);                                                        \
+        (ms_out) = (bench_now() - t0_) * 1e3 / reps_;                          \
+    } while (0)
 
 /* ---- small checks (each op before it is timed) ---- */
 
@@ -173,6 +239,104 @@ static int check_attention_split(backend_t *be) {
     int ok = check_report("attention key split", dev_compare(be, dout, o, B * Lq * D), 1e-5);
     be->free(be, dq); be->free(be, dk); be->free(be, dv); be->free(be, dout);
     free(q); free(k); free(v); free(o);
+    return ok;
+}
+
+/* check_flash: the bf16 attention (be->precision BACKEND_BF16) against the
+ * reference on bf16-rounded q, k, v; q, k, v packed in one (B,L,3*nh*dh)
+ * tensor when Lq == Lk (the Hiera layout, row strides 3*nh*dh). The
+ * remaining error is P's rounding to bf16 before P.V (~2^-9 relative per
+ * term), so the bound is 1e-2. */
+static int check_flash(backend_t *be, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
+                       int64_t dh) {
+    const int64_t D = nh * dh, packed = Lq == Lk, ld = packed ? 3 * D : D;
+    const float scale = 1.0f / sqrtf((float)dh);
+    const int64_t nq = B * Lq * ld, nkv = packed ? 0 : B * Lk * D;
+    float *hq = ref_new_random(nq, 2.0f), *hk = packed ? NULL : ref_new_random(nkv, 2.0f);
+    float *hv = packed ? NULL : ref_new_random(nkv, 1.0f), *o = ref_new(B * Lq * D);
+    float *dq = ref_to_dev(be, hq, nq);
+    float *dk = packed ? dq + D : ref_to_dev(be, hk, nkv);
+    float *dv = packed ? dq + 2 * D : ref_to_dev(be, hv, nkv);
+    float *dout = be->alloc(be, (size_t)(B * Lq * D) * sizeof(float));
+    CHECK(dout);
+    const int prec = be->precision;
+    be->precision = BACKEND_BF16;
+    be->attention(be, dout, dq, ld, dk, ld, dv, ld, B, Lq, Lk, nh, dh, scale);
+    be->precision = prec;
+    float *rq = bench_rounded_copy(hq, nq);
+    float *rk = packed ? NULL : bench_rounded_copy(hk, nkv), *rv = packed ? NULL : bench_rounded_copy(hv, nkv);
+    ops_ref_attention(o, rq, ld, packed ? rq + D : rk, ld, packed ? rq + 2 * D : rv, ld, B, Lq, Lk,
+                      nh, dh, scale);
+    char name[96];
+    snprintf(name, sizeof name, "attention bf16 B=%lld Lq=%lld Lk=%lld nh=%lld dh=%lld%s",
+             (long long)B, (long long)Lq, (long long)Lk, (long long)nh, (long long)dh,
+             packed ? " packed" : "");
+    int ok = check_report(name, dev_compare(be, dout, o, B * Lq * D), 1e-2);
+    be->free(be, dq); be->free(be, dout);
+    if (!packed) { be->free(be, dk); be->free(be, dv); }
+    free(hq); free(hk); free(hv); free(o); free(rq); free(rk); free(rv);
+    return ok;
+}
+
+/* upscale_ref: the unfused decoder tail on the host, masks (n,nm,2H,2W):
+ * conv_transpose2x2 + skip (or none) + gelu, then the hyper product in
+ * double. */
+static void upscale_ref(float *masks, const float *x, const float *w, const float *b,
+                        const float *skip, const float *hyper, int64_t n, int64_t H, int64_t W,
+                        int64_t Cin, int64_t Cout, int64_t nm) {
+    const int64_t L4 = 4 * H * W;
+    float *y = ref_new(n * L4 * Cout);
+    ops_ref_conv_transpose2x2(y, x, w, b, n, H, W, Cin, Cout);
+    if (skip)
+        for (int64_t p = 0; p < n; p++)
+            for (int64_t i = 0; i < L4 * Cout; i++) y[p * L4 * Cout + i] += skip[i];
+    ops_ref_gelu(y, y, n * L4 * Cout);
+    for (int64_t p = 0; p < n; p++)
+        for (int64_t m = 0; m < nm; m++)
+            for (int64_t r = 0; r < L4; r++) {
+                double acc = 0.0;
+                for (int64_t c = 0; c < Cout; c++)
+                    acc += (double)hyper[(p * nm + m) * Cout + c] * y[(p * L4 + r) * Cout + c];
+                masks[(p * nm + m) * L4 + r] = (float)acc;
+            }
+    free(y);
+}
+
+/* check_upscale: upscale2_masks in precision prec against upscale_ref (on
+ * bf16-rounded x and w where the bf16 kernel runs: its products are then
+ * exact and only the float32 sums differ). Shapes with H*W not a multiple
+ * of the 64-pixel tile. */
+static int check_upscale(backend_t *be, int prec, int64_t n, int64_t H, int64_t W, int64_t Cin,
+                         int64_t Cout, int64_t nm, int with_skip) {
+    const int64_t nx = n * H * W * Cin, nw = Cin * Cout * 4, ns = 4 * H * W * Cout;
+    const int64_t nout = n * nm * 4 * H * W;
+    float *x = ref_new_random(nx, 1.0f), *w = ref_new_random(nw, 0.3f);
+    float *b = ref_new_random(Cout, 0.5f), *sk = ref_new_random(ns, 1.0f);
+    float *hy = ref_new_random(n * nm * Cout, 1.0f), *want = ref_new(nout);
+    float *dx = ref_to_dev(be, x, nx), *dw = ref_to_dev(be, w, nw), *db = ref_to_dev(be, b, Cout);
+    float *dsk = ref_to_dev(be, sk, ns), *dhy = ref_to_dev(be, hy, n * nm * Cout);
+    float *dm = be->alloc(be, (size_t)nout * sizeof(float));
+    CHECK(dm);
+    const int keep = be->precision;
+    be->precision = prec;
+    be->upscale2_masks(be, dm, dx, dw, db, with_skip ? dsk : NULL, dhy, n, H, W, Cin, Cout, nm);
+    be->precision = keep;
+    /* the shapes the tensor-core kernel takes (kernels/kernels.h); others
+     * run the float32 kernel in bf16 mode too */
+    const int tc = prec == BACKEND_BF16 && Cout == 32 && Cin % 16 == 0 && Cin <= 64 && nm <= 4;
+    if (tc) {
+        for (int64_t i = 0; i < nx; i++) x[i] = bench_round_bf16(x[i]);
+        for (int64_t i = 0; i < nw; i++) w[i] = bench_round_bf16(w[i]);
+    }
+    upscale_ref(want, x, w, b, with_skip ? sk : NULL, hy, n, H, W, Cin, Cout, nm);
+    char name[96];
+    snprintf(name, sizeof name, "upscale2_masks %s n=%lld %lldx%lldx%lld->%lld nm=%lld%s",
+             prec == BACKEND_BF16 ? "bf16" : "fp32", (long long)n, (long long)H, (long long)W,
+             (long long)Cin, (long long)Cout, (long long)nm, with_skip ? "" : " noskip");
+    int ok = check_report(name, dev_compare(be, dm, want, nout), 1e-5);
+    be->free(be, dx); be->free(be, dw); be->free(be, db); be->free(be, dsk); be->free(be, dhy);
+    be->free(be, dm);
+    free(x); free(w); free(b); free(sk); free(hy); free(want);
     return ok;
 }
 
@@ -292,23 +456,39 @@ static void time_linear(backend_t *be, const char *what, int64_t M, int64_t K, i
 /* attention with packed qkv (ld 3*nh*dh) when Lq == Lk, separate otherwise */
 static void time_attention(backend_t *be, const char *what, int64_t B, int64_t Lq, int64_t Lk,
                            int64_t nh, int64_t dh) {
+    if (gemm_only) return;
     char label[192];
     snprintf(label, sizeof label, "attention %s B=%lld Lq=%lld Lk=%lld nh=%lld dh=%lld", what,
              (long long)B, (long long)Lq, (long long)Lk, (long long)nh, (long long)dh);
-    const int64_t D = nh * dh;
-    float *q = dev_random(be, B * Lq * D, 1.0f), *k = dev_random(be, B * Lk * D, 1.0f);
-    float *v = dev_random(be, B * Lk * D, 1.0f), *o = be->alloc(be, (size_t)(B * Lq * D) * sizeof(float));
+    const int64_t D = nh * dh, packed = Lq == Lk, ld = packed ? 3 * D : D;
+    float *q = dev_random(be, B * Lq * ld, 1.0f);
+    float *k = packed ? NULL : dev_random(be, B * Lk * D, 1.0f);
+    float *v = packed ? NULL : dev_random(be, B * Lk * D, 1.0f);
+    float *o = be->alloc(be, (size_t)(B * Lq * D) * sizeof(float));
+    const float *kk = packed ? q + D : k, *vv = packed ? q + 2 * D : v;
     const double flop = 4.0 * B * nh * Lq * Lk * dh;
     const double bytes = 4.0 * (2.0 * B * Lq * D + 2.0 * B * Lk * D);
-    if (q && k && v && o)
-        BENCH(be, label, flop, bytes,
-              be->attention(be, o, q, D, k, D, v, D, B, Lq, Lk, nh, dh, 1.0f / sqrtf((float)dh)));
-    else
+    if (q && kk && vv && o) {
+        const float sc = 1.0f / sqrtf((float)dh);
+        const int keep = be->precision;
+        double ms32 = 0.0, ms16 = 0.0;
+        be->precision = BACKEND_FP32;
+        BENCH_MS(be, ms32, be->attention(be, o, q, ld, kk, ld, vv, ld, B, Lq, Lk, nh, dh, sc));
+        bench_print(label, ms32, flop, bytes);
+        be->precision = BACKEND_BF16;
+        BENCH_MS(be, ms16, be->attention(be, o, q, ld, kk, ld, vv, ld, B, Lq, Lk, nh, dh, sc));
+        be->precision = keep;
+        snprintf(label, sizeof label, "  bf16 flash B=%lld Lq=%lld Lk=%lld nh=%lld dh=%lld",
+                 (long long)B, (long long)Lq, (long long)Lk, (long long)nh, (long long)dh);
+        bench_print_bf16(label, ms16, flop, ms32);
+    } else {
         skip_oom(label);
+    }
     be->free(be, q); be->free(be, k); be->free(be, v); be->free(be, o);
 }
 
 static void time_layer_norm(backend_t *be, const char *what, int64_t M, int64_t C) {
+    if (gemm_only) return;
     char label[192];
     snprintf(label, sizeof label, "layer_norm %s M=%lld C=%lld", what, (long long)M, (long long)C);
     float *x = dev_random(be, M * C, 1.0f), *w = dev_random(be, C, 1.0f), *b = dev_random(be, C, 1.0f);
@@ -321,6 +501,7 @@ static void time_layer_norm(backend_t *be, const char *what, int64_t M, int64_t 
 }
 
 static void time_gelu(backend_t *be, const char *what, int64_t n) {
+    if (gemm_only) return;
     char label[192];
     snprintf(label, sizeof label, "gelu %s n=%lld", what, (long long)n);
     float *x = dev_random(be, n, 3.0f), *y = be->alloc(be, (size_t)n * sizeof(float));
@@ -379,8 +560,55 @@ static void time_bmm(backend_t *be, const char *what, int64_t T, int64_t M, int6
     be->free(be, a); be->free(be, b); be->free(be, c);
 }
 
+/* the decoder tail at P prompts (x (P,128,128,64) -> masks (P,4,256,256)):
+ * unfused (conv_transpose2x2, add skip per prompt, gelu, bmm with the
+ * hyper vectors) in float32, then upscale2_masks in fp32 and bf16. FLOPs:
+ * the conv (2 Cin Cout per output pixel) and the product (2 nm Cout). */
+static void time_upscale(backend_t *be, int64_t P) {
+    const int64_t H = 128, W = 128, Cin = 64, Cout = 32, nm = 4, L4 = 4 * H * W;
+    char label[192];
+    snprintf(label, sizeof label, "dec tail unfused P=%lld (convT+add+gelu+bmm)", (long long)P);
+    float *x = dev_random(be, P * H * W * Cin, 1.0f), *w = dev_random(be, Cin * Cout * 4, 0.1f);
+    float *b = dev_random(be, Cout, 1.0f), *sk = dev_random(be, L4 * Cout, 1.0f);
+    float *hy = dev_random(be, P * nm * Cout, 1.0f);
+    float *m = be->alloc(be, (size_t)(P * nm * L4) * sizeof(float));
+    float *up = be->alloc(be, (size_t)(P * L4 * Cout) * sizeof(float));
+    const double flop = (double)P * L4 * (2.0 * Cin * Cout + 2.0 * nm * Cout);
+    if (x && w && b && sk && hy && m) {
+        const int keep = be->precision;
+        double ms_un = 0.0, ms32 = 0.0, ms16 = 0.0;
+        if (up) {
+            be->precision = BACKEND_FP32;
+            BENCH_MS(be, ms_un, {
+                be->conv_transpose2x2(be, up, x, w, b, P, H, W, Cin, Cout);
+                for (int64_t p_ = 0; p_ < P; p_++)
+                    be->add(be, up + p_ * L4 * Cout, up + p_ * L4 * Cout, sk, L4 * Cout);
+                be->gelu(be, up, up, P * L4 * Cout);
+                be->bmm(be, m, hy, up, P, nm, Cout, L4, 1);
+            });
+            bench_print(label, ms_un, flop, 0.0);
+        } else {
+            skip_oom(label);
+        }
+        be->precision = BACKEND_FP32;
+        BENCH_MS(be, ms32, be->upscale2_masks(be, m, x, w, b, sk, hy, P, H, W, Cin, Cout, nm));
+        snprintf(label, sizeof label, "  upscale2_masks fp32 P=%lld", (long long)P);
+        bench_print_bf16(label, ms32, flop, ms_un);
+        be->precision = BACKEND_BF16;
+        BENCH_MS(be, ms16, be->upscale2_masks(be, m, x, w, b, sk, hy, P, H, W, Cin, Cout, nm));
+        snprintf(label, sizeof label, "  upscale2_masks bf16 P=%lld", (long long)P);
+        bench_print_bf16(label, ms16, flop, ms_un);
+        be->precision = keep;
+    } else {
+        skip_oom(label);
+    }
+    be->free(be, x); be->free(be, w); be->free(be, b); be->free(be, sk); be->free(be, hy);
+    be->free(be, m); be->free(be, up);
+}
+
 static void time_window_partition(backend_t *be, const char *what, int64_t H, int64_t W,
                                   int64_t C, int64_t ws) {
+    if (gemm_only) return;
     char label[192];
     snprintf(label, sizeof label, "window_partition %s %lldx%lldx%lld ws=%lld", what,
              (long long)H, (long long)W, (long long)C, (long long)ws);
@@ -395,6 +623,7 @@ static void time_window_partition(backend_t *be, const char *what, int64_t H, in
 
 static void time_transpose(backend_t *be, const char *what, int64_t B, int64_t H, int64_t W,
                            int64_t C) {
+    if (gemm_only) return;
     char label[192];
     snprintf(label, sizeof label, "nhwc_to_nchw %s %lldx%lldx%lldx%lld", what, (long long)B,
              (long long)H, (long long)W, (long long)C);
@@ -409,6 +638,7 @@ static void time_transpose(backend_t *be, const char *what, int64_t B, int64_t H
 
 static void time_resize(backend_t *be, const char *what, int64_t N, int64_t Hi, int64_t Wi,
                         int64_t Ho, int64_t Wo) {
+    if (gemm_only) return;
     char label[192];
     snprintf(label, sizeof label, "resize_bilinear %s N=%lld %lldx%lld->%lldx%lld", what,
              (long long)N, (long long)Hi, (long long)Wi, (long long)Ho, (long long)Wo);
@@ -441,6 +671,12 @@ static void bench_hiera(backend_t *be, const char *model, int64_t C0, int64_t nh
         time_linear(be, what, L, 4 * C, C);
         snprintf(what, sizeof what, "%s s%d window", model, st + 1);
         time_attention(be, what, nwin, win * win, win * win, nh, dh);
+        if (st > 0) {   // the stage's first block: q pooled 2x2, the previous stage's windows
+            const int64_t pw = st == 1 ? 8 : st == 2 ? 4 : win2, ps = side * 2;
+            const int64_t pn = ((ps + pw - 1) / pw) * ((ps + pw - 1) / pw);
+            snprintf(what, sizeof what, "%s s%d pool", model, st + 1);
+            time_attention(be, what, pn, (pw / 2) * (pw / 2), pw * pw, nh, dh);
+        }
         snprintf(what, sizeof what, "%s s%d", model, st + 1);
         time_layer_norm(be, what, L, C);
         time_window_partition(be, what, side, side, C, win);
@@ -467,6 +703,7 @@ static void bench_decoder(backend_t *be, int64_t P) {
     time_gelu(be, what, P * 128 * 128 * 64);
     time_conv_transpose(be, "dec up2", P, 128, 128, 64, 32);
     time_bmm(be, "dec hyper", P, 4, 32, 256 * 256, 1);
+    time_upscale(be, P);
     time_transpose(be, what, P, 64, 64, 256);
     time_resize(be, "dec masks", P * 3, 256, 256, 1024, 1024);
 }
@@ -478,12 +715,31 @@ int main(int argc, char **argv) {
         printf("bench_cuda: %s\n", err.msg);
         return ref_require_cuda();
     }
+    be->precision = BACKEND_FP32;   /* checked at float32 bounds (bf16: test_ops, gpu_model) */
     gemm_bound = ref_gemm_tf32() ? 2e-3 : 1e-5;
     printf("bench_cuda on %s (GEMM %s)\n", be->name, ref_gemm_tf32() ? "tf32" : "f32");
 
     int ok_gemm = check_linear(be) & check_bmm(be);
     int ok_att = check_attention(be, 16) & check_attention(be, 72) & check_attention(be, 96) &
                  check_attention_split(be);
+    /* bf16 attention: Hiera windows (packed qkv), q-pooled, tails of L and
+     * of dh (12: not a multiple of 4, the scalar loads), one query tile of
+     * <= 16 rows (1 warp), the key split (B = 1, 4096 keys), dh 128 */
+    int ok_flash = check_flash(be, 3, 64, 64, 1, 96) & check_flash(be, 2, 49, 196, 2, 72) &
+                   check_flash(be, 2, 37, 75, 2, 12) & check_flash(be, 3, 7, 4096, 8, 16) &
+                   check_flash(be, 2, 100, 9, 8, 16) & check_flash(be, 1, 21, 4096, 8, 16) &
+                   check_flash(be, 1, 130, 300, 1, 128) & check_flash(be, 2, 33, 33, 4, 56);
+    /* upscale2_masks: the tensor-core path (Cin 64, Cout 32, nm 3-4), the
+     * tiled float32 kernel (fp32 mode; Cout 32 with nm 5 in bf16 mode) and
+     * the generic one (nm 5 takes two passes), both precisions */
+    int ok_up = 1;
+    for (int prec = BACKEND_FP32; prec <= BACKEND_BF16; prec++) {
+        ok_up &= check_upscale(be, prec, 3, 9, 11, 64, 32, 4, 1);
+        ok_up &= check_upscale(be, prec, 2, 8, 8, 64, 32, 3, 0);
+        ok_up &= check_upscale(be, prec, 2, 5, 7, 32, 32, 5, 1);   // nm 5: float32 tiled
+        ok_up &= check_upscale(be, prec, 2, 5, 7, 24, 8, 5, 1);    // generic kernel
+    }
+    ok_att &= ok_flash & ok_up;
     int ok_ln = check_layer_norm(be), ok_gelu = check_gelu(be);
     int ok_conv = check_conv2d(be) & check_conv_transpose(be);
     int ok_layout = check_layout(be), ok_resize = check_resize(be);
@@ -496,6 +752,27 @@ int main(int argc, char **argv) {
     bench_hiera(be, "tiny", 96, 1, 14, 7);
     bench_hiera(be, "large", 144, 2, 16, 8);
     int64_t def[] = {64, 256, 1024};
+    if (argc > 1) {
+        for (int i = 1; i < argc; i++) bench_decoder(be, strtoll(argv[i], NULL, 10));
+    } else {
+        for (size_t i = 0; i < sizeof def / sizeof def[0]; i++) bench_decoder(be, def[i]);
+    }
+
+    /* bf16: the GEMM ops against the reference's bf16 mode, then timed */
+    be->precision = BACKEND_BF16;
+    gemm_bound = 2e-4;
+    ops_ref_set_bf16(1);
+    int ok16 = check_linear(be) & check_bmm(be) & check_conv2d(be) & check_conv_transpose(be);
+    ops_ref_set_bf16(0);
+    if (!ok16) {
+        printf("bench_cuda: %d bf16 check(s) failed; not timing bf16\n", check_failures);
+        be->destroy(be);
+        return 1;
+    }
+    gemm_only = 1;
+    label_prefix = "bf16 ";
+    bench_hiera(be, "tiny", 96, 1, 14, 7);
+    bench_hiera(be, "large", 144, 2, 16, 8);
     if (argc > 1) {
         for (int i = 1; i < argc; i++) bench_decoder(be, strtoll(argv[i], NULL, 10));
     } else {

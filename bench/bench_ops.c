@@ -336,6 +336,7 @@ int main(int argc, char **argv) {
         printf("bench_ops: skip %s (%s)\n", dev, err.msg);
         return 0;
     }
+    be->precision = BACKEND_FP32;   /* checked against the float32 reference */
     if (n_threads <= 0) n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     printf("bench_ops: backend %s, %d threads (1024x1024 input shapes)\n", be->name, n_threads);
 

@@ -19,9 +19,13 @@
 #include "check.h"
 
 /* amg_params: the official parameter names and meanings. */
+#define AMG_POINTS_PER_BATCH_AUTO 0   /* --points-per-batch auto */
+
 typedef struct amg_params {
     int    points_per_side;              /* 32; 0 only with point_grids */
-    int    points_per_batch;             /* 64 */
+    int    points_per_batch;             /* 64; AMG_POINTS_PER_BATCH_AUTO: sized by
+                                            the caller (include/batch.h) before
+                                            amg_create, which refuses it */
     double pred_iou_thresh;              /* 0.8 */
     double stability_score_thresh;       /* 0.95 */
     double stability_score_offset;       /* 1.0 */

@@ -25,8 +25,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BACKEND_API_VERSION 1
+#define BACKEND_API_VERSION 2
 
+enum { BACKEND_FP32 = 0, BACKEND_BF16 = 1 };
 typedef struct backend backend_t;
 
 struct backend {
@@ -36,6 +37,14 @@ struct backend {
     /* attention_dh_max: the largest head dim attention() accepts; 0 = no
      * limit (callers with another way to compute pick it when exceeded). */
     int64_t     attention_dh_max;
+    /* precision: BACKEND_FP32 (every op in float32) or BACKEND_BF16 (GEMM and
+     * attention inputs rounded to bf16, float32 accumulation); set by the
+     * creator before the model is built. */
+    int         precision;
+    /* host_weights: 1 when backend memory is host memory, so the model
+     * uses float32 checkpoint tensors where they lie (the file's read-only
+     * mapping) instead of uploading a copy; 0 (CUDA) = upload. */
+    int         host_weights;
 
     /* ---- memory ---- */
     /* alloc: size bytes of backend memory, 256-byte aligned; NULL on failure
@@ -148,6 +157,24 @@ struct backend {
     void (*row_affine)(backend_t *be, float *y, int64_t ldy, const float *x, int64_t ldx,
                        const float *a, const float *s, int64_t lds, const float *sa,
                        const float *u, int64_t ldu, int64_t B, int64_t M, int64_t N);
+    /* ---- decoder tail (optional, NULL where missing) ---- */
+    /* upscale2_masks: the decoder's second upscaling step fused with the mask
+     * product, so the (n,2H,2W,Cout) map is never stored. For prompt p < n,
+     * mask m < nm, pixel (Y,X) of the 2H x 2W output:
+     *   masks[p,m,Y,X] = sum_c hyper[p,m,c] * gelu(b[c] + skip[Y,X,c]
+     *                      + sum_ci x[p,Y/2,X/2,ci] * w[ci,c,Y%2,X%2])
+     * x (n,H,W,Cin); w (Cin,Cout,2,2) (ConvTranspose2d); b (Cout); skip
+     * (2H,2W,Cout) shared by all prompts, or NULL; hyper (n,nm,Cout);
+     * masks (n,nm,2H,2W). gelu is the exact (erf) form. */
+    void (*upscale2_masks)(backend_t *be, float *masks, const float *x, const float *w,
+                           const float *b, const float *skip, const float *hyper,
+                           int64_t n, int64_t H, int64_t W, int64_t Cin, int64_t Cout,
+                           int64_t nm);
+
+    /* ---- memory information (optional, NULL on the CPU) ---- */
+    /* mem_info: the device's free and total bytes now (cudaMemGetInfo);
+     * 0, or ERR_BACKEND when the device cannot say. */
+    int (*mem_info)(backend_t *be, size_t *free_bytes, size_t *total_bytes);
 
     /* ---- the generator's post-processing (optional, NULL on the CPU,
      * where src/amg.c does it itself; see backend_amg_ops below) ---- */
@@ -219,9 +246,48 @@ struct err_t;
 backend_t *backend_cuda_create(int device, struct err_t *err);
 #endif
 
-/* backend_create: by device name ("cpu", "cuda:N"). NULL with a message in
- * err when the device does not exist or this build has no CUDA. */
+/* ---- the CUDA plugin (src/plugin.c) ----
+ * build/sam2amg does not link the CUDA runtime or cuBLAS: the CUDA backend
+ * (src/backend_cuda.c + kernels/) is build/libsam2amg_cuda.so, dlopen'ed
+ * the first time a CUDA device is asked for. Its one exported symbol,
+ * BACKEND_PLUGIN_SYMBOL, returns this table; a plugin built for another
+ * BACKEND_API_VERSION is refused. Programs linked with the CUDA objects
+ * (tests, tests/gpu, the GPU bundle) use them directly, without a file. */
+#define BACKEND_PLUGIN_SYMBOL "sam2amg_cuda_plugin_v1"
 struct err_t;
+typedef struct backend_plugin {
+    int         api_version;   /* BACKEND_API_VERSION it was built with */
+    /* create: as backend_cuda_create */
+    backend_t *(*create)(int device, struct err_t *err);
+    /* device_count: the visible devices (CUDA_VISIBLE_DEVICES honoured);
+     * 0, or ERR_BACKEND with the reason (no driver, ...) in err */
+    int        (*device_count)(int *n, struct err_t *err);
+} backend_plugin_t;
+const backend_plugin_t *sam2amg_cuda_plugin_v1(void);
+
+/* backend_cuda_plugin: the CUDA plugin, loaded once (thread-safe) from
+ * $SAM2AMG_CUDA_PLUGIN or libsam2amg_cuda.so beside the running program.
+ * NULL with a one-line message naming the file and the reason (missing,
+ * not loadable, not a sam2amg plugin, built for another API version). */
+const backend_plugin_t *backend_cuda_plugin(struct err_t *err);
+
+/* backend_parse_device: "cpu" -> *cuda_index -1; "cuda" or "cuda:N" (N a
+ * decimal number in [0, 1023]) -> N. 0, or ERR_INVALID with a message. */
+int backend_parse_device(const char *device, int *cuda_index, struct err_t *err);
+
+/* backend_check_device: whether device could be created here, without
+ * creating it: a valid name, and for cuda:N the plugin, a driver and a
+ * device N. 0, ERR_INVALID (bad name) or ERR_BACKEND (unavailable; err
+ * says which part is missing). */
+int backend_check_device(const char *device, struct err_t *err);
+
+/* backend_cuda_count: the number of visible CUDA devices through the
+ * plugin; 0, or ERR_BACKEND (no plugin, no driver) with err set. */
+int backend_cuda_count(int *n, struct err_t *err);
+
+/* backend_create: by device name ("cpu", "cuda:N"). NULL with a message in
+ * err when the name is bad (ERR_INVALID) or the device cannot be opened:
+ * no plugin, no driver, no such device, ... (ERR_BACKEND). */
 backend_t *backend_create(const char *device, int n_threads, struct err_t *err);
 
 /* ---- arena: planned activation memory ----

@@ -60,6 +60,8 @@ typedef struct cli_model_flags {
     int64_t threads;       /* --threads N in [0, 1024]; 0: all cores */
     const char *revision;  /* --revision REV of a hub-cache repo; NULL: "main" */
     const char *model_dir; /* --model-dir DIR searched for bare names; NULL: none */
+    int precision;         /* --precision: BACKEND_FP32, BACKEND_BF16, or -1: the device's
+                            * default (bf16 on cuda, fp32 on the cpu) */
     int resolved;          /* ref below is filled (cli_resolve_model ran) */
     models_ref ref;        /* what --model resolved to; ref.path is the file opened */
 } cli_model_flags;
@@ -69,14 +71,24 @@ typedef struct cli_model_flags {
  * text for every command that takes the model flags). */
 void cli_model_flags_help(FILE *f, int col);
 
-/* cli_model_flags_default: no model or config, device "cpu", threads 0. */
+/* cli_model_flags_default: no model or config, device "cpu", threads 0,
+ * precision -1 (the device's default). */
 void cli_model_flags_default(cli_model_flags *f);
 
 /* cli_parse_model_flag: if argv[*i] is --model, --config, --device,
- * --threads, --revision or --model-dir, store its value in f, advance *i past the flag and its value
+ * --threads, --precision, --revision or --model-dir, store its value in f, advance *i past the flag and its value
  * and return 1; return 0 (i untouched) for any other argument; -1 for a
  * missing or bad value (usage message printed). */
 int cli_parse_model_flag(cli_model_flags *f, const char *cmd, int argc, char **argv, int *i);
+
+/* cli_parse_precision: "fp32" -> BACKEND_FP32, "bf16" -> BACKEND_BF16 into
+ * *out; -1 after a usage line for a missing or other value. */
+int cli_parse_precision(const char *cmd, const char *v, int *out);
+/* cli_set_precision: be computes in `precision` from now on (-1: keep the
+ * backend's default). A backend created in fp32 (the cpu) has no bf16 path:
+ * asking it for bf16 prints "sam2amg CMD: --precision bf16: ..." and
+ * returns EXIT_USAGE; otherwise 0. Call before the model is built. */
+int cli_set_precision(const char *cmd, backend_t *be, int precision);
 
 /* cli_resolve_model: resolve f->model (a path, repo id or checkpoint name;
  * models_resolve with f->revision and f->model_dir) into f->ref, once.
@@ -101,5 +113,14 @@ int cli_load_config(const char *cmd, cli_model_flags *f, sam2_config *cfg, char 
  * checkpoint that cannot be loaded. */
 int cli_open_model(const char *cmd, cli_model_flags *f, const sam2_config *cfg, int batch,
                    backend_t **be, sam2_model **m);
+
+/* cli_open_model_sized: cli_open_model with the batch of batch_open_model
+ * (include/batch.h): want prompts, or sized to the device when want is
+ * AMG_POINTS_PER_BATCH_AUTO (at most cap, within limit); *ppb is the
+ * batch the model was loaded for. With verbose, the sizing is printed. */
+struct batch_limit;
+int cli_open_model_sized(const char *cmd, cli_model_flags *f, const sam2_config *cfg, int want,
+                         int cap, const struct batch_limit *limit, backend_t **be, sam2_model **m,
+                         int *ppb, int verbose);
 
 #endif

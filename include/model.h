@@ -81,6 +81,9 @@ const sam2_config *sam2_model_config(const sam2_model *m);
 backend_t *sam2_model_backend(const sam2_model *m);
 /* Peak bytes used by the activation arena so far (for benchmarks). */
 size_t sam2_model_peak_bytes(const sam2_model *m);
+/* The decoder's activation arena, bytes (decoder_arena_bytes of the
+ * config and max_prompts; tests/test_batch.c checks the two agree). */
+size_t sam2_model_decoder_bytes(const sam2_model *m);
 
 /* sam2_model_encode: run the image encoder on one preprocessed image,
  * input (3,S,S) host float32 (normalized, see image.h), and keep the

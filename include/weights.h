@@ -39,7 +39,9 @@ typedef struct weights weights_t;
 /* weights_open: map path (.pt or .safetensors, told apart by content, not by
  * extension). ERR_IO / ERR_FORMAT with one line naming the file and the
  * reason (truncated, not a zip, not a checkpoint, unsupported dtype,
- * non-contiguous storage...). *out is NULL on error. */
+ * non-contiguous storage...). *out is NULL on error. The mapping lives
+ * until weights_close and the tensors are used in place: a file truncated
+ * meanwhile stops the process with one line naming it (weights.c, SIGBUS). */
 int  weights_open(weights_t **out, const char *path, err_t *err);
 void weights_close(weights_t *w);
 

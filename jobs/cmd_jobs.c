@@ -87,23 +87,50 @@ static int parse_checkpoint_every(const char *v, int64_t *images, double *secs) 
 
 /* params_json: the scalar AMG parameters as a JSON object (official names,
  * fixed order: equal parameters give equal text). */
-static void params_json(const amg_params *p, char *out, size_t cap) {
+#define PARAMS_BF16 ", \"precision\": \"bf16\""   /* before the closing brace */
+#define PARAMS_BUF  4096   /* store_run_info.params */
+_Static_assert(sizeof ((store_run_info *)0)->params == PARAMS_BUF, "PARAMS_BUF");
+
+static void params_json(const amg_params *p, int precision, char *out, size_t cap) {
     char a[JSON_DOUBLE_BUF], b[JSON_DOUBLE_BUF], c[JSON_DOUBLE_BUF], d[JSON_DOUBLE_BUF],
         e[JSON_DOUBLE_BUF], f[JSON_DOUBLE_BUF], g[JSON_DOUBLE_BUF];
+    char ppb[16];   /* a number, or "auto" (sized to each GPU: a resume on another GPU is
+                       the same run) */
+    if (p->points_per_batch == AMG_POINTS_PER_BATCH_AUTO) snprintf(ppb, sizeof ppb, "\"auto\"");
+    else snprintf(ppb, sizeof ppb, "%d", p->points_per_batch);
     snprintf(out, cap,
-             "{\"points_per_side\": %d, \"points_per_batch\": %d, \"pred_iou_thresh\": %s, "
+             "{\"points_per_side\": %d, \"points_per_batch\": %s, \"pred_iou_thresh\": %s, "
              "\"stability_score_thresh\": %s, \"stability_score_offset\": %s, "
              "\"mask_threshold\": %s, \"box_nms_thresh\": %s, \"crop_n_layers\": %d, "
              "\"crop_nms_thresh\": %s, \"crop_overlap_ratio\": %s, "
              "\"crop_n_points_downscale_factor\": %d, \"min_mask_region_area\": %d, "
              "\"use_m2m\": %s, \"multimask_output\": %s}",
-             p->points_per_side, p->points_per_batch, json_fmt_double(a, p->pred_iou_thresh),
+             p->points_per_side, ppb, json_fmt_double(a, p->pred_iou_thresh),
              json_fmt_double(b, p->stability_score_thresh),
              json_fmt_double(c, p->stability_score_offset), json_fmt_double(d, p->mask_threshold),
              json_fmt_double(e, p->box_nms_thresh), p->crop_n_layers,
              json_fmt_double(f, p->crop_nms_thresh), json_fmt_double(g, p->crop_overlap_ratio),
              p->crop_n_points_downscale_factor, p->min_mask_region_area,
              p->use_m2m ? "true" : "false", p->multimask_output ? "true" : "false");
+    /* bf16 runs say so (fp32, the CPU's only precision, is implied: the
+     * params of databases made before --precision stay valid) */
+    size_t n = strlen(out);
+    if (precision == BACKEND_BF16 && n > 0 && n + sizeof PARAMS_BF16 <= cap)
+        snprintf(out + n - 1, cap - (n - 1), "%s}", PARAMS_BF16);
+}
+
+/* params_precision: the precision runs.params records (see params_json) */
+static int params_precision(const char *params) {
+    return strstr(params, PARAMS_BF16 "}") ? BACKEND_BF16 : BACKEND_FP32;
+}
+
+/* params_amg: runs.params without the precision, for amg_params_from_json
+ * (buf holds the copy when one is needed) */
+static const char *params_amg(const char *params, char *buf) {
+    const char *at = strstr(params, PARAMS_BF16 "}");
+    if (!at) return params;
+    snprintf(buf, PARAMS_BUF, "%.*s}", (int)(at - params), params);
+    return buf;
 }
 
 static void run_usage(FILE *f) {
@@ -122,8 +149,11 @@ static void run_usage(FILE *f) {
             "  --revision REV      ref or commit of a Hugging Face cache repo (default main)\n"
             "  --model-dir DIR     also look for checkpoint names in DIR\n"
             "  --config NAME|FILE  model config (default: from the name, config.json or shapes)\n"
-            "  --devices LIST      one worker per device (default cpu)\n"
+            "  --devices LIST      one worker per item: cpu, cuda:N; repeat one to run\n"
+            "                      several workers on it (cuda:0,cuda:0) (default cpu)\n"
             "  --threads N         BLAS threads of a cpu worker (default: all)\n"
+            "  --precision P       fp32 or bf16 GEMM inputs (default: bf16 when every device\n"
+            "                      is cuda, else fp32; a resumed run keeps its database's)\n"
             "  --max-pixels N      refuse images above N pixels (default 256000000)\n"
             "  --retries N         retries of transient failures (default 2)\n"
             "  --decode-threads N  image decoding threads (default 2)\n"
@@ -132,6 +162,11 @@ static void run_usage(FILE *f) {
             "  --lease S           images.lease_expires = claim time + S (default 3600);\n"
             "                      informative: the run lock, not an expiry, guards leases\n"
             "  --quiet             no progress line (it is shown only on a terminal anyway)\n"
+            "  -v, --verbose       per worker: points_per_batch halvings after out of memory,\n"
+            "                      each image's stages (seconds), totals and model busy share\n"
+            "  --gpu-memory-limit BYTES|FRACTION  what sam2amg may use per GPU, e.g. 8G or\n"
+            "                      0.5 of it (workers sharing a GPU split it); sizes\n"
+            "                      --points-per-batch auto (the default on CUDA)\n"
             "  --shard K/N         process only shard K of N of the images (a stable hash of\n"
             "                      each path); default: from SLURM_ARRAY_TASK_ID and\n"
             "                      SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with\n"
@@ -142,7 +177,8 @@ static void run_usage(FILE *f) {
             "  --checkpoint-every N|Ss|N,Ss  checkpoint every N images or S seconds\n"
             "                      (default 1000,600s)\n"
             "  --devices all       one cuda worker per GPU of CUDA_VISIBLE_DEVICES (as Slurm\n"
-            "                      sets it), cpu when it is unset\n\n"
+            "                      sets it); when it is unset, per GPU the CUDA plugin\n"
+            "                      sees; cpu when there is none\n\n"
             "AMG flags:\n");
     amg_params_help(f);
     fprintf(f, "\nExit status: 0 all images done, 3 some failed (see `sam2amg status`),\n"
@@ -209,13 +245,14 @@ int cmd_run(int argc, char **argv) {
     const char *cmd = "run";
     jobs_config cfg = {0};
     amg_params_default(&cfg.params);
+    cfg.params.points_per_batch = -1;   /* not given: auto on CUDA, 64 on the CPU (below) */
     const char *manifests[256];
     int n_manifests = 0;
     const char *db = NULL, *devices = "cpu", *revision = NULL, *model_dir = NULL;
     const char *shard_arg = NULL, *local_dir = NULL;
     int64_t shard_count = 0, ck_images = 1000;
     double ck_secs = 600;
-    int params_set = 0;
+    int params_set = 0, precision = -1;
     int64_t v;
     cfg.retries = 2;
     cfg.decode_threads = 2;
@@ -281,6 +318,9 @@ int cmd_run(int argc, char **argv) {
         } else if (!strcmp(a, "--threads")) {
             if (cli_parse_int(cmd, a, val, 0, 1024, &v)) return EXIT_USAGE;
             cfg.threads = (int)v, i++;
+        } else if (!strcmp(a, "--precision")) {
+            if (cli_parse_precision(cmd, val, &precision)) return EXIT_USAGE;
+            i++;
         } else if (!strcmp(a, "--max-pixels")) {
             if (cli_parse_int(cmd, a, val, 1, INT64_MAX, &v)) return EXIT_USAGE;
             cfg.max_pixels = v, i++;
@@ -298,6 +338,12 @@ int cmd_run(int argc, char **argv) {
             cfg.lease_s = (double)v, i++;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             cfg.quiet = 1;
+        } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
+            cfg.verbose = 1;
+        } else if (!strcmp(a, "--gpu-memory-limit")) {
+            err_t e = {{0}};
+            if (batch_parse_limit(val, &cfg.gpu_limit, &e)) return cli_usage_error(cmd, "%s", e.msg);
+            i++;
         } else if (!strcmp(a, "--shard")) {
             if (!val) return cli_usage_error(cmd, "--shard needs a value");
             shard_arg = val, i++;
@@ -321,34 +367,56 @@ int cmd_run(int argc, char **argv) {
         }
     }
     if (!db) return cli_usage_error(cmd, "the database DB is required");
-    /* devices; "all": the GPUs Slurm (or the user) made visible */
+    /* devices; "all": the GPUs Slurm (or the user) made visible, else
+     * every GPU the CUDA plugin sees, else the CPU */
     char devbuf[256];
     if (!strcmp(devices, "all")) {
         const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
         int ng = 0;
+        char why[sizeof ((err_t *)0)->msg + 64];
+        snprintf(why, sizeof why, "CUDA_VISIBLE_DEVICES=%s", cvd ? cvd : "unset");
         if (cvd && *cvd && strcmp(cvd, "NoDevFiles") && strcmp(cvd, "-1"))
             for (const char *p = cvd, *c; (c = strchr(p, ',')) || *p; p = c ? c + 1 : "") ng++;
+        if (!cvd) {
+            err_t e = {{0}};
+            if (backend_cuda_count(&ng, &e)) snprintf(why + strlen(why), sizeof why - strlen(why),
+                                                      "): %s", e.msg);
+            else snprintf(why + strlen(why), sizeof why - strlen(why), "): %d visible", ng);
+        } else {
+            snprintf(why + strlen(why), sizeof why - strlen(why), ")");
+        }
         size_t o = 0;
         devbuf[0] = 0;
         for (int g = 0; g < ng && g < JOBS_MAX_DEVICES; g++)
             o += (size_t)snprintf(devbuf + o, sizeof devbuf - o, "%scuda:%d", g ? "," : "", g);
         if (ng == 0) snprintf(devbuf, sizeof devbuf, "cpu");
-        if (!cfg.quiet)
-            fprintf(stderr, "sam2amg run: --devices all: %s (CUDA_VISIBLE_DEVICES=%s)\n", devbuf,
-                    cvd ? cvd : "unset");
+        if (!cfg.quiet) fprintf(stderr, "sam2amg run: --devices all: %s (%s\n", devbuf, why);
         devices = devbuf;
     }
     char devlist[256];
     snprintf(devlist, sizeof devlist, "%s", devices);
     devices = devlist;
-    snprintf(devbuf, sizeof devbuf, "%s", devices);
-    for (char *save = NULL, *t = strtok_r(devbuf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (cfg.n_devices == JOBS_MAX_DEVICES) return cli_usage_error(cmd, "too many devices");
-        if (strcmp(t, "cpu") && strncmp(t, "cuda:", 5))
-            return cli_usage_error(cmd, "--devices: '%s' is not cpu or cuda:N", t);
-        snprintf(cfg.devices[cfg.n_devices++], sizeof cfg.devices[0], "%s", t);
+    {
+        err_t e = {{0}};
+        if (jobs_parse_devices(devices, &cfg, &e)) return cli_usage_error(cmd, "%s", e.msg);
+        /* a GPU this machine cannot give is a usage error, before the
+         * database is touched */
+        for (int i = 0; i < cfg.n_devices; i++) {
+            if (strncmp(cfg.devices[i], "cuda", 4)) continue;
+            if (backend_check_device(cfg.devices[i], &e))
+                return cli_usage_error(cmd, "%s; to run on the CPU: --devices cpu", e.msg);
+        }
     }
-    if (cfg.n_devices == 0) return cli_usage_error(cmd, "--devices is empty");
+    if (cfg.params.points_per_batch == -1) {
+        int gpu = 0;
+        for (int i = 0; i < cfg.n_devices; i++) gpu |= !strncmp(cfg.devices[i], "cuda", 4);
+        cfg.params.points_per_batch = gpu ? AMG_POINTS_PER_BATCH_AUTO : BATCH_CPU_AUTO;
+    }
+    int any_cpu = 0;
+    for (int d = 0; d < cfg.n_devices; d++) any_cpu |= !strcmp(cfg.devices[d], "cpu");
+    if (precision == BACKEND_BF16 && any_cpu)
+        return cli_usage_error(cmd, "--precision bf16: the cpu device computes in fp32 only "
+                               "(bf16 needs --devices cuda:N,...)");
     /* the shard: --shard, else the array index of Slurm or Kubernetes */
     int shard_k = 0, shard_n = 0;
     char shard_why[256] = "";
@@ -436,6 +504,7 @@ int cmd_run(int argc, char **argv) {
     }
     /* the database's model and parameters */
     store_run_info last, info = {0};
+    static char pbuf[PARAMS_BUF];
     int have_last = store_run_last(ws, &last, &err);
     if (have_last < 0) {
         fprintf(stderr, "sam2amg run: %s\n", err.msg);
@@ -448,16 +517,28 @@ int cmd_run(int argc, char **argv) {
         }
         cfg.model_path = last.model_path;
         if (!cfg.config && last.config[0] && strcmp(last.config, "auto")) cfg.config = last.config;
-        if (!params_set && amg_params_from_json(&cfg.params, last.params, &err)) {
+        if (!params_set && amg_params_from_json(&cfg.params, params_amg(last.params, pbuf), &err)) {
             fprintf(stderr, "sam2amg run: %s: runs.params: %s\n", db, err.msg);
             goto out;
         }
     }
-    if (amg_params_validate(&cfg.params, &err)) {
+    /* precision: the flag, else the database's last run's, else the devices' */
+    if (precision < 0)
+        precision = have_last ? params_precision(last.params) : any_cpu ? BACKEND_FP32 : BACKEND_BF16;
+    if (precision == BACKEND_BF16 && any_cpu) {
+        status = cli_usage_error(cmd, "this database's run computes in bf16, which the cpu "
+                                 "device does not offer (give --devices cuda:N,... or "
+                                 "--precision fp32 with another database)");
+        goto out;
+    }
+    cfg.precision = precision;
+    amg_params checked = cfg.params;   /* auto is sized by each worker */
+    if (checked.points_per_batch == AMG_POINTS_PER_BATCH_AUTO) checked.points_per_batch = 1;
+    if (amg_params_validate(&checked, &err)) {
         status = cli_usage_error(cmd, "%s", err.msg);
         goto out;
     }
-    params_json(&cfg.params, info.params, sizeof info.params);
+    params_json(&cfg.params, precision, info.params, sizeof info.params);
     /* --model NAME resolved offline (models.h): runs keeps the name as
      * given and the file it resolved to */
     snprintf(info.model_name, sizeof info.model_name, "%s",
@@ -683,7 +764,7 @@ int cmd_status(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: sam2amg status DB\n\nImages per status, masks, the last run's "
-                   "throughput and ETA, and the last errors.\n");
+                   "throughput, ETA, stages per image and\nworkers' busy share, and the last errors.\n");
             return EXIT_OK;
         }
         if (argv[i][0] == '-') return cli_usage_error("status", "unknown option '%s'", argv[i]);
@@ -729,6 +810,27 @@ int cmd_status(int argc, char **argv) {
                    (long long)(s2 / 60 % 60), (long long)(s2 % 60), (long long)left);
         }
         printf("\n");
+        /* its stages per image, and how busy its workers were: the share
+         * of workers x seconds spent generating (encoder, decoder and
+         * post-processing; decoding and preprocessing run beside them) */
+        int64_t run = sqlite3_column_int64(st, 0);
+        sqlite3_stmt *sg = NULL;
+        if (sqlite3_prepare_v2(h, "SELECT avg(i.t_load), avg(i.t_generate), sum(i.t_generate), "
+                                  "(SELECT devices FROM runs WHERE id = ?1) FROM images i "
+                                  "WHERE i.run_id = ?1 AND i.status = 'done'",
+                               -1, &sg, NULL) == SQLITE_OK &&
+            sqlite3_bind_int64(sg, 1, run) == SQLITE_OK && sqlite3_step(sg) == SQLITE_ROW &&
+            sqlite3_column_type(sg, 0) != SQLITE_NULL) {
+            const char *devs = (const char *)sqlite3_column_text(sg, 3);
+            int workers = 1;
+            for (const char *d = devs ? devs : ""; *d; d++) workers += *d == ',';
+            double busy = sec > 0 ? sqlite3_column_double(sg, 2) / (sec * workers) : 0;
+            printf("stages per image: load %.3f s (decode pool), generate %.3f s (worker); "
+                   "%d worker%s (%s) busy %.0f%%\n", sqlite3_column_double(sg, 0),
+                   sqlite3_column_double(sg, 1), workers, workers == 1 ? "" : "s",
+                   devs ? devs : "?", 100.0 * (busy > 1 ? 1 : busy));
+        }
+        sqlite3_finalize(sg);
     }
     sqlite3_finalize(st);
     if (sqlite3_prepare_v2(h, "SELECT path, error FROM images WHERE status = 'failed' "

@@ -5,6 +5,12 @@
  * nothing is shared between device workers. The decode callback checks the
  * stop flag: Ctrl-C interrupts an image between decoder batches.
  *
+ * Batches: points_per_batch "auto" is sized per worker to its device's
+ * free memory (include/batch.h; workers sharing a GPU size one after the
+ * other, each getting an equal part of --gpu-memory-limit). An out of
+ * memory during an image halves the batch and retries the image
+ * (engine_batch), so an image fails for memory only at one prompt.
+ *
  * The test engine ("--model test:") is a small deterministic stand-in for
  * the network, used by the runner's own tests before and besides the real
  * model: encode keeps a 64x64 grey thumbnail of the crop, decode returns
@@ -14,6 +20,8 @@
  * filters are the product's.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,18 +34,85 @@ static int cpu_count(void) {
     return n > 0 ? (int)n : 1;
 }
 
+/* ---- what both engines share: the batch, its halving, the fault hook ---- */
+
+/* engine_batch: the generator and the batch it was made for. An
+ * out-of-memory (ERR_NOMEM) during an image halves the batch, remakes the
+ * generator and retries the image, down to one prompt: an image fails for
+ * out of memory only when one prompt does not fit. The batch stays halved
+ * for the next images of this worker (what filled the memory likely
+ * stays). */
+typedef struct engine_batch {
+    amg_t      *g;
+    amg_params  p;            /* p.points_per_batch: the batch now */
+    int         fault_max;    /* SAM2AMG_FAULT_BATCH_MAX (tests), 0 = off */
+    int         verbose;
+    char        device[32];
+} engine_batch;
+
+static int engine_batch_init(engine_batch *b, const jobs_config *cfg, const char *device, int ppb, int S,
+                      err_t *err) {
+    b->p = cfg->params;
+    b->p.points_per_batch = ppb;
+    b->verbose = cfg->verbose;
+    snprintf(b->device, sizeof b->device, "%s", device);
+    /* test-only: decoder batches of more than N prompts fail as if the
+     * device were out of memory (tests/test_batch.sh) */
+    const char *f = getenv("SAM2AMG_FAULT_BATCH_MAX");
+    b->fault_max = f && *f ? atoi(f) : 0;
+    return amg_create(&b->g, &b->p, S, err);
+}
+
+/* engine_batch_fault: the fault hook, called with each decoder batch's size */
+static int engine_batch_fault(const engine_batch *b, int n, err_t *err) {
+    if (b->fault_max > 0 && n > b->fault_max)
+        return err_set(err, ERR_NOMEM, "%s: out of memory for a decoder batch of %d prompts "
+                       "(SAM2AMG_FAULT_BATCH_MAX=%d)", b->device, n, b->fault_max);
+    return 0;
+}
+
+static int engine_batch_generate(engine_batch *b, const amg_model *am, const image_t *img,
+                          amg_result *res, err_t *err) {
+    for (;;) {
+        int rc = amg_generate(b->g, am, img->rgb, img->w, img->h, res, err);
+        if (rc != ERR_NOMEM || b->p.points_per_batch == 1) return rc;
+        int half = b->p.points_per_batch / 2;
+        if (b->verbose)
+            fprintf(stderr, "sam2amg run: %s: %s; points_per_batch %d -> %d, retrying the "
+                    "image\n", b->device, err->msg, b->p.points_per_batch, half);
+        amg_free(b->g);
+        b->g = NULL;
+        b->p.points_per_batch = half;
+        if ((rc = amg_create(&b->g, &b->p, am->S, err))) return rc;
+    }
+}
+
+static void engine_batch_stages(const engine_batch *b, double *t_decode, double *t_post) {
+    amg_stats st;
+    amg_get_stats(b->g, &st);
+    *t_decode = st.t_decode;
+    *t_post = st.t_post;
+}
+
 typedef struct sam2_engine {
     backend_t  *be;
     sam2_model *m;
-    amg_t      *g;
+    engine_batch b;
     amg_model   wrap;   /* amg_model_wrap of m (shared with `generate`) */
     amg_model   am;     /* wrap behind the stop check */
     volatile sig_atomic_t *stop;
+    const float *pre;   /* the current image preprocessed (3,S,S), or NULL */
+    const image_t *img; /* the current image */
 } sam2_engine;
 
 static int sam2_encode(void *ctx, const uint8_t *rgb, int w, int h, size_t stride, err_t *err) {
     sam2_engine *e = ctx;
     if (*e->stop) return err_set(err, ERR_INTERRUPTED, "interrupted");
+    /* the whole image (crop layer 0): the decode pool preprocessed it
+     * already, with the same image_preprocess */
+    if (e->pre && rgb == e->img->rgb && w == e->img->w && h == e->img->h &&
+        stride == (size_t)e->img->w * 3)
+        return sam2_model_encode(e->m, e->pre, err);
     return e->wrap.encode(e->wrap.ctx, rgb, w, h, stride, err);
 }
 
@@ -45,22 +120,39 @@ static int sam2_decode(void *ctx, int n, const float *points, const float *mask_
                        int multimask, float *low_res, float *iou, err_t *err) {
     sam2_engine *e = ctx;
     if (*e->stop) return err_set(err, ERR_INTERRUPTED, "interrupted");
+    int rc = engine_batch_fault(&e->b, n, err);
+    if (rc) return rc;
     return e->wrap.decode(e->wrap.ctx, n, points, mask_input, multimask, low_res, iou, err);
 }
 
-static int sam2_process(void *ctx, const image_t *img, amg_result *res, err_t *err) {
+static int sam2_process(void *ctx, const image_t *img, const float *pre, amg_result *res,
+                        err_t *err) {
     sam2_engine *e = ctx;
-    return amg_generate(e->g, &e->am, img->rgb, img->w, img->h, res, err);
+    e->pre = pre, e->img = img;
+    int rc = engine_batch_generate(&e->b, &e->am, img, res, err);
+    e->pre = NULL, e->img = NULL;
+    return rc;
+}
+
+static void sam2_stages(void *ctx, double *t_decode, double *t_post) {
+    engine_batch_stages(&((sam2_engine *)ctx)->b, t_decode, t_post);
 }
 
 static void sam2_destroy(void *ctx) {
     sam2_engine *e = ctx;
     if (!e) return;
-    amg_free(e->g);
+    amg_free(e->b.g);
     if (e->wrap.ctx) amg_model_unwrap(&e->wrap);
     sam2_model_free(e->m);
     if (e->be) e->be->destroy(e->be);
     free(e);
+}
+
+/* workers_on: how many workers of cfg use device */
+static int workers_on(const jobs_config *cfg, const char *device) {
+    int n = 0;
+    for (int i = 0; i < cfg->n_devices; i++) n += !strcmp(cfg->devices[i], device);
+    return n;
 }
 
 static int sam2_engine_create(const jobs_config *cfg, const char *device,
@@ -77,17 +169,41 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
         sam2_destroy(e);
         return ERR_BACKEND;
     }
-    int ppb = cfg->params.points_per_batch;
-    if ((rc = sam2_model_load(&e->m, &c, cfg->model_path, e->be, ppb, err)) ||
-        (rc = amg_model_wrap(&e->wrap, e->m, ppb, err)) ||
-        (rc = amg_create(&e->g, &cfg->params, e->wrap.S, err)) ||
-        (rc = amg_set_threads(e->g, cfg->threads > 0 ? cfg->threads : cpu_count(), err))) {
+    if (cfg->precision == BACKEND_BF16 && e->be->precision != BACKEND_BF16) {
+        rc = err_set(err, ERR_INVALID, "%s computes in fp32 only, not bf16", e->be->name);
+        sam2_destroy(e);
+        return rc;
+    }
+    e->be->precision = cfg->precision;   /* before the model is built */
+    /* workers sharing a GPU load and size one after the other (a lock per
+     * device), each seeing what the ones before it took and leaving an
+     * equal part of the rest to those still to come (a count per device
+     * for this process, which runs one jobs_run) */
+    static pthread_mutex_t sizing_mu[JOBS_MAX_DEVICES] = {
+        [0 ... JOBS_MAX_DEVICES - 1] = PTHREAD_MUTEX_INITIALIZER};
+    static int sized[1024];
+    int dev = 0, ppb = 0, share = workers_on(cfg, device);
+    char note[256];
+    CHECK(backend_parse_device(device, &dev, NULL) == 0);
+    dev = dev < 0 ? 0 : dev;
+    pthread_mutex_lock(&sizing_mu[dev % JOBS_MAX_DEVICES]);
+    int pending = share - sized[dev] % share;
+    rc = batch_open_model(e->be, &c, cfg->model_path, cfg->params.points_per_batch,
+                          batch_cap(&cfg->params), &cfg->gpu_limit, share, pending, &e->m, &ppb,
+                          note, sizeof note, err);
+    sized[dev]++;
+    pthread_mutex_unlock(&sizing_mu[dev % JOBS_MAX_DEVICES]);
+    if (!rc && note[0] && !cfg->quiet) fprintf(stderr, "sam2amg run: %s\n", note);
+    if (rc || (rc = amg_model_wrap(&e->wrap, e->m, ppb, err)) ||
+        (rc = engine_batch_init(&e->b, cfg, device, ppb, e->wrap.S, err)) ||
+        (rc = amg_set_threads(e->b.g, cfg->threads > 0 ? cfg->threads : cpu_count(), err))) {
         sam2_destroy(e);
         return rc;
     }
     e->am = (amg_model){.ctx = e, .S = e->wrap.S, .encode = sam2_encode, .decode = sam2_decode,
                         .backend = e->wrap.backend};
-    *out = (jobs_engine){.ctx = e, .process = sam2_process, .destroy = sam2_destroy};
+    *out = (jobs_engine){.ctx = e, .process = sam2_process, .destroy = sam2_destroy,
+                         .stages = sam2_stages, .input_size = e->wrap.S};
     return 0;
 }
 
@@ -96,7 +212,7 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
 #define TEST_L (TEST_S / 4)
 
 typedef struct test_engine {
-    amg_t      *g;
+    engine_batch b;
     amg_model   am;
     float       grey[TEST_L * TEST_L];   /* (L, L) crop thumbnail, 0..1 */
     volatile sig_atomic_t *stop;
@@ -118,6 +234,8 @@ static int test_decode(void *ctx, int n, const float *points, const float *mask_
     test_engine *e = ctx;
     (void)mask_input;
     if (*e->stop) return err_set(err, ERR_INTERRUPTED, "interrupted");
+    int rc = engine_batch_fault(&e->b, n, err);
+    if (rc) return rc;
     int k = multimask ? 3 : 1;
     for (int i = 0; i < n; i++) {
         int px = (int)(points[2 * i] * TEST_L / TEST_S), py = (int)(points[2 * i + 1] * TEST_L / TEST_S);
@@ -134,16 +252,55 @@ static int test_decode(void *ctx, int n, const float *points, const float *mask_
     return 0;
 }
 
-static int test_process(void *ctx, const image_t *img, amg_result *res, err_t *err) {
+static int test_process(void *ctx, const image_t *img, const float *pre, amg_result *res,
+                        err_t *err) {
     test_engine *e = ctx;
-    return amg_generate(e->g, &e->am, img->rgb, img->w, img->h, res, err);
+    (void)pre;   /* input_size 0: never given */
+    return engine_batch_generate(&e->b, &e->am, img, res, err);
+}
+
+static void test_stages(void *ctx, double *t_decode, double *t_post) {
+    engine_batch_stages(&((test_engine *)ctx)->b, t_decode, t_post);
 }
 
 static void test_destroy(void *ctx) {
     test_engine *e = ctx;
     if (!e) return;
-    amg_free(e->g);
+    amg_free(e->b.g);
     free(e);
+}
+
+int jobs_parse_devices(const char *list, jobs_config *cfg, err_t *err) {
+    cfg->n_devices = 0;
+    if (!*list) return err_set(err, ERR_INVALID, "--devices is empty");
+    int item = 0;
+    for (const char *p = list;; item++) {
+        const char *c = strchr(p, ',');
+        size_t n = c ? (size_t)(c - p) : strlen(p);
+        char name[32];
+        if (n == 0)
+            return err_set(err, ERR_INVALID, "--devices '%s': item %d is empty", list, item + 1);
+        if (n >= sizeof name)
+            return err_set(err, ERR_INVALID, "--devices '%s': item %d is not cpu or cuda:N", list,
+                           item + 1);
+        memcpy(name, p, n);
+        name[n] = 0;
+        int dev;
+        err_t e;
+        if (!strcmp(name, "all"))
+            return err_set(err, ERR_INVALID, "--devices '%s': all stands alone, not in a list", list);
+        if (backend_parse_device(name, &dev, &e))
+            return err_set(err, ERR_INVALID, "--devices: %s", e.msg);
+        if (cfg->n_devices == JOBS_MAX_DEVICES)
+            return err_set(err, ERR_INVALID, "--devices '%s': more than %d workers", list,
+                           JOBS_MAX_DEVICES);
+        char *out = cfg->devices[cfg->n_devices++];
+        if (dev < 0) snprintf(out, sizeof cfg->devices[0], "cpu");
+        else snprintf(out, sizeof cfg->devices[0], "cuda:%d", dev);
+        if (!c) break;
+        p = c + 1;
+    }
+    return 0;
 }
 
 int jobs_engine_create(const jobs_config *cfg, const char *device, volatile sig_atomic_t *stop,
@@ -155,12 +312,15 @@ int jobs_engine_create(const jobs_config *cfg, const char *device, volatile sig_
     test_engine *e = calloc(1, sizeof *e);
     if (!e) return err_set(err, ERR_NOMEM, "out of memory");
     e->stop = stop;
-    int rc = amg_create(&e->g, &cfg->params, TEST_S, err);
+    int ppb = cfg->params.points_per_batch;
+    int rc = engine_batch_init(&e->b, cfg, device, ppb > 0 ? ppb : BATCH_CPU_AUTO, TEST_S, err);
     if (rc) {
+        amg_free(e->b.g);
         free(e);
         return rc;
     }
     e->am = (amg_model){.ctx = e, .S = TEST_S, .encode = test_encode, .decode = test_decode};
-    *out = (jobs_engine){.ctx = e, .process = test_process, .destroy = test_destroy};
+    *out = (jobs_engine){.ctx = e, .process = test_process, .destroy = test_destroy,
+                         .stages = test_stages};
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "amg.h"
+#include "batch.h"
 #include "check.h"
 #include "image.h"
 #include "store.h"
@@ -51,9 +52,19 @@ int jobs_ingest_shard(store_t *s, const char *src, int k, int n, jobs_ingest_sta
 typedef struct jobs_engine {
     void *ctx;
     /* process: masks of one RGB image into res (amg_result_free'd by the
-     * caller). Data errors return negative ERR_ codes. */
-    int  (*process)(void *ctx, const image_t *img, amg_result *res, err_t *err);
+     * caller); pre: see input_size. Data errors return negative ERR_ codes. */
+    int  (*process)(void *ctx, const image_t *img, const float *pre, amg_result *res,
+                    err_t *err);
+    /* input_size: S when the engine takes img preprocessed ahead of time
+     * (image_preprocess of the whole image to (3,S,S), done by the decode
+     * pool so that it overlaps the previous image's model work), passed
+     * to process() as pre (which may still be NULL); 0: never */
+    int    input_size;
     void (*destroy)(void *ctx);
+    /* stages (optional): seconds the last process() spent inside decoder
+     * calls and in post-processing after them; the rest of it is the
+     * encoder with its preprocessing */
+    void (*stages)(void *ctx, double *t_decode, double *t_post);
 } jobs_engine;
 
 typedef struct jobs_config {
@@ -63,6 +74,7 @@ typedef struct jobs_config {
     char        devices[JOBS_MAX_DEVICES][32];
     int         n_devices;
     int         threads;        /* BLAS threads per CPU device (0: all) */
+    int         precision;      /* BACKEND_FP32 (0) or BACKEND_BF16 (cuda devices only) */
     int64_t     max_pixels;     /* image_load limit */
     int         retries;        /* transient failures retried this often */
     int         decode_threads; /* image decoding pool */
@@ -70,6 +82,8 @@ typedef struct jobs_config {
     int         batch_images;   /* images per writer commit, at most */
     double      lease_s;        /* images.lease_expires - claim time, seconds (informative) */
     int         quiet;
+    int         verbose;        /* -v: per worker, batch sizing and halving */
+    batch_limit gpu_limit;      /* --gpu-memory-limit (none: both 0) */
     const char *db_path;
     /* checkpoint (NULL: none): called on the claimer thread when
      * checkpoint_images images were finished (done or failed) or
@@ -80,6 +94,13 @@ typedef struct jobs_config {
     int64_t     checkpoint_images;
     double      checkpoint_s;
 } jobs_config;
+
+/* jobs_parse_devices: --devices LIST (comma-separated cpu, cuda or cuda:N;
+ * a name may repeat: one worker each, so cuda:0,cuda:0 runs two workers
+ * with a model replica each on one GPU) into cfg->devices/n_devices, each
+ * as "cpu" or "cuda:N". 0, or ERR_INVALID naming the bad item (empty, not
+ * a device, over JOBS_MAX_DEVICES workers). */
+int jobs_parse_devices(const char *list, jobs_config *cfg, err_t *err);
 
 /* jobs_engine_create: the engine for one device ("cpu", "cuda:N"); the
  * test model ("test:") is a small deterministic stand-in network for the

@@ -10,9 +10,12 @@
  *     expiry, guards leases) and pushes them onto load_q. It also
  *     prints the progress line.
  *   - decoders (cfg->decode_threads, a bounded pool): pop load_q, decode
- *     the file with libvips (jobs_load_image, pixel limit) and push the
- *     image onto ready_q, the prefetch queue (cfg->prefetch slots), or a
- *     failure onto write_q.
+ *     the file with libvips (jobs_load_image, pixel limit), preprocess it
+ *     for the model when the engines ask for it (input_size: the resize
+ *     and normalization of the whole image, into a buffer of pre_q, a
+ *     fixed pool), so it overlaps the previous image's model work, and
+ *     push the image onto ready_q, the prefetch queue (cfg->prefetch
+ *     slots), or a failure onto write_q.
  *   - one worker per device (--devices): owns its engine (backend, model,
  *     amg_t arena), pops ready_q, has the writer count the attempt
  *     (store_start, waiting for its commit), runs the generator and pushes
@@ -160,6 +163,8 @@ typedef struct item {
     sem_t      started;       /* ITEM_START: posted by the writer */
     char       reason[512];   /* ITEM_FAIL */
     image_t    img;           /* decoded, between decoder and worker */
+    float     *pre;           /* img preprocessed (3,S,S) from r->pre_q, or NULL */
+    double     t_pre;         /* seconds the decoder spent preprocessing */
     amg_result res;           /* ITEM_RESULT */
     store_timing t;
 } item_t;
@@ -179,6 +184,11 @@ typedef struct runner {
     pthread_cond_t     started_cv;
     int                started, start_failed;
     jobs_engine        engines[JOBS_MAX_DEVICES];
+    /* preprocessed inputs: pre_n buffers of (3,pre_S,pre_S) floats made
+     * at start, passed decoder -> worker with the image and back through
+     * pre_q (a free list), so none is allocated per image */
+    int                pre_S, pre_n;
+    queue_t            pre_q;
 } runner_t;
 
 static double mono_s(void) {
@@ -219,6 +229,17 @@ static void *decoder_main(void *arg) {
         double t0 = mono_s();
         int rc = jobs_load_image(&it->img, it->job.path, r->cfg->max_pixels, &err);
         it->t.t_load = mono_s() - t0;
+        if (!rc && r->pre_S) {   /* the worker's model then skips this step */
+            double t1 = mono_s();
+            it->pre = queue_pop(&r->pre_q, 0);
+            err_t pe = {{0}};
+            if (image_preprocess(it->img.rgb, it->img.w, it->img.h, (size_t)it->img.w * 3,
+                                 r->pre_S, it->pre, &pe)) {
+                queue_push(&r->pre_q, it->pre);   /* the worker's model tries again */
+                it->pre = NULL;
+            }
+            it->t_pre = mono_s() - t1;
+        }
         if (rc) {
             it->kind = ITEM_FAIL;
             it->permanent = permanent_error(rc);
@@ -251,9 +272,22 @@ static void *worker_main(void *arg) {
     r->started++;
     pthread_cond_broadcast(&r->started_cv);
     pthread_mutex_unlock(&r->mu);
+    /* -v: each image's stages, and at the end the worker's totals with
+     * the fraction of its wall time spent inside the model's encoder and
+     * decoder calls (an upper bound on how busy its device was: the rest
+     * is waiting for images, post-processing and the writer) */
+    const char *dev = r->cfg->devices[wa->dev];
+    double w0 = mono_s(), sum_wait = 0, sum_enc = 0, sum_dec = 0, sum_post = 0;
+    int64_t n_img = 0;
     item_t *it;
-    while ((it = queue_pop(&r->ready_q, 0))) {
+    for (;;) {
+        double tw = mono_s();
+        if (!(it = queue_pop(&r->ready_q, 0))) break;
+        tw = mono_s() - tw;
+        float *pre = it->pre;   /* back to the pool at the end of this turn */
+        it->pre = NULL;
         if (rc || stopping(r)) {
+            if (pre) queue_push(&r->pre_q, pre);
             item_release(it);
             queue_push(&r->write_q, it);
             continue;
@@ -267,6 +301,7 @@ static void *worker_main(void *arg) {
         sem_destroy(&it->started);
         it->counted = it->start_ok;
         if (!it->start_ok || stopping(r)) {
+            if (pre) queue_push(&r->pre_q, pre);
             item_release(it);
             queue_push(&r->write_q, it);
             continue;
@@ -274,8 +309,10 @@ static void *worker_main(void *arg) {
         memset(&err, 0, sizeof err);
         double t0 = mono_s();
         jobs_test_pause("IMAGE");   /* tests: an image that takes this long */
-        int grc = stopping(r) ? ERR_INTERRUPTED : eng->process(eng->ctx, &it->img, &it->res, &err);
+        int grc = stopping(r) ? ERR_INTERRUPTED
+                              : eng->process(eng->ctx, &it->img, pre, &it->res, &err);
         it->t.t_generate = mono_s() - t0;
+        if (pre) queue_push(&r->pre_q, pre);
         image_free(&it->img);
         if (grc == ERR_INTERRUPTED || (grc && *r->stop)) {
             amg_result_free(&it->res);
@@ -293,7 +330,23 @@ static void *worker_main(void *arg) {
         } else {
             it->kind = ITEM_RESULT;
         }
+        if (r->cfg->verbose && !grc && eng->stages) {
+            double td, tp;
+            eng->stages(eng->ctx, &td, &tp);
+            double te = it->t.t_generate - td - tp;
+            n_img++, sum_wait += tw, sum_enc += te, sum_dec += td, sum_post += tp;
+            fprintf(stderr, "sam2amg run: %s: %s: load %.3f s, preprocess %.3f s%s, wait %.3f s, "
+                    "encode %.3f s, decode %.3f s, post %.3f s\n", dev, it->job.path, it->t.t_load,
+                    it->t_pre, pre ? " (decode pool)" : "", tw, te, td, tp);
+        }
         queue_push(&r->write_q, it);
+    }
+    if (r->cfg->verbose && n_img) {
+        double wall = mono_s() - w0;
+        fprintf(stderr, "sam2amg run: %s: %lld images in %.2f s: wait %.2f s, encode %.2f s, "
+                "decode %.2f s, post %.2f s; model busy %.0f%%\n", dev, (long long)n_img, wall,
+                sum_wait, sum_enc, sum_dec, sum_post,
+                wall > 0 ? 100.0 * (sum_enc + sum_dec) / wall : 0.0);
     }
     if (!rc && eng->destroy) eng->destroy(eng->ctx);
     queue_done(&r->write_q);
@@ -441,6 +494,24 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
     int start_failed = r->start_failed;
     pthread_mutex_unlock(&r->mu);
     if (nd > 64) nd = 64;
+    /* the preprocessing pool: one buffer for each image that can be
+     * between a decoder and the end of a worker's turn at once (each
+     * decoder, each slot of ready_q, each worker), so a decoder waiting
+     * for one always gets it */
+    r->pre_S = start_failed ? 0 : r->engines[0].input_size;
+    for (int i = 1; i < nw; i++)
+        if (r->engines[i].input_size != r->pre_S) r->pre_S = 0;
+    r->pre_n = r->pre_S ? nd + r->ready_q.cap + nw : 0;
+    queue_init(&r->pre_q, r->pre_n ? r->pre_n : 1, 1);
+    for (int i = 0; i < r->pre_n; i++) {
+        float *b = malloc((size_t)3 * r->pre_S * r->pre_S * sizeof(float));
+        if (!b) {   /* no pool: the workers preprocess as before */
+            while ((b = queue_pop(&r->pre_q, 1))) free(b);
+            r->pre_S = r->pre_n = 0;
+            break;
+        }
+        queue_push(&r->pre_q, b);
+    }
     for (int i = 0; i < nd; i++)
         CHECK(pthread_create(&decoders[i], NULL, decoder_main, r) == 0);
     CHECK(pthread_create(&wr, NULL, writer_main, r) == 0);
@@ -511,6 +582,8 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
     st->masks = atomic_load(&r->masks);
     st->fatal = atomic_load(&r->fatal) || rc;
     st->interrupted = *stop != 0;
+    for (int i = 0; i < r->pre_n; i++) free(queue_pop(&r->pre_q, 1));
+    queue_free(&r->pre_q);
     queue_free(&r->load_q);
     queue_free(&r->ready_q);
     queue_free(&r->write_q);

@@ -73,6 +73,29 @@ void cuda_attention(cudaStream_t s, float *o, const float *q, int64_t ldq,
                     int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
                     float scale, float *scratch, int64_t scratch_floats, int num_sms);
 
+/* ---- flash_attn.cu ---- */
+/* cuda_flash_attn: the bf16 tensor-core version of cuda_attention (same
+ * arguments and semantics): q, k, v rounded to bf16, scores, softmax and
+ * output in float32; any dh with cuda_flash_attn_supported(dh) (1..128).
+ * Splits the keys like cuda_attention when the blocks are too few, using up
+ * to scratch_floats floats of scratch. */
+int  cuda_flash_attn_supported(int64_t dh);
+void cuda_flash_attn(cudaStream_t s, float *o, const float *q, int64_t ldq,
+                     const float *k, int64_t ldk, const float *v, int64_t ldv,
+                     int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
+                     float scale, float *scratch, int64_t scratch_floats, int num_sms);
+
+/* ---- upscale_tail.cu ---- */
+/* cuda_upscale2_masks: backend.h upscale2_masks (the decoder's second
+ * transposed conv, bias, skip, GELU and the hypernetwork product, fused).
+ * bf16 != 0 rounds x and w to bf16 and runs the conv on tensor cores (fp32
+ * accumulation) when Cin % 16 == 0, Cin <= 64, Cout == 32 and nm <= 4;
+ * otherwise, and with bf16 == 0, everything is float32 (a tiled kernel for
+ * Cout == 32, Cin <= 64; a plain one for other shapes). */
+void cuda_upscale2_masks(cudaStream_t s, float *masks, const float *x, const float *w,
+                         const float *b, const float *skip, const float *hyper, int64_t n,
+                         int64_t H, int64_t W, int64_t Cin, int64_t Cout, int64_t nm, int bf16);
+
 /* ---- conv.cu ---- */
 /* im2col rows [m0, m0+mc) of the (B*Ho*Wo, Cin*kh*kw) patch matrix of
  * x (B,H,W,Cin), columns in PyTorch weight order (ci, ky, kx), into
@@ -105,6 +128,17 @@ void cuda_window_unpartition(cudaStream_t s, float *y, const float *x, int64_t B
  * nchw_to_nhwc is R=C, Cc=H*W. */
 void cuda_transpose_batched(cudaStream_t s, float *y, const float *x, int64_t B,
                             int64_t R, int64_t Cc);
+
+/* ---- convert.cu ---- */
+/* dst (n) = src (n) rounded to bfloat16 (nearest, ties to even), as raw
+ * bf16 bits; and dst (batch, rows, cols) with row stride ldd and item
+ * stride sd bf16 values = src (batch, rows, cols) with row stride lds and
+ * item stride ss floats, the same rounding (dst's padding is not written;
+ * the strides are unused when batch is 1). */
+void cuda_f32_to_bf16(cudaStream_t s, uint16_t *dst, const float *src, int64_t n);
+void cuda_f32_to_bf16_strided(cudaStream_t s, uint16_t *dst, int64_t ldd, int64_t sd,
+                              const float *src, int64_t lds, int64_t ss, int64_t batch,
+                              int64_t rows, int64_t cols);
 
 /* lowrank.cu: the low-rank LayerNorm helpers (backend.h attention_probs,
  * lowrank_rstd, row_affine) */

@@ -140,6 +140,13 @@ static int params_from_obj(amg_params *p, const json_t *o, err_t *err) {
         case JSON_NUM: rc = set_key(p, key, json_num(v), 0, 0, err); break;
         case JSON_BOOL: rc = set_key(p, key, json_bool(v), 1, 0, err); break;
         case JSON_NULL: rc = set_key(p, key, 0, 0, 1, err); break;
+        case JSON_STR:   /* "points_per_batch": "auto" (sized to the device) */
+            if (!strcmp(key, "points_per_batch") && !strcmp(json_str(v), "auto")) {
+                p->points_per_batch = AMG_POINTS_PER_BATCH_AUTO;
+                rc = 0;
+                break;
+            }
+            /* fall through */
         default: rc = err_set(err, ERR_INVALID, "amg.%s: expected a number or boolean", key);
         }
         if (rc) return rc;
@@ -226,7 +233,8 @@ static const struct {
     const char *help;
 } flags[] = {
     {"--points-per-side", "points_per_side", 0, 1, 1024, "N  grid points per side (32)"},
-    {"--points-per-batch", "points_per_batch", 0, 1, 4096, "N  prompts per decoder call (64)"},
+    {"--points-per-batch", "points_per_batch", 0, 1, 4096, "N|auto  prompts per decoder call (64; auto:\n"
+     "                                     sized to GPU memory, the default on CUDA)"},
     {"--pred-iou-thresh", "pred_iou_thresh", 1, 0, 1, "X  keep predicted IoU > X (0.8)"},
     {"--stability-score-thresh", "stability_score_thresh", 1, 0, 1,
      "X  keep stability >= X (0.95)"},
@@ -249,6 +257,11 @@ static const struct {
 
 int amg_params_parse_flag(amg_params *p, const char *cmd, int argc, char **argv, int *i) {
     const char *a = argv[*i];
+    if (!strcmp(a, "--points-per-batch") && *i + 1 < argc && !strcmp(argv[*i + 1], "auto")) {
+        p->points_per_batch = AMG_POINTS_PER_BATCH_AUTO;
+        *i += 2;
+        return 1;
+    }
     for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) {
         if (strcmp(a, flags[k].flag)) continue;
         err_t e;

@@ -1,9 +1,10 @@
 /* backend.c: backend_create, the one place that maps a device name to a
  * backend constructor, so that callers (CLI, job runner, tests) never
- * mention a particular backend. "cpu" is always there; "cuda:N" only in a
- * build compiled with -DSAM2AMG_CUDA (the Makefile sets it when nvcc is
- * found).
+ * mention a particular backend. "cpu" is always there; "cuda:N" goes
+ * through the CUDA plugin (src/plugin.c), which may be missing on this
+ * machine: then the answer is a one-line error naming what is missing.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,32 +12,58 @@
 #include "backend.h"
 #include "check.h"
 
-/* backend_create: "cpu" -> the CPU backend with n_threads threads (0 = all
- * online CPUs); "cuda" or "cuda:N" -> CUDA device N (default 0), where
- * n_threads is ignored. Returns NULL with a one-line message in err for an
- * unknown name, a bad device number, a device that cannot be opened, or a
- * CUDA name in a build without CUDA. */
-backend_t *backend_create(const char *device, int n_threads, struct err_t *err) {
-    if (!device || strcmp(device, "cpu") == 0) return backend_cpu_create(n_threads);
+int backend_parse_device(const char *device, int *cuda_index, err_t *err) {
+    *cuda_index = -1;
+    if (!device || strcmp(device, "cpu") == 0) return 0;
     if (strncmp(device, "cuda", 4) == 0 && (device[4] == '\0' || device[4] == ':')) {
         long dev = 0;
         if (device[4] == ':') {
             char *end;
             errno = 0;
-            dev = strtol(device + 5, &end, 10);
-            if (errno || end == device + 5 || *end != '\0' || dev < 0 || dev > 1023) {
-                err_set(err, ERR_INVALID, "device '%s': bad CUDA device number", device);
-                return NULL;
-            }
+            dev = isdigit((unsigned char)device[5]) ? strtol(device + 5, &end, 10) : -1;
+            if (dev < 0 || errno || *end != '\0' || dev > 1023)
+                return err_set(err, ERR_INVALID, "device '%s': bad CUDA device number "
+                               "(expected cuda:N, N from 0)", device);
         }
-#ifdef SAM2AMG_CUDA
-        return backend_cuda_create((int)dev, err);
-#else
-        err_set(err, ERR_INVALID, "device '%s': this build has no CUDA (compiled without SAM2AMG_CUDA)",
-                device);
-        return NULL;
-#endif
+        *cuda_index = (int)dev;
+        return 0;
     }
-    err_set(err, ERR_INVALID, "device '%s': unknown (expected cpu or cuda:N)", device);
-    return NULL;
+    return err_set(err, ERR_INVALID, "device '%s': unknown (expected cpu or cuda:N)", device);
+}
+
+int backend_cuda_count(int *n, err_t *err) {
+    *n = 0;
+    const backend_plugin_t *p = backend_cuda_plugin(err);
+    if (!p) return ERR_BACKEND;
+    return p->device_count(n, err);
+}
+
+int backend_check_device(const char *device, err_t *err) {
+    int dev, n;
+    int rc = backend_parse_device(device, &dev, err);
+    if (rc || dev < 0) return rc;
+    if ((rc = backend_cuda_count(&n, err))) {
+        err_t e = *err;
+        return err_set(err, rc, "%s: %s", device, e.msg);
+    }
+    if (dev >= n)
+        return err_set(err, ERR_BACKEND, "%s: no such device (%d CUDA device%s visible)", device,
+                       n, n == 1 ? "" : "s");
+    return 0;
+}
+
+/* backend_create: "cpu" -> the CPU backend with n_threads threads (0 = all
+ * online CPUs); "cuda" or "cuda:N" -> CUDA device N (default 0) through
+ * the plugin, where n_threads is ignored. */
+backend_t *backend_create(const char *device, int n_threads, err_t *err) {
+    int dev;
+    if (backend_parse_device(device, &dev, err)) return NULL;
+    if (dev < 0) return backend_cpu_create(n_threads);
+    err_t e = {{0}};
+    const backend_plugin_t *p = backend_cuda_plugin(&e);
+    if (!p) {
+        err_set(err, ERR_BACKEND, "%s: %s", device, e.msg);
+        return NULL;
+    }
+    return p->create(dev, err);
 }

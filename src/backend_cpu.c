@@ -1019,6 +1019,8 @@ backend_t *backend_cpu_create(int n_threads) {
         .version = BACKEND_API_VERSION,
         .name = "cpu",
         .ctx = c,
+        .precision = BACKEND_FP32,   /* no bf16 path on the CPU */
+        .host_weights = 1,
         .alloc = cpu_alloc,
         .free = cpu_free,
         .upload = cpu_memcpy,

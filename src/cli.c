@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "batch.h"
+
 int cli_mkdir_p(const char *path, err_t *err) {
     char buf[4096];
     size_t n = strlen(path);
@@ -116,6 +118,25 @@ void cli_model_flags_help(FILE *f, int col) {
 void cli_model_flags_default(cli_model_flags *f) {
     memset(f, 0, sizeof *f);
     f->device = "cpu";
+    f->precision = -1;
+}
+
+int cli_parse_precision(const char *cmd, const char *v, int *out) {
+    if (v && !strcmp(v, "fp32")) *out = BACKEND_FP32;
+    else if (v && !strcmp(v, "bf16")) *out = BACKEND_BF16;
+    else return cli_usage_error(cmd, "--precision: '%s' is not fp32 or bf16", v ? v : ""), -1;
+    return 0;
+}
+
+int cli_set_precision(const char *cmd, backend_t *be, int precision) {
+    if (precision < 0) return EXIT_OK;
+    if (precision == BACKEND_BF16 && be->precision != BACKEND_BF16) {
+        fprintf(stderr, "sam2amg %s: --precision bf16: the %s backend computes in fp32 only "
+                        "(bf16 needs --device cuda:N)\n", cmd, be->name);
+        return EXIT_USAGE;
+    }
+    be->precision = precision;
+    return EXIT_OK;
 }
 
 int cli_parse_model_flag(cli_model_flags *f, const char *cmd, int argc, char **argv, int *i) {
@@ -135,6 +156,8 @@ int cli_parse_model_flag(cli_model_flags *f, const char *cmd, int argc, char **a
         *dst = v;
     } else if (!strcmp(a, "--threads")) {
         if (cli_parse_int(cmd, a, v, 0, 1024, &f->threads)) return -1;
+    } else if (!strcmp(a, "--precision")) {
+        if (cli_parse_precision(cmd, v, &f->precision)) return -1;
     } else {
         return 0;
     }
@@ -176,8 +199,14 @@ int cli_open_model(const char *cmd, cli_model_flags *f, const sam2_config *cfg, 
     if (rc) return rc;
     *be = backend_create(f->device, (int)f->threads, &err);
     if (!*be) {
-        fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
+        fprintf(stderr, "sam2amg %s: %s%s\n", cmd, err.msg,
+                strncmp(f->device, "cuda", 4) ? "" : "; to run on the CPU: --device cpu");
         return EXIT_USAGE;
+    }
+    if ((rc = cli_set_precision(cmd, *be, f->precision))) {
+        (*be)->destroy(*be);
+        *be = NULL;
+        return rc;
     }
     if (sam2_model_load(m, cfg, f->ref.path, *be, batch, &err)) {
         fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
@@ -185,5 +214,36 @@ int cli_open_model(const char *cmd, cli_model_flags *f, const sam2_config *cfg, 
         *be = NULL;
         return EXIT_DATA;
     }
+    return EXIT_OK;
+}
+
+int cli_open_model_sized(const char *cmd, cli_model_flags *f, const sam2_config *cfg, int want,
+                         int cap, const batch_limit *limit, backend_t **be, sam2_model **m,
+                         int *ppb, int verbose) {
+    err_t err = {{0}};
+    *m = NULL;
+    *be = NULL;
+    int rc = cli_resolve_model(cmd, f);
+    if (rc) return rc;
+    *be = backend_create(f->device, (int)f->threads, &err);
+    if (!*be) {
+        fprintf(stderr, "sam2amg %s: %s%s\n", cmd, err.msg,
+                strncmp(f->device, "cuda", 4) ? "" : "; to run on the CPU: --device cpu");
+        return EXIT_USAGE;
+    }
+    if ((rc = cli_set_precision(cmd, *be, f->precision))) {
+        (*be)->destroy(*be);
+        *be = NULL;
+        return rc;
+    }
+    char note[256];
+    if (batch_open_model(*be, cfg, f->ref.path, want, cap, limit, 1, 1, m, ppb, note, sizeof note,
+                         &err)) {
+        fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
+        (*be)->destroy(*be);
+        *be = NULL;
+        return EXIT_DATA;
+    }
+    if (verbose && note[0]) fprintf(stderr, "sam2amg %s: %s\n", cmd, note);
     return EXIT_OK;
 }

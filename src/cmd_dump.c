@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "amg.h"
 #include "backend.h"
 #include "cli.h"
 #include "image.h"
@@ -25,7 +26,7 @@
 static const char *dump_usage_head =
     "usage: sam2amg dump --model WEIGHTS [--config NAME|FILE] IMAGE -o OUT.safetensors\n"
     "                    [--points-per-side N] [--points-per-batch N] [--threads N]\n"
-    "                    [--device cpu|cuda:N]\n"
+    "                    [--device cpu|cuda:N] [--precision fp32|bf16]\n"
     "\n"
     "Runs the SAM 2.1 image model on IMAGE and writes its intermediate tensors\n"
     "(input, image_embed, feat_s0, feat_s1, grid_points, low_res_masks, iou_preds,\n"
@@ -35,16 +36,19 @@ static const char *dump_usage_head =
 /* then cli_model_flags_help, then: */
 static const char *dump_usage_tail =
     "  -o, --output FILE       where to write the tensors\n"
-    "  --points-per-side N     AMG grid side (default 32)\n"
-    "  --points-per-batch N    how many grid points to decode (default 64)\n"
+    "  --points-per-side N     AMG grid side (default 32, or the --config FILE's amg)\n"
+    "  --points-per-batch N    how many grid points to decode (default 64, or amg's)\n"
     "  --threads N             CPU threads (default: all cores)\n"
-    "  --device NAME           cpu (default) or cuda:N\n";
+    "  --device NAME           cpu (default) or cuda:N\n"
+    "  --precision P           fp32 or bf16 GEMM inputs (default: bf16 on cuda,\n"
+    "                          fp32 on the cpu, which has no bf16)\n";
 
 int cmd_dump(int argc, char **argv) {
     const char *cmd = "dump", *image_path = NULL, *out_path = NULL;
     cli_model_flags mf;
     cli_model_flags_default(&mf);
     int64_t pps = 32, ppb = 64;
+    int pps_flag = 0, ppb_flag = 0;   /* given on the command line: wins over --config */
     for (int i = 1; i < argc;) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -61,9 +65,11 @@ int cmd_dump(int argc, char **argv) {
             out_path = v, i++;
         } else if (!strcmp(a, "--points-per-side")) {
             if (cli_parse_int(cmd, a, v, 1, 1024, &pps)) return EXIT_USAGE;
+            pps_flag = 1;
             i++;
         } else if (!strcmp(a, "--points-per-batch")) {
             if (cli_parse_int(cmd, a, v, 1, 4096, &ppb)) return EXIT_USAGE;
+            ppb_flag = 1;
             i++;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(cmd, "unknown option '%s'", a);
@@ -77,12 +83,32 @@ int cmd_dump(int argc, char **argv) {
     if (!mf.model) return cli_usage_error(cmd, "--model is required");
     if (!image_path) return cli_usage_error(cmd, "no IMAGE given");
     if (!out_path) return cli_usage_error(cmd, "-o OUT.safetensors is required");
-    if (ppb > pps * pps) ppb = pps * pps;
 
+    /* defaults < a config file's "amg" object < flags, as generate and run */
     err_t err = {{0}};
     sam2_config cfg;
-    int rc = cli_load_config(cmd, &mf, &cfg, NULL);
+    char *amg_json = NULL;
+    int rc = cli_load_config(cmd, &mf, &cfg, &amg_json);
     if (rc) return rc;
+    if (amg_json) {
+        amg_params p;
+        amg_params_default(&p);
+        rc = amg_params_from_json(&p, amg_json, &err);
+        free(amg_json);
+        if (rc) {
+            fprintf(stderr, "sam2amg dump: %s: %s\n", mf.config, err.msg);
+            return rc == ERR_INVALID ? EXIT_USAGE : EXIT_DATA;
+        }
+        if (!pps_flag) pps = p.points_per_side;
+        if (!ppb_flag) ppb = p.points_per_batch;
+        if (pps < 1 || pps > 1024)
+            return cli_usage_error(cmd, "%s: amg.points_per_side %lld: dump needs 1..1024 "
+                                   "(give --points-per-side)", mf.config, (long long)pps);
+        if (ppb < 1 || ppb > 4096)
+            return cli_usage_error(cmd, "%s: amg.points_per_batch %lld: dump needs 1..4096",
+                                   mf.config, (long long)ppb);
+    }
+    if (ppb > pps * pps) ppb = pps * pps;
     image_t img = {0};
     if ((rc = image_init(&err)) || (rc = image_load(&img, image_path, 0, &err))) {
         fprintf(stderr, "sam2amg dump: %s\n", err.msg);

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "amg.h"
+#include "batch.h"
+#include "blas.h"
 #include "cli.h"
 #include "image.h"
 #include "model.h"
@@ -39,12 +41,16 @@ static void usage(FILE *f) {
             "  --threads N                  CPU threads of the model and of the mask\n"
             "                               post-processing (default: all cores)\n"
             "  --device NAME                cpu (default) or cuda:N\n"
+            "  --precision P                fp32 or bf16 GEMM inputs (default: bf16 on\n"
+            "                               cuda, fp32 on the cpu, which has no bf16)\n"
             "  -o, --output OUT             output file (.json, or .png with --format png)\n"
             "  --out-dir DIR                one DIR/NAME.json (or .png) per image (DIR and\n"
             "                               its parents are created)\n"
             "  --format json|png            output kind (json)\n"
             "  -v, --verbose                per image: calls, masks kept per stage, seconds\n"
             "                               in the decoder and after it, workspace bytes\n"
+            "  --gpu-memory-limit BYTES|FRACTION  what it may use of the GPU (8G, 0.5); sizes\n"
+            "                               --points-per-batch auto (the default on CUDA)\n"
             "  --replay-decoder FILE        test mode: recorded decoder outputs instead of\n"
             "                               the network (one image)\n"
             "AMG parameters (official names and defaults):\n");
@@ -106,6 +112,7 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
     cli_model_flags mf;
     cli_model_flags_default(&mf);
     int verbose = 0;
+    batch_limit limit = {0};   /* --gpu-memory-limit */
     const char **images = gs->images;
     int nimages = 0;
     amg_params flag_p, p;
@@ -135,6 +142,11 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose = 1;
             i++;
+        } else if (!strcmp(a, "--gpu-memory-limit")) {
+            err_t e = {{0}};
+            if (batch_parse_limit(i + 1 < argc ? argv[i + 1] : NULL, &limit, &e))
+                return cli_usage_error(cmd, "%s", e.msg);
+            i += 2;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(cmd, "unknown option '%s'", a);
         } else {
@@ -157,6 +169,7 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
      * guessed from the checkpoint's shapes. */
     err_t err = {{0}};
     amg_params_default(&p);
+    p.points_per_batch = -1;   /* not given: auto on CUDA, 64 on the CPU (below) */
     sam2_config cfg;
     if (!replay) {
         int rc = cli_load_config(cmd, &mf, &cfg, &gs->amg_json);
@@ -192,7 +205,14 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
             return rc == ERR_IO ? EXIT_DATA : EXIT_USAGE;
         }
     }
-    if (amg_params_validate(&p, &err)) return cli_usage_error(cmd, "%s", err.msg);
+    if (p.points_per_batch == -1)
+        p.points_per_batch = !replay && !strncmp(mf.device, "cuda", 4) ? AMG_POINTS_PER_BATCH_AUTO
+                                                                      : BATCH_CPU_AUTO;
+    if (replay && p.points_per_batch == AMG_POINTS_PER_BATCH_AUTO)
+        p.points_per_batch = BATCH_CPU_AUTO;   /* the replay has no device */
+    amg_params checked = p;   /* auto is sized when the model is opened */
+    if (checked.points_per_batch == AMG_POINTS_PER_BATCH_AUTO) checked.points_per_batch = 1;
+    if (amg_params_validate(&checked, &err)) return cli_usage_error(cmd, "%s", err.msg);
 
     amg_model m;
     if (replay) {
@@ -202,8 +222,11 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         }
         amg_replay_model(gs->rp, &m);
     } else {
-        int rc = cli_open_model(cmd, &mf, &cfg, p.points_per_batch, &gs->be, &gs->sm);
+        int ppb = 0;
+        int rc = cli_open_model_sized(cmd, &mf, &cfg, p.points_per_batch, batch_cap(&p), &limit,
+                                      &gs->be, &gs->sm, &ppb, verbose);
         if (rc) return rc;
+        p.points_per_batch = ppb;
         if (amg_model_wrap(&gs->wrap, gs->sm, p.points_per_batch, &err)) {
             fprintf(stderr, "sam2amg generate: %s\n", err.msg);
             return EXIT_DATA;
@@ -232,6 +255,7 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         }
         if (nimages > 1) fputs("[\n", fo);
     }
+    if (verbose) fprintf(stderr, "%s\n", blas_describe());
     int failed = 0, written = 0; /* written: records in the -o list */
     for (int k = 0; k < nimages; k++) {
         image_t img = {0};

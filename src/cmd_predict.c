@@ -30,7 +30,7 @@ static const char *predict_usage_head =
     "usage: sam2amg predict --model WEIGHTS [--config NAME|FILE] IMAGE\n"
     "                       [--point X,Y[,LABEL]]... [--box X0,Y0,X1,Y1] [--multimask]\n"
     "                       -o MASK.png [--cutout CUT.png] [--json SCORES.json]\n"
-    "                       [--threads N] [--device cpu|cuda:N]\n"
+    "                       [--threads N] [--device cpu|cuda:N] [--precision fp32|bf16]\n"
     "\n"
     "Predicts a mask for IMAGE from point and/or box prompts (image pixel\n"
     "coordinates), as SAM2ImagePredictor.predict does.\n"
@@ -47,7 +47,9 @@ static const char *predict_usage_tail =
     "  --json SCORES.json      predicted IoU of every returned mask, the best one,\n"
     "                          and the mask's pixel count\n"
     "  --threads N             CPU threads (default: all cores)\n"
-    "  --device NAME           cpu (default) or cuda:N\n";
+    "  --device NAME           cpu (default) or cuda:N\n"
+    "  --precision P           fp32 or bf16 GEMM inputs (default: bf16 on cuda,\n"
+    "                          fp32 on the cpu, which has no bf16)\n";
 
 /* parse_floats: flag value s as n_min..n_max comma-separated finite
  * numbers into out; returns how many, or -1 after one usage line saying

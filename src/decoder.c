@@ -527,6 +527,55 @@ static int lowrank_init(decoder_t *d, err_t *err) {
     return rc;
 }
 
+/* ---- the activation plan ---- */
+
+/* decoder_plan: the arena's buffers, in floats and in decoder_init's
+ * carving order, for d_model C, image size S and max_prompts prompts per
+ * call; returns how many. The one source of the decoder's activation
+ * memory: decoder_init carves these, decoder_arena_bytes sums them. */
+#define DEC_N_BUFS 64
+static int decoder_plan(int C, int S, int max_prompts, size_t sizes[DEC_N_BUFS]) {
+    size_t hf = (size_t)S / 16, HW = hf * hf;
+    size_t nc = DEC_ROWS / HW;
+    if (nc < 1) nc = 1;
+    if (nc > (size_t)max_prompts) nc = (size_t)max_prompts;
+    size_t Cz = (size_t)C, Ci = Cz / 2, C4 = Cz / 4, C8 = Cz / 8;
+    size_t R = nc * HW, NT = nc * (DEC_OUT_TOKENS + DECODER_MAX_POINTS + 1);
+    size_t big = 2 * R * Cz;
+    if (big < 48 * R) big = 48 * R;   /* the mask path's scratch (C < 24 only) */
+    const size_t plan[] = {
+        HW * Cz, HW * Cz, 16 * HW * C8, 4 * HW * C4, HW * Cz, HW * Cz, HW * Ci,
+        HW * Ci, (Cz + Ci) * DEC_MASK_CHANS, HW * (Cz + Ci), Cz * Ci, Cz * Ci,
+        NT * DEC_HEADS * Cz, NT * DEC_HEADS * Cz,
+        NT * Cz, NT * Cz, NT * Cz, NT * 3 * Cz, NT * Cz, NT * Ci, NT * Cz, NT * Cz,
+        NT * DEC_MLP, 2 * nc * (Cz > DEC_IOU_HIDDEN ? Cz : DEC_IOU_HIDDEN),
+        nc * DEC_MASKS * C8, nc * DEC_MASKS, R * Cz, R * Cz, big,
+        nc * DEC_MASKS * 16 * HW,
+        3 * Ci * Cz, 3 * Ci, Cz * Ci, HW * Cz, HW,
+        HW * 3 * Ci, HW * 3 * Ci, R * DEC_LR_RANK, R * DEC_LR_Q, R * DEC_LR_Q,
+        nc * DEC_LR_RANK * Cz, nc * DEC_LR_Q * DEC_LR_Q, nc * DEC_LR_Q * 2 * Cz,
+        R, 2 * Cz * Cz, 2 * Cz, Cz * Ci, Cz * Ci, Cz, 1, R, HW * Cz, HW, HW * 2 * Cz,
+        HW * 2 * Cz, R * DEC_LR_Q, nc * DEC_LR_Q * Cz, R, HW};
+    int n = (int)(sizeof plan / sizeof plan[0]);
+    CHECK(n <= DEC_N_BUFS);
+    memcpy(sizes, plan, sizeof plan);
+    return n;
+}
+
+/* decoder_plan_bytes: what arena_alloc takes for these buffers (each
+ * rounded up to its 256-byte alignment) */
+static size_t decoder_plan_bytes(const size_t *sizes, int n) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += (sizes[i] * sizeof(float) + 255) / 256 * 256;
+    return total;
+}
+
+size_t decoder_arena_bytes(const sam2_config *cfg, int max_prompts) {
+    size_t sizes[DEC_N_BUFS];
+    int n = decoder_plan(cfg->d_model, cfg->image_size, max_prompts < 1 ? 1 : max_prompts, sizes);
+    return decoder_plan_bytes(sizes, n);
+}
+
 /* ---- life cycle ---- */
 
 int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_t *be,
@@ -572,25 +621,10 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
     if (rc) goto fail;
 
     /* activation arena: per-image state + one chunk's buffers */
-    size_t HW = d->HW, nc = d->nc, R = nc * HW, NT = nc * d->Tm, Cz = C;
-    size_t big = 2 * R * Cz;
-    if (big < 48 * R) big = 48 * R;   /* the mask path's scratch (C < 24 only) */
-    size_t sizes[] = {
-        HW * Cz, HW * Cz, 16 * HW * d->C8, 4 * HW * d->C4, HW * Cz, HW * Cz, HW * d->Ci,
-        HW * d->Ci, (Cz + d->Ci) * DEC_MASK_CHANS, HW * (Cz + d->Ci), Cz * d->Ci, Cz * d->Ci,
-        NT * DEC_HEADS * Cz, NT * DEC_HEADS * Cz,
-        NT * Cz, NT * Cz, NT * Cz, NT * 3 * Cz, NT * Cz, NT * d->Ci, NT * Cz, NT * Cz,
-        NT * DEC_MLP, 2 * nc * (Cz > DEC_IOU_HIDDEN ? Cz : DEC_IOU_HIDDEN),
-        nc * DEC_MASKS * d->C8, nc * DEC_MASKS, R * Cz, R * Cz, big,
-        nc * DEC_MASKS * 16 * HW,
-        3 * d->Ci * Cz, 3 * d->Ci, Cz * d->Ci, HW * Cz, HW,
-        HW * 3 * d->Ci, HW * 3 * d->Ci, R * DEC_LR_RANK, R * DEC_LR_Q, R * DEC_LR_Q,
-        nc * DEC_LR_RANK * Cz, nc * DEC_LR_Q * DEC_LR_Q, nc * DEC_LR_Q * 2 * Cz,
-        R, 2 * Cz * Cz, 2 * Cz, Cz * d->Ci, Cz * d->Ci, Cz, 1, R, HW * Cz, HW, HW * 2 * Cz,
-        HW * 2 * Cz, R * DEC_LR_Q, nc * DEC_LR_Q * Cz, R, HW};
-    size_t total = 0;
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
-        total += (sizes[i] * sizeof(float) + 255) / 256 * 256;
+    size_t sizes[DEC_N_BUFS];
+    int nbuf = decoder_plan(C, S, max_prompts, sizes);
+    size_t total = decoder_plan_bytes(sizes, nbuf);
+    size_t HW = d->HW, nc = d->nc, NT = nc * d->Tm, Cz = C;
     if (arena_init(&d->arena, be, total)) {
         rc = err_set(err, ERR_NOMEM, "decoder: cannot allocate %zu bytes of activations", total);
         goto fail;
@@ -656,6 +690,7 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
     d->LRD = arena_alloc(a, sizes[k++]);
     d->RSTD2 = arena_alloc(a, sizes[k++]);
     d->ones = arena_alloc(a, sizes[k++]);
+    CHECK(k == nbuf);
 
     d->htok = malloc(NT * Cz * sizeof(float));
     d->hmask = malloc(nc * DEC_MASKS * 16 * HW * sizeof(float));
@@ -1099,6 +1134,8 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     be->bmm(be, d->MASKS, d->HYP, up2, n, k, C8, L4, 1);
 
     /* IoU head on token 1 */
+    const int precision = be->precision;   /* float32 whatever the backend's: the */
+    be->precision = BACKEND_FP32;          /* scores rank and filter the masks */
     be->linear(be, h1, DEC_IOU_HIDDEN, d->Q + C, T * C, d->iou_w[0], d->iou_b[0], n, C,
                DEC_IOU_HIDDEN);
     be->relu(be, h1, h1, n * DEC_IOU_HIDDEN);
@@ -1107,6 +1144,7 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     be->relu(be, h2, h2, n * DEC_IOU_HIDDEN);
     be->linear(be, d->IOU, DEC_MASKS, h2, DEC_IOU_HIDDEN, d->iou_w[2], d->iou_b[2], n,
                DEC_IOU_HIDDEN, DEC_MASKS);
+    be->precision = precision;
 
     be->download(be, d->hiou, d->IOU, (size_t)n * DEC_MASKS * sizeof(float));
     if (p->multimask)

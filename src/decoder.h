@@ -57,4 +57,11 @@ int decoder_run(decoder_t *d, const sam2_prompts *p, float *low_res, float *iou,
  * per-image state (arena high-water mark), weights excluded. */
 size_t decoder_peak_bytes(const decoder_t *d);
 
+/* decoder_arena_bytes: the backend bytes decoder_init's activation arena
+ * takes for cfg's d_model and image_size and max_prompts prompts per call,
+ * from the dims alone (no weights, no backend): what a caller sizing
+ * points_per_batch to a device's free memory needs. It stops growing at
+ * the chunk size (DEC_ROWS image rows per chunk). */
+size_t decoder_arena_bytes(const sam2_config *cfg, int max_prompts);
+
 #endif

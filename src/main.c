@@ -1,8 +1,12 @@
-/* main.c: sam2amg's entry point; dispatches to the subcommands in cli.h. */
+/* main.c: sam2amg's entry point; dispatches to the subcommands in cli.h.
+ * First of all it lets blas.c choose and check the BLAS kernel, which may
+ * re-run the program once with OPENBLAS_CORETYPE set (so nothing may come
+ * before it that a re-run would repeat or undo). */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "blas.h"
 #include "cli.h"
 #include "serve.h"
 
@@ -31,6 +35,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    blas_startup(argv);
     /* over a file size limit (ulimit -f), write(2) fails with EFBIG and the
      * output's temporary file is removed, instead of SIGXFSZ killing us
      * with the temporary file left behind */
@@ -44,7 +49,7 @@ int main(int argc, char **argv) {
         return EXIT_OK;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("sam2amg %s\n", SAM2AMG_VERSION);
+        printf("sam2amg %s\n%s\n", SAM2AMG_VERSION, blas_describe());
         return EXIT_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

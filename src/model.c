@@ -1,5 +1,6 @@
 /* model.c: the SAM 2.1 image model glue: load (weights checked, uploaded
- * once into one backend allocation, positional embedding computed once,
+ * once into one backend allocation, or used in place from the checkpoint's
+ * mapping by a host-memory backend, positional embedding computed once,
  * one activation arena planned), encode (Hiera + FPN neck + conv_s0/s1 +
  * no_mem_embed, see hiera.c and neck.c), features (back to host, NCHW) and
  * decode (the prompt encoder and mask decoder of decoder.c).
@@ -53,6 +54,9 @@ const float *wload_get(wload_t *L, int ndim, const int64_t *dims, const char *fm
         L->rc = ERR_FORMAT;
         return NULL;
     }
+    /* host memory: the tensor as it lies in the mapping (or the weights'
+     * own converted copy); the same choice in both passes */
+    if (L->be && L->be->host_weights) return host;
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= dims[i];
     size_t bytes = (size_t)n * sizeof(float), at = L->off;
@@ -311,6 +315,10 @@ void sam2_model_free(sam2_model *m) {
 
 const sam2_config *sam2_model_config(const sam2_model *m) { return &m->cfg; }
 backend_t *sam2_model_backend(const sam2_model *m) { return m->be; }
+
+size_t sam2_model_decoder_bytes(const sam2_model *m) {
+    return m->dec ? decoder_peak_bytes(m->dec) : 0;
+}
 
 size_t sam2_model_peak_bytes(const sam2_model *m) {
     return m->arena.peak + (m->dec ? decoder_peak_bytes(m->dec) : 0);

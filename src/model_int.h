@@ -35,7 +35,10 @@ typedef struct wload {
 
 /* wload_get: the tensor named by fmt (printf style) with exactly the shape
  * dims[0..ndim); returns its backend pointer (pass 1), a non-NULL dummy
- * (pass 0), or NULL after an error (rc set). */
+ * (pass 0), or NULL after an error (rc set). On a host_weights backend
+ * (CPU) it returns the checkpoint's own float32 data in both passes and
+ * takes no room in the allocation: only wload_reserve'd tensors (those the
+ * model computes at load) are owned copies. */
 const float *wload_get(wload_t *L, int ndim, const int64_t *dims, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* wload_reserve: n floats of backend memory in the same allocation for

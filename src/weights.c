@@ -22,6 +22,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -49,6 +51,7 @@ struct weights {
     int                  n_owned, cap_owned;
     int                  random;    /* random mode: weights_get invents tensors */
     uint64_t             seed;
+    int                  sigbus_slot; /* SIGBUS guard slot of the mapping, -1 none */
 };
 
 static const struct { const char *name; size_t size; } dtype_info[] = {
@@ -323,11 +326,87 @@ done:
     return rc;
 }
 
+/* ---- SIGBUS: the file shrank under its mapping ----
+ *
+ * The tensors are used where they lie in the mapping, for as long as the
+ * model lives. If the file is truncated in place meanwhile (a copy over
+ * it, `: > file`), reading a page past the new end raises SIGBUS. That is
+ * not silent here: weights_open registers each mapping, and a SIGBUS
+ * handler (installed with the first mapping) writes one line naming the checkpoint and exits with status 1 (a
+ * SIGBUS elsewhere goes to the handler that was there before). The
+ * process stops as if killed: a job database stays consistent (every
+ * store write is one SQLite transaction), the image being processed is
+ * claimed again by the next `run`. Replacing the file by rename (how
+ * downloads and `cp` to a new name work) is harmless: the old file lives
+ * on until unmapped. */
+#define WEIGHTS_MAX_MAPS 32
+
+static struct {
+    uintptr_t begin, end;   /* mapped bytes; begin 0 = free slot (atomic) */
+    int       len;          /* bytes of msg */
+    char      msg[400];     /* the line the handler writes */
+} sigbus_maps[WEIGHTS_MAX_MAPS];
+static pthread_mutex_t sigbus_mu = PTHREAD_MUTEX_INITIALIZER;
+static int sigbus_installed;
+static struct sigaction sigbus_old;   /* the handler before ours */
+
+static void weights_sigbus(int sig, siginfo_t *si, void *uc) {
+    (void)uc;
+    uintptr_t a = (uintptr_t)si->si_addr;
+    for (int i = 0; i < WEIGHTS_MAX_MAPS; i++) {
+        uintptr_t b = __atomic_load_n(&sigbus_maps[i].begin, __ATOMIC_ACQUIRE);
+        if (b && a >= b && a < sigbus_maps[i].end) {
+            ssize_t r = write(2, sigbus_maps[i].msg, (size_t)sigbus_maps[i].len);
+            (void)r;
+            _exit(1);
+        }
+    }
+    /* not one of ours: the previous handler (default action, or a
+     * sanitizer's) gets it when the access repeats */
+    sigaction(sig, &sigbus_old, NULL);
+}
+
+/* sigbus_register: slot of [p, p+n) for path, or -1 (no slot: unguarded) */
+static int sigbus_register(const void *p, size_t n, const char *path) {
+    int slot = -1;
+    pthread_mutex_lock(&sigbus_mu);
+    if (!sigbus_installed) {
+        struct sigaction sa = {.sa_sigaction = weights_sigbus, .sa_flags = SA_SIGINFO};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGBUS, &sa, &sigbus_old);
+        sigbus_installed = 1;
+    }
+    for (int i = 0; i < WEIGHTS_MAX_MAPS && slot < 0; i++)
+        if (!sigbus_maps[i].begin) slot = i;
+    if (slot >= 0) {
+        int len = snprintf(sigbus_maps[slot].msg, sizeof sigbus_maps[slot].msg,
+                           "sam2amg: %s: the checkpoint file was truncated while in use "
+                           "(SIGBUS reading its mapping); stopping\n", path);
+        if (len < 0 || len >= (int)sizeof sigbus_maps[slot].msg) {
+            len = (int)sizeof sigbus_maps[slot].msg - 1;
+            sigbus_maps[slot].msg[len - 1] = '\n';
+        }
+        sigbus_maps[slot].len = len;
+        sigbus_maps[slot].end = (uintptr_t)p + n;
+        __atomic_store_n(&sigbus_maps[slot].begin, (uintptr_t)p, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&sigbus_mu);
+    return slot;
+}
+
+static void sigbus_unregister(int slot) {
+    if (slot < 0) return;
+    pthread_mutex_lock(&sigbus_mu);
+    __atomic_store_n(&sigbus_maps[slot].begin, (uintptr_t)0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&sigbus_mu);
+}
+
 /* ---- open / close / lookup ---- */
 
 static weights_t *weights_new(const char *path) {
     weights_t *w = calloc(1, sizeof *w);
     if (w && !(w->path = strdup(path))) { free(w); w = NULL; }
+    if (w) w->sigbus_slot = -1;
     return w;
 }
 
@@ -352,6 +431,7 @@ int weights_open(weights_t **out, const char *path, err_t *err) {
     close(fd);
     fd = -1;
     w->map = m, w->map_len = (size_t)st.st_size;
+    w->sigbus_slot = sigbus_register(m, w->map_len, path);
     if (!memcmp(w->map, "PK\x03\x04", 4) || !memcmp(w->map, "PK\x05\x06", 4)) rc = pt_load(w, err);
     else if (w->map[8] == '{') rc = st_load(w, err);
     else rc = err_set(err, ERR_FORMAT, "%s: neither a torch .pt (zip) nor a safetensors file", path);
@@ -366,6 +446,7 @@ fail:
 
 void weights_close(weights_t *w) {
     if (!w) return;
+    sigbus_unregister(w->sigbus_slot);
     if (w->map) munmap((void *)w->map, w->map_len);
     for (int i = 0; i < w->n_owned; i++) free(w->owned[i]);
     free(w->owned);

@@ -12,6 +12,17 @@
  * kernels 1e-5, data movement exact. Bilinear resize is compared bit for
  * bit with the CPU backend, which blends in float step by step as the
  * kernel does (ops_ref blends in double, so against it the bound is 1e-6).
+ * The backend is created in bf16 (its default); the parity tests above run
+ * it in fp32, then test_bf16 checks the bf16 GEMM machinery of
+ * src/backend_cuda.c against ops_ref's bf16 mode at 2e-4 (the bound
+ * tests/test_ops.c derives; the bf16 cost itself, ~2e-3, is checked to
+ * show so the rounding happened): the weight's bf16 copy, made at first
+ * use, refreshed after an upload, never used once an op wrote the region;
+ * a weight at an offset in its allocation (aligned: from the copy; not:
+ * converted per call); row and batch chunks past the bf16 workspace (a
+ * second backend with SAM2AMG_CUDA_BF16_WS_MB=1);
+ * bmm with either operand weight-like, conv2d with an odd patch size,
+ * conv_transpose2x2; and fp32 exact again after.
  * With no device the parity part is skipped, not failed, unless
  * SAM2AMG_REQUIRE_CUDA=1 (tests/gpu/check.sh) makes it a failure; a
  * CPU-only build skips everything (tests/test_ops.c checks that
@@ -339,6 +350,156 @@ static void test_resize(backend_t *be, int64_t N, int64_t Hi, int64_t Wi, int64_
     free(x); free(y); free(yc);
 }
 
+/* ---- bf16 (precision BACKEND_BF16) ---- */
+#define BF16_GEMM 2e-4   /* tests/test_ops.c: bf16 GEMM vs ops_ref's bf16 mode */
+
+/* bf16_linear: y = x . w^T (+ b) in bf16 on be, with x (M,K) and w (N,K)
+ * at device addresses dx, dw whose host copies are hx, hw; checked against
+ * the bf16 reference, and shown to differ from the exact one */
+static void bf16_linear(backend_t *be, const char *what, const float *hx, const float *dx,
+                        const float *hw, const float *dw, int64_t M, int64_t K, int64_t N) {
+    float *want = ref_new(M * N), *exact = ref_new(M * N);
+    float *dy = be->alloc(be, (size_t)(M * N) * sizeof(float));
+    CHECK(dy);
+    be->linear(be, dy, N, dx, K, dw, NULL, M, K, N);
+    ops_ref_set_bf16(1);
+    ops_ref_linear(want, N, hx, K, hw, NULL, M, K, N);
+    ops_ref_set_bf16(0);
+    ops_ref_linear(exact, N, hx, K, hw, NULL, M, K, N);
+    char name[160];
+    snprintf(name, sizeof name, "cuda bf16: linear %s M=%lld K=%lld N=%lld", what, (long long)M,
+             (long long)K, (long long)N);
+    expect_close(be, name, dy, want, M * N, BF16_GEMM);
+    float *got = ref_from_dev(be, dy, M * N);
+    double e = ref_error(got, exact, M * N);
+    snprintf(name, sizeof name, "cuda bf16: linear %s rounds its inputs", what);
+    TEST_CHECK(e >= 5 * BF16_GEMM, name, "error %.3g against the exact product: not bf16", e);
+    free(got), free(want), free(exact);
+    be->free(be, dy);
+}
+
+static void test_bf16(backend_t *be) {
+    be->precision = BACKEND_BF16;
+    const int64_t M = 200, K = 256, N = 96;
+    float *x = ref_new_random(M * K, 1.0f), *w = ref_new_random(3 * N * K + 8, 1.0f);
+    float *w2 = ref_new_random(N * K, 1.0f);
+    float *dx = ref_to_dev(be, x, M * K), *dw = ref_to_dev(be, w, N * K);
+    bf16_linear(be, "weight (first use: its bf16 copy)", x, dx, w, dw, M, K, N);
+    bf16_linear(be, "weight (the copy again)", x, dx, w, dw, M, K, N);
+    be->upload(be, dw, w2, (size_t)(N * K) * sizeof(float));   // new weights: the copy is stale
+    bf16_linear(be, "weight re-uploaded", x, dx, w2, dw, M, K, N);
+    float *dw1 = ref_to_dev(be, w, N * K);
+    be->scale_add(be, dw, dw1, 1.0f, 0.0f, N * K);   // an op writes the region: activations
+    bf16_linear(be, "weight written by an op", x, dx, w, dw, M, K, N);
+    be->free(be, dw), be->free(be, dw1);
+    // weights at offsets in one allocation: aligned (copy) and not (per call)
+    float *dall = ref_to_dev(be, w, 3 * N * K + 8);
+    bf16_linear(be, "weight at offset N*K", x, dx, w + N * K, dall + N * K, M, K, N);
+    bf16_linear(be, "weight at offset 2*N*K+3", x, dx, w + 2 * N * K + 3, dall + 2 * N * K + 3, M,
+                K, N);
+    be->free(be, dall), be->free(be, dx);
+    free(x), free(w), free(w2);
+
+    // rows past the workspace: a backend with a 1 MiB one (SAM2AMG_CUDA_BF16_WS_MB=1,
+    // 512K bf16 values): 3000 rows of 256 are two row chunks
+    setenv("SAM2AMG_CUDA_BF16_WS_MB", "1", 1);
+    err_t err = {{0}};
+    backend_t *small = backend_cuda_create(0, &err);
+    unsetenv("SAM2AMG_CUDA_BF16_WS_MB");
+    TEST_CHECK(small != NULL, "cuda bf16: a backend with a 1 MiB bf16 workspace", "%s", err.msg);
+    if (!small) return;
+    backend_t *big = be;
+    be = small;
+    {
+        const int64_t Mb = 3000, Kb = 256, Nb = 8;
+        float *hx = ref_new_random(Mb * Kb, 1.0f), *hw = ref_new_random(Nb * Kb, 1.0f);
+        float *ddx = ref_to_dev(be, hx, Mb * Kb), *ddw = ref_to_dev(be, hw, Nb * Kb);
+        bf16_linear(be, "in row chunks", hx, ddx, hw, ddw, Mb, Kb, Nb);
+        be->free(be, ddx), be->free(be, ddw);
+        free(hx), free(hw);
+    }
+    // bmm: batch chunks past the (small) workspace (40 items of 64x256 + 256x8:
+    // 28 per chunk); b weight-like; trans_b; batch 1
+    {
+        const int64_t cases[][5] = {{40, 64, 256, 8, 0}, {3, 45, 128, 128, 1},
+                                    {1, 256, 256, 32, 0}, {5, 1, 32, 4096, 0},
+                                    {30, 64, 256, 8, 1}};
+        for (int c = 0; c < 5; c++) {
+            be = c == 0 || c == 4 ? small : big;   // chunked on the 1 MiB workspace
+            const int64_t nb = cases[c][0], Mm = cases[c][1], Kk = cases[c][2], Nn = cases[c][3];
+            const int tb = (int)cases[c][4];
+            float *ha = ref_new_random(nb * Mm * Kk, 1.0f), *hb = ref_new_random(nb * Kk * Nn, 1.0f);
+            float *want = ref_new(nb * Mm * Nn);
+            float *da = ref_to_dev(be, ha, nb * Mm * Kk), *db = ref_to_dev(be, hb, nb * Kk * Nn);
+            float *dc = be->alloc(be, (size_t)(nb * Mm * Nn) * sizeof(float));
+            CHECK(dc);
+            if (c % 2 == 0) {   // b as an activation (written by an op): converted per call
+                float *dact = be->alloc(be, (size_t)(nb * Kk * Nn) * sizeof(float));
+                CHECK(dact);
+                be->copy(be, dact, db, (size_t)(nb * Kk * Nn) * sizeof(float));
+                be->free(be, db);
+                db = dact;
+            }
+            be->bmm(be, dc, da, db, nb, Mm, Kk, Nn, tb);
+            ops_ref_set_bf16(1);
+            ops_ref_bmm(want, ha, hb, nb, Mm, Kk, Nn, tb);
+            ops_ref_set_bf16(0);
+            char name[128];
+            snprintf(name, sizeof name, "cuda bf16: bmm batch=%lld M=%lld K=%lld N=%lld trans_b=%d%s",
+                     (long long)nb, (long long)Mm, (long long)Kk, (long long)Nn, tb,
+                     c % 2 == 0 ? " (b an activation)" : " (b weight-like)");
+            expect_close(be, name, dc, want, nb * Mm * Nn, BF16_GEMM);
+            be->free(be, da), be->free(be, db), be->free(be, dc);
+            free(ha), free(hb), free(want);
+        }
+    }
+    be = big;
+    // conv2d: the patch embed's 7x7x3 = 147-wide patches (not a multiple of 8),
+    // a 3x3 one, a 1x1; conv_transpose2x2
+    {
+        const int64_t cv[][7] = {{2, 37, 29, 3, 96, 7, 4}, {1, 20, 20, 16, 24, 3, 1},
+                                 {1, 16, 16, 256, 32, 1, 1}};
+        for (int c = 0; c < 3; c++) {
+            const int64_t B = cv[c][0], H = cv[c][1], W = cv[c][2], Ci = cv[c][3], Co = cv[c][4];
+            const int k = (int)cv[c][5], st = (int)cv[c][6], pad = k / 2 * (k > 1);
+            const int64_t Ho = (H + 2 * pad - k) / st + 1, Wo = (W + 2 * pad - k) / st + 1;
+            float *hx = ref_new_random(B * H * W * Ci, 1.0f), *hw = ref_new_random(Co * Ci * k * k, 1.0f);
+            float *hb = ref_new_random(Co, 1.0f), *want = ref_new(B * Ho * Wo * Co);
+            float *ddx = ref_to_dev(be, hx, B * H * W * Ci), *ddw = ref_to_dev(be, hw, Co * Ci * k * k);
+            float *ddb = ref_to_dev(be, hb, Co), *ddy = be->alloc(be, (size_t)(B * Ho * Wo * Co) * 4);
+            CHECK(ddy);
+            be->conv2d(be, ddy, ddx, ddw, ddb, B, H, W, Ci, Co, k, k, st, pad);
+            ops_ref_set_bf16(1);
+            ops_ref_conv2d(want, hx, hw, hb, B, H, W, Ci, Co, k, k, st, pad);
+            ops_ref_set_bf16(0);
+            char name[128];
+            snprintf(name, sizeof name, "cuda bf16: conv2d %lldx%lldx%lld->%lld k=%d s=%d",
+                     (long long)H, (long long)W, (long long)Ci, (long long)Co, k, st);
+            expect_close(be, name, ddy, want, B * Ho * Wo * Co, BF16_GEMM);
+            be->free(be, ddx), be->free(be, ddw), be->free(be, ddb), be->free(be, ddy);
+            free(hx), free(hw), free(hb), free(want);
+        }
+        const int64_t B = 2, H = 16, W = 16, Ci = 256, Co = 64;
+        float *hx = ref_new_random(B * H * W * Ci, 1.0f), *hw = ref_new_random(Ci * Co * 4, 1.0f);
+        float *hb = ref_new_random(Co, 1.0f), *want = ref_new(B * 4 * H * W * Co);
+        float *ddx = ref_to_dev(be, hx, B * H * W * Ci), *ddw = ref_to_dev(be, hw, Ci * Co * 4);
+        float *ddb = ref_to_dev(be, hb, Co), *ddy = be->alloc(be, (size_t)(B * 4 * H * W * Co) * 4);
+        CHECK(ddy);
+        be->conv_transpose2x2(be, ddy, ddx, ddw, ddb, B, H, W, Ci, Co);
+        ops_ref_set_bf16(1);
+        ops_ref_conv_transpose2x2(want, hx, hw, hb, B, H, W, Ci, Co);
+        ops_ref_set_bf16(0);
+        expect_close(be, "cuda bf16: conv_transpose2x2 16x16x256->64", ddy, want,
+                     B * 4 * H * W * Co, BF16_GEMM);
+        be->free(be, ddx), be->free(be, ddw), be->free(be, ddb), be->free(be, ddy);
+        free(hx), free(hw), free(hb), free(want);
+    }
+    small->destroy(small);
+    // fp32 again: exact float32 GEMMs (gemm_bound) on the same backend
+    be->precision = BACKEND_FP32;
+    test_linear(be, 130, 96, 288, 96, 288, 1);
+}
+
 int main(void) {
     err_t err = {{0}};
     backend_t *none = backend_cuda_create(999, &err);
@@ -358,6 +519,18 @@ int main(void) {
                (void *)none, err.msg);
     if (mode) setenv("SAM2AMG_CUDA_GEMM", saved, 1);
     else unsetenv("SAM2AMG_CUDA_GEMM");
+    /* so is a bf16 workspace size out of 1..4096 MiB */
+    const char *bad_ws[] = {"0", "4097", "12x", "-3"};
+    for (int i = 0; i < 4; i++) {
+        setenv("SAM2AMG_CUDA_BF16_WS_MB", bad_ws[i], 1);
+        err.msg[0] = '\0';
+        none = backend_cuda_create(0, &err);
+        char nm[96];
+        snprintf(nm, sizeof nm, "cuda: SAM2AMG_CUDA_BF16_WS_MB=%s is refused by name", bad_ws[i]);
+        TEST_CHECK(none == NULL && strstr(err.msg, "SAM2AMG_CUDA_BF16_WS_MB") &&
+                       strstr(err.msg, bad_ws[i]), nm, "got %p: %s", (void *)none, err.msg);
+    }
+    unsetenv("SAM2AMG_CUDA_BF16_WS_MB");
 
     err.msg[0] = '\0';
     backend_t *be = backend_cuda_create(0, &err);
@@ -370,6 +543,9 @@ int main(void) {
     }
     TEST_CHECK(strcmp(be->name, "cuda:0") == 0 && be->version == BACKEND_API_VERSION,
                "cuda: backend name and version", "%s v%d", be->name, be->version);
+    TEST_CHECK(be->precision == BACKEND_BF16, "cuda: created in bf16 (the default)",
+               "precision %d", be->precision);
+    be->precision = BACKEND_FP32;   // the parity tests: float32
     gemm_bound = ref_gemm_tf32() ? 2e-3 : 1e-5;
     printf("# GEMM mode %s (bound %.0e)\n", ref_gemm_tf32() ? "tf32" : "f32", gemm_bound);
     cpu = backend_cpu_create(1);
@@ -419,6 +595,8 @@ int main(void) {
     test_resize(be, 3, 16, 16, 64, 64);   // 4x up (decoder masks)
     test_resize(be, 2, 64, 48, 37, 101);  // mixed down/up, odd sizes
     test_resize(be, 1, 1, 5, 3, 10);      // a single row
+
+    test_bf16(be);
 
     be->destroy(be);
     cpu->destroy(cpu);

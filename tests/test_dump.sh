@@ -77,6 +77,34 @@ if "$bin" dump --model tests/fixtures/micro/weights.safetensors tests/fixtures/m
     ok "dump without --config guesses micro"
 else notok "dump without --config guesses micro" "$(tail -n 2 "$tmp/log")"; fi
 
+# the config file's "amg" object sets points_per_side / points_per_batch
+# (meta.json: 8 and 16, as expected.safetensors); flags win over it
+fx=tests/fixtures/micro
+if "$bin" dump --model "$fx/weights.safetensors" --config "$fx/meta.json" "$fx/image.png" \
+    -o "$tmp/amg.safetensors" >"$tmp/log" 2>&1 &&
+    compare micro "$fx/expected.safetensors" "$tmp/amg.safetensors" >/dev/null; then
+    ok "dump --config FILE takes points_per_side/points_per_batch from its amg object"
+else notok "dump --config FILE's amg object" "$(tail -n 2 "$tmp/log")"; fi
+"$PY" - "$fx/meta.json" "$tmp/bad-amg.json" "$tmp/ppb4.json" <<'PYEOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["amg"]["points_per_side"] = -3
+json.dump(m, open(sys.argv[2], "w"))
+m["amg"]["points_per_side"] = 8
+m["amg"]["points_per_batch"] = 4
+json.dump(m, open(sys.argv[3], "w"))
+PYEOF
+shape() { "$PY" -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]
+print(json.loads(f.read(n))[sys.argv[2]]["shape"])' "$1" "$2"; }
+"$bin" dump --model "$fx/weights.safetensors" --config "$tmp/ppb4.json" "$fx/image.png" \
+    -o "$tmp/ppb4.safetensors" >"$tmp/log" 2>&1 &&
+    "$bin" dump --model "$fx/weights.safetensors" --config "$tmp/ppb4.json" "$fx/image.png" \
+    -o "$tmp/ppb5.safetensors" --points-per-batch 5 >>"$tmp/log" 2>&1
+if [ "$(shape "$tmp/ppb4.safetensors" grid_points)" = "[4, 2]" ] &&
+   [ "$(shape "$tmp/ppb5.safetensors" grid_points)" = "[5, 2]" ]; then
+    ok "amg.points_per_batch 4 decodes 4 points; --points-per-batch 5 wins over it"
+else notok "amg.points_per_batch vs flag" "$(tail -n 2 "$tmp/log")"; fi
+
 # usage and data errors
 expect() {   # name status args...
     local name=$1 want=$2; shift 2
@@ -86,6 +114,10 @@ expect() {   # name status args...
     else notok "$name" "exit $rc (want $want), stderr: $(head -c 300 "$tmp/err")"; fi
 }
 expect "dump --help" 0 --help
+expect "config amg.points_per_side -3: usage error" 2 --model "$fx/weights.safetensors" \
+    --config "$tmp/bad-amg.json" "$fx/image.png" -o "$tmp/x.safetensors"
+grep -q "bad-amg.json" "$tmp/err" && ok "bad amg value: the error names the config file" ||
+    notok "bad amg value names the file" "$(cat "$tmp/err")"
 expect "unknown flag" 2 --bogus
 expect "no --model" 2 tests/fixtures/micro/image.png -o "$tmp/x.safetensors"
 expect "bad --points-per-side" 2 --model tests/fixtures/micro/weights.pt --points-per-side abc \

@@ -5,6 +5,8 @@
 # time; at the end every image must have exactly one set of masks, identical
 # to an uninterrupted run's, and PRAGMA integrity_check must say ok. Also:
 # `export --format sa1b` writes the same bytes as `generate` for each image.
+# The killed runs and the final resume have two workers (--devices cpu,cpu,
+# KILL_DEVICES to change), so ordering and exactly-once hold across workers.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -57,12 +59,13 @@ dump "$T/ref.sqlite" > "$T/ref.txt"
 check "reference has masks for every image" test "$(q "$T/ref.sqlite" "select count(distinct image_id) from masks")" -eq "$N"
 
 # killed at random moments, resumed each time
+DEV=(--devices "${KILL_DEVICES:-cpu,cpu}")
 RANDOM=2024
 partial=0
 for k in 1 2 3 4 5 6; do
     # --retries 10: these kills come from outside, several may land on the
     # same image (poison-image detection is tested in test_store)
-    "$BIN" run "$T/db.sqlite" --manifest "$T/manifest.txt" "${AMG[@]}" --retries 10 2>/dev/null &
+    "$BIN" run "$T/db.sqlite" --manifest "$T/manifest.txt" "${AMG[@]}" "${DEV[@]}" --retries 10 2>/dev/null &
     pid=$!
     # a random moment within the expected time of what is left (ms; the
     # first 0.1 s is start-up)
@@ -79,8 +82,9 @@ for k in 1 2 3 4 5 6; do
     [ "$done_n" -gt 0 ] && [ "$done_n" -lt "$N" ] && partial=$((partial + 1))
 done
 check "some kills landed in the middle of the work" test $partial -ge 2
-"$BIN" run "$T/db.sqlite" "${AMG[@]}" --retries 10
+"$BIN" run "$T/db.sqlite" "${AMG[@]}" "${DEV[@]}" --retries 10
 check "final resume: exit 0" test $? -eq 0
+check "the runs had the workers of ${DEV[1]}" test "$(q "$T/db.sqlite" "select count(*) from runs where devices <> '${DEV[1]}'")" -eq 0
 check "every image done" test "$(q "$T/db.sqlite" "select count(*) from images where status='done'")" -eq "$N"
 check "no image pending, running or failed" test "$(q "$T/db.sqlite" "select count(*) from images where status<>'done'")" -eq 0
 check "exactly one set of masks per image (one run each)" test \

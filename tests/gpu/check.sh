@@ -6,24 +6,33 @@
 #              program run (a library "not found" fails the row)
 #   1 ops      every op of include/backend.h on the device against the
 #              CPU reference: test_ops, test_cuda (float32 GEMMs), and
-#              test_cuda with SAM2AMG_CUDA_GEMM=tf32 as its own row. (bf16:
-#              no bf16 path exists yet; add its row with it.)
+#              test_cuda with SAM2AMG_CUDA_GEMM=tf32 as its own row; the
+#              ops_bf16 row: test_ops' second device pass in bf16 against
+#              the reference's bf16 mode (cases "cuda:0/bf16"), and
+#              test_cuda's bf16 GEMM checks ("cuda bf16:")
 #   2 model    test_model on the micro/micro2 fixtures on the device, then
 #              gpu_model: full-size tiny and large with random weights,
-#              device vs CPU backend, float32 (bar 1e-3 * max|ref|) and the
-#              TF32 row
+#              device vs CPU backend, float32 (bar 1e-3 * max|ref|), the
+#              TF32 row, and bf16 figures (report only) and timings; then
+#              bf16_quality: gpu_model --quality 32 on large (per prompt of
+#              a 32x32 grid, the IoU of the bf16 and fp32 best masks;
+#              mean >= 0.99)
 #   3 e2e      gpu_generate on the end-to-end fixtures with the model on
 #              the device (the checks of tests/test_e2e.sh, negative
 #              controls included, and micro's .pt checkpoint as
-#              tests/test_generate.sh runs it), and the replay fixtures (no device work:
-#              the post-processing of the bundle's binary on that machine);
+#              tests/test_generate.sh runs it), all with --precision fp32;
+#              e2e_bf16: the same fixtures with --precision bf16, each
+#              matching >= 95% of the fp32 run's records at mask IoU >=
+#              0.95; and the replay fixtures (no device work: the
+#              post-processing of the bundle's binary on that machine);
 #              then gpu_amg_post (post-processing on the device == CPU path,
 #              records identical) and generate with device vs CPU
 #              post-processing (SAM2AMG_GPU_POST=0), byte for byte
 #   4 sanitizer compute-sanitizer memcheck on test_cuda and one small
-#              generate: no errors
-#   5 bench    bench_cuda (kernels on the SAM 2.1 shapes), the model
-#              timings gpu_model measured in step 2, and the official
+#              generate (bf16, the cuda default): no errors
+#   5 bench    bench_cuda (kernels on the SAM 2.1 shapes, and its GEMMs in
+#              bf16: lines "bf16 ..."), the model timings gpu_model
+#              measured in step 2, and the official
 #              SAM2AutomaticMaskGenerator on the same device
 #              (tests/gpu/official_bench.py: official_* rows)
 # Results: OUTDIR/summary.txt, one line per row "ROW: PASS|FAIL|SKIP
@@ -196,6 +205,18 @@ step_ops() {
     [ $rc -ne 0 ] && st=FAIL
     [ $cpu = 0 ] && [ "$cases" -eq 0 ] && st=FAIL   # the device part must have run
     row ops_test_ops $st "$(result test_ops) device_cases_ok=$cases secs=$secs rc=$rc"
+    local bok bbad
+    bok=$(grep -c "^ok - cuda:0/bf16 " "$out/logs/test_ops.log")
+    bbad=$(grep -c "^not ok - cuda:0/bf16 " "$out/logs/test_ops.log")
+    if [ $cpu = 1 ]; then
+        row ops_bf16 SKIP "cpu mode: the cpu backend has no bf16 (test_ops checked the bf16" \
+            "reference's cost: $(grep -c '^ok - bf16 ' "$out/logs/test_ops.log") rows ok)"
+    else
+        st=PASS
+        { [ "$bbad" -ne 0 ] || [ "$bok" -eq 0 ]; } && st=FAIL
+        row ops_bf16 $st "test_ops cuda:0/bf16 ok=$bok failed=$bbad" \
+            "fp32_attention=$(grep -c 'computed in float32' "$out/logs/test_ops.log")"
+    fi
     run test_cuda 120 "$(prog test_cuda)"
     st=PASS
     [ $rc -ne 0 ] && st=FAIL
@@ -203,9 +224,16 @@ step_ops() {
         row ops_test_cuda SKIP "cpu mode ($(result test_cuda): device part skipped) rc=$rc"
         [ $rc -ne 0 ] && row ops_test_cuda_run FAIL "rc=$rc"
         row ops_test_cuda_tf32 SKIP "cpu mode"
+        row ops_test_cuda_bf16 SKIP "cpu mode"
         return
     fi
     row ops_test_cuda $st "gemm=f32 $(result test_cuda) secs=$secs rc=$rc"
+    local cok=$(grep -c '^ok - cuda bf16: ' "$out/logs/test_cuda.log")
+    local cbad=$(grep -c '^not ok - cuda bf16: ' "$out/logs/test_cuda.log")
+    st=PASS
+    { [ "$cbad" -ne 0 ] || [ "$cok" -eq 0 ]; } && st=FAIL
+    row ops_test_cuda_bf16 $st "test_cuda bf16 GEMM checks ok=$cok failed=$cbad" \
+        "cublaslt_fallbacks=$(grep -c 'leaves cuBLASLt' "$out/logs/test_cuda.log")"
     SAM2AMG_CUDA_GEMM=tf32 run test_cuda_tf32 120 "$(prog test_cuda)"
     st=PASS
     [ $rc -ne 0 ] && st=FAIL
@@ -219,7 +247,7 @@ step_model() {
     [ $rc -ne 0 ] && st=FAIL
     row model_fixtures $st "device=$DEVICE micro,micro2 $(result test_model)" \
         "worst_rel=$(worst_rel test_model) (bar 1e-3) secs=$secs"
-    local cfgs="tiny large" extra="--tf32"
+    local cfgs="tiny large" extra="--tf32 --bf16"
     if [ $cpu = 1 ]; then
         cfgs="micro micro2"
         [ $tiny = 1 ] && cfgs="$cfgs tiny"
@@ -227,12 +255,12 @@ step_model() {
     fi
     run gpu_model 300 "$(prog gpu_model)" --device "$DEVICE" --time 3 $extra $cfgs
     local log=$out/logs/gpu_model.log
-    local p=$(grep -E '^ok - ' "$log" | grep -vc '\[tf32\]')
-    local f=$(grep -E '^not ok - ' "$log" | grep -vc '\[tf32\]')
+    local p=$(grep -E '^ok - ' "$log" | grep -v '\[bf16\]' | grep -vc '\[tf32\]')
+    local f=$(grep -E '^not ok - ' "$log" | grep -v '\[bf16\]' | grep -vc '\[tf32\]')
     st=PASS
     { [ $f -ne 0 ] || [ $p -eq 0 ] || { [ $rc -ne 0 ] && [ $rc -ne 1 ]; }; } && st=FAIL
     row model_fullsize $st "device=$DEVICE configs=${cfgs// /,} gemm=f32 passed=$p failed=$f" \
-        "worst_rel=$(grep -v '\[tf32\]' "$log" | grep -E '^# .* rel ' | awk '{ v = $NF + 0; if (v > m) m = v } END { printf "%.3g", m }')" \
+        "worst_rel=$(grep -v '\[tf32\]' "$log" | grep -v '\[bf16\]' | grep -E '^# .* rel ' | awk '{ v = $NF + 0; if (v > m) m = v } END { printf "%.3g", m }')" \
         "(bar 1e-3) secs=$secs rc=$rc"
     if [ -n "$extra" ]; then
         p=$(grep -E '^ok - .*\[tf32\]' "$log" | wc -l)
@@ -244,6 +272,23 @@ step_model() {
     else
         row model_fullsize_tf32 SKIP "cpu mode"
     fi
+    if [ $cpu = 1 ]; then
+        row model_fullsize_bf16 SKIP "cpu mode: no bf16 on the cpu backend"
+        row bf16_quality SKIP "cpu mode: no bf16 on the cpu backend"
+        return
+    fi
+    p=$(grep -E '^ok - .*\[bf16\]: load, encode, decode' "$log" | wc -l)
+    f=$(grep -E '^not ok - .*\[bf16\]' "$log" | wc -l)
+    st=PASS
+    { [ $f -ne 0 ] || [ $p -eq 0 ]; } && st=FAIL
+    row model_fullsize_bf16 $st "precision=bf16 runs_ok=$p runs_failed=$f worst_rel=$(worst_rel gpu_model '\[bf16\]')" \
+        "(report only: bf16's bar is bf16_quality)"
+    run bf16_quality 180 "$(prog gpu_model)" --device "$DEVICE" --quality 32 --quality-only large
+    log=$out/logs/bf16_quality.log
+    local q=$(sed -n 's/^quality large mean_iou \([0-9.]*\) min_iou \([0-9.]*\) below_0.9 \([0-9]*\) prompts \([0-9]*\) nonempty \([0-9]*\).*/mean_iou=\1 min_iou=\2 below_0.9=\3 prompts=\4 nonempty=\5/p' "$log")
+    st=PASS
+    { [ $rc -ne 0 ] || ! grep -q '^ok - large: bf16 vs fp32 best-mask IoU' "$log"; } && st=FAIL
+    row bf16_quality $st "large 32x32 grid ${q:-no quality line} (bar mean>=0.99) secs=$secs rc=$rc"
 }
 
 # ---- 3: e2e and replay -----------------------------------------------------
@@ -253,8 +298,8 @@ step_e2e() {
     for f1 in e2e-m2m e2e-minarea e2e-crops e2e-micro2; do
         d=tests/fixtures/$f1
         w=$(weights_of "$d")
-        run e2e 120 "$gen" --device "$DEVICE" --model "$w" --config "$d/meta.json" "$(ppm_of $f1)" \
-            -o "$out/e2e/$f1.json"
+        run e2e 120 "$gen" --device "$DEVICE" --precision fp32 --model "$w" --config "$d/meta.json" \
+            "$(ppm_of $f1)" -o "$out/e2e/$f1.json"
         if [ $rc -eq 0 ]; then
             run e2e 60 "$cmp" --compare "$d/amg.json" "$out/e2e/$f1.json" 0.98 0.99
         fi
@@ -262,19 +307,19 @@ step_e2e() {
     done
     # micro, as tests/test_generate.sh runs it: the .pt checkpoint (zip + pickle)
     d=tests/fixtures/micro
-    run e2e 120 "$gen" --device "$DEVICE" --model "$d/weights.pt" --config "$d/meta.json" \
+    run e2e 120 "$gen" --device "$DEVICE" --precision fp32 --model "$d/weights.pt" --config "$d/meta.json" \
         "$(ppm_of micro)" -o "$out/e2e/micro.json"
     [ $rc -eq 0 ] && run e2e 60 "$cmp" --compare "$d/amg.json" "$out/e2e/micro.json" 0.98 0.99
     [ $rc -eq 0 ] && p=$((p + 1)) || { f=$((f + 1)); echo "FAILED: micro" >>"$out/logs/e2e.log"; }
     # negative controls: without the option the official records are not reproduced
     d=tests/fixtures/e2e-m2m
     sed 's/"use_m2m": true/"use_m2m": false/' "$d/meta.json" >"$out/e2e/no-m2m.json"
-    run e2e 120 "$gen" --device "$DEVICE" --model "$(weights_of $d)" --config "$out/e2e/no-m2m.json" \
+    run e2e 120 "$gen" --device "$DEVICE" --precision fp32 --model "$(weights_of $d)" --config "$out/e2e/no-m2m.json" \
         "$(ppm_of e2e-m2m)" -o "$out/e2e/no-m2m.out.json"
     [ $rc -eq 0 ] && run e2e 60 "$cmp" --compare "$d/amg.json" "$out/e2e/no-m2m.out.json" 0.98 0.99 &&
         [ $rc -eq 1 ] && p=$((p + 1)) || { f=$((f + 1)); echo "FAILED: no-m2m control" >>"$out/logs/e2e.log"; }
     d=tests/fixtures/e2e-minarea
-    run e2e 120 "$gen" --device "$DEVICE" --model "$(weights_of $d)" --config "$d/meta.json" \
+    run e2e 120 "$gen" --device "$DEVICE" --precision fp32 --model "$(weights_of $d)" --config "$d/meta.json" \
         --min-mask-region-area 0 "$(ppm_of e2e-minarea)" -o "$out/e2e/no-minarea.json"
     [ $rc -eq 0 ] && run e2e 60 "$cmp" --compare "$d/amg.json" "$out/e2e/no-minarea.json" 0.98 0.99 &&
         [ $rc -eq 1 ] && p=$((p + 1)) || { f=$((f + 1)); echo "FAILED: min-area control" >>"$out/logs/e2e.log"; }
@@ -282,6 +327,30 @@ step_e2e() {
     [ $f -ne 0 ] && st=FAIL
     row e2e $st "device=$DEVICE passed=$p failed=$f (5 fixtures at >=98% records IoU>=0.99, 2 controls)" \
         "secs=$(($(date +%s) - a))"
+    # bf16: the same fixtures, against this run's fp32 records
+    if [ $cpu = 1 ]; then
+        row e2e_bf16 SKIP "cpu mode: no bf16 on the cpu backend"
+    else
+        p=0 f=0 a=$(date +%s)
+        local figs=""
+        for f1 in e2e-m2m e2e-minarea e2e-crops e2e-micro2 micro; do
+            d=tests/fixtures/$f1
+            w=$(weights_of "$d")
+            [ $f1 = micro ] && w=$d/weights.pt
+            rc=1
+            [ -s "$out/e2e/$f1.json" ] &&
+                run e2e_bf16 120 "$gen" --device "$DEVICE" --precision bf16 --model "$w" \
+                    --config "$d/meta.json" "$(ppm_of $f1)" -o "$out/e2e/$f1.bf16.json" &&
+                [ $rc -eq 0 ] &&
+                run e2e_bf16 60 "$cmp" --compare "$out/e2e/$f1.json" "$out/e2e/$f1.bf16.json" 0.95 0.95
+            figs="$figs $f1:$(tail -n 1 "$out/logs/e2e_bf16.log" | awk '/^expected/ { print $6 "/" $2 }')"
+            [ $rc -eq 0 ] && p=$((p + 1)) || { f=$((f + 1)); echo "FAILED: $f1 bf16" >>"$out/logs/e2e_bf16.log"; }
+        done
+        st=PASS
+        [ $f -ne 0 ] && st=FAIL
+        row e2e_bf16 $st "passed=$p failed=$f (bf16 >=95% of the fp32 records at IoU>=0.95;" \
+            "matched/fp32:$figs) secs=$(($(date +%s) - a))"
+    fi
     p=0 f=0 a=$(date +%s)
     for d in tests/fixtures/amg-synthetic*/; do
         f1=$(basename "$d")
@@ -320,7 +389,7 @@ step_post() {
     for f1 in e2e-m2m e2e-minarea e2e-crops e2e-micro2; do
         d=tests/fixtures/$f1
         [ -s "$out/e2e/$f1.json" ] || { f=$((f + 1)); echo "FAILED: $f1 (no device output)" >>"$log"; continue; }
-        SAM2AMG_GPU_POST=0 run post 120 "$gen" --device "$DEVICE" --model "$(weights_of "$d")" \
+        SAM2AMG_GPU_POST=0 run post 120 "$gen" --device "$DEVICE" --precision fp32 --model "$(weights_of "$d")" \
             --config "$d/meta.json" "$(ppm_of $f1)" -o "$out/e2e/$f1.cpu-post.json"
         if [ $rc -eq 0 ] && cmp "$out/e2e/$f1.json" "$out/e2e/$f1.cpu-post.json" >>"$log" 2>&1; then
             p=$((p + 1))
@@ -369,7 +438,8 @@ step_bench() {
         run bench_cuda 180 "$(prog bench_cuda)"
         local st=PASS n=$(grep -cE ' ms ' "$out/logs/bench_cuda.log")
         { [ $rc -ne 0 ] || [ "$n" -eq 0 ]; } && st=FAIL
-        row bench_cuda $st "timed=$n $(grep -c '^check .* ok$' "$out/logs/bench_cuda.log")_checks_ok secs=$secs rc=$rc"
+        row bench_cuda $st "timed=$n (bf16 GEMMs: $(grep -c '^bf16 .* ms ' "$out/logs/bench_cuda.log"))" \
+            "$(grep -c '^check .* ok$' "$out/logs/bench_cuda.log")_checks_ok secs=$secs rc=$rc"
     fi
     # the model timings of step 2 (best of 3 on the device, after the parity run)
     local t=$(awk '/^time / { printf "%s%s:%s:enc=%sms:dec=%sms", sep, $2, $3, $5, $7; sep = " " }' \

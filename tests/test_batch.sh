@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# test_batch.sh: batches sized to memory, from the command line.
+# Out-of-memory recovery: SAM2AMG_FAULT_BATCH_MAX=N (test-only) makes every
+# decoder batch of more than N prompts fail with ERR_NOMEM; a run with
+# --points-per-batch 64 must then halve 64 -> 32 -> 16 (shown by -v), fail
+# no image, and store exactly the records of a run with --points-per-batch
+# 16. Done with the test model (many images) and the micro checkpoint (the
+# real decoder path). Also: -v's stage lines and status's stage summary,
+# --points-per-batch auto on the CPU (= 64, stored as "auto", a resume keeps
+# it) and --gpu-memory-limit validation.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+BIN=$PWD/$BUILD/sam2amg
+T=$(mktemp -d /tmp/test_batch.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+check() {   # name, command...
+    local name=$1; shift
+    if "$@" >"$T/log" 2>&1; then pass=$((pass + 1)); echo "ok - $name"
+    else fail=$((fail + 1)); echo "not ok - $name"; sed 's/^/    /' "$T/log" | tail -5; fi
+}
+q() { "$BIN" sql "$1" "$2" 2>&1; }
+records() { q "$1" "select i.path, m.idx, m.rle, m.area, m.bbox_x, m.bbox_y, m.bbox_w, m.bbox_h, m.predicted_iou, m.stability_score, m.point_x, m.point_y from masks m join images i on i.id = m.image_id order by i.path, m.idx"; }
+mkdir -p "$T/img"
+cp tests/fixtures/photos/*.* "$T/img/" && rm -f "$T/img/README.md"
+cp tests/fixtures/micro/image.png "$T/img/micro.png"
+
+oom_case() {   # label, model flags...
+    local label=$1; shift
+    "$BIN" run "$T/$label-ref.db" --manifest "$T/img" "$@" --points-per-batch 16 --quiet
+    check "$label: reference run, points-per-batch 16: exit 0" test $? -eq 0
+    SAM2AMG_FAULT_BATCH_MAX=16 "$BIN" run "$T/$label-oom.db" --manifest "$T/img" "$@" \
+        --points-per-batch 64 --quiet -v 2>"$T/$label.err"
+    check "$label: points-per-batch 64, batches over 16 out of memory: exit 0 (got $?)" test $? -eq 0
+    check "$label: no image failed" test "$(q "$T/$label-oom.db" "select count(*) from images where status != 'done'")" = 0
+    check "$label: -v shows 64 -> 32 -> 16" bash -c "grep -q 'out of memory for a decoder batch of .* prompts (SAM2AMG_FAULT_BATCH_MAX=16); points_per_batch 64 -> 32, retrying the image' '$T/$label.err' &&
+        grep -q 'points_per_batch 32 -> 16, retrying the image' '$T/$label.err' && ! grep -q '16 -> 8' '$T/$label.err'"
+    records "$T/$label-ref.db" >"$T/$label-ref.txt"
+    records "$T/$label-oom.db" >"$T/$label-oom.txt"
+    check "$label: records = the points-per-batch 16 run's ($(wc -l <"$T/$label-ref.txt") masks)" \
+        bash -c "[ -s '$T/$label-ref.txt' ] && cmp '$T/$label-ref.txt' '$T/$label-oom.txt'"
+}
+oom_case test --model test: --points-per-side 12 --pred-iou-thresh 0 --stability-score-thresh 0
+oom_case micro --model tests/fixtures/micro/weights.safetensors --config micro --points-per-side 8 \
+    --pred-iou-thresh 0 --stability-score-thresh 0 --threads 1
+
+check "micro: -v gives each image's stages, preprocessing in the decode pool" \
+    grep -q 'micro.png: load .* s, preprocess .* s (decode pool), wait .* s, encode .* s, decode .* s, post .* s' "$T/micro.err"
+check "micro: -v ends with the worker's totals and model busy share" \
+    grep -qE 'cpu: [0-9]+ images in .* s: wait .* encode .* decode .* post .*; model busy [0-9]+%' "$T/micro.err"
+# a control: without the fault, no halving is logged
+"$BIN" run "$T/ctl.db" --manifest "$T/img" --model test: --points-per-side 12 --points-per-batch 64 \
+    --devices cpu,cpu --quiet -v 2>"$T/ctl.err"
+check "control: no fault, no halving in -v" bash -c "[ $? -eq 0 ] && ! grep -q 'retrying the image' '$T/ctl.err'"
+check "status: the last run's stages per image and its 2 workers' busy share" bash -c "$BIN status '$T/ctl.db' |
+    grep -qE '^stages per image: load [0-9.]+ s \(decode pool\), generate [0-9.]+ s \(worker\); 2 workers \(cpu,cpu\) busy [0-9]+%$'"
+
+# ---- --points-per-batch auto on the CPU ----
+"$BIN" run "$T/auto.db" --manifest "$T/img" --model test: --points-per-side 12 --points-per-batch auto --quiet
+check "run --points-per-batch auto on the CPU: exit 0" test $? -eq 0
+check "runs.params stores \"points_per_batch\": \"auto\"" \
+    bash -c "$BIN sql '$T/auto.db' 'select params from runs' | grep -q '\"points_per_batch\": \"auto\"'"
+records "$T/ctl.db" >"$T/ctl.txt"; records "$T/auto.db" >"$T/auto.txt"
+check "auto on the CPU = points-per-batch 64" cmp "$T/ctl.txt" "$T/auto.txt"
+"$BIN" run "$T/auto.db" --quiet
+check "a resume without --model keeps auto (exit 0)" test $? -eq 0
+"$BIN" run "$T/auto.db" --model test: --points-per-side 12 --points-per-batch 64 --quiet 2>"$T/err"
+check "a resume with points-per-batch 64 is another parameter set (refused, exit 1)" \
+    bash -c "[ $? -eq 1 ] && grep -q 'parameters' '$T/err'"
+"$BIN" generate --model tests/fixtures/micro/weights.safetensors --config micro --points-per-side 8 \
+    --points-per-batch auto --threads 1 "$T/img/micro.png" -o "$T/auto.json" 2>"$T/err"
+check "generate --points-per-batch auto on the CPU: exit 0" test $? -eq 0
+"$BIN" generate --model tests/fixtures/micro/weights.safetensors --config micro --points-per-side 8 \
+    --points-per-batch 64 --threads 1 "$T/img/micro.png" -o "$T/64.json" 2>"$T/err"
+check "generate: auto = 64 on the CPU (same JSON)" cmp "$T/auto.json" "$T/64.json"
+
+# ---- --gpu-memory-limit ----
+for v in 8G 0.5 1.0 512MiB; do
+    "$BIN" run "$T/lim-$v.db" --manifest "$T/img" --model test: --points-per-side 4 --gpu-memory-limit "$v" --quiet
+    check "run --gpu-memory-limit $v accepted (the CPU ignores it): exit 0" test $? -eq 0
+done
+for v in 0 1.5 100 8X abc -1 0.0; do
+    "$BIN" run "$T/bad.db" --manifest "$T/img" --model test: --gpu-memory-limit "$v" 2>"$T/err"
+    rc=$?
+    check "run --gpu-memory-limit '$v': exit 2, one line naming it, no database" \
+        bash -c "[ $rc -eq 2 ] && [ ! -e '$T/bad.db' ] && [ \$(wc -l <'$T/err') -eq 1 ] && grep -q -- \"--gpu-memory-limit '$v'\" '$T/err'"
+done
+"$BIN" generate --model tests/fixtures/micro/weights.safetensors --config micro --gpu-memory-limit 2.0 \
+    "$T/img/micro.png" -o "$T/x.json" 2>"$T/err"
+rc=$?
+check "generate --gpu-memory-limit 2.0: exit 2, one line" \
+    bash -c "[ $rc -eq 2 ] && [ \$(wc -l <'$T/err') -eq 1 ] && grep -q -- \"--gpu-memory-limit '2.0'\" '$T/err'"
+
+echo "RESULT $pass $fail"
+[ $fail -eq 0 ]
