@@ -72,6 +72,9 @@ $(BUILD)/obj/%.o: %.cu $(wildcard include/*.h kernels/*.h kernels/*.cuh)
 	@$(if $(Q),echo '  NVCC  $<')
 	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
 
+# the post-processing must round like src/amg.c: no contracted multiply-adds
+$(BUILD)/obj/kernels/amg_post.o: NVFLAGS += -fmad=false
+
 $(BUILD)/libsam2amg.a: $(filter-out $(CUDA_HOST_OBJ),$(OBJ))
 	@rm -f $@
 	$(Q)ar rcs $@ $^

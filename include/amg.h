@@ -84,6 +84,9 @@ typedef struct amg_model {
      * Outputs: low_res (n, k, S/4, S/4) logits, iou (n, k). */
     int (*decode)(void *ctx, int n, const float *points, const float *mask_input,
                   int multimask, float *low_res, float *iou, err_t *err);
+    /* the backend the model runs on, or NULL; when it offers the
+     * post-processing (backend.h's amg table), amg_generate uses it */
+    struct backend *backend;
 } amg_model;
 
 /* amg_model_wrap: the SAM 2.1 model (model.h) as an amg_model: encode =
@@ -122,6 +125,20 @@ void amg_free(amg_t *g);
  * caller's included; 1 = none started). Output is identical for any n.
  * ERR_NOMEM leaves g with one thread. */
 int  amg_set_threads(amg_t *g, int n, err_t *err);
+
+/* amg_use_backend: post-process on be with ops (backend.h
+ * backend_amg_ops) instead of on the CPU threads; records are identical.
+ * ops NULL: be->amg; be NULL or no table: back to the CPU path. Called by
+ * amg_generate itself when the model's backend has a table and none was
+ * chosen (on failure it stays on the CPU path); tests pass amg_post_ops_ref (the table in plain C, on the CPU
+ * backend) to run the device algorithm anywhere. 0 or ERR_NOMEM (err set;
+ * g stays on the CPU path). SAM2AMG_GPU_POST=0 in the environment keeps
+ * amg_generate from choosing a device on its own (comparisons, timings). */
+struct backend;
+struct backend_amg_ops;
+int  amg_use_backend(amg_t *g, struct backend *be, const struct backend_amg_ops *ops,
+                     err_t *err);
+extern const struct backend_amg_ops amg_post_ops_ref;
 
 /* AMG_MAX_PIXELS: the largest w*h amg_generate takes: COCO RLE counts (and
  * pycocotools') are 32-bit unsigned, so one run of a bigger image could not

@@ -175,7 +175,65 @@ struct backend {
     /* mem_info: the device's free and total bytes now (cudaMemGetInfo);
      * 0, or ERR_BACKEND when the device cannot say. */
     int (*mem_info)(backend_t *be, size_t *free_bytes, size_t *total_bytes);
+
+    /* ---- the generator's post-processing (optional, NULL on the CPU,
+     * where src/amg.c does it itself; see backend_amg_ops below) ---- */
+    const struct backend_amg_ops *amg;
 };
+
+/* backend_amg_geom: one crop of the automatic mask generator as its
+ * post-processing sees it on a device (src/amg_gpu.c fills it). The
+ * full-resolution logit of crop pixel (y, x) of a low-res map A (L, L) is
+ * PyTorch's bilinear blend of A[ri0[y] | ri1[y], ci0[x] | ci1[x]] with row
+ * weights rw0[y], rw1[y] and column weights cw0[x], cw1[x], evaluated in
+ * the float order of src/amg.c (kernels/amg_post.h). Pointers are backend
+ * memory. */
+typedef struct backend_amg_geom {
+    int32_t        L;                   /* low-res side */
+    int32_t        ch, cw;              /* crop rows, columns (full resolution) */
+    int32_t        single;              /* 1: the (N,1,h,w) expression, 0: the (N,3,h,w) one */
+    float          t_hi, t_lo, t_mask;  /* stability thresholds, mask threshold */
+    const int32_t *ri0, *ri1;           /* (ch) low-res rows of each crop row */
+    const float   *rw0, *rw1;           /* (ch) their weights */
+    const int32_t *ci0, *ci1;           /* (cw) low-res columns of each crop column */
+    const float   *cw0, *cw1;           /* (cw) their weights */
+} backend_amg_geom;
+
+/* BACKEND_AMG_COLSTAT: int32 figures per mask column: [0] pixels > t_hi,
+ * [1] > t_lo, [2] > t_mask, [3] first row > t_mask (-1 none), [4] last
+ * such row, [5] number of rows y where (value > t_mask) differs from row
+ * y-1's (row -1 counts as background): the column's run boundaries.
+ * BACKEND_AMG_SUMS: int64 figures per mask: [0..2] the counts summed over
+ * the columns, [3] xmin [4] xmax (-1 -1 when nothing is > t_mask), [5] ymin
+ * [6] ymax (the same), [7] the boundaries summed. */
+#define BACKEND_AMG_COLSTAT 6
+#define BACKEND_AMG_SUMS    8
+
+/* backend_amg_ops: the generator's post-processing, asynchronous like the
+ * other ops; all pointers backend memory. A masks are (nm, L, L)
+ * contiguous. Results must equal src/amg_gpu.c's reference table
+ * (amg_post_ops_ref) bit for bit. */
+typedef struct backend_amg_ops {
+    /* columns: stat (nm, g->cw, BACKEND_AMG_COLSTAT) of masks A (nm, L, L). */
+    void (*columns)(backend_t *be, const backend_amg_geom *g, const float *A, int64_t nm,
+                    int32_t *stat);
+    /* reduce: sums (nm, BACKEND_AMG_SUMS) and off (nm, cw): per mask the
+     * exclusive prefix sum over x of stat[m, x, 5]. */
+    void (*reduce)(backend_t *be, const backend_amg_geom *g, const int32_t *stat, int64_t nm,
+                   int64_t *sums, int64_t *off);
+    /* boundaries: for ns selected masks sel (ns) with output bases base
+     * (ns): trans[base[s] + off[sel[s], x] + k] = the k-th boundary row of
+     * column x of mask sel[s] (rows increasing). */
+    void (*boundaries)(backend_t *be, const backend_amg_geom *g, const float *A, int64_t ns,
+                       const int32_t *sel, const int64_t *base, const int64_t *off,
+                       int32_t *trans);
+    /* nms_mask: boxes (n, 4) int32 x0, y0, x1, y1 (inclusive) in score
+     * order; mask (n, ceil(n/64)) uint64: bit j%64 of word j/64 of row i is
+     * set iff j > i and the boxes' float IoU (torchvision's expression) >
+     * thr. */
+    void (*nms_mask)(backend_t *be, const int32_t *boxes, int64_t n, double thr,
+                     uint64_t *mask);
+} backend_amg_ops;
 
 /* backend_cpu_create: the reference backend with n_threads worker threads
  * (0 = the number of online CPUs). Never NULL. */

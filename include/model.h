@@ -77,6 +77,8 @@ int sam2_model_load_weights(sam2_model **out, const sam2_config *cfg, struct wei
                             backend_t *be, int max_prompts, err_t *err);
 
 const sam2_config *sam2_model_config(const sam2_model *m);
+/* sam2_model_backend: the backend m runs on (the caller's, not owned). */
+backend_t *sam2_model_backend(const sam2_model *m);
 /* Peak bytes used by the activation arena so far (for benchmarks). */
 size_t sam2_model_peak_bytes(const sam2_model *m);
 /* The decoder's activation arena, bytes (decoder_arena_bytes of the

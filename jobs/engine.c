@@ -200,7 +200,8 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
         sam2_destroy(e);
         return rc;
     }
-    e->am = (amg_model){.ctx = e, .S = e->wrap.S, .encode = sam2_encode, .decode = sam2_decode};
+    e->am = (amg_model){.ctx = e, .S = e->wrap.S, .encode = sam2_encode, .decode = sam2_decode,
+                        .backend = e->wrap.backend};
     *out = (jobs_engine){.ctx = e, .process = sam2_process, .destroy = sam2_destroy,
                          .stages = sam2_stages, .input_size = e->wrap.S};
     return 0;

@@ -19,6 +19,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "backend.h"
 #include "check.h"
 
 /* CUDA_CHECK: a CUDA runtime call that must not fail (a failure is a bug or
@@ -150,6 +151,18 @@ void cuda_lowrank_rstd(cudaStream_t s, float *rstd, const float *xx, const float
 void cuda_row_affine(cudaStream_t s, float *y, int64_t ldy, const float *x, int64_t ldx,
                      const float *a, const float *sv, int64_t lds, const float *sa,
                      const float *u, int64_t ldu, int64_t B, int64_t M, int64_t N);
+
+/* amg_post.cu: the generator's post-processing (backend.h backend_amg_ops;
+ * g is a host struct whose pointers are device memory) */
+void cuda_amg_columns(cudaStream_t s, const backend_amg_geom *g, const float *A, int64_t nm,
+                      int32_t *stat);
+void cuda_amg_reduce(cudaStream_t s, const backend_amg_geom *g, const int32_t *stat,
+                     int64_t nm, int64_t *sums, int64_t *off);
+void cuda_amg_boundaries(cudaStream_t s, const backend_amg_geom *g, const float *A,
+                         int64_t ns, const int32_t *sel, const int64_t *base,
+                         const int64_t *off, int32_t *trans);
+void cuda_amg_nms_mask(cudaStream_t s, const int32_t *boxes, int64_t n, double thr,
+                       uint64_t *mask);
 
 #ifdef __cplusplus
 }

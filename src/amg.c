@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "amg.h"
+#include "amg_int.h"
 #include "json.h"
 #include "rle.h"
 #include "size.h"
@@ -136,6 +137,9 @@ struct amg {
     /* current crop */
     int        cx, cy, cw, ch, W, H;
     int        has_fma;           /* the CPU has fused multiply-add */
+    amg_gpu_t *gpu;               /* device post-processing (amg_gpu.c), or NULL */
+    int        gpu_chosen;        /* amg_use_backend was called: no automatic choice */
+    int32_t   *gpu_idx;           /* (2 * masks per batch) scratch of eval_slots_gpu */
     amg_stats  st;
     size_t     bytes;
 };
@@ -239,6 +243,8 @@ void amg_free(amg_t *g) {
     free(g->m2m_in), free(g->m2m_pts), free(g->m2m_img), free(g->m2m_low), free(g->m2m_iou);
     pool_stop(g);
     work_free(g);
+    amg_gpu_free(g->gpu);
+    free(g->gpu_idx);
     free(g->slots);
     for (int a = 0; a < 2; a++) {
         amg_axis *x = &g->ax[a];
@@ -895,6 +901,115 @@ static void eval_slots(amg_t *g, int n, int crop) {
     pthread_mutex_unlock(&pl->mu);
 }
 
+/* ---- post-processing on a device (amg_gpu.c) ---- */
+
+int amg_use_backend(amg_t *g, backend_t *be, const backend_amg_ops *ops, err_t *err) {
+    amg_gpu_free(g->gpu);
+    g->gpu = NULL;
+    g->gpu_chosen = 1;
+    if (!ops && be) ops = be->amg;
+    if (!be || !ops) return 0;
+    /* masks per call: a batch's outputs, or a chunk of points_per_batch m2m ones */
+    int masks = g->p.points_per_batch * (g->p.use_m2m || !g->p.multimask_output ? 1 : 3);
+    if (!g->gpu_idx) {
+        g->gpu_idx = xcalloc(g, 2 * (size_t)g->p.points_per_batch * 3, sizeof(int32_t));
+        if (!g->gpu_idx) return err_set(err, ERR_NOMEM, "amg: out of memory");
+    }
+    return amg_gpu_create(&g->gpu, be, ops, g->L, masks, err);
+}
+
+/* eval_slots_gpu: eval_slots on the device: the same filters, in the same
+ * order, on the figures amg_gpu computes from the exact pixel values
+ * (which is what mask_eval's cell shortcut reproduces), then the RLE from
+ * the survivors' run boundaries. Returns 0 or ERR_NOMEM. */
+static int eval_slots_gpu(amg_t *g, int n, int crop) {
+    const amg_params *p = &g->p;
+    amg_work *w = &g->work[0];
+    int32_t *idx = g->gpu_idx, *sel = g->gpu_idx + n; /* (n) slot of each mask, survivors */
+    int nm = 0, ns = 0, single = n ? g->slots[0].single : 0, rc;
+    for (int i = 0; i < n; i++) {
+        amg_slot *s = &g->slots[i];
+        s->stage = 0, s->rc = 0, s->worker = 0;
+        if (p->pred_iou_thresh > 0.0 && !(s->iou > (float)p->pred_iou_thresh)) continue;
+        s->stage = 1;
+        float *dst = amg_gpu_mask(g->gpu, nm);
+        if (p->min_mask_region_area > 0)
+            fill_small_regions(g, w, s->A, dst, p->min_mask_region_area);
+        else
+            memcpy(dst, s->A, sizeof(float) * g->L * g->L);
+        idx[nm++] = i;
+    }
+    const int64_t *sums;
+    rc = amg_gpu_stats(g->gpu, nm, single, (float)(p->mask_threshold + p->stability_score_offset),
+                       (float)(p->mask_threshold - p->stability_score_offset),
+                       (float)p->mask_threshold, &sums);
+    if (rc) return rc;
+    for (int k = 0; k < nm; k++) {
+        amg_slot *s = &g->slots[idx[k]];
+        const int64_t *f = sums + (size_t)k * BACKEND_AMG_SUMS;
+        float stab = (float)f[0] / (float)f[1];
+        if (p->stability_score_thresh > 0.0 && !(stab >= (float)p->stability_score_thresh))
+            continue;
+        s->stage = 2;
+        s->rec.stab = stab;
+        int32_t *box = s->rec.box;
+        if (f[4] < 0) box[0] = box[1] = box[2] = box[3] = 0;
+        else box[0] = (int32_t)f[3], box[1] = (int32_t)f[5], box[2] = (int32_t)f[4],
+             box[3] = (int32_t)f[6];
+        box[0] += g->cx, box[1] += g->cy, box[2] += g->cx, box[3] += g->cy;
+        s->rec.area = f[2];
+        if (g->ncrops > 1 && near_crop_edge(g, box)) continue;
+        sel[ns++] = k;
+    }
+    if ((rc = amg_gpu_boundaries(g->gpu, sel, ns))) return rc;
+    for (int q = 0; q < ns; q++) {
+        amg_slot *s = &g->slots[idx[sel[q]]];
+        run_acc ra = {0, 0, INT32_MAX, -1, INT32_MAX, -1};
+        w->ncounts = 0;
+        for (int x = 0; x < g->cw; x++) {
+            int64_t nb, col = (int64_t)(g->cx + x) * g->H + g->cy;
+            const int32_t *b = amg_gpu_column(g->gpu, q, x, &nb);
+            for (int64_t e = 0; e < nb; e += 2)
+                if (emit_run(w, &ra, col, x, b[e], e + 1 < nb ? b[e + 1] : g->ch))
+                    return ERR_NOMEM;
+        }
+        int64_t tail = (int64_t)g->W * g->H - ra.prev_end;
+        if (tail > 0 || w->ncounts == 0) {
+            if (grow(&w->bytes, (void **)&w->counts, &w->cap_counts, w->ncounts + 1,
+                     sizeof(uint32_t)))
+                return ERR_NOMEM;
+            w->counts[w->ncounts++] = (uint32_t)tail;
+        }
+        CHECK_MSG(ra.area == s->rec.area, "device area %lld, runs %lld", (long long)s->rec.area,
+                  (long long)ra.area);
+        if (grow(&w->bytes, (void **)&w->str, &w->cap_str, w->nstr + rle_string_bound(w->ncounts),
+                 1))
+            return ERR_NOMEM;
+        amg_rec *rc2 = &s->rec;
+        s->stage = 3;
+        rc2->iou = s->iou;
+        rc2->pt[0] = s->pt[0] + (float)g->cx;
+        rc2->pt[1] = s->pt[1] + (float)g->cy;
+        rc2->crop = crop;
+        rc2->str_off = w->nstr;
+        rc2->str_len = (uint32_t)rle_encode_string(w->counts, w->ncounts, w->str + w->nstr);
+        w->nstr += rc2->str_len + 1;
+    }
+    return 0;
+}
+
+/* post_slots: slots [0, n) of crop through the filters, on the device when
+ * one was chosen, else on the CPU threads; a device failure (out of its
+ * memory) is reported through slot 0 like a CPU one */
+static void post_slots(amg_t *g, int n, int crop) {
+    if (!g->gpu) {
+        eval_slots(g, n, crop);
+        return;
+    }
+    int rc = eval_slots_gpu(g, n, crop);
+    if (rc && n > 0) g->slots[0].rc = rc;
+}
+
 /* the batch's outcomes, in mask order, into the image's records */
 static int merge_slots(amg_t *g, int n) {
     int rc = 0;
@@ -951,9 +1066,19 @@ static int nms_records(amg_t *g, int first, int n, double thr) {
     if (n <= 0) return 0;
     int32_t *ord = g->order;
     sort_desc_stable(ord, g->order_tmp, n, g->score);
-    for (int i = 0; i < n; i++) g->supp[i] = 0;
     amg_rec *R = g->recs + first;
     int kept = 0;
+    /* on the device: supp[a] = 1 keeps the a-th box in score order (the
+     * same float tests; on out of memory the loop below does it) */
+    if (g->gpu && n > 1 &&
+        amg_gpu_nms(g->gpu, R[0].box, sizeof(amg_rec) / sizeof(int32_t), ord, n, thr,
+                    g->supp) == 0) {
+        for (int a = 0; a < n; a++)
+            if (g->supp[a]) g->tmp[kept++] = R[ord[a]];
+        memcpy(R, g->tmp, (size_t)kept * sizeof *R);
+        return kept;
+    }
+    for (int i = 0; i < n; i++) g->supp[i] = 0;
     for (int a = 0; a < n; a++) {
         int i = ord[a];
         if (g->supp[i]) continue;
@@ -1019,7 +1144,7 @@ static int run_batch(amg_t *g, const amg_model *m, int n, int crop, err_t *err) 
         for (int i = 0; i < n * k; i++)
             g->slots[i] = (amg_slot){.A = g->low + (size_t)i * L2, .pt = g->pts_img + 2 * (i / k),
                                      .iou = g->iou[i], .single = k == 1};
-        eval_slots(g, n * k, crop);
+        post_slots(g, n * k, crop);
         rc = merge_slots(g, n * k);
         g->st.t_post += now_s() - t1;
         return rc ? err_set(err, rc, "amg: out of memory") : 0;
@@ -1045,7 +1170,7 @@ static int run_batch(amg_t *g, const amg_model *m, int n, int crop, err_t *err) 
         for (int i = 0; i < cn; i++)
             g->slots[i] = (amg_slot){.A = g->m2m_low + (size_t)i * L2, .pt = g->m2m_img + 2 * i,
                                      .iou = g->m2m_iou[i], .single = 1};
-        eval_slots(g, cn, crop);
+        post_slots(g, cn, crop);
         rc = merge_slots(g, cn);
         g->st.t_post += now_s() - t1;
         if (rc) return err_set(err, rc, "amg: out of memory");
@@ -1060,6 +1185,11 @@ static int run_crop(amg_t *g, const amg_model *m, const uint8_t *rgb, int crop, 
     int rc;
     if ((rc = make_axis(g, 0, g->ch)) || (rc = make_axis(g, 1, g->cw)))
         return err_set(err, rc, "amg: out of memory");
+    const amg_axis *ar = &g->ax[0], *ac = &g->ax[1];
+    if (g->gpu && amg_gpu_set_crop(g->gpu, g->ch, g->cw, ar->i0, ar->i1, ar->w0, ar->w1, ac->i0,
+                                   ac->i1, ac->w0, ac->w1))
+        return err_set(err, ERR_NOMEM, "amg: out of %s memory for a %dx%d crop",
+                       amg_gpu_backend(g->gpu)->name, g->cw, g->ch);
     for (int k = 0; k < g->nwork; k++)
         if (grow(&g->work[k].bytes, (void **)&g->work[k].fgrow, &g->work[k].cap_fgrow,
                  (size_t)g->ch, 1))
@@ -1112,6 +1242,13 @@ int amg_generate(amg_t *g, const amg_model *model, const uint8_t *rgb, int w, in
     g->W = w, g->H = h;
     g->nrec = 0, g->nstr = 0;
     int rc;
+    if (!g->gpu_chosen && model->backend && model->backend->amg) {
+        const char *env = getenv("SAM2AMG_GPU_POST");
+        /* out of device memory for its buffers: the CPU threads give the
+         * same records, so go on there */
+        if (!(env && strcmp(env, "0") == 0) && amg_use_backend(g, model->backend, NULL, err))
+            err->msg[0] = 0;
+    }
     if ((rc = make_crops(g, w, h, err))) return rc;
     for (int c = 0; c < g->ncrops; c++)
         if ((rc = run_crop(g, model, rgb, c, err))) return rc;

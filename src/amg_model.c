@@ -47,7 +47,7 @@ int amg_model_wrap(amg_model *out, struct sam2_model *m, int max_prompts, err_t 
     c->m = m;
     c->S = S;
     c->max_prompts = max_prompts;
-    *out = (amg_model){c, S, sam2_encode, sam2_decode};
+    *out = (amg_model){c, S, sam2_encode, sam2_decode, sam2_model_backend(m)};
     return 0;
 }
 

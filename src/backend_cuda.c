@@ -830,6 +830,44 @@ static void cuda_resize_bilinear_op(backend_t *be, float *y, const float *x, int
     cuda_leave(c);
 }
 
+/* ---- the generator's post-processing (kernels/amg_post.cu) ---- */
+
+static void cuda_amg_columns_op(backend_t *be, const backend_amg_geom *g, const float *A,
+                                int64_t nm, int32_t *stat) {
+    cuda_ctx_t *c = cuda_enter(be);
+    cuda_amg_columns(c->stream, g, A, nm, stat);
+    cuda_leave(c);
+}
+
+static void cuda_amg_reduce_op(backend_t *be, const backend_amg_geom *g, const int32_t *stat,
+                               int64_t nm, int64_t *sums, int64_t *off) {
+    cuda_ctx_t *c = cuda_enter(be);
+    cuda_amg_reduce(c->stream, g, stat, nm, sums, off);
+    cuda_leave(c);
+}
+
+static void cuda_amg_boundaries_op(backend_t *be, const backend_amg_geom *g, const float *A,
+                                   int64_t ns, const int32_t *sel, const int64_t *base,
+                                   const int64_t *off, int32_t *trans) {
+    cuda_ctx_t *c = cuda_enter(be);
+    cuda_amg_boundaries(c->stream, g, A, ns, sel, base, off, trans);
+    cuda_leave(c);
+}
+
+static void cuda_amg_nms_mask_op(backend_t *be, const int32_t *boxes, int64_t n, double thr,
+                                 uint64_t *mask) {
+    cuda_ctx_t *c = cuda_enter(be);
+    cuda_amg_nms_mask(c->stream, boxes, n, thr, mask);
+    cuda_leave(c);
+}
+
+static const backend_amg_ops cuda_amg_ops = {
+    .columns = cuda_amg_columns_op,
+    .reduce = cuda_amg_reduce_op,
+    .boundaries = cuda_amg_boundaries_op,
+    .nms_mask = cuda_amg_nms_mask_op,
+};
+
 /* ---- creation ---- */
 
 static int env_is(const char *name, const char *value) {
@@ -1019,6 +1057,7 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
     be->row_affine = cuda_row_affine_op;
     be->mem_info = cuda_mem_info;
     be->upscale2_masks = cuda_upscale2_masks_op;
+    be->amg = &cuda_amg_ops;
     return be;
 }
 

@@ -314,6 +314,7 @@ void sam2_model_free(sam2_model *m) {
 }
 
 const sam2_config *sam2_model_config(const sam2_model *m) { return &m->cfg; }
+backend_t *sam2_model_backend(const sam2_model *m) { return m->be; }
 
 size_t sam2_model_decoder_bytes(const sam2_model *m) {
     return m->dec ? decoder_peak_bytes(m->dec) : 0;

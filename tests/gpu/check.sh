@@ -24,13 +24,17 @@
 #              e2e_bf16: the same fixtures with --precision bf16, each
 #              matching >= 95% of the fp32 run's records at mask IoU >=
 #              0.95; and the replay fixtures (no device work: the
-#              post-processing of the bundle's binary on that machine)
+#              post-processing of the bundle's binary on that machine);
+#              then gpu_amg_post (post-processing on the device == CPU path,
+#              records identical) and generate with device vs CPU
+#              post-processing (SAM2AMG_GPU_POST=0), byte for byte
 #   4 sanitizer compute-sanitizer memcheck on test_cuda and one small
 #              generate (bf16, the cuda default): no errors
 #   5 bench    bench_cuda (kernels on the SAM 2.1 shapes, and its GEMMs in
-#              bf16: lines "bf16 ...") and the model
-#              timings gpu_model measured in step 2; the official PyTorch
-#              generator's timing is a TODO row (see below)
+#              bf16: lines "bf16 ..."), the model timings gpu_model
+#              measured in step 2, and the official
+#              SAM2AutomaticMaskGenerator on the same device
+#              (tests/gpu/official_bench.py: official_* rows)
 # Results: OUTDIR/summary.txt, one line per row "ROW: PASS|FAIL|SKIP
 # figures", then "overall: PASS|FAIL"; logs in OUTDIR/logs/ (with --pack:
 # OUTDIR/logs.tgz instead, for the device tool's 8-file limit). The script
@@ -179,7 +183,7 @@ step_env() {
             fi
         done
     fi
-    for b in test_ops test_cuda test_model test_amg gpu_model gpu_generate bench_cuda; do
+    for b in test_ops test_cuda test_model test_amg gpu_model gpu_generate gpu_amg_post bench_cuda; do
         echo "--- ldd $(prog $b)" >>"$log"
         if ! ldd "$(prog $b)" >>"$log" 2>&1 || ldd "$(prog $b)" 2>&1 | grep -q 'not found'; then
             missing=$((missing + 1))
@@ -358,6 +362,45 @@ step_e2e() {
     st=PASS
     { [ $f -ne 0 ] || [ $p -eq 0 ]; } && st=FAIL
     row replay $st "passed=$p failed=$f (post-processing only, no device work) secs=$(($(date +%s) - a))"
+    step_post
+}
+
+# ---- 3b: post-processing on the device (issue 8) -----------------------------
+# gpu_amg_post: the replay fixtures and synthetic decoders at real image sizes
+# through the device's post-processing against the CPU path, records
+# identical; then (GPU) the end-to-end fixtures' records with the device
+# post-processing (the default on CUDA) against SAM2AMG_GPU_POST=0, byte for
+# byte. --cpu: the device algorithm in C only (the device part skips).
+step_post() {
+    local dev=$DEVICE
+    run post 240 "$(prog gpu_amg_post)" --device "$dev" --threads "$(nproc)"
+    local log=$out/logs/post.log st=PASS
+    local ndev=$(sed -n 's/^# \([0-9]*\) cases on .*/\1/p' "$log" | tail -n 1)
+    local t=$(awk '/^time synthetic 2250x1500 pps 32 layers 0 thresholds 0 / { printf "cpu=%sms dev=%sms", $11, $13 }' "$log")
+    [ $rc -ne 0 ] && st=FAIL
+    [ $cpu = 0 ] && [ "${ndev:-0}" -eq 0 ] && st=FAIL   # the device part must have run
+    row post_replay $st "device=$dev $(result post) device_cases=${ndev:-0}" \
+        "${t:+2250x1500_thr0_post: $t }secs=$secs rc=$rc"
+    if [ $cpu = 1 ]; then
+        row post_e2e SKIP "cpu mode (the CPU backend has no device post-processing)"
+        return
+    fi
+    local gen=$(prog gpu_generate) p=0 f=0 f1 d a=$(date +%s)
+    for f1 in e2e-m2m e2e-minarea e2e-crops e2e-micro2; do
+        d=tests/fixtures/$f1
+        [ -s "$out/e2e/$f1.json" ] || { f=$((f + 1)); echo "FAILED: $f1 (no device output)" >>"$log"; continue; }
+        SAM2AMG_GPU_POST=0 run post 120 "$gen" --device "$DEVICE" --precision fp32 --model "$(weights_of "$d")" \
+            --config "$d/meta.json" "$(ppm_of $f1)" -o "$out/e2e/$f1.cpu-post.json"
+        if [ $rc -eq 0 ] && cmp "$out/e2e/$f1.json" "$out/e2e/$f1.cpu-post.json" >>"$log" 2>&1; then
+            p=$((p + 1))
+        else
+            f=$((f + 1)); echo "FAILED: $f1 (device and CPU post-processing differ)" >>"$log"
+        fi
+    done
+    st=PASS
+    { [ $f -ne 0 ] || [ $p -eq 0 ]; } && st=FAIL
+    row post_e2e $st "passed=$p failed=$f (generate on $DEVICE: device post-processing == CPU's, byte for byte)" \
+        "secs=$(($(date +%s) - a))"
 }
 
 # ---- 4: compute-sanitizer ---------------------------------------------------
@@ -402,10 +445,41 @@ step_bench() {
     local t=$(awk '/^time / { printf "%s%s:%s:enc=%sms:dec=%sms", sep, $2, $3, $5, $7; sep = " " }' \
         "$out/logs/gpu_model.log")
     if [ -n "$t" ]; then row bench_model PASS "$t"; else row bench_model FAIL "no timings in gpu_model.log"; fi
-    # TODO: the official PyTorch generator timed beside ours on the same card
-    # (bench/bench_amg_official.py with the official sam2 source and
-    # /work/shared/tools/sam2_oracle.py carried in the bundle); not bundled yet.
-    row bench_official SKIP "TODO: official PyTorch timing not bundled yet"
+    step_official
+}
+
+# the official SAM2AutomaticMaskGenerator on the same device (issue 16's side
+# by side): tests/gpu/official_bench.py with the bundle's official source and
+# oracle; its "official_*" lines become rows. --cpu: a smoke run of the
+# script (micro, 4x4 points, fp32) when a python3 with torch exists, else a
+# visible SKIP. On a GPU it gets what is left of the budget, at most 240 s.
+step_official() {
+    local py="" c
+    for c in python3 /usr/bin/python3; do
+        command -v "$c" >/dev/null 2>&1 && timeout 60 "$c" -c 'import torch' 2>/dev/null && { py=$c; break; }
+    done
+    if [ -z "$py" ]; then
+        if [ $cpu = 1 ]; then row bench_official SKIP "no python3 with torch here"
+        else row bench_official FAIL "no python3 with torch"; fi
+        return
+    fi
+    local args=() left=$((BUDGET - ($(date +%s) - T0) - 10))
+    if [ $cpu = 1 ]; then
+        args=(--cpu --configs micro --precisions fp32 --points-per-side 4 --sizes 320x240 --budget 120)
+        left=180
+    else
+        [ $left -gt 240 ] && left=240
+        args=(--budget $((left - 40)))
+    fi
+    run official $left "$py" tests/gpu/official_bench.py "${args[@]}"
+    local log=$out/logs/official.log l
+    local name
+    while IFS= read -r l; do   # "official: ..." (its summary) is the row bench_official
+        name=${l%%: *}
+        [ "$name" = official ] && name=bench_official
+        row "$name" "$(echo "${l#*: }" | cut -d' ' -f1)" "$(echo "${l#*: }" | cut -d' ' -f2-) step_secs=$secs"
+    done < <(grep -E '^official(_[A-Za-z0-9x_]+)?: (PASS|FAIL|SKIP)' "$log")
+    grep -qE '^official: ' "$log" || row bench_official FAIL "official_bench.py ended without a summary rc=$rc secs=$secs"
 }
 
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)

@@ -16,6 +16,21 @@ for d in tests/fixtures/e2e-*/ tests/fixtures/amg-synthetic*/ tests/fixtures/mic
     f=$(basename "$d")
     "$BUILD/gpu/gpu_generate" --decode "$d/image.png" "$B/images/$f.ppm" || fail=1
 done
+# the official side by side (tests/gpu/official_bench.py): the oracle and the
+# official sam2 package's Python files (no configs, no CUDA extension source)
+SAM2_SRC=${SAM2_SRC:-../sam2-src}
+ORACLE=${SAM2_ORACLE:-../shared/tools/sam2_oracle.py}
+[ -d "$SAM2_SRC/sam2" ] || SAM2_SRC=/work/sam2-src
+[ -f "$ORACLE" ] || ORACLE=/work/shared/tools/sam2_oracle.py
+mkdir -p "$B/official"
+if [ -d "$SAM2_SRC/sam2" ] && [ -f "$ORACLE" ]; then
+    cp "$ORACLE" "$B/official/sam2_oracle.py" || fail=1
+    (cd "$SAM2_SRC" && find sam2 -name '*.py' -not -path '*/training/*' -not -path '*/demo/*' |
+        tar cf - -T -) | tar xf - -C "$B/official" || fail=1
+else
+    echo "make_bundle: official source ($SAM2_SRC/sam2) or oracle ($ORACLE) not found" >&2
+    fail=1
+fi
 {
     echo "built:     $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "commit:    $(git rev-parse HEAD 2>/dev/null) ($(git status --porcelain 2>/dev/null | wc -l) paths changed)"

@@ -1,0 +1,319 @@
+/* gpu_amg_post.c: the generator's post-processing on a device against the
+ * CPU path (src/amg.c): records must be identical, field by field and bit
+ * for bit (issue 8).
+ *
+ * Inputs, none of which need an image decoder or a network:
+ *   - the replay fixtures (tests/fixtures/amg-synthetic*: recorded decoder
+ *     calls), each with its own parameters and again with thresholds 0
+ *     (every mask through the stability count, boxes, RLE and NMS);
+ *   - a synthetic decoder (blobs of quantized logits around each prompt, so
+ *     values land exactly on the thresholds) on images of real sizes
+ *     (1024x768, 2250x1500, with and without crop layers and m2m), which
+ *     also exercise crops wider than one block of the reduction. The large
+ *     ones only run with a device, and there without the C version of the
+ *     device algorithm (single-threaded: minutes); --big runs them all.
+ * Each case runs three ways: the CPU path; the device algorithm in plain C
+ * on the CPU backend (amg_post_ops_ref: the same code as the kernels, so
+ * the host side is tested on every machine); and, when --device names one
+ * with a post-processing table, the device itself. Per case: "ok -" lines,
+ * the record count and, on a device, "time CASE cpu_post_ms C dev_post_ms D".
+ *
+ * No device (--device cpu, or cuda:N that cannot be opened): its part is
+ * skipped, with "# skip" and the reason; with SAM2AMG_REQUIRE_CUDA=1 a
+ * device that cannot be opened is a failure.
+ *
+ * usage: gpu_amg_post [--device D] [--threads N] [--big] [FIXTURE_DIR ...]
+ * Output: tests/test.h lines, "RESULT passed failed" last; exit 1 on a
+ * failure.
+ */
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "amg.h"
+#include "backend.h"
+#include "check.h"
+#include "../test.h"
+#include "weights.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- the synthetic decoder ---- */
+
+typedef struct syn_model {
+    int S, L;
+} syn_model;
+
+static uint32_t hash32(uint32_t x) {
+    x ^= x >> 16, x *= 0x7feb352dU, x ^= x >> 15, x *= 0x846ca68bU, x ^= x >> 16;
+    return x;
+}
+
+static int syn_encode(void *ctx, const uint8_t *rgb, int w, int h, size_t stride, err_t *err) {
+    (void)ctx, (void)rgb, (void)w, (void)h, (void)stride, (void)err;
+    return 0;
+}
+
+/* per prompt and output: a blob around the point, radius by output, in
+ * quarter steps (the replay fixtures' quantization: exact 0 and +-1 values
+ * occur), plus hashed noise; IoU from a hash in [0.5, 1). Everything is a
+ * function of the point and the output index, so every run of a case sees
+ * the same logits (m2m calls included). */
+static int syn_decode(void *ctx, int n, const float *points, const float *mask_input,
+                      int multimask, float *low_res, float *iou, err_t *err) {
+    syn_model *sm = ctx;
+    (void)mask_input, (void)err;
+    int k = multimask ? 3 : 1, L = sm->L;
+    for (int i = 0; i < n; i++)
+        for (int kk = 0; kk < k; kk++) {
+            float *o = low_res + ((size_t)i * k + kk) * L * L;
+            float cx = points[2 * i] / 4.0f, cy = points[2 * i + 1] / 4.0f;
+            uint32_t bx, by;
+            memcpy(&bx, &points[2 * i], 4), memcpy(&by, &points[2 * i + 1], 4);
+            uint32_t seed = hash32(hash32(bx) ^ (by * 2654435761u) ^ (uint32_t)(kk + 7 * k));
+            float r = (float)L * (0.05f + 0.12f * (float)kk) + (float)(seed % 7);
+            for (int y = 0; y < L; y++)
+                for (int x = 0; x < L; x++) {
+                    float d2 = ((float)x - cx) * ((float)x - cx) + ((float)y - cy) * ((float)y - cy);
+                    float v = 6.0f - 12.0f * d2 / (r * r);
+                    int noise = (int)(hash32(seed ^ (uint32_t)(y * L + x)) % 5) - 2;
+                    v = (float)(int)(v * 4.0f) / 4.0f + 0.25f * (float)noise;
+                    o[(size_t)y * L + x] = v < -20.0f ? -20.0f : v;
+                }
+            iou[i * k + kk] = 0.5f + 0.5f * (float)(hash32(seed) % 1000) / 1000.0f;
+        }
+    return 0;
+}
+
+/* ---- running and comparing ---- */
+
+/* how: 0 the CPU path, 1 amg_post_ops_ref on cpu_be, 2 the device's table */
+static int run_case(const amg_params *p, amg_model *m, amg_replay_t *rp, int w, int h,
+                    int threads, backend_t *be, const backend_amg_ops *ops, amg_result *res,
+                    double *t_post, err_t *err) {
+    amg_t *g = NULL;
+    uint8_t *rgb = calloc((size_t)w * h * 3, 1);
+    int rc = rgb ? amg_create(&g, p, m->S, err) : err_set(err, ERR_NOMEM, "out of memory");
+    if (!rc) rc = amg_set_threads(g, threads, err);
+    if (!rc) rc = amg_use_backend(g, be, ops, err);
+    if (rp) amg_replay_model(rp, m);
+    if (!rc) rc = amg_generate(g, m, rgb, w, h, res, err);
+    if (!rc && rp) rc = amg_replay_finish(rp, err);
+    if (!rc) {
+        amg_stats st;
+        amg_get_stats(g, &st);
+        *t_post = st.t_post;
+    }
+    amg_free(g);
+    free(rgb);
+    return rc;
+}
+
+static int same_double(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+/* first difference between two results, or NULL */
+static const char *diff_results(const amg_result *a, const amg_result *b, char *buf, size_t n) {
+    if (a->n != b->n) {
+        snprintf(buf, n, "%d records, reference %d", b->n, a->n);
+        return buf;
+    }
+    for (int i = 0; i < a->n; i++) {
+        const amg_record *x = &a->recs[i], *y = &b->recs[i];
+        const char *what = NULL;
+        if (strcmp(x->rle, y->rle)) what = "rle";
+        else if (x->area != y->area) what = "area";
+        else if (!same_double(x->predicted_iou, y->predicted_iou)) what = "predicted_iou";
+        else if (!same_double(x->stability_score, y->stability_score)) what = "stability_score";
+        for (int k = 0; k < 4 && !what; k++)
+            if (!same_double(x->bbox[k], y->bbox[k])) what = "bbox";
+            else if (!same_double(x->crop_box[k], y->crop_box[k])) what = "crop_box";
+        for (int k = 0; k < 2 && !what; k++)
+            if (!same_double(x->point[k], y->point[k])) what = "point_coords";
+        if (what) {
+            snprintf(buf, n, "record %d: %s differs (area %lld vs %lld)", i, what,
+                     (long long)y->area, (long long)x->area);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+static int n_device_cases, big;
+
+/* one case three ways */
+static void check_case(const char *name, const amg_params *p, amg_model *m, amg_replay_t *rp,
+                       int w, int h, int threads, backend_t *cpu, backend_t *dev, int with_ref) {
+    amg_result ref = {0}, got = {0};
+    err_t err = {{0}};
+    char label[512], buf[256];
+    double t_cpu = 0, t_ref = 0, t_dev = 0;
+    int rc = run_case(p, m, rp, w, h, threads, NULL, NULL, &ref, &t_cpu, &err);
+    snprintf(label, sizeof label, "%s: CPU path runs (%d records)", name, ref.n);
+    TEST_CHECK(rc == 0 && ref.n > 0, label, "rc %d %s", rc, err.msg);
+    if (rc) return;
+    const char *d;
+    if (with_ref) { /* single-threaded, every pixel: slow at real sizes */
+        rc = run_case(p, m, rp, w, h, threads, cpu, &amg_post_ops_ref, &got, &t_ref, &err);
+        d = rc ? err.msg : diff_results(&ref, &got, buf, sizeof buf);
+        snprintf(label, sizeof label, "%s: device algorithm in C == CPU path", name);
+        TEST_CHECK(d == NULL, label, "%s", d);
+        amg_result_free(&got);
+    }
+    if (dev) {
+        rc = run_case(p, m, rp, w, h, threads, dev, NULL, &got, &t_dev, &err);
+        d = rc ? err.msg : diff_results(&ref, &got, buf, sizeof buf);
+        snprintf(label, sizeof label, "%s: %s == CPU path", name, dev->name);
+        TEST_CHECK(d == NULL, label, "%s", d);
+        printf("time %s cpu_post_ms %.2f dev_post_ms %.2f records %d (%d threads)\n", name,
+               1e3 * t_cpu, 1e3 * t_dev, ref.n, threads);
+        n_device_cases++;
+        amg_result_free(&got);
+    }
+    amg_result_free(&ref);
+}
+
+/* the first recorded call's crop is the whole image: its (h, w) */
+static int replay_size(const char *path, int *w, int *h, err_t *err) {
+    weights_t *wt = NULL;
+    int rc = weights_open(&wt, path, err);
+    if (rc) return rc;
+    const wtensor_t *t = weights_find(wt, "syn_crop_hw");
+    if (!t || t->dtype != WDT_I32 || t->ndim != 2 || t->shape[0] < 1 || t->shape[1] != 2)
+        rc = err_set(err, ERR_FORMAT, "%s: no syn_crop_hw (n, 2) int32", path);
+    else
+        *h = ((const int32_t *)t->data)[0], *w = ((const int32_t *)t->data)[1];
+    weights_close(wt);
+    return rc;
+}
+
+static void check_fixture(const char *dir, int threads, backend_t *cpu, backend_t *dev) {
+    char path[4096], name[600];
+    amg_params p;
+    amg_params_default(&p);
+    err_t err = {{0}};
+    amg_replay_t *rp = NULL;
+    int w = 0, h = 0;
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    int rc = amg_params_from_config(&p, path, &err);
+    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
+    if (!rc) rc = replay_size(path, &w, &h, &err);
+    if (!rc) rc = amg_replay_open(&rp, path, &err);
+    TEST_CHECK(rc == 0, dir, "%s", err.msg);
+    if (rc) return;
+    amg_model m = {0};
+    amg_replay_model(rp, &m);
+    const char *base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+    snprintf(name, sizeof name, "%s %dx%d", base, w, h);
+    check_case(name, &p, &m, rp, w, h, threads, cpu, dev, 1);
+    p.pred_iou_thresh = 0, p.stability_score_thresh = 0;
+    snprintf(name, sizeof name, "%s %dx%d thresholds 0", base, w, h);
+    check_case(name, &p, &m, rp, w, h, threads, cpu, dev, 1);
+    amg_replay_free(rp);
+}
+
+static void check_synthetic(int threads, backend_t *cpu, backend_t *dev) {
+    static const struct {
+        int w, h, pps, layers, m2m, multimask, zero, big;
+    } cs[] = {
+        {300, 200, 8, 1, 0, 1, 0, 0},     {200, 300, 6, 0, 1, 1, 1, 0},
+        {257, 190, 6, 1, 0, 0, 1, 0},     {1024, 768, 32, 0, 0, 1, 1, 1},
+        {2250, 1500, 32, 0, 0, 1, 1, 1},  {2250, 1500, 16, 1, 0, 1, 0, 1},
+        {1500, 2250, 8, 0, 1, 1, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
+        if (cs[i].big && !dev && !big) continue;
+        amg_params p;
+        amg_params_default(&p);
+        p.points_per_side = cs[i].pps, p.crop_n_layers = cs[i].layers;
+        p.use_m2m = cs[i].m2m, p.multimask_output = cs[i].multimask;
+        if (cs[i].zero) p.pred_iou_thresh = 0, p.stability_score_thresh = 0;
+        else p.pred_iou_thresh = 0.7, p.stability_score_thresh = 0.6;
+        syn_model sm = {1024, 256};
+        amg_model m = {&sm, 1024, syn_encode, syn_decode, NULL};
+        char name[200];
+        snprintf(name, sizeof name, "synthetic %dx%d pps %d layers %d%s%s%s", cs[i].w, cs[i].h,
+                 cs[i].pps, cs[i].layers, cs[i].m2m ? " m2m" : "",
+                 cs[i].multimask ? "" : " single-mask", cs[i].zero ? " thresholds 0" : "");
+        check_case(name, &p, &m, NULL, cs[i].w, cs[i].h, threads, cpu, dev, !cs[i].big || big);
+    }
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int main(int argc, char **argv) {
+    const char *device = "cuda:0";
+    int threads = 2, nfix = 0;
+    const char *fix[64];
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--big")) big = 1;
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "usage: gpu_amg_post [--device D] [--threads N] [--big] [FIXTURE_DIR ...]\n");
+            return 2;
+        } else if (nfix < 64) fix[nfix++] = argv[i];
+    }
+    if (threads < 1) threads = 1;
+    static char *found[64];
+    if (nfix == 0) { /* every tests/fixtures/amg-synthetic* */
+        const char *root = test_fixture("");
+        DIR *dp = opendir(root);
+        struct dirent *de;
+        while (dp && (de = readdir(dp)) && nfix < 64)
+            if (!strncmp(de->d_name, "amg-synthetic", 13)) {
+                size_t n = strlen(root) + strlen(de->d_name) + 2;
+                found[nfix] = malloc(n);
+                snprintf(found[nfix], n, "%s/%s", root, de->d_name);
+                nfix++;
+            }
+        if (dp) closedir(dp);
+        qsort(found, (size_t)nfix, sizeof *found, cmp_str);
+        for (int i = 0; i < nfix; i++) fix[i] = found[i];
+        TEST_CHECK(nfix > 0, "replay fixtures found", "none under %s", root);
+    }
+    backend_t *cpu = backend_cpu_create(threads), *dev = NULL;
+    err_t err = {{0}};
+    if (strcmp(device, "cpu") != 0) {
+        dev = backend_create(device, threads, &err);
+        const char *req = getenv("SAM2AMG_REQUIRE_CUDA");
+        if (!dev && req && !strcmp(req, "1"))
+            TEST_CHECK(0, "device opens", "%s: %s (SAM2AMG_REQUIRE_CUDA=1)", device, err.msg);
+        else if (!dev)
+            printf("# skip - %s: %s (the device part is skipped)\n", device, err.msg);
+        if (dev && !dev->amg) {
+            printf("# skip - %s has no post-processing table\n", device);
+            dev->destroy(dev);
+            dev = NULL;
+        }
+    } else {
+        printf("# skip - device cpu: the CPU backend has no post-processing table (the device "
+               "algorithm runs in C only)\n");
+    }
+    /* the comparison itself can fail: one pixel less in one record */
+    {
+        amg_record r1 = {.rle = "a", .area = 5}, r2 = r1;
+        r2.area = 4;
+        amg_result a = {.n = 1, .recs = &r1}, b = {.n = 1, .recs = &r2};
+        char buf[256];
+        TEST_CHECK(diff_results(&a, &b, buf, sizeof buf) != NULL && diff_results(&a, &a, buf, sizeof buf) == NULL,
+                   "the comparison sees a one-pixel difference", "it does not");
+    }
+    double t0 = now_s();
+    for (int i = 0; i < nfix; i++) check_fixture(fix[i], threads, cpu, dev);
+    check_synthetic(threads, cpu, dev);
+    printf("# %d cases on %s, %.1f s\n", n_device_cases, dev ? dev->name : "no device",
+           now_s() - t0);
+    if (dev) dev->destroy(dev);
+    cpu->destroy(cpu);
+    for (int i = 0; i < 64; i++) free(found[i]);
+    return TEST_REPORT();
+}
