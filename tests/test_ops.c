@@ -612,6 +612,31 @@ static void test_backend_ops(backend_t *be) {
     case_resize(be, 1, 256, 256, 1024, 1024);
 }
 
+/* ---- subnormals ----
+ * The CPU backend runs its ops with subnormals flushed (see backend_cpu.c:
+ * Intel cores take a microcode assist per subnormal GEMM operand). Check
+ * that it does, on the caller thread and on a pool thread, and that the
+ * caller's own floating-point mode is back afterwards. */
+static void test_cpu_subnormals(void) {
+    volatile float tiny = 1e-39f;   /* subnormal: below FLT_MIN */
+    const int64_t n = 4096;         /* big enough to be split over the pool */
+    backend_t *be = backend_cpu_create(2);
+    float *x = host_fill(n, tiny), *y = host_fill(n, 0), *one = host_fill(n, 1.0f);
+    be->add(be, y, x, x, n);        /* 2e-39 without flushing */
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) kept += y[i] != 0.0f;
+    TEST_CHECK(kept == 0, "cpu ops flush subnormals", "%lld of %lld sums stayed subnormal",
+               (long long)kept, (long long)n);
+    be->scale_add(be, y, one, 1e-20f, 0.0f, n);   /* a normal result is unaffected */
+    TEST_CHECK(y[0] == 1e-20f && y[n - 1] == 1e-20f, "cpu flush keeps normal values", "%g %g",
+               y[0], y[n - 1]);
+    float caller = tiny * 1.0f;
+    TEST_CHECK(caller != 0.0f, "cpu ops restore the caller's floating-point mode",
+               "subnormals flushed outside the backend");
+    free(x), free(y), free(one);
+    be->destroy(be);
+}
+
 /* ---- arena ---- */
 
 static void *null_alloc(backend_t *be, size_t size) {
@@ -822,6 +847,7 @@ int main(void) {
     test_bf16_reference();
     test_model_dh_max();
     test_backend_create();
+    test_cpu_subnormals();
 
     backend_t *cpu = backend_cpu_create(3);
     test_backend_ops(cpu);
