@@ -148,6 +148,20 @@ struct backend {
     void (*row_affine)(backend_t *be, float *y, int64_t ldy, const float *x, int64_t ldx,
                        const float *a, const float *s, int64_t lds, const float *sa,
                        const float *u, int64_t ldu, int64_t B, int64_t M, int64_t N);
+
+    /* ---- decoder tail (optional, NULL where missing) ---- */
+    /* upscale2_masks: the decoder's second upscaling step fused with the mask
+     * product, so the (n,2H,2W,Cout) map is never stored. For prompt p < n,
+     * mask m < nm, pixel (Y,X) of the 2H x 2W output:
+     *   masks[p,m,Y,X] = sum_c hyper[p,m,c] * gelu(b[c] + skip[Y,X,c]
+     *                      + sum_ci x[p,Y/2,X/2,ci] * w[ci,c,Y%2,X%2])
+     * x (n,H,W,Cin); w (Cin,Cout,2,2) (ConvTranspose2d); b (Cout); skip
+     * (2H,2W,Cout) shared by all prompts, or NULL; hyper (n,nm,Cout);
+     * masks (n,nm,2H,2W). gelu is the exact (erf) form. */
+    void (*upscale2_masks)(backend_t *be, float *masks, const float *x, const float *w,
+                           const float *b, const float *skip, const float *hyper,
+                           int64_t n, int64_t H, int64_t W, int64_t Cin, int64_t Cout,
+                           int64_t nm);
 };
 
 /* backend_cpu_create: the reference backend with n_threads worker threads
