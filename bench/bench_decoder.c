@@ -7,14 +7,22 @@
  * skips the image encoder (random features are handed to
  * decoder_set_image) so that decoder changes can be measured in seconds.
  *
- * Weights come from weights_open_random (no checkpoint needed). --save FILE
+ * Weights come from weights_open_random (no checkpoint needed), or with
+ * --model FILE from a checkpoint (any SAM 2.1 size: the decoder's shapes
+ * are the same). The two can time differently: random weights give flat
+ * attention, a trained (or oracle-randomized) checkpoint gives sharp
+ * attention whose probabilities underflow to subnormals, which cost a
+ * microcode assist per GEMM operand on Intel cores unless flushed (the CPU
+ * backend flushes them). Prompts are the points of an AMG grid, as
+ * generate feeds them. --save FILE
  * writes every output (low_res and iou of both passes) as raw float32;
  * --check FILE compares with such a file and prints the max abs difference
  * and max|value| per output, so a reformulation of the decoder can be
  * checked at the real size against the previous version (random weights:
  * this is a regression check, the parity tests are the fixtures).
  *
- * usage: bench_decoder [--threads N] [--iters N] [--batch N] [--save F] [--check F]
+ * usage: bench_decoder [--threads N] [--iters N] [--batch N] [--model F] [--save F]
+ *                      [--check F]
  *        (default: all cores, best of 3, batch 64)
  */
 #include <math.h>
@@ -69,16 +77,17 @@ static void bench_compare(const char *name, const float *a, const float *b, size
 
 int main(int argc, char **argv) {
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), iters = 3, batch = 64;
-    const char *save = NULL, *check = NULL;
+    const char *save = NULL, *check = NULL, *model = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--save") && i + 1 < argc) save = argv[++i];
         else if (!strcmp(argv[i], "--check") && i + 1 < argc) check = argv[++i];
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: bench_decoder [--threads N] [--iters N] [--batch N] "
-                            "[--save FILE] [--check FILE]\n");
+                            "[--model FILE] [--save FILE] [--check FILE]\n");
             return 2;
         }
         /* bench/run.sh passes its arguments to every bench: ignore the rest */
@@ -98,7 +107,8 @@ int main(int argc, char **argv) {
     weights_t *w = NULL;
     decoder_t *d = NULL;
     err_t err = {{0}};
-    if (weights_open_random(&w, 7) || decoder_init(&d, w, &cfg, be, batch, &err)) {
+    if ((model ? weights_open(&w, model, &err) : weights_open_random(&w, 7)) ||
+        decoder_init(&d, w, &cfg, be, batch, &err)) {
         fprintf(stderr, "bench_decoder: init: %s\n", err.msg);
         return 1;
     }
@@ -118,7 +128,13 @@ int main(int argc, char **argv) {
         return 1;
     }
     bench_fill(hfeat, n_emb + n_s0 + n_s1, -1.0f, 1.0f, &r);
-    bench_fill(coords, (size_t)batch * 2, 0.0f, (float)BD_S, &r);
+    /* the AMG's point grid: g x g cell centres, g*g >= batch */
+    int g = 1;
+    while (g * g < batch) g++;
+    for (int i = 0; i < batch; i++) {
+        coords[2 * i] = ((float)(i % g) + 0.5f) * (float)BD_S / (float)g;
+        coords[2 * i + 1] = ((float)(i / g) + 0.5f) * (float)BD_S / (float)g;
+    }
     bench_fill(mask_in, (size_t)batch * L4, -8.0f, 8.0f, &r);
     for (int i = 0; i < batch; i++) labels[i] = 1;
     be->upload(be, dfeat, hfeat, (n_emb + n_s0 + n_s1) * sizeof(float));
@@ -153,8 +169,8 @@ int main(int argc, char **argv) {
         if (cb - ca < cpu_mm) cpu_mm = cb - ca;
         if (cc - cb < cpu_m2m) cpu_m2m = cc - cb;
     }
-    printf("bench_decoder: C=%d S=%d, %d threads, batch %d, best of %d\n", BD_C, BD_S, threads,
-           batch, iters);
+    printf("bench_decoder: C=%d S=%d, %d threads, batch %d, best of %d, weights %s\n", BD_C,
+           BD_S, threads, batch, iters, model ? model : "random");
     printf("set_image          %8.1f ms\n", 1e3 * t_set);
     printf("multimask (1 pt)   %8.2f ms/prompt wall, %8.2f ms/prompt CPU (%.3f s/batch)\n",
            1e3 * best_mm / batch, 1e3 * cpu_mm / batch, best_mm);

@@ -84,5 +84,10 @@ void ops_ref_lowrank_rstd(float *rstd, const float *xx, const float *s, const fl
 void ops_ref_row_affine(float *y, int64_t ldy, const float *x, int64_t ldx, const float *a,
                         const float *s, int64_t lds, const float *sa, const float *u,
                         int64_t ldu, int64_t B, int64_t M, int64_t N);
+/* masks (n,nm,2H,2W) = hyper (n,nm,Cout) . gelu(conv_transpose2x2(x (n,H,W,Cin), w, b)
+ * + skip (2H,2W,Cout) or NULL), per pixel (backend.h upscale2_masks) */
+void ops_ref_upscale2_masks(float *masks, const float *x, const float *w, const float *b,
+                            const float *skip, const float *hyper, int64_t n, int64_t H,
+                            int64_t W, int64_t Cin, int64_t Cout, int64_t nm);
 
 #endif

@@ -30,6 +30,40 @@
 #include "backend.h"
 #include "check.h"
 
+/* ---- floating-point mode ----
+ * Every op runs with subnormals flushed to zero (x86 MXCSR FTZ and DAZ,
+ * aarch64 FPCR.FZ). Softmax probabilities of sharp attention rows fall
+ * below FLT_MIN (1.2e-38), and the GEMMs that read them (attention's S.v,
+ * the low-rank P.B products) then take a microcode assist per subnormal
+ * operand or result on Intel cores: that made the decoder ~2.7x slower on
+ * a trained-like checkpoint than on bench_decoder's random weights, whose
+ * attention is flat. A flushed value differs from the exact one by less
+ * than 1.2e-38, far below every tolerance. The caller's own mode is
+ * restored after each op, so only the backend's work is affected. */
+#if defined(__x86_64__) || defined(__SSE__)
+#include <xmmintrin.h>
+typedef unsigned cpu_fpmode_t;
+static cpu_fpmode_t cpu_fp_flush(void) {
+    cpu_fpmode_t old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040);   /* FTZ (bit 15) | DAZ (bit 6) */
+    return old;
+}
+static void cpu_fp_restore(cpu_fpmode_t old) { _mm_setcsr(old); }
+#elif defined(__aarch64__)
+typedef unsigned long long cpu_fpmode_t;
+static cpu_fpmode_t cpu_fp_flush(void) {
+    cpu_fpmode_t old;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(old));
+    __asm__ volatile("msr fpcr, %0" : : "r"(old | (1ull << 24)));   /* FZ */
+    return old;
+}
+static void cpu_fp_restore(cpu_fpmode_t old) { __asm__ volatile("msr fpcr, %0" : : "r"(old)); }
+#else
+typedef int cpu_fpmode_t;
+static cpu_fpmode_t cpu_fp_flush(void) { return 0; }
+static void cpu_fp_restore(cpu_fpmode_t old) { (void)old; }
+#endif
+
 /* ---- thread pool ---- */
 
 typedef void (*cpu_task_fn)(void *arg, int64_t begin, int64_t end, int tid);
@@ -71,6 +105,7 @@ static void *cpu_worker_main(void *p) {
     cpu_ctx_t *c = wa->ctx;
     int tid = wa->tid;
     free(wa);
+    cpu_fp_flush();   /* this thread only ever runs ops */
     uint64_t seen = 0;
     pthread_mutex_lock(&c->mu);
     for (;;) {
@@ -96,8 +131,10 @@ static void cpu_parallel_for(cpu_ctx_t *c, int64_t n, int64_t grain, cpu_task_fn
     if (grain < 1) grain = 1;
     int64_t chunks = (n + grain - 1) / grain;
     if (chunks > c->n_threads) chunks = c->n_threads;
+    cpu_fpmode_t fp = cpu_fp_flush();
     if (chunks <= 1) {
         fn(arg, 0, n, 0);
+        cpu_fp_restore(fp);
         return;
     }
     pthread_mutex_lock(&c->mu);
@@ -113,6 +150,7 @@ static void cpu_parallel_for(cpu_ctx_t *c, int64_t n, int64_t grain, cpu_task_fn
     pthread_mutex_lock(&c->mu);
     while (c->pending > 0) pthread_cond_wait(&c->cv_done, &c->mu);
     pthread_mutex_unlock(&c->mu);
+    cpu_fp_restore(fp);
 }
 
 /* scratch of at least `bytes` for thread tid; grows (rarely), never shrinks */
@@ -753,6 +791,76 @@ static void cpu_conv_transpose2x2(backend_t *be, float *y, const float *x, const
     cpu_parallel_for(c, B * H, (int64_t)(2e6 / (double)flops_row) + 1, convt_task, &J);
 }
 
+/* upscale2_masks: items are (prompt, input row i). Per item one GEMM gives
+ * the transposed conv of the row, T (W, 2x2xCout) = x row (W,Cin) . wp
+ * (Cin, [dy][dx][Cout]); one pass adds bias and skip, applies GELU and
+ * reorders it into G (2 rows dy, 2W pixels, Cout) = output rows 2i, 2i+1;
+ * a second GEMM contracts G with the prompt's hyper vectors straight into
+ * the two mask rows (which are adjacent: one (nm, 4W) block, row stride
+ * 4HW). T and G (16 W Cout floats: 64 KB at the decoder's 128x32) stay in
+ * the thread's cache, so the (n,2H,2W,Cout) map never exists. */
+typedef struct up2_job {
+    float       *masks;
+    const float *x, *wp, *b, *skip, *hyper;
+    int64_t      H, W, Cin, Cout, nm;
+    cpu_ctx_t   *ctx;
+} up2_job_t;
+
+static void up2_task(void *arg, int64_t begin, int64_t end, int tid) {
+    const up2_job_t *J = arg;
+    const int64_t H = J->H, W = J->W, Cin = J->Cin, Co = J->Cout, nm = J->nm, C4 = 4 * Co;
+    const int64_t Cv = Co / VW * VW;
+    float *T = cpu_scratch_get(&J->ctx->scratch[tid], (size_t)2 * W * C4 * sizeof(float));
+    float *G = T + W * C4;
+    for (int64_t it = begin; it < end; it++) {   /* it = p*H + i */
+        int64_t p = it / H, i = it % H;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)W, (int)C4, (int)Cin, 1.0f,
+                    J->x + it * W * Cin, (int)Cin, J->wp, (int)C4, 0.0f, T, (int)C4);
+        for (int64_t dy = 0; dy < 2; dy++)
+            for (int64_t X = 0; X < 2 * W; X++) {
+                const float *t = T + (X / 2) * C4 + (dy * 2 + X % 2) * Co;
+                const float *sk = J->skip ? J->skip + ((2 * i + dy) * 2 * W + X) * Co : NULL;
+                float *g = G + (dy * 2 * W + X) * Co;
+                int64_t c = 0;
+                for (; c < Cv; c += VW) {
+                    vf v = v_load(t + c) + v_load(J->b + c);
+                    if (sk) v += v_load(sk + c);
+                    v_store(g + c, v_gelu(v));
+                }
+                if (c < Co) {   /* the tail through the same formula */
+                    float u[VW] = {0};
+                    for (int64_t k = c; k < Co; k++) u[k - c] = t[k] + J->b[k] + (sk ? sk[k] : 0.0f);
+                    vf v = v_gelu(v_load(u));
+                    for (int64_t k = c; k < Co; k++) g[k] = v[k - c];
+                }
+            }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nm, (int)(4 * W), (int)Co, 1.0f,
+                    J->hyper + p * nm * Co, (int)Co, G, (int)Co, 0.0f,
+                    J->masks + (p * nm * 2 * H + 2 * i) * 2 * W, (int)(4 * H * W));
+    }
+}
+
+static void cpu_upscale2_masks(backend_t *be, float *masks, const float *x, const float *w,
+                               const float *b, const float *skip, const float *hyper,
+                               int64_t n, int64_t H, int64_t W, int64_t Cin, int64_t Cout,
+                               int64_t nm) {
+    // masks is (n,nm,2H,2W); x is (n,H,W,Cin); w is (Cin,Cout,2,2); b is (Cout);
+    // skip is (2H,2W,Cout) or NULL; hyper is (n,nm,Cout)
+    CHECK(n >= 0 && H >= 0 && W >= 0 && Cin > 0 && Cout > 0 && nm > 0 && b);
+    if (n == 0 || H == 0 || W == 0) return;
+    cpu_ctx_t *c = cpu_ctx(be);
+    /* wp (Cin, [dy][dx][Cout]): one GEMM per input row gives all four taps */
+    float *wp = cpu_scratch_get(&c->shared, (size_t)4 * Cin * Cout * sizeof(float));
+    for (int64_t ci = 0; ci < Cin; ci++)
+        for (int k = 0; k < 4; k++)
+            for (int64_t co = 0; co < Cout; co++)
+                wp[(ci * 4 + k) * Cout + co] = w[(ci * Cout + co) * 4 + k];
+    up2_job_t J = {.masks = masks, .x = x, .wp = wp, .b = b, .skip = skip, .hyper = hyper,
+                   .H = H, .W = W, .Cin = Cin, .Cout = Cout, .nm = nm, .ctx = c};
+    int64_t flops_item = 8 * W * Cout * (Cin + nm + 8) + 1;
+    cpu_parallel_for(c, n * H, (int64_t)(2e6 / (double)flops_item) + 1, up2_task, &J);
+}
+
 /* the data-movement ops share one job shape: items are output rows */
 typedef struct move_job {
     float       *y;
@@ -1050,6 +1158,7 @@ backend_t *backend_cpu_create(int n_threads) {
         .attention_probs = cpu_attention_probs,
         .lowrank_rstd = cpu_lowrank_rstd,
         .row_affine = cpu_row_affine,
+        .upscale2_masks = cpu_upscale2_masks,
     };
     return be;
 }

@@ -1115,9 +1115,6 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     if (!lr) add_bcast(be, up1, up1, d->fs1, n, (size_t)4 * HW * C4);
     be->layer_norm(be, up1, up1, d->ln1_w, d->ln1_b, 4 * R, C4, LN2D_EPS);
     be->gelu(be, up1, up1, 4 * R * C4);
-    be->conv_transpose2x2(be, up2, up1, d->dc2_w, d->dc2_b, n, 2 * hf, 2 * hf, C4, C8);
-    add_bcast(be, up2, up2, d->fs0, n, (size_t)L4 * C8);
-    be->gelu(be, up2, up2, 16 * R * C8);
 
     /* hypernetwork MLPs on the mask tokens that are wanted, then masks */
     const int first = p->multimask ? 1 : 0, k = DEC_MASKS - first;
@@ -1131,7 +1128,15 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
         be->linear(be, d->HYP + (i - first) * C8, k * C8, h2, C, d->hyp_w[i][2],
                    d->hyp_b[i][2], n, C, C8);
     }
-    be->bmm(be, d->MASKS, d->HYP, up2, n, k, C8, L4, 1);
+    if (be->upscale2_masks) {   /* the (n,4hf,4hf,C8) map is never stored */
+        be->upscale2_masks(be, d->MASKS, up1, d->dc2_w, d->dc2_b, d->fs0, d->HYP, n, 2 * hf,
+                           2 * hf, C4, C8, k);
+    } else {
+        be->conv_transpose2x2(be, up2, up1, d->dc2_w, d->dc2_b, n, 2 * hf, 2 * hf, C4, C8);
+        add_bcast(be, up2, up2, d->fs0, n, (size_t)L4 * C8);
+        be->gelu(be, up2, up2, 16 * R * C8);
+        be->bmm(be, d->MASKS, d->HYP, up2, n, k, C8, L4, 1);
+    }
 
     /* IoU head on token 1 */
     const int precision = be->precision;   /* float32 whatever the backend's: the */

@@ -352,3 +352,32 @@ void ops_ref_row_affine(float *y, int64_t ldy, const float *x, int64_t ldx, cons
                 y[(b * M + i) * ldy + c] = (float)v;
             }
 }
+
+void ops_ref_upscale2_masks(float *masks, const float *x, const float *w, const float *b,
+                            const float *skip, const float *hyper, int64_t n, int64_t H,
+                            int64_t W, int64_t Cin, int64_t Cout, int64_t nm) {
+    // masks is (n,nm,2H,2W); x is (n,H,W,Cin); w is (Cin,Cout,2,2); b is (Cout);
+    // skip is (2H,2W,Cout) or NULL; hyper is (n,nm,Cout)
+    double *g = malloc((size_t)(Cout > 0 ? Cout : 1) * sizeof *g);   // one pixel's channels
+    CHECK(g);
+    for (int64_t p = 0; p < n; p++)
+        for (int64_t Y = 0; Y < 2 * H; Y++)
+            for (int64_t X = 0; X < 2 * W; X++) {
+                const float *xp = x + ((p * H + Y / 2) * W + X / 2) * Cin;
+                for (int64_t c = 0; c < Cout; c++) {
+                    double t = (double)b[c] + (skip ? skip[(Y * 2 * W + X) * Cout + c] : 0.0);
+                    for (int64_t ci = 0; ci < Cin; ci++)
+                        t += op(xp[ci]) * op(w[((ci * Cout + c) * 2 + Y % 2) * 2 + X % 2]);
+                    g[c] = 0.5 * t * (1.0 + erf(t / sqrt(2.0)));
+                }
+                // the mask product stays float32 in bf16 mode too: the fused
+                // kernels round only the transposed conv's operands
+                for (int64_t m = 0; m < nm; m++) {
+                    double acc = 0.0;
+                    for (int64_t c = 0; c < Cout; c++)
+                        acc += (double)hyper[(p * nm + m) * Cout + c] * (double)(float)g[c];
+                    masks[((p * nm + m) * 2 * H + Y) * 2 * W + X] = (float)acc;
+                }
+            }
+    free(g);
+}

@@ -77,6 +77,7 @@ static const op_bound_t BOUNDS[] = {
     {"nchw_to_nhwc", 0, 0, 0, 0},                       {"resize_bilinear", 1e-6, 1e-5, 1e-5, 1e-5},
     {"attention_probs", 1e-5, 2e-2, 2e-2, BF16_ATT},    {"lowrank_rstd", 1e-6, 1e-5, 1e-5, 1e-5},
     {"row_affine", 1e-6, 1e-6, 1e-6, 1e-6},
+    {"upscale2_masks", 1e-5, 1e-4, 2e-2, BF16_GEMM},
 };
 
 /* bf16_run: 1 while test_backend_ops runs a backend in BACKEND_BF16 with
@@ -463,6 +464,43 @@ static void case_conv2d(backend_t *be, int64_t B, int64_t H, int64_t W, int64_t 
     be->free(be, dx), be->free(be, dw), be->free(be, db), be->free(be, dy);
 }
 
+/* upscale2_masks (optional op): masks (n,nm,2H,2W) against the reference;
+ * the mask buffer starts as garbage so every output must be written */
+static void case_upscale2_masks(backend_t *be, int64_t n, int64_t H, int64_t W, int64_t Cin,
+                                int64_t Cout, int64_t nm, int skip) {
+    if (!be->upscale2_masks) {
+        printf("skip - %s upscale2_masks (not implemented)\n", be->name);
+        return;
+    }
+    size_t nx = n * H * W * Cin, nw = Cin * Cout * 4, ns = 4 * H * W * Cout, nh = n * nm * Cout;
+    size_t ny = n * nm * 4 * H * W;
+    /* conv inputs of unit scale so GELU sees both signs and its curved part */
+    float *x = host_rand(nx, 1), *w = host_rand(nw, 2.0f / sqrtf((float)Cin));
+    float *b = host_rand(Cout, 0.5f), *sk = host_rand(ns, 1), *hy = host_rand(nh, 1);
+    float *ref = host_fill(ny, 0);
+    ops_ref_upscale2_masks(ref, x, w, b, skip ? sk : NULL, hy, n, H, W, Cin, Cout, nm);
+    float *dx = dev_from(be, x, nx), *dw = dev_from(be, w, nw), *db = dev_from(be, b, Cout);
+    float *ds = dev_from(be, sk, ns), *dh = dev_from(be, hy, nh);
+    float *junk = host_fill(ny, NAN), *dm = dev_from(be, junk, ny);
+    be->upscale2_masks(be, dm, dx, dw, db, skip ? ds : NULL, dh, n, H, W, Cin, Cout, nm);
+    float *out = host_from(be, dm, ny);
+    char shape[160];
+    snprintf(shape, sizeof shape, "n=%lld H=%lld W=%lld Cin=%lld Cout=%lld nm=%lld skip=%d",
+             (long long)n, (long long)H, (long long)W, (long long)Cin, (long long)Cout,
+             (long long)nm, skip);
+    float *exact = NULL;
+    if (bf16_run) {   // the op falls back to float32 on shapes its bf16 kernel lacks
+        exact = host_fill(ny, 0);
+        ops_ref_set_bf16(0);
+        ops_ref_upscale2_masks(exact, x, w, b, skip ? sk : NULL, hy, n, H, W, Cin, Cout, nm);
+        ops_ref_set_bf16(1);
+    }
+    check_close_either(be, "upscale2_masks", shape, out, ref, exact, ny);
+    free(x), free(w), free(b), free(sk), free(hy), free(ref), free(junk), free(out), free(exact);
+    be->free(be, dx), be->free(be, dw), be->free(be, db), be->free(be, ds), be->free(be, dh);
+    be->free(be, dm);
+}
+
 static void case_convt(backend_t *be, int64_t B, int64_t H, int64_t W, int64_t Cin,
                        int64_t Cout, int bias) {
     size_t nx = B * H * W * Cin, nw = Cin * Cout * 4, ny = B * 4 * H * W * Cout;
@@ -692,6 +730,40 @@ static void test_backend_ops(backend_t *be) {
     case_resize(be, 1, 1, 1, 3, 3);
     case_resize(be, 2, 64, 64, 375, 500);
     case_resize(be, 1, 256, 256, 1024, 1024);
+    // upscale2_masks: odd sizes, Cout not a multiple of 4, nm 1/3/4, skip or not,
+    // more items than threads, and the decoder's own shape (64 -> 32 channels)
+    case_upscale2_masks(be, 1, 1, 1, 1, 1, 1, 1);
+    case_upscale2_masks(be, 2, 3, 5, 7, 6, 3, 1);
+    case_upscale2_masks(be, 3, 5, 3, 9, 13, 4, 0);
+    case_upscale2_masks(be, 1, 7, 9, 16, 8, 3, 0);
+    case_upscale2_masks(be, 5, 4, 6, 33, 5, 4, 1);
+    case_upscale2_masks(be, 2, 16, 16, 64, 32, 3, 1);
+    case_upscale2_masks(be, 1, 32, 32, 64, 32, 4, 1);
+}
+
+/* ---- subnormals ----
+ * The CPU backend runs its ops with subnormals flushed (see backend_cpu.c:
+ * Intel cores take a microcode assist per subnormal GEMM operand). Check
+ * that it does, on the caller thread and on a pool thread, and that the
+ * caller's own floating-point mode is back afterwards. */
+static void test_cpu_subnormals(void) {
+    volatile float tiny = 1e-39f;   /* subnormal: below FLT_MIN */
+    const int64_t n = 4096;         /* big enough to be split over the pool */
+    backend_t *be = backend_cpu_create(2);
+    float *x = host_fill(n, tiny), *y = host_fill(n, 0), *one = host_fill(n, 1.0f);
+    be->add(be, y, x, x, n);        /* 2e-39 without flushing */
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) kept += y[i] != 0.0f;
+    TEST_CHECK(kept == 0, "cpu ops flush subnormals", "%lld of %lld sums stayed subnormal",
+               (long long)kept, (long long)n);
+    be->scale_add(be, y, one, 1e-20f, 0.0f, n);   /* a normal result is unaffected */
+    TEST_CHECK(y[0] == 1e-20f && y[n - 1] == 1e-20f, "cpu flush keeps normal values", "%g %g",
+               y[0], y[n - 1]);
+    float caller = tiny * 1.0f;
+    TEST_CHECK(caller != 0.0f, "cpu ops restore the caller's floating-point mode",
+               "subnormals flushed outside the backend");
+    free(x), free(y), free(one);
+    be->destroy(be);
 }
 
 /* ---- arena ---- */
@@ -910,6 +982,7 @@ int main(void) {
     test_bf16_reference();
     test_model_dh_max();
     test_backend_create();
+    test_cpu_subnormals();
 
     backend_t *cpu = backend_cpu_create(3);
     TEST_CHECK(cpu->precision == BACKEND_FP32, "cpu is created in fp32 (its only precision)",
@@ -922,6 +995,7 @@ int main(void) {
     case_linear(one, 130, 96, 288, 100, 300, 1);
     case_attention(one, 2, 64, 64, 2, 32, 1, 0, 1);
     case_conv2d(one, 1, 32, 32, 3, 8, 7, 7, 4, 3, 1);
+    case_upscale2_masks(one, 2, 3, 5, 7, 6, 3, 1);
     one->destroy(one);
 
     backend_t *many = backend_cpu_create(1000);   // capped at 64 pool threads
