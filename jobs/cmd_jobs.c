@@ -809,10 +809,15 @@ static int status_report(store_t *s, FILE *f, err_t *err) {
                 (long long)sqlite3_column_int64(st, 2), (long long)sqlite3_column_int64(st, 3),
                 sec, ips);
         int64_t left = c[0] + c[1];
-        if (ips > 0 && left > 0) {
-            int64_t s2 = (int64_t)(left / ips);
+        /* seconds come from the database's times: a clock far off (or an
+         * edited runs row) can make the ETA too large for an integer */
+        double eta = ips > 0 && left > 0 ? left / ips : -1;
+        if (eta >= 0 && eta < 1e5 * 3600) {
+            int64_t s2 = (int64_t)eta;
             fprintf(f, ", ETA %lld:%02lld:%02lld for %lld left", (long long)(s2 / 3600),
                     (long long)(s2 / 60 % 60), (long long)(s2 % 60), (long long)left);
+        } else if (eta >= 0) {
+            fprintf(f, ", ETA over 100000 h for %lld left", (long long)left);
         }
         fprintf(f, "\n");
         int64_t run = sqlite3_column_int64(st, 0);

@@ -46,12 +46,16 @@ typedef struct engine_batch {
     amg_t      *g;
     amg_params  p;            /* p.points_per_batch: the batch now */
     int         fault_max;    /* SAM2AMG_FAULT_BATCH_MAX (tests), 0 = off */
+    int         threads;      /* amg_set_threads of every generator made, 0 = its default */
     int         verbose;
     char        device[32];
 } engine_batch;
 
 static int engine_batch_init(engine_batch *b, const jobs_config *cfg, const char *device, int ppb, int S,
                       err_t *err) {
+    int threads = b->threads;   /* set by the caller before, or 0 */
+    memset(b, 0, sizeof *b);
+    b->threads = threads;
     b->p = cfg->params;
     b->p.points_per_batch = ppb;
     b->verbose = cfg->verbose;
@@ -80,10 +84,19 @@ static int engine_batch_generate(engine_batch *b, const amg_model *am, const ima
         if (b->verbose)
             fprintf(stderr, "sam2amg run: %s: %s; points_per_batch %d -> %d, retrying the "
                     "image\n", b->device, err->msg, b->p.points_per_batch, half);
+        /* the new generator before the old one goes: if it cannot be made,
+         * this worker keeps a usable one (never NULL) for its next image */
+        amg_params hp = b->p;
+        hp.points_per_batch = half;
+        amg_t *ng = NULL;
+        if ((rc = amg_create(&ng, &hp, am->S, err)) ||
+            (b->threads > 0 && (rc = amg_set_threads(ng, b->threads, err)))) {
+            amg_free(ng);
+            return rc;
+        }
         amg_free(b->g);
-        b->g = NULL;
-        b->p.points_per_batch = half;
-        if ((rc = amg_create(&b->g, &b->p, am->S, err))) return rc;
+        b->g = ng;
+        b->p = hp;
     }
 }
 
@@ -194,9 +207,10 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
     sized[dev]++;
     pthread_mutex_unlock(&sizing_mu[dev % JOBS_MAX_DEVICES]);
     if (!rc && note[0] && !cfg->quiet) fprintf(stderr, "sam2amg run: %s\n", note);
+    e->b.threads = cfg->threads > 0 ? cfg->threads : cpu_count();   /* kept for remakes */
     if (rc || (rc = amg_model_wrap(&e->wrap, e->m, ppb, err)) ||
         (rc = engine_batch_init(&e->b, cfg, device, ppb, e->wrap.S, err)) ||
-        (rc = amg_set_threads(e->b.g, cfg->threads > 0 ? cfg->threads : cpu_count(), err))) {
+        (rc = amg_set_threads(e->b.g, e->b.threads, err))) {
         sam2_destroy(e);
         return rc;
     }

@@ -624,6 +624,7 @@ static void cuda_attention_op(backend_t *be, float *o, const float *q, int64_t l
                               int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
                               float scale) {
     cuda_ctx_t *c = cuda_enter(be);
+    cuda_written(c, o);   // as every op's output: never a stale bf16 weight copy
     const int64_t sf = (int64_t)(CUDA_SCRATCH_BYTES / sizeof(float));
     if (be->precision == BACKEND_BF16 && cuda_flash_attn_supported(dh))   // tensor cores
         cuda_flash_attn(c->stream, o, q, ldq, k, ldk, v, ldv, B, Lq, Lk, nh, dh, scale,
@@ -641,6 +642,7 @@ static void cuda_upscale2_masks_op(backend_t *be, float *masks, const float *x, 
                                    int64_t n, int64_t H, int64_t W, int64_t Cin, int64_t Cout,
                                    int64_t nm) {
     cuda_ctx_t *c = cuda_enter(be);
+    cuda_written(c, masks);
     cuda_upscale2_masks(c->stream, masks, x, w, b, skip, hyper, n, H, W, Cin, Cout, nm,
                         be->precision == BACKEND_BF16);
     cuda_leave(c);

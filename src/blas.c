@@ -43,7 +43,7 @@
 #define BLAS_REEXEC_ENV "SAM2AMG_BLAS_REEXEC"
 #define BLAS_SAFE_CORE  "Prescott"
 
-static char blas_line[256] = "blas: not initialized";
+static char blas_line[512] = "blas: not initialized";   /* holds every part whole */
 
 void blas_cpu_detect(blas_cpu *f) {
     memset(f, 0, sizeof *f);

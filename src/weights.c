@@ -353,7 +353,9 @@ static struct sigaction sigbus_old;   /* the handler before ours */
 static void weights_sigbus(int sig, siginfo_t *si, void *uc) {
     (void)uc;
     uintptr_t a = (uintptr_t)si->si_addr;
-    for (int i = 0; i < WEIGHTS_MAX_MAPS; i++) {
+    /* si_addr is only a faulting address when the kernel raised it for an
+     * access (si_code > 0); kill -BUS, sigqueue and tgkill carry a pid there */
+    for (int i = 0; i < WEIGHTS_MAX_MAPS && si->si_code > 0; i++) {
         uintptr_t b = __atomic_load_n(&sigbus_maps[i].begin, __ATOMIC_ACQUIRE);
         if (b && a >= b && a < sigbus_maps[i].end) {
             ssize_t r = write(2, sigbus_maps[i].msg, (size_t)sigbus_maps[i].len);
@@ -362,8 +364,11 @@ static void weights_sigbus(int sig, siginfo_t *si, void *uc) {
         }
     }
     /* not one of ours: the previous handler (default action, or a
-     * sanitizer's) gets it when the access repeats */
+     * sanitizer's) gets it when the access repeats; a sent signal does
+     * not repeat, so it is sent again (delivered once this handler
+     * returns and unblocks it), else it would be lost */
     sigaction(sig, &sigbus_old, NULL);
+    if (si->si_code <= 0) raise(sig);
 }
 
 /* sigbus_register: slot of [p, p+n) for path, or -1 (no slot: unguarded) */

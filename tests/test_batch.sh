@@ -56,6 +56,32 @@ check "control: no fault, no halving in -v" bash -c "[ $? -eq 0 ] && ! grep -q '
 check "status: the last run's stages per image and its 2 workers' busy share" bash -c "$BIN status '$T/ctl.db' |
     grep -qE '^stages per image: load [0-9.]+ s \(decode pool\), generate [0-9.]+ s \(worker\); 2 workers \(cpu,cpu\) busy [0-9]+%$'"
 
+# ---- a halved generator keeps the worker's --threads ----
+# The generator remade with half the batch must get the worker's threads
+# again (it once fell back to one: the post-processing pool's threads
+# vanished after the first out of memory). Counted in /proc while the last
+# images pause (SAM2AMG_TEST_PAUSE_IMAGE), against a run without the fault.
+threads_at_end() {   # db, env... : the process's own threads (not libvips' pool, which
+                     # varies), the least of its last 3 samples
+    local db=$1; shift
+    env SAM2AMG_TEST_PAUSE_IMAGE=1 "$@" "$BIN" run "$db" --manifest "$T/thr" \
+        --model tests/fixtures/micro/weights.safetensors --config micro --points-per-side 8 \
+        --points-per-batch 64 --threads 3 --quiet &
+    local pid=$! s=()
+    while kill -0 $pid 2>/dev/null; do
+        s+=("$(cat /proc/$pid/task/*/comm 2>/dev/null | grep -c '^sam2amg$')")
+        sleep 0.2
+    done
+    wait $pid || { echo "exit $?"; return; }
+    printf '%s\n' "${s[@]}" | grep -v '^0$' | tail -n 4 | head -n 3 | sort -n | head -n 1
+}
+mkdir -p "$T/thr"
+for i in 1 2 3 4; do cp tests/fixtures/micro/image.png "$T/thr/m$i.png"; done
+t_ctl=$(threads_at_end "$T/thr-ctl.db")
+t_oom=$(threads_at_end "$T/thr-oom.db" SAM2AMG_FAULT_BATCH_MAX=16)
+check "after halving 64 -> 16 the worker still has its --threads 3 (threads: $t_oom, no fault: $t_ctl)" \
+    bash -c "[ -n '$t_ctl' ] && [ '$t_oom' = '$t_ctl' ]"
+
 # ---- --points-per-batch auto on the CPU ----
 "$BIN" run "$T/auto.db" --manifest "$T/img" --model test: --points-per-side 12 --points-per-batch auto --quiet
 check "run --points-per-batch auto on the CPU: exit 0" test $? -eq 0

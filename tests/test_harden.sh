@@ -271,5 +271,19 @@ for c in c1:pred_iou_thresh c2:stages; do
         "[ $rc -eq 2 ] && [ \$(wc -l < '$T/cfg.err') -eq 1 ] && grep -q '\"${c#*:}\": .* is out of range' '$T/cfg.err'"
 done
 
+# status: a run whose times give an ETA beyond any integer (a clock far
+# off, an edited runs row) says so, instead of a garbage negative ETA
+mkdir -p "$T/eta/img"
+cp tests/fixtures/micro/image.png "$T/eta/img/a.png"; cp tests/fixtures/micro/image.png "$T/eta/img/b.png"
+"$BIN" run "$T/eta/x.db" --manifest "$T/eta/img" --model test: --points-per-side 4 --quiet
+python3 -c 'import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("update runs set started_at = -1e300")
+c.execute("update images set status = '"'pending'"', run_id = NULL where id = (select max(id) from images)")
+c.commit()' "$T/eta/x.db"
+"$BIN" status "$T/eta/x.db" >"$T/eta/out" 2>&1
+check "status: an ETA too large for an integer is 'over 100000 h'" \
+    bash -c "grep -q 'ETA over 100000 h for 1 left' '$T/eta/out' && ! grep -q 'ETA -' '$T/eta/out'"
+
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]
