@@ -422,7 +422,8 @@ int cmd_run(int argc, char **argv) {
                 return cli_usage_error(cmd, "%s; to run on the CPU: --devices cpu", e.msg);
         }
     }
-    if (cfg.params.points_per_batch == -1) {
+    int ppb_default = cfg.params.points_per_batch == -1;   /* neither flag nor config gave it */
+    if (ppb_default) {
         int gpu = 0;
         for (int i = 0; i < cfg.n_devices; i++) gpu |= !strncmp(cfg.devices[i], "cuda", 4);
         cfg.params.points_per_batch = gpu ? AMG_POINTS_PER_BATCH_AUTO : BATCH_CPU_AUTO;
@@ -540,6 +541,19 @@ int cmd_run(int argc, char **argv) {
             fprintf(stderr, "sam2amg run: %s: runs.params: %s\n", db, err.msg);
             goto out;
         }
+    }
+    /* points_per_batch not given: the database's last run's, as precision
+     * below. It is part of runs.params, and its default depends on the
+     * devices (auto on CUDA, 64 on the CPU), so a GPU run resumed on a cpu
+     * device with the same command, or the reverse, would otherwise be
+     * refused as a parameter change, though the batch does not change the
+     * records (OOM halving relies on that too). */
+    if (ppb_default && have_last) {
+        amg_params lp;
+        err_t e = {{0}};
+        amg_params_default(&lp);
+        if (!amg_params_from_json(&lp, params_amg(last.params, pbuf), &e))
+            cfg.params.points_per_batch = lp.points_per_batch;
     }
     /* precision: the flag, else the database's last run's, else the devices' */
     if (precision < 0)

@@ -116,6 +116,10 @@ static int set_key(amg_params *p, const char *key, double v, int is_bool, int is
         if (keys[i].is_int) {
             if (v != floor(v) || fabs(v) > 1e9)
                 return err_set(err, ERR_INVALID, "amg.%s: %g is not an integer", key, v);
+            /* 0 is AMG_POINTS_PER_BATCH_AUTO inside: a config says "auto" */
+            if (!strcmp(key, "points_per_batch") && v < 1)
+                return err_set(err, ERR_INVALID, "amg.points_per_batch: %g is below 1 "
+                               "(a number of prompts, or \"auto\")", v);
             *(int *)at = (int)v;
         } else {
             if (is_bool) return err_set(err, ERR_INVALID, "amg.%s: expected a number", key);

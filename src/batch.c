@@ -48,10 +48,10 @@ int batch_parse_limit(const char *s, batch_limit *out, err_t *err) {
         end++;
         if (!strcmp(end, "iB") || !strcmp(end, "B")) end += strlen(end);
     }
-    if (errno || shift < 0 || *end)
+    if ((errno && errno != ERANGE) || shift < 0 || *end)
         return err_set(err, ERR_INVALID, "--gpu-memory-limit '%s': expected BYTES (8G, 512M, "
                        "a number) or a FRACTION (0.5)", s);
-    if (v > (unsigned long long)(INT64_MAX >> shift))
+    if (errno == ERANGE || v > (unsigned long long)(INT64_MAX >> shift))
         return err_set(err, ERR_INVALID, "--gpu-memory-limit '%s': too large", s);
     int64_t bytes = (int64_t)v << shift;
     if (bytes < ((int64_t)1 << 20))

@@ -100,7 +100,9 @@ int cmd_dump(int argc, char **argv) {
             return rc == ERR_INVALID ? EXIT_USAGE : EXIT_DATA;
         }
         if (!pps_flag) pps = p.points_per_side;
-        if (!ppb_flag) ppb = p.points_per_batch;
+        /* "auto" sizes generate's and run's batches to a GPU; dump
+         * decodes one batch of the grid and keeps its default */
+        if (!ppb_flag && p.points_per_batch != AMG_POINTS_PER_BATCH_AUTO) ppb = p.points_per_batch;
         if (pps < 1 || pps > 1024)
             return cli_usage_error(cmd, "%s: amg.points_per_side %lld: dump needs 1..1024 "
                                    "(give --points-per-side)", mf.config, (long long)pps);

@@ -175,7 +175,7 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         int rc = cli_load_config(cmd, &mf, &cfg, &gs->amg_json);
         if (rc) return rc;
         if (gs->amg_json && (rc = amg_params_from_json(&p, gs->amg_json, &err))) {
-            fprintf(stderr, "sam2amg generate: %s\n", err.msg);
+            fprintf(stderr, "sam2amg generate: %s: %s\n", mf.config, err.msg);
             return rc == ERR_INVALID ? EXIT_USAGE : EXIT_DATA;
         }
     } else {

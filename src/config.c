@@ -191,6 +191,8 @@ int sam2_config_load(const char *name_or_path, sam2_config *cfg, char **amg_json
     else
         rc = config_from_json(m, name_or_path, cfg, err);
     const json_t *a = json_get(root, "amg");
+    if (!rc && a && json_type(a) != JSON_OBJ)   /* not silently ignored */
+        rc = err_set(err, ERR_INVALID, "%s: \"amg\" is not a JSON object", name_or_path);
     if (!rc && amg_json && json_type(a) == JSON_OBJ) {
         char *text = NULL;
         size_t len = 0;

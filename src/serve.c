@@ -158,6 +158,25 @@ static void sb_json_str(sbuf *b, const char *s) {
     }
     sb_put(b, "\"", 1);
 }
+/* path_shown: images.path as the pages show it (malloc'd, NULL for NULL or
+ * out of memory, then b->oom): the stored text with each escaped backslash
+ * ("\\", store.h) one again, so that a\b.png is not shown as a\\b.png;
+ * a byte that is not UTF-8 stays "\xHH", readable and valid UTF-8. */
+static char *path_shown(sbuf *b, const char *s) {
+    if (!s) return NULL;
+    char *o = malloc(strlen(s) + 1);
+    if (!o) {
+        b->oom = 1;
+        return NULL;
+    }
+    size_t j = 0;
+    for (; *s; s++) {
+        o[j++] = *s;
+        if (s[0] == '\\' && s[1] == '\\') s++;
+    }
+    o[j] = 0;
+    return o;
+}
 /* a JSON number of a nullable REAL column (NULL, NaN, Inf: null) */
 static void sb_json_num(sbuf *b, sqlite3_stmt *st, int col) {
     double v = sqlite3_column_double(st, col);
@@ -825,7 +844,7 @@ static int page_grid(serve_t *sv, store_t *s, const args *a, serve_resp *r) {
         sqlite3_reset(st);
         sqlite3_bind_int64(st, 1, m->id);
         if (sqlite3_step(st) != SQLITE_ROW) continue;   /* gone since the index read */
-        const char *path = (const char *)sqlite3_column_text(st, 0);
+        char *path = path_shown(&b, (const char *)sqlite3_column_text(st, 0));
         const char *base = path ? strrchr(path, '/') : NULL;
         base = base ? base + 1 : path;
         const char *stname = m->status >= 0 ? status_names[m->status] : "?";
@@ -839,6 +858,7 @@ static int page_grid(serve_t *sv, store_t *s, const args *a, serve_resp *r) {
         sb_html(&b, path);
         sb_str(&b, "\">");
         sb_html(&b, base);
+        free(path);
         sb_str(&b, "</div><div class=\"stats\">");
         double mi = mean_iou(m);
         if (m->status == IMAGE_STATUS_DONE) {
@@ -962,7 +982,9 @@ static int api_image(store_t *s, int64_t id, const args *a, serve_resp *r) {
     }
     sbuf b = {0};
     sb_printf(&b, "{\"id\":%lld,\"path\":", (long long)id);
-    sb_json_str(&b, (const char *)sqlite3_column_text(st, 0));
+    char *shown = path_shown(&b, (const char *)sqlite3_column_text(st, 0));
+    sb_json_str(&b, shown);
+    free(shown);
     sb_str(&b, ",\"status\":");
     sb_json_str(&b, (const char *)sqlite3_column_text(st, 1));
     sb_str(&b, ",\"error\":");

@@ -888,10 +888,31 @@ int store_put_failure(store_t *s, int64_t run_id, int64_t image_id, const char *
     int fail = permanent || attempts >= max_attempts;
     sqlite3_stmt *st = stmt(s, fail ? ST_FAIL : ST_RETRY, err, &r);
     if (!st) return r;
+    /* images.error is TEXT: a reason quoting a name that is not UTF-8
+     * (the loader's "caf\xe9.png: No such file") has each such byte as
+     * \xHH, as images.path, so that status, serve's JSON and sql get
+     * valid UTF-8; a longer reason is cut (it is a message) */
+    char text[4 * 1024 + 1];
+    const unsigned char *rp = (const unsigned char *)reason;
+    size_t rn = reason ? strlen(reason) : 0, o = 0;
+    for (size_t i = 0; i < rn && o + 5 < sizeof text;) {
+        size_t len = rp[i] ? utf8_len(rp + i, rn - i) : 0;
+        if (len == 0) {
+            o += (size_t)snprintf(text + o, sizeof text - o, "\\x%02x", rp[i]);
+            i++;
+        } else {
+            if (o + len >= sizeof text) break;
+            memcpy(text + o, rp + i, len);
+            o += len;
+            i += len;
+        }
+    }
+    text[o] = 0;
     sqlite3_bind_int64(st, 1, image_id);
     sqlite3_bind_int64(st, 2, run_id);
     sqlite3_bind_text(st, 3, owner, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
+    if (reason) sqlite3_bind_text(st, 4, text, -1, SQLITE_TRANSIENT);
+    else sqlite3_bind_null(st, 4);
     if (fail) sqlite3_bind_double(st, 5, now_s());
     sqlite3_bind_int(st, 6, attempts);
     if ((r = step_done(s, st, "recording a failure", err))) return r;

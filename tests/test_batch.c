@@ -110,6 +110,18 @@ static void test_limit(void) {
         TEST_CHECK(rc == ERR_INVALID && strstr(err.msg, "--gpu-memory-limit") &&
                        !strchr(err.msg, '\n'), name, "rc %d: %s", rc, err.msg);
     }
+    /* a number past 64 bits is too large, not "expected BYTES" */
+    static const char *big[] = {"99999999999999999999", "18446744073709551616", "9000000000T",
+                                "99999999999999999999999G"};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        batch_limit l;
+        err_t err = {{0}};
+        int rc = batch_parse_limit(big[i], &l, &err);
+        char name[80];
+        snprintf(name, sizeof name, "--gpu-memory-limit '%s': too large", big[i]);
+        TEST_CHECK(rc == ERR_INVALID && strstr(err.msg, "too large"), name, "rc %d: %s", rc,
+                   err.msg);
+    }
     batch_limit half = {.fraction = 0.5}, eight = {.bytes = 8LL << 30};
     TEST_CHECK(batch_limit_bytes(&half, 1000) == 500 && batch_limit_bytes(&eight, (size_t)4 << 30) ==
                    (size_t)4 << 30 && batch_limit_bytes(NULL, 77) == 77,

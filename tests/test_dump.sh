@@ -118,6 +118,21 @@ expect "config amg.points_per_side -3: usage error" 2 --model "$fx/weights.safet
     --config "$tmp/bad-amg.json" "$fx/image.png" -o "$tmp/x.safetensors"
 grep -q "bad-amg.json" "$tmp/err" && ok "bad amg value: the error names the config file" ||
     notok "bad amg value names the file" "$(cat "$tmp/err")"
+# "amg" that is not an object is refused, not ignored; points_per_batch
+# "auto" (generate's and run's) keeps dump's own default
+"$PY" - "$fx/meta.json" "$tmp/arr-amg.json" "$tmp/auto-amg.json" <<'PYEOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+json.dump({"model": m["model"], "amg": [1, 2]}, open(sys.argv[2], "w"))
+m["amg"]["points_per_batch"] = "auto"
+json.dump(m, open(sys.argv[3], "w"))
+PYEOF
+expect "config \"amg\": [1, 2]: usage error" 2 --model "$fx/weights.safetensors" \
+    --config "$tmp/arr-amg.json" "$fx/image.png" -o "$tmp/x.safetensors"
+grep -q 'arr-amg.json: "amg" is not a JSON object' "$tmp/err" && ok "amg not an object: the error says so" ||
+    notok "amg not an object: the error says so" "$(cat "$tmp/err")"
+expect "config amg.points_per_batch \"auto\": dump runs (exit 0)" 0 --model "$fx/weights.safetensors" \
+    --config "$tmp/auto-amg.json" "$fx/image.png" -o "$tmp/auto.safetensors"
 expect "unknown flag" 2 --bogus
 expect "no --model" 2 tests/fixtures/micro/image.png -o "$tmp/x.safetensors"
 expect "bad --points-per-side" 2 --model tests/fixtures/micro/weights.pt --points-per-side abc \

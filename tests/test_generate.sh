@@ -82,6 +82,21 @@ rc=$?
 check "micro: generate with the model (exit 0)" bash -c "cat $tmp/merr; [ $rc -eq 0 ]"
 check "micro: >= 98% of amg.json records at mask IoU >= 0.99" \
     $cmp --compare $m/amg.json $tmp/micro.json 0.98 0.99
+# a config's "amg" errors on the model path: one line naming the file; an
+# "amg" that is not an object and a points_per_batch of 0 (auto inside) are
+# refused, not ignored
+/usr/bin/python3 - $m/meta.json $tmp <<'PYEOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+for name, amg in (("unknown", {"points_per_sid": 4}), ("array", [1, 2]), ("ppb0", {"points_per_batch": 0})):
+    json.dump({"model": m["model"], "amg": amg}, open(sys.argv[2] + "/amg-" + name + ".json", "w"))
+PYEOF
+for c in unknown array ppb0; do
+    check "config amg-$c.json: exit 2, one line naming the file" bash -c "
+        $bin generate --model $m/weights.safetensors --config $tmp/amg-$c.json --threads 1 \
+            $m/image.png -o $tmp/amg.json 2>$tmp/err; rc=\$?; cat $tmp/err;
+        [ \$rc -eq 2 ] && [ \$(wc -l <$tmp/err) -eq 1 ] && grep -q 'amg-$c.json: ' $tmp/err"
+done
 # regressions on the real model (micro): images whose masks are all
 # filtered out, out-dir creation, images too small for the crop layers,
 # non-finite scores

@@ -253,6 +253,16 @@ check "Python's JSONL of a Latin-1 name holds \\udce9" grep -q 'udce9' "$T/l1.js
 "$BIN" run "$T/l1.db" --manifest "$T/l1.jsonl" 2> "$T/l1.err"
 check "... and as a JSONL manifest it names the same image (nothing new, no bad line)" \
     grep -q '0 new images, 1 already present, 0 bad lines' "$T/l1.err"
+# a failure's reason quoting a name that is not UTF-8 is stored as valid
+# UTF-8 text (the byte as \xHH, as images.path): status, sql and serve's
+# JSON read it (it held the raw byte)
+printf '%s/errutf/caf\xe9.png\n' "$T" > "$T/errutf.txt"
+"$BIN" run "$T/errutf.db" --manifest "$T/errutf.txt" --model test: --quiet 2>/dev/null
+check "a missing Latin-1 name: images.error is valid UTF-8 with the byte as \\xe9" python3 -c '
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1]); c.text_factory = bytes
+(e,) = c.execute("SELECT error FROM images").fetchone()
+e.decode("utf-8"); assert b"caf\\xe9.png: " in e, e' "$T/errutf.db"
 
 # ---- 7. a config number out of range ----
 cfg() {   # the micro config with one replacement

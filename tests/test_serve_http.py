@@ -103,6 +103,8 @@ def make_hostile_db(tmp):
     con.execute(img, (3, "/tmp/left.jpg", "pending", None, None, None, None))
     con.execute(img, (4, '/tmp/<script>alert(1)</script>"onmouseover=alert(2) x=".jpg', "failed",
                       '<img src=x onerror=alert(3)>', 3, 5.0, None))
+    # a\b.jpg as images.path stores it: the backslash escaped (store.h)
+    con.execute(img, (5, "/tmp/back\\\\slash.jpg", "pending", None, None, None, None))
     con.commit()
     con.close()
     return path
@@ -343,6 +345,11 @@ def main():
     rep.check(st == 200 and ct == "application/json" and b"<" not in body and
               json.loads(body)["path"].startswith("/tmp/<script>"),
               "hostile: the image JSON escapes '<' and round-trips", body[:200])
+    st, _, body = get(srv, "/api/image/5")
+    rep.check(st == 200 and json.loads(body)["path"] == "/tmp/back\\slash.jpg" and
+              'back\\slash.jpg"' in html and "back\\\\slash" not in html,
+              "a backslash in a path is shown once (grid, image JSON), not as stored (escaped)",
+              body[:200])
     st, _, _ = get(srv, "/")
     rep.check(st == 200 and srv.p.poll() is None, "hostile: server still up")
 
