@@ -51,39 +51,13 @@
 #include <cuda_bf16.h>
 
 #include "common.cuh"
+#include "mma.cuh"
 
 #define FA_BK        64     /* keys per shared-memory tile */
 #define FA_WARPS     4      /* warps per block for Lq > 16 */
 #define FA_DHMAX     128
 #define FA_SPLIT_MIN 256    /* fewest keys per split */
 #define FA_LOG2E     1.4426950408889634f
-
-/* pack two floats as bf16x2, lo in the low half (the lower column) */
-static __device__ __forceinline__ uint32_t fa_pack(float lo, float hi) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    uint32_t u;
-    memcpy(&u, &h, sizeof u);
-    return u;
-}
-
-/* d (16x8 f32) += a (16x16 bf16, row) . b (16x8 bf16, col) */
-static __device__ __forceinline__ void fa_mma(float d[4], const uint32_t a[4], uint32_t b0,
-                                              uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-/* b0, b1 of P.V for 16 keys x 8 dims: lane l addresses key row l % 16 */
-static __device__ __forceinline__ void fa_ldmatrix_x2_trans(uint32_t &b0, uint32_t &b1,
-                                                           const __nv_bfloat16 *p) {
-    const unsigned addr = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
-                 : "=r"(b0), "=r"(b1)
-                 : "r"(addr));
-}
 
 static __device__ __forceinline__ uint32_t fa_ld32(const __nv_bfloat16 *p) {
     return *reinterpret_cast<const uint32_t *>(p);
@@ -147,8 +121,8 @@ flash_attn_kernel(float *o, const float *q, int64_t ldq, const float *k, int64_t
         const int64_t i = q0 + r;
         const float4 x = fa_load4(q + (b * Lq + (i < Lq ? i : 0)) * ldq + hoff, d, dh, i < Lq, vq);
         uint2 w;
-        w.x = fa_pack(x.x, x.y);
-        w.y = fa_pack(x.z, x.w);
+        w.x = mma_pack_bf16x2(x.x, x.y);
+        w.y = mma_pack_bf16x2(x.z, x.w);
         *reinterpret_cast<uint2 *>(Ks + r * KS + d) = w;   // 8-byte aligned: KS, d % 4 == 0
     }
     __syncthreads();
@@ -181,11 +155,11 @@ flash_attn_kernel(float *o, const float *q, int64_t ldq, const float *k, int64_t
             const float4 kx = fa_load4(k + row * ldk + hoff, d, dh, ok, vq);
             const float4 vx = fa_load4(v + row * ldv + hoff, d, dh, ok, vq);
             uint2 w;
-            w.x = fa_pack(kx.x, kx.y);
-            w.y = fa_pack(kx.z, kx.w);
+            w.x = mma_pack_bf16x2(kx.x, kx.y);
+            w.y = mma_pack_bf16x2(kx.z, kx.w);
             *reinterpret_cast<uint2 *>(Ks + j * KS + d) = w;
-            w.x = fa_pack(vx.x, vx.y);
-            w.y = fa_pack(vx.z, vx.w);
+            w.x = mma_pack_bf16x2(vx.x, vx.y);
+            w.y = mma_pack_bf16x2(vx.z, vx.w);
             *reinterpret_cast<uint2 *>(Vs + j * KS + d) = w;
         }
         __syncthreads();
@@ -199,7 +173,8 @@ flash_attn_kernel(float *o, const float *q, int64_t ldq, const float *k, int64_t
                 const __nv_bfloat16 *kr = Ks + (nt * 8 + g) * KS + 2 * t;
 #pragma unroll
                 for (int kt = 0; kt < KT; kt++)
-                    fa_mma(s[nt], qa[kt], fa_ld32(kr + kt * 16), fa_ld32(kr + kt * 16 + 8));
+                    mma_bf16_16816(s[nt], qa[kt], fa_ld32(kr + kt * 16),
+                                   fa_ld32(kr + kt * 16 + 8));
             }
         }
         // scale, mask the keys past nk, row max over the quad (4 lanes share a row)
@@ -247,17 +222,17 @@ flash_attn_kernel(float *o, const float *q, int64_t ldq, const float *k, int64_t
         for (int kk = 0; kk < FA_BK / 16; kk++) {
             if (kk * 16 < nk) {   // block-uniform; p is 0 past nk
                 uint32_t pa[4];
-                pa[0] = fa_pack(s[2 * kk][0], s[2 * kk][1]);
-                pa[1] = fa_pack(s[2 * kk][2], s[2 * kk][3]);
-                pa[2] = fa_pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-                pa[3] = fa_pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+                pa[0] = mma_pack_bf16x2(s[2 * kk][0], s[2 * kk][1]);
+                pa[1] = mma_pack_bf16x2(s[2 * kk][2], s[2 * kk][3]);
+                pa[2] = mma_pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                pa[3] = mma_pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
                 // 16-byte aligned rows: KS * 2 bytes and dt * 16 bytes
                 const __nv_bfloat16 *vr = Vs + (kk * 16 + (lane & 15)) * KS;
 #pragma unroll
                 for (int dt = 0; dt < DT; dt++) {
                     uint32_t b0, b1;
-                    fa_ldmatrix_x2_trans(b0, b1, vr + dt * 8);
-                    fa_mma(acc[dt], pa, b0, b1);
+                    mma_ldmatrix_x2_trans(b0, b1, vr + dt * 8);
+                    mma_bf16_16816(acc[dt], pa, b0, b1);
                 }
             }
         }

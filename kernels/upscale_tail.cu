@@ -49,6 +49,7 @@
 #include <cuda_bf16.h>
 
 #include "common.cuh"
+#include "mma.cuh"
 
 #define UT_TM    64   /* input pixels per tile (16 per warp) */
 #define UT_WARPS 4
@@ -60,30 +61,6 @@
 
 static __device__ __forceinline__ float ut_gelu(float v) {
     return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-}
-
-static __device__ __forceinline__ uint32_t ut_pack(float lo, float hi) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    uint32_t u;
-    memcpy(&u, &h, sizeof u);
-    return u;
-}
-
-static __device__ __forceinline__ void ut_mma(float d[4], const uint32_t a[4], uint32_t b0,
-                                              uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-static __device__ __forceinline__ void ut_ldmatrix_x2_trans(uint32_t &b0, uint32_t &b1,
-                                                           const __nv_bfloat16 *p) {
-    const unsigned addr = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
-                 : "=r"(b0), "=r"(b1)
-                 : "r"(addr));
 }
 
 // masks (n,nm,2H,2W); x (n,H,W,Cin); w (Cin,UT_COUT,2,2); b (UT_COUT); skip
@@ -113,7 +90,7 @@ upscale2_masks_bf16_kernel(float *masks, const float *x, const float *w, const f
     for (int idx = tid; idx < CIN * UT_N / 2; idx += UT_WARPS * 32) {   // pairs of columns
         const int ci = idx / (UT_N / 2), j = idx % (UT_N / 2) * 2;
         const float2 v = __ldg(reinterpret_cast<const float2 *>(w + (int64_t)ci * UT_N + j));
-        *reinterpret_cast<uint32_t *>(Ws + ci * WS + j) = ut_pack(v.x, v.y);
+        *reinterpret_cast<uint32_t *>(Ws + ci * WS + j) = mma_pack_bf16x2(v.x, v.y);
     }
     if (tid < UT_COUT) Bs[tid] = b[tid];
 
@@ -145,8 +122,8 @@ upscale2_masks_bf16_kernel(float *masks, const float *x, const float *w, const f
                 }
             }
             uint2 u;
-            u.x = ut_pack(v.x, v.y);
-            u.y = ut_pack(v.z, v.w);
+            u.x = mma_pack_bf16x2(v.x, v.y);
+            u.y = mma_pack_bf16x2(v.z, v.w);
             *reinterpret_cast<uint2 *>(Xs + r * XS + c) = u;   // 8-byte aligned
         }
         for (int idx = tid; idx < nm * UT_COUT; idx += UT_WARPS * 32)
@@ -172,8 +149,8 @@ upscale2_masks_bf16_kernel(float *masks, const float *x, const float *w, const f
 #pragma unroll
             for (int kt = 0; kt < KT; kt++) {
                 uint32_t b0, b1;   // rows kt*16 + (lane & 15), 8 columns from nt*8 (16 B aligned)
-                ut_ldmatrix_x2_trans(b0, b1, Ws + (kt * 16 + (lane & 15)) * WS + nt * 8);
-                ut_mma(acc[nt], xa[kt], b0, b1);
+                mma_ldmatrix_x2_trans(b0, b1, Ws + (kt * 16 + (lane & 15)) * WS + nt * 8);
+                mma_bf16_16816(acc[nt], xa[kt], b0, b1);
             }
         }
 

@@ -190,10 +190,10 @@ int cli_load_config(const char *cmd, cli_model_flags *f, sam2_config *cfg, char 
     return rc == ERR_INVALID && f->config ? EXIT_USAGE : EXIT_DATA;
 }
 
-int cli_open_model(const char *cmd, cli_model_flags *f, const sam2_config *cfg, int batch,
-                   backend_t **be, sam2_model **m) {
+/* open_backend: the model file resolved, the device's backend made and set
+ * to the asked precision; an exit status (*be NULL) on failure */
+static int open_backend(const char *cmd, cli_model_flags *f, backend_t **be) {
     err_t err = {{0}};
-    *m = NULL;
     *be = NULL;
     int rc = cli_resolve_model(cmd, f);
     if (rc) return rc;
@@ -206,8 +206,16 @@ int cli_open_model(const char *cmd, cli_model_flags *f, const sam2_config *cfg, 
     if ((rc = cli_set_precision(cmd, *be, f->precision))) {
         (*be)->destroy(*be);
         *be = NULL;
-        return rc;
     }
+    return rc;
+}
+
+int cli_open_model(const char *cmd, cli_model_flags *f, const sam2_config *cfg, int batch,
+                   backend_t **be, sam2_model **m) {
+    err_t err = {{0}};
+    *m = NULL;
+    int rc = open_backend(cmd, f, be);
+    if (rc) return rc;
     if (sam2_model_load(m, cfg, f->ref.path, *be, batch, &err)) {
         fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
         (*be)->destroy(*be); /* *m is NULL after a failed load */
@@ -222,20 +230,8 @@ int cli_open_model_sized(const char *cmd, cli_model_flags *f, const sam2_config 
                          int *ppb, int verbose) {
     err_t err = {{0}};
     *m = NULL;
-    *be = NULL;
-    int rc = cli_resolve_model(cmd, f);
+    int rc = open_backend(cmd, f, be);
     if (rc) return rc;
-    *be = backend_create(f->device, (int)f->threads, &err);
-    if (!*be) {
-        fprintf(stderr, "sam2amg %s: %s%s\n", cmd, err.msg,
-                strncmp(f->device, "cuda", 4) ? "" : "; to run on the CPU: --device cpu");
-        return EXIT_USAGE;
-    }
-    if ((rc = cli_set_precision(cmd, *be, f->precision))) {
-        (*be)->destroy(*be);
-        *be = NULL;
-        return rc;
-    }
     char note[256];
     if (batch_open_model(*be, cfg, f->ref.path, want, cap, limit, 1, 1, m, ppb, note, sizeof note,
                          &err)) {
