@@ -20,8 +20,8 @@
  * of blocks for 132 SMs. When the (query tile, head) blocks are fewer than
  * two per SM and there are at least ATT_SPLIT_MIN keys per split, each block
  * takes one contiguous range of keys and writes its unnormalized partial
- * (running max m, sum l, output acc) to scratch; attention_combine_kernel
- * merges the splits per row: M = max m_s, out = sum acc_s e^(m_s-M) /
+ * (running max m, sum l, output acc) to scratch; attention_merge_splits
+ * (common.cuh) merges the splits per row: M = max m_s, out = sum acc_s e^(m_s-M) /
  * sum l_s e^(m_s-M). Not yet run on a GPU (written without one).
  */
 #include <math.h>
@@ -156,27 +156,6 @@ attention_kernel(float *o, const float *q, int64_t ldq, const float *k, int64_t 
     }
 }
 
-// o (rows, dh) from part (rows, nsplit, dh+2): the splits' partial softmax
-// sums merged; one thread per output element
-static __global__ void attention_combine_kernel(float *o, const float *part, int64_t rows,
-                                                int dh, int nsplit) {
-    KERN_FOR(idx, rows * dh) {
-        const int64_t row = idx / dh;
-        const int d = (int)(idx % dh);
-        const float *p = part + row * nsplit * (int64_t)(dh + 2);
-        float M = -INFINITY;
-        for (int sp = 0; sp < nsplit; sp++) M = fmaxf(M, p[sp * (dh + 2)]);
-        float L = 0.0f, acc = 0.0f;
-        for (int sp = 0; sp < nsplit; sp++) {
-            const float *ps = p + sp * (dh + 2);
-            const float w = expf(ps[0] - M);
-            L += ps[1] * w;
-            acc += ps[2 + d] * w;
-        }
-        o[idx] = acc / L;
-    }
-}
-
 extern "C" void cuda_attention(cudaStream_t s, float *o, const float *q, int64_t ldq,
                                const float *k, int64_t ldk, const float *v, int64_t ldv,
                                int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
@@ -237,7 +216,7 @@ extern "C" void cuda_attention(cudaStream_t s, float *o, const float *q, int64_t
     CUDA_LAUNCH_CHECK();
     if (ns > 1) {
         const int64_t n = B * Lq * nh * dh;
-        attention_combine_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(
+        attention_merge_splits<false><<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(
             o, scratch, B * Lq * nh, idh, ns);
         CUDA_LAUNCH_CHECK();
     }

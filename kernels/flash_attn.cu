@@ -40,7 +40,7 @@
  * Key split (flash-decoding), as in attention.cu: with fewer (query tile,
  * head) blocks than two per SM and at least 2 * FA_SPLIT_MIN keys, each
  * block takes a contiguous key range and writes (m, l, acc[dh]) to scratch;
- * flash_combine_kernel merges the splits.
+ * attention_merge_splits (common.cuh) merges the splits.
  *
  * Written without a GPU: checked on the first GPU run by bench_cuda
  * (check rows) and test_ops in bf16 mode.
@@ -271,27 +271,6 @@ flash_attn_kernel(float *o, const float *q, int64_t ldq, const float *k, int64_t
     }
 }
 
-// o (rows, dh) from part (rows, nsplit, dh+2): the splits merged (m in log2
-// units); one thread per output element
-static __global__ void flash_combine_kernel(float *o, const float *part, int64_t rows, int dh,
-                                            int nsplit) {
-    KERN_FOR(idx, rows * dh) {
-        const int64_t row = idx / dh;
-        const int d = (int)(idx % dh);
-        const float *p = part + row * nsplit * (int64_t)(dh + 2);
-        float M = -INFINITY;
-        for (int sp = 0; sp < nsplit; sp++) M = fmaxf(M, p[sp * (dh + 2)]);
-        float L = 0.0f, acc = 0.0f;
-        for (int sp = 0; sp < nsplit; sp++) {
-            const float *ps = p + sp * (dh + 2);
-            const float w = exp2f(ps[0] - M);
-            L += ps[1] * w;
-            acc += ps[2 + d] * w;
-        }
-        o[idx] = acc / L;
-    }
-}
-
 template <int DHP, int WARPS>
 static void flash_launch(cudaStream_t s, unsigned blocks, float *o, const float *q, int64_t ldq,
                          const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t Lq,
@@ -376,7 +355,7 @@ extern "C" void cuda_flash_attn(cudaStream_t s, float *o, const float *q, int64_
     CUDA_LAUNCH_CHECK();
     if (nsplit > 1) {
         const int64_t n = B * Lq * nh * dh;
-        flash_combine_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(
+        attention_merge_splits<true><<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(
             o, scratch, B * Lq * nh, (int)dh, (int)nsplit);
         CUDA_LAUNCH_CHECK();
     }
