@@ -21,7 +21,7 @@
  * checked at the real size against the previous version (random weights:
  * this is a regression check, the parity tests are the fixtures).
  *
- * usage: bench_decoder [--threads N] [--iters N] [--batch N] [--model F] [--save F]
+ * usage: bench_decoder [--threads N] [--iters N] [--batch N] [--model F] [--save F] [--multimask-only]
  *                      [--check F]
  *        (default: all cores, best of 3, batch 64)
  */
@@ -76,7 +76,7 @@ static void bench_compare(const char *name, const float *a, const float *b, size
 }
 
 int main(int argc, char **argv) {
-    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), iters = 3, batch = 64;
+    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), iters = 3, batch = 64, mm_only = 0;
     const char *save = NULL, *check = NULL, *model = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
@@ -85,9 +85,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--save") && i + 1 < argc) save = argv[++i];
         else if (!strcmp(argv[i], "--check") && i + 1 < argc) check = argv[++i];
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--multimask-only")) mm_only = 1;
         else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: bench_decoder [--threads N] [--iters N] [--batch N] "
-                            "[--model FILE] [--save FILE] [--check FILE]\n");
+                            "[--model FILE] [--save FILE] [--check FILE] [--multimask-only]\n");
             return 2;
         }
         /* bench/run.sh passes its arguments to every bench: ignore the rest */
@@ -159,7 +160,7 @@ int main(int argc, char **argv) {
             return 1;
         }
         double b = bench_now(), cb = bench_cpu();
-        if (decoder_run(d, &p2, low_m2m, iou_m2m, &err)) {
+        if (!mm_only && decoder_run(d, &p2, low_m2m, iou_m2m, &err)) {
             fprintf(stderr, "bench_decoder: run (mask input): %s\n", err.msg);
             return 1;
         }
@@ -174,7 +175,8 @@ int main(int argc, char **argv) {
     printf("set_image          %8.1f ms\n", 1e3 * t_set);
     printf("multimask (1 pt)   %8.2f ms/prompt wall, %8.2f ms/prompt CPU (%.3f s/batch)\n",
            1e3 * best_mm / batch, 1e3 * cpu_mm / batch, best_mm);
-    printf("mask input (m2m)   %8.2f ms/prompt wall, %8.2f ms/prompt CPU (%.3f s/batch)\n",
+    if (!mm_only)
+        printf("mask input (m2m)   %8.2f ms/prompt wall, %8.2f ms/prompt CPU (%.3f s/batch)\n",
            1e3 * best_m2m / batch, 1e3 * cpu_m2m / batch, best_m2m);
     printf("arena peak         %8.1f MiB\n", decoder_peak_bytes(d) / 1048576.0);
 
@@ -196,8 +198,10 @@ int main(int argc, char **argv) {
             float *rl_m2m = ri_mm + (size_t)batch * 3, *ri_m2m = rl_m2m + (size_t)batch * L4;
             bench_compare("low_res", low_mm, rl_mm, (size_t)batch * 3 * L4);
             bench_compare("iou", iou_mm, ri_mm, (size_t)batch * 3);
-            bench_compare("m2m low_res", low_m2m, rl_m2m, (size_t)batch * L4);
-            bench_compare("m2m iou", iou_m2m, ri_m2m, (size_t)batch);
+            if (!mm_only) {
+                bench_compare("m2m low_res", low_m2m, rl_m2m, (size_t)batch * L4);
+                bench_compare("m2m iou", iou_m2m, ri_m2m, (size_t)batch);
+            }
         }
         if (f) fclose(f);
         free(ref);

@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BACKEND_API_VERSION 2
+#define BACKEND_API_VERSION 3
 
 enum { BACKEND_FP32 = 0, BACKEND_BF16 = 1 };
 typedef struct backend backend_t;
@@ -141,6 +141,11 @@ struct backend {
     void (*attention_probs)(backend_t *be, float *p, int64_t ldp, const float *q, int64_t ldq,
                             const float *k, int64_t ldk, int64_t B, int64_t Lq, int64_t Lk,
                             int64_t nh, int64_t dh, float scale);
+    /* attention_scores: attention_probs without the softmax (same layouts):
+     *   p[b,i,h,j] = scale * q[b,i,h,:].k[b,j,h,:] */
+    void (*attention_scores)(backend_t *be, float *p, int64_t ldp, const float *q, int64_t ldq,
+                             const float *k, int64_t ldk, int64_t B, int64_t Lq, int64_t Lk,
+                             int64_t nh, int64_t dh, float scale);
     /* lowrank_rstd: LayerNorm's 1/std of rows known by Gram terms. For each
      * of the M = B*Mx rows i, with si = s[i] (1 when s is NULL):
      *   var = (si^2 xx[i % Mx] + sum_k p[i,k] (2 si e[i,k] + pg[i,k])) / C

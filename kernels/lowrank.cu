@@ -1,5 +1,6 @@
 /* lowrank.cu: the low-rank LayerNorm helpers of the op table
- * (attention_probs, lowrank_rstd, row_affine; see include/backend.h).
+ * (attention_probs, attention_scores, lowrank_rstd, row_affine; see
+ * include/backend.h).
  *
  * Simple grid-stride kernels: one thread per (row, head) for the
  * probabilities (the decoder's key counts are a handful of tokens), one
@@ -12,7 +13,7 @@
 // p is (B,Lq) rows of (nh,Lk) stride ldp; q (B,Lq,nh,dh) stride ldq; k (B,Lk,nh,dh) stride ldk
 static __global__ void probs_kernel(float *p, int64_t ldp, const float *q, int64_t ldq,
                                     const float *k, int64_t ldk, int64_t B, int64_t Lq,
-                                    int64_t Lk, int64_t nh, int64_t dh, float scale) {
+                                    int64_t Lk, int64_t nh, int64_t dh, float scale, int raw) {
     KERN_FOR(t, B * Lq * nh) {
         int64_t row = t / nh, h = t % nh, b = row / Lq;
         const float *qi = q + row * ldq + h * dh;
@@ -24,6 +25,7 @@ static __global__ void probs_kernel(float *p, int64_t ldp, const float *q, int64
             ph[j] = acc * scale;
             mx = fmaxf(mx, ph[j]);
         }
+        if (raw) continue;
         for (int64_t j = 0; j < Lk; j++) {
             ph[j] = expf(ph[j] - mx);
             sum += ph[j];
@@ -66,7 +68,20 @@ extern "C" void cuda_attention_probs(cudaStream_t s, float *p, int64_t ldp, cons
     int64_t n = B * Lq * nh;
     if (n == 0) return;
     probs_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(p, ldp, q, ldq, k, ldk, B,
-                                                                    Lq, Lk, nh, dh, scale);
+                                                                    Lq, Lk, nh, dh, scale, 0);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_attention_scores(cudaStream_t s, float *p, int64_t ldp, const float *q,
+                                      int64_t ldq, const float *k, int64_t ldk, int64_t B,
+                                      int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
+                                      float scale) {
+    CHECK(B >= 0 && Lq >= 0 && Lk > 0 && nh > 0 && dh > 0);
+    CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh);
+    int64_t n = B * Lq * nh;
+    if (n == 0) return;
+    probs_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(p, ldp, q, ldq, k, ldk, B,
+                                                                    Lq, Lk, nh, dh, scale, 1);
     CUDA_LAUNCH_CHECK();
 }
 

@@ -363,6 +363,7 @@ typedef struct att_job {
     int64_t      ldq, ldk, ldv;
     int64_t      B, Lq, Lk, nh, dh, qb, nqb;
     float        scale;
+    int          raw;   /* attention_scores: no softmax */
     cpu_ctx_t   *ctx;
 } att_job_t;
 
@@ -595,7 +596,7 @@ static void probs_task(void *arg, int64_t begin, int64_t end, int tid) {
         float *p = A->o + (b * A->Lq + i0) * A->ldv + h * A->Lk;   /* ldv holds ldp */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)A->Lk, (int)A->dh,
                     A->scale, q, (int)A->ldq, k, (int)A->ldk, 0.0f, p, (int)A->ldv);
-        for (int64_t i = 0; i < m; i++) {
+        for (int64_t i = 0; i < m && !A->raw; i++) {
             float *r = p + i * A->ldv, mx = r[0], sum = 0.0f;
             for (int64_t j = 1; j < A->Lk; j++) mx = r[j] > mx ? r[j] : mx;
             for (int64_t j = 0; j < A->Lk; j++) sum += r[j] = expf(r[j] - mx);
@@ -605,9 +606,9 @@ static void probs_task(void *arg, int64_t begin, int64_t end, int tid) {
     }
 }
 
-static void cpu_attention_probs(backend_t *be, float *p, int64_t ldp, const float *q,
-                                int64_t ldq, const float *k, int64_t ldk, int64_t B, int64_t Lq,
-                                int64_t Lk, int64_t nh, int64_t dh, float scale) {
+static void probs_run(backend_t *be, float *p, int64_t ldp, const float *q, int64_t ldq,
+                      const float *k, int64_t ldk, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
+                      int64_t dh, float scale, int raw) {
     // p is (B,Lq) rows of (nh,Lk) stride ldp; q is (B,Lq,nh,dh) stride ldq; k (B,Lk,nh,dh)
     CHECK(B >= 0 && Lq >= 0 && Lk > 0 && nh > 0 && dh > 0);
     CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh);
@@ -615,10 +616,22 @@ static void cpu_attention_probs(backend_t *be, float *p, int64_t ldp, const floa
     int64_t qb = att_query_block(c, B, Lq, Lk, nh);
     att_job_t A = {.o = p, .q = q, .k = k, .ldq = ldq, .ldk = ldk, .ldv = ldp, .B = B, .Lq = Lq,
                    .Lk = Lk, .nh = nh, .dh = dh, .qb = qb, .nqb = (Lq + qb - 1) / qb,
-                   .scale = scale, .ctx = c};
+                   .scale = scale, .raw = raw, .ctx = c};
     int64_t flops_item = 2 * qb * Lk * (dh + 8) + 1;
     cpu_parallel_for(c, B * nh * A.nqb, (int64_t)(2e6 / (double)flops_item) + 1, probs_task,
                      &A);
+}
+
+static void cpu_attention_probs(backend_t *be, float *p, int64_t ldp, const float *q,
+                                int64_t ldq, const float *k, int64_t ldk, int64_t B, int64_t Lq,
+                                int64_t Lk, int64_t nh, int64_t dh, float scale) {
+    probs_run(be, p, ldp, q, ldq, k, ldk, B, Lq, Lk, nh, dh, scale, 0);
+}
+
+static void cpu_attention_scores(backend_t *be, float *p, int64_t ldp, const float *q,
+                                 int64_t ldq, const float *k, int64_t ldk, int64_t B, int64_t Lq,
+                                 int64_t Lk, int64_t nh, int64_t dh, float scale) {
+    probs_run(be, p, ldp, q, ldq, k, ldk, B, Lq, Lk, nh, dh, scale, 1);
 }
 
 static void rstd_task(void *arg, int64_t begin, int64_t end, int tid) {
@@ -1156,6 +1169,7 @@ backend_t *backend_cpu_create(int n_threads) {
         .nchw_to_nhwc = cpu_nchw_to_nhwc,
         .resize_bilinear = cpu_resize_bilinear,
         .attention_probs = cpu_attention_probs,
+        .attention_scores = cpu_attention_scores,
         .lowrank_rstd = cpu_lowrank_rstd,
         .row_affine = cpu_row_affine,
         .upscale2_masks = cpu_upscale2_masks,

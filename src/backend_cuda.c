@@ -695,6 +695,16 @@ static void cuda_attention_probs_op(backend_t *be, float *p, int64_t ldp, const 
     cuda_leave(c);
 }
 
+static void cuda_attention_scores_op(backend_t *be, float *p, int64_t ldp, const float *q,
+                                    int64_t ldq, const float *k, int64_t ldk, int64_t B,
+                                    int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
+                                    float scale) {
+    cuda_ctx_t *c = cuda_enter(be);
+    cuda_written(c, p);
+    cuda_attention_scores(c->stream, p, ldp, q, ldq, k, ldk, B, Lq, Lk, nh, dh, scale);
+    cuda_leave(c);
+}
+
 static void cuda_lowrank_rstd_op(backend_t *be, float *rstd, const float *xx, const float *s,
                                  const float *p, int64_t ldp, const float *e, const float *pg,
                                  int64_t B, int64_t Mx, int64_t r, int64_t C, float eps) {
@@ -1055,6 +1065,7 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
     be->nchw_to_nhwc = cuda_nchw_to_nhwc;
     be->resize_bilinear = cuda_resize_bilinear_op;
     be->attention_probs = cuda_attention_probs_op;
+    be->attention_scores = cuda_attention_scores_op;
     be->lowrank_rstd = cuda_lowrank_rstd_op;
     be->row_affine = cuda_row_affine_op;
     be->mem_info = cuda_mem_info;

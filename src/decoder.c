@@ -37,7 +37,8 @@
  * computed at init).
  *
  * Low-rank path (shared image tokens, nh*T <= DEC_LR_RANK, and a backend
- * with attention_probs, lowrank_rstd and row_affine; otherwise the paths
+ * with attention_probs, attention_scores, lowrank_rstd and row_affine;
+ * otherwise the paths
  * above): image tokens change only through image->token attention, which
  * adds P.B per prompt (P the (HW, nh*T) probabilities, B the nh*T rows
  * V_h Wo_h^T), and then a LayerNorm. Every later image-side projection of
@@ -172,6 +173,12 @@ struct decoder {
     float *LRD;      /* (nc, 2r+1, C) the matching rows (centered) */
     float *RSTD2;    /* (nc*HW) 1/std of layer 1's output image tokens */
     float *hlr;      /* host (HW*C + 2C + HW) scratch for the per-image centering */
+    /* x . B^T without B: B's rows per head are V_h Woc_h^T, so x . B_h^T =
+     * (x Woc_h) . V_h^T, with x Woc (HW, Ci) once per image and the
+     * per-prompt part a (HW, T) score per head (attention_scores) */
+    float *woT[3];   /* (Ci, C) woc, woc1, woc2 as (head, e) rows: Woc^T */
+    float *XW[3];    /* (HW, Ci) xc . woc, x2c . woc1, x2c . woc2: per image */
+    float *xcc;      /* (HW) x2c . cc: per image */
 
     /* ---- activations for one chunk (backend, from the arena) ---- */
     float *P;        /* (nc*Tm, C) query PE = initial tokens */
@@ -408,6 +415,17 @@ static void tokens_build(const decoder_t *d, const sam2_prompts *p, int b0, int 
 
 /* ---- low-rank path: weights composed at init ---- */
 
+/* upload_woT: wo (nh, C, dh) host, transposed to (nh*dh, C) rows into the
+ * backend buffer dst; tmp is host scratch of C*Ci floats. */
+static void upload_woT(decoder_t *d, float *dst, const float *wo, float *tmp) {
+    const int64_t C = d->C, Ci = d->Ci, nh = DEC_HEADS, dh = Ci / nh;
+    for (int64_t h = 0; h < nh; h++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t e = 0; e < dh; e++) tmp[(h * dh + e) * C + c] = wo[(h * C + c) * dh + e];
+    d->be->upload(d->be, dst, tmp, (size_t)C * Ci * sizeof(float));
+    d->be->sync(d->be);
+}
+
 /* lowrank_init2: the weights of the layer-1 end (wg2, c2, woc2, woc1, cc,
  * one, zeros); wocg (nh, C, dh) and beta0 (C) are lowrank_init's host
  * copies. 0 or ERR_NOMEM. */
@@ -469,6 +487,9 @@ static int lowrank_init2(decoder_t *d, const float *wocg, const float *beta0, er
     be->upload(be, d->c2, b2, (size_t)N2 * sizeof(float));
     be->upload(be, d->woc1, woc1, (size_t)C * Ci * sizeof(float));
     be->upload(be, d->woc2, woc2, (size_t)C * Ci * sizeof(float));
+    be->sync(be);
+    upload_woT(d, d->woT[1], woc1, wo);   /* wo is no longer needed: scratch */
+    upload_woT(d, d->woT[2], woc2, wo);
     be->upload(be, d->cc, cc, (size_t)C * sizeof(float));
     be->upload(be, d->one, &one, sizeof(float));
     be->memset0(be, d->zeros, (size_t)d->nc * d->HW * sizeof(float));
@@ -522,6 +543,7 @@ static int lowrank_init(decoder_t *d, err_t *err) {
     be->upload(be, d->c1, b1, (size_t)3 * Ci * sizeof(float));
     be->upload(be, d->woc, woc, (size_t)C * Ci * sizeof(float));
     be->sync(be);
+    upload_woT(d, d->woT[0], woc, wo);   /* wo is no longer needed: scratch */
     int rc = lowrank_init2(d, wocg, beta, err);
     free(w1);
     return rc;
@@ -533,7 +555,7 @@ static int lowrank_init(decoder_t *d, err_t *err) {
  * carving order, for d_model C, image size S and max_prompts prompts per
  * call; returns how many. The one source of the decoder's activation
  * memory: decoder_init carves these, decoder_arena_bytes sums them. */
-#define DEC_N_BUFS 64
+#define DEC_N_BUFS 72
 static int decoder_plan(int C, int S, int max_prompts, size_t sizes[DEC_N_BUFS]) {
     size_t hf = (size_t)S / 16, HW = hf * hf;
     size_t nc = DEC_ROWS / HW;
@@ -555,7 +577,8 @@ static int decoder_plan(int C, int S, int max_prompts, size_t sizes[DEC_N_BUFS])
         HW * 3 * Ci, HW * 3 * Ci, R * DEC_LR_RANK, R * DEC_LR_Q, R * DEC_LR_Q,
         nc * DEC_LR_RANK * Cz, nc * DEC_LR_Q * DEC_LR_Q, nc * DEC_LR_Q * 2 * Cz,
         R, 2 * Cz * Cz, 2 * Cz, Cz * Ci, Cz * Ci, Cz, 1, R, HW * Cz, HW, HW * 2 * Cz,
-        HW * 2 * Cz, R * DEC_LR_Q, nc * DEC_LR_Q * Cz, R, HW};
+        HW * 2 * Cz, R * DEC_LR_Q, nc * DEC_LR_Q * Cz, R, HW, Ci * Cz, Ci * Cz, Ci * Cz,
+        HW * Ci, HW * Ci, HW * Ci, HW};
     int n = (int)(sizeof plan / sizeof plan[0]);
     CHECK(n <= DEC_N_BUFS);
     memcpy(sizes, plan, sizeof plan);
@@ -690,6 +713,9 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
     d->LRD = arena_alloc(a, sizes[k++]);
     d->RSTD2 = arena_alloc(a, sizes[k++]);
     d->ones = arena_alloc(a, sizes[k++]);
+    for (int i = 0; i < 3; i++) d->woT[i] = arena_alloc(a, sizes[k++]);
+    for (int i = 0; i < 3; i++) d->XW[i] = arena_alloc(a, sizes[k++]);
+    d->xcc = arena_alloc(a, sizes[k++]);
     CHECK(k == nbuf);
 
     d->htok = malloc(NT * Cz * sizeof(float));
@@ -720,7 +746,8 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
     be->bmm(be, d->mw, d->L[0].kq_w, d->md_w[4], 1, C, C, DEC_MASK_CHANS, 0);
     be->bmm(be, d->mw + Cz * DEC_MASK_CHANS, d->L[0].t2i_v_w, d->md_w[4], 1, d->Ci, C,
             DEC_MASK_CHANS, 0);
-    d->lowrank = be->attention_probs && be->lowrank_rstd && be->row_affine;
+    d->lowrank = be->attention_probs && be->attention_scores && be->lowrank_rstd &&
+                 be->row_affine;
     if (d->lowrank && (rc = lowrank_init(d, err))) {
         free(hpe);
         goto fail;
@@ -780,6 +807,7 @@ static void lowrank_set_image(decoder_t *d) {
     }
     be->upload(be, d->xc, h, (size_t)HW * C * sizeof(float));
     be->upload(be, d->xx, hxx, (size_t)HW * sizeof(float));
+    be->linear(be, d->XW[0], Ci, d->xc, C, d->woT[0], NULL, HW, C, Ci);
     be->sync(be);
     for (int64_t i = 0; i < HW; i++)
         for (int64_t c = 0; c < C; c++) h[i * C + c] *= hg[c];
@@ -797,6 +825,9 @@ static void lowrank_set_image(decoder_t *d) {
     }
     be->upload(be, d->x2c, h, (size_t)HW * C * sizeof(float));
     be->upload(be, d->xx2, hxx, (size_t)HW * sizeof(float));
+    be->linear(be, d->XW[1], Ci, d->x2c, C, d->woT[1], NULL, HW, C, Ci);
+    be->linear(be, d->XW[2], Ci, d->x2c, C, d->woT[2], NULL, HW, C, Ci);
+    be->linear(be, d->xcc, 1, d->x2c, C, d->cc, NULL, HW, C, 1);
     be->linear(be, d->S1, 3 * Ci, d->xc, C, d->wg1, NULL, HW, C, 3 * Ci);
     be->memset0(be, d->U1, (size_t)HW * 3 * Ci * sizeof(float));
     be->linear(be, d->U1, 3 * Ci, d->pe, C, d->L[1].kq_w, NULL, HW, C, 2 * Ci);
@@ -884,8 +915,9 @@ static void lowrank_layer0(decoder_t *d, int64_t n, int64_t T, float scale) {
         for (int64_t h = 0; h < nh; h++)
             be->linear(be, d->LRB + (b * nh + h) * T * C, C, d->TV + b * T * Ci + h * dh, Ci,
                        d->woc + h * C * dh, NULL, T, dh, C);
-    for (int64_t b = 0; b < n; b++)
-        be->linear(be, d->LRE + b * HW * r, r, d->xc, C, d->LRB + b * r * C, NULL, HW, C, r);
+    for (int64_t b = 0; b < n; b++)   /* xc . B^T = (xc Woc) . V^T per head */
+        be->attention_scores(be, d->LRE + b * HW * r, r, d->XW[0], Ci, d->TV + b * T * Ci, Ci, 1,
+                             HW, T, nh, dh, 1.0f);
     be->bmm(be, d->LRBB, d->LRB, d->LRB, n, r, C, r, 1);
     be->bmm(be, d->LRG, d->LRP, d->LRBB, n, HW, r, r, 0);
     be->lowrank_rstd(be, d->RSTD, d->xx, NULL, d->LRP, r, d->LRE, d->LRG, n, HW, r, C, LN_EPS);
@@ -900,6 +932,11 @@ static void lowrank_layer0(decoder_t *d, int64_t n, int64_t T, float scale) {
             be->linear(be, d->LRD + (b * q + h * T) * C, C, d->TV + b * T * Ci + h * dh, Ci,
                        d->woc2 + h * C * dh, NULL, T, dh, C);
     be->row_affine(be, d->LRQ, q, d->LRP, r, d->RSTD, NULL, 0, NULL, NULL, 0, n, HW, r);
+    /* and the first r columns of lowrank_layer1's x2c . D^T, while TV is
+     * still layer 0's (LRE is free again: lowrank_rstd consumed it) */
+    for (int64_t b = 0; b < n; b++)
+        be->attention_scores(be, d->LRE + b * HW * q, q, d->XW[2], Ci, d->TV + b * T * Ci, Ci, 1,
+                             HW, T, nh, dh, 1.0f);
 }
 
 /* lowrank_layer1: the image-token end of layer 1 and every later use of its
@@ -925,8 +962,13 @@ static void lowrank_layer1(decoder_t *d, int64_t n, int64_t T) {
     }
     be->row_affine(be, d->LRQ + 2 * r, q, d->LRQ + 2 * r, q, d->zeros, NULL, 0, NULL, d->one, 0,
                    n, HW, 1);
+    /* x2c . D^T: columns 0..r-1 came from lowrank_layer0; r..2r-1 per
+     * head from x2c Woc1 and layer 1's values; 2r is x2c . cc (per image) */
     for (int64_t b = 0; b < n; b++)
-        be->linear(be, d->LRE + b * HW * q, q, d->x2c, C, d->LRD + b * q * C, NULL, HW, C, q);
+        be->attention_scores(be, d->LRE + b * HW * q + r, q, d->XW[1], Ci, d->TV + b * T * Ci, Ci,
+                             1, HW, T, nh, dh, 1.0f);
+    be->row_affine(be, d->LRE + 2 * r, q, d->zeros, 1, d->zeros, NULL, 0, NULL, d->xcc, 1, n, HW,
+                   1);
     be->bmm(be, d->LRBB, d->LRD, d->LRD, n, q, C, q, 1);
     be->bmm(be, d->LRG, d->LRQ, d->LRBB, n, HW, q, q, 0);
     be->lowrank_rstd(be, d->RSTD2, d->xx2, d->RSTD, d->LRQ, q, d->LRE, d->LRG, n, HW, q, C,

@@ -76,6 +76,7 @@ static const op_bound_t BOUNDS[] = {
     {"window_unpartition", 0, 0, 0, 0},                 {"nhwc_to_nchw", 0, 0, 0, 0},
     {"nchw_to_nhwc", 0, 0, 0, 0},                       {"resize_bilinear", 1e-6, 1e-5, 1e-5, 1e-5},
     {"attention_probs", 1e-5, 2e-2, 2e-2, BF16_ATT},    {"lowrank_rstd", 1e-6, 1e-5, 1e-5, 1e-5},
+    {"attention_scores", 1e-5, 1e-4, 2e-2, BF16_GEMM},
     {"row_affine", 1e-6, 1e-6, 1e-6, 1e-6},
     {"upscale2_masks", 1e-5, 1e-4, 2e-2, BF16_GEMM},
 };
@@ -291,9 +292,14 @@ static void case_attention(backend_t *be, int64_t B, int64_t Lq, int64_t Lk, int
     be->free(be, dout);
 }
 
-/* attention_probs: p rows padded by padp floats (the padding must survive) */
-static void case_attention_probs(backend_t *be, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
-                                 int64_t dh, int64_t pad, int64_t padp, float amp) {
+/* attention_probs (raw 0) or attention_scores (raw 1): p rows padded by
+ * padp floats (the padding must survive) */
+static void case_attention_probs(backend_t *be, int raw, int64_t B, int64_t Lq, int64_t Lk,
+                                 int64_t nh, int64_t dh, int64_t pad, int64_t padp, float amp) {
+    void (*ref_op)(float *, int64_t, const float *, int64_t, const float *, int64_t, int64_t,
+                   int64_t, int64_t, int64_t, int64_t, float) =
+        raw ? ops_ref_attention_scores : ops_ref_attention_probs;
+    const char *opname = raw ? "attention_scores" : "attention_probs";
     int64_t D = nh * dh, ldq = D + pad, ldk = D + pad, ldp = nh * Lk + padp;
     float *hq = host_rand(B * Lq * ldq, amp), *hk = host_rand(B * Lk * ldk, amp);
     float *ref = host_rand(B * Lq * ldp, 1), scale = 1.0f / sqrtf((float)dh);
@@ -302,18 +308,19 @@ static void case_attention_probs(backend_t *be, int64_t B, int64_t Lq, int64_t L
         exact = host_fill(B * Lq * ldp, 0);
         memcpy(exact, ref, B * Lq * ldp * sizeof(float));   // the same padding
         ops_ref_set_bf16(0);
-        ops_ref_attention_probs(exact, ldp, hq, ldq, hk, ldk, B, Lq, Lk, nh, dh, scale);
+        ref_op(exact, ldp, hq, ldq, hk, ldk, B, Lq, Lk, nh, dh, scale);
         ops_ref_set_bf16(1);
     }
-    ops_ref_attention_probs(ref, ldp, hq, ldq, hk, ldk, B, Lq, Lk, nh, dh, scale);
+    ref_op(ref, ldp, hq, ldq, hk, ldk, B, Lq, Lk, nh, dh, scale);
     float *dq = dev_from(be, hq, B * Lq * ldq), *dk = dev_from(be, hk, B * Lk * ldk);
-    be->attention_probs(be, dout, ldp, dq, ldq, dk, ldk, B, Lq, Lk, nh, dh, scale);
+    (raw ? be->attention_scores : be->attention_probs)(be, dout, ldp, dq, ldq, dk, ldk, B, Lq, Lk,
+                                                       nh, dh, scale);
     float *out = host_from(be, dout, B * Lq * ldp);
     char shape[160];
     snprintf(shape, sizeof shape, "B=%lld Lq=%lld Lk=%lld nh=%lld dh=%lld pad=%lld padp=%lld amp=%g",
              (long long)B, (long long)Lq, (long long)Lk, (long long)nh, (long long)dh,
              (long long)pad, (long long)padp, amp);
-    check_close_either(be, "attention_probs", shape, out, ref, exact, B * Lq * ldp);
+    check_close_either(be, opname, shape, out, ref, exact, B * Lq * ldp);
     free(exact);
     free(hq), free(hk), free(ref), free(out);
     be->free(be, dq), be->free(be, dk), be->free(be, dout);
@@ -652,9 +659,9 @@ static void test_backend_ops(backend_t *be) {
     case_attention(be, 2, 64, 64, 1, 96, 1, 0, 1);
     // low-rank LayerNorm helpers (optional ops)
     if (be->attention_probs) {
-        case_attention_probs(be, 1, 1, 1, 1, 1, 0, 0, 1);
-        case_attention_probs(be, 3, 100, 8, 8, 16, 5, 3, 1);
-        case_attention_probs(be, 2, 70, 13, 2, 7, 0, 0, 30);   // large logits
+        case_attention_probs(be, 0, 1, 1, 1, 1, 1, 0, 0, 1);
+        case_attention_probs(be, 0, 3, 100, 8, 8, 16, 5, 3, 1);
+        case_attention_probs(be, 0, 2, 70, 13, 2, 7, 0, 0, 30);   // large logits
     }
     if (be->lowrank_rstd) {
         case_lowrank_rstd(be, 1, 1, 1, 4, 0, 0);
@@ -739,6 +746,12 @@ static void test_backend_ops(backend_t *be) {
     case_upscale2_masks(be, 5, 4, 6, 33, 5, 4, 1);
     case_upscale2_masks(be, 2, 16, 16, 64, 32, 3, 1);
     case_upscale2_masks(be, 1, 32, 32, 64, 32, 4, 1);
+    // last, so that the cases above keep their random inputs
+    if (be->attention_scores) {
+        case_attention_probs(be, 1, 1, 1, 1, 1, 1, 0, 0, 1);
+        case_attention_probs(be, 1, 3, 100, 8, 8, 16, 5, 3, 1);
+        case_attention_probs(be, 1, 1, 300, 7, 8, 16, 0, 100, 2);   // the decoder's: ldp > nh*Lk
+    }
 }
 
 /* ---- subnormals ----
