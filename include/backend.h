@@ -243,6 +243,10 @@ typedef struct backend_amg_ops {
 /* backend_cpu_create: the reference backend with n_threads worker threads
  * (0 = the number of online CPUs). Never NULL. */
 backend_t *backend_cpu_create(int n_threads);
+/* backend_cpu_simd: floats per vector of a CPU backend's elementwise
+ * kernels (4, 8 or 16: the widest the CPU has, lowered by the environment
+ * variable SAM2AMG_CPU_SIMD=4|8) */
+int backend_cpu_simd(const backend_t *be);
 
 #ifdef SAM2AMG_CUDA
 /* backend_cuda_create: the CUDA backend on device `device` (src/backend_cuda.c).

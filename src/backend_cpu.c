@@ -88,6 +88,7 @@ typedef struct cpu_ctx {
     int              pending;    /* workers of this job not finished yet */
     cpu_scratch_t   *scratch;    /* (n_threads) per-thread buffers */
     cpu_scratch_t    shared;     /* filled by the caller before a job, read by all */
+    int              simd;       /* floats per vector of cpu_kern.inc's tasks: 4, 8, 16 */
 } cpu_ctx_t;
 
 typedef struct cpu_worker_arg {
@@ -168,66 +169,104 @@ static void *cpu_scratch_get(cpu_scratch_t *s, size_t bytes) {
 
 static cpu_ctx_t *cpu_ctx(backend_t *be) { return be->ctx; }
 
-/* ---- 4-wide float math: GCC vector extensions of 16 bytes, native on
- * every x86-64 (SSE2) and aarch64 (NEON) without intrinsics or extra
- * compiler flags, so the file stays portable C ---- */
 
-#define VW 4   /* floats per vector */
-typedef float   vf __attribute__((vector_size(16)));
-typedef int32_t vi __attribute__((vector_size(16)));
+/* ---- vector math: GCC vector extensions, no intrinsics. 4 floats wide
+ * (16 bytes: SSE2 on every x86-64, NEON on aarch64) without extra flags,
+ * which the rest of this file uses; on x86-64 also 8 (AVX2 + FMA) and 16
+ * (AVX-512) wide under target attributes, for the hottest elementwise
+ * tasks (cpu_kern.inc), picked at run time by cpu_simd_width. ---- */
 
-static inline vf v_load(const float *p) {
-    vf v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static inline void v_store(float *p, vf v) { memcpy(p, &v, sizeof v); }
-static inline vf v_set1(float a) { return (vf){a, a, a, a}; }
-static inline vf v_select(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
-static inline float v_hsum(vf v) { return (v[0] + v[2]) + (v[1] + v[3]); }
-static inline float v_hmax(vf v) {
-    float m = v[0];
-    for (int i = 1; i < VW; i++) m = v[i] > m ? v[i] : m;
-    return m;
-}
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CPU_SIMD_X86 1
+#else
+#define CPU_SIMD_X86 0
+#endif
+#define CPU_TARGET_AVX2   __attribute__((target("avx2,fma")))
+#define CPU_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma")))
 
-/* exp(x): x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial for
- * exp(r) (Cephes expf coefficients, ~1 ulp) and 2^n from the exponent
- * bits. Inputs are clamped to [-87, 88]: exp(-87) ~ 1.6e-38 stands for 0. */
-static inline vf v_exp(vf x) {
-    const vf lo = v_set1(-87.0f), hi = v_set1(88.0f);
-    x = v_select(x < lo, lo, x);
-    x = v_select(x > hi, hi, x);
-    vf t = x * 1.44269504088896341f + 0.5f;
-    vi n = __builtin_convertvector(t, vi);             /* truncates toward 0 */
-    vf fn = __builtin_convertvector(n, vf);
-    vi fix = fn > t;                                    /* -1 where rounding went up */
-    n += fix;
-    fn = __builtin_convertvector(n, vf);
-    vf r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-    vf p = 1.9875691500e-4f * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    return p * (vf)((n + 127) << 23);
-}
+#define KW 4
+#define KS _v4
+#define KTARGET
+#include "cpu_vec.inc"
+#undef KW
+#undef KS
+#undef KTARGET
+#if CPU_SIMD_X86
+#define KW 8
+#define KS _v8
+#define KTARGET CPU_TARGET_AVX2
+#include "cpu_vec.inc"
+#undef KW
+#undef KS
+#undef KTARGET
+#define KW 16
+#define KS _v16
+#define KTARGET CPU_TARGET_AVX512
+#include "cpu_vec.inc"
+#undef KW
+#undef KS
+#undef KTARGET
+#endif
 
-/* gelu(x) = 0.5 x (1 + erf(x / sqrt 2)) = 0.5 (x + |x| erf(|x| / sqrt 2)),
- * erf by Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7), the same
- * approximation PyTorch's vectorized CPU erf uses. */
-static inline vf v_gelu(vf x) {
-    vf a = (vf)((vi)x & 0x7fffffff);
-    vf z = a * 0.70710678118654752f;
-    vf t = 1.0f / (1.0f + 0.3275911f * z);
-    vf p = 1.061405429f * t - 1.453152027f;
-    p = p * t + 1.421413741f;
-    p = p * t - 0.284496736f;
-    p = p * t + 0.254829592f;
-    vf erf = 1.0f - p * t * v_exp(-z * z);
-    return 0.5f * (x + a * erf);
-}
+
+/* ---- job shapes of the tasks in cpu_kern.inc ---- */
+
+typedef struct ew_job {
+    float       *y;
+    const float *x, *a, *b, *w;
+    int64_t      M, C;
+    float        alpha, beta, eps;
+} ew_job_t;
+
+typedef struct lr_job {
+    float       *y;
+    const float *x, *a, *s, *sa, *u, *q, *k, *e, *pg, *xx;
+    int64_t      ldy, ldx, lds, ldu, ldq, ldk, B, M, N, Lq, Lk, nh, dh, r, C;
+    float        scale, eps;
+} lr_job_t;
+
+typedef struct up2_job {
+    float       *masks;
+    const float *x, *wp, *b, *skip, *hyper;
+    int64_t      H, W, Cin, Cout, nm;
+    cpu_ctx_t   *ctx;
+} up2_job_t;
+
+/* the tasks of cpu_kern.inc at each width */
+#define KW 4
+#define KS _v4
+#define KTARGET
+#include "cpu_kern.inc"
+#if CPU_SIMD_X86
+#define KW 8
+#define KS _v8
+#define KTARGET CPU_TARGET_AVX2
+#include "cpu_kern.inc"
+#define KW 16
+#define KS _v16
+#define KTARGET CPU_TARGET_AVX512
+#include "cpu_kern.inc"
+#endif
+
+#define VW 4   /* floats per vector, outside cpu_kern.inc */
+typedef vf_v4 vf;
+typedef vi_v4 vi;
+#define v_load   v_load_v4
+#define v_store  v_store_v4
+#define v_set1   v_set1_v4
+#define v_select v_select_v4
+#define v_hsum   v_hsum_v4
+#define v_hmax   v_hmax_v4
+#define v_exp    v_exp_v4
+#define v_gelu   v_gelu_v4
+
+/* CPU_TASK(c, name): the task `name` at the context's vector width */
+#if CPU_SIMD_X86
+#define CPU_TASK(c, name) \
+    ((c)->simd == 16 ? name##_v16 : (c)->simd == 8 ? name##_v8 : name##_v4)
+#else
+#define CPU_TASK(c, name) name##_v4
+#endif
 
 /* ---- memory ---- */
 
@@ -454,69 +493,24 @@ static void cpu_attention(backend_t *be, float *o, const float *q, int64_t ldq,
 
 /* ---- normalization and elementwise ---- */
 
-typedef struct ew_job {
-    float       *y;
-    const float *x, *a, *b, *w;
-    int64_t      M, C;
-    float        alpha, beta, eps;
-} ew_job_t;
 
 /* floats per chunk for cheap elementwise ops: waking a pool thread costs
  * about as much as streaming 64K floats (measured with `add` on 2 cores) */
 #define EW_GRAIN 65536
 
-static void ln_task(void *arg, int64_t begin, int64_t end, int tid) {
-    (void)tid;
-    const ew_job_t *J = arg;
-    int64_t C = J->C;
-    for (int64_t i = begin; i < end; i++) {
-        const float *x = J->x + i * C;
-        float *y = J->y + i * C;
-        int64_t C8 = C / VW * VW;
-        vf acc = v_set1(0.0f);
-        for (int64_t c = 0; c < C8; c += VW) acc += v_load(x + c);
-        float mean = v_hsum(acc);
-        for (int64_t c = C8; c < C; c++) mean += x[c];
-        mean /= (float)C;
-        acc = v_set1(0.0f);
-        for (int64_t c = 0; c < C8; c += VW) {
-            vf d = v_load(x + c) - mean;
-            acc += d * d;
-        }
-        float var = v_hsum(acc);
-        for (int64_t c = C8; c < C; c++) var += (x[c] - mean) * (x[c] - mean);
-        var /= (float)C;
-        float rstd = 1.0f / sqrtf(var + J->eps);
-        for (int64_t c = 0; c < C8; c += VW)
-            v_store(y + c, (v_load(x + c) - mean) * rstd * v_load(J->w + c) + v_load(J->b + c));
-        for (int64_t c = C8; c < C; c++) y[c] = (x[c] - mean) * rstd * J->w[c] + J->b[c];
-    }
-}
 
 static void cpu_layer_norm(backend_t *be, float *y, const float *x, const float *w,
                            const float *b, int64_t M, int64_t C, float eps) {
     // y, x are (M,C) (may alias); w, b are (C)
     CHECK(M >= 0 && C > 0);
     ew_job_t J = {.y = y, .x = x, .w = w, .b = b, .M = M, .C = C, .eps = eps};
-    cpu_parallel_for(cpu_ctx(be), M, EW_GRAIN / C + 1, ln_task, &J);
+    cpu_parallel_for(cpu_ctx(be), M, EW_GRAIN / C + 1, CPU_TASK(cpu_ctx(be), ln_task), &J);
 }
 
-static void gelu_task(void *arg, int64_t begin, int64_t end, int tid) {
-    (void)tid;
-    const ew_job_t *J = arg;
-    int64_t i = begin;
-    for (; i + VW <= end; i += VW) v_store(J->y + i, v_gelu(v_load(J->x + i)));
-    if (i < end) {   /* the tail through the same formula */
-        float t[VW] = {0};
-        memcpy(t, J->x + i, (size_t)(end - i) * sizeof(float));
-        vf g = v_gelu(v_load(t));
-        for (int64_t j = i; j < end; j++) J->y[j] = g[j - i];
-    }
-}
 
 static void cpu_gelu(backend_t *be, float *y, const float *x, int64_t n) {
     ew_job_t J = {.y = y, .x = x};
-    cpu_parallel_for(cpu_ctx(be), n, EW_GRAIN / 4, gelu_task, &J);
+    cpu_parallel_for(cpu_ctx(be), n, EW_GRAIN / 4, CPU_TASK(cpu_ctx(be), gelu_task), &J);
 }
 
 static void relu_task(void *arg, int64_t begin, int64_t end, int tid) {
@@ -575,12 +569,6 @@ static void cpu_scale_add(backend_t *be, float *y, const float *x, float alpha, 
 
 /* ---- low-rank LayerNorm helpers ---- */
 
-typedef struct lr_job {
-    float       *y;
-    const float *x, *a, *s, *sa, *u, *q, *k, *e, *pg, *xx;
-    int64_t      ldy, ldx, lds, ldu, ldq, ldk, B, M, N, Lq, Lk, nh, dh, r, C;
-    float        scale, eps;
-} lr_job_t;
 
 /* attention_probs: att_job_t items as in attention (batch, head, block of
  * query rows); the scores go straight into p's head slice (ldc = ldp) and
@@ -657,32 +645,6 @@ static void cpu_lowrank_rstd(backend_t *be, float *rstd, const float *xx, const 
     cpu_parallel_for(cpu_ctx(be), B * Mx, EW_GRAIN / (4 * r + 4) + 1, rstd_task, &J);
 }
 
-static void row_affine_task(void *arg, int64_t begin, int64_t end, int tid) {
-    (void)tid;
-    const lr_job_t *J = arg;
-    /* items t = i*B + b: the B rows that share s[i], u[i] run back to back,
-     * so the shared rows stream from memory once per call, not B times */
-    for (int64_t t = begin; t < end; t++) {
-        int64_t i = t / J->B, row = (t % J->B) * J->M + i;
-        const float *x = J->x + row * J->ldx;
-        const float *s = J->s ? J->s + i * J->lds : NULL, *u = J->u ? J->u + i * J->ldu : NULL;
-        float *y = J->y + row * J->ldy, a = J->a[row];
-        if (s && J->sa) {
-            float m = J->sa[row];
-            if (u)
-                for (int64_t c = 0; c < J->N; c++) y[c] = a * (x[c] + m * s[c]) + u[c];
-            else
-                for (int64_t c = 0; c < J->N; c++) y[c] = a * (x[c] + m * s[c]);
-        } else if (s && u)
-            for (int64_t c = 0; c < J->N; c++) y[c] = a * (x[c] + s[c]) + u[c];
-        else if (s)
-            for (int64_t c = 0; c < J->N; c++) y[c] = a * (x[c] + s[c]);
-        else if (u)
-            for (int64_t c = 0; c < J->N; c++) y[c] = a * x[c] + u[c];
-        else
-            for (int64_t c = 0; c < J->N; c++) y[c] = a * x[c];
-    }
-}
 
 static void cpu_row_affine(backend_t *be, float *y, int64_t ldy, const float *x, int64_t ldx,
                            const float *a, const float *s, int64_t lds, const float *sa,
@@ -693,7 +655,8 @@ static void cpu_row_affine(backend_t *be, float *y, int64_t ldy, const float *x,
     lr_job_t J = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .a = a, .s = s, .lds = lds, .sa = sa,
                   .u = u, .ldu = ldu, .B = B, .M = M, .N = N};
     if (B == 0) return;
-    cpu_parallel_for(cpu_ctx(be), B * M, EW_GRAIN / (N + 1) + 1, row_affine_task, &J);
+    cpu_parallel_for(cpu_ctx(be), B * M, EW_GRAIN / (N + 1) + 1,
+                     CPU_TASK(cpu_ctx(be), row_affine_task), &J);
 }
 
 /* ---- spatial (NHWC) ---- */
@@ -804,54 +767,7 @@ static void cpu_conv_transpose2x2(backend_t *be, float *y, const float *x, const
     cpu_parallel_for(c, B * H, (int64_t)(2e6 / (double)flops_row) + 1, convt_task, &J);
 }
 
-/* upscale2_masks: items are (prompt, input row i). Per item one GEMM gives
- * the transposed conv of the row, T (W, 2x2xCout) = x row (W,Cin) . wp
- * (Cin, [dy][dx][Cout]); one pass adds bias and skip, applies GELU and
- * reorders it into G (2 rows dy, 2W pixels, Cout) = output rows 2i, 2i+1;
- * a second GEMM contracts G with the prompt's hyper vectors straight into
- * the two mask rows (which are adjacent: one (nm, 4W) block, row stride
- * 4HW). T and G (16 W Cout floats: 64 KB at the decoder's 128x32) stay in
- * the thread's cache, so the (n,2H,2W,Cout) map never exists. */
-typedef struct up2_job {
-    float       *masks;
-    const float *x, *wp, *b, *skip, *hyper;
-    int64_t      H, W, Cin, Cout, nm;
-    cpu_ctx_t   *ctx;
-} up2_job_t;
 
-static void up2_task(void *arg, int64_t begin, int64_t end, int tid) {
-    const up2_job_t *J = arg;
-    const int64_t H = J->H, W = J->W, Cin = J->Cin, Co = J->Cout, nm = J->nm, C4 = 4 * Co;
-    const int64_t Cv = Co / VW * VW;
-    float *T = cpu_scratch_get(&J->ctx->scratch[tid], (size_t)2 * W * C4 * sizeof(float));
-    float *G = T + W * C4;
-    for (int64_t it = begin; it < end; it++) {   /* it = p*H + i */
-        int64_t p = it / H, i = it % H;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)W, (int)C4, (int)Cin, 1.0f,
-                    J->x + it * W * Cin, (int)Cin, J->wp, (int)C4, 0.0f, T, (int)C4);
-        for (int64_t dy = 0; dy < 2; dy++)
-            for (int64_t X = 0; X < 2 * W; X++) {
-                const float *t = T + (X / 2) * C4 + (dy * 2 + X % 2) * Co;
-                const float *sk = J->skip ? J->skip + ((2 * i + dy) * 2 * W + X) * Co : NULL;
-                float *g = G + (dy * 2 * W + X) * Co;
-                int64_t c = 0;
-                for (; c < Cv; c += VW) {
-                    vf v = v_load(t + c) + v_load(J->b + c);
-                    if (sk) v += v_load(sk + c);
-                    v_store(g + c, v_gelu(v));
-                }
-                if (c < Co) {   /* the tail through the same formula */
-                    float u[VW] = {0};
-                    for (int64_t k = c; k < Co; k++) u[k - c] = t[k] + J->b[k] + (sk ? sk[k] : 0.0f);
-                    vf v = v_gelu(v_load(u));
-                    for (int64_t k = c; k < Co; k++) g[k] = v[k - c];
-                }
-            }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nm, (int)(4 * W), (int)Co, 1.0f,
-                    J->hyper + p * nm * Co, (int)Co, G, (int)Co, 0.0f,
-                    J->masks + (p * nm * 2 * H + 2 * i) * 2 * W, (int)(4 * H * W));
-    }
-}
 
 static void cpu_upscale2_masks(backend_t *be, float *masks, const float *x, const float *w,
                                const float *b, const float *skip, const float *hyper,
@@ -871,7 +787,8 @@ static void cpu_upscale2_masks(backend_t *be, float *masks, const float *x, cons
     up2_job_t J = {.masks = masks, .x = x, .wp = wp, .b = b, .skip = skip, .hyper = hyper,
                    .H = H, .W = W, .Cin = Cin, .Cout = Cout, .nm = nm, .ctx = c};
     int64_t flops_item = 8 * W * Cout * (Cin + nm + 8) + 1;
-    cpu_parallel_for(c, n * H, (int64_t)(2e6 / (double)flops_item) + 1, up2_task, &J);
+    cpu_parallel_for(c, n * H, (int64_t)(2e6 / (double)flops_item) + 1, CPU_TASK(c, up2_task),
+                     &J);
 }
 
 /* the data-movement ops share one job shape: items are output rows */
@@ -1107,6 +1024,27 @@ static void cpu_destroy(backend_t *be) {
  * should stay under 128. */
 #define CPU_MAX_THREADS 64
 
+/* cpu_simd_width: floats per vector for cpu_kern.inc's tasks: the widest
+ * the CPU and the OS support (16: AVX-512 F/DQ/BW/VL, 8: AVX2 + FMA, else
+ * 4), lowered (never raised) by SAM2AMG_CPU_SIMD=4|8|16, which tests use
+ * to check every width on one machine. */
+static int cpu_simd_width(void) {
+    int w = 4;
+#if CPU_SIMD_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) w = 8;
+    if (w == 8 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+        w = 16;
+#endif
+    const char *e = getenv("SAM2AMG_CPU_SIMD");
+    if (e && (!strcmp(e, "4") || !strcmp(e, "8") || !strcmp(e, "16")) && atoi(e) < w) w = atoi(e);
+    return w;
+}
+
+/* backend_cpu_simd: the vector width a CPU backend's elementwise tasks use */
+int backend_cpu_simd(const backend_t *be) { return ((const cpu_ctx_t *)be->ctx)->simd; }
+
 /* backend_cpu_create: the reference backend with a pool of n_threads
  * threads including the caller (0 = the number of online CPUs; at most
  * CPU_MAX_THREADS). Sets OpenBLAS to one thread for the whole process,
@@ -1123,6 +1061,7 @@ backend_t *backend_cpu_create(int n_threads) {
     cpu_ctx_t *c = calloc(1, sizeof *c);
     CHECK(be && c);
     c->n_threads = n_threads;
+    c->simd = cpu_simd_width();
     c->threads = calloc((size_t)n_threads, sizeof *c->threads);
     c->scratch = calloc((size_t)n_threads, sizeof *c->scratch);
     CHECK(c->threads && c->scratch);

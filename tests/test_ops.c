@@ -638,6 +638,7 @@ static void test_ref_known_values(void) {
 }
 
 static void test_backend_ops(backend_t *be) {
+    rng_state = 0x9E3779B97F4A7C15ull;   // every backend and width: the same inputs
     // linear: odd sizes, strided x and y, no bias, few rows (column split)
     case_linear(be, 1, 1, 1, 1, 1, 1);
     case_linear(be, 7, 13, 5, 16, 9, 1);
@@ -1003,6 +1004,28 @@ int main(void) {
     test_backend_ops(cpu);
     test_arena(cpu);
     cpu->destroy(cpu);
+
+    // every narrower vector width this CPU has (SAM2AMG_CPU_SIMD lowers it)
+    int widest = backend_cpu_simd(cpu);
+    printf("# cpu vector width %d floats\n", widest);
+    for (int w = widest / 2; w >= 4; w /= 2) {
+        char ws[16];
+        snprintf(ws, sizeof ws, "%d", w);
+        setenv("SAM2AMG_CPU_SIMD", ws, 1);
+        backend_t *nw = backend_cpu_create(3);
+        unsetenv("SAM2AMG_CPU_SIMD");
+        TEST_CHECK(backend_cpu_simd(nw) == w, "SAM2AMG_CPU_SIMD lowers the vector width",
+                   "asked %d, got %d", w, backend_cpu_simd(nw));
+        printf("# cpu ops at vector width %d\n", w);
+        test_backend_ops(nw);
+        nw->destroy(nw);
+    }
+    setenv("SAM2AMG_CPU_SIMD", "64", 1);   // never raised past what the CPU has
+    backend_t *up = backend_cpu_create(1);
+    unsetenv("SAM2AMG_CPU_SIMD");
+    TEST_CHECK(backend_cpu_simd(up) == widest, "SAM2AMG_CPU_SIMD=64 keeps the widest width",
+               "got %d (widest %d)", backend_cpu_simd(up), widest);
+    up->destroy(up);
 
     backend_t *one = backend_cpu_create(1);   // the no-pool path
     case_linear(one, 130, 96, 288, 100, 300, 1);
