@@ -232,6 +232,16 @@ typedef struct up2_job {
     cpu_ctx_t   *ctx;
 } up2_job_t;
 
+typedef struct att_job {
+    float       *o;
+    const float *q, *k, *v;
+    int64_t      ldq, ldk, ldv;
+    int64_t      B, Lq, Lk, nh, dh, qb, nqb;
+    float        scale;
+    int          raw;   /* attention_scores: no softmax */
+    cpu_ctx_t   *ctx;
+} att_job_t;
+
 /* the tasks of cpu_kern.inc at each width */
 #define KW 4
 #define KS _v4
@@ -396,72 +406,8 @@ static void cpu_bmm(backend_t *be, float *c, const float *a, const float *b, int
 #define ATT_QB_MIN 64           /* query rows per block, at least ... */
 #define ATT_SCORES (1 << 16)    /* ... and up to this many scores per block */
 
-typedef struct att_job {
-    float       *o;
-    const float *q, *k, *v;
-    int64_t      ldq, ldk, ldv;
-    int64_t      B, Lq, Lk, nh, dh, qb, nqb;
-    float        scale;
-    int          raw;   /* attention_scores: no softmax */
-    cpu_ctx_t   *ctx;
-} att_job_t;
 
-/* softmax numerators in place: row i of s becomes exp(s - max); the
- * reciprocal of its sum goes to inv[i] and is applied to the (rows, dh)
- * output instead of the (rows, n) probabilities. */
-static void att_softmax_rows(float *s, float *inv, int64_t rows, int64_t n) {
-    int64_t n8 = n / VW * VW;
-    for (int64_t i = 0; i < rows; i++) {
-        float *r = s + i * n;
-        float mx = r[0];
-        if (n8) {
-            vf m = v_load(r);
-            for (int64_t j = VW; j < n8; j += VW) {
-                vf v = v_load(r + j);
-                m = v_select(v > m, v, m);
-            }
-            mx = v_hmax(m);
-        }
-        for (int64_t j = n8; j < n; j++) mx = r[j] > mx ? r[j] : mx;
-        vf acc = v_set1(0.0f);
-        for (int64_t j = 0; j < n8; j += VW) {
-            vf e = v_exp(v_load(r + j) - mx);
-            v_store(r + j, e);
-            acc += e;
-        }
-        float sum = v_hsum(acc);
-        if (n8 < n) {   /* the tail through the same exp, padded with -inf */
-            float tail[VW];
-            for (int j = 0; j < VW; j++) tail[j] = n8 + j < n ? r[n8 + j] - mx : -INFINITY;
-            vf e = v_exp(v_load(tail));
-            for (int64_t j = n8; j < n; j++) r[j] = e[j - n8], sum += e[j - n8];
-        }
-        inv[i] = 1.0f / sum;
-    }
-}
 
-static void att_task(void *arg, int64_t begin, int64_t end, int tid) {
-    const att_job_t *A = arg;
-    /* scratch: scores (qb, Lk), then qb reciprocal sums */
-    float *s = cpu_scratch_get(&A->ctx->scratch[tid], (size_t)A->qb * (A->Lk + 1) * sizeof(float));
-    float *inv = s + A->qb * A->Lk;
-    int64_t ldo = A->nh * A->dh;
-    for (int64_t it = begin; it < end; it++) {
-        int64_t qb = it % A->nqb, h = (it / A->nqb) % A->nh, b = it / (A->nqb * A->nh);
-        int64_t i0 = qb * A->qb, m = A->Lq - i0 < A->qb ? A->Lq - i0 : A->qb;
-        const float *q = A->q + (b * A->Lq + i0) * A->ldq + h * A->dh;
-        const float *k = A->k + b * A->Lk * A->ldk + h * A->dh;
-        const float *v = A->v + b * A->Lk * A->ldv + h * A->dh;
-        float *o = A->o + (b * A->Lq + i0) * ldo + h * A->dh;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)A->Lk, (int)A->dh,
-                    A->scale, q, (int)A->ldq, k, (int)A->ldk, 0.0f, s, (int)A->Lk);
-        att_softmax_rows(s, inv, m, A->Lk);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)A->dh, (int)A->Lk,
-                    1.0f, s, (int)A->Lk, v, (int)A->ldv, 0.0f, o, (int)ldo);
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t d = 0; d < A->dh; d++) o[i * ldo + d] *= inv[i];
-    }
-}
 
 /* att_query_block: query rows per attention work item. Big blocks amortize
  * the GEMM calls when Lk is short (windows, 8 decoder tokens); they are
@@ -487,8 +433,8 @@ static void cpu_attention(backend_t *be, float *o, const float *q, int64_t ldq,
                    .Lq = Lq, .Lk = Lk, .nh = nh, .dh = dh, .qb = qb, .nqb = (Lq + qb - 1) / qb,
                    .scale = scale, .ctx = c};
     int64_t flops_item = 4 * qb * Lk * dh + 1;
-    cpu_parallel_for(c, B * nh * A.nqb, (int64_t)(2e6 / (double)flops_item) + 1, att_task,
-                     &A);
+    cpu_parallel_for(c, B * nh * A.nqb, (int64_t)(2e6 / (double)flops_item) + 1,
+                     CPU_TASK(c, att_task), &A);
 }
 
 /* ---- normalization and elementwise ---- */
@@ -570,29 +516,6 @@ static void cpu_scale_add(backend_t *be, float *y, const float *x, float alpha, 
 /* ---- low-rank LayerNorm helpers ---- */
 
 
-/* attention_probs: att_job_t items as in attention (batch, head, block of
- * query rows); the scores go straight into p's head slice (ldc = ldp) and
- * each row is softmaxed there. */
-static void probs_task(void *arg, int64_t begin, int64_t end, int tid) {
-    (void)tid;
-    const att_job_t *A = arg;
-    for (int64_t it = begin; it < end; it++) {
-        int64_t qb = it % A->nqb, h = (it / A->nqb) % A->nh, b = it / (A->nqb * A->nh);
-        int64_t i0 = qb * A->qb, m = A->Lq - i0 < A->qb ? A->Lq - i0 : A->qb;
-        const float *q = A->q + (b * A->Lq + i0) * A->ldq + h * A->dh;
-        const float *k = A->k + b * A->Lk * A->ldk + h * A->dh;
-        float *p = A->o + (b * A->Lq + i0) * A->ldv + h * A->Lk;   /* ldv holds ldp */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)A->Lk, (int)A->dh,
-                    A->scale, q, (int)A->ldq, k, (int)A->ldk, 0.0f, p, (int)A->ldv);
-        for (int64_t i = 0; i < m && !A->raw; i++) {
-            float *r = p + i * A->ldv, mx = r[0], sum = 0.0f;
-            for (int64_t j = 1; j < A->Lk; j++) mx = r[j] > mx ? r[j] : mx;
-            for (int64_t j = 0; j < A->Lk; j++) sum += r[j] = expf(r[j] - mx);
-            float inv = 1.0f / sum;
-            for (int64_t j = 0; j < A->Lk; j++) r[j] *= inv;
-        }
-    }
-}
 
 static void probs_run(backend_t *be, float *p, int64_t ldp, const float *q, int64_t ldq,
                       const float *k, int64_t ldk, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
@@ -606,8 +529,8 @@ static void probs_run(backend_t *be, float *p, int64_t ldp, const float *q, int6
                    .Lk = Lk, .nh = nh, .dh = dh, .qb = qb, .nqb = (Lq + qb - 1) / qb,
                    .scale = scale, .raw = raw, .ctx = c};
     int64_t flops_item = 2 * qb * Lk * (dh + 8) + 1;
-    cpu_parallel_for(c, B * nh * A.nqb, (int64_t)(2e6 / (double)flops_item) + 1, probs_task,
-                     &A);
+    cpu_parallel_for(c, B * nh * A.nqb, (int64_t)(2e6 / (double)flops_item) + 1,
+                     CPU_TASK(c, probs_task), &A);
 }
 
 static void cpu_attention_probs(backend_t *be, float *p, int64_t ldp, const float *q,
