@@ -949,7 +949,9 @@ int cmd_status(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: sam2amg status DB\n\nImages per status, masks, the last run's "
-                   "throughput, ETA, stages per image and\nworkers' busy share, and the last errors.\n");
+                   "throughput, ETA, stages per image\n(load, generate; encoder, decoder, "
+                   "post-processing, waiting on the writer),\neach worker's busy share (GPU "
+                   "busy on cuda), and the last errors.\n");
             return EXIT_OK;
         }
         if (argv[i][0] == '-') return cli_usage_error("status", "unknown option '%s'", argv[i]);
