@@ -177,7 +177,7 @@ int main(void) {
     CHECK(store_run_begin(s, &info, &run_id, &err) == 0);
     store_job *jobs = calloc(images_per_commit, sizeof *jobs);
     amg_result res = {.width = 2250, .height = 1500, .n = per_image};
-    store_timing tm = {0, 0};
+    store_timing tm = {.t_load = 0, .t_generate = 0};
     int64_t written = 0, k = 0;
     double t_claim = 0;
     t0 = now();

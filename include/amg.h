@@ -197,4 +197,42 @@ typedef struct amg_stats {
 } amg_stats;
 void amg_get_stats(const amg_t *g, amg_stats *st);
 
+/* amg_batcher: a generator and the points_per_batch it was made for, as
+ * `generate` and each `run` worker use it. An out of memory (ERR_NOMEM)
+ * during an image halves the batch, remakes the generator (same threads)
+ * and retries the image, down to one prompt: an image fails for memory
+ * only when one prompt does not fit. The batch stays halved for the next
+ * images (what filled the memory likely stays). It also times the stages
+ * of each image, summed over its tries (seconds):
+ *   t_encode  the model's encode calls, ended by a backend sync so that a
+ *             CUDA encoder's device work is inside (one sync per crop; the
+ *             decoder would wait for it anyway);
+ *   t_decode  the decode calls (they return host logits: device included);
+ *   t_post    the rest of amg_generate: filters, NMS, RLE, the records.
+ * Test-only: SAM2AMG_FAULT_BATCH_MAX=N fails every decoder batch of more
+ * than N prompts with ERR_NOMEM, as a full device would. */
+typedef struct amg_batcher {
+    amg_t      *g;            /* never NULL after a successful init */
+    amg_params  p;            /* p.points_per_batch: the batch now */
+    int         threads;      /* amg_set_threads of every generator made; 0 = its default */
+    int         fault_max;    /* SAM2AMG_FAULT_BATCH_MAX, 0 = off */
+    int         verbose;      /* print each halving to stderr, after who */
+    char        who[96];      /* "sam2amg run: cuda:0", set by the caller */
+    char        device[32];   /* names the device in the fault's message */
+    double      t_encode, t_decode, t_post;   /* the last image (see above) */
+    int         halvings;     /* the last image's */
+    const amg_model *inner;   /* during amg_batcher_generate */
+} amg_batcher;
+
+/* amg_batcher_init: *b for p (its points_per_batch must be a number, not
+ * auto) and model size S, threads as above. ERR_NOMEM, ERR_INVALID (p). On
+ * error b->g may be NULL; amg_batcher_free is safe either way. */
+int  amg_batcher_init(amg_batcher *b, const amg_params *p, int S, int threads, const char *device,
+                      err_t *err);
+/* amg_batcher_generate: amg_generate with the rule above; the same errors.
+ * The stage times and halvings describe this image afterwards. */
+int  amg_batcher_generate(amg_batcher *b, const amg_model *m, const uint8_t *rgb, int w, int h,
+                          amg_result *res, err_t *err);
+void amg_batcher_free(amg_batcher *b);
+
 #endif

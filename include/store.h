@@ -115,6 +115,10 @@ int store_claim(store_t *s, const char *owner, double lease_s, int n, store_job 
 /* ---- results (the writer) ---- */
 typedef struct store_timing {
     double t_load, t_generate;   /* seconds */
+    /* the generator's stages (schema/005_stages.sql), seconds; < 0: not
+     * measured, stored NULL */
+    double t_encode, t_decode, t_post, t_write;
+    int    worker;               /* index in runs.devices; < 0: stored NULL */
 } store_timing;
 
 /* store_batch_begin / _commit / _rollback: the writer's transaction around

@@ -796,6 +796,49 @@ out:
 
 /* ---- status ---- */
 
+/* status_stages: the model's stages per image (schema/005_stages.sql) of
+ * the aggregate row sg (columns 4..9) and each worker's busy share of the
+ * run's wall time sec: encoder + decoder + post-processing, device work
+ * included, so "GPU busy" on a cuda worker. Images finished before 005
+ * have no stages (NULL): the means cover those that have them. Returns
+ * SQLITE_ROW (go on) or an SQLite error code, *what naming the query. */
+static int status_stages(sqlite3 *h, FILE *f, sqlite3_stmt *sg, int64_t run, double sec,
+                         const char *devs, const char **what) {
+    int64_t with = sqlite3_column_int64(sg, 8), all = sqlite3_column_int64(sg, 9);
+    if (with == 0) {
+        fprintf(f, "model stages per image: not recorded (images finished before schema 005)\n");
+        return SQLITE_ROW;
+    }
+    fprintf(f, "model stages per image: encoder %.3f s, decoder %.3f s, post-processing %.3f s; "
+               "waiting on the writer %.3f s", sqlite3_column_double(sg, 4),
+            sqlite3_column_double(sg, 5), sqlite3_column_double(sg, 6),
+            sqlite3_column_double(sg, 7));
+    if (with < all) fprintf(f, " (%lld of %lld images have them)", (long long)with, (long long)all);
+    fprintf(f, "\n");
+    sqlite3_stmt *sw = NULL;
+    *what = "reading the last run's workers";
+    int r = sqlite3_prepare_v2(h, "SELECT worker, count(*), sum(t_encode + t_decode + t_post) "
+                                  "FROM images WHERE run_id = ?1 AND status = 'done' AND "
+                                  "worker IS NOT NULL AND t_encode IS NOT NULL GROUP BY worker "
+                                  "ORDER BY worker", -1, &sw, NULL);
+    if (r == SQLITE_OK) r = sqlite3_bind_int64(sw, 1, run);
+    while (r == SQLITE_OK || r == SQLITE_ROW) {
+        if ((r = sqlite3_step(sw)) != SQLITE_ROW) break;
+        int w = sqlite3_column_int(sw, 0);
+        /* its device: item w of runs.devices ("cpu,cuda:0,...") */
+        char dev[32] = "?";
+        const char *d = devs ? devs : "";
+        for (int k = 0; k < w && d; k++) d = strchr(d, ',') ? strchr(d, ',') + 1 : NULL;
+        if (d && *d) snprintf(dev, sizeof dev, "%.*s", (int)strcspn(d, ","), d);
+        double busy = sec > 0 ? sqlite3_column_double(sw, 2) / sec : 0;
+        fprintf(f, "worker %d (%s): %s %.0f%%, %lld images\n", w, dev,
+                strncmp(dev, "cuda", 4) ? "busy" : "GPU busy", 100.0 * (busy > 1 ? 1 : busy),
+                (long long)sqlite3_column_int64(sw, 1));
+    }
+    sqlite3_finalize(sw);
+    return r == SQLITE_DONE ? SQLITE_ROW : r;
+}
+
 /* status_report: the report of status into f; ERR_IO (err says which
  * query) when a read fails part way: nothing partial is printed as if it
  * were the whole. */
@@ -842,9 +885,19 @@ static int status_report(store_t *s, FILE *f, err_t *err) {
         sqlite3_stmt *sg = NULL;
         if (r == SQLITE_DONE) {
             what = "reading the last run's stages";
-            r = sqlite3_prepare_v2(h, "SELECT avg(i.t_load), avg(i.t_generate), sum(i.t_generate), "
-                                      "(SELECT devices FROM runs WHERE id = ?1) FROM images i "
-                                      "WHERE i.run_id = ?1 AND i.status = 'done'", -1, &sg, NULL);
+            /* status opens read-only: a database of schema 004 or older
+             * (not yet migrated by a run) has no stage columns */
+            int stages = sqlite3_table_column_metadata(h, "main", "images", "t_encode", NULL, NULL,
+                                                       NULL, NULL, NULL) == SQLITE_OK;
+            r = sqlite3_prepare_v2(h, stages
+                    ? "SELECT avg(i.t_load), avg(i.t_generate), sum(i.t_generate), "
+                      "(SELECT devices FROM runs WHERE id = ?1), avg(i.t_encode), "
+                      "avg(i.t_decode), avg(i.t_post), avg(i.t_write), count(i.t_encode), "
+                      "count(*) FROM images i WHERE i.run_id = ?1 AND i.status = 'done'"
+                    : "SELECT avg(i.t_load), avg(i.t_generate), sum(i.t_generate), "
+                      "(SELECT devices FROM runs WHERE id = ?1), NULL, NULL, NULL, NULL, 0, "
+                      "count(*) FROM images i WHERE i.run_id = ?1 AND i.status = 'done'",
+                    -1, &sg, NULL);
             if (r == SQLITE_OK) r = sqlite3_bind_int64(sg, 1, run);
             if (r == SQLITE_OK && (r = sqlite3_step(sg)) == SQLITE_ROW) {
                 if (sqlite3_column_type(sg, 0) != SQLITE_NULL) {
@@ -857,8 +910,9 @@ static int status_report(store_t *s, FILE *f, err_t *err) {
                             sqlite3_column_double(sg, 0), sqlite3_column_double(sg, 1), workers,
                             workers == 1 ? "" : "s", devs ? devs : "?",
                             100.0 * (busy > 1 ? 1 : busy));
+                    r = status_stages(h, f, sg, run, sec, devs, &what);
                 }
-                r = sqlite3_step(sg);   /* one aggregate row: SQLITE_DONE */
+                if (r == SQLITE_ROW) r = sqlite3_step(sg);   /* one aggregate row: SQLITE_DONE */
             }
             sqlite3_finalize(sg);
         }
@@ -895,7 +949,9 @@ int cmd_status(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: sam2amg status DB\n\nImages per status, masks, the last run's "
-                   "throughput, ETA, stages per image and\nworkers' busy share, and the last errors.\n");
+                   "throughput, ETA, stages per image\n(load, generate; encoder, decoder, "
+                   "post-processing, waiting on the writer),\neach worker's busy share (GPU "
+                   "busy on cuda), and the last errors.\n");
             return EXIT_OK;
         }
         if (argv[i][0] == '-') return cli_usage_error("status", "unknown option '%s'", argv[i]);

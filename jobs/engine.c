@@ -9,7 +9,8 @@
  * free memory (include/batch.h; workers sharing a GPU size one after the
  * other, each getting an equal part of --gpu-memory-limit). An out of
  * memory during an image halves the batch and retries the image
- * (engine_batch), so an image fails for memory only at one prompt.
+ * (amg_batcher, shared with `generate`), so an image fails for memory only
+ * at one prompt.
  *
  * The test engine ("--model test:") is a small deterministic stand-in for
  * the network, used by the runner's own tests before and besides the real
@@ -34,83 +35,27 @@ static int cpu_count(void) {
     return n > 0 ? (int)n : 1;
 }
 
-/* ---- what both engines share: the batch, its halving, the fault hook ---- */
+/* ---- what both engines share: amg_batcher (src/amg_model.c): the batch,
+ * its halving on out of memory, the fault hook, the stage times ---- */
 
-/* engine_batch: the generator and the batch it was made for. An
- * out-of-memory (ERR_NOMEM) during an image halves the batch, remakes the
- * generator and retries the image, down to one prompt: an image fails for
- * out of memory only when one prompt does not fit. The batch stays halved
- * for the next images of this worker (what filled the memory likely
- * stays). */
-typedef struct engine_batch {
-    amg_t      *g;
-    amg_params  p;            /* p.points_per_batch: the batch now */
-    int         fault_max;    /* SAM2AMG_FAULT_BATCH_MAX (tests), 0 = off */
-    int         threads;      /* amg_set_threads of every generator made, 0 = its default */
-    int         verbose;
-    char        device[32];
-} engine_batch;
-
-static int engine_batch_init(engine_batch *b, const jobs_config *cfg, const char *device, int ppb, int S,
-                      err_t *err) {
-    int threads = b->threads;   /* set by the caller before, or 0 */
-    memset(b, 0, sizeof *b);
-    b->threads = threads;
-    b->p = cfg->params;
-    b->p.points_per_batch = ppb;
+static int engine_batch_init(amg_batcher *b, const jobs_config *cfg, const char *device, int ppb,
+                             int S, int threads, err_t *err) {
+    amg_params p = cfg->params;
+    p.points_per_batch = ppb;
+    int rc = amg_batcher_init(b, &p, S, threads, device, err);
     b->verbose = cfg->verbose;
-    snprintf(b->device, sizeof b->device, "%s", device);
-    /* test-only: decoder batches of more than N prompts fail as if the
-     * device were out of memory (tests/test_batch.sh) */
-    const char *f = getenv("SAM2AMG_FAULT_BATCH_MAX");
-    b->fault_max = f && *f ? atoi(f) : 0;
-    return amg_create(&b->g, &b->p, S, err);
+    snprintf(b->who, sizeof b->who, "sam2amg run: %s", device);
+    return rc;
 }
 
-/* engine_batch_fault: the fault hook, called with each decoder batch's size */
-static int engine_batch_fault(const engine_batch *b, int n, err_t *err) {
-    if (b->fault_max > 0 && n > b->fault_max)
-        return err_set(err, ERR_NOMEM, "%s: out of memory for a decoder batch of %d prompts "
-                       "(SAM2AMG_FAULT_BATCH_MAX=%d)", b->device, n, b->fault_max);
-    return 0;
-}
-
-static int engine_batch_generate(engine_batch *b, const amg_model *am, const image_t *img,
-                          amg_result *res, err_t *err) {
-    for (;;) {
-        int rc = amg_generate(b->g, am, img->rgb, img->w, img->h, res, err);
-        if (rc != ERR_NOMEM || b->p.points_per_batch == 1) return rc;
-        int half = b->p.points_per_batch / 2;
-        if (b->verbose)
-            fprintf(stderr, "sam2amg run: %s: %s; points_per_batch %d -> %d, retrying the "
-                    "image\n", b->device, err->msg, b->p.points_per_batch, half);
-        /* the new generator before the old one goes: if it cannot be made,
-         * this worker keeps a usable one (never NULL) for its next image */
-        amg_params hp = b->p;
-        hp.points_per_batch = half;
-        amg_t *ng = NULL;
-        if ((rc = amg_create(&ng, &hp, am->S, err)) ||
-            (b->threads > 0 && (rc = amg_set_threads(ng, b->threads, err)))) {
-            amg_free(ng);
-            return rc;
-        }
-        amg_free(b->g);
-        b->g = ng;
-        b->p = hp;
-    }
-}
-
-static void engine_batch_stages(const engine_batch *b, double *t_decode, double *t_post) {
-    amg_stats st;
-    amg_get_stats(b->g, &st);
-    *t_decode = st.t_decode;
-    *t_post = st.t_post;
+static void engine_batch_stages(const amg_batcher *b, jobs_stages *t) {
+    *t = (jobs_stages){b->t_encode, b->t_decode, b->t_post};
 }
 
 typedef struct sam2_engine {
     backend_t  *be;
     sam2_model *m;
-    engine_batch b;
+    amg_batcher b;
     amg_model   wrap;   /* amg_model_wrap of m (shared with `generate`) */
     amg_model   am;     /* wrap behind the stop check */
     volatile sig_atomic_t *stop;
@@ -133,8 +78,6 @@ static int sam2_decode(void *ctx, int n, const float *points, const float *mask_
                        int multimask, float *low_res, float *iou, err_t *err) {
     sam2_engine *e = ctx;
     if (*e->stop) return err_set(err, ERR_INTERRUPTED, "interrupted");
-    int rc = engine_batch_fault(&e->b, n, err);
-    if (rc) return rc;
     return e->wrap.decode(e->wrap.ctx, n, points, mask_input, multimask, low_res, iou, err);
 }
 
@@ -142,19 +85,19 @@ static int sam2_process(void *ctx, const image_t *img, const float *pre, amg_res
                         err_t *err) {
     sam2_engine *e = ctx;
     e->pre = pre, e->img = img;
-    int rc = engine_batch_generate(&e->b, &e->am, img, res, err);
+    int rc = amg_batcher_generate(&e->b, &e->am, img->rgb, img->w, img->h, res, err);
     e->pre = NULL, e->img = NULL;
     return rc;
 }
 
-static void sam2_stages(void *ctx, double *t_decode, double *t_post) {
-    engine_batch_stages(&((sam2_engine *)ctx)->b, t_decode, t_post);
+static void sam2_stages(void *ctx, jobs_stages *t) {
+    engine_batch_stages(&((sam2_engine *)ctx)->b, t);
 }
 
 static void sam2_destroy(void *ctx) {
     sam2_engine *e = ctx;
     if (!e) return;
-    amg_free(e->b.g);
+    amg_batcher_free(&e->b);
     if (e->wrap.ctx) amg_model_unwrap(&e->wrap);
     sam2_model_free(e->m);
     if (e->be) e->be->destroy(e->be);
@@ -207,10 +150,9 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
     sized[dev]++;
     pthread_mutex_unlock(&sizing_mu[dev % JOBS_MAX_DEVICES]);
     if (!rc && note[0] && !cfg->quiet) fprintf(stderr, "sam2amg run: %s\n", note);
-    e->b.threads = cfg->threads > 0 ? cfg->threads : cpu_count();   /* kept for remakes */
+    int threads = cfg->threads > 0 ? cfg->threads : cpu_count();   /* kept for remakes */
     if (rc || (rc = amg_model_wrap(&e->wrap, e->m, ppb, err)) ||
-        (rc = engine_batch_init(&e->b, cfg, device, ppb, e->wrap.S, err)) ||
-        (rc = amg_set_threads(e->b.g, e->b.threads, err))) {
+        (rc = engine_batch_init(&e->b, cfg, device, ppb, e->wrap.S, threads, err))) {
         sam2_destroy(e);
         return rc;
     }
@@ -226,7 +168,7 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
 #define TEST_L (TEST_S / 4)
 
 typedef struct test_engine {
-    engine_batch b;
+    amg_batcher b;
     amg_model   am;
     float       grey[TEST_L * TEST_L];   /* (L, L) crop thumbnail, 0..1 */
     volatile sig_atomic_t *stop;
@@ -248,8 +190,6 @@ static int test_decode(void *ctx, int n, const float *points, const float *mask_
     test_engine *e = ctx;
     (void)mask_input;
     if (*e->stop) return err_set(err, ERR_INTERRUPTED, "interrupted");
-    int rc = engine_batch_fault(&e->b, n, err);
-    if (rc) return rc;
     int k = multimask ? 3 : 1;
     for (int i = 0; i < n; i++) {
         int px = (int)(points[2 * i] * TEST_L / TEST_S), py = (int)(points[2 * i + 1] * TEST_L / TEST_S);
@@ -270,17 +210,17 @@ static int test_process(void *ctx, const image_t *img, const float *pre, amg_res
                         err_t *err) {
     test_engine *e = ctx;
     (void)pre;   /* input_size 0: never given */
-    return engine_batch_generate(&e->b, &e->am, img, res, err);
+    return amg_batcher_generate(&e->b, &e->am, img->rgb, img->w, img->h, res, err);
 }
 
-static void test_stages(void *ctx, double *t_decode, double *t_post) {
-    engine_batch_stages(&((test_engine *)ctx)->b, t_decode, t_post);
+static void test_stages(void *ctx, jobs_stages *t) {
+    engine_batch_stages(&((test_engine *)ctx)->b, t);
 }
 
 static void test_destroy(void *ctx) {
     test_engine *e = ctx;
     if (!e) return;
-    amg_free(e->b.g);
+    amg_batcher_free(&e->b);
     free(e);
 }
 
@@ -327,9 +267,9 @@ int jobs_engine_create(const jobs_config *cfg, const char *device, volatile sig_
     if (!e) return err_set(err, ERR_NOMEM, "out of memory");
     e->stop = stop;
     int ppb = cfg->params.points_per_batch;
-    int rc = engine_batch_init(&e->b, cfg, device, ppb > 0 ? ppb : BATCH_CPU_AUTO, TEST_S, err);
+    int rc = engine_batch_init(&e->b, cfg, device, ppb > 0 ? ppb : BATCH_CPU_AUTO, TEST_S, 0, err);
     if (rc) {
-        amg_free(e->b.g);
+        amg_batcher_free(&e->b);
         free(e);
         return rc;
     }

@@ -49,6 +49,11 @@ int jobs_ingest_shard(store_t *s, const char *src, int k, int n, jobs_ingest_sta
                       err_t *err);
 
 /* ---- engines (jobs/engine.c): what a device worker runs per image ---- */
+/* jobs_stages: where the last process() went, seconds (see amg_batcher) */
+typedef struct jobs_stages {
+    double t_encode, t_decode, t_post;
+} jobs_stages;
+
 typedef struct jobs_engine {
     void *ctx;
     /* process: masks of one RGB image into res (amg_result_free'd by the
@@ -61,10 +66,10 @@ typedef struct jobs_engine {
      * to process() as pre (which may still be NULL); 0: never */
     int    input_size;
     void (*destroy)(void *ctx);
-    /* stages (optional): seconds the last process() spent inside decoder
-     * calls and in post-processing after them; the rest of it is the
-     * encoder with its preprocessing */
-    void (*stages)(void *ctx, double *t_decode, double *t_post);
+    /* stages (optional): where the last process() spent its time: the
+     * encoder (with the crops' preprocessing, device work included), the
+     * decoder calls and the post-processing after them */
+    void (*stages)(void *ctx, jobs_stages *t);
 } jobs_engine;
 
 typedef struct jobs_config {

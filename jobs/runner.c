@@ -396,11 +396,11 @@ static void *worker_main(void *arg) {
     pthread_cond_broadcast(&r->started_cv);
     pthread_mutex_unlock(&r->mu);
     /* -v: each image's stages, and at the end the worker's totals with
-     * the fraction of its wall time spent inside the model's encoder and
-     * decoder calls (an upper bound on how busy its device was: the rest
-     * is waiting for images, post-processing and the writer) */
+     * the fraction of its wall time spent in the model's encoder, decoder
+     * and post-processing (its device's busy share: the rest is waiting
+     * for images and for the writer); the images table keeps the stages */
     const char *dev = r->cfg->devices[wa->dev];
-    double w0 = mono_s(), sum_wait = 0, sum_enc = 0, sum_dec = 0, sum_post = 0;
+    double w0 = mono_s(), sum_wait = 0, sum_write = 0, sum_enc = 0, sum_dec = 0, sum_post = 0;
     int64_t n_img = 0;
     item_t *it;
     for (;;) {
@@ -416,12 +416,16 @@ static void *worker_main(void *arg) {
             continue;
         }
         /* count the attempt before running: if this image kills the
-         * process, the next run knows (store_reclaim) */
+         * process, the next run knows (store_reclaim). The wait is the
+         * image's t_write: the writer commits the start after what was
+         * queued before it, the previous results' rows included. */
+        double tq = mono_s();
         it->kind = ITEM_START;
         CHECK(sem_init(&it->started, 0, 0) == 0);
         queue_push(&r->write_q, it);
         while (sem_wait(&it->started) != 0) {}
         sem_destroy(&it->started);
+        it->t.t_write = mono_s() - tq;
         it->counted = it->start_ok;
         if (!it->start_ok || stopping(r)) {
             if (pre) queue_push(&r->pre_q, pre);
@@ -453,23 +457,31 @@ static void *worker_main(void *arg) {
         } else {
             it->kind = ITEM_RESULT;
         }
+        it->t.worker = wa->dev;
+        it->t.t_encode = it->t.t_decode = it->t.t_post = -1;   /* stored NULL */
+        if (!grc && eng->stages) {
+            jobs_stages sg;
+            eng->stages(eng->ctx, &sg);
+            it->t.t_encode = sg.t_encode, it->t.t_decode = sg.t_decode, it->t.t_post = sg.t_post;
+        }
         if (r->cfg->verbose && !grc && eng->stages) {
-            double td, tp;
-            eng->stages(eng->ctx, &td, &tp);
-            double te = it->t.t_generate - td - tp;
-            n_img++, sum_wait += tw, sum_enc += te, sum_dec += td, sum_post += tp;
+            const store_timing *t = &it->t;
+            n_img++, sum_wait += tw, sum_write += t->t_write;
+            sum_enc += t->t_encode, sum_dec += t->t_decode, sum_post += t->t_post;
             fprintf(stderr, "sam2amg run: %s: %s: load %.3f s, preprocess %.3f s%s, wait %.3f s, "
-                    "encode %.3f s, decode %.3f s, post %.3f s\n", dev, it->job.path, it->t.t_load,
-                    it->t_pre, pre ? " (decode pool)" : "", tw, te, td, tp);
+                    "write wait %.3f s, encode %.3f s, decode %.3f s, post %.3f s\n", dev,
+                    it->job.path, t->t_load, it->t_pre, pre ? " (decode pool)" : "", tw,
+                    t->t_write, t->t_encode, t->t_decode, t->t_post);
         }
         queue_push(&r->write_q, it);
     }
     if (r->cfg->verbose && n_img) {
         double wall = mono_s() - w0;
-        fprintf(stderr, "sam2amg run: %s: %lld images in %.2f s: wait %.2f s, encode %.2f s, "
-                "decode %.2f s, post %.2f s; model busy %.0f%%\n", dev, (long long)n_img, wall,
-                sum_wait, sum_enc, sum_dec, sum_post,
-                wall > 0 ? 100.0 * (sum_enc + sum_dec) / wall : 0.0);
+        fprintf(stderr, "sam2amg run: %s: %lld images in %.2f s: wait %.2f s, write wait %.2f s, "
+                "encode %.2f s, decode %.2f s, post %.2f s; model %s %.0f%%\n", dev,
+                (long long)n_img, wall, sum_wait, sum_write, sum_enc, sum_dec, sum_post,
+                strncmp(dev, "cuda", 4) ? "busy" : "GPU busy",
+                wall > 0 ? 100.0 * (sum_enc + sum_dec + sum_post) / wall : 0.0);
     }
     if (!rc && eng->destroy) eng->destroy(eng->ctx);
     queue_done(&r->write_q);

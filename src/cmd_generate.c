@@ -48,7 +48,8 @@ static void usage(FILE *f) {
             "                               its parents are created)\n"
             "  --format json|png            output kind (json)\n"
             "  -v, --verbose                per image: calls, masks kept per stage, seconds\n"
-            "                               in the decoder and after it, workspace bytes\n"
+            "                               in the encoder, the decoder and after it,\n"
+            "                               workspace bytes, each out-of-memory halving\n"
             "  --gpu-memory-limit BYTES|FRACTION  what it may use of the GPU (8G, 0.5); sizes\n"
             "                               --points-per-batch auto (the default on CUDA)\n"
             "  --replay-decoder FILE        test mode: recorded decoder outputs instead of\n"
@@ -77,7 +78,7 @@ typedef struct gen_state {
     float       *gpts;
     int         *gsizes;
     amg_replay_t *rp;
-    amg_t       *g;
+    amg_batcher  b;                       /* the generator; halves its batch on out of memory */
     FILE        *fo;
     char         fo_tmp[OUTFILE_TMP_MAX]; /* fo writes here; renamed onto -o OUT at the end */
     const char  *fo_out;                  /* -o OUT, for fo_tmp's clean-up */
@@ -96,7 +97,7 @@ int cmd_generate(int argc, char **argv) {
     /* an early exit with -o open: the temporary file is removed (an OUT
      * written in place, a FIFO or a device, is left alone) */
     if (gs.fo && gs.fo != stdout) outfile_close(gs.fo, gs.fo_tmp, gs.fo_out, ERR_IO, NULL);
-    amg_free(gs.g);
+    amg_batcher_free(&gs.b);
     amg_replay_free(gs.rp);
     amg_model_unwrap(&gs.wrap);
     sam2_model_free(gs.sm);
@@ -233,8 +234,10 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         }
         m = gs->wrap;
     }
-    if (amg_create(&gs->g, &p, m.S, &err) ||
-        amg_set_threads(gs->g, mf.threads > 0 ? (int)mf.threads : cpu_count(), &err) ||
+    /* the replay's recorded calls have fixed batch sizes: no device, no
+     * halving (its fault hook stays off) */
+    if (amg_batcher_init(&gs->b, &p, m.S, mf.threads > 0 ? (int)mf.threads : cpu_count(),
+                         replay ? "replay" : mf.device, &err) ||
         image_init(&err)) {
         fprintf(stderr, "sam2amg generate: %s\n", err.msg);
         return EXIT_DATA;
@@ -243,7 +246,9 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         fprintf(stderr, "sam2amg generate: --out-dir %s\n", err.msg);
         return EXIT_DATA;
     }
-    amg_t *g = gs->g;
+    amg_batcher *b = &gs->b;
+    b->verbose = verbose;
+    if (replay) b->fault_max = 0;
     amg_replay_t *rp = gs->rp;
     FILE *fo = NULL;
     if (out && !strcmp(format, "json")) {
@@ -274,19 +279,20 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
             }
         }
         if (!rc) rc = image_load(&img, images[k], 0, &err);
-        if (!rc) rc = amg_generate(g, &m, img.rgb, img.w, img.h, &res, &err);
+        snprintf(b->who, sizeof b->who, "sam2amg generate: %s", images[k]);
+        if (!rc) rc = amg_batcher_generate(b, &m, img.rgb, img.w, img.h, &res, &err);
         if (!rc && rp) rc = amg_replay_finish(rp, &err);
         if (!rc && verbose) {
             amg_stats st;
-            amg_get_stats(g, &st);
+            amg_get_stats(b->g, &st);
             fprintf(stderr,
                     "%s: %dx%d, %lld decoder calls, masks %lld -> iou %lld -> stability %lld "
-                    "-> crop edge %lld -> %lld records; decoder %.3f s, post-processing %.3f s, "
-                    "workspace %.1f MB\n",
+                    "-> crop edge %lld -> %lld records; encoder %.3f s, decoder %.3f s, "
+                    "post-processing %.3f s, workspace %.1f MB, points_per_batch %d\n",
                     images[k], img.w, img.h, (long long)st.decode_calls, (long long)st.masks,
                     (long long)st.after_iou, (long long)st.after_stability,
-                    (long long)st.after_edge, (long long)st.records, st.t_decode, st.t_post,
-                    st.peak_bytes / 1e6);
+                    (long long)st.after_edge, (long long)st.records, b->t_encode, b->t_decode,
+                    b->t_post, st.peak_bytes / 1e6, b->p.points_per_batch);
         }
         if (!rc) {
             char path[4096];

@@ -56,13 +56,20 @@ __asm__(".pushsection .rodata\n"
         ".incbin \"schema/004_shards.sql\"\n"
         ".byte 0\n"
         ".popsection\n");
-extern const char store_schema_001[], store_schema_002[], store_schema_003[], store_schema_004[];
+__asm__(".pushsection .rodata\n"
+        ".type store_schema_005, @object\n"
+        "store_schema_005:\n"
+        ".incbin \"schema/005_stages.sql\"\n"
+        ".byte 0\n"
+        ".popsection\n");
+extern const char store_schema_001[], store_schema_002[], store_schema_003[], store_schema_004[],
+    store_schema_005[];
 
 static const char *const migrations[] = {store_schema_001, store_schema_002, store_schema_003,
-                                          store_schema_004};
+                                          store_schema_004, store_schema_005};
 /* the migrations that rebuild the masks table (drop + rename): a user's own
  * indexes and triggers on masks are saved before and replayed after them */
-static const int migration_rebuilds_masks[] = {0, 1, 0, 0};
+static const int migration_rebuilds_masks[] = {0, 1, 0, 0, 0};
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migration_rebuilds_masks / sizeof migration_rebuilds_masks[0] ==
                    sizeof migrations / sizeof migrations[0], "one flag per migration");
@@ -116,7 +123,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                      "lease_owner = ?2, lease_expires = ?3 WHERE id = ?1 AND status = 'pending'",
     [ST_INGEST] = "INSERT OR IGNORE INTO images(path, added_at) VALUES (?1, ?2)",
     [ST_DONE] = "UPDATE images SET status = 'done', run_id = ?2, width = ?4, height = ?5, "
-                "finished_at = ?6, t_load = ?7, t_generate = ?8, error = NULL, "
+                "finished_at = ?6, t_load = ?7, t_generate = ?8, t_encode = ?9, t_decode = ?10, "
+                "t_post = ?11, t_write = ?12, worker = ?13, error = NULL, "
                 "lease_owner = NULL, lease_expires = NULL "
                 "WHERE id = ?1 AND status = 'running' AND lease_owner = ?3",
     [ST_MASK] = "INSERT INTO masks(image_id, run_id, idx, rle, area, bbox_x, bbox_y, bbox_w, "
@@ -784,6 +792,14 @@ int store_put_result(store_t *s, int64_t run_id, int64_t image_id, const char *o
     sqlite3_bind_double(st, 6, now_s());
     sqlite3_bind_double(st, 7, t ? t->t_load : 0);
     sqlite3_bind_double(st, 8, t ? t->t_generate : 0);
+    /* the stages: NULL where not measured (negative) */
+    const double stage[4] = {t ? t->t_encode : -1, t ? t->t_decode : -1, t ? t->t_post : -1,
+                             t ? t->t_write : -1};
+    for (int k = 0; k < 4; k++)
+        if (stage[k] >= 0) sqlite3_bind_double(st, 9 + k, stage[k]);
+        else sqlite3_bind_null(st, 9 + k);
+    if (t && t->worker >= 0) sqlite3_bind_int(st, 13, t->worker);
+    else sqlite3_bind_null(st, 13);
     if ((r = step_done(s, st, "marking an image done", err))) return r;
     if (sqlite3_changes(s->db) == 0) return 0;   /* lease lost: write nothing */
     for (int i = 0; i < res->n; i++) {

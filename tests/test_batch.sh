@@ -5,7 +5,7 @@
 # --points-per-batch 64 must then halve 64 -> 32 -> 16 (shown by -v), fail
 # no image, and store exactly the records of a run with --points-per-batch
 # 16. Done with the test model (many images) and the micro checkpoint (the
-# real decoder path). Also: -v's stage lines and status's stage summary,
+# real decoder path); the same for generate. Also: -v's stage lines and status's stage summary,
 # --points-per-batch auto on the CPU (= 64, stored as "auto", a resume keeps
 # it) and --gpu-memory-limit validation.
 set -u
@@ -107,6 +107,28 @@ check "generate --points-per-batch auto on the CPU: exit 0" test $? -eq 0
 "$BIN" generate --model tests/fixtures/micro/weights.safetensors --config micro --points-per-side 8 \
     --points-per-batch 64 --threads 1 "$T/img/micro.png" -o "$T/64.json" 2>"$T/err"
 check "generate: auto = 64 on the CPU (same JSON)" cmp "$T/auto.json" "$T/64.json"
+
+# ---- generate: the same out-of-memory rule (amg_batcher, shared with run) ----
+# The records must be those of an unfaulted run with the batch it ended at
+# (the decoder's floats depend on the batch size, so not always those of
+# the batch it started with). The batch stays halved for the next images.
+gm="--model tests/fixtures/micro/weights.safetensors --config micro --points-per-side 8 --pred-iou-thresh 0 --stability-score-thresh 0 --threads 1"
+gi="$T/img/micro.png $T/img/coins.png $T/img/rocket.jpg"
+"$BIN" generate $gm --points-per-batch 16 $gi -o "$T/g16.json" 2>"$T/err"
+check "generate, points-per-batch 16: exit 0" test $? -eq 0
+SAM2AMG_FAULT_BATCH_MAX=16 "$BIN" generate $gm --points-per-batch 64 -v $gi -o "$T/goom.json" 2>"$T/goom.err"
+check "generate, points-per-batch 64, batches over 16 out of memory: exit 0 (got $?)" test $? -eq 0
+check "generate -v: 64 -> 32 -> 16 on the first image, then the batch stays 16" bash -c "
+    grep -q 'generate: $T/img/micro.png: cpu: out of memory for a decoder batch of 64 prompts (SAM2AMG_FAULT_BATCH_MAX=16); points_per_batch 64 -> 32, retrying the image' '$T/goom.err' &&
+    grep -q 'generate: $T/img/micro.png: .*points_per_batch 32 -> 16, retrying the image' '$T/goom.err' &&
+    [ \$(grep -c 'retrying the image' '$T/goom.err') -eq 2 ] &&
+    [ \$(grep -c 'records; encoder [0-9.]* s, decoder [0-9.]* s, post-processing [0-9.]* s, .*points_per_batch 16\$' '$T/goom.err') -eq 3 ]"
+check "generate: records = the points-per-batch 16 run's" \
+    bash -c "grep -q counts '$T/g16.json' && cmp '$T/g16.json' '$T/goom.json'"
+"$BIN" generate $gm --points-per-batch 1 "$T/img/coins.png" -o "$T/g1.json" 2>"$T/err"
+SAM2AMG_FAULT_BATCH_MAX=1 "$BIN" generate $gm --points-per-batch 64 "$T/img/coins.png" -o "$T/goom1.json" 2>"$T/err"
+check "generate: every batch over 1 out of memory: halved down to 1, exit 0, records = points-per-batch 1's" \
+    bash -c "[ $? -eq 0 ] && grep -q counts '$T/g1.json' && cmp '$T/g1.json' '$T/goom1.json'"
 
 # ---- --gpu-memory-limit ----
 for v in 8G 0.5 1.0 512MiB; do

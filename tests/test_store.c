@@ -154,7 +154,7 @@ static void test_image_errors(void) {
                "%s", sqlite3_errmsg(store_db(s)));
     amg_result r[3];
     for (int i = 0; i < 3; i++) make_result(&r[i], 10, 32, 24, 10 + i);
-    store_timing t = {0, 0};
+    store_timing t = {.t_load = 0, .t_generate = 0};
     int wr[3] = {0};
     char reason[512] = "";
     rc = store_batch_begin(s, &err);
@@ -259,7 +259,7 @@ int main(void) {
     amg_result r1, r2, back;
     make_result(&r1, 40, 64, 48, 1);
     make_result(&r2, 7, 64, 48, 2);
-    store_timing t = {0.01, 0.5};
+    store_timing t = {.t_load = 0.01, .t_generate = 0.5};
     rc = store_batch_begin(s, &err);
     int w1 = rc ? rc : store_put_result(s, run_id, jobs[0].id, "me", &r1, &t, &err);
     int w2 = w1 < 0 ? w1 : store_put_result(s, run_id, jobs[1].id, "someone-else", &r2, &t, &err);

@@ -8,7 +8,11 @@
  * integrity and foreign-key checks, and end with the same masks table as a
  * database created from scratch. Then a record whose stability score and
  * predicted IoU are NaN (0/0, as the official arithmetic gives for an empty
- * union) is stored as NULL and read back as NaN, next to a finite one. */
+ * union) is stored as NULL and read back as NaN, next to a finite one.
+ * A version-4 database (schema 001..004 as shipped, images with t_load and
+ * t_generate) gains 005's stage columns: its old rows keep their times and
+ * read NULL stages; a result stored after the upgrade carries its stages
+ * (NULL where not measured, a negative time). */
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -256,15 +260,101 @@ static void test_user_objects(const char *path) {
     store_close(s);
 }
 
+/* a version-4 database: schema 001..004 applied as the store applies them
+ * (legacy_alter_table for 002's rebuild of masks), 2 done images with
+ * their load and generate times and a pending one */
+static int make_v4(const char *path) {
+    static const char *files[] = {"schema/001_init.sql", "schema/002_nullable_scores.sql",
+                                  "schema/003_model_name.sql", "schema/004_shards.sql"};
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open(path, &db);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, "PRAGMA legacy_alter_table = ON", NULL, NULL, NULL);
+    for (int i = 0; i < 4 && rc == SQLITE_OK; i++) {
+        char *sql = read_file(files[i]);
+        rc = sql ? sqlite3_exec(db, sql, NULL, NULL, NULL) : SQLITE_ERROR;
+        free(sql);
+    }
+    const char *rows =
+        "INSERT INTO runs(id, params, model_path, model_sha256, config, program_version, devices, "
+        "  started_at, finished_at, exit_status) VALUES (1, '{}', 'm.pt', '00', 'micro', '0.1', "
+        "  'cpu,cpu', 10.0, 20.0, 0);"
+        "INSERT INTO images(id, path, status, run_id, width, height, added_at, t_load, "
+        "  t_generate) VALUES (1, '/d/a.png', 'done', 1, 4, 3, 1.0, 0.25, 2.5),"
+        "  (2, '/d/b.png', 'done', 1, 4, 3, 1.0, 0.125, 1.5),"
+        "  (3, '/d/c.png', 'pending', NULL, NULL, NULL, 1.0, NULL, NULL),"
+        "  (4, '/d/d.png', 'pending', NULL, NULL, NULL, 1.0, NULL, NULL);"
+        "PRAGMA legacy_alter_table = OFF; PRAGMA user_version = 4;";
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, rows, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) printf("# make_v4: %s\n", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+static void test_upgrade_v4(const char *path) {
+    err_t err = {{0}};
+    TEST_CHECK(make_v4(path) == 0, "a version-4 database from schema/001..004", " ");
+    store_t *s = NULL;
+    int rc = store_open(&s, path, 0, &err);
+    TEST_CHECK(rc == 0, "the current store opens (and upgrades) a version-4 database", "%s",
+               err.msg);
+    if (rc) return;
+    sqlite3 *db = store_db(s);
+    TEST_CHECK(q_int(db, "PRAGMA user_version") == store_schema_version() &&
+                   store_schema_version() >= 5,
+               "v4: user_version is the program's (>= 5)", "%lld",
+               (long long)q_int(db, "PRAGMA user_version"));
+    TEST_CHECK(q_int(db, "SELECT count(*) FROM pragma_table_info('images') WHERE name IN "
+                         "('t_encode', 't_decode', 't_post', 't_write', 'worker')") == 5,
+               "v4: images has the 5 stage columns", " ");
+    TEST_CHECK(q_int(db, "SELECT count(*) FROM images WHERE id IN (1, 2) AND t_load > 0 AND "
+                         "t_generate > 0 AND t_encode IS NULL AND t_decode IS NULL AND t_post "
+                         "IS NULL AND t_write IS NULL AND worker IS NULL") == 2,
+               "v4: old rows keep t_load, t_generate and read NULL stages", " ");
+    store_job jobs[2];
+    int got = 0;
+    rc = store_claim(s, "me", 60, 2, jobs, &got, &err);
+    TEST_CHECK(rc == 0 && got == 2, "v4: the pending images are claimed after the upgrade", "%s",
+               err.msg);
+    if (rc || got != 2) {
+        store_close(s);
+        return;
+    }
+    amg_record rec = {.rle = "<3", .area = 3, .bbox = {3, 0, 1, 3}, .predicted_iou = 0.5,
+                      .stability_score = 1.0, .point = {3.5, 0.5}, .crop_box = {0, 0, 4, 3}};
+    amg_result res = {.recs = &rec, .n = 1, .width = 4, .height = 3};
+    store_timing t1 = {.t_load = 0.5, .t_generate = 2.0, .t_encode = 0.75, .t_decode = 1.0,
+                       .t_post = 0.125, .t_write = 0.0625, .worker = 1};
+    store_timing t2 = {.t_load = 0.5, .t_generate = 2.0, .t_encode = -1, .t_decode = -1,
+                       .t_post = -1, .t_write = -1, .worker = -1};
+    rc = store_batch_begin(s, &err);
+    if (!rc) rc = store_put_result(s, 1, jobs[0].id, "me", &res, &t1, &err) < 0;
+    if (!rc) rc = store_put_result(s, 1, jobs[1].id, "me", &res, &t2, &err) < 0;
+    if (!rc) rc = store_batch_commit(s, &err);
+    TEST_CHECK(rc == 0, "v4: results stored after the upgrade", "%s", err.msg);
+    char q[256];
+    snprintf(q, sizeof q, "SELECT count(*) FROM images WHERE id = %lld AND status = 'done' AND "
+             "t_encode = 0.75 AND t_decode = 1.0 AND t_post = 0.125 AND t_write = 0.0625 AND "
+             "worker = 1", (long long)jobs[0].id);
+    TEST_CHECK(q_int(db, q) == 1, "v4: a new result carries its stages and worker", " ");
+    snprintf(q, sizeof q, "SELECT count(*) FROM images WHERE id = %lld AND status = 'done' AND "
+             "t_encode IS NULL AND t_decode IS NULL AND t_post IS NULL AND t_write IS NULL AND "
+             "worker IS NULL AND t_generate = 2.0", (long long)jobs[1].id);
+    TEST_CHECK(q_int(db, q) == 1, "v4: stages not measured (negative) are stored NULL", " ");
+    free(jobs[0].path), free(jobs[1].path);
+    store_close(s);
+}
+
 int main(void) {
     CHECK(mkdtemp(dir));
-    char v1[256], fresh[256], user[256];
+    char v1[256], fresh[256], user[256], v4[256];
+    snprintf(v4, sizeof v4, "%s/v4.sqlite", dir);
     snprintf(v1, sizeof v1, "%s/v1.sqlite", dir);
     snprintf(fresh, sizeof fresh, "%s/fresh.sqlite", dir);
     snprintf(user, sizeof user, "%s/user.sqlite", dir);
     test_upgrade(v1, fresh);
     test_nan_scores(v1);
     test_user_objects(user);
+    test_upgrade_v4(v4);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd)) printf("# could not remove %s\n", dir);
