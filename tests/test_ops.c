@@ -637,8 +637,35 @@ static void test_ref_known_values(void) {
     TEST_CHECK(o[0] == 7.0f && o[1] == -4.0f, "ref attention one key", "got %g %g", o[0], o[1]);
 }
 
+/* gelu over a dense range against the exact erf form (double erf): every
+ * float of [-12, 12] on a 1/1024 grid, and the extremes beyond. A&S 7.1.26
+ * bounds erf's absolute error by 1.5e-7, so gelu's by 0.75e-7 |x|, plus a
+ * few float roundings of |x|: allowed 2e-7 max(1, |x|). */
+static void case_gelu_dense(backend_t *be) {
+    const int64_t n = 24 * 1024 + 1 + 4;
+    float *x = host_fill(n, 0);
+    for (int64_t i = 0; i + 4 < n; i++) x[i] = -12.0f + (float)i / 1024.0f;
+    x[n - 4] = -100.0f, x[n - 3] = 100.0f, x[n - 2] = -1e-30f, x[n - 1] = 1e30f;
+    float *dx = dev_from(be, x, n), *dy = be->alloc(be, n * sizeof(float));
+    be->gelu(be, dy, dx, n);
+    float *y = host_from(be, dy, n);
+    double worst = 0, at = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double xi = x[i], e = 0.5 * xi * (1.0 + erf(xi / sqrt(2.0)));
+        double err = fabs((double)y[i] - e) / (fabs(xi) > 1 ? fabs(xi) : 1);
+        if (!(err <= worst)) worst = err, at = xi;
+    }
+    char name[128];
+    snprintf(name, sizeof name, "%s gelu dense [-12, 12] + extremes vs erf", be->name);
+    TEST_CHECK(worst <= 2e-7, name, "error %.3g (relative to max(1,|x|)) at x = %.9g", worst, at);
+    printf("# %s: worst %.3g at x = %.6g\n", name, worst, at);
+    free(x), free(y);
+    be->free(be, dx), be->free(be, dy);
+}
+
 static void test_backend_ops(backend_t *be) {
     rng_state = 0x9E3779B97F4A7C15ull;   // every backend and width: the same inputs
+    case_gelu_dense(be);
     // linear: odd sizes, strided x and y, no bias, few rows (column split)
     case_linear(be, 1, 1, 1, 1, 1, 1);
     case_linear(be, 7, 13, 5, 16, 9, 1);
