@@ -28,7 +28,9 @@
 
 #include <cblas.h>
 #include <dlfcn.h>
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -139,15 +141,18 @@ typedef struct gemm_args {
 } gemm_args_t;
 
 /* n floats to bf16, round to nearest even (AVX512-BF16; only called where
- * the CPU has it) */
-__attribute__((target("avx512f,avx512bf16"))) static void cvt_bf16(uint16_t *dst,
-                                                                     const float *src,
-                                                                     size_t n) {
+ * the CPU has it: blas_cpu_detect finds no avx512_bf16 off x86) */
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bf16")))
+#endif
+static void cvt_bf16(uint16_t *dst, const float *src, size_t n) {
     size_t i = 0;
+#if defined(__x86_64__)
     for (; i + 32 <= n; i += 32) {
         __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
         _mm512_storeu_si512((void *)(dst + i), (__m512i)v);
     }
+#endif
     for (; i < n; i++) {
         uint32_t u;
         memcpy(&u, &src[i], 4);
