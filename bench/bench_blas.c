@@ -1,371 +1,529 @@
-/* bench_blas.c: SGEMM through OpenBLAS, BLIS and oneDNN, side by side, on
- * the GEMM shapes the model runs.
+/* bench_blas.c: SGEMM through OpenBLAS, BLIS and oneDNN side by side in one
+ * run, on the GEMM shapes the model runs (see `shapes` below), with the
+ * same thread count for every library.
  *
- * The shapes (SHAPES below) were logged from the CPU backend's cblas_sgemm
- * calls (an LD_PRELOAD shim counting (M, N, K, transposes) and time) during
- * `generate` on the full-size `tiny` shapes (1024x768 image, 16x16 grid,
- * points_per_batch 64, 1 thread so each call is a whole product) and
- * grouped into classes; each shape carries the number of calls one such
- * `generate` made, so the weighted total is the GEMM time of that run,
- * estimated per library: sum(calls * flops) / sum(calls * seconds).
+ * OpenBLAS is the library the program links (after blas_startup's core
+ * choice); BLIS (libblis.so.4, its native bli_sgemm) and oneDNN
+ * (libdnnl.so.2, dnnl_sgemm and, where the CPU has AVX512-BF16,
+ * dnnl_gemm_bf16bf16f32: bf16 inputs, fp32 accumulation and output;
+ * timed with the inputs converted beforehand, and again with each tile of
+ * both inputs converted inside the call) are
+ * loaded with dlopen, so the bench builds and runs without them and says
+ * "skip: ... not installed". Every library's result on every shape is
+ * checked against a double-precision naive reference (on 61 sampled rows)
+ * before it is timed; a failed check fails the bench.
  *
- * OpenBLAS is the library the program links; BLIS (libblis.so.4) and
- * oneDNN (libdnnl.so.2) are opened with dlopen, so this builds and runs
- * without them ("skip: ... not installed"). BLIS is called through its own
- * bli_sgemm, not its cblas_sgemm: that one calls sgemm_ through the PLT,
- * which would bind to OpenBLAS's, already loaded. Every library gets the
- * same thread count (its own pool: openblas_set_num_threads,
- * bli_thread_set_num_threads, omp_set_num_threads for oneDNN's OpenMP).
+ * Threads: the CPU backend runs each GEMM as a grid of tiles, one per pool
+ * thread, each tile one single-threaded BLAS call (src/backend_cpu.c,
+ * cpu_gemm_run). "split" times exactly that with T threads (the library
+ * set to 1 thread, the same tile grid rule), by the busiest thread's CPU
+ * time (robust on a shared, loaded machine); with --own, "own" also gives
+ * the whole GEMM to the library's own threading with T threads (wall time).
  *
- * Where the CPU has AVX512-BF16 the oneDNN bf16 GEMM (bf16 inputs, fp32
- * accumulation and output, dnnl_gemm_bf16bf16f32) is timed too, with the
- * conversion of the activation operands to bf16 inside the timed region
- * (A always; B only for activation-by-activation products, a weight would
- * be converted once at load).
- *
- * Each library's result is checked against a double-precision naive
- * product (bf16: of the bf16-rounded inputs) on every shape before it is
- * timed: every element within 1e-4 of the sum of its terms' magnitudes.
- * A library that fails is reported and not timed; the program then exits 1.
- *
- * With n_threads 1 (the CPU backend's own mode: each pool thread calls a
- * single-threaded BLAS on its rows) calls are timed in thread CPU time.
- *
- * usage: bench_blas [cpu] [n_threads (2)] [seconds per measurement (0.15)]
- *   (a leading device argument, as bench/run.sh passes to every bench: only
- *   cpu runs, another device prints a skip line)
+ * Usage: bench_blas [--threads T] [--min-time S] [--own]   (T = 2, S = 0.2 s)
+ * Prints per shape class GFLOP/s per library, then the total weighted by
+ * the calls per image of the tiny-model `generate` the shapes came from.
  */
+#include "blas.h"
+
 #include <cblas.h>
 #include <dlfcn.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "blas.h"
-
+/* one shape class: C (M,N) = A (M,K) op(B), B (N,K) when tb (a linear's
+ * weight, x.W^T) else (K,N); calls: how many such GEMMs one image's
+ * `generate` runs (see the table's comment) */
 typedef struct shape {
-    const char *cls;   /* shape class, for the per-class table */
-    int tb;            /* B is (N,K) (weights of a Linear, Q K^T) if set, else (K,N) */
-    int M, N, K;
-    int w_b;           /* B is a weight (bf16: converted once, not per call) */
-    long calls;        /* calls in one `generate` (see the file comment) */
+    const char *cls;
+    int M, N, K, tb;
+    double calls;
 } shape_t;
 
-/* The 32 products that took 92.5% of the GEMM time of that run (by the
- * shim's clock), classes: dec_4096xK = the decoder's per-prompt products
- * over the 64x64 image tokens, dec_attn_small = its attention products
- * with 8..16-wide heads or tokens, dec_other = the rest of the decoder,
- * enc_linear = Hiera's and the neck's Linear layers, enc_bmm = the
- * encoder's remaining products. {class, tb, M, N, K, w_b, calls} */
-/* clang-format off */
-static const shape_t SHAPES[] = {
-    {"dec_4096xK", 0, 4096, 129, 129, 0, 256},
-    {"dec_4096xK", 0, 4096, 384, 64, 0, 256},
-    {"dec_4096xK", 0, 4096, 512, 129, 0, 256},
-    {"dec_4096xK", 0, 4096, 64, 64, 0, 256},
-    {"dec_4096xK", 1, 4096, 129, 256, 0, 256},
-    {"dec_4096xK", 1, 4096, 64, 256, 0, 256},
-    {"dec_attn_small", 0, 8, 16, 4096, 0, 4096},
-    {"dec_attn_small", 1, 3, 512, 32, 0, 32768},
-    {"dec_attn_small", 1, 4096, 8, 16, 0, 4096},
-    {"dec_attn_small", 1, 64, 4096, 16, 0, 256},
-    {"dec_attn_small", 1, 8, 4096, 16, 0, 4096},
-    {"dec_other", 0, 128, 128, 64, 0, 32768},
-    {"dec_other", 0, 64, 96, 4096, 0, 768},
-    {"dec_other", 1, 64, 4096, 96, 0, 768},
-    {"enc_bmm", 1, 128, 2048, 256, 0, 32},
-    {"enc_linear", 1, 1024, 3072, 768, 1, 2},
-    {"enc_linear", 1, 1024, 768, 3072, 1, 2},
-    {"enc_linear", 1, 16384, 192, 768, 1, 2},
-    {"enc_linear", 1, 16384, 576, 192, 1, 1},
-    {"enc_linear", 1, 16384, 768, 192, 1, 3},
-    {"enc_linear", 1, 2064, 512, 256, 1, 16},
-    {"enc_linear", 1, 4096, 1152, 384, 1, 3},
-    {"enc_linear", 1, 4096, 1536, 384, 1, 7},
-    {"enc_linear", 1, 4096, 384, 1536, 1, 7},
-    {"enc_linear", 1, 4096, 384, 384, 1, 7},
-    {"enc_linear", 1, 4900, 1152, 384, 1, 3},
-    {"enc_linear", 1, 4900, 1536, 384, 1, 1},
-    {"enc_linear", 1, 65536, 192, 96, 1, 2},
-    {"enc_linear", 1, 65536, 256, 96, 1, 1},
-    {"enc_linear", 1, 65536, 288, 96, 1, 1},
-    {"enc_linear", 1, 65536, 384, 96, 1, 2},
-    {"enc_linear", 1, 65536, 96, 384, 1, 1},
+/* Collected with an LD_PRELOAD wrapper around cblas_sgemm during
+ * `sam2amg generate --threads 1` (so every call is a whole GEMM, not a
+ * tile) on the real tiny shapes: 1024x768 image, 16x16 grid,
+ * points_per_batch 64: the 34 shapes that took the most GEMM time, 93% of
+ * it (83 shapes in all); `calls` is per image. "dec" shapes run per prompt
+ * (256 prompts), "enc" once per image. */
+static const shape_t shapes[] = {
+    {"dec attn small-K", 4096, 8, 16, 1, 4096},
+    {"dec attn small-K", 8, 16, 4096, 0, 4096},
+    {"dec attn small-K", 8, 4096, 16, 1, 4096},
+    {"dec per-prompt skinny", 4096, 129, 129, 0, 256},
+    {"dec per-prompt skinny", 4096, 129, 256, 1, 256},
+    {"dec per-prompt skinny", 4096, 384, 64, 0, 256},
+    {"dec per-prompt skinny", 4096, 512, 129, 0, 256},
+    {"dec per-prompt skinny", 4096, 64, 256, 1, 256},
+    {"dec per-prompt skinny", 4096, 64, 64, 0, 256},
+    {"dec tokens", 128, 2048, 256, 1, 32},
+    {"dec tokens", 2064, 512, 256, 1, 16},
+    {"dec upscale tail", 128, 128, 64, 0, 32768},
+    {"dec upscale tail", 3, 512, 32, 1, 32768},
+    {"enc attention", 196, 96, 196, 0, 300},
+    {"enc attention", 64, 4096, 96, 1, 768},
+    {"enc attention", 64, 96, 4096, 0, 768},
+    {"enc linear", 1024, 3072, 768, 1, 2},
+    {"enc linear", 1024, 768, 3072, 1, 2},
+    {"enc linear", 16384, 192, 192, 1, 2},
+    {"enc linear", 16384, 192, 768, 1, 2},
+    {"enc linear", 16384, 384, 192, 1, 2},
+    {"enc linear", 16384, 576, 192, 1, 1},
+    {"enc linear", 16384, 768, 192, 1, 3},
+    {"enc linear", 4096, 1152, 384, 1, 3},
+    {"enc linear", 4096, 1536, 384, 1, 7},
+    {"enc linear", 4096, 384, 1536, 1, 7},
+    {"enc linear", 4096, 384, 384, 1, 7},
+    {"enc linear", 4900, 1152, 384, 1, 3},
+    {"enc linear", 65536, 192, 96, 1, 2},
+    {"enc linear", 65536, 256, 96, 1, 1},
+    {"enc linear", 65536, 288, 96, 1, 1},
+    {"enc linear", 65536, 32, 256, 1, 1},
+    {"enc linear", 65536, 384, 96, 1, 2},
+    {"enc linear", 65536, 96, 384, 1, 1},
 };
-/* clang-format on */
-#define N_SHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
+enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
 
-enum { LIB_OPENBLAS, LIB_BLIS, LIB_DNNL, LIB_DNNL_BF16, N_LIBS };
-static const char *const LIB_NAME[N_LIBS] = {"OpenBLAS", "BLIS", "oneDNN", "oneDNN bf16"};
+/* ---- libraries ---- */
 
-/* BLIS's typed API (blis.h is not needed: dim_t/inc_t are int64_t in
- * Debian's build, trans_t is an enum where BLIS_TRANSPOSE is bit 3) */
-typedef void (*bli_sgemm_fn)(int, int, int64_t, int64_t, int64_t, const float *, const float *,
-                             int64_t, int64_t, const float *, int64_t, int64_t, const float *,
-                             float *, int64_t, int64_t);
-#define BLI_NO_TRANSPOSE 0
-#define BLI_TRANSPOSE    8
-static bli_sgemm_fn bli_sgemm_p;
-/* oneDNN's row-major GEMMs; 0 = dnnl_success */
-typedef int (*dnnl_sgemm_fn)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t,
-                             const float *, int64_t, float, float *, int64_t);
-typedef int (*dnnl_bf16_fn)(char, char, int64_t, int64_t, int64_t, float, const uint16_t *,
-                            int64_t, const uint16_t *, int64_t, float, float *, int64_t);
-static dnnl_sgemm_fn dnnl_sgemm_p;
-static dnnl_bf16_fn dnnl_bf16_p;
-static int have[N_LIBS];
+typedef void (*bli_sgemm_t)(int, int, int64_t, int64_t, int64_t, const float *, const float *,
+                            int64_t, int64_t, const float *, int64_t, int64_t, const float *,
+                            float *, int64_t, int64_t);
+typedef void (*bli_setnt_t)(int64_t);
+typedef const char *(*bli_str_t)(void);
+typedef int (*bli_arch_id_t)(void);
+typedef const char *(*bli_arch_str_t)(int);
+typedef int (*dnnl_sgemm_t)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                            const float *, int64_t, float, float *, int64_t);
+typedef int (*dnnl_bf16_t)(char, char, int64_t, int64_t, int64_t, float, const uint16_t *,
+                           int64_t, const uint16_t *, int64_t, float, float *, int64_t);
+typedef struct { int major, minor, patch; const char *hash; unsigned cpu_runtime, gpu_runtime; }
+    dnnl_version_t;
+typedef const dnnl_version_t *(*dnnl_ver_t)(void);
+typedef void (*omp_setnt_t)(int);
 
-/* With one thread every library computes on the calling thread, so its
- * CPU time is the measure: on a shared, overloaded machine wall time
- * mostly counts the waits for a core. With more threads wall time is the
- * only honest measure (a pool's spinning would count as CPU). */
-static clockid_t bench_clock = CLOCK_MONOTONIC;
+static bli_sgemm_t bli_sgemm_p;
+static bli_setnt_t bli_setnt_p;
+static dnnl_sgemm_t dnnl_sgemm_p;
+static dnnl_bf16_t dnnl_bf16_p;
+static omp_setnt_t omp_setnt_p;
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(bench_clock, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
+/* LIB_DNNL_BF16: inputs in bf16 already; LIB_DNNL_BF16C: float32 inputs,
+ * each tile of A and B converted to bf16 inside the timed call (what a
+ * backend path pays when neither operand is a weight converted once) */
+enum { LIB_OPENBLAS, LIB_BLIS, LIB_DNNL, LIB_DNNL_BF16, LIB_DNNL_BF16C, NLIB };
+static const char *const lib_name[NLIB] = {"OpenBLAS", "BLIS", "oneDNN", "oneDNN-bf16",
+                                           "bf16+conv"};
+static int lib_on[NLIB];
+
+/* set the library's own thread count for calls from the calling thread */
+static void lib_threads(int lib, int n) {
+    if (lib == LIB_OPENBLAS) openblas_set_num_threads(n);
+    else if (lib == LIB_BLIS) bli_setnt_p(n);
+    else omp_setnt_p(n);   /* oneDNN's OpenMP: per calling thread */
 }
 
-static uint16_t to_bf16(float f) {   /* round to nearest even */
+/* one GEMM tile: rows r0..r1, columns n0..n1 of the shape, by library lib */
+typedef struct gemm_args {
+    const shape_t *s;
+    const float *A, *B;
+    const uint16_t *Ah, *Bh;
+    float *C;
+    uint16_t *scratch[64];   /* per thread: a tile of A then one of B, bf16 */
+} gemm_args_t;
+
+/* n floats to bf16, round to nearest even (AVX512-BF16; only called where
+ * the CPU has it: blas_cpu_detect finds no avx512_bf16 off x86) */
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bf16")))
+#endif
+static void cvt_bf16(uint16_t *dst, const float *src, size_t n) {
+    size_t i = 0;
+#if defined(__x86_64__)
+    for (; i + 32 <= n; i += 32) {
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
+        _mm512_storeu_si512((void *)(dst + i), (__m512i)v);
+    }
+#endif
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &src[i], 4);
+        u += 0x7fffu + ((u >> 16) & 1u);
+        dst[i] = (uint16_t)(u >> 16);
+    }
+}
+
+static void run_tile(int lib, const gemm_args_t *g, int tid, int r0, int r1, int n0, int n1) {
+    const shape_t *s = g->s;
+    int m = r1 - r0, n = n1 - n0, K = s->K;
+    if (m <= 0 || n <= 0) return;
+    int ldb = s->tb ? K : s->N;
+    size_t boff = s->tb ? (size_t)n0 * K : (size_t)n0;
+    float *C = g->C + (size_t)r0 * s->N + n0;
+    switch (lib) {
+    case LIB_OPENBLAS:
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans, m, n, K, 1.0f,
+                    g->A + (size_t)r0 * K, K, g->B + boff, ldb, 0.0f, C, s->N);
+        break;
+    case LIB_BLIS: {
+        /* strides instead of a transpose flag: B^T as (K,N) has row stride
+         * 1, column stride K */
+        const float one = 1.0f, zero = 0.0f;
+        bli_sgemm_p(0, 0, m, n, K, &one, g->A + (size_t)r0 * K, K, 1, g->B + boff,
+                    s->tb ? 1 : ldb, s->tb ? K : 1, &zero, C, s->N, 1);
+        break;
+    }
+    case LIB_DNNL:
+        dnnl_sgemm_p('N', s->tb ? 'T' : 'N', m, n, K, 1.0f, g->A + (size_t)r0 * K, K, g->B + boff,
+                     ldb, 0.0f, C, s->N);
+        break;
+    case LIB_DNNL_BF16:
+        dnnl_bf16_p('N', s->tb ? 'T' : 'N', m, n, K, 1.0f, g->Ah + (size_t)r0 * K, K,
+                    g->Bh + boff, ldb, 0.0f, C, s->N);
+        break;
+    case LIB_DNNL_BF16C: {
+        uint16_t *ah = g->scratch[tid], *bh = ah + (size_t)m * K;
+        cvt_bf16(ah, g->A + (size_t)r0 * K, (size_t)m * K);
+        if (s->tb) cvt_bf16(bh, g->B + boff, (size_t)n * K);
+        else
+            for (int k = 0; k < K; k++) cvt_bf16(bh + (size_t)k * n, g->B + (size_t)k * ldb + n0, (size_t)n);
+        dnnl_bf16_p('N', s->tb ? 'T' : 'N', m, n, K, 1.0f, ah, K, bh, s->tb ? K : n, 0.0f, C, s->N);
+        break;
+    }
+    }
+}
+
+/* ---- the split runner: T threads, each its tile of the grid ---- */
+
+typedef struct pool {
+    int n;
+    pthread_t th[64];
+    pthread_barrier_t go, done;
+    int lib, quit;
+    const gemm_args_t *g;
+    int pm, pn;
+} pool_t;
+
+static pool_t P;
+
+static void tile_of(int tid, int *r0, int *r1, int *n0, int *n1) {
+    const shape_t *s = P.g->s;
+    int tm = tid / P.pn, tn = tid % P.pn;
+    *r0 = (int)((int64_t)s->M * tm / P.pm), *r1 = (int)((int64_t)s->M * (tm + 1) / P.pm);
+    /* the backend's column edges: multiples of 16 floats */
+    *n0 = tn == 0 ? 0 : (s->N * tn / P.pn + 8) / 16 * 16;
+    *n1 = tn == P.pn - 1 ? s->N : (s->N * (tn + 1) / P.pn + 8) / 16 * 16;
+    if (*n1 > s->N) *n1 = s->N;
+}
+
+static void *worker(void *arg) {
+    int tid = (int)(intptr_t)arg;
+    int cur = -1;
+    for (;;) {
+        pthread_barrier_wait(&P.go);
+        if (P.quit) return NULL;
+        /* OpenMP's thread count is per calling thread (the others' are
+         * global and set by run_split) */
+        if (P.lib >= LIB_DNNL && cur != 1) omp_setnt_p(1), cur = 1;
+        if (tid < P.pm * P.pn) {
+            int r0, r1, n0, n1;
+            tile_of(tid, &r0, &r1, &n0, &n1);
+            run_tile(P.lib, P.g, tid, r0, r1, n0, n1);
+        }
+        pthread_barrier_wait(&P.done);
+    }
+}
+
+/* the backend's grid rule (cpu_gemm_run): nt <= one thread per ~2 MFLOP,
+ * pm x pn = nt minimizing rows/pm + N/pn */
+static void plan_grid(const shape_t *s, int T) {
+    double flops = 2.0 * s->M * s->N * (double)(s->K + 1);
+    int64_t nt = (int64_t)(flops / 2e6) + 1;
+    if (nt > T) nt = T;
+    if (nt > (int64_t)s->M * ((s->N + 15) / 16)) nt = (int64_t)s->M * ((s->N + 15) / 16);
+    int best_pn = 1;
+    double best = 1e300;
+    for (int pn = 1; pn <= nt; pn++) {
+        if (nt % pn || (pn > 1 && s->N / pn < 16) || nt / pn > s->M) continue;
+        double cost = (double)s->M / (double)(nt / pn) + (double)s->N / pn;
+        if (cost < best) best = cost, best_pn = pn;
+    }
+    P.pn = best_pn;
+    P.pm = (int)nt / best_pn;
+}
+
+static void run_split(int lib, const gemm_args_t *g) {
+    lib_threads(lib, 1);
+    P.lib = lib, P.g = g;
+    pthread_barrier_wait(&P.go);   /* workers 1..n-1 */
+    if (P.pm * P.pn > 0) {
+        int r0, r1, n0, n1;
+        tile_of(0, &r0, &r1, &n0, &n1);
+        run_tile(lib, g, 0, r0, r1, n0, n1);
+    }
+    pthread_barrier_wait(&P.done);
+}
+
+static void run_own(int lib, const gemm_args_t *g, int T) {
+    lib_threads(lib, T);
+    run_tile(lib, g, 0, 0, g->s->M, 0, g->s->N);
+}
+
+/* ---- data, reference, check ---- */
+
+static uint32_t rng = 2463534242u;
+static float frand(void) {
+    rng ^= rng << 13, rng ^= rng >> 17, rng ^= rng << 5;
+    return (float)(rng >> 8) / 8388608.f - 1.f;
+}
+
+static uint16_t to_bf16(float x) {   /* round to nearest even (no NaN here) */
     uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fff + ((u >> 16) & 1);
+    memcpy(&u, &x, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
     return (uint16_t)(u >> 16);
 }
 
-static float from_bf16(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
+enum { CHECK_ROWS = 61 };
 
-static void to_bf16_n(uint16_t *dst, const float *src, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = to_bf16(src[i]);
-}
-
-/* buffers of the largest shape: A (M,K), B (N,K) or (K,N), C (M,N) */
-static float *A, *B, *C;
-static uint16_t *Ah, *Bh;
-
-/* run_lib: C = A op(B) once through library lib (bf16: converting A, and
- * B unless it is a weight, first). Returns 0, or -1 if the library said no. */
-static int run_lib(int lib, const shape_t *s) {
-    int M = s->M, N = s->N, K = s->K, ldb = s->tb ? K : N;
-    switch (lib) {
-    case LIB_OPENBLAS:
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans, M, N, K,
-                    1.0f, A, K, B, ldb, 0.0f, C, N);
-        return 0;
-    case LIB_BLIS: {
-        const float one = 1.0f, zero = 0.0f;
-        /* row-major: row stride = leading dimension, column stride 1 */
-        bli_sgemm_p(BLI_NO_TRANSPOSE, s->tb ? BLI_TRANSPOSE : BLI_NO_TRANSPOSE, M, N, K, &one,
-                    A, K, 1, B, ldb, 1, &zero, C, N, 1);
-        return 0;
-    }
-    case LIB_DNNL:
-        return dnnl_sgemm_p('N', s->tb ? 'T' : 'N', M, N, K, 1.0f, A, K, B, ldb, 0.0f, C, N) ? -1
-                                                                                             : 0;
-    case LIB_DNNL_BF16:
-        to_bf16_n(Ah, A, (size_t)M * K);
-        if (!s->w_b) to_bf16_n(Bh, B, (size_t)N * K);
-        return dnnl_bf16_p('N', s->tb ? 'T' : 'N', M, N, K, 1.0f, Ah, K, Bh, ldb, 0.0f, C, N) ? -1
-                                                                                             : 0;
-    }
-    return -1;
-}
-
-/* check: C against the naive product of (bf16-rounded when bf16) A and B;
- * returns the largest error relative to the sum of |terms| of an element,
- * checked on a sample of rows (every row of small shapes). */
-static double check(int lib, const shape_t *s) {
-    int M = s->M, N = s->N, K = s->K, bf = lib == LIB_DNNL_BF16;
-    if (bf) to_bf16_n(Bh, B, (size_t)N * K);   /* the weight, converted once */
-    for (size_t i = 0; i < (size_t)M * N; i++) C[i] = NAN;
-    if (run_lib(lib, s)) return INFINITY;
+/* worst |C - R| / sum |terms| over the sampled rows (NaN counts as failure) */
+static double check(const gemm_args_t *g, const double *R, const int *rows, int nr) {
+    const shape_t *s = g->s;
     double worst = 0;
-    int step = M > 64 ? M / 61 : 1;
-    for (int i = 0; i < M; i += step)
-        for (int j = 0; j < N; j++) {
-            double acc = 0, mag = 1e-30;
-            for (int k = 0; k < K; k++) {
-                float a = A[(size_t)i * K + k];
-                float b = s->tb ? B[(size_t)j * K + k] : B[(size_t)k * N + j];
-                if (bf) a = from_bf16(to_bf16(a)), b = from_bf16(to_bf16(b));
-                acc += (double)a * b, mag += fabs((double)a * b);
-            }
-            double e = fabs(C[(size_t)i * N + j] - acc) / mag;
-            if (!(e <= worst)) worst = e;   /* NaN counts as the worst */
+    for (int r = 0; r < nr; r++)
+        for (int j = 0; j < s->N; j++) {
+            double e = fabs(g->C[(size_t)rows[r] * s->N + j] - R[2 * ((size_t)r * s->N + j)]) /
+                       R[2 * ((size_t)r * s->N + j) + 1];
+            if (e != e) return INFINITY;
+            if (e > worst) worst = e;
         }
     return worst;
 }
 
-/* seconds per call: best of 3 batches of calls lasting >= budget/3 each */
-static double time_lib(int lib, const shape_t *s, double budget) {
-    double t0 = now_s();
-    run_lib(lib, s);
-    double one = now_s() - t0;
-    long reps = one > 0 ? (long)(budget / 3 / one) : 1;
-    if (reps < 1) reps = 1;
-    double best = INFINITY;
-    for (int r = 0; r < 3; r++) {
-        t0 = now_s();
-        for (long i = 0; i < reps; i++) run_lib(lib, s);
-        double t = (now_s() - t0) / reps;
-        if (t < best) best = t;
+static double clock_s(clockid_t c) {
+    struct timespec t;
+    clock_gettime(c, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* seconds per call, the best of 3 rounds of >= min_time/3 wall each.
+ * split: the CPU time of the busiest of the T threads (their thread CPU
+ * clocks, read while the workers wait at the barrier), which is the wall
+ * time on an idle machine and is not inflated by other processes sharing
+ * the cores; own: wall time (the library's threads are not ours) */
+static double time_it(int lib, int own, const gemm_args_t *g, int T, double min_time) {
+    own ? run_own(lib, g, T) : run_split(lib, g);   /* warm-up */
+    clockid_t ck[64];
+    ck[0] = CLOCK_THREAD_CPUTIME_ID;
+    for (int t = 1; t < T; t++)
+        if (pthread_getcpuclockid(P.th[t], &ck[t])) ck[t] = CLOCK_THREAD_CPUTIME_ID;
+    double best = 1e300;
+    for (int round = 0; round < 3; round++) {
+        int reps = 0;
+        double c0[64], t0 = clock_s(CLOCK_MONOTONIC), t;
+        for (int k = 0; k < T; k++) c0[k] = clock_s(ck[k]);
+        do {
+            own ? run_own(lib, g, T) : run_split(lib, g);
+            reps++;
+        } while ((t = clock_s(CLOCK_MONOTONIC) - t0) < min_time / 3);
+        if (!own) {
+            t = 0;
+            for (int k = 0; k < T; k++) {
+                double d = clock_s(ck[k]) - c0[k];
+                if (d > t) t = d;
+            }
+        }
+        if (t / reps < best) best = t / reps;
     }
     return best;
 }
 
-static void open_libs(int n_threads, const blas_cpu *cpu) {
-    have[LIB_OPENBLAS] = 1;
-    openblas_set_num_threads(n_threads);
+static void load_libs(void) {
+    lib_on[LIB_OPENBLAS] = 1;
+    printf("OpenBLAS: %s\n", blas_describe());
     void *h = dlopen("libblis.so.4", RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        printf("skip: libblis not installed (apt-get install libblis4-pthread)\n");
+    if (h && (bli_sgemm_p = (bli_sgemm_t)dlsym(h, "bli_sgemm")) &&
+        (bli_setnt_p = (bli_setnt_t)dlsym(h, "bli_thread_set_num_threads"))) {
+        bli_str_t ver = (bli_str_t)dlsym(h, "bli_info_get_version_str");
+        bli_arch_id_t aid = (bli_arch_id_t)dlsym(h, "bli_arch_query_id");
+        bli_arch_str_t astr = (bli_arch_str_t)dlsym(h, "bli_arch_string");
+        printf("BLIS: %s, config %s\n", ver ? ver() : "?", aid && astr ? astr(aid()) : "?");
+        lib_on[LIB_BLIS] = 1;
     } else {
-        bli_sgemm_p = (bli_sgemm_fn)(uintptr_t)dlsym(h, "bli_sgemm");
-        void (*set_nt)(int64_t) = (void (*)(int64_t))(uintptr_t)dlsym(h, "bli_thread_set_num_threads");
-        const char *(*ver)(void) = (const char *(*)(void))(uintptr_t)dlsym(h, "bli_info_get_version_str");
-        int (*arch_id)(void) = (int (*)(void))(uintptr_t)dlsym(h, "bli_arch_query_id");
-        const char *(*arch_str)(int) = (const char *(*)(int))(uintptr_t)dlsym(h, "bli_arch_string");
-        if (!bli_sgemm_p || !set_nt) {
-            printf("skip: libblis.so.4 lacks bli_sgemm or bli_thread_set_num_threads\n");
-        } else {
-            set_nt(n_threads);
-            have[LIB_BLIS] = 1;
-            printf("BLIS %s, kernels %s\n", ver ? ver() : "?",
-                   arch_id && arch_str ? arch_str(arch_id()) : "?");
-        }
+        printf("skip: libblis not installed (libblis.so.4: apt-get install libblis4-pthread)\n");
     }
     h = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        printf("skip: libdnnl not installed (apt-get install libdnnl2)\n");
-        return;
+    if (h && (dnnl_sgemm_p = (dnnl_sgemm_t)dlsym(h, "dnnl_sgemm")) &&
+        (omp_setnt_p = (omp_setnt_t)dlsym(h, "omp_set_num_threads"))) {
+        dnnl_ver_t ver = (dnnl_ver_t)dlsym(h, "dnnl_version");
+        const dnnl_version_t *v = ver ? ver() : NULL;
+        printf("oneDNN: %d.%d.%d\n", v ? v->major : 0, v ? v->minor : 0, v ? v->patch : 0);
+        lib_on[LIB_DNNL] = 1;
+        blas_cpu f;
+        blas_cpu_detect(&f);
+        dnnl_bf16_p = (dnnl_bf16_t)dlsym(h, "dnnl_gemm_bf16bf16f32");
+        if (!f.avx512_bf16) printf("skip: oneDNN bf16 (the CPU has no avx512_bf16)\n");
+        else if (!dnnl_bf16_p) printf("skip: oneDNN bf16 (no dnnl_gemm_bf16bf16f32)\n");
+        else lib_on[LIB_DNNL_BF16] = lib_on[LIB_DNNL_BF16C] = 1;
+    } else {
+        printf("skip: oneDNN not installed (libdnnl.so.2: apt-get install libdnnl2)\n");
     }
-    dnnl_sgemm_p = (dnnl_sgemm_fn)(uintptr_t)dlsym(h, "dnnl_sgemm");
-    dnnl_bf16_p = (dnnl_bf16_fn)(uintptr_t)dlsym(h, "dnnl_gemm_bf16bf16f32");
-    void (*omp_nt)(int) = (void (*)(int))(uintptr_t)dlsym(h, "omp_set_num_threads");
-    typedef struct { int major, minor, patch; const char *hash; unsigned cpu_runtime, gpu_runtime; } ver_t;
-    const ver_t *(*dver)(void) = (const ver_t *(*)(void))(uintptr_t)dlsym(h, "dnnl_version");
-    int (*isa)(void) = (int (*)(void))(uintptr_t)dlsym(h, "dnnl_get_effective_cpu_isa");
-    if (!dnnl_sgemm_p || !omp_nt) {
-        printf("skip: libdnnl.so.2 lacks dnnl_sgemm or omp_set_num_threads\n");
-        return;
-    }
-    omp_nt(n_threads);
-    have[LIB_DNNL] = 1;
-    const ver_t *v = dver ? dver() : NULL;
-    printf("oneDNN %d.%d.%d, effective ISA 0x%x\n", v ? v->major : 0, v ? v->minor : 0,
-           v ? v->patch : 0, isa ? (unsigned)isa() : 0u);
-    if (!cpu->avx512_bf16)
-        printf("skip: oneDNN bf16 (the CPU lacks AVX512-BF16)\n");
-    else if (!dnnl_bf16_p)
-        printf("skip: oneDNN bf16 (libdnnl.so.2 lacks dnnl_gemm_bf16bf16f32)\n");
-    else
-        have[LIB_DNNL_BF16] = 1;
+}
+
+static void print_pair(double split, double own, int with_own) {
+    printf(with_own ? "       %6.1f %6.1f |" : "       %6.1f |", split, own);
 }
 
 int main(int argc, char **argv) {
     blas_startup(argv);
-    if (argc > 1 && (argv[1][0] < '0' || argv[1][0] > '9')) {
-        if (strcmp(argv[1], "cpu")) {
-            printf("bench_blas: skip: device %s (CPU libraries only)\n", argv[1]);
-            return 0;
+    int T = 2;
+    double min_time = 0.2;
+    int with_own = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) T = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--min-time") && i + 1 < argc) min_time = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--own")) with_own = 1;
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "bench_blas: unknown option %s\n", argv[i]);
+            return 2;
         }
-        argc--, argv++;
+        /* positional arguments (bench/run.sh passes `cpu 2` to every
+         * program) are ignored */
     }
-    int n_threads = argc > 1 ? atoi(argv[1]) : 2;
-    double budget = argc > 2 ? atof(argv[2]) : 0.15;
-    if (n_threads < 1 || n_threads > 64 || !(budget > 0)) {
-        fprintf(stderr, "usage: bench_blas [cpu] [n_threads 1..64] [seconds per measurement]\n");
+    if (T < 1 || T > 64 || !(min_time > 0)) {
+        fprintf(stderr, "bench_blas: --threads must be 1..64 and --min-time > 0\n");
         return 2;
     }
-    if (n_threads == 1) bench_clock = CLOCK_THREAD_CPUTIME_ID;
-    blas_cpu cpu;
-    blas_cpu_detect(&cpu);
-    double dummy;
-    if (blas_check_sgemm(&dummy)) {
-        fprintf(stderr, "bench_blas: the OpenBLAS SGEMM check failed\n");
-        return 1;
-    }
-    printf("bench_blas: %d thread%s each (%s time); OpenBLAS core %s\n", n_threads,
-           n_threads > 1 ? "s" : "", n_threads == 1 ? "thread CPU" : "wall",
-           openblas_get_corename());
-    open_libs(n_threads, &cpu);
+    load_libs();
+    P.n = T;
+    pthread_barrier_init(&P.go, NULL, (unsigned)T);
+    pthread_barrier_init(&P.done, NULL, (unsigned)T);
+    for (int t = 1; t < T; t++) pthread_create(&P.th[t], NULL, worker, (void *)(intptr_t)t);
 
-    size_t na = 0, nb = 0, nc = 0;
-    for (int i = 0; i < N_SHAPES; i++) {
-        const shape_t *s = &SHAPES[i];
-        if ((size_t)s->M * s->K > na) na = (size_t)s->M * s->K;
-        if ((size_t)s->N * s->K > nb) nb = (size_t)s->N * s->K;
-        if ((size_t)s->M * s->N > nc) nc = (size_t)s->M * s->N;
+    size_t maxa = 0, maxb = 0, maxc = 0, maxn = 0;
+    for (int i = 0; i < NSHAPES; i++) {
+        const shape_t *s = &shapes[i];
+        if ((size_t)s->M * s->K > maxa) maxa = (size_t)s->M * s->K;
+        if ((size_t)s->N * s->K > maxb) maxb = (size_t)s->N * s->K;
+        if ((size_t)s->M * s->N > maxc) maxc = (size_t)s->M * s->N;
+        if ((size_t)s->N > maxn) maxn = (size_t)s->N;
     }
-    A = malloc(na * sizeof *A), B = malloc(nb * sizeof *B), C = malloc(nc * sizeof *C);
-    Ah = malloc(na * sizeof *Ah), Bh = malloc(nb * sizeof *Bh);
-    if (!A || !B || !C || !Ah || !Bh) {
+    float *A = malloc(maxa * 4), *B = malloc(maxb * 4), *C = malloc(maxc * 4);
+    uint16_t *Ah = malloc(maxa * 2), *Bh = malloc(maxb * 2);
+    double *R = malloc(sizeof(double) * 2 * CHECK_ROWS * maxn);
+    uint16_t *scratch[64] = {0};
+    int scratch_ok = 1;
+    for (int t = 0; t < T && lib_on[LIB_DNNL_BF16C]; t++)
+        scratch_ok &= (scratch[t] = malloc((maxa + maxb) * 2)) != NULL;
+    if (!A || !B || !C || !Ah || !Bh || !R || !scratch_ok) {
         fprintf(stderr, "bench_blas: out of memory\n");
         return 1;
     }
-    uint32_t r = 1;
-    for (size_t i = 0; i < na; i++) A[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / 8388608.f - 1.f;
-    for (size_t i = 0; i < nb; i++) B[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / 8388608.f - 1.f;
 
-    /* per class and in total: flops and seconds weighted by calls */
-    double cls_f[N_SHAPES] = {0}, cls_t[N_SHAPES][N_LIBS] = {{0}}, tot_t[N_LIBS] = {0}, tot_f = 0;
-    const char *cls[N_SHAPES];
-    int n_cls = 0, failed = 0;
-    printf("%-14s %2s %5s %5s %5s %6s |", "class", "B", "M", "N", "K", "calls");
-    for (int l = 0; l < N_LIBS; l++) printf(" %11s", LIB_NAME[l]);
-    printf("   GFLOP/s\n");
-    for (int i = 0; i < N_SHAPES; i++) {
-        const shape_t *s = &SHAPES[i];
-        double flops = 2.0 * s->M * s->N * s->K;
-        int c;
-        for (c = 0; c < n_cls && strcmp(cls[c], s->cls); c++) {}
-        if (c == n_cls) cls[n_cls++] = s->cls;
-        cls_f[c] += flops * s->calls;
-        tot_f += flops * s->calls;
-        printf("%-14s %2s %5d %5d %5d %6ld |", s->cls, s->tb ? "T" : "N", s->M, s->N, s->K,
-               s->calls);
-        for (int l = 0; l < N_LIBS; l++) {
-            if (!have[l]) {
-                printf(" %11s", "-");
-                continue;
-            }
-            double e = check(l, s);
-            if (!(e <= 1e-4)) {
-                printf(" %11s", "WRONG");
-                fprintf(stderr, "bench_blas: %s wrong on %s %dx%dx%d: error %.3g\n", LIB_NAME[l],
-                        s->cls, s->M, s->N, s->K, e);
-                have[l] = 0, failed = 1;
-                continue;
-            }
-            double t = time_lib(l, s, budget);
-            cls_t[c][l] += t * s->calls;
-            tot_t[l] += t * s->calls;
-            printf(" %11.1f", flops / t * 1e-9);
-        }
-        printf("\n");
-    }
-    printf("\nper class, weighted by calls (GFLOP/s; share of OpenBLAS's time):\n");
-    for (int c = 0; c < n_cls; c++) {
-        printf("%-14s %5.1f%% |", cls[c], 100 * cls_t[c][LIB_OPENBLAS] / tot_t[LIB_OPENBLAS]);
-        for (int l = 0; l < N_LIBS; l++)
-            if (have[l]) printf(" %s %.1f", LIB_NAME[l], cls_f[c] / cls_t[c][l] * 1e-9);
-        printf("\n");
-    }
-    printf("weighted total (%.1f GFLOP per generate):", tot_f * 1e-9);
-    for (int l = 0; l < N_LIBS; l++)
-        if (have[l])
-            printf(" %s %.1f GFLOP/s (%.2f s, %.2fx OpenBLAS);", LIB_NAME[l], tot_f / tot_t[l] * 1e-9,
-                   tot_t[l], tot_t[LIB_OPENBLAS] / tot_t[l]);
+    printf("threads %d; GFLOP/s; split: the backend's tile grid, the library at 1 thread, timed "
+           "by the busiest thread's CPU time%s; oneDNN-bf16: inputs converted before timing, "
+           "bf16+conv: both tiles converted (AVX512-BF16) inside each call\n", T,
+           with_own ? "; own: the library's own threads, wall time" : "");
+    printf("%-26s %6s %5s %5s %2s %7s |", "class", "M", "N", "K", "tb", "calls");
+    for (int l = 0; l < NLIB; l++)
+        if (lib_on[l]) printf(" %11.11s split%s |", lib_name[l], with_own ? "  own" : "");
     printf("\n");
-    free(A), free(B), free(C), free(Ah), free(Bh);
+    double tflop = 0, tsec[NLIB][2] = {{0}}, tcls[NSHAPES][NLIB][2] = {{{0}}};
+    int failed = 0;
+    for (int i = 0; i < NSHAPES; i++) {
+        const shape_t *s = &shapes[i];
+        size_t na = (size_t)s->M * s->K, nb = (size_t)s->N * s->K;
+        for (size_t k = 0; k < na; k++) A[k] = frand(), Ah[k] = to_bf16(A[k]);
+        for (size_t k = 0; k < nb; k++) B[k] = frand(), Bh[k] = to_bf16(B[k]);
+        int rows[CHECK_ROWS], nr = s->M < CHECK_ROWS ? s->M : CHECK_ROWS;
+        for (int r = 0; r < nr; r++) rows[r] = (int)((int64_t)r * (s->M - 1) / (nr > 1 ? nr - 1 : 1));
+        for (int r = 0; r < nr; r++)
+            for (int j = 0; j < s->N; j++) {
+                double acc = 0, mag = 0;
+                for (int k = 0; k < s->K; k++) {
+                    double t = (double)A[(size_t)rows[r] * s->K + k] *
+                               (s->tb ? B[(size_t)j * s->K + k] : B[(size_t)k * s->N + j]);
+                    acc += t, mag += fabs(t);
+                }
+                R[2 * ((size_t)r * s->N + j)] = acc;
+                R[2 * ((size_t)r * s->N + j) + 1] = mag + 1e-30;
+            }
+        gemm_args_t g = {.s = s, .A = A, .B = B, .Ah = Ah, .Bh = Bh, .C = C};
+        memcpy(g.scratch, scratch, sizeof scratch);
+        plan_grid(s, T);
+        double flop = 2.0 * s->M * s->N * (double)s->K;
+        tflop += flop * s->calls;
+        printf("%-26s %6d %5d %5d %2d %7.0f |", s->cls, s->M, s->N, s->K, s->tb, s->calls);
+        /* every library's split runs first, then the own-threads runs, so
+         * a library's own pool threads still spinning after its calls
+         * never share the cores with another library's split run */
+        double gf[NLIB][2] = {{0}};
+        for (int own = 0; own <= with_own; own++)
+            for (int l = 0; l < NLIB; l++) {
+                if (!lib_on[l]) continue;
+                double tol = l >= LIB_DNNL_BF16 ? 1e-2 : 1e-4;
+                memset(C, 0xff, (size_t)s->M * s->N * 4);   /* NaN: unwritten fails */
+                own ? run_own(l, &g, T) : run_split(l, &g);
+                double e = check(&g, R, rows, nr);
+                if (!(e <= tol)) {
+                    printf("\nbench_blas: %s (%s) on %s %dx%dx%d: max error %.3g > %.0e: FAILED\n",
+                           lib_name[l], own ? "own" : "split", s->cls, s->M, s->N, s->K, e, tol);
+                    failed = 1;
+                    continue;
+                }
+                double t = time_it(l, own, &g, T, min_time);
+                tsec[l][own] += t * s->calls;
+                int c0 = 0;   /* the class's first shape */
+                while (strcmp(shapes[c0].cls, s->cls)) c0++;
+                tcls[c0][l][own] += t * s->calls;
+                gf[l][own] = flop / t * 1e-9;
+            }
+        for (int l = 0; l < NLIB; l++)
+            if (lib_on[l]) print_pair(gf[l][0], gf[l][1], with_own);
+        printf("\n");
+        fflush(stdout);
+    }
+    /* per class: its flops over its time, calls-weighted */
+    for (int i = 0; i < NSHAPES; i++) {
+        int first = 1;
+        for (int j = 0; j < i; j++) first &= strcmp(shapes[j].cls, shapes[i].cls) != 0;
+        if (!first) continue;
+        double f = 0;
+        for (int j = i; j < NSHAPES; j++)
+            if (!strcmp(shapes[j].cls, shapes[i].cls))
+                f += 2.0 * shapes[j].M * shapes[j].N * (double)shapes[j].K * shapes[j].calls;
+        printf("%-26s %21.1f GFLOP |", shapes[i].cls, f * 1e-9);
+        for (int l = 0; l < NLIB; l++)
+            if (lib_on[l])
+                print_pair(f / tcls[i][l][0] * 1e-9, f / tcls[i][l][1] * 1e-9, with_own);
+        printf("\n");
+    }
+    printf("%-26s %21.1f GFLOP |", "weighted total", tflop * 1e-9);
+    for (int l = 0; l < NLIB; l++)
+        if (lib_on[l])
+            print_pair(tflop / tsec[l][0] * 1e-9, tflop / tsec[l][1] * 1e-9, with_own);
+    printf("\n");
+    for (int l = 1; l < NLIB; l++)
+        if (lib_on[l])
+        {
+            printf("%s / OpenBLAS, weighted: split %.2fx", lib_name[l],
+                   tsec[LIB_OPENBLAS][0] / tsec[l][0]);
+            if (with_own) printf(", own %.2fx", tsec[LIB_OPENBLAS][1] / tsec[l][1]);
+            printf("\n");
+        }
+    P.quit = 1;
+    pthread_barrier_wait(&P.go);
+    for (int t = 1; t < T; t++) pthread_join(P.th[t], NULL);
+    free(A), free(B), free(C), free(Ah), free(Bh), free(R);
+    for (int t = 0; t < T; t++) free(scratch[t]);
+    if (failed) printf("bench_blas: FAILED (a library's result is wrong)\n");
     return failed;
 }
