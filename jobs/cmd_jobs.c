@@ -177,9 +177,9 @@ static void run_usage(FILE *f) {
             "                      DB is on a network filesystem (NFS, Lustre, ...)\n"
             "  --checkpoint-every N|Ss|N,Ss  checkpoint every N images or S seconds\n"
             "                      (default 1000,600s)\n"
-            "  --devices all       one cuda worker per GPU of CUDA_VISIBLE_DEVICES (as Slurm\n"
-            "                      sets it); when it is unset, per GPU the CUDA plugin\n"
-            "                      sees; cpu when there is none\n\n"
+            "  --devices all       one cuda worker per GPU the CUDA driver sees (through\n"
+            "                      CUDA_VISIBLE_DEVICES, as Slurm sets it); cpu when\n"
+            "                      there is none\n\n"
             "AMG flags:\n");
     amg_params_help(f);
     fprintf(f, "\nExit status: 0 all images done, 3 some failed (see `sam2amg status`),\n"
@@ -382,23 +382,26 @@ int cmd_run(int argc, char **argv) {
         }
     }
     if (!db) return cli_usage_error(cmd, "the database DB is required");
-    /* devices; "all": the GPUs Slurm (or the user) made visible, else
-     * every GPU the CUDA plugin sees, else the CPU */
+    /* devices; "all": the GPUs the driver sees (Slurm or the user made
+     * them visible), else the CPU */
     char devbuf[256];
     if (!strcmp(devices, "all")) {
+        /* counted by the driver alone (the plugin is loaded below only for
+         * a cuda worker); a list that names no device needs no driver */
         const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
-        int ng = 0;
+        int ng = 0, listed = backend_cuda_visible_entries(cvd);
         char why[sizeof ((err_t *)0)->msg + 64];
-        snprintf(why, sizeof why, "CUDA_VISIBLE_DEVICES=%s", cvd ? cvd : "unset");
-        if (cvd && *cvd && strcmp(cvd, "NoDevFiles") && strcmp(cvd, "-1"))
-            for (const char *p = cvd, *c; (c = strchr(p, ',')) || *p; p = c ? c + 1 : "") ng++;
-        if (!cvd) {
-            err_t e = {{0}};
-            if (backend_cuda_count(&ng, &e)) snprintf(why + strlen(why), sizeof why - strlen(why),
-                                                      "): %s", e.msg);
-            else snprintf(why + strlen(why), sizeof why - strlen(why), "): %d visible", ng);
+        snprintf(why, sizeof why, "CUDA_VISIBLE_DEVICES=%.200s)", cvd ? cvd : "unset");
+        err_t e = {{0}};
+        if (listed == 0) {
+            snprintf(why + strlen(why), sizeof why - strlen(why), ": it lists no device");
+        } else if (backend_cuda_driver_count(&ng, &e)) {
+            /* no driver: the GPUs Slurm listed stay workers, whose check
+             * below then says what is missing */
+            ng = listed > 0 ? listed : 0;
+            snprintf(why + strlen(why), sizeof why - strlen(why), ": %s", e.msg);
         } else {
-            snprintf(why + strlen(why), sizeof why - strlen(why), ")");
+            snprintf(why + strlen(why), sizeof why - strlen(why), ": %d visible", ng);
         }
         size_t o = 0;
         devbuf[0] = 0;

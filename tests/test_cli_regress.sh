@@ -55,5 +55,27 @@ rc=$?
 check "resume with another mask_threshold: refused (got $rc)" \
     bash -c "[ $rc -ne 0 ] && grep -q 'do not mix' '$T/r.out'"
 
+# ---- 2. --devices all reads CUDA_VISIBLE_DEVICES as the CUDA runtime does ----
+# (no driver here: SAM2AMG_CUDA_DRIVER names a missing file, so the count
+# is the list's; a list that makes GPUs visible then fails with exit 2)
+cvd() {   # value, expected device list
+    SAM2AMG_CUDA_DRIVER=$T/no-driver.so CUDA_VISIBLE_DEVICES=$1 "$BIN" run "$T/cvd.db" \
+        --manifest "$T/man.txt" --model test: --points-per-side 2 --devices all >/dev/null 2>"$T/cvd.err"
+    check "CUDA_VISIBLE_DEVICES='$1': --devices all: $2" \
+        grep -qF -- "--devices all: $2 (CUDA_VISIBLE_DEVICES=$1)" "$T/cvd.err"
+    rm -f "$T/cvd.db"*
+}
+cvd "0,,1" "cuda:0"
+cvd "1,-1,2" "cuda:0"
+cvd "2,3" "cuda:0,cuda:1"
+cvd "0,abc,1" "cuda:0"
+cvd "GPU-5c3a1e2b-0000-1111-2222-333344445555,MIG-GPU-5c3a1e2b/1/0" "cuda:0,cuda:1"
+for v in abc "" -1 NoDevFiles ",0"; do cvd "$v" "cpu"; done
+SAM2AMG_CUDA_DRIVER=$T/no-driver.so CUDA_VISIBLE_DEVICES=abc "$BIN" run "$T/cvd.db" \
+    --manifest "$T/man.txt" --model test: --points-per-side 2 --devices all >/dev/null 2>"$T/cvd.err"
+rc=$?
+check "CUDA_VISIBLE_DEVICES=abc: the run goes on on the cpu, exit 0 (got $rc)" \
+    bash -c "[ $rc -eq 0 ] && grep -q 'it lists no device' '$T/cvd.err'"
+
 echo "RESULT $pass $fail"
 [ "$fail" -eq 0 ]
