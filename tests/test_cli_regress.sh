@@ -77,5 +77,17 @@ rc=$?
 check "CUDA_VISIBLE_DEVICES=abc: the run goes on on the cpu, exit 0 (got $rc)" \
     bash -c "[ $rc -eq 0 ] && grep -q 'it lists no device' '$T/cvd.err'"
 
+# ---- 3. --points-per-batch: the message names the accepted forms ----
+for v in abc 0 4097 ""; do
+    "$BIN" run "$T/ppb.db" --manifest "$T/man.txt" --model test: --points-per-batch "$v" >/dev/null 2>"$T/ppb.err"
+    rc=$?
+    check "run --points-per-batch '$v': exit 2, one line naming 1 to 4096 and auto (got $rc)" \
+        bash -c "[ $rc -eq 2 ] && [ \$(wc -l <'$T/ppb.err') -eq 1 ] && grep -qF \"'$v' is not a number from 1 to 4096 or auto\" '$T/ppb.err'"
+done
+"$BIN" generate --points-per-batch >/dev/null 2>"$T/ppb.err"
+rc=$?
+check "generate --points-per-batch without a value: exit 2, names the forms (got $rc)" \
+    bash -c "[ $rc -eq 2 ] && grep -qF 'needs a value: a number from 1 to 4096 or auto' '$T/ppb.err'"
+
 echo "RESULT $pass $fail"
 [ "$fail" -eq 0 ]
