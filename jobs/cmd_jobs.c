@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "blas.h"
 #include "cli.h"
 #include "jobs.h"
 #include "json.h"
@@ -163,8 +164,9 @@ static void run_usage(FILE *f) {
             "  --lease S           images.lease_expires = claim time + S (default 3600);\n"
             "                      informative: the run lock, not an expiry, guards leases\n"
             "  --quiet             no progress line (it is shown only on a terminal anyway)\n"
-            "  -v, --verbose       per worker: points_per_batch halvings after out of memory,\n"
-            "                      each image's stages (seconds), totals and model busy share\n"
+            "  -v, --verbose       the BLAS line; per worker: points_per_batch halvings after\n"
+            "                      out of memory, each image's stages (seconds), totals and\n"
+            "                      model busy share\n"
             "  --gpu-memory-limit BYTES|FRACTION  what sam2amg may use per GPU, e.g. 8G or\n"
             "                      0.5 of it (workers sharing a GPU split it); sizes\n"
             "                      --points-per-batch auto (the default on CUDA)\n"
@@ -433,6 +435,7 @@ int cmd_run(int argc, char **argv) {
     }
     int any_cpu = 0;
     for (int d = 0; d < cfg.n_devices; d++) any_cpu |= !strcmp(cfg.devices[d], "cpu");
+    if (cfg.verbose) fprintf(stderr, "sam2amg run: %s\n", blas_describe());   /* as generate -v */
     if (precision == BACKEND_BF16 && any_cpu)
         return cli_usage_error(cmd, "--precision bf16: the cpu device computes in fp32 only "
                                "(bf16 needs --devices cuda:N,...)");

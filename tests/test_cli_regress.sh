@@ -89,5 +89,14 @@ rc=$?
 check "generate --points-per-batch without a value: exit 2, names the forms (got $rc)" \
     bash -c "[ $rc -eq 2 ] && grep -qF 'needs a value: a number from 1 to 4096 or auto' '$T/ppb.err'"
 
+# ---- 4. run -v prints the BLAS line once, as generate -v does ----
+"$BIN" run "$T/v.db" --manifest "$T/man.txt" --model test: --points-per-side 2 --devices cpu,cpu -v \
+    >/dev/null 2>"$T/v.err"
+rc=$?
+check "run -v: exit 0 and one 'sam2amg run: blas: ...' line (got $rc)" \
+    bash -c "[ $rc -eq 0 ] && [ \$(grep -c '^sam2amg run: blas: .*SGEMM check' '$T/v.err') -eq 1 ]"
+"$BIN" run "$T/v2.db" --manifest "$T/man.txt" --model test: --points-per-side 2 >/dev/null 2>"$T/v.err"
+check "run without -v: no BLAS line" bash -c "! grep -q 'blas:' '$T/v.err'"
+
 echo "RESULT $pass $fail"
 [ "$fail" -eq 0 ]
