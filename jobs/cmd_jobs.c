@@ -279,20 +279,24 @@ int cmd_run(int argc, char **argv) {
     /* config's "amg" object first, then flags on top: find --config first */
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--config")) cfg.config = argv[i + 1];
+    /* exit status as generate and dump (README, Commands): a file that
+     * cannot be read or parsed is a data error, a value a flag could not
+     * take either (unknown name or key, out of range) a usage error */
     if (cfg.config) {
         sam2_config c;
         char *amg_json = NULL;
         err_t err = {{0}};
-        if (sam2_config_load(cfg.config, &c, &amg_json, &err)) {
+        int rc = sam2_config_load(cfg.config, &c, &amg_json, &err);
+        if (rc) {
             fprintf(stderr, "sam2amg run: %s\n", err.msg);
-            return EXIT_USAGE;
+            return rc == ERR_INVALID ? EXIT_USAGE : EXIT_DATA;
         }
         if (amg_json) {
-            int rc = amg_params_from_json(&cfg.params, amg_json, &err);
+            rc = amg_params_from_json(&cfg.params, amg_json, &err);
             free(amg_json);
             if (rc) {
                 fprintf(stderr, "sam2amg run: %s: %s\n", cfg.config, err.msg);
-                return EXIT_USAGE;
+                return rc == ERR_INVALID ? EXIT_USAGE : EXIT_DATA;
             }
             params_set = 1;
         }

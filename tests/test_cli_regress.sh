@@ -98,5 +98,43 @@ check "run -v: exit 0 and one 'sam2amg run: blas: ...' line (got $rc)" \
 "$BIN" run "$T/v2.db" --manifest "$T/man.txt" --model test: --points-per-side 2 >/dev/null 2>"$T/v.err"
 check "run without -v: no BLAS line" bash -c "! grep -q 'blas:' '$T/v.err'"
 
+# ---- 7. a bad config file: one exit status in generate, dump and run ----
+/usr/bin/python3 - "$F/meta.json" "$T" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))["model"]
+d = sys.argv[2]
+open(d + "/c-syntax.json", "w").write('{"model": ')
+open(d + "/c-huge.json", "w").write(json.dumps({"model": m, "amg": {"pred_iou_thresh": 0.5}}).replace("0.5", "1e400"))
+json.dump({"amg": {"pred_iou_thresh": 0.5}}, open(d + "/c-nomodel.json", "w"))
+json.dump({"model": m, "amg": {"points_per_sid": 4}}, open(d + "/c-key.json", "w"))
+json.dump({"model": m, "amg": [1]}, open(d + "/c-array.json", "w"))
+PY
+mkdir -p "$T/cdir"
+cfg_exit() {   # config, expected exit status
+    local c=$1 want=$2 cmd got=""
+    for cmd in generate dump run; do
+        case $cmd in
+        generate) "$BIN" generate --model "$F/weights.safetensors" --config "$c" --threads 1 \
+                      "$F/image.png" -o "$T/g.json" >/dev/null 2>"$T/c.err" ;;
+        dump) "$BIN" dump --model "$F/weights.safetensors" --config "$c" --threads 1 \
+                  "$F/image.png" -o "$T/d.safetensors" >/dev/null 2>"$T/c.err" ;;
+        run) "$BIN" run "$T/c.db" --manifest "$T/man.txt" --model "$F/weights.safetensors" \
+                 --config "$c" >/dev/null 2>"$T/c.err" ;;
+        esac
+        got="$got $cmd:$?:$(wc -l <"$T/c.err")"
+    done
+    check "--config $(basename "$c"): exit $want and one line in generate, dump and run (got$got)" \
+        test "$got" = " generate:$want:1 dump:$want:1 run:$want:1"
+    check "  ... run created no database" test ! -e "$T/c.db"
+}
+cfg_exit "$T/c-syntax.json" 1
+cfg_exit "$T/c-huge.json" 1
+cfg_exit "$T/c-nomodel.json" 1
+cfg_exit "$T/none.json" 1
+cfg_exit "$T/cdir" 1
+cfg_exit "$T/c-key.json" 2
+cfg_exit "$T/c-array.json" 2
+cfg_exit "tinyy" 2
+
 echo "RESULT $pass $fail"
 [ "$fail" -eq 0 ]
