@@ -480,6 +480,11 @@ int cmd_run(int argc, char **argv) {
             return cli_usage_error(cmd, "--local-dir %s: not an existing directory", local_dir);
         ckpt = db;
         local = jobs_local_path(local_dir, db);
+        if (!local) {
+            fprintf(stderr, "sam2amg run: --local-dir %s: out of memory (the working copy's "
+                    "path of %s)\n", local_dir, db);
+            return EXIT_DATA;
+        }
         db = local;
     }
     cfg.db_path = db;

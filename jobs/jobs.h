@@ -164,7 +164,8 @@ int      jobs_shard_set(store_t *s, int k, int n, int64_t run_id, err_t *err);
  * folder, when path does not exist) is on, NULL for a local one.
  * SAM2AMG_ASSUME_NETWORK_FS=NAME (tests) makes every path one. */
 const char *jobs_network_fs(const char *path);
-/* jobs_local_path: the working copy of db in local_dir, malloc'd. */
+/* jobs_local_path: the working copy of db in local_dir, malloc'd; NULL
+ * when out of memory. */
 char    *jobs_local_path(const char *local_dir, const char *db);
 /* jobs_checkpoint_write: a consistent copy of src's database, fsynced and
  * renamed over dest (see shard.c); bumps shard.checkpoint_seq first. */

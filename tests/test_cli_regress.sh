@@ -98,6 +98,68 @@ check "run -v: exit 0 and one 'sam2amg run: blas: ...' line (got $rc)" \
 "$BIN" run "$T/v2.db" --manifest "$T/man.txt" --model test: --points-per-side 2 >/dev/null 2>"$T/v.err"
 check "run without -v: no BLAS line" bash -c "! grep -q 'blas:' '$T/v.err'"
 
+# ---- 6. out of memory in the runner's queues and items: an error, no abort ----
+# a calloc stand-in (LD_PRELOAD) fails the K-th calloc(N, S); the queue
+# item's S is the size whose count grows by 8 from --decode-threads 3 to 7
+# (the claimer allocates 2 * threads + 2 items up front)
+if command -v "${CC:-cc}" >/dev/null; then
+    cat >"$T/shim.c" <<'EOC'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+static long hits;
+void *calloc(size_t a, size_t b) {
+    static void *(*real)(size_t, size_t);
+    static size_t fn, fs; static long fk;
+    static FILE *lg;
+    if (!real) {
+        static char arena[4096]; static int busy;   /* dlsym's own calloc */
+        if (busy) return arena;
+        busy = 1; *(void **)&real = dlsym(RTLD_NEXT, "calloc"); busy = 0;
+        const char *e = getenv("SHIM_FAIL");   /* "N S K" */
+        if (e) sscanf(e, "%zu %zu %ld", &fn, &fs, &fk);
+        const char *l = getenv("SHIM_LOG");
+        if (l) lg = fopen(l, "w");
+    }
+    if (lg && gettid() == getpid()) fprintf(lg, "%zu %zu\n", a, b);
+    if (fk > 0 && a == fn && b == fs && __atomic_add_fetch(&hits, 1, __ATOMIC_SEQ_CST) == fk) return NULL;
+    return real(a, b);
+}
+EOC
+    ${CC:-cc} -shared -fPIC -o "$T/shim.so" "$T/shim.c" -ldl
+    ORUN=(--manifest "$T/man.txt" --model test: --points-per-side 2 --quiet)
+    "$BIN" run "$T/oref.db" "${ORUN[@]}" >/dev/null 2>&1
+    ref=$(q "$T/oref.db" "select count(*) from masks")
+    for d in 3 7; do
+        SHIM_LOG=$T/log$d LD_PRELOAD=$T/shim.so "$BIN" run "$T/o$d.db" "${ORUN[@]}" --decode-threads $d >/dev/null 2>&1
+        sort "$T/log$d" | uniq -c | awk '$2 == 1 {print $3, $1}' | sort >"$T/cnt$d"
+    done
+    isz=$(join "$T/cnt3" "$T/cnt7" | awk '$3 - $2 == 8 {print $1}' | head -n 1)
+    check "the queue item's calloc found (size '$isz')" test -n "$isz"
+    oom() {   # name, "N S", K...
+        local name=$1 ns=$2 k bad=""; shift 2
+        for k in "$@"; do
+            rm -f "$T/oom.db"*
+            SHIM_FAIL="$ns $k" LD_PRELOAD=$T/shim.so "$BIN" run "$T/oom.db" "${ORUN[@]}" --decode-threads 7 \
+                >/dev/null 2>"$T/oom.err"
+            local rc=$?
+            # 0 (the failed calloc was not on the way), or 1 saying out of memory
+            if ! { [ $rc -eq 0 ] || { [ $rc -eq 1 ] && grep -q 'out of memory' "$T/oom.err"; }; }; then
+                bad="$bad K=$k:rc=$rc"; continue; fi
+            "$BIN" run "$T/oom.db" --quiet >/dev/null 2>&1
+            [ "$(q "$T/oom.db" "select count(*) || '/' || (select count(*) from masks) from images where status = 'done'")" = "6/$ref" ] ||
+                bad="$bad K=$k:rerun"
+        done
+        check "$name: exit 0 or 1 naming out of memory, never an abort; a rerun completes the database$bad" test -z "$bad"
+    }
+    oom "write_q's ring out of memory" "256 8" 1
+    [ -n "$isz" ] && oom "queue item $isz out of memory, every K" "1 $isz" $(seq 1 $(awk -v s="$isz" '$1 == s {print $2}' "$T/cnt7"))
+else
+    pass=$((pass + 1)); echo "ok - out of memory in the runner # skip no C compiler"
+fi
+
 # ---- 7. a bad config file: one exit status in generate, dump and run ----
 /usr/bin/python3 - "$F/meta.json" "$T" <<'PY'
 import json, sys
