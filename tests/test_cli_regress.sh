@@ -4,8 +4,10 @@
 # and resume accept GPU-node and CPU-node shards of one run, and still
 # refuse a parameter that changes records); --devices all counts
 # CUDA_VISIBLE_DEVICES as the CUDA runtime does; usage messages name the
-# accepted forms; run -v prints the BLAS line; a bad config file has one
-# exit status in generate, dump and run.
+# accepted forms; run -v prints the BLAS line; out of memory in the
+# runner's queues and claim items (a calloc stand-in) is exit 1 and a rerun
+# completes, never an abort; a bad config file has one exit status in
+# generate, dump and run.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
