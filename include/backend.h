@@ -294,6 +294,19 @@ int backend_check_device(const char *device, struct err_t *err);
  * plugin; 0, or ERR_BACKEND (no plugin, no driver) with err set. */
 int backend_cuda_count(int *n, struct err_t *err);
 
+/* backend_cuda_visible_entries: the devices CUDA_VISIBLE_DEVICES value cvd
+ * lists, read as the CUDA runtime reads it: comma-separated decimal indices
+ * or GPU-/MIG- UUIDs, up to the first entry that is neither ("0,,1" lists
+ * one, "abc", "-1", "NoDevFiles" and "" none); -1 when cvd is NULL (unset:
+ * every device). An upper bound: the driver drops indices it lacks. */
+int backend_cuda_visible_entries(const char *cvd);
+
+/* backend_cuda_driver_count: the devices the CUDA driver makes visible
+ * (CUDA_VISIBLE_DEVICES applied by the driver itself), through libcuda.so.1
+ * alone: the plugin, the runtime and cuBLAS are not loaded. 0, or
+ * ERR_BACKEND with "no CUDA driver (...)" or the failing call in err. */
+int backend_cuda_driver_count(int *n, struct err_t *err);
+
 /* backend_create: by device name ("cpu", "cuda:N"). NULL with a message in
  * err when the name is bad (ERR_INVALID) or the device cannot be opened:
  * no plugin, no driver, no such device, ... (ERR_BACKEND). */

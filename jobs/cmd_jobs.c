@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "blas.h"
 #include "cli.h"
 #include "jobs.h"
 #include "json.h"
@@ -163,8 +164,9 @@ static void run_usage(FILE *f) {
             "  --lease S           images.lease_expires = claim time + S (default 3600);\n"
             "                      informative: the run lock, not an expiry, guards leases\n"
             "  --quiet             no progress line (it is shown only on a terminal anyway)\n"
-            "  -v, --verbose       per worker: points_per_batch halvings after out of memory,\n"
-            "                      each image's stages (seconds), totals and model busy share\n"
+            "  -v, --verbose       the BLAS line; per worker: points_per_batch halvings after\n"
+            "                      out of memory, each image's stages (seconds), totals and\n"
+            "                      model busy share\n"
             "  --gpu-memory-limit BYTES|FRACTION  what sam2amg may use per GPU, e.g. 8G or\n"
             "                      0.5 of it (workers sharing a GPU split it); sizes\n"
             "                      --points-per-batch auto (the default on CUDA)\n"
@@ -177,9 +179,9 @@ static void run_usage(FILE *f) {
             "                      DB is on a network filesystem (NFS, Lustre, ...)\n"
             "  --checkpoint-every N|Ss|N,Ss  checkpoint every N images or S seconds\n"
             "                      (default 1000,600s)\n"
-            "  --devices all       one cuda worker per GPU of CUDA_VISIBLE_DEVICES (as Slurm\n"
-            "                      sets it); when it is unset, per GPU the CUDA plugin\n"
-            "                      sees; cpu when there is none\n\n"
+            "  --devices all       one cuda worker per GPU the CUDA driver sees (through\n"
+            "                      CUDA_VISIBLE_DEVICES, as Slurm sets it); cpu when\n"
+            "                      there is none\n\n"
             "AMG flags:\n");
     amg_params_help(f);
     fprintf(f, "\nExit status: 0 all images done, 3 some failed (see `sam2amg status`),\n"
@@ -277,20 +279,24 @@ int cmd_run(int argc, char **argv) {
     /* config's "amg" object first, then flags on top: find --config first */
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--config")) cfg.config = argv[i + 1];
+    /* exit status as generate and dump (README, Commands): a file that
+     * cannot be read or parsed is a data error, a value a flag could not
+     * take either (unknown name or key, out of range) a usage error */
     if (cfg.config) {
         sam2_config c;
         char *amg_json = NULL;
         err_t err = {{0}};
-        if (sam2_config_load(cfg.config, &c, &amg_json, &err)) {
+        int rc = sam2_config_load(cfg.config, &c, &amg_json, &err);
+        if (rc) {
             fprintf(stderr, "sam2amg run: %s\n", err.msg);
-            return EXIT_USAGE;
+            return rc == ERR_INVALID ? EXIT_USAGE : EXIT_DATA;
         }
         if (amg_json) {
-            int rc = amg_params_from_json(&cfg.params, amg_json, &err);
+            rc = amg_params_from_json(&cfg.params, amg_json, &err);
             free(amg_json);
             if (rc) {
                 fprintf(stderr, "sam2amg run: %s: %s\n", cfg.config, err.msg);
-                return EXIT_USAGE;
+                return rc == ERR_INVALID ? EXIT_USAGE : EXIT_DATA;
             }
             params_set = 1;
         }
@@ -382,23 +388,26 @@ int cmd_run(int argc, char **argv) {
         }
     }
     if (!db) return cli_usage_error(cmd, "the database DB is required");
-    /* devices; "all": the GPUs Slurm (or the user) made visible, else
-     * every GPU the CUDA plugin sees, else the CPU */
+    /* devices; "all": the GPUs the driver sees (Slurm or the user made
+     * them visible), else the CPU */
     char devbuf[256];
     if (!strcmp(devices, "all")) {
+        /* counted by the driver alone (the plugin is loaded below only for
+         * a cuda worker); a list that names no device needs no driver */
         const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
-        int ng = 0;
+        int ng = 0, listed = backend_cuda_visible_entries(cvd);
         char why[sizeof ((err_t *)0)->msg + 64];
-        snprintf(why, sizeof why, "CUDA_VISIBLE_DEVICES=%s", cvd ? cvd : "unset");
-        if (cvd && *cvd && strcmp(cvd, "NoDevFiles") && strcmp(cvd, "-1"))
-            for (const char *p = cvd, *c; (c = strchr(p, ',')) || *p; p = c ? c + 1 : "") ng++;
-        if (!cvd) {
-            err_t e = {{0}};
-            if (backend_cuda_count(&ng, &e)) snprintf(why + strlen(why), sizeof why - strlen(why),
-                                                      "): %s", e.msg);
-            else snprintf(why + strlen(why), sizeof why - strlen(why), "): %d visible", ng);
+        snprintf(why, sizeof why, "CUDA_VISIBLE_DEVICES=%.200s)", cvd ? cvd : "unset");
+        err_t e = {{0}};
+        if (listed == 0) {
+            snprintf(why + strlen(why), sizeof why - strlen(why), ": it lists no device");
+        } else if (backend_cuda_driver_count(&ng, &e)) {
+            /* no driver: the GPUs Slurm listed stay workers, whose check
+             * below then says what is missing */
+            ng = listed > 0 ? listed : 0;
+            snprintf(why + strlen(why), sizeof why - strlen(why), ": %s", e.msg);
         } else {
-            snprintf(why + strlen(why), sizeof why - strlen(why), ")");
+            snprintf(why + strlen(why), sizeof why - strlen(why), ": %d visible", ng);
         }
         size_t o = 0;
         devbuf[0] = 0;
@@ -430,6 +439,7 @@ int cmd_run(int argc, char **argv) {
     }
     int any_cpu = 0;
     for (int d = 0; d < cfg.n_devices; d++) any_cpu |= !strcmp(cfg.devices[d], "cpu");
+    if (cfg.verbose) fprintf(stderr, "sam2amg run: %s\n", blas_describe());   /* as generate -v */
     if (precision == BACKEND_BF16 && any_cpu)
         return cli_usage_error(cmd, "--precision bf16: the cpu device computes in fp32 only "
                                "(bf16 needs --devices cuda:N,...)");
@@ -470,6 +480,11 @@ int cmd_run(int argc, char **argv) {
             return cli_usage_error(cmd, "--local-dir %s: not an existing directory", local_dir);
         ckpt = db;
         local = jobs_local_path(local_dir, db);
+        if (!local) {
+            fprintf(stderr, "sam2amg run: --local-dir %s: out of memory (the working copy's "
+                    "path of %s)\n", local_dir, db);
+            return EXIT_DATA;
+        }
         db = local;
     }
     cfg.db_path = db;
@@ -682,7 +697,7 @@ int cmd_run(int argc, char **argv) {
         if (shard_n) fprintf(stderr, "sam2amg run: %s\n", shard_why);
     }
     if (have_last && (strcmp(last.model_sha256, info.model_sha256) ||
-                      strcmp(last.params, info.params))) {
+                      !jobs_params_same(last.params, info.params))) {
         fprintf(stderr,
                 "sam2amg run: %s: this database was made with %s (sha256 %.12s...) and "
                 "parameters %s; this run asks for %s (sha256 %.12s...) and %s: masks of "

@@ -313,7 +313,7 @@ static int ingest_stream(ingest_t *in, FILE *f, const char *src, int fmt, err_t 
     ssize_t n;
     int64_t lineno = 0;
     int col = -1, rc = 0;
-    CHECK(field);
+    if (!field) return err_set(err, ERR_NOMEM, "%s: out of memory", src);
     while ((n = getline(&buf, &cap, f)) >= 0) {
         char *line = buf;
         lineno++;
@@ -433,7 +433,10 @@ static int walk(ingest_t *in, const char *dir, int depth, err_t *err) {
             continue;
         }
         char *path = malloc(dl + nl + 2);
-        CHECK(path);
+        if (!path) {   /* the caller rolls the whole ingest back */
+            rc = err_set(err, ERR_NOMEM, "%s: out of memory", dir);
+            continue;
+        }
         snprintf(path, dl + nl + 2, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", name);
         struct stat sb;
         if (lstat(path, &sb) == 0) {

@@ -132,6 +132,12 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
  * -1 with "sam2amg CMD: ..." printed. */
 int jobs_lock_db(const char *cmd, const char *db);
 
+/* jobs_params_same: whether runs.params texts a and b make the same
+ * records: equal but for points_per_batch, which only sets how prompts are
+ * batched (auto on a GPU, 64 on the CPU, halved on out-of-memory), so the
+ * shards or resumes of one run on GPU and CPU nodes are one run. Every other
+ * member, precision included, must match. */
+int jobs_params_same(const char *a, const char *b);
 /* jobs_load_image: image_load with the loader's fault hook
  * (SAM2AMG_FAULT_IMAGE=N: the N-th load fails with ERR_IO). */
 int jobs_load_image(image_t *img, const char *path, int64_t max_pixels, err_t *err);
@@ -163,7 +169,8 @@ int      jobs_shard_set(store_t *s, int k, int n, int64_t run_id, err_t *err);
  * folder, when path does not exist) is on, NULL for a local one.
  * SAM2AMG_ASSUME_NETWORK_FS=NAME (tests) makes every path one. */
 const char *jobs_network_fs(const char *path);
-/* jobs_local_path: the working copy of db in local_dir, malloc'd. */
+/* jobs_local_path: the working copy of db in local_dir, malloc'd; NULL
+ * when out of memory. */
 char    *jobs_local_path(const char *local_dir, const char *db);
 /* jobs_checkpoint_write: a consistent copy of src's database, fsynced and
  * renamed over dest (see shard.c); bumps shard.checkpoint_seq first. */

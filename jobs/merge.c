@@ -22,7 +22,8 @@
  * Refused: a database without a shard row (not made by run --shard), a
  * shard of another split (N differs from the shards merged so far), a
  * shard whose runs used another model (sha256) or parameter set than OUT
- * (or than the first shard, for a new OUT), and an image that is already
+ * (or than the first shard, for a new OUT; points_per_batch is no part of
+ * it, see jobs_params_same), and an image that is already
  * in OUT from another shard. A refused shard leaves OUT unchanged; the
  * others are merged; the exit status says 1.
  *
@@ -124,17 +125,22 @@ static int read_shard(const char *path, shard_info *si, err_t *err) {
         return rc;
     }
     rc = sqlite3_prepare_v2(db, "SELECT DISTINCT model_sha256, params FROM runs", -1, &st, NULL);
-    int n = 0;
+    int n = 0;   /* runs of another model or parameter set than the first */
     while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-        if (n++ == 0) {
-            const char *sha = (const char *)sqlite3_column_text(st, 0),
-                       *params = (const char *)sqlite3_column_text(st, 1);
-            snprintf(si->sha, sizeof si->sha, "%s", sha ? sha : "");
-            if (!(si->params = strdup(params ? params : ""))) {
+        const char *sha = (const char *)sqlite3_column_text(st, 0),
+                   *params = (const char *)sqlite3_column_text(st, 1);
+        if (!sha) sha = "";
+        if (!params) params = "";
+        if (!si->params) {
+            snprintf(si->sha, sizeof si->sha, "%s", sha);
+            if (!(si->params = strdup(params))) {
                 sqlite3_finalize(st);
                 store_close(s);
                 return err_set(err, ERR_NOMEM, "%s: out of memory", path);
             }
+            n = 1;
+        } else if (strcmp(sha, si->sha) || !jobs_params_same(params, si->params)) {
+            n = 2;   /* a points_per_batch of its own is the same set */
         }
     }
     sqlite3_finalize(st);
@@ -386,7 +392,7 @@ int cmd_merge(int argc, char **argv) {
             snprintf(ref.params, sizeof ref.params, "%s", si.params);
             have_ref = 1;
         }
-        if (strcmp(si.sha, ref.model_sha256) || strcmp(si.params, ref.params)) {
+        if (strcmp(si.sha, ref.model_sha256) || !jobs_params_same(si.params, ref.params)) {
             fprintf(stderr, "sam2amg merge: %s: made with model sha256 %.12s... and parameters "
                     "%s; %s has %.12s... and %s; not merged (masks of different models or "
                     "parameters do not mix)\n", shards[i], si.sha, si.params, out,

@@ -96,18 +96,22 @@ typedef struct queue {
     int             producers;   /* open producers; 0 = closed */
 } queue_t;
 
-static void queue_init(queue_t *q, int cap, int producers) {
+/* queue_init: 0, or -1 when its ring cannot be allocated (q is then
+ * zeroed, and queue_free of it does nothing) */
+static int queue_init(queue_t *q, int cap, int producers) {
     memset(q, 0, sizeof *q);
+    q->items = calloc((size_t)cap, sizeof *q->items);
+    if (!q->items) return -1;
     CHECK(pthread_mutex_init(&q->mu, NULL) == 0);
     CHECK(pthread_cond_init(&q->not_empty, NULL) == 0);
     CHECK(pthread_cond_init(&q->not_full, NULL) == 0);
-    q->items = calloc((size_t)cap, sizeof *q->items);
-    CHECK(q->items);
     q->cap = cap;
     q->producers = producers;
+    return 0;
 }
 
 static void queue_free(queue_t *q) {
+    if (!q->items) return;
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->not_empty);
     pthread_cond_destroy(&q->not_full);
@@ -601,8 +605,9 @@ static void progress(runner_t *r, double t0, int64_t pending0, int final) {
 int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config *cfg,
              volatile sig_atomic_t *stop, jobs_stats *st, err_t *err) {
     memset(st, 0, sizeof *st);
+    /* out of memory before the threads start: an error, nothing claimed */
     runner_t *r = calloc(1, sizeof *r);
-    CHECK(r);
+    if (!r) return err_set(err, ERR_NOMEM, "out of memory (the runner's state)");
     r->cfg = cfg;
     r->writer_store = writer;
     r->run_id = run_id;
@@ -614,9 +619,21 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
     CHECK(pthread_cond_init(&r->started_cv, NULL) == 0);
     int nd = cfg->decode_threads > 0 ? cfg->decode_threads : 2;
     int nw = cfg->n_devices;
-    queue_init(&r->load_q, 2 * nd + 2, 1);
-    queue_init(&r->ready_q, cfg->prefetch > 0 ? cfg->prefetch : 2, nd);
-    queue_init(&r->write_q, 256, nw);
+    int ready_cap = cfg->prefetch > 0 ? cfg->prefetch : 2;
+    /* pre_q holds at most one buffer per decoder, ready_q slot and worker
+     * (see below), so all four are allocated here, before any thread */
+    if (queue_init(&r->load_q, 2 * nd + 2, 1) || queue_init(&r->ready_q, ready_cap, nd) ||
+        queue_init(&r->write_q, 256, nw) ||
+        queue_init(&r->pre_q, (nd > 64 ? 64 : nd) + ready_cap + nw, 1)) {
+        queue_free(&r->load_q);
+        queue_free(&r->ready_q);
+        queue_free(&r->write_q);
+        queue_free(&r->pre_q);
+        pthread_mutex_destroy(&r->mu);
+        pthread_cond_destroy(&r->started_cv);
+        free(r);
+        return err_set(err, ERR_NOMEM, "out of memory (the runner's queues)");
+    }
 
     pthread_t workers[JOBS_MAX_DEVICES], decoders[64], wr;
     worker_arg wargs[JOBS_MAX_DEVICES];
@@ -637,7 +654,7 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
     for (int i = 1; i < nw; i++)
         if (r->engines[i].input_size != r->pre_S) r->pre_S = 0;
     r->pre_n = r->pre_S ? nd + r->ready_q.cap + nw : 0;
-    queue_init(&r->pre_q, r->pre_n ? r->pre_n : 1, 1);
+    CHECK(r->pre_n <= r->pre_q.cap);
     for (int i = 0; i < r->pre_n; i++) {
         float *b = malloc((size_t)3 * r->pre_S * r->pre_S * sizeof(float));
         if (!b) {   /* no pool: the workers preprocess as before */
@@ -664,6 +681,8 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
     store_job jobs[16];
     double ck_t = mono_s();
     int64_t ck_done = 0;
+    item_t *spare[16];   /* allocated, not yet claimed for (zeroed) */
+    int n_spare = 0;
     while (!rc && !stopping(r)) {
         if (cfg->checkpoint) {
             int64_t fin = atomic_load(&r->done) + atomic_load(&r->failed);
@@ -681,6 +700,15 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
         if (space > 0) {
             int want = space < 16 ? space : 16;
             int64_t in_flight = atomic_load(&r->in_flight);
+            /* the items before the claim: out of memory then leases
+             * nothing, and the run stops as on a store error */
+            while (n_spare < want && (spare[n_spare] = calloc(1, sizeof *spare[0]))) n_spare++;
+            if (n_spare == 0) {
+                rc = err_set(err, ERR_NOMEM, "out of memory (the claimer's queue items)");
+                set_fatal(r, err);
+                break;
+            }
+            if (want > n_spare) want = n_spare;   /* fewer now, the rest next time */
             rc = store_claim(claim, r->owner, cfg->lease_s, want, jobs, &got, err);
             if (rc) {
                 set_fatal(r, err);
@@ -688,8 +716,7 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
             }
             atomic_fetch_add(&r->in_flight, got);
             for (int i = 0; i < got; i++) {
-                item_t *it = calloc(1, sizeof *it);
-                CHECK(it);
+                item_t *it = spare[--n_spare];
                 it->job = jobs[i];
                 queue_push(&r->load_q, it);
             }
@@ -703,6 +730,7 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
         }
         if (got == 0) usleep(20000);
     }
+    while (n_spare > 0) free(spare[--n_spare]);
     queue_done(&r->load_q);
     for (int i = 0; i < nd; i++) pthread_join(decoders[i], NULL);
     for (int i = 0; i < nw; i++) pthread_join(workers[i], NULL);

@@ -258,6 +258,7 @@ char *jobs_local_path(const char *local_dir, const char *db) {
     /* the folder's real path and the name: the same key whether or not
      * the database (the checkpoint) exists yet */
     char *d = dir_of(db);
+    if (!d) return NULL;
     char *dreal = realpath(d, NULL);
     free(d);
     const char *slash = strrchr(db, '/');
@@ -266,7 +267,10 @@ char *jobs_local_path(const char *local_dir, const char *db) {
     CHECK(size_add(kn, (int64_t)strlen(dreal ? dreal : db), &kn) &&
           size_add(kn, (int64_t)strlen(base), &kn));
     char *abs = malloc((size_t)kn);
-    CHECK(abs);
+    if (!abs) {
+        free(dreal);
+        return NULL;
+    }
     snprintf(abs, (size_t)kn, "%s/%s", dreal ? dreal : "", base);
     free(dreal);
     const char *key = abs;
@@ -279,8 +283,7 @@ char *jobs_local_path(const char *local_dir, const char *db) {
           size_add(need, (int64_t)strlen(tag) + 1, &need) &&
           size_add(need, (int64_t)strlen(base), &need));
     char *p = malloc((size_t)need);
-    CHECK(p);
-    snprintf(p, (size_t)need, "%s/%s%s", local_dir, tag, base);
+    if (p) snprintf(p, (size_t)need, "%s/%s%s", local_dir, tag, base);
     free(abs);
     return p;
 }
@@ -320,9 +323,13 @@ static int fsync_path(const char *path, int dir, err_t *err) {
     return 0;
 }
 
+/* dir_of: the folder of path, malloc'd ("." without a slash); NULL when
+ * out of memory */
 static char *dir_of(const char *path) {
-    char *d = strdup(path);
-    CHECK(d);
+    size_t n = strlen(path);
+    char *d = malloc(n < 2 ? 2 : n + 1);   /* room for "." when path is "" */
+    if (!d) return NULL;
+    memcpy(d, path, n + 1);
     char *slash = strrchr(d, '/');
     if (slash == d) d[1] = 0;
     else if (slash) *slash = 0;
@@ -416,7 +423,8 @@ int jobs_checkpoint_write(store_t *src, const char *dest, err_t *err) {
     }
     if (!rc) {
         char *d = dir_of(dest);
-        rc = fsync_path(d, 1, err);
+        rc = d ? fsync_path(d, 1, err)
+               : err_set(err, ERR_NOMEM, "%s: checkpoint: out of memory", dest);
         free(d);
     }
     if (rc) unlink(tmp);

@@ -1,5 +1,5 @@
-/* util.c: small helpers of the runner: the image loader's fault hook and
- * SHA-256 of the model file (runs.model_sha256 ties a database to the exact
+/* util.c: small helpers of the runner: the image loader's fault hook, the
+ * parameter identity of runs.params, and SHA-256 of the model file (runs.model_sha256 ties a database to the exact
  * weights that made its masks). SHA-256 is written out here (FIPS 180-4)
  * because the program links no crypto library. */
 #include <errno.h>
@@ -38,6 +38,41 @@ int jobs_load_image(image_t *img, const char *path, int64_t max_pixels, err_t *e
      * refused here, before its pixels are allocated and decoded */
     if (max_pixels > AMG_MAX_PIXELS) max_pixels = AMG_MAX_PIXELS;
     return image_load(img, path, max_pixels, err);
+}
+
+/* ---- parameter identity ---- */
+
+/* params_cut: params (runs.params text) as two spans, head[0..*nhead) and
+ * tail, that leave out its "points_per_batch" member (a number or "auto",
+ * never a comma) and the separator that joins it to its neighbours. */
+static void params_cut(const char *params, size_t *nhead, const char **tail) {
+    static const char key[] = "\"points_per_batch\":";
+    const char *k = strstr(params, key);
+    if (!k) {
+        *nhead = strlen(params), *tail = "";
+        return;
+    }
+    const char *v = k + sizeof key - 1;
+    while (*v && *v != ',' && *v != '}') v++;
+    if (*v == ',') {   /* a member follows: drop ", " after the value */
+        for (v++; *v == ' '; v++) {}
+    } else {           /* the last member: drop ", " before the key */
+        while (k > params && k[-1] == ' ') k--;
+        if (k > params && k[-1] == ',') k--;
+    }
+    *nhead = (size_t)(k - params), *tail = v;
+}
+
+int jobs_params_same(const char *a, const char *b) {
+    size_t na, nb;
+    const char *ta, *tb;
+    params_cut(a, &na, &ta);
+    params_cut(b, &nb, &tb);
+    size_t la = na + strlen(ta), lb = nb + strlen(tb);
+    if (la != lb) return 0;
+    for (size_t i = 0; i < la; i++)
+        if ((i < na ? a[i] : ta[i - na]) != (i < nb ? b[i] : tb[i - nb])) return 0;
+    return 1;
 }
 
 /* ---- SHA-256 ---- */

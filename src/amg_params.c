@@ -261,8 +261,23 @@ static const struct {
 
 int amg_params_parse_flag(amg_params *p, const char *cmd, int argc, char **argv, int *i) {
     const char *a = argv[*i];
-    if (!strcmp(a, "--points-per-batch") && *i + 1 < argc && !strcmp(argv[*i + 1], "auto")) {
-        p->points_per_batch = AMG_POINTS_PER_BATCH_AUTO;
+    if (!strcmp(a, "--points-per-batch")) {   /* a number or auto: the message names both */
+        const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+        if (v && !strcmp(v, "auto")) {
+            p->points_per_batch = AMG_POINTS_PER_BATCH_AUTO;
+        } else {
+            char *end = NULL;
+            errno = 0;
+            long long x = v ? strtoll(v, &end, 10) : 0;
+            if (!v || errno || end == v || *end || x < 1 || x > 4096) {
+                if (!v) cli_usage_error(cmd, "--points-per-batch needs a value: a number from "
+                                        "1 to 4096 or auto");
+                else cli_usage_error(cmd, "--points-per-batch: '%s' is not a number from 1 to "
+                                     "4096 or auto", v);
+                return -1;
+            }
+            p->points_per_batch = (int)x;
+        }
         *i += 2;
         return 1;
     }

@@ -19,11 +19,19 @@
  * The plugin is loaded once per process and never unloaded (backends made
  * by it live until exit); the outcome, success or the error message, is
  * kept, so each worker thread asking again gets the same answer.
+ *
+ * Counting GPUs (run --devices all) does not need the plugin: loading it
+ * loads cuBLAS and the CUDA runtime, hundreds of MB, only to find none on
+ * a CPU node. backend_cuda_driver_count asks the driver alone (libcuda.so.1,
+ * or $SAM2AMG_CUDA_DRIVER, which the tests point at a stand-in), and
+ * backend_cuda_visible_entries reads CUDA_VISIBLE_DEVICES as the runtime
+ * does, so a list that makes no device visible needs not even the driver.
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -109,4 +117,62 @@ const backend_plugin_t *backend_cuda_plugin(err_t *err) {
     if (!p && err) *err = plugin_err;
     pthread_mutex_unlock(&plugin_mu);
     return p;
+}
+
+/* ---- visible devices, without the plugin ---- */
+
+/* cvd_entry_ok: whether the entry [p, p+n) of CUDA_VISIBLE_DEVICES names a
+ * device: a decimal index, or a GPU-/MIG- UUID (the runtime checks the
+ * UUID against the devices; here it is taken as one) */
+static int cvd_entry_ok(const char *p, size_t n) {
+    if (n > 4 && (!strncmp(p, "GPU-", 4) || !strncmp(p, "MIG-", 4))) return 1;
+    if (n == 0 || n > 9) return 0;   /* "-1", "", and no index past 10^9 */
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < '0' || p[i] > '9') return 0;
+    return 1;
+}
+
+int backend_cuda_visible_entries(const char *cvd) {
+    if (!cvd) return -1;
+    int n = 0;
+    for (const char *p = cvd;; ) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        if (!cvd_entry_ok(p, len)) break;   /* the runtime stops at the first bad entry */
+        n++;
+        if (!c) break;
+        p = c + 1;
+    }
+    return n;
+}
+
+/* the driver API's few types, so that no CUDA header is needed here */
+typedef int cu_result;
+enum { CU_SUCCESS = 0, CU_ERROR_NO_DEVICE = 100 };
+
+int backend_cuda_driver_count(int *n, err_t *err) {
+    *n = 0;
+    const char *env = getenv("SAM2AMG_CUDA_DRIVER");
+    const char *lib = env && *env ? env : "libcuda.so.1";
+    /* never closed: the plugin, when loaded next, uses the same driver */
+    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    if (!h) return err_set(err, ERR_BACKEND, "no CUDA driver (%s)", dlerror());
+    cu_result (*init)(unsigned);
+    cu_result (*count)(int *);
+    *(void **)&init = dlsym(h, "cuInit");
+    *(void **)&count = dlsym(h, "cuDeviceGetCount");
+    if (!init || !count)
+        return err_set(err, ERR_BACKEND, "no CUDA driver (%s has no cuInit or "
+                       "cuDeviceGetCount)", lib);
+    cu_result rc = init(0);
+    if (rc == CU_ERROR_NO_DEVICE) return 0;
+    if (rc != CU_SUCCESS)
+        return err_set(err, ERR_BACKEND, "the CUDA driver %s: cuInit failed (CUresult %d)", lib,
+                       rc);
+    int c = 0;
+    if ((rc = count(&c)) != CU_SUCCESS || c < 0)
+        return err_set(err, ERR_BACKEND, "the CUDA driver %s: cuDeviceGetCount failed "
+                       "(CUresult %d)", lib, rc);
+    *n = c;
+    return 0;
 }

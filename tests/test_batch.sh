@@ -91,9 +91,6 @@ records "$T/ctl.db" >"$T/ctl.txt"; records "$T/auto.db" >"$T/auto.txt"
 check "auto on the CPU = points-per-batch 64" cmp "$T/ctl.txt" "$T/auto.txt"
 "$BIN" run "$T/auto.db" --quiet
 check "a resume without --model keeps auto (exit 0)" test $? -eq 0
-"$BIN" run "$T/auto.db" --model test: --points-per-side 12 --points-per-batch 64 --quiet 2>"$T/err"
-check "a resume with points-per-batch 64 is another parameter set (refused, exit 1)" \
-    bash -c "[ $? -eq 1 ] && grep -q 'parameters' '$T/err'"
 # the same command without --points-per-batch keeps the database's auto: a
 # run started on cuda (default auto) resumes on a cpu device (default 64)
 "$BIN" run "$T/auto.db" --manifest "$T/img" --model test: --points-per-side 12 --devices cpu,cpu \
@@ -101,6 +98,13 @@ check "a resume with points-per-batch 64 is another parameter set (refused, exit
 check "a resume with --model and no --points-per-batch keeps auto (exit 0)" test $? -eq 0
 check "... and records no run of another parameter set" \
     test "$("$BIN" sql "$T/auto.db" "select count(distinct params) from runs")" = 1
+# points_per_batch only batches the prompts: no part of the parameter set
+"$BIN" run "$T/auto.db" --model test: --points-per-side 12 --points-per-batch 64 --quiet 2>"$T/err"
+check "a resume with points-per-batch 64 is the same run (exit 0)" test $? -eq 0
+"$BIN" run "$T/auto.db" --model test: --points-per-side 12 --points-per-batch 64 --box-nms-thresh 0.5 \
+    --quiet 2>"$T/err"
+check "a resume with another box_nms_thresh is another parameter set (refused, exit 1)" \
+    bash -c "[ $? -eq 1 ] && grep -q 'parameters' '$T/err'"
 "$BIN" generate --model tests/fixtures/micro/weights.safetensors --config micro --points-per-side 8 \
     --points-per-batch auto --threads 1 "$T/img/micro.png" -o "$T/auto.json" 2>"$T/err"
 check "generate --points-per-batch auto on the CPU: exit 0" test $? -eq 0

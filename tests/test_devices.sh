@@ -6,13 +6,14 @@
 # error: a device this machine does not have), for `run --devices` and
 # `generate --device` alike, before `run` creates its database. Stand-in
 # plugins built here check the loader's refusals (no entry point, another
-# API version) and that --devices all asks the plugin when
-# CUDA_VISIBLE_DEVICES is unset. Then --devices parsing: empty items, bad
+# API version); a stand-in driver (SAM2AMG_CUDA_DRIVER) that --devices all
+# counts GPUs through the driver alone, loading the plugin only when there
+# is one. Then --devices parsing: empty items, bad
 # names, duplicates (several workers per device), too many workers.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-BIN=$PWD/$BUILD/sam2amg
+BIN=${BIN:-$PWD/$BUILD/sam2amg}
 T=$(mktemp -d /tmp/test_devices.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 pass=0 fail=0
@@ -104,11 +105,25 @@ static int count(int *n, err_t *e) { (void)e; *n = atoi(getenv("FAKE_GPUS") ? ge
 const plugin_t *sam2amg_cuda_plugin_v1(void) { static const plugin_t p = {API, create, count}; return &p; }
 #endif
 int unrelated(void) { return 0; }
+/* a loaded plugin leaves a mark */
+__attribute__((constructor)) static void loaded(void) {
+    const char *m = getenv("FAKE_MARK");
+    FILE *f = m ? fopen(m, "w") : NULL;
+    if (f) fclose(f);
+}
+EOC
+    cat >"$T/fakecuda.c" <<'EOC'
+#include <stdlib.h>
+/* the driver API's two calls; CUDA_ERROR_NO_DEVICE (100) without a GPU */
+static int gpus(void) { return atoi(getenv("FAKE_GPUS") ? getenv("FAKE_GPUS") : "0"); }
+int cuInit(unsigned flags) { (void)flags; return gpus() ? 0 : 100; }
+int cuDeviceGetCount(int *n) { *n = gpus(); return 0; }
 EOC
     ${CC:-cc} -shared -fPIC -o "$T/noentry.so" "$T/fake.c" &&
     ${CC:-cc} -shared -fPIC -DENTRY -DAPI=999 -o "$T/oldapi.so" "$T/fake.c" &&
-    ${CC:-cc} -shared -fPIC -DENTRY -DAPI="$api" -o "$T/fake.so" "$T/fake.c"
-    check "stand-in plugins built" test -f "$T/fake.so"
+    ${CC:-cc} -shared -fPIC -DENTRY -DAPI="$api" -o "$T/fake.so" "$T/fake.c" &&
+    ${CC:-cc} -shared -fPIC -o "$T/fakecuda.so" "$T/fakecuda.c"
+    check "stand-in plugins and driver built" test -f "$T/fakecuda.so"
     export SAM2AMG_CUDA_PLUGIN=$T/noentry.so
     expect_exit2 "a library without the entry point" "is not a sam2amg CUDA plugin (no sam2amg_cuda_plugin_v1)" \
         -- "$BIN" run "$T/p.db" --manifest "$T/img" --model test: --devices cuda:0
@@ -119,14 +134,23 @@ EOC
     FAKE_GPUS=1 "$BIN" run "$T/p.db" --manifest "$T/img" --model test: --devices cuda:0,cuda:1 >/dev/null 2>"$T/err"
     check "cuda:1 with one device: 'no such device', exit 2" \
         bash -c "[ $? -eq 2 ] && grep -q 'cuda:1: no such device (1 CUDA device visible)' $T/err"
+    export SAM2AMG_CUDA_DRIVER=$T/fakecuda.so FAKE_MARK=$T/loaded
     FAKE_GPUS=3 env -u CUDA_VISIBLE_DEVICES "$BIN" run "$T/p.db" --manifest "$T/img" --model test: --devices all \
         >/dev/null 2>"$T/err"
-    check "--devices all, CUDA_VISIBLE_DEVICES unset: the plugin's 3 GPUs" \
+    check "--devices all, CUDA_VISIBLE_DEVICES unset: the driver's 3 GPUs" \
         grep -q 'devices all: cuda:0,cuda:1,cuda:2 (CUDA_VISIBLE_DEVICES=unset): 3 visible' "$T/err"
+    check "  ... and the plugin was loaded for them" test -e "$T/loaded"
+    rm -f "$T/loaded"
     FAKE_GPUS=0 env -u CUDA_VISIBLE_DEVICES "$BIN" run "$T/z.db" --manifest "$T/img" --model test: --devices all \
         >/dev/null 2>"$T/err"
-    check "--devices all, the plugin sees no GPU: cpu (exit 0)" \
+    check "--devices all, the driver sees no GPU: cpu (exit 0)" \
         bash -c "[ $? -eq 0 ] && grep -q 'devices all: cpu (CUDA_VISIBLE_DEVICES=unset): 0 visible' $T/err"
+    check "  ... without loading the plugin (so no cuBLAS)" test ! -e "$T/loaded"
+    SAM2AMG_CUDA_DRIVER=$T/none.so env -u CUDA_VISIBLE_DEVICES "$BIN" run "$T/z.db" --manifest "$T/img" \
+        --model test: --devices all >/dev/null 2>"$T/err"
+    check "--devices all, no driver: cpu saying so, the plugin not loaded (exit 0)" \
+        bash -c "[ $? -eq 0 ] && grep -q 'devices all: cpu (CUDA_VISIBLE_DEVICES=unset): no CUDA driver' $T/err && [ ! -e $T/loaded ]"
+    unset SAM2AMG_CUDA_DRIVER FAKE_MARK
     FAKE_GPUS=2 "$BIN" generate "${GEN[@]}" --device cuda:1 "$T/img/a.png" -o "$T/g.json" >/dev/null 2>"$T/err"
     check "generate: the plugin's create error, one line, exit 2" \
         bash -c "[ $? -eq 2 ] && grep -q 'cuda:1: stand-in cannot open it; to run on the CPU: --device cpu' $T/err && [ \$(wc -l <$T/err) -eq 1 ]"
