@@ -99,6 +99,15 @@ int cmd_dump(int argc, char **argv) {
             fprintf(stderr, "sam2amg dump: %s: %s\n", mf.config, err.msg);
             return rc == ERR_INVALID ? EXIT_USAGE : EXIT_DATA;
         }
+        /* every amg value is checked as generate checks it (flags win),
+         * though dump itself reads only the grid and the batch */
+        amg_params v = p;
+        if (pps_flag) v.points_per_side = (int)pps, v.n_point_grids = 0;
+        if (ppb_flag) v.points_per_batch = (int)ppb;
+        if (v.points_per_batch == AMG_POINTS_PER_BATCH_AUTO) v.points_per_batch = 1;
+        if (v.points_per_side >= 1 && v.points_per_side <= 1024 && amg_params_validate(&v, &err)) {
+            return cli_usage_error(cmd, "%s: %s", mf.config, err.msg);
+        }
         if (!pps_flag) pps = p.points_per_side;
         /* "auto" sizes generate's and run's batches to a GPU; dump
          * decodes one batch of the grid and keeps its default */

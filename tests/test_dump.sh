@@ -131,6 +131,17 @@ expect "config \"amg\": [1, 2]: usage error" 2 --model "$fx/weights.safetensors"
     --config "$tmp/arr-amg.json" "$fx/image.png" -o "$tmp/x.safetensors"
 grep -q 'arr-amg.json: "amg" is not a JSON object' "$tmp/err" && ok "amg not an object: the error says so" ||
     notok "amg not an object: the error says so" "$(cat "$tmp/err")"
+"$PY" - "$fx/meta.json" "$tmp/pit5.json" <<'PYEOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["amg"]["pred_iou_thresh"] = 5
+json.dump(m, open(sys.argv[2], "w"))
+PYEOF
+# every amg value is checked as generate checks it, not only the grid's
+expect "config amg.pred_iou_thresh 5: usage error, as in generate" 2 \
+    --model "$fx/weights.safetensors" --config "$tmp/pit5.json" "$fx/image.png" -o "$tmp/x.safetensors"
+grep -q "pit5.json: pred_iou_thresh 5" "$tmp/err" && ok "bad amg.pred_iou_thresh: the error names file and value" ||
+    notok "bad amg.pred_iou_thresh names file and value" "$(cat "$tmp/err")"
 expect "config amg.points_per_batch \"auto\": dump runs (exit 0)" 0 --model "$fx/weights.safetensors" \
     --config "$tmp/auto-amg.json" "$fx/image.png" -o "$tmp/auto.safetensors"
 expect "unknown flag" 2 --bogus
