@@ -618,13 +618,14 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
     CHECK(pthread_mutex_init(&r->mu, NULL) == 0);
     CHECK(pthread_cond_init(&r->started_cv, NULL) == 0);
     int nd = cfg->decode_threads > 0 ? cfg->decode_threads : 2;
+    if (nd > 64) nd = 64;   /* decoders[]; before ready_q counts them as producers */
     int nw = cfg->n_devices;
     int ready_cap = cfg->prefetch > 0 ? cfg->prefetch : 2;
     /* pre_q holds at most one buffer per decoder, ready_q slot and worker
      * (see below), so all four are allocated here, before any thread */
     if (queue_init(&r->load_q, 2 * nd + 2, 1) || queue_init(&r->ready_q, ready_cap, nd) ||
         queue_init(&r->write_q, 256, nw) ||
-        queue_init(&r->pre_q, (nd > 64 ? 64 : nd) + ready_cap + nw, 1)) {
+        queue_init(&r->pre_q, nd + ready_cap + nw, 1)) {
         queue_free(&r->load_q);
         queue_free(&r->ready_q);
         queue_free(&r->write_q);
@@ -645,7 +646,6 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
     while (r->started < nw) pthread_cond_wait(&r->started_cv, &r->mu);
     int start_failed = r->start_failed;
     pthread_mutex_unlock(&r->mu);
-    if (nd > 64) nd = 64;
     /* the preprocessing pool: one buffer for each image that can be
      * between a decoder and the end of a worker's turn at once (each
      * decoder, each slot of ready_q, each worker), so a decoder waiting
