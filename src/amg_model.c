@@ -100,8 +100,9 @@ static int batcher_encode(void *ctx, const uint8_t *rgb, int w, int h, size_t st
     const amg_model *m = b->inner;
     double t0 = mono_s();
     int rc = m->encode(m->ctx, rgb, w, h, stride, err);
-    /* the encoder's kernels are queued, not done, when encode returns on
-     * CUDA; the first decode call would wait for them at its download */
+    /* sam2_model_encode ends with a sync (decoder_set_image) today; this
+     * one keeps the encoder's device work inside t_encode if that changes,
+     * and costs nothing on an idle stream */
     if (!rc && m->backend && m->backend->sync) m->backend->sync(m->backend);
     b->t_encode += mono_s() - t0;
     return rc;
