@@ -1030,10 +1030,10 @@ int main(void) {
                "precision %d", cpu->precision);
     test_backend_ops(cpu);
     test_arena(cpu);
+    int widest = backend_cpu_simd(cpu);
     cpu->destroy(cpu);
 
     // every narrower vector width this CPU has (SAM2AMG_CPU_SIMD lowers it)
-    int widest = backend_cpu_simd(cpu);
     printf("# cpu vector width %d floats\n", widest);
     for (int w = widest / 2; w >= 4; w /= 2) {
         char ws[16];
