@@ -104,7 +104,10 @@ check "run without -v: no BLAS line" bash -c "! grep -q 'blas:' '$T/v.err'"
 # a calloc stand-in (LD_PRELOAD) fails the K-th calloc(N, S); the queue
 # item's S is the size whose count grows by 8 from --decode-threads 3 to 7
 # (the claimer allocates 2 * threads + 2 items up front)
-if command -v "${CC:-cc}" >/dev/null; then
+if ldd "$BIN" 2>/dev/null | grep -q 'libasan'; then
+    # ASan must come first among the preloaded libraries and owns calloc
+    pass=$((pass + 1)); echo "ok - out of memory in the runner # skip under ASan (no calloc stand-in)"
+elif command -v "${CC:-cc}" >/dev/null; then
     cat >"$T/shim.c" <<'EOC'
 #define _GNU_SOURCE
 #include <dlfcn.h>
