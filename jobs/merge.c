@@ -198,13 +198,21 @@ static int merge_one(sqlite3 *db, const char *path, const shard_info *si, int re
              "WHERE shard = '%s' AND source_run IS NOT NULL;",
              shard, shard);
     if ((r = q_exec(db, sql, err))) goto rollback;
-    rc = sqlite3_exec(db,
-                      "INSERT INTO main.images(path, status, attempts, error, run_id, width, "
-                      "height, added_at, finished_at, t_load, t_generate) "
-                      "SELECT path, CASE status WHEN 'running' THEN 'pending' ELSE status END, "
-                      "attempts, error, (SELECT new FROM temp.runmap WHERE old = si.run_id), "
-                      "width, height, added_at, finished_at, t_load, t_generate "
-                      "FROM s.images si ORDER BY id", NULL, NULL, NULL);
+    /* a shard written before schema 5 has no stage columns: they stay NULL */
+    int64_t stages = 0;
+    if ((r = q_i64(db, "SELECT count(*) FROM pragma_table_info('images', 's') "
+                       "WHERE name = 't_encode'", NULL, &stages, err)))
+        goto rollback;
+    snprintf(sql, sizeof sql,
+             "INSERT INTO main.images(path, status, attempts, error, run_id, width, "
+             "height, added_at, finished_at, t_load, t_generate%s) "
+             "SELECT path, CASE status WHEN 'running' THEN 'pending' ELSE status END, "
+             "attempts, error, (SELECT new FROM temp.runmap WHERE old = si.run_id), "
+             "width, height, added_at, finished_at, t_load, t_generate%s "
+             "FROM s.images si ORDER BY id",
+             stages ? ", t_encode, t_decode, t_post, t_write, worker" : "",
+             stages ? ", t_encode, t_decode, t_post, t_write, worker" : "");
+    rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         if ((rc & 0xff) == SQLITE_CONSTRAINT)
             r = err_set(err, ERR_INVALID, "%s: shard %s has an image that OUT already holds "

@@ -190,6 +190,22 @@ check "merge of 4 shards: exit 0, equals the single-process run" \
 m1=$(q "$T/m.db" "select count(*) || '/' || (select count(*) from masks) || '/' || (select count(*) from mask_boxes) from images")
 check "merge keeps each run's model name (runs.model_name as --model gave it)" \
     test "$(q "$T/m.db" "select count(*) >= 4 and count(*) = sum(model_name = 'test:') from runs where source_run is not null")" = 1
+# each image's stage times and worker come along (schema 5 shards)
+stages_of() {   # db...: "path t_encode t_decode t_post t_write worker" of done images, sorted
+    python3 - "$@" <<'PY'
+import sqlite3, sys
+rows = []
+for f in sys.argv[1:]:
+    db = sqlite3.connect("file:" + f + "?mode=ro", uri=True)
+    rows += db.execute("select path, t_encode, t_decode, t_post, t_write, worker from images "
+                       "where status = 'done'").fetchall()
+for r in sorted(rows): print(*r)
+PY
+}
+stages_of "$T"/a{0,1,2,3}.db >"$T/stg_shards"
+stages_of "$T/m.db" >"$T/stg_merged"
+check "merge copies each done image's stage times and worker, equal to its shard's ($(wc -l <"$T/stg_shards") images)" \
+    bash -c "[ -s '$T/stg_shards' ] && ! grep -q ' None' '$T/stg_shards' && cmp -s '$T/stg_shards' '$T/stg_merged'"
 "$BIN" merge "$T/m.db" "$T"/a{0,1,2,3}.db "$T"/a2.db >"$T/m2.out" 2>&1
 check "merging again adds nothing (4 + 1 'already merged')" \
     bash -c "[ $(grep -c 'already merged' $T/m2.out) = 5 ] && [ $(q "$T/m.db" "select count(*) || '/' || (select count(*) from masks) || '/' || (select count(*) from mask_boxes) from images") = $m1 ]"
