@@ -59,7 +59,7 @@ SQLEXT  := $(if $(wildcard src/sqlext.c),$(BUILD)/libsam2amg_sql.so)
 GPUPROGS := $(patsubst tests/gpu/%.c,$(BUILD)/gpu/%,$(wildcard tests/gpu/gpu_*.c))
 all: $(BUILD)/sam2amg $(CUDA_PLUGIN) $(SQLEXT) $(TESTS) $(BENCHES) $(GPUPROGS) $(FUZZ_REPLAY)
 
-$(BUILD)/obj/%.o: %.c $(wildcard include/*.h src/*.h jobs/*.h kernels/*.h schema/*.sql)
+$(BUILD)/obj/%.o: %.c $(wildcard include/*.h src/*.h src/*.inc jobs/*.h kernels/*.h schema/*.sql)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo '  CC    $<')
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
