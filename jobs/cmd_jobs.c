@@ -846,9 +846,10 @@ static int status_stages(sqlite3 *h, FILE *f, sqlite3_stmt *sg, int64_t run, dou
         for (int k = 0; k < w && d; k++) d = strchr(d, ',') ? strchr(d, ',') + 1 : NULL;
         if (d && *d) snprintf(dev, sizeof dev, "%.*s", (int)strcspn(d, ","), d);
         double busy = sec > 0 ? sqlite3_column_double(sw, 2) / sec : 0;
-        fprintf(f, "worker %d (%s): %s %.0f%%, %lld images\n", w, dev,
-                strncmp(dev, "cuda", 4) ? "busy" : "GPU busy", 100.0 * (busy > 1 ? 1 : busy),
-                (long long)sqlite3_column_int64(sw, 1));
+        long long ni = (long long)sqlite3_column_int64(sw, 1);
+        fprintf(f, "worker %d (%s): %s %.0f%%, %lld image%s\n", w, dev,
+                strncmp(dev, "cuda", 4) ? "busy" : "GPU busy", 100.0 * (busy > 1 ? 1 : busy), ni,
+                ni == 1 ? "" : "s");
     }
     sqlite3_finalize(sw);
     return r == SQLITE_DONE ? SQLITE_ROW : r;
