@@ -795,8 +795,12 @@ static void test_cpu_subnormals(void) {
     be->add(be, y, x, x, n);        /* 2e-39 without flushing */
     int64_t kept = 0;
     for (int64_t i = 0; i < n; i++) kept += y[i] != 0.0f;
-    TEST_CHECK(kept == 0, "cpu ops flush subnormals", "%lld of %lld sums stayed subnormal",
+    if (env_is("VALGRIND", "1"))   /* `make valgrind`: valgrind ignores FTZ/DAZ in MXCSR */
+        printf("ok - cpu ops flush subnormals # skip under valgrind (%lld of %lld kept)\n",
                (long long)kept, (long long)n);
+    else
+        TEST_CHECK(kept == 0, "cpu ops flush subnormals", "%lld of %lld sums stayed subnormal",
+                   (long long)kept, (long long)n);
     be->scale_add(be, y, one, 1e-20f, 0.0f, n);   /* a normal result is unaffected */
     TEST_CHECK(y[0] == 1e-20f && y[n - 1] == 1e-20f, "cpu flush keeps normal values", "%g %g",
                y[0], y[n - 1]);
