@@ -93,6 +93,13 @@ int main(int argc, char **argv) {
         }
         /* bench/run.sh passes its arguments to every bench: ignore the rest */
     }
+    if (mm_only && save) {
+        /* --save writes the m2m outputs too, which --multimask-only never
+         * computes: the reference would hold uninitialised memory */
+        fprintf(stderr, "bench_decoder: --save needs the mask-input outputs: not with "
+                        "--multimask-only\n");
+        return 2;
+    }
     if (threads < 1) threads = 1;
     if (iters < 1) iters = 1;
     if (batch < 1) batch = 1;

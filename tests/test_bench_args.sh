@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# test_bench_args.sh: argument checks of the benchmark programs that guard
+# their output files. bench_decoder --save writes the multimask and the
+# mask-input (m2m) outputs as one reference for a later --check; with
+# --multimask-only the m2m part is never computed, so the pair is refused
+# (exit 2, no file) instead of saving uninitialised memory as a reference.
+set -u
+BUILD=${BUILD:-build}
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+ok() { echo "ok - $1"; passed=$((passed + 1)); }
+notok() { echo "not ok - $1: $2"; failed=$((failed + 1)); }
+
+bd=$BUILD/bench/bench_decoder
+if [ -x "$bd" ]; then
+    timeout 120 "$bd" --multimask-only --save "$tmp/ref.bin" --iters 1 --batch 1 --threads 1 \
+        >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    if [ $rc -eq 2 ] && [ ! -e "$tmp/ref.bin" ] && grep -q -- '--multimask-only' "$tmp/err"; then
+        ok "bench_decoder --multimask-only --save: refused"
+    else
+        notok "bench_decoder --multimask-only --save: refused" \
+              "exit $rc, file $([ -e "$tmp/ref.bin" ] && echo written || echo absent): $(tail -n 1 "$tmp/err")"
+    fi
+else
+    echo "# skip: $bd not built"
+fi
+
+echo "RESULT $passed $failed"
+[ "$failed" -eq 0 ]
