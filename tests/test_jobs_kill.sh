@@ -72,7 +72,7 @@ for k in 1 2 3 4 5 6; do
     d=0; [ -f "$T/db.sqlite" ] && d=$(q "$T/db.sqlite" "select count(*) from images where status='done'")
     left=$((N - d))
     ms=$(awk -v r=$RANDOM -v t="$tref" -v l="$left" -v n="$N" \
-         'BEGIN{printf "%d", 150 + (r / 32767) * t * 1000 * 0.45 * l / n}')
+         'BEGIN{printf "%d", 150 + (r / 32767) * t * 1000 * 0.3 * l / n}')
     sleep "$(awk -v m="$ms" 'BEGIN{print m / 1000}')"
     kill -9 $pid 2>/dev/null
     wait $pid 2>/dev/null
