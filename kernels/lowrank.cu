@@ -62,26 +62,13 @@ static __global__ void row_affine_kernel(float *y, int64_t ldy, const float *x, 
 extern "C" void cuda_attention_probs(cudaStream_t s, float *p, int64_t ldp, const float *q,
                                      int64_t ldq, const float *k, int64_t ldk, int64_t B,
                                      int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
-                                     float scale) {
+                                     float scale, int raw) {
     CHECK(B >= 0 && Lq >= 0 && Lk > 0 && nh > 0 && dh > 0);
     CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh);
     int64_t n = B * Lq * nh;
     if (n == 0) return;
     probs_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(p, ldp, q, ldq, k, ldk, B,
-                                                                    Lq, Lk, nh, dh, scale, 0);
-    CUDA_LAUNCH_CHECK();
-}
-
-extern "C" void cuda_attention_scores(cudaStream_t s, float *p, int64_t ldp, const float *q,
-                                      int64_t ldq, const float *k, int64_t ldk, int64_t B,
-                                      int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
-                                      float scale) {
-    CHECK(B >= 0 && Lq >= 0 && Lk > 0 && nh > 0 && dh > 0);
-    CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh);
-    int64_t n = B * Lq * nh;
-    if (n == 0) return;
-    probs_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(p, ldp, q, ldq, k, ldk, B,
-                                                                    Lq, Lk, nh, dh, scale, 1);
+                                                                    Lq, Lk, nh, dh, scale, raw);
     CUDA_LAUNCH_CHECK();
 }
 
