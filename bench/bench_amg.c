@@ -80,7 +80,7 @@ static int run(int W, int H, int pps, double iou_t, double stab_t, const char *w
     p.pred_iou_thresh = iou_t;
     p.stability_score_thresh = stab_t;
     syn_ctx sc = {1024, 256};
-    amg_model m = {&sc, 1024, syn_encode, syn_decode, NULL};
+    amg_model m = {&sc, 1024, syn_encode, syn_decode, NULL, NULL};
     err_t err;
     amg_t *g = NULL;
     if (amg_create(&g, &p, 1024, &err) || amg_set_threads(g, nthreads, &err)) {

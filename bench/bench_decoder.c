@@ -162,12 +162,12 @@ int main(int argc, char **argv) {
     double best_mm = 1e30, best_m2m = 1e30, cpu_mm = 1e30, cpu_m2m = 1e30;
     for (int it = 0; it < iters; it++) {
         double ca = bench_cpu(), a = bench_now();
-        if (decoder_run(d, &pm, low_mm, iou_mm, &err)) {
+        if (decoder_run(d, &pm, low_mm, NULL, iou_mm, &err)) {
             fprintf(stderr, "bench_decoder: run: %s\n", err.msg);
             return 1;
         }
         double b = bench_now(), cb = bench_cpu();
-        if (!mm_only && decoder_run(d, &p2, low_m2m, iou_m2m, &err)) {
+        if (!mm_only && decoder_run(d, &p2, low_m2m, NULL, iou_m2m, &err)) {
             fprintf(stderr, "bench_decoder: run (mask input): %s\n", err.msg);
             return 1;
         }

@@ -87,6 +87,13 @@ typedef struct amg_model {
     /* the backend the model runs on, or NULL; when it offers the
      * post-processing (backend.h's amg table), amg_generate uses it */
     struct backend *backend;
+    /* decode_dev (optional, NULL where missing): decode with multimask on
+     * (k = 3), the logits (n, 3, S/4, S/4) written to low_dev, memory of
+     * backend (given by the caller), iou (n, 3) on the host. The same
+     * values as decode. With it, the generator post-processing on backend
+     * never brings the logits to the host. */
+    int (*decode_dev)(void *ctx, int n, const float *points, float *low_dev, float *iou,
+                      err_t *err);
 } amg_model;
 
 /* amg_model_wrap: the SAM 2.1 model (model.h) as an amg_model: encode =
@@ -130,10 +137,15 @@ int  amg_set_threads(amg_t *g, int n, err_t *err);
  * backend_amg_ops) instead of on the CPU threads; records are identical.
  * ops NULL: be->amg; be NULL or no table: back to the CPU path. Called by
  * amg_generate itself when the model's backend has a table and none was
- * chosen (on failure it stays on the CPU path); tests pass amg_post_ops_ref (the table in plain C, on the CPU
- * backend) to run the device algorithm anywhere. 0 or ERR_NOMEM (err set;
- * g stays on the CPU path). SAM2AMG_GPU_POST=0 in the environment keeps
- * amg_generate from choosing a device on its own (comparisons, timings). */
+ * chosen (on failure it stays on the CPU path); tests pass
+ * amg_post_ops_ref (the table in plain C, on the CPU backend) to run the
+ * device algorithm anywhere. When the model's backend is be and it has
+ * decode_dev, batches that need no host logits (multimask, no m2m, no
+ * min-area filling) keep them in be's memory. 0 or ERR_NOMEM (err set; g
+ * stays on the CPU path). SAM2AMG_GPU_POST in the environment, for
+ * amg_generate's own choice (comparisons, timings, tests): 0 = the CPU
+ * path; staged = the device's, logits always through the host; ref =
+ * amg_post_ops_ref on a backend whose memory is the host's. */
 struct backend;
 struct backend_amg_ops;
 int  amg_use_backend(amg_t *g, struct backend *be, const struct backend_amg_ops *ops,
@@ -192,8 +204,12 @@ int  amg_upsample(amg_t *g, const float *A, int single, int h, int w, float *out
 /* amg_stats: what the last amg_generate did (benchmarks, logs). */
 typedef struct amg_stats {
     int64_t decode_calls, masks, after_iou, after_stability, after_edge, records;
+    int64_t dev_calls;               /* decode calls whose logits stayed on the device */
     double  t_decode, t_post;        /* seconds inside decode / after it */
     size_t  peak_bytes;              /* workspace bytes held by the amg_t */
+    char    post_on[40];             /* where the post-processing ran: "cpu" (its
+                                      * threads), the backend's name, or that with
+                                      * " (ref)" for amg_post_ops_ref */
 } amg_stats;
 void amg_get_stats(const amg_t *g, amg_stats *st);
 
@@ -207,7 +223,7 @@ void amg_get_stats(const amg_t *g, amg_stats *st);
  *   t_encode  the model's encode calls, ended by a backend sync so that a
  *             CUDA encoder's device work is inside (one sync per crop; the
  *             decoder would wait for it anyway);
- *   t_decode  the decode calls (they return host logits: device included);
+ *   t_decode  the decode calls (they end with host IoUs: device included);
  *   t_post    the rest of amg_generate: filters, NMS, RLE, the records.
  * Test-only: SAM2AMG_FAULT_BATCH_MAX=N fails every decoder batch of more
  * than N prompts with ERR_NOMEM, as a full device would. */

@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BACKEND_API_VERSION 3
+#define BACKEND_API_VERSION 4
 
 enum { BACKEND_FP32 = 0, BACKEND_BF16 = 1 };
 typedef struct backend backend_t;
@@ -215,23 +215,27 @@ typedef struct backend_amg_geom {
 #define BACKEND_AMG_SUMS    8
 
 /* backend_amg_ops: the generator's post-processing, asynchronous like the
- * other ops; all pointers backend memory. A masks are (nm, L, L)
- * contiguous. Results must equal src/amg_gpu.c's reference table
+ * other ops; all pointers backend memory. Masks are (L, L) slices of A:
+ * mask m is A + ia[m] * L * L, or A + m * L * L when ia is NULL (ia lets
+ * the ops read the masks that passed the IoU filter where the decoder left
+ * them, with no copy). Results must equal src/amg_gpu.c's reference table
  * (amg_post_ops_ref) bit for bit. */
 typedef struct backend_amg_ops {
-    /* columns: stat (nm, g->cw, BACKEND_AMG_COLSTAT) of masks A (nm, L, L). */
-    void (*columns)(backend_t *be, const backend_amg_geom *g, const float *A, int64_t nm,
-                    int32_t *stat);
+    /* columns: stat (nm, g->cw, BACKEND_AMG_COLSTAT) of masks 0..nm-1. */
+    void (*columns)(backend_t *be, const backend_amg_geom *g, const float *A,
+                    const int32_t *ia, int64_t nm, int32_t *stat);
     /* reduce: sums (nm, BACKEND_AMG_SUMS) and off (nm, cw): per mask the
      * exclusive prefix sum over x of stat[m, x, 5]. */
     void (*reduce)(backend_t *be, const backend_amg_geom *g, const int32_t *stat, int64_t nm,
                    int64_t *sums, int64_t *off);
-    /* boundaries: for ns selected masks sel (ns) with output bases base
-     * (ns): trans[base[s] + off[sel[s], x] + k] = the k-th boundary row of
-     * column x of mask sel[s] (rows increasing). */
-    void (*boundaries)(backend_t *be, const backend_amg_geom *g, const float *A, int64_t ns,
-                       const int32_t *sel, const int64_t *base, const int64_t *off,
-                       int32_t *trans);
+    /* boundaries: for ns selected masks m = sel[s] (s < ns) with output
+     * bases base (ns): trans[base[s] + off[m, x] + k] = the k-th boundary
+     * row of column x of mask m (rows increasing), and soff[s, x] =
+     * off[m, x] (the selected masks' offsets, compact: the host downloads
+     * ns rows, not nm). */
+    void (*boundaries)(backend_t *be, const backend_amg_geom *g, const float *A,
+                       const int32_t *ia, int64_t ns, const int32_t *sel, const int64_t *base,
+                       const int64_t *off, int32_t *trans, int64_t *soff);
     /* nms_mask: boxes (n, 4) int32 x0, y0, x1, y1 (inclusive) in score
      * order; mask (n, ceil(n/64)) uint64: bit j%64 of word j/64 of row i is
      * set iff j > i and the boxes' float IoU (torchvision's expression) >

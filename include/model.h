@@ -117,5 +117,11 @@ typedef struct sam2_prompts {
 
 int sam2_model_decode(sam2_model *m, const sam2_prompts *p, float *low_res, float *iou,
                       err_t *err);
+/* sam2_model_decode_dev: sam2_model_decode with p->multimask (else
+ * ERR_INVALID), the logits (n, 3, S/4, S/4) written to low_dev, memory of
+ * the model's backend (sam2_model_backend), instead of the host; iou on the
+ * host. The same values as sam2_model_decode. */
+int sam2_model_decode_dev(sam2_model *m, const sam2_prompts *p, float *low_dev, float *iou,
+                          err_t *err);
 
 #endif

@@ -81,6 +81,13 @@ static int sam2_decode(void *ctx, int n, const float *points, const float *mask_
     return e->wrap.decode(e->wrap.ctx, n, points, mask_input, multimask, low_res, iou, err);
 }
 
+static int sam2_decode_dev(void *ctx, int n, const float *points, float *low_dev, float *iou,
+                           err_t *err) {
+    sam2_engine *e = ctx;
+    if (*e->stop) return err_set(err, ERR_INTERRUPTED, "interrupted");
+    return e->wrap.decode_dev(e->wrap.ctx, n, points, low_dev, iou, err);
+}
+
 static int sam2_process(void *ctx, const image_t *img, const float *pre, amg_result *res,
                         err_t *err) {
     sam2_engine *e = ctx;
@@ -157,7 +164,8 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
         return rc;
     }
     e->am = (amg_model){.ctx = e, .S = e->wrap.S, .encode = sam2_encode, .decode = sam2_decode,
-                        .backend = e->wrap.backend};
+                        .backend = e->wrap.backend,
+                        .decode_dev = e->wrap.decode_dev ? sam2_decode_dev : NULL};
     *out = (jobs_engine){.ctx = e, .process = sam2_process, .destroy = sam2_destroy,
                          .stages = sam2_stages, .input_size = e->wrap.S};
     return 0;

@@ -27,13 +27,20 @@
 #define RED_THREADS 256
 #define NMS_TILE    64
 
-// A (nm, L, L); stat (nm, cw, BACKEND_AMG_COLSTAT)
-static __global__ void amg_columns_kernel(backend_amg_geom g, const float *A, int32_t *stat) {
+// mask m of A: A + ia[m] * L * L, or A + m * L * L without ia
+static __device__ __forceinline__ const float *amg_mask(const backend_amg_geom &g, const float *A,
+                                                        const int32_t *ia, int64_t m) {
+    return A + (ia ? (int64_t)ia[m] : m) * g.L * g.L;
+}
+
+// masks m < nm of A; stat (nm, cw, BACKEND_AMG_COLSTAT)
+static __global__ void amg_columns_kernel(backend_amg_geom g, const float *A, const int32_t *ia,
+                                          int32_t *stat) {
     int32_t x = blockIdx.x * COL_THREADS + threadIdx.x;
     int64_t m = blockIdx.y;
     if (x >= g.cw) return;
     int32_t st[BACKEND_AMG_COLSTAT];
-    amg_post_column(&g, A + m * g.L * g.L, x, st, NULL);
+    amg_post_column(&g, amg_mask(g, A, ia, m), x, st, NULL);
     int32_t *o = stat + (m * g.cw + x) * BACKEND_AMG_COLSTAT;
     for (int k = 0; k < BACKEND_AMG_COLSTAT; k++) o[k] = st[k];
 }
@@ -100,15 +107,19 @@ static __global__ void amg_reduce_kernel(int32_t cw, const int32_t *stat, int64_
     }
 }
 
-// for selected mask s = blockIdx.y: its column boundaries into trans
+// for selected mask s = blockIdx.y: its column boundaries into trans, its
+// column offsets into soff
 static __global__ void amg_boundaries_kernel(backend_amg_geom g, const float *A,
-                                             const int32_t *sel, const int64_t *base,
-                                             const int64_t *off, int32_t *trans) {
+                                             const int32_t *ia, const int32_t *sel,
+                                             const int64_t *base, const int64_t *off,
+                                             int32_t *trans, int64_t *soff) {
     int32_t x = blockIdx.x * COL_THREADS + threadIdx.x;
     int64_t s = blockIdx.y, m = sel[s];
     if (x >= g.cw) return;
     int32_t st[BACKEND_AMG_COLSTAT];
-    amg_post_column(&g, A + m * g.L * g.L, x, st, trans + base[s] + off[m * g.cw + x]);
+    int64_t o = off[m * g.cw + x];
+    soff[s * g.cw + x] = o;
+    amg_post_column(&g, amg_mask(g, A, ia, m), x, st, trans + base[s] + o);
 }
 
 // boxes (n, 4); mask (n, words): tile (blockIdx.y rows, blockIdx.x columns)
@@ -131,11 +142,11 @@ static __global__ void amg_nms_kernel(const int32_t *boxes, int64_t n, int64_t w
 }
 
 extern "C" void cuda_amg_columns(cudaStream_t s, const backend_amg_geom *g, const float *A,
-                                 int64_t nm, int32_t *stat) {
+                                 const int32_t *ia, int64_t nm, int32_t *stat) {
     CHECK(g->L > 0 && g->ch > 0 && g->cw > 0 && nm >= 0 && nm <= 65535);
     if (nm == 0) return;
     dim3 grid((unsigned)((g->cw + COL_THREADS - 1) / COL_THREADS), (unsigned)nm);
-    amg_columns_kernel<<<grid, COL_THREADS, 0, s>>>(*g, A, stat);
+    amg_columns_kernel<<<grid, COL_THREADS, 0, s>>>(*g, A, ia, stat);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -148,12 +159,13 @@ extern "C" void cuda_amg_reduce(cudaStream_t s, const backend_amg_geom *g, const
 }
 
 extern "C" void cuda_amg_boundaries(cudaStream_t s, const backend_amg_geom *g, const float *A,
-                                    int64_t ns, const int32_t *sel, const int64_t *base,
-                                    const int64_t *off, int32_t *trans) {
+                                    const int32_t *ia, int64_t ns, const int32_t *sel,
+                                    const int64_t *base, const int64_t *off, int32_t *trans,
+                                    int64_t *soff) {
     CHECK(g->L > 0 && g->ch > 0 && g->cw > 0 && ns >= 0 && ns <= 65535);
     if (ns == 0) return;
     dim3 grid((unsigned)((g->cw + COL_THREADS - 1) / COL_THREADS), (unsigned)ns);
-    amg_boundaries_kernel<<<grid, COL_THREADS, 0, s>>>(*g, A, sel, base, off, trans);
+    amg_boundaries_kernel<<<grid, COL_THREADS, 0, s>>>(*g, A, ia, sel, base, off, trans, soff);
     CUDA_LAUNCH_CHECK();
 }
 

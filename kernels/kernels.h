@@ -154,13 +154,13 @@ void cuda_row_affine(cudaStream_t s, float *y, int64_t ldy, const float *x, int6
 
 /* amg_post.cu: the generator's post-processing (backend.h backend_amg_ops;
  * g is a host struct whose pointers are device memory) */
-void cuda_amg_columns(cudaStream_t s, const backend_amg_geom *g, const float *A, int64_t nm,
-                      int32_t *stat);
+void cuda_amg_columns(cudaStream_t s, const backend_amg_geom *g, const float *A,
+                      const int32_t *ia, int64_t nm, int32_t *stat);
 void cuda_amg_reduce(cudaStream_t s, const backend_amg_geom *g, const int32_t *stat,
                      int64_t nm, int64_t *sums, int64_t *off);
 void cuda_amg_boundaries(cudaStream_t s, const backend_amg_geom *g, const float *A,
-                         int64_t ns, const int32_t *sel, const int64_t *base,
-                         const int64_t *off, int32_t *trans);
+                         const int32_t *ia, int64_t ns, const int32_t *sel, const int64_t *base,
+                         const int64_t *off, int32_t *trans, int64_t *soff);
 void cuda_amg_nms_mask(cudaStream_t s, const int32_t *boxes, int64_t n, double thr,
                        uint64_t *mask);
 

@@ -139,6 +139,9 @@ struct amg {
     int        has_fma;           /* the CPU has fused multiply-add */
     amg_gpu_t *gpu;               /* device post-processing (amg_gpu.c), or NULL */
     int        gpu_chosen;        /* amg_use_backend was called: no automatic choice */
+    int        gpu_staged;        /* SAM2AMG_GPU_POST=staged: never decode_dev */
+    int        post_ref;          /* the device ops are amg_post_ops_ref */
+    int        dev_low;           /* this batch's logits are in amg_gpu_device_masks */
     int32_t   *gpu_idx;           /* (2 * masks per batch) scratch of eval_slots_gpu */
     amg_stats  st;
     size_t     bytes;
@@ -258,6 +261,8 @@ void amg_free(amg_t *g) {
 
 void amg_get_stats(const amg_t *g, amg_stats *st) {
     *st = g->st;
+    snprintf(st->post_on, sizeof st->post_on, "%s%s",
+             g->gpu ? amg_gpu_backend(g->gpu)->name : "cpu", g->gpu && g->post_ref ? " (ref)" : "");
     st->peak_bytes = g->bytes;
     for (int i = 0; i < g->nwork; i++) st->peak_bytes += g->work[i].bytes;
 }
@@ -909,6 +914,7 @@ int amg_use_backend(amg_t *g, backend_t *be, const backend_amg_ops *ops, err_t *
     g->gpu_chosen = 1;
     if (!ops && be) ops = be->amg;
     if (!be || !ops) return 0;
+    g->post_ref = ops == &amg_post_ops_ref;
     /* masks per call: a batch's outputs, or a chunk of points_per_batch m2m ones */
     int masks = g->p.points_per_batch * (g->p.use_m2m || !g->p.multimask_output ? 1 : 3);
     if (!g->gpu_idx) {
@@ -932,15 +938,18 @@ static int eval_slots_gpu(amg_t *g, int n, int crop) {
         s->stage = 0, s->rc = 0, s->worker = 0;
         if (p->pred_iou_thresh > 0.0 && !(s->iou > (float)p->pred_iou_thresh)) continue;
         s->stage = 1;
-        float *dst = amg_gpu_mask(g->gpu, nm);
-        if (p->min_mask_region_area > 0)
-            fill_small_regions(g, w, s->A, dst, p->min_mask_region_area);
-        else
-            memcpy(dst, s->A, sizeof(float) * g->L * g->L);
+        if (!g->dev_low) {   /* staged on the host; else read in place, slot i */
+            float *dst = amg_gpu_mask(g->gpu, nm);
+            if (p->min_mask_region_area > 0)
+                fill_small_regions(g, w, s->A, dst, p->min_mask_region_area);
+            else
+                memcpy(dst, s->A, sizeof(float) * g->L * g->L);
+        }
         idx[nm++] = i;
     }
     const int64_t *sums;
-    rc = amg_gpu_stats(g->gpu, nm, single, (float)(p->mask_threshold + p->stability_score_offset),
+    rc = amg_gpu_stats(g->gpu, nm, g->dev_low ? idx : NULL, single,
+                       (float)(p->mask_threshold + p->stability_score_offset),
                        (float)(p->mask_threshold - p->stability_score_offset),
                        (float)p->mask_threshold, &sums);
     if (rc) return rc;
@@ -1134,16 +1143,26 @@ static int reserve_nms(amg_t *g, int n) {
 static int run_batch(amg_t *g, const amg_model *m, int n, int crop, err_t *err) {
     const amg_params *p = &g->p;
     int k = p->multimask_output ? 3 : 1, L2 = g->L * g->L, rc;
+    /* the logits stay on the device when nothing on the host needs them:
+     * the device post-processing reads them where the decoder wrote them */
+    g->dev_low = g->gpu && m->decode_dev && !g->gpu_staged && k == 3 && !p->use_m2m &&
+                 p->min_mask_region_area <= 0 && m->backend == amg_gpu_backend(g->gpu) &&
+                 n * k <= amg_gpu_max_masks(g->gpu);
     double t0 = now_s();
-    rc = m->decode(m->ctx, n, g->pts_model, NULL, p->multimask_output, g->low, g->iou, err);
+    if (g->dev_low)
+        rc = m->decode_dev(m->ctx, n, g->pts_model, amg_gpu_device_masks(g->gpu), g->iou, err);
+    else
+        rc = m->decode(m->ctx, n, g->pts_model, NULL, p->multimask_output, g->low, g->iou, err);
     g->st.decode_calls++;
+    g->st.dev_calls += g->dev_low;
     g->st.t_decode += now_s() - t0;
     if (rc) return rc;
     if (!p->use_m2m) {
         double t1 = now_s();
         for (int i = 0; i < n * k; i++)
-            g->slots[i] = (amg_slot){.A = g->low + (size_t)i * L2, .pt = g->pts_img + 2 * (i / k),
-                                     .iou = g->iou[i], .single = k == 1};
+            g->slots[i] = (amg_slot){.A = g->dev_low ? NULL : g->low + (size_t)i * L2,
+                                     .pt = g->pts_img + 2 * (i / k), .iou = g->iou[i],
+                                     .single = k == 1};
         post_slots(g, n * k, crop);
         rc = merge_slots(g, n * k);
         g->st.t_post += now_s() - t1;
@@ -1242,11 +1261,18 @@ int amg_generate(amg_t *g, const amg_model *model, const uint8_t *rgb, int w, in
     g->W = w, g->H = h;
     g->nrec = 0, g->nstr = 0;
     int rc;
-    if (!g->gpu_chosen && model->backend && model->backend->amg) {
+    if (!g->gpu_chosen && model->backend) {
+        /* SAM2AMG_GPU_POST (comparisons, timings, tests): 0 = the CPU path;
+         * staged = the device's, with the logits through the host; ref =
+         * the device algorithm in plain C on a backend whose memory is the
+         * host's (the CPU backend), logits in place */
         const char *env = getenv("SAM2AMG_GPU_POST");
+        const backend_amg_ops *ops = model->backend->amg;
+        if (env && !strcmp(env, "ref") && model->backend->host_weights) ops = &amg_post_ops_ref;
+        g->gpu_staged = env && !strcmp(env, "staged");
         /* out of device memory for its buffers: the CPU threads give the
          * same records, so go on there */
-        if (!(env && strcmp(env, "0") == 0) && amg_use_backend(g, model->backend, NULL, err))
+        if (ops && !(env && !strcmp(env, "0")) && amg_use_backend(g, model->backend, ops, err))
             err->msg[0] = 0;
     }
     if ((rc = make_crops(g, w, h, err))) return rc;

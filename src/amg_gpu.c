@@ -3,14 +3,19 @@
  * (the naive reference beside the CUDA kernels, llm.c style).
  *
  * Per batch (src/amg.c calls these in order):
- *   1. amg_gpu_stats: the masks that passed the IoU filter (min-area filled
- *      on the host when asked) are uploaded in one copy; pass 1 gives each
- *      its three pixel counts, box and number of run boundaries. src/amg.c
- *      applies the stability and crop-edge filters to these figures.
+ *   1. amg_gpu_stats: pass 1 over the masks that passed the IoU filter
+ *      gives each its three pixel counts, box and number of run boundaries.
+ *      The masks are either where the decoder wrote them on the device
+ *      (amg_gpu_device_masks: the logits never cross the bus; the ops read
+ *      them through an index) or, when the host had to touch them
+ *      (min-area filling, m2m, a model without a device decode), staged on
+ *      the host and uploaded in one copy. src/amg.c applies the stability
+ *      and crop-edge filters to these figures.
  *   2. amg_gpu_boundaries: pass 2 over the survivors only writes the rows
  *      where each column's mask switches on or off, packed per mask in
- *      column order; one download brings them back and src/amg.c turns them
- *      into COCO RLE counts (a few integers per column, no pixel work).
+ *      column order, and the survivors' column offsets; two downloads bring
+ *      them back and src/amg.c turns them into COCO RLE counts (a few
+ *      integers per column, no pixel work).
  * NMS: the host sorts (stable, as torch.sort); the device computes the
  * suppression bits of every ordered pair; the host scans them in order.
  *
@@ -32,12 +37,15 @@ struct amg_gpu {
     backend_amg_geom        geom;          /* current crop, device pointers */
     /* device */
     float   *d_A;                          /* (max_masks, L, L) */
+    int32_t *d_ia;                         /* (max_masks) masks of d_A read by the ops */
+    const int32_t *ia;                     /* d_ia for the last stats call, or NULL */
     int64_t *d_sums;                       /* (max_masks, SUMS) */
     int32_t *d_sel;                        /* (max_masks) */
     int64_t *d_base;                       /* (max_masks) */
     void    *d_axes;  size_t cap_axes;     /* bytes: 8 arrays of ch or cw entries */
     int32_t *d_stat;  size_t cap_stat;     /* (max_masks, cw, COLSTAT) entries */
     int64_t *d_off;   size_t cap_off;      /* (max_masks, cw) */
+    int64_t *d_soff;  size_t cap_soff;     /* (survivors, cw) their rows of d_off */
     int32_t *d_trans; size_t cap_trans;
     int32_t *d_boxes; size_t cap_boxes;    /* (n, 4) */
     uint64_t *d_mask; size_t cap_mask;     /* (n, words) */
@@ -47,7 +55,7 @@ struct amg_gpu {
     int32_t *sel;                          /* (max_masks) of the last boundaries call */
     int64_t *base;                         /* (max_masks) */
     int      nm;                           /* masks of the last stats call */
-    int64_t *off;     size_t cap_hoff;
+    int64_t *off;     size_t cap_hoff;     /* (survivors, cw) */
     int32_t *trans;   size_t cap_htrans;
     int32_t *boxes;   size_t cap_hboxes;
     uint64_t *mask;   size_t cap_hmask;
@@ -95,11 +103,12 @@ int amg_gpu_create(amg_gpu_t **out, backend_t *be, const backend_amg_ops *ops, i
     G->sel = malloc(M * sizeof(int32_t));
     G->base = malloc(M * sizeof(int64_t));
     G->d_A = be->alloc(be, M * L2 * sizeof(float));
+    G->d_ia = be->alloc(be, M * sizeof(int32_t));
     G->d_sums = be->alloc(be, M * BACKEND_AMG_SUMS * sizeof(int64_t));
     G->d_sel = be->alloc(be, M * sizeof(int32_t));
     G->d_base = be->alloc(be, M * sizeof(int64_t));
-    if (!G->A || !G->sums || !G->sel || !G->base || !G->d_A || !G->d_sums || !G->d_sel ||
-        !G->d_base) {
+    if (!G->A || !G->sums || !G->sel || !G->base || !G->d_A || !G->d_ia || !G->d_sums ||
+        !G->d_sel || !G->d_base) {
         amg_gpu_free(G);
         return err_set(err, ERR_NOMEM, "amg: out of %s memory for the post-processing of %d masks",
                        be->name, max_masks);
@@ -112,8 +121,8 @@ int amg_gpu_create(amg_gpu_t **out, backend_t *be, const backend_amg_ops *ops, i
 void amg_gpu_free(amg_gpu_t *G) {
     if (!G) return;
     backend_t *be = G->be;
-    void *dev[] = {G->d_A, G->d_sums, G->d_sel, G->d_base, G->d_axes, G->d_stat,
-                   G->d_off, G->d_trans, G->d_boxes, G->d_mask};
+    void *dev[] = {G->d_A, G->d_ia, G->d_sums, G->d_sel, G->d_base, G->d_axes, G->d_stat,
+                   G->d_off, G->d_soff, G->d_trans, G->d_boxes, G->d_mask};
     for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
         if (dev[i]) be->free(be, dev[i]);
     free(G->A), free(G->sums), free(G->sel), free(G->base), free(G->off), free(G->trans);
@@ -133,8 +142,7 @@ int amg_gpu_set_crop(amg_gpu_t *G, int ch, int cw, const int32_t *ri0, const int
     if (dev_reserve(G, &G->d_axes, &G->cap_axes, 4 * (sr + sc), 4) ||
         dev_reserve(G, (void **)&G->d_stat, &G->cap_stat, M * nc * BACKEND_AMG_COLSTAT,
                     sizeof(int32_t)) ||
-        dev_reserve(G, (void **)&G->d_off, &G->cap_off, M * nc, sizeof(int64_t)) ||
-        host_reserve((void **)&G->off, &G->cap_hoff, M * nc, sizeof(int64_t)))
+        dev_reserve(G, (void **)&G->d_off, &G->cap_off, M * nc, sizeof(int64_t)))
         return ERR_NOMEM;
     int32_t *d = G->d_axes;
     const void *src[8] = {ri0, ri1, rw0, rw1, ci0, ci1, cw0, cw1};
@@ -155,17 +163,27 @@ float *amg_gpu_mask(amg_gpu_t *G, int k) {
     return G->A + (size_t)k * G->L * G->L;
 }
 
-int amg_gpu_stats(amg_gpu_t *G, int nm, int single, float t_hi, float t_lo, float t_mask,
-                  const int64_t **sums) {
+float *amg_gpu_device_masks(amg_gpu_t *G) { return G->d_A; }
+
+int amg_gpu_max_masks(const amg_gpu_t *G) { return G->max_masks; }
+
+int amg_gpu_stats(amg_gpu_t *G, int nm, const int32_t *idx, int single, float t_hi, float t_lo,
+                  float t_mask, const int64_t **sums) {
     CHECK(nm >= 0 && nm <= G->max_masks && G->geom.cw > 0);
     backend_t *be = G->be;
     backend_amg_geom *g = &G->geom;
     g->single = single, g->t_hi = t_hi, g->t_lo = t_lo, g->t_mask = t_mask;
     G->nm = nm;
+    G->ia = idx ? G->d_ia : NULL;
     *sums = G->sums;
     if (nm == 0) return 0;
-    be->upload(be, G->d_A, G->A, (size_t)nm * G->L * G->L * sizeof(float));
-    G->ops->columns(be, g, G->d_A, nm, G->d_stat);
+    if (idx) {
+        for (int k = 0; k < nm; k++) CHECK(idx[k] >= 0 && idx[k] < G->max_masks);
+        be->upload(be, G->d_ia, idx, (size_t)nm * sizeof(int32_t));
+    } else {
+        be->upload(be, G->d_A, G->A, (size_t)nm * G->L * G->L * sizeof(float));
+    }
+    G->ops->columns(be, g, G->d_A, G->ia, nm, G->d_stat);
     G->ops->reduce(be, g, G->d_stat, nm, G->d_sums, G->d_off);
     be->download(be, G->sums, G->d_sums, (size_t)nm * BACKEND_AMG_SUMS * sizeof(int64_t));
     return 0;
@@ -182,21 +200,24 @@ int amg_gpu_boundaries(amg_gpu_t *G, const int32_t *sel, int ns) {
         G->base[s] = total;
         total += G->sums[(size_t)sel[s] * BACKEND_AMG_SUMS + 7];
     }
-    size_t need = (size_t)(total > 0 ? total : 1);
+    size_t need = (size_t)(total > 0 ? total : 1), nso = (size_t)ns * (size_t)G->geom.cw;
     if (dev_reserve(G, (void **)&G->d_trans, &G->cap_trans, need, sizeof(int32_t)) ||
-        host_reserve((void **)&G->trans, &G->cap_htrans, need, sizeof(int32_t)))
+        host_reserve((void **)&G->trans, &G->cap_htrans, need, sizeof(int32_t)) ||
+        dev_reserve(G, (void **)&G->d_soff, &G->cap_soff, nso, sizeof(int64_t)) ||
+        host_reserve((void **)&G->off, &G->cap_hoff, nso, sizeof(int64_t)))
         return ERR_NOMEM;
     be->upload(be, G->d_sel, G->sel, (size_t)ns * sizeof(int32_t));
     be->upload(be, G->d_base, G->base, (size_t)ns * sizeof(int64_t));
-    G->ops->boundaries(be, &G->geom, G->d_A, ns, G->d_sel, G->d_base, G->d_off, G->d_trans);
+    G->ops->boundaries(be, &G->geom, G->d_A, G->ia, ns, G->d_sel, G->d_base, G->d_off,
+                       G->d_trans, G->d_soff);
     be->download(be, G->trans, G->d_trans, (size_t)total * sizeof(int32_t));
-    be->download(be, G->off, G->d_off, (size_t)G->nm * G->geom.cw * sizeof(int64_t));
+    be->download(be, G->off, G->d_soff, nso * sizeof(int64_t));
     return 0;
 }
 
 const int32_t *amg_gpu_column(const amg_gpu_t *G, int s, int x, int64_t *n) {
     size_t m = (size_t)G->sel[s], cw = (size_t)G->geom.cw;
-    const int64_t *o = G->off + m * cw;
+    const int64_t *o = G->off + (size_t)s * cw;
     int64_t end = (size_t)x + 1 < cw ? o[x + 1] : G->sums[m * BACKEND_AMG_SUMS + 7];
     *n = end - o[x];
     return G->trans + G->base[s] + o[x];
@@ -232,12 +253,18 @@ int amg_gpu_nms(amg_gpu_t *G, const int32_t *boxes, size_t stride, const int32_t
 /* ---- amg_post_ops_ref: the same table in plain C on host memory (the
  * CPU backend's), running kernels/amg_post.h loop by loop ---- */
 
-static void ref_columns(backend_t *be, const backend_amg_geom *g, const float *A, int64_t nm,
-                        int32_t *stat) {
+/* mask m of A (backend.h: through ia when given) */
+static const float *ref_mask(const backend_amg_geom *g, const float *A, const int32_t *ia,
+                             int64_t m) {
+    return A + (ia ? (int64_t)ia[m] : m) * g->L * g->L;
+}
+
+static void ref_columns(backend_t *be, const backend_amg_geom *g, const float *A,
+                        const int32_t *ia, int64_t nm, int32_t *stat) {
     (void)be;
     for (int64_t m = 0; m < nm; m++)
         for (int32_t x = 0; x < g->cw; x++)
-            amg_post_column(g, A + m * g->L * g->L, x,
+            amg_post_column(g, ref_mask(g, A, ia, m), x,
                             stat + (m * g->cw + x) * BACKEND_AMG_COLSTAT, NULL);
 }
 
@@ -262,15 +289,19 @@ static void ref_reduce(backend_t *be, const backend_amg_geom *g, const int32_t *
     }
 }
 
-static void ref_boundaries(backend_t *be, const backend_amg_geom *g, const float *A, int64_t ns,
-                           const int32_t *sel, const int64_t *base, const int64_t *off,
-                           int32_t *trans) {
+static void ref_boundaries(backend_t *be, const backend_amg_geom *g, const float *A,
+                           const int32_t *ia, int64_t ns, const int32_t *sel,
+                           const int64_t *base, const int64_t *off, int32_t *trans,
+                           int64_t *soff) {
     (void)be;
     int32_t st[BACKEND_AMG_COLSTAT];
     for (int64_t s = 0; s < ns; s++) {
         int64_t m = sel[s];
-        for (int32_t x = 0; x < g->cw; x++)
-            amg_post_column(g, A + m * g->L * g->L, x, st, trans + base[s] + off[m * g->cw + x]);
+        for (int32_t x = 0; x < g->cw; x++) {
+            int64_t o = off[m * g->cw + x];
+            soff[s * g->cw + x] = o;
+            amg_post_column(g, ref_mask(g, A, ia, m), x, st, trans + base[s] + o);
+        }
     }
 }
 

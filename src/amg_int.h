@@ -34,15 +34,22 @@ int  amg_gpu_set_crop(amg_gpu_t *G, int ch, int cw, const int32_t *ri0, const in
                       const int32_t *ci1, const float *cw0, const float *cw1);
 
 /* amg_gpu_mask: the host staging slot of mask k (< max_masks), (L, L), to
- * be filled with its logits before amg_gpu_stats. */
+ * be filled with its logits before amg_gpu_stats(..., idx NULL, ...). */
 float *amg_gpu_mask(amg_gpu_t *G, int k);
 
-/* amg_gpu_stats: uploads masks [0, nm) and returns in *sums their
- * BACKEND_AMG_SUMS figures (nm rows, valid until the next call) at the
- * thresholds t_hi, t_lo, t_mask; single picks the (N,1,h,w) expression.
- * 0 or ERR_NOMEM. */
-int  amg_gpu_stats(amg_gpu_t *G, int nm, int single, float t_hi, float t_lo, float t_mask,
-                   const int64_t **sums);
+/* amg_gpu_device_masks: the device buffer (max_masks, L, L) in backend
+ * memory where a device decode writes a batch's logits for
+ * amg_gpu_stats(..., idx, ...); amg_gpu_max_masks: its capacity. */
+float *amg_gpu_device_masks(amg_gpu_t *G);
+int    amg_gpu_max_masks(const amg_gpu_t *G);
+
+/* amg_gpu_stats: the BACKEND_AMG_SUMS figures of nm masks, in *sums (nm
+ * rows, valid until the next call), at the thresholds t_hi, t_lo, t_mask;
+ * single picks the (N,1,h,w) expression. The masks: with idx NULL the
+ * staging slots [0, nm), uploaded; else slots idx[0..nm) (host array) of
+ * amg_gpu_device_masks, read in place. 0 or ERR_NOMEM. */
+int  amg_gpu_stats(amg_gpu_t *G, int nm, const int32_t *idx, int single, float t_hi,
+                   float t_lo, float t_mask, const int64_t **sums);
 
 /* amg_gpu_boundaries: the run boundaries of masks sel[0..ns) of the last
  * amg_gpu_stats call. Afterwards amg_gpu_column(G, s, x, &n) returns the

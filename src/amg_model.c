@@ -39,6 +39,16 @@ static int sam2_decode(void *ctx, int n, const float *points, const float *mask_
     return sam2_model_decode(c->m, &p, low_res, iou, err);
 }
 
+static int sam2_decode_dev(void *ctx, int n, const float *points, float *low_dev, float *iou,
+                           err_t *err) {
+    amg_sam2 *c = ctx;
+    if (n > c->max_prompts)
+        return err_set(err, ERR_INVALID, "amg: %d prompts in one call, model planned for %d", n,
+                       c->max_prompts);
+    sam2_prompts p = {n, 1, points, c->labels, NULL, 1};
+    return sam2_model_decode_dev(c->m, &p, low_dev, iou, err);
+}
+
 int amg_model_wrap(amg_model *out, struct sam2_model *m, int max_prompts, err_t *err) {
     amg_sam2 *c = calloc(1, sizeof *c);
     int S = sam2_model_config(m)->image_size;
@@ -55,7 +65,8 @@ int amg_model_wrap(amg_model *out, struct sam2_model *m, int max_prompts, err_t 
     c->m = m;
     c->S = S;
     c->max_prompts = max_prompts;
-    *out = (amg_model){c, S, sam2_encode, sam2_decode, sam2_model_backend(m)};
+    *out = (amg_model){.ctx = c, .S = S, .encode = sam2_encode, .decode = sam2_decode,
+                       .backend = sam2_model_backend(m), .decode_dev = sam2_decode_dev};
     return 0;
 }
 
@@ -118,9 +129,21 @@ static int batcher_decode(void *ctx, int n, const float *points, const float *ma
     return m->decode(m->ctx, n, points, mask_input, multimask, low_res, iou, err);
 }
 
+static int batcher_decode_dev(void *ctx, int n, const float *points, float *low_dev, float *iou,
+                              err_t *err) {
+    amg_batcher *b = ctx;
+    if (b->fault_max > 0 && n > b->fault_max)
+        return err_set(err, ERR_NOMEM, "%s: out of memory for a decoder batch of %d prompts "
+                       "(SAM2AMG_FAULT_BATCH_MAX=%d)", b->device, n, b->fault_max);
+    const amg_model *m = b->inner;
+    return m->decode_dev(m->ctx, n, points, low_dev, iou, err);
+}
+
 int amg_batcher_generate(amg_batcher *b, const amg_model *m, const uint8_t *rgb, int w, int h,
                          amg_result *res, err_t *err) {
-    amg_model outer = {b, m->S, batcher_encode, batcher_decode, m->backend};
+    amg_model outer = {.ctx = b, .S = m->S, .encode = batcher_encode, .decode = batcher_decode,
+                       .backend = m->backend,
+                       .decode_dev = m->decode_dev ? batcher_decode_dev : NULL};
     b->inner = m;
     b->t_encode = b->t_decode = b->t_post = 0;
     b->halvings = 0;

@@ -847,9 +847,9 @@ static void cuda_resize_bilinear_op(backend_t *be, float *y, const float *x, int
 /* ---- the generator's post-processing (kernels/amg_post.cu) ---- */
 
 static void cuda_amg_columns_op(backend_t *be, const backend_amg_geom *g, const float *A,
-                                int64_t nm, int32_t *stat) {
+                                const int32_t *ia, int64_t nm, int32_t *stat) {
     cuda_ctx_t *c = cuda_enter(be);
-    cuda_amg_columns(c->stream, g, A, nm, stat);
+    cuda_amg_columns(c->stream, g, A, ia, nm, stat);
     cuda_leave(c);
 }
 
@@ -861,10 +861,11 @@ static void cuda_amg_reduce_op(backend_t *be, const backend_amg_geom *g, const i
 }
 
 static void cuda_amg_boundaries_op(backend_t *be, const backend_amg_geom *g, const float *A,
-                                   int64_t ns, const int32_t *sel, const int64_t *base,
-                                   const int64_t *off, int32_t *trans) {
+                                   const int32_t *ia, int64_t ns, const int32_t *sel,
+                                   const int64_t *base, const int64_t *off, int32_t *trans,
+                                   int64_t *soff) {
     cuda_ctx_t *c = cuda_enter(be);
-    cuda_amg_boundaries(c->stream, g, A, ns, sel, base, off, trans);
+    cuda_amg_boundaries(c->stream, g, A, ia, ns, sel, base, off, trans, soff);
     cuda_leave(c);
 }
 

@@ -215,7 +215,7 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
     if (checked.points_per_batch == AMG_POINTS_PER_BATCH_AUTO) checked.points_per_batch = 1;
     if (amg_params_validate(&checked, &err)) return cli_usage_error(cmd, "%s", err.msg);
 
-    amg_model m;
+    amg_model m = {0};
     if (replay) {
         if (amg_replay_open(&gs->rp, replay, &err)) {
             fprintf(stderr, "sam2amg generate: %s\n", err.msg);
@@ -288,11 +288,14 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
             fprintf(stderr,
                     "%s: %dx%d, %lld decoder calls, masks %lld -> iou %lld -> stability %lld "
                     "-> crop edge %lld -> %lld records; encoder %.3f s, decoder %.3f s, "
-                    "post-processing %.3f s, workspace %.1f MB, points_per_batch %d\n",
+                    "post-processing %.3f s, workspace %.1f MB, points_per_batch %d; "
+                    "post-processing on %s, logits left on the device in %lld of %lld decoder "
+                    "calls\n",
                     images[k], img.w, img.h, (long long)st.decode_calls, (long long)st.masks,
                     (long long)st.after_iou, (long long)st.after_stability,
                     (long long)st.after_edge, (long long)st.records, b->t_encode, b->t_decode,
-                    b->t_post, st.peak_bytes / 1e6, b->p.points_per_batch);
+                    b->t_post, st.peak_bytes / 1e6, b->p.points_per_batch, st.post_on,
+                    (long long)st.dev_calls, (long long)st.decode_calls);
         }
         if (!rc) {
             char path[4096];

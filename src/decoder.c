@@ -981,9 +981,10 @@ static void lowrank_layer1(decoder_t *d, int64_t n, int64_t T) {
 }
 
 /* run_chunk: prompts [b0, b0+n) of p; writes low_res (n,k,4hf,4hf) and
- * iou (n,k) host, k = 3 (multimask) or 1. */
+ * iou (n,k) host, k = 3 (multimask) or 1; with low_dev (backend memory,
+ * multimask only) the logits go there instead of low_res. */
 static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float *low_res,
-                      float *iou) {
+                      float *low_dev, float *iou) {
     backend_t *be = d->be;
     const int64_t C = d->C, Ci = d->Ci, C4 = d->C4, C8 = d->C8, HW = d->HW, hf = d->hf;
     const int64_t T = DEC_OUT_TOKENS + (p->n_pts > 0 ? p->n_pts + 1 : 0);
@@ -1170,14 +1171,15 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
         be->linear(be, d->HYP + (i - first) * C8, k * C8, h2, C, d->hyp_w[i][2],
                    d->hyp_b[i][2], n, C, C8);
     }
+    float *masks = low_dev ? low_dev : d->MASKS;
     if (be->upscale2_masks) {   /* the (n,4hf,4hf,C8) map is never stored */
-        be->upscale2_masks(be, d->MASKS, up1, d->dc2_w, d->dc2_b, d->fs0, d->HYP, n, 2 * hf,
+        be->upscale2_masks(be, masks, up1, d->dc2_w, d->dc2_b, d->fs0, d->HYP, n, 2 * hf,
                            2 * hf, C4, C8, k);
     } else {
         be->conv_transpose2x2(be, up2, up1, d->dc2_w, d->dc2_b, n, 2 * hf, 2 * hf, C4, C8);
         add_bcast(be, up2, up2, d->fs0, n, (size_t)L4 * C8);
         be->gelu(be, up2, up2, 16 * R * C8);
-        be->bmm(be, d->MASKS, d->HYP, up2, n, k, C8, L4, 1);
+        be->bmm(be, masks, d->HYP, up2, n, k, C8, L4, 1);
     }
 
     /* IoU head on token 1 */
@@ -1194,7 +1196,9 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     be->precision = precision;
 
     be->download(be, d->hiou, d->IOU, (size_t)n * DEC_MASKS * sizeof(float));
-    if (p->multimask)
+    if (low_dev)
+        ;   /* the caller reads them on the device */
+    else if (p->multimask)
         be->download(be, low_res, d->MASKS, (size_t)n * 3 * L4 * sizeof(float));
     else
         be->download(be, d->hmask, d->MASKS, (size_t)n * DEC_MASKS * L4 * sizeof(float));
@@ -1227,8 +1231,11 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     }
 }
 
-int decoder_run(decoder_t *d, const sam2_prompts *p, float *low_res, float *iou, err_t *err) {
+int decoder_run(decoder_t *d, const sam2_prompts *p, float *low_res, float *low_dev, float *iou,
+                err_t *err) {
     if (!d->have_image) return err_set(err, ERR_INVALID, "decoder: no image set");
+    if (low_dev && !p->multimask)
+        return err_set(err, ERR_INVALID, "decoder: logits left on the device need multimask");
     if (p->n < 0 || p->n > d->max_prompts)
         return err_set(err, ERR_INVALID, "decoder: %d prompts, at most %d per call", p->n,
                        d->max_prompts);
@@ -1245,7 +1252,8 @@ int decoder_run(decoder_t *d, const sam2_prompts *p, float *low_res, float *iou,
     size_t L4 = (size_t)16 * d->HW;
     for (int b0 = 0; b0 < p->n; b0 += d->nc) {
         int n = p->n - b0 < d->nc ? p->n - b0 : d->nc;
-        run_chunk(d, p, b0, n, low_res + (size_t)b0 * k * L4, iou + (size_t)b0 * k);
+        run_chunk(d, p, b0, n, low_dev ? NULL : low_res + (size_t)b0 * k * L4,
+                  low_dev ? low_dev + (size_t)b0 * k * L4 : NULL, iou + (size_t)b0 * k);
     }
     return 0;
 }

@@ -50,8 +50,11 @@ int decoder_set_image(decoder_t *d, const float *image_embed, const float *feat_
  * Logits are not clamped. n_pts may be 0 only with a mask input (then no
  * sparse tokens, as the official prompt encoder without points). ERR_INVALID
  * when n exceeds max_prompts, n_pts exceeds DECODER_MAX_POINTS, a label is
- * not in {-1,0,1,2,3} or no image was set. */
-int decoder_run(decoder_t *d, const sam2_prompts *p, float *low_res, float *iou, err_t *err);
+ * not in {-1,0,1,2,3} or no image was set. With low_dev (backend memory,
+ * multimask only, else ERR_INVALID) the logits are written there and
+ * low_res is not used. */
+int decoder_run(decoder_t *d, const sam2_prompts *p, float *low_res, float *low_dev, float *iou,
+                err_t *err);
 
 /* decoder_peak_bytes: backend bytes the decoder holds for activations and
  * per-image state (arena high-water mark), weights excluded. */

@@ -359,5 +359,15 @@ int sam2_model_decode(sam2_model *m, const sam2_prompts *p, float *low_res, floa
         return err_set(err, ERR_INVALID, "%d prompts in one decode call (at most %d)", p->n,
                        m->max_prompts);
     if (p->n == 0) return 0;
-    return decoder_run(m->dec, p, low_res, iou, err);
+    return decoder_run(m->dec, p, low_res, NULL, iou, err);
+}
+
+int sam2_model_decode_dev(sam2_model *m, const sam2_prompts *p, float *low_dev, float *iou,
+                          err_t *err) {
+    if (!m->have_image) return err_set(err, ERR_INVALID, "decode before an image was encoded");
+    if (p->n < 0 || p->n > m->max_prompts)
+        return err_set(err, ERR_INVALID, "%d prompts in one decode call (at most %d)", p->n,
+                       m->max_prompts);
+    if (p->n == 0) return 0;
+    return decoder_run(m->dec, p, NULL, low_dev, iou, err);
 }

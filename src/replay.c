@@ -117,10 +117,9 @@ static int replay_decode(void *ctx, int n, const float *points, const float *mas
 
 void amg_replay_model(amg_replay_t *r, amg_model *m) {
     r->next_call = r->next_row = 0;
-    m->ctx = r;
-    m->S = r->S;
-    m->encode = replay_encode;
-    m->decode = replay_decode;
+    /* every field: no backend, no device decode (the recorded logits are
+     * host memory) */
+    *m = (amg_model){.ctx = r, .S = r->S, .encode = replay_encode, .decode = replay_decode};
 }
 
 int amg_replay_finish(amg_replay_t *r, err_t *err) {

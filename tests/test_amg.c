@@ -296,7 +296,7 @@ static void test_edge_images(void) {
     amg_params_default(&p);
     p.points_per_side = 4, p.points_per_batch = 8, p.crop_n_layers = 1;
     p.pred_iou_thresh = 0.9, p.stability_score_thresh = 0;
-    amg_model m = {NULL, 256, fake_encode, fake_decode, NULL};
+    amg_model m = {NULL, 256, fake_encode, fake_decode, NULL, NULL};
     amg_t *g = NULL;
     err_t err = {{0}};
     int rc = amg_create(&g, &p, 256, &err);

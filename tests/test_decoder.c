@@ -146,7 +146,7 @@ static void test_micro(backend_t *be, const char *weights_file) {
     sam2_prompts p = {.n = n, .n_pts = 1, .coords = coords, .labels = labels,
                       .mask_input = NULL, .multimask = 1};
     double t0 = now_s();
-    rc = decoder_run(d, &p, low, iou, &err);
+    rc = decoder_run(d, &p, low, NULL, iou, &err);
     double t1 = now_s();
     TEST_CHECK(rc == 0, "decoder_run multimask", "%s", err.msg);
     printf("# micro multimask: %d prompts in %.2f ms (%.3f ms/prompt)\n", n, 1e3 * (t1 - t0),
@@ -168,7 +168,7 @@ static void test_micro(backend_t *be, const char *weights_file) {
     pm.mask_input = mask_in;
     pm.multimask = 0;
     t0 = now_s();
-    rc = decoder_run(d, &pm, low1, iou1, &err);
+    rc = decoder_run(d, &pm, low1, NULL, iou1, &err);
     t1 = now_s();
     TEST_CHECK(rc == 0, "decoder_run m2m", "%s", err.msg);
     printf("# micro m2m: %d prompts in %.2f ms\n", n, 1e3 * (t1 - t0));
@@ -182,7 +182,7 @@ static void test_micro(backend_t *be, const char *weights_file) {
     p5.n = 5;
     p5.coords = coords + 2 * 3;
     p5.labels = labels + 3;
-    rc = decoder_run(d, &p5, low, iou, &err);
+    rc = decoder_run(d, &p5, low, NULL, iou, &err);
     TEST_CHECK(rc == 0, "decoder_run n=5", "%s", err.msg);
     cmp("n=5 (prompts 3..7) low_res", low, want_low + (size_t)3 * 3 * LOWSZ, 5 * 3 * LOWSZ, 1);
     cmp("n=5 (prompts 3..7) iou", iou, get(ex, "iou_preds", NULL) + 3 * 3, 5 * 3, 0);
@@ -191,7 +191,7 @@ static void test_micro(backend_t *be, const char *weights_file) {
     p1.coords = coords + 2 * 11;
     p1.labels = labels + 11;
     p1.mask_input = mask_in + (size_t)11 * LOWSZ;
-    rc = decoder_run(d, &p1, low, iou, &err);
+    rc = decoder_run(d, &p1, low, NULL, iou, &err);
     TEST_CHECK(rc == 0, "decoder_run n=1 m2m", "%s", err.msg);
     cmp("n=1 (prompt 11) m2m low_res", low, get(ex, "m2m_low_res_masks", NULL) + 11 * LOWSZ,
         LOWSZ, 1);
@@ -200,7 +200,7 @@ static void test_micro(backend_t *be, const char *weights_file) {
     /* bad calls are data errors, not crashes */
     sam2_prompts bad = p;
     bad.n = 17;
-    TEST_CHECK(decoder_run(d, &bad, low, iou, &err) == ERR_INVALID, "n > max_prompts refused",
+    TEST_CHECK(decoder_run(d, &bad, low, NULL, iou, &err) == ERR_INVALID, "n > max_prompts refused",
                "rc");
     printf("#   %s\n", err.msg);
     int32_t badlab[16];
@@ -208,7 +208,7 @@ static void test_micro(backend_t *be, const char *weights_file) {
     badlab[4] = 7;
     bad = p;
     bad.labels = badlab;
-    TEST_CHECK(decoder_run(d, &bad, low, iou, &err) == ERR_INVALID, "label 7 refused", "rc");
+    TEST_CHECK(decoder_run(d, &bad, low, NULL, iou, &err) == ERR_INVALID, "label 7 refused", "rc");
     printf("#   %s\n", err.msg);
     printf("# decoder arena peak %zu bytes\n", decoder_peak_bytes(d));
 
@@ -248,7 +248,7 @@ static void test_chunks(backend_t *be) {
     float *low = malloc((size_t)N * 3 * LOWSZ * sizeof(float));
     sam2_prompts p = {.n = N, .n_pts = 1, .coords = coords, .labels = labels, .multimask = 1};
     double t0 = now_s();
-    rc = decoder_run(d, &p, low, iou, &err);
+    rc = decoder_run(d, &p, low, NULL, iou, &err);
     double t1 = now_s();
     TEST_CHECK(rc == 0, "decoder_run 272 prompts", "%s", err.msg);
     printf("# micro multimask: %d prompts in %.1f ms (%.3f ms/prompt)\n", N, 1e3 * (t1 - t0),
@@ -257,6 +257,27 @@ static void test_chunks(backend_t *be) {
         get(ex, "low_res_masks", NULL), 16 * 3 * LOWSZ, 1);
     cmp("272 prompts, first chunk rows (16..31) iou", iou + 16 * 3, get(ex, "iou_preds", NULL),
         16 * 3, 0);
+
+    /* the logits left in backend memory (amg's device post-processing):
+     * the same bits as through the host, every chunk at its place */
+    size_t nlow = (size_t)N * 3 * LOWSZ;
+    float *dev = be->alloc(be, nlow * sizeof(float)), *back = malloc(nlow * sizeof(float));
+    static float iou_d[N * 3];
+    if (dev && back) {
+        rc = decoder_run(d, &p, NULL, dev, iou_d, &err);
+        be->download(be, back, dev, nlow * sizeof(float));
+        be->sync(be);
+        TEST_CHECK(rc == 0 && memcmp(back, low, nlow * sizeof(float)) == 0 &&
+                       memcmp(iou_d, iou, sizeof iou) == 0,
+                   "272 prompts, logits left in backend memory == through the host", "rc %d %s",
+                   rc, err.msg);
+        sam2_prompts ps = p;
+        ps.multimask = 0;
+        TEST_CHECK(decoder_run(d, &ps, NULL, dev, iou_d, &err) == ERR_INVALID,
+                   "logits left in backend memory without multimask refused", "rc");
+    }
+    if (dev) be->free(be, dev);
+    free(back);
     free(low);
     decoder_free(d);
     be->free(be, f.emb), be->free(be, f.s0), be->free(be, f.s1);
@@ -301,7 +322,7 @@ static void test_predict_fixture(backend_t *be) {
         float iou[3];
         sam2_prompts p = {.n = 1, .n_pts = n_pts, .coords = xy, .labels = lab,
                           .multimask = mm[0] != 0};
-        rc = decoder_run(d, &p, low, iou, &err);
+        rc = decoder_run(d, &p, low, NULL, iou, &err);
         TEST_CHECK(rc == 0, "decoder_run", "%s", err.msg);
         int k = p.multimask ? 3 : 1;
         snprintf(key, sizeof key, "case%d.low_res", c);

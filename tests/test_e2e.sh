@@ -44,5 +44,20 @@ check "e2e-minarea: with --min-mask-region-area 0 the records differ" bash -c "
     $bin generate --model $(weights_of $d) --config $d/meta.json --min-mask-region-area 0 \
         $d/image.png -o $tmp/no-minarea.json &&
     ! $cmp --compare $d/amg.json $tmp/no-minarea.json 0.98 0.99"
+# the device post-processing's algorithm (plain C, SAM2AMG_GPU_POST=ref)
+# with the real model's logits left in backend memory (decode_dev): the
+# very bytes of the CPU path; -v says the logits stayed where they were
+# written (every decoder call); the m2m fixture cannot keep them there
+for f in e2e-crops e2e-micro2 e2e-m2m; do
+    d=tests/fixtures/$f
+    want=all; [ $f = e2e-m2m ] && want=none
+    check "$f: SAM2AMG_GPU_POST=ref, logits in place: the same JSON bytes ($want of the calls in place)" bash -c "
+        SAM2AMG_GPU_POST=ref $bin generate -v --model $(weights_of $d) --config $d/meta.json \
+            $d/image.png -o $tmp/$f.ref.json 2>$tmp/$f.ref.err &&
+        cmp $tmp/$f.json $tmp/$f.ref.json &&
+        line=\$(grep -o 'post-processing on cpu (ref), logits left on the device in [0-9]* of [0-9]* decoder calls' $tmp/$f.ref.err) &&
+        echo \"\$line\" && set -- \$(echo \"\$line\" | sed 's/.* in \([0-9]*\) of \([0-9]*\) .*/\1 \2/') &&
+        if [ $want = all ]; then [ \$1 -gt 0 ] && [ \$1 -eq \$2 ]; else [ \$1 -eq 0 ] && [ \$2 -gt 0 ]; fi"
+done
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

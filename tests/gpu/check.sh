@@ -376,7 +376,7 @@ step_post() {
     run post 240 "$(prog gpu_amg_post)" --device "$dev" --threads "$(nproc)"
     local log=$out/logs/post.log st=PASS
     local ndev=$(sed -n 's/^# \([0-9]*\) cases on .*/\1/p' "$log" | tail -n 1)
-    local t=$(awk '/^time synthetic 2250x1500 pps 32 layers 0 thresholds 0 / { printf "cpu=%sms dev=%sms", $11, $13 }' "$log")
+    local t=$(awk '/^time synthetic 2250x1500 pps 32 layers 0 thresholds 0 / { printf "cpu=%sms dev=%sms dev_staged=%sms", $11, $13, $15 }' "$log")
     [ $rc -ne 0 ] && st=FAIL
     [ $cpu = 0 ] && [ "${ndev:-0}" -eq 0 ] && st=FAIL   # the device part must have run
     row post_replay $st "device=$dev $(result post) device_cases=${ndev:-0}" \
@@ -396,10 +396,18 @@ step_post() {
         else
             f=$((f + 1)); echo "FAILED: $f1 (device and CPU post-processing differ)" >>"$log"
         fi
+        # the logits staged through the host (the default leaves them on the device)
+        SAM2AMG_GPU_POST=staged run post 120 "$gen" --device "$DEVICE" --precision fp32 --model "$(weights_of "$d")" \
+            --config "$d/meta.json" "$(ppm_of $f1)" -o "$out/e2e/$f1.staged-post.json"
+        if [ $rc -eq 0 ] && cmp "$out/e2e/$f1.json" "$out/e2e/$f1.staged-post.json" >>"$log" 2>&1; then
+            p=$((p + 1))
+        else
+            f=$((f + 1)); echo "FAILED: $f1 (device post-processing with staged and in-place logits differ)" >>"$log"
+        fi
     done
     st=PASS
     { [ $f -ne 0 ] || [ $p -eq 0 ]; } && st=FAIL
-    row post_e2e $st "passed=$p failed=$f (generate on $DEVICE: device post-processing == CPU's, byte for byte)" \
+    row post_e2e $st "passed=$p failed=$f (generate on $DEVICE: device post-processing, logits in place and staged, == CPU's, byte for byte)" \
         "secs=$(($(date +%s) - a))"
 }
 

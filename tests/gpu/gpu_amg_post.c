@@ -12,11 +12,15 @@
  *     also exercise crops wider than one block of the reduction. The large
  *     ones only run with a device, and there without the C version of the
  *     device algorithm (single-threaded: minutes); --big runs them all.
- * Each case runs three ways: the CPU path; the device algorithm in plain C
+ * Each case runs these ways: the CPU path; the device algorithm in plain C
  * on the CPU backend (amg_post_ops_ref: the same code as the kernels, so
- * the host side is tested on every machine); and, when --device names one
- * with a post-processing table, the device itself. Per case: "ok -" lines,
- * the record count and, on a device, "time CASE cpu_post_ms C dev_post_ms D".
+ * the host side is tested on every machine), with the logits staged through
+ * the host and again left in backend memory by the model (decode_dev, read
+ * in place through an index); and, when --device names one with a
+ * post-processing table, the device itself, both ways. Per case: "ok -" lines,
+ * the record count and, on a device, "time CASE cpu_post_ms C dev_post_ms D
+ * dev_staged_post_ms E" (D: logits left on the device by the model, the
+ * production path; E: staged through the host).
  *
  * No device (--device cpu, or cuda:N that cannot be opened): its part is
  * skipped, with "# skip" and the reason; with SAM2AMG_REQUIRE_CUDA=1 a
@@ -92,19 +96,67 @@ static int syn_decode(void *ctx, int n, const float *points, const float *mask_i
     return 0;
 }
 
+/* ---- the logits in place: the inner model's values, given by
+ * decode_dev in the memory of be (as the SAM 2.1 model on a device leaves
+ * them), so that the post-processing reads them there ---- */
+
+typedef struct inplace_model {
+    const amg_model *inner;
+    backend_t       *be;
+    float           *host;    /* (n, 3, L, L) staging of one call */
+    size_t           cap;     /* floats */
+    int              calls;   /* decode_dev calls */
+} inplace_model;
+
+static int inplace_encode(void *ctx, const uint8_t *rgb, int w, int h, size_t stride,
+                          err_t *err) {
+    const amg_model *m = ((inplace_model *)ctx)->inner;
+    return m->encode(m->ctx, rgb, w, h, stride, err);
+}
+
+static int inplace_decode(void *ctx, int n, const float *points, const float *mask_input,
+                          int multimask, float *low_res, float *iou, err_t *err) {
+    const amg_model *m = ((inplace_model *)ctx)->inner;
+    return m->decode(m->ctx, n, points, mask_input, multimask, low_res, iou, err);
+}
+
+static int inplace_decode_dev(void *ctx, int n, const float *points, float *low_dev, float *iou,
+                              err_t *err) {
+    inplace_model *ip = ctx;
+    const amg_model *m = ip->inner;
+    size_t L = (size_t)m->S / 4, need = (size_t)n * 3 * L * L;
+    if (need > ip->cap) {
+        free(ip->host);
+        ip->host = malloc((need ? need : 1) * sizeof(float));
+        ip->cap = ip->host ? need : 0;
+        if (!ip->host) return err_set(err, ERR_NOMEM, "out of memory");
+    }
+    int rc = m->decode(m->ctx, n, points, NULL, 1, ip->host, iou, err);
+    if (!rc) ip->be->upload(ip->be, low_dev, ip->host, need * sizeof(float));
+    ip->calls++;
+    return rc;
+}
+
 /* ---- running and comparing ---- */
 
-/* how: 0 the CPU path, 1 amg_post_ops_ref on cpu_be, 2 the device's table */
+/* be NULL: the CPU path; else post-processing on be with ops (NULL: its
+ * own table), the logits staged through the host or, with inplace, left in
+ * be's memory by the model (*dev_calls: how many batches went that way) */
 static int run_case(const amg_params *p, amg_model *m, amg_replay_t *rp, int w, int h,
-                    int threads, backend_t *be, const backend_amg_ops *ops, amg_result *res,
-                    double *t_post, err_t *err) {
+                    int threads, backend_t *be, const backend_amg_ops *ops, int inplace,
+                    int *dev_calls, amg_result *res, double *t_post, err_t *err) {
     amg_t *g = NULL;
     uint8_t *rgb = calloc((size_t)w * h * 3, 1);
     int rc = rgb ? amg_create(&g, p, m->S, err) : err_set(err, ERR_NOMEM, "out of memory");
     if (!rc) rc = amg_set_threads(g, threads, err);
     if (!rc) rc = amg_use_backend(g, be, ops, err);
     if (rp) amg_replay_model(rp, m);
-    if (!rc) rc = amg_generate(g, m, rgb, w, h, res, err);
+    inplace_model ip = {.inner = m, .be = be};
+    amg_model im = {.ctx = &ip, .S = m->S, .encode = inplace_encode, .decode = inplace_decode,
+                    .backend = be, .decode_dev = inplace_decode_dev};
+    if (!rc) rc = amg_generate(g, inplace ? &im : m, rgb, w, h, res, err);
+    free(ip.host);
+    if (dev_calls) *dev_calls = ip.calls;
     if (!rc && rp) rc = amg_replay_finish(rp, err);
     if (!rc) {
         amg_stats st;
@@ -153,26 +205,43 @@ static void check_case(const char *name, const amg_params *p, amg_model *m, amg_
     amg_result ref = {0}, got = {0};
     err_t err = {{0}};
     char label[512], buf[256];
-    double t_cpu = 0, t_ref = 0, t_dev = 0;
-    int rc = run_case(p, m, rp, w, h, threads, NULL, NULL, &ref, &t_cpu, &err);
+    double t_cpu = 0, t_ref = 0, t_dev = 0, t_stg = 0;
+    int rc = run_case(p, m, rp, w, h, threads, NULL, NULL, 0, NULL, &ref, &t_cpu, &err);
     snprintf(label, sizeof label, "%s: CPU path runs (%d records)", name, ref.n);
     TEST_CHECK(rc == 0 && ref.n > 0, label, "rc %d %s", rc, err.msg);
     if (rc) return;
     const char *d;
+    /* the logits can stay on the device: multimask, no m2m, no host filling */
+    int eligible = p->multimask_output && !p->use_m2m && p->min_mask_region_area <= 0, calls = 0;
     if (with_ref) { /* single-threaded, every pixel: slow at real sizes */
-        rc = run_case(p, m, rp, w, h, threads, cpu, &amg_post_ops_ref, &got, &t_ref, &err);
+        rc = run_case(p, m, rp, w, h, threads, cpu, &amg_post_ops_ref, 0, NULL, &got, &t_ref,
+                      &err);
         d = rc ? err.msg : diff_results(&ref, &got, buf, sizeof buf);
         snprintf(label, sizeof label, "%s: device algorithm in C == CPU path", name);
         TEST_CHECK(d == NULL, label, "%s", d);
         amg_result_free(&got);
+        rc = run_case(p, m, rp, w, h, threads, cpu, &amg_post_ops_ref, 1, &calls, &got, &t_ref,
+                      &err);
+        d = rc ? err.msg : diff_results(&ref, &got, buf, sizeof buf);
+        snprintf(label, sizeof label, "%s: device algorithm in C, logits in place == CPU path",
+                 name);
+        TEST_CHECK(d == NULL && (calls > 0) == eligible, label, "%s (%d in-place batches)",
+                   d ? d : "records equal", calls);
+        amg_result_free(&got);
     }
     if (dev) {
-        rc = run_case(p, m, rp, w, h, threads, dev, NULL, &got, &t_dev, &err);
+        rc = run_case(p, m, rp, w, h, threads, dev, NULL, 1, &calls, &got, &t_dev, &err);
+        d = rc ? err.msg : diff_results(&ref, &got, buf, sizeof buf);
+        snprintf(label, sizeof label, "%s: %s, logits in place == CPU path", name, dev->name);
+        TEST_CHECK(d == NULL && (calls > 0) == eligible, label, "%s (%d in-place batches)",
+                   d ? d : "records equal", calls);
+        amg_result_free(&got);
+        rc = run_case(p, m, rp, w, h, threads, dev, NULL, 0, NULL, &got, &t_stg, &err);
         d = rc ? err.msg : diff_results(&ref, &got, buf, sizeof buf);
         snprintf(label, sizeof label, "%s: %s == CPU path", name, dev->name);
         TEST_CHECK(d == NULL, label, "%s", d);
-        printf("time %s cpu_post_ms %.2f dev_post_ms %.2f records %d (%d threads)\n", name,
-               1e3 * t_cpu, 1e3 * t_dev, ref.n, threads);
+        printf("time %s cpu_post_ms %.2f dev_post_ms %.2f dev_staged_post_ms %.2f records %d "
+               "(%d threads)\n", name, 1e3 * t_cpu, 1e3 * t_dev, 1e3 * t_stg, ref.n, threads);
         n_device_cases++;
         amg_result_free(&got);
     }
@@ -236,7 +305,7 @@ static void check_synthetic(int threads, backend_t *cpu, backend_t *dev) {
         if (cs[i].zero) p.pred_iou_thresh = 0, p.stability_score_thresh = 0;
         else p.pred_iou_thresh = 0.7, p.stability_score_thresh = 0.6;
         syn_model sm = {1024, 256};
-        amg_model m = {&sm, 1024, syn_encode, syn_decode, NULL};
+        amg_model m = {&sm, 1024, syn_encode, syn_decode, NULL, NULL};
         char name[200];
         snprintf(name, sizeof name, "synthetic %dx%d pps %d layers %d%s%s%s", cs[i].w, cs[i].h,
                  cs[i].pps, cs[i].layers, cs[i].m2m ? " m2m" : "",
