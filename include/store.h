@@ -63,6 +63,10 @@ int store_run_last(store_t *s, store_run_info *info, err_t *err);
 int store_run_begin(store_t *s, const store_run_info *info, int64_t *run_id, err_t *err);
 /* store_run_end: set finished_at and the exit status. */
 int store_run_end(store_t *s, int64_t run_id, int exit_status, err_t *err);
+/* store_run_gpu: the run's GPU device's busy share as measured
+ * (schema/006_gpu_busy.sql; include/gpumon.h). */
+int store_run_gpu(store_t *s, int64_t run_id, const char *device, double busy, int64_t samples,
+                  double seconds, err_t *err);
 
 /* ---- paths ---- */
 /* store_path_escape: bytes (n) -> the images.path text (see schema):

@@ -784,6 +784,22 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "sam2amg run: %lld images done (%lld masks), %lld failed, %lld retried%s\n",
                 (long long)st.done, (long long)st.masks, (long long)st.failed,
                 (long long)st.retried, st.interrupted ? "; interrupted, resume with the same command" : "");
+    /* the GPUs' busy share as the driver measured it (schema 006) */
+    for (int g = 0; g < st.n_gpus; g++) {
+        const gpumon_stat *gs = &st.gpus[g];
+        char dev[32];
+        snprintf(dev, sizeof dev, "cuda:%d", gs->ordinal);
+        if (cfg.verbose)
+            fprintf(stderr, "sam2amg run: %s: GPU busy %.0f%% (NVML utilization, the mean of %d "
+                    "readings over %.1f s)\n", dev, 100.0 * gs->busy, gs->samples, gs->seconds);
+        err_t eg = {{0}};
+        if (gs->samples > 0 &&
+            store_run_gpu(ws, run_id, dev, gs->busy, gs->samples, gs->seconds, &eg))
+            fprintf(stderr, "sam2amg run: warning: %s's busy share not recorded: %s\n", dev,
+                    eg.msg);
+    }
+    if (st.gpu_note[0] && cfg.verbose)
+        fprintf(stderr, "sam2amg run: GPU busy not measured: %s\n", st.gpu_note);
     err_t e2;
     store_run_end(ws, run_id, status, &e2);
     /* the last checkpoint: everything committed, the run's end included */
@@ -814,7 +830,8 @@ out:
 /* status_stages: the model's stages per image (schema/005_stages.sql) of
  * the aggregate row sg (columns 4..9) and each worker's busy share of the
  * run's wall time sec: encoder + decoder + post-processing, device work
- * included, so "GPU busy" on a cuda worker. Images finished before 005
+ * included, host work too ("model busy": on a GPU the driver's own
+ * measurement is status_gpus'). Images finished before 005
  * have no stages (NULL): the means cover those that have them. Returns
  * SQLITE_ROW (go on) or an SQLite error code, *what naming the query. */
 static int status_stages(sqlite3 *h, FILE *f, sqlite3_stmt *sg, int64_t run, double sec,
@@ -847,12 +864,39 @@ static int status_stages(sqlite3 *h, FILE *f, sqlite3_stmt *sg, int64_t run, dou
         if (d && *d) snprintf(dev, sizeof dev, "%.*s", (int)strcspn(d, ","), d);
         double busy = sec > 0 ? sqlite3_column_double(sw, 2) / sec : 0;
         long long ni = (long long)sqlite3_column_int64(sw, 1);
-        fprintf(f, "worker %d (%s): %s %.0f%%, %lld image%s\n", w, dev,
-                strncmp(dev, "cuda", 4) ? "busy" : "GPU busy", 100.0 * (busy > 1 ? 1 : busy), ni,
+        fprintf(f, "worker %d (%s): model busy %.0f%%, %lld image%s\n", w, dev,
+                100.0 * (busy > 1 ? 1 : busy), ni,
                 ni == 1 ? "" : "s");
     }
     sqlite3_finalize(sw);
     return r == SQLITE_DONE ? SQLITE_ROW : r;
+}
+
+/* status_gpus: the run's GPUs as the driver measured them (schema 006;
+ * an unmigrated database has no table: nothing to say). SQLITE_DONE or an
+ * SQLite error code, *what naming the query. */
+static int status_gpus(sqlite3 *h, FILE *f, int64_t run, const char **what) {
+    if (sqlite3_table_column_metadata(h, "main", "run_gpus", "busy", NULL, NULL, NULL, NULL,
+                                      NULL) != SQLITE_OK)
+        return SQLITE_DONE;
+    *what = "reading the last run's GPUs";
+    sqlite3_stmt *q = NULL;
+    int r = sqlite3_prepare_v2(h, "SELECT device, busy, samples, seconds FROM run_gpus WHERE "
+                                  "run_id = ?1 ORDER BY device", -1, &q, NULL);
+    if (r == SQLITE_OK) r = sqlite3_bind_int64(q, 1, run);
+    while (r == SQLITE_OK || r == SQLITE_ROW) {
+        if ((r = sqlite3_step(q)) != SQLITE_ROW) break;
+        const char *dev = (const char *)sqlite3_column_text(q, 0);
+        if (!dev && sqlite3_errcode(h) == SQLITE_NOMEM) {
+            r = SQLITE_NOMEM;
+            break;
+        }
+        fprintf(f, "%s: GPU busy %.0f%% (NVML utilization, the mean of %lld readings over "
+                   "%.1f s)\n", dev ? dev : "?", 100.0 * sqlite3_column_double(q, 1),
+                (long long)sqlite3_column_int64(q, 2), sqlite3_column_double(q, 3));
+    }
+    sqlite3_finalize(q);
+    return r;
 }
 
 /* status_report: the report of status into f; ERR_IO (err says which
@@ -932,6 +976,7 @@ static int status_report(store_t *s, FILE *f, err_t *err) {
             }
             sqlite3_finalize(sg);
         }
+        if (r == SQLITE_DONE) r = status_gpus(h, f, run, &what);
     }
     sqlite3_finalize(st);
     st = NULL;

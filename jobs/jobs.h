@@ -9,6 +9,7 @@
 #include "amg.h"
 #include "batch.h"
 #include "check.h"
+#include "gpumon.h"
 #include "image.h"
 #include "store.h"
 
@@ -119,6 +120,12 @@ typedef struct jobs_stats {
     int     fatal;              /* a run-level error stopped the run */
     int     interrupted;        /* SIGINT/SIGTERM */
     int     storage_gone;       /* the images' storage went away: stopped, nothing failed for it */
+    /* the GPUs' busy share as the driver measured it (gpumon.h), from the
+     * workers' start to their end; n_gpus 0 with gpu_note saying why when
+     * the run has GPUs but they could not be measured */
+    int         n_gpus;
+    gpumon_stat gpus[GPUMON_MAX];
+    char        gpu_note[512];
 } jobs_stats;
 
 /* jobs_run: process every pending image of the store with run_id. The

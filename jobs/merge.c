@@ -182,8 +182,10 @@ static int merge_one(sqlite3 *db, const char *path, const shard_info *si, int re
                  "DELETE FROM masks WHERE image_id IN (SELECT id FROM images WHERE "
                  "shard_of(path, %d) = %d);"
                  "DELETE FROM images WHERE shard_of(path, %d) = %d;"
+                 "DELETE FROM run_gpus WHERE run_id IN (SELECT id FROM runs WHERE shard = '%s' "
+                 "AND source_run IS NOT NULL);"
                  "DELETE FROM runs WHERE shard = '%s' AND source_run IS NOT NULL;",
-                 si->n, si->k, si->n, si->k, si->n, si->k, shard);
+                 si->n, si->k, si->n, si->k, si->n, si->k, shard, shard);
         if ((r = q_exec(db, sql, err))) goto rollback;
     }
     snprintf(sql, sizeof sql,
@@ -198,6 +200,16 @@ static int merge_one(sqlite3 *db, const char *path, const shard_info *si, int re
              "WHERE shard = '%s' AND source_run IS NOT NULL;",
              shard, shard);
     if ((r = q_exec(db, sql, err))) goto rollback;
+    /* its runs' GPU measurements (a shard written before schema 6 has none) */
+    int64_t gpus = 0;
+    if ((r = q_i64(db, "SELECT count(*) FROM s.sqlite_master WHERE type = 'table' AND "
+                       "name = 'run_gpus'", NULL, &gpus, err)))
+        goto rollback;
+    if (gpus && (r = q_exec(db, "INSERT INTO main.run_gpus(run_id, device, busy, samples, "
+                                "seconds) SELECT rm.new, g.device, g.busy, g.samples, g.seconds "
+                                "FROM s.run_gpus g JOIN temp.runmap rm ON rm.old = g.run_id",
+                            err)))
+        goto rollback;
     /* a shard written before schema 5 has no stage columns: they stay NULL */
     int64_t stages = 0;
     if ((r = q_i64(db, "SELECT count(*) FROM pragma_table_info('images', 's') "

@@ -482,9 +482,8 @@ static void *worker_main(void *arg) {
     if (r->cfg->verbose && n_img) {
         double wall = mono_s() - w0;
         fprintf(stderr, "sam2amg run: %s: %lld images in %.2f s: wait %.2f s, write wait %.2f s, "
-                "encode %.2f s, decode %.2f s, post %.2f s; model %s %.0f%%\n", dev,
+                "encode %.2f s, decode %.2f s, post %.2f s; model busy %.0f%%\n", dev,
                 (long long)n_img, wall, sum_wait, sum_write, sum_enc, sum_dec, sum_post,
-                strncmp(dev, "cuda", 4) ? "busy" : "GPU busy",
                 wall > 0 ? 100.0 * (sum_enc + sum_dec + sum_post) / wall : 0.0);
     }
     if (!rc && eng->destroy) eng->destroy(eng->ctx);
@@ -602,6 +601,38 @@ static void progress(runner_t *r, double t0, int64_t pending0, int final) {
             final ? "\n" : "");
 }
 
+/* monitor_start: the GPU monitor (gpumon.h) over the distinct CUDA
+ * ordinals of the run's workers, and those of SAM2AMG_GPUMON_DEVICES (a
+ * comma list of ordinals; the tests measure stand-in GPUs beside cpu
+ * workers with it). NULL when there are none or they cannot be measured
+ * (st->gpu_note says why). */
+static gpumon_t *monitor_start(const jobs_config *cfg, jobs_stats *st) {
+    int ord[GPUMON_MAX], n = 0;
+    const char *env = getenv("SAM2AMG_GPUMON_DEVICES");
+    for (int i = 0; i < cfg->n_devices + 1; i++) {
+        const char *p = i < cfg->n_devices ? cfg->devices[i] : env;
+        if (!p) continue;
+        if (i < cfg->n_devices && strncmp(p, "cuda:", 5)) continue;
+        if (i < cfg->n_devices) p += 5;
+        while (*p) {   /* "N" or "N,M,..." */
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p || v < 0 || v > 1 << 20) break;
+            int seen = 0;
+            for (int k = 0; k < n; k++) seen |= ord[k] == (int)v;
+            if (!seen && n < GPUMON_MAX) ord[n++] = (int)v;
+            p = *end == ',' ? end + 1 : end;
+            if (*end != ',') break;
+        }
+    }
+    if (n == 0) return NULL;
+    gpumon_t *m = NULL;
+    err_t e = {{0}};
+    if (gpumon_start(&m, ord, n, 200, &e))
+        snprintf(st->gpu_note, sizeof st->gpu_note, "%s", e.msg);
+    return m;
+}
+
 int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config *cfg,
              volatile sig_atomic_t *stop, jobs_stats *st, err_t *err) {
     memset(st, 0, sizeof *st);
@@ -646,6 +677,8 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
     while (r->started < nw) pthread_cond_wait(&r->started_cv, &r->mu);
     int start_failed = r->start_failed;
     pthread_mutex_unlock(&r->mu);
+    /* from here to the workers' end: the span the GPUs' busy share covers */
+    gpumon_t *mon = start_failed ? NULL : monitor_start(cfg, st);
     /* the preprocessing pool: one buffer for each image that can be
      * between a decoder and the end of a worker's turn at once (each
      * decoder, each slot of ready_q, each worker), so a decoder waiting
@@ -734,6 +767,7 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
     queue_done(&r->load_q);
     for (int i = 0; i < nd; i++) pthread_join(decoders[i], NULL);
     for (int i = 0; i < nw; i++) pthread_join(workers[i], NULL);
+    st->n_gpus = gpumon_stop(mon, st->gpus);
     pthread_join(wr, NULL);
     if (tty) progress(r, t0, pending0, 1);
     if (!rc && atomic_load(&r->fatal)) rc = err_set(err, ERR_IO, "%s", r->fatal_err.msg);

@@ -62,14 +62,20 @@ __asm__(".pushsection .rodata\n"
         ".incbin \"schema/005_stages.sql\"\n"
         ".byte 0\n"
         ".popsection\n");
+__asm__(".pushsection .rodata\n"
+        ".type store_schema_006, @object\n"
+        "store_schema_006:\n"
+        ".incbin \"schema/006_gpu_busy.sql\"\n"
+        ".byte 0\n"
+        ".popsection\n");
 extern const char store_schema_001[], store_schema_002[], store_schema_003[], store_schema_004[],
-    store_schema_005[];
+    store_schema_005[], store_schema_006[];
 
 static const char *const migrations[] = {store_schema_001, store_schema_002, store_schema_003,
-                                          store_schema_004, store_schema_005};
+                                          store_schema_004, store_schema_005, store_schema_006};
 /* the migrations that rebuild the masks table (drop + rename): a user's own
  * indexes and triggers on masks are saved before and replayed after them */
-static const int migration_rebuilds_masks[] = {0, 1, 0, 0, 0};
+static const int migration_rebuilds_masks[] = {0, 1, 0, 0, 0, 0};
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migration_rebuilds_masks / sizeof migration_rebuilds_masks[0] ==
                    sizeof migrations / sizeof migrations[0], "one flag per migration");
@@ -541,6 +547,23 @@ int store_run_end(store_t *s, int64_t run_id, int exit_status, err_t *err) {
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return sql_err(s, rc, "ending a run", err);
+    return 0;
+}
+
+int store_run_gpu(store_t *s, int64_t run_id, const char *device, double busy, int64_t samples,
+                  double seconds, err_t *err) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO run_gpus (run_id, device, busy, "
+                                "samples, seconds) VALUES (?, ?, ?, ?, ?)", -1, &st, NULL);
+    if (rc != SQLITE_OK) return sql_err(s, rc, "recording a GPU's busy share", err);
+    sqlite3_bind_int64(st, 1, run_id);
+    sqlite3_bind_text(st, 2, device, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_double(st, 3, busy);
+    sqlite3_bind_int64(st, 4, samples);
+    sqlite3_bind_double(st, 5, seconds);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return sql_err(s, rc, "recording a GPU's busy share", err);
     return 0;
 }
 
