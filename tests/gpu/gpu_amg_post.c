@@ -141,10 +141,12 @@ static int inplace_decode_dev(void *ctx, int n, const float *points, float *low_
 
 /* be NULL: the CPU path; else post-processing on be with ops (NULL: its
  * own table), the logits staged through the host or, with inplace, left in
- * be's memory by the model (*dev_calls: how many batches went that way) */
+ * be's memory by the model (*dev_calls: how many batches went that way, -1
+ * when amg_stats' dev_calls disagrees; *all_calls: every decoder call) */
 static int run_case(const amg_params *p, amg_model *m, amg_replay_t *rp, int w, int h,
                     int threads, backend_t *be, const backend_amg_ops *ops, int inplace,
-                    int *dev_calls, amg_result *res, double *t_post, err_t *err) {
+                    int *dev_calls, int *all_calls, amg_result *res, double *t_post,
+                    err_t *err) {
     amg_t *g = NULL;
     uint8_t *rgb = calloc((size_t)w * h * 3, 1);
     int rc = rgb ? amg_create(&g, p, m->S, err) : err_set(err, ERR_NOMEM, "out of memory");
@@ -162,6 +164,8 @@ static int run_case(const amg_params *p, amg_model *m, amg_replay_t *rp, int w, 
         amg_stats st;
         amg_get_stats(g, &st);
         *t_post = st.t_post;
+        if (dev_calls && st.dev_calls != ip.calls) *dev_calls = -1;
+        if (all_calls) *all_calls = (int)st.decode_calls;
     }
     amg_free(g);
     free(rgb);
@@ -206,37 +210,39 @@ static void check_case(const char *name, const amg_params *p, amg_model *m, amg_
     err_t err = {{0}};
     char label[512], buf[256];
     double t_cpu = 0, t_ref = 0, t_dev = 0, t_stg = 0;
-    int rc = run_case(p, m, rp, w, h, threads, NULL, NULL, 0, NULL, &ref, &t_cpu, &err);
+    int rc = run_case(p, m, rp, w, h, threads, NULL, NULL, 0, NULL, NULL, &ref, &t_cpu, &err);
     snprintf(label, sizeof label, "%s: CPU path runs (%d records)", name, ref.n);
     TEST_CHECK(rc == 0 && ref.n > 0, label, "rc %d %s", rc, err.msg);
     if (rc) return;
     const char *d;
-    /* the logits can stay on the device: multimask, no m2m, no host filling */
-    int eligible = p->multimask_output && !p->use_m2m && p->min_mask_region_area <= 0, calls = 0;
+    /* the logits can stay on the device: multimask, no m2m, no host filling
+     * (then in every decoder call: a batch left behind fails) */
+    int eligible = p->multimask_output && !p->use_m2m && p->min_mask_region_area <= 0, calls = 0,
+        all = 0;
     if (with_ref) { /* single-threaded, every pixel: slow at real sizes */
-        rc = run_case(p, m, rp, w, h, threads, cpu, &amg_post_ops_ref, 0, NULL, &got, &t_ref,
+        rc = run_case(p, m, rp, w, h, threads, cpu, &amg_post_ops_ref, 0, NULL, NULL, &got, &t_ref,
                       &err);
         d = rc ? err.msg : diff_results(&ref, &got, buf, sizeof buf);
         snprintf(label, sizeof label, "%s: device algorithm in C == CPU path", name);
         TEST_CHECK(d == NULL, label, "%s", d);
         amg_result_free(&got);
-        rc = run_case(p, m, rp, w, h, threads, cpu, &amg_post_ops_ref, 1, &calls, &got, &t_ref,
-                      &err);
+        rc = run_case(p, m, rp, w, h, threads, cpu, &amg_post_ops_ref, 1, &calls, &all, &got,
+                      &t_ref, &err);
         d = rc ? err.msg : diff_results(&ref, &got, buf, sizeof buf);
         snprintf(label, sizeof label, "%s: device algorithm in C, logits in place == CPU path",
                  name);
-        TEST_CHECK(d == NULL && (calls > 0) == eligible, label, "%s (%d in-place batches)",
-                   d ? d : "records equal", calls);
+        TEST_CHECK(d == NULL && (eligible ? calls > 0 && calls == all : calls == 0), label,
+                   "%s (%d of %d decoder calls in place)", d ? d : "records equal", calls, all);
         amg_result_free(&got);
     }
     if (dev) {
-        rc = run_case(p, m, rp, w, h, threads, dev, NULL, 1, &calls, &got, &t_dev, &err);
+        rc = run_case(p, m, rp, w, h, threads, dev, NULL, 1, &calls, &all, &got, &t_dev, &err);
         d = rc ? err.msg : diff_results(&ref, &got, buf, sizeof buf);
         snprintf(label, sizeof label, "%s: %s, logits in place == CPU path", name, dev->name);
-        TEST_CHECK(d == NULL && (calls > 0) == eligible, label, "%s (%d in-place batches)",
-                   d ? d : "records equal", calls);
+        TEST_CHECK(d == NULL && (eligible ? calls > 0 && calls == all : calls == 0), label,
+                   "%s (%d of %d decoder calls in place)", d ? d : "records equal", calls, all);
         amg_result_free(&got);
-        rc = run_case(p, m, rp, w, h, threads, dev, NULL, 0, NULL, &got, &t_stg, &err);
+        rc = run_case(p, m, rp, w, h, threads, dev, NULL, 0, NULL, NULL, &got, &t_stg, &err);
         d = rc ? err.msg : diff_results(&ref, &got, buf, sizeof buf);
         snprintf(label, sizeof label, "%s: %s == CPU path", name, dev->name);
         TEST_CHECK(d == NULL, label, "%s", d);
