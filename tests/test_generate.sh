@@ -157,5 +157,9 @@ check "--model FIFO (no writer): refused at once as not a regular file (exit 1),
 check "--config DIR: exit 1, read error with its reason" bash -c "
     $bin generate $mm --config $tmp/s1 $tmp/flat_2x2.png -o $tmp/cd.json 2>$tmp/err; rc=\$?; cat $tmp/err;
     [ \$rc -eq 1 ] && grep -q '$tmp/s1: read error: Is a directory' $tmp/err"
+# -v's help names everything the line says, the device part included (it
+# listed only calls, stages, seconds, workspace and halvings)
+check "generate --help: -v says where the post-processing ran and the logits stayed" bash -c "
+    $bin generate --help | tr -s ' \\n' ' ' | grep -q -- '-v, --verbose per image: .*where the post-processing ran.*decoder calls .*logits stayed on the device'"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

@@ -35,6 +35,19 @@ for r in $rows; do grep -q "^$r: " "$tmp/out/summary.txt" || missing="$missing $
 [ -z "$missing" ] && ok "every row in the summary" || bad "rows missing from the summary:$missing"
 n=$(ls "$tmp/out/logs" | wc -l)
 [ "$n" -ge 8 ] && ok "logs beside the summary ($n files)" || bad "logs beside the summary ($n files)"
+# post_e2e runs under --cpu too: the device algorithm with the logits left
+# where the decoder wrote them (SAM2AMG_GPU_POST=ref), and gpu_generate -v
+# must say so (every call; none for m2m and min-area), so that on a GPU the
+# row proves the in-place path ran (it compared only bytes, which staged
+# logits give as well, and was a SKIP here)
+if grep -q '^post_e2e: PASS passed=4 failed=0' "$tmp/out/summary.txt" &&
+    [ "$(grep -c 'post-processing on cpu (ref), logits left on the device in' "$tmp/out/logs/post.log")" -eq 4 ] &&
+    grep -q 'e2e-crops.ppm: .*logits left on the device in \([0-9]*\) of \1 decoder calls' "$tmp/out/logs/post.log" &&
+    grep -q 'e2e-m2m.ppm: .*logits left on the device in 0 of [1-9][0-9]* decoder calls' "$tmp/out/logs/post.log"; then
+    ok "post_e2e under --cpu: logits in place (SAM2AMG_GPU_POST=ref), -v checked, bytes of the CPU path"
+else
+    bad "post_e2e under --cpu: $(grep '^post_e2e' "$tmp/out/summary.txt")"
+fi
 
 # negative controls: a summary whatever happens, ending in overall: FAIL
 BUILD=$BUILD bash tests/gpu/check.sh --cpu --bundle "$tmp/no-such-bundle" "$tmp/crash" >"$tmp/log2" 2>&1

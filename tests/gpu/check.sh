@@ -27,7 +27,9 @@
 #              post-processing of the bundle's binary on that machine);
 #              then gpu_amg_post (post-processing on the device == CPU path,
 #              records identical) and generate with device vs CPU
-#              post-processing (SAM2AMG_GPU_POST=0), byte for byte
+#              post-processing (SAM2AMG_GPU_POST=0) and staged logits,
+#              byte for byte, gpu_generate -v saying the logits stayed on
+#              the device (--cpu: SAM2AMG_GPU_POST=ref vs the CPU path)
 #   4 sanitizer compute-sanitizer memcheck on test_cuda and one small
 #              generate (bf16, the cuda default): no errors
 #   5 bench    bench_cuda (kernels on the SAM 2.1 shapes, and its GEMMs in
@@ -369,8 +371,12 @@ step_e2e() {
 # gpu_amg_post: the replay fixtures and synthetic decoders at real image sizes
 # through the device's post-processing against the CPU path, records
 # identical; then (GPU) the end-to-end fixtures' records with the device
-# post-processing (the default on CUDA) against SAM2AMG_GPU_POST=0, byte for
-# byte. --cpu: the device algorithm in C only (the device part skips).
+# post-processing (the default on CUDA) against SAM2AMG_GPU_POST=0 and =staged,
+# byte for byte, and gpu_generate -v must say the logits stayed on the device
+# in every decoder call (none with m2m or min-area filling), or the in-place
+# path would go untested. --cpu: the device algorithm in C, with the logits
+# in place in the CPU backend's memory (SAM2AMG_GPU_POST=ref), against the
+# CPU path.
 step_post() {
     local dev=$DEVICE
     run post 240 "$(prog gpu_amg_post)" --device "$dev" --threads "$(nproc)"
@@ -381,14 +387,28 @@ step_post() {
     [ $cpu = 0 ] && [ "${ndev:-0}" -eq 0 ] && st=FAIL   # the device part must have run
     row post_replay $st "device=$dev $(result post) device_cases=${ndev:-0}" \
         "${t:+2250x1500_thr0_post: $t }secs=$secs rc=$rc"
-    if [ $cpu = 1 ]; then
-        row post_e2e SKIP "cpu mode (the CPU backend has no device post-processing)"
-        return
-    fi
-    local gen=$(prog gpu_generate) p=0 f=0 f1 d a=$(date +%s)
+    local gen=$(prog gpu_generate) p=0 f=0 f1 d a=$(date +%s) want line on ienv=
+    [ $cpu = 1 ] && ienv=ref
     for f1 in e2e-m2m e2e-minarea e2e-crops e2e-micro2; do
         d=tests/fixtures/$f1
         [ -s "$out/e2e/$f1.json" ] || { f=$((f + 1)); echo "FAILED: $f1 (no device output)" >>"$log"; continue; }
+        # where the post-processing ran: the logits left in place in every
+        # decoder call, or in none with m2m or min-area filling
+        want=all
+        case $f1 in e2e-m2m|e2e-minarea) want=none ;; esac
+        SAM2AMG_GPU_POST=$ienv run post 120 "$gen" -v --device "$DEVICE" --precision fp32 --model "$(weights_of "$d")" \
+            --config "$d/meta.json" "$(ppm_of $f1)" -o "$out/e2e/$f1.inplace-post.json"
+        line=$(tail -n 1 "$log" | grep -o 'post-processing on [^,]*, logits left on the device in [0-9]* of [0-9]* decoder calls$')
+        on=$(echo "$line" | sed -n 's/^post-processing on \([^,]*\),.*/\1/p')
+        set -- $(echo "$line" | sed -n 's/.* in \([0-9]*\) of \([0-9]*\) decoder calls$/\1 \2/p') x x
+        if [ $rc -eq 0 ] && cmp "$out/e2e/$f1.json" "$out/e2e/$f1.inplace-post.json" >>"$log" 2>&1 &&
+            [ -n "$on" ] && [ "$on" != cpu ] && [ "$2" != x ] && [ "$2" -gt 0 ] &&
+            { { [ $want = all ] && [ "$1" -eq "$2" ]; } || { [ $want = none ] && [ "$1" -eq 0 ]; }; }; then
+            p=$((p + 1))
+        else
+            f=$((f + 1)); echo "FAILED: $f1 (device post-processing, logits in place in $want of the decoder calls: got '${line:-no -v line}')" >>"$log"
+        fi
+        [ $cpu = 1 ] && continue   # no device: =0 and =staged are the CPU path
         SAM2AMG_GPU_POST=0 run post 120 "$gen" --device "$DEVICE" --precision fp32 --model "$(weights_of "$d")" \
             --config "$d/meta.json" "$(ppm_of $f1)" -o "$out/e2e/$f1.cpu-post.json"
         if [ $rc -eq 0 ] && cmp "$out/e2e/$f1.json" "$out/e2e/$f1.cpu-post.json" >>"$log" 2>&1; then
@@ -407,8 +427,13 @@ step_post() {
     done
     st=PASS
     { [ $f -ne 0 ] || [ $p -eq 0 ]; } && st=FAIL
-    row post_e2e $st "passed=$p failed=$f (generate on $DEVICE: device post-processing, logits in place and staged, == CPU's, byte for byte)" \
-        "secs=$(($(date +%s) - a))"
+    if [ $cpu = 1 ]; then
+        row post_e2e $st "passed=$p failed=$f (cpu mode: the device algorithm in C, SAM2AMG_GPU_POST=ref, logits in place where they can be == the CPU path's, byte for byte)" \
+            "secs=$(($(date +%s) - a))"
+    else
+        row post_e2e $st "passed=$p failed=$f (generate on $DEVICE: device post-processing, logits in place (every call, none with m2m/min-area) and staged, == CPU's, byte for byte)" \
+            "secs=$(($(date +%s) - a))"
+    fi
 }
 
 # ---- 4: compute-sanitizer ---------------------------------------------------

@@ -14,7 +14,10 @@
  *
  * usage: gpu_generate --decode IMAGE OUT.ppm
  *        gpu_generate (--model W | --replay-decoder EXPECTED) [--config CFG]
- *                     [--device D] [--threads N] [AMG flags] IMAGE.ppm -o OUT.json
+ *                     [--device D] [--threads N] [-v] [AMG flags] IMAGE.ppm -o OUT.json
+ * -v: one line on stderr, as `sam2amg generate -v` ends its own: where the
+ * post-processing ran and in how many decoder calls the logits stayed on
+ * the device (check.sh asserts the in-place path ran).
  * Exit status: 0 ok, 1 data error (message on stderr), 2 usage error.
  */
 #include <errno.h>
@@ -99,6 +102,7 @@ int main(int argc, char **argv) {
     const char *cmd = "gpu_generate";
     if (argc == 4 && !strcmp(argv[1], "--decode")) return decode(argv[2], argv[3]);
     const char *out = NULL, *replay = NULL, *image = NULL;
+    int verbose = 0;
     cli_model_flags mf;
     cli_model_flags_default(&mf);
     amg_params p;
@@ -109,7 +113,9 @@ int main(int argc, char **argv) {
         if (!r) r = cli_parse_model_flag(&mf, cmd, argc, argv, &i);
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
-        if ((!strcmp(a, "-o") || !strcmp(a, "--replay-decoder")) && i + 1 < argc) {
+        if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            verbose = 1, i++;
+        } else if ((!strcmp(a, "-o") || !strcmp(a, "--replay-decoder")) && i + 1 < argc) {
             *(a[1] == 'o' ? &out : &replay) = argv[i + 1];
             i += 2;
         } else if (a[0] == '-' && a[1]) {
@@ -169,6 +175,13 @@ int main(int argc, char **argv) {
         (rc = amg_generate(g, &m, rgb, w, h, &res, &err)) ||
         (rp && (rc = amg_replay_finish(rp, &err))))
         goto fail;
+    if (verbose) {
+        amg_stats st;
+        amg_get_stats(g, &st);
+        fprintf(stderr, "%s: %lld records; post-processing on %s, logits left on the device in "
+                "%lld of %lld decoder calls\n", image, (long long)st.records, st.post_on,
+                (long long)st.dev_calls, (long long)st.decode_calls);
+    }
     char namebuf[4096];
     snprintf(namebuf, sizeof namebuf, "%s", image);
     FILE *fo = fopen(out, "w");
