@@ -27,6 +27,22 @@ BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz-replay/%,$(FUZZ_SRC))
 
+# EMU=1 (with its own BUILD, e.g. `make BUILD=build-emu EMU=1`, or `make
+# emu-test`): the CUDA backend built against tests/emu instead of the CUDA
+# toolkit: the runtime, cuBLAS and every kernel (cu2cc.py + C++) run on the
+# CPU, so the CUDA code executes here; see tests/emu/emu.h for what it does
+# not model.
+ifeq ($(EMU),1)
+HAVE_NVCC := 0
+CU_OBJ  := $(patsubst kernels/%.cu,$(BUILD)/emu/%.o,$(wildcard kernels/*.cu)) \
+           $(BUILD)/emu/emu.o $(BUILD)/emu/emu_rt.o
+CFLAGS  += -DSAM2AMG_CUDA -Itests/emu/include
+CUDA_LINK = $(CUDA_HOST_OBJ) $(CU_OBJ) -lstdc++
+CUDA_PLUGIN := $(BUILD)/libsam2amg_cuda.so
+PLUGIN_LIBS := -lopenblas -lstdc++ -lpthread -lm
+EMU_CXXFLAGS := $(OPT) -g -std=gnu++17 -fPIC -pthread -ffp-contract=off -Wall -Wextra -Werror \
+                -Wno-unused-parameter -Wno-unknown-pragmas $(SAN_FLAGS)
+endif
 # CUDA: compiled when nvcc exists and src/backend_cuda.c is there (so a tree
 # without the CUDA backend still links); HAVE_NVCC=0 forces a CPU-only build.
 HAVE_NVCC ?= $(if $(and $(shell command -v $(NVCC) 2>/dev/null),$(wildcard src/backend_cuda.c)),1,0)
@@ -37,7 +53,9 @@ CUDA_HOME ?= $(patsubst %/bin/,%,$(dir $(shell command -v $(NVCC) 2>/dev/null)))
 # Host C files that call the CUDA runtime belong in CUDA_HOST_OBJ.
 CU_SRC  := $(wildcard kernels/*.cu)
 CUDA_HOST_OBJ := $(BUILD)/obj/src/backend_cuda.o
-CUDA_LINK :=
+CUDA_LINK ?=
+PLUGIN_LIBS ?= -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 \
+               -lcublasLt -lcublas -lcudart_static -lstdc++ -lrt -ldl -lpthread -lm
 ifeq ($(HAVE_NVCC),1)
 CU_OBJ  := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRC))
 CFLAGS  += -DSAM2AMG_CUDA -isystem $(CUDA_HOME)/include
@@ -52,7 +70,8 @@ NVFLAGS ?= -O3 -lineinfo -std=c++17 -Iinclude -Xcompiler -Wall,-Wextra,-Werror,-
            -gencode arch=compute_90,code=compute_90
 endif
 
-.PHONY: all test sanitize valgrind bench clean help gpu-bundle bench-gpu fuzz fuzz-build fuzz-bins soak
+.PHONY: all test sanitize valgrind bench clean help gpu-bundle bench-gpu fuzz fuzz-build fuzz-bins soak \
+        emu-test
 
 # all: the program, the tests and the SQLite extension
 SQLEXT  := $(if $(wildcard src/sqlext.c),$(BUILD)/libsam2amg_sql.so)
@@ -89,8 +108,24 @@ $(BUILD)/sam2amg: src/main.c $(BUILD)/libsam2amg.a
 $(BUILD)/libsam2amg_cuda.so: $(CUDA_HOST_OBJ) $(CU_OBJ) src/libsam2amg_cuda.map
 	@$(if $(Q),echo '  LINK  $@')
 	$(Q)$(CC) -shared -Wl,-z,defs -Wl,--version-script=src/libsam2amg_cuda.map \
-	    $(filter %.o,$^) -o $@ $(LDFLAGS) -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 \
-	    -lcublasLt -lcublas -lcudart_static -lstdc++ -lrt -ldl -lpthread -lm
+	    $(filter %.o,$^) -o $@ $(LDFLAGS) $(PLUGIN_LIBS)
+
+# EMU=1: the kernels as C++ (tests/emu/cu2cc.py), the emulator, the runtime
+$(BUILD)/emu/%.cc: kernels/%.cu tests/emu/cu2cc.py
+	@mkdir -p $(dir $@)
+	$(Q)python3 tests/emu/cu2cc.py $< $@
+$(BUILD)/emu/emu.o: tests/emu/emu.cc tests/emu/emu.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo '  CXX   $<')
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -Itests/emu -c $< -o $@
+$(BUILD)/emu/emu_rt.o: tests/emu/emu_rt.c $(wildcard tests/emu/include/*.h)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo '  CC    $<')
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/emu/%.o: $(BUILD)/emu/%.cc tests/emu/emu.h tests/emu/mma.cuh $(wildcard tests/emu/include/*.h include/*.h kernels/*.h kernels/*.cuh)
+	@$(if $(Q),echo '  EMU   kernels/$*.cu')
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -include tests/emu/emu.h -Itests/emu -Itests/emu/include -Iinclude \
+	    -Ikernels -D__CUDACC__ -D__CUDA_ARCH__=800 -c $< -o $@
 
 # the rle_* SQL functions as a loadable extension for sqlite3 / Python; built
 # without sanitizers, since it is loaded into programs that have none
@@ -190,6 +225,12 @@ SANITIZER ?= address,undefined
 sanitize:
 	$(MAKE) BUILD=build-san HAVE_NVCC=0 OPT=-O1 SAN_FLAGS="-fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all" test
 
+# emu-test: the CUDA backend run on the CPU (tests/emu; tests/test_emu.sh,
+# which `make test` runs too): every op, the model, the post-processing,
+# generate and run on an emulated cuda:0
+emu-test:
+	@bash tests/test_emu.sh
+
 # valgrind: the C tests under valgrind memcheck (errors are failures)
 valgrind: all
 	@BUILD=$(BUILD) VALGRIND=1 bash tests/run.sh
@@ -200,7 +241,7 @@ bench: all
 
 # clean: remove build outputs
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-emu
 
 # help: list the targets
 help:

@@ -26,7 +26,9 @@
  * skipped, with "# skip" and the reason; with SAM2AMG_REQUIRE_CUDA=1 a
  * device that cannot be opened is a failure.
  *
- * usage: gpu_amg_post [--device D] [--threads N] [--big] [FIXTURE_DIR ...]
+ * usage: gpu_amg_post [--device D] [--threads N] [--big | --small] [FIXTURE_DIR ...]
+ * (--small: never the real-size cases, even with a device: the emulated
+ * GPU of tests/emu, where they take minutes each)
  * Output: tests/test.h lines, "RESULT passed failed" last; exit 1 on a
  * failure.
  */
@@ -201,7 +203,7 @@ static const char *diff_results(const amg_result *a, const amg_result *b, char *
     return NULL;
 }
 
-static int n_device_cases, big;
+static int n_device_cases, big, small;
 
 /* one case three ways */
 static void check_case(const char *name, const amg_params *p, amg_model *m, amg_replay_t *rp,
@@ -303,7 +305,7 @@ static void check_synthetic(int threads, backend_t *cpu, backend_t *dev) {
         {1500, 2250, 8, 0, 1, 1, 1, 1},
     };
     for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
-        if (cs[i].big && !dev && !big) continue;
+        if (cs[i].big && (small || (!dev && !big))) continue;
         amg_params p;
         amg_params_default(&p);
         p.points_per_side = cs[i].pps, p.crop_n_layers = cs[i].layers;
@@ -332,8 +334,10 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--big")) big = 1;
+        else if (!strcmp(argv[i], "--small")) small = 1;
         else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: gpu_amg_post [--device D] [--threads N] [--big] [FIXTURE_DIR ...]\n");
+            fprintf(stderr, "usage: gpu_amg_post [--device D] [--threads N] [--big | --small] "
+                    "[FIXTURE_DIR ...]\n");
             return 2;
         } else if (nfix < 64) fix[nfix++] = argv[i];
     }

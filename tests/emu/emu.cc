@@ -1,0 +1,276 @@
+/* emu.cc: the block scheduler behind tests/emu/emu.h.
+ *
+ * Each block's threads are fibers with their own stacks, run round robin
+ * on the calling thread (on x86-64 a 20-instruction stack switch: glibc's
+ * swapcontext makes a system call per switch, which made a block with
+ * barriers ten times slower; ucontext elsewhere). A fiber runs until it finishes, waits
+ * at __syncthreads, or posts a value for a warp shuffle. When every live
+ * fiber of the block waits at the barrier, all go on; when every live lane
+ * of a warp has posted, the lanes read each other's values (two slot
+ * buffers alternate, so a lane's next post cannot overwrite a value another
+ * lane has still to read). If no fiber can go on, the block is stuck
+ * (threads at different barriers): that aborts with the kernel's block and
+ * the waiting threads, as a GPU would hang.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <ucontext.h>
+
+#include <mutex>
+#include <vector>
+
+#include "emu.h"
+
+uint3 threadIdx, blockIdx;
+dim3  blockDim, gridDim;
+
+namespace {
+
+enum { RUN, BARRIER, WARP, DONE };
+const size_t STACK = 256 * 1024;
+
+#if defined(__x86_64__)
+/* emu_switch: save the callee-saved registers, MXCSR and the x87 control
+ * word on the current stack, store its pointer in *save, continue on to */
+extern "C" void emu_switch(void **save, void *to);
+__asm__(".text\n"
+        ".globl emu_switch\n"
+        ".type emu_switch,@function\n"
+        "emu_switch:\n"
+        "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+        "  subq $8, %rsp\n  stmxcsr (%rsp)\n  fnstcw 4(%rsp)\n"
+        "  movq %rsp, (%rdi)\n  movq %rsi, %rsp\n"
+        "  ldmxcsr (%rsp)\n  fldcw 4(%rsp)\n  addq $8, %rsp\n"
+        "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+        "  ret\n"
+        ".size emu_switch, .-emu_switch\n");
+#define EMU_FAST_SWITCH 1
+#endif
+
+struct fiber {
+    ucontext_t ctx;
+    void      *sp;   /* EMU_FAST_SWITCH: the saved stack pointer */
+    int        state;
+    uint3      tid;
+    int        lane, warp;
+};
+
+struct warp_slots {
+    uint64_t v[2][32];
+    uint32_t posted[2];   /* lanes whose value is in v[ph] (set at release) */
+    int      phase;
+    unsigned live, waiting;   /* lanes not finished; lanes that posted this phase */
+};
+
+#ifdef EMU_FAST_SWITCH
+void                        *sched_sp;
+#else
+ucontext_t                   sched;
+#endif
+std::vector<fiber>           fibers;
+std::vector<char>            stacks;
+std::vector<warp_slots>      warps;
+std::vector<unsigned char>   smem;
+fiber                       *cur;
+unsigned                     block_live, block_barrier;
+int                          synced;    /* the block called a barrier or a shuffle */
+int                          direct;    /* threads run as plain calls: no barrier allowed */
+
+void no_barrier_here(const char *what) {
+    fprintf(stderr, "emu: %s in block (%u,%u,%u), but the launch's first block made none, so "
+            "its later blocks run without fibers: a kernel whose blocks differ in that is not "
+            "supported by tests/emu\n", what, blockIdx.x, blockIdx.y, blockIdx.z);
+    abort();
+}
+const std::function<void()> *body;
+
+/* to the scheduler from the running fiber, and back into fiber f */
+inline void yield_to_sched(fiber *f) {
+#ifdef EMU_FAST_SWITCH
+    emu_switch(&f->sp, sched_sp);
+#else
+    if (swapcontext(&f->ctx, &sched)) abort();
+#endif
+}
+inline void resume(fiber *f) {
+#ifdef EMU_FAST_SWITCH
+    emu_switch(&sched_sp, f->sp);
+#else
+    if (swapcontext(&sched, &f->ctx)) abort();
+#endif
+}
+
+void trampoline() {
+    (*body)();
+    cur->state = DONE;
+    block_live--;
+    warps[cur->warp].live--;
+#ifdef EMU_FAST_SWITCH
+    emu_switch(&cur->sp, sched_sp);   /* never resumed */
+    abort();
+#endif
+    /* ucontext: uc_link returns to the scheduler */
+}
+
+void run_block(unsigned nthreads) {
+    fibers.resize(nthreads);
+    warps.assign((nthreads + 31) / 32, warp_slots{});
+    if (stacks.size() < nthreads * STACK) stacks.resize(nthreads * STACK);
+    for (unsigned i = 0; i < nthreads; i++) {
+        fiber &f = fibers[i];
+        f.state = RUN;
+        f.tid = {i % blockDim.x, i / blockDim.x % blockDim.y, i / (blockDim.x * blockDim.y)};
+        f.lane = (int)(i % 32), f.warp = (int)(i / 32);
+#ifdef EMU_FAST_SWITCH
+        /* the frame emu_switch pops: MXCSR and x87 control word, six
+         * registers, then the return address = trampoline, entered with
+         * rsp = 8 mod 16 as after a call */
+        uintptr_t top = ((uintptr_t)&stacks[i * STACK] + STACK) & ~(uintptr_t)15;
+        uint64_t *sp = (uint64_t *)(top - 72);
+        sp[0] = 0x1F80u | (uint64_t)0x037Fu << 32;
+        for (int r = 1; r <= 6; r++) sp[r] = 0;
+        sp[7] = (uint64_t)(uintptr_t)trampoline;
+        f.sp = sp;
+#else
+        if (getcontext(&f.ctx)) abort();
+        f.ctx.uc_stack.ss_sp = &stacks[i * STACK];
+        f.ctx.uc_stack.ss_size = STACK;
+        f.ctx.uc_link = &sched;
+        makecontext(&f.ctx, trampoline, 0);
+#endif
+    }
+    block_live = nthreads, block_barrier = 0;
+    for (size_t w = 0; w < warps.size(); w++) {
+        unsigned lo = (unsigned)w * 32;
+        warps[w].live = (lo + 32 < nthreads ? lo + 32 : nthreads) - lo;
+        warps[w].waiting = 0;
+    }
+    /* warp by warp: run its lanes until each blocks; a warp whose live
+     * lanes all posted a shuffle goes on at once (no sweep of the block) */
+    for (;;) {
+        int progress = 0;
+        for (size_t w = 0; w < warps.size(); w++) {
+            unsigned lo = (unsigned)w * 32, hi = lo + 32 < nthreads ? lo + 32 : nthreads;
+            for (;;) {
+                for (unsigned i = lo; i < hi; i++) {
+                    fiber &f = fibers[i];
+                    if (f.state != RUN) continue;
+                    cur = &f;
+                    threadIdx = f.tid;
+                    resume(&f);
+                    progress = 1;
+                }
+                warp_slots &ws = warps[w];
+                if (ws.waiting == 0 || ws.waiting != ws.live) break;
+                uint32_t mask = 0;
+                for (unsigned i = lo; i < hi; i++)
+                    if (fibers[i].state == WARP) {
+                        mask |= 1u << (i - lo);
+                        fibers[i].state = RUN;
+                    }
+                ws.posted[ws.phase & 1] = mask;
+                ws.phase++;
+                ws.waiting = 0;
+            }
+        }
+        if (block_live == 0) return;
+        if (block_barrier == block_live) {
+            for (unsigned i = 0; i < nthreads; i++)
+                if (fibers[i].state == BARRIER) fibers[i].state = RUN;
+            block_barrier = 0;
+            continue;
+        }
+        if (progress) continue;
+        fprintf(stderr, "emu: block (%u,%u,%u) is stuck: %u live threads, %u at __syncthreads, "
+                "the others at a warp shuffle of a partly exited or diverged warp\n",
+                blockIdx.x, blockIdx.y, blockIdx.z, block_live, block_barrier);
+        abort();
+    }
+}
+
+}   // namespace
+
+void __syncthreads(void) {
+    if (direct) no_barrier_here("__syncthreads");
+    synced = 1;
+    fiber *f = cur;
+    f->state = BARRIER;
+    block_barrier++;
+    yield_to_sched(f);
+    threadIdx = f->tid;
+}
+
+int emu_lane(void) {
+    if (direct) no_barrier_here("a lane query");
+    return cur->lane;
+}
+
+uint64_t emu_warp(uint64_t v, int src) {
+    if (direct) no_barrier_here("a warp shuffle");
+    synced = 1;
+    fiber *f = cur;
+    warp_slots &ws = warps[f->warp];
+    int ph = ws.phase & 1;
+    ws.v[ph][f->lane] = v;
+    f->state = WARP;
+    ws.waiting++;
+    yield_to_sched(f);
+    threadIdx = f->tid;
+    if (src < 0 || src >= 32 || !(ws.posted[ph] >> src & 1)) return v;
+    return ws.v[ph][src];
+}
+
+void emu_warp_all(uint64_t v, uint64_t all[32]) {
+    if (direct) no_barrier_here("a warp-wide exchange");
+    synced = 1;
+    fiber *f = cur;
+    warp_slots &ws = warps[f->warp];
+    int ph = ws.phase & 1;
+    ws.v[ph][f->lane] = v;
+    f->state = WARP;
+    ws.waiting++;
+    yield_to_sched(f);
+    threadIdx = f->tid;
+    for (int l = 0; l < 32; l++) all[l] = ws.posted[ph] >> l & 1 ? ws.v[ph][l] : 0;
+}
+
+void *emu_dyn_smem(void) { return smem.data(); }
+
+void emu_launch(dim3 grid, dim3 block, size_t bytes, const std::function<void()> &f) {
+    static std::mutex launch_mu;   /* one launch at a time: the scheduler's state is global */
+    std::lock_guard<std::mutex> hold(launch_mu);
+    unsigned n = block.x * block.y * block.z;
+    if (n == 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0) {
+        fprintf(stderr, "emu: invalid launch: grid (%u,%u,%u), block (%u,%u,%u)\n", grid.x,
+                grid.y, grid.z, block.x, block.y, block.z);
+        abort();
+    }
+    if (bytes > 227 * 1024) {
+        fprintf(stderr, "emu: %zu bytes of dynamic shared memory: more than any GPU has\n", bytes);
+        abort();
+    }
+    smem.assign(bytes + 16, 0xA5);   /* garbage, as on a GPU */
+    gridDim = grid, blockDim = block, body = &f;
+    /* the first block as fibers; when it never waited on another thread,
+     * the others as plain calls, thread after thread (most kernels: ten
+     * times faster) */
+    synced = 0, direct = 0;
+    int first = 1;
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++) {
+                blockIdx = {x, y, z};
+                if (first || synced) {
+                    run_block(n);
+                    first = 0;
+                    direct = !synced;
+                    continue;
+                }
+                for (unsigned i = 0; i < n; i++) {
+                    threadIdx = {i % block.x, i / block.x % block.y, i / (block.x * block.y)};
+                    f();
+                }
+            }
+    direct = 0;
+    body = nullptr;
+}

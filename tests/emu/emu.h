@@ -1,0 +1,106 @@
+/* emu.h: just enough of CUDA to run the kernel files (kernels/) on the CPU, for tests
+ * (tests/emu/test_emu_kernels.c): no GPU is needed to execute the kernels'
+ * index math, bounds, grid-stride loops, shared-memory reductions and warp
+ * shuffles against the CPU reference.
+ *
+ * tests/emu/cu2cc.py rewrites a .cu file's launches (k<<<g, b, smem, s>>>(a)
+ * -> emu_launch(g, b, smem, [&] { k(a); })) and its dynamic shared memory;
+ * the result is compiled as C++ with this header forced in (-include), with
+ * __CUDACC__ and __CUDA_ARCH__ defined so that the device branches are the
+ * ones compiled. emu.cc runs each block's threads as fibers (ucontext) on
+ * the calling thread, one block after the other: __syncthreads and the
+ * warp shuffles switch fibers, and a block whose threads wait at different
+ * barriers forever is reported (a divergent barrier) instead of hanging.
+ *
+ * What it does not model: concurrency between blocks, the memory model
+ * (races and missing fences pass here), tensor-core inline PTX (flash_attn.cu
+ * and upscale_tail.cu are not built; tests/test_mma_emu.py checks their
+ * fragment layouts), nvcc's FMA contraction of plain a * b + c (compiled
+ * here with -ffp-contract=off, so results may differ from a GPU's in the
+ * last bits where the kernels do not use the _rn intrinsics).
+ */
+#ifndef SAM2AMG_EMU_H
+#define SAM2AMG_EMU_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <functional>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+
+struct uint3 {
+    unsigned x, y, z;
+};
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
+};
+
+#define __align__(n) __attribute__((aligned(n)))
+
+struct __align__(8) float2 { float x, y; };
+struct __align__(16) float4 { float x, y, z, w; };
+struct __align__(8) uint2 { unsigned x, y; };
+struct __align__(16) uint4 { unsigned x, y, z, w; };
+static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+template <class T> static inline T __ldg(const T *p) { return *p; }
+
+/* the running fiber's coordinates (emu.cc sets them at every switch) */
+extern uint3 threadIdx, blockIdx;
+extern dim3  blockDim, gridDim;
+
+void  __syncthreads(void);
+void *emu_dyn_smem(void);
+/* emu_launch: run body for every thread of every block of grid */
+void  emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body);
+/* emu_warp: every live lane of the calling thread's warp posts v; returns
+ * lane src's (v itself when src is not a live lane) */
+uint64_t emu_warp(uint64_t v, int src);
+/* emu_warp_all: the same exchange, every lane's value into all[32] (0 for
+ * a lane that did not post) */
+void     emu_warp_all(uint64_t v, uint64_t all[32]);
+int      emu_lane(void);
+
+template <class T> static inline T emu_shfl(T v, int src) {
+    static_assert(sizeof(T) <= 8, "a shuffled value is at most 8 bytes");
+    uint64_t u = 0;
+    memcpy(&u, &v, sizeof v);
+    u = emu_warp(u, src);
+    T r;
+    memcpy(&r, &u, sizeof r);
+    return r;
+}
+template <class T> static inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+    (void)mask;
+    int lane = emu_lane();
+    return emu_shfl(v, (lane / width) * width + src % width);
+}
+template <class T> static inline T __shfl_xor_sync(unsigned mask, T v, int m, int width = 32) {
+    (void)mask;
+    int lane = emu_lane();
+    int src = lane ^ m;
+    return emu_shfl(v, (src / width) == (lane / width) ? src : lane);
+}
+
+/* the explicitly rounded intrinsics: one IEEE operation each */
+static inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
+static inline float __fadd_rn(float a, float b) { volatile float r = a + b; return r; }
+static inline float __fsub_rn(float a, float b) { volatile float r = a - b; return r; }
+static inline float __fdiv_rn(float a, float b) { volatile float r = a / b; return r; }
+static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+static inline double __dmul_rn(double a, double b) { volatile double r = a * b; return r; }
+static inline double __dadd_rn(double a, double b) { volatile double r = a + b; return r; }
+static inline double __dsub_rn(double a, double b) { volatile double r = a - b; return r; }
+static inline double __ddiv_rn(double a, double b) { volatile double r = a / b; return r; }
+static inline double __fma_rn(double a, double b, double c) { return fma(a, b, c); }
+static inline float __double2float_rn(double d) { volatile float r = (float)d; return r; }
+
+#endif

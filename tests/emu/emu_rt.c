@@ -1,0 +1,342 @@
+/* emu_rt.c: the CUDA runtime, cuBLAS and cuBLASLt calls of
+ * src/backend_cuda.c, on the host (headers in tests/emu/include/), so the
+ * whole CUDA backend, with its kernels run by tests/emu/emu.cc, can be
+ * tested on a machine without a GPU (build/emu/: `make emu`).
+ *
+ * Device memory is host memory (256-byte aligned, with its size in a
+ * header so cudaFree and cudaMemGetInfo can account for it); a stream is a
+ * token: every call completes before it returns. GEMMs are OpenBLAS sgemm
+ * on float copies of the operands (bf16 widened exactly; under
+ * CUBLAS_COMPUTE_32F_FAST_TF32 rounded to TF32's 10 mantissa bits first).
+ * Calls are serialized by one lock, as a device would order them.
+ */
+#include <cblas.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cublasLt.h"
+#include "cublas_v2.h"
+#include "cuda_runtime_api.h"
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static size_t in_use;   /* bytes of device memory allocated */
+static _Thread_local int current_device;
+
+static int n_devices(void) {
+    const char *e = getenv("SAM2AMG_EMU_GPUS");
+    int n = e && *e ? atoi(e) : 1;
+    return n < 0 ? 0 : n;
+}
+
+static size_t total_bytes(void) {
+    const char *e = getenv("SAM2AMG_EMU_GPU_MB");
+    long mb = e && *e ? atol(e) : 16384;
+    return (size_t)(mb > 0 ? mb : 1) << 20;
+}
+
+cudaError_t cudaGetDeviceCount(int *n) {
+    *n = n_devices();
+    return *n > 0 ? cudaSuccess : cudaErrorNoDevice;
+}
+
+cudaError_t cudaSetDevice(int device) {
+    if (device < 0 || device >= n_devices()) return cudaErrorInvalidDevice;
+    current_device = device;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int device) {
+    if (device < 0 || device >= n_devices()) return cudaErrorInvalidDevice;
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "emulated GPU %d (tests/emu)", device);
+    p->totalGlobalMem = total_bytes();
+    p->major = 9, p->minor = 0;
+    p->multiProcessorCount = 4;   /* few: the key-split paths run on small shapes */
+    return cudaSuccess;
+}
+
+#define HDR 256
+cudaError_t cudaMalloc(void **p, size_t size) {
+    *p = NULL;
+    pthread_mutex_lock(&mu);
+    int ok = size <= total_bytes() && in_use + size <= total_bytes();
+    if (ok) in_use += size;
+    pthread_mutex_unlock(&mu);
+    if (!ok) return cudaErrorMemoryAllocation;
+    unsigned char *b = aligned_alloc(HDR, HDR + (size + HDR - 1) / HDR * HDR);
+    if (!b) {
+        pthread_mutex_lock(&mu);
+        in_use -= size;
+        pthread_mutex_unlock(&mu);
+        return cudaErrorMemoryAllocation;
+    }
+    memcpy(b, &size, sizeof size);
+    memset(b + HDR, 0xA5, size);   /* garbage, as cudaMalloc's */
+    *p = b + HDR;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFree(void *p) {
+    if (!p) return cudaSuccess;
+    unsigned char *b = (unsigned char *)p - HDR;
+    size_t size;
+    memcpy(&size, b, sizeof size);
+    pthread_mutex_lock(&mu);
+    in_use -= size;
+    pthread_mutex_unlock(&mu);
+    free(b);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind,
+                            cudaStream_t s) {
+    (void)kind, (void)s;
+    if (n) memmove(dst, src, n);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemsetAsync(void *dst, int value, size_t n, cudaStream_t s) {
+    (void)s;
+    memset(dst, value, n);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
+    (void)flags;
+    *s = (cudaStream_t)malloc(1);
+    return *s ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    free(s);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    (void)s;
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total) {
+    pthread_mutex_lock(&mu);
+    *total = total_bytes();
+    *free_bytes = *total - in_use;
+    pthread_mutex_unlock(&mu);
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+
+const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    default: return "emulated CUDA error";
+    }
+}
+
+/* ---- GEMMs ---- */
+
+struct emu_cublas { int unused; };
+struct emu_lt { int unused; };
+struct emu_lt_desc { int ta, tb; };
+struct emu_lt_layout { cudaDataType_t t; uint64_t rows, cols; int64_t ld; int32_t batch; int64_t stride; };
+struct emu_lt_pref { int unused; };
+
+static float tf32(float f) {   /* round to nearest even at 10 mantissa bits */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0xfffu + ((u >> 13) & 1u)) & 0xffffe000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* widen: a column-major rows x cols matrix of type t (ld) into float f */
+static void widen(float *f, const void *src, cudaDataType_t t, int64_t rows, int64_t cols,
+                  int64_t ld, int round_tf32) {
+    for (int64_t c = 0; c < cols; c++)
+        for (int64_t r = 0; r < rows; r++) {
+            float v;
+            if (t == CUDA_R_16BF) {
+                uint32_t u = (uint32_t)((const uint16_t *)src)[c * ld + r] << 16;
+                memcpy(&v, &u, 4);
+            } else {
+                v = ((const float *)src)[c * ld + r];
+            }
+            f[c * rows + r] = round_tf32 ? tf32(v) : v;
+        }
+}
+
+/* gemm: C (m,n) col-major = alpha op(A) op(B) + beta C for `batch` items */
+static cublasStatus_t gemm(int ta, int tb, int m, int n, int k, float alpha, const void *A,
+                           cudaDataType_t at, int64_t lda, int64_t sa, const void *B,
+                           cudaDataType_t bt, int64_t ldb, int64_t sb, float beta, float *C,
+                           int64_t ldc, int64_t sc, int batch, int round_tf32) {
+    if (m < 0 || n < 0 || k < 0 || batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    int64_t ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+    if (lda < (ar > 1 ? ar : 1) || ldb < (br > 1 ? br : 1) || ldc < m)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    size_t es_a = at == CUDA_R_16BF ? 2 : 4, es_b = bt == CUDA_R_16BF ? 2 : 4;
+    float *fa = malloc(sizeof(float) * (size_t)(ar * ac > 0 ? ar * ac : 1));
+    float *fb = malloc(sizeof(float) * (size_t)(br * bc > 0 ? br * bc : 1));
+    if (!fa || !fb) {
+        free(fa), free(fb);
+        return CUBLAS_STATUS_NOT_INITIALIZED;
+    }
+    pthread_mutex_lock(&mu);
+    for (int i = 0; i < batch; i++) {
+        widen(fa, (const char *)A + (size_t)(i * sa) * es_a, at, ar, ac, lda, round_tf32);
+        widen(fb, (const char *)B + (size_t)(i * sb) * es_b, bt, br, bc, ldb, round_tf32);
+        float *ci = C + i * sc;
+        if (k == 0) {
+            for (int c = 0; c < n; c++)
+                for (int r = 0; r < m; r++) ci[c * ldc + r] = beta == 0 ? 0 : beta * ci[c * ldc + r];
+            continue;
+        }
+        cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    m, n, k, alpha, fa, (int)(ar > 0 ? ar : 1), fb, (int)(br > 0 ? br : 1),
+                    beta, ci, (int)ldc);
+    }
+    pthread_mutex_unlock(&mu);
+    free(fa), free(fb);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasCreate(cublasHandle_t *h) {
+    *h = calloc(1, sizeof **h);
+    return *h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+}
+cublasStatus_t cublasDestroy(cublasHandle_t h) { free(h); return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
+    (void)h, (void)s;
+    return CUBLAS_STATUS_SUCCESS;
+}
+const char *cublasGetStatusString(cublasStatus_t st) {
+    return st == CUBLAS_STATUS_SUCCESS ? "CUBLAS_STATUS_SUCCESS" : "emulated cuBLAS error";
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                            int n, int k, const void *alpha, const void *A, cudaDataType_t at,
+                            int lda, const void *B, cudaDataType_t bt, int ldb, const void *beta,
+                            void *C, cudaDataType_t ct, int ldc, cublasComputeType_t compute,
+                            cublasGemmAlgo_t algo) {
+    (void)h, (void)algo;
+    if (ct != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    return gemm(ta == CUBLAS_OP_T, tb == CUBLAS_OP_T, m, n, k, *(const float *)alpha, A, at, lda,
+                0, B, bt, ldb, 0, *(const float *)beta, C, ldc, 0, 1,
+                compute == CUBLAS_COMPUTE_32F_FAST_TF32);
+}
+
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta,
+                                          cublasOperation_t tb, int m, int n, int k,
+                                          const void *alpha, const void *A, cudaDataType_t at,
+                                          int lda, long long sa, const void *B,
+                                          cudaDataType_t bt, int ldb, long long sb,
+                                          const void *beta, void *C, cudaDataType_t ct, int ldc,
+                                          long long sc, int batch, cublasComputeType_t compute,
+                                          cublasGemmAlgo_t algo) {
+    (void)h, (void)algo;
+    if (ct != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    return gemm(ta == CUBLAS_OP_T, tb == CUBLAS_OP_T, m, n, k, *(const float *)alpha, A, at, lda,
+                sa, B, bt, ldb, sb, *(const float *)beta, C, ldc, sc, batch,
+                compute == CUBLAS_COMPUTE_32F_FAST_TF32);
+}
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) {
+    *h = calloc(1, sizeof **h);
+    return *h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+}
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t h) { free(h); return CUBLAS_STATUS_SUCCESS; }
+
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t c,
+                                        cudaDataType_t scale) {
+    if (c != CUBLAS_COMPUTE_32F || scale != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    *d = calloc(1, sizeof **d);
+    return *d ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+}
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) { free(d); return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d,
+                                              cublasLtMatmulDescAttributes_t a, const void *v,
+                                              size_t n) {
+    if (n != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
+    int32_t x;
+    memcpy(&x, v, sizeof x);
+    if (a == CUBLASLT_MATMUL_DESC_TRANSA) d->ta = x == CUBLAS_OP_T;
+    else if (a == CUBLASLT_MATMUL_DESC_TRANSB) d->tb = x == CUBLAS_OP_T;
+    else return CUBLAS_STATUS_INVALID_VALUE;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType_t t,
+                                          uint64_t rows, uint64_t cols, int64_t ld) {
+    *l = calloc(1, sizeof **l);
+    if (!*l) return CUBLAS_STATUS_NOT_INITIALIZED;
+    **l = (struct emu_lt_layout){t, rows, cols, ld, 1, 0};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) { free(l); return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t l,
+                                                cublasLtMatrixLayoutAttribute_t a, const void *v,
+                                                size_t n) {
+    if (a == CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT && n == sizeof(int32_t)) memcpy(&l->batch, v, n);
+    else if (a == CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET && n == sizeof(int64_t))
+        memcpy(&l->stride, v, n);
+    else return CUBLAS_STATUS_INVALID_VALUE;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) {
+    *p = calloc(1, sizeof **p);
+    return *p ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+}
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) { free(p); return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
+                                                    cublasLtMatmulPreferenceAttributes_t a,
+                                                    const void *v, size_t n) {
+    (void)p, (void)a, (void)v, (void)n;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* the layouts must describe one product: A (m,k) after op, B (k,n), D (m,n) */
+static int lt_shapes(const struct emu_lt_desc *op, const struct emu_lt_layout *a,
+                     const struct emu_lt_layout *b, const struct emu_lt_layout *d) {
+    uint64_t m = op->ta ? a->cols : a->rows, k = op->ta ? a->rows : a->cols;
+    uint64_t kb = op->tb ? b->cols : b->rows, n = op->tb ? b->rows : b->cols;
+    return k == kb && d->rows == m && d->cols == n && a->batch == b->batch &&
+           b->batch == d->batch && d->t == CUDA_R_32F;
+}
+
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t op,
+                                              cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                                              cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d,
+                                              cublasLtMatmulPreference_t pref, int want,
+                                              cublasLtMatmulHeuristicResult_t *res, int *n) {
+    (void)h, (void)c, (void)pref;
+    *n = 0;
+    if (want < 1 || !lt_shapes(op, a, b, d)) return CUBLAS_STATUS_NOT_SUPPORTED;
+    memset(res, 0, sizeof *res);
+    res->state = CUBLAS_STATUS_SUCCESS;
+    *n = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op, const void *alpha,
+                              const void *A, cublasLtMatrixLayout_t al, const void *B,
+                              cublasLtMatrixLayout_t bl, const void *beta, const void *C,
+                              cublasLtMatrixLayout_t cl, void *D, cublasLtMatrixLayout_t dl,
+                              const cublasLtMatmulAlgo_t *algo, void *ws, size_t ws_bytes,
+                              cudaStream_t s) {
+    (void)h, (void)algo, (void)ws, (void)ws_bytes, (void)s, (void)cl;
+    if (!lt_shapes(op, al, bl, dl)) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (C != D && *(const float *)beta != 0) return CUBLAS_STATUS_NOT_SUPPORTED;
+    int m = (int)dl->rows, n = (int)dl->cols, k = (int)(op->ta ? al->rows : al->cols);
+    return gemm(op->ta, op->tb, m, n, k, *(const float *)alpha, A, al->t, al->ld, al->stride, B,
+                bl->t, bl->ld, bl->stride, *(const float *)beta, D, dl->ld, dl->stride,
+                dl->batch, 0);
+}
