@@ -84,28 +84,53 @@ void no_barrier_here(const char *what) {
 }
 const std::function<void()> *body;
 
+/* ASan (a sanitizer build of the emulator: kernels' device-memory accesses
+ * checked like compute-sanitizer's memcheck) must be told of every stack
+ * switch */
+#if defined(__SANITIZE_ADDRESS__)
+extern "C" void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom,
+                                               size_t size);
+extern "C" void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
+                                                size_t *size_old);
+const void *main_stack_bottom;
+size_t      main_stack_size;
+#define SAN_START(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
+#define SAN_FINISH(save, bo, so) __sanitizer_finish_switch_fiber(save, bo, so)
+#else
+#define SAN_START(save, bottom, size) ((void)0)
+#define SAN_FINISH(save, bo, so) ((void)0)
+#endif
+
 /* to the scheduler from the running fiber, and back into fiber f */
 inline void yield_to_sched(fiber *f) {
+    SAN_START(nullptr, main_stack_bottom, main_stack_size);
 #ifdef EMU_FAST_SWITCH
     emu_switch(&f->sp, sched_sp);
 #else
     if (swapcontext(&f->ctx, &sched)) abort();
 #endif
+    SAN_FINISH(nullptr, nullptr, nullptr);
 }
 inline void resume(fiber *f) {
+    size_t i = (size_t)(f - fibers.data());
+    (void)i;
+    SAN_START(nullptr, &stacks[i * STACK], STACK);
 #ifdef EMU_FAST_SWITCH
     emu_switch(&sched_sp, f->sp);
 #else
     if (swapcontext(&sched, &f->ctx)) abort();
 #endif
+    SAN_FINISH(nullptr, nullptr, nullptr);
 }
 
 void trampoline() {
+    SAN_FINISH(nullptr, &main_stack_bottom, &main_stack_size);
     (*body)();
     cur->state = DONE;
     block_live--;
     warps[cur->warp].live--;
 #ifdef EMU_FAST_SWITCH
+    SAN_START(nullptr, main_stack_bottom, main_stack_size);   /* (a fake stack is not kept) */
     emu_switch(&cur->sp, sched_sp);   /* never resumed */
     abort();
 #endif

@@ -66,7 +66,10 @@ cudaError_t cudaMalloc(void **p, size_t size) {
     if (ok) in_use += size;
     pthread_mutex_unlock(&mu);
     if (!ok) return cudaErrorMemoryAllocation;
-    unsigned char *b = aligned_alloc(HDR, HDR + (size + HDR - 1) / HDR * HDR);
+    /* the exact size after the header: under ASan (make EMU=1 SAN_FLAGS=...)
+     * a kernel reading or writing past an allocation is reported */
+    void *v = NULL;
+    unsigned char *b = posix_memalign(&v, HDR, HDR + (size ? size : 1)) ? NULL : v;
     if (!b) {
         pthread_mutex_lock(&mu);
         in_use -= size;
