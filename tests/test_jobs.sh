@@ -185,7 +185,8 @@ check "readers work while a run holds the lock" test $? -eq 0
 
 # ---- disk full, then resume: nothing lost, nothing duplicated ----
 D4=$T/db4.sqlite
-SAM2AMG_MAX_PAGES=16 "$BIN" run "$D4" --manifest "$T/img" --model test: "${AMG[@]}" 2> "$T/e"
+# (18 pages: the schema itself takes 16 since 006 added run_gpus and its index)
+SAM2AMG_MAX_PAGES=18 "$BIN" run "$D4" --manifest "$T/img" --model test: "${AMG[@]}" 2> "$T/e"
 check "disk full: exit 1 with 'full'" bash -c "[ $? -eq 1 ] && grep -q 'database or disk is full' '$T/e'"
 check "disk full: some images were committed before it" test "$(q "$D4" "select count(*) from images where status='done'")" -gt 0
 "$BIN" run "$D4" --quiet
