@@ -3,8 +3,10 @@
  * whole CUDA backend, with its kernels run by tests/emu/emu.cc, can be
  * tested on a machine without a GPU (build/emu/: `make emu`).
  *
- * Device memory is host memory (256-byte aligned, with its size in a
- * header so cudaFree and cudaMemGetInfo can account for it); a stream is a
+ * Device memory is host memory (256-byte aligned, with its size and device
+ * in a header so cudaFree and cudaMemGetInfo can account for it: each
+ * emulated GPU has its own SAM2AMG_EMU_GPU_MB, as each real one has its
+ * own memory); a stream is a
  * token: every call completes before it returns. GEMMs are OpenBLAS sgemm
  * on float copies of the operands (bf16 widened exactly; under
  * CUBLAS_COMPUTE_32F_FAST_TF32 rounded to TF32's 10 mantissa bits first).
@@ -21,14 +23,15 @@
 #include "cublas_v2.h"
 #include "cuda_runtime_api.h"
 
+#define EMU_MAX_GPUS 64
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static size_t in_use;   /* bytes of device memory allocated */
-static _Thread_local int current_device;
+static size_t in_use[EMU_MAX_GPUS];   /* bytes of device memory allocated, per device */
+static _Thread_local int current_device;   /* per host thread, as the runtime's */
 
 static int n_devices(void) {
     const char *e = getenv("SAM2AMG_EMU_GPUS");
     int n = e && *e ? atoi(e) : 1;
-    return n < 0 ? 0 : n;
+    return n < 0 ? 0 : n > EMU_MAX_GPUS ? EMU_MAX_GPUS : n;
 }
 
 static size_t total_bytes(void) {
@@ -58,22 +61,24 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int device) {
     return cudaSuccess;
 }
 
-#define HDR 256
+#define HDR 256   /* before each allocation: its size, then its device */
 cudaError_t cudaMalloc(void **p, size_t size) {
     *p = NULL;
+    int dev = current_device;
     pthread_mutex_lock(&mu);
-    int ok = size <= total_bytes() && in_use + size <= total_bytes();
-    if (ok) in_use += size;
+    int ok = size <= total_bytes() && in_use[dev] + size <= total_bytes();
+    if (ok) in_use[dev] += size;
     pthread_mutex_unlock(&mu);
     if (!ok) return cudaErrorMemoryAllocation;
     unsigned char *b = aligned_alloc(HDR, HDR + (size + HDR - 1) / HDR * HDR);
     if (!b) {
         pthread_mutex_lock(&mu);
-        in_use -= size;
+        in_use[dev] -= size;
         pthread_mutex_unlock(&mu);
         return cudaErrorMemoryAllocation;
     }
     memcpy(b, &size, sizeof size);
+    memcpy(b + sizeof size, &dev, sizeof dev);
     memset(b + HDR, 0xA5, size);   /* garbage, as cudaMalloc's */
     *p = b + HDR;
     return cudaSuccess;
@@ -83,9 +88,11 @@ cudaError_t cudaFree(void *p) {
     if (!p) return cudaSuccess;
     unsigned char *b = (unsigned char *)p - HDR;
     size_t size;
+    int dev;
     memcpy(&size, b, sizeof size);
+    memcpy(&dev, b + sizeof size, sizeof dev);
     pthread_mutex_lock(&mu);
-    in_use -= size;
+    in_use[dev] -= size;
     pthread_mutex_unlock(&mu);
     free(b);
     return cudaSuccess;
@@ -123,7 +130,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total) {
     pthread_mutex_lock(&mu);
     *total = total_bytes();
-    *free_bytes = *total - in_use;
+    *free_bytes = *total - in_use[current_device];
     pthread_mutex_unlock(&mu);
     return cudaSuccess;
 }
@@ -178,6 +185,10 @@ static cublasStatus_t gemm(int ta, int tb, int m, int n, int k, float alpha, con
                            cudaDataType_t bt, int64_t ldb, int64_t sb, float beta, float *C,
                            int64_t ldc, int64_t sc, int batch, int round_tf32) {
     if (m < 0 || n < 0 || k < 0 || batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    /* the type combinations cuBLAS has for a float C, compute 32F: A and B
+     * both float (TF32 only from float) or both bf16; others are refused */
+    if (at != bt || (at != CUDA_R_32F && at != CUDA_R_16BF) || (round_tf32 && at != CUDA_R_32F))
+        return CUBLAS_STATUS_NOT_SUPPORTED;
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
     int64_t ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
     if (lda < (ar > 1 ? ar : 1) || ldb < (br > 1 ? br : 1) || ldc < m)
@@ -309,7 +320,8 @@ static int lt_shapes(const struct emu_lt_desc *op, const struct emu_lt_layout *a
     uint64_t m = op->ta ? a->cols : a->rows, k = op->ta ? a->rows : a->cols;
     uint64_t kb = op->tb ? b->cols : b->rows, n = op->tb ? b->rows : b->cols;
     return k == kb && d->rows == m && d->cols == n && a->batch == b->batch &&
-           b->batch == d->batch && d->t == CUDA_R_32F;
+           b->batch == d->batch && d->t == CUDA_R_32F && a->t == b->t &&
+           (a->t == CUDA_R_32F || a->t == CUDA_R_16BF);
 }
 
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t op,

@@ -4,6 +4,9 @@
  * rather than compute something: a kernel that passes here only because the
  * emulator is lenient would fail on the device.
  *
+ * Then the runtime (tests/emu/emu_rt.c): each emulated GPU's memory is its
+ * own, and cuBLAS refuses the operand types it has no kernel for.
+ *
  * Built with EMU=1 (compiled like a cu2cc'ed kernel file: emu.h forced in),
  * run by tests/test_emu.sh. Each refusal runs in a child process that must
  * die of SIGABRT.
@@ -15,6 +18,8 @@
 
 #include <functional>
 
+#include "cublas_v2.h"
+#include "cuda_runtime_api.h"
 #include "mma.cuh"
 #include "test.h"
 
@@ -153,5 +158,48 @@ int main(void) {
         }
     }
     TEST_CHECK(bad < 0, "ldmatrix.x2.trans: lane l gets M_j[2t][g], M_j[2t+1][g]", "lane %d", bad);
+
+    /* ---- the runtime: two GPUs of 64 MiB each ---- */
+    setenv("SAM2AMG_EMU_GPUS", "2", 1);
+    setenv("SAM2AMG_EMU_GPU_MB", "64", 1);
+    const size_t MB = 1 << 20;
+    void *p0 = NULL, *p1 = NULL;
+    size_t fr = 0, tot = 0;
+    cudaSetDevice(0);
+    TEST_CHECK(cudaMalloc(&p0, 48 * MB) == cudaSuccess, "cuda:0: 48 of its 64 MiB", "refused");
+    cudaSetDevice(1);
+    cudaMemGetInfo(&fr, &tot);
+    TEST_CHECK(tot == 64 * MB && fr == tot, "cuda:1's memory is its own: all 64 MiB free",
+               "free %zu of %zu MiB", fr / MB, tot / MB);
+    TEST_CHECK(cudaMalloc(&p1, 48 * MB) == cudaSuccess, "cuda:1: 48 MiB too", "refused");
+    cudaSetDevice(0);
+    cudaMemGetInfo(&fr, &tot);
+    TEST_CHECK(fr == 16 * MB, "cuda:0: 16 MiB free", "free %zu MiB", fr / MB);
+    cudaFree(p1);   /* from a thread on cuda:0: the memory goes back to cuda:1 */
+    cudaMemGetInfo(&fr, &tot);
+    size_t fr0 = fr;
+    cudaSetDevice(1);
+    cudaMemGetInfo(&fr, &tot);
+    TEST_CHECK(fr0 == 16 * MB && fr == 64 * MB, "cudaFree credits the allocation's device",
+               "cuda:0 %zu, cuda:1 %zu MiB free", fr0 / MB, fr / MB);
+    cudaFree(p0);
+
+    cublasHandle_t h = NULL;
+    cublasCreate(&h);
+    float one = 1, zero = 0, a32 = 2, c = 0;
+    uint16_t a16 = 0x4000;   /* 2.0 in bf16 */
+    TEST_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, &a16, CUDA_R_16BF, 1, &a32,
+                            CUDA_R_32F, 1, &zero, &c, CUDA_R_32F, 1, CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_NOT_SUPPORTED,
+               "cublasGemmEx: bf16 A with float B is refused", "accepted");
+    TEST_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, &a16, CUDA_R_16BF, 1, &a16,
+                            CUDA_R_16BF, 1, &zero, &c, CUDA_R_32F, 1, CUBLAS_COMPUTE_32F_FAST_TF32,
+                            CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_NOT_SUPPORTED,
+               "cublasGemmEx: bf16 operands with COMPUTE_32F_FAST_TF32 are refused", "accepted");
+    TEST_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, &a16, CUDA_R_16BF, 1, &a16,
+                            CUDA_R_16BF, 1, &zero, &c, CUDA_R_32F, 1, CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS && c == 4.0f,
+               "cublasGemmEx: bf16 x bf16 into float", "c = %g", c);
+    cublasDestroy(h);
     return TEST_REPORT();
 }
