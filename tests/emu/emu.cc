@@ -274,7 +274,17 @@ void emu_launch(dim3 grid, dim3 block, size_t bytes, const std::function<void()>
                 "gets without cudaFuncSetAttribute\n", bytes);
         abort();
     }
-    smem.assign(bytes + 16, 0xA5);   /* garbage, as on a GPU */
+    /* garbage, as on a GPU, and a guard after it: a block that writes past
+     * its dynamic shared memory (a fault on a GPU, or another block's data)
+     * is reported when it ends */
+    const size_t guard = 64;
+    smem.assign(bytes + guard, 0xA5);
+    auto check_guard = [&] {
+        for (size_t i = bytes; i < bytes + guard; i++)
+            if (smem[i] != 0xA5)
+                emu_fail("the block wrote byte %zu past its %zu bytes of dynamic shared memory",
+                         i - bytes, bytes);
+    };
     gridDim = grid, blockDim = block, body = &f;
     /* the first block as fibers; when it never waited on another thread,
      * the others as plain calls, thread after thread (most kernels: ten
@@ -287,6 +297,7 @@ void emu_launch(dim3 grid, dim3 block, size_t bytes, const std::function<void()>
                 blockIdx = {x, y, z};
                 if (first || synced) {
                     run_block(n);
+                    check_guard();
                     first = 0;
                     direct = !synced;
                     continue;
@@ -295,6 +306,7 @@ void emu_launch(dim3 grid, dim3 block, size_t bytes, const std::function<void()>
                     threadIdx = {i % block.x, i / block.x % block.y, i / (block.x * block.y)};
                     f();
                 }
+                check_guard();
             }
     direct = 0;
     body = nullptr;

@@ -65,6 +65,12 @@ int main(void) {
     TEST_CHECK(aborts([] { emu_launch(dim3(1), dim3(32), 48 * 1024 + 16, [] {}); }),
                "48 KiB + 16 bytes of dynamic shared memory is refused (the default limit; "
                "tests/emu has no cudaFuncSetAttribute)", "it ran");
+    TEST_CHECK(aborts([] {
+                   emu_launch(dim3(2), dim3(32), 64, [] {
+                       if (blockIdx.x == 1 && threadIdx.x == 0) ((char *)emu_dyn_smem())[64] = 0;
+                   });
+               }),
+               "a write one byte past the dynamic shared memory is reported", "it ran");
     int ran = 0;
     emu_launch(dim3(2, 65535, 1), dim3(1, 1, 64), 48 * 1024, [&] { ran++; });
     TEST_CHECK(ran == 2 * 65535 * 64, "the limits themselves run", "ran %d", ran);
