@@ -1,23 +1,32 @@
 /* emu.h: just enough of CUDA to run the kernel files (kernels/) on the CPU, for tests
- * (tests/emu/test_emu_kernels.c): no GPU is needed to execute the kernels'
- * index math, bounds, grid-stride loops, shared-memory reductions and warp
- * shuffles against the CPU reference.
+ * (tests/test_emu.sh: the whole CUDA backend, built with EMU=1; the
+ * emulator's own rules in tests/emu/test_emu_core.cc): no GPU is needed to
+ * execute the kernels' index math, bounds, grid-stride loops, shared-memory
+ * reductions, warp shuffles and tensor-core fragments (tests/emu/mma.cuh)
+ * against the CPU reference.
  *
  * tests/emu/cu2cc.py rewrites a .cu file's launches (k<<<g, b, smem, s>>>(a)
  * -> emu_launch(g, b, smem, [&] { k(a); })) and its dynamic shared memory;
  * the result is compiled as C++ with this header forced in (-include), with
  * __CUDACC__ and __CUDA_ARCH__ defined so that the device branches are the
- * ones compiled. emu.cc runs each block's threads as fibers (ucontext) on
- * the calling thread, one block after the other: __syncthreads and the
- * warp shuffles switch fibers, and a block whose threads wait at different
- * barriers forever is reported (a divergent barrier) instead of hanging.
+ * ones compiled. emu.cc runs each block's threads as fibers (a stack switch
+ * of its own on x86-64, ucontext elsewhere) on the calling thread, one
+ * block after the other, one launch at a time across host threads:
+ * __syncthreads and the warp shuffles switch fibers, and a block whose
+ * threads wait at different barriers forever is reported (a divergent
+ * barrier) instead of hanging. What a GPU refuses or leaves undefined and
+ * the emulator can see aborts with a message (launch limits, a shuffle
+ * whose mask names a lane that is not there, mma/ldmatrix without the
+ * whole warp, a write past the dynamic shared memory).
  *
  * What it does not model: concurrency between blocks, the memory model
- * (races and missing fences pass here), tensor-core inline PTX (flash_attn.cu
- * and upscale_tail.cu are not built; tests/test_mma_emu.py checks their
- * fragment layouts), nvcc's FMA contraction of plain a * b + c (compiled
- * here with -ffp-contract=off, so results may differ from a GPU's in the
- * last bits where the kernels do not use the _rn intrinsics).
+ * (races and missing fences pass here), reads past the dynamic shared
+ * memory, kernels dereferencing host pointers (device memory is host
+ * memory), static __shared__ arrays (function statics here: zeroed once,
+ * then kept from block to block, where a GPU's start as garbage), nvcc's
+ * FMA contraction of plain a * b + c (compiled here with -ffp-contract=off,
+ * so results may differ from a GPU's in the last bits where the kernels do
+ * not use the _rn intrinsics).
  */
 #ifndef SAM2AMG_EMU_H
 #define SAM2AMG_EMU_H
