@@ -28,6 +28,49 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static size_t in_use[EMU_MAX_GPUS];   /* bytes of device memory allocated, per device */
 static _Thread_local int current_device;   /* per host thread, as the runtime's */
 
+/* the live allocations, sorted by address: a copy or memset must stay in
+ * one of them on the device side, and name host memory on the host side
+ * (the CUDA runtime leaves a copy whose pointers do not match its kind
+ * undefined, and one past an allocation's end writes another's memory) */
+static struct emu_alloc { uintptr_t lo, hi; } *allocs;
+static size_t n_allocs, cap_allocs;
+
+static size_t alloc_find(uintptr_t p) {   /* first allocation with lo > p; caller holds mu */
+    size_t a = 0, b = n_allocs;
+    while (a < b) {
+        size_t m = (a + b) / 2;
+        if (allocs[m].lo <= p) a = m + 1;
+        else b = m;
+    }
+    return a;
+}
+
+/* emu_is_device: 1 when [p, p+n) lies in one allocation, 0 when p is in
+ * none (host memory); aborts when it starts in one and runs past its end */
+static int emu_is_device(const void *p, size_t n, const char *what) {
+    uintptr_t u = (uintptr_t)p;
+    pthread_mutex_lock(&mu);
+    size_t i = alloc_find(u);
+    int dev = i > 0 && u < allocs[i - 1].hi;
+    uintptr_t lo = dev ? allocs[i - 1].lo : 0, hi = dev ? allocs[i - 1].hi : 0;
+    pthread_mutex_unlock(&mu);
+    if (dev && n > hi - u) {
+        fprintf(stderr, "emu: %s of %zu bytes at offset %zu of a %zu-byte device allocation: "
+                "past its end\n", what, n, (size_t)(u - lo), (size_t)(hi - lo));
+        abort();
+    }
+    return dev;
+}
+
+static void emu_side(const void *p, size_t n, int want_dev, const char *what, const char *side) {
+    if (emu_is_device(p, n, what) != want_dev) {
+        fprintf(stderr, "emu: %s: the %s %p is %s memory, not %s memory as the copy's kind "
+                "says\n", what, side, p, want_dev ? "host" : "device",
+                want_dev ? "device" : "host");
+        abort();
+    }
+}
+
 static int n_devices(void) {
     const char *e = getenv("SAM2AMG_EMU_GPUS");
     int n = e && *e ? atoi(e) : 1;
@@ -80,18 +123,44 @@ cudaError_t cudaMalloc(void **p, size_t size) {
     memcpy(b, &size, sizeof size);
     memcpy(b + sizeof size, &dev, sizeof dev);
     memset(b + HDR, 0xA5, size);   /* garbage, as cudaMalloc's */
+    uintptr_t lo = (uintptr_t)(b + HDR);
+    pthread_mutex_lock(&mu);
+    if (n_allocs == cap_allocs) {
+        size_t cap = cap_allocs ? 2 * cap_allocs : 64;
+        struct emu_alloc *na = realloc(allocs, cap * sizeof *na);
+        if (!na) {
+            in_use[dev] -= size;
+            pthread_mutex_unlock(&mu);
+            free(b);
+            return cudaErrorMemoryAllocation;
+        }
+        allocs = na, cap_allocs = cap;
+    }
+    size_t i = alloc_find(lo);
+    memmove(allocs + i + 1, allocs + i, (n_allocs - i) * sizeof *allocs);
+    allocs[i] = (struct emu_alloc){lo, lo + size};
+    n_allocs++;
+    pthread_mutex_unlock(&mu);
     *p = b + HDR;
     return cudaSuccess;
 }
 
 cudaError_t cudaFree(void *p) {
     if (!p) return cudaSuccess;
+    pthread_mutex_lock(&mu);
+    size_t i = alloc_find((uintptr_t)p);
+    if (i == 0 || allocs[i - 1].lo != (uintptr_t)p) {
+        pthread_mutex_unlock(&mu);
+        fprintf(stderr, "emu: cudaFree(%p): not an allocation of cudaMalloc\n", p);
+        abort();
+    }
+    memmove(allocs + i - 1, allocs + i, (n_allocs - i) * sizeof *allocs);
+    n_allocs--;
     unsigned char *b = (unsigned char *)p - HDR;
     size_t size;
     int dev;
     memcpy(&size, b, sizeof size);
     memcpy(&dev, b + sizeof size, sizeof dev);
-    pthread_mutex_lock(&mu);
     in_use[dev] -= size;
     pthread_mutex_unlock(&mu);
     free(b);
@@ -100,13 +169,26 @@ cudaError_t cudaFree(void *p) {
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind,
                             cudaStream_t s) {
-    (void)kind, (void)s;
-    if (n) memmove(dst, src, n);
+    (void)s;
+    if (n) {
+        const char *what = "cudaMemcpyAsync";
+        if (kind == cudaMemcpyDefault) {   /* either side may be either: bounds only */
+            emu_is_device(dst, n, what);
+            emu_is_device(src, n, what);
+        } else {
+            emu_side(dst, n, kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice,
+                     what, "destination");
+            emu_side(src, n, kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice,
+                     what, "source");
+        }
+        memmove(dst, src, n);
+    }
     return cudaSuccess;
 }
 
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t n, cudaStream_t s) {
     (void)s;
+    if (n) emu_side(dst, n, 1, "cudaMemsetAsync", "destination");
     memset(dst, value, n);
     return cudaSuccess;
 }

@@ -190,6 +190,25 @@ int main(void) {
                "cuda:0 %zu, cuda:1 %zu MiB free", fr0 / MB, fr / MB);
     cudaFree(p0);
 
+    /* copies: the pointers as the kind says, inside their allocation */
+    static char host[512];
+    char *d = NULL;
+    cudaMalloc((void **)&d, 100);
+    TEST_CHECK(cudaMemcpyAsync(d, host, 100, cudaMemcpyHostToDevice, NULL) == cudaSuccess &&
+                   cudaMemcpyAsync(host, d, 100, cudaMemcpyDeviceToHost, NULL) == cudaSuccess &&
+                   cudaMemcpyAsync(d + 50, d, 50, cudaMemcpyDeviceToDevice, NULL) == cudaSuccess &&
+                   cudaMemsetAsync(d, 0, 100, NULL) == cudaSuccess,
+               "copies and memset within a 100-byte allocation", "refused");
+    TEST_CHECK(aborts([&] { cudaMemcpyAsync(host, d, 101, cudaMemcpyDeviceToHost, NULL); }),
+               "a copy from one byte past the allocation's end is refused", "it ran");
+    TEST_CHECK(aborts([&] { cudaMemsetAsync(d + 1, 0, 100, NULL); }),
+               "a memset one byte past the allocation's end is refused", "it ran");
+    TEST_CHECK(aborts([&] { cudaMemcpyAsync(host, host + 256, 8, cudaMemcpyHostToDevice, NULL); }),
+               "a host-to-device copy into host memory is refused", "it ran");
+    TEST_CHECK(aborts([&] { cudaMemcpyAsync(host, d, 8, cudaMemcpyHostToDevice, NULL); }),
+               "a host-to-device copy from device memory is refused", "it ran");
+    cudaFree(d);
+
     cublasHandle_t h = NULL;
     cublasCreate(&h);
     float one = 1, zero = 0, a32 = 2, c = 0;
