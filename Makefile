@@ -126,6 +126,12 @@ $(BUILD)/emu/%.o: $(BUILD)/emu/%.cc tests/emu/emu.h tests/emu/mma.cuh $(wildcard
 	@$(if $(Q),echo '  EMU   kernels/$*.cu')
 	$(Q)$(CXX) $(EMU_CXXFLAGS) -include tests/emu/emu.h -Itests/emu -Itests/emu/include -Iinclude \
 	    -Ikernels -D__CUDACC__ -D__CUDA_ARCH__=800 -c $< -o $@
+# the emulator's own test (tests/test_emu.sh runs it): its kernels compiled as the kernels are
+$(BUILD)/emu/test_emu_core: tests/emu/test_emu_core.cc $(BUILD)/emu/emu.o $(BUILD)/emu/emu_rt.o tests/emu/emu.h tests/emu/mma.cuh tests/test.h
+	@$(if $(Q),echo '  EMU   $<')
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -include tests/emu/emu.h -Itests/emu -Itests/emu/include -Itests \
+	    -D__CUDACC__ -D__CUDA_ARCH__=800 $< $(BUILD)/emu/emu.o $(BUILD)/emu/emu_rt.o -o $@ \
+	    -lopenblas -lpthread
 
 # the rle_* SQL functions as a loadable extension for sqlite3 / Python; built
 # without sanitizers, since it is loaded into programs that have none

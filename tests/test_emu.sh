@@ -4,6 +4,7 @@
 # ldmatrix included, emulated; see tests/emu/emu.h for what is not
 # modelled). No GPU has run this code yet; this runs all of it here, built
 # with `make BUILD=build-emu EMU=1` (its own build folder):
+#   - test_emu_core: the emulator's own rules (tests/emu/test_emu_core.cc);
 #   - test_cuda (every op against the host references, fp32 and bf16),
 #     test_ops (both backends, fp32 and bf16 columns), test_model on
 #     cuda:0 (the micro fixtures' tensors), all with SAM2AMG_REQUIRE_CUDA=1
@@ -50,7 +51,7 @@ if { [ "$BUILD" != build ] && [ "$BUILD" != build-san ]; } || [ "$(uname -m)" !=
     exit 0
 fi
 progs="$EB/sam2amg $EB/libsam2amg_cuda.so $EB/tests/test_cuda $EB/tests/test_ops $EB/tests/test_model
-       $EB/tests/test_amg $EB/gpu/gpu_amg_post"
+       $EB/tests/test_amg $EB/gpu/gpu_amg_post $EB/emu/test_emu_core"
 # (a make of its own: none of the calling make's variables or jobserver)
 # shellcheck disable=SC2086
 check "build the emulated CUDA backend (make BUILD=$EB EMU=1${san:+ with ASan+UBSan})" \
@@ -60,6 +61,9 @@ export SAM2AMG_REQUIRE_CUDA=1 SAM2AMG_EMU_GPUS=1
 result_ok() {   # log: its RESULT line says N passed (N > 0) and 0 failed
     grep -qE '^RESULT [1-9][0-9]* 0$' "$1"
 }
+"$EB/emu/test_emu_core" >"$T/core.log" 2>&1
+check "the emulator refuses what a GPU refuses (launch limits, shuffle masks and widths, partial-warp mma, unaligned ldmatrix, cuBLAS operand types), each emulated GPU has its own memory: $(tail -n 1 "$T/core.log")" \
+    result_ok "$T/core.log"
 "$EB/tests/test_cuda" >"$T/cuda.log" 2>&1
 check "test_cuda on the emulated cuda:0: $(tail -n 1 "$T/cuda.log")" result_ok "$T/cuda.log"
 "$EB/tests/test_ops" >"$T/ops.log" 2>&1

@@ -12,6 +12,7 @@
  * (threads at different barriers): that aborts with the kernel's block and
  * the waiting threads, as a GPU would hang.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <ucontext.h>
@@ -230,7 +231,18 @@ int emu_lane(void) {
     return cur->lane;
 }
 
-uint64_t emu_warp(uint64_t v, int src) {
+void emu_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "emu: block (%u,%u,%u) thread (%u,%u,%u): ", blockIdx.x, blockIdx.y,
+            blockIdx.z, threadIdx.x, threadIdx.y, threadIdx.z);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    abort();
+}
+
+uint64_t emu_warp(uint64_t v, int src, unsigned mask) {
     if (direct) no_barrier_here("a warp shuffle");
     synced = 1;
     fiber *f = cur;
@@ -241,11 +253,16 @@ uint64_t emu_warp(uint64_t v, int src) {
     ws.waiting++;
     yield_to_sched(f);
     threadIdx = f->tid;
+    /* a _sync shuffle whose mask names a lane that exited (or is not in
+     * the block) or went elsewhere: undefined on a GPU (it may hang) */
+    if (!(mask >> f->lane & 1) || (mask & ~ws.posted[ph]))
+        emu_fail("a warp shuffle with mask 0x%08x, but lanes 0x%08x took part", mask,
+                 ws.posted[ph]);
     if (src < 0 || src >= 32 || !(ws.posted[ph] >> src & 1)) return v;
     return ws.v[ph][src];
 }
 
-void emu_warp_all(uint64_t v, uint64_t all[32]) {
+uint32_t emu_warp_all(uint64_t v, uint64_t all[32]) {
     if (direct) no_barrier_here("a warp-wide exchange");
     synced = 1;
     fiber *f = cur;
@@ -257,6 +274,7 @@ void emu_warp_all(uint64_t v, uint64_t all[32]) {
     yield_to_sched(f);
     threadIdx = f->tid;
     for (int l = 0; l < 32; l++) all[l] = ws.posted[ph] >> l & 1 ? ws.v[ph][l] : 0;
+    return ws.posted[ph];
 }
 
 void *emu_dyn_smem(void) { return smem.data(); }
@@ -264,17 +282,34 @@ void *emu_dyn_smem(void) { return smem.data(); }
 void emu_launch(dim3 grid, dim3 block, size_t bytes, const std::function<void()> &f) {
     static std::mutex launch_mu;   /* one launch at a time: the scheduler's state is global */
     std::lock_guard<std::mutex> hold(launch_mu);
-    unsigned n = block.x * block.y * block.z;
-    if (n == 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0) {
+    /* what cudaLaunchKernel refuses (cudaErrorInvalidConfiguration): the
+     * block's 1024 threads and its dimensions' own limits, the grid's */
+    unsigned long long nt = (unsigned long long)block.x * block.y * block.z;
+    if (nt == 0 || nt > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 || grid.x == 0 ||
+        grid.x > 0x7fffffffu || grid.y == 0 || grid.y > 65535 || grid.z == 0 || grid.z > 65535) {
         fprintf(stderr, "emu: invalid launch: grid (%u,%u,%u), block (%u,%u,%u)\n", grid.x,
                 grid.y, grid.z, block.x, block.y, block.z);
         abort();
     }
-    if (bytes > 227 * 1024) {
-        fprintf(stderr, "emu: %zu bytes of dynamic shared memory: more than any GPU has\n", bytes);
+    unsigned n = (unsigned)nt;
+    /* above 48 KiB a kernel must opt in (cudaFuncSetAttribute, which
+     * neither the kernels nor tests/emu have): the launch fails */
+    if (bytes > 48 * 1024) {
+        fprintf(stderr, "emu: %zu bytes of dynamic shared memory: over the 48 KiB a kernel "
+                "gets without cudaFuncSetAttribute\n", bytes);
         abort();
     }
-    smem.assign(bytes + 16, 0xA5);   /* garbage, as on a GPU */
+    /* garbage, as on a GPU, and a guard after it: a block that writes past
+     * its dynamic shared memory (a fault on a GPU, or another block's data)
+     * is reported when it ends */
+    const size_t guard = 64;
+    smem.assign(bytes + guard, 0xA5);
+    auto check_guard = [&] {
+        for (size_t i = bytes; i < bytes + guard; i++)
+            if (smem[i] != 0xA5)
+                emu_fail("the block wrote byte %zu past its %zu bytes of dynamic shared memory",
+                         i - bytes, bytes);
+    };
     gridDim = grid, blockDim = block, body = &f;
     /* the first block as fibers; when it never waited on another thread,
      * the others as plain calls, thread after thread (most kernels: ten
@@ -287,6 +322,7 @@ void emu_launch(dim3 grid, dim3 block, size_t bytes, const std::function<void()>
                 blockIdx = {x, y, z};
                 if (first || synced) {
                     run_block(n);
+                    check_guard();
                     first = 0;
                     direct = !synced;
                     continue;
@@ -295,6 +331,7 @@ void emu_launch(dim3 grid, dim3 block, size_t bytes, const std::function<void()>
                     threadIdx = {i % block.x, i / block.x % block.y, i / (block.x * block.y)};
                     f();
                 }
+                check_guard();
             }
     direct = 0;
     body = nullptr;

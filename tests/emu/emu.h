@@ -1,23 +1,32 @@
 /* emu.h: just enough of CUDA to run the kernel files (kernels/) on the CPU, for tests
- * (tests/emu/test_emu_kernels.c): no GPU is needed to execute the kernels'
- * index math, bounds, grid-stride loops, shared-memory reductions and warp
- * shuffles against the CPU reference.
+ * (tests/test_emu.sh: the whole CUDA backend, built with EMU=1; the
+ * emulator's own rules in tests/emu/test_emu_core.cc): no GPU is needed to
+ * execute the kernels' index math, bounds, grid-stride loops, shared-memory
+ * reductions, warp shuffles and tensor-core fragments (tests/emu/mma.cuh)
+ * against the CPU reference.
  *
  * tests/emu/cu2cc.py rewrites a .cu file's launches (k<<<g, b, smem, s>>>(a)
  * -> emu_launch(g, b, smem, [&] { k(a); })) and its dynamic shared memory;
  * the result is compiled as C++ with this header forced in (-include), with
  * __CUDACC__ and __CUDA_ARCH__ defined so that the device branches are the
- * ones compiled. emu.cc runs each block's threads as fibers (ucontext) on
- * the calling thread, one block after the other: __syncthreads and the
- * warp shuffles switch fibers, and a block whose threads wait at different
- * barriers forever is reported (a divergent barrier) instead of hanging.
+ * ones compiled. emu.cc runs each block's threads as fibers (a stack switch
+ * of its own on x86-64, ucontext elsewhere) on the calling thread, one
+ * block after the other, one launch at a time across host threads:
+ * __syncthreads and the warp shuffles switch fibers, and a block whose
+ * threads wait at different barriers forever is reported (a divergent
+ * barrier) instead of hanging. What a GPU refuses or leaves undefined and
+ * the emulator can see aborts with a message (launch limits, a shuffle
+ * whose mask names a lane that is not there, mma/ldmatrix without the
+ * whole warp, a write past the dynamic shared memory).
  *
  * What it does not model: concurrency between blocks, the memory model
- * (races and missing fences pass here), tensor-core inline PTX (flash_attn.cu
- * and upscale_tail.cu are not built; tests/test_mma_emu.py checks their
- * fragment layouts), nvcc's FMA contraction of plain a * b + c (compiled
- * here with -ffp-contract=off, so results may differ from a GPU's in the
- * last bits where the kernels do not use the _rn intrinsics).
+ * (races and missing fences pass here), reads past the dynamic shared
+ * memory, kernels dereferencing host pointers (device memory is host
+ * memory), static __shared__ arrays (function statics here: zeroed once,
+ * then kept from block to block, where a GPU's start as garbage), nvcc's
+ * FMA contraction of plain a * b + c (compiled here with -ffp-contract=off,
+ * so results may differ from a GPU's in the last bits where the kernels do
+ * not use the _rn intrinsics).
  */
 #ifndef SAM2AMG_EMU_H
 #define SAM2AMG_EMU_H
@@ -62,32 +71,46 @@ void *emu_dyn_smem(void);
 /* emu_launch: run body for every thread of every block of grid */
 void  emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body);
 /* emu_warp: every live lane of the calling thread's warp posts v; returns
- * lane src's (v itself when src is not a live lane) */
-uint64_t emu_warp(uint64_t v, int src);
+ * lane src's (0..31; v itself when src did not post). mask: the lanes the
+ * _sync call names: each must be live and post (else abort: undefined on a
+ * GPU), the caller among them. */
+uint64_t emu_warp(uint64_t v, int src, unsigned mask);
 /* emu_warp_all: the same exchange, every lane's value into all[32] (0 for
- * a lane that did not post) */
-void     emu_warp_all(uint64_t v, uint64_t all[32]);
+ * a lane that did not post); returns the lanes that posted */
+uint32_t emu_warp_all(uint64_t v, uint64_t all[32]);
 int      emu_lane(void);
+/* emu_fail: a use a GPU leaves undefined or refuses: the message (with the
+ * block and thread) on stderr, then abort */
+[[noreturn]] void emu_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-template <class T> static inline T emu_shfl(T v, int src) {
+template <class T> static inline T emu_shfl(T v, int src, unsigned mask) {
     static_assert(sizeof(T) <= 8, "a shuffled value is at most 8 bytes");
     uint64_t u = 0;
     memcpy(&u, &v, sizeof v);
-    u = emu_warp(u, src);
+    u = emu_warp(u, src, mask);
     T r;
     memcpy(&r, &u, sizeof r);
     return r;
 }
+/* the lanes above a width-wide segment's base: CUDA's width must be a power
+ * of two up to 32 (shfl.sync's c operand is built from it) */
+static inline int emu_seg_mask(int width) {
+    if (width < 1 || width > 32 || (width & (width - 1)))
+        emu_fail("a shuffle of width %d (a power of two up to 32 on a GPU)", width);
+    return ~(width - 1) & 31;
+}
+/* the shuffles as PTX shfl.sync computes the source lane j (the PTX ISA's
+ * pseudocode): idx takes src's low 5 bits within the caller's segment; bfly
+ * (xor) goes back to the caller when j lies above the segment (a lower
+ * segment is read, as CUDA documents) */
 template <class T> static inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
-    (void)mask;
-    int lane = emu_lane();
-    return emu_shfl(v, (lane / width) * width + src % width);
+    int seg = emu_seg_mask(width), lane = emu_lane();
+    return emu_shfl(v, (lane & seg) | (src & 31 & ~seg), mask);
 }
 template <class T> static inline T __shfl_xor_sync(unsigned mask, T v, int m, int width = 32) {
-    (void)mask;
-    int lane = emu_lane();
-    int src = lane ^ m;
-    return emu_shfl(v, (src / width) == (lane / width) ? src : lane);
+    int seg = emu_seg_mask(width), lane = emu_lane();
+    int j = lane ^ (m & 31), max_lane = (lane & seg) | (31 & ~seg);
+    return emu_shfl(v, j <= max_lane ? j : lane, mask);
 }
 
 /* the explicitly rounded intrinsics: one IEEE operation each */

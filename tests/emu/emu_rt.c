@@ -3,8 +3,10 @@
  * whole CUDA backend, with its kernels run by tests/emu/emu.cc, can be
  * tested on a machine without a GPU (build/emu/: `make emu`).
  *
- * Device memory is host memory (256-byte aligned, with its size in a
- * header so cudaFree and cudaMemGetInfo can account for it); a stream is a
+ * Device memory is host memory (256-byte aligned, with its size and device
+ * in a header so cudaFree and cudaMemGetInfo can account for it: each
+ * emulated GPU has its own SAM2AMG_EMU_GPU_MB, as each real one has its
+ * own memory); a stream is a
  * token: every call completes before it returns. GEMMs are OpenBLAS sgemm
  * on float copies of the operands (bf16 widened exactly; under
  * CUBLAS_COMPUTE_32F_FAST_TF32 rounded to TF32's 10 mantissa bits first).
@@ -21,14 +23,58 @@
 #include "cublas_v2.h"
 #include "cuda_runtime_api.h"
 
+#define EMU_MAX_GPUS 64
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static size_t in_use;   /* bytes of device memory allocated */
-static _Thread_local int current_device;
+static size_t in_use[EMU_MAX_GPUS];   /* bytes of device memory allocated, per device */
+static _Thread_local int current_device;   /* per host thread, as the runtime's */
+
+/* the live allocations, sorted by address: a copy or memset must stay in
+ * one of them on the device side, and name host memory on the host side
+ * (the CUDA runtime leaves a copy whose pointers do not match its kind
+ * undefined, and one past an allocation's end writes another's memory) */
+static struct emu_alloc { uintptr_t lo, hi; } *allocs;
+static size_t n_allocs, cap_allocs;
+
+static size_t alloc_find(uintptr_t p) {   /* first allocation with lo > p; caller holds mu */
+    size_t a = 0, b = n_allocs;
+    while (a < b) {
+        size_t m = (a + b) / 2;
+        if (allocs[m].lo <= p) a = m + 1;
+        else b = m;
+    }
+    return a;
+}
+
+/* emu_is_device: 1 when [p, p+n) lies in one allocation, 0 when p is in
+ * none (host memory); aborts when it starts in one and runs past its end */
+static int emu_is_device(const void *p, size_t n, const char *what) {
+    uintptr_t u = (uintptr_t)p;
+    pthread_mutex_lock(&mu);
+    size_t i = alloc_find(u);
+    int dev = i > 0 && u < allocs[i - 1].hi;
+    uintptr_t lo = dev ? allocs[i - 1].lo : 0, hi = dev ? allocs[i - 1].hi : 0;
+    pthread_mutex_unlock(&mu);
+    if (dev && n > hi - u) {
+        fprintf(stderr, "emu: %s of %zu bytes at offset %zu of a %zu-byte device allocation: "
+                "past its end\n", what, n, (size_t)(u - lo), (size_t)(hi - lo));
+        abort();
+    }
+    return dev;
+}
+
+static void emu_side(const void *p, size_t n, int want_dev, const char *what, const char *side) {
+    if (emu_is_device(p, n, what) != want_dev) {
+        fprintf(stderr, "emu: %s: the %s %p is %s memory, not %s memory as the copy's kind "
+                "says\n", what, side, p, want_dev ? "host" : "device",
+                want_dev ? "device" : "host");
+        abort();
+    }
+}
 
 static int n_devices(void) {
     const char *e = getenv("SAM2AMG_EMU_GPUS");
     int n = e && *e ? atoi(e) : 1;
-    return n < 0 ? 0 : n;
+    return n < 0 ? 0 : n > EMU_MAX_GPUS ? EMU_MAX_GPUS : n;
 }
 
 static size_t total_bytes(void) {
@@ -58,12 +104,13 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int device) {
     return cudaSuccess;
 }
 
-#define HDR 256
+#define HDR 256   /* before each allocation: its size, then its device */
 cudaError_t cudaMalloc(void **p, size_t size) {
     *p = NULL;
+    int dev = current_device;
     pthread_mutex_lock(&mu);
-    int ok = size <= total_bytes() && in_use + size <= total_bytes();
-    if (ok) in_use += size;
+    int ok = size <= total_bytes() && in_use[dev] + size <= total_bytes();
+    if (ok) in_use[dev] += size;
     pthread_mutex_unlock(&mu);
     if (!ok) return cudaErrorMemoryAllocation;
     /* the exact size after the header: under ASan (make EMU=1 SAN_FLAGS=...)
@@ -72,23 +119,52 @@ cudaError_t cudaMalloc(void **p, size_t size) {
     unsigned char *b = posix_memalign(&v, HDR, HDR + (size ? size : 1)) ? NULL : v;
     if (!b) {
         pthread_mutex_lock(&mu);
-        in_use -= size;
+        in_use[dev] -= size;
         pthread_mutex_unlock(&mu);
         return cudaErrorMemoryAllocation;
     }
     memcpy(b, &size, sizeof size);
+    memcpy(b + sizeof size, &dev, sizeof dev);
     memset(b + HDR, 0xA5, size);   /* garbage, as cudaMalloc's */
+    uintptr_t lo = (uintptr_t)(b + HDR);
+    pthread_mutex_lock(&mu);
+    if (n_allocs == cap_allocs) {
+        size_t cap = cap_allocs ? 2 * cap_allocs : 64;
+        struct emu_alloc *na = realloc(allocs, cap * sizeof *na);
+        if (!na) {
+            in_use[dev] -= size;
+            pthread_mutex_unlock(&mu);
+            free(b);
+            return cudaErrorMemoryAllocation;
+        }
+        allocs = na, cap_allocs = cap;
+    }
+    size_t i = alloc_find(lo);
+    memmove(allocs + i + 1, allocs + i, (n_allocs - i) * sizeof *allocs);
+    allocs[i] = (struct emu_alloc){lo, lo + size};
+    n_allocs++;
+    pthread_mutex_unlock(&mu);
     *p = b + HDR;
     return cudaSuccess;
 }
 
 cudaError_t cudaFree(void *p) {
     if (!p) return cudaSuccess;
+    pthread_mutex_lock(&mu);
+    size_t i = alloc_find((uintptr_t)p);
+    if (i == 0 || allocs[i - 1].lo != (uintptr_t)p) {
+        pthread_mutex_unlock(&mu);
+        fprintf(stderr, "emu: cudaFree(%p): not an allocation of cudaMalloc\n", p);
+        abort();
+    }
+    memmove(allocs + i - 1, allocs + i, (n_allocs - i) * sizeof *allocs);
+    n_allocs--;
     unsigned char *b = (unsigned char *)p - HDR;
     size_t size;
+    int dev;
     memcpy(&size, b, sizeof size);
-    pthread_mutex_lock(&mu);
-    in_use -= size;
+    memcpy(&dev, b + sizeof size, sizeof dev);
+    in_use[dev] -= size;
     pthread_mutex_unlock(&mu);
     free(b);
     return cudaSuccess;
@@ -96,13 +172,26 @@ cudaError_t cudaFree(void *p) {
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind,
                             cudaStream_t s) {
-    (void)kind, (void)s;
-    if (n) memmove(dst, src, n);
+    (void)s;
+    if (n) {
+        const char *what = "cudaMemcpyAsync";
+        if (kind == cudaMemcpyDefault) {   /* either side may be either: bounds only */
+            emu_is_device(dst, n, what);
+            emu_is_device(src, n, what);
+        } else {
+            emu_side(dst, n, kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice,
+                     what, "destination");
+            emu_side(src, n, kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice,
+                     what, "source");
+        }
+        memmove(dst, src, n);
+    }
     return cudaSuccess;
 }
 
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t n, cudaStream_t s) {
     (void)s;
+    if (n) emu_side(dst, n, 1, "cudaMemsetAsync", "destination");
     memset(dst, value, n);
     return cudaSuccess;
 }
@@ -126,7 +215,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total) {
     pthread_mutex_lock(&mu);
     *total = total_bytes();
-    *free_bytes = *total - in_use;
+    *free_bytes = *total - in_use[current_device];
     pthread_mutex_unlock(&mu);
     return cudaSuccess;
 }
@@ -181,6 +270,10 @@ static cublasStatus_t gemm(int ta, int tb, int m, int n, int k, float alpha, con
                            cudaDataType_t bt, int64_t ldb, int64_t sb, float beta, float *C,
                            int64_t ldc, int64_t sc, int batch, int round_tf32) {
     if (m < 0 || n < 0 || k < 0 || batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    /* the type combinations cuBLAS has for a float C, compute 32F: A and B
+     * both float (TF32 only from float) or both bf16; others are refused */
+    if (at != bt || (at != CUDA_R_32F && at != CUDA_R_16BF) || (round_tf32 && at != CUDA_R_32F))
+        return CUBLAS_STATUS_NOT_SUPPORTED;
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
     int64_t ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
     if (lda < (ar > 1 ? ar : 1) || ldb < (br > 1 ? br : 1) || ldc < m)
@@ -312,7 +405,8 @@ static int lt_shapes(const struct emu_lt_desc *op, const struct emu_lt_layout *a
     uint64_t m = op->ta ? a->cols : a->rows, k = op->ta ? a->rows : a->cols;
     uint64_t kb = op->tb ? b->cols : b->rows, n = op->tb ? b->rows : b->cols;
     return k == kb && d->rows == m && d->cols == n && a->batch == b->batch &&
-           b->batch == d->batch && d->t == CUDA_R_32F;
+           b->batch == d->batch && d->t == CUDA_R_32F && a->t == b->t &&
+           (a->t == CUDA_R_32F || a->t == CUDA_R_16BF);
 }
 
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t op,

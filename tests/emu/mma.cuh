@@ -31,11 +31,17 @@ static inline uint32_t mma_pack_bf16x2(float lo, float hi) {
     return (uint32_t)__float2bfloat16_rn(lo).x | (uint32_t)__float2bfloat16_rn(hi).x << 16;
 }
 
+/* .sync.aligned: every lane of the warp executes the instruction; one that
+ * exited (or a warp short of 32 threads) is undefined on a GPU */
+static inline void mma_whole_warp(uint32_t posted, const char *what) {
+    if (posted != 0xffffffffu) emu_fail("%s with lanes 0x%08x of 32", what, posted);
+}
+
 static inline void mma_bf16_16816(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
     uint64_t a01[32], a23[32], bb[32];
-    emu_warp_all((uint64_t)a[0] | (uint64_t)a[1] << 32, a01);
-    emu_warp_all((uint64_t)a[2] | (uint64_t)a[3] << 32, a23);
-    emu_warp_all((uint64_t)b0 | (uint64_t)b1 << 32, bb);
+    mma_whole_warp(emu_warp_all((uint64_t)a[0] | (uint64_t)a[1] << 32, a01), "mma.sync");
+    mma_whole_warp(emu_warp_all((uint64_t)a[2] | (uint64_t)a[3] << 32, a23), "mma.sync");
+    mma_whole_warp(emu_warp_all((uint64_t)b0 | (uint64_t)b1 << 32, bb), "mma.sync");
     float A[16][16], B[16][8];
     for (int l = 0; l < 32; l++) {
         int g = l / 4, t = l % 4;
@@ -60,7 +66,13 @@ static inline void mma_bf16_16816(float d[4], const uint32_t a[4], uint32_t b0, 
 
 static inline void mma_ldmatrix_x2_trans(uint32_t &b0, uint32_t &b1, const __nv_bfloat16 *p) {
     uint64_t addr[32];
-    emu_warp_all((uint64_t)(uintptr_t)p, addr);
+    mma_whole_warp(emu_warp_all((uint64_t)(uintptr_t)p, addr), "ldmatrix");
+    /* each row of 8 b16 is one 16-byte shared-memory access: its address
+     * must be 16-byte aligned (lanes 0-15 give the rows of .x2) */
+    for (int r = 0; r < 16; r++)
+        if (addr[r] % 16)
+            emu_fail("ldmatrix: lane %d's row address %p is not 16-byte aligned", r,
+                     (void *)(uintptr_t)addr[r]);
     int l = emu_lane(), g = l / 4, t = l % 4;
     uint32_t out[2];
     for (int j = 0; j < 2; j++) {   /* matrix j: rows from lanes 8j .. 8j+7 */

@@ -1,0 +1,230 @@
+/* test_emu_core.cc: the emulator itself (tests/emu/emu.cc, emu.h, mma.cuh),
+ * on small kernels written here: what a GPU computes, and what a GPU
+ * refuses or leaves undefined, which the emulator must refuse too (abort)
+ * rather than compute something: a kernel that passes here only because the
+ * emulator is lenient would fail on the device.
+ *
+ * Then the runtime (tests/emu/emu_rt.c): each emulated GPU's memory is its
+ * own, and cuBLAS refuses the operand types it has no kernel for.
+ *
+ * Built with EMU=1 (compiled like a cu2cc'ed kernel file: emu.h forced in),
+ * run by tests/test_emu.sh. Each refusal runs in a child process that must
+ * die of SIGABRT.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <functional>
+
+#include "cublas_v2.h"
+#include "cuda_runtime_api.h"
+#include "mma.cuh"
+#include "test.h"
+
+/* aborts: f() dies of SIGABRT in a child (its stderr discarded) */
+static int aborts(const std::function<void()> &f) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stderr)) _exit(3);
+        f();
+        _exit(0);
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid) return 0;
+    return WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
+}
+
+static int out[64];
+
+/* shfl: lane l of one warp stores __shfl_sync(full, l, src(l), width) */
+static void shfl(int (*src)(int), int width) {
+    emu_launch(dim3(1), dim3(32), 0, [&] {
+        int l = (int)threadIdx.x;
+        out[l] = __shfl_sync(0xffffffffu, l, src(l), width);
+    });
+}
+
+static void xor_shfl(int m, int width) {
+    emu_launch(dim3(1), dim3(32), 0, [&] {
+        int l = (int)threadIdx.x;
+        out[l] = __shfl_xor_sync(0xffffffffu, l, m, width);
+    });
+}
+
+int main(void) {
+    /* ---- launches a GPU refuses ---- */
+    TEST_CHECK(aborts([] { emu_launch(dim3(1, 65536), dim3(32), 0, [] {}); }),
+               "gridDim.y 65536 is refused (at most 65535)", "it ran");
+    TEST_CHECK(aborts([] { emu_launch(dim3(1, 1, 65536), dim3(32), 0, [] {}); }),
+               "gridDim.z 65536 is refused (at most 65535)", "it ran");
+    TEST_CHECK(aborts([] { emu_launch(dim3(1), dim3(1, 1, 65), 0, [] {}); }),
+               "blockDim.z 65 is refused (at most 64)", "it ran");
+    TEST_CHECK(aborts([] { emu_launch(dim3(1), dim3(32), 48 * 1024 + 16, [] {}); }),
+               "48 KiB + 16 bytes of dynamic shared memory is refused (the default limit; "
+               "tests/emu has no cudaFuncSetAttribute)", "it ran");
+    TEST_CHECK(aborts([] {
+                   emu_launch(dim3(2), dim3(32), 64, [] {
+                       if (blockIdx.x == 1 && threadIdx.x == 0) ((char *)emu_dyn_smem())[64] = 0;
+                   });
+               }),
+               "a write one byte past the dynamic shared memory is reported", "it ran");
+    int ran = 0;
+    emu_launch(dim3(2, 65535, 1), dim3(1, 1, 64), 48 * 1024, [&] { ran++; });
+    TEST_CHECK(ran == 2 * 65535 * 64, "the limits themselves run", "ran %d", ran);
+
+    /* ---- __shfl_sync: the source lane as PTX shfl.idx takes it ---- */
+    shfl([](int) { return -1; }, 32);
+    int bad = -1;
+    for (int l = 0; l < 32 && bad < 0; l++)
+        if (out[l] != 31) bad = l;
+    TEST_CHECK(bad < 0, "__shfl_sync(src -1) reads lane 31 (src & 31)", "lane %d got %d", bad,
+               out[bad]);
+    shfl([](int) { return -1; }, 8);
+    bad = -1;
+    for (int l = 0; l < 32 && bad < 0; l++)
+        if (out[l] != (l & ~7) + 7) bad = l;
+    TEST_CHECK(bad < 0, "__shfl_sync(src -1, width 8) reads the segment's last lane", "lane %d got %d",
+               bad, out[bad]);
+    shfl([](int) { return 37; }, 16);
+    bad = -1;
+    for (int l = 0; l < 32 && bad < 0; l++)
+        if (out[l] != (l & ~15) + 5) bad = l;
+    TEST_CHECK(bad < 0, "__shfl_sync(src 37, width 16) reads lane 5 of the segment", "lane %d got %d",
+               bad, out[bad]);
+    /* xor beyond the segment: a lower segment is read, a higher one not
+     * (CUDA: "earlier groups ... later groups: their own value") */
+    xor_shfl(8, 8);
+    bad = -1;
+    for (int l = 0; l < 32 && bad < 0; l++)
+        if (out[l] != ((l ^ 8) < l ? (l ^ 8) : l)) bad = l;
+    TEST_CHECK(bad < 0, "__shfl_xor_sync(8, width 8): lower segments read, higher not",
+               "lane %d got %d", bad, out[bad]);
+    xor_shfl(1, 32);
+    bad = -1;
+    for (int l = 0; l < 32 && bad < 0; l++)
+        if (out[l] != (l ^ 1)) bad = l;
+    TEST_CHECK(bad < 0, "__shfl_xor_sync(1) swaps neighbours", "lane %d got %d", bad, out[bad]);
+    TEST_CHECK(aborts([] {
+                   emu_launch(dim3(1), dim3(32), 0, [] {
+                       if (threadIdx.x == 31) return;   /* named in the mask, exited */
+                       out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1, 1);
+                   });
+               }),
+               "__shfl_xor_sync with an exited lane in its mask is refused", "it ran");
+    TEST_CHECK(aborts([] {
+                   emu_launch(dim3(1), dim3(32), 0, [] {
+                       out[threadIdx.x] = __shfl_sync(0xffffffffu, 1, 0, 12);
+                   });
+               }),
+               "__shfl_sync width 12 (not a power of two) is refused", "it ran");
+    int half = 0;
+    emu_launch(dim3(1), dim3(32), 0, [&] {
+        if (threadIdx.x >= 16) return;   /* a mask of the lanes that stay */
+        int v = __shfl_sync(0x0000ffffu, (int)threadIdx.x, 15);
+        if (threadIdx.x == 0) half = v;
+    });
+    TEST_CHECK(half == 15, "__shfl_sync over the live lanes named in its mask", "got %d", half);
+
+    /* ---- mma and ldmatrix: the whole warp, aligned rows ---- */
+    TEST_CHECK(aborts([] {
+                   emu_launch(dim3(1), dim3(32), 0, [] {
+                       if (threadIdx.x == 31) return;
+                       float d[4] = {0, 0, 0, 0};
+                       const uint32_t a[4] = {0, 0, 0, 0};
+                       mma_bf16_16816(d, a, 0, 0);
+                   });
+               }),
+               "mma.sync with an exited lane is refused (.aligned: the whole warp)", "it ran");
+    static __nv_bfloat16 tile[16 * 16 + 8] __attribute__((aligned(16)));
+    TEST_CHECK(aborts([] {
+                   emu_launch(dim3(1), dim3(32), 0, [] {
+                       uint32_t b0, b1;
+                       /* rows 16 bytes apart, but starting 2 bytes in */
+                       mma_ldmatrix_x2_trans(b0, b1, tile + 1 + (threadIdx.x % 16) * 8);
+                   });
+               }),
+               "ldmatrix with a row address not 16-byte aligned is refused", "it ran");
+    for (int i = 0; i < 16 * 8; i++) tile[i].x = (uint16_t)i;
+    uint32_t got[32][2];
+    emu_launch(dim3(1), dim3(32), 0, [&] {
+        uint32_t b0, b1;
+        mma_ldmatrix_x2_trans(b0, b1, tile + (threadIdx.x % 16) * 8);
+        got[threadIdx.x][0] = b0, got[threadIdx.x][1] = b1;
+    });
+    bad = -1;
+    for (int l = 0; l < 32 && bad < 0; l++) {
+        int g = l / 4, t = l % 4;
+        for (int j = 0; j < 2; j++) {   /* M_j[2t][g], M_j[2t+1][g]; row r at r * 8 */
+            uint32_t want = (uint32_t)((8 * j + 2 * t) * 8 + g) |
+                            (uint32_t)((8 * j + 2 * t + 1) * 8 + g) << 16;
+            if (got[l][j] != want) bad = l;
+        }
+    }
+    TEST_CHECK(bad < 0, "ldmatrix.x2.trans: lane l gets M_j[2t][g], M_j[2t+1][g]", "lane %d", bad);
+
+    /* ---- the runtime: two GPUs of 64 MiB each ---- */
+    setenv("SAM2AMG_EMU_GPUS", "2", 1);
+    setenv("SAM2AMG_EMU_GPU_MB", "64", 1);
+    const size_t MB = 1 << 20;
+    void *p0 = NULL, *p1 = NULL;
+    size_t fr = 0, tot = 0;
+    cudaSetDevice(0);
+    TEST_CHECK(cudaMalloc(&p0, 48 * MB) == cudaSuccess, "cuda:0: 48 of its 64 MiB", "refused");
+    cudaSetDevice(1);
+    cudaMemGetInfo(&fr, &tot);
+    TEST_CHECK(tot == 64 * MB && fr == tot, "cuda:1's memory is its own: all 64 MiB free",
+               "free %zu of %zu MiB", fr / MB, tot / MB);
+    TEST_CHECK(cudaMalloc(&p1, 48 * MB) == cudaSuccess, "cuda:1: 48 MiB too", "refused");
+    cudaSetDevice(0);
+    cudaMemGetInfo(&fr, &tot);
+    TEST_CHECK(fr == 16 * MB, "cuda:0: 16 MiB free", "free %zu MiB", fr / MB);
+    cudaFree(p1);   /* from a thread on cuda:0: the memory goes back to cuda:1 */
+    cudaMemGetInfo(&fr, &tot);
+    size_t fr0 = fr;
+    cudaSetDevice(1);
+    cudaMemGetInfo(&fr, &tot);
+    TEST_CHECK(fr0 == 16 * MB && fr == 64 * MB, "cudaFree credits the allocation's device",
+               "cuda:0 %zu, cuda:1 %zu MiB free", fr0 / MB, fr / MB);
+    cudaFree(p0);
+
+    /* copies: the pointers as the kind says, inside their allocation */
+    static char host[512];
+    char *d = NULL;
+    cudaMalloc((void **)&d, 100);
+    TEST_CHECK(cudaMemcpyAsync(d, host, 100, cudaMemcpyHostToDevice, NULL) == cudaSuccess &&
+                   cudaMemcpyAsync(host, d, 100, cudaMemcpyDeviceToHost, NULL) == cudaSuccess &&
+                   cudaMemcpyAsync(d + 50, d, 50, cudaMemcpyDeviceToDevice, NULL) == cudaSuccess &&
+                   cudaMemsetAsync(d, 0, 100, NULL) == cudaSuccess,
+               "copies and memset within a 100-byte allocation", "refused");
+    TEST_CHECK(aborts([&] { cudaMemcpyAsync(host, d, 101, cudaMemcpyDeviceToHost, NULL); }),
+               "a copy from one byte past the allocation's end is refused", "it ran");
+    TEST_CHECK(aborts([&] { cudaMemsetAsync(d + 1, 0, 100, NULL); }),
+               "a memset one byte past the allocation's end is refused", "it ran");
+    TEST_CHECK(aborts([&] { cudaMemcpyAsync(host, host + 256, 8, cudaMemcpyHostToDevice, NULL); }),
+               "a host-to-device copy into host memory is refused", "it ran");
+    TEST_CHECK(aborts([&] { cudaMemcpyAsync(host, d, 8, cudaMemcpyHostToDevice, NULL); }),
+               "a host-to-device copy from device memory is refused", "it ran");
+    cudaFree(d);
+
+    cublasHandle_t h = NULL;
+    cublasCreate(&h);
+    float one = 1, zero = 0, a32 = 2, c = 0;
+    uint16_t a16 = 0x4000;   /* 2.0 in bf16 */
+    TEST_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, &a16, CUDA_R_16BF, 1, &a32,
+                            CUDA_R_32F, 1, &zero, &c, CUDA_R_32F, 1, CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_NOT_SUPPORTED,
+               "cublasGemmEx: bf16 A with float B is refused", "accepted");
+    TEST_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, &a16, CUDA_R_16BF, 1, &a16,
+                            CUDA_R_16BF, 1, &zero, &c, CUDA_R_32F, 1, CUBLAS_COMPUTE_32F_FAST_TF32,
+                            CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_NOT_SUPPORTED,
+               "cublasGemmEx: bf16 operands with COMPUTE_32F_FAST_TF32 are refused", "accepted");
+    TEST_CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, &a16, CUDA_R_16BF, 1, &a16,
+                            CUDA_R_16BF, 1, &zero, &c, CUDA_R_32F, 1, CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS && c == 4.0f,
+               "cublasGemmEx: bf16 x bf16 into float", "c = %g", c);
+    cublasDestroy(h);
+    return TEST_REPORT();
+}
