@@ -352,22 +352,23 @@ void sam2_model_features(sam2_model *m, float *image_embed, float *feat_s0, floa
     if (feat_s1) model_download_nchw(m, feat_s1, m->out.feat_s1, g / 2, g / 2, d / 4);
 }
 
-int sam2_model_decode(sam2_model *m, const sam2_prompts *p, float *low_res, float *iou,
-                      err_t *err) {
+/* the logits to the host (low_res) or left in backend memory (low_dev) */
+static int model_decode(sam2_model *m, const sam2_prompts *p, float *low_res, float *low_dev,
+                        float *iou, err_t *err) {
     if (!m->have_image) return err_set(err, ERR_INVALID, "decode before an image was encoded");
     if (p->n < 0 || p->n > m->max_prompts)
         return err_set(err, ERR_INVALID, "%d prompts in one decode call (at most %d)", p->n,
                        m->max_prompts);
     if (p->n == 0) return 0;
-    return decoder_run(m->dec, p, low_res, NULL, iou, err);
+    return decoder_run(m->dec, p, low_res, low_dev, iou, err);
+}
+
+int sam2_model_decode(sam2_model *m, const sam2_prompts *p, float *low_res, float *iou,
+                      err_t *err) {
+    return model_decode(m, p, low_res, NULL, iou, err);
 }
 
 int sam2_model_decode_dev(sam2_model *m, const sam2_prompts *p, float *low_dev, float *iou,
                           err_t *err) {
-    if (!m->have_image) return err_set(err, ERR_INVALID, "decode before an image was encoded");
-    if (p->n < 0 || p->n > m->max_prompts)
-        return err_set(err, ERR_INVALID, "%d prompts in one decode call (at most %d)", p->n,
-                       m->max_prompts);
-    if (p->n == 0) return 0;
-    return decoder_run(m->dec, p, NULL, low_dev, iou, err);
+    return model_decode(m, p, NULL, low_dev, iou, err);
 }

@@ -242,8 +242,10 @@ void emu_fail(const char *fmt, ...) {
     abort();
 }
 
-uint64_t emu_warp(uint64_t v, int src, unsigned mask) {
-    if (direct) no_barrier_here("a warp shuffle");
+/* warp_post: the running lane posts v and waits until its warp's live
+ * lanes all posted; returns the slot buffer they posted into */
+static warp_slots &warp_post(uint64_t v, const char *what, int *ph_out) {
+    if (direct) no_barrier_here(what);
     synced = 1;
     fiber *f = cur;
     warp_slots &ws = warps[f->warp];
@@ -253,6 +255,14 @@ uint64_t emu_warp(uint64_t v, int src, unsigned mask) {
     ws.waiting++;
     yield_to_sched(f);
     threadIdx = f->tid;
+    *ph_out = ph;
+    return ws;
+}
+
+uint64_t emu_warp(uint64_t v, int src, unsigned mask) {
+    int ph;
+    warp_slots &ws = warp_post(v, "a warp shuffle", &ph);
+    fiber *f = cur;
     /* a _sync shuffle whose mask names a lane that exited (or is not in
      * the block) or went elsewhere: undefined on a GPU (it may hang) */
     if (!(mask >> f->lane & 1) || (mask & ~ws.posted[ph]))
@@ -263,16 +273,8 @@ uint64_t emu_warp(uint64_t v, int src, unsigned mask) {
 }
 
 uint32_t emu_warp_all(uint64_t v, uint64_t all[32]) {
-    if (direct) no_barrier_here("a warp-wide exchange");
-    synced = 1;
-    fiber *f = cur;
-    warp_slots &ws = warps[f->warp];
-    int ph = ws.phase & 1;
-    ws.v[ph][f->lane] = v;
-    f->state = WARP;
-    ws.waiting++;
-    yield_to_sched(f);
-    threadIdx = f->tid;
+    int ph;
+    warp_slots &ws = warp_post(v, "a warp-wide exchange", &ph);
     for (int l = 0; l < 32; l++) all[l] = ws.posted[ph] >> l & 1 ? ws.v[ph][l] : 0;
     return ws.posted[ph];
 }
