@@ -448,6 +448,7 @@ step_sanitizer() {
         row sanitizer_generate FAIL "compute-sanitizer not found"
         return
     fi
+    mkdir -p "$out/e2e"   # the generate's JSON goes there (also when step e2e did not run)
     local cs=("$SANITIZER" --tool memcheck --report-api-errors no --error-exitcode 99 --print-limit 20)
     run sanitizer_test_cuda 180 "${cs[@]}" "$(prog test_cuda)"
     local errs=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$out/logs/sanitizer_test_cuda.log" | tail -n 1)
@@ -476,9 +477,60 @@ step_bench() {
     fi
     # the model timings of step 2 (best of 3 on the device, after the parity run)
     local t=$(awk '/^time / { printf "%s%s:%s:enc=%sms:dec=%sms", sep, $2, $3, $5, $7; sep = " " }' \
-        "$out/logs/gpu_model.log")
+        "$out/logs/gpu_model.log" 2>/dev/null)
     if [ -n "$t" ]; then row bench_model PASS "$t"; else row bench_model FAIL "no timings in gpu_model.log"; fi
+    step_ours
     step_official
+}
+
+# find_py: a python3 that imports torch, into $py ("" when none)
+find_py() {
+    local c
+    py=""
+    for c in python3 /usr/bin/python3; do
+        command -v "$c" >/dev/null 2>&1 && timeout 60 "$c" -c 'import torch' 2>/dev/null && { py=$c; return; }
+    done
+}
+
+# ours on the official side by side's images (issue 16's benchmark): the
+# whole generator (gpu_generate --random CONFIG --time 3, amg_batcher as
+# `generate` runs it) with random weights of the real shapes, points_per_side
+# 32, all 1024 prompts in one decoder batch, thresholds as the official
+# defaults and 0; rows "ours_CONFIG_PREC_WxH_THR" in official_bench.py's
+# format. The images are official_bench.py's (--images-only), so both sides
+# segment the same pixels. --cpu: micro on a fixture image, 4x4 points.
+step_ours() {
+    local gen=$(prog gpu_generate) cfg prec imgs=() a=$(date +%s) p=0 f=0 l
+    local log=$out/logs/ours.log
+    if [ $cpu = 1 ]; then
+        run ours 120 "$gen" --random micro --time 1 --device cpu --precision fp32 --points-per-side 4 \
+            --points-per-batch 16 --both-thresholds --row ours_micro_fp32 "$(ppm_of micro)"
+    else
+        find_py
+        if [ -n "$py" ]; then
+            run ours 90 "$py" tests/gpu/official_bench.py --images-only --save-images "$out/bench_images" \
+                --sizes 1024x768,2250x1500
+        fi
+        imgs=("$out/bench_images/official_1024x768.ppm" "$out/bench_images/official_2250x1500.ppm")
+        if [ ! -s "${imgs[1]}" ]; then
+            row bench_ours FAIL "no benchmark images (official_bench.py --images-only: python3 with torch needed)"
+            return
+        fi
+        for cfg in ${SAM2AMG_BENCH_CONFIGS:-large tiny}; do
+            for prec in bf16 fp32; do
+                run ours 120 "$gen" --random "$cfg" --time 3 --device "$DEVICE" --precision "$prec" \
+                    --points-per-side 32 --points-per-batch 1024 --both-thresholds \
+                    --row "ours_${cfg}_${prec}" "${imgs[@]}"
+            done
+        done
+    fi
+    while IFS= read -r l; do
+        case ${l#*: } in PASS*) p=$((p + 1)) ;; *) f=$((f + 1)) ;; esac
+        row "${l%%: *}" "$(echo "${l#*: }" | cut -d' ' -f1)" "$(echo "${l#*: }" | cut -d' ' -f2-)"
+    done < <(grep -E '^ours_[A-Za-z0-9x_]+: (PASS|FAIL)' "$log")
+    local st=PASS
+    { [ $f -ne 0 ] || [ $p -eq 0 ]; } && st=FAIL
+    row bench_ours $st "runs=$p failed=$f secs=$(($(date +%s) - a))"
 }
 
 # the official SAM2AutomaticMaskGenerator on the same device (issue 16's side
@@ -487,10 +539,7 @@ step_bench() {
 # script (micro, 4x4 points, fp32) when a python3 with torch exists, else a
 # visible SKIP. On a GPU it gets what is left of the budget, at most 240 s.
 step_official() {
-    local py="" c
-    for c in python3 /usr/bin/python3; do
-        command -v "$c" >/dev/null 2>&1 && timeout 60 "$c" -c 'import torch' 2>/dev/null && { py=$c; break; }
-    done
+    find_py
     if [ -z "$py" ]; then
         if [ $cpu = 1 ]; then row bench_official SKIP "no python3 with torch here"
         else row bench_official FAIL "no python3 with torch"; fi
@@ -502,7 +551,7 @@ step_official() {
         left=180
     else
         [ $left -gt 240 ] && left=240
-        args=(--budget $((left - 40)))
+        args=(--budget $((left - 40)) ${SAM2AMG_OFFICIAL_ARGS:-})
     fi
     run official $left "$py" tests/gpu/official_bench.py "${args[@]}"
     local log=$out/logs/official.log l
@@ -534,13 +583,22 @@ else
     done
 fi
 
-for s in env ops model e2e sanitizer bench; do
-    step_$s
+# SAM2AMG_CHECK_STEPS: the steps to run, in order (default all; env always
+# runs first: it finds cuBLAS), so that a short device slot can split them
+steps=${SAM2AMG_CHECK_STEPS:-env ops model e2e sanitizer bench}   # ours, official: parts of bench
+case " $steps " in *" env "*) ;; *) steps="env $steps" ;; esac
+for s in $steps; do
+    case $s in
+    env|ops|model|e2e|sanitizer|bench|ours|official) step_$s ;;
+    *) row "step_$s" FAIL "SAM2AMG_CHECK_STEPS names no step '$s'" ;;
+    esac
 done
 total=$(($(date +%s) - T0))
 if [ $nfail -eq 0 ]; then row overall PASS "secs=$total budget=$BUDGET"
 else row overall FAIL "rows_failed=$nfail secs=$total budget=$BUDGET"; fi
 if [ $pack = 1 ]; then
-    tar czf "$out/logs.tgz" -C "$out" logs e2e 2>/dev/null && rm -rf "$out/logs" "$out/e2e" "$out/images"
+    packed=(logs)
+    [ -d "$out/e2e" ] && packed+=(e2e)
+    tar czf "$out/logs.tgz" -C "$out" "${packed[@]}" && rm -rf "$out/logs" "$out/e2e" "$out/images" "$out/bench_images"
 fi
 [ $nfail -eq 0 ]

@@ -18,6 +18,23 @@
  * -v: one line on stderr, as `sam2amg generate -v` ends its own: where the
  * post-processing ran and in how many decoder calls the logits stayed on
  * the device (check.sh asserts the in-place path ran).
+ *
+ * The benchmark of issue 16 (tests/gpu/check.sh step bench_ours):
+ *        gpu_generate --random NAME [--seed S] --time N --device D [--precision P]
+ *                     [--row ROW] [--both-thresholds] [AMG flags] IMAGE.ppm...
+ * runs the whole generator (encoder, decoder, post-processing, records) on
+ * one image with the builtin config NAME (tiny, small, base_plus, large)
+ * and random weights (weights_open_random), the way `sam2amg generate`
+ * does through amg_batcher: one untimed warm-up, then N timed runs, and
+ * prints the median run as one line per image (and per threshold set with
+ * --both-thresholds: as given, then both at 0), in the format of
+ * tests/gpu/official_bench.py's rows:
+ *   "ROW: PASS images_per_s=R wall_s=W enc_ms=E dec_ms=D post_ms=P
+ *    dev_mib=M prompts=N records=K ppb=B runs=N min_wall_s=F device=D"
+ * where enc/dec/post are amg_batcher's stage times of that run and dev_mib
+ * the device memory in use after the runs (cudaMemGetInfo: the CUDA
+ * context and this process's arenas, which are planned, so their size
+ * after a run is their peak). A failure is "ROW: FAIL reason", exit 1.
  * Exit status: 0 ok, 1 data error (message on stderr), 2 usage error.
  */
 #include <errno.h>
@@ -26,12 +43,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "amg.h"
 #include "cli.h"
+#include "backend.h"
 #include "image.h"
 #include "model.h"
+#include "weights.h"
 
 /* ppm_skip: skip whitespace and # comments in a PPM header */
 static void ppm_skip(FILE *f) {
@@ -98,11 +118,132 @@ static int decode(const char *in, const char *out) {
     return EXIT_OK;
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* bench_one: the timed runs of one image with params p on a loaded model;
+ * prints its row. 0, or the error's rc with err set. */
+static int bench_one(const char *row, int iters, const amg_params *p, const sam2_config *cfg,
+                     backend_t *be, const amg_model *m, const cli_model_flags *mf,
+                     const char *image, err_t *err) {
+    enum { MAXIT = 64 };
+    double wall[MAXIT], enc[MAXIT], dec[MAXIT], post[MAXIT];
+    amg_batcher b = {0};
+    amg_result res = {0};
+    uint8_t *rgb = NULL;
+    int W = 0, H = 0, rc = 0;
+    int64_t records = 0;
+    if ((rc = amg_batcher_init(&b, p, cfg->image_size, mf->threads > 0 ? (int)mf->threads : 0,
+                               mf->device, err)) ||
+        (rc = ppm_read(image, &rgb, &W, &H, err)))
+        goto out;
+    for (int it = -1; it < iters; it++) {   // -1: the untimed warm-up
+        amg_result_free(&res);
+        double a = now_s();
+        if ((rc = amg_batcher_generate(&b, m, rgb, W, H, &res, err))) goto out;
+        if (it < 0) continue;
+        wall[it] = now_s() - a;
+        enc[it] = b.t_encode, dec[it] = b.t_decode, post[it] = b.t_post;
+        records = res.n;
+    }
+    int mid = 0;   // the median run by wall time, its stages with it
+    double ws[MAXIT];
+    memcpy(ws, wall, sizeof(double) * (size_t)iters);
+    qsort(ws, (size_t)iters, sizeof(double), cmp_double);
+    for (int i = 0; i < iters; i++)
+        if (wall[i] == ws[iters / 2]) mid = i;
+    size_t fr = 0, tot = 0;
+    double mib = -1;
+    if (be->mem_info && be->mem_info(be, &fr, &tot) == 0) mib = (double)(tot - fr) / 1048576.0;
+    printf("%s: PASS images_per_s=%.3f wall_s=%.4f enc_ms=%.1f dec_ms=%.1f post_ms=%.1f "
+           "dev_mib=%.0f prompts=%d records=%lld ppb=%d runs=%d min_wall_s=%.4f device=%s\n", row,
+           1.0 / wall[mid], wall[mid], 1e3 * enc[mid], 1e3 * dec[mid], 1e3 * post[mid], mib,
+           p->points_per_side * p->points_per_side, (long long)records, b.p.points_per_batch, iters,
+           ws[0], be->name);
+    fflush(stdout);
+out:
+    amg_result_free(&res);
+    free(rgb);
+    amg_batcher_free(&b);
+    return rc;
+}
+
+/* bench: the --random/--time mode described at the top, over images[n],
+ * each with the given thresholds, and with --both-thresholds also with
+ * pred_iou_thresh = stability_score_thresh = 0 (rows ROW_WxH_default and
+ * ROW_WxH_zero; ROW alone for one image without it) */
+static int bench(const char *cmd, const char *name, uint64_t seed, int iters, const char *row,
+                 int both, cli_model_flags *mf, const amg_params *p, char **images, int n) {
+    err_t err = {{0}};
+    sam2_config cfg;
+    backend_t *be = NULL;
+    weights_t *w = NULL;
+    sam2_model *sm = NULL;
+    amg_model wrap = {0};
+    int rc = 0, failed = 0;
+    char rname[512];
+    if (iters < 1 || iters > 64) return cli_usage_error(cmd, "--time N: N in [1, 64]");
+    if (p->points_per_batch <= 0) return cli_usage_error(cmd, "--time needs --points-per-batch N");
+    if (sam2_config_builtin(name, &cfg, &err)) goto fail;
+    be = backend_create(mf->device, (int)mf->threads, &err);
+    if (!be) goto fail;
+    if ((rc = cli_set_precision(cmd, be, mf->precision))) {
+        printf("%s: FAIL --precision not offered by %s\n", row, mf->device);
+        goto out;
+    }
+    if (weights_open_random(&w, seed)) {
+        snprintf(err.msg, sizeof err.msg, "random weights: out of memory");
+        goto fail;
+    }
+    if (sam2_model_load_weights(&sm, &cfg, w, be, p->points_per_batch, &err) ||
+        amg_model_wrap(&wrap, sm, p->points_per_batch, &err))
+        goto fail;
+    for (int i = 0; i < n; i++) {
+        for (int t = 0; t < (both ? 2 : 1); t++) {
+            amg_params q = *p;
+            int W = 0, H = 0;
+            uint8_t *rgb = NULL;
+            if (t == 1) q.pred_iou_thresh = q.stability_score_thresh = 0;
+            if (ppm_read(images[i], &rgb, &W, &H, &err) == 0) free(rgb);
+            if (n == 1 && !both) snprintf(rname, sizeof rname, "%s", row);
+            else snprintf(rname, sizeof rname, "%s_%dx%d_%s", row, W, H, t ? "zero" : "default");
+            if (bench_one(rname, iters, &q, &cfg, be, &wrap, mf, images[i], &err)) {
+                printf("%s: FAIL %s\n", rname, err.msg);
+                fprintf(stderr, "%s: %s\n", cmd, err.msg);
+                failed++;
+                err.msg[0] = 0;
+            }
+        }
+    }
+    rc = failed ? EXIT_DATA : 0;
+    goto out;
+fail:
+    rc = EXIT_DATA;
+    printf("%s: FAIL %s\n", row, err.msg);
+    fprintf(stderr, "%s: %s\n", cmd, err.msg);
+out:
+    amg_model_unwrap(&wrap);
+    sam2_model_free(sm);
+    if (w) weights_close(w);
+    if (be) be->destroy(be);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     const char *cmd = "gpu_generate";
     if (argc == 4 && !strcmp(argv[1], "--decode")) return decode(argv[2], argv[3]);
-    const char *out = NULL, *replay = NULL, *image = NULL;
-    int verbose = 0;
+    const char *out = NULL, *replay = NULL, *image = NULL, *random = NULL, *row = "ours";
+    int verbose = 0, iters = 0, both = 0, nimg = 0;
+    char *images[16];
+    uint64_t seed = 11;
     cli_model_flags mf;
     cli_model_flags_default(&mf);
     amg_params p;
@@ -115,16 +256,38 @@ int main(int argc, char **argv) {
         if (r > 0) continue;
         if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose = 1, i++;
+        } else if (!strcmp(a, "--random") && i + 1 < argc) {
+            random = argv[i + 1], i += 2;
+        } else if (!strcmp(a, "--row") && i + 1 < argc) {
+            row = argv[i + 1], i += 2;
+        } else if (!strcmp(a, "--seed") && i + 1 < argc) {
+            seed = strtoull(argv[i + 1], NULL, 10), i += 2;
+        } else if (!strcmp(a, "--both-thresholds")) {
+            both = 1, i++;
+        } else if (!strcmp(a, "--time") && i + 1 < argc) {
+            iters = atoi(argv[i + 1]), i += 2;
         } else if ((!strcmp(a, "-o") || !strcmp(a, "--replay-decoder")) && i + 1 < argc) {
             *(a[1] == 'o' ? &out : &replay) = argv[i + 1];
             i += 2;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(cmd, "unknown option '%s'", a);
         } else if (!image) {
-            image = a, i++;
+            image = a, images[nimg++] = argv[i], i++;
+        } else if (random && nimg < 16) {
+            images[nimg++] = argv[i], i++;
         } else {
             return cli_usage_error(cmd, "one IMAGE.ppm only");
         }
+    }
+    if (random) {
+        if (!image || !iters) return cli_usage_error(cmd, "--random needs --time N and IMAGE.ppm");
+        amg_params_default(&p);
+        for (int i = 1; i < argc;) {
+            if (amg_params_parse_flag(&p, cmd, argc, argv, &i) == 0) i++;
+        }
+        err_t err = {{0}};
+        if (amg_params_validate(&p, &err)) return cli_usage_error(cmd, "%s", err.msg);
+        return bench(cmd, random, seed, iters, row, both, &mf, &p, images, nimg);
     }
     if (!image || !out) return cli_usage_error(cmd, "IMAGE.ppm and -o OUT.json are required");
     if (!replay && !mf.model) return cli_usage_error(cmd, "--model or --replay-decoder needed");
