@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BACKEND_API_VERSION 4
+#define BACKEND_API_VERSION 5
 
 enum { BACKEND_FP32 = 0, BACKEND_BF16 = 1 };
 typedef struct backend backend_t;
@@ -136,16 +136,19 @@ struct backend {
      * decoder then keeps its full-size path) ---- */
     /* attention_probs: the probabilities of attention() instead of its output:
      *   p[b,i,h,j] = softmax_j(scale * q[b,i,h,:].k[b,j,h,:])
-     * q (B,Lq,nh,dh) row stride ldq; k (B,Lk,nh,dh) row stride ldk; p is
-     * (B,Lq) rows of nh*Lk floats (head-major) with row stride ldp >= nh*Lk. */
+     * q (B,Lq,nh,dh) row stride ldq, batch item b at q + b*sq: sq = Lq*ldq
+     * for packed items, 0 for one q shared by every item (the decoder's
+     * image tokens against each prompt's tokens, all prompts in one call);
+     * k (B,Lk,nh,dh) row stride ldk, items packed; p is (B,Lq) rows of
+     * nh*Lk floats (head-major) with row stride ldp >= nh*Lk. */
     void (*attention_probs)(backend_t *be, float *p, int64_t ldp, const float *q, int64_t ldq,
-                            const float *k, int64_t ldk, int64_t B, int64_t Lq, int64_t Lk,
-                            int64_t nh, int64_t dh, float scale);
+                            int64_t sq, const float *k, int64_t ldk, int64_t B, int64_t Lq,
+                            int64_t Lk, int64_t nh, int64_t dh, float scale);
     /* attention_scores: attention_probs without the softmax (same layouts):
      *   p[b,i,h,j] = scale * q[b,i,h,:].k[b,j,h,:] */
     void (*attention_scores)(backend_t *be, float *p, int64_t ldp, const float *q, int64_t ldq,
-                             const float *k, int64_t ldk, int64_t B, int64_t Lq, int64_t Lk,
-                             int64_t nh, int64_t dh, float scale);
+                             int64_t sq, const float *k, int64_t ldk, int64_t B, int64_t Lq,
+                             int64_t Lk, int64_t nh, int64_t dh, float scale);
     /* lowrank_rstd: LayerNorm's 1/std of rows known by Gram terms. For each
      * of the M = B*Mx rows i, with si = s[i] (1 when s is NULL):
      *   var = (si^2 xx[i % Mx] + sum_k p[i,k] (2 si e[i,k] + pg[i,k])) / C

@@ -45,9 +45,10 @@ size_t batch_limit_bytes(const batch_limit *l, size_t total);
  * post-processing. */
 size_t batch_prompt_bytes(const sam2_config *cfg);
 
-/* batch_fit: the largest n in [1, cap] with decoder_arena_bytes(cfg, n) +
- * n * batch_prompt_bytes(cfg) <= budget; 0 when n = 1 does not fit. */
-int batch_fit(const sam2_config *cfg, size_t budget, int cap);
+/* batch_fit: the largest n in [1, cap] with decoder_arena_bytes(cfg, n,
+ * rows) + n * batch_prompt_bytes(cfg) <= budget (rows: the backend's
+ * decoder_chunk_rows); 0 when n = 1 does not fit. */
+int batch_fit(const sam2_config *cfg, size_t budget, int cap, int64_t rows);
 
 /* batch_cap: no batch larger than the most points one crop layer asks for
  * (points_per_side^2, or the largest point grid), at most BATCH_MAX. */

@@ -71,13 +71,14 @@ void ops_ref_nchw_to_nhwc(float *y, const float *x, int64_t B, int64_t C, int64_
 void ops_ref_resize_bilinear(float *y, const float *x, int64_t N, int64_t Hi, int64_t Wi,
                              int64_t Ho, int64_t Wo);
 
-/* p (B,Lq) rows (stride ldp) of nh*Lk softmax(scale q.k) probabilities, head-major */
-void ops_ref_attention_probs(float *p, int64_t ldp, const float *q, int64_t ldq, const float *k,
-                             int64_t ldk, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
-                             int64_t dh, float scale);
-void ops_ref_attention_scores(float *p, int64_t ldp, const float *q, int64_t ldq, const float *k,
-                             int64_t ldk, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
-                             int64_t dh, float scale);
+/* p (B,Lq) rows (stride ldp) of nh*Lk softmax(scale q.k) probabilities,
+ * head-major; q's item b at q + b*sq (0: shared), k's items packed */
+void ops_ref_attention_probs(float *p, int64_t ldp, const float *q, int64_t ldq, int64_t sq,
+                             const float *k, int64_t ldk, int64_t B, int64_t Lq, int64_t Lk,
+                             int64_t nh, int64_t dh, float scale);
+void ops_ref_attention_scores(float *p, int64_t ldp, const float *q, int64_t ldq, int64_t sq,
+                              const float *k, int64_t ldk, int64_t B, int64_t Lq, int64_t Lk,
+                              int64_t nh, int64_t dh, float scale);
 /* rstd (B*Mx) = 1/sqrt(max(0, (s^2 xx + p.(2 s e + pg)) / C) + eps) per row (s NULL: 1) */
 void ops_ref_lowrank_rstd(float *rstd, const float *xx, const float *s, const float *p,
                           int64_t ldp, const float *e, const float *pg, int64_t B, int64_t Mx,

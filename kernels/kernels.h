@@ -143,8 +143,8 @@ void cuda_f32_to_bf16_strided(cudaStream_t s, uint16_t *dst, int64_t ldd, int64_
 /* lowrank.cu: the low-rank LayerNorm helpers (backend.h attention_probs,
  * attention_scores: raw 1 leaves out the softmax; lowrank_rstd, row_affine) */
 void cuda_attention_probs(cudaStream_t s, float *p, int64_t ldp, const float *q, int64_t ldq,
-                          const float *k, int64_t ldk, int64_t B, int64_t Lq, int64_t Lk,
-                          int64_t nh, int64_t dh, float scale, int raw);
+                          int64_t sq, const float *k, int64_t ldk, int64_t B, int64_t Lq,
+                          int64_t Lk, int64_t nh, int64_t dh, float scale, int raw);
 void cuda_lowrank_rstd(cudaStream_t s, float *rstd, const float *xx, const float *sc,
                        const float *p, int64_t ldp, const float *e, const float *pg, int64_t B,
                        int64_t Mx, int64_t r, int64_t C, float eps);

@@ -10,13 +10,15 @@
  */
 #include "common.cuh"
 
-// p is (B,Lq) rows of (nh,Lk) stride ldp; q (B,Lq,nh,dh) stride ldq; k (B,Lk,nh,dh) stride ldk
+// p is (B,Lq) rows of (nh,Lk) stride ldp; q (B,Lq,nh,dh) stride ldq, item b at q + b*sq
+// (0: shared); k (B,Lk,nh,dh) stride ldk
 static __global__ void probs_kernel(float *p, int64_t ldp, const float *q, int64_t ldq,
-                                    const float *k, int64_t ldk, int64_t B, int64_t Lq,
-                                    int64_t Lk, int64_t nh, int64_t dh, float scale, int raw) {
+                                    int64_t sq, const float *k, int64_t ldk, int64_t B,
+                                    int64_t Lq, int64_t Lk, int64_t nh, int64_t dh, float scale,
+                                    int raw) {
     KERN_FOR(t, B * Lq * nh) {
         int64_t row = t / nh, h = t % nh, b = row / Lq;
-        const float *qi = q + row * ldq + h * dh;
+        const float *qi = q + b * sq + (row - b * Lq) * ldq + h * dh;
         float *ph = p + row * ldp + h * Lk, mx = -INFINITY, sum = 0.0f;
         for (int64_t j = 0; j < Lk; j++) {
             const float *kj = k + (b * Lk + j) * ldk + h * dh;
@@ -60,15 +62,16 @@ static __global__ void row_affine_kernel(float *y, int64_t ldy, const float *x, 
 }
 
 extern "C" void cuda_attention_probs(cudaStream_t s, float *p, int64_t ldp, const float *q,
-                                     int64_t ldq, const float *k, int64_t ldk, int64_t B,
-                                     int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
+                                     int64_t ldq, int64_t sq, const float *k, int64_t ldk,
+                                     int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
                                      float scale, int raw) {
-    CHECK(B >= 0 && Lq >= 0 && Lk > 0 && nh > 0 && dh > 0);
+    CHECK(B >= 0 && Lq >= 0 && Lk > 0 && nh > 0 && dh > 0 && sq >= 0);
     CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh);
     int64_t n = B * Lq * nh;
     if (n == 0) return;
-    probs_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(p, ldp, q, ldq, k, ldk, B,
-                                                                    Lq, Lk, nh, dh, scale, raw);
+    probs_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(p, ldp, q, ldq, sq, k, ldk,
+                                                                    B, Lq, Lk, nh, dh, scale,
+                                                                    raw);
     CUDA_LAUNCH_CHECK();
 }
 

@@ -236,6 +236,7 @@ typedef struct att_job {
     float       *o;
     const float *q, *k, *v;
     int64_t      ldq, ldk, ldv;
+    int64_t      sq;    /* probs_task: q's item stride (0: shared) */
     int64_t      B, Lq, Lk, nh, dh, qb, nqb;
     float        scale;
     int          raw;   /* attention_scores: no softmax */
@@ -518,15 +519,16 @@ static void cpu_scale_add(backend_t *be, float *y, const float *x, float alpha, 
 
 
 static void probs_run(backend_t *be, float *p, int64_t ldp, const float *q, int64_t ldq,
-                      const float *k, int64_t ldk, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
-                      int64_t dh, float scale, int raw) {
-    // p is (B,Lq) rows of (nh,Lk) stride ldp; q is (B,Lq,nh,dh) stride ldq; k (B,Lk,nh,dh)
-    CHECK(B >= 0 && Lq >= 0 && Lk > 0 && nh > 0 && dh > 0);
+                      int64_t sq, const float *k, int64_t ldk, int64_t B, int64_t Lq, int64_t Lk,
+                      int64_t nh, int64_t dh, float scale, int raw) {
+    // p is (B,Lq) rows of (nh,Lk) stride ldp; q is (B,Lq,nh,dh) stride ldq, item stride sq
+    // (0: shared); k (B,Lk,nh,dh)
+    CHECK(B >= 0 && Lq >= 0 && Lk > 0 && nh > 0 && dh > 0 && sq >= 0);
     CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh);
     cpu_ctx_t *c = cpu_ctx(be);
     int64_t qb = att_query_block(c, B, Lq, Lk, nh);
-    att_job_t A = {.o = p, .q = q, .k = k, .ldq = ldq, .ldk = ldk, .ldv = ldp, .B = B, .Lq = Lq,
-                   .Lk = Lk, .nh = nh, .dh = dh, .qb = qb, .nqb = (Lq + qb - 1) / qb,
+    att_job_t A = {.o = p, .q = q, .k = k, .ldq = ldq, .ldk = ldk, .ldv = ldp, .sq = sq, .B = B,
+                   .Lq = Lq, .Lk = Lk, .nh = nh, .dh = dh, .qb = qb, .nqb = (Lq + qb - 1) / qb,
                    .scale = scale, .raw = raw, .ctx = c};
     int64_t flops_item = 2 * qb * Lk * (dh + 8) + 1;
     cpu_parallel_for(c, B * nh * A.nqb, (int64_t)(2e6 / (double)flops_item) + 1,
@@ -534,15 +536,15 @@ static void probs_run(backend_t *be, float *p, int64_t ldp, const float *q, int6
 }
 
 static void cpu_attention_probs(backend_t *be, float *p, int64_t ldp, const float *q,
-                                int64_t ldq, const float *k, int64_t ldk, int64_t B, int64_t Lq,
-                                int64_t Lk, int64_t nh, int64_t dh, float scale) {
-    probs_run(be, p, ldp, q, ldq, k, ldk, B, Lq, Lk, nh, dh, scale, 0);
+                                int64_t ldq, int64_t sq, const float *k, int64_t ldk, int64_t B,
+                                int64_t Lq, int64_t Lk, int64_t nh, int64_t dh, float scale) {
+    probs_run(be, p, ldp, q, ldq, sq, k, ldk, B, Lq, Lk, nh, dh, scale, 0);
 }
 
 static void cpu_attention_scores(backend_t *be, float *p, int64_t ldp, const float *q,
-                                 int64_t ldq, const float *k, int64_t ldk, int64_t B, int64_t Lq,
-                                 int64_t Lk, int64_t nh, int64_t dh, float scale) {
-    probs_run(be, p, ldp, q, ldq, k, ldk, B, Lq, Lk, nh, dh, scale, 1);
+                                 int64_t ldq, int64_t sq, const float *k, int64_t ldk, int64_t B,
+                                 int64_t Lq, int64_t Lk, int64_t nh, int64_t dh, float scale) {
+    probs_run(be, p, ldp, q, ldq, sq, k, ldk, B, Lq, Lk, nh, dh, scale, 1);
 }
 
 static void rstd_task(void *arg, int64_t begin, int64_t end, int tid) {

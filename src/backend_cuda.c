@@ -687,24 +687,24 @@ static void cuda_add_row_op(backend_t *be, float *y, const float *x, const float
 
 /* attention_probs and attention_scores: one kernel, softmax or not */
 static void cuda_probs_op(backend_t *be, float *p, int64_t ldp, const float *q, int64_t ldq,
-                          const float *k, int64_t ldk, int64_t B, int64_t Lq, int64_t Lk,
-                          int64_t nh, int64_t dh, float scale, int raw) {
+                          int64_t sq, const float *k, int64_t ldk, int64_t B, int64_t Lq,
+                          int64_t Lk, int64_t nh, int64_t dh, float scale, int raw) {
     cuda_ctx_t *c = cuda_enter(be);
     cuda_written(c, p);
-    cuda_attention_probs(c->stream, p, ldp, q, ldq, k, ldk, B, Lq, Lk, nh, dh, scale, raw);
+    cuda_attention_probs(c->stream, p, ldp, q, ldq, sq, k, ldk, B, Lq, Lk, nh, dh, scale, raw);
     cuda_leave(c);
 }
 static void cuda_attention_probs_op(backend_t *be, float *p, int64_t ldp, const float *q,
-                                    int64_t ldq, const float *k, int64_t ldk, int64_t B,
-                                    int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
+                                    int64_t ldq, int64_t sq, const float *k, int64_t ldk,
+                                    int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
                                     float scale) {
-    cuda_probs_op(be, p, ldp, q, ldq, k, ldk, B, Lq, Lk, nh, dh, scale, 0);
+    cuda_probs_op(be, p, ldp, q, ldq, sq, k, ldk, B, Lq, Lk, nh, dh, scale, 0);
 }
 static void cuda_attention_scores_op(backend_t *be, float *p, int64_t ldp, const float *q,
-                                     int64_t ldq, const float *k, int64_t ldk, int64_t B,
-                                     int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
+                                     int64_t ldq, int64_t sq, const float *k, int64_t ldk,
+                                     int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
                                      float scale) {
-    cuda_probs_op(be, p, ldp, q, ldq, k, ldk, B, Lq, Lk, nh, dh, scale, 1);
+    cuda_probs_op(be, p, ldp, q, ldq, sq, k, ldk, B, Lq, Lk, nh, dh, scale, 1);
 }
 
 static void cuda_lowrank_rstd_op(backend_t *be, float *rstd, const float *xx, const float *s,

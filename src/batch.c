@@ -73,16 +73,16 @@ size_t batch_prompt_bytes(const sam2_config *cfg) {
 }
 
 /* fits: whether a batch of n takes at most budget bytes */
-static int fits(const sam2_config *cfg, size_t budget, int n) {
-    return decoder_arena_bytes(cfg, n) + (size_t)n * batch_prompt_bytes(cfg) <= budget;
+static int fits(const sam2_config *cfg, size_t budget, int n, int64_t rows) {
+    return decoder_arena_bytes(cfg, n, rows) + (size_t)n * batch_prompt_bytes(cfg) <= budget;
 }
 
-int batch_fit(const sam2_config *cfg, size_t budget, int cap) {
-    if (cap < 1 || !fits(cfg, budget, 1)) return 0;
+int batch_fit(const sam2_config *cfg, size_t budget, int cap, int64_t rows) {
+    if (cap < 1 || !fits(cfg, budget, 1, rows)) return 0;
     int lo = 1, hi = cap;   /* fits(lo); the need grows with n, so bisect */
     while (lo < hi) {
         int mid = lo + (hi - lo + 1) / 2;
-        if (fits(cfg, budget, mid)) lo = mid;
+        if (fits(cfg, budget, mid, rows)) lo = mid;
         else hi = mid - 1;
     }
     return lo;
@@ -149,8 +149,9 @@ int batch_open_model(backend_t *be, const sam2_config *cfg, const char *weights_
      * one-prompt arena is given back by the reload */
     size_t left = free1 > BATCH_HEADROOM ? (free1 - BATCH_HEADROOM) / (size_t)pending : 0;
     size_t in_cap = cap_bytes - model;
-    size_t budget = (left < in_cap ? left : in_cap) + decoder_arena_bytes(cfg, 1);
-    int n = batch_fit(cfg, budget, cap);
+    const int64_t rows = decoder_chunk_rows(be);
+    size_t budget = (left < in_cap ? left : in_cap) + decoder_arena_bytes(cfg, 1, rows);
+    int n = batch_fit(cfg, budget, cap, rows);
     if (n == 0) {
         sam2_model_free(*m), *m = NULL;
         return err_set(err, ERR_NOMEM, "%s: no room for a batch of one prompt (%.0f MiB free, "
@@ -166,7 +167,7 @@ int batch_open_model(backend_t *be, const sam2_config *cfg, const char *weights_
     *ppb = n;
     snprintf(note, note_cap, "%s: points_per_batch auto = %d (%.0f MiB free of %.0f, model "
              "%.0f MiB, decoder %.0f MiB, limit %.0f MiB per worker)", be->name, n, MIB(free1),
-             MIB(total), MIB(model), MIB(decoder_arena_bytes(cfg, n) + (size_t)n *
+             MIB(total), MIB(model), MIB(decoder_arena_bytes(cfg, n, rows) + (size_t)n *
              batch_prompt_bytes(cfg)), MIB(cap_bytes));
     return 0;
 }

@@ -57,8 +57,10 @@
  * read the same input), activations in one arena carved into fixed buffers
  * at init for `nc` prompts per chunk; decoder_run processes at most nc
  * prompts at a time (nc = max_prompts capped so that n*HW <= 65536 image
- * rows: beyond that GEMMs gain nothing from a bigger batch, and the memory
- * would grow linearly). Nothing is allocated per call.
+ * rows on the CPU, where beyond that GEMMs gain nothing from a bigger batch
+ * and the memory would grow linearly; 524288 on a device, where each step
+ * of a chunk is a kernel launch: decoder_chunk_rows). Nothing is allocated
+ * per call.
  */
 #include "decoder.h"
 
@@ -73,7 +75,8 @@
 #define DEC_MASK_CHANS 16       /* prompt encoder mask_in_chans */
 #define DEC_MASKS      4        /* mask tokens: single + 3 multimask */
 #define DEC_OUT_TOKENS 6        /* obj score, iou, 4 mask tokens */
-#define DEC_ROWS       65536    /* image rows (n*HW) per chunk */
+#define DEC_ROWS       65536    /* image rows (n*HW) per chunk on the CPU */
+#define DEC_ROWS_DEV   524288   /* and on a device (decoder_chunk_rows) */
 #define STAB_DELTA     0.05f    /* dynamic_multimask_stability_delta */
 #define STAB_THRESH    0.98f    /* dynamic_multimask_stability_thresh */
 #define LN_EPS         1e-5f    /* nn.LayerNorm default */
@@ -100,6 +103,7 @@ struct decoder {
     int C, Ci, C4, C8;          /* d_model, cross-attention width C/2, C/4, C/8 */
     int S, hf, HW;              /* model input size, feature side S/16, hf*hf */
     int max_prompts, nc, Tm;    /* prompts per call, per chunk, max tokens per prompt */
+    int64_t lrd_cc_T;           /* the T whose cc rows LRD holds (lowrank_layer1); 0: none */
     int have_image;
 
     /* ---- weights: backend memory (one allocation) ---- */
@@ -556,9 +560,9 @@ static int lowrank_init(decoder_t *d, err_t *err) {
  * call; returns how many. The one source of the decoder's activation
  * memory: decoder_init carves these, decoder_arena_bytes sums them. */
 #define DEC_N_BUFS 72
-static int decoder_plan(int C, int S, int max_prompts, size_t sizes[DEC_N_BUFS]) {
+static int decoder_plan(int C, int S, int max_prompts, int64_t rows, size_t sizes[DEC_N_BUFS]) {
     size_t hf = (size_t)S / 16, HW = hf * hf;
-    size_t nc = DEC_ROWS / HW;
+    size_t nc = (size_t)rows / HW;
     if (nc < 1) nc = 1;
     if (nc > (size_t)max_prompts) nc = (size_t)max_prompts;
     size_t Cz = (size_t)C, Ci = Cz / 2, C4 = Cz / 4, C8 = Cz / 8;
@@ -593,10 +597,21 @@ static size_t decoder_plan_bytes(const size_t *sizes, int n) {
     return total;
 }
 
-size_t decoder_arena_bytes(const sam2_config *cfg, int max_prompts) {
+size_t decoder_arena_bytes(const sam2_config *cfg, int max_prompts, int64_t chunk_rows) {
     size_t sizes[DEC_N_BUFS];
-    int n = decoder_plan(cfg->d_model, cfg->image_size, max_prompts < 1 ? 1 : max_prompts, sizes);
+    int n = decoder_plan(cfg->d_model, cfg->image_size, max_prompts < 1 ? 1 : max_prompts,
+                         chunk_rows, sizes);
     return decoder_plan_bytes(sizes, n);
+}
+
+int64_t decoder_chunk_rows(const backend_t *be) {
+    const char *v = getenv("SAM2AMG_DECODER_ROWS");
+    if (v && *v) {
+        char *end;
+        long long n = strtoll(v, &end, 10);
+        if (*end == 0 && n >= 1 && n <= ((int64_t)1 << 40)) return (int64_t)n;
+    }
+    return be->host_weights ? DEC_ROWS : DEC_ROWS_DEV;
 }
 
 /* ---- life cycle ---- */
@@ -616,9 +631,8 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
     d->C = C, d->Ci = C / 2, d->C4 = C / 4, d->C8 = C / 8;
     d->S = S, d->hf = S / 16, d->HW = d->hf * d->hf;
     d->max_prompts = max_prompts;
-    d->nc = DEC_ROWS / d->HW;
-    if (d->nc < 1) d->nc = 1;
-    if (d->nc > max_prompts) d->nc = max_prompts;
+    const int64_t rows = decoder_chunk_rows(be), rows_nc = rows / d->HW;
+    d->nc = rows_nc < 1 ? 1 : rows_nc > max_prompts ? max_prompts : (int)rows_nc;
     d->Tm = DEC_OUT_TOKENS + DECODER_MAX_POINTS + 1;
 
     /* weights: count, allocate, fill, upload once */
@@ -645,7 +659,7 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
 
     /* activation arena: per-image state + one chunk's buffers */
     size_t sizes[DEC_N_BUFS];
-    int nbuf = decoder_plan(C, S, max_prompts, sizes);
+    int nbuf = decoder_plan(C, S, max_prompts, rows, sizes);
     size_t total = decoder_plan_bytes(sizes, nbuf);
     size_t HW = d->HW, nc = d->nc, NT = nc * d->Tm, Cz = C;
     if (arena_init(&d->arena, be, total)) {
@@ -890,6 +904,29 @@ static void attn_unprojected(decoder_t *d, float *o, const float *tq, int64_t ld
                    dh);
 }
 
+/* heads_linear: for every prompt b < n, head h and token t < T, row
+ * b*rows + off + h*T + t of y (C wide) = the head's dh columns of TV row
+ * b*T + t times w_h^T (w: nh blocks (C, dh)). The same products either as
+ * one call per (prompt, head) or as one per (head, token) over all prompts
+ * at once (row strides T*Ci and rows*C): whichever makes fewer calls, since
+ * on a GPU each is a launch (1024 prompts: 8192 calls against 56). */
+static void heads_linear(decoder_t *d, float *y, int64_t rows, int64_t off, const float *w,
+                         int64_t n, int64_t T) {
+    backend_t *be = d->be;
+    const int64_t C = d->C, Ci = d->Ci, nh = DEC_HEADS, dh = Ci / nh;
+    if (n <= T) {
+        for (int64_t b = 0; b < n; b++)
+            for (int64_t h = 0; h < nh; h++)
+                be->linear(be, y + (b * rows + off + h * T) * C, C, d->TV + b * T * Ci + h * dh, Ci,
+                           w + h * C * dh, NULL, T, dh, C);
+        return;
+    }
+    for (int64_t h = 0; h < nh; h++)
+        for (int64_t t = 0; t < T; t++)
+            be->linear(be, y + (off + h * T + t) * C, rows * C, d->TV + t * Ci + h * dh, T * Ci,
+                       w + h * C * dh, NULL, n, dh, C);
+}
+
 /* lowrank_layer0: the image-token end of layer 0 and the image-side
  * projections of layer 1 through the low-rank form. Layer 0's image->token
  * attention adds sum_h P_h V_h Wo_h^T to the shared x (k0 + out bias): with
@@ -908,16 +945,11 @@ static void lowrank_layer0(decoder_t *d, int64_t n, int64_t T, float scale) {
     const int64_t C = d->C, Ci = d->Ci, HW = d->HW, nh = DEC_HEADS, dh = Ci / nh;
     const int64_t r = nh * T, N1 = 3 * Ci;
     float *L1 = d->big;
-    for (int64_t b = 0; b < n; b++)
-        be->attention_probs(be, d->LRP + b * HW * r, r, d->kq0 + Ci, C, d->TQ + Ci + b * T * C, C,
-                            1, HW, T, nh, dh, scale);
-    for (int64_t b = 0; b < n; b++)
-        for (int64_t h = 0; h < nh; h++)
-            be->linear(be, d->LRB + (b * nh + h) * T * C, C, d->TV + b * T * Ci + h * dh, Ci,
-                       d->woc + h * C * dh, NULL, T, dh, C);
-    for (int64_t b = 0; b < n; b++)   /* xc . B^T = (xc Woc) . V^T per head */
-        be->attention_scores(be, d->LRE + b * HW * r, r, d->XW[0], Ci, d->TV + b * T * Ci, Ci, 1,
-                             HW, T, nh, dh, 1.0f);
+    /* every prompt's tokens against the one shared image (q item stride 0) */
+    be->attention_probs(be, d->LRP, r, d->kq0 + Ci, C, 0, d->TQ + Ci, C, n, HW, T, nh, dh, scale);
+    heads_linear(d, d->LRB, r, 0, d->woc, n, T);
+    /* xc . B^T = (xc Woc) . V^T per head */
+    be->attention_scores(be, d->LRE, r, d->XW[0], Ci, 0, d->TV, Ci, n, HW, T, nh, dh, 1.0f);
     be->bmm(be, d->LRBB, d->LRB, d->LRB, n, r, C, r, 1);
     be->bmm(be, d->LRG, d->LRP, d->LRBB, n, HW, r, r, 0);
     be->lowrank_rstd(be, d->RSTD, d->xx, NULL, d->LRP, r, d->LRE, d->LRG, n, HW, r, C, LN_EPS);
@@ -927,16 +959,11 @@ static void lowrank_layer0(decoder_t *d, int64_t n, int64_t T, float scale) {
     /* what lowrank_layer1 needs of layer 0: rows 0..r-1 of D (Bc times the
      * gain, centered again) and of Q (rstd P) */
     const int64_t q = 2 * r + 1;
-    for (int64_t b = 0; b < n; b++)
-        for (int64_t h = 0; h < nh; h++)
-            be->linear(be, d->LRD + (b * q + h * T) * C, C, d->TV + b * T * Ci + h * dh, Ci,
-                       d->woc2 + h * C * dh, NULL, T, dh, C);
+    heads_linear(d, d->LRD, q, 0, d->woc2, n, T);
     be->row_affine(be, d->LRQ, q, d->LRP, r, d->RSTD, NULL, 0, NULL, NULL, 0, n, HW, r);
     /* and the first r columns of lowrank_layer1's x2c . D^T, while TV is
      * still layer 0's (LRE is free again: lowrank_rstd consumed it) */
-    for (int64_t b = 0; b < n; b++)
-        be->attention_scores(be, d->LRE + b * HW * q, q, d->XW[2], Ci, d->TV + b * T * Ci, Ci, 1,
-                             HW, T, nh, dh, 1.0f);
+    be->attention_scores(be, d->LRE, q, d->XW[2], Ci, 0, d->TV, Ci, n, HW, T, nh, dh, 1.0f);
 }
 
 /* lowrank_layer1: the image-token end of layer 1 and every later use of its
@@ -954,19 +981,17 @@ static void lowrank_layer1(decoder_t *d, int64_t n, int64_t T) {
     const int64_t C = d->C, Ci = d->Ci, HW = d->HW, nh = DEC_HEADS, dh = Ci / nh;
     const int64_t r = nh * T, q = 2 * r + 1, N2 = 2 * C;
     float *OUT = d->big;   /* (n, HW, 2C): layer 1's projections are consumed */
-    for (int64_t b = 0; b < n; b++) {
-        for (int64_t h = 0; h < nh; h++)
-            be->linear(be, d->LRD + (b * q + r + h * T) * C, C, d->TV + b * T * Ci + h * dh, Ci,
-                       d->woc1 + h * C * dh, NULL, T, dh, C);
-        be->copy(be, d->LRD + (b * q + 2 * r) * C, d->cc, (size_t)C * sizeof(float));
+    heads_linear(d, d->LRD, q, r, d->woc1, n, T);
+    if (d->lrd_cc_T != T) {   /* row 2r of every prompt's D is cc: written once per T */
+        for (int64_t b = 0; b < d->nc; b++)
+            be->copy(be, d->LRD + (b * q + 2 * r) * C, d->cc, (size_t)C * sizeof(float));
+        d->lrd_cc_T = T;
     }
     be->row_affine(be, d->LRQ + 2 * r, q, d->LRQ + 2 * r, q, d->zeros, NULL, 0, NULL, d->one, 0,
                    n, HW, 1);
     /* x2c . D^T: columns 0..r-1 came from lowrank_layer0; r..2r-1 per
      * head from x2c Woc1 and layer 1's values; 2r is x2c . cc (per image) */
-    for (int64_t b = 0; b < n; b++)
-        be->attention_scores(be, d->LRE + b * HW * q + r, q, d->XW[1], Ci, d->TV + b * T * Ci, Ci,
-                             1, HW, T, nh, dh, 1.0f);
+    be->attention_scores(be, d->LRE + r, q, d->XW[1], Ci, 0, d->TV, Ci, n, HW, T, nh, dh, 1.0f);
     be->row_affine(be, d->LRE + 2 * r, q, d->zeros, 1, d->zeros, NULL, 0, NULL, d->xcc, 1, n, HW,
                    1);
     be->bmm(be, d->LRBB, d->LRD, d->LRD, n, q, C, q, 1);
@@ -1108,8 +1133,8 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
             continue;
         }
         if (l1lr) {
-            be->attention_probs(be, d->LRQ + nh * T, 2 * nh * T + 1, iq, ldk, d->TQ + Ci, C, n, HW,
-                                T, nh, Ci / nh, sc_x);
+            be->attention_probs(be, d->LRQ + nh * T, 2 * nh * T + 1, iq, ldk, HW * ldk,
+                                d->TQ + Ci, C, n, HW, T, nh, Ci / nh, sc_x);
             lowrank_layer1(d, n, T);
             continue;
         }

@@ -60,11 +60,19 @@ int decoder_run(decoder_t *d, const sam2_prompts *p, float *low_res, float *low_
  * per-image state (arena high-water mark), weights excluded. */
 size_t decoder_peak_bytes(const decoder_t *d);
 
+/* decoder_chunk_rows: the image rows (prompts x HW) the decoder on be
+ * processes per chunk: 65536 on the CPU (past that its GEMMs gain nothing
+ * and the memory grows), 524288 on a device (128 prompts of a 1024 px
+ * model: a GPU runs every per-chunk step as launches, so fewer, larger
+ * chunks; ~4 GiB of arena for large). SAM2AMG_DECODER_ROWS=N overrides
+ * both (tuning; N >= 1). */
+int64_t decoder_chunk_rows(const backend_t *be);
+
 /* decoder_arena_bytes: the backend bytes decoder_init's activation arena
- * takes for cfg's d_model and image_size and max_prompts prompts per call,
- * from the dims alone (no weights, no backend): what a caller sizing
- * points_per_batch to a device's free memory needs. It stops growing at
- * the chunk size (DEC_ROWS image rows per chunk). */
-size_t decoder_arena_bytes(const sam2_config *cfg, int max_prompts);
+ * takes for cfg's d_model and image_size and max_prompts prompts per call
+ * with chunks of chunk_rows image rows (decoder_chunk_rows of the backend),
+ * from the dims alone (no weights): what a caller sizing points_per_batch
+ * to a device's free memory needs. It stops growing at one chunk. */
+size_t decoder_arena_bytes(const sam2_config *cfg, int max_prompts, int64_t chunk_rows);
 
 #endif

@@ -298,15 +298,16 @@ void ops_ref_resize_bilinear(float *y, const float *x, int64_t N, int64_t Hi, in
         }
 }
 
-void ops_ref_attention_scores(float *p, int64_t ldp, const float *q, int64_t ldq, const float *k,
-                              int64_t ldk, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
+void ops_ref_attention_scores(float *p, int64_t ldp, const float *q, int64_t ldq, int64_t sq,
+                              const float *k, int64_t ldk, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
                               int64_t dh, float scale) {
-    // p is (B,Lq) rows of (nh,Lk) stride ldp; q is (B,Lq,nh,dh) stride ldq; k (B,Lk,nh,dh)
-    CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh && Lk > 0);
+    // p is (B,Lq) rows of (nh,Lk) stride ldp; q is (B,Lq,nh,dh) stride ldq, item stride sq
+    // (0: shared); k (B,Lk,nh,dh)
+    CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh && Lk > 0 && sq >= 0);
     for (int64_t b = 0; b < B; b++)
         for (int64_t i = 0; i < Lq; i++)
             for (int64_t h = 0; h < nh; h++) {
-                const float *qi = q + (b * Lq + i) * ldq + h * dh;
+                const float *qi = q + b * sq + i * ldq + h * dh;
                 for (int64_t j = 0; j < Lk; j++) {
                     const float *kj = k + (b * Lk + j) * ldk + h * dh;
                     double acc = 0.0;
@@ -316,17 +317,18 @@ void ops_ref_attention_scores(float *p, int64_t ldp, const float *q, int64_t ldq
             }
 }
 
-void ops_ref_attention_probs(float *p, int64_t ldp, const float *q, int64_t ldq, const float *k,
-                             int64_t ldk, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
+void ops_ref_attention_probs(float *p, int64_t ldp, const float *q, int64_t ldq, int64_t sq,
+                             const float *k, int64_t ldk, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
                              int64_t dh, float scale) {
-    // p is (B,Lq) rows of (nh,Lk) stride ldp; q is (B,Lq,nh,dh) stride ldq; k (B,Lk,nh,dh)
-    CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh && Lk > 0);
+    // p is (B,Lq) rows of (nh,Lk) stride ldp; q is (B,Lq,nh,dh) stride ldq, item stride sq
+    // (0: shared); k (B,Lk,nh,dh)
+    CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh && Lk > 0 && sq >= 0);
     double *s = malloc((size_t)Lk * sizeof(double));
     CHECK(s);
     for (int64_t b = 0; b < B; b++)
         for (int64_t i = 0; i < Lq; i++)
             for (int64_t h = 0; h < nh; h++) {
-                const float *qi = q + (b * Lq + i) * ldq + h * dh;
+                const float *qi = q + b * sq + i * ldq + h * dh;
                 double mx = -INFINITY, sum = 0.0;
                 for (int64_t j = 0; j < Lk; j++) {
                     const float *kj = k + (b * Lk + j) * ldk + h * dh;

@@ -32,23 +32,40 @@ static void test_arena_bytes(void) {
         int rc = sam2_model_load(&m, &cfg, test_fixture("micro/weights.safetensors"), be, ns[i], &err);
         char name[96];
         snprintf(name, sizeof name, "decoder_arena_bytes(micro, %d) = the decoder's arena", ns[i]);
-        size_t real = rc ? 0 : sam2_model_decoder_bytes(m), planned = decoder_arena_bytes(&cfg, ns[i]);
+        size_t real = rc ? 0 : sam2_model_decoder_bytes(m), planned = decoder_arena_bytes(&cfg, ns[i], decoder_chunk_rows(be));
         TEST_CHECK(!rc && real == planned && real > 0, name, "rc %d (%s), arena %zu, computed %zu",
                    rc, err.msg, real, planned);
         sam2_model_free(m);
     }
     /* micro's image_size is small: the arena grows with every prompt here;
-     * with large (S 1024) it stops at the chunk size (65536 / 4096 = 16) */
-    TEST_CHECK(decoder_arena_bytes(&cfg, 100) > decoder_arena_bytes(&cfg, 64),
+     * with large (S 1024) it stops at the chunk size: 65536 / 4096 = 16
+     * prompts on the CPU, 524288 / 4096 = 128 on a device */
+    const int64_t rc_cpu = decoder_chunk_rows(be), rc_dev = 524288;
+    TEST_CHECK(rc_cpu == 65536, "decoder_chunk_rows(cpu) = 65536", "%lld", (long long)rc_cpu);
+    TEST_CHECK(decoder_arena_bytes(&cfg, 100, rc_cpu) > decoder_arena_bytes(&cfg, 64, rc_cpu),
                "micro: the arena grows with the batch", "%zu vs %zu",
-               decoder_arena_bytes(&cfg, 100), decoder_arena_bytes(&cfg, 64));
+               decoder_arena_bytes(&cfg, 100, rc_cpu), decoder_arena_bytes(&cfg, 64, rc_cpu));
     sam2_config large;
     CHECK(sam2_config_builtin("large", &large, &err) == 0);
-    TEST_CHECK(decoder_arena_bytes(&large, 16) > decoder_arena_bytes(&large, 8) &&
-                   decoder_arena_bytes(&large, 1024) == decoder_arena_bytes(&large, 16),
-               "large: the arena grows up to a 16-prompt chunk, then stays", "%zu %zu %zu",
-               decoder_arena_bytes(&large, 8), decoder_arena_bytes(&large, 16),
-               decoder_arena_bytes(&large, 1024));
+    TEST_CHECK(decoder_arena_bytes(&large, 16, rc_cpu) > decoder_arena_bytes(&large, 8, rc_cpu) &&
+                   decoder_arena_bytes(&large, 1024, rc_cpu) == decoder_arena_bytes(&large, 16, rc_cpu),
+               "large on the cpu: the arena grows up to a 16-prompt chunk, then stays",
+               "%zu %zu %zu", decoder_arena_bytes(&large, 8, rc_cpu),
+               decoder_arena_bytes(&large, 16, rc_cpu), decoder_arena_bytes(&large, 1024, rc_cpu));
+    TEST_CHECK(decoder_arena_bytes(&large, 128, rc_dev) > decoder_arena_bytes(&large, 127, rc_dev) &&
+                   decoder_arena_bytes(&large, 1024, rc_dev) == decoder_arena_bytes(&large, 128, rc_dev),
+               "large on a device: the arena grows up to a 128-prompt chunk, then stays",
+               "%zu %zu %zu", decoder_arena_bytes(&large, 127, rc_dev),
+               decoder_arena_bytes(&large, 128, rc_dev), decoder_arena_bytes(&large, 1024, rc_dev));
+    printf("# large: decoder arena %.0f MiB at a 128-prompt device chunk\n",
+           decoder_arena_bytes(&large, 128, rc_dev) / 1048576.0);
+    setenv("SAM2AMG_DECODER_ROWS", "4096", 1);
+    TEST_CHECK(decoder_chunk_rows(be) == 4096, "SAM2AMG_DECODER_ROWS overrides the chunk", "%lld",
+               (long long)decoder_chunk_rows(be));
+    setenv("SAM2AMG_DECODER_ROWS", "0", 1);
+    TEST_CHECK(decoder_chunk_rows(be) == 65536, "SAM2AMG_DECODER_ROWS=0 is ignored", "%lld",
+               (long long)decoder_chunk_rows(be));
+    unsetenv("SAM2AMG_DECODER_ROWS");
     be->destroy(be);
 }
 
@@ -62,21 +79,21 @@ static void test_fit(void) {
     const int ns[] = {1, 7, 16, 17, 300, 1024};
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
         int n = ns[i];
-        size_t need = decoder_arena_bytes(&large, n) + (size_t)n * per;
+        size_t need = decoder_arena_bytes(&large, n, 524288) + (size_t)n * per;
         char name[96];
         snprintf(name, sizeof name, "batch_fit: exactly the need of %d fits %d, a byte less %d", n,
                  n, n - 1);
-        int a = batch_fit(&large, need, 4096), b = batch_fit(&large, need - 1, 4096);
+        int a = batch_fit(&large, need, 4096, 524288), b = batch_fit(&large, need - 1, 4096, 524288);
         TEST_CHECK(a == n && b == n - 1, name, "got %d and %d", a, b);
     }
-    TEST_CHECK(batch_fit(&large, (size_t)1 << 40, 1024) == 1024, "batch_fit: capped", "%d",
-               batch_fit(&large, (size_t)1 << 40, 1024));
-    TEST_CHECK(batch_fit(&large, 1000, 1024) == 0, "batch_fit: 0 when one prompt does not fit",
-               "%d", batch_fit(&large, 1000, 1024));
+    TEST_CHECK(batch_fit(&large, (size_t)1 << 40, 1024, 524288) == 1024, "batch_fit: capped", "%d",
+               batch_fit(&large, (size_t)1 << 40, 1024, 524288));
+    TEST_CHECK(batch_fit(&large, 1000, 1024, 524288) == 0, "batch_fit: 0 when one prompt does not fit",
+               "%d", batch_fit(&large, 1000, 1024, 524288));
     /* what auto gives on an 80 GB GPU with 60 GB left, for the record */
-    printf("# large: decoder arena %.0f MiB at 16 prompts, %.2f MiB per prompt of outputs; "
-           "60 GiB -> %d prompts\n", decoder_arena_bytes(&large, 16) / 1048576.0, per / 1048576.0,
-           batch_fit(&large, (size_t)60 << 30, 4096));
+    printf("# large: decoder arena %.0f MiB at 128 prompts, %.2f MiB per prompt of outputs; "
+           "60 GiB -> %d prompts\n", decoder_arena_bytes(&large, 128, 524288) / 1048576.0,
+           per / 1048576.0, batch_fit(&large, (size_t)60 << 30, 4096, 524288));
     amg_params p;
     amg_params_default(&p);
     TEST_CHECK(batch_cap(&p) == 1024, "batch_cap: points_per_side 32 -> 1024", "%d", batch_cap(&p));
@@ -140,7 +157,7 @@ static void test_open_cpu(void) {
     int rc = batch_open_model(be, &cfg, test_fixture("micro/weights.safetensors"), 0, 1024, &none,
                               1, 1, &m, &ppb, note, sizeof note, &err);
     TEST_CHECK(rc == 0 && ppb == BATCH_CPU_AUTO && m && sam2_model_decoder_bytes(m) ==
-                   decoder_arena_bytes(&cfg, BATCH_CPU_AUTO),
+                   decoder_arena_bytes(&cfg, BATCH_CPU_AUTO, decoder_chunk_rows(be)),
                "batch_open_model on the CPU: auto = 64, the model planned for it", "rc %d ppb %d: %s",
                rc, ppb, err.msg);
     sam2_model_free(m);
@@ -219,12 +236,12 @@ static void test_open_device(void) {
     int n = open_fake(be, &cfg, (size_t)1 << 40, 1, &none, 1, 1, &model1, &err);
     TEST_CHECK(n == 1 && model1 > 0, "fake device: the model loads for one prompt", "%d: %s", n,
                err.msg);
-    size_t pb = batch_prompt_bytes(&cfg), a1 = decoder_arena_bytes(&cfg, 1);
+    size_t pb = batch_prompt_bytes(&cfg), a1 = decoder_arena_bytes(&cfg, 1, decoder_chunk_rows(be));
     const int targets[] = {1, 5, 37, 300};
     for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
         int t = targets[i];
         /* room for exactly t prompts after the model and the headroom */
-        size_t x = decoder_arena_bytes(&cfg, t) + (size_t)t * pb - a1;
+        size_t x = decoder_arena_bytes(&cfg, t, decoder_chunk_rows(be)) + (size_t)t * pb - a1;
         char name[128];
         snprintf(name, sizeof name, "auto on a device with room for exactly %d prompts: %d, a "
                  "byte less: %d", t, t, t - 1);
@@ -239,7 +256,7 @@ static void test_open_device(void) {
         TEST_CHECK(got == t, name, "got %d (%s)", got, err.msg);
     }
     /* two workers on the device, this one first: half of what is left */
-    size_t x = 2 * (decoder_arena_bytes(&cfg, 40) + 40 * pb - a1);
+    size_t x = 2 * (decoder_arena_bytes(&cfg, 40, decoder_chunk_rows(be)) + 40 * pb - a1);
     int two = open_fake(be, &cfg, model1 + BATCH_HEADROOM + x, 0, &none, 2, 2, NULL, &err);
     TEST_CHECK(two == 40, "auto, first of two workers on a device: half the room", "got %d (%s)",
                two, err.msg);

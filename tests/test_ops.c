@@ -295,31 +295,43 @@ static void case_attention(backend_t *be, int64_t B, int64_t Lq, int64_t Lk, int
 /* attention_probs (raw 0) or attention_scores (raw 1): p rows padded by
  * padp floats (the padding must survive) */
 static void case_attention_probs(backend_t *be, int raw, int64_t B, int64_t Lq, int64_t Lk,
-                                 int64_t nh, int64_t dh, int64_t pad, int64_t padp, float amp) {
-    void (*ref_op)(float *, int64_t, const float *, int64_t, const float *, int64_t, int64_t,
-                   int64_t, int64_t, int64_t, int64_t, float) =
+                                 int64_t nh, int64_t dh, int64_t pad, int64_t padp, float amp,
+                                 int shared_q) {
+    void (*ref_op)(float *, int64_t, const float *, int64_t, int64_t, const float *, int64_t,
+                   int64_t, int64_t, int64_t, int64_t, int64_t, float) =
         raw ? ops_ref_attention_scores : ops_ref_attention_probs;
     const char *opname = raw ? "attention_scores" : "attention_probs";
     int64_t D = nh * dh, ldq = D + pad, ldk = D + pad, ldp = nh * Lk + padp;
-    float *hq = host_rand(B * Lq * ldq, amp), *hk = host_rand(B * Lk * ldk, amp);
+    int64_t sq = shared_q ? 0 : Lq * ldq, nq = shared_q ? Lq * ldq : B * Lq * ldq;
+    float *hq = host_rand(nq, amp), *hk = host_rand(B * Lk * ldk, amp);
     float *ref = host_rand(B * Lq * ldp, 1), scale = 1.0f / sqrtf((float)dh);
     float *dout = dev_from(be, ref, B * Lq * ldp), *exact = NULL;
     if (bf16_run) {   // also the exact result: the op may still compute in float32
         exact = host_fill(B * Lq * ldp, 0);
         memcpy(exact, ref, B * Lq * ldp * sizeof(float));   // the same padding
         ops_ref_set_bf16(0);
-        ref_op(exact, ldp, hq, ldq, hk, ldk, B, Lq, Lk, nh, dh, scale);
+        ref_op(exact, ldp, hq, ldq, sq, hk, ldk, B, Lq, Lk, nh, dh, scale);
         ops_ref_set_bf16(1);
     }
-    ref_op(ref, ldp, hq, ldq, hk, ldk, B, Lq, Lk, nh, dh, scale);
-    float *dq = dev_from(be, hq, B * Lq * ldq), *dk = dev_from(be, hk, B * Lk * ldk);
-    (raw ? be->attention_scores : be->attention_probs)(be, dout, ldp, dq, ldq, dk, ldk, B, Lq, Lk,
-                                                       nh, dh, scale);
+    ref_op(ref, ldp, hq, ldq, sq, hk, ldk, B, Lq, Lk, nh, dh, scale);
+    if (shared_q) {   // the shared q means what B copies of it mean
+        float *hq2 = host_fill(B * Lq * ldq, 0), *ref2 = host_fill(B * Lq * ldp, 0);
+        for (int64_t b = 0; b < B; b++) memcpy(hq2 + b * Lq * ldq, hq, (size_t)nq * sizeof(float));
+        memcpy(ref2, ref, (size_t)(B * Lq * ldp) * sizeof(float));   // the padding
+        ref_op(ref2, ldp, hq2, ldq, Lq * ldq, hk, ldk, B, Lq, Lk, nh, dh, scale);
+        int same = !memcmp(ref, ref2, (size_t)(B * Lq * ldp) * sizeof(float));
+        TEST_CHECK(same, "ops_ref shared q == copies", "%s B=%lld", opname, (long long)B);
+        free(hq2), free(ref2);
+    }
+    float *dq = dev_from(be, hq, nq), *dk = dev_from(be, hk, B * Lk * ldk);
+    (raw ? be->attention_scores : be->attention_probs)(be, dout, ldp, dq, ldq, sq, dk, ldk, B, Lq,
+                                                       Lk, nh, dh, scale);
     float *out = host_from(be, dout, B * Lq * ldp);
     char shape[160];
-    snprintf(shape, sizeof shape, "B=%lld Lq=%lld Lk=%lld nh=%lld dh=%lld pad=%lld padp=%lld amp=%g",
-             (long long)B, (long long)Lq, (long long)Lk, (long long)nh, (long long)dh,
-             (long long)pad, (long long)padp, amp);
+    snprintf(shape, sizeof shape,
+             "B=%lld Lq=%lld Lk=%lld nh=%lld dh=%lld pad=%lld padp=%lld amp=%g%s", (long long)B,
+             (long long)Lq, (long long)Lk, (long long)nh, (long long)dh, (long long)pad,
+             (long long)padp, amp, shared_q ? " shared q" : "");
     check_close_either(be, opname, shape, out, ref, exact, B * Lq * ldp);
     free(exact);
     free(hq), free(hk), free(ref), free(out);
@@ -687,9 +699,10 @@ static void test_backend_ops(backend_t *be) {
     case_attention(be, 2, 64, 64, 1, 96, 1, 0, 1);
     // low-rank LayerNorm helpers (optional ops)
     if (be->attention_probs) {
-        case_attention_probs(be, 0, 1, 1, 1, 1, 1, 0, 0, 1);
-        case_attention_probs(be, 0, 3, 100, 8, 8, 16, 5, 3, 1);
-        case_attention_probs(be, 0, 2, 70, 13, 2, 7, 0, 0, 30);   // large logits
+        case_attention_probs(be, 0, 1, 1, 1, 1, 1, 0, 0, 1, 0);
+        case_attention_probs(be, 0, 3, 100, 8, 8, 16, 5, 3, 1, 0);
+        case_attention_probs(be, 0, 2, 70, 13, 2, 7, 0, 0, 30, 0);   // large logits
+        case_attention_probs(be, 0, 5, 300, 7, 8, 16, 0, 100, 2, 1);   // the decoder's: all prompts
     }
     if (be->lowrank_rstd) {
         case_lowrank_rstd(be, 1, 1, 1, 4, 0, 0);
@@ -776,9 +789,11 @@ static void test_backend_ops(backend_t *be) {
     case_upscale2_masks(be, 1, 32, 32, 64, 32, 4, 1);
     // last, so that the cases above keep their random inputs
     if (be->attention_scores) {
-        case_attention_probs(be, 1, 1, 1, 1, 1, 1, 0, 0, 1);
-        case_attention_probs(be, 1, 3, 100, 8, 8, 16, 5, 3, 1);
-        case_attention_probs(be, 1, 1, 300, 7, 8, 16, 0, 100, 2);   // the decoder's: ldp > nh*Lk
+        case_attention_probs(be, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0);
+        case_attention_probs(be, 1, 3, 100, 8, 8, 16, 5, 3, 1, 0);
+        case_attention_probs(be, 1, 1, 300, 7, 8, 16, 0, 100, 2, 0);   // the decoder's: ldp > nh*Lk
+        case_attention_probs(be, 1, 6, 300, 7, 8, 16, 3, 100, 2, 1);   // all prompts, one q
+        case_attention_probs(be, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1);
     }
 }
 
@@ -956,10 +971,10 @@ static void test_bf16_reference(void) {
         float *p0 = host_fill(B * Lq * nh * Lk, 0), *p1 = host_fill(B * Lq * nh * Lk, 0);
         float sc = 1.0f / sqrtf((float)dh);
         ops_ref_attention(o0, q, D, k, D, v, D, B, Lq, Lk, nh, dh, sc);
-        ops_ref_attention_probs(p0, nh * Lk, q, D, k, D, B, Lq, Lk, nh, dh, sc);
+        ops_ref_attention_probs(p0, nh * Lk, q, D, Lq * D, k, D, B, Lq, Lk, nh, dh, sc);
         ops_ref_set_bf16(1);
         ops_ref_attention(o1, q, D, k, D, v, D, B, Lq, Lk, nh, dh, sc);
-        ops_ref_attention_probs(p1, nh * Lk, q, D, k, D, B, Lq, Lk, nh, dh, sc);
+        ops_ref_attention_probs(p1, nh * Lk, q, D, Lq * D, k, D, B, Lq, Lk, nh, dh, sc);
         ops_ref_set_bf16(0);
         snprintf(shape, sizeof shape, "B=%lld Lq=%lld Lk=%lld nh=%lld dh=%lld", (long long)B,
                  (long long)Lq, (long long)Lk, (long long)nh, (long long)dh);
