@@ -281,9 +281,12 @@ uint32_t emu_warp_all(uint64_t v, uint64_t all[32]) {
 
 void *emu_dyn_smem(void) { return smem.data(); }
 
+extern "C" void emu_stat_launch(void);   /* emu_rt.c: SAM2AMG_EMU_STATS */
+
 void emu_launch(dim3 grid, dim3 block, size_t bytes, const std::function<void()> &f) {
     static std::mutex launch_mu;   /* one launch at a time: the scheduler's state is global */
     std::lock_guard<std::mutex> hold(launch_mu);
+    emu_stat_launch();
     /* what cudaLaunchKernel refuses (cudaErrorInvalidConfiguration): the
      * block's 1024 threads and its dimensions' own limits, the grid's */
     unsigned long long nt = (unsigned long long)block.x * block.y * block.z;

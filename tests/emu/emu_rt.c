@@ -71,6 +71,30 @@ static void emu_side(const void *p, size_t n, int want_dev, const char *what, co
     }
 }
 
+/* SAM2AMG_EMU_STATS=1: at exit, one line on stderr counting what the
+ * program asked of the emulated GPU (kernel launches, GEMMs, async copies
+ * and memsets): a launch-count proxy for what a real GPU would spend on
+ * launches, comparable between two versions of the code */
+static unsigned long long stat_launch, stat_gemm, stat_copy;
+static pthread_once_t stat_once = PTHREAD_ONCE_INIT;
+static int stat_on;
+static void stat_print(void) {
+    fprintf(stderr, "emu stats: %llu kernel launches, %llu GEMMs, %llu copies and memsets\n",
+            __atomic_load_n(&stat_launch, __ATOMIC_RELAXED),
+            __atomic_load_n(&stat_gemm, __ATOMIC_RELAXED),
+            __atomic_load_n(&stat_copy, __ATOMIC_RELAXED));
+}
+static void stat_init(void) {
+    const char *e = getenv("SAM2AMG_EMU_STATS");
+    stat_on = e && *e && strcmp(e, "0");
+    if (stat_on) atexit(stat_print);
+}
+static void stat_add(unsigned long long *c) {
+    pthread_once(&stat_once, stat_init);
+    if (stat_on) __atomic_add_fetch(c, 1, __ATOMIC_RELAXED);
+}
+void emu_stat_launch(void) { stat_add(&stat_launch); }
+
 static int n_devices(void) {
     const char *e = getenv("SAM2AMG_EMU_GPUS");
     int n = e && *e ? atoi(e) : 1;
@@ -173,6 +197,7 @@ cudaError_t cudaFree(void *p) {
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind,
                             cudaStream_t s) {
     (void)s;
+    stat_add(&stat_copy);
     if (n) {
         const char *what = "cudaMemcpyAsync";
         if (kind == cudaMemcpyDefault) {   /* either side may be either: bounds only */
@@ -190,6 +215,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcp
 }
 
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t n, cudaStream_t s) {
+    stat_add(&stat_copy);
     (void)s;
     if (n) emu_side(dst, n, 1, "cudaMemsetAsync", "destination");
     memset(dst, value, n);
@@ -269,6 +295,7 @@ static cublasStatus_t gemm(int ta, int tb, int m, int n, int k, float alpha, con
                            cudaDataType_t at, int64_t lda, int64_t sa, const void *B,
                            cudaDataType_t bt, int64_t ldb, int64_t sb, float beta, float *C,
                            int64_t ldc, int64_t sc, int batch, int round_tf32) {
+    stat_add(&stat_gemm);
     if (m < 0 || n < 0 || k < 0 || batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
     /* the type combinations cuBLAS has for a float C, compute 32F: A and B
      * both float (TF32 only from float) or both bf16; others are refused */
