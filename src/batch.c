@@ -154,7 +154,8 @@ int batch_open_model(backend_t *be, const sam2_config *cfg, const char *weights_
     if (n == 0) {
         sam2_model_free(*m), *m = NULL;
         return err_set(err, ERR_NOMEM, "%s: no room for a batch of one prompt (%.0f MiB free, "
-                       "model %.0f MiB, limit %.0f MiB)", be->name, MIB(free1), MIB(model),
+                       "%.0f MiB kept free for the driver and libraries, model %.0f MiB, limit "
+                       "%.0f MiB)", be->name, MIB(free1), MIB(BATCH_HEADROOM), MIB(model),
                        MIB(cap_bytes));
     }
     if (n > 1) {
