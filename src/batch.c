@@ -132,6 +132,13 @@ int batch_open_model(backend_t *be, const sam2_config *cfg, const char *weights_
         return err_set(err, ERR_BACKEND, "%s: cannot read the device's free memory", be->name);
     size_t cap_bytes = batch_limit_bytes(limit, total) / (size_t)share;
     int rc = sam2_model_load(m, cfg, weights_path, be, want > 0 ? want : 1, err);
+    if (rc == ERR_NOMEM && want > 1) {   /* name the device and the flag that sized it */
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        rc = err_set(err, ERR_NOMEM, "%s: out of memory loading the model for "
+                     "--points-per-batch %d (%s); a smaller batch needs less, auto fits it to "
+                     "the device", be->name, want, why);
+    }
     if (!rc) rc = warm_up(*m, cfg, err);
     if (!rc && be->mem_info(be, &free1, &t1))
         rc = err_set(err, ERR_BACKEND, "%s: cannot read the device's free memory", be->name);
@@ -155,7 +162,8 @@ int batch_open_model(backend_t *be, const sam2_config *cfg, const char *weights_
     if (n == 0) {
         sam2_model_free(*m), *m = NULL;
         return err_set(err, ERR_NOMEM, "%s: no room for a batch of one prompt (%.0f MiB free, "
-                       "model %.0f MiB, limit %.0f MiB)", be->name, MIB(free1), MIB(model),
+                       "%.0f MiB kept free for the driver and libraries, model %.0f MiB, limit "
+                       "%.0f MiB)", be->name, MIB(free1), MIB(BATCH_HEADROOM), MIB(model),
                        MIB(cap_bytes));
     }
     if (n > 1) {

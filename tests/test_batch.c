@@ -268,9 +268,22 @@ static void test_open_device(void) {
                "a limit below the model: refused, naming --gpu-memory-limit", "%d: %s", rc, err.msg);
     rc = open_fake(be, &cfg, (size_t)1 << 40, 8, &small, 1, 1, NULL, &err);
     TEST_CHECK(rc == ERR_NOMEM, "a fixed batch over the limit: refused too", "%d: %s", rc, err.msg);
+    /* a fixed batch whose decoder does not fit the device: the message says
+     * which device and which flag (it was "decoder: cannot allocate N bytes
+     * of activations" alone) */
+    rc = open_fake(be, &cfg, model1 + decoder_arena_bytes(&cfg, 64, decoder_chunk_rows(be)) / 2, 64, &none, 1, 1, NULL,
+                   &err);
+    TEST_CHECK(rc == ERR_NOMEM && strstr(err.msg, "cpu: ") == err.msg &&
+               strstr(err.msg, "--points-per-batch 64") && strstr(err.msg, "auto"),
+               "a fixed batch over the device's memory: device, flag and auto named", "%d: %s",
+               rc, err.msg);
     rc = open_fake(be, &cfg, model1 + BATCH_HEADROOM, 0, &none, 1, 1, NULL, &err);
     TEST_CHECK(rc == ERR_NOMEM && strstr(err.msg, "no room for a batch of one prompt"),
                "no room for one prompt: ERR_NOMEM saying so", "%d: %s", rc, err.msg);
+    /* the free memory it names is over what one prompt needs: the message
+     * must say what else it keeps free, or it reads as a contradiction */
+    TEST_CHECK(rc == ERR_NOMEM && strstr(err.msg, "256 MiB kept free"),
+               "no room for one prompt: the message names the 256 MiB headroom", "%s", err.msg);
     be->alloc = cpu_alloc, be->free = cpu_free;
     be->destroy(be);
 }

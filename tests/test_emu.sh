@@ -58,6 +58,7 @@ check "build the emulated CUDA backend (make BUILD=$EB EMU=1${san:+ with ASan+UB
     env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s BUILD="$EB" EMU=1 ${san:+OPT=-O1} \
         SAN_FLAGS="$san" -j"$(nproc)" $progs
 export SAM2AMG_REQUIRE_CUDA=1 SAM2AMG_EMU_GPUS=1
+unset CUDA_VISIBLE_DEVICES   # set where needed below: the emulated runtime honours it
 result_ok() {   # log: its RESULT line says N passed (N > 0) and 0 failed
     grep -qE '^RESULT [1-9][0-9]* 0$' "$1"
 }
@@ -75,6 +76,24 @@ check "test_model on cuda:0 (micro, micro2 tensors, fp32): $(tail -n 1 "$T/model
 "$EB/gpu/gpu_amg_post" --device cuda:0 --small >"$T/post.log" 2>&1
 check "gpu_amg_post on cuda:0: device post-processing == CPU path: $(tail -n 1 "$T/post.log")" \
     bash -c "grep -qE '^# [1-9][0-9]* cases on cuda:0' '$T/post.log' && grep -qE '^RESULT [1-9][0-9]* 0$' '$T/post.log'"
+
+# CUDA_VISIBLE_DEVICES, as the CUDA runtime reads it, over SAM2AMG_EMU_GPUS
+# emulated GPUs: the devices it lists up to the first entry that names none
+# (no device is opened: each case stops at the device count)
+cvd_case() {   # CUDA_VISIBLE_DEVICES, emulated GPUs, device, expected exit, expected text
+    printf '%s\n' "$T/nothing.png" >"$T/cvd.txt"
+    CUDA_VISIBLE_DEVICES=$1 SAM2AMG_EMU_GPUS=$2 "$EB/sam2amg" run "$T/cvd$RANDOM.db" --manifest \
+        "$T/cvd.txt" --model tests/fixtures/micro2/weights.safetensors --config micro2 --devices "$3" \
+        >"$T/cvd.out" 2>&1
+    local rc=$?
+    check "CUDA_VISIBLE_DEVICES='$1' over $2 emulated GPUs, --devices $3: exit $4, '$5'" \
+        bash -c "[ $rc = $4 ] && grep -qF -- '$5' '$T/cvd.out' || { cat '$T/cvd.out'; exit 1; }"
+}
+cvd_case 1 2 cuda:1 2 "cuda:1: no such device (1 CUDA device visible)"
+cvd_case "" 2 cuda:0 2 "cuda:0: no such device (0 CUDA devices visible)"
+cvd_case "0,7,1" 2 cuda:1 2 "cuda:1: no such device (1 CUDA device visible)"
+cvd_case "GPU-0" 1 cuda:0 2 "cuda:0: no such device (0 CUDA devices visible)"
+cvd_case "1,0" 2 cuda:1 3 "0 images done (0 masks), 1 failed"
 
 if [ -n "$san" ]; then   # generate and run take too long under the sanitizers
     echo "RESULT $pass $fail"

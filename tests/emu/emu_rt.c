@@ -95,10 +95,32 @@ static void stat_add(unsigned long long *c) {
 }
 void emu_stat_launch(void) { stat_add(&stat_launch); }
 
+/* n_devices: the visible emulated GPUs. SAM2AMG_EMU_GPUS is how many the
+ * machine has; CUDA_VISIBLE_DEVICES, when set, is read as the CUDA runtime
+ * reads it: its entries up to the first that names none of them (an index
+ * past the last GPU, a UUID, which no emulated GPU has, anything else, or
+ * the empty string) are the visible devices. The memory and the names stay
+ * those of the ordinals the program sees. */
 static int n_devices(void) {
     const char *e = getenv("SAM2AMG_EMU_GPUS");
     int n = e && *e ? atoi(e) : 1;
-    return n < 0 ? 0 : n > EMU_MAX_GPUS ? EMU_MAX_GPUS : n;
+    if (n < 0) n = 0;
+    if (n > EMU_MAX_GPUS) n = EMU_MAX_GPUS;
+    const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
+    if (!cvd) return n;
+    int visible = 0;
+    for (const char *p = cvd;; ) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        long idx = 0;
+        size_t i = 0;
+        for (; i < len && i < 9 && p[i] >= '0' && p[i] <= '9'; i++) idx = idx * 10 + (p[i] - '0');
+        if (len == 0 || i != len || idx >= n) break;
+        visible++;
+        if (!c) break;
+        p = c + 1;
+    }
+    return visible;
 }
 
 static size_t total_bytes(void) {
