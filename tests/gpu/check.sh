@@ -34,7 +34,8 @@
 #              generate (bf16, the cuda default): no errors
 #   5 bench    bench_cuda (kernels on the SAM 2.1 shapes, and its GEMMs in
 #              bf16: lines "bf16 ..."), the model timings gpu_model
-#              measured in step 2, and the official
+#              measured in step 2, ours (step_ours: the whole generator,
+#              gpu_generate --random, rows ours_*), and the official
 #              SAM2AutomaticMaskGenerator on the same device
 #              (tests/gpu/official_bench.py: official_* rows)
 # Results: OUTDIR/summary.txt, one line per row "ROW: PASS|FAIL|SKIP
@@ -45,12 +46,12 @@
 # TODO rows. On a GPU machine a device that cannot be opened is a FAIL
 # (SAM2AMG_REQUIRE_CUDA=1), never a skip.
 #
-# Expected time on an H100 (estimated, never run): env and ops ~15 s; model
-# ~45 s (the CPU reference of tiny + large, ~1.9 TFLOP, dominates: ~15
-# s for tiny on this repo's 2-core box, ~2x OpenBLAS's time, spread over 16
-# cores); e2e and replay ~30 s; the two memcheck runs 1-3 min (unmeasured:
-# the largest unknown, hence last but one); bench_cuda ~60 s (about 100
-# timed shapes at ~0.3 s each). About 3-5 min in all, inside the budget.
+# Measured on an H100 (2026-11-27, README "Measured on an H100"): env, ops
+# and model ~70 s (the CPU reference of tiny + large on 16 cores ~15 s),
+# e2e + post ~60 s, memcheck of test_cuda and one generate ~7 s, bench_cuda
+# 30 s, bench_ours ~95 s (4 processes, 16 rows), the official generator
+# ~160 s for 16 rows (its thresholds-0 rows take 10-30 s each): about 7
+# min in all, more than one call's budget, hence SAM2AMG_CHECK_STEPS.
 #
 # usage: tests/gpu/check.sh [--cpu] [--tiny] [--bundle DIR] [--pack] OUTDIR
 #   --cpu     the CPU backend stands in for the device and only the small
