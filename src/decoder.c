@@ -167,7 +167,7 @@ struct decoder {
     float *cc;       /* (C) layer 0's norm4 bias + layer 1's i2t out bias, centered */
     float *one;      /* (1) 1.0f */
     float *zeros;    /* (nc*HW) 0 */
-    float *ones;     /* (HW) 1 */
+    float *ones;     /* (max(HW, nc)) 1: filled at init */
     float *x2c;      /* (HW, C) xc times norm4's gain, rows centered again: per image */
     float *xx2;      /* (HW) |x2c row|^2 */
     float *S2;       /* (HW, 2C) x2c . wg2^T */
@@ -498,7 +498,6 @@ static int lowrank_init2(decoder_t *d, const float *wocg, const float *beta0, er
     be->upload(be, d->one, &one, sizeof(float));
     be->memset0(be, d->zeros, (size_t)d->nc * d->HW * sizeof(float));
     be->memset0(be, d->LRQ, (size_t)d->nc * d->HW * DEC_LR_Q * sizeof(float));
-    be->row_affine(be, d->ones, 1, d->zeros, 1, d->zeros, NULL, 0, NULL, d->one, 0, 1, d->HW, 1);
     be->sync(be);
     free(w2);
     return 0;
@@ -581,7 +580,8 @@ static int decoder_plan(int C, int S, int max_prompts, int64_t rows, size_t size
         HW * 3 * Ci, HW * 3 * Ci, R * DEC_LR_RANK, R * DEC_LR_Q, R * DEC_LR_Q,
         nc * DEC_LR_RANK * Cz, nc * DEC_LR_Q * DEC_LR_Q, nc * DEC_LR_Q * 2 * Cz,
         R, 2 * Cz * Cz, 2 * Cz, Cz * Ci, Cz * Ci, Cz, 1, R, HW * Cz, HW, HW * 2 * Cz,
-        HW * 2 * Cz, R * DEC_LR_Q, nc * DEC_LR_Q * Cz, R, HW, Ci * Cz, Ci * Cz, Ci * Cz,
+        HW * 2 * Cz, R * DEC_LR_Q, nc * DEC_LR_Q * Cz, R, HW > nc ? HW : nc, Ci * Cz, Ci * Cz,
+        Ci * Cz,
         HW * Ci, HW * Ci, HW * Ci, HW};
     int n = (int)(sizeof plan / sizeof plan[0]);
     CHECK(n <= DEC_N_BUFS);
@@ -732,6 +732,18 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
     d->xcc = arena_alloc(a, sizes[k++]);
     CHECK(k == nbuf);
 
+    {   /* ones: add_bcast's and lowrank's scale of 1 */
+        size_t n1 = HW > nc ? HW : nc;
+        float *h1 = malloc(n1 * sizeof(float));
+        if (!h1) {
+            rc = err_set(err, ERR_NOMEM, "decoder: out of host memory");
+            goto fail;
+        }
+        for (size_t i = 0; i < n1; i++) h1[i] = 1.0f;
+        be->upload(be, d->ones, h1, n1 * sizeof(float));
+        be->sync(be);
+        free(h1);
+    }
     d->htok = malloc(NT * Cz * sizeof(float));
     d->hmask = malloc(nc * DEC_MASKS * 16 * HW * sizeof(float));
     d->hiou = malloc(nc * DEC_MASKS * sizeof(float));
@@ -789,10 +801,19 @@ void decoder_free(decoder_t *d) {
 
 size_t decoder_peak_bytes(const decoder_t *d) { return d->arena.peak; }
 
-/* add_bcast: y[b] = x[b] + s for b < n, x, y (n, rows, C), s (rows, C). */
-static void add_bcast(backend_t *be, float *y, const float *x, const float *s, int n,
+/* add_bcast: y[b] = x[b] + s for b < n, x, y (n, rows, C), s (rows, C).
+ * On the CPU one add per block (each spread over the threads); on a device
+ * one call for all blocks, as row_affine's 1 * (x + s) (exact: the same
+ * floats), instead of n launches. */
+static void add_bcast(const decoder_t *d, float *y, const float *x, const float *s, int n,
                       size_t block) {
-    for (int b = 0; b < n; b++) be->add(be, y + b * block, x + b * block, s, (int64_t)block);
+    backend_t *be = d->be;
+    if (be->host_weights || !be->row_affine || n == 1) {
+        for (int b = 0; b < n; b++) be->add(be, y + b * block, x + b * block, s, (int64_t)block);
+        return;
+    }
+    be->row_affine(be, y, (int64_t)block, x, (int64_t)block, d->ones, s, 0, NULL, NULL, 0, n, 1,
+                   (int64_t)block);
 }
 
 /* lowrank_set_image: the per-image part of the low-rank path: x = k0 + the
@@ -1039,7 +1060,7 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
         be->layer_norm(be, m2, m2, d->md_w[3], d->md_b[3], R, m16, LN2D_EPS);
         be->gelu(be, m2, m2, R * m16);
         be->linear(be, d->K, C, m2, m16, d->md_w[4], d->md_b[4], R, m16, C);
-        add_bcast(be, d->K, d->K, d->img, n, (size_t)HW * C);
+        add_bcast(d, d->K, d->K, d->img, n, (size_t)HW * C);
         /* layer 0's image-side projections: image part once per image,
          * mask part through the 16 mask channels (K=16, not K=C) */
         if (!d->kqv_ready) {
@@ -1052,7 +1073,7 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
             d->kqv_ready = 1;
         }
         be->linear(be, KQ, C + Ci, m2, m16, d->mw, NULL, R, m16, C + Ci);
-        add_bcast(be, KQ, KQ, d->kqv_img, n, (size_t)HW * (C + Ci));
+        add_bcast(d, KQ, KQ, d->kqv_img, n, (size_t)HW * (C + Ci));
     }
 
     for (int l = 0; l < 2; l++) {
@@ -1095,7 +1116,7 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
             be->attention(be, d->TO, d->TQ, C, d->big, 3 * Ci, d->big + 2 * Ci, 3 * Ci, n, T, HW,
                           nh, Ci / nh, sc_x);
         } else {
-            if (!mk) add_bcast(be, d->KPE, d->K, d->pe, n, (size_t)HW * C);
+            if (!mk) add_bcast(d, d->KPE, d->K, d->pe, n, (size_t)HW * C);
             if (!mk && d->unproj) {
                 /* only image->token queries are projected here */
                 be->linear(be, KQ + Ci, C, d->KPE, C, lw->kq_w + Ci * C, lw->kq_b + Ci, R, C,
@@ -1147,7 +1168,7 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
                           sc_x);
         if (sh) {
             be->linear(be, d->K, C, AO, Ci, lw->i2t_out_w, lw->i2t_out_b, R, Ci, C);
-            add_bcast(be, d->K, d->K, d->k0, n, (size_t)HW * C);
+            add_bcast(d, d->K, d->K, d->k0, n, (size_t)HW * C);
         } else {
             be->linear(be, d->KPE, C, AO, Ci, lw->i2t_out_w, lw->i2t_out_b, R, Ci, C);
             be->add(be, d->K, d->K, d->KPE, R * C);
@@ -1161,12 +1182,12 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     if (lr) {   /* keys and values from lowrank_layer1 */
         be->attention(be, d->TO, d->TQ, Ci, d->KPE, C, d->KPE + Ci, C, n, T, HW, nh, Ci / nh, sc_x);
     } else if (d->unproj) {
-        add_bcast(be, d->KPE, d->K, d->pe, n, (size_t)HW * C);
+        add_bcast(d, d->KPE, d->K, d->pe, n, (size_t)HW * C);
         attn_unprojected(d, d->TO, d->TQ, Ci, d->wkT[1], d->f_v_w, d->f_v_b, d->KPE, d->K, n, T,
                          sc_x);
     } else {
         be->linear(be, KQ, Ci, d->K, C, d->f_k_w, NULL, R, C, Ci);
-        add_bcast(be, KQ, KQ, d->fpk, n, (size_t)HW * Ci);   /* + (pe Wk^T + bk) */
+        add_bcast(d, KQ, KQ, d->fpk, n, (size_t)HW * Ci);   /* + (pe Wk^T + bk) */
         be->linear(be, KV, Ci, d->K, C, d->f_v_w, d->f_v_b, R, C, Ci);
         be->attention(be, d->TO, d->TQ, Ci, KQ, Ci, KV, Ci, n, T, HW, nh, Ci / nh, sc_x);
     }
@@ -1180,7 +1201,7 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
         be->window_unpartition(be, up1, d->K, n, 2 * hf, 2 * hf, C4, 2);
     else
         be->conv_transpose2x2(be, up1, d->K, d->dc1_w, d->dc1_b, n, hf, hf, C, C4);
-    if (!lr) add_bcast(be, up1, up1, d->fs1, n, (size_t)4 * HW * C4);
+    if (!lr) add_bcast(d, up1, up1, d->fs1, n, (size_t)4 * HW * C4);
     be->layer_norm(be, up1, up1, d->ln1_w, d->ln1_b, 4 * R, C4, LN2D_EPS);
     be->gelu(be, up1, up1, 4 * R * C4);
 
@@ -1202,7 +1223,7 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
                            2 * hf, C4, C8, k);
     } else {
         be->conv_transpose2x2(be, up2, up1, d->dc2_w, d->dc2_b, n, 2 * hf, 2 * hf, C4, C8);
-        add_bcast(be, up2, up2, d->fs0, n, (size_t)L4 * C8);
+        add_bcast(d, up2, up2, d->fs0, n, (size_t)L4 * C8);
         be->gelu(be, up2, up2, 16 * R * C8);
         be->bmm(be, masks, d->HYP, up2, n, k, C8, L4, 1);
     }

@@ -499,7 +499,9 @@ find_py() {
 # 32, all 1024 prompts in one decoder batch, thresholds as the official
 # defaults and 0; rows "ours_CONFIG_PREC_WxH_THR" in official_bench.py's
 # format. The images are official_bench.py's (--images-only), so both sides
-# segment the same pixels. --cpu: micro on a fixture image, 4x4 points.
+# segment the same pixels. Then large bf16 at several decoder chunk sizes
+# (SAM2AMG_DECODER_ROWS; SAM2AMG_BENCH_ROWS lists them): rows ours_rows_N.
+# --cpu: micro on a fixture image, 4x4 points.
 step_ours() {
     local gen=$(prog gpu_generate) cfg prec imgs=() a=$(date +%s) p=0 f=0 l
     local log=$out/logs/ours.log
@@ -523,6 +525,17 @@ step_ours() {
                     --points-per-side 32 --points-per-batch 1024 --both-thresholds \
                     --row "ours_${cfg}_${prec}" "${imgs[@]}"
             done
+        done
+    fi
+    # the decoder's chunk (image rows per chunk, SAM2AMG_DECODER_ROWS): large
+    # bf16 on the smaller image at the official defaults, where the decoder
+    # is most of the time; rows ours_rows_N
+    if [ $cpu = 0 ]; then
+        local rows
+        for rows in ${SAM2AMG_BENCH_ROWS:-65536 262144 524288 1048576}; do
+            SAM2AMG_DECODER_ROWS=$rows run ours 60 "$gen" --random large --time 3 --device "$DEVICE" \
+                --precision bf16 --points-per-side 32 --points-per-batch 1024 \
+                --row "ours_rows_$rows" "${imgs[0]}"
         done
     fi
     while IFS= read -r l; do
