@@ -578,6 +578,32 @@ step_official() {
     grep -qE '^official: ' "$log" || row bench_official FAIL "official_bench.py ended without a summary rc=$rc secs=$secs"
 }
 
+# ---- profile (not in the default steps: SAM2AMG_CHECK_STEPS="profile") ------
+# Nsight Compute's per-kernel device time of one generate (tiny, bf16, 16x16
+# points, 256 prompts per batch, on official_bench.py's 1024x768 image, or a
+# fixture image), summed by tests/gpu/ncu_top.py: logs/profile.log holds
+# ncu's output, the row its top kernels.
+step_profile() {
+    if [ $cpu = 1 ]; then
+        row profile SKIP "cpu mode"
+        return
+    fi
+    local ncu img=$out/bench_images/official_1024x768.ppm
+    ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)
+    if [ -z "$ncu" ]; then
+        row profile FAIL "ncu (Nsight Compute) not found"
+        return
+    fi
+    [ -s "$img" ] || img=$(ppm_of e2e-crops)
+    run profile 200 "$ncu" --metrics gpu__time_duration.sum --print-summary per-kernel \
+        "$(prog gpu_generate)" --random tiny --time 1 --device "$DEVICE" --precision bf16 \
+        --points-per-side 16 --points-per-batch 256 --row profile_tiny "$img"
+    local st=PASS top
+    top=$(python3 tests/gpu/ncu_top.py "$out/logs/profile.log" 3 2>&1 | tr -s ' ' | paste -sd ';' -)
+    [ $rc -ne 0 ] && st=FAIL
+    row profile $st "rc=$rc secs=$secs ${top:-no summary}"
+}
+
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 
 # the programs: the bundle's (made executable, in case the copy to the
@@ -603,7 +629,7 @@ steps=${SAM2AMG_CHECK_STEPS:-env ops model e2e sanitizer bench}   # ours, offici
 case " $steps " in *" env "*) ;; *) steps="env $steps" ;; esac
 for s in $steps; do
     case $s in
-    env|ops|model|e2e|sanitizer|bench|ours|official) step_$s ;;
+    env|ops|model|e2e|sanitizer|bench|ours|official|profile) step_$s ;;
     *) row "step_$s" FAIL "SAM2AMG_CHECK_STEPS names no step '$s'" ;;
     esac
 done
