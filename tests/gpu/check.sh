@@ -578,6 +578,67 @@ step_official() {
     grep -qE '^official: ' "$log" || row bench_official FAIL "official_bench.py ended without a summary rc=$rc secs=$secs"
 }
 
+# ---- fidelity: ours against the official generator on the same weights --------
+# official_bench.py builds the official model with random weights of the
+# real shape (large; --cpu: micro), saves them as an official-style .pt and
+# its records at thresholds 0 (every mask reaches the post-processing: the
+# real test of record-for-record fidelity, ~20 records after the NMS) on
+# its 1024x768 image, in eager fp32 and under autocast(bf16); ours
+# (gpu_generate --model that .pt) must match the fp32 records as the
+# end-to-end fixtures do (>= 98% at mask IoU >= 0.99); ours in bf16 against
+# the official autocast run is reported (bar of e2e_bf16, report only).
+# The weights go to a temporary folder (0.9 GB for large), not OUTDIR.
+step_fidelity() {
+    find_py
+    if [ -z "$py" ]; then
+        if [ $cpu = 1 ]; then row fidelity SKIP "no python3 with torch here"
+        else row fidelity FAIL "no python3 with torch"; fi
+        return
+    fi
+    local tmp pps=32 sz=1024x768 cfgs=${SAM2AMG_FID_CONFIGS:-large} precs=fp32,bf16 a=$(date +%s)
+    local args=()
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/sam2amg-fid.XXXXXX") || { row fidelity FAIL "mktemp"; return; }
+    if [ $cpu = 1 ]; then
+        pps=8 sz=320x240 cfgs=micro precs=fp32 args=(--cpu)
+    fi
+    mkdir -p "$out/e2e"
+    run fidelity 240 "$py" tests/gpu/official_bench.py "${args[@]}" --configs "$cfgs" \
+        --precisions "$precs" --thresholds zero --sizes "$sz" --points-per-side "$pps" \
+        --save-weights "$tmp/w" --save-records "$out/e2e" --save-images "$tmp/img" --budget 200
+    local gen=$(prog gpu_generate) cmp=$(prog test_amg) cfg prec ref got p=0 f=0 figs=""
+    for cfg in $cfgs; do
+        for prec in ${precs//,/ }; do
+            ref=$out/e2e/official_${cfg}_${prec}_${sz}_zero.json
+            got=$out/e2e/ours_${cfg}_${prec}_${sz}_zero.json
+            if [ ! -s "$ref" ] || [ ! -s "$tmp/w/$cfg.pt" ]; then
+                f=$((f + 1)); figs="$figs $cfg/$prec:no-official-records"
+                continue
+            fi
+            run fidelity 180 "$gen" --device "$DEVICE" --precision "$prec" --model "$tmp/w/$cfg.pt" \
+                --config "$cfg" --points-per-side "$pps" --pred-iou-thresh 0 \
+                --stability-score-thresh 0 "$tmp/img/official_$sz.ppm" -o "$got"
+            if [ $rc -ne 0 ]; then
+                f=$((f + 1)); figs="$figs $cfg/$prec:ours-failed"
+                continue
+            fi
+            if [ "$prec" = fp32 ]; then
+                run fidelity 60 "$cmp" --compare "$ref" "$got" 0.98 0.99
+                [ $rc -eq 0 ] && p=$((p + 1)) || f=$((f + 1))
+            else   # report only
+                run fidelity 60 "$cmp" --compare "$ref" "$got" 0.95 0.95
+                p=$((p + 1))
+            fi
+            figs="$figs $cfg/$prec:$(tail -n 1 "$out/logs/fidelity.log" | awk '/^expected/ { print $6 "/" $2 " worst_iou=" $10 }')"
+        done
+    done
+    rm -rf "$tmp"
+    local st=PASS
+    { [ $f -ne 0 ] || [ $p -eq 0 ]; } && st=FAIL
+    row fidelity $st "passed=$p failed=$f (ours vs the official generator, same random weights," \
+        "thresholds 0, $sz, ${pps}x$pps points; fp32 >= 98% at IoU 0.99, bf16 report only;" \
+        "matched/official:$figs) secs=$(($(date +%s) - a))"
+}
+
 # ---- profile (not in the default steps: SAM2AMG_CHECK_STEPS="profile") ------
 # Nsight Compute's per-kernel device time of one generate (tiny, bf16, 16x16
 # points, 256 prompts per batch, on official_bench.py's 1024x768 image, or a
@@ -625,11 +686,11 @@ fi
 
 # SAM2AMG_CHECK_STEPS: the steps to run, in order (default all; env always
 # runs first: it finds cuBLAS), so that a short device slot can split them
-steps=${SAM2AMG_CHECK_STEPS:-env ops model e2e sanitizer bench}   # ours, official: parts of bench
+steps=${SAM2AMG_CHECK_STEPS:-env ops model e2e fidelity sanitizer bench}   # ours, official: parts of bench
 case " $steps " in *" env "*) ;; *) steps="env $steps" ;; esac
 for s in $steps; do
     case $s in
-    env|ops|model|e2e|sanitizer|bench|ours|official|profile) step_$s ;;
+    env|ops|model|e2e|sanitizer|bench|ours|official|profile|fidelity) step_$s ;;
     *) row "step_$s" FAIL "SAM2AMG_CHECK_STEPS names no step '$s'" ;;
     esac
 done

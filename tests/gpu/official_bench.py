@@ -36,12 +36,14 @@ usage: official_bench.py [--cpu] [--src DIR] [--oracle FILE]
                          [--precisions bf16,fp32] [--thresholds zero,default]
                          [--points-per-side N] [--budget SECONDS]
                          [--save-images DIR [--images-only]]
+                         [--save-weights DIR] [--save-records DIR]
 --cpu: on the CPU, without the warm-up (a smoke test of the script, e.g.
 --configs micro --precisions fp32 --points-per-side 4 --sizes 320x240:
 Debian's torch 1.13 cannot run this model under CPU autocast(bfloat16)).
 """
 import argparse
 import importlib.util
+import json
 import os
 import sys
 import time
@@ -87,6 +89,12 @@ def main():
     ap.add_argument("--save-images", default=None)
     ap.add_argument("--images-only", action="store_true",
                     help="write the images (--save-images DIR) and stop: ours is timed on them")
+    ap.add_argument("--save-weights", default=None,
+                    help="DIR: each config's random weights as DIR/CONFIG.pt ({'model': "
+                    "state_dict}, as the official checkpoints), for ours to load")
+    ap.add_argument("--save-records", default=None,
+                    help="DIR: each run's records as DIR/ROW.json (the fixtures' amg.json "
+                    "layout), for tests/test_amg --compare against ours")
     args = ap.parse_args()
     t_start = time.time()
 
@@ -184,6 +192,10 @@ def main():
                             t0 = time.time()
                             model = oracle.build(oracle.CONFIGS[cfg_name])
                             oracle.randomize(model, args.seed)
+                            if args.save_weights:
+                                os.makedirs(args.save_weights, exist_ok=True)
+                                torch.save({"model": model.state_dict()},
+                                           os.path.join(args.save_weights, cfg_name + ".pt"))
                             model = model.to(dev).eval()
                             print("# %s: built and randomized in %.1f s" % (cfg_name, time.time() - t0))
                         iou_t, stab_t = thr[thr_name]
@@ -230,6 +242,16 @@ def main():
                                  1e3 * post, peak, args.points_per_side ** 2, len(recs),
                                  name.replace(" ", "_")))
                         runs += 1
+                        if args.save_records:
+                            os.makedirs(args.save_records, exist_ok=True)
+                            for r in recs:
+                                seg = r["segmentation"]
+                                r["segmentation"] = {"size": seg["size"],
+                                                     "counts": oracle.rle_string(seg["counts"])}
+                            with open(os.path.join(args.save_records, row + ".json"), "w") as f:
+                                json.dump({"image": {"width": w, "height": h,
+                                                     "file_name": "official_%dx%d.ppm" % (w, h)},
+                                           "annotations": recs}, f, default=float)
                     except Exception as e:  # one failed run (out of memory, ...) is its row
                         msg = ("%s: %s" % (type(e).__name__, e)).splitlines()[0][:200]
                         print("%s: FAIL %s" % (row, msg))
