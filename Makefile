@@ -173,13 +173,24 @@ BUNDLE_RPATH := -Wl,-rpath,'$$ORIGIN/../lib' $(if $(filter 1,$(HAVE_NVCC)),-Wl$(
 BUNDLE_LDLIBS := -Wl,--no-as-needed -lminizip -lz -Wl,--as-needed \
                  $(if $(filter 1,$(HAVE_NVCC)),-L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -lstdc++ -lrt -ldl) \
                  -lpthread -lm
+# the bundle's sam2amg (run, status, export...: issue 8's end-to-end run on a
+# GPU machine): the store and the job runner on top of the library, SQLite
+# linked in statically (the GPU machine has no libsqlite3); images as PPM
+# (src/image.c decodes P6 without libvips); no `serve` (libmicrohttpd)
+BUNDLE_STORE_OBJ := $(BUILD)/obj/src/store.o $(BUILD)/obj/src/sqlext.o $(BUILD)/gpu/serve_stub.o \
+                    $(BUILD)/obj/src/faultvfs.o \
+                    $(filter $(BUILD)/obj/jobs/%,$(OBJ))
+BUNDLE_SQLITE ?= $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libsqlite3.a /usr/lib/libsqlite3.a) -lsqlite3)
 $(BUILD)/gpu/mini_blas.o: tests/gpu/mini_blas.c include/check.h
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -O3 -c $< -o $@
+$(BUILD)/gpu/serve_stub.o: tests/gpu/serve_stub.c include/serve.h include/cli.h
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 $(BUILD)/gpu/vips_stub.o: tests/gpu/vips_stub.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
-gpu-bundle: $(BUNDLE_OBJ) $(BUILD)/gpu/gpu_generate
+gpu-bundle: $(BUNDLE_OBJ) $(BUNDLE_STORE_OBJ) $(BUILD)/gpu/gpu_generate
 	@rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/bin $(BUNDLE)/lib
 	@echo '  LINK  $(BUNDLE)/lib/libsam2amg_gpu.so'
 	$(Q)$(CC) -shared -Wl,-z,defs $(BUNDLE_OBJ) -o $(BUNDLE)/lib/libsam2amg_gpu.so \
@@ -188,6 +199,9 @@ gpu-bundle: $(BUNDLE_OBJ) $(BUILD)/gpu/gpu_generate
 	$(Q)for src in $(BUNDLE_SRCS); do n=$$(basename $$src .c); echo "  LINK  $(BUNDLE)/bin/$$n"; \
 	    $(CC) $(CFLAGS) $$src -o $(BUNDLE)/bin/$$n $(LDFLAGS) -L$(BUNDLE)/lib -lsam2amg_gpu \
 	        $(BUNDLE_RPATH) -lpthread -lm || exit 1; done
+	@echo '  LINK  $(BUNDLE)/bin/sam2amg'
+	$(Q)$(CC) $(CFLAGS) src/main.c $(BUNDLE_STORE_OBJ) -o $(BUNDLE)/bin/sam2amg $(LDFLAGS) \
+	    -L$(BUNDLE)/lib -lsam2amg_gpu $(BUNDLE_SQLITE) $(BUNDLE_RPATH) -lpthread -lm -ldl
 	$(Q)BUILD=$(BUILD) HAVE_NVCC=$(HAVE_NVCC) NVCC=$(NVCC) bash tests/gpu/make_bundle.sh $(BUNDLE)
 
 # bench-gpu: the CUDA kernel harness and the full-size model timing on cuda:0

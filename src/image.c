@@ -28,6 +28,10 @@
  * The format is sniffed from the first bytes and only the matching loader is
  * called (JPEG, PNG, GIF, TIFF, WebP, BMP via ImageMagick), so libvips'
  * permissive loaders (CSV, matrix, raw...) never see arbitrary files.
+ * Binary PPM (P6, maxval 255: what PIL reads as "RGB" as it is) is decoded
+ * here without libvips (ppm_decode), before libvips is even started: the
+ * GPU bundle, which has no libvips (tests/gpu/vips_stub.c), runs `run` on
+ * PPM files that way.
  *
  * Robustness: the whole file is read into memory and handed to the buffer
  * loaders (one code path for files and buffers); the header is read first and
@@ -336,6 +340,58 @@ static void image_convert(const void *px, int is16, int bands, conv_t conv, size
 #undef SAMPLE
 }
 
+/* ------------------------------------------------------------------- PPM -- */
+
+/* ppm_decode: a binary PPM (P6) in buf[0..len): the header's width, height
+ * and maxval (255 only), each after whitespace and # comments, one
+ * whitespace byte, then w*h*3 bytes (extra bytes after them are ignored, as
+ * PIL does). Errors as image_load_memory's. */
+static int ppm_decode(image_t *img, const uint8_t *b, size_t len, const char *name,
+                      int64_t max_pixels, err_t *err) {
+    size_t i = 2;
+    long long v[3] = {0, 0, 0};
+    for (int k = 0; k < 3; k++) {
+        for (;;) {   /* whitespace and comments */
+            if (i < len && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r' ||
+                            b[i] == '\v' || b[i] == '\f')) {
+                i++;
+            } else if (i < len && b[i] == '#') {
+                while (i < len && b[i] != '\n' && b[i] != '\r') i++;
+            } else {
+                break;
+            }
+        }
+        if (i >= len || b[i] < '0' || b[i] > '9')
+            return err_set(err, ERR_FORMAT, "%s: bad PPM header", name);
+        while (i < len && b[i] >= '0' && b[i] <= '9') {
+            v[k] = v[k] * 10 + (b[i++] - '0');
+            if (v[k] > 1000000000LL) return err_set(err, ERR_FORMAT, "%s: bad PPM header", name);
+        }
+    }
+    if (i >= len || !(b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r'))
+        return err_set(err, ERR_FORMAT, "%s: bad PPM header", name);
+    i++;
+    if (v[0] <= 0 || v[1] <= 0)
+        return err_set(err, ERR_FORMAT, "%s: empty PPM image (%lldx%lld)", name, v[0], v[1]);
+    if (v[2] != 255)
+        return err_set(err, ERR_FORMAT, "%s: unsupported PPM maxval %lld (255 only)", name, v[2]);
+    int64_t npx;
+    size_t rgb_bytes;
+    if (!size_mul(v[0], v[1], &npx) || npx > max_pixels || !size_bytes(npx, 3, &rgb_bytes))
+        return err_set(err, ERR_TOO_BIG, "%s: %lldx%lld = %lld pixels is over the limit of %lld",
+                       name, v[0], v[1], v[0] * v[1], (long long)max_pixels);
+    if (len - i < rgb_bytes)
+        return err_set(err, ERR_FORMAT, "%s: corrupt or truncated PPM: %zu of %zu pixel bytes",
+                       name, len - i, rgb_bytes);
+    img->rgb = malloc(rgb_bytes);
+    if (!img->rgb)
+        return err_set(err, ERR_NOMEM, "%s: cannot allocate %lldx%lld RGB", name, v[0], v[1]);
+    memcpy(img->rgb, b + i, rgb_bytes);
+    img->w = (int)v[0];
+    img->h = (int)v[1];
+    return 0;
+}
+
 /* ------------------------------------------------------------------ load -- */
 
 /* image_load_memory: decode the encoded bytes buf[0..len) into img (w, h and
@@ -347,19 +403,24 @@ static void image_convert(const void *px, int is16, int bands, conv_t conv, size
 int image_load_memory(image_t *img, const void *buf, size_t len, const char *name,
                       int64_t max_pixels, err_t *err) {
     memset(img, 0, sizeof *img);
-    int rc = image_init(err);
-    if (rc)
-        return rc;
+    int rc;
     if ((rc = image_fault_step()))
         return err_set(err, rc, "%s: injected fault", name);
     if (max_pixels <= 0)
         max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
     if (len == 0)
         return err_set(err, ERR_FORMAT, "%s: empty file (0 bytes)", name);
+    if (len >= 2 && !memcmp(buf, "P6", 2)) {   /* no libvips needed */
+        rc = ppm_decode(img, buf, len, name, max_pixels, err);
+        if (rc) image_free(img);
+        return rc;
+    }
+    if ((rc = image_init(err)))
+        return rc;
     image_fmt_t fmt = image_sniff(buf, len);
     if (fmt == IMAGE_FMT_UNKNOWN)
         return err_set(err, ERR_FORMAT,
-                       "%s: not a supported image (JPEG, PNG, GIF, TIFF, WebP, BMP)", name);
+                       "%s: not a supported image (JPEG, PNG, GIF, TIFF, WebP, BMP, PPM)", name);
 
     char reason[256];
     VipsImage *in = NULL;

@@ -448,12 +448,69 @@ static void test_write_png(void) {
     rmdir(dir);
 }
 
+/* binary PPM (P6, maxval 255), decoded without libvips: the pixels of a
+ * decoded fixture round-trip through a PPM with a comment in its header,
+ * and malformed headers fail alone with the right class */
+static void test_ppm(void) {
+    image_t ref, img;
+    err_t err = {{0}};
+    char *p = fixture_dup("images/jpeg_baseline.jpg");
+    int rc = image_load(&ref, p, 0, &err);
+    free(p);
+    TEST_CHECK(rc == 0, "ppm: the reference decodes", "%s", err.msg);
+    if (rc) return;
+    size_t n = (size_t)ref.w * ref.h * 3;
+    char head[64];
+    int hl = snprintf(head, sizeof head, "P6\n# made by test_image\n%d %d\n255\n", ref.w, ref.h);
+    uint8_t *buf = malloc((size_t)hl + n + 7);
+    CHECK(buf);
+    memcpy(buf, head, (size_t)hl);
+    memcpy(buf + hl, ref.rgb, n);
+    memcpy(buf + hl + n, "garbage", 7);   /* bytes after the pixels are ignored, as in PIL */
+    rc = image_load_memory(&img, buf, (size_t)hl + n + 7, "x.ppm", 0, &err);
+    TEST_CHECK(rc == 0 && img.w == ref.w && img.h == ref.h && !memcmp(img.rgb, ref.rgb, n),
+               "ppm: pixels, size and a header comment", "rc %d %s", rc, err.msg);
+    if (!rc) image_free(&img);
+    rc = image_load_memory(&img, buf, (size_t)hl + n - 1, "x.ppm", 0, &err);
+    TEST_CHECK(rc == ERR_FORMAT && strstr(err.msg, "x.ppm: corrupt or truncated PPM") && !img.rgb,
+               "ppm: one pixel byte short -> ERR_FORMAT", "rc %d %s", rc, err.msg);
+    rc = image_load_memory(&img, buf, (size_t)hl + n, "x.ppm", (int64_t)ref.w * ref.h - 1, &err);
+    TEST_CHECK(rc == ERR_TOO_BIG, "ppm: max_pixels below w*h -> ERR_TOO_BIG", "rc %d %s", rc,
+               err.msg);
+    free(buf);
+    image_free(&ref);
+    const struct { const char *b; int rc; const char *what; } bad[] = {
+        {"P6", ERR_FORMAT, "magic only"},
+        {"P6\n3", ERR_FORMAT, "header cut after the width"},
+        {"P6 2 2 255", ERR_FORMAT, "no whitespace byte after maxval"},
+        {"P6 2 2 65535\n\0\0", ERR_FORMAT, "16-bit maxval"},
+        {"P6 0 3 255\n", ERR_FORMAT, "zero width"},
+        {"P6 2 x 255\n", ERR_FORMAT, "a letter for the height"},
+        {"P6 99999999999 2 255\n", ERR_FORMAT, "a width past 10^9"},
+        {"P6 100000 100000 255\n", ERR_TOO_BIG, "10^10 pixels"},
+        {"P6 1 1 255\n\1\2", ERR_FORMAT, "two of three pixel bytes"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        rc = image_load_memory(&img, bad[i].b, strlen(bad[i].b), "bad.ppm", 0, &err);
+        char name[96];
+        snprintf(name, sizeof name, "ppm: %s -> %s", bad[i].what,
+                 bad[i].rc == ERR_TOO_BIG ? "ERR_TOO_BIG" : "ERR_FORMAT");
+        TEST_CHECK(rc == bad[i].rc && strncmp(err.msg, "bad.ppm: ", 9) == 0 && !img.rgb, name,
+                   "rc %d %s", rc, err.msg);
+    }
+    rc = image_load_memory(&img, "P6 1 1 255\n\1\2\3", 14, "one.ppm", 0, &err);
+    TEST_CHECK(rc == 0 && img.w == 1 && img.h == 1 && img.rgb[0] == 1 && img.rgb[2] == 3,
+               "ppm: a 1x1 image", "rc %d %s", rc, err.msg);
+    if (!rc) image_free(&img);
+}
+
 int main(void) {
     err_t err = {{0}};
     TEST_CHECK(image_init(&err) == 0 && image_init(&err) == 0, "image_init twice", "%s",
                err.msg);
     test_decode_parity();
     test_bad_inputs();
+    test_ppm();
     test_fault_injection();
     test_threads();
     test_resize_references();

@@ -7,11 +7,17 @@
  * machine and do not fit the bundle. The driver reads images as binary PPM
  * (decoded here beforehand by the normal build), so none of these is ever
  * called there; if one is, it says so and aborts instead of misbehaving.
+ * Two are not fatal: vips_version answers what VIPS_INIT expects and
+ * vips_init fails, so that image_init returns an error and an image that is
+ * not a PPM fails alone in `run` ("libvips: initialization failed") instead
+ * of ending the process.
  * Generated from `nm -u build/obj/src/image.o` (the Makefile's gpu-bundle
  * rule fails to link if image.c starts calling a function missing here).
  */
 #include <stdio.h>
 #include <stdlib.h>
+
+#include <vips/version.h>   /* the ABI numbers VIPS_INIT checks: defines only */
 
 static void vips_stub_called(const char *fn) {
     fprintf(stderr, "gpu bundle: %s called, but this bundle has no libvips "
@@ -44,12 +50,21 @@ VIPS_STUB(vips_image_get_width)
 VIPS_STUB(vips_image_new_from_memory)
 VIPS_STUB(vips_image_write)
 VIPS_STUB(vips_image_write_to_memory)
-VIPS_STUB(vips_init)
 VIPS_STUB(vips_jpegload_buffer)
 VIPS_STUB(vips_leak_set)
 VIPS_STUB(vips_magickload_buffer)
 VIPS_STUB(vips_pngload_buffer)
 VIPS_STUB(vips_pngsave)
 VIPS_STUB(vips_tiffload_buffer)
-VIPS_STUB(vips_version)
 VIPS_STUB(vips_webpload_buffer)
+
+int vips_version(int flag);
+int vips_version(int flag) {
+    return flag == 3 ? VIPS_LIBRARY_CURRENT : flag == 5 ? VIPS_LIBRARY_AGE : 0;
+}
+
+int vips_init(const char *argv0);
+int vips_init(const char *argv0) {
+    (void)argv0;
+    return -1;
+}
