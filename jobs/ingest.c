@@ -382,9 +382,10 @@ static int ingest_stream(ingest_t *in, FILE *f, const char *src, int fmt, err_t 
 }
 
 /* is_image_name: by extension (case-insensitive): the formats image_load
- * decodes (JPEG, PNG, GIF, TIFF, WebP, BMP). */
+ * decodes (JPEG, PNG, GIF, TIFF, WebP, BMP, binary PPM). */
 static int is_image_name(const char *name) {
-    static const char *ext[] = {"jpg", "jpeg", "png", "tif", "tiff", "webp", "bmp", "gif", NULL};
+    static const char *ext[] = {"jpg", "jpeg", "png", "tif", "tiff", "webp", "bmp", "gif", "ppm",
+                                NULL};
     const char *dot = strrchr(name, '.');
     if (!dot) return 0;
     for (int i = 0; ext[i]; i++)
@@ -404,7 +405,7 @@ static int has_image_magic(const char *path) {
            !memcmp(b, "\x89PNG", 4) || !memcmp(b, "GIF8", 4) ||       /* PNG, GIF */
            !memcmp(b, "II*\0", 4) || !memcmp(b, "MM\0*", 4) ||        /* TIFF */
            (!memcmp(b, "RIFF", 4) && n >= 12 && !memcmp(b + 8, "WEBP", 4)) ||
-           (b[0] == 'B' && b[1] == 'M');
+           (b[0] == 'B' && b[1] == 'M') || (b[0] == 'P' && b[1] == '6');   /* BMP, PPM */
 }
 
 static int walk(ingest_t *in, const char *dir, int depth, err_t *err) {

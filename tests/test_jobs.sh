@@ -71,6 +71,11 @@ png(f"{T}/img/sub/deeper/rgba.png", 45, 61, 4)
 png(f"{T}/img/sub/deeper/rgb16.png", 33, 29, 3, 16)
 bmp(f"{T}/img/sub/deeper/b24.bmp", 77, 55)
 bmp(f"{T}/img/sub/deeper/noext", 40, 90)   # found by its magic bytes
+def ppm(path, w, h):   # binary PPM, decoded without libvips
+    px = bytes((x * 7 + y * 3 + c * 50) % 256 for y in range(h) for x in range(w) for c in range(3))
+    open(path, "wb").write(b"P6\n# a comment\n%d %d\n255\n" % (w, h) + px)
+ppm(f"{T}/img/sub/deeper/p6.ppm", 41, 33)
+ppm(f"{T}/img/sub/deeper/p6noext", 29, 37)   # found by its magic bytes
 # bad inputs
 open(f"{T}/bad/zero.png", "wb").close()
 data = open(f"{T}/img/chelsea.jpg", "rb").read(); open(f"{T}/bad/trunc.jpg", "wb").write(data[: len(data) // 3])

@@ -81,6 +81,10 @@ BUILD=${BUILD:-build}
 BUDGET=${SAM2AMG_CHECK_BUDGET:-450}
 T0=$(date +%s)
 SUM=$out/summary.txt
+# scratch shared by the steps (random weights of large: 0.9 GB; the run's
+# images and databases), removed at exit
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sam2amg-check.XXXXXX") || exit 2
+trap 'rm -rf "$WORK"' EXIT
 : >"$SUM"
 nfail=0
 
@@ -105,8 +109,8 @@ row() {
 prog() {
     if [ -n "$bundle" ]; then echo "$bundle/bin/$1"; return; fi
     local d
-    for d in tests bench gpu; do
-        [ -x "$BUILD/$d/$1" ] && { echo "$BUILD/$d/$1"; return; }
+    for d in tests bench gpu .; do
+        [ -x "$BUILD/$d/$1" ] && [ -f "$BUILD/$d/$1" ] && { echo "$BUILD/$d/$1"; return; }
     done
     echo "$BUILD/missing/$1"
 }
@@ -587,7 +591,8 @@ step_official() {
 # (gpu_generate --model that .pt) must match the fp32 records as the
 # end-to-end fixtures do (>= 98% at mask IoU >= 0.99); ours in bf16 against
 # the official autocast run is reported (bar of e2e_bf16, report only).
-# The weights go to a temporary folder (0.9 GB for large), not OUTDIR.
+# The weights go to the scratch folder (0.9 GB for large), not OUTDIR;
+# step run uses them again.
 step_fidelity() {
     find_py
     if [ -z "$py" ]; then
@@ -597,7 +602,7 @@ step_fidelity() {
     fi
     local tmp pps=32 sz=1024x768 cfgs=${SAM2AMG_FID_CONFIGS:-large} precs=fp32,bf16 a=$(date +%s)
     local args=()
-    tmp=$(mktemp -d "${TMPDIR:-/tmp}/sam2amg-fid.XXXXXX") || { row fidelity FAIL "mktemp"; return; }
+    tmp=$WORK   # the weights stay for step run
     if [ $cpu = 1 ]; then
         pps=8 sz=320x240 cfgs=micro precs=fp32 args=(--cpu)
     fi
@@ -631,12 +636,83 @@ step_fidelity() {
             figs="$figs $cfg/$prec:$(tail -n 1 "$out/logs/fidelity.log" | awk '/^expected/ { print $6 "/" $2 " worst_iou=" $10 }')"
         done
     done
-    rm -rf "$tmp"
     local st=PASS
     { [ $f -ne 0 ] || [ $p -eq 0 ]; } && st=FAIL
     row fidelity $st "passed=$p failed=$f (ours vs the official generator, same random weights," \
         "thresholds 0, $sz, ${pps}x$pps points; fp32 >= 98% at IoU 0.99, bf16 report only;" \
         "matched/official:$figs) secs=$(($(date +%s) - a))"
+}
+
+# ---- run: issue 8's end-to-end job (sam2amg run, SQLite store) -------------
+# The bundle's sam2amg over a manifest of SAM2AMG_RUN_IMAGES (100) PPM
+# images (official_bench.py's 1024x768 and 2250x1500, alternating, as hard
+# links) with random weights of large (the .pt step fidelity saved, else
+# official_bench.py --weights-only), the official defaults and the cuda
+# defaults (bf16, points_per_batch auto), with one worker and with two on
+# the one GPU (--devices cuda:0,cuda:0): rows run_1worker, run_2workers
+# (images/s over the wall time, model load included, and over the workers'
+# own time; the GPU busy fraction NVML measured); then the official
+# generator in a Python loop over the same manifest writing JSON
+# (official_bench.py --loop, autocast bf16): row official_loop_large_bf16.
+# --cpu: micro2 from the fixtures on 6 fixture PPMs, --devices cpu (a smoke
+# run of the step).
+step_run() {
+    local sam=$(prog sam2amg) a=$(date +%s) n=${SAM2AMG_RUN_IMAGES:-100} i devs tag
+    local d=$WORK/run w cfg pps=32 srcs=()
+    mkdir -p "$d/img"
+    if [ $cpu = 1 ]; then
+        n=6 w=tests/fixtures/micro2/weights.safetensors cfg=micro2 pps=4
+        srcs=("$(ppm_of e2e-micro2)" "$(ppm_of micro)")
+    else
+        find_py
+        w=$WORK/w/large.pt cfg=large
+        if [ ! -s "$w" ] && [ -n "$py" ]; then
+            run run 240 "$py" tests/gpu/official_bench.py --configs large --weights-only \
+                --save-weights "$WORK/w"
+        fi
+        [ -n "$py" ] && run run 90 "$py" tests/gpu/official_bench.py --images-only \
+            --save-images "$d/src" --sizes 1024x768,2250x1500
+        srcs=("$d/src/official_1024x768.ppm" "$d/src/official_2250x1500.ppm")
+        if [ ! -s "$w" ] || [ ! -s "${srcs[1]}" ]; then
+            row run FAIL "no weights or images (python3 with torch needed: official_bench.py)"
+            return
+        fi
+    fi
+    : >"$d/manifest.txt"
+    for ((i = 0; i < n; i++)); do
+        ln -f "${srcs[i % 2]}" "$d/img/$i.ppm" 2>/dev/null || cp "${srcs[i % 2]}" "$d/img/$i.ppm"
+        echo "$d/img/$i.ppm" >>"$d/manifest.txt"
+    done
+    for devs in "$DEVICE" "$DEVICE,$DEVICE"; do
+        tag=1worker
+        [ "$devs" != "$DEVICE" ] && tag=2workers
+        rm -f "$d/$tag.db"*
+        local t0=$(date +%s.%N)
+        run "run_$tag" 300 "$sam" run "$d/$tag.db" --manifest "$d/manifest.txt" --model "$w" \
+            --config "$cfg" --devices "$devs" --points-per-side $pps -v
+        local wall=$(awk "BEGIN { printf \"%.2f\", $(date +%s.%N) - $t0 }") log=$out/logs/run_$tag.log
+        local done=$(sed -n 's/.* \([0-9]*\) images done (\([0-9]*\) masks).*/\1 \2/p' "$log" | tail -n 1)
+        local busy=$(grep -o 'GPU busy [0-9.]*%' "$log" | tr '\n' ' ' | sed 's/GPU busy //g')
+        local wk=$(sed -n 's/.*: \([0-9]*\) images in \([0-9.]*\) s:.*model busy \([0-9]*%\).*/\1@\2s(model busy \3)/p' "$log" |
+            tr '\n' ' ')
+        set -- $done x x
+        local st=PASS
+        { [ $rc -ne 0 ] || [ "$1" != "$n" ]; } && st=FAIL
+        row "run_$tag" $st "devices=$devs images=${1} of $n masks=${2} wall_s=$wall" \
+            "images_per_s=$(awk "BEGIN { printf \"%.3f\", ${1:-0} / $wall }" 2>/dev/null)" \
+            "workers: ${wk:-none} gpu_busy: ${busy:-not measured} rc=$rc"
+    done
+    if [ $cpu = 0 ] && [ -n "$py" ]; then
+        local left=$((BUDGET - ($(date +%s) - T0) - 10))
+        [ $left -gt 200 ] && left=200
+        run official_loop $((left > 20 ? left : 20)) "$py" tests/gpu/official_bench.py --configs large \
+            --precisions bf16 --points-per-side $pps --loop "$d/manifest.txt" --loop-out "$d/loop" \
+            --budget $((left > 40 ? left - 30 : 10))
+        local l=$(grep -E '^official_loop_' "$out/logs/official_loop.log" | tail -n 1)
+        if [ -n "$l" ]; then row "${l%%: *}" "$(echo "${l#*: }" | cut -d' ' -f1)" "$(echo "${l#*: }" | cut -d' ' -f2-)"
+        else row official_loop_large_bf16 FAIL "no result line rc=$rc"; fi
+    fi
+    row run_step PASS "secs=$(($(date +%s) - a))"
 }
 
 # ---- profile (not in the default steps: SAM2AMG_CHECK_STEPS="profile") ------
@@ -686,11 +762,11 @@ fi
 
 # SAM2AMG_CHECK_STEPS: the steps to run, in order (default all; env always
 # runs first: it finds cuBLAS), so that a short device slot can split them
-steps=${SAM2AMG_CHECK_STEPS:-env ops model e2e fidelity sanitizer bench}   # ours, official: parts of bench
+steps=${SAM2AMG_CHECK_STEPS:-env ops model e2e fidelity sanitizer bench run}   # ours, official: parts of bench
 case " $steps " in *" env "*) ;; *) steps="env $steps" ;; esac
 for s in $steps; do
     case $s in
-    env|ops|model|e2e|sanitizer|bench|ours|official|profile|fidelity) step_$s ;;
+    env|ops|model|e2e|sanitizer|bench|ours|official|profile|fidelity|run) step_$s ;;
     *) row "step_$s" FAIL "SAM2AMG_CHECK_STEPS names no step '$s'" ;;
     esac
 done
