@@ -488,6 +488,16 @@ step_bench() {
     step_official
 }
 
+# need_py ROW: find_py, and when there is none the row ROW (SKIP under
+# --cpu, FAIL on a GPU machine, whose image has torch) and status 1
+need_py() {
+    find_py
+    [ -n "$py" ] && return 0
+    if [ $cpu = 1 ]; then row "$1" SKIP "no python3 with torch here"
+    else row "$1" FAIL "no python3 with torch"; fi
+    return 1
+}
+
 # find_py: a python3 that imports torch, into $py ("" when none)
 find_py() {
     local c
@@ -557,12 +567,7 @@ step_ours() {
 # script (micro, 4x4 points, fp32) when a python3 with torch exists, else a
 # visible SKIP. On a GPU it gets what is left of the budget, at most 240 s.
 step_official() {
-    find_py
-    if [ -z "$py" ]; then
-        if [ $cpu = 1 ]; then row bench_official SKIP "no python3 with torch here"
-        else row bench_official FAIL "no python3 with torch"; fi
-        return
-    fi
+    need_py bench_official || return
     local args=() left=$((BUDGET - ($(date +%s) - T0) - 10))
     if [ $cpu = 1 ]; then
         args=(--cpu --configs micro --precisions fp32 --points-per-side 4 --sizes 320x240 --budget 120)
@@ -594,12 +599,7 @@ step_official() {
 # The weights go to the scratch folder (0.9 GB for large), not OUTDIR;
 # step run uses them again.
 step_fidelity() {
-    find_py
-    if [ -z "$py" ]; then
-        if [ $cpu = 1 ]; then row fidelity SKIP "no python3 with torch here"
-        else row fidelity FAIL "no python3 with torch"; fi
-        return
-    fi
+    need_py fidelity || return
     local tmp pps=32 sz=1024x768 cfgs=${SAM2AMG_FID_CONFIGS:-large} precs=fp32,bf16 a=$(date +%s)
     local args=()
     tmp=$WORK   # the weights stay for step run
