@@ -49,6 +49,14 @@ else
     bad "post_e2e under --cpu: $(grep '^post_e2e' "$tmp/out/summary.txt")"
 fi
 
+# gpu_generate's benchmark mode takes its images before or after --random
+# (it said "one IMAGE.ppm only" when --random came last)
+img=$tmp/out/images/micro.ppm
+n=$("$BUILD/gpu/gpu_generate" --time 1 --device cpu --precision fp32 --points-per-side 4 \
+    --points-per-batch 16 "$img" "$img" --random micro 2>&1 | grep -c '^ours_320x240_default: PASS')
+[ "$n" = 2 ] && ok "gpu_generate IMG IMG --random micro: a row per image" ||
+    bad "gpu_generate IMG IMG --random micro: $n rows"
+
 # negative controls: a summary whatever happens, ending in overall: FAIL
 BUILD=$BUILD bash tests/gpu/check.sh --cpu --bundle "$tmp/no-such-bundle" "$tmp/crash" >"$tmp/log2" 2>&1
 rc=$?
