@@ -6,7 +6,9 @@
 # the device-only ones, printed as comments), every expected row must be
 # there, and the script must exit 0. Two negative controls: programs that
 # do not exist (every step crashes) and a used-up time budget must both
-# still give a complete summary ending "overall: FAIL" and a non-zero exit.
+# still give a complete summary ending "overall: FAIL" and a non-zero exit;
+# and a benchmark program that crashes after its first row must fail
+# bench_ours.
 set -u
 BUILD=${BUILD:-build}
 cd "$(dirname "$0")/.."
