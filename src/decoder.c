@@ -20,7 +20,8 @@
  * projection for image->token attention are computed once per image in
  * decoder_set_image; layer 0's token->image attention then runs as one
  * attention with all n*T queries against the shared keys; image->token
- * attention reads the shared queries directly (one call per prompt). With a
+ * attention reads the shared queries directly (one call for all prompts on
+ * the low-rank path, q's item stride 0; one per prompt otherwise). With a
  * mask input (mask-to-mask refinement) the dense embedding differs per
  * prompt, but it enters the image tokens through a 1x1 conv from 16
  * channels: layer 0's key/query/value projections are the image part
@@ -930,7 +931,8 @@ static void attn_unprojected(decoder_t *d, float *o, const float *tq, int64_t ld
  * b*T + t times w_h^T (w: nh blocks (C, dh)). The same products either as
  * one call per (prompt, head) or as one per (head, token) over all prompts
  * at once (row strides T*Ci and rows*C): whichever makes fewer calls, since
- * on a GPU each is a launch (1024 prompts: 8192 calls against 56). */
+ * on a GPU each is a launch (a device chunk of 128 one-point prompts, T = 8:
+ * 1024 calls against 64). */
 static void heads_linear(decoder_t *d, float *y, int64_t rows, int64_t off, const float *w,
                          int64_t n, int64_t T) {
     backend_t *be = d->be;

@@ -285,6 +285,71 @@ static void test_chunks(backend_t *be) {
     weights_close(ex);
 }
 
+/* the low-rank path (a backend with attention_probs) against the full one
+ * (the same backend without it) on one decoder over calls whose point
+ * counts change (the cc rows of D are written once per token count and
+ * must follow it), with more prompts than tokens and fewer (heads_linear's
+ * two ways), in chunks of 4 and 16 prompts and in one (SAM2AMG_DECODER_ROWS),
+ * and a call with too many tokens for the low-rank path in between */
+static void test_lowrank_sequence(void) {
+    err_t err = {{0}};
+    weights_t *w = NULL, *ex = NULL;
+    if (weights_open(&w, test_fixture("micro/weights.safetensors"), &err) ||
+        weights_open(&ex, test_fixture("micro/expected.safetensors"), &err)) {
+        TEST_CHECK(0, "open micro fixture", "%s", err.msg);
+        return;
+    }
+    sam2_config cfg = micro_cfg();
+    enum { N = 40 };
+    static const int seq[][2] = {{1, 20}, {3, 20}, {1, 3}, {9, 40}, {10, 5}, {2, 1}, {1, 20},
+                                 {3, 2}, {3, 20}};
+    const char *rows[] = {"1024", "4096", NULL}, *env = getenv("SAM2AMG_DECODER_ROWS");
+    char *saved = env ? strdup(env) : NULL;   /* the default chunk is the unset one */
+    float *la = malloc((size_t)N * 3 * LOWSZ * sizeof(float));
+    float *lb = malloc((size_t)N * 3 * LOWSZ * sizeof(float));
+    static float ia[N * 3], ib[N * 3], co[N * 10 * 2];
+    static int32_t lab[N * 10];
+    for (int ri = 0; ri < 3; ri++) {
+        if (rows[ri]) setenv("SAM2AMG_DECODER_ROWS", rows[ri], 1);
+        else unsetenv("SAM2AMG_DECODER_ROWS");
+        backend_t *a = backend_cpu_create(0), *b = backend_cpu_create(0);
+        b->attention_probs = NULL;   /* the full path */
+        decoder_t *da = NULL, *db = NULL;
+        int rc = decoder_init(&da, w, &cfg, a, N, &err);
+        if (!rc) rc = decoder_init(&db, w, &cfg, b, N, &err);
+        TEST_CHECK(rc == 0, "decoder_init, low-rank and full", "%s", err.msg);
+        if (rc) return;
+        feats_t fa = feats_upload(a, ex), fb = feats_upload(b, ex);
+        decoder_set_image(da, fa.emb, fa.s0, fa.s1, &err);
+        decoder_set_image(db, fb.emb, fb.s0, fb.s1, &err);
+        srand(3);
+        for (size_t s = 0; s < sizeof seq / sizeof seq[0]; s++) {
+            int np = seq[s][0], n = seq[s][1];
+            for (int i = 0; i < n * np; i++) {
+                co[2 * i] = (float)(rand() % S), co[2 * i + 1] = (float)(rand() % S);
+                lab[i] = rand() % 2;
+            }
+            sam2_prompts p = {.n = n, .n_pts = np, .coords = co, .labels = lab, .multimask = 1};
+            int r1 = decoder_run(da, &p, la, NULL, ia, &err), r2 = decoder_run(db, &p, lb, NULL, ib, &err);
+            char name[160];
+            snprintf(name, sizeof name, "low-rank == full path, call %zu: %d prompts of %d points "
+                     "(chunk rows %s)", s, n, np, rows[ri] ? rows[ri] : "default");
+            TEST_CHECK(r1 == 0 && r2 == 0, name, "rc %d %d: %s", r1, r2, err.msg);
+            cmp(name, la, lb, (size_t)n * 3 * LOWSZ, 0);
+            cmp("  and its iou", ia, ib, (size_t)n * 3, 0);
+        }
+        decoder_free(da), decoder_free(db);
+        a->free(a, fa.emb), a->free(a, fa.s0), a->free(a, fa.s1);
+        b->free(b, fb.emb), b->free(b, fb.s0), b->free(b, fb.s1);
+        a->destroy(a), b->destroy(b);
+    }
+    if (saved) setenv("SAM2AMG_DECODER_ROWS", saved, 1);
+    free(saved);
+    free(la), free(lb);
+    weights_close(w);
+    weights_close(ex);
+}
+
 /* predict-micro: SAM2ImagePredictor.predict on box / point mixtures */
 static void test_predict_fixture(backend_t *be) {
     err_t err = {{0}};
@@ -377,6 +442,7 @@ int main(void) {
     test_micro(be, "micro/weights.safetensors");
     be->attention_dh_max = 0;
     test_chunks(be);
+    test_lowrank_sequence();
     test_predict_fixture(be);
     test_bad_weights(be);
     be->destroy(be);

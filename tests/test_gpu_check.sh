@@ -6,7 +6,9 @@
 # the device-only ones, printed as comments), every expected row must be
 # there, and the script must exit 0. Two negative controls: programs that
 # do not exist (every step crashes) and a used-up time budget must both
-# still give a complete summary ending "overall: FAIL" and a non-zero exit.
+# still give a complete summary ending "overall: FAIL" and a non-zero exit;
+# and a benchmark program that crashes after its first row must fail
+# bench_ours.
 set -u
 BUILD=${BUILD:-build}
 cd "$(dirname "$0")/.."
@@ -18,7 +20,7 @@ bad() { fail=$((fail + 1)); echo "not ok - $1"; }
 rows="env ops_test_ops ops_bf16 ops_test_cuda ops_test_cuda_tf32 ops_test_cuda_bf16
       model_fixtures model_fullsize model_fullsize_tf32 model_fullsize_bf16 bf16_quality e2e
       e2e_bf16 replay post_replay post_e2e sanitizer_test_cuda sanitizer_generate bench_cuda bench_model
-      bench_official overall"
+      bench_ours bench_official overall"
 
 BUILD=$BUILD bash tests/gpu/check.sh --cpu "$tmp/out" >"$tmp/log" 2>&1
 rc=$?
@@ -49,6 +51,14 @@ else
     bad "post_e2e under --cpu: $(grep '^post_e2e' "$tmp/out/summary.txt")"
 fi
 
+# gpu_generate's benchmark mode takes its images before or after --random
+# (it said "one IMAGE.ppm only" when --random came last)
+img=$tmp/out/images/micro.ppm
+n=$("$BUILD/gpu/gpu_generate" --time 1 --device cpu --precision fp32 --points-per-side 4 \
+    --points-per-batch 16 "$img" "$img" --random micro 2>&1 | grep -c '^ours_320x240_default: PASS')
+[ "$n" = 2 ] && ok "gpu_generate IMG IMG --random micro: a row per image" ||
+    bad "gpu_generate IMG IMG --random micro: $n rows"
+
 # negative controls: a summary whatever happens, ending in overall: FAIL
 BUILD=$BUILD bash tests/gpu/check.sh --cpu --bundle "$tmp/no-such-bundle" "$tmp/crash" >"$tmp/log2" 2>&1
 rc=$?
@@ -66,6 +76,22 @@ if [ $rc -ne 0 ] && grep -q '^overall: FAIL' "$tmp/budget/summary.txt" &&
     ok "used-up budget: steps not run are FAILs, logs packed into logs.tgz, exit $rc"
 else
     bad "used-up budget: exit $rc"; sed 's/^/    /' "$tmp/budget/summary.txt"
+fi
+# a benchmark run that prints its first row and then crashes (or times
+# out) must fail bench_ours: only the rows it printed were counted, so one
+# PASS row and an abort read as a passed step
+mkdir -p "$tmp/fake/bin" "$tmp/fake/images"
+: >"$tmp/fake/images/micro.ppm"
+printf '#!/bin/sh\necho "ours_micro_fp32_320x240_default: PASS images_per_s=1"\nkill -ABRT $$\n' \
+    >"$tmp/fake/bin/gpu_generate"
+chmod +x "$tmp/fake/bin/gpu_generate"
+SAM2AMG_CHECK_STEPS=ours BUILD=$BUILD bash tests/gpu/check.sh --cpu --bundle "$tmp/fake" "$tmp/ours" \
+    >"$tmp/log4" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && grep -q '^bench_ours: FAIL .*ours_micro_fp32:exit=134' "$tmp/ours/summary.txt"; then
+    ok "a benchmark run that crashes after one row: bench_ours FAILs naming it, exit $rc"
+else
+    bad "a benchmark run that crashes after one row: exit $rc"; sed 's/^/    /' "$tmp/ours/summary.txt"
 fi
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

@@ -516,12 +516,15 @@ find_py() {
 # segment the same pixels. Then large bf16 at several decoder chunk sizes
 # (SAM2AMG_DECODER_ROWS; SAM2AMG_BENCH_ROWS lists them): rows ours_rows_N.
 # --cpu: micro on a fixture image, 4x4 points.
+# A run that exits non-zero fails the step even when it printed some rows
+# (a crash or timeout after the first image leaves the others unreported).
 step_ours() {
-    local gen=$(prog gpu_generate) cfg prec imgs=() a=$(date +%s) p=0 f=0 l
+    local gen=$(prog gpu_generate) cfg prec imgs=() a=$(date +%s) p=0 f=0 l bad=""
     local log=$out/logs/ours.log
     if [ $cpu = 1 ]; then
         run ours 120 "$gen" --random micro --time 1 --device cpu --precision fp32 --points-per-side 4 \
             --points-per-batch 16 --both-thresholds --row ours_micro_fp32 "$(ppm_of micro)"
+        [ $rc -ne 0 ] && bad="$bad ours_micro_fp32:exit=$rc"
     else
         find_py
         if [ -n "$py" ]; then
@@ -538,6 +541,7 @@ step_ours() {
                 run ours 120 "$gen" --random "$cfg" --time 3 --device "$DEVICE" --precision "$prec" \
                     --points-per-side 32 --points-per-batch 1024 --both-thresholds \
                     --row "ours_${cfg}_${prec}" "${imgs[@]}"
+                [ $rc -ne 0 ] && bad="$bad ours_${cfg}_${prec}:exit=$rc"
             done
         done
     fi
@@ -550,6 +554,7 @@ step_ours() {
             SAM2AMG_DECODER_ROWS=$rows run ours 60 "$gen" --random large --time 3 --device "$DEVICE" \
                 --precision bf16 --points-per-side 32 --points-per-batch 1024 \
                 --row "ours_rows_$rows" "${imgs[0]}"
+            [ $rc -ne 0 ] && bad="$bad ours_rows_$rows:exit=$rc"
         done
     fi
     while IFS= read -r l; do
@@ -557,8 +562,8 @@ step_ours() {
         row "${l%%: *}" "$(echo "${l#*: }" | cut -d' ' -f1)" "$(echo "${l#*: }" | cut -d' ' -f2-)"
     done < <(grep -E '^ours_[A-Za-z0-9x_]+: (PASS|FAIL)' "$log")
     local st=PASS
-    { [ $f -ne 0 ] || [ $p -eq 0 ]; } && st=FAIL
-    row bench_ours $st "runs=$p failed=$f secs=$(($(date +%s) - a))"
+    { [ $f -ne 0 ] || [ $p -eq 0 ] || [ -n "$bad" ]; } && st=FAIL
+    row bench_ours $st "runs=$p failed=$f secs=$(($(date +%s) - a))${bad:+ exits:$bad}"
 }
 
 # the official SAM2AutomaticMaskGenerator on the same device (issue 16's side

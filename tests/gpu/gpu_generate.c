@@ -271,14 +271,14 @@ int main(int argc, char **argv) {
             i += 2;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(cmd, "unknown option '%s'", a);
-        } else if (!image) {
-            image = a, images[nimg++] = argv[i], i++;
-        } else if (random && nimg < 16) {
+        } else if (nimg < 16) {   // several only with --random, which may come after them
+            if (!image) image = a;
             images[nimg++] = argv[i], i++;
         } else {
-            return cli_usage_error(cmd, "one IMAGE.ppm only");
+            return cli_usage_error(cmd, "at most 16 images");
         }
     }
+    if (!random && nimg > 1) return cli_usage_error(cmd, "one IMAGE.ppm only (several with --random)");
     if (random) {
         if (!image || !iters) return cli_usage_error(cmd, "--random needs --time N and IMAGE.ppm");
         amg_params_default(&p);
