@@ -605,6 +605,12 @@ size_t decoder_arena_bytes(const sam2_config *cfg, int max_prompts, int64_t chun
     return decoder_plan_bytes(sizes, n);
 }
 
+/* chunk_prompts: the prompts per chunk for chunks of rows image rows */
+static int chunk_prompts(int64_t rows, int64_t HW, int max_prompts) {
+    int64_t nc = rows / HW;
+    return nc < 1 ? 1 : nc > max_prompts ? max_prompts : (int)nc;
+}
+
 int64_t decoder_chunk_rows(const backend_t *be) {
     const char *v = getenv("SAM2AMG_DECODER_ROWS");
     if (v && *v) {
@@ -632,8 +638,8 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
     d->C = C, d->Ci = C / 2, d->C4 = C / 4, d->C8 = C / 8;
     d->S = S, d->hf = S / 16, d->HW = d->hf * d->hf;
     d->max_prompts = max_prompts;
-    const int64_t rows = decoder_chunk_rows(be), rows_nc = rows / d->HW;
-    d->nc = rows_nc < 1 ? 1 : rows_nc > max_prompts ? max_prompts : (int)rows_nc;
+    int64_t rows = decoder_chunk_rows(be);
+    d->nc = chunk_prompts(rows, d->HW, max_prompts);
     d->Tm = DEC_OUT_TOKENS + DECODER_MAX_POINTS + 1;
 
     /* weights: count, allocate, fill, upload once */
@@ -658,15 +664,30 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
     free(L.dstage);
     if (rc) goto fail;
 
-    /* activation arena: per-image state + one chunk's buffers */
+    /* activation arena: per-image state + one chunk's buffers. A device's
+     * chunk (decoder_chunk_rows) that does not fit is halved down to the
+     * CPU's, so that a fixed --points-per-batch that fitted with those
+     * chunks still loads on a small GPU (the batch planner sizes auto
+     * batches with the device's chunk, so there this does not happen) */
     size_t sizes[DEC_N_BUFS];
-    int nbuf = decoder_plan(C, S, max_prompts, rows, sizes);
-    size_t total = decoder_plan_bytes(sizes, nbuf);
-    size_t HW = d->HW, nc = d->nc, NT = nc * d->Tm, Cz = C;
-    if (arena_init(&d->arena, be, total)) {
-        rc = err_set(err, ERR_NOMEM, "decoder: cannot allocate %zu bytes of activations", total);
-        goto fail;
+    int nbuf;
+    size_t total;
+    for (;;) {
+        nbuf = decoder_plan(C, S, max_prompts, rows, sizes);
+        total = decoder_plan_bytes(sizes, nbuf);
+        if (arena_init(&d->arena, be, total) == 0) break;
+        int64_t less = rows;   /* the next smaller chunk that holds fewer prompts */
+        while (less > DEC_ROWS && chunk_prompts(less, d->HW, max_prompts) == d->nc)
+            less = less / 2 > DEC_ROWS ? less / 2 : DEC_ROWS;
+        if (less >= rows || chunk_prompts(less, d->HW, max_prompts) == d->nc) {
+            rc = err_set(err, ERR_NOMEM, "decoder: cannot allocate %zu bytes of activations",
+                         total);
+            goto fail;
+        }
+        rows = less;
+        d->nc = chunk_prompts(rows, d->HW, max_prompts);
     }
+    size_t HW = d->HW, nc = d->nc, NT = nc * d->Tm, Cz = C;
     arena_t *a = &d->arena;
     int k = 0;
     d->pe = arena_alloc(a, sizes[k++]);

@@ -284,11 +284,28 @@ static void test_open_device(void) {
      * must say what else it keeps free, or it reads as a contradiction */
     TEST_CHECK(rc == ERR_NOMEM && strstr(err.msg, "256 MiB kept free"),
                "no room for one prompt: the message names the 256 MiB headroom", "%s", err.msg);
+    /* a device chunk (here a huge one, SAM2AMG_DECODER_ROWS) whose arena
+     * does not fit: a fixed batch that fits with the CPU's chunk still
+     * loads (decoder_init halves the chunk), where it failed before */
+    {
+        const int64_t big = (int64_t)1 << 22, small = 65536;   /* micro: HW 256 */
+        const int n = 300;
+        size_t a_big = decoder_arena_bytes(&cfg, n, big), a_small = decoder_arena_bytes(&cfg, n, small);
+        size_t room = model1 - decoder_arena_bytes(&cfg, 1, small) + a_small + ((size_t)1 << 20);
+        setenv("SAM2AMG_DECODER_ROWS", "4194304", 1);
+        CHECK(decoder_chunk_rows(be) == big);
+        rc = open_fake(be, &cfg, room, n, &none, 1, 1, NULL, &err);
+        unsetenv("SAM2AMG_DECODER_ROWS");
+        TEST_CHECK(a_big > a_small + ((size_t)2 << 20) && rc == n,
+                   "a device chunk that does not fit: the decoder falls back to smaller chunks",
+                   "arena %zu vs %zu, rc %d: %s", a_big, a_small, rc, err.msg);
+    }
     be->alloc = cpu_alloc, be->free = cpu_free;
     be->destroy(be);
 }
 
 int main(void) {
+    unsetenv("SAM2AMG_DECODER_ROWS");   /* the cases set it themselves */
     test_arena_bytes();
     test_fit();
     test_limit();
