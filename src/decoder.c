@@ -949,15 +949,29 @@ static void attn_unprojected(decoder_t *d, float *o, const float *tq, int64_t ld
 
 /* heads_linear: for every prompt b < n, head h and token t < T, row
  * b*rows + off + h*T + t of y (C wide) = the head's dh columns of TV row
- * b*T + t times w_h^T (w: nh blocks (C, dh)). The same products either as
- * one call per (prompt, head) or as one per (head, token) over all prompts
- * at once (row strides T*Ci and rows*C): whichever makes fewer calls, since
- * on a GPU each is a launch (a device chunk of 128 one-point prompts, T = 8:
- * 1024 calls against 64). */
+ * b*T + t times w_h^T (w: nh blocks (C, dh)).
+ * On a device, when the (nh, n*T, C) products fit KPE (nh*T <= HW; KPE is
+ * free until lowrank_layer1 writes it last): one GEMM per head over every
+ * prompt's tokens into KPE, then per head one row_affine of scale 1 (an
+ * exact copy) of each prompt's T rows to their place: 2*nh calls for the
+ * chunk. Otherwise the same products as one call per (prompt, head) or as
+ * one per (head, token) over all prompts at once (row strides T*Ci and
+ * rows*C), whichever makes fewer calls; the CPU always takes this way (its
+ * results stay those of the fixtures' runs). */
 static void heads_linear(decoder_t *d, float *y, int64_t rows, int64_t off, const float *w,
                          int64_t n, int64_t T) {
     backend_t *be = d->be;
     const int64_t C = d->C, Ci = d->Ci, nh = DEC_HEADS, dh = Ci / nh;
+    if (!be->host_weights && be->row_affine && n > 1 && nh * T <= d->HW) {
+        float *z = d->KPE;   /* (nh, n*T, C) */
+        for (int64_t h = 0; h < nh; h++)
+            be->linear(be, z + h * n * T * C, C, d->TV + h * dh, Ci, w + h * C * dh, NULL, n * T,
+                       dh, C);
+        for (int64_t h = 0; h < nh; h++)
+            be->row_affine(be, y + (off + h * T) * C, rows * C, z + h * n * T * C, T * C, d->ones,
+                           NULL, 0, NULL, NULL, 0, 1, n, T * C);
+        return;
+    }
     if (n <= T) {
         for (int64_t b = 0; b < n; b++)
             for (int64_t h = 0; h < nh; h++)

@@ -312,7 +312,18 @@ static void test_lowrank_sequence(void) {
     for (int ri = 0; ri < 3; ri++) {
         if (rows[ri]) setenv("SAM2AMG_DECODER_ROWS", rows[ri], 1);
         else unsetenv("SAM2AMG_DECODER_ROWS");
-        backend_t *a = backend_cpu_create(0), *b = backend_cpu_create(0);
+        /* SAM2AMG_DEVICE=cuda:0 (tests/test_emu.sh): the device's own
+         * paths (heads_linear's one GEMM per head) against its full path */
+        const char *dev = getenv("SAM2AMG_DEVICE");
+        backend_t *a = dev ? backend_create(dev, 0, &err) : backend_cpu_create(0);
+        backend_t *b = dev ? backend_create(dev, 0, &err) : backend_cpu_create(0);
+        if (!a || !b) {
+            TEST_CHECK(0, "backends for the low-rank sequence", "%s", err.msg);
+            if (a) a->destroy(a);
+            if (b) b->destroy(b);
+            return;
+        }
+        a->precision = b->precision = BACKEND_FP32;   /* a device's default may be bf16 */
         b->attention_probs = NULL;   /* the full path */
         decoder_t *da = NULL, *db = NULL;
         int rc = decoder_init(&da, w, &cfg, a, N, &err);
@@ -431,7 +442,12 @@ static void test_bad_weights(backend_t *be) {
     weights_close(w);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    /* --lowrank-only: that sequence alone (on SAM2AMG_DEVICE, if set) */
+    if (argc == 2 && !strcmp(argv[1], "--lowrank-only")) {
+        test_lowrank_sequence();
+        return TEST_REPORT();
+    }
     backend_t *be = backend_cpu_create(0);
     test_micro(be, "micro/weights.safetensors");
     test_micro(be, "micro/weights.pt");

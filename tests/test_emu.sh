@@ -51,7 +51,7 @@ if { [ "$BUILD" != build ] && [ "$BUILD" != build-san ]; } || [ "$(uname -m)" !=
     exit 0
 fi
 progs="$EB/sam2amg $EB/libsam2amg_cuda.so $EB/tests/test_cuda $EB/tests/test_ops $EB/tests/test_model
-       $EB/tests/test_amg $EB/gpu/gpu_amg_post $EB/emu/test_emu_core"
+       $EB/tests/test_amg $EB/tests/test_decoder $EB/gpu/gpu_amg_post $EB/emu/test_emu_core"
 # (a make of its own: none of the calling make's variables or jobserver)
 # shellcheck disable=SC2086
 check "build the emulated CUDA backend (make BUILD=$EB EMU=1${san:+ with ASan+UBSan})" \
@@ -100,6 +100,12 @@ if [ -n "$san" ]; then   # generate and run take too long under the sanitizers
     [ $fail -eq 0 ]
     exit
 fi
+# the decoder's device paths (heads_linear's one GEMM per head, the shared-q
+# probabilities, device chunks) against its full path on the same device,
+# over calls whose point counts change, fp32 (~1.5 min)
+SAM2AMG_DEVICE=cuda:0 "$EB/tests/test_decoder" --lowrank-only >"$T/dec.log" 2>&1
+check "test_decoder --lowrank-only on cuda:0: low-rank == full path over changing point counts: $(tail -n 1 "$T/dec.log")" \
+    result_ok "$T/dec.log"
 weights_of() { echo "tests/fixtures/$(sed -n 's/^ *"weights": *"\([^"]*\)".*/\1/p' "$1/meta.json")"; }
 for f in e2e-micro2 e2e-minarea; do
     d=tests/fixtures/$f
