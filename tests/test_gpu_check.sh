@@ -67,5 +67,22 @@ if [ $rc -ne 0 ] && grep -q '^overall: FAIL' "$tmp/budget/summary.txt" &&
 else
     bad "used-up budget: exit $rc"; sed 's/^/    /' "$tmp/budget/summary.txt"
 fi
+# SAM2AMG_CHECK_STEPS with a bundle whose gpu_generate prints one row and
+# crashes (the benchmark step, bench_ours: a crashed run is a FAIL row, not
+# a silent loss of the rows it did not print)
+mkdir -p "$tmp/fake/bin" "$tmp/fake/images"
+printf '#!/bin/sh\necho "ours_micro_fp32_1x1_default: PASS images_per_s=1"\nkill -SEGV $$\n' \
+    >"$tmp/fake/bin/gpu_generate"
+chmod +x "$tmp/fake/bin/gpu_generate"
+SAM2AMG_CHECK_STEPS="ours bench env" BUILD=$BUILD bash tests/gpu/check.sh --cpu --bundle "$tmp/fake" \
+    "$tmp/steps" >"$tmp/log4" 2>&1
+rc=$?
+s=$tmp/steps/summary.txt
+if [ $rc -ne 0 ] && grep -q '^ours_micro_fp32: FAIL gpu_generate exit 139' "$s" &&
+    ! grep -q '^bench_ours: PASS' "$s"; then
+    ok "a crashed benchmark run (gpu_generate killed by SIGSEGV) is a FAIL row, bench_ours no PASS"
+else
+    bad "a crashed benchmark run (exit $rc)"; sed 's/^/    /' "$s"
+fi
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

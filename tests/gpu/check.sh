@@ -500,11 +500,16 @@ find_py() {
 # format. The images are official_bench.py's (--images-only), so both sides
 # segment the same pixels. --cpu: micro on a fixture image, 4x4 points.
 step_ours() {
-    local gen=$(prog gpu_generate) cfg prec imgs=() a=$(date +%s) p=0 f=0 l
+    local gen=$(prog gpu_generate) cfg prec imgs=() a=$(date +%s) p=0 f=0 l bad=()
     local log=$out/logs/ours.log
+    # a run that ends other than 0 or 1 (1: its failed images are FAIL
+    # rows) crashed, was killed or timed out: the rows it did not print
+    # are missing, so it is a FAIL row of its own
+    ours_rc() { [ $rc -eq 0 ] || [ $rc -eq 1 ] || bad+=("$1 $rc"); }
     if [ $cpu = 1 ]; then
         run ours 120 "$gen" --random micro --time 1 --device cpu --precision fp32 --points-per-side 4 \
             --points-per-batch 16 --both-thresholds --row ours_micro_fp32 "$(ppm_of micro)"
+        ours_rc ours_micro_fp32
     else
         find_py
         if [ -n "$py" ]; then
@@ -521,6 +526,7 @@ step_ours() {
                 run ours 120 "$gen" --random "$cfg" --time 3 --device "$DEVICE" --precision "$prec" \
                     --points-per-side 32 --points-per-batch 1024 --both-thresholds \
                     --row "ours_${cfg}_${prec}" "${imgs[@]}"
+                ours_rc "ours_${cfg}_${prec}"
             done
         done
     fi
@@ -528,6 +534,10 @@ step_ours() {
         case ${l#*: } in PASS*) p=$((p + 1)) ;; *) f=$((f + 1)) ;; esac
         row "${l%%: *}" "$(echo "${l#*: }" | cut -d' ' -f1)" "$(echo "${l#*: }" | cut -d' ' -f2-)"
     done < <(grep -E '^ours_[A-Za-z0-9x_]+: (PASS|FAIL)' "$log")
+    for l in "${bad[@]}"; do
+        f=$((f + 1))
+        row "${l% *}" FAIL "gpu_generate exit ${l##* } (crashed, killed or timed out: rows missing; logs/ours.log)"
+    done
     local st=PASS
     { [ $f -ne 0 ] || [ $p -eq 0 ]; } && st=FAIL
     row bench_ours $st "runs=$p failed=$f secs=$(($(date +%s) - a))"
