@@ -84,5 +84,13 @@ if [ $rc -ne 0 ] && grep -q '^ours_micro_fp32: FAIL gpu_generate exit 139' "$s" 
 else
     bad "a crashed benchmark run (exit $rc)"; sed 's/^/    /' "$s"
 fi
+# env runs first wherever the list names it (it finds cuBLAS for the
+# others), and each step once: ours is part of bench
+if [ "$(head -n 1 "$s" | cut -d: -f1)" = env ] && [ "$(grep -c '^env: ' "$s")" -eq 1 ] &&
+    [ "$(grep -c '^bench_ours: ' "$s")" -eq 1 ]; then
+    ok "SAM2AMG_CHECK_STEPS='ours bench env': env first, ours once"
+else
+    bad "SAM2AMG_CHECK_STEPS='ours bench env': env first, ours once"; sed 's/^/    /' "$s"
+fi
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]
