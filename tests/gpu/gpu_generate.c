@@ -190,8 +190,6 @@ static int bench(const char *cmd, const char *name, uint64_t seed, int iters, co
     amg_model wrap = {0};
     int rc = 0, failed = 0;
     char rname[512];
-    if (iters < 1 || iters > 64) return cli_usage_error(cmd, "--time N: N in [1, 64]");
-    if (p->points_per_batch <= 0) return cli_usage_error(cmd, "--time needs --points-per-batch N");
     if (sam2_config_builtin(name, &cfg, &err)) goto fail;
     be = backend_create(mf->device, (int)mf->threads, &err);
     if (!be) goto fail;
@@ -241,8 +239,10 @@ int main(int argc, char **argv) {
     const char *cmd = "gpu_generate";
     if (argc == 4 && !strcmp(argv[1], "--decode")) return decode(argv[2], argv[3]);
     const char *out = NULL, *replay = NULL, *image = NULL, *random = NULL, *row = "ours";
+    const char *time_s = NULL, *seed_s = NULL;
     int verbose = 0, iters = 0, both = 0, nimg = 0;
-    char *images[16];
+    enum { MAX_IMAGES = 16 };
+    char *images[MAX_IMAGES];
     uint64_t seed = 11;
     cli_model_flags mf;
     cli_model_flags_default(&mf);
@@ -261,30 +261,46 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--row") && i + 1 < argc) {
             row = argv[i + 1], i += 2;
         } else if (!strcmp(a, "--seed") && i + 1 < argc) {
-            seed = strtoull(argv[i + 1], NULL, 10), i += 2;
+            seed_s = argv[i + 1], i += 2;
         } else if (!strcmp(a, "--both-thresholds")) {
             both = 1, i++;
         } else if (!strcmp(a, "--time") && i + 1 < argc) {
-            iters = atoi(argv[i + 1]), i += 2;
+            time_s = argv[i + 1], i += 2;
         } else if ((!strcmp(a, "-o") || !strcmp(a, "--replay-decoder")) && i + 1 < argc) {
             *(a[1] == 'o' ? &out : &replay) = argv[i + 1];
             i += 2;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(cmd, "unknown option '%s'", a);
-        } else if (!image) {
-            image = a, images[nimg++] = argv[i], i++;
-        } else if (random && nimg < 16) {
-            images[nimg++] = argv[i], i++;
-        } else {
-            return cli_usage_error(cmd, "one IMAGE.ppm only");
+        } else {   // images, wherever --random stands (it takes up to 16)
+            if (!image) image = a;
+            if (nimg < MAX_IMAGES) images[nimg] = argv[i];
+            nimg++, i++;
         }
     }
+    if (!random && nimg > 1) return cli_usage_error(cmd, "one IMAGE.ppm only (several with --random)");
+    if (nimg > MAX_IMAGES) return cli_usage_error(cmd, "at most %d IMAGE.ppm (--random)", MAX_IMAGES);
+    if (!random && (time_s || seed_s || both))
+        return cli_usage_error(cmd, "--time, --seed and --both-thresholds need --random CONFIG");
     if (random) {
-        if (!image || !iters) return cli_usage_error(cmd, "--random needs --time N and IMAGE.ppm");
+        if (!image || !time_s) return cli_usage_error(cmd, "--random needs --time N and IMAGE.ppm");
+        char *end = NULL;
+        long t = strtol(time_s, &end, 10);
+        if (end == time_s || *end || t < 1 || t > 64)
+            return cli_usage_error(cmd, "--time '%s': N in [1, 64]", time_s);
+        iters = (int)t;
+        if (seed_s) {
+            errno = 0;
+            seed = strtoull(seed_s, &end, 10);
+            if (end == seed_s || *end || errno || seed_s[0] == '-')
+                return cli_usage_error(cmd, "--seed '%s': not an unsigned number", seed_s);
+        }
         amg_params_default(&p);
         for (int i = 1; i < argc;) {
             if (amg_params_parse_flag(&p, cmd, argc, argv, &i) == 0) i++;
         }
+        if (p.points_per_batch == AMG_POINTS_PER_BATCH_AUTO)
+            return cli_usage_error(cmd, "--time needs --points-per-batch N (a number: auto is not "
+                                   "timed)");
         err_t err = {{0}};
         if (amg_params_validate(&p, &err)) return cli_usage_error(cmd, "%s", err.msg);
         return bench(cmd, random, seed, iters, row, both, &mf, &p, images, nimg);
