@@ -28,5 +28,18 @@ else
     echo "# skip: $bd not built"
 fi
 
+# official_bench.py --images-only writes the images of --save-images DIR
+# and stops; without the folder it is a usage error before anything runs
+# (it printed "# images written to None" and exited 2)
+ob=tests/gpu/official_bench.py
+timeout 60 python3 "$ob" --cpu --images-only >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ $rc -eq 2 ] && grep -q -- '--save-images DIR' "$tmp/err" && ! grep -q 'written to' "$tmp/out"; then
+    ok "official_bench.py --images-only without --save-images: usage error"
+else
+    notok "official_bench.py --images-only without --save-images: usage error" \
+          "exit $rc: $(cat "$tmp/out" "$tmp/err" | tail -n 2)"
+fi
+
 echo "RESULT $passed $failed"
 [ "$failed" -eq 0 ]

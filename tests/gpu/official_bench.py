@@ -88,6 +88,8 @@ def main():
     ap.add_argument("--images-only", action="store_true",
                     help="write the images (--save-images DIR) and stop: ours is timed on them")
     args = ap.parse_args()
+    if args.images_only and not args.save_images:
+        ap.error("--images-only writes the images to --save-images DIR: give it")
     t_start = time.time()
 
     bundle = os.path.join(REPO, "gpu-bundle", "official")
