@@ -40,6 +40,15 @@ else
     notok "official_bench.py --images-only without --save-images: usage error" \
           "exit $rc: $(cat "$tmp/out" "$tmp/err" | tail -n 2)"
 fi
+for v in 64 64x 0x48 ,; do   # a bad --sizes: a usage error naming it, no traceback
+    timeout 60 python3 "$ob" --cpu --images-only --save-images "$tmp/img" --sizes "$v" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    if [ $rc -eq 2 ] && grep -q -- "--sizes '$v'" "$tmp/err" && ! grep -q Traceback "$tmp/err"; then
+        ok "official_bench.py --sizes $v: usage error"
+    else
+        notok "official_bench.py --sizes $v: usage error" "exit $rc: $(tail -n 1 "$tmp/err")"
+    fi
+done
 
 echo "RESULT $passed $failed"
 [ "$failed" -eq 0 ]

@@ -90,6 +90,16 @@ def main():
     args = ap.parse_args()
     if args.images_only and not args.save_images:
         ap.error("--images-only writes the images to --save-images DIR: give it")
+    sizes = []
+    for s in args.sizes.split(","):
+        wh = s.split("x")
+        if s and (len(wh) != 2 or not all(v.isdigit() and int(v) > 0 for v in wh)):
+            sizes = []
+            break
+        if s:
+            sizes.append((int(wh[0]), int(wh[1])))
+    if not sizes:
+        ap.error("--sizes %r: WIDTHxHEIGHT[,WIDTHxHEIGHT...] (e.g. 1024x768)" % args.sizes)
     t_start = time.time()
 
     bundle = os.path.join(REPO, "gpu-bundle", "official")
@@ -145,7 +155,6 @@ def main():
                 T.Resize((self.resolution, self.resolution), antialias=True),
                 T.Normalize(self.mean, self.std))
 
-    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",") if s]
     images = {wh: oracle.synth_image(wh[0], wh[1], args.seed + 1) for wh in sizes}
     if args.save_images:
         os.makedirs(args.save_images, exist_ok=True)
