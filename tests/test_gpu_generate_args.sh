@@ -38,6 +38,12 @@ usage "17 images: at most 16 (not 'one IMAGE.ppm only')" "at most 16 IMAGE.ppm" 
     "${imgs[@]}"
 usage "17 images without --random: one only" "one IMAGE.ppm only" "${imgs[@]}" -o "$tmp/x.json" \
     --model tests/fixtures/micro/weights.safetensors
+# --random times random weights: a checkpoint, config or output given
+# with it was ignored without a word (the row timed other weights)
+usage "--random with --model: refused, not ignored" "--model is not taken" "${base[@]}" --time 1 \
+    --model tests/fixtures/micro/weights.safetensors "$img"
+usage "--random with --config: refused" "--config is not taken" "${base[@]}" --time 1 --config micro2 "$img"
+usage "--random with -o: refused" "-o is not taken" "${base[@]}" --time 1 -o "$tmp/x.json" "$img"
 usage "--time without --random" "need --random" "$img" --time 2 -o "$tmp/x.json" \
     --model tests/fixtures/micro/weights.safetensors
 # images before --random count as well: two rows

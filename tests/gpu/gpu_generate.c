@@ -282,6 +282,11 @@ int main(int argc, char **argv) {
     if (!random && (time_s || seed_s || both))
         return cli_usage_error(cmd, "--time, --seed and --both-thresholds need --random CONFIG");
     if (random) {
+        if (mf.model || mf.config || out || replay)
+            return cli_usage_error(cmd, "--random %s times random weights of that builtin config: "
+                                   "%s is not taken with it", random,
+                                   mf.model ? "--model" : mf.config ? "--config" : out ? "-o"
+                                                                                    : "--replay-decoder");
         if (!image || !time_s) return cli_usage_error(cmd, "--random needs --time N and IMAGE.ppm");
         char *end = NULL;
         long t = strtol(time_s, &end, 10);
