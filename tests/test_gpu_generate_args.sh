@@ -51,5 +51,10 @@ timeout 120 "$g" "$img" "$img" "${base[@]}" --time 1 >"$tmp/out" 2>"$tmp/err"
 rc=$?
 if [ $rc -eq 0 ] && [ "$(grep -c ': PASS ' "$tmp/out")" -eq 2 ]; then ok "images before --random: one row each"
 else notok "images before --random: one row each" "exit $rc: $(cat "$tmp/out" "$tmp/err" | head -c 300)"; fi
+# two images of one size: rows of their own names (both were ours_WxH_default)
+if [ "$(cut -d: -f1 "$tmp/out" | sort -u | wc -l)" -eq 2 ] &&
+    grep -q '^ours_[0-9]*x[0-9]*_2_default: PASS' "$tmp/out"; then
+    ok "two images of one size: distinct row names"
+else notok "two images of one size: distinct row names" "$(cut -d: -f1 "$tmp/out" | tr '\n' ' ')"; fi
 echo "RESULT $passed $failed"
 [ "$failed" -eq 0 ]

@@ -204,15 +204,21 @@ static int bench(const char *cmd, const char *name, uint64_t seed, int iters, co
     if (sam2_model_load_weights(&sm, &cfg, w, be, p->points_per_batch, &err) ||
         amg_model_wrap(&wrap, sm, p->points_per_batch, &err))
         goto fail;
-    for (int i = 0; i < n; i++) {
+    int ws[16], hs[16];   // the images' sizes: a second image of one size gets _2 in its rows
+    for (int i = 0; i < n && i < 16; i++) {
+        int W = 0, H = 0, same = 1;
+        uint8_t *rgb = NULL;
+        if (ppm_read(images[i], &rgb, &W, &H, &err) == 0) free(rgb);
+        err.msg[0] = 0;
+        ws[i] = W, hs[i] = H;
+        for (int j = 0; j < i; j++) same += ws[j] == W && hs[j] == H;
         for (int t = 0; t < (both ? 2 : 1); t++) {
             amg_params q = *p;
-            int W = 0, H = 0;
-            uint8_t *rgb = NULL;
+            char nth[16] = "";
+            if (same > 1) snprintf(nth, sizeof nth, "_%d", same);
             if (t == 1) q.pred_iou_thresh = q.stability_score_thresh = 0;
-            if (ppm_read(images[i], &rgb, &W, &H, &err) == 0) free(rgb);
             if (n == 1 && !both) snprintf(rname, sizeof rname, "%s", row);
-            else snprintf(rname, sizeof rname, "%s_%dx%d_%s", row, W, H, t ? "zero" : "default");
+            else snprintf(rname, sizeof rname, "%s_%dx%d%s_%s", row, W, H, nth, t ? "zero" : "default");
             if (bench_one(rname, iters, &q, &cfg, be, &wrap, mf, images[i], &err)) {
                 printf("%s: FAIL %s\n", rname, err.msg);
                 fprintf(stderr, "%s: %s\n", cmd, err.msg);
