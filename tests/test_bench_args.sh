@@ -49,6 +49,16 @@ for v in 64 64x 0x48 ,; do   # a bad --sizes: a usage error naming it, no traceb
         notok "official_bench.py --sizes $v: usage error" "exit $rc: $(tail -n 1 "$tmp/err")"
     fi
 done
+# --precisions other than bf16/fp32 ran float32 under the given name (fp16
+# rows were fp32 timings); a --thresholds name other than zero/default was
+# a KeyError per run: both are usage errors naming the flag
+for a in "--precisions fp16" "--precisions bf16,tf32" "--thresholds bogus" "--thresholds ,"; do
+    # shellcheck disable=SC2086
+    timeout 60 python3 "$ob" --cpu --images-only --save-images "$tmp/img" $a >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    if [ $rc -eq 2 ] && grep -q -- "${a% *} '" "$tmp/err"; then ok "official_bench.py $a: usage error"
+    else notok "official_bench.py $a: usage error" "exit $rc: $(tail -n 1 "$tmp/err")"; fi
+done
 
 echo "RESULT $passed $failed"
 [ "$failed" -eq 0 ]

@@ -100,6 +100,13 @@ def main():
             sizes.append((int(wh[0]), int(wh[1])))
     if not sizes:
         ap.error("--sizes %r: WIDTHxHEIGHT[,WIDTHxHEIGHT...] (e.g. 1024x768)" % args.sizes)
+    # a precision other than these ran in float32 under its own name (fp16:
+    # fp32 timings labelled fp16); a threshold name was a KeyError per run
+    for flag, val, known in (("--precisions", args.precisions, ("bf16", "fp32")),
+                             ("--thresholds", args.thresholds, ("zero", "default"))):
+        names = [v for v in val.split(",") if v]
+        if not names or any(v not in known for v in names):
+            ap.error("%s %r: a comma-separated list of %s" % (flag, val, ", ".join(known)))
     t_start = time.time()
 
     bundle = os.path.join(REPO, "gpu-bundle", "official")
