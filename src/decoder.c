@@ -65,8 +65,10 @@
  */
 #include "decoder.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -613,12 +615,20 @@ static int chunk_prompts(int64_t rows, int64_t HW, int max_prompts) {
 
 int64_t decoder_chunk_rows(const backend_t *be) {
     const char *v = getenv("SAM2AMG_DECODER_ROWS");
+    const int64_t dflt = be->host_weights ? DEC_ROWS : DEC_ROWS_DEV;
     if (v && *v) {
         char *end;
+        errno = 0;
         long long n = strtoll(v, &end, 10);
-        if (*end == 0 && n >= 1 && n <= ((int64_t)1 << 40)) return (int64_t)n;
+        if (*end == 0 && errno == 0 && n >= 1 && n <= ((int64_t)1 << 40)) return (int64_t)n;
+        /* a tuning knob: ignored, but said (once per process), not silently */
+        static int warned;
+        if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+            fprintf(stderr, "sam2amg: SAM2AMG_DECODER_ROWS='%s' ignored (image rows per decoder "
+                    "chunk: a number from 1 to 2^40); %s chunks of %lld rows\n", v, be->name,
+                    (long long)dflt);
     }
-    return be->host_weights ? DEC_ROWS : DEC_ROWS_DEV;
+    return dflt;
 }
 
 /* ---- life cycle ---- */

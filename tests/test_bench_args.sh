@@ -28,5 +28,37 @@ else
     echo "# skip: $bd not built"
 fi
 
+# official_bench.py --images-only writes the images of --save-images DIR
+# and stops; without the folder it is a usage error before anything runs
+# (it printed "# images written to None" and exited 2)
+ob=tests/gpu/official_bench.py
+timeout 60 python3 "$ob" --cpu --images-only >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ $rc -eq 2 ] && grep -q -- '--save-images DIR' "$tmp/err" && ! grep -q 'written to' "$tmp/out"; then
+    ok "official_bench.py --images-only without --save-images: usage error"
+else
+    notok "official_bench.py --images-only without --save-images: usage error" \
+          "exit $rc: $(cat "$tmp/out" "$tmp/err" | tail -n 2)"
+fi
+for v in 64 64x 0x48 ,; do   # a bad --sizes: a usage error naming it, no traceback
+    timeout 60 python3 "$ob" --cpu --images-only --save-images "$tmp/img" --sizes "$v" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    if [ $rc -eq 2 ] && grep -q -- "--sizes '$v'" "$tmp/err" && ! grep -q Traceback "$tmp/err"; then
+        ok "official_bench.py --sizes $v: usage error"
+    else
+        notok "official_bench.py --sizes $v: usage error" "exit $rc: $(tail -n 1 "$tmp/err")"
+    fi
+done
+# --precisions other than bf16/fp32 ran float32 under the given name (fp16
+# rows were fp32 timings); a --thresholds name other than zero/default was
+# a KeyError per run: both are usage errors naming the flag
+for a in "--precisions fp16" "--precisions bf16,tf32" "--thresholds bogus" "--thresholds ,"; do
+    # shellcheck disable=SC2086
+    timeout 60 python3 "$ob" --cpu --images-only --save-images "$tmp/img" $a >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    if [ $rc -eq 2 ] && grep -q -- "${a% *} '" "$tmp/err"; then ok "official_bench.py $a: usage error"
+    else notok "official_bench.py $a: usage error" "exit $rc: $(tail -n 1 "$tmp/err")"; fi
+done
+
 echo "RESULT $passed $failed"
 [ "$failed" -eq 0 ]

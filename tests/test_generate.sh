@@ -161,5 +161,15 @@ check "--config DIR: exit 1, read error with its reason" bash -c "
 # listed only calls, stages, seconds, workspace and halvings)
 check "generate --help: -v says where the post-processing ran and the logits stayed" bash -c "
     $bin generate --help | tr -s ' \\n' ' ' | grep -q -- '-v, --verbose per image: .*where the post-processing ran.*decoder calls .*logits stayed on the device'"
+# SAM2AMG_DECODER_ROWS (the decoder's chunk, a tuning knob): a value that
+# is not a number of rows from 1 to 2^40 is ignored, but said in one line
+# (it was ignored silently: SAM2AMG_DECODER_ROWS=64k tuned nothing)
+check "SAM2AMG_DECODER_ROWS=64k: ignored, said once, records as without it" bash -c "
+    $bin generate --model tests/fixtures/micro/weights.safetensors --config micro --points-per-side 4 \
+        tests/fixtures/micro/image.png -o $tmp/rows0.json &&
+    SAM2AMG_DECODER_ROWS=64k $bin generate --model tests/fixtures/micro/weights.safetensors --config micro \
+        --points-per-side 4 tests/fixtures/micro/image.png -o $tmp/rows1.json 2>$tmp/err; rc=\$?; cat $tmp/err;
+    [ \$rc -eq 0 ] && [ \$(wc -l <$tmp/err) -eq 1 ] && grep -q \"SAM2AMG_DECODER_ROWS='64k' ignored\" $tmp/err &&
+    cmp $tmp/rows0.json $tmp/rows1.json"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

@@ -55,7 +55,7 @@ fi
 # (it said "one IMAGE.ppm only" when --random came last)
 img=$tmp/out/images/micro.ppm
 n=$("$BUILD/gpu/gpu_generate" --time 1 --device cpu --precision fp32 --points-per-side 4 \
-    --points-per-batch 16 "$img" "$img" --random micro 2>&1 | grep -c '^ours_320x240_default: PASS')
+    --points-per-batch 16 "$img" "$img" --random micro 2>&1 | grep -c '^ours_320x240\(_2\)\?_default: PASS')
 [ "$n" = 2 ] && ok "gpu_generate IMG IMG --random micro: a row per image" ||
     bad "gpu_generate IMG IMG --random micro: $n rows"
 
@@ -80,18 +80,47 @@ fi
 # a benchmark run that prints its first row and then crashes (or times
 # out) must fail bench_ours: only the rows it printed were counted, so one
 # PASS row and an abort read as a passed step
-mkdir -p "$tmp/fake/bin" "$tmp/fake/images"
-: >"$tmp/fake/images/micro.ppm"
+mkdir -p "$tmp/fake1/bin" "$tmp/fake1/images"
+: >"$tmp/fake1/images/micro.ppm"
 printf '#!/bin/sh\necho "ours_micro_fp32_320x240_default: PASS images_per_s=1"\nkill -ABRT $$\n' \
-    >"$tmp/fake/bin/gpu_generate"
-chmod +x "$tmp/fake/bin/gpu_generate"
-SAM2AMG_CHECK_STEPS=ours BUILD=$BUILD bash tests/gpu/check.sh --cpu --bundle "$tmp/fake" "$tmp/ours" \
-    >"$tmp/log4" 2>&1
+    >"$tmp/fake1/bin/gpu_generate"
+chmod +x "$tmp/fake1/bin/gpu_generate"
+SAM2AMG_CHECK_STEPS=ours BUILD=$BUILD bash tests/gpu/check.sh --cpu --bundle "$tmp/fake1" "$tmp/ours" \
+    >"$tmp/log4a" 2>&1
 rc=$?
 if [ $rc -ne 0 ] && grep -q '^bench_ours: FAIL .*ours_micro_fp32:exit=134' "$tmp/ours/summary.txt"; then
     ok "a benchmark run that crashes after one row: bench_ours FAILs naming it, exit $rc"
 else
     bad "a benchmark run that crashes after one row: exit $rc"; sed 's/^/    /' "$tmp/ours/summary.txt"
 fi
+# SAM2AMG_CHECK_STEPS with a bundle whose gpu_generate prints one row and
+# crashes (the benchmark step, bench_ours: a crashed run is a FAIL row, not
+# a silent loss of the rows it did not print)
+mkdir -p "$tmp/fake/bin" "$tmp/fake/images"
+printf '#!/bin/sh\necho "ours_micro_fp32_1x1_default: PASS images_per_s=1"\nkill -SEGV $$\n' \
+    >"$tmp/fake/bin/gpu_generate"
+chmod +x "$tmp/fake/bin/gpu_generate"
+SAM2AMG_CHECK_STEPS="ours bench env" BUILD=$BUILD bash tests/gpu/check.sh --cpu --bundle "$tmp/fake" \
+    "$tmp/steps" >"$tmp/log4" 2>&1
+rc=$?
+s=$tmp/steps/summary.txt
+if [ $rc -ne 0 ] && grep -q '^ours_micro_fp32: FAIL gpu_generate exit 139' "$s" &&
+    ! grep -q '^bench_ours: PASS' "$s"; then
+    ok "a crashed benchmark run (gpu_generate killed by SIGSEGV) is a FAIL row, bench_ours no PASS"
+else
+    bad "a crashed benchmark run (exit $rc)"; sed 's/^/    /' "$s"
+fi
+# env runs first wherever the list names it (it finds cuBLAS for the
+# others), and each step once: ours is part of bench
+if [ "$(head -n 1 "$s" | cut -d: -f1)" = env ] && [ "$(grep -c '^env: ' "$s")" -eq 1 ] &&
+    [ "$(grep -c '^bench_ours: ' "$s")" -eq 1 ]; then
+    ok "SAM2AMG_CHECK_STEPS='ours bench env': env first, ours once"
+else
+    bad "SAM2AMG_CHECK_STEPS='ours bench env': env first, ours once"; sed 's/^/    /' "$s"
+fi
+# bench without model: bench_model reports the model step's timings, so
+# with that step left out it is a SKIP, not a FAIL of the split run
+if grep -q '^bench_model: SKIP' "$s"; then ok "bench without the model step: bench_model SKIP"
+else bad "bench without the model step: $(grep '^bench_model' "$s")"; fi
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

@@ -190,8 +190,6 @@ static int bench(const char *cmd, const char *name, uint64_t seed, int iters, co
     amg_model wrap = {0};
     int rc = 0, failed = 0;
     char rname[512];
-    if (iters < 1 || iters > 64) return cli_usage_error(cmd, "--time N: N in [1, 64]");
-    if (p->points_per_batch <= 0) return cli_usage_error(cmd, "--time needs --points-per-batch N");
     if (sam2_config_builtin(name, &cfg, &err)) goto fail;
     be = backend_create(mf->device, (int)mf->threads, &err);
     if (!be) goto fail;
@@ -206,15 +204,21 @@ static int bench(const char *cmd, const char *name, uint64_t seed, int iters, co
     if (sam2_model_load_weights(&sm, &cfg, w, be, p->points_per_batch, &err) ||
         amg_model_wrap(&wrap, sm, p->points_per_batch, &err))
         goto fail;
-    for (int i = 0; i < n; i++) {
+    int ws[16], hs[16];   // the images' sizes: a second image of one size gets _2 in its rows
+    for (int i = 0; i < n && i < 16; i++) {
+        int W = 0, H = 0, same = 1;
+        uint8_t *rgb = NULL;
+        if (ppm_read(images[i], &rgb, &W, &H, &err) == 0) free(rgb);
+        err.msg[0] = 0;
+        ws[i] = W, hs[i] = H;
+        for (int j = 0; j < i; j++) same += ws[j] == W && hs[j] == H;
         for (int t = 0; t < (both ? 2 : 1); t++) {
             amg_params q = *p;
-            int W = 0, H = 0;
-            uint8_t *rgb = NULL;
+            char nth[16] = "";
+            if (same > 1) snprintf(nth, sizeof nth, "_%d", same);
             if (t == 1) q.pred_iou_thresh = q.stability_score_thresh = 0;
-            if (ppm_read(images[i], &rgb, &W, &H, &err) == 0) free(rgb);
             if (n == 1 && !both) snprintf(rname, sizeof rname, "%s", row);
-            else snprintf(rname, sizeof rname, "%s_%dx%d_%s", row, W, H, t ? "zero" : "default");
+            else snprintf(rname, sizeof rname, "%s_%dx%d%s_%s", row, W, H, nth, t ? "zero" : "default");
             if (bench_one(rname, iters, &q, &cfg, be, &wrap, mf, images[i], &err)) {
                 printf("%s: FAIL %s\n", rname, err.msg);
                 fprintf(stderr, "%s: %s\n", cmd, err.msg);
@@ -241,8 +245,10 @@ int main(int argc, char **argv) {
     const char *cmd = "gpu_generate";
     if (argc == 4 && !strcmp(argv[1], "--decode")) return decode(argv[2], argv[3]);
     const char *out = NULL, *replay = NULL, *image = NULL, *random = NULL, *row = "ours";
+    const char *time_s = NULL, *seed_s = NULL;
     int verbose = 0, iters = 0, both = 0, nimg = 0;
-    char *images[16];
+    enum { MAX_IMAGES = 16 };
+    char *images[MAX_IMAGES];
     uint64_t seed = 11;
     cli_model_flags mf;
     cli_model_flags_default(&mf);
@@ -261,30 +267,51 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--row") && i + 1 < argc) {
             row = argv[i + 1], i += 2;
         } else if (!strcmp(a, "--seed") && i + 1 < argc) {
-            seed = strtoull(argv[i + 1], NULL, 10), i += 2;
+            seed_s = argv[i + 1], i += 2;
         } else if (!strcmp(a, "--both-thresholds")) {
             both = 1, i++;
         } else if (!strcmp(a, "--time") && i + 1 < argc) {
-            iters = atoi(argv[i + 1]), i += 2;
+            time_s = argv[i + 1], i += 2;
         } else if ((!strcmp(a, "-o") || !strcmp(a, "--replay-decoder")) && i + 1 < argc) {
             *(a[1] == 'o' ? &out : &replay) = argv[i + 1];
             i += 2;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(cmd, "unknown option '%s'", a);
-        } else if (nimg < 16) {   // several only with --random, which may come after them
+        } else {   // images, wherever --random stands (it takes up to 16)
             if (!image) image = a;
-            images[nimg++] = argv[i], i++;
-        } else {
-            return cli_usage_error(cmd, "at most 16 images");
+            if (nimg < MAX_IMAGES) images[nimg] = argv[i];
+            nimg++, i++;
         }
     }
     if (!random && nimg > 1) return cli_usage_error(cmd, "one IMAGE.ppm only (several with --random)");
+    if (nimg > MAX_IMAGES) return cli_usage_error(cmd, "at most %d IMAGE.ppm (--random)", MAX_IMAGES);
+    if (!random && (time_s || seed_s || both))
+        return cli_usage_error(cmd, "--time, --seed and --both-thresholds need --random CONFIG");
     if (random) {
-        if (!image || !iters) return cli_usage_error(cmd, "--random needs --time N and IMAGE.ppm");
+        if (mf.model || mf.config || out || replay)
+            return cli_usage_error(cmd, "--random %s times random weights of that builtin config: "
+                                   "%s is not taken with it", random,
+                                   mf.model ? "--model" : mf.config ? "--config" : out ? "-o"
+                                                                                    : "--replay-decoder");
+        if (!image || !time_s) return cli_usage_error(cmd, "--random needs --time N and IMAGE.ppm");
+        char *end = NULL;
+        long t = strtol(time_s, &end, 10);
+        if (end == time_s || *end || t < 1 || t > 64)
+            return cli_usage_error(cmd, "--time '%s': N in [1, 64]", time_s);
+        iters = (int)t;
+        if (seed_s) {
+            errno = 0;
+            seed = strtoull(seed_s, &end, 10);
+            if (end == seed_s || *end || errno || seed_s[0] == '-')
+                return cli_usage_error(cmd, "--seed '%s': not an unsigned number", seed_s);
+        }
         amg_params_default(&p);
         for (int i = 1; i < argc;) {
             if (amg_params_parse_flag(&p, cmd, argc, argv, &i) == 0) i++;
         }
+        if (p.points_per_batch == AMG_POINTS_PER_BATCH_AUTO)
+            return cli_usage_error(cmd, "--time needs --points-per-batch N (a number: auto is not "
+                                   "timed)");
         err_t err = {{0}};
         if (amg_params_validate(&p, &err)) return cli_usage_error(cmd, "%s", err.msg);
         return bench(cmd, random, seed, iters, row, both, &mf, &p, images, nimg);

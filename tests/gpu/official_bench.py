@@ -104,6 +104,25 @@ def main():
                     help="DIR: each run's records as DIR/ROW.json (the fixtures' amg.json "
                     "layout), for tests/test_amg --compare against ours")
     args = ap.parse_args()
+    if args.images_only and not args.save_images:
+        ap.error("--images-only writes the images to --save-images DIR: give it")
+    sizes = []
+    for s in args.sizes.split(","):
+        wh = s.split("x")
+        if s and (len(wh) != 2 or not all(v.isdigit() and int(v) > 0 for v in wh)):
+            sizes = []
+            break
+        if s:
+            sizes.append((int(wh[0]), int(wh[1])))
+    if not sizes:
+        ap.error("--sizes %r: WIDTHxHEIGHT[,WIDTHxHEIGHT...] (e.g. 1024x768)" % args.sizes)
+    # a precision other than these ran in float32 under its own name (fp16:
+    # fp32 timings labelled fp16); a threshold name was a KeyError per run
+    for flag, val, known in (("--precisions", args.precisions, ("bf16", "fp32")),
+                             ("--thresholds", args.thresholds, ("zero", "default"))):
+        names = [v for v in val.split(",") if v]
+        if not names or any(v not in known for v in names):
+            ap.error("%s %r: a comma-separated list of %s" % (flag, val, ", ".join(known)))
     t_start = time.time()
 
     bundle = os.path.join(REPO, "gpu-bundle", "official")
@@ -159,7 +178,6 @@ def main():
                 T.Resize((self.resolution, self.resolution), antialias=True),
                 T.Normalize(self.mean, self.std))
 
-    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",") if s]
     images = {wh: oracle.synth_image(wh[0], wh[1], args.seed + 1) for wh in sizes}
     if args.save_images:
         os.makedirs(args.save_images, exist_ok=True)
