@@ -127,21 +127,13 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
     sam2_engine *e = calloc(1, sizeof *e);
     if (!e) return err_set(err, ERR_NOMEM, "out of memory");
     e->stop = stop;
-    e->be = backend_create(device, cfg->threads, err);
-    if (!e->be) {
-        sam2_destroy(e);
-        return ERR_BACKEND;
-    }
-    if (cfg->precision == BACKEND_BF16 && e->be->precision != BACKEND_BF16) {
-        rc = err_set(err, ERR_INVALID, "%s computes in fp32 only, not bf16", e->be->name);
-        sam2_destroy(e);
-        return rc;
-    }
-    e->be->precision = cfg->precision;   /* before the model is built */
-    /* workers sharing a GPU load and size one after the other (a lock per
-     * device), each seeing what the ones before it took and leaving an
-     * equal part of the rest to those still to come (a count per device
-     * for this process, which runs one jobs_run) */
+    /* workers sharing a GPU start, load and size one after the other (a
+     * lock per device), each seeing what the ones before it took and
+     * leaving an equal part of the rest to those still to come (a count per
+     * device for this process, which runs one jobs_run). The backend is
+     * made under the lock too: another worker's context and scratch
+     * appearing while this one measures its model would be counted as its
+     * model (seen: "model 108 MiB" for a 12 MiB one, and a smaller batch) */
     static pthread_mutex_t sizing_mu[JOBS_MAX_DEVICES] = {
         [0 ... JOBS_MAX_DEVICES - 1] = PTHREAD_MUTEX_INITIALIZER};
     static int sized[1024];
@@ -150,6 +142,19 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
     CHECK(backend_parse_device(device, &dev, NULL) == 0);
     dev = dev < 0 ? 0 : dev;
     pthread_mutex_lock(&sizing_mu[dev % JOBS_MAX_DEVICES]);
+    e->be = backend_create(device, cfg->threads, err);
+    if (!e->be) {
+        pthread_mutex_unlock(&sizing_mu[dev % JOBS_MAX_DEVICES]);
+        sam2_destroy(e);
+        return ERR_BACKEND;
+    }
+    if (cfg->precision == BACKEND_BF16 && e->be->precision != BACKEND_BF16) {
+        pthread_mutex_unlock(&sizing_mu[dev % JOBS_MAX_DEVICES]);
+        rc = err_set(err, ERR_INVALID, "%s computes in fp32 only, not bf16", e->be->name);
+        sam2_destroy(e);
+        return rc;
+    }
+    e->be->precision = cfg->precision;   /* before the model is built */
     int pending = share - sized[dev] % share;
     rc = batch_open_model(e->be, &c, cfg->model_path, cfg->params.points_per_batch,
                           batch_cap(&cfg->params), &cfg->gpu_limit, share, pending, &e->m, &ppb,

@@ -140,5 +140,14 @@ check "run --devices cuda:0,cuda:0: exit 0, every image done by the two cuda wor
     [ $rc = 0 ] && [ \"\$($EB/sam2amg sql $T/r.db \"select count(*) from images where status = 'done'\")\" = $n_img ] &&
     [ \"\$($EB/sam2amg sql $T/r.db 'select devices from runs')\" = cuda:0,cuda:0 ] &&
     $EB/sam2amg status $T/r.db | grep -qE '^worker [01] \(cuda:0\): model busy [0-9]+%'"
+# two workers sizing their batches on one GPU: each measures its own model
+# (the backends are made one after the other too; the second's context and
+# scratch appearing during the first's measurement once read as its model)
+"$EB/sam2amg" run "$T/r2.db" --manifest "$T/img" --model tests/fixtures/micro/weights.safetensors \
+    --config micro --points-per-side 4 --devices cuda:0,cuda:0 --precision fp32 2>"$T/run2.err"
+rc=$?
+models=$(sed -n 's/.*points_per_batch auto = .*, model \([0-9]*\) MiB,.*/\1/p' "$T/run2.err" | sort -u)
+check "run --devices cuda:0,cuda:0: both workers measure the same model size ($(echo $models))" \
+    bash -c "[ $rc = 0 ] && [ \"$(echo "$models" | wc -l)\" = 1 ] && [ -n '$models' ]"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]
