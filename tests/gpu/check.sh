@@ -672,6 +672,9 @@ step_fidelity() {
 # own time; the GPU busy fraction NVML measured); then the official
 # generator in a Python loop over the same manifest writing JSON
 # (official_bench.py --loop, autocast bf16): row official_loop_large_bf16.
+# Row run_oom: out of memory during images on the device (the test hook
+# SAM2AMG_FAULT_BATCH_MAX=16 at --points-per-batch 64, thresholds 0) is
+# recovered by halving, no image fails, and the masks equal a run at 16.
 # --cpu: micro2 from the fixtures on 6 fixture PPMs, --devices cpu (a smoke
 # run of the step).
 step_run() {
@@ -720,6 +723,28 @@ step_run() {
             "images_per_s=$(awk "BEGIN { printf \"%.3f\", ${1:-0} / $wall }" 2>/dev/null)" \
             "workers: ${wk:-none} gpu_busy: ${busy:-not measured} rc=$rc"
     done
+    # out of memory during an image on the device (the test hook fails every
+    # decoder batch over 16 prompts): the batch halves and the image is
+    # retried, no image fails, and the records equal a run at 16 per batch
+    local k=$((n < 4 ? n : 4)) opps=$((pps < 8 ? 8 : pps))   # >= 64 prompts: a batch of 64
+    head -n $k "$d/manifest.txt" >"$d/m4.txt"
+    rm -f "$d/oom.db"* "$d/ref16.db"*
+    SAM2AMG_FAULT_BATCH_MAX=16 run run_oom 240 "$sam" run "$d/oom.db" --manifest "$d/m4.txt" \
+        --model "$w" --config "$cfg" --devices "$DEVICE" --points-per-side $opps \
+        --points-per-batch 64 --pred-iou-thresh 0 --stability-score-thresh 0 -v
+    local orc=$rc
+    run run_oom 240 "$sam" run "$d/ref16.db" --manifest "$d/m4.txt" --model "$w" --config "$cfg" \
+        --devices "$DEVICE" --points-per-side $opps --points-per-batch 16 --pred-iou-thresh 0 \
+        --stability-score-thresh 0
+    local q1 q2 nd
+    q1=$("$sam" sql "$d/oom.db" "select count(*), sum(area) from masks" 2>/dev/null)
+    q2=$("$sam" sql "$d/ref16.db" "select count(*), sum(area) from masks" 2>/dev/null)
+    nd=$("$sam" sql "$d/oom.db" "select count(*) from images where status = 'done'" 2>/dev/null)
+    local st=PASS
+    { [ $orc -ne 0 ] || [ "$nd" != "$k" ] || [ -z "$q1" ] || [ "$q1" != "$q2" ] ||
+        ! grep -q 'points_per_batch 32 -> 16, retrying the image' "$out/logs/run_oom.log"; } && st=FAIL
+    row run_oom $st "SAM2AMG_FAULT_BATCH_MAX=16 at --points-per-batch 64: rc=$orc done=$nd of $k," \
+        "masks(count,area)=${q1:-none} vs ${q2:-none} at 16 per batch, halving 64->32->16 in -v"
     if [ $cpu = 0 ] && [ -n "$py" ]; then
         local left=$((BUDGET - ($(date +%s) - T0) - 10))
         [ $left -gt 200 ] && left=200
