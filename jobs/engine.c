@@ -134,13 +134,18 @@ static int sam2_engine_create(const jobs_config *cfg, const char *device,
      * made under the lock too: another worker's context and scratch
      * appearing while this one measures its model would be counted as its
      * model (seen: "model 108 MiB" for a 12 MiB one, and a smaller batch) */
+    /* counted per device: cuda:N at N (0..1023, backend_parse_device's
+     * range), the CPU at 1024 of its own; the CPU at 0 made its workers
+     * count as cuda:0's, so with --devices cpu,cuda:0,cuda:0 the first
+     * cuda:0 worker sized after the cpu one took all the free memory as
+     * if it were the last */
     static pthread_mutex_t sizing_mu[JOBS_MAX_DEVICES] = {
         [0 ... JOBS_MAX_DEVICES - 1] = PTHREAD_MUTEX_INITIALIZER};
-    static int sized[1024];
+    static int sized[1025];
     int dev = 0, ppb = 0, share = workers_on(cfg, device);
     char note[256];
-    CHECK(backend_parse_device(device, &dev, NULL) == 0);
-    dev = dev < 0 ? 0 : dev;
+    CHECK(backend_parse_device(device, &dev, NULL) == 0 && dev < 1024);
+    dev = dev < 0 ? 1024 : dev;
     pthread_mutex_lock(&sizing_mu[dev % JOBS_MAX_DEVICES]);
     e->be = backend_create(device, cfg->threads, err);
     if (!e->be) {

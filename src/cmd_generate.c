@@ -237,10 +237,11 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
         m = gs->wrap;
     }
     /* the replay's recorded calls have fixed batch sizes: no device, no
-     * halving (its fault hook stays off) */
+     * halving (its fault hook stays off);
+     * libvips is started by image_load when an image needs it, not here: a
+     * PPM needs none, and the GPU bundle has none */
     if (amg_batcher_init(&gs->b, &p, m.S, mf.threads > 0 ? (int)mf.threads : cpu_count(),
-                         replay ? "replay" : mf.device, &err) ||
-        image_init(&err)) {
+                         replay ? "replay" : mf.device, &err)) {
         fprintf(stderr, "sam2amg generate: %s\n", err.msg);
         return EXIT_DATA;
     }

@@ -342,6 +342,10 @@ static void image_convert(const void *px, int is16, int bands, conv_t conv, size
 
 /* ------------------------------------------------------------------- PPM -- */
 
+static int ppm_space(uint8_t c) {   /* PIL's b_whitespace */
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
 /* ppm_decode: a binary PPM (P6) in buf[0..len): the header's width, height
  * and maxval (255 only), each after whitespace and # comments, one
  * whitespace byte, then w*h*3 bytes (extra bytes after them are ignored, as
@@ -350,10 +354,13 @@ static int ppm_decode(image_t *img, const uint8_t *b, size_t len, const char *na
                       int64_t max_pixels, err_t *err) {
     size_t i = 2;
     long long v[3] = {0, 0, 0};
+    /* the magic ends at whitespace: "P61 1 255" is no PPM (PIL: "not a PPM
+     * file"), not a 1x1 image */
+    if (i >= len || !ppm_space(b[i]))
+        return err_set(err, ERR_FORMAT, "%s: bad PPM header", name);
     for (int k = 0; k < 3; k++) {
         for (;;) {   /* whitespace and comments */
-            if (i < len && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r' ||
-                            b[i] == '\v' || b[i] == '\f')) {
+            if (i < len && ppm_space(b[i])) {
                 i++;
             } else if (i < len && b[i] == '#') {
                 while (i < len && b[i] != '\n' && b[i] != '\r') i++;
@@ -368,7 +375,7 @@ static int ppm_decode(image_t *img, const uint8_t *b, size_t len, const char *na
             if (v[k] > 1000000000LL) return err_set(err, ERR_FORMAT, "%s: bad PPM header", name);
         }
     }
-    if (i >= len || !(b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r'))
+    if (i >= len || !ppm_space(b[i]))   /* the one byte before the pixels */
         return err_set(err, ERR_FORMAT, "%s: bad PPM header", name);
     i++;
     if (v[0] <= 0 || v[1] <= 0)

@@ -21,7 +21,8 @@
 #     IoU >= 0.95 is printed (the micro fixtures' random weights put many
 #     logits near the thresholds: a report, not a pass/fail);
 #   - sam2amg run --devices cuda:0,cuda:0: two workers on one emulated GPU
-#     finish a manifest, and status reports them.
+#     finish a manifest, and status reports them; with a cpu worker beside
+#     them they size their batches as alone.
 # Under `make sanitize` (BUILD=build-san) the emulated build is made with
 # ASan + UBSan (build-emu-san; the fibers tell ASan of each stack switch)
 # and the op, model-free checks run: every kernel's device-memory access is
@@ -96,7 +97,24 @@ cvd_case "GPU-0" 1 cuda:0 2 "cuda:0: no such device (0 CUDA devices visible)"
 cvd_case "1,0" 2 cuda:1 3 "0 images done (0 masks), 1 failed"
 
 if [ -n "$san" ]; then   # generate and run take too long under the sanitizers
-    echo "RESULT $pass $fail"
+    # a cpu worker beside two cuda:0 ones is counted apart: the cuda workers
+# size their batches as they do alone (the CPU was counted as cuda:0, so
+# the first cuda:0 worker after it took the free memory as if it were the
+# last: 185 and then "no room for a batch of one prompt", or 110 and 25)
+mkdir -p "$T/one"
+cp tests/fixtures/e2e-crops/image.png "$T/one/a.png"
+autos() {   # devices -> the cuda:0 workers' auto batches, sorted
+    rm -f "$T/s.db"
+    SAM2AMG_EMU_GPU_MB=1024 "$EB/sam2amg" run "$T/s.db" --manifest "$T/one" \
+        --model tests/fixtures/micro/weights.safetensors --config micro --points-per-side 32 \
+        --devices "$1" --precision fp32 2>&1 |
+        sed -n 's/^sam2amg run: cuda:0: points_per_batch auto = \([0-9]*\) .*/\1/p' | sort -n | tr '\n' ' '
+}
+alone=$(autos cuda:0,cuda:0)
+mixed=$(autos cpu,cuda:0,cuda:0)
+check "run --devices cpu,cuda:0,cuda:0: the cuda:0 workers' auto batches as without cpu ($mixed/ $alone)" \
+    bash -c "[ -n '$alone' ] && [ '$alone' = '$mixed' ]"
+echo "RESULT $pass $fail"
     [ $fail -eq 0 ]
     exit
 fi
@@ -149,5 +167,22 @@ rc=$?
 models=$(sed -n 's/.*points_per_batch auto = .*, model \([0-9]*\) MiB,.*/\1/p' "$T/run2.err" | sort -u)
 check "run --devices cuda:0,cuda:0: both workers measure the same model size ($(echo $models))" \
     bash -c "[ $rc = 0 ] && [ \"$(echo "$models" | wc -l)\" = 1 ] && [ -n '$models' ]"
+# a cpu worker beside two cuda:0 ones is counted apart: the cuda workers
+# size their batches as they do alone (the CPU was counted as cuda:0, so
+# the first cuda:0 worker after it took the free memory as if it were the
+# last: 185 and then "no room for a batch of one prompt", or 110 and 25)
+mkdir -p "$T/one"
+cp tests/fixtures/e2e-crops/image.png "$T/one/a.png"
+autos() {   # devices -> the cuda:0 workers' auto batches, sorted
+    rm -f "$T/s.db"
+    SAM2AMG_EMU_GPU_MB=1024 "$EB/sam2amg" run "$T/s.db" --manifest "$T/one" \
+        --model tests/fixtures/micro/weights.safetensors --config micro --points-per-side 32 \
+        --devices "$1" --precision fp32 2>&1 |
+        sed -n 's/^sam2amg run: cuda:0: points_per_batch auto = \([0-9]*\) .*/\1/p' | sort -n | tr '\n' ' '
+}
+alone=$(autos cuda:0,cuda:0)
+mixed=$(autos cpu,cuda:0,cuda:0)
+check "run --devices cpu,cuda:0,cuda:0: the cuda:0 workers' auto batches as without cpu ($mixed/ $alone)" \
+    bash -c "[ -n '$alone' ] && [ '$alone' = '$mixed' ]"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

@@ -489,6 +489,8 @@ static void test_ppm(void) {
         {"P6 99999999999 2 255\n", ERR_FORMAT, "a width past 10^9"},
         {"P6 100000 100000 255\n", ERR_TOO_BIG, "10^10 pixels"},
         {"P6 1 1 255\n\1\2", ERR_FORMAT, "two of three pixel bytes"},
+        {"P61 1 255\n\1\2\3", ERR_FORMAT, "no whitespace after the magic"},
+        {"P6#c\n1 1 255\n\1\2\3", ERR_FORMAT, "a comment glued to the magic"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         rc = image_load_memory(&img, bad[i].b, strlen(bad[i].b), "bad.ppm", 0, &err);
@@ -501,6 +503,12 @@ static void test_ppm(void) {
     rc = image_load_memory(&img, "P6 1 1 255\n\1\2\3", 14, "one.ppm", 0, &err);
     TEST_CHECK(rc == 0 && img.w == 1 && img.h == 1 && img.rgb[0] == 1 && img.rgb[2] == 3,
                "ppm: a 1x1 image", "rc %d %s", rc, err.msg);
+    if (!rc) image_free(&img);
+    /* \v and \f are whitespace (PIL's b_whitespace) wherever the header
+     * takes whitespace, the byte before the pixels included */
+    rc = image_load_memory(&img, "P6\f1 1 255\v\1\2\3", 14, "vt.ppm", 0, &err);
+    TEST_CHECK(rc == 0 && img.w == 1 && img.h == 1 && img.rgb[0] == 1 && img.rgb[2] == 3,
+               "ppm: \\f and \\v as header whitespace", "rc %d %s", rc, err.msg);
     if (!rc) image_free(&img);
 }
 
