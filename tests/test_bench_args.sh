@@ -4,14 +4,7 @@
 # mask-input (m2m) outputs as one reference for a later --check; with
 # --multimask-only the m2m part is never computed, so the pair is refused
 # (exit 2, no file) instead of saving uninitialised memory as a reference.
-set -u
-BUILD=${BUILD:-build}
-cd "$(dirname "$0")/.."
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-notok() { echo "not ok - $1: $2"; failed=$((failed + 1)); }
+. "$(dirname "$0")/tap_start.sh"
 
 bd=$BUILD/bench/bench_decoder
 if [ -x "$bd" ]; then

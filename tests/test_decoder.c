@@ -219,16 +219,25 @@ static void test_micro(backend_t *be, const char *weights_file) {
     weights_close(ex);
 }
 
+/* open_micro: the micro fixture's weights and expected tensors; 1 (after a
+ * failed check) when either cannot be opened */
+static int open_micro(weights_t **w, weights_t **ex) {
+    err_t err = {{0}};
+    *w = *ex = NULL;
+    if (weights_open(w, test_fixture("micro/weights.safetensors"), &err) ||
+        weights_open(ex, test_fixture("micro/expected.safetensors"), &err)) {
+        TEST_CHECK(0, "open micro fixture", "%s", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
 /* more prompts than one chunk holds (micro chunks at 256): the rows are the
  * same as when decoded 16 at a time */
 static void test_chunks(backend_t *be) {
     err_t err = {{0}};
     weights_t *w = NULL, *ex = NULL;
-    if (weights_open(&w, test_fixture("micro/weights.safetensors"), &err) ||
-        weights_open(&ex, test_fixture("micro/expected.safetensors"), &err)) {
-        TEST_CHECK(0, "open micro fixture", "%s", err.msg);
-        return;
-    }
+    if (open_micro(&w, &ex)) return;
     sam2_config cfg = micro_cfg();
     enum { N = 17 * 16 };
     decoder_t *d = NULL;
@@ -294,11 +303,7 @@ static void test_chunks(backend_t *be) {
 static void test_lowrank_sequence(void) {
     err_t err = {{0}};
     weights_t *w = NULL, *ex = NULL;
-    if (weights_open(&w, test_fixture("micro/weights.safetensors"), &err) ||
-        weights_open(&ex, test_fixture("micro/expected.safetensors"), &err)) {
-        TEST_CHECK(0, "open micro fixture", "%s", err.msg);
-        return;
-    }
+    if (open_micro(&w, &ex)) return;
     sam2_config cfg = micro_cfg();
     enum { N = 40 };
     static const int seq[][2] = {{1, 20}, {3, 20}, {1, 3}, {9, 40}, {10, 5}, {2, 1}, {1, 20},

@@ -4,14 +4,7 @@
 # with micro (fast): a bad value is a usage error (exit 2, one line) that
 # names what is wrong, and up to 16 images are taken wherever --random
 # stands.
-set -u
-BUILD=${BUILD:-build}
-cd "$(dirname "$0")/.."
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-notok() { echo "not ok - $1: $2"; failed=$((failed + 1)); }
+. "$(dirname "$0")/tap_start.sh"
 g=$BUILD/gpu/gpu_generate
 if [ ! -x "$g" ]; then
     echo "# skip: $g not built"; echo "RESULT 0 0"; exit 0
