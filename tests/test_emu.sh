@@ -154,11 +154,12 @@ check "run --devices cuda:0,cuda:0: both workers measure the same model size ($(
 # size their batches as they do alone (the CPU was counted as cuda:0, so
 # the first cuda:0 worker after it took the free memory as if it were the
 # last: 185 and then "no room for a batch of one prompt", or 110 and 25)
-mkdir -p "$T/one"
-cp tests/fixtures/e2e-crops/image.png "$T/one/a.png"
+# (the sizing happens as the workers start: one image that is not there
+# fails at once, so no emulated decoding of 1024 prompts is waited for)
+echo "$T/not-there.png" >"$T/one.txt"
 autos() {   # devices -> the cuda:0 workers' auto batches, sorted
     rm -f "$T/s.db"
-    SAM2AMG_EMU_GPU_MB=1024 "$EB/sam2amg" run "$T/s.db" --manifest "$T/one" \
+    SAM2AMG_EMU_GPU_MB=1024 "$EB/sam2amg" run "$T/s.db" --manifest "$T/one.txt" \
         --model tests/fixtures/micro/weights.safetensors --config micro --points-per-side 32 \
         --devices "$1" --precision fp32 2>&1 |
         sed -n 's/^sam2amg run: cuda:0: points_per_batch auto = \([0-9]*\) .*/\1/p' | sort -n | tr '\n' ' '
