@@ -51,7 +51,9 @@
 # e2e + post ~60 s, memcheck of test_cuda and one generate ~7 s, bench_cuda
 # 30 s, bench_ours ~95 s (4 processes, 16 rows), the official generator
 # ~160 s for 16 rows (its thresholds-0 rows take 10-30 s each): about 7
-# min in all, more than one call's budget, hence SAM2AMG_CHECK_STEPS.
+# min in all for those; fidelity, the chunk sweep and run (not yet run on a
+# GPU) add an estimated 5, more than one call's budget, hence
+# SAM2AMG_CHECK_STEPS.
 #
 # usage: tests/gpu/check.sh [--cpu] [--tiny] [--bundle DIR] [--pack] OUTDIR
 #   --cpu     the CPU backend stands in for the device and only the small
