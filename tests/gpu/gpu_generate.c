@@ -53,49 +53,10 @@
 #include "model.h"
 #include "weights.h"
 
-/* ppm_skip: skip whitespace and # comments in a PPM header */
-static void ppm_skip(FILE *f) {
-    int c;
-    while ((c = fgetc(f)) != EOF) {
-        if (c == '#') {
-            while ((c = fgetc(f)) != EOF && c != '\n') {}
-        } else if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
-            ungetc(c, f);
-            return;
-        }
-    }
-}
-
-/* ppm_read: a P6 PPM with maxval 255 into a malloc'd (h, w, 3) buffer.
- * 0, or ERR_IO / ERR_FORMAT with a message naming path. */
-static int ppm_read(const char *path, uint8_t **rgb, int *w, int *h, err_t *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(err, ERR_IO, "%s: %s", path, strerror(errno));
-    int W = 0, H = 0, mx = 0, rc = 0;
-    char magic[3] = {0};
-    if (fread(magic, 1, 2, f) != 2 || strcmp(magic, "P6")) rc = 1;
-    if (!rc) ppm_skip(f), rc = fscanf(f, "%d", &W) != 1;
-    if (!rc) ppm_skip(f), rc = fscanf(f, "%d", &H) != 1;
-    if (!rc) ppm_skip(f), rc = fscanf(f, "%d", &mx) != 1;
-    if (rc || fgetc(f) == EOF || W <= 0 || H <= 0 || W > 65536 || H > 65536 || mx != 255) {
-        fclose(f);
-        return err_set(err, ERR_FORMAT, "%s: not a binary PPM (P6, maxval 255)", path);
-    }
-    size_t n = (size_t)W * (size_t)H * 3;
-    *rgb = malloc(n);
-    if (!*rgb) {
-        fclose(f);
-        return err_set(err, ERR_NOMEM, "%s: out of memory for %dx%d pixels", path, W, H);
-    }
-    if (fread(*rgb, 1, n, f) != n) {
-        fclose(f);
-        free(*rgb);
-        *rgb = NULL;
-        return err_set(err, ERR_FORMAT, "%s: truncated PPM (%dx%d)", path, W, H);
-    }
-    fclose(f);
-    *w = W, *h = H;
-    return 0;
+/* load: IMAGE into img: image_load, which decodes a binary PPM without
+ * libvips (the only format the bundle build reads). 0 or its error. */
+static int load(image_t *img, const char *path, err_t *err) {
+    return image_load(img, path, 0, err);
 }
 
 /* decode: IMAGE (any format image_load reads) -> OUT as a P6 PPM */
@@ -133,22 +94,20 @@ static int cmp_double(const void *a, const void *b) {
  * prints its row. 0, or the error's rc with err set. */
 static int bench_one(const char *row, int iters, const amg_params *p, const sam2_config *cfg,
                      backend_t *be, const amg_model *m, const cli_model_flags *mf,
-                     const char *image, err_t *err) {
+                     const image_t *img, err_t *err) {
     enum { MAXIT = 64 };
     double wall[MAXIT], enc[MAXIT], dec[MAXIT], post[MAXIT];
     amg_batcher b = {0};
     amg_result res = {0};
-    uint8_t *rgb = NULL;
-    int W = 0, H = 0, rc = 0;
+    int rc = 0;
     int64_t records = 0;
     if ((rc = amg_batcher_init(&b, p, cfg->image_size, mf->threads > 0 ? (int)mf->threads : 0,
-                               mf->device, err)) ||
-        (rc = ppm_read(image, &rgb, &W, &H, err)))
+                               mf->device, err)))
         goto out;
     for (int it = -1; it < iters; it++) {   // -1: the untimed warm-up
         amg_result_free(&res);
         double a = now_s();
-        if ((rc = amg_batcher_generate(&b, m, rgb, W, H, &res, err))) goto out;
+        if ((rc = amg_batcher_generate(&b, m, img->rgb, img->w, img->h, &res, err))) goto out;
         if (it < 0) continue;
         wall[it] = now_s() - a;
         enc[it] = b.t_encode, dec[it] = b.t_decode, post[it] = b.t_post;
@@ -171,7 +130,6 @@ static int bench_one(const char *row, int iters, const amg_params *p, const sam2
     fflush(stdout);
 out:
     amg_result_free(&res);
-    free(rgb);
     amg_batcher_free(&b);
     return rc;
 }
@@ -206,10 +164,11 @@ static int bench(const char *cmd, const char *name, uint64_t seed, int iters, co
         goto fail;
     int ws[16], hs[16];   // the images' sizes: a second image of one size gets _2 in its rows
     for (int i = 0; i < n && i < 16; i++) {
-        int W = 0, H = 0, same = 1;
-        uint8_t *rgb = NULL;
-        if (ppm_read(images[i], &rgb, &W, &H, &err) == 0) free(rgb);
-        err.msg[0] = 0;
+        int same = 1;
+        image_t img = {0};   /* read once for all its rows */
+        err_t lerr = {{0}};
+        int lrc = load(&img, images[i], &lerr);
+        const int W = img.w, H = img.h;
         ws[i] = W, hs[i] = H;
         for (int j = 0; j < i; j++) same += ws[j] == W && hs[j] == H;
         for (int t = 0; t < (both ? 2 : 1); t++) {
@@ -219,13 +178,15 @@ static int bench(const char *cmd, const char *name, uint64_t seed, int iters, co
             if (t == 1) q.pred_iou_thresh = q.stability_score_thresh = 0;
             if (n == 1 && !both) snprintf(rname, sizeof rname, "%s", row);
             else snprintf(rname, sizeof rname, "%s_%dx%d%s_%s", row, W, H, nth, t ? "zero" : "default");
-            if (bench_one(rname, iters, &q, &cfg, be, &wrap, mf, images[i], &err)) {
+            if (lrc) err = lerr;
+            if (lrc || bench_one(rname, iters, &q, &cfg, be, &wrap, mf, &img, &err)) {
                 printf("%s: FAIL %s\n", rname, err.msg);
                 fprintf(stderr, "%s: %s\n", cmd, err.msg);
                 failed++;
                 err.msg[0] = 0;
             }
         }
+        image_free(&img);
     }
     rc = failed ? EXIT_DATA : 0;
     goto out;
@@ -348,8 +309,7 @@ int main(int argc, char **argv) {
     amg_model m = {0}, wrap = {0};
     amg_t *g = NULL;
     amg_result res = {0};
-    uint8_t *rgb = NULL;
-    int w = 0, h = 0;
+    image_t img = {0};
     if (replay) {
         if ((rc = amg_replay_open(&rp, replay, &err))) goto fail;
         amg_replay_model(rp, &m);
@@ -361,8 +321,8 @@ int main(int argc, char **argv) {
     int threads = mf.threads > 0 ? (int)mf.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if ((rc = amg_create(&g, &p, m.S, &err)) ||
         (rc = amg_set_threads(g, threads > 0 ? threads : 1, &err)) ||
-        (rc = ppm_read(image, &rgb, &w, &h, &err)) ||
-        (rc = amg_generate(g, &m, rgb, w, h, &res, &err)) ||
+        (rc = load(&img, image, &err)) ||
+        (rc = amg_generate(g, &m, img.rgb, img.w, img.h, &res, &err)) ||
         (rp && (rc = amg_replay_finish(rp, &err))))
         goto fail;
     if (verbose) {
@@ -382,13 +342,13 @@ int main(int argc, char **argv) {
         goto fail;
     }
     goto done;
-fail:   // ppm_read's messages name the file already
+fail:   // image_load's messages name the file already
     if (!strncmp(err.msg, image, strlen(image))) fprintf(stderr, "%s: %s\n", cmd, err.msg);
     else fprintf(stderr, "%s: %s: %s\n", cmd, image, err.msg);
     rc = EXIT_DATA;
 done:
     amg_result_free(&res);
-    free(rgb);
+    image_free(&img);
     amg_free(g);
     amg_replay_free(rp);
     amg_model_unwrap(&wrap);
