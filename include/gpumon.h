@@ -5,7 +5,9 @@
  * ran on it: the "GPU busy" of the pipeline goal, independent of what the
  * host threads believe. A thread samples it every period while `run`
  * works; the run reports the mean per device (`run -v`, the run_gpus
- * table, `status`).
+ * table, `status`). Each reading also takes the device's memory in use
+ * (nvmlDeviceGetMemoryInfo, every process's, where NVML has it): `run -v`
+ * prints the peak, what a benchmark reports as peak GPU memory.
  *
  * Nothing is linked: NVML (libnvidia-ml.so.1, part of the driver) and the
  * CUDA driver (libcuda.so.1) are loaded with dlopen, so a CPU machine
@@ -29,6 +31,9 @@ typedef struct gpumon_stat {
     double busy;      /* mean utilization over the samples, 0..1 (0 without samples) */
     int    samples;   /* readings taken */
     double seconds;   /* from start to stop */
+    double mem_peak;  /* bytes: the most memory in use on the device at a reading (every
+                       * process's: NVML's used), 0 when NVML cannot say */
+    double mem_total; /* bytes: the device's memory, 0 when unknown */
 } gpumon_stat;
 
 /* gpumon_start: sample the CUDA devices ordinals[0..n) (1 <= n <=

@@ -792,6 +792,10 @@ int cmd_run(int argc, char **argv) {
         if (cfg.verbose)
             fprintf(stderr, "sam2amg run: %s: GPU busy %.0f%% (NVML utilization, the mean of %d "
                     "readings over %.1f s)\n", dev, 100.0 * gs->busy, gs->samples, gs->seconds);
+        if (cfg.verbose && gs->mem_peak > 0)
+            fprintf(stderr, "sam2amg run: %s: GPU memory peak %.0f MiB of %.0f MiB (NVML, every "
+                    "process on the device)\n", dev, gs->mem_peak / 1048576.0,
+                    gs->mem_total / 1048576.0);
         err_t eg = {{0}};
         if (gs->samples > 0 &&
             store_run_gpu(ws, run_id, dev, gs->busy, gs->samples, gs->seconds, &eg))

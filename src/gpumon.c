@@ -13,6 +13,9 @@ typedef struct nvml_device *nvml_device_t;
 typedef struct {
     unsigned int gpu, memory;   /* percent */
 } nvml_utilization_t;
+typedef struct {
+    unsigned long long total, free, used;   /* bytes, the whole device */
+} nvml_memory_t;
 typedef int nvml_return_t;       /* NVML_SUCCESS = 0 */
 typedef int cu_result;           /* CUDA_SUCCESS = 0 */
 
@@ -21,6 +24,7 @@ typedef struct nvml_api {
     nvml_return_t (*shutdown)(void);
     nvml_return_t (*by_bus)(const char *bus_id, nvml_device_t *dev);
     nvml_return_t (*util)(nvml_device_t dev, nvml_utilization_t *u);
+    nvml_return_t (*mem)(nvml_device_t dev, nvml_memory_t *m);   /* may be NULL */
     const char   *(*error)(nvml_return_t rc);   /* may be NULL */
 } nvml_api;
 
@@ -31,6 +35,7 @@ struct gpumon {
     int             ordinal[GPUMON_MAX];
     double          sum[GPUMON_MAX];           /* utilization fractions summed */
     int             samples[GPUMON_MAX];
+    unsigned long long mem_peak[GPUMON_MAX], mem_total[GPUMON_MAX];   /* bytes, 0: unknown */
     double          t0;
     pthread_t       thread;
     pthread_mutex_t mu;
@@ -86,6 +91,11 @@ static void sample(gpumon_t *m) {
             m->sum[i] += u.gpu / 100.0;
             m->samples[i]++;
         }
+        nvml_memory_t mm;
+        if (m->api.mem && m->api.mem(m->dev[i], &mm) == 0 && mm.used <= mm.total) {
+            if (mm.used > m->mem_peak[i]) m->mem_peak[i] = mm.used;
+            m->mem_total[i] = mm.total;
+        }
     }
 }
 
@@ -123,6 +133,7 @@ int gpumon_start(gpumon_t **out, const int *ordinals, int n, int period_ms, err_
     *(void **)&a.shutdown = dlsym(h, "nvmlShutdown");
     *(void **)&a.by_bus = dlsym(h, "nvmlDeviceGetHandleByPciBusId_v2");
     *(void **)&a.util = dlsym(h, "nvmlDeviceGetUtilizationRates");
+    *(void **)&a.mem = dlsym(h, "nvmlDeviceGetMemoryInfo");
     *(void **)&a.error = dlsym(h, "nvmlErrorString");
     if (!a.init || !a.shutdown || !a.by_bus || !a.util)
         return err_set(err, ERR_BACKEND, "NVML %s lacks nvmlInit_v2, nvmlShutdown, "
@@ -177,7 +188,8 @@ int gpumon_stop(gpumon_t *m, gpumon_stat *st) {
     int n = m->n;
     for (int i = 0; i < n; i++)
         st[i] = (gpumon_stat){m->ordinal[i], m->samples[i] ? m->sum[i] / m->samples[i] : 0.0,
-                              m->samples[i], sec};
+                              m->samples[i], sec, (double)m->mem_peak[i],
+                              (double)m->mem_total[i]};
     m->api.shutdown();
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);

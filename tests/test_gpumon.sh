@@ -59,6 +59,17 @@ int nvmlDeviceGetHandleByPciBusId_v2(const char *bus, void **h) {
     *h = &dev[b - 0x10];
     return 0;
 }
+typedef struct { unsigned long long total, free, used; } mem_t;
+/* device 0 uses 1000, 3000, 2000, 3000... MiB of 81559; the others have no reading */
+int nvmlDeviceGetMemoryInfo(void *h, mem_t *m) {
+    static int n0;
+    int k = *(int *)h;
+    if (k != 0) return 999;
+    m->total = 81559ull << 20;
+    m->used = (n0++ == 0 ? 1000ull : n0 % 2 ? 2000ull : 3000ull) << 20;
+    m->free = m->total - m->used;
+    return 0;
+}
 /* device 0 reads 73, device 1 alternates 0 and 100, others 5 */
 int nvmlDeviceGetUtilizationRates(void *h, util_t *u) {
     int k = *(int *)h;
@@ -83,6 +94,10 @@ SAM2AMG_GPUMON_DEVICES=0,1 run "$T/a.db" -v >"$T/a.out" 2>"$T/a.err"
 check "run -v with two measured GPUs: exit 0" test $? = 0
 check "  cuda:0: GPU busy 73% (NVML utilization, the mean of N readings over S s)" \
     grep -q '^sam2amg run: cuda:0: GPU busy 73% (NVML utilization, the mean of [0-9]* readings over [0-9.]* s)$' "$T/a.err"
+check "  cuda:0: GPU memory peak 3000 MiB of 81559 MiB (the largest reading)" \
+    grep -q '^sam2amg run: cuda:0: GPU memory peak 3000 MiB of 81559 MiB (NVML, every process on the device)$' "$T/a.err"
+check "  cuda:1, whose NVML has no memory reading: no memory line" \
+    bash -c "! grep -q 'cuda:1: GPU memory' $T/a.err"
 p1=$(sed -n 's/^sam2amg run: cuda:1: GPU busy \([0-9]*\)% (NVML utilization, the mean of \([0-9]*\) readings.*/\1 \2/p' "$T/a.err")
 check "  cuda:1 alternating 0/100 over several readings: a mean strictly between ($p1)" \
     bash -c "set -- $p1; [ \${2:-0} -ge 3 ] && [ \$1 -gt 0 ] && [ \$1 -lt 100 ]"
