@@ -70,7 +70,7 @@ NVFLAGS ?= -O3 -lineinfo -std=c++17 -Iinclude -Xcompiler -Wall,-Wextra,-Werror,-
            -gencode arch=compute_90,code=compute_90
 endif
 
-.PHONY: all test sanitize valgrind bench clean help gpu-bundle bench-gpu fuzz fuzz-build fuzz-bins soak \
+.PHONY: all test sanitize valgrind bench clean help gpu-bundle gpu-vips bench-gpu fuzz fuzz-build fuzz-bins soak \
         emu-test
 
 # all: the program, the tests and the SQLite extension
@@ -162,15 +162,19 @@ $(BUILD)/gpu/%: tests/gpu/%.c $(BUILD)/libsam2amg.a $(CU_OBJ) $(if $(CU_OBJ),$(C
 # without the SQLite store and the job runner, tests/gpu/mini_blas.c for
 # OpenBLAS and tests/gpu/vips_stub.c for libvips, the CUDA runtime linked
 # in; libminizip and libz copied beside it) and small programs in bin/ that
-# find them by rpath; cuBLAS comes from the machine's CUDA 13 toolkit
+# find them by rpath; cuBLAS comes from the machine's CUDA 13 toolkit.
+# The libvips stand-in is its own library, lib/libvips.so.42 (the soname
+# of the real one), and the rpaths are RUNPATHs: on the GPU machine a real
+# libvips found first on LD_LIBRARY_PATH replaces it (`make gpu-vips`), so
+# the same programs decode JPEG and PNG there
 BUNDLE  ?= gpu-bundle
 comma   := ,
 BUNDLE_SRCS := tests/test_ops.c tests/test_cuda.c tests/test_model.c tests/test_amg.c \
                bench/bench_cuda.c $(wildcard tests/gpu/gpu_*.c)
 BUNDLE_OBJ  := $(filter-out $(BUILD)/obj/src/store.o $(BUILD)/obj/src/sqlext.o $(BUILD)/obj/src/serve.o $(BUILD)/obj/src/faultvfs.o $(BUILD)/obj/jobs/%,$(OBJ)) \
-               $(CU_OBJ) $(BUILD)/gpu/mini_blas.o $(BUILD)/gpu/vips_stub.o
-BUNDLE_RPATH := -Wl,-rpath,'$$ORIGIN/../lib' $(if $(filter 1,$(HAVE_NVCC)),-Wl$(comma)-rpath$(comma)$(CUDA_HOME)/lib64)
-BUNDLE_LDLIBS := -Wl,--no-as-needed -lminizip -lz -Wl,--as-needed \
+               $(CU_OBJ) $(BUILD)/gpu/mini_blas.o
+BUNDLE_RPATH := -Wl,--enable-new-dtags -Wl,-rpath,'$$ORIGIN/../lib' $(if $(filter 1,$(HAVE_NVCC)),-Wl$(comma)-rpath$(comma)$(CUDA_HOME)/lib64)
+BUNDLE_LDLIBS := -L$(BUNDLE)/lib -l:libvips.so.42 -Wl,--no-as-needed -lminizip -lz -Wl,--as-needed \
                  $(if $(filter 1,$(HAVE_NVCC)),-L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -lstdc++ -lrt -ldl) \
                  -lpthread -lm
 # the bundle's sam2amg (run, status, export...: issue 8's end-to-end run on a
@@ -187,11 +191,12 @@ $(BUILD)/gpu/mini_blas.o: tests/gpu/mini_blas.c include/check.h
 $(BUILD)/gpu/serve_stub.o: tests/gpu/serve_stub.c include/serve.h include/cli.h
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
-$(BUILD)/gpu/vips_stub.o: tests/gpu/vips_stub.c
+$(BUILD)/gpu/libvips.so.42: tests/gpu/vips_stub.c
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS) -c $< -o $@
-gpu-bundle: $(BUNDLE_OBJ) $(BUNDLE_STORE_OBJ) $(BUILD)/gpu/gpu_generate
+	$(Q)$(CC) $(CFLAGS) -shared -Wl,-soname,libvips.so.42 $< -o $@
+gpu-bundle: $(BUNDLE_OBJ) $(BUNDLE_STORE_OBJ) $(BUILD)/gpu/gpu_generate $(BUILD)/gpu/libvips.so.42
 	@rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/bin $(BUNDLE)/lib
+	$(Q)cp $(BUILD)/gpu/libvips.so.42 $(BUNDLE)/lib/
 	@echo '  LINK  $(BUNDLE)/lib/libsam2amg_gpu.so'
 	$(Q)$(CC) -shared -Wl,-z,defs $(BUNDLE_OBJ) -o $(BUNDLE)/lib/libsam2amg_gpu.so \
 	    $(LDFLAGS) $(BUNDLE_LDLIBS) $(BUNDLE_RPATH)
@@ -203,6 +208,11 @@ gpu-bundle: $(BUNDLE_OBJ) $(BUNDLE_STORE_OBJ) $(BUILD)/gpu/gpu_generate
 	$(Q)$(CC) $(CFLAGS) src/main.c $(BUNDLE_STORE_OBJ) -o $(BUNDLE)/bin/sam2amg $(LDFLAGS) \
 	    -L$(BUNDLE)/lib -lsam2amg_gpu $(BUNDLE_SQLITE) $(BUNDLE_RPATH) -lpthread -lm -ldl
 	$(Q)BUILD=$(BUILD) HAVE_NVCC=$(HAVE_NVCC) NVCC=$(NVCC) bash tests/gpu/make_bundle.sh $(BUNDLE)
+
+# gpu-vips: a real libvips to carry beside the bundle (tests/gpu/make_vips.sh:
+# pyvips-binary's from PyPI), so that the GPU machine's runs decode JPEG
+gpu-vips: $(BUILD)/gpu/gpu_generate
+	$(Q)BUILD=$(BUILD) bash tests/gpu/make_vips.sh gpu-vips
 
 # bench-gpu: the CUDA kernel harness and the full-size model timing on cuda:0
 bench-gpu: $(BUILD)/bench/bench_cuda $(BUILD)/gpu/gpu_model

@@ -51,9 +51,10 @@
 # e2e + post ~60 s, memcheck of test_cuda and one generate ~7 s, bench_cuda
 # 30 s, bench_ours ~95 s (4 processes, 16 rows), the official generator
 # ~160 s for 16 rows (its thresholds-0 rows take 10-30 s each): about 7
-# min in all for those; fidelity, the chunk sweep and run (not yet run on a
-# GPU) add an estimated 5, more than one call's budget, hence
-# SAM2AMG_CHECK_STEPS.
+# min in all for those; fidelity and the chunk sweep (not yet run on a GPU)
+# add an estimated 2, and run (200 images twice, the official loop twice)
+# an estimated 5-7: more than one call's budget, hence SAM2AMG_CHECK_STEPS
+# (run alone in a call of its own, with SAM2AMG_CHECK_BUDGET=540).
 #
 # usage: tests/gpu/check.sh [--cpu] [--tiny] [--bundle DIR] [--pack] OUTDIR
 #   --cpu     the CPU backend stands in for the device and only the small
@@ -99,6 +100,20 @@ else
     export SAM2AMG_REQUIRE_CUDA=1
 fi
 export SAM2AMG_CUDA_GEMM=f32   # parity runs: true float32 GEMMs (tf32 rows set their own)
+
+# libvips: the bundle's lib/libvips.so.42 is a stand-in that reads PPM only;
+# a real one (`make gpu-vips`: gpu-vips/, or SAM2AMG_VIPS_DIR) carried to
+# the machine goes first on LD_LIBRARY_PATH and replaces it (the bundle's
+# rpaths are RUNPATHs), so `run` decodes JPEG there as users' runs do. A
+# build tree (no bundle) links the system's libvips.
+VIPS_DIR=${SAM2AMG_VIPS_DIR:-gpu-vips}
+vips="stand-in (PPM only)"
+if [ -z "$bundle" ]; then
+    vips="the build's libvips"
+elif [ -e "$VIPS_DIR/libvips.so.42" ]; then
+    export LD_LIBRARY_PATH=$(cd "$VIPS_DIR" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    vips="libvips from $VIPS_DIR ($(cd "$VIPS_DIR" && ls libvips-*.so.42 2>/dev/null | head -n 1))"
+fi
 
 # row NAME STATUS FIGURES...: one summary line (also echoed)
 row() {
@@ -148,10 +163,42 @@ worst_rel() {
         END { printf "%.3g", m }'
 }
 
-# ppm_of FIXTURE: the PPM of a fixture image gpu_generate reads, from the bundle
-# or decoded now by the build's gpu_generate (which has libvips)
+# ppm_of FIXTURE: the PPM of a fixture image gpu_generate reads, decoded at
+# the start (decode_fixtures) or from a bundle made before that (images/)
 ppm_of() {
-    if [ -n "$bundle" ]; then echo "$bundle/images/$1.ppm"; else echo "$out/images/$1.ppm"; fi
+    if [ -n "$bundle" ] && [ -d "$bundle/images" ]; then echo "$bundle/images/$1.ppm"
+    else echo "$out/images/$1.ppm"; fi
+}
+
+# can_decode: whether gpu_generate decodes a JPEG here (libvips, not the stand-in)
+can_decode() {
+    "$(prog gpu_generate)" --decode tests/fixtures/photos/chelsea.jpg "$WORK/probe.ppm" >/dev/null 2>&1
+}
+
+# decode_fixtures: the fixtures' PNGs as PPM in $out/images, with
+# gpu_generate --decode (libvips) where it can, else with Python's PIL (the
+# bundle's stand-in reads PPM only; the official oracle reads the fixtures
+# with PIL too, and they are 8-bit RGB, so the pixels are the same)
+decode_fixtures() {
+    local d f1 pil=""
+    mkdir -p "$out/images"
+    if ! can_decode; then
+        for pil in python3 /usr/bin/python3 ""; do
+            [ -n "$pil" ] && timeout 60 "$pil" -c 'import PIL' 2>/dev/null && break
+        done
+        [ -n "$pil" ] || echo "check.sh: neither libvips nor Python's PIL to decode the fixtures" >>"$out/logs/images.log"
+    fi
+    for d in tests/fixtures/e2e-*/ tests/fixtures/amg-synthetic*/ tests/fixtures/micro/; do
+        f1=$(basename "$d")
+        if [ -z "$pil" ]; then
+            run images 30 "$(prog gpu_generate)" --decode "$d/image.png" "$out/images/$f1.ppm"
+        else
+            run images 30 "$pil" -c 'import sys
+from PIL import Image
+im = Image.open(sys.argv[1]).convert("RGB")
+open(sys.argv[2], "wb").write(b"P6\n%d %d\n255\n" % im.size + im.tobytes())' "$d/image.png" "$out/images/$f1.ppm"
+        fi
+    done
 }
 
 weights_of() { # fixture dir -> weights path named by its meta.json
@@ -165,6 +212,7 @@ step_env() {
         echo "date: $(date -u)"; echo "host: $(uname -a)"; echo "cpus: $(nproc)"
         grep -m1 'model name' /proc/cpuinfo; grep MemTotal /proc/meminfo
         echo "mode: $([ $cpu = 1 ] && echo cpu || echo gpu) device=$DEVICE bundle=${bundle:-none} build=$BUILD"
+        echo "libvips: $vips; LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
         [ -n "$bundle" ] && cat "$bundle/INFO"
         echo "--- nvidia-smi"; timeout 30 nvidia-smi 2>&1 || echo "(nvidia-smi failed: $?)"
         echo "--- nvcc"; (nvcc --version || /usr/local/cuda/bin/nvcc --version) 2>&1 | tail -n 2
@@ -203,7 +251,8 @@ step_env() {
     [ $cpu = 0 ] && [ "$gpu" = none ] && st=FAIL
     row env $st "gpu=${gpu:-none} driver=${driver:-none} driver_cuda=${cuda_drv:-none}" \
         "build=$([ -n "$bundle" ] && sed -n 's/^nvcc: *//p' "$bundle/INFO" | awk '{print $NF}' || echo "$BUILD")" \
-        "programs_with_missing_libs=$missing cpus=$(nproc)"
+        "programs_with_missing_libs=$missing cpus=$(nproc)" \
+        "images=$(can_decode && echo "jpeg/png/ppm" || echo "ppm only"):$(echo "$vips" | tr ' ' _)"
 }
 
 # ---- 1: ops ---------------------------------------------------------------
@@ -664,28 +713,34 @@ step_fidelity() {
 }
 
 # ---- run: issue 8's end-to-end job (sam2amg run, SQLite store) -------------
-# The bundle's sam2amg over a manifest of SAM2AMG_RUN_IMAGES (100) PPM
-# images (official_bench.py's 1024x768 and 2250x1500, alternating, as hard
-# links) with random weights of large (the .pt step fidelity saved, else
-# official_bench.py --weights-only), the official defaults and the cuda
-# defaults (bf16, points_per_batch auto), with one worker and with two on
-# the one GPU (--devices cuda:0,cuda:0): rows run_1worker, run_2workers
-# (images/s over the wall time, model load included, and over the workers'
-# own time; the GPU busy fraction NVML measured); then the official
-# generator in a Python loop over the same manifest writing JSON
-# (official_bench.py --loop, autocast bf16): row official_loop_large_bf16.
+# The bundle's sam2amg over a manifest of SAM2AMG_RUN_IMAGES (200) images,
+# official_bench.py's 1024x768 and 2250x1500 alternating (hard links): JPEG
+# (quality 95) where libvips decodes here (a carried gpu-vips/, see
+# "libvips" above), else PPM, said in the rows; with random weights of
+# large (the .pt step fidelity saved, else official_bench.py
+# --weights-only), the official defaults and the cuda defaults (bf16,
+# points_per_batch auto), with one worker and with two on the one GPU
+# (--devices cuda:0,cuda:0): rows run_1worker, run_2workers (images/s and
+# masks/s over the wall time, model load included, and over the workers'
+# own time; the GPU busy fraction and memory peak NVML measured); then the
+# official generator in a Python loop over the same manifest writing JSON
+# (official_bench.py --loop: PIL decode, eager fp32 and autocast bf16, each
+# for at most half the time left): rows official_loop_large_fp32/bf16.
 # Row run_oom: out of memory during images on the device (the test hook
 # SAM2AMG_FAULT_BATCH_MAX=16 at --points-per-batch 64, thresholds 0) is
 # recovered by halving, no image fails, and the masks equal a run at 16.
-# --cpu: micro2 from the fixtures on 6 fixture PPMs, --devices cpu (a smoke
-# run of the step).
+# --cpu: micro2 from the fixtures on 6 images (two fixture photos as JPEG
+# where libvips decodes, else fixture PPMs), --devices cpu (a smoke run of
+# the step).
 step_run() {
-    local sam=$(prog sam2amg) a=$(date +%s) n=${SAM2AMG_RUN_IMAGES:-100} i devs tag
-    local d=$WORK/run w cfg pps=32 srcs=()
+    local sam=$(prog sam2amg) a=$(date +%s) n=${SAM2AMG_RUN_IMAGES:-200} i devs tag
+    local d=$WORK/run w cfg pps=32 srcs=() ext=ppm
     mkdir -p "$d/img"
+    can_decode && ext=jpg
     if [ $cpu = 1 ]; then
         n=6 w=tests/fixtures/micro2/weights.safetensors cfg=micro2 pps=4
         srcs=("$(ppm_of e2e-micro2)" "$(ppm_of micro)")
+        [ $ext = jpg ] && srcs=(tests/fixtures/photos/chelsea.jpg tests/fixtures/photos/rocket.jpg)
     else
         find_py
         w=$WORK/w/large.pt cfg=large
@@ -695,7 +750,7 @@ step_run() {
         fi
         [ -n "$py" ] && run run 90 "$py" tests/gpu/official_bench.py --images-only \
             --save-images "$d/src" --sizes 1024x768,2250x1500
-        srcs=("$d/src/official_1024x768.ppm" "$d/src/official_2250x1500.ppm")
+        srcs=("$d/src/official_1024x768.$ext" "$d/src/official_2250x1500.$ext")
         if [ ! -s "$w" ] || [ ! -s "${srcs[1]}" ]; then
             row run FAIL "no weights or images (python3 with torch needed: official_bench.py)"
             return
@@ -703,8 +758,8 @@ step_run() {
     fi
     : >"$d/manifest.txt"
     for ((i = 0; i < n; i++)); do
-        ln -f "${srcs[i % 2]}" "$d/img/$i.ppm" 2>/dev/null || cp "${srcs[i % 2]}" "$d/img/$i.ppm"
-        echo "$d/img/$i.ppm" >>"$d/manifest.txt"
+        ln -f "${srcs[i % 2]}" "$d/img/$i.$ext" 2>/dev/null || cp "${srcs[i % 2]}" "$d/img/$i.$ext"
+        echo "$d/img/$i.$ext" >>"$d/manifest.txt"
     done
     for devs in "$DEVICE" "$DEVICE,$DEVICE"; do
         tag=1worker
@@ -716,14 +771,17 @@ step_run() {
         local wall=$(awk "BEGIN { printf \"%.2f\", $(date +%s.%N) - $t0 }") log=$out/logs/run_$tag.log
         local done=$(sed -n 's/.* \([0-9]*\) images done (\([0-9]*\) masks).*/\1 \2/p' "$log" | tail -n 1)
         local busy=$(grep -o 'GPU busy [0-9.]*%' "$log" | tr '\n' ' ' | sed 's/GPU busy //g')
+        local mem=$(sed -n 's/.*GPU memory peak \([0-9]*\) MiB of \([0-9]*\) MiB.*/\1_of_\2_MiB/p' "$log" |
+            tr '\n' ' ')
         local wk=$(sed -n 's/.*: \([0-9]*\) images in \([0-9.]*\) s:.*model busy \([0-9]*%\).*/\1@\2s(model busy \3)/p' "$log" |
             tr '\n' ' ')
         set -- $done x x
         local st=PASS
         { [ $rc -ne 0 ] || [ "$1" != "$n" ]; } && st=FAIL
-        row "run_$tag" $st "devices=$devs images=${1} of $n masks=${2} wall_s=$wall" \
+        row "run_$tag" $st "devices=$devs images=${1} of $n ($ext) masks=${2} wall_s=$wall" \
             "images_per_s=$(awk "BEGIN { printf \"%.3f\", ${1:-0} / $wall }" 2>/dev/null)" \
-            "workers: ${wk:-none} gpu_busy: ${busy:-not measured} rc=$rc"
+            "masks_per_s=$(awk "BEGIN { printf \"%.1f\", ${2:-0} / $wall }" 2>/dev/null)" \
+            "workers: ${wk:-none} gpu_busy: ${busy:-not measured} gpu_mem_peak: ${mem:-not measured} rc=$rc"
     done
     # out of memory during an image on the device (the test hook fails every
     # decoder batch over 16 prompts): the batch halves and the image is
@@ -748,14 +806,18 @@ step_run() {
     row run_oom $st "SAM2AMG_FAULT_BATCH_MAX=16 at --points-per-batch 64: rc=$orc done=$nd of $k," \
         "masks(count,area)=${q1:-none} vs ${q2:-none} at 16 per batch, halving 64->32->16 in -v"
     if [ $cpu = 0 ] && [ -n "$py" ]; then
-        local left=$((BUDGET - ($(date +%s) - T0) - 10))
-        [ $left -gt 200 ] && left=200
-        run official_loop $((left > 20 ? left : 20)) "$py" tests/gpu/official_bench.py --configs large \
-            --precisions bf16 --points-per-side $pps --loop "$d/manifest.txt" --loop-out "$d/loop" \
-            --budget $((left > 40 ? left - 30 : 10))
-        local l=$(grep -E '^official_loop_' "$out/logs/official_loop.log" | tail -n 1)
-        if [ -n "$l" ]; then row "${l%%: *}" "$(echo "${l#*: }" | cut -d' ' -f1)" "$(echo "${l#*: }" | cut -d' ' -f2-)"
-        else row official_loop_large_bf16 FAIL "no result line rc=$rc"; fi
+        local prec l left
+        for prec in fp32 bf16; do
+            left=$((BUDGET - ($(date +%s) - T0) - 10))
+            [ $prec = fp32 ] && left=$((left / 2))
+            [ $left -gt 200 ] && left=200
+            run official_loop_$prec $((left > 20 ? left : 20)) "$py" tests/gpu/official_bench.py \
+                --configs large --precisions $prec --points-per-side $pps --loop "$d/manifest.txt" \
+                --loop-out "$d/loop_$prec" --budget $((left > 40 ? left - 30 : 10))
+            l=$(grep -E '^official_loop_' "$out/logs/official_loop_$prec.log" | tail -n 1)
+            if [ -n "$l" ]; then row "${l%%: *}" "$(echo "${l#*: }" | cut -d' ' -f1)" "$(echo "${l#*: }" | cut -d' ' -f2-)"
+            else row official_loop_large_$prec FAIL "no result line rc=$rc"; fi
+        done
     fi
     row run_step PASS "secs=$(($(date +%s) - a))"
 }
@@ -794,16 +856,10 @@ SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanit
 # FAIL of every row that needs it), with the fixtures' PPMs decoded now
 if [ -n "$bundle" ]; then
     chmod +x "$bundle"/bin/* 2>/dev/null
-else
-    if [ $cpu = 1 ] && { [ ! -x "$(prog gpu_generate)" ] || [ ! -x "$(prog test_ops)" ]; }; then
-        run build 600 make -j"$(nproc)" BUILD="$BUILD" all
-    fi
-    mkdir -p "$out/images"
-    for d in tests/fixtures/e2e-*/ tests/fixtures/amg-synthetic*/ tests/fixtures/micro/; do
-        f1=$(basename "$d")
-        run images 30 "$(prog gpu_generate)" --decode "$d/image.png" "$out/images/$f1.ppm"
-    done
+elif [ $cpu = 1 ] && { [ ! -x "$(prog gpu_generate)" ] || [ ! -x "$(prog test_ops)" ]; }; then
+    run build 600 make -j"$(nproc)" BUILD="$BUILD" all
 fi
+[ "$(ppm_of micro)" = "$out/images/micro.ppm" ] && decode_fixtures
 
 # SAM2AMG_CHECK_STEPS: the steps to run, in order (default all), so that a
 # short device slot can split them; env always runs first, wherever the

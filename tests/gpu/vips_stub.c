@@ -13,6 +13,10 @@
  * of ending the process.
  * Generated from `nm -u build/obj/src/image.o` (the Makefile's gpu-bundle
  * rule fails to link if image.c starts calling a function missing here).
+ * Built as the bundle's lib/libvips.so.42, the real library's soname, so
+ * that a real libvips first on LD_LIBRARY_PATH takes its place (`make
+ * gpu-vips`: pyvips-binary's self-contained build, which exports GLib's
+ * functions too).
  */
 #include <stdio.h>
 #include <stdlib.h>
