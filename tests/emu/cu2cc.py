@@ -5,7 +5,7 @@ usage: cu2cc.py IN.cu OUT.cc
 
 Two rewrites, nothing else:
   kernel<<<grid, block[, smem[, stream]]>>>(args);
-      -> emu_launch(grid, block, smem, [&] { kernel(args); });
+      -> emu_launch(grid, block, smem, [&] { kernel(args); }, "kernel");
      (kernel may be a template instance, e.g. k<2>; args may span lines)
   extern __shared__ [__align__(n)] T name[];  ->  T *name = (T *)emu_dyn_smem();
 Newlines inside a rewritten launch are kept, so line numbers stay those of
@@ -78,8 +78,9 @@ def rewrite(src):
         args = src[p + 1:q]
         nl = src[k0:semi].count("\n")
         out.append(src[pos:k0])
-        out.append("emu_launch(%s, %s, %s, [&] { %s(%s); });" % (
-            config[0], config[1], smem, kernel, args.replace("\n", " ")) + "\n" * nl)
+        name = " ".join(kernel.split()).replace('"', "")
+        out.append("emu_launch(%s, %s, %s, [&] { %s(%s); }, \"%s\");" % (
+            config[0], config[1], smem, kernel, args.replace("\n", " "), name) + "\n" * nl)
         pos = semi + 1
 
 

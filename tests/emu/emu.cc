@@ -17,7 +17,10 @@
 #include <stdlib.h>
 #include <ucontext.h>
 
+#include <algorithm>
+#include <map>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "emu.h"
@@ -281,12 +284,31 @@ uint32_t emu_warp_all(uint64_t v, uint64_t all[32]) {
 
 void *emu_dyn_smem(void) { return smem.data(); }
 
-extern "C" void emu_stat_launch(void);   /* emu_rt.c: SAM2AMG_EMU_STATS */
+extern "C" int emu_stat_launch(void);   /* emu_rt.c: SAM2AMG_EMU_STATS; 1 when counting */
 
-void emu_launch(dim3 grid, dim3 block, size_t bytes, const std::function<void()> &f) {
+/* SAM2AMG_EMU_STATS: the launches per kernel (name as launched, template
+ * arguments included), printed at exit before emu_rt.c's totals, most first */
+static std::map<std::string, unsigned long long> *launch_names;
+static void launch_names_print(void) {
+    std::vector<std::pair<unsigned long long, std::string>> v;
+    for (auto &kv : *launch_names) v.push_back({kv.second, kv.first});
+    std::sort(v.begin(), v.end(), [](const auto &a, const auto &b) {
+        return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
+    for (auto &e : v) fprintf(stderr, "emu stats: %10llu launches of %s\n", e.first, e.second.c_str());
+}
+
+void emu_launch(dim3 grid, dim3 block, size_t bytes, const std::function<void()> &f,
+                const char *name) {
     static std::mutex launch_mu;   /* one launch at a time: the scheduler's state is global */
     std::lock_guard<std::mutex> hold(launch_mu);
-    emu_stat_launch();
+    if (emu_stat_launch()) {
+        if (!launch_names) {
+            launch_names = new std::map<std::string, unsigned long long>;
+            atexit(launch_names_print);
+        }
+        (*launch_names)[name ? name : "(unnamed)"]++;
+    }
     /* what cudaLaunchKernel refuses (cudaErrorInvalidConfiguration): the
      * block's 1024 threads and its dimensions' own limits, the grid's */
     unsigned long long nt = (unsigned long long)block.x * block.y * block.z;

@@ -69,7 +69,8 @@ extern dim3  blockDim, gridDim;
 void  __syncthreads(void);
 void *emu_dyn_smem(void);
 /* emu_launch: run body for every thread of every block of grid */
-void  emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body);
+void  emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body,
+                 const char *name = nullptr);   /* name: the kernel, for SAM2AMG_EMU_STATS */
 /* emu_warp: every live lane of the calling thread's warp posts v; returns
  * lane src's (0..31; v itself when src did not post). mask: the lanes the
  * _sync call names: each must be live and post (else abort: undefined on a

@@ -89,11 +89,13 @@ static void stat_init(void) {
     stat_on = e && *e && strcmp(e, "0");
     if (stat_on) atexit(stat_print);
 }
-static void stat_add(unsigned long long *c) {
+static int stat_add(unsigned long long *c) {
     pthread_once(&stat_once, stat_init);
     if (stat_on) __atomic_add_fetch(c, 1, __ATOMIC_RELAXED);
+    return stat_on;
 }
-void emu_stat_launch(void) { stat_add(&stat_launch); }
+int emu_stat_launch(void);
+int emu_stat_launch(void) { return stat_add(&stat_launch); }
 
 /* n_devices: the visible emulated GPUs. SAM2AMG_EMU_GPUS is how many the
  * machine has; CUDA_VISIBLE_DEVICES, when set, is read as the CUDA runtime
