@@ -75,14 +75,18 @@ static void emu_side(const void *p, size_t n, int want_dev, const char *what, co
  * program asked of the emulated GPU (kernel launches, GEMMs, async copies
  * and memsets): a launch-count proxy for what a real GPU would spend on
  * launches, comparable between two versions of the code */
-static unsigned long long stat_launch, stat_gemm, stat_copy;
+static unsigned long long stat_launch, stat_gemm, stat_copy, stat_h2d, stat_d2h, stat_sync;
 static pthread_once_t stat_once = PTHREAD_ONCE_INIT;
 static int stat_on;
 static void stat_print(void) {
-    fprintf(stderr, "emu stats: %llu kernel launches, %llu GEMMs, %llu copies and memsets\n",
+    fprintf(stderr, "emu stats: %llu kernel launches, %llu GEMMs, %llu copies and memsets "
+            "(%llu host to device, %llu device to host), %llu stream synchronizations\n",
             __atomic_load_n(&stat_launch, __ATOMIC_RELAXED),
             __atomic_load_n(&stat_gemm, __ATOMIC_RELAXED),
-            __atomic_load_n(&stat_copy, __ATOMIC_RELAXED));
+            __atomic_load_n(&stat_copy, __ATOMIC_RELAXED),
+            __atomic_load_n(&stat_h2d, __ATOMIC_RELAXED),
+            __atomic_load_n(&stat_d2h, __ATOMIC_RELAXED),
+            __atomic_load_n(&stat_sync, __ATOMIC_RELAXED));
 }
 static void stat_init(void) {
     const char *e = getenv("SAM2AMG_EMU_STATS");
@@ -222,6 +226,8 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcp
                             cudaStream_t s) {
     (void)s;
     stat_add(&stat_copy);
+    if (kind == cudaMemcpyHostToDevice) stat_add(&stat_h2d);
+    if (kind == cudaMemcpyDeviceToHost) stat_add(&stat_d2h);
     if (n) {
         const char *what = "cudaMemcpyAsync";
         if (kind == cudaMemcpyDefault) {   /* either side may be either: bounds only */
@@ -258,6 +264,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    stat_add(&stat_sync);
     (void)s;
     return cudaSuccess;
 }
