@@ -20,13 +20,16 @@ Each group goes through
      database, then `export --format sa1b` (groups with point grids skip
      this: `run` has no --point-grids),
   3. one `generate` process per image,
+  4. the group's `generate` process again with the device post-processing
+     algorithm (SAM2AMG_GPU_POST=ref: the CUDA kernels' plain-C twin on the
+     CPU backend, logits left in backend memory where they can be),
 and the test asserts: no abort (exit status, no "internal error"), no
 run-level error (run exits 0, or 3 when some image failed), every failure
 is the expected per-image one (an image too small for crop_n_layers, as
 the official generate_crop_boxes decides; nothing else may fail), an image
 without masks is `done` with 0 masks, every JSON file is strict JSON
 (NaN/Infinity refused), and the per-image JSON of 1, 2 and 3 is byte for
-byte the same. Kept under ~90 s on 2 cores: small grids, --threads 1, two
+byte the same (1 to 4). Kept under ~110 s on 2 cores: small grids, --threads 1, two
 processes at a time.
 """
 import concurrent.futures
@@ -163,8 +166,9 @@ def main():
             print("not ok - %s: %s" % (name, detail))
         sys.stdout.flush()
 
-    def sh(args, timeout=300):
-        p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    def sh(args, timeout=300, env=None):
+        p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+                           env=dict(os.environ, **env) if env else None)
         return p.returncode, p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
 
     tmp = tempfile.mkdtemp(prefix="sam2amg_prop_")
@@ -233,6 +237,22 @@ def main():
         check(not one_bad, "%d one-image generate processes: exit 0, or 1 with the expected "
               "error for the too-small images" % n_cases, "\n".join(one_bad[:5]))
 
+        # 4: the group process again with the device post-processing
+        # algorithm (the kernels' plain-C twin, SAM2AMG_GPU_POST=ref: the
+        # logits stay in backend memory where they can), -v to see it ran
+        for G in groups:
+            G["dir_ref"] = os.path.join(tmp, "ref%d" % G["g"])
+            nb = sum(y[3] for y in G["imgs"])
+            want = 0 if nb == 0 else 1 if nb == len(G["imgs"]) else 3
+            rc, out = sh([exe, "generate", "-v"] + model + G["flags"] + [x[0] for x in G["imgs"]] +
+                         ["--out-dir", G["dir_ref"]], env={"SAM2AMG_GPU_POST": "ref"})
+            ran = out.count("post-processing on cpu (ref)")
+            check(rc == want and "internal error" not in out and ran == len(G["imgs"]) - nb,
+                  "group %d: generate with the device post-processing algorithm "
+                  "(SAM2AMG_GPU_POST=ref): exit %d, on every image that runs" % (G["g"], want),
+                  "exit %d, %d images said 'post-processing on cpu (ref)':\n%s"
+                  % (rc, ran, out[-1500:]))
+
         # 2: sam2amg run with two workers, then export
         for G in groups:
             if G["grids"]:
@@ -282,7 +302,8 @@ def main():
                 if x[3]:
                     continue
                 name = os.path.splitext(os.path.basename(x[0]))[0] + ".json"
-                paths = [os.path.join(G["dir_all"], name), os.path.join(G["dir_one"], name)]
+                paths = [os.path.join(G["dir_all"], name), os.path.join(G["dir_one"], name),
+                         os.path.join(G["dir_ref"], name)]
                 if "dir_run" in G:
                     paths.append(os.path.join(G["dir_run"], name))
                 blobs = []
@@ -303,7 +324,8 @@ def main():
         check(not nonjson, "every per-image JSON file is strict JSON (%d images)" % n_files,
               "; ".join(nonjson[:5]))
         check(not diffs and n_files > 0,
-              "one process, one process per image and run+export give the same bytes",
+              "one process, one process per image, the device post-processing algorithm and "
+              "run+export give the same bytes",
               "%d differ: %s" % (len(diffs), ", ".join(diffs[:5])))
         no_masks = sum(G.get("no_masks", 0) for G in groups)
         print("# %d images without masks (%d of them done in a run with 0 masks), %d with "
