@@ -77,6 +77,9 @@ check "test_model on cuda:0 (micro, micro2 tensors, fp32): $(tail -n 1 "$T/model
 "$EB/gpu/gpu_amg_post" --device cuda:0 --small >"$T/post.log" 2>&1
 check "gpu_amg_post on cuda:0: device post-processing == CPU path: $(tail -n 1 "$T/post.log")" \
     bash -c "grep -qE '^# [1-9][0-9]* cases on cuda:0' '$T/post.log' && grep -qE '^RESULT [1-9][0-9]* 0$' '$T/post.log'"
+"$EB/gpu/gpu_amg_post" --device cuda:0 --random 30 >"$T/postr.log" 2>&1
+check "gpu_amg_post --random 30 on cuda:0: random sizes and parameters, kernels == CPU path: $(tail -n 1 "$T/postr.log")" \
+    bash -c "grep -qE '^# 30 cases on cuda:0' '$T/postr.log' && grep -qE '^RESULT [1-9][0-9]* 0$' '$T/postr.log'"
 
 # CUDA_VISIBLE_DEVICES, as the CUDA runtime reads it, over SAM2AMG_EMU_GPUS
 # emulated GPUs: the devices it lists up to the first entry that names none

@@ -26,7 +26,8 @@
 #              0.95; and the replay fixtures (no device work: the
 #              post-processing of the bundle's binary on that machine);
 #              then gpu_amg_post (post-processing on the device == CPU path,
-#              records identical) and generate with device vs CPU
+#              records identical; post_random: 100 property cases, random
+#              sizes and parameters, --random) and generate with device vs CPU
 #              post-processing (SAM2AMG_GPU_POST=0) and staged logits,
 #              byte for byte, gpu_generate -v saying the logits stayed on
 #              the device (--cpu: SAM2AMG_GPU_POST=ref vs the CPU path)
@@ -443,6 +444,16 @@ step_post() {
     [ $cpu = 0 ] && [ "${ndev:-0}" -eq 0 ] && st=FAIL   # the device part must have run
     row post_replay $st "device=$dev $(result post) device_cases=${ndev:-0}" \
         "${t:+2250x1500_thr0_post: $t }secs=$secs rc=$rc"
+    # property cases: random sizes (1x1, one-pixel lines) and parameters
+    local nr=100
+    [ $cpu = 1 ] && nr=40
+    run post_random 240 "$(prog gpu_amg_post)" --device "$dev" --threads "$(nproc)" --random $nr
+    st=PASS
+    ndev=$(sed -n 's/^# \([0-9]*\) cases on .*/\1/p' "$out/logs/post_random.log" | tail -n 1)
+    [ $rc -ne 0 ] && st=FAIL
+    [ $cpu = 0 ] && [ "${ndev:-0}" -ne $nr ] && st=FAIL
+    row post_random $st "device=$dev $(result post_random) random_cases=$nr device_cases=${ndev:-0}" \
+        "$(grep -o 'random cases: .* reproduces them' "$out/logs/post_random.log") secs=$secs rc=$rc"
     local gen=$(prog gpu_generate) p=0 f=0 f1 d a=$(date +%s) want line on ienv=
     [ $cpu = 1 ] && ienv=ref
     for f1 in e2e-m2m e2e-minarea e2e-crops e2e-micro2; do

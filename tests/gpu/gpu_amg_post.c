@@ -26,7 +26,11 @@
  * skipped, with "# skip" and the reason; with SAM2AMG_REQUIRE_CUDA=1 a
  * device that cannot be opened is a failure.
  *
- * usage: gpu_amg_post [--device D] [--threads N] [--big | --small] [FIXTURE_DIR ...]
+ * --random N [--seed S] runs N property cases instead (check_random):
+ * random sizes (1x1 and one-pixel lines included) and parameters.
+ *
+ * usage: gpu_amg_post [--device D] [--threads N] [--big | --small]
+ *                     [--random N [--seed S]] [FIXTURE_DIR ...]
  * (--small: never the real-size cases, even with a device: the emulated
  * GPU of tests/emu, where they take minutes each)
  * Output: tests/test.h lines, "RESULT passed failed" last; exit 1 on a
@@ -206,16 +210,36 @@ static const char *diff_results(const amg_result *a, const amg_result *b, char *
 static int n_device_cases, big, small;
 
 /* one case three ways */
+/* diff_or_rc: NULL when the way's outcome equals the CPU path's: the same
+ * error class when the CPU path failed (want_rc), else the same records */
+static const char *diff_or_rc(int want_rc, int rc, const err_t *err, const amg_result *ref,
+                              const amg_result *got, char *buf, size_t n) {
+    if (want_rc || rc) {
+        if (rc == want_rc) return NULL;
+        snprintf(buf, n, "rc %d, the CPU path's %d: %.180s", rc, want_rc, err->msg);
+        return buf;
+    }
+    return diff_results(ref, got, buf, n);
+}
+
+/* one case three ways; random: a property case, where the CPU path may
+ * find no record or refuse the case (an image too small for its crop
+ * layers): the other ways must then do the same */
 static void check_case(const char *name, const amg_params *p, amg_model *m, amg_replay_t *rp,
-                       int w, int h, int threads, backend_t *cpu, backend_t *dev, int with_ref) {
+                       int w, int h, int threads, backend_t *cpu, backend_t *dev, int with_ref,
+                       int random) {
     amg_result ref = {0}, got = {0};
     err_t err = {{0}};
     char label[512], buf[256];
     double t_cpu = 0, t_ref = 0, t_dev = 0, t_stg = 0;
-    int rc = run_case(p, m, rp, w, h, threads, NULL, NULL, 0, NULL, NULL, &ref, &t_cpu, &err);
-    snprintf(label, sizeof label, "%s: CPU path runs (%d records)", name, ref.n);
-    TEST_CHECK(rc == 0 && ref.n > 0, label, "rc %d %s", rc, err.msg);
-    if (rc) return;
+    int want = run_case(p, m, rp, w, h, threads, NULL, NULL, 0, NULL, NULL, &ref, &t_cpu, &err);
+    snprintf(label, sizeof label, "%.300s: CPU path runs (%d records%s%.150s)", name, ref.n,
+             want ? ", refused: " : "", want ? err.msg : "");
+    TEST_CHECK(random ? want == 0 || want == ERR_INVALID : want == 0 && ref.n > 0, label, "rc %d %s",
+               want, err.msg);
+    if (want && !random) return;
+    if (want) amg_result_free(&ref);
+    int rc;
     const char *d;
     /* the logits can stay on the device: multimask, no m2m, no host filling
      * (then in every decoder call: a batch left behind fails) */
@@ -224,28 +248,28 @@ static void check_case(const char *name, const amg_params *p, amg_model *m, amg_
     if (with_ref) { /* single-threaded, every pixel: slow at real sizes */
         rc = run_case(p, m, rp, w, h, threads, cpu, &amg_post_ops_ref, 0, NULL, NULL, &got, &t_ref,
                       &err);
-        d = rc ? err.msg : diff_results(&ref, &got, buf, sizeof buf);
+        d = diff_or_rc(want, rc, &err, &ref, &got, buf, sizeof buf);
         snprintf(label, sizeof label, "%s: device algorithm in C == CPU path", name);
         TEST_CHECK(d == NULL, label, "%s", d);
         amg_result_free(&got);
         rc = run_case(p, m, rp, w, h, threads, cpu, &amg_post_ops_ref, 1, &calls, &all, &got,
                       &t_ref, &err);
-        d = rc ? err.msg : diff_results(&ref, &got, buf, sizeof buf);
+        d = diff_or_rc(want, rc, &err, &ref, &got, buf, sizeof buf);
         snprintf(label, sizeof label, "%s: device algorithm in C, logits in place == CPU path",
                  name);
-        TEST_CHECK(d == NULL && (eligible ? calls > 0 && calls == all : calls == 0), label,
+        TEST_CHECK(d == NULL && (want || (eligible ? calls > 0 && calls == all : calls == 0)), label,
                    "%s (%d of %d decoder calls in place)", d ? d : "records equal", calls, all);
         amg_result_free(&got);
     }
     if (dev) {
         rc = run_case(p, m, rp, w, h, threads, dev, NULL, 1, &calls, &all, &got, &t_dev, &err);
-        d = rc ? err.msg : diff_results(&ref, &got, buf, sizeof buf);
+        d = diff_or_rc(want, rc, &err, &ref, &got, buf, sizeof buf);
         snprintf(label, sizeof label, "%s: %s, logits in place == CPU path", name, dev->name);
-        TEST_CHECK(d == NULL && (eligible ? calls > 0 && calls == all : calls == 0), label,
+        TEST_CHECK(d == NULL && (want || (eligible ? calls > 0 && calls == all : calls == 0)), label,
                    "%s (%d of %d decoder calls in place)", d ? d : "records equal", calls, all);
         amg_result_free(&got);
         rc = run_case(p, m, rp, w, h, threads, dev, NULL, 0, NULL, NULL, &got, &t_stg, &err);
-        d = rc ? err.msg : diff_results(&ref, &got, buf, sizeof buf);
+        d = diff_or_rc(want, rc, &err, &ref, &got, buf, sizeof buf);
         snprintf(label, sizeof label, "%s: %s == CPU path", name, dev->name);
         TEST_CHECK(d == NULL, label, "%s", d);
         printf("time %s cpu_post_ms %.2f dev_post_ms %.2f dev_staged_post_ms %.2f records %d "
@@ -288,10 +312,10 @@ static void check_fixture(const char *dir, int threads, backend_t *cpu, backend_
     amg_replay_model(rp, &m);
     const char *base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
     snprintf(name, sizeof name, "%s %dx%d", base, w, h);
-    check_case(name, &p, &m, rp, w, h, threads, cpu, dev, 1);
+    check_case(name, &p, &m, rp, w, h, threads, cpu, dev, 1, 0);
     p.pred_iou_thresh = 0, p.stability_score_thresh = 0;
     snprintf(name, sizeof name, "%s %dx%d thresholds 0", base, w, h);
-    check_case(name, &p, &m, rp, w, h, threads, cpu, dev, 1);
+    check_case(name, &p, &m, rp, w, h, threads, cpu, dev, 1, 0);
     amg_replay_free(rp);
 }
 
@@ -318,7 +342,63 @@ static void check_synthetic(int threads, backend_t *cpu, backend_t *dev) {
         snprintf(name, sizeof name, "synthetic %dx%d pps %d layers %d%s%s%s", cs[i].w, cs[i].h,
                  cs[i].pps, cs[i].layers, cs[i].m2m ? " m2m" : "",
                  cs[i].multimask ? "" : " single-mask", cs[i].zero ? " thresholds 0" : "");
-        check_case(name, &p, &m, NULL, cs[i].w, cs[i].h, threads, cpu, dev, !cs[i].big || big);
+        check_case(name, &p, &m, NULL, cs[i].w, cs[i].h, threads, cpu, dev, !cs[i].big || big, 0);
+    }
+}
+
+/* --random N: property cases with the synthetic decoder, sizes and
+ * parameters drawn from a seeded generator (--seed; printed, so a failure
+ * reproduces): 1x1, one-pixel-wide and tall, and random images up to
+ * 400 px; every parameter the post-processing reads, mask_threshold on the
+ * logits' quarter steps half the time (values land exactly on it), crop
+ * layers the image may be too small for (then every way must refuse it
+ * alike), m2m and min-area (the logits staged through the host) */
+static uint32_t rnd_state;
+static uint32_t rnd_u32(void) { return rnd_state = hash32(rnd_state + 0x9e3779b9u); }
+static int rnd_int(int lo, int hi) { return lo + (int)(rnd_u32() % (uint32_t)(hi - lo + 1)); }
+static double rnd_unit(void) { return (double)(rnd_u32() % 1000000u) / 1e6; }
+
+static void check_random(int n, uint32_t seed, int threads, backend_t *cpu, backend_t *dev) {
+    printf("# random cases: --random %d --seed %u reproduces them\n", n, seed);
+    rnd_state = seed;
+    for (int i = 0; i < n; i++) {
+        int w, h, shape = rnd_int(0, 9);
+        if (shape == 0) w = h = 1;
+        else if (shape == 1) w = 1, h = rnd_int(2, 600);
+        else if (shape == 2) w = rnd_int(2, 600), h = 1;
+        else w = rnd_int(2, 400), h = rnd_int(2, 400);
+        amg_params p;
+        amg_params_default(&p);
+        p.points_per_side = rnd_int(1, 10);
+        p.points_per_batch = rnd_int(1, 64);
+        p.pred_iou_thresh = rnd_int(0, 2) ? 0.5 + 0.5 * rnd_unit() : 0.0;
+        p.stability_score_thresh = rnd_int(0, 2) ? 0.3 + 0.7 * rnd_unit() : 0.0;
+        p.stability_score_offset = 0.25 * rnd_int(1, 8);
+        p.mask_threshold = rnd_int(0, 1) ? 0.25 * rnd_int(-4, 4) : -1.0 + 2.0 * rnd_unit();
+        p.box_nms_thresh = 0.3 + 0.7 * rnd_unit();
+        p.crop_n_layers = rnd_int(0, 3) ? 0 : rnd_int(1, 2);
+        p.crop_nms_thresh = 0.3 + 0.7 * rnd_unit();
+        p.crop_overlap_ratio = 0.5 * rnd_unit();
+        p.crop_n_points_downscale_factor = rnd_int(1, 2);
+        p.min_mask_region_area = rnd_int(0, 4) ? 0 : rnd_int(1, 100);
+        p.use_m2m = rnd_int(0, 4) == 0;
+        p.multimask_output = rnd_int(0, 4) != 0;
+        err_t e;
+        if (amg_params_validate(&p, &e)) { /* a draw the CLI would refuse: draw again */
+            i--;
+            continue;
+        }
+        syn_model sm = {1024, 256};
+        amg_model m = {&sm, 1024, syn_encode, syn_decode, NULL, NULL};
+        char name[300];
+        snprintf(name, sizeof name, "random %d: %dx%d pps %d ppb %d iou %.3f stab %.3f off %.2f "
+                 "mask %.3f nms %.2f layers %d crop-nms %.2f overlap %.3f down %d area %d%s%s", i,
+                 w, h, p.points_per_side, p.points_per_batch, p.pred_iou_thresh,
+                 p.stability_score_thresh, p.stability_score_offset, p.mask_threshold,
+                 p.box_nms_thresh, p.crop_n_layers, p.crop_nms_thresh, p.crop_overlap_ratio,
+                 p.crop_n_points_downscale_factor, p.min_mask_region_area, p.use_m2m ? " m2m" : "",
+                 p.multimask_output ? "" : " single-mask");
+        check_case(name, &p, &m, NULL, w, h, threads, cpu, dev, 1, 1);
     }
 }
 
@@ -328,16 +408,19 @@ static int cmp_str(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     const char *device = "cuda:0";
-    int threads = 2, nfix = 0;
+    int threads = 2, nfix = 0, n_random = 0;
+    uint32_t seed = 20261127u;
     const char *fix[64];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--big")) big = 1;
         else if (!strcmp(argv[i], "--small")) small = 1;
+        else if (!strcmp(argv[i], "--random") && i + 1 < argc) n_random = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: gpu_amg_post [--device D] [--threads N] [--big | --small] "
-                    "[FIXTURE_DIR ...]\n");
+                    "[--random N [--seed S]] [FIXTURE_DIR ...]\n");
             return 2;
         } else if (nfix < 64) fix[nfix++] = argv[i];
     }
@@ -387,8 +470,12 @@ int main(int argc, char **argv) {
                    "the comparison sees a one-pixel difference", "it does not");
     }
     double t0 = now_s();
-    for (int i = 0; i < nfix; i++) check_fixture(fix[i], threads, cpu, dev);
-    check_synthetic(threads, cpu, dev);
+    if (n_random > 0) { /* the property cases alone */
+        check_random(n_random, seed, threads, cpu, dev);
+    } else {
+        for (int i = 0; i < nfix; i++) check_fixture(fix[i], threads, cpu, dev);
+        check_synthetic(threads, cpu, dev);
+    }
     printf("# %d cases on %s, %.1f s\n", n_device_cases, dev ? dev->name : "no device",
            now_s() - t0);
     if (dev) dev->destroy(dev);
