@@ -214,10 +214,14 @@ gpu-bundle: $(BUNDLE_OBJ) $(BUNDLE_STORE_OBJ) $(BUILD)/gpu/gpu_generate $(BUILD)
 gpu-vips: $(BUILD)/gpu/gpu_generate
 	$(Q)BUILD=$(BUILD) bash tests/gpu/make_vips.sh gpu-vips
 
-# bench-gpu: the CUDA kernel harness and the full-size model timing on cuda:0
-bench-gpu: $(BUILD)/bench/bench_cuda $(BUILD)/gpu/gpu_model
-	SAM2AMG_REQUIRE_CUDA=1 $(BUILD)/bench/bench_cuda
-	$(BUILD)/gpu/gpu_model --time 5 tiny large
+# bench-gpu (a GPU machine with the build dependencies): the CUDA kernel
+# harness, the full-size model timings, ours and the official generator side
+# by side, and issue 8's end-to-end `run` over 200 JPEG images with the
+# official loop beside it: tests/gpu/check.sh's steps bench and run on this
+# build, summary in $(BUILD)/bench-gpu/summary.txt
+bench-gpu: all $(BUILD)/bench/bench_cuda $(BUILD)/gpu/gpu_model $(BUILD)/gpu/gpu_generate
+	SAM2AMG_CHECK_STEPS="bench run" SAM2AMG_CHECK_BUDGET=$${SAM2AMG_CHECK_BUDGET:-1800} \
+	    BUILD=$(BUILD) bash tests/gpu/check.sh --build $(BUILD)/bench-gpu
 
 $(BUILD)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay.c $(wildcard tests/fuzz/*.h) $(BUILD)/libsam2amg.a
 	@mkdir -p $(dir $@)

@@ -63,21 +63,24 @@
 #             script itself is tested anywhere (tests/test_gpu_check.sh)
 #   --bundle  programs from DIR/bin (`make gpu-bundle`); default: gpu-bundle/
 #             on a GPU run when it exists, else $BUILD (default build/)
+#   --build   programs from $BUILD even where gpu-bundle/ exists (`make
+#             bench-gpu` on a GPU machine with the build dependencies)
 # On the GPU machine (see README "GPU check"): tests/gpu/check.sh --pack $OUT
 set -u
-cpu=0 tiny=0 pack=0 bundle="" out=""
+cpu=0 tiny=0 pack=0 bundle="" out="" nobundle=0
 while [ $# -gt 0 ]; do
     case $1 in
     --cpu) cpu=1 ;;
     --tiny) tiny=1 ;;
     --pack) pack=1 ;;
     --bundle) bundle=${2:-}; shift ;;
-    -*) echo "usage: check.sh [--cpu] [--tiny] [--bundle DIR] [--pack] OUTDIR" >&2; exit 2 ;;
+    --build) nobundle=1 ;;
+    -*) echo "usage: check.sh [--cpu] [--tiny] [--bundle DIR | --build] [--pack] OUTDIR" >&2; exit 2 ;;
     *) out=$1 ;;
     esac
     shift
 done
-[ -n "$out" ] || { echo "usage: check.sh [--cpu] [--tiny] [--bundle DIR] [--pack] OUTDIR" >&2; exit 2; }
+[ -n "$out" ] || { echo "usage: check.sh [--cpu] [--tiny] [--bundle DIR | --build] [--pack] OUTDIR" >&2; exit 2; }
 mkdir -p "$out/logs" || exit 2
 out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/../.."
@@ -92,7 +95,9 @@ trap 'rm -rf "$WORK"' EXIT
 : >"$SUM"
 nfail=0
 
-if [ -z "$bundle" ] && [ $cpu = 0 ] && [ -x gpu-bundle/bin/test_cuda ]; then bundle=gpu-bundle; fi
+if [ -z "$bundle" ] && [ $cpu = 0 ] && [ $nobundle = 0 ] && [ -x gpu-bundle/bin/test_cuda ]; then
+    bundle=gpu-bundle
+fi
 if [ $cpu = 1 ]; then
     DEVICE=cpu
     unset SAM2AMG_REQUIRE_CUDA
