@@ -49,5 +49,12 @@ if [ "$(cut -d: -f1 "$tmp/out" | sort -u | wc -l)" -eq 2 ] &&
     grep -q '^ours_[0-9]*x[0-9]*_2_default: PASS' "$tmp/out"; then
     ok "two images of one size: distinct row names"
 else notok "two images of one size: distinct row names" "$(cut -d: -f1 "$tmp/out" | tr '\n' ' ')"; fi
+# --help: every command of ours has one; the usage on stdout, exit 0
+timeout 60 "$g" --help >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ $rc -eq 0 ] && [ ! -s "$tmp/err" ] && grep -q '^usage: gpu_generate' "$tmp/out" &&
+    grep -q -- '--random NAME' "$tmp/out" && grep -q -- '--both-thresholds' "$tmp/out" &&
+    grep -q -- '--points-per-side' "$tmp/out"; then ok "--help: usage on stdout, exit 0"
+else notok "--help: usage on stdout, exit 0" "exit $rc: $(head -c 300 "$tmp/err")"; fi
 echo "RESULT $passed $failed"
 [ "$failed" -eq 0 ]

@@ -35,7 +35,8 @@
  * the device memory in use after the runs (cudaMemGetInfo: the CUDA
  * context and this process's arenas, which are planned, so their size
  * after a run is their peak). A failure is "ROW: FAIL reason", exit 1.
- * Exit status: 0 ok, 1 data error (message on stderr), 2 usage error.
+ * --help prints the usage. Exit status: 0 ok, 1 data error (message on
+ * stderr), 2 usage error.
  */
 #include <errno.h>
 #include <libgen.h>
@@ -77,6 +78,38 @@ static int decode(const char *in, const char *out) {
         return EXIT_DATA;
     }
     return EXIT_OK;
+}
+
+/* usage: the modes and options as main parses them (--help) */
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: gpu_generate --decode IMAGE OUT.ppm\n"
+            "       gpu_generate (--model W | --replay-decoder EXPECTED) [--config CFG]\n"
+            "                    [--device D] [--threads N] [-v] [AMG flags] IMAGE.ppm -o OUT.json\n"
+            "       gpu_generate --random NAME [--seed S] --time N [--device D] [--precision P]\n"
+            "                    [--row ROW] [--both-thresholds] [AMG flags] IMAGE.ppm...\n\n"
+            "`sam2amg generate` on one binary PPM, without libvips (the GPU check's\n"
+            "bundle), or the benchmark rows of tests/gpu/check.sh step bench_ours.\n\n"
+            "  --decode IMAGE OUT.ppm       write IMAGE (any format image_load reads) as PPM\n");
+    cli_model_flags_help(f, 28);
+    fprintf(f,
+            "  --device NAME                cpu (default) or cuda:N\n"
+            "  --threads N                  CPU threads (default: all cores)\n"
+            "  --precision P                fp32 or bf16 GEMM inputs\n"
+            "  -o OUT.json                  the masks as `sam2amg generate` writes them\n"
+            "  --replay-decoder FILE        recorded decoder outputs instead of the network\n"
+            "  -v, --verbose                where the post-processing ran, logits kept on\n"
+            "                               the device in how many decoder calls\n"
+            "  --random NAME                time random weights of builtin config NAME\n"
+            "                               (not with --model, --config, -o, --replay-decoder)\n"
+            "  --time N                     timed runs after one warm-up, 1..64 (--random)\n"
+            "  --seed S                     the random weights' seed (default 11)\n"
+            "  --row ROW                    the rows' name (default ours)\n"
+            "  --both-thresholds            also a row with both thresholds at 0\n"
+            "  -h, --help                   this text\n"
+            "AMG parameters (official names and defaults; --time needs a number for\n"
+            "--points-per-batch):\n");
+    amg_params_help(f);
 }
 
 static double now_s(void) {
@@ -221,7 +254,10 @@ int main(int argc, char **argv) {
         if (!r) r = cli_parse_model_flag(&mf, cmd, argc, argv, &i);
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
-        if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return EXIT_OK;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose = 1, i++;
         } else if (!strcmp(a, "--random") && i + 1 < argc) {
             random = argv[i + 1], i += 2;
