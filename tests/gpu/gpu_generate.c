@@ -31,10 +31,11 @@
  * tests/gpu/official_bench.py's rows:
  *   "ROW: PASS images_per_s=R wall_s=W enc_ms=E dec_ms=D post_ms=P
  *    dev_mib=M prompts=N records=K ppb=B runs=N min_wall_s=F device=D"
- * where enc/dec/post are amg_batcher's stage times of that run and dev_mib
- * the device memory in use after the runs (cudaMemGetInfo: the CUDA
- * context and this process's arenas, which are planned, so their size
- * after a run is their peak). A failure is "ROW: FAIL reason", exit 1.
+ * where prompts is the points decoded for the image, every crop's grid
+ * counted (see prompts()), enc/dec/post are amg_batcher's stage times of
+ * that run and dev_mib the device memory in use after the runs
+ * (cudaMemGetInfo: the CUDA context and this process's arenas, which are
+ * planned, so their size after a run is their peak). A failure is "ROW: FAIL reason", exit 1.
  * --help prints the usage. Exit status: 0 ok, 1 data error (message on
  * stderr), 2 usage error.
  */
@@ -112,6 +113,21 @@ static void usage(FILE *f) {
     amg_params_help(f);
 }
 
+/* prompts: the points one image is decoded at, every crop's grid counted as
+ * amg.c makes them: crop layer 0 is the image, layer l >= 1 has 4^l crops,
+ * each with points_per_side / factor^l points a side (or point grid l). */
+static int64_t prompts(const amg_params *p) {
+    int64_t n = 0;
+    double s = 1;
+    for (int l = 0; l <= p->crop_n_layers; l++) {
+        int64_t crops = (int64_t)1 << (2 * l), side = (int)(p->points_per_side / s);
+        int64_t per = p->n_point_grids > 0 ? p->point_grid_sizes[l] : side * side;
+        n += crops * per;
+        s *= p->crop_n_points_downscale_factor;
+    }
+    return n;
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -156,9 +172,9 @@ static int bench_one(const char *row, int iters, const amg_params *p, const sam2
     double mib = -1;
     if (be->mem_info && be->mem_info(be, &fr, &tot) == 0) mib = (double)(tot - fr) / 1048576.0;
     printf("%s: PASS images_per_s=%.3f wall_s=%.4f enc_ms=%.1f dec_ms=%.1f post_ms=%.1f "
-           "dev_mib=%.0f prompts=%d records=%lld ppb=%d runs=%d min_wall_s=%.4f device=%s\n", row,
+           "dev_mib=%.0f prompts=%lld records=%lld ppb=%d runs=%d min_wall_s=%.4f device=%s\n", row,
            1.0 / wall[mid], wall[mid], 1e3 * enc[mid], 1e3 * dec[mid], 1e3 * post[mid], mib,
-           p->points_per_side * p->points_per_side, (long long)records, b.p.points_per_batch, iters,
+           (long long)prompts(p), (long long)records, b.p.points_per_batch, iters,
            ws[0], be->name);
     fflush(stdout);
 out:
