@@ -247,8 +247,14 @@ typedef struct backend_amg_ops {
                      uint64_t *mask);
 } backend_amg_ops;
 
-/* backend_cpu_create: the reference backend with n_threads worker threads
- * (0 = the number of online CPUs). Never NULL. */
+/* backend_cpu_open: the reference backend with n_threads worker threads
+ * (0 = the number of online CPUs). NULL with err set ("cpu: cannot start
+ * thread: ...") when the environment refuses a thread; programs reach it
+ * through backend_create. */
+struct err_t;
+backend_t *backend_cpu_open(int n_threads, struct err_t *err);
+/* backend_cpu_create: backend_cpu_open for tests and benchmarks, where a
+ * thread that cannot start may abort. Never NULL. */
 backend_t *backend_cpu_create(int n_threads);
 /* backend_cpu_simd: floats per vector of a CPU backend's elementwise
  * kernels (4, 8 or 16: the widest the CPU has, lowered by the environment

@@ -109,8 +109,10 @@ int cli_load_config(const char *cmd, cli_model_flags *f, sam2_config *cfg, char 
  * cfg and f->model (resolved, see cli_resolve_model) on it, with room for `batch` prompts per decode. Returns
  * 0 with *be and *m owned by the caller (free m, then destroy be), or
  * prints "sam2amg CMD: reason" and returns the exit status with *be and *m
- * NULL: EXIT_USAGE for a device that cannot be opened, EXIT_DATA for a
- * checkpoint that cannot be loaded. */
+ * NULL: EXIT_USAGE for a device this machine does not have (a bad name,
+ * no CUDA plugin, driver or device N), EXIT_DATA for one it has that fails
+ * to open (no memory for its scratch) and for a checkpoint that cannot be
+ * loaded. */
 int cli_open_model(const char *cmd, cli_model_flags *f, const sam2_config *cfg, int batch,
                    backend_t **be, sam2_model **m);
 

@@ -67,7 +67,11 @@
  *     (a consistent snapshot, see shard.c) while the writer goes on;
  *   - a run-level write error (disk full, database corrupt) stops the run:
  *     the failed batch rolls back whole and its images stay leased, to be
- *     reclaimed by the next run.
+ *     reclaimed by the next run;
+ *   - a thread that cannot start (a worker, its CPU backend's pool, a
+ *     decoder, the writer: pids.max, RLIMIT_NPROC) stops the run before
+ *     the first claim: "cannot start thread: <strerror>", exit 1, the
+ *     started threads joined, no image leased or charged an attempt.
  * Concurrency between processes: a second `run` on the same database is
  * refused (cmd_jobs.c holds an flock on DB.lock); readers (status, sql,
  * export) work beside a run thanks to WAL.
@@ -86,6 +90,7 @@
 #include <unistd.h>
 
 #include "jobs.h"
+#include "thread.h"
 
 /* ---- a bounded FIFO of pointers ---- */
 typedef struct queue {
@@ -667,13 +672,27 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
         return err_set(err, ERR_NOMEM, "out of memory (the runner's queues)");
     }
 
+    /* A thread that cannot start (pids.max, RLIMIT_NPROC) stops the run
+     * before anything is claimed: it stands in for the missing threads as
+     * their queues' producer (queue_done), the barrier counts the missing
+     * workers as failed starts, and the writer's loop, if the writer did
+     * not start, runs on this thread at the end; the started threads then
+     * find closed queues and end, and no image was leased. */
     pthread_t workers[JOBS_MAX_DEVICES], decoders[64], wr;
     worker_arg wargs[JOBS_MAX_DEVICES];
-    for (int i = 0; i < nw; i++) {
+    int nw_up = 0, nd_up = 0, wr_up = 0, terr = 0;
+    for (int i = 0; i < nw && !terr; i++) {
         wargs[i] = (worker_arg){r, i};
-        CHECK(pthread_create(&workers[i], NULL, worker_main, &wargs[i]) == 0);
+        if (!(terr = thread_start(&workers[i], worker_main, &wargs[i]))) nw_up++;
     }
+    for (int i = nw_up; i < nw; i++) queue_done(&r->write_q);
     pthread_mutex_lock(&r->mu);
+    if (terr) {
+        if (!r->start_failed)
+            err_set(&r->fatal_err, ERR_NOMEM, "cannot start thread: %s", strerror(terr));
+        r->start_failed = 1;
+        r->started += nw - nw_up;
+    }
     while (r->started < nw) pthread_cond_wait(&r->started_cv, &r->mu);
     int start_failed = r->start_failed;
     pthread_mutex_unlock(&r->mu);
@@ -697,14 +716,18 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
         }
         queue_push(&r->pre_q, b);
     }
-    for (int i = 0; i < nd; i++)
-        CHECK(pthread_create(&decoders[i], NULL, decoder_main, r) == 0);
-    CHECK(pthread_create(&wr, NULL, writer_main, r) == 0);
+    for (int i = 0; i < nd && !terr; i++)
+        if (!(terr = thread_start(&decoders[i], decoder_main, r))) nd_up++;
+    for (int i = nd_up; i < nd; i++) queue_done(&r->ready_q);
+    if (!terr) wr_up = !(terr = thread_start(&wr, writer_main, r));
 
     int rc = 0;
     if (start_failed) {
         atomic_store(&r->fatal, 1);
         rc = err_set(err, ERR_INVALID, "%s", r->fatal_err.msg);
+    } else if (terr) {
+        rc = err_set(err, ERR_NOMEM, "cannot start thread: %s", strerror(terr));
+        set_fatal(r, err);
     }
     int64_t counts[4] = {0};
     if (!rc) rc = store_counts(claim, counts, NULL, err);
@@ -765,10 +788,11 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
     }
     while (n_spare > 0) free(spare[--n_spare]);
     queue_done(&r->load_q);
-    for (int i = 0; i < nd; i++) pthread_join(decoders[i], NULL);
-    for (int i = 0; i < nw; i++) pthread_join(workers[i], NULL);
+    for (int i = 0; i < nd_up; i++) pthread_join(decoders[i], NULL);
+    for (int i = 0; i < nw_up; i++) pthread_join(workers[i], NULL);
     st->n_gpus = gpumon_stop(mon, st->gpus);
-    pthread_join(wr, NULL);
+    if (wr_up) pthread_join(wr, NULL);
+    else writer_main(r);   /* write_q is closed: it frees what is queued and returns */
     if (tty) progress(r, t0, pending0, 1);
     if (!rc && atomic_load(&r->fatal)) rc = err_set(err, ERR_IO, "%s", r->fatal_err.msg);
     if (!rc && atomic_load(&r->storage_gone)) {

@@ -58,7 +58,7 @@ int backend_check_device(const char *device, err_t *err) {
 backend_t *backend_create(const char *device, int n_threads, err_t *err) {
     int dev;
     if (backend_parse_device(device, &dev, err)) return NULL;
-    if (dev < 0) return backend_cpu_create(n_threads);
+    if (dev < 0) return backend_cpu_open(n_threads, err);
     err_t e = {{0}};
     const backend_plugin_t *p = backend_cuda_plugin(&e);
     if (!p) {

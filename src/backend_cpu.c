@@ -29,6 +29,7 @@
 
 #include "backend.h"
 #include "check.h"
+#include "thread.h"
 
 /* ---- floating-point mode ----
  * Every op runs with subnormals flushed to zero (x86 MXCSR FTZ and DAZ,
@@ -970,12 +971,14 @@ static int cpu_simd_width(void) {
 /* backend_cpu_simd: the vector width a CPU backend's elementwise tasks use */
 int backend_cpu_simd(const backend_t *be) { return ((const cpu_ctx_t *)be->ctx)->simd; }
 
-/* backend_cpu_create: the reference backend with a pool of n_threads
+/* backend_cpu_open: the reference backend with a pool of n_threads
  * threads including the caller (0 = the number of online CPUs; at most
  * CPU_MAX_THREADS). Sets OpenBLAS to one thread for the whole process,
- * since all parallelism comes from the pool. Never NULL (allocation
- * failure aborts). */
-backend_t *backend_cpu_create(int n_threads) {
+ * since all parallelism comes from the pool. NULL with err set when a pool
+ * thread cannot start (pids.max, RLIMIT_NPROC: the environment, not a
+ * bug); the threads already started are stopped and joined. Allocation
+ * failure aborts. */
+backend_t *backend_cpu_open(int n_threads, err_t *err) {
     if (n_threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = n > 0 ? (int)n : 1;
@@ -998,7 +1001,15 @@ backend_t *backend_cpu_create(int n_threads) {
         CHECK(wa);
         wa->ctx = c;
         wa->tid = t;
-        CHECK(pthread_create(&c->threads[t - 1], NULL, cpu_worker_main, wa) == 0);
+        int e = thread_start(&c->threads[t - 1], cpu_worker_main, wa);
+        if (e) {   /* a pool of the t threads that run: cpu_destroy joins them */
+            free(wa);
+            c->n_threads = t;
+            be->ctx = c;
+            cpu_destroy(be);
+            err_set(err, ERR_NOMEM, "cpu: cannot start thread: %s", strerror(e));
+            return NULL;
+        }
     }
     *be = (backend_t){
         .version = BACKEND_API_VERSION,
@@ -1038,5 +1049,12 @@ backend_t *backend_cpu_create(int n_threads) {
         .row_affine = cpu_row_affine,
         .upscale2_masks = cpu_upscale2_masks,
     };
+    return be;
+}
+
+backend_t *backend_cpu_create(int n_threads) {
+    err_t err = {{0}};
+    backend_t *be = backend_cpu_open(n_threads, &err);
+    CHECK_MSG(be, "%s", err.msg);
     return be;
 }

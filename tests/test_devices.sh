@@ -151,9 +151,15 @@ EOC
     check "--devices all, no driver: cpu saying so, the plugin not loaded (exit 0)" \
         bash -c "[ $? -eq 0 ] && grep -q 'devices all: cpu (CUDA_VISIBLE_DEVICES=unset): no CUDA driver' $T/err && [ ! -e $T/loaded ]"
     unset SAM2AMG_CUDA_DRIVER FAKE_MARK
+    # a device the machine has (2 counted) that fails to open is not a
+    # usage error: exit 1 for generate as for run (generate said 2)
     FAKE_GPUS=2 "$BIN" generate "${GEN[@]}" --device cuda:1 "$T/img/a.png" -o "$T/g.json" >/dev/null 2>"$T/err"
-    check "generate: the plugin's create error, one line, exit 2" \
-        bash -c "[ $? -eq 2 ] && grep -q 'cuda:1: stand-in cannot open it; to run on the CPU: --device cpu' $T/err && [ \$(wc -l <$T/err) -eq 1 ]"
+    check "generate: the plugin's create error, one line, exit 1" \
+        bash -c "[ $? -eq 1 ] && grep -q 'cuda:1: stand-in cannot open it; to run on the CPU: --device cpu' $T/err && [ \$(wc -l <$T/err) -eq 1 ]"
+    FAKE_GPUS=2 "$BIN" run "$T/o.db" --manifest "$T/img" "${GEN[@]::4}" --devices cuda:1 -q \
+        >/dev/null 2>"$T/err"
+    check "run: the plugin's create error, exit 1 as generate" \
+        bash -c "[ $? -eq 1 ] && grep -q 'cuda:1: stand-in cannot open it' $T/err"
 else
     skip "stand-in plugins" "no C compiler"
 fi

@@ -20,6 +20,9 @@
 #     in bf16 micro2 runs and the share of the fp32 records it matches at
 #     IoU >= 0.95 is printed (the micro fixtures' random weights put many
 #     logits near the thresholds: a report, not a pass/fail);
+#   - a cuda:0 that is there but cannot be opened (SAM2AMG_EMU_GPU_MB=1: no
+#     room for its scratch): exit 1 in generate as in run, not 2 (a usage
+#     error: a device this machine does not have);
 #   - sam2amg run --devices cuda:0,cuda:0: two workers on one emulated GPU
 #     finish a manifest, and status reports them; with a cpu worker beside
 #     them they size their batches as alone.
@@ -98,6 +101,20 @@ cvd_case "" 2 cuda:0 2 "cuda:0: no such device (0 CUDA devices visible)"
 cvd_case "0,7,1" 2 cuda:1 2 "cuda:1: no such device (1 CUDA device visible)"
 cvd_case "GPU-0" 1 cuda:0 2 "cuda:0: no such device (0 CUDA devices visible)"
 cvd_case "1,0" 2 cuda:1 3 "0 images done (0 masks), 1 failed"
+# a device this machine has that cannot be opened (1 MiB of emulated memory:
+# no room for its scratch) is not a usage error: exit 1 for generate as for
+# run (generate said 2, the exit of a device that is not there)
+SAM2AMG_EMU_GPU_MB=1 "$EB/sam2amg" generate --device cuda:0 --model tests/fixtures/micro2/weights.safetensors \
+    --config micro2 --points-per-side 2 tests/fixtures/micro/image.png -o "$T/nomem.json" 2>"$T/nomem.err"
+rc=$?
+check "generate --device cuda:0 that cannot be opened (no memory for its scratch): exit 1, one line" \
+    bash -c "[ $rc = 1 ] && [ \$(wc -l <'$T/nomem.err') = 1 ] && grep -q 'cuda:0: cannot allocate .* of scratch' '$T/nomem.err' || { cat '$T/nomem.err'; exit 1; }"
+printf '%s\n' "$PWD/tests/fixtures/micro/image.png" >"$T/nomem.txt"
+SAM2AMG_EMU_GPU_MB=1 "$EB/sam2amg" run "$T/nomem.db" --manifest "$T/nomem.txt" --model \
+    tests/fixtures/micro2/weights.safetensors --config micro2 --points-per-side 2 --devices cuda:0 --quiet 2>"$T/nomem.err"
+rc=$?
+check "run --devices cuda:0 that cannot be opened: exit 1 as generate" \
+    bash -c "[ $rc = 1 ] && grep -q 'cuda:0: cannot allocate .* of scratch' '$T/nomem.err' || { cat '$T/nomem.err'; exit 1; }"
 
 if [ -n "$san" ]; then   # generate and run take too long under the sanitizers
     echo "RESULT $pass $fail"

@@ -49,5 +49,27 @@ if [ "$(cut -d: -f1 "$tmp/out" | sort -u | wc -l)" -eq 2 ] &&
     grep -q '^ours_[0-9]*x[0-9]*_2_default: PASS' "$tmp/out"; then
     ok "two images of one size: distinct row names"
 else notok "two images of one size: distinct row names" "$(cut -d: -f1 "$tmp/out" | tr '\n' ' ')"; fi
+# --help: every command of ours has one; the usage on stdout, exit 0
+timeout 60 "$g" --help >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ $rc -eq 0 ] && [ ! -s "$tmp/err" ] && grep -q '^usage: gpu_generate' "$tmp/out" &&
+    grep -q -- '--random NAME' "$tmp/out" && grep -q -- '--both-thresholds' "$tmp/out" &&
+    grep -q -- '--points-per-side' "$tmp/out"; then ok "--help: usage on stdout, exit 0"
+else notok "--help: usage on stdout, exit 0" "exit $rc: $(head -c 300 "$tmp/err")"; fi
+# prompts= counts every crop's grid: with --points-per-side 4, crop layers
+# 2 and a downscale factor 2, 1 crop of 4x4, 4 crops of 2x2 and 16 crops of
+# 1x1 points: 16 + 16 + 16 = 48 (it said 16, the first layer's alone); with
+# factor 1, 16 + 4 * 16 = 80 for one layer
+prompts() {   # name, expected prompts=, AMG args...
+    local name=$1 want=$2; shift 2
+    timeout 120 "$g" "${base[@]}" --time 1 "$@" "$img" >"$tmp/out" 2>"$tmp/err"
+    local rc=$?
+    if [ $rc -eq 0 ] && grep -q ": PASS .* prompts=$want " "$tmp/out"; then ok "$name"
+    else notok "$name" "exit $rc: $(cat "$tmp/out" "$tmp/err" | head -c 300)"; fi
+}
+prompts "prompts= without crops: the grid" 4
+prompts "prompts= with 2 crop layers, downscale 2: every crop's points" 48 --points-per-side 4 \
+    --crop-n-layers 2 --crop-n-points-downscale-factor 2
+prompts "prompts= with 1 crop layer, downscale 1" 80 --points-per-side 4 --crop-n-layers 1
 echo "RESULT $passed $failed"
 [ "$failed" -eq 0 ]

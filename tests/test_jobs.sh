@@ -227,6 +227,37 @@ check "image fault: exit 3" test $? -eq 3
 check "image fault: one image failed with the reason, the rest done" bash -c \
     "[ \"$(q "$D6" "select count(*) from images where status='failed' and error like '%injected fault%'")\" -eq 1 ] && [ \"$(q "$D6" "select count(*) from images where status='done'")\" -eq $((n_good - 1)) ]"
 
+# ---- a thread that cannot start (pids.max, RLIMIT_NPROC): an error ----
+# SAM2AMG_FAULT_THREAD=N fails the N-th thread start. With one cpu worker
+# of 2 threads and 2 decoders they are: 1 the worker, 2 its CPU backend's
+# pool thread, 3 and 4 the decoders, 5 the writer. Each aborted the
+# process (a CHECK); now: exit 1 with one line, no image leased or charged
+# an attempt, and the next run does every image once, as a run without it.
+mkdir -p "$T/thr"
+for k in 1 2 3; do cp tests/fixtures/micro/image.png "$T/thr/m$k.png"; done
+MICRO=(--manifest "$T/thr" --model tests/fixtures/micro/weights.safetensors --config micro
+       --points-per-side 4 --pred-iou-thresh 0 --stability-score-thresh 0 --quiet --threads 2
+       --decode-threads 2)
+thr_ref() { q "$1" "select i.path, m.idx, m.rle, m.area, m.predicted_iou, m.stability_score, m.bbox_x, m.bbox_y, m.bbox_w, m.bbox_h from masks m join images i on i.id = m.image_id order by i.path, m.idx"; }
+"$BIN" run "$T/thr-ref.sqlite" "${MICRO[@]}" 2>/dev/null
+thr_ref "$T/thr-ref.sqlite" > "$T/thr-ref.txt"
+check "thread faults: the reference run has masks" test -s "$T/thr-ref.txt"
+for n in 1 2 3 4 5; do
+    D=$T/thr$n.sqlite
+    (ulimit -c 0; SAM2AMG_FAULT_THREAD=$n exec "$BIN" run "$D" "${MICRO[@]}") 2> "$T/e"
+    rc=$?
+    check "thread $n cannot start: exit 1 (got $rc, 134 an abort), one line 'cannot start thread: <strerror>'" \
+        bash -c "[ $rc -eq 1 ] && [ \$(wc -l < '$T/e') -eq 1 ] && grep -q 'cannot start thread: Resource temporarily unavailable' '$T/e'"
+    check "thread $n cannot start: every image pending, no attempt counted" \
+        test "$(q "$D" "select count(*) from images where status = 'pending' and attempts = 0")" -eq 3
+    "$BIN" run "$D" "${MICRO[@]}" 2>/dev/null
+    rc=$?
+    thr_ref "$D" > "$T/thr-$n.txt"
+    check "thread $n: the next run does every image once (exit $rc, one attempt each, the reference's masks)" \
+        bash -c "[ $rc -eq 0 ] && [ \"$(q "$D" "select count(*) from images where status = 'done' and attempts = 1")\" -eq 3 ] &&
+                 cmp -s '$T/thr-ref.txt' '$T/thr-$n.txt'"
+done
+
 # ---- SIGINT: stop cleanly, resume to the same result ----
 D7=$T/db7.sqlite
 for k in $(seq 1 4); do cp -r "$T/img" "$T/img$k"; done

@@ -31,11 +31,13 @@
  * tests/gpu/official_bench.py's rows:
  *   "ROW: PASS images_per_s=R wall_s=W enc_ms=E dec_ms=D post_ms=P
  *    dev_mib=M prompts=N records=K ppb=B runs=N min_wall_s=F device=D"
- * where enc/dec/post are amg_batcher's stage times of that run and dev_mib
- * the device memory in use after the runs (cudaMemGetInfo: the CUDA
- * context and this process's arenas, which are planned, so their size
- * after a run is their peak). A failure is "ROW: FAIL reason", exit 1.
- * Exit status: 0 ok, 1 data error (message on stderr), 2 usage error.
+ * where prompts is the points decoded for the image, every crop's grid
+ * counted (see prompts()), enc/dec/post are amg_batcher's stage times of
+ * that run and dev_mib the device memory in use after the runs
+ * (cudaMemGetInfo: the CUDA context and this process's arenas, which are
+ * planned, so their size after a run is their peak). A failure is "ROW: FAIL reason", exit 1.
+ * --help prints the usage. Exit status: 0 ok, 1 data error (message on
+ * stderr), 2 usage error.
  */
 #include <errno.h>
 #include <libgen.h>
@@ -77,6 +79,53 @@ static int decode(const char *in, const char *out) {
         return EXIT_DATA;
     }
     return EXIT_OK;
+}
+
+/* usage: the modes and options as main parses them (--help) */
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: gpu_generate --decode IMAGE OUT.ppm\n"
+            "       gpu_generate (--model W | --replay-decoder EXPECTED) [--config CFG]\n"
+            "                    [--device D] [--threads N] [-v] [AMG flags] IMAGE.ppm -o OUT.json\n"
+            "       gpu_generate --random NAME [--seed S] --time N [--device D] [--precision P]\n"
+            "                    [--row ROW] [--both-thresholds] [AMG flags] IMAGE.ppm...\n\n"
+            "`sam2amg generate` on one binary PPM, without libvips (the GPU check's\n"
+            "bundle), or the benchmark rows of tests/gpu/check.sh step bench_ours.\n\n"
+            "  --decode IMAGE OUT.ppm       write IMAGE (any format image_load reads) as PPM\n");
+    cli_model_flags_help(f, 28);
+    fprintf(f,
+            "  --device NAME                cpu (default) or cuda:N\n"
+            "  --threads N                  CPU threads (default: all cores)\n"
+            "  --precision P                fp32 or bf16 GEMM inputs\n"
+            "  -o OUT.json                  the masks as `sam2amg generate` writes them\n"
+            "  --replay-decoder FILE        recorded decoder outputs instead of the network\n"
+            "  -v, --verbose                where the post-processing ran, logits kept on\n"
+            "                               the device in how many decoder calls\n"
+            "  --random NAME                time random weights of builtin config NAME\n"
+            "                               (not with --model, --config, -o, --replay-decoder)\n"
+            "  --time N                     timed runs after one warm-up, 1..64 (--random)\n"
+            "  --seed S                     the random weights' seed (default 11)\n"
+            "  --row ROW                    the rows' name (default ours)\n"
+            "  --both-thresholds            also a row with both thresholds at 0\n"
+            "  -h, --help                   this text\n"
+            "AMG parameters (official names and defaults; --time needs a number for\n"
+            "--points-per-batch):\n");
+    amg_params_help(f);
+}
+
+/* prompts: the points one image is decoded at, every crop's grid counted as
+ * amg.c makes them: crop layer 0 is the image, layer l >= 1 has 4^l crops,
+ * each with points_per_side / factor^l points a side (or point grid l). */
+static int64_t prompts(const amg_params *p) {
+    int64_t n = 0;
+    double s = 1;
+    for (int l = 0; l <= p->crop_n_layers; l++) {
+        int64_t crops = (int64_t)1 << (2 * l), side = (int)(p->points_per_side / s);
+        int64_t per = p->n_point_grids > 0 ? p->point_grid_sizes[l] : side * side;
+        n += crops * per;
+        s *= p->crop_n_points_downscale_factor;
+    }
+    return n;
 }
 
 static double now_s(void) {
@@ -123,9 +172,9 @@ static int bench_one(const char *row, int iters, const amg_params *p, const sam2
     double mib = -1;
     if (be->mem_info && be->mem_info(be, &fr, &tot) == 0) mib = (double)(tot - fr) / 1048576.0;
     printf("%s: PASS images_per_s=%.3f wall_s=%.4f enc_ms=%.1f dec_ms=%.1f post_ms=%.1f "
-           "dev_mib=%.0f prompts=%d records=%lld ppb=%d runs=%d min_wall_s=%.4f device=%s\n", row,
+           "dev_mib=%.0f prompts=%lld records=%lld ppb=%d runs=%d min_wall_s=%.4f device=%s\n", row,
            1.0 / wall[mid], wall[mid], 1e3 * enc[mid], 1e3 * dec[mid], 1e3 * post[mid], mib,
-           p->points_per_side * p->points_per_side, (long long)records, b.p.points_per_batch, iters,
+           (long long)prompts(p), (long long)records, b.p.points_per_batch, iters,
            ws[0], be->name);
     fflush(stdout);
 out:
@@ -221,7 +270,10 @@ int main(int argc, char **argv) {
         if (!r) r = cli_parse_model_flag(&mf, cmd, argc, argv, &i);
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
-        if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return EXIT_OK;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             verbose = 1, i++;
         } else if (!strcmp(a, "--random") && i + 1 < argc) {
             random = argv[i + 1], i += 2;
