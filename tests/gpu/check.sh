@@ -841,8 +841,11 @@ step_run() {
 # ---- profile (not in the default steps: SAM2AMG_CHECK_STEPS="profile") ------
 # Nsight Compute's per-kernel device time of one generate (tiny, bf16, 16x16
 # points, 256 prompts per batch, on official_bench.py's 1024x768 image, or a
-# fixture image), summed by tests/gpu/ncu_top.py: logs/profile.log holds
-# ncu's output, the row its top kernels.
+# fixture image), at the official thresholds and again at 0 (random weights
+# pass no mask at the official ones, so only the second run profiles the
+# post-processing kernels: every mask through stability, boxes, RLE and
+# NMS), summed by tests/gpu/ncu_top.py: logs/profile.log holds ncu's
+# output, the row its top kernels.
 step_profile() {
     if [ $cpu = 1 ]; then
         row profile SKIP "cpu mode"
@@ -857,7 +860,7 @@ step_profile() {
     [ -s "$img" ] || img=$(ppm_of e2e-crops)
     run profile 200 "$ncu" --metrics gpu__time_duration.sum --print-summary per-kernel \
         "$(prog gpu_generate)" --random tiny --time 1 --device "$DEVICE" --precision bf16 \
-        --points-per-side 16 --points-per-batch 256 --row profile_tiny "$img"
+        --points-per-side 16 --points-per-batch 256 --both-thresholds --row profile_tiny "$img"
     local st=PASS top
     top=$(python3 tests/gpu/ncu_top.py "$out/logs/profile.log" 3 2>&1 | tr -s ' ' | paste -sd ';' -)
     [ $rc -ne 0 ] && st=FAIL
