@@ -43,6 +43,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 #include <vips/vips.h>
 
 #include "cli.h"
@@ -1383,6 +1384,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return ret;
 }
 
+static int stop_pipe[2] = {-1, -1};
+
+/* on_stop_signal: SIGINT/SIGTERM, in whichever thread takes it: wake
+ * cmd_serve (async-signal-safe: one write) */
+static void on_stop_signal(int sig) {
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    ssize_t n = write(stop_pipe[1], &b, 1);
+    (void)n;
+    errno = saved;
+}
+
 static int is_loopback(const char *host) {
     return !strcmp(host, "127.0.0.1") || !strcmp(host, "::1") || !strcmp(host, "localhost");
 }
@@ -1421,6 +1434,26 @@ int cmd_serve(int argc, char **argv) {
         db = argv[i];
     }
     if (!db) return cli_usage_error("serve", "the database DB is required");
+    /* SIGINT/SIGTERM stop the server: a handler writes the signal to a
+     * pipe that this thread reads at the end. A handler, not sigwait: a
+     * thread started before main (OpenBLAS starts its pool at load) does
+     * not block them, and a signal the kernel gave it took the default
+     * action, ending the process with -15 (about 1 run in 30). The threads
+     * started here block them, so that only this one and such early
+     * threads run the handler. */
+    if (pipe(stop_pipe)) {
+        fprintf(stderr, "sam2amg serve: cannot make a pipe: %s\n", strerror(errno));
+        return EXIT_DATA;
+    }
+    struct sigaction sa = {.sa_handler = on_stop_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV}, *ai = NULL;
     char portstr[16];
@@ -1436,13 +1469,6 @@ int cmd_serve(int argc, char **argv) {
     }
     sv->dec_cap = decode_mib << 20;
     sv->loopback_only = is_loopback(host);
-    /* SIGINT/SIGTERM are taken by sigwait below: blocked before the server
-     * threads start, so they inherit the mask */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     /* no MHD_USE_ERROR_LOG: its lines (a failed bind, a refused request)
      * would be a second line beside our one-line errors */
@@ -1469,11 +1495,12 @@ int cmd_serve(int argc, char **argv) {
     if (!is_loopback(host))
         fprintf(stderr, "sam2amg serve: warning: listening on %s: the page has no login; anyone "
                         "who can reach this address can read the database\n", host);
+    pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);   /* this thread takes them from here */
     printf("serving %s on http://%s%s%s:%u/ (Ctrl-C stops)\n", db,
            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", bound);
     fflush(stdout);
-    int sig = 0;
-    sigwait(&sigs, &sig);
+    unsigned char sig;
+    while (read(stop_pipe[0], &sig, 1) < 0 && errno == EINTR) {}
     MHD_stop_daemon(d);
     serve_free(sv);
     return EXIT_OK;
