@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BACKEND_API_VERSION 5
+#define BACKEND_API_VERSION 6   /* 6: backend_amg_geom.rend */
 
 enum { BACKEND_FP32 = 0, BACKEND_BF16 = 1 };
 typedef struct backend backend_t;
@@ -203,6 +203,8 @@ typedef struct backend_amg_geom {
     float          t_hi, t_lo, t_mask;  /* stability thresholds, mask threshold */
     const int32_t *ri0, *ri1;           /* (ch) low-res rows of each crop row */
     const float   *rw0, *rw1;           /* (ch) their weights */
+    const int32_t *rend;                /* (ch) the row after y's band: the rows from y
+                                           with y's ri0 and ri1 end at rend[y] - 1 */
     const int32_t *ci0, *ci1;           /* (cw) low-res columns of each crop column */
     const float   *cw0, *cw1;           /* (cw) their weights */
 } backend_amg_geom;

@@ -19,10 +19,11 @@
  * operators: the project compiles C with -std=c11, where GCC does not
  * contract (-ffp-contract=off), and fmaf is the exact fused operation.
  *
- * A pixel is evaluated exactly everywhere (no cell classes as in amg.c,
- * whose margin eps exists only to skip work): the counts and runs are
+ * A pixel is evaluated exactly wherever it could fall on either side of
+ * a threshold; bands of rows clearly on one side are counted whole
+ * (amg_post_column, the bound of amg.c's cells): the counts and runs are
  * those of the exact values, which is what amg.c's cell shortcut
- * reproduces.
+ * reproduces too.
  */
 #ifndef SAM2AMG_KERNELS_AMG_POST_H
 #define SAM2AMG_KERNELS_AMG_POST_H
@@ -58,50 +59,93 @@
 #define AMG_D2F(a)        ((float)(a))
 #endif
 
+/* amg_post_band_side: which side of t every pixel of a band lies on, from
+ * its corner logits' range [lo, hi] (lo = min - eps, hi = max + eps): 1 all
+ * above, 0 none, 2 unknown (evaluate them; NaN bounds land here too, since
+ * both comparisons are false). */
+AMG_HD int amg_post_band_side(float lo, float hi, float t) {
+    return lo > t ? 1 : hi < t ? 0 : 2;
+}
+
 /* amg_post_column: walk column x (0 <= x < g->cw) of mask A (L, L) from
- * row 0 to g->ch - 1, evaluating every full-resolution logit; st gets the
- * BACKEND_AMG_COLSTAT figures (include/backend.h); with trans != NULL the
- * boundary rows are written there too (st[5] of them). */
+ * row 0 to g->ch - 1, evaluating every full-resolution logit whose side of
+ * a threshold is not already known; st gets the BACKEND_AMG_COLSTAT
+ * figures (include/backend.h); with trans != NULL the boundary rows are
+ * written there too (st[5] of them).
+ *
+ * Bands: the rows y .. g->rend[y] - 1 blend the same two low-res rows, so
+ * in this column every pixel of the band is a blend of the same four
+ * corners p, q, u, v with weights that sum to 1 within a few ulps. Its
+ * value lies within [min - eps, max + eps] of the corners, eps = 4e-6 *
+ * max|corner| (the rounding of either expression below is under 1e-6 of
+ * that; src/amg.c's cells use the same bound with the mask's largest
+ * logit). A band clearly on one side of all three thresholds is counted
+ * whole (its length added, one boundary at most, at its first row); the
+ * others are evaluated pixel by pixel, so a pixel near a threshold always
+ * is, and the figures are those of the exact values. NaN corners make
+ * every side unknown. */
 AMG_HD void amg_post_column(const backend_amg_geom *g, const float *A, int32_t x, int32_t *st,
                             int32_t *trans) {
     const int32_t L = g->L, x0 = g->ci0[x], x1 = g->ci1[x];
     const float w0 = g->cw0[x], w1 = g->cw1[x];
     int32_t inter = 0, uni = 0, area = 0, ymin = -1, ymax = -1, nb = 0, prev = 0;
-    int32_t band = -1;
-    float p = 0, q = 0, u = 0, v = 0, t0 = 0, t1 = 0;
-    for (int32_t y = 0; y < g->ch; y++) {
-        int32_t j = g->ri0[y];
-        if (j != band) { /* a new low-res row pair (ri1 follows from ri0) */
-            band = j;
-            const float *a0 = A + (int64_t)j * L, *a1 = A + (int64_t)g->ri1[y] * L;
-            p = a0[x0], q = a0[x1], u = a1[x0], v = a1[x1];
-            t0 = AMG_FMA(p, w0, AMG_FMUL(q, w1));
-            t1 = AMG_FMA(u, w0, AMG_FMUL(v, w1));
+    for (int32_t y = 0; y < g->ch;) {
+        const int32_t e = g->rend[y];
+        const float *a0 = A + (int64_t)g->ri0[y] * L, *a1 = A + (int64_t)g->ri1[y] * L;
+        const float p = a0[x0], q = a0[x1], u = a1[x0], v = a1[x1];
+        float mn = p < q ? p : q, mx = p < q ? q : p;
+        mn = u < mn ? u : mn, mx = u > mx ? u : mx;
+        mn = v < mn ? v : mn, mx = v > mx ? v : mx;
+        const float big = -mn > mx ? -mn : mx, eps = 4e-6f * big + 1e-30f;
+        const int nan = p != p || q != q || u != u || v != v;
+        const float lo = mn - eps, hi = mx + eps;
+        const int s_hi = amg_post_band_side(lo, hi, g->t_hi);
+        const int s_lo = amg_post_band_side(lo, hi, g->t_lo);
+        const int s_mask = amg_post_band_side(lo, hi, g->t_mask);
+        if (!nan && s_hi != 2 && s_lo != 2 && s_mask != 2) { /* the band whole */
+            const int32_t n = e - y;
+            inter += s_hi * n, uni += s_lo * n;
+            if (s_mask) {
+                area += n;
+                if (ymin < 0) ymin = y;
+                ymax = e - 1;
+            }
+            if (s_mask != prev) {
+                if (trans) trans[nb] = y;
+                nb++;
+                prev = s_mask;
+            }
+            y = e;
+            continue;
         }
-        float h0 = g->rw0[y], h1 = g->rw1[y], val;
-        if (g->single) {
-            float w00 = AMG_FMUL(h0, w0), w01 = AMG_FMUL(h0, w1);
-            float w10 = AMG_FMUL(h1, w0), w11 = AMG_FMUL(h1, w1);
-            double s = AMG_DMUL((double)p, (double)w00);
-            s = AMG_DADD(s, AMG_DMUL((double)q, (double)w01));
-            s = AMG_DADD(s, AMG_DMUL((double)u, (double)w10));
-            s = AMG_DADD(s, AMG_DMUL((double)v, (double)w11));
-            val = AMG_D2F(s);
-        } else {
-            val = AMG_FMA(t0, h0, AMG_FMUL(t1, h1));
-        }
-        inter += val > g->t_hi;
-        uni += val > g->t_lo;
-        int32_t b = val > g->t_mask;
-        if (b) {
-            area++;
-            if (ymin < 0) ymin = y;
-            ymax = y;
-        }
-        if (b != prev) {
-            if (trans) trans[nb] = y;
-            nb++;
-            prev = b;
+        const float t0 = AMG_FMA(p, w0, AMG_FMUL(q, w1));
+        const float t1 = AMG_FMA(u, w0, AMG_FMUL(v, w1));
+        for (; y < e; y++) {
+            float h0 = g->rw0[y], h1 = g->rw1[y], val;
+            if (g->single) {
+                float w00 = AMG_FMUL(h0, w0), w01 = AMG_FMUL(h0, w1);
+                float w10 = AMG_FMUL(h1, w0), w11 = AMG_FMUL(h1, w1);
+                double s = AMG_DMUL((double)p, (double)w00);
+                s = AMG_DADD(s, AMG_DMUL((double)q, (double)w01));
+                s = AMG_DADD(s, AMG_DMUL((double)u, (double)w10));
+                s = AMG_DADD(s, AMG_DMUL((double)v, (double)w11));
+                val = AMG_D2F(s);
+            } else {
+                val = AMG_FMA(t0, h0, AMG_FMUL(t1, h1));
+            }
+            inter += val > g->t_hi;
+            uni += val > g->t_lo;
+            int32_t b = val > g->t_mask;
+            if (b) {
+                area++;
+                if (ymin < 0) ymin = y;
+                ymax = y;
+            }
+            if (b != prev) {
+                if (trans) trans[nb] = y;
+                nb++;
+                prev = b;
+            }
         }
     }
     st[0] = inter, st[1] = uni, st[2] = area, st[3] = ymin, st[4] = ymax, st[5] = nb;

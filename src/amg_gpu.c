@@ -42,7 +42,7 @@ struct amg_gpu {
     int64_t *d_sums;                       /* (max_masks, SUMS) */
     int32_t *d_sel;                        /* (max_masks) */
     int64_t *d_base;                       /* (max_masks) */
-    void    *d_axes;  size_t cap_axes;     /* bytes: 8 arrays of ch or cw entries */
+    void    *d_axes;  size_t cap_axes;     /* 4-byte entries: 9 arrays of ch or cw entries */
     int32_t *d_stat;  size_t cap_stat;     /* (max_masks, cw, COLSTAT) entries */
     int64_t *d_off;   size_t cap_off;      /* (max_masks, cw) */
     int64_t *d_soff;  size_t cap_soff;     /* (survivors, cw) their rows of d_off */
@@ -60,6 +60,7 @@ struct amg_gpu {
     int32_t *boxes;   size_t cap_hboxes;
     uint64_t *mask;   size_t cap_hmask;
     uint64_t *remv;   size_t cap_remv;
+    int32_t *rend;    size_t cap_rend;     /* (ch) the row after each row's band */
 };
 
 /* dev_reserve: *p holds at least need elements of elem bytes (device) */
@@ -126,7 +127,7 @@ void amg_gpu_free(amg_gpu_t *G) {
     for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
         if (dev[i]) be->free(be, dev[i]);
     free(G->A), free(G->sums), free(G->sel), free(G->base), free(G->off), free(G->trans);
-    free(G->boxes), free(G->mask), free(G->remv);
+    free(G->boxes), free(G->mask), free(G->remv), free(G->rend);
     free(G);
 }
 
@@ -137,24 +138,33 @@ int amg_gpu_set_crop(amg_gpu_t *G, int ch, int cw, const int32_t *ri0, const int
                      const int32_t *ci1, const float *cw0, const float *cw1) {
     CHECK(ch > 0 && cw > 0);
     size_t nr = (size_t)ch, nc = (size_t)cw, M = (size_t)G->max_masks;
-    /* 8 arrays of 4-byte entries, each starting on a 256-byte boundary */
+    /* 9 arrays of 4-byte entries, each starting on a 256-byte boundary:
+     * 5 of ch entries (the row maps and rend), 4 of cw */
     size_t sr = (nr + 63) / 64 * 64, sc = (nc + 63) / 64 * 64;
-    if (dev_reserve(G, &G->d_axes, &G->cap_axes, 4 * (sr + sc), 4) ||
+    if (host_reserve((void **)&G->rend, &G->cap_rend, nr, sizeof(int32_t)) ||
+        dev_reserve(G, &G->d_axes, &G->cap_axes, 5 * sr + 4 * sc, 4) ||
         dev_reserve(G, (void **)&G->d_stat, &G->cap_stat, M * nc * BACKEND_AMG_COLSTAT,
                     sizeof(int32_t)) ||
         dev_reserve(G, (void **)&G->d_off, &G->cap_off, M * nc, sizeof(int64_t)))
         return ERR_NOMEM;
+    /* the bands: rows sharing one pair of low-res rows (amg_post_column
+     * classifies a band whole when its corners are clearly on one side of
+     * every threshold) */
+    for (int y = ch - 1; y >= 0; y--)
+        G->rend[y] = y + 1 < ch && ri0[y + 1] == ri0[y] && ri1[y + 1] == ri1[y] ? G->rend[y + 1]
+                                                                               : y + 1;
     int32_t *d = G->d_axes;
-    const void *src[8] = {ri0, ri1, rw0, rw1, ci0, ci1, cw0, cw1};
-    int32_t *dst[8];
-    for (int k = 0; k < 8; k++) {
-        dst[k] = k < 4 ? d + k * sr : d + 4 * sr + (k - 4) * sc;
-        G->be->upload(G->be, dst[k], src[k], (k < 4 ? nr : nc) * 4);
+    const void *src[9] = {ri0, ri1, rw0, rw1, G->rend, ci0, ci1, cw0, cw1};
+    int32_t *dst[9];
+    for (int k = 0; k < 9; k++) {
+        dst[k] = k < 5 ? d + k * sr : d + 5 * sr + (k - 5) * sc;
+        G->be->upload(G->be, dst[k], src[k], (k < 5 ? nr : nc) * 4);
     }
     backend_amg_geom *g = &G->geom;
     g->ch = ch, g->cw = cw;
     g->ri0 = dst[0], g->ri1 = dst[1], g->rw0 = (const float *)dst[2], g->rw1 = (const float *)dst[3];
-    g->ci0 = dst[4], g->ci1 = dst[5], g->cw0 = (const float *)dst[6], g->cw1 = (const float *)dst[7];
+    g->rend = dst[4];
+    g->ci0 = dst[5], g->ci1 = dst[6], g->cw0 = (const float *)dst[7], g->cw1 = (const float *)dst[8];
     return 0;
 }
 

@@ -29,8 +29,10 @@
  * --random N [--seed S] runs N property cases instead (check_random):
  * random sizes (1x1 and one-pixel lines included) and parameters.
  *
+ * --only SUBSTRING runs the cases whose name holds it (one case again).
+ *
  * usage: gpu_amg_post [--device D] [--threads N] [--big | --small]
- *                     [--random N [--seed S]] [FIXTURE_DIR ...]
+ *                     [--random N [--seed S]] [--only SUBSTRING] [FIXTURE_DIR ...]
  * (--small: never the real-size cases, even with a device: the emulated
  * GPU of tests/emu, where they take minutes each)
  * Output: tests/test.h lines, "RESULT passed failed" last; exit 1 on a
@@ -208,6 +210,7 @@ static const char *diff_results(const amg_result *a, const amg_result *b, char *
 }
 
 static int n_device_cases, big, small;
+static const char *only;   /* --only SUBSTRING: the cases whose name holds it */
 
 /* one case three ways */
 /* diff_or_rc: NULL when the way's outcome equals the CPU path's: the same
@@ -228,6 +231,7 @@ static const char *diff_or_rc(int want_rc, int rc, const err_t *err, const amg_r
 static void check_case(const char *name, const amg_params *p, amg_model *m, amg_replay_t *rp,
                        int w, int h, int threads, backend_t *cpu, backend_t *dev, int with_ref,
                        int random) {
+    if (only && !strstr(name, only)) return;
     amg_result ref = {0}, got = {0};
     err_t err = {{0}};
     char label[512], buf[256];
@@ -261,6 +265,9 @@ static void check_case(const char *name, const amg_params *p, amg_model *m, amg_
                    "%s (%d of %d decoder calls in place)", d ? d : "records equal", calls, all);
         amg_result_free(&got);
     }
+    if (with_ref && !dev && only)
+        printf("time %s cpu_post_ms %.2f ref_post_ms %.2f (the device algorithm in C, one "
+               "thread)\n", name, 1e3 * t_cpu, 1e3 * t_ref);
     if (dev) {
         rc = run_case(p, m, rp, w, h, threads, dev, NULL, 1, &calls, &all, &got, &t_dev, &err);
         d = diff_or_rc(want, rc, &err, &ref, &got, buf, sizeof buf);
@@ -417,10 +424,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--big")) big = 1;
         else if (!strcmp(argv[i], "--small")) small = 1;
         else if (!strcmp(argv[i], "--random") && i + 1 < argc) n_random = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: gpu_amg_post [--device D] [--threads N] [--big | --small] "
-                    "[--random N [--seed S]] [FIXTURE_DIR ...]\n");
+                    "[--random N [--seed S]] [--only SUBSTRING] [FIXTURE_DIR ...]\n");
             return 2;
         } else if (nfix < 64) fix[nfix++] = argv[i];
     }
