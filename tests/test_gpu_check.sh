@@ -19,7 +19,7 @@ ok() { pass=$((pass + 1)); echo "ok - $1"; }
 bad() { fail=$((fail + 1)); echo "not ok - $1"; }
 rows="env ops_test_ops ops_bf16 ops_test_cuda ops_test_cuda_tf32 ops_test_cuda_bf16
       model_fixtures model_fullsize model_fullsize_tf32 model_fullsize_bf16 bf16_quality e2e
-      e2e_bf16 replay post_replay post_e2e sanitizer_test_cuda sanitizer_generate bench_cuda bench_model
+      e2e_bf16 replay post_replay post_random post_e2e sanitizer_test_cuda sanitizer_generate bench_cuda bench_model
       bench_ours bench_official overall"
 
 BUILD=$BUILD bash tests/gpu/check.sh --cpu "$tmp/out" >"$tmp/log" 2>&1
