@@ -57,7 +57,7 @@
 # an estimated 5-7: more than one call's budget, hence SAM2AMG_CHECK_STEPS
 # (run alone in a call of its own, with SAM2AMG_CHECK_BUDGET=540).
 #
-# usage: tests/gpu/check.sh [--cpu] [--tiny] [--bundle DIR] [--pack] OUTDIR
+# usage: tests/gpu/check.sh [--cpu] [--tiny] [--bundle DIR | --build] [--pack] OUTDIR
 #   --cpu     the CPU backend stands in for the device and only the small
 #             shapes run (micro, micro2; tiny too with --tiny), so the
 #             script itself is tested anywhere (tests/test_gpu_check.sh)

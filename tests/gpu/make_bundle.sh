@@ -9,7 +9,7 @@
 # tests/gpu/transfer.sh adds them up). The fixtures' images are not in it:
 # check.sh decodes them to PPM on the GPU machine (they travel as PNG with
 # the tree). Exit 1 when not.
-set -u
+set -u -o pipefail
 B=${1:?usage: make_bundle.sh DIR}
 BUILD=${BUILD:-build}
 cd "$(dirname "$0")/../.."

@@ -11,7 +11,7 @@
 # gpu_generate decodes the fixture photos through it to the same pixels as
 # the build's (Debian's libvips). Needs pip and PyPI (this machine, not
 # the GPU one). Exit 1 when anything fails.
-set -u
+set -u -o pipefail
 D=${1:-gpu-vips}
 V=${PYVIPS_BINARY_VERSION:-8.18.7}
 cd "$(dirname "$0")/../.."
