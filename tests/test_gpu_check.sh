@@ -122,5 +122,20 @@ fi
 # with that step left out it is a SKIP, not a FAIL of the split run
 if grep -q '^bench_model: SKIP' "$s"; then ok "bench without the model step: bench_model SKIP"
 else bad "bench without the model step: $(grep '^bench_model' "$s")"; fi
+# an OUTDIR used before: the rows are this run's, not figures parsed out of
+# the last run's logs (they were appended to, so a run that could not start
+# read "images=6 of 6" and its images/s from the earlier log)
+mkdir -p "$tmp/again/logs"
+echo "sam2amg run: 6 images done (42 masks), 0 failed, 0 retried" >"$tmp/again/logs/run_1worker.log"
+echo "RESULT 99 0" >"$tmp/again/logs/test_ops.log"
+SAM2AMG_CHECK_STEPS="ops run" BUILD=$BUILD bash tests/gpu/check.sh --cpu --bundle "$tmp/no-such-bundle" \
+    "$tmp/again" >"$tmp/log5" 2>&1
+s=$tmp/again/summary.txt
+if grep -q '^run_1worker: FAIL .*images=x of 6 .*masks=x ' "$s" && grep -q '^ops_test_ops: FAIL passed=0 ' "$s" &&
+    ! grep -q 'RESULT 99 0' "$tmp/again/logs/test_ops.log"; then
+    ok "an OUTDIR used before: no figures from its old logs (run_1worker, ops_test_ops)"
+else
+    bad "an OUTDIR used before: figures from its old logs"; sed 's/^/    /' "$s"
+fi
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

@@ -81,6 +81,9 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ -n "$out" ] || { echo "usage: check.sh [--cpu] [--tiny] [--bundle DIR | --build] [--pack] OUTDIR" >&2; exit 2; }
+# an OUTDIR used before: its logs (appended to by each command) and
+# outputs go first, or the rows would read the last run's figures
+rm -rf "$out/logs" "$out/logs.tgz" "$out/e2e" "$out/images" "$out/bench_images" 2>/dev/null
 mkdir -p "$out/logs" || exit 2
 out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/../.."
