@@ -137,5 +137,24 @@ if grep -q '^run_1worker: FAIL .*images=x of 6 .*masks=x ' "$s" && grep -q '^ops
 else
     bad "an OUTDIR used before: figures from its old logs"; sed 's/^/    /' "$s"
 fi
+# gpu_amg_post --random N takes a count >= 1 and --seed a number, and
+# --seed goes with --random: 0, a negative count, a non-number or trailing
+# junk ran the replay fixtures instead and exited 0 (a property check that
+# reads as passed), "--seed abc" seeded 0, "--seed 5" alone did nothing
+nbad=""
+for a in "--random 0" "--random -3" "--random abc" "--random 5x" "--random 99999999999999999999" \
+         "--random 2 --seed abc" "--random 2 --seed -1" "--random 2 --seed 4294967296" "--seed 5"; do
+    timeout 60 "$BUILD/gpu/gpu_amg_post" --device cpu $a >"$tmp/post_args" 2>&1
+    prc=$?
+    { [ $prc -eq 2 ] && grep -q '^gpu_amg_post: --' "$tmp/post_args" && ! grep -q '^ok - ' "$tmp/post_args"; } ||
+        nbad="$nbad '$a'(exit $prc)"
+done
+[ -z "$nbad" ] && ok "gpu_amg_post: odd --random/--seed arguments are usage errors (exit 2, said why)" ||
+    bad "gpu_amg_post: odd --random/--seed arguments:$nbad"
+timeout 60 "$BUILD/gpu/gpu_amg_post" --device cpu --random 1 --seed 4294967295 >"$tmp/post_args" 2>&1
+prc=$?
+[ $prc -eq 0 ] && grep -q 'random cases: --random 1 --seed 4294967295 reproduces them' "$tmp/post_args" &&
+    ok "gpu_amg_post --random 1 --seed 4294967295 runs one case" ||
+    bad "gpu_amg_post --random 1 --seed 4294967295: exit $prc"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]
