@@ -156,5 +156,25 @@ prc=$?
 [ $prc -eq 0 ] && grep -q 'random cases: --random 1 --seed 4294967295 reproduces them' "$tmp/post_args" &&
     ok "gpu_amg_post --random 1 --seed 4294967295 runs one case" ||
     bad "gpu_amg_post --random 1 --seed 4294967295: exit $prc"
+# without --cpu on a machine whose torch sees no GPU (make bench-gpu here):
+# official_bench.py says why it made no images or weights, and bench_ours
+# and run must say that, not "python3 with torch needed" beside a torch
+tpy=""
+for c in python3 /usr/bin/python3; do
+    timeout 60 "$c" -c 'import torch, sys; sys.exit(torch.cuda.is_available())' 2>/dev/null && { tpy=$c; break; }
+done
+if [ -n "$tpy" ]; then
+    SAM2AMG_CHECK_STEPS="ours run" BUILD=$BUILD bash tests/gpu/check.sh --bundle "$tmp/no-such-bundle" \
+        "$tmp/nogpu" >"$tmp/log6" 2>&1
+    s=$tmp/nogpu/summary.txt
+    if grep -q '^bench_ours: FAIL .*sees no CUDA device' "$s" && grep -q '^run: FAIL .*sees no CUDA device' "$s" &&
+        ! grep -q 'torch needed' "$s"; then
+        ok "no GPU for torch: bench_ours and run say official_bench.py's reason"
+    else
+        bad "no GPU for torch: bench_ours and run"; sed 's/^/    /' "$s"
+    fi
+else
+    echo "# skip - no python3 with torch and without a GPU: the no-GPU rows not checked"
+fi
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

@@ -610,7 +610,8 @@ step_ours() {
         fi
         imgs=("$out/bench_images/official_1024x768.ppm" "$out/bench_images/official_2250x1500.ppm")
         if [ ! -s "${imgs[1]}" ]; then
-            row bench_ours FAIL "no benchmark images (official_bench.py --images-only: python3 with torch needed)"
+            local why=$(grep '^official: ' "$out/logs/ours.log" 2>/dev/null | tail -n 1)
+            row bench_ours FAIL "no benchmark images (official_bench.py --images-only: ${why:-python3 with torch needed})"
             return
         fi
         for cfg in ${SAM2AMG_BENCH_CONFIGS:-large tiny}; do
@@ -771,7 +772,8 @@ step_run() {
             --save-images "$d/src" --sizes 1024x768,2250x1500
         srcs=("$d/src/official_1024x768.$ext" "$d/src/official_2250x1500.$ext")
         if [ ! -s "$w" ] || [ ! -s "${srcs[1]}" ]; then
-            row run FAIL "no weights or images (python3 with torch needed: official_bench.py)"
+            local why=$(grep '^official: ' "$out/logs/run.log" 2>/dev/null | tail -n 1)
+            row run FAIL "no weights or images (official_bench.py: ${why:-python3 with torch needed})"
             return
         fi
     fi
