@@ -176,5 +176,19 @@ if [ -n "$tpy" ]; then
 else
     echo "# skip - no python3 with torch and without a GPU: the no-GPU rows not checked"
 fi
+# tests/gpu/transfer.sh counts what a carried directory holds (the device
+# tool carries folders too: a gpu-bundle/ of 14 MB counted 4096 bytes, its
+# inode, and 53.7 MiB "fitted"); files sparse here, the sizes apparent
+mkdir -p "$tmp/carry"
+truncate -s 6M "$tmp/carry/a" && truncate -s 6M "$tmp/carry/b"
+bash tests/gpu/transfer.sh "$tmp/carry" >"$tmp/tr.out" 2>&1
+trc=$?
+n=$(sed -n 's/.* + carry \([0-9]*\) = .*/\1/p' "$tmp/tr.out")
+base=$(bash tests/gpu/transfer.sh | sed -n 's/.*tracked and untracked \([0-9]*\) = .*/\1/p')
+if [ "${n:-0}" -ge $((12 << 20)) ] && { [ $((base + n)) -le $((63 << 20)) ] || [ $trc -eq 1 ]; }; then
+    ok "transfer.sh DIR: the folder's files counted ($n bytes, exit $trc)"
+else
+    bad "transfer.sh DIR: $(cat "$tmp/tr.out") (exit $trc)"
+fi
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]
