@@ -190,5 +190,30 @@ if [ "${n:-0}" -ge $((12 << 20)) ] && { [ $((base + n)) -le $((63 << 20)) ] || [
 else
     bad "transfer.sh DIR: $(cat "$tmp/tr.out") (exit $trc)"
 fi
+# a libvips asked for (SAM2AMG_VIPS_DIR) that is not there, or a gpu-vips/
+# whose libvips.so.42 is a dangling link: env FAILs saying so (the run went
+# on with the PPM-only stand-in, env PASS, and the JPEG benchmark asked for
+# became a PPM one); a bundle of links to the build's programs
+mkdir -p "$tmp/bb/bin" "$tmp/vdang"
+for b in test_ops test_cuda test_model test_amg gpu_model gpu_generate gpu_amg_post bench_cuda; do
+    for d in tests gpu bench; do
+        [ -x "$BUILD/$d/$b" ] && ln -sf "$PWD/$BUILD/$d/$b" "$tmp/bb/bin/$b"
+    done
+done
+ln -s libvips-gone.so.42 "$tmp/vdang/libvips.so.42"
+for v in "$tmp/no-such-vips" "$tmp/vdang"; do
+    SAM2AMG_VIPS_DIR=$v SAM2AMG_CHECK_STEPS=env BUILD=$BUILD bash tests/gpu/check.sh --cpu --bundle "$tmp/bb" \
+        "$tmp/vips" >"$tmp/log7" 2>&1
+    if grep -q "^env: FAIL .*libvips_missing=$v" "$tmp/vips/summary.txt"; then
+        ok "SAM2AMG_VIPS_DIR=$(basename "$v") without a libvips: env FAILs naming it"
+    else
+        bad "SAM2AMG_VIPS_DIR=$(basename "$v") without a libvips: $(head -n 1 "$tmp/vips/summary.txt")"
+    fi
+done
+# the control: the same bundle, no SAM2AMG_VIPS_DIR (gpu-vips/ if made): PASS
+env -u SAM2AMG_VIPS_DIR SAM2AMG_CHECK_STEPS=env BUILD=$BUILD bash tests/gpu/check.sh --cpu \
+    --bundle "$tmp/bb" "$tmp/vips" >"$tmp/log7" 2>&1
+grep -q '^env: PASS ' "$tmp/vips/summary.txt" && ok "the bundle of links, no SAM2AMG_VIPS_DIR: env PASS" ||
+    bad "the bundle of links, no SAM2AMG_VIPS_DIR: $(head -n 1 "$tmp/vips/summary.txt")"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

@@ -116,12 +116,17 @@ export SAM2AMG_CUDA_GEMM=f32   # parity runs: true float32 GEMMs (tf32 rows set 
 # rpaths are RUNPATHs), so `run` decodes JPEG there as users' runs do. A
 # build tree (no bundle) links the system's libvips.
 VIPS_DIR=${SAM2AMG_VIPS_DIR:-gpu-vips}
-vips="stand-in (PPM only)"
+vips="stand-in (PPM only)" vips_missing=""
 if [ -z "$bundle" ]; then
     vips="the build's libvips"
 elif [ -e "$VIPS_DIR/libvips.so.42" ]; then
     export LD_LIBRARY_PATH=$(cd "$VIPS_DIR" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     vips="libvips from $VIPS_DIR ($(cd "$VIPS_DIR" && ls libvips-*.so.42 2>/dev/null | head -n 1))"
+elif [ -n "${SAM2AMG_VIPS_DIR:-}" ] || [ -L "$VIPS_DIR/libvips.so.42" ]; then
+    # asked for (or a gpu-vips/ whose link lost its library): not there, so
+    # the stand-in would read PPM only and a JPEG run would quietly be a PPM
+    # one; env FAILs naming it
+    vips_missing=$VIPS_DIR
 fi
 
 # row NAME STATUS FIGURES...: one summary line (also echoed)
@@ -258,10 +263,16 @@ step_env() {
     local st=PASS
     [ $missing -gt 0 ] && st=FAIL
     [ $cpu = 0 ] && [ "$gpu" = none ] && st=FAIL
+    if [ -n "$vips_missing" ]; then
+        st=FAIL
+        echo "libvips: $vips_missing/libvips.so.42 is missing or a dangling link (SAM2AMG_VIPS_DIR," \
+            "make gpu-vips): the stand-in reads PPM only" >>"$log"
+    fi
     row env $st "gpu=${gpu:-none} driver=${driver:-none} driver_cuda=${cuda_drv:-none}" \
         "build=$([ -n "$bundle" ] && sed -n 's/^nvcc: *//p' "$bundle/INFO" | awk '{print $NF}' || echo "$BUILD")" \
         "programs_with_missing_libs=$missing cpus=$(nproc)" \
-        "images=$(can_decode && echo "jpeg/png/ppm" || echo "ppm only"):$(echo "$vips" | tr ' ' _)"
+        "images=$(can_decode && echo "jpeg/png/ppm" || echo "ppm only"):$(echo "$vips" | tr ' ' _)" \
+        ${vips_missing:+"libvips_missing=$vips_missing/libvips.so.42"}
 }
 
 # ---- 1: ops ---------------------------------------------------------------
