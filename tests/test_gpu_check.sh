@@ -215,5 +215,16 @@ env -u SAM2AMG_VIPS_DIR SAM2AMG_CHECK_STEPS=env BUILD=$BUILD bash tests/gpu/chec
     --bundle "$tmp/bb" "$tmp/vips" >"$tmp/log7" 2>&1
 grep -q '^env: PASS ' "$tmp/vips/summary.txt" && ok "the bundle of links, no SAM2AMG_VIPS_DIR: env PASS" ||
     bad "the bundle of links, no SAM2AMG_VIPS_DIR: $(head -n 1 "$tmp/vips/summary.txt")"
+# --bundle needs its DIR: last on the line it was dropped (the whole check
+# ran on the build tree, as if no bundle had been named), before another
+# option it took that option as the folder ("--bundle --cpu OUT": no --cpu)
+nbad=""
+for args in "--cpu $tmp/o1 --bundle" "--bundle --cpu $tmp/o2"; do
+    timeout 60 bash tests/gpu/check.sh $args >"$tmp/log8" 2>&1
+    brc=$?
+    { [ $brc -eq 2 ] && grep -q 'usage: check.sh' "$tmp/log8" && [ ! -e "$tmp/o1/summary.txt" ] &&
+        [ ! -e "$tmp/o2/summary.txt" ]; } || nbad="$nbad '$args'(exit $brc)"
+done
+[ -z "$nbad" ] && ok "check.sh --bundle without its DIR: usage, exit 2" || bad "check.sh --bundle without its DIR:$nbad"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

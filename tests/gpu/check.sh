@@ -73,7 +73,10 @@ while [ $# -gt 0 ]; do
     --cpu) cpu=1 ;;
     --tiny) tiny=1 ;;
     --pack) pack=1 ;;
-    --bundle) bundle=${2:-}; shift ;;
+    --bundle)   # its DIR, not the next option nor nothing (a dropped DIR ran the build tree)
+        case ${2:-} in ""|-*) echo "usage: check.sh [--cpu] [--tiny] [--bundle DIR | --build] [--pack] OUTDIR" \
+            "(--bundle needs its DIR)" >&2; exit 2 ;; esac
+        bundle=$2; shift ;;
     --build) nobundle=1 ;;
     -*) echo "usage: check.sh [--cpu] [--tiny] [--bundle DIR | --build] [--pack] OUTDIR" >&2; exit 2 ;;
     *) out=$1 ;;
