@@ -789,9 +789,12 @@ int cmd_run(int argc, char **argv) {
         const gpumon_stat *gs = &st.gpus[g];
         char dev[32];
         snprintf(dev, sizeof dev, "cuda:%d", gs->ordinal);
-        if (cfg.verbose)
+        if (cfg.verbose && gs->samples > 0)
             fprintf(stderr, "sam2amg run: %s: GPU busy %.0f%% (NVML utilization, the mean of %d "
                     "readings over %.1f s)\n", dev, 100.0 * gs->busy, gs->samples, gs->seconds);
+        else if (cfg.verbose) /* unknown, not idle: no row is stored either */
+            fprintf(stderr, "sam2amg run: %s: GPU busy not measured: NVML gave no utilization "
+                    "reading in %.1f s\n", dev, gs->seconds);
         if (cfg.verbose && gs->mem_peak > 0)
             fprintf(stderr, "sam2amg run: %s: GPU memory peak %.0f MiB of %.0f MiB (NVML, every "
                     "process on the device)\n", dev, gs->mem_peak / 1048576.0,

@@ -122,5 +122,109 @@ fi
 # with that step left out it is a SKIP, not a FAIL of the split run
 if grep -q '^bench_model: SKIP' "$s"; then ok "bench without the model step: bench_model SKIP"
 else bad "bench without the model step: $(grep '^bench_model' "$s")"; fi
+# an OUTDIR used before: the rows are this run's, not figures parsed out of
+# the last run's logs (they were appended to, so a run that could not start
+# read "images=6 of 6" and its images/s from the earlier log)
+mkdir -p "$tmp/again/logs"
+echo "sam2amg run: 6 images done (42 masks), 0 failed, 0 retried" >"$tmp/again/logs/run_1worker.log"
+echo "RESULT 99 0" >"$tmp/again/logs/test_ops.log"
+SAM2AMG_CHECK_STEPS="ops run" BUILD=$BUILD bash tests/gpu/check.sh --cpu --bundle "$tmp/no-such-bundle" \
+    "$tmp/again" >"$tmp/log5" 2>&1
+s=$tmp/again/summary.txt
+if grep -q '^run_1worker: FAIL .*images=x of 6 .*masks=x ' "$s" && grep -q '^ops_test_ops: FAIL passed=0 ' "$s" &&
+    ! grep -q 'RESULT 99 0' "$tmp/again/logs/test_ops.log"; then
+    ok "an OUTDIR used before: no figures from its old logs (run_1worker, ops_test_ops)"
+else
+    bad "an OUTDIR used before: figures from its old logs"; sed 's/^/    /' "$s"
+fi
+# gpu_amg_post --random N takes a count >= 1 and --seed a number, and
+# --seed goes with --random: 0, a negative count, a non-number or trailing
+# junk ran the replay fixtures instead and exited 0 (a property check that
+# reads as passed), "--seed abc" seeded 0, "--seed 5" alone did nothing
+nbad=""
+for a in "--random 0" "--random -3" "--random abc" "--random 5x" "--random 99999999999999999999" \
+         "--random 2 --seed abc" "--random 2 --seed -1" "--random 2 --seed 4294967296" "--seed 5"; do
+    timeout 60 "$BUILD/gpu/gpu_amg_post" --device cpu $a >"$tmp/post_args" 2>&1
+    prc=$?
+    { [ $prc -eq 2 ] && grep -q '^gpu_amg_post: --' "$tmp/post_args" && ! grep -q '^ok - ' "$tmp/post_args"; } ||
+        nbad="$nbad '$a'(exit $prc)"
+done
+[ -z "$nbad" ] && ok "gpu_amg_post: odd --random/--seed arguments are usage errors (exit 2, said why)" ||
+    bad "gpu_amg_post: odd --random/--seed arguments:$nbad"
+timeout 60 "$BUILD/gpu/gpu_amg_post" --device cpu --random 1 --seed 4294967295 >"$tmp/post_args" 2>&1
+prc=$?
+[ $prc -eq 0 ] && grep -q 'random cases: --random 1 --seed 4294967295 reproduces them' "$tmp/post_args" &&
+    ok "gpu_amg_post --random 1 --seed 4294967295 runs one case" ||
+    bad "gpu_amg_post --random 1 --seed 4294967295: exit $prc"
+# without --cpu on a machine whose torch sees no GPU (make bench-gpu here):
+# official_bench.py says why it made no images or weights, and bench_ours
+# and run must say that, not "python3 with torch needed" beside a torch
+tpy=""
+for c in python3 /usr/bin/python3; do
+    timeout 60 "$c" -c 'import torch, sys; sys.exit(torch.cuda.is_available())' 2>/dev/null && { tpy=$c; break; }
+done
+if [ -n "$tpy" ]; then
+    SAM2AMG_CHECK_STEPS="ours run" BUILD=$BUILD bash tests/gpu/check.sh --bundle "$tmp/no-such-bundle" \
+        "$tmp/nogpu" >"$tmp/log6" 2>&1
+    s=$tmp/nogpu/summary.txt
+    if grep -q '^bench_ours: FAIL .*sees no CUDA device' "$s" && grep -q '^run: FAIL .*sees no CUDA device' "$s" &&
+        ! grep -q 'torch needed' "$s"; then
+        ok "no GPU for torch: bench_ours and run say official_bench.py's reason"
+    else
+        bad "no GPU for torch: bench_ours and run"; sed 's/^/    /' "$s"
+    fi
+else
+    echo "# skip - no python3 with torch and without a GPU: the no-GPU rows not checked"
+fi
+# tests/gpu/transfer.sh counts what a carried directory holds (the device
+# tool carries folders too: a gpu-bundle/ of 14 MB counted 4096 bytes, its
+# inode, and 53.7 MiB "fitted"); files sparse here, the sizes apparent
+mkdir -p "$tmp/carry"
+truncate -s 6M "$tmp/carry/a" && truncate -s 6M "$tmp/carry/b"
+bash tests/gpu/transfer.sh "$tmp/carry" >"$tmp/tr.out" 2>&1
+trc=$?
+n=$(sed -n 's/.* + carry \([0-9]*\) = .*/\1/p' "$tmp/tr.out")
+base=$(bash tests/gpu/transfer.sh | sed -n 's/.*tracked and untracked \([0-9]*\) = .*/\1/p')
+if [ "${n:-0}" -ge $((12 << 20)) ] && { [ $((base + n)) -le $((63 << 20)) ] || [ $trc -eq 1 ]; }; then
+    ok "transfer.sh DIR: the folder's files counted ($n bytes, exit $trc)"
+else
+    bad "transfer.sh DIR: $(cat "$tmp/tr.out") (exit $trc)"
+fi
+# a libvips asked for (SAM2AMG_VIPS_DIR) that is not there, or a gpu-vips/
+# whose libvips.so.42 is a dangling link: env FAILs saying so (the run went
+# on with the PPM-only stand-in, env PASS, and the JPEG benchmark asked for
+# became a PPM one); a bundle of links to the build's programs
+mkdir -p "$tmp/bb/bin" "$tmp/vdang"
+for b in test_ops test_cuda test_model test_amg gpu_model gpu_generate gpu_amg_post bench_cuda; do
+    for d in tests gpu bench; do
+        [ -x "$BUILD/$d/$b" ] && ln -sf "$PWD/$BUILD/$d/$b" "$tmp/bb/bin/$b"
+    done
+done
+ln -s libvips-gone.so.42 "$tmp/vdang/libvips.so.42"
+for v in "$tmp/no-such-vips" "$tmp/vdang"; do
+    SAM2AMG_VIPS_DIR=$v SAM2AMG_CHECK_STEPS=env BUILD=$BUILD bash tests/gpu/check.sh --cpu --bundle "$tmp/bb" \
+        "$tmp/vips" >"$tmp/log7" 2>&1
+    if grep -q "^env: FAIL .*libvips_missing=$v" "$tmp/vips/summary.txt"; then
+        ok "SAM2AMG_VIPS_DIR=$(basename "$v") without a libvips: env FAILs naming it"
+    else
+        bad "SAM2AMG_VIPS_DIR=$(basename "$v") without a libvips: $(head -n 1 "$tmp/vips/summary.txt")"
+    fi
+done
+# the control: the same bundle, no SAM2AMG_VIPS_DIR (gpu-vips/ if made): PASS
+env -u SAM2AMG_VIPS_DIR SAM2AMG_CHECK_STEPS=env BUILD=$BUILD bash tests/gpu/check.sh --cpu \
+    --bundle "$tmp/bb" "$tmp/vips" >"$tmp/log7" 2>&1
+grep -q '^env: PASS ' "$tmp/vips/summary.txt" && ok "the bundle of links, no SAM2AMG_VIPS_DIR: env PASS" ||
+    bad "the bundle of links, no SAM2AMG_VIPS_DIR: $(head -n 1 "$tmp/vips/summary.txt")"
+# --bundle needs its DIR: last on the line it was dropped (the whole check
+# ran on the build tree, as if no bundle had been named), before another
+# option it took that option as the folder ("--bundle --cpu OUT": no --cpu)
+nbad=""
+for args in "--cpu $tmp/o1 --bundle" "--bundle --cpu $tmp/o2"; do
+    timeout 60 bash tests/gpu/check.sh $args >"$tmp/log8" 2>&1
+    brc=$?
+    { [ $brc -eq 2 ] && grep -q 'usage: check.sh' "$tmp/log8" && [ ! -e "$tmp/o1/summary.txt" ] &&
+        [ ! -e "$tmp/o2/summary.txt" ]; } || nbad="$nbad '$args'(exit $brc)"
+done
+[ -z "$nbad" ] && ok "check.sh --bundle without its DIR: usage, exit 2" || bad "check.sh --bundle without its DIR:$nbad"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

@@ -73,6 +73,9 @@ int nvmlDeviceGetMemoryInfo(void *h, mem_t *m) {
 /* device 0 reads 73, device 1 alternates 0 and 100, others 5 */
 int nvmlDeviceGetUtilizationRates(void *h, util_t *u) {
     int k = *(int *)h;
+#ifdef NO_UTIL
+    if (k == 0) return 3;   /* no utilization reading (as on a MIG instance) */
+#endif
     u->memory = 0;
     u->gpu = k == 0 ? 73 : k == 1 ? (calls[1]++ % 2 ? 100 : 0) : 5;
     return 0;
@@ -80,7 +83,8 @@ int nvmlDeviceGetUtilizationRates(void *h, util_t *u) {
 EOC
 ${CC:-cc} -shared -fPIC -o "$T/fakecuda.so" "$T/fakecuda.c" &&
     ${CC:-cc} -shared -fPIC -DNO_PCI -o "$T/nopci.so" "$T/fakecuda.c" &&
-    ${CC:-cc} -shared -fPIC -o "$T/fakenvml.so" "$T/fakenvml.c"
+    ${CC:-cc} -shared -fPIC -o "$T/fakenvml.so" "$T/fakenvml.c" &&
+    ${CC:-cc} -shared -fPIC -DNO_UTIL -o "$T/noutil.so" "$T/fakenvml.c"
 check "stand-in driver and NVML built" test -f "$T/fakenvml.so"
 mkdir -p "$T/img"
 cp tests/fixtures/photos/*.* "$T/img/" && rm -f "$T/img/README.md"
@@ -109,6 +113,16 @@ check "  cuda:1's stored share is what -v printed" \
 check "status prints each GPU of the last working run" \
     bash -c "grep -q '^cuda:0: GPU busy 73% (NVML utilization, the mean of [0-9]* readings over [0-9.]* s)$' $T/s.out &&
              grep -q '^cuda:1: GPU busy [0-9]*% (NVML' $T/s.out"
+
+# a device with memory readings but no utilization one: its busy share is
+# not known (it said "GPU busy 0% (... the mean of 0 readings ...)", and
+# check.sh's run rows took that for an idle GPU); the memory peak is printed
+SAM2AMG_NVML=$T/noutil.so SAM2AMG_GPUMON_DEVICES=0 run "$T/nu.db" -v >"$T/nu.out" 2>"$T/nu.err"
+check "a device without utilization readings: exit 0, busy not measured, memory peak printed, no row" \
+    bash -c "[ $? = 0 ] && ! grep -q 'cuda:0: GPU busy [0-9]' $T/nu.err &&
+             grep -q '^sam2amg run: cuda:0: GPU busy not measured: NVML gave no utilization reading' $T/nu.err &&
+             grep -q '^sam2amg run: cuda:0: GPU memory peak 3000 MiB of 81559 MiB' $T/nu.err &&
+             [ \"\$($BIN sql $T/nu.db 'select count(*) from run_gpus')\" = 0 ]"
 
 SAM2AMG_GPUMON_DEVICES=2 run "$T/b.db" >"$T/b.out" 2>"$T/b.err"
 check "without -v: exit 0, nothing said about GPUs, the row stored" \

@@ -73,7 +73,10 @@ while [ $# -gt 0 ]; do
     --cpu) cpu=1 ;;
     --tiny) tiny=1 ;;
     --pack) pack=1 ;;
-    --bundle) bundle=${2:-}; shift ;;
+    --bundle)   # its DIR, not the next option nor nothing (a dropped DIR ran the build tree)
+        case ${2:-} in ""|-*) echo "usage: check.sh [--cpu] [--tiny] [--bundle DIR | --build] [--pack] OUTDIR" \
+            "(--bundle needs its DIR)" >&2; exit 2 ;; esac
+        bundle=$2; shift ;;
     --build) nobundle=1 ;;
     -*) echo "usage: check.sh [--cpu] [--tiny] [--bundle DIR | --build] [--pack] OUTDIR" >&2; exit 2 ;;
     *) out=$1 ;;
@@ -81,6 +84,9 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ -n "$out" ] || { echo "usage: check.sh [--cpu] [--tiny] [--bundle DIR | --build] [--pack] OUTDIR" >&2; exit 2; }
+# an OUTDIR used before: its logs (appended to by each command) and
+# outputs go first, or the rows would read the last run's figures
+rm -rf "$out/logs" "$out/logs.tgz" "$out/e2e" "$out/images" "$out/bench_images" 2>/dev/null
 mkdir -p "$out/logs" || exit 2
 out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/../.."
@@ -113,12 +119,17 @@ export SAM2AMG_CUDA_GEMM=f32   # parity runs: true float32 GEMMs (tf32 rows set 
 # rpaths are RUNPATHs), so `run` decodes JPEG there as users' runs do. A
 # build tree (no bundle) links the system's libvips.
 VIPS_DIR=${SAM2AMG_VIPS_DIR:-gpu-vips}
-vips="stand-in (PPM only)"
+vips="stand-in (PPM only)" vips_missing=""
 if [ -z "$bundle" ]; then
     vips="the build's libvips"
 elif [ -e "$VIPS_DIR/libvips.so.42" ]; then
     export LD_LIBRARY_PATH=$(cd "$VIPS_DIR" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     vips="libvips from $VIPS_DIR ($(cd "$VIPS_DIR" && ls libvips-*.so.42 2>/dev/null | head -n 1))"
+elif [ -n "${SAM2AMG_VIPS_DIR:-}" ] || [ -L "$VIPS_DIR/libvips.so.42" ]; then
+    # asked for (or a gpu-vips/ whose link lost its library): not there, so
+    # the stand-in would read PPM only and a JPEG run would quietly be a PPM
+    # one; env FAILs naming it
+    vips_missing=$VIPS_DIR
 fi
 
 # row NAME STATUS FIGURES...: one summary line (also echoed)
@@ -255,10 +266,16 @@ step_env() {
     local st=PASS
     [ $missing -gt 0 ] && st=FAIL
     [ $cpu = 0 ] && [ "$gpu" = none ] && st=FAIL
+    if [ -n "$vips_missing" ]; then
+        st=FAIL
+        echo "libvips: $vips_missing/libvips.so.42 is missing or a dangling link (SAM2AMG_VIPS_DIR," \
+            "make gpu-vips): the stand-in reads PPM only" >>"$log"
+    fi
     row env $st "gpu=${gpu:-none} driver=${driver:-none} driver_cuda=${cuda_drv:-none}" \
         "build=$([ -n "$bundle" ] && sed -n 's/^nvcc: *//p' "$bundle/INFO" | awk '{print $NF}' || echo "$BUILD")" \
         "programs_with_missing_libs=$missing cpus=$(nproc)" \
-        "images=$(can_decode && echo "jpeg/png/ppm" || echo "ppm only"):$(echo "$vips" | tr ' ' _)"
+        "images=$(can_decode && echo "jpeg/png/ppm" || echo "ppm only"):$(echo "$vips" | tr ' ' _)" \
+        ${vips_missing:+"libvips_missing=$vips_missing/libvips.so.42"}
 }
 
 # ---- 1: ops ---------------------------------------------------------------
@@ -607,7 +624,8 @@ step_ours() {
         fi
         imgs=("$out/bench_images/official_1024x768.ppm" "$out/bench_images/official_2250x1500.ppm")
         if [ ! -s "${imgs[1]}" ]; then
-            row bench_ours FAIL "no benchmark images (official_bench.py --images-only: python3 with torch needed)"
+            local why=$(grep '^official: ' "$out/logs/ours.log" 2>/dev/null | tail -n 1)
+            row bench_ours FAIL "no benchmark images (official_bench.py --images-only: ${why:-python3 with torch needed})"
             return
         fi
         for cfg in ${SAM2AMG_BENCH_CONFIGS:-large tiny}; do
@@ -768,7 +786,8 @@ step_run() {
             --save-images "$d/src" --sizes 1024x768,2250x1500
         srcs=("$d/src/official_1024x768.$ext" "$d/src/official_2250x1500.$ext")
         if [ ! -s "$w" ] || [ ! -s "${srcs[1]}" ]; then
-            row run FAIL "no weights or images (python3 with torch needed: official_bench.py)"
+            local why=$(grep '^official: ' "$out/logs/run.log" 2>/dev/null | tail -n 1)
+            row run FAIL "no weights or images (official_bench.py: ${why:-python3 with torch needed})"
             return
         fi
     fi

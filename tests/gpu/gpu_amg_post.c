@@ -39,6 +39,7 @@
  * failure.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -415,7 +416,7 @@ static int cmp_str(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     const char *device = "cuda:0";
-    int threads = 2, nfix = 0, n_random = 0;
+    int threads = 2, nfix = 0, n_random = 0, seed_given = 0;
     uint32_t seed = 20261127u;
     const char *fix[64];
     for (int i = 1; i < argc; i++) {
@@ -423,14 +424,39 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--big")) big = 1;
         else if (!strcmp(argv[i], "--small")) small = 1;
-        else if (!strcmp(argv[i], "--random") && i + 1 < argc) n_random = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
-        else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = (uint32_t)strtoul(argv[++i], NULL, 10);
-        else if (argv[i][0] == '-') {
+        else if (!strcmp(argv[i], "--random") && i + 1 < argc) {
+            /* N >= 1 (0, a negative, a non-number or trailing junk ran the
+             * fixtures instead, exit 0, as if the property cases had passed) */
+            char *end;
+            errno = 0;
+            long v = strtol(argv[++i], &end, 10);
+            if (end == argv[i] || *end || errno || v < 1 || v > 1000000) {
+                fprintf(stderr, "gpu_amg_post: --random %s: the number of cases, 1..1000000\n", argv[i]);
+                return 2;
+            }
+            n_random = (int)v;
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+            only = argv[++i];
+        } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(argv[++i], &end, 10);
+            if (end == argv[i] || *end || errno || argv[i][0] == '-' || v > 0xffffffffull) {
+                fprintf(stderr, "gpu_amg_post: --seed %s: a number 0..4294967295\n", argv[i]);
+                return 2;
+            }
+            seed = (uint32_t)v;
+            seed_given = 1;
+        } else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: gpu_amg_post [--device D] [--threads N] [--big | --small] "
                     "[--random N [--seed S]] [--only SUBSTRING] [FIXTURE_DIR ...]\n");
             return 2;
         } else if (nfix < 64) fix[nfix++] = argv[i];
+    }
+    if (seed_given && n_random == 0) {
+        fprintf(stderr, "gpu_amg_post: --seed seeds the property cases of --random N; without "
+                "--random it would change nothing\n");
+        return 2;
     }
     if (threads < 1) threads = 1;
     static char *found[64];

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# transfer.sh FILE...: will the device tool carry these archives? What one
+# transfer.sh FILE...: will the device tool carry these archives (or folders)? What one
 # call sends is the tracked tree plus untracked files git does not ignore
 # plus the carried paths, 64 MiB at most; this adds them up (FILEs that do
 # not exist count 0) and exits 1 above 63 MiB, a MiB kept for the files a
@@ -12,7 +12,12 @@ tracked=$(git ls-files -z --cached --others --exclude-standard 2>/dev/null |
 total=$tracked
 line="tracked and untracked $tracked"
 for f in "$@"; do
-    n=$(stat -c %s "$f" 2>/dev/null || echo 0)
+    if [ -d "$f" ]; then   # a carried folder: what it holds (apparent sizes)
+        n=$(du -sb "$f" 2>/dev/null | cut -f1)
+    else
+        n=$(stat -c %s "$f" 2>/dev/null || echo 0)
+    fi
+    n=${n:-0}
     total=$((total + n))
     line="$line + $(basename "$f") $n"
 done
