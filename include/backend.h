@@ -25,7 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BACKEND_API_VERSION 6   /* 6: backend_amg_geom.rend */
+/* 6: backend_amg_geom.rend */
+#define BACKEND_API_VERSION 6
 
 enum { BACKEND_FP32 = 0, BACKEND_BF16 = 1 };
 typedef struct backend backend_t;
