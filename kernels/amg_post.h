@@ -59,6 +59,14 @@
 #define AMG_D2F(a)        ((float)(a))
 #endif
 
+/* AMG_BLEND_EPS: the bound on the rounding of a bilinear blend of logits
+ * whose largest magnitude is m (either expression above, weights summing
+ * to 1 within a few ulps: under 1e-6 * m), with a wide margin: every
+ * blended value lies within [min - eps, max + eps] of its corners. Both
+ * shortcuts rely on it: src/amg.c's cells (m: the mask's largest |logit|)
+ * and amg_post_column's bands (m: the band's largest |corner|). */
+#define AMG_BLEND_EPS(m) (4e-6f * (m) + 1e-30f)
+
 /* amg_post_band_side: which side of t every pixel of a band lies on, from
  * its corner logits' range [lo, hi] (lo = min - eps, hi = max + eps): 1 all
  * above, 0 none, 2 unknown (evaluate them; NaN bounds land here too, since
@@ -76,10 +84,8 @@ AMG_HD int amg_post_band_side(float lo, float hi, float t) {
  * Bands: the rows y .. g->rend[y] - 1 blend the same two low-res rows, so
  * in this column every pixel of the band is a blend of the same four
  * corners p, q, u, v with weights that sum to 1 within a few ulps. Its
- * value lies within [min - eps, max + eps] of the corners, eps = 4e-6 *
- * max|corner| (the rounding of either expression below is under 1e-6 of
- * that; src/amg.c's cells use the same bound with the mask's largest
- * logit). A band clearly on one side of all three thresholds is counted
+ * value lies within [min - eps, max + eps] of the corners, eps =
+ * AMG_BLEND_EPS(max|corner|). A band clearly on one side of all three thresholds is counted
  * whole (its length added, one boundary at most, at its first row); the
  * others are evaluated pixel by pixel, so a pixel near a threshold always
  * is, and the figures are those of the exact values. NaN corners make
@@ -96,7 +102,7 @@ AMG_HD void amg_post_column(const backend_amg_geom *g, const float *A, int32_t x
         float mn = p < q ? p : q, mx = p < q ? q : p;
         mn = u < mn ? u : mn, mx = u > mx ? u : mx;
         mn = v < mn ? v : mn, mx = v > mx ? v : mx;
-        const float big = -mn > mx ? -mn : mx, eps = 4e-6f * big + 1e-30f;
+        const float big = -mn > mx ? -mn : mx, eps = AMG_BLEND_EPS(big);
         const int nan = p != p || q != q || u != u || v != v;
         const float lo = mn - eps, hi = mx + eps;
         const int s_hi = amg_post_band_side(lo, hi, g->t_hi);

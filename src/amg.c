@@ -37,6 +37,7 @@
 #include "json.h"
 #include "rle.h"
 #include "size.h"
+#include "../kernels/amg_post.h"
 
 /* one kept mask, before NMS */
 typedef struct amg_rec {
@@ -450,7 +451,7 @@ static void cell_bounds(const amg_t *g, amg_work *w, const float *A, float t_lo)
         float v = A[q] < 0 ? -A[q] : A[q];
         amax = v > amax ? v : amax;
     }
-    w->eps = 4e-6f * amax + 1e-30f;
+    w->eps = AMG_BLEND_EPS(amax);
     float act = t_lo - w->eps;
     int ymin = L, ymax = -1, xmin = L, xmax = -1;
     for (int y = 0; y < L; y++) {
