@@ -675,9 +675,10 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
     /* A thread that cannot start (pids.max, RLIMIT_NPROC) stops the run
      * before anything is claimed: it stands in for the missing threads as
      * their queues' producer (queue_done), the barrier counts the missing
-     * workers as failed starts, and the writer's loop, if the writer did
-     * not start, runs on this thread at the end; the started threads then
-     * find closed queues and end, and no image was leased. */
+     * workers as arrived, no later thread is started, and the writer's
+     * loop, if the writer did not start, runs on this thread at the end;
+     * the started threads then find closed queues and end, and no image
+     * was leased. */
     pthread_t workers[JOBS_MAX_DEVICES], decoders[64], wr;
     worker_arg wargs[JOBS_MAX_DEVICES];
     int nw_up = 0, nd_up = 0, wr_up = 0, terr = 0;
@@ -687,14 +688,9 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
     }
     for (int i = nw_up; i < nw; i++) queue_done(&r->write_q);
     pthread_mutex_lock(&r->mu);
-    if (terr) {
-        if (!r->start_failed)
-            err_set(&r->fatal_err, ERR_NOMEM, "cannot start thread: %s", strerror(terr));
-        r->start_failed = 1;
-        r->started += nw - nw_up;
-    }
+    r->started += nw - nw_up;
     while (r->started < nw) pthread_cond_wait(&r->started_cv, &r->mu);
-    int start_failed = r->start_failed;
+    int engine_failed = r->start_failed, start_failed = engine_failed || terr;
     pthread_mutex_unlock(&r->mu);
     /* from here to the workers' end: the span the GPUs' busy share covers */
     gpumon_t *mon = start_failed ? NULL : monitor_start(cfg, st);
@@ -722,7 +718,7 @@ int jobs_run(store_t *claim, store_t *writer, int64_t run_id, const jobs_config 
     if (!terr) wr_up = !(terr = thread_start(&wr, writer_main, r));
 
     int rc = 0;
-    if (start_failed) {
+    if (engine_failed) {
         atomic_store(&r->fatal, 1);
         rc = err_set(err, ERR_INVALID, "%s", r->fatal_err.msg);
     } else if (terr) {
