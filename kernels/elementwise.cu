@@ -37,14 +37,29 @@ static __global__ void scale_kernel(float *y, const float *x, float alpha, int64
 }
 
 // y is (M,N) with row stride ldy; b is (N) or NULL (fill only)
-static __global__ void bias_rows_kernel(float *y, int64_t ldy, const float *b, int64_t M,
-                                        int64_t N, int fill) {
-    KERN_FOR(i, M * N) {
-        int64_t r = i / N, c = i % N;
+// I: the index type, 32-bit where M*N fits (64-bit division is many
+// instructions per element)
+template <class I>
+static __global__ void bias_rows_kernel(float *y, int64_t ldy, const float *b, I M, I N,
+                                        int fill) {
+    const I n = M * N;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (I)blockDim.x * gridDim.x) {
+        I r = i / N, c = i - r * N;
         float bv = b ? b[c] : 0.0f;
-        float *p = y + r * ldy + c;
+        float *p = y + (int64_t)r * ldy + c;
         *p = fill ? bv : *p + bv;
     }
+}
+
+static void bias_rows(cudaStream_t s, float *y, int64_t ldy, const float *b, int64_t M,
+                      int64_t N, int fill) {
+    const int64_t n = M * N;
+    if (n <= (int64_t)UINT32_MAX / 2)   // + one grid's stride (<= 2^24) stays under 2^32
+        bias_rows_kernel<uint32_t><<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(
+            y, ldy, b, (uint32_t)M, (uint32_t)N, fill);
+    else
+        bias_rows_kernel<int64_t><<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(
+            y, ldy, b, M, N, fill);
 }
 
 extern "C" void cuda_gelu(cudaStream_t s, float *y, const float *x, int64_t n) {
@@ -94,8 +109,7 @@ extern "C" void cuda_add_bias_strided(cudaStream_t s, float *y, int64_t ldy, con
                                       int64_t M, int64_t N) {
     CHECK(M >= 0 && N >= 0 && ldy >= N && b);
     if (M == 0 || N == 0) return;
-    bias_rows_kernel<<<kern_grid(M * N, KERN_THREADS), KERN_THREADS, 0, s>>>(y, ldy, b, M,
-                                                                           N, 0);
+    bias_rows(s, y, ldy, b, M, N, 0);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -103,7 +117,6 @@ extern "C" void cuda_fill_rows(cudaStream_t s, float *y, int64_t ldy, const floa
                                int64_t M, int64_t N) {
     CHECK(M >= 0 && N >= 0 && ldy >= N);
     if (M == 0 || N == 0) return;
-    bias_rows_kernel<<<kern_grid(M * N, KERN_THREADS), KERN_THREADS, 0, s>>>(y, ldy, b, M,
-                                                                           N, 1);
+    bias_rows(s, y, ldy, b, M, N, 1);
     CUDA_LAUNCH_CHECK();
 }

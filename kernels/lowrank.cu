@@ -2,16 +2,94 @@
  * (attention_probs, attention_scores, lowrank_rstd, row_affine; see
  * include/backend.h).
  *
- * Simple grid-stride kernels: one thread per (row, head) for the
- * probabilities (the decoder's key counts are a handful of tokens), one
- * thread per row for the Gram-term variance (double accumulator), one
- * thread per element for the row affine map. Correct first; the decoder
- * spends its time in the GEMMs around them.
+ * The decoder calls these on (prompts x 4096 image tokens) rows, so they
+ * are memory-bound and written for coalesced access (the first versions,
+ * one thread per row looping over strided memory, took 60% of the
+ * decoder's device time on an H100: Nsight Compute, 2026-11-27):
+ * - probabilities: one thread per (row, head) keeps its handful of scores
+ *   in registers (key counts up to PROBS_LK_MAX; a generic kernel past
+ *   that) and the block writes its output through shared memory, once and
+ *   contiguously;
+ * - Gram-term variance: one warp per row, lanes across the rank, double
+ *   partial sums reduced by shuffles;
+ * - row affine map: one block per row, threads across the columns (wide
+ *   rows), or one thread per element with 32-bit index arithmetic where it
+ *   fits (narrow rows).
+ * Each output element is computed with the same float operations in the
+ * same order as before (the variance's double sum excepted: its order
+ * changes, far below float rounding).
  */
 #include "common.cuh"
 
+#define PROBS_LK_MAX 32
+
+// the scores (and softmax) of pair t = (row, head) into s[0..Lk)
 // p is (B,Lq) rows of (nh,Lk) stride ldp; q (B,Lq,nh,dh) stride ldq, item b at q + b*sq
 // (0: shared); k (B,Lk,nh,dh) stride ldk
+template <int LKMAX>
+static __device__ __forceinline__ void probs_pair(float *s, int64_t t, const float *q,
+                                                  int64_t ldq, int64_t sq, const float *k,
+                                                  int64_t ldk, int64_t Lq, int Lk, int64_t nh,
+                                                  int dh, float scale, int raw) {
+    const int64_t row = t / nh, h = t - row * nh, b = row / Lq;
+    const float *qi = q + b * sq + (row - b * Lq) * ldq + h * dh;
+    const float *kb = k + b * Lk * ldk + h * dh;
+#pragma unroll
+    for (int j = 0; j < LKMAX; j++) s[j] = 0.0f;
+    for (int d = 0; d < dh; d++) {
+        const float qd = __ldg(qi + d);
+#pragma unroll
+        for (int j = 0; j < LKMAX; j++)
+            if (j < Lk) s[j] += qd * __ldg(kb + j * ldk + d);
+    }
+    float mx = -INFINITY, sum = 0.0f;
+#pragma unroll
+    for (int j = 0; j < LKMAX; j++)
+        if (j < Lk) {
+            s[j] = s[j] * scale;
+            mx = fmaxf(mx, s[j]);
+        }
+    if (raw) return;
+#pragma unroll
+    for (int j = 0; j < LKMAX; j++)
+        if (j < Lk) {
+            s[j] = expf(s[j] - mx);
+            sum += s[j];
+        }
+#pragma unroll
+    for (int j = 0; j < LKMAX; j++)
+        if (j < Lk) s[j] /= sum;
+}
+
+// Lk <= PROBS_LK_MAX: blockDim.x pairs per pass, staged in shared memory
+// (blockDim.x * Lk floats) and written row span by row span
+static __global__ void probs_small_kernel(float *p, int64_t ldp, const float *q, int64_t ldq,
+                                          int64_t sq, const float *k, int64_t ldk, int64_t B,
+                                          int64_t Lq, int Lk, int64_t nh, int dh, float scale,
+                                          int raw) {
+    extern __shared__ float sm[];
+    const int64_t n = B * Lq * nh, span = nh * Lk;
+    for (int64_t base = (int64_t)blockIdx.x * blockDim.x; base < n;
+         base += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t t = base + threadIdx.x;
+        if (t < n) {
+            float s[PROBS_LK_MAX];
+            probs_pair<PROBS_LK_MAX>(s, t, q, ldq, sq, k, ldk, Lq, Lk, nh, dh, scale, raw);
+#pragma unroll
+            for (int j = 0; j < PROBS_LK_MAX; j++)
+                if (j < Lk) sm[threadIdx.x * Lk + j] = s[j];
+        }
+        __syncthreads();
+        const int64_t cnt = (n - base < (int64_t)blockDim.x ? n - base : (int64_t)blockDim.x) * Lk;
+        for (int64_t e = threadIdx.x; e < cnt; e += blockDim.x) {
+            const int64_t g = base * Lk + e, row = g / span;   // flat (row, h, j) index
+            p[row * ldp + (g - row * span)] = sm[e];
+        }
+        __syncthreads();
+    }
+}
+
+// any Lk: one thread per (row, head), scores in p itself
 static __global__ void probs_kernel(float *p, int64_t ldp, const float *q, int64_t ldq,
                                     int64_t sq, const float *k, int64_t ldk, int64_t B,
                                     int64_t Lq, int64_t Lk, int64_t nh, int64_t dh, float scale,
@@ -37,27 +115,61 @@ static __global__ void probs_kernel(float *p, int64_t ldp, const float *q, int64
 }
 
 // rstd is (B*Mx); xx (Mx); s (B*Mx) or NULL; p (B*Mx,r) stride ldp; e, pg (B*Mx,r)
+// one warp per row (blockDim.x a multiple of 32)
 static __global__ void rstd_kernel(float *rstd, const float *xx, const float *s, const float *p,
                                    int64_t ldp, const float *e, const float *pg, int64_t M,
                                    int64_t Mx, int64_t r, int64_t C, float eps) {
-    KERN_FOR(i, M) {
-        double si = s ? s[i] : 1.0, acc = si * si * xx[i % Mx];
-        for (int64_t kk = 0; kk < r; kk++)
-            acc += (double)p[i * ldp + kk] * (2.0 * si * e[i * r + kk] + pg[i * r + kk]);
-        double var = acc / (double)C;
-        rstd[i] = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + eps));
+    const int lane = threadIdx.x & 31;
+    const int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5);
+    for (int64_t i = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); i < M;
+         i += warps) {
+        const double si = s ? s[i] : 1.0;
+        const float *pi = p + i * ldp, *ei = e + i * r, *gi = pg + i * r;
+        double acc = 0.0;
+        for (int64_t kk = lane; kk < r; kk += 32)
+            acc += (double)pi[kk] * (2.0 * si * ei[kk] + gi[kk]);
+        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if (lane == 0) {
+            const double var = (si * si * xx[i % Mx] + acc) / (double)C;
+            rstd[i] = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + eps));
+        }
     }
 }
 
-// y, x are (B*M,N) strides ldy, ldx; a, sa (B*M); s, u (M,N) strides lds, ldu or NULL
+// one element: y, x are (B*M,N) strides ldy, ldx; a, sa (B*M); s, u (M,N) strides lds, ldu
+// or NULL
+static __device__ __forceinline__ void affine_one(float *y, int64_t ldy, const float *x,
+                                                  int64_t ldx, const float *a, const float *s,
+                                                  int64_t lds, const float *sa, const float *u,
+                                                  int64_t ldu, int64_t row, int64_t i,
+                                                  int64_t c) {
+    float v = x[row * ldx + c] + (s ? (sa ? sa[row] : 1.0f) * s[i * lds + c] : 0.0f);
+    y[row * ldy + c] = a[row] * v + (u ? u[i * ldu + c] : 0.0f);
+}
+
+// wide rows: one block per row (grid-stride), threads across the N columns
+static __global__ void row_affine_rows_kernel(float *y, int64_t ldy, const float *x, int64_t ldx,
+                                              const float *a, const float *s, int64_t lds,
+                                              const float *sa, const float *u, int64_t ldu,
+                                              int64_t BM, int64_t M, int64_t N) {
+    for (int64_t row = blockIdx.x; row < BM; row += gridDim.x) {
+        const int64_t i = row % M;
+        for (int64_t c = threadIdx.x; c < N; c += blockDim.x)
+            affine_one(y, ldy, x, ldx, a, s, lds, sa, u, ldu, row, i, c);
+    }
+}
+
+// narrow rows: one thread per element; I is the index type (32-bit where
+// BM*N fits: 64-bit division is many instructions)
+template <class I>
 static __global__ void row_affine_kernel(float *y, int64_t ldy, const float *x, int64_t ldx,
                                          const float *a, const float *s, int64_t lds,
                                          const float *sa, const float *u, int64_t ldu,
-                                         int64_t BM, int64_t M, int64_t N) {
-    KERN_FOR(t, BM * N) {
-        int64_t row = t / N, c = t % N, i = row % M;
-        float v = x[row * ldx + c] + (s ? (sa ? sa[row] : 1.0f) * s[i * lds + c] : 0.0f);
-        y[row * ldy + c] = a[row] * v + (u ? u[i * ldu + c] : 0.0f);
+                                         I BM, I M, I N) {
+    const I n = BM * N;
+    for (I t = (I)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (I)blockDim.x * gridDim.x) {
+        const I row = t / N, c = t - row * N;
+        affine_one(y, ldy, x, ldx, a, s, lds, sa, u, ldu, row, row % M, c);
     }
 }
 
@@ -69,9 +181,14 @@ extern "C" void cuda_attention_probs(cudaStream_t s, float *p, int64_t ldp, cons
     CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh);
     int64_t n = B * Lq * nh;
     if (n == 0) return;
-    probs_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(p, ldp, q, ldq, sq, k, ldk,
-                                                                    B, Lq, Lk, nh, dh, scale,
-                                                                    raw);
+    if (Lk <= PROBS_LK_MAX && dh <= INT32_MAX) {
+        probs_small_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS,
+                             (size_t)KERN_THREADS * Lk * sizeof(float), s>>>(
+            p, ldp, q, ldq, sq, k, ldk, B, Lq, (int)Lk, nh, (int)dh, scale, raw);
+    } else {
+        probs_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(
+            p, ldp, q, ldq, sq, k, ldk, B, Lq, Lk, nh, dh, scale, raw);
+    }
     CUDA_LAUNCH_CHECK();
 }
 
@@ -81,8 +198,9 @@ extern "C" void cuda_lowrank_rstd(cudaStream_t s, float *rstd, const float *xx, 
     CHECK(B >= 0 && Mx > 0 && r >= 0 && ldp >= r && C > 0);
     int64_t M = B * Mx;
     if (M == 0) return;
-    rstd_kernel<<<kern_grid(M, KERN_THREADS), KERN_THREADS, 0, s>>>(rstd, xx, sc, p, ldp, e, pg,
-                                                                   M, Mx, r, C, eps);
+    const int rows_per_block = KERN_THREADS / 32;
+    rstd_kernel<<<kern_grid(M, rows_per_block), KERN_THREADS, 0, s>>>(rstd, xx, sc, p, ldp, e,
+                                                                     pg, M, Mx, r, C, eps);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -94,7 +212,17 @@ extern "C" void cuda_row_affine(cudaStream_t s, float *y, int64_t ldy, const flo
     CHECK(y != x || ldy == ldx);
     int64_t n = B * M * N;
     if (n == 0) return;
-    row_affine_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(
-        y, ldy, x, ldx, a, sv, lds, sa, u, ldu, B * M, M, N);
+    if (N >= 64) {
+        const int threads = N >= 256 ? 256 : 128;
+        row_affine_rows_kernel<<<kern_grid(B * M, 1), threads, 0, s>>>(
+            y, ldy, x, ldx, a, sv, lds, sa, u, ldu, B * M, M, N);
+    } else if (n <= (int64_t)UINT32_MAX / 2) {
+        row_affine_kernel<uint32_t><<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(
+            y, ldy, x, ldx, a, sv, lds, sa, u, ldu, (uint32_t)(B * M), (uint32_t)M,
+            (uint32_t)N);
+    } else {
+        row_affine_kernel<int64_t><<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(
+            y, ldy, x, ldx, a, sv, lds, sa, u, ldu, B * M, M, N);
+    }
     CUDA_LAUNCH_CHECK();
 }

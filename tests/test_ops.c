@@ -703,17 +703,24 @@ static void test_backend_ops(backend_t *be) {
         case_attention_probs(be, 0, 3, 100, 8, 8, 16, 5, 3, 1, 0);
         case_attention_probs(be, 0, 2, 70, 13, 2, 7, 0, 0, 30, 0);   // large logits
         case_attention_probs(be, 0, 5, 300, 7, 8, 16, 0, 100, 2, 1);   // the decoder's: all prompts
+        case_attention_probs(be, 0, 2, 37, 32, 3, 5, 2, 1, 1, 1);    // most keys kept in registers
+        case_attention_probs(be, 0, 2, 29, 33, 2, 9, 1, 3, 1, 0);    // past that: the generic kernel
+        case_attention_probs(be, 1, 2, 29, 40, 3, 4, 0, 2, 1, 1);
     }
     if (be->lowrank_rstd) {
         case_lowrank_rstd(be, 1, 1, 1, 4, 0, 0);
         case_lowrank_rstd(be, 3, 100, 64, 256, 7, 0);
         case_lowrank_rstd(be, 2, 90, 129, 256, 0, 1);
+        case_lowrank_rstd(be, 5, 41, 31, 64, 3, 1);   // rank under a warp's width
     }
     if (be->row_affine) {
         for (int terms = 0; terms < 8; terms++) case_row_affine(be, 2, 50, 37, 3, terms, 40, 0, 0);
         case_row_affine(be, 3, 64, 384, 0, 3, 384, 384, 1);
         case_row_affine(be, 2, 64, 256, 0, 7, 256, 256, 1);
         case_row_affine(be, 1, 7, 5, 2, 2, 0, 6, 1);
+        case_row_affine(be, 3, 21, 64, 1, 7, 64, 0, 0);    // row per block, 128 threads
+        case_row_affine(be, 2, 33, 200, 3, 5, 0, 200, 1);
+        case_row_affine(be, 2, 9, 63, 0, 6, 63, 63, 0);    // just under: one thread per element
     }
     case_attention(be, 1, 100, 100, 2, 16, 1, 0, 1);
     case_attention(be, 3, 8, 200, 8, 16, 0, 5, 1);

@@ -467,7 +467,8 @@ step_post() {
     row post_replay $st "device=$dev $(result post) device_cases=${ndev:-0}" \
         "${t:+2250x1500_thr0_post: $t }secs=$secs rc=$rc"
     # property cases: random sizes (1x1, one-pixel lines) and parameters
-    local nr=100
+    # (SAM2AMG_CHECK_POST_RANDOM of them, default 100: ~90 s on 16 cores)
+    local nr=${SAM2AMG_CHECK_POST_RANDOM:-100}
     [ $cpu = 1 ] && nr=40
     run post_random 240 "$(prog gpu_amg_post)" --device "$dev" --threads "$(nproc)" --random $nr
     st=PASS
