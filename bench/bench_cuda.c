@@ -690,6 +690,48 @@ static void bench_hiera(backend_t *be, const char *model, int64_t C0, int64_t nh
 
 /* The mask decoder with P prompts (embedding 256, 8 heads, internal 128 in
  * the cross attentions: dh 16; 7 tokens for one point prompt). */
+/* time_lowrank: the decoder's low-rank LayerNorm helpers at its shapes, on
+ * one chunk of min(P, 128) prompts (the device chunk at 1024 px): image
+ * tokens HW 4096, T 8 prompt tokens, 8 heads of 16, rank r = 64 (layer 0)
+ * and q = 2r+1 (layer 1). Bytes are what each must move at least. */
+static void time_lowrank(backend_t *be, int64_t P) {
+    if (gemm_only || !be->attention_probs || !be->lowrank_rstd || !be->row_affine) return;
+    const int64_t n = P < 128 ? P : 128, HW = 4096, T = 8, nh = 8, dh = 16, Ci = nh * dh;
+    const int64_t C = 256, r = nh * T, q = 2 * r + 1, M = n * HW, N1 = 3 * Ci;
+    char label[192];
+    float *qs = dev_random(be, HW * C, 1.0f), *qp = dev_random(be, M * Ci, 1.0f);
+    float *k = dev_random(be, n * T * C, 1.0f);
+    float *pr = be->alloc(be, (size_t)(M * q) * sizeof(float));
+    float *e = dev_random(be, M * q, 0.3f), *pg = dev_random(be, M * q, 0.3f);
+    float *xx = dev_random(be, HW, 1.0f), *rs = be->alloc(be, (size_t)M * sizeof(float));
+    float *y = dev_random(be, M * N1, 1.0f), *su = dev_random(be, HW * N1, 1.0f);
+    if (qs && qp && k && pr && e && pg && xx && rs && y && su) {
+        snprintf(label, sizeof label, "lowrank probs shared q n=%lld HW=%lld T=%lld", (long long)n,
+                 (long long)HW, (long long)T);
+        BENCH(be, label, 0.0, 4.0 * (M * r + HW * Ci),
+              be->attention_probs(be, pr, r, qs, C, 0, k, C, n, HW, T, nh, dh, 0.25f));
+        snprintf(label, sizeof label, "lowrank scores shared q n=%lld ldp=%lld", (long long)n,
+                 (long long)q);
+        BENCH(be, label, 0.0, 4.0 * (M * r + HW * Ci),
+              be->attention_scores(be, pr, q, qs, C, 0, k, C, n, HW, T, nh, dh, 1.0f));
+        snprintf(label, sizeof label, "lowrank probs per-prompt q n=%lld", (long long)n);
+        BENCH(be, label, 0.0, 4.0 * (M * r + M * Ci),
+              be->attention_probs(be, pr, q, qp, Ci, HW * Ci, k, C, n, HW, T, nh, dh, 0.25f));
+        snprintf(label, sizeof label, "lowrank rstd n=%lld r=%lld", (long long)n, (long long)q);
+        BENCH(be, label, 0.0, 4.0 * (3 * M * q + M),
+              be->lowrank_rstd(be, rs, xx, NULL, pr, q, e, pg, n, HW, q, C, 1e-6f));
+        be->sync(be);
+        snprintf(label, sizeof label, "lowrank row_affine n=%lld N=%lld", (long long)n,
+                 (long long)N1);
+        BENCH(be, label, 0.0, 8.0 * M * N1,
+              be->row_affine(be, y, N1, y, N1, rs, su, N1, NULL, su, N1, n, HW, N1));
+    } else {
+        skip_oom("lowrank helpers");
+    }
+    float *all[] = {qs, qp, k, pr, e, pg, xx, rs, y, su};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) be->free(be, all[i]);
+}
+
 static void bench_decoder(backend_t *be, int64_t P) {
     char what[64];
     snprintf(what, sizeof what, "dec P=%lld", (long long)P);
@@ -706,6 +748,7 @@ static void bench_decoder(backend_t *be, int64_t P) {
     time_upscale(be, P);
     time_transpose(be, what, P, 64, 64, 256);
     time_resize(be, "dec masks", P * 3, 256, 256, 1024, 1024);
+    time_lowrank(be, P);
 }
 
 int main(int argc, char **argv) {

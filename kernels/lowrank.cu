@@ -23,67 +23,95 @@
 
 #define PROBS_LK_MAX 32
 
-// the scores (and softmax) of pair t = (row, head) into s[0..Lk)
+// Lk <= PROBS_LK_MAX: one thread per (row, head) pair, blockDim.x pairs per
+// pass. Each pass stages the keys of the (at most two) items its rows
+// belong to in shared memory when they fit (kcap floats; else the keys are
+// read from global memory), reads q with float4 loads where aligned (vec),
+// keeps the Lk scores in registers and writes them through shared memory,
+// once and row span by row span. Per (row, head, key) the float operations
+// and their order are those of probs_kernel below.
 // p is (B,Lq) rows of (nh,Lk) stride ldp; q (B,Lq,nh,dh) stride ldq, item b at q + b*sq
 // (0: shared); k (B,Lk,nh,dh) stride ldk
-template <int LKMAX>
-static __device__ __forceinline__ void probs_pair(float *s, int64_t t, const float *q,
-                                                  int64_t ldq, int64_t sq, const float *k,
-                                                  int64_t ldk, int64_t Lq, int Lk, int64_t nh,
-                                                  int dh, float scale, int raw) {
-    const int64_t row = t / nh, h = t - row * nh, b = row / Lq;
-    const float *qi = q + b * sq + (row - b * Lq) * ldq + h * dh;
-    const float *kb = k + b * Lk * ldk + h * dh;
-#pragma unroll
-    for (int j = 0; j < LKMAX; j++) s[j] = 0.0f;
-    for (int d = 0; d < dh; d++) {
-        const float qd = __ldg(qi + d);
-#pragma unroll
-        for (int j = 0; j < LKMAX; j++)
-            if (j < Lk) s[j] += qd * __ldg(kb + j * ldk + d);
-    }
-    float mx = -INFINITY, sum = 0.0f;
-#pragma unroll
-    for (int j = 0; j < LKMAX; j++)
-        if (j < Lk) {
-            s[j] = s[j] * scale;
-            mx = fmaxf(mx, s[j]);
-        }
-    if (raw) return;
-#pragma unroll
-    for (int j = 0; j < LKMAX; j++)
-        if (j < Lk) {
-            s[j] = expf(s[j] - mx);
-            sum += s[j];
-        }
-#pragma unroll
-    for (int j = 0; j < LKMAX; j++)
-        if (j < Lk) s[j] /= sum;
-}
-
-// Lk <= PROBS_LK_MAX: blockDim.x pairs per pass, staged in shared memory
-// (blockDim.x * Lk floats) and written row span by row span
+template <int LKMAX, bool CACHED>
 static __global__ void probs_small_kernel(float *p, int64_t ldp, const float *q, int64_t ldq,
                                           int64_t sq, const float *k, int64_t ldk, int64_t B,
-                                          int64_t Lq, int Lk, int64_t nh, int dh, float scale,
-                                          int raw) {
+                                          int64_t Lq, int Lk, int nh, int dh, float scale,
+                                          int raw, int vec) {
     extern __shared__ float sm[];
-    const int64_t n = B * Lq * nh, span = nh * Lk;
+    float *out = sm, *ks = sm + blockDim.x * Lk;   // staging (blockDim.x * Lk), keys
+    const int64_t n = B * Lq * nh;
+    const int span = nh * Lk, kstride = dh + 1;    // a padded row per (key, head): no bank clash
     for (int64_t base = (int64_t)blockIdx.x * blockDim.x; base < n;
          base += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t row0 = base / nh, last = (base + blockDim.x < n ? base + blockDim.x : n) - 1;
+        const int h0 = (int)(base - row0 * nh);
+        const int64_t b0 = row0 / Lq, nb = last / nh / Lq - b0 + 1;   // <= 2 when CACHED
+        if (CACHED)
+            for (int e = threadIdx.x; e < nb * Lk * nh * dh; e += blockDim.x) {
+                const int d = e % dh, jh = e / dh;         // jh = (bi*Lk + j)*nh + h
+                const int h = jh % nh, bj = jh / nh;       // bj = bi*Lk + j
+                ks[jh * kstride + d] = k[(b0 * Lk + bj) * ldk + h * dh + d];
+            }
+        __syncthreads();
         const int64_t t = base + threadIdx.x;
         if (t < n) {
-            float s[PROBS_LK_MAX];
-            probs_pair<PROBS_LK_MAX>(s, t, q, ldq, sq, k, ldk, Lq, Lk, nh, dh, scale, raw);
+            const int rel = h0 + (int)threadIdx.x;
+            const int64_t row = row0 + rel / nh, b = row / Lq;
+            const int h = rel % nh;
+            const float *qi = q + b * sq + (row - b * Lq) * ldq + h * dh;
+            const float *kg = k + b * Lk * ldk + h * dh;
+            const float *kc = ks + (CACHED ? ((b - b0) * Lk * nh + h) * kstride : 0);
+            float s[LKMAX];
 #pragma unroll
-            for (int j = 0; j < PROBS_LK_MAX; j++)
-                if (j < Lk) sm[threadIdx.x * Lk + j] = s[j];
+            for (int j = 0; j < LKMAX; j++) s[j] = 0.0f;
+            for (int d = 0; d < dh; d += 4) {
+                float qv[4];
+                if (vec) {
+                    const float4 v = __ldg(reinterpret_cast<const float4 *>(qi + d));
+                    qv[0] = v.x, qv[1] = v.y, qv[2] = v.z, qv[3] = v.w;
+                } else {
+#pragma unroll
+                    for (int u = 0; u < 4; u++) qv[u] = d + u < dh ? __ldg(qi + d + u) : 0.0f;
+                }
+#pragma unroll
+                for (int u = 0; u < 4; u++) {
+                    if (d + u >= dh) break;
+#pragma unroll
+                    for (int j = 0; j < LKMAX; j++)
+                        if (j < Lk)
+                            s[j] += qv[u] * (CACHED ? kc[j * nh * kstride + d + u]
+                                                    : __ldg(kg + j * ldk + d + u));
+                }
+            }
+            float mx = -INFINITY, sum = 0.0f;
+#pragma unroll
+            for (int j = 0; j < LKMAX; j++)
+                if (j < Lk) {
+                    s[j] = s[j] * scale;
+                    mx = fmaxf(mx, s[j]);
+                }
+            if (!raw) {
+#pragma unroll
+                for (int j = 0; j < LKMAX; j++)
+                    if (j < Lk) {
+                        s[j] = expf(s[j] - mx);
+                        sum += s[j];
+                    }
+#pragma unroll
+                for (int j = 0; j < LKMAX; j++)
+                    if (j < Lk) s[j] /= sum;
+            }
+#pragma unroll
+            for (int j = 0; j < LKMAX; j++)
+                if (j < Lk) out[threadIdx.x * Lk + j] = s[j];
         }
         __syncthreads();
-        const int64_t cnt = (n - base < (int64_t)blockDim.x ? n - base : (int64_t)blockDim.x) * Lk;
-        for (int64_t e = threadIdx.x; e < cnt; e += blockDim.x) {
-            const int64_t g = base * Lk + e, row = g / span;   // flat (row, h, j) index
-            p[row * ldp + (g - row * span)] = sm[e];
+        // the pass's pairs are rows row0.. from head h0 on: flat (row, h, j)
+        // index h0*Lk + e from row0's start
+        const int cnt = (int)(last - base + 1) * Lk;
+        for (int e = threadIdx.x; e < cnt; e += blockDim.x) {
+            const int f = h0 * Lk + e;
+            p[(row0 + f / span) * ldp + f % span] = out[e];
         }
         __syncthreads();
     }
@@ -173,6 +201,20 @@ static __global__ void row_affine_kernel(float *y, int64_t ldy, const float *x, 
     }
 }
 
+typedef void probs_launch_fn(cudaStream_t s, unsigned g, size_t smem, float *p, int64_t ldp,
+                            const float *q, int64_t ldq, int64_t sq, const float *k,
+                            int64_t ldk, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
+                            int64_t dh, float scale, int raw, int vec);
+
+template <int LKMAX, bool CACHED>
+static void probs_launch(cudaStream_t s, unsigned g, size_t smem, float *p, int64_t ldp,
+                         const float *q, int64_t ldq, int64_t sq, const float *k, int64_t ldk,
+                         int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh, float scale,
+                         int raw, int vec) {
+    probs_small_kernel<LKMAX, CACHED><<<g, KERN_THREADS, smem, s>>>(
+        p, ldp, q, ldq, sq, k, ldk, B, Lq, (int)Lk, (int)nh, (int)dh, scale, raw, vec);
+}
+
 extern "C" void cuda_attention_probs(cudaStream_t s, float *p, int64_t ldp, const float *q,
                                      int64_t ldq, int64_t sq, const float *k, int64_t ldk,
                                      int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
@@ -181,10 +223,20 @@ extern "C" void cuda_attention_probs(cudaStream_t s, float *p, int64_t ldp, cons
     CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh);
     int64_t n = B * Lq * nh;
     if (n == 0) return;
-    if (Lk <= PROBS_LK_MAX && dh <= INT32_MAX) {
-        probs_small_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS,
-                             (size_t)KERN_THREADS * Lk * sizeof(float), s>>>(
-            p, ldp, q, ldq, sq, k, ldk, B, Lq, (int)Lk, nh, (int)dh, scale, raw);
+    if (Lk <= PROBS_LK_MAX && nh * Lk <= INT32_MAX / KERN_THREADS && dh <= 4096) {
+        // the keys in shared memory when a pass's pairs span at most two
+        // items (Lq*nh >= the block) and those fit in 16 KB
+        const int64_t kneed = 2 * Lk * nh * (dh + 1);
+        const bool cached = kneed <= 4096 && Lq * nh >= KERN_THREADS;
+        const int vec = dh % 4 == 0 && ldq % 4 == 0 && sq % 4 == 0 &&
+                        ((uintptr_t)q & 15) == 0;
+        const size_t smem = ((size_t)KERN_THREADS * Lk + (cached ? kneed : 0)) * sizeof(float);
+        const unsigned g = kern_grid(n, KERN_THREADS);
+        probs_launch_fn *launch =
+            Lk <= 8    ? (cached ? probs_launch<8, true> : probs_launch<8, false>)
+            : Lk <= 16 ? (cached ? probs_launch<16, true> : probs_launch<16, false>)
+                       : (cached ? probs_launch<32, true> : probs_launch<32, false>);
+        launch(s, g, smem, p, ldp, q, ldq, sq, k, ldk, B, Lq, Lk, nh, dh, scale, raw, vec);
     } else {
         probs_kernel<<<kern_grid(n, KERN_THREADS), KERN_THREADS, 0, s>>>(
             p, ldp, q, ldq, sq, k, ldk, B, Lq, Lk, nh, dh, scale, raw);

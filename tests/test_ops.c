@@ -706,6 +706,11 @@ static void test_backend_ops(backend_t *be) {
         case_attention_probs(be, 0, 2, 37, 32, 3, 5, 2, 1, 1, 1);    // most keys kept in registers
         case_attention_probs(be, 0, 2, 29, 33, 2, 9, 1, 3, 1, 0);    // past that: the generic kernel
         case_attention_probs(be, 1, 2, 29, 40, 3, 4, 0, 2, 1, 1);
+        // CUDA: keys in shared memory (Lq*nh >= 256) with 8, 16 and 32 scores in
+        // registers, q by float4 (dh, ldq multiples of 4) or not (dh 6: a tail)
+        case_attention_probs(be, 0, 3, 100, 12, 4, 8, 4, 1, 1, 0);
+        case_attention_probs(be, 1, 2, 200, 20, 2, 12, 0, 0, 1, 1);
+        case_attention_probs(be, 0, 2, 90, 5, 4, 6, 1, 0, 1, 0);
     }
     if (be->lowrank_rstd) {
         case_lowrank_rstd(be, 1, 1, 1, 4, 0, 0);
