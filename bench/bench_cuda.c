@@ -688,14 +688,14 @@ static void bench_hiera(backend_t *be, const char *model, int64_t C0, int64_t nh
     }
 }
 
-/* The mask decoder with P prompts (embedding 256, 8 heads, internal 128 in
- * the cross attentions: dh 16; 7 tokens for one point prompt). */
 /* time_lowrank: the decoder's low-rank LayerNorm helpers at its shapes, on
  * one chunk of min(P, 128) prompts (the device chunk at 1024 px): image
  * tokens HW 4096, T 8 prompt tokens, 8 heads of 16, rank r = 64 (layer 0)
  * and q = 2r+1 (layer 1). Bytes are what each must move at least. */
 static void time_lowrank(backend_t *be, int64_t P) {
-    if (gemm_only || !be->attention_probs || !be->lowrank_rstd || !be->row_affine) return;
+    if (gemm_only || !be->attention_probs || !be->attention_scores || !be->lowrank_rstd ||
+        !be->row_affine)
+        return;
     const int64_t n = P < 128 ? P : 128, HW = 4096, T = 8, nh = 8, dh = 16, Ci = nh * dh;
     const int64_t C = 256, r = nh * T, q = 2 * r + 1, M = n * HW, N1 = 3 * Ci;
     char label[192];
@@ -706,6 +706,7 @@ static void time_lowrank(backend_t *be, int64_t P) {
     float *xx = dev_random(be, HW, 1.0f), *rs = be->alloc(be, (size_t)M * sizeof(float));
     float *y = dev_random(be, M * N1, 1.0f), *su = dev_random(be, HW * N1, 1.0f);
     if (qs && qp && k && pr && e && pg && xx && rs && y && su) {
+        be->memset0(be, pr, (size_t)(M * q) * sizeof(float));   // columns r..q-1: rstd reads them
         snprintf(label, sizeof label, "lowrank probs shared q n=%lld HW=%lld T=%lld", (long long)n,
                  (long long)HW, (long long)T);
         BENCH(be, label, 0.0, 4.0 * (M * r + HW * Ci),
@@ -732,6 +733,8 @@ static void time_lowrank(backend_t *be, int64_t P) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) be->free(be, all[i]);
 }
 
+/* The mask decoder with P prompts (embedding 256, 8 heads, internal 128 in
+ * the cross attentions: dh 16; 7 tokens for one point prompt). */
 static void bench_decoder(backend_t *be, int64_t P) {
     char what[64];
     snprintf(what, sizeof what, "dec P=%lld", (long long)P);

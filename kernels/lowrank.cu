@@ -223,7 +223,8 @@ extern "C" void cuda_attention_probs(cudaStream_t s, float *p, int64_t ldp, cons
     CHECK(ldp >= nh * Lk && ldq >= nh * dh && ldk >= nh * dh);
     int64_t n = B * Lq * nh;
     if (n == 0) return;
-    if (Lk <= PROBS_LK_MAX && nh * Lk <= INT32_MAX / KERN_THREADS && dh <= 4096) {
+    if (Lk <= PROBS_LK_MAX && nh * Lk <= INT32_MAX / KERN_THREADS && dh <= 4096 &&
+        nh * dh <= INT32_MAX) {
         // the keys in shared memory when a pass's pairs span at most two
         // items (Lq*nh >= the block) and those fit in 16 KB
         const int64_t kneed = 2 * Lk * nh * (dh + 1);

@@ -798,13 +798,22 @@ typedef struct amg_pool {
     int             busy;         /* threads still on the current batch */
     int             stop;
     int             n, crop;      /* current batch */
-    int             next;         /* next slot to take (atomic) */
+    int             next;         /* next item to take (atomic) */
+    const int32_t  *rle_idx;      /* NULL: items are slots for mask_eval; else items */
+    const int32_t  *rle_sel;      /*   are device survivors for gpu_rle (eval_slots_gpu) */
 } amg_pool;
+
+static void gpu_rle(amg_t *g, amg_work *w, const int32_t *idx, const int32_t *sel, int q,
+                    int crop);
 
 static void pool_drain(amg_pool *pl, amg_work *w) {
     for (;;) {
         int i = __atomic_fetch_add(&pl->next, 1, __ATOMIC_RELAXED);
         if (i >= pl->n) break;
+        if (pl->rle_idx) {
+            gpu_rle(pl->g, w, pl->rle_idx, pl->rle_sel, i, pl->crop);
+            continue;
+        }
         amg_slot *s = &pl->g->slots[i];
         s->worker = (int)(w - pl->g->work);
         mask_eval(pl->g, w, s, pl->crop);
@@ -885,26 +894,33 @@ int amg_set_threads(amg_t *g, int n, err_t *err) {
     return 0;
 }
 
+/* pool_run: items [0, n) through pool_drain on every thread and the
+ * caller (rle_idx NULL: slots for mask_eval; else survivors for gpu_rle) */
+static void pool_run(amg_pool *pl, int n, int crop, const int32_t *rle_idx,
+                     const int32_t *rle_sel) {
+    pthread_mutex_lock(&pl->mu);
+    pl->n = n, pl->crop = crop, pl->next = 0;
+    pl->rle_idx = rle_idx, pl->rle_sel = rle_sel;
+    pl->busy = pl->nth;
+    pl->gen++;
+    pthread_cond_broadcast(&pl->go);
+    pthread_mutex_unlock(&pl->mu);
+    pool_drain(pl, &pl->g->work[0]);
+    pthread_mutex_lock(&pl->mu);
+    while (pl->busy > 0) pthread_cond_wait(&pl->done, &pl->mu);
+    pthread_mutex_unlock(&pl->mu);
+}
+
 /* evaluate slots [0, n) of crop, on every thread */
 static void eval_slots(amg_t *g, int n, int crop) {
-    amg_pool *pl = g->pool;
-    if (!pl || n < 2) {
+    if (!g->pool || n < 2) {
         for (int i = 0; i < n; i++) {
             g->slots[i].worker = 0;
             mask_eval(g, &g->work[0], &g->slots[i], crop);
         }
         return;
     }
-    pthread_mutex_lock(&pl->mu);
-    pl->n = n, pl->crop = crop, pl->next = 0;
-    pl->busy = pl->nth;
-    pl->gen++;
-    pthread_cond_broadcast(&pl->go);
-    pthread_mutex_unlock(&pl->mu);
-    pool_drain(pl, &g->work[0]);
-    pthread_mutex_lock(&pl->mu);
-    while (pl->busy > 0) pthread_cond_wait(&pl->done, &pl->mu);
-    pthread_mutex_unlock(&pl->mu);
+    pool_run(g->pool, n, crop, NULL, NULL);
 }
 
 /* ---- post-processing on a device (amg_gpu.c) ---- */
@@ -972,40 +988,58 @@ static int eval_slots_gpu(amg_t *g, int n, int crop) {
         sel[ns++] = k;
     }
     if ((rc = amg_gpu_boundaries(g->gpu, sel, ns))) return rc;
-    for (int q = 0; q < ns; q++) {
-        amg_slot *s = &g->slots[idx[sel[q]]];
-        run_acc ra = {0, 0, INT32_MAX, -1, INT32_MAX, -1};
-        w->ncounts = 0;
-        for (int x = 0; x < g->cw; x++) {
-            int64_t nb, col = (int64_t)(g->cx + x) * g->H + g->cy;
-            const int32_t *b = amg_gpu_column(g->gpu, q, x, &nb);
-            for (int64_t e = 0; e < nb; e += 2)
-                if (emit_run(w, &ra, col, x, b[e], e + 1 < nb ? b[e + 1] : g->ch))
-                    return ERR_NOMEM;
-        }
-        int64_t tail = (int64_t)g->W * g->H - ra.prev_end;
-        if (tail > 0 || w->ncounts == 0) {
-            if (grow(&w->bytes, (void **)&w->counts, &w->cap_counts, w->ncounts + 1,
-                     sizeof(uint32_t)))
-                return ERR_NOMEM;
-            w->counts[w->ncounts++] = (uint32_t)tail;
-        }
-        CHECK_MSG(ra.area == s->rec.area, "device area %lld, runs %lld", (long long)s->rec.area,
-                  (long long)ra.area);
-        if (grow(&w->bytes, (void **)&w->str, &w->cap_str, w->nstr + rle_string_bound(w->ncounts),
-                 1))
-            return ERR_NOMEM;
-        amg_rec *rc2 = &s->rec;
-        s->stage = 3;
-        rc2->iou = s->iou;
-        rc2->pt[0] = s->pt[0] + (float)g->cx;
-        rc2->pt[1] = s->pt[1] + (float)g->cy;
-        rc2->crop = crop;
-        rc2->str_off = w->nstr;
-        rc2->str_len = (uint32_t)rle_encode_string(w->counts, w->ncounts, w->str + w->nstr);
-        w->nstr += rc2->str_len + 1;
-    }
+    /* the survivors' RLE from their run boundaries, on every thread */
+    if (!g->pool || ns < 2)
+        for (int q = 0; q < ns; q++) gpu_rle(g, w, idx, sel, q, crop);
+    else
+        pool_run(g->pool, ns, crop, idx, sel);
     return 0;
+}
+
+/* gpu_rle: survivor q of eval_slots_gpu (slot idx[sel[q]]): its COCO RLE
+ * from the run boundaries amg_gpu_boundaries brought back, into w's
+ * strings, and the record's last fields (stage 3); out of memory is the
+ * slot's rc (merge_slots reports the first). Threads take different q. */
+static void gpu_rle(amg_t *g, amg_work *w, const int32_t *idx, const int32_t *sel, int q,
+                    int crop) {
+    amg_slot *s = &g->slots[idx[sel[q]]];
+    s->worker = (int)(w - g->work);
+    run_acc ra = {0, 0, INT32_MAX, -1, INT32_MAX, -1};
+    w->ncounts = 0;
+    for (int x = 0; x < g->cw; x++) {
+        int64_t nb, col = (int64_t)(g->cx + x) * g->H + g->cy;
+        const int32_t *b = amg_gpu_column(g->gpu, q, x, &nb);
+        for (int64_t e = 0; e < nb; e += 2)
+            if (emit_run(w, &ra, col, x, b[e], e + 1 < nb ? b[e + 1] : g->ch)) {
+                s->rc = ERR_NOMEM;
+                return;
+            }
+    }
+    int64_t tail = (int64_t)g->W * g->H - ra.prev_end;
+    if (tail > 0 || w->ncounts == 0) {
+        if (grow(&w->bytes, (void **)&w->counts, &w->cap_counts, w->ncounts + 1,
+                 sizeof(uint32_t))) {
+            s->rc = ERR_NOMEM;
+            return;
+        }
+        w->counts[w->ncounts++] = (uint32_t)tail;
+    }
+    CHECK_MSG(ra.area == s->rec.area, "device area %lld, runs %lld", (long long)s->rec.area,
+              (long long)ra.area);
+    if (grow(&w->bytes, (void **)&w->str, &w->cap_str, w->nstr + rle_string_bound(w->ncounts),
+             1)) {
+        s->rc = ERR_NOMEM;
+        return;
+    }
+    amg_rec *r = &s->rec;
+    s->stage = 3;
+    r->iou = s->iou;
+    r->pt[0] = s->pt[0] + (float)g->cx;
+    r->pt[1] = s->pt[1] + (float)g->cy;
+    r->crop = crop;
+    r->str_off = w->nstr;
+    r->str_len = (uint32_t)rle_encode_string(w->counts, w->ncounts, w->str + w->nstr);
+    w->nstr += r->str_len + 1;
 }
 
 /* post_slots: slots [0, n) of crop through the filters, on the device when

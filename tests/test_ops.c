@@ -711,12 +711,26 @@ static void test_backend_ops(backend_t *be) {
         case_attention_probs(be, 0, 3, 100, 12, 4, 8, 4, 1, 1, 0);
         case_attention_probs(be, 1, 2, 200, 20, 2, 12, 0, 0, 1, 1);
         case_attention_probs(be, 0, 2, 90, 5, 4, 6, 1, 0, 1, 0);
+        // passes that start mid-row (nh not dividing the block), keys not
+        // cached with float4 q, keys too many to cache, many items per pass
+        case_attention_probs(be, 0, 3, 100, 8, 3, 8, 0, 2, 1, 0);
+        case_attention_probs(be, 1, 3, 100, 8, 3, 8, 0, 2, 1, 1);
+        case_attention_probs(be, 0, 4, 50, 16, 3, 4, 0, 1, 1, 0);
+        case_attention_probs(be, 0, 3, 60, 32, 6, 5, 1, 3, 1, 0);
+        case_attention_probs(be, 1, 3, 60, 32, 6, 5, 1, 3, 1, 1);
+        case_attention_probs(be, 0, 3, 91, 9, 5, 7, 2, 5, 1, 1);
+        case_attention_probs(be, 0, 2, 64, 32, 8, 16, 0, 3, 1, 0);
+        case_attention_probs(be, 1, 7, 13, 3, 7, 12, 0, 0, 1, 0);
+        case_attention_probs(be, 0, 5, 37, 1, 7, 3, 0, 4, 1, 1);    // one key
+        case_attention_probs(be, 0, 2, 300, 32, 1, 1, 0, 1, 1, 0);
     }
     if (be->lowrank_rstd) {
         case_lowrank_rstd(be, 1, 1, 1, 4, 0, 0);
         case_lowrank_rstd(be, 3, 100, 64, 256, 7, 0);
         case_lowrank_rstd(be, 2, 90, 129, 256, 0, 1);
         case_lowrank_rstd(be, 5, 41, 31, 64, 3, 1);   // rank under a warp's width
+        case_lowrank_rstd(be, 7, 33, 0, 64, 0, 1);
+        case_lowrank_rstd(be, 3, 77, 200, 64, 5, 0);
     }
     if (be->row_affine) {
         for (int terms = 0; terms < 8; terms++) case_row_affine(be, 2, 50, 37, 3, terms, 40, 0, 0);

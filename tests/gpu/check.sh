@@ -52,10 +52,11 @@
 # e2e + post ~60 s, memcheck of test_cuda and one generate ~7 s, bench_cuda
 # 30 s, bench_ours ~95 s (4 processes, 16 rows), the official generator
 # ~160 s for 16 rows (its thresholds-0 rows take 10-30 s each): about 7
-# min in all for those; fidelity and the chunk sweep (not yet run on a GPU)
-# add an estimated 2, and run (200 images twice, the official loop twice)
-# an estimated 5-7: more than one call's budget, hence SAM2AMG_CHECK_STEPS
-# (run alone in a call of its own, with SAM2AMG_CHECK_BUDGET=540).
+# min in all for those. Second session (README "Measured on an H100,
+# second session"): fidelity 40 s, ours for large alone with two chunk
+# sizes 74 s, post_random's 100 cases 89 s, run over 100 images 197 s (each
+# sam2amg run ~30 s, the official loops ~40 s each): more than one call's
+# budget in all, hence SAM2AMG_CHECK_STEPS.
 #
 # usage: tests/gpu/check.sh [--cpu] [--tiny] [--bundle DIR | --build] [--pack] OUTDIR
 #   --cpu     the CPU backend stands in for the device and only the small
