@@ -708,6 +708,26 @@ static int near_crop_edge(const amg_t *g, const int32_t b[4]) {
     return 0;
 }
 
+/* record_finish: slot s passed every filter and w->counts holds its runs:
+ * its COCO RLE string into w->str and the record's last fields (stage 3);
+ * out of memory is the slot's rc */
+static void record_finish(const amg_t *g, amg_work *w, amg_slot *s, int crop) {
+    if (grow(&w->bytes, (void **)&w->str, &w->cap_str, w->nstr + rle_string_bound(w->ncounts),
+             1)) {
+        s->rc = ERR_NOMEM;
+        return;
+    }
+    amg_rec *r = &s->rec;
+    s->stage = 3;
+    r->iou = s->iou;
+    r->pt[0] = s->pt[0] + (float)g->cx;
+    r->pt[1] = s->pt[1] + (float)g->cy;
+    r->crop = crop;
+    r->str_off = w->nstr;
+    r->str_len = (uint32_t)rle_encode_string(w->counts, w->ncounts, w->str + w->nstr);
+    w->nstr += r->str_len + 1;
+}
+
 /* one mask of a batch (s->A, s->single, s->iou, s->pt) through the
  * filters, with worker w's scratch; the outcome goes to s (stage, rec with
  * its string in w->str). Touches nothing shared but reads g. */
@@ -736,20 +756,8 @@ static void mask_eval(const amg_t *g, amg_work *w, amg_slot *s, int crop) {
     }
     rc->box[0] += g->cx, rc->box[1] += g->cy, rc->box[2] += g->cx, rc->box[3] += g->cy;
     if (g->ncrops > 1 && near_crop_edge(g, rc->box)) return;
-    if (grow(&w->bytes, (void **)&w->str, &w->cap_str, w->nstr + rle_string_bound(w->ncounts),
-             1)) {
-        s->rc = ERR_NOMEM;
-        return;
-    }
-    s->stage = 3;
-    rc->iou = s->iou;
     rc->stab = stab;
-    rc->pt[0] = s->pt[0] + (float)g->cx;
-    rc->pt[1] = s->pt[1] + (float)g->cy;
-    rc->crop = crop;
-    rc->str_off = w->nstr;
-    rc->str_len = (uint32_t)rle_encode_string(w->counts, w->ncounts, w->str + w->nstr);
-    w->nstr += rc->str_len + 1;
+    record_finish(g, w, s, crop);
 }
 
 /* ---- post-processing threads ---- */
@@ -1026,20 +1034,7 @@ static void gpu_rle(amg_t *g, amg_work *w, const int32_t *idx, const int32_t *se
     }
     CHECK_MSG(ra.area == s->rec.area, "device area %lld, runs %lld", (long long)s->rec.area,
               (long long)ra.area);
-    if (grow(&w->bytes, (void **)&w->str, &w->cap_str, w->nstr + rle_string_bound(w->ncounts),
-             1)) {
-        s->rc = ERR_NOMEM;
-        return;
-    }
-    amg_rec *r = &s->rec;
-    s->stage = 3;
-    r->iou = s->iou;
-    r->pt[0] = s->pt[0] + (float)g->cx;
-    r->pt[1] = s->pt[1] + (float)g->cy;
-    r->crop = crop;
-    r->str_off = w->nstr;
-    r->str_len = (uint32_t)rle_encode_string(w->counts, w->ncounts, w->str + w->nstr);
-    w->nstr += r->str_len + 1;
+    record_finish(g, w, s, crop);
 }
 
 /* post_slots: slots [0, n) of crop through the filters, on the device when
