@@ -56,7 +56,10 @@ static __global__ void probs_small_kernel(float *p, int64_t ldp, const float *q,
         const int64_t t = base + threadIdx.x;
         if (t < n) {
             const int rel = h0 + (int)threadIdx.x;
-            const int64_t row = row0 + rel / nh, b = row / Lq;
+            const int64_t row = row0 + rel / nh;
+            // its item: b0 or the next one when the keys are cached (two
+            // items at most), else a division
+            const int64_t b = CACHED ? b0 + (row - b0 * Lq >= Lq) : row / Lq;
             const int h = rel % nh;
             const float *qi = q + b * sq + (row - b * Lq) * ldq + h * dh;
             const float *kg = k + b * Lk * ldk + h * dh;
