@@ -794,8 +794,9 @@ static void work_free(amg_t *g) {
     g->nwork = 0;
 }
 
-/* A fixed pool: the caller posts a batch (slots [0, n)), every thread and
- * the caller take slot indices from one counter, the caller waits for all. */
+/* A fixed pool: the caller posts a batch of items [0, n) (slots for
+ * mask_eval, or device survivors for gpu_rle), every thread and the caller
+ * take item indices from one counter, the caller waits for all. */
 typedef struct amg_pool {
     amg_t          *g;
     pthread_t      *th;           /* (nwork - 1) */
@@ -952,7 +953,8 @@ int amg_use_backend(amg_t *g, backend_t *be, const backend_amg_ops *ops, err_t *
 /* eval_slots_gpu: eval_slots on the device: the same filters, in the same
  * order, on the figures amg_gpu computes from the exact pixel values
  * (which is what mask_eval's cell shortcut reproduces), then the RLE from
- * the survivors' run boundaries. Returns 0 or ERR_NOMEM. */
+ * the survivors' run boundaries (gpu_rle, on every thread). Returns 0 or
+ * the device's ERR_NOMEM; out of host memory in the RLE is a slot's rc. */
 static int eval_slots_gpu(amg_t *g, int n, int crop) {
     const amg_params *p = &g->p;
     amg_work *w = &g->work[0];
@@ -1038,8 +1040,9 @@ static void gpu_rle(amg_t *g, amg_work *w, const int32_t *idx, const int32_t *se
 }
 
 /* post_slots: slots [0, n) of crop through the filters, on the device when
- * one was chosen, else on the CPU threads; a device failure (out of its
- * memory) is reported through slot 0 like a CPU one */
+ * one was chosen, else on the CPU threads; a failure is a slot's rc
+ * (merge_slots reports the first): the device's (out of its memory) slot
+ * 0's, out of host memory the slot's whose mask it was */
 static void post_slots(amg_t *g, int n, int crop) {
     if (!g->gpu) {
         eval_slots(g, n, crop);
