@@ -1300,6 +1300,8 @@ int amg_generate(amg_t *g, const amg_model *model, const uint8_t *rgb, int w, in
          * the device algorithm in plain C on a backend whose memory is the
          * host's (the CPU backend), logits in place */
         const char *env = getenv("SAM2AMG_GPU_POST");
+        if (env && strcmp(env, "0") && strcmp(env, "staged") && strcmp(env, "ref"))
+            return err_set(err, ERR_INVALID, "SAM2AMG_GPU_POST=%.40s: not 0, staged or ref", env);
         const backend_amg_ops *ops = model->backend->amg;
         if (env && !strcmp(env, "ref") && model->backend->host_weights) ops = &amg_post_ops_ref;
         g->gpu_staged = env && !strcmp(env, "staged");

@@ -44,6 +44,13 @@ check "e2e-minarea: with --min-mask-region-area 0 the records differ" bash -c "
     $bin generate --model $(weights_of $d) --config $d/meta.json --min-mask-region-area 0 \
         $d/image.png -o $tmp/no-minarea.json &&
     ! $cmp --compare $d/amg.json $tmp/no-minarea.json 0.98 0.99"
+# a value of SAM2AMG_GPU_POST it does not know is an error naming it, not
+# the CPU path in silence
+d=tests/fixtures/e2e-crops
+check "SAM2AMG_GPU_POST=bogus: exit 1, one line naming it" bash -c "
+    SAM2AMG_GPU_POST=bogus $bin generate --model $(weights_of $d) --config $d/meta.json \
+        $d/image.png -o $tmp/bogus.json 2>$tmp/bogus.err; rc=\$?;
+    [ \$rc = 1 ] && [ \$(wc -l <$tmp/bogus.err) = 1 ] && grep -q 'SAM2AMG_GPU_POST=bogus: not 0, staged or ref' $tmp/bogus.err"
 # the device post-processing's algorithm (plain C, SAM2AMG_GPU_POST=ref)
 # with the real model's logits left in backend memory (decode_dev): the
 # very bytes of the CPU path; -v says the logits stayed where they were
