@@ -3,13 +3,17 @@
  * include/backend.h).
  *
  * The decoder calls these on (prompts x 4096 image tokens) rows, so they
- * are memory-bound and written for coalesced access (the first versions,
- * one thread per row looping over strided memory, took 60% of the
- * decoder's device time on an H100: Nsight Compute, 2026-11-27):
+ * should be memory-bound: written for coalesced access and few dependent
+ * loads (the first versions, one thread per row looping over strided
+ * memory, took 53% of the decoder's device time on an H100, Nsight Compute,
+ * 2026-11-27; the variance and the affine map then reached ~3 and ~2.2
+ * TB/s, but the probabilities did not move: 1.88 ms a call, likely each
+ * key's load waiting in its own branch):
  * - probabilities: one thread per (row, head) keeps its handful of scores
  *   in registers (key counts up to PROBS_LK_MAX; a generic kernel past
- *   that) and the block writes its output through shared memory, once and
- *   contiguously;
+ *   that), the keys of the block's items staged in shared memory, every
+ *   key's value loaded before any is used, and the block writes its output
+ *   through shared memory, once and contiguously;
  * - Gram-term variance: one warp per row, lanes across the rank, double
  *   partial sums reduced by shuffles;
  * - row affine map: one block per row, threads across the columns (wide
@@ -33,10 +37,10 @@
 // p is (B,Lq) rows of (nh,Lk) stride ldp; q (B,Lq,nh,dh) stride ldq, item b at q + b*sq
 // (0: shared); k (B,Lk,nh,dh) stride ldk
 template <int LKMAX, bool CACHED>
-static __global__ void probs_small_kernel(float *p, int64_t ldp, const float *q, int64_t ldq,
-                                          int64_t sq, const float *k, int64_t ldk, int64_t B,
-                                          int64_t Lq, int Lk, int nh, int dh, float scale,
-                                          int raw, int vec) {
+static __global__ void __launch_bounds__(KERN_THREADS)
+    probs_small_kernel(float *p, int64_t ldp, const float *q, int64_t ldq, int64_t sq,
+                       const float *k, int64_t ldk, int64_t B, int64_t Lq, int Lk, int nh,
+                       int dh, float scale, int raw, int vec) {
     extern __shared__ float sm[];
     float *out = sm, *ks = sm + blockDim.x * Lk;   // staging (blockDim.x * Lk), keys
     const int64_t n = B * Lq * nh;
@@ -79,11 +83,18 @@ static __global__ void probs_small_kernel(float *p, int64_t ldp, const float *q,
 #pragma unroll
                 for (int u = 0; u < 4; u++) {
                     if (d + u >= dh) break;
+                    // every key's value first, with no branch between the
+                    // loads (keys past Lk read key Lk-1 into scores that
+                    // are never used), so they are in flight together
+                    float kv[LKMAX];
 #pragma unroll
-                    for (int j = 0; j < LKMAX; j++)
-                        if (j < Lk)
-                            s[j] += qv[u] * (CACHED ? kc[j * nh * kstride + d + u]
-                                                    : __ldg(kg + j * ldk + d + u));
+                    for (int j = 0; j < LKMAX; j++) {
+                        const int jj = j < Lk ? j : Lk - 1;
+                        kv[j] = CACHED ? kc[jj * nh * kstride + d + u]
+                                       : __ldg(kg + jj * ldk + d + u);
+                    }
+#pragma unroll
+                    for (int j = 0; j < LKMAX; j++) s[j] += qv[u] * kv[j];
                 }
             }
             float mx = -INFINITY, sum = 0.0f;
