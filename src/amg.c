@@ -626,6 +626,21 @@ static int emit_run(amg_work *w, run_acc *ra, int64_t col, int x, int lo, int hi
     return 0;
 }
 
+/* close_runs: the closing background run of an image of npx pixels, only
+ * when it is not empty (pycocotools never ends with a zero-length run: a
+ * mask whose last pixel is foreground ends with that run), or when there is
+ * no run at all (an empty mask is one background run) */
+static int close_runs(amg_work *w, const run_acc *ra, int64_t npx) {
+    int64_t tail = npx - ra->prev_end;
+    if (tail > 0 || w->ncounts == 0) {
+        if (grow(&w->bytes, (void **)&w->counts, &w->cap_counts, w->ncounts + 1,
+                 sizeof(uint32_t)))
+            return ERR_NOMEM;
+        w->counts[w->ncounts++] = (uint32_t)tail;
+    }
+    return 0;
+}
+
 /* RLE counts (w->counts) of the mask (> t) placed in the image, its box
  * (x0, y0, x1, y1 in crop pixels, inclusive; all 0 when empty) and area.
  * Returns 0 or ERR_NOMEM. */
@@ -673,17 +688,7 @@ static int mask_runs(const amg_t *g, amg_work *w, const float *A, int single, fl
                 return ERR_NOMEM;
         }
     }
-    /* the closing background run, only when it is not empty (pycocotools
-     * never ends with a zero-length run: a mask whose last pixel is
-     * foreground ends with that run), or when there is no run at all (an
-     * empty mask is one background run) */
-    int64_t tail = (int64_t)g->W * g->H - ra.prev_end;
-    if (tail > 0 || w->ncounts == 0) {
-        if (grow(&w->bytes, (void **)&w->counts, &w->cap_counts, w->ncounts + 1,
-                 sizeof(uint32_t)))
-            return ERR_NOMEM;
-        w->counts[w->ncounts++] = (uint32_t)tail;
-    }
+    if (close_runs(w, &ra, (int64_t)g->W * g->H)) return ERR_NOMEM;
     *area = ra.area;
     if (ra.xmax < 0) {
         box[0] = box[1] = box[2] = box[3] = 0;
@@ -1025,14 +1030,9 @@ static void gpu_rle(amg_t *g, amg_work *w, const int32_t *idx, const int32_t *se
                 return;
             }
     }
-    int64_t tail = (int64_t)g->W * g->H - ra.prev_end;
-    if (tail > 0 || w->ncounts == 0) {
-        if (grow(&w->bytes, (void **)&w->counts, &w->cap_counts, w->ncounts + 1,
-                 sizeof(uint32_t))) {
-            s->rc = ERR_NOMEM;
-            return;
-        }
-        w->counts[w->ncounts++] = (uint32_t)tail;
+    if (close_runs(w, &ra, (int64_t)g->W * g->H)) {
+        s->rc = ERR_NOMEM;
+        return;
     }
     CHECK_MSG(ra.area == s->rec.area, "device area %lld, runs %lld", (long long)s->rec.area,
               (long long)ra.area);
