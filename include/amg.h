@@ -57,6 +57,10 @@ int  amg_params_from_json(amg_params *p, const char *json, err_t *err);
 /* amg_params_from_config: the same from the "amg" object of a config file
  * (absent: nothing changes). ERR_IO / ERR_INVALID naming the file. */
 int  amg_params_from_config(amg_params *p, const char *path, err_t *err);
+/* amg_params_layer_points: the grid points of crop layer `layer` (every
+ * crop of it has them): the layer's user grid's size (*side 0), else
+ * side^2 with *side = points_per_side / downscale_factor^layer. */
+int  amg_params_layer_points(const amg_params *p, int layer, int *side);
 /* amg_params_grids_from_file: user point grids from a JSON file
  * [[[x, y], ...], ...] (one grid per crop layer, points in [0,1]^2); sets
  * the grid fields of p (points_per_side = 0) to arrays returned in *pts and

@@ -327,18 +327,6 @@ static double grid_coord(int n, int i) {
     return i * step + start;
 }
 
-/* number of grid points of a crop layer */
-static int layer_points(const amg_t *g, int layer, int *side) {
-    if (g->n_grids > 0) {
-        *side = 0;
-        return g->grid_sizes[layer];
-    }
-    double s = 1;
-    for (int i = 0; i < layer; i++) s *= g->p.crop_n_points_downscale_factor;
-    *side = (int)(g->p.points_per_side / s);
-    return *side * *side;
-}
-
 /* point q of a layer's grid in crop pixels (float32 as torch.as_tensor) */
 static void layer_point(const amg_t *g, int layer, int side, int q, int cw, int ch, float *xy) {
     double gx, gy;
@@ -1249,7 +1237,7 @@ static int run_crop(amg_t *g, const amg_model *m, const uint8_t *rgb, int crop, 
     rc = m->encode(m->ctx, rgb + ((size_t)g->cy * g->W + g->cx) * 3, g->cw, g->ch,
                    (size_t)g->W * 3, err);
     if (rc) return rc;
-    int side, npts = layer_points(g, g->crop_layer[crop], &side), first = g->nrec;
+    int side, npts = amg_params_layer_points(&g->p, g->crop_layer[crop], &side), first = g->nrec;
     for (int b0 = 0; b0 < npts; b0 += p->points_per_batch) {
         int n = npts - b0 < p->points_per_batch ? npts - b0 : p->points_per_batch;
         for (int i = 0; i < n; i++) {

@@ -88,6 +88,17 @@ int amg_params_validate(const amg_params *p, err_t *err) {
     return 0;
 }
 
+int amg_params_layer_points(const amg_params *p, int layer, int *side) {
+    if (p->n_point_grids > 0) {
+        *side = 0;
+        return p->point_grid_sizes[layer];
+    }
+    double s = 1;
+    for (int i = 0; i < layer; i++) s *= p->crop_n_points_downscale_factor;
+    *side = (int)(p->points_per_side / s);
+    return *side * *side;
+}
+
 static int set_key(amg_params *p, const char *key, double v, int is_bool, int is_null,
                    err_t *err) {
     static const struct {

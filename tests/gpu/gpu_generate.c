@@ -113,18 +113,12 @@ static void usage(FILE *f) {
     amg_params_help(f);
 }
 
-/* prompts: the points one image is decoded at, every crop's grid counted as
- * amg.c makes them: crop layer 0 is the image, layer l >= 1 has 4^l crops,
- * each with points_per_side / factor^l points a side (or point grid l). */
+/* prompts: the points one image is decoded at, every crop's grid counted:
+ * crop layer 0 is the image, layer l >= 1 has 4^l crops */
 static int64_t prompts(const amg_params *p) {
     int64_t n = 0;
-    double s = 1;
-    for (int l = 0; l <= p->crop_n_layers; l++) {
-        int64_t crops = (int64_t)1 << (2 * l), side = (int)(p->points_per_side / s);
-        int64_t per = p->n_point_grids > 0 ? p->point_grid_sizes[l] : side * side;
-        n += crops * per;
-        s *= p->crop_n_points_downscale_factor;
-    }
+    for (int l = 0, side; l <= p->crop_n_layers; l++)
+        n += ((int64_t)1 << (2 * l)) * amg_params_layer_points(p, l, &side);
     return n;
 }
 
