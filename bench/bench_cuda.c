@@ -688,6 +688,66 @@ static void bench_hiera(backend_t *be, const char *model, int64_t C0, int64_t nh
     }
 }
 
+/* time_lowrank_expand: layer 1's projections of the low-rank decoder for a
+ * chunk of n prompts (HW 4096, q = 129, N2 = 512: dc1's 256 columns then
+ * the final keys and values), in bf16, composed (bmm into a (n*HW, 512)
+ * tensor, two row_affine; the upscaling's window_unpartition, LayerNorm
+ * and GELU after) and fused (two lowrank_expand calls, the first with the
+ * LayerNorm). Bytes: what each must move at least (fused: p twice, y once;
+ * composed: the product's write and read on top, and the upscaling's three
+ * passes). */
+static void time_lowrank_expand(backend_t *be, int64_t n) {
+    if (!be->lowrank_expand || !be->bmm || !be->row_affine) return;
+    const int64_t HW = 4096, hf = 64, q = 129, C = 256, N2 = 2 * C, M = n * HW;
+    const int prec = be->precision;
+    be->precision = BACKEND_BF16;
+    char label[192];
+    float *p = dev_random(be, M * q, 0.1f), *m = dev_random(be, n * q * N2, 0.1f);
+    float *a = dev_random(be, M, 1.0f), *sa = dev_random(be, M, 1.0f);
+    float *su = dev_random(be, HW * N2, 1.0f), *lw = dev_random(be, C / 4, 1.0f);
+    float *out = be->alloc(be, (size_t)(M * N2) * sizeof(float));
+    float *k = be->alloc(be, (size_t)(M * C) * sizeof(float));
+    float *kpe = be->alloc(be, (size_t)(M * C) * sizeof(float));
+    if (p && m && a && sa && su && lw && out && k && kpe) {
+        snprintf(label, sizeof label, "bf16 lowrank layer1 composed n=%lld q=%lld N=%lld",
+                 (long long)n, (long long)q, (long long)N2);
+        BENCH(be, label, 2.0 * M * q * N2, 4.0 * (M * q + 3 * M * N2 + 6 * M * C), {
+            be->bmm(be, out, p, m, n, HW, q, N2, 0);
+            be->row_affine(be, k, C, out, N2, a, su, N2, sa, su, N2, n, HW, C);
+            be->row_affine(be, kpe, C, out + C, N2, a, su + C, N2, sa, su + C, N2, n, HW, C);
+            be->window_unpartition(be, out, k, n, 2 * hf, 2 * hf, C / 4, 2);
+            be->layer_norm(be, out, out, lw, lw, 4 * M, C / 4, 1e-6f);
+            be->gelu(be, out, out, M * C);
+        });
+        snprintf(label, sizeof label, "bf16 lowrank layer1 fused n=%lld q=%lld N=%lld",
+                 (long long)n, (long long)q, (long long)N2);
+        int rc = 0;
+        BENCH(be, label, 2.0 * M * q * N2, 4.0 * (2 * M * q + M * N2), {
+            rc |= be->lowrank_expand(be, k, C, p, q, m, N2, a, su, N2, sa, su, N2, lw, lw, 1e-6f,
+                                     hf, n, HW, q, C);
+            rc |= be->lowrank_expand(be, kpe, C, p, q, m + C, N2, a, su + C, N2, sa, su + C, N2,
+                                     NULL, NULL, 0.0f, 0, n, HW, q, C);
+        });
+        if (rc) printf("bf16 lowrank layer1 fused: declined (rc %d): the figure above is void\n", rc);
+        snprintf(label, sizeof label, "bf16 lowrank layer0 composed n=%lld r=64 N=384", (long long)n);
+        BENCH(be, label, 2.0 * M * 64 * 384, 4.0 * (M * 64 + 3 * M * 384), {
+            be->bmm(be, out, p, m, n, HW, 64, 384, 0);
+            be->row_affine(be, out, 384, out, 384, a, su, 384, NULL, su, 384, n, HW, 384);
+        });
+        snprintf(label, sizeof label, "bf16 lowrank layer0 fused n=%lld r=64 N=384", (long long)n);
+        BENCH(be, label, 2.0 * M * 64 * 384, 4.0 * (M * 64 + M * 384), {
+            rc |= be->lowrank_expand(be, out, 384, p, 64, m, 384, a, su, 384, NULL, su, 384, NULL,
+                                     NULL, 0.0f, 0, n, HW, 64, 384);
+        });
+        if (rc) printf("bf16 lowrank layer0 fused: declined (rc %d): the figure above is void\n", rc);
+    } else {
+        skip_oom("lowrank_expand");
+    }
+    float *all[] = {p, m, a, sa, su, lw, out, k, kpe};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) be->free(be, all[i]);
+    be->precision = prec;
+}
+
 /* time_lowrank: the decoder's low-rank LayerNorm helpers at its shapes, on
  * one chunk of min(P, 128) prompts (the device chunk at 1024 px): image
  * tokens HW 4096, T 8 prompt tokens, 8 heads of 16, rank r = 64 (layer 0)
@@ -731,6 +791,7 @@ static void time_lowrank(backend_t *be, int64_t P) {
     }
     float *all[] = {qs, qp, k, pr, e, pg, xx, rs, y, su};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) be->free(be, all[i]);
+    time_lowrank_expand(be, n);
 }
 
 /* The mask decoder with P prompts (embedding 256, 8 heads, internal 128 in

@@ -25,8 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* 6: backend_amg_geom.rend */
-#define BACKEND_API_VERSION 6
+/* 7: lowrank_expand */
+#define BACKEND_API_VERSION 7
 
 enum { BACKEND_FP32 = 0, BACKEND_BF16 = 1 };
 typedef struct backend backend_t;
@@ -166,6 +166,25 @@ struct backend {
     void (*row_affine)(backend_t *be, float *y, int64_t ldy, const float *x, int64_t ldx,
                        const float *a, const float *s, int64_t lds, const float *sa,
                        const float *u, int64_t ldu, int64_t B, int64_t M, int64_t N);
+    /* lowrank_expand (optional, NULL where missing): bmm then row_affine,
+     * fused, so the (B*M, N) product is never stored. For item b < B and
+     * row i < M (j = b*M + i):
+     *   z[j,:] = a[j] * (p[j,:K] . m_b + sa[j] * s[i,:]) + u[i,:]
+     * p (B*M rows, stride ldp); m_b (K,N) at m + b*K*ldm, row stride ldm;
+     * a (B*M); sa (B*M) or NULL (1); s, u (M rows, strides lds, ldu) or
+     * NULL (no term). Without ln_w: y[j,:N] = z, row stride ldy. With ln_w
+     * (the decoder's first upscaling, N = 4G): each of z's 4 groups of G
+     * columns is LayerNorm'ed (ln_w, ln_b (G), eps) then GELU'd (erf), and
+     * group dy*2 + dx is written to pixel (2*(i/Wg) + dy, 2*(i%Wg) + dx) of
+     * y (B, 2M/Wg, 2Wg, G) contiguous (window_unpartition, window 2);
+     * ldy unused. Returns 0, or -1 when this backend does not fuse the case
+     * (precision, shape): nothing is written, the caller composes bmm,
+     * row_affine (and window_unpartition, layer_norm, gelu). */
+    int (*lowrank_expand)(backend_t *be, float *y, int64_t ldy, const float *p, int64_t ldp,
+                          const float *m, int64_t ldm, const float *a, const float *s,
+                          int64_t lds, const float *sa, const float *u, int64_t ldu,
+                          const float *ln_w, const float *ln_b, float eps, int64_t Wg,
+                          int64_t B, int64_t M, int64_t K, int64_t N);
     /* ---- decoder tail (optional, NULL where missing) ---- */
     /* upscale2_masks: the decoder's second upscaling step fused with the mask
      * product, so the (n,2H,2W,Cout) map is never stored. For prompt p < n,

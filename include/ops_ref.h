@@ -88,6 +88,14 @@ void ops_ref_lowrank_rstd(float *rstd, const float *xx, const float *s, const fl
 void ops_ref_row_affine(float *y, int64_t ldy, const float *x, int64_t ldx, const float *a,
                         const float *s, int64_t lds, const float *sa, const float *u,
                         int64_t ldu, int64_t B, int64_t M, int64_t N);
+/* backend.h lowrank_expand: y = row_affine(bmm(p, m)) per item, and with
+ * ln_w each row's 4 groups of G = N/4 LayerNorm'ed, GELU'd and written
+ * pixel-shuffled to y (B, 2M/Wg, 2Wg, G) */
+void ops_ref_lowrank_expand(float *y, int64_t ldy, const float *p, int64_t ldp, const float *m,
+                            int64_t ldm, const float *a, const float *s, int64_t lds,
+                            const float *sa, const float *u, int64_t ldu, const float *ln_w,
+                            const float *ln_b, float eps, int64_t Wg, int64_t B, int64_t M,
+                            int64_t K, int64_t N);
 /* masks (n,nm,2H,2W) = hyper (n,nm,Cout) . gelu(conv_transpose2x2(x (n,H,W,Cin), w, b)
  * + skip (2H,2W,Cout) or NULL), per pixel (backend.h upscale2_masks) */
 void ops_ref_upscale2_masks(float *masks, const float *x, const float *w, const float *b,

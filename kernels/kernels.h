@@ -152,6 +152,16 @@ void cuda_row_affine(cudaStream_t s, float *y, int64_t ldy, const float *x, int6
                      const float *a, const float *sv, int64_t lds, const float *sa,
                      const float *u, int64_t ldu, int64_t B, int64_t M, int64_t N);
 
+/* lowrank_expand.cu: backend.h lowrank_expand in bf16 (tensor cores); ws
+ * (ws_bytes) holds the bf16 copy of m. Returns -1 where it does not fuse
+ * (K > 160, N not a multiple of 64, LayerNorm mode with N != 256, ws too
+ * small for one item), 0 when done. */
+int cuda_lowrank_expand(cudaStream_t s, uint16_t *ws, size_t ws_bytes, float *y, int64_t ldy,
+                        const float *p, int64_t ldp, const float *m, int64_t ldm, const float *a,
+                        const float *sv, int64_t lds, const float *sa, const float *u,
+                        int64_t ldu, const float *lnw, const float *lnb, float eps, int64_t Wg,
+                        int64_t B, int64_t M, int64_t K, int64_t N);
+
 /* amg_post.cu: the generator's post-processing (backend.h backend_amg_ops;
  * g is a host struct whose pointers are device memory) */
 void cuda_amg_columns(cudaStream_t s, const backend_amg_geom *g, const float *A,

@@ -726,6 +726,22 @@ static void cuda_row_affine_op(backend_t *be, float *y, int64_t ldy, const float
     cuda_leave(c);
 }
 
+/* lowrank_expand: fused in bf16 (kernels/lowrank_expand.cu); in float32
+ * the decoder composes bmm and row_affine (-1) */
+static int cuda_lowrank_expand_op(backend_t *be, float *y, int64_t ldy, const float *p,
+                                  int64_t ldp, const float *m, int64_t ldm, const float *a,
+                                  const float *s, int64_t lds, const float *sa, const float *u,
+                                  int64_t ldu, const float *ln_w, const float *ln_b, float eps,
+                                  int64_t Wg, int64_t B, int64_t M, int64_t K, int64_t N) {
+    if (be->precision != BACKEND_BF16) return -1;
+    cuda_ctx_t *c = cuda_enter(be);
+    cuda_written(c, y);
+    int rc = cuda_lowrank_expand(c->stream, c->ws16, c->ws16_bytes, y, ldy, p, ldp, m, ldm, a, s,
+                                 lds, sa, u, ldu, ln_w, ln_b, eps, Wg, B, M, K, N);
+    cuda_leave(c);
+    return rc;
+}
+
 static void cuda_scale_add_op(backend_t *be, float *y, const float *x, float alpha,
                               float beta, int64_t n) {
     cuda_ctx_t *c = cuda_enter(be);
@@ -1071,6 +1087,7 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
     be->attention_scores = cuda_attention_scores_op;
     be->lowrank_rstd = cuda_lowrank_rstd_op;
     be->row_affine = cuda_row_affine_op;
+    be->lowrank_expand = cuda_lowrank_expand_op;
     be->mem_info = cuda_mem_info;
     be->upscale2_masks = cuda_upscale2_masks_op;
     be->amg = &cuda_amg_ops;

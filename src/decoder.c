@@ -52,7 +52,11 @@
  * prompt: lowrank_layer0 gives layer 1's keys, values and queries,
  * lowrank_layer1 the final keys and values and the first transposed conv
  * (a per-pixel (C -> 4 C4) map, pixel-shuffled by window_unpartition, with
- * feat_s1 folded into its shared term). Exact up to float rounding.
+ * feat_s1 folded into its shared term). Exact up to float rounding. Where
+ * the backend fuses them (lowrank_expand: CUDA in bf16), each of those
+ * products and its row_affine is one kernel that never stores the
+ * (n*HW, N) product, and dc1's goes through ln1 and GELU to the upscaling's
+ * pixel-shuffled map in the same kernel.
  *
  * Memory: weights in one backend allocation (packed where two projections
  * read the same input), activations in one arena carved into fixed buffers
@@ -108,6 +112,8 @@ struct decoder {
     int max_prompts, nc, Tm;    /* prompts per call, per chunk, max tokens per prompt */
     int64_t lrd_cc_T;           /* the T whose cc rows LRD holds (lowrank_layer1); 0: none */
     int have_image;
+    int up_done;                /* this chunk's lowrank_layer1 fused (be->lowrank_expand):
+                                   K holds the upscaling's gelu(ln1(dc1)) map */
 
     /* ---- weights: backend memory (one allocation) ---- */
     float  *wmem;
@@ -1022,8 +1028,12 @@ static void lowrank_layer0(decoder_t *d, int64_t n, int64_t T, float scale) {
     be->bmm(be, d->LRG, d->LRP, d->LRBB, n, HW, r, r, 0);
     be->lowrank_rstd(be, d->RSTD, d->xx, NULL, d->LRP, r, d->LRE, d->LRG, n, HW, r, C, LN_EPS);
     be->linear(be, d->LRM, N1, d->LRB, C, d->wg1, NULL, n * r, C, N1);
-    be->bmm(be, L1, d->LRP, d->LRM, n, HW, r, N1, 0);
-    be->row_affine(be, L1, N1, L1, N1, d->RSTD, d->S1, N1, NULL, d->U1, N1, n, HW, N1);
+    if (!be->lowrank_expand ||
+        be->lowrank_expand(be, L1, N1, d->LRP, r, d->LRM, N1, d->RSTD, d->S1, N1, NULL, d->U1,
+                           N1, NULL, NULL, 0.0f, 0, n, HW, r, N1) != 0) {
+        be->bmm(be, L1, d->LRP, d->LRM, n, HW, r, N1, 0);
+        be->row_affine(be, L1, N1, L1, N1, d->RSTD, d->S1, N1, NULL, d->U1, N1, n, HW, N1);
+    }
     /* what lowrank_layer1 needs of layer 0: rows 0..r-1 of D (Bc times the
      * gain, centered again) and of Q (rstd P) */
     const int64_t q = 2 * r + 1;
@@ -1067,6 +1077,18 @@ static void lowrank_layer1(decoder_t *d, int64_t n, int64_t T) {
     be->lowrank_rstd(be, d->RSTD2, d->xx2, d->RSTD, d->LRQ, q, d->LRE, d->LRG, n, HW, q, C,
                      LN_EPS);
     be->linear(be, d->LRM, N2, d->LRD, C, d->wg2, NULL, n * q, C, N2);
+    /* fused (lowrank_expand): dc1's columns go through ln1 and GELU to the
+     * upscaling's (n, 2hf, 2hf, C4) map in K directly, the final keys and
+     * values to KPE; else the product, the affine maps, and run_chunk's tail
+     * does the rest */
+    d->up_done = be->lowrank_expand &&
+                 be->lowrank_expand(be, d->K, C, d->LRQ, q, d->LRM, N2, d->RSTD2, d->S2, N2,
+                                    d->RSTD, d->U2, N2, d->ln1_w, d->ln1_b, LN2D_EPS, d->hf, n,
+                                    HW, q, C) == 0 &&
+                 be->lowrank_expand(be, d->KPE, C, d->LRQ, q, d->LRM + C, N2, d->RSTD2,
+                                    d->S2 + C, N2, d->RSTD, d->U2 + C, N2, NULL, NULL, 0.0f, 0,
+                                    n, HW, q, C) == 0;
+    if (d->up_done) return;
     be->bmm(be, OUT, d->LRQ, d->LRM, n, HW, q, N2, 0);
     be->row_affine(be, d->K, C, OUT, N2, d->RSTD2, d->S2, N2, d->RSTD, d->U2, N2, n, HW, C);
     be->row_affine(be, d->KPE, C, OUT + C, N2, d->RSTD2, d->S2 + C, N2, d->RSTD, d->U2 + C, N2,
@@ -1244,13 +1266,17 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
 
     /* upscaling: gelu(ln(dc1(K) + feat_s1)) -> gelu(dc2(.) + feat_s0) */
     float *up1 = d->KPE, *up2 = d->big;   /* (n,2hf,2hf,C4), (n,4hf,4hf,C8) */
-    if (lr)   /* dc1 per pixel came from lowrank_layer1: shuffle the 2x2 outputs */
-        be->window_unpartition(be, up1, d->K, n, 2 * hf, 2 * hf, C4, 2);
-    else
-        be->conv_transpose2x2(be, up1, d->K, d->dc1_w, d->dc1_b, n, hf, hf, C, C4);
-    if (!lr) add_bcast(d, up1, up1, d->fs1, n, (size_t)4 * HW * C4);
-    be->layer_norm(be, up1, up1, d->ln1_w, d->ln1_b, 4 * R, C4, LN2D_EPS);
-    be->gelu(be, up1, up1, 4 * R * C4);
+    if (lr && d->up_done) {   /* lowrank_layer1 wrote gelu(ln(.)) to K, shuffled */
+        up1 = d->K;
+    } else {
+        if (lr)   /* dc1 per pixel came from lowrank_layer1: shuffle the 2x2 outputs */
+            be->window_unpartition(be, up1, d->K, n, 2 * hf, 2 * hf, C4, 2);
+        else
+            be->conv_transpose2x2(be, up1, d->K, d->dc1_w, d->dc1_b, n, hf, hf, C, C4);
+        if (!lr) add_bcast(d, up1, up1, d->fs1, n, (size_t)4 * HW * C4);
+        be->layer_norm(be, up1, up1, d->ln1_w, d->ln1_b, 4 * R, C4, LN2D_EPS);
+        be->gelu(be, up1, up1, 4 * R * C4);
+    }
 
     /* hypernetwork MLPs on the mask tokens that are wanted, then masks */
     const int first = p->multimask ? 1 : 0, k = DEC_MASKS - first;

@@ -373,6 +373,43 @@ void ops_ref_row_affine(float *y, int64_t ldy, const float *x, int64_t ldx, cons
             }
 }
 
+void ops_ref_lowrank_expand(float *y, int64_t ldy, const float *p, int64_t ldp, const float *m,
+                            int64_t ldm, const float *a, const float *s, int64_t lds,
+                            const float *sa, const float *u, int64_t ldu, const float *ln_w,
+                            const float *ln_b, float eps, int64_t Wg, int64_t B, int64_t M,
+                            int64_t K, int64_t N) {
+    // the composition: z = a (p . m_b + sa s) + u as row_affine rounds it, then
+    // (ln_w) per group of G = N/4: layer_norm, gelu, window_unpartition
+    CHECK(ldp >= K && (ln_w ? N % 4 == 0 && Wg > 0 && M % Wg == 0 : ldy >= N));
+    float *z = malloc((size_t)(N > 0 ? N : 1) * sizeof *z);
+    CHECK(z);
+    const int64_t G = N / 4, Hg = ln_w ? M / Wg : 0;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t i = 0; i < M; i++) {
+            const int64_t j = b * M + i;
+            for (int64_t c = 0; c < N; c++) {
+                double acc = 0.0;
+                for (int64_t k = 0; k < K; k++)
+                    acc += op(p[j * ldp + k]) * op(m[(b * K + k) * ldm + c]);
+                double v = (double)(float)acc +
+                           (s ? (sa ? (double)sa[j] : 1.0) * s[i * lds + c] : 0.0);
+                v = a[j] * v + (u ? u[i * ldu + c] : 0.0f);
+                z[c] = (float)v;
+            }
+            if (!ln_w) {
+                memcpy(y + j * ldy, z, (size_t)N * sizeof *z);
+                continue;
+            }
+            for (int64_t q = 0; q < 4; q++) {
+                const int64_t Y = 2 * (i / Wg) + q / 2, X = 2 * (i % Wg) + q % 2;
+                float *o = y + ((b * 2 * Hg + Y) * 2 * Wg + X) * G;
+                ops_ref_layer_norm(o, z + q * G, ln_w, ln_b, 1, G, eps);
+                ops_ref_gelu(o, o, G);
+            }
+        }
+    free(z);
+}
+
 void ops_ref_upscale2_masks(float *masks, const float *x, const float *w, const float *b,
                             const float *skip, const float *hyper, int64_t n, int64_t H,
                             int64_t W, int64_t Cin, int64_t Cout, int64_t nm) {

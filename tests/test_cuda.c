@@ -453,6 +453,58 @@ static void test_bf16(backend_t *be) {
             free(ha), free(hb), free(want);
         }
     }
+    // lowrank_expand: items past the (small) workspace (20 items of 144x256
+    // bf16: 14 per pass), plain and the LayerNorm mode; one item that does not
+    // fit (K 129, N 4096: 1.2 MB) is declined, y untouched
+    be = small;
+    for (int ln = 0; ln < 2; ln++) {
+        const int64_t B = 20, M = 6, K = 129, N = 256, Wg = 3;
+        float *hp = ref_new_random(B * M * K, 1.0f), *hm = ref_new_random(B * K * N, 0.1f);
+        float *ha = ref_new_random(B * M, 1.0f), *hsa = ref_new_random(B * M, 1.0f);
+        float *hs = ref_new_random(M * N, 1.0f), *hu = ref_new_random(M * N, 1.0f);
+        float *hw = ref_new_random(N / 4, 1.0f), *hb = ref_new_random(N / 4, 1.0f);
+        float *want = ref_new(B * M * N);
+        ops_ref_set_bf16(1);
+        ops_ref_lowrank_expand(want, N, hp, K, hm, N, ha, hs, N, hsa, hu, N, ln ? hw : NULL,
+                               ln ? hb : NULL, 1e-6f, Wg, B, M, K, N);
+        ops_ref_set_bf16(0);
+        float *dp = ref_to_dev(be, hp, B * M * K), *dm = ref_to_dev(be, hm, B * K * N);
+        float *da = ref_to_dev(be, ha, B * M), *dsa = ref_to_dev(be, hsa, B * M);
+        float *ds = ref_to_dev(be, hs, M * N), *du = ref_to_dev(be, hu, M * N);
+        float *dw = ref_to_dev(be, hw, N / 4), *db = ref_to_dev(be, hb, N / 4);
+        float *dy = be->alloc(be, (size_t)(B * M * N) * sizeof(float));
+        CHECK(dy);
+        int rc = be->lowrank_expand(be, dy, N, dp, K, dm, N, da, ds, N, dsa, du, N,
+                                    ln ? dw : NULL, ln ? db : NULL, 1e-6f, Wg, B, M, K, N);
+        TEST_CHECK(rc == 0, ln ? "cuda bf16: lowrank_expand (LayerNorm) over workspace passes"
+                               : "cuda bf16: lowrank_expand over workspace passes",
+                   "declined (rc %d)", rc);
+        if (rc == 0)
+            expect_close(be, ln ? "cuda bf16: lowrank_expand LayerNorm, 20 items, 1 MiB workspace"
+                                : "cuda bf16: lowrank_expand, 20 items, 1 MiB workspace",
+                         dy, want, B * M * N, ln ? 1e-3 : BF16_GEMM);
+        be->free(be, dp), be->free(be, dm), be->free(be, da), be->free(be, dsa);
+        be->free(be, ds), be->free(be, du), be->free(be, dw), be->free(be, db), be->free(be, dy);
+        free(hp), free(hm), free(ha), free(hsa), free(hs), free(hu), free(hw), free(hb), free(want);
+    }
+    {
+        const int64_t M = 2, K = 129, N = 4096;
+        float *hp = ref_new_random(M * K, 1.0f), *hm = ref_new_random(K * N, 1.0f);
+        float *ha = ref_new_random(M, 1.0f), *hy = ref_new(M * N);
+        for (int64_t i = 0; i < M * N; i++) hy[i] = 7.0f;
+        float *dp = ref_to_dev(be, hp, M * K), *dm = ref_to_dev(be, hm, K * N);
+        float *da = ref_to_dev(be, ha, M), *dy = ref_to_dev(be, hy, M * N);
+        int rc = be->lowrank_expand(be, dy, N, dp, K, dm, N, da, NULL, 0, NULL, NULL, 0, NULL, NULL,
+                                    0.0f, 0, 1, M, K, N);
+        float *back = ref_new(M * N);
+        be->download(be, back, dy, (size_t)(M * N) * sizeof(float));
+        be->sync(be);
+        TEST_CHECK(rc == -1 && memcmp(back, hy, (size_t)(M * N) * sizeof(float)) == 0,
+                   "cuda bf16: lowrank_expand with one item past the workspace declines",
+                   "rc %d", rc);
+        be->free(be, dp), be->free(be, dm), be->free(be, da), be->free(be, dy);
+        free(hp), free(hm), free(ha), free(hy), free(back);
+    }
     be = big;
     // conv2d: the patch embed's 7x7x3 = 147-wide patches (not a multiple of 8),
     // a 3x3 one, a 1x1; conv_transpose2x2

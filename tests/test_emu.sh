@@ -127,6 +127,11 @@ fi
 SAM2AMG_DEVICE=cuda:0 "$EB/tests/test_decoder" --lowrank-only >"$T/dec.log" 2>&1
 check "test_decoder --lowrank-only on cuda:0: low-rank == full path over changing point counts: $(tail -n 1 "$T/dec.log")" \
     result_ok "$T/dec.log"
+# the fused low-rank projections (lowrank_expand, bf16) against the composed
+# ones at d_model 256, the LayerNorm'ed upscaling input included (~20 s)
+SAM2AMG_DEVICE=cuda:0 "$EB/tests/test_decoder" --fused-only >"$T/fused.log" 2>&1
+check "test_decoder --fused-only on cuda:0: fused == composed projections, bf16, d_model 256: $(tail -n 1 "$T/fused.log")" \
+    result_ok "$T/fused.log"
 weights_of() { echo "tests/fixtures/$(sed -n 's/^ *"weights": *"\([^"]*\)".*/\1/p' "$1/meta.json")"; }
 for f in e2e-micro2 e2e-minarea; do
     d=tests/fixtures/$f

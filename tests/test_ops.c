@@ -79,6 +79,10 @@ static const op_bound_t BOUNDS[] = {
     {"attention_scores", 1e-5, 1e-4, 2e-2, BF16_GEMM},
     {"row_affine", 1e-6, 1e-6, 1e-6, 1e-6},
     {"upscale2_masks", 1e-5, 1e-4, 2e-2, BF16_GEMM},
+    /* bf16 only (declined in float32): the product as bmm's, then float32;
+     * with the LayerNorm the layer_norm bound */
+    {"lowrank_expand", 0, 0, 0, BF16_GEMM},
+    {"lowrank_expand_ln", 0, 0, 0, 1e-3},
 };
 
 /* bf16_run: 1 while test_backend_ops runs a backend in BACKEND_BF16 with
@@ -520,6 +524,54 @@ static void case_upscale2_masks(backend_t *be, int64_t n, int64_t H, int64_t W, 
     be->free(be, dm);
 }
 
+/* lowrank_expand (optional op): terms = bit 1 s, bit 2 u, bit 4 sa; ln: the
+ * LayerNorm mode (N = 4G, grid Wg wide); pads: extra columns of p, m and y
+ * (y's must stay as they were). A backend may decline (-1): the CUDA one
+ * in float32 always, and in bf16 past its shapes (want_fused 0); it must
+ * fuse where want_fused says so. */
+static void case_lowrank_expand(backend_t *be, int64_t B, int64_t M, int64_t K, int64_t N,
+                                int terms, int ln, int64_t Wg, int64_t pad, int want_fused) {
+    const int64_t ldp = K + pad, ldm = N + pad, ldy = N + pad, ld = N + 2 * pad;
+    const size_t np = B * M * ldp, nm = B * K * ldm, ny = ln ? B * M * N : B * M * ldy;
+    float *p = host_rand(np, 1), *m = host_rand(nm, 1.0f / sqrtf((float)K));
+    float *a = host_rand(B * M, 1), *sa = host_rand(B * M, 1);
+    float *sv = host_rand(M * ld, 1), *u = host_rand(M * ld, 1);
+    float *lw = host_rand(N / 4 > 0 ? N / 4 : 1, 1), *lb = host_rand(N / 4 > 0 ? N / 4 : 1, 0.5f);
+    const float *hs = terms & 1 ? sv : NULL, *hu = terms & 2 ? u : NULL, *hsa = terms & 4 ? sa : NULL;
+    float *ref = host_fill(ny, ln ? 0.0f : 7.0f);   // columns past N must stay 7
+    ops_ref_lowrank_expand(ref, ldy, p, ldp, m, ldm, a, hs, ld, hsa, hu, ld, ln ? lw : NULL,
+                           ln ? lb : NULL, 1e-6f, Wg, B, M, K, N);
+    float *dp = dev_from(be, p, np), *dm = dev_from(be, m, nm), *da = dev_from(be, a, B * M);
+    float *dsa = dev_from(be, sa, B * M), *ds = dev_from(be, sv, M * ld), *du = dev_from(be, u, M * ld);
+    float *dlw = dev_from(be, lw, N / 4 > 0 ? N / 4 : 1), *dlb = dev_from(be, lb, N / 4 > 0 ? N / 4 : 1);
+    float *junk = host_fill(ny, ln ? NAN : 7.0f), *dy = dev_from(be, junk, ny);
+    int rc = be->lowrank_expand(be, dy, ldy, dp, ldp, dm, ldm, da, hs ? ds : NULL, ld,
+                                hsa ? dsa : NULL, hu ? du : NULL, ld, ln ? dlw : NULL,
+                                ln ? dlb : NULL, 1e-6f, Wg, B, M, K, N);
+    float *out = host_from(be, dy, ny);
+    char shape[200];
+    snprintf(shape, sizeof shape, "B=%lld M=%lld K=%lld N=%lld terms=%d ln=%d Wg=%lld pad=%lld",
+             (long long)B, (long long)M, (long long)K, (long long)N, terms, ln, (long long)Wg,
+             (long long)pad);
+    char name[300];
+    snprintf(name, sizeof name, "%s%s lowrank_expand %s", be->name, bf16_run ? "/bf16" : "", shape);
+    if (!want_fused || !bf16_run) {
+        // declined: -1 and y untouched
+        int same = 1;
+        for (size_t i = 0; i < ny; i++) same &= ln ? isnan(out[i]) : out[i] == 7.0f;
+        TEST_CHECK(rc == -1 && same, name, "%s (rc %d): expected -1 and y untouched",
+                   rc == -1 ? "y was written" : "fused", rc);
+    } else if (rc != 0) {
+        TEST_CHECK(0, name, "declined (-1) a shape it fuses");
+    } else {
+        check_close(be, ln ? "lowrank_expand_ln" : "lowrank_expand", shape, out, ref, ny);
+    }
+    free(p), free(m), free(a), free(sa), free(sv), free(u), free(lw), free(lb), free(ref);
+    free(junk), free(out);
+    be->free(be, dp), be->free(be, dm), be->free(be, da), be->free(be, dsa), be->free(be, ds);
+    be->free(be, du), be->free(be, dlw), be->free(be, dlb), be->free(be, dy);
+}
+
 static void case_convt(backend_t *be, int64_t B, int64_t H, int64_t W, int64_t Cin,
                        int64_t Cout, int bias) {
     size_t nx = B * H * W * Cin, nw = Cin * Cout * 4, ny = B * 4 * H * W * Cout;
@@ -820,6 +872,26 @@ static void test_backend_ops(backend_t *be) {
         case_attention_probs(be, 1, 1, 300, 7, 8, 16, 0, 100, 2, 0);   // the decoder's: ldp > nh*Lk
         case_attention_probs(be, 1, 6, 300, 7, 8, 16, 3, 100, 2, 1);   // all prompts, one q
         case_attention_probs(be, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1);
+    }
+    // lowrank_expand: partial tiles, every term, K across the 16-steps (1, 17,
+    // 64, 129, 160), strided p/m/y (odd ldy: scalar stores), the decoder's
+    // layer-0 (N 384, no sa) and layer-1 forms, the LayerNorm mode on
+    // grids with partial tiles; declined: K 161, N not a multiple of 64,
+    // LayerNorm with N != 256 (after the cases above, for the same reason)
+    if (be->lowrank_expand) {
+        case_lowrank_expand(be, 1, 5, 1, 64, 7, 0, 0, 0, 1);
+        for (int terms = 0; terms < 8; terms++) case_lowrank_expand(be, 2, 130, 17, 128, terms, 0, 0, 3, 1);
+        case_lowrank_expand(be, 2, 200, 64, 384, 3, 0, 0, 0, 1);
+        case_lowrank_expand(be, 2, 129, 129, 256, 7, 0, 0, 0, 1);
+        case_lowrank_expand(be, 1, 70, 160, 64, 7, 0, 0, 1, 1);
+        case_lowrank_expand(be, 2, 256, 129, 256, 7, 1, 16, 0, 1);
+        case_lowrank_expand(be, 3, 15, 40, 256, 5, 1, 5, 2, 1);
+        case_lowrank_expand(be, 1, 130, 9, 256, 0, 1, 13, 0, 1);
+        case_lowrank_expand(be, 1, 8, 161, 64, 7, 0, 0, 0, 0);
+        case_lowrank_expand(be, 1, 8, 16, 96, 7, 0, 0, 0, 0);
+        case_lowrank_expand(be, 1, 16, 16, 128, 7, 1, 4, 0, 0);
+    } else {
+        printf("skip - %s lowrank_expand (not implemented)\n", be->name);
     }
 }
 

@@ -60,6 +60,7 @@ struct __align__(16) float4 { float x, y, z, w; };
 struct __align__(8) uint2 { unsigned x, y; };
 struct __align__(16) uint4 { unsigned x, y, z, w; };
 static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+static inline float2 make_float2(float x, float y) { return float2{x, y}; }
 template <class T> static inline T __ldg(const T *p) { return *p; }
 
 /* the running fiber's coordinates (emu.cc sets them at every switch) */
