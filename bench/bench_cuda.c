@@ -690,7 +690,8 @@ static void bench_hiera(backend_t *be, const char *model, int64_t C0, int64_t nh
 
 /* time_lowrank_expand: layer 1's projections of the low-rank decoder for a
  * chunk of n prompts (HW 4096, q = 129, N2 = 512: dc1's 256 columns then
- * the final keys and values), in bf16, composed (bmm into a (n*HW, 512)
+ * the final keys and values), and its variances (lowrank_rstd with the
+ * Gram product, or lowrank_rstd_gram), in bf16, composed (bmm into a (n*HW, 512)
  * tensor, two row_affine; the upscaling's window_unpartition, LayerNorm
  * and GELU after) and fused (two lowrank_expand calls, the first with the
  * LayerNorm). Bytes: what each must move at least (fused: p twice, y once;
@@ -740,6 +741,22 @@ static void time_lowrank_expand(backend_t *be, int64_t n) {
                                      NULL, 0.0f, 0, n, HW, 64, 384);
         });
         if (rc) printf("bf16 lowrank layer0 fused: declined (rc %d): the figure above is void\n", rc);
+        /* the variances of layer 1: p (M, q) . bb (n, q, q) then the Gram
+         * sums, or fused; out stands for e and k for pg (both M*q fit) */
+        if (be->lowrank_rstd_gram) {
+            snprintf(label, sizeof label, "bf16 lowrank rstd composed n=%lld q=%lld", (long long)n,
+                     (long long)q);
+            BENCH(be, label, 2.0 * M * q * q, 4.0 * (4 * M * q + M), {
+                be->bmm(be, k, p, m, n, HW, q, q, 0);
+                be->lowrank_rstd(be, a, su, sa, p, q, out, k, n, HW, q, C, 1e-6f);
+            });
+            snprintf(label, sizeof label, "bf16 lowrank rstd fused n=%lld q=%lld", (long long)n,
+                     (long long)q);
+            BENCH(be, label, 2.0 * M * q * q, 4.0 * (2 * M * q + M), {
+                rc |= be->lowrank_rstd_gram(be, a, su, sa, p, q, out, m, n, HW, q, C, 1e-6f);
+            });
+            if (rc) printf("bf16 lowrank rstd fused: declined (rc %d): the figure above is void\n", rc);
+        }
     } else {
         skip_oom("lowrank_expand");
     }

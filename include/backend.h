@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* 7: lowrank_expand */
+/* 7: lowrank_expand, lowrank_rstd_gram */
 #define BACKEND_API_VERSION 7
 
 enum { BACKEND_FP32 = 0, BACKEND_BF16 = 1 };
@@ -185,6 +185,15 @@ struct backend {
                           int64_t lds, const float *sa, const float *u, int64_t ldu,
                           const float *ln_w, const float *ln_b, float eps, int64_t Wg,
                           int64_t B, int64_t M, int64_t K, int64_t N);
+    /* lowrank_rstd_gram (optional, NULL where missing): lowrank_rstd with
+     * its pg term computed in place from per-item Gram matrices, so the
+     * (B*Mx, r) product is never stored: pg[i,:] = p[i,:r] . bb_b (b =
+     * i / Mx), bb (B, r, r) contiguous; the rest as lowrank_rstd. Returns 0,
+     * or -1 when this backend does not fuse the case (nothing written: the
+     * caller runs bmm, then lowrank_rstd). */
+    int (*lowrank_rstd_gram)(backend_t *be, float *rstd, const float *xx, const float *s,
+                             const float *p, int64_t ldp, const float *e, const float *bb,
+                             int64_t B, int64_t Mx, int64_t r, int64_t C, float eps);
     /* ---- decoder tail (optional, NULL where missing) ---- */
     /* upscale2_masks: the decoder's second upscaling step fused with the mask
      * product, so the (n,2H,2W,Cout) map is never stored. For prompt p < n,

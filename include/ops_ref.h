@@ -88,6 +88,11 @@ void ops_ref_lowrank_rstd(float *rstd, const float *xx, const float *s, const fl
 void ops_ref_row_affine(float *y, int64_t ldy, const float *x, int64_t ldx, const float *a,
                         const float *s, int64_t lds, const float *sa, const float *u,
                         int64_t ldu, int64_t B, int64_t M, int64_t N);
+/* backend.h lowrank_rstd_gram: pg = p . bb_b per row (rounded to float as a
+ * bmm's output), then ops_ref_lowrank_rstd */
+void ops_ref_lowrank_rstd_gram(float *rstd, const float *xx, const float *s, const float *p,
+                               int64_t ldp, const float *e, const float *bb, int64_t B,
+                               int64_t Mx, int64_t r, int64_t C, float eps);
 /* backend.h lowrank_expand: y = row_affine(bmm(p, m)) per item, and with
  * ln_w each row's 4 groups of G = N/4 LayerNorm'ed, GELU'd and written
  * pixel-shuffled to y (B, 2M/Wg, 2Wg, G) */

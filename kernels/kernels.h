@@ -162,6 +162,14 @@ int cuda_lowrank_expand(cudaStream_t s, uint16_t *ws, size_t ws_bytes, float *y,
                         int64_t ldu, const float *lnw, const float *lnb, float eps, int64_t Wg,
                         int64_t B, int64_t M, int64_t K, int64_t N);
 
+/* lowrank_expand.cu too: backend.h lowrank_rstd_gram in bf16 (pg by tensor
+ * cores, the sums in double as cuda_lowrank_rstd); -1 where r > 160 or one
+ * item's Gram matrix does not fit ws */
+int cuda_lowrank_rstd_gram(cudaStream_t s, uint16_t *ws, size_t ws_bytes, float *rstd,
+                           const float *xx, const float *sc, const float *p, int64_t ldp,
+                           const float *e, const float *bb, int64_t B, int64_t Mx, int64_t r,
+                           int64_t C, float eps);
+
 /* amg_post.cu: the generator's post-processing (backend.h backend_amg_ops;
  * g is a host struct whose pointers are device memory) */
 void cuda_amg_columns(cudaStream_t s, const backend_amg_geom *g, const float *A,

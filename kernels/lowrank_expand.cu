@@ -26,6 +26,15 @@
  * passes of layer_norm_kernel), applies gain, bias and GELU and writes
  * the row's group to its pixel of the 2x2 shuffle.
  *
+ * The same kernel, with an epilogue of its own, computes lowrank_rstd's
+ * quadratic term: P . (B B^T) per row dotted with P again (and the 2 si e
+ * term), summed in double as rstd_kernel, so that (n*HW, r) product is not
+ * stored either (cuda_lowrank_rstd_gram).
+ *
+ * Registers (nvcc 13, sm_90): 128-190 per thread, no spills, so one block
+ * of 8 warps per SM; reloading the A fragments per slab instead made nvcc
+ * spill. Occupancy is the first thing to look at on a GPU.
+ *
  * Written without a GPU: run on the emulator (tests/emu) by test_ops
  * against ops_ref_lowrank_expand in bf16 mode, and by the decoder tests.
  */
@@ -47,27 +56,51 @@ static __device__ __forceinline__ float le_gelu(float v) {
     return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
 }
 
-// dst (nb, KP, N) bf16 = m (nb items of (K, N), row stride ldm, item stride
-// K*ldm) rounded to nearest even, rows K..KP-1 zero
+// dst (nb, KP, NP) bf16 = m (nb items of (K, N), row stride ldm, item
+// stride sm) rounded to nearest even; rows K..KP-1 and columns N..NP-1 zero
 static __global__ void le_weights_kernel(__nv_bfloat16 *dst, const float *m, int64_t ldm,
-                                         int64_t nb, int K, int KP, int N) {
-    KERN_FOR(i, nb * KP * N) {
-        const int64_t item = i / ((int64_t)KP * N);
-        const int r = (int)(i / N % KP), c = (int)(i % N);
-        dst[i] = __float2bfloat16_rn(r < K ? m[(item * K + r) * ldm + c] : 0.0f);
+                                         int64_t sm, int64_t nb, int K, int KP, int N, int NP) {
+    KERN_FOR(i, nb * KP * NP) {
+        const int64_t item = i / ((int64_t)KP * NP);
+        const int r = (int)(i / NP % KP), c = (int)(i % NP);
+        dst[i] = __float2bfloat16_rn(r < K && c < N ? m[item * sm + r * ldm + c] : 0.0f);
     }
 }
 
-// y: without LN (B*M, N) row stride ldy; with LN (B, 2M/Wg, 2Wg, 64). p
-// (B*M, K) row stride ldp; m16 (B, KT*16, N) bf16. Grid: B * ntiles blocks.
-// v2: y's float2 stores are aligned (y 8-byte aligned, ldy even or LN).
-template <int KT, bool LN>
-static __global__ void __launch_bounds__(LE_WARPS * 32)
-lowrank_expand_kernel(float *y, int64_t ldy, const float *p, int64_t ldp,
-                      const __nv_bfloat16 *m16, const float *a, const float *s, int64_t lds,
-                      const float *sa, const float *u, int64_t ldu, const float *lnw,
-                      const float *lnb, float eps, int64_t Wg, int64_t M, int K, int N,
-                      int64_t ntiles, int v2) {
+enum { LE_AFFINE = 0, LE_LN = 1, LE_GRAM = 2 };
+
+// the kernel's arguments (one item range of a call)
+struct le_args {
+    float *y;               // AFFINE (B*M, N) row stride ldy; LN (B, 2M/Wg, 2Wg, 64); GRAM rstd (B*M)
+    int64_t ldy;
+    const float *p;         // (B*M, K) row stride ldp
+    int64_t ldp;
+    const __nv_bfloat16 *m16;   // (B, KP, NP) bf16
+    const float *a, *s;     // AFFINE/LN: a (B*M), s (M, lds) or NULL; GRAM: s the row scale (B*M) or NULL
+    int64_t lds;
+    const float *sa, *u;    // sa (B*M) or NULL, u (M, ldu) or NULL
+    int64_t ldu;
+    const float *lnw, *lnb; // LN gain and bias (64)
+    float eps;
+    int64_t Wg, M, ntiles;
+    int K, N, v2;           // N: the product's columns (GRAM: K, padded to NP in m16)
+    const float *e, *xx;    // GRAM: e (B*M, K) contiguous, xx (M)
+    double C;               // GRAM: the LayerNorm width
+};
+
+// Grid: B * ntiles blocks (items of this pass). MODE: LE_AFFINE, LE_LN,
+// LE_GRAM (see cuda_lowrank_rstd_gram).
+template <int KT, int MODE>
+static __global__ void __launch_bounds__(LE_WARPS * 32) lowrank_expand_kernel(const le_args A) {
+    float *y = A.y;
+    const int64_t ldy = A.ldy, ldp = A.ldp, lds = A.lds, ldu = A.ldu, Wg = A.Wg, M = A.M;
+    const float *p = A.p, *a = A.a, *s = A.s, *sa = A.sa, *u = A.u, *lnw = A.lnw, *lnb = A.lnb;
+    const __nv_bfloat16 *m16 = A.m16;
+    const float eps = A.eps;
+    const int K = A.K, N = MODE == LE_GRAM ? (A.K + LE_SLAB - 1) / LE_SLAB * LE_SLAB : A.N;
+    const int64_t ntiles = A.ntiles;
+    const int v2 = A.v2;
+    constexpr bool LN = MODE == LE_LN;
     constexpr int KP = KT * 16;
     __shared__ __align__(16) __nv_bfloat16 Bs[KP * LE_BLD];
     const int64_t item = (int64_t)blockIdx.x / ntiles, tile = (int64_t)blockIdx.x % ntiles;
@@ -81,8 +114,13 @@ lowrank_expand_kernel(float *y, int64_t ldy, const float *p, int64_t ldp,
         row[h] = tile * LE_TM + warp * 16 + g + 8 * h;
         in[h] = row[h] < M;
         const int64_t j = item * M + row[h];
-        ar[h] = in[h] ? a[j] : 0.0f;
-        sar[h] = in[h] && sa ? sa[j] : 1.0f;
+        if (MODE == LE_GRAM) {   // ar: the row scale si of lowrank_rstd
+            ar[h] = in[h] && s ? s[j] : 1.0f;
+            sar[h] = 0.0f;
+        } else {
+            ar[h] = in[h] ? a[j] : 0.0f;
+            sar[h] = in[h] && sa ? sa[j] : 1.0f;
+        }
     }
 
     // A fragments, loaded once and kept in registers for every slab:
@@ -106,6 +144,7 @@ lowrank_expand_kernel(float *y, int64_t ldy, const float *p, int64_t ldp,
             }
     }
     const __nv_bfloat16 *mb = m16 + item * KP * (int64_t)N;
+    double gram[2] = {0.0, 0.0};   // LE_GRAM: sum_c p[row,c] (2 si e[row,c] + (p.BB)[row,c])
     for (int c0 = 0; c0 < N; c0 += LE_SLAB) {
         __syncthreads();   // the previous slab is consumed
         for (int idx = tid; idx < KP * (LE_SLAB / 8); idx += LE_WARPS * 32) {
@@ -127,136 +166,163 @@ lowrank_expand_kernel(float *y, int64_t ldy, const float *p, int64_t ldp,
             }
         }
 
-        // the affine map, as row_affine: a * (x + sa * s) + u; thread holds
-        // columns c0 + nt*8 + 2t + e of rows g (h = 0) and g + 8 (h = 1)
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const float *sr = s && in[h] ? s + row[h] * lds + c0 : NULL;
-            const float *ur = u && in[h] ? u + row[h] * ldu + c0 : NULL;
-#pragma unroll
-            for (int nt = 0; nt < LE_SLAB / 8; nt++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const int c = nt * 8 + 2 * t + e;
-                    float v = acc[nt][2 * h + e];
-                    if (sr) v += sar[h] * __ldg(sr + c);
-                    v = ar[h] * v;
-                    if (ur) v += __ldg(ur + c);
-                    acc[nt][2 * h + e] = v;
-                }
-        }
-
-        if (!LN) {
+        if constexpr (MODE == LE_GRAM) {   // as rstd_kernel: double terms of float pg
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 if (!in[h]) continue;
-                float *yr = y + (item * M + row[h]) * ldy + c0;
+                const float *pr = p + (item * M + row[h]) * ldp;
+                const float *er = A.e + (item * M + row[h]) * K;
 #pragma unroll
-                for (int nt = 0; nt < LE_SLAB / 8; nt++) {
-                    const int c = nt * 8 + 2 * t;
-                    if (v2) {
-                        *reinterpret_cast<float2 *>(yr + c) =
-                            make_float2(acc[nt][2 * h], acc[nt][2 * h + 1]);
-                    } else {
-                        yr[c] = acc[nt][2 * h];
-                        yr[c + 1] = acc[nt][2 * h + 1];
+                for (int nt = 0; nt < LE_SLAB / 8; nt++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int c = c0 + nt * 8 + 2 * t + e;
+                        if (c < K)
+                            gram[h] += (double)__ldg(pr + c) *
+                                       (2.0 * ar[h] * __ldg(er + c) + acc[nt][2 * h + e]);
+                    }
+            }
+        } else {
+            // the affine map, as row_affine: a * (x + sa * s) + u; thread holds
+            // columns c0 + nt*8 + 2t + e of rows g (h = 0) and g + 8 (h = 1)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const float *sr = s && in[h] ? s + row[h] * lds + c0 : NULL;
+                const float *ur = u && in[h] ? u + row[h] * ldu + c0 : NULL;
+#pragma unroll
+                for (int nt = 0; nt < LE_SLAB / 8; nt++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int c = nt * 8 + 2 * t + e;
+                        float v = acc[nt][2 * h + e];
+                        if (sr) v += sar[h] * __ldg(sr + c);
+                        v = ar[h] * v;
+                        if (ur) v += __ldg(ur + c);
+                        acc[nt][2 * h + e] = v;
+                    }
+            }
+
+            if constexpr (!LN) {
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    if (!in[h]) continue;
+                    float *yr = y + (item * M + row[h]) * ldy + c0;
+#pragma unroll
+                    for (int nt = 0; nt < LE_SLAB / 8; nt++) {
+                        const int c = nt * 8 + 2 * t;
+                        if (v2) {
+                            *reinterpret_cast<float2 *>(yr + c) =
+                                make_float2(acc[nt][2 * h], acc[nt][2 * h + 1]);
+                        } else {
+                            yr[c] = acc[nt][2 * h];
+                            yr[c + 1] = acc[nt][2 * h + 1];
+                        }
+                    }
+                }
+            } else {
+                // LayerNorm over the slab's 64 columns of each row: the
+                // quad's lanes (t = 0..3) hold 16 each; mean first, then the
+                // squared deviations
+                const int q = c0 / LE_SLAB, dy = q >> 1, dx = q & 1;
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    float sum = 0.0f;
+#pragma unroll
+                    for (int nt = 0; nt < LE_SLAB / 8; nt++)
+                        sum += acc[nt][2 * h] + acc[nt][2 * h + 1];
+                    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+                    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+                    const float mean = sum / (float)LE_SLAB;
+                    float var = 0.0f;
+#pragma unroll
+                    for (int nt = 0; nt < LE_SLAB / 8; nt++)
+#pragma unroll
+                        for (int e = 0; e < 2; e++) {
+                            const float d = acc[nt][2 * h + e] - mean;
+                            var += d * d;
+                        }
+                    var += __shfl_xor_sync(0xffffffffu, var, 1);
+                    var += __shfl_xor_sync(0xffffffffu, var, 2);
+                    const float rstd = 1.0f / sqrtf(var / (float)LE_SLAB + eps);
+                    if (!in[h]) continue;
+                    const int64_t Hg = M / Wg, py = row[h] / Wg, px = row[h] % Wg;
+                    float *yr =
+                        y + ((item * 2 * Hg + 2 * py + dy) * 2 * Wg + 2 * px + dx) * LE_SLAB;
+#pragma unroll
+                    for (int nt = 0; nt < LE_SLAB / 8; nt++) {
+                        const int c = nt * 8 + 2 * t;
+                        const float o0 = le_gelu((acc[nt][2 * h] - mean) * rstd *
+                                                     __ldg(lnw + c) + __ldg(lnb + c));
+                        const float o1 = le_gelu((acc[nt][2 * h + 1] - mean) * rstd *
+                                                     __ldg(lnw + c + 1) + __ldg(lnb + c + 1));
+                        if (v2) {
+                            *reinterpret_cast<float2 *>(yr + c) = make_float2(o0, o1);
+                        } else {
+                            yr[c] = o0;
+                            yr[c + 1] = o1;
+                        }
                     }
                 }
             }
-            continue;
         }
-
-        // LayerNorm over the slab's 64 columns of each row: the quad's lanes
-        // (t = 0..3) hold 16 each; mean first, then the squared deviations
-        const int q = c0 / LE_SLAB, dy = q >> 1, dx = q & 1;
+    }
+    if constexpr (MODE == LE_GRAM) {
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            float sum = 0.0f;
-#pragma unroll
-            for (int nt = 0; nt < LE_SLAB / 8; nt++) sum += acc[nt][2 * h] + acc[nt][2 * h + 1];
-            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            const float mean = sum / (float)LE_SLAB;
-            float var = 0.0f;
-#pragma unroll
-            for (int nt = 0; nt < LE_SLAB / 8; nt++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const float d = acc[nt][2 * h + e] - mean;
-                    var += d * d;
-                }
-            var += __shfl_xor_sync(0xffffffffu, var, 1);
-            var += __shfl_xor_sync(0xffffffffu, var, 2);
-            const float rstd = 1.0f / sqrtf(var / (float)LE_SLAB + eps);
-            if (!in[h]) continue;
-            const int64_t Hg = M / Wg, py = row[h] / Wg, px = row[h] % Wg;
-            float *yr = y + ((item * 2 * Hg + 2 * py + dy) * 2 * Wg + 2 * px + dx) * LE_SLAB;
-#pragma unroll
-            for (int nt = 0; nt < LE_SLAB / 8; nt++) {
-                const int c = nt * 8 + 2 * t;
-                const float o0 = le_gelu((acc[nt][2 * h] - mean) * rstd * __ldg(lnw + c) +
-                                         __ldg(lnb + c));
-                const float o1 = le_gelu((acc[nt][2 * h + 1] - mean) * rstd * __ldg(lnw + c + 1) +
-                                         __ldg(lnb + c + 1));
-                if (v2) {
-                    *reinterpret_cast<float2 *>(yr + c) = make_float2(o0, o1);
-                } else {
-                    yr[c] = o0;
-                    yr[c + 1] = o1;
-                }
+            double g2 = gram[h];
+            g2 += __shfl_xor_sync(0xffffffffu, g2, 1);
+            g2 += __shfl_xor_sync(0xffffffffu, g2, 2);
+            if (t == 0 && in[h]) {
+                const double si = ar[h];
+                const double var = (si * si * A.xx[row[h]] + g2) / A.C;
+                y[item * M + row[h]] = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + eps));
             }
         }
     }
 }
 
 template <int KT>
-static void le_launch(cudaStream_t st, unsigned blocks, bool ln, float *y, int64_t ldy,
-                      const float *p, int64_t ldp, const __nv_bfloat16 *m16, const float *a,
-                      const float *s, int64_t lds, const float *sa, const float *u, int64_t ldu,
-                      const float *lnw, const float *lnb, float eps, int64_t Wg, int64_t M,
-                      int K, int N, int64_t ntiles, int v2) {
-    if (ln)
-        lowrank_expand_kernel<KT, true><<<blocks, LE_WARPS * 32, 0, st>>>(
-            y, ldy, p, ldp, m16, a, s, lds, sa, u, ldu, lnw, lnb, eps, Wg, M, K, N, ntiles, v2);
+static void le_launch(cudaStream_t st, unsigned blocks, int mode, const le_args &A) {
+    if (mode == LE_GRAM)
+        lowrank_expand_kernel<KT, LE_GRAM><<<blocks, LE_WARPS * 32, 0, st>>>(A);
+    else if (mode == LE_LN)
+        lowrank_expand_kernel<KT, LE_LN><<<blocks, LE_WARPS * 32, 0, st>>>(A);
     else
-        lowrank_expand_kernel<KT, false><<<blocks, LE_WARPS * 32, 0, st>>>(
-            y, ldy, p, ldp, m16, a, s, lds, sa, u, ldu, lnw, lnb, eps, Wg, M, K, N, ntiles, v2);
+        lowrank_expand_kernel<KT, LE_AFFINE><<<blocks, LE_WARPS * 32, 0, st>>>(A);
 }
 
-extern "C" int cuda_lowrank_expand(cudaStream_t st, uint16_t *ws, size_t ws_bytes, float *y,
-                                   int64_t ldy, const float *p, int64_t ldp, const float *m,
-                                   int64_t ldm, const float *a, const float *s, int64_t lds,
-                                   const float *sa, const float *u, int64_t ldu,
-                                   const float *lnw, const float *lnb, float eps, int64_t Wg,
-                                   int64_t B, int64_t M, int64_t K, int64_t N) {
-    const int ln = lnw != NULL;
-    if (K < 1 || K > 16 * LE_KTMAX || N < LE_SLAB || N % LE_SLAB || N > (1 << 20) ||
-        ldp < K || ldm < N || !ws)
-        return -1;
-    if (ln ? N != 4 * LE_SLAB || !lnb || Wg < 1 || M % Wg : ldy < N) return -1;
-    CHECK(B >= 0 && M >= 0 && y && p && m && a);
-    if (B == 0 || M == 0) return 0;
-    const int KT = (int)((K + 15) / 16), KP = 16 * KT;
-    const int64_t per = (int64_t)KP * N, cap = (int64_t)(ws_bytes / sizeof(uint16_t));
-    const int64_t ntiles = (M + LE_TM - 1) / LE_TM;
+// le_run: the weights' bf16 copy and the kernel, in passes of as many items
+// as ws holds; A's item-dependent pointers are those of item 0, sm m's item
+// stride, ystride y's (floats). -1 when one item does not fit ws.
+static int le_run(cudaStream_t st, uint16_t *ws, size_t ws_bytes, int mode, le_args A,
+                  const float *m, int64_t ldm, int64_t sm, int64_t ystride, int64_t B) {
+    const int K = A.K, KT = (K + 15) / 16, KP = 16 * KT;
+    const int NP = mode == LE_GRAM ? (K + LE_SLAB - 1) / LE_SLAB * LE_SLAB : A.N;
+    const int64_t per = (int64_t)KP * NP, cap = (int64_t)(ws_bytes / sizeof(uint16_t));
+    A.ntiles = (A.M + LE_TM - 1) / LE_TM;
     int64_t items = cap / per;
-    if (items > INT32_MAX / ntiles) items = INT32_MAX / ntiles;
+    if (items > INT32_MAX / A.ntiles) items = INT32_MAX / A.ntiles;
     if (items < 1) return -1;
-    const int v2 = ((uintptr_t)y % 8 == 0) && (ln || ldy % 2 == 0);
-    const int64_t ystride = ln ? M * N : M * ldy;   // one item of y, in floats
     __nv_bfloat16 *m16 = reinterpret_cast<__nv_bfloat16 *>(ws);
+    A.m16 = m16;
+    const le_args A0 = A;
     for (int64_t b0 = 0; b0 < B; b0 += items) {
-        const int64_t nb = B - b0 < items ? B - b0 : items;
+        const int64_t nb = B - b0 < items ? B - b0 : items, rows = b0 * A0.M;
         le_weights_kernel<<<kern_grid(nb * per, KERN_THREADS), KERN_THREADS, 0, st>>>(
-            m16, m + b0 * K * ldm, ldm, nb, (int)K, KP, (int)N);
+            m16, m + b0 * sm, ldm, sm, nb, K, KP, mode == LE_GRAM ? K : A0.N, NP);
         CUDA_LAUNCH_CHECK();
-        const unsigned blocks = (unsigned)(nb * ntiles);
-        float *yb = y + b0 * ystride;
-        const float *pb = p + b0 * M * ldp, *ab = a + b0 * M, *sab = sa ? sa + b0 * M : NULL;
-#define LE_CASE(KTV)                                                                        \
-    case KTV:                                                                               \
-        le_launch<KTV>(st, blocks, ln, yb, ldy, pb, ldp, m16, ab, s, lds, sab, u, ldu, lnw, \
-                       lnb, eps, Wg, M, (int)K, (int)N, ntiles, v2);                        \
+        A.y = A0.y + b0 * ystride;
+        A.p = A0.p + rows * A0.ldp;
+        if (A0.a) A.a = A0.a + rows;
+        if (A0.sa) A.sa = A0.sa + rows;
+        if (mode == LE_GRAM) {
+            if (A0.s) A.s = A0.s + rows;
+            A.e = A0.e + rows * K;
+        }
+        const unsigned blocks = (unsigned)(nb * A0.ntiles);
+#define LE_CASE(KTV)                              \
+    case KTV:                                     \
+        le_launch<KTV>(st, blocks, mode, A);      \
         break
         switch (KT) {
             LE_CASE(1);
@@ -274,4 +340,42 @@ extern "C" int cuda_lowrank_expand(cudaStream_t st, uint16_t *ws, size_t ws_byte
         CUDA_LAUNCH_CHECK();
     }
     return 0;
+}
+
+extern "C" int cuda_lowrank_expand(cudaStream_t st, uint16_t *ws, size_t ws_bytes, float *y,
+                                   int64_t ldy, const float *p, int64_t ldp, const float *m,
+                                   int64_t ldm, const float *a, const float *s, int64_t lds,
+                                   const float *sa, const float *u, int64_t ldu,
+                                   const float *lnw, const float *lnb, float eps, int64_t Wg,
+                                   int64_t B, int64_t M, int64_t K, int64_t N) {
+    const int ln = lnw != NULL;
+    if (K < 1 || K > 16 * LE_KTMAX || N < LE_SLAB || N % LE_SLAB || N > (1 << 20) ||
+        ldp < K || ldm < N || !ws)
+        return -1;
+    if (ln ? N != 4 * LE_SLAB || !lnb || Wg < 1 || M % Wg : ldy < N) return -1;
+    CHECK(B >= 0 && M >= 0 && y && p && m && a);
+    if (B == 0 || M == 0) return 0;
+    le_args A;
+    memset(&A, 0, sizeof A);
+    A.y = y, A.ldy = ldy, A.p = p, A.ldp = ldp, A.a = a, A.s = s, A.lds = lds, A.sa = sa;
+    A.u = u, A.ldu = ldu, A.lnw = lnw, A.lnb = lnb, A.eps = eps, A.Wg = Wg, A.M = M;
+    A.K = (int)K, A.N = (int)N;
+    A.v2 = ((uintptr_t)y % 8 == 0) && (ln || ldy % 2 == 0);
+    return le_run(st, ws, ws_bytes, ln ? LE_LN : LE_AFFINE, A, m, ldm, K * ldm,
+                  ln ? M * N : M * ldy, B);
+}
+
+extern "C" int cuda_lowrank_rstd_gram(cudaStream_t st, uint16_t *ws, size_t ws_bytes,
+                                      float *rstd, const float *xx, const float *sc,
+                                      const float *p, int64_t ldp, const float *e,
+                                      const float *bb, int64_t B, int64_t Mx, int64_t r,
+                                      int64_t C, float eps) {
+    if (r < 1 || r > 16 * LE_KTMAX || ldp < r || C < 1 || !ws) return -1;
+    CHECK(B >= 0 && Mx >= 0 && rstd && xx && p && e && bb);
+    if (B == 0 || Mx == 0) return 0;
+    le_args A;
+    memset(&A, 0, sizeof A);
+    A.y = rstd, A.p = p, A.ldp = ldp, A.s = sc, A.e = e, A.xx = xx, A.C = (double)C;
+    A.eps = eps, A.M = Mx, A.K = (int)r, A.N = (int)r;
+    return le_run(st, ws, ws_bytes, LE_GRAM, A, bb, r, r * r, Mx, B);
 }

@@ -742,6 +742,20 @@ static int cuda_lowrank_expand_op(backend_t *be, float *y, int64_t ldy, const fl
     return rc;
 }
 
+/* lowrank_rstd_gram: fused in bf16, as lowrank_expand */
+static int cuda_lowrank_rstd_gram_op(backend_t *be, float *rstd, const float *xx,
+                                     const float *s, const float *p, int64_t ldp, const float *e,
+                                     const float *bb, int64_t B, int64_t Mx, int64_t r, int64_t C,
+                                     float eps) {
+    if (be->precision != BACKEND_BF16) return -1;
+    cuda_ctx_t *c = cuda_enter(be);
+    cuda_written(c, rstd);
+    int rc = cuda_lowrank_rstd_gram(c->stream, c->ws16, c->ws16_bytes, rstd, xx, s, p, ldp, e,
+                                    bb, B, Mx, r, C, eps);
+    cuda_leave(c);
+    return rc;
+}
+
 static void cuda_scale_add_op(backend_t *be, float *y, const float *x, float alpha,
                               float beta, int64_t n) {
     cuda_ctx_t *c = cuda_enter(be);
@@ -1088,6 +1102,7 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
     be->lowrank_rstd = cuda_lowrank_rstd_op;
     be->row_affine = cuda_row_affine_op;
     be->lowrank_expand = cuda_lowrank_expand_op;
+    be->lowrank_rstd_gram = cuda_lowrank_rstd_gram_op;
     be->mem_info = cuda_mem_info;
     be->upscale2_masks = cuda_upscale2_masks_op;
     be->amg = &cuda_amg_ops;

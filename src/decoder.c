@@ -56,7 +56,8 @@
  * the backend fuses them (lowrank_expand: CUDA in bf16), each of those
  * products and its row_affine is one kernel that never stores the
  * (n*HW, N) product, and dc1's goes through ln1 and GELU to the upscaling's
- * pixel-shuffled map in the same kernel.
+ * pixel-shuffled map in the same kernel; likewise the variances' quadratic
+ * term (lowrank_rstd_gram) never stores P (B B^T).
  *
  * Memory: weights in one backend allocation (packed where two projections
  * read the same input), activations in one arena carved into fixed buffers
@@ -1001,6 +1002,21 @@ static void heads_linear(decoder_t *d, float *y, int64_t rows, int64_t off, cons
                        w + h * C * dh, NULL, n, dh, C);
 }
 
+/* lowrank_rstd_of: the rows' 1/std from the Gram terms (lowrank_rstd), P
+ * (n, HW, r) contiguous, e in LRE, the Gram matrices P's rows meet in LRBB
+ * (n, r, r): fused where the backend has lowrank_rstd_gram (the (n*HW, r)
+ * product P . LRBB never stored), else that product in LRG first */
+static void lowrank_rstd_of(decoder_t *d, float *rstd, const float *xx, const float *s,
+                            const float *P, int64_t n, int64_t r) {
+    backend_t *be = d->be;
+    const int64_t C = d->C, HW = d->HW;
+    if (be->lowrank_rstd_gram &&
+        be->lowrank_rstd_gram(be, rstd, xx, s, P, r, d->LRE, d->LRBB, n, HW, r, C, LN_EPS) == 0)
+        return;
+    be->bmm(be, d->LRG, P, d->LRBB, n, HW, r, r, 0);
+    be->lowrank_rstd(be, rstd, xx, s, P, r, d->LRE, d->LRG, n, HW, r, C, LN_EPS);
+}
+
 /* lowrank_layer0: the image-token end of layer 0 and the image-side
  * projections of layer 1 through the low-rank form. Layer 0's image->token
  * attention adds sum_h P_h V_h Wo_h^T to the shared x (k0 + out bias): with
@@ -1025,8 +1041,7 @@ static void lowrank_layer0(decoder_t *d, int64_t n, int64_t T, float scale) {
     /* xc . B^T = (xc Woc) . V^T per head */
     be->attention_scores(be, d->LRE, r, d->XW[0], Ci, 0, d->TV, Ci, n, HW, T, nh, dh, 1.0f);
     be->bmm(be, d->LRBB, d->LRB, d->LRB, n, r, C, r, 1);
-    be->bmm(be, d->LRG, d->LRP, d->LRBB, n, HW, r, r, 0);
-    be->lowrank_rstd(be, d->RSTD, d->xx, NULL, d->LRP, r, d->LRE, d->LRG, n, HW, r, C, LN_EPS);
+    lowrank_rstd_of(d, d->RSTD, d->xx, NULL, d->LRP, n, r);
     be->linear(be, d->LRM, N1, d->LRB, C, d->wg1, NULL, n * r, C, N1);
     if (!be->lowrank_expand ||
         be->lowrank_expand(be, L1, N1, d->LRP, r, d->LRM, N1, d->RSTD, d->S1, N1, NULL, d->U1,
@@ -1073,9 +1088,7 @@ static void lowrank_layer1(decoder_t *d, int64_t n, int64_t T) {
     be->row_affine(be, d->LRE + 2 * r, q, d->zeros, 1, d->zeros, NULL, 0, NULL, d->xcc, 1, n, HW,
                    1);
     be->bmm(be, d->LRBB, d->LRD, d->LRD, n, q, C, q, 1);
-    be->bmm(be, d->LRG, d->LRQ, d->LRBB, n, HW, q, q, 0);
-    be->lowrank_rstd(be, d->RSTD2, d->xx2, d->RSTD, d->LRQ, q, d->LRE, d->LRG, n, HW, q, C,
-                     LN_EPS);
+    lowrank_rstd_of(d, d->RSTD2, d->xx2, d->RSTD, d->LRQ, n, q);
     be->linear(be, d->LRM, N2, d->LRD, C, d->wg2, NULL, n * q, C, N2);
     /* fused (lowrank_expand): dc1's columns go through ln1 and GELU to the
      * upscaling's (n, 2hf, 2hf, C4) map in K directly, the final keys and

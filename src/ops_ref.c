@@ -373,6 +373,30 @@ void ops_ref_row_affine(float *y, int64_t ldy, const float *x, int64_t ldx, cons
             }
 }
 
+void ops_ref_lowrank_rstd_gram(float *rstd, const float *xx, const float *s, const float *p,
+                               int64_t ldp, const float *e, const float *bb, int64_t B,
+                               int64_t Mx, int64_t r, int64_t C, float eps) {
+    CHECK(ldp >= r && C > 0);
+    float *pg = malloc((size_t)(r > 0 ? r : 1) * sizeof *pg);
+    CHECK(pg);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t i = 0; i < Mx; i++) {
+            const int64_t j = b * Mx + i;
+            for (int64_t c = 0; c < r; c++) {
+                double acc = 0.0;
+                for (int64_t k = 0; k < r; k++)
+                    acc += op(p[j * ldp + k]) * op(bb[(b * r + k) * r + c]);
+                pg[c] = (float)acc;
+            }
+            double si = s ? s[j] : 1.0, acc = si * si * xx[i];
+            for (int64_t kk = 0; kk < r; kk++)
+                acc += (double)p[j * ldp + kk] * (2.0 * si * e[j * r + kk] + pg[kk]);
+            double var = acc / (double)C;
+            rstd[j] = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + eps));
+        }
+    free(pg);
+}
+
 void ops_ref_lowrank_expand(float *y, int64_t ldy, const float *p, int64_t ldp, const float *m,
                             int64_t ldm, const float *a, const float *s, int64_t lds,
                             const float *sa, const float *u, int64_t ldu, const float *ln_w,

@@ -470,8 +470,8 @@ static void test_bad_weights(backend_t *be) {
     weights_close(w);
 }
 
-/* the fused low-rank projections (be->lowrank_expand: bf16 devices) against
- * the composed ones (the same backend kind without the op) at the real
+/* the fused low-rank projections and variances (be->lowrank_expand,
+ * lowrank_rstd_gram: bf16 devices) against the composed ones (the same backend kind without the op) at the real
  * width (d_model 256, 1024 input: 64x64 image tokens, the LayerNorm mode
  * of the first upscaling), random weights and features, bf16 on both. The
  * two differ only in float32 accumulation order and where bf16 rounding
@@ -479,7 +479,17 @@ static void test_bad_weights(backend_t *be) {
  * the bar, where a wrong pixel shuffle, group or term moves them by O(1).
  * Runs where SAM2AMG_DEVICE names a backend with the op (test_emu.sh; the
  * CPU has none). */
-static int n_fused;
+static int n_fused, n_gram;
+static int (*real_gram)(backend_t *, float *, const float *, const float *, const float *,
+                        int64_t, const float *, const float *, int64_t, int64_t, int64_t, int64_t,
+                        float);
+static int counting_gram(backend_t *be, float *rstd, const float *xx, const float *s,
+                         const float *p, int64_t ldp, const float *e, const float *bb, int64_t B,
+                         int64_t Mx, int64_t r, int64_t C, float eps) {
+    int rc = real_gram(be, rstd, xx, s, p, ldp, e, bb, B, Mx, r, C, eps);
+    n_gram += rc == 0;
+    return rc;
+}
 static int (*real_expand)(backend_t *, float *, int64_t, const float *, int64_t, const float *,
                           int64_t, const float *, const float *, int64_t, const float *,
                           const float *, int64_t, const float *, const float *, float, int64_t,
@@ -512,8 +522,11 @@ static void test_fused_full_size(void) {
     }
     a->precision = b->precision = BACKEND_BF16;
     real_expand = a->lowrank_expand;
+    real_gram = a->lowrank_rstd_gram;
     a->lowrank_expand = counting_expand;
+    if (real_gram) a->lowrank_rstd_gram = counting_gram;
     b->lowrank_expand = NULL;
+    b->lowrank_rstd_gram = NULL;
     weights_t *w = NULL;
     CHECK(weights_open_random(&w, 7) == 0);
     sam2_config cfg;
@@ -552,6 +565,8 @@ static void test_fused_full_size(void) {
     if (!rc) {
         TEST_CHECK(n_fused == 3, "fused low-rank projections: layer 0 and layer 1's two fused",
                    "%d of 3 calls fused", n_fused);
+        TEST_CHECK(n_gram == 2, "fused low-rank variances: layer 0's and layer 1's",
+                   "%d of 2 calls fused", n_gram);
         double md = 0, mx = 0, mi = 0;
         for (size_t i = 0; i < (size_t)NP * 3 * L; i++) {
             double dd = fabs((double)la[i] - lb[i]);
@@ -576,6 +591,7 @@ static void test_fused_full_size(void) {
     decoder_free(da), decoder_free(db);
     weights_close(w);
     a->lowrank_expand = real_expand;
+    a->lowrank_rstd_gram = real_gram;
     a->destroy(a), b->destroy(b);
 }
 

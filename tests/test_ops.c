@@ -83,6 +83,7 @@ static const op_bound_t BOUNDS[] = {
      * with the LayerNorm the layer_norm bound */
     {"lowrank_expand", 0, 0, 0, BF16_GEMM},
     {"lowrank_expand_ln", 0, 0, 0, 1e-3},
+    {"lowrank_rstd_gram", 0, 0, 0, BF16_GEMM},
 };
 
 /* bf16_run: 1 while test_backend_ops runs a backend in BACKEND_BF16 with
@@ -572,6 +573,51 @@ static void case_lowrank_expand(backend_t *be, int64_t B, int64_t M, int64_t K, 
     be->free(be, du), be->free(be, dlw), be->free(be, dlb), be->free(be, dy);
 }
 
+/* lowrank_rstd_gram (optional op): bb a Gram matrix per item (D D^T / 8,
+ * as the decoder's), p in [0, 1), xx positive; with or without the row
+ * scale s; declined as lowrank_expand's cases */
+static void case_lowrank_rstd_gram(backend_t *be, int64_t B, int64_t Mx, int64_t r, int64_t pad,
+                                   int scaled, int want_fused) {
+    const int64_t ldp = r + pad, n = B * Mx;
+    float *p = host_rand(n * ldp, 0.5f), *e = host_rand(n * r, 0.3f), *d = host_rand(B * r * 8, 1);
+    float *xx = host_rand(Mx, 1), *sc = host_rand(n, 1), *bb = host_fill(B * r * r, 0);
+    for (int64_t i = 0; i < n * ldp; i++) p[i] += 0.5f;
+    for (int64_t i = 0; i < Mx; i++) xx[i] = 64.0f * (fabsf(xx[i]) + 0.1f);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t i = 0; i < r; i++)
+            for (int64_t j = 0; j < r; j++) {
+                double g = 0;
+                for (int k = 0; k < 8; k++) g += (double)d[(b * r + i) * 8 + k] * d[(b * r + j) * 8 + k];
+                bb[(b * r + i) * r + j] = (float)(g / 8);
+            }
+    float *ref = host_fill(n, 0);
+    ops_ref_lowrank_rstd_gram(ref, xx, scaled ? sc : NULL, p, ldp, e, bb, B, Mx, r, 64, 1e-5f);
+    float *dp = dev_from(be, p, n * ldp), *de = dev_from(be, e, n * r), *dx = dev_from(be, xx, Mx);
+    float *ds = dev_from(be, sc, n), *db = dev_from(be, bb, B * r * r);
+    float *junk = host_fill(n, NAN), *dr = dev_from(be, junk, n);
+    int rc = be->lowrank_rstd_gram(be, dr, dx, scaled ? ds : NULL, dp, ldp, de, db, B, Mx, r, 64,
+                                   1e-5f);
+    float *out = host_from(be, dr, n);
+    char shape[160], name[260];
+    snprintf(shape, sizeof shape, "B=%lld Mx=%lld r=%lld ldp=%lld scaled=%d", (long long)B,
+             (long long)Mx, (long long)r, (long long)ldp, scaled);
+    snprintf(name, sizeof name, "%s%s lowrank_rstd_gram %s", be->name, bf16_run ? "/bf16" : "",
+             shape);
+    if (!want_fused || !bf16_run) {
+        int same = 1;
+        for (int64_t i = 0; i < n; i++) same &= isnan(out[i]);
+        TEST_CHECK(rc == -1 && same, name, "%s (rc %d): expected -1 and rstd untouched",
+                   rc == -1 ? "rstd was written" : "fused", rc);
+    } else if (rc != 0) {
+        TEST_CHECK(0, name, "declined (-1) a shape it fuses");
+    } else {
+        check_close(be, "lowrank_rstd_gram", shape, out, ref, n);
+    }
+    free(p), free(e), free(d), free(xx), free(sc), free(bb), free(ref), free(junk), free(out);
+    be->free(be, dp), be->free(be, de), be->free(be, dx), be->free(be, ds), be->free(be, db);
+    be->free(be, dr);
+}
+
 static void case_convt(backend_t *be, int64_t B, int64_t H, int64_t W, int64_t Cin,
                        int64_t Cout, int bias) {
     size_t nx = B * H * W * Cin, nw = Cin * Cout * 4, ny = B * 4 * H * W * Cout;
@@ -892,6 +938,16 @@ static void test_backend_ops(backend_t *be) {
         case_lowrank_expand(be, 1, 16, 16, 128, 7, 1, 4, 0, 0);
     } else {
         printf("skip - %s lowrank_expand (not implemented)\n", be->name);
+    }
+    if (be->lowrank_rstd_gram) {
+        case_lowrank_rstd_gram(be, 1, 5, 1, 0, 1, 1);
+        case_lowrank_rstd_gram(be, 2, 130, 17, 3, 0, 1);
+        case_lowrank_rstd_gram(be, 2, 200, 64, 0, 0, 1);    // the decoder's layer 0
+        case_lowrank_rstd_gram(be, 2, 129, 129, 0, 1, 1);   // and layer 1
+        case_lowrank_rstd_gram(be, 1, 70, 160, 1, 1, 1);
+        case_lowrank_rstd_gram(be, 1, 8, 161, 0, 1, 0);
+    } else {
+        printf("skip - %s lowrank_rstd_gram (not implemented)\n", be->name);
     }
 }
 
