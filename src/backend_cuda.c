@@ -97,6 +97,7 @@ typedef struct lt_key {
     int64_t  lda, ldb, ldd;            /* leading dimensions, elements */
     int64_t  sa, sb, sd;               /* batch strides, elements */
     uint32_t align[3];                 /* bytes: A, B, D pointers, lds and strides */
+    int32_t  bias;                     /* CUBLASLT_EPILOGUE_BIAS (a float32 row of m) */
 } lt_key_t;
 
 typedef struct lt_plan {
@@ -409,6 +410,11 @@ static lt_plan_t *lt_plan_get(cuda_ctx_t *c, const lt_key_t *k) {
     const int32_t ta = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb = CUBLAS_OP_N;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (k->bias) {
+        const int32_t epi = CUBLASLT_EPILOGUE_BIAS;
+        CUBLAS_CHECK(
+            cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    }
     p->a = lt_layout(CUDA_R_16BF, k->ta ? k->k : k->m, k->ta ? k->m : k->k, k->lda, k->batch, k->sa);
     p->b = lt_layout(CUDA_R_16BF, k->k, k->n, k->ldb, k->batch, k->sb);
     p->d = lt_layout(CUDA_R_32F, k->m, k->n, k->ldd, k->batch, k->sd);
@@ -431,7 +437,8 @@ static lt_plan_t *lt_plan_get(cuda_ctx_t *c, const lt_key_t *k) {
     CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     p->ok = st == CUBLAS_STATUS_SUCCESS && nres > 0 && res.state == CUBLAS_STATUS_SUCCESS;
     if (p->ok) p->algo = res.algo;
-    else lt_fallback_note(c, "cuBLASLt has no algorithm for it", k->m, k->n, k->k);
+    else if (!k->bias)   // without the bias epilogue the plain plan is tried: no note
+        lt_fallback_note(c, "cuBLASLt has no algorithm for it", k->m, k->n, k->k);
     return p;
 }
 
@@ -464,6 +471,29 @@ static int lt_run(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uint16_t
     return 0;
 }
 
+/* lt_run_bias: lt_run of a plan with the bias epilogue (key.bias), bias a
+ * 16-byte aligned float32 row of key.m. Returns 0, or -1 when the plan has
+ * no algorithm or cuBLASLt refuses it (then nothing was computed and the
+ * plan is marked unusable, silently: the caller runs the plain plan and
+ * adds the bias itself). */
+static int lt_run_bias(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uint16_t *B,
+                       float *D, const float *bias) {
+    if (!p->ok) return -1;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                sizeof bias));
+    const float one = 1.0f, zero = 0.0f;
+    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, A, p->a, B, p->b, &zero, D, p->d, D,
+                                       p->d, &p->algo, c->lt_ws, CUDA_LT_WS_BYTES, c->stream);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
+        p->ok = 0;
+        return -1;
+    }
+    CHECK_MSG(st == CUBLAS_STATUS_SUCCESS, "cublasLtMatmul with bias (%lld x %lld x %lld) "
+              "returned %s", (long long)p->key.m, (long long)p->key.n, (long long)p->key.k,
+              cublasGetStatusString(st));
+    return 0;
+}
+
 /* lt_gemm: the product of plan p (made or not) on bf16 operands A, B into
  * D: cublasLtMatmul with the cached algorithm, or, where cuBLASLt has none
  * or refuses it, cuBLAS's cublasGemm(StridedBatched)Ex on the same bf16
@@ -488,9 +518,13 @@ static void lt_gemm(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uint16
 }
 
 /* gemm_bf16_rm: gemm_rm with A and B rounded to bf16 (B is the weight-like
- * operand: from its bf16 copy when it has one), float32 accumulation */
+ * operand: from its bf16 copy when it has one), float32 accumulation; then
+ * + bias (N) per row when bias is not NULL: in cuBLASLt's epilogue where it
+ * has one for the shape and bias is 16-byte aligned (one pass over C
+ * less), else by the bias kernel (the same float32 sum either way) */
 static void gemm_bf16_rm(cuda_ctx_t *c, float *C, int64_t ldc, const float *A, int64_t lda,
-                         const float *B, int64_t ldb, int tb, int64_t M, int64_t K, int64_t N) {
+                         const float *B, int64_t ldb, int tb, int64_t M, int64_t K, int64_t N,
+                         const float *bias) {
     CHECK(lda >= K && ldc >= N && ldb >= (tb ? K : N) && K > 0 && M > 0 && N > 0);
     const int64_t br = tb ? N : K, bc = tb ? K : N;   // B as stored: br rows of bc
     const int64_t cap = (int64_t)(c->ws16_bytes / sizeof(uint16_t));
@@ -501,6 +535,7 @@ static void gemm_bf16_rm(cuda_ctx_t *c, float *C, int64_t ldc, const float *A, i
         if (br * ldbh > cap / 2) {
             lt_fallback_note(c, "the weight operand exceeds the bf16 workspace", N, M, K);
             gemm_rm(c, C, ldc, A, lda, B, ldb, tb, M, K, N);
+            if (bias) cuda_add_bias_strided(c->stream, C, ldc, bias, M, N);
             return;
         }
         cuda_f32_to_bf16_strided(c->stream, c->ws16, ldbh, 0, B, ldb, 0, 1, br, bc);
@@ -511,8 +546,10 @@ static void gemm_bf16_rm(cuda_ctx_t *c, float *C, int64_t ldc, const float *A, i
     if (rows < 1) {
         lt_fallback_note(c, "one row exceeds the bf16 workspace", N, M, K);
         gemm_rm(c, C, ldc, A, lda, B, ldb, tb, M, K, N);
+        if (bias) cuda_add_bias_strided(c->stream, C, ldc, bias, M, N);
         return;
     }
+    const int epi = bias && (uintptr_t)bias % 16 == 0;
     uint16_t *Ah = c->ws16 + off;
     for (int64_t m0 = 0; m0 < M; m0 += rows) {
         const int64_t mc = M - m0 < rows ? M - m0 : rows;
@@ -525,16 +562,27 @@ static void gemm_bf16_rm(cuda_ctx_t *c, float *C, int64_t ldc, const float *A, i
         k.align[1] = align_of(Ah, ldah * 2, 0);
         k.align[2] = align_of(D, ldc * 4, 0);
         cuda_f32_to_bf16_strided(c->stream, Ah, ldah, 0, A + m0 * lda, lda, 0, 1, mc, K);
+        if (epi) {
+            lt_key_t kb = k;
+            kb.bias = 1;
+            if (lt_run_bias(c, lt_plan_get(c, &kb), Bh, Ah, D, bias) == 0) continue;
+        }
         lt_gemm(c, lt_plan_get(c, &k), Bh, Ah, D);
+        if (bias) cuda_add_bias_strided(c->stream, D, ldc, bias, mc, N);
     }
 }
 
-/* gemm_any: gemm_rm in the precision of be */
+/* gemm_any: gemm_rm in the precision of be, then + bias (N) per row when
+ * bias is not NULL */
 static void gemm_any(backend_t *be, cuda_ctx_t *c, float *C, int64_t ldc, const float *A,
                      int64_t lda, const float *B, int64_t ldb, int tb, int64_t M, int64_t K,
-                     int64_t N) {
-    if (be->precision == BACKEND_BF16) gemm_bf16_rm(c, C, ldc, A, lda, B, ldb, tb, M, K, N);
-    else gemm_rm(c, C, ldc, A, lda, B, ldb, tb, M, K, N);
+                     int64_t N, const float *bias) {
+    if (be->precision == BACKEND_BF16) {
+        gemm_bf16_rm(c, C, ldc, A, lda, B, ldb, tb, M, K, N, bias);
+        return;
+    }
+    gemm_rm(c, C, ldc, A, lda, B, ldb, tb, M, K, N);
+    if (bias) cuda_add_bias_strided(c->stream, C, ldc, bias, M, N);
 }
 
 /* bmm_f32: cuda_bmm's float32 GEMM */
@@ -593,8 +641,7 @@ static void cuda_linear(backend_t *be, float *y, int64_t ldy, const float *x, in
     if (K == 0) {
         cuda_fill_rows(c->stream, y, ldy, b, M, N);   // empty sum: y = b (or 0)
     } else {
-        gemm_any(be, c, y, ldy, x, ldx, w, K, 1, M, K, N);
-        if (b) cuda_add_bias_strided(c->stream, y, ldy, b, M, N);
+        gemm_any(be, c, y, ldy, x, ldx, w, K, 1, M, K, N, b);
     }
     cuda_leave(c);
 }
@@ -779,7 +826,7 @@ static void cuda_conv2d(backend_t *be, float *y, const float *x, const float *w,
     if (M == 0) return;
     cuda_written(c, y);
     if (kh == 1 && kw == 1 && stride == 1 && pad == 0) {   // a 1x1 conv is a Linear
-        gemm_any(be, c, y, Cout, x, Cin, w, Cin, 1, M, Cin, Cout);
+        gemm_any(be, c, y, Cout, x, Cin, w, Cin, 1, M, Cin, Cout, b);
     } else {
         const int64_t Kc = Cin * kh * kw;
         const int64_t rows = (int64_t)(CUDA_SCRATCH_BYTES / sizeof(float)) / Kc;
@@ -788,10 +835,9 @@ static void cuda_conv2d(backend_t *be, float *y, const float *x, const float *w,
             const int64_t mc = M - m0 < rows ? M - m0 : rows;
             cuda_im2col(c->stream, c->scratch, x, B, H, W, Cin, kh, kw, stride, pad, Ho, Wo,
                         m0, mc);
-            gemm_any(be, c, y + m0 * Cout, Cout, c->scratch, Kc, w, Kc, 1, mc, Kc, Cout);
+            gemm_any(be, c, y + m0 * Cout, Cout, c->scratch, Kc, w, Kc, 1, mc, Kc, Cout, b);
         }
     }
-    if (b) cuda_add_bias_strided(c->stream, y, Cout, b, M, Cout);
     cuda_leave(c);
 }
 
@@ -810,7 +856,7 @@ static void cuda_conv_transpose2x2(backend_t *be, float *y, const float *x, cons
     for (int64_t m0 = 0; m0 < M; m0 += rows) {
         const int64_t mc = M - m0 < rows ? M - m0 : rows;
         // scratch (mc, Cout*4) = x rows (mc, Cin) . w viewed as (Cin, Cout*4)
-        gemm_any(be, c, c->scratch, N4, x + m0 * Cin, Cin, w, N4, 0, mc, Cin, N4);
+        gemm_any(be, c, c->scratch, N4, x + m0 * Cin, Cin, w, N4, 0, mc, Cin, N4, NULL);
         cuda_convt2x2_scatter(c->stream, y, c->scratch, b, B, H, W, Cout, m0, mc);
     }
     cuda_leave(c);

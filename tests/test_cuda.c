@@ -399,6 +399,28 @@ static void test_bf16(backend_t *be) {
                 K, N);
     be->free(be, dall), be->free(be, dx);
     free(x), free(w), free(w2);
+    // bias: 16-byte aligned (cuBLASLt's bias epilogue), at an odd offset (the
+    // bias kernel after the product), and over row chunks (the small
+    // workspace below); the same sums either way
+    {
+        const int64_t Mb = 70, Kb = 40, Nb = 24;
+        float *hx = ref_new_random(Mb * Kb, 1.0f), *hw = ref_new_random(Nb * Kb, 1.0f);
+        float *hb = ref_new_random(Nb + 1, 1.0f), *want = ref_new(Mb * Nb);
+        float *ddx = ref_to_dev(be, hx, Mb * Kb), *ddw = ref_to_dev(be, hw, Nb * Kb);
+        float *ddb = ref_to_dev(be, hb, Nb + 1), *ddy = be->alloc(be, (size_t)(Mb * Nb) * 4);
+        CHECK(ddy);
+        for (int off = 0; off < 2; off++) {
+            be->linear(be, ddy, Nb, ddx, Kb, ddw, ddb + off, Mb, Kb, Nb);
+            ops_ref_set_bf16(1);
+            ops_ref_linear(want, Nb, hx, Kb, hw, hb + off, Mb, Kb, Nb);
+            ops_ref_set_bf16(0);
+            expect_close(be, off ? "cuda bf16: linear + bias at an odd offset (bias kernel)"
+                                 : "cuda bf16: linear + aligned bias (cuBLASLt epilogue)",
+                         ddy, want, Mb * Nb, BF16_GEMM);
+        }
+        be->free(be, ddx), be->free(be, ddw), be->free(be, ddb), be->free(be, ddy);
+        free(hx), free(hw), free(hb), free(want);
+    }
 
     // rows past the workspace: a backend with a 1 MiB one (SAM2AMG_CUDA_BF16_WS_MB=1,
     // 512K bf16 values): 3000 rows of 256 are two row chunks
@@ -415,6 +437,17 @@ static void test_bf16(backend_t *be) {
         float *hx = ref_new_random(Mb * Kb, 1.0f), *hw = ref_new_random(Nb * Kb, 1.0f);
         float *ddx = ref_to_dev(be, hx, Mb * Kb), *ddw = ref_to_dev(be, hw, Nb * Kb);
         bf16_linear(be, "in row chunks", hx, ddx, hw, ddw, Mb, Kb, Nb);
+        float *hb = ref_new_random(Nb, 1.0f), *want = ref_new(Mb * Nb);
+        float *ddb = ref_to_dev(be, hb, Nb), *ddy = be->alloc(be, (size_t)(Mb * Nb) * 4);
+        CHECK(ddy);
+        be->linear(be, ddy, Nb, ddx, Kb, ddw, ddb, Mb, Kb, Nb);
+        ops_ref_set_bf16(1);
+        ops_ref_linear(want, Nb, hx, Kb, hw, hb, Mb, Kb, Nb);
+        ops_ref_set_bf16(0);
+        expect_close(be, "cuda bf16: linear + bias in row chunks (epilogue per chunk)", ddy, want,
+                     Mb * Nb, BF16_GEMM);
+        be->free(be, ddb), be->free(be, ddy);
+        free(hb), free(want);
         be->free(be, ddx), be->free(be, ddw);
         free(hx), free(hw);
     }

@@ -293,7 +293,7 @@ const char *cudaGetErrorString(cudaError_t e) {
 
 struct emu_cublas { int unused; };
 struct emu_lt { int unused; };
-struct emu_lt_desc { int ta, tb; };
+struct emu_lt_desc { int ta, tb, bias; const float *bias_ptr; };   /* bias: EPILOGUE_BIAS */
 struct emu_lt_layout { cudaDataType_t t; uint64_t rows, cols; int64_t ld; int32_t batch; int64_t stride; };
 struct emu_lt_pref { int unused; };
 
@@ -418,11 +418,19 @@ cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) { free(d); retu
 cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d,
                                               cublasLtMatmulDescAttributes_t a, const void *v,
                                               size_t n) {
+    if (a == CUBLASLT_MATMUL_DESC_BIAS_POINTER) {   /* a device pointer, by value */
+        if (n != sizeof(void *)) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&d->bias_ptr, v, sizeof d->bias_ptr);
+        return CUBLAS_STATUS_SUCCESS;
+    }
     if (n != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
     int32_t x;
     memcpy(&x, v, sizeof x);
     if (a == CUBLASLT_MATMUL_DESC_TRANSA) d->ta = x == CUBLAS_OP_T;
     else if (a == CUBLASLT_MATMUL_DESC_TRANSB) d->tb = x == CUBLAS_OP_T;
+    else if (a == CUBLASLT_MATMUL_DESC_EPILOGUE && (x == CUBLASLT_EPILOGUE_DEFAULT ||
+                                                    x == CUBLASLT_EPILOGUE_BIAS))
+        d->bias = x == CUBLASLT_EPILOGUE_BIAS;
     else return CUBLAS_STATUS_INVALID_VALUE;
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -491,7 +499,19 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op, const
     if (!lt_shapes(op, al, bl, dl)) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (C != D && *(const float *)beta != 0) return CUBLAS_STATUS_NOT_SUPPORTED;
     int m = (int)dl->rows, n = (int)dl->cols, k = (int)(op->ta ? al->rows : al->cols);
-    return gemm(op->ta, op->tb, m, n, k, *(const float *)alpha, A, al->t, al->ld, al->stride, B,
-                bl->t, bl->ld, bl->stride, *(const float *)beta, D, dl->ld, dl->stride,
-                dl->batch, 0);
+    /* the bias epilogue needs its vector (a GPU faults on NULL; unaligned:
+     * cuBLASLt refuses) */
+    if (op->bias && (!op->bias_ptr || (uintptr_t)op->bias_ptr % 16))
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    cublasStatus_t st = gemm(op->ta, op->tb, m, n, k, *(const float *)alpha, A, al->t, al->ld,
+                             al->stride, B, bl->t, bl->ld, bl->stride, *(const float *)beta, D,
+                             dl->ld, dl->stride, dl->batch, 0);
+    if (st != CUBLAS_STATUS_SUCCESS || !op->bias) return st;
+    /* EPILOGUE_BIAS: bias[i] added to row i of every column of D (column
+     * major), every batch item */
+    for (int32_t b = 0; b < (dl->batch > 1 ? dl->batch : 1); b++)
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++)
+                ((float *)D)[b * dl->stride + (int64_t)j * dl->ld + i] += op->bias_ptr[i];
+    return st;
 }
