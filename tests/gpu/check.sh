@@ -812,11 +812,19 @@ step_run() {
             tr '\n' ' ')
         local wk=$(sed -n 's/.*: \([0-9]*\) images in \([0-9.]*\) s:.*model busy \([0-9]*%\).*/\1@\2s(model busy \3)/p' "$log" |
             tr '\n' ' ')
+        # steady state, as the official loop is timed (its build and first
+        # image untimed): images after the first over the span of their
+        # finishing times in the store
+        local steady
+        steady=$("$sam" sql "$d/$tag.db" "select printf('%.3f', (count(*) - 1) /
+            (max(finished_at) - min(finished_at))) from images where status = 'done'
+            having count(*) > 1 and max(finished_at) > min(finished_at)" 2>/dev/null)
         set -- $done x x
         local st=PASS
         { [ $rc -ne 0 ] || [ "$1" != "$n" ]; } && st=FAIL
         row "run_$tag" $st "devices=$devs images=${1} of $n ($ext) masks=${2} wall_s=$wall" \
             "images_per_s=$(awk "BEGIN { printf \"%.3f\", ${1:-0} / $wall }" 2>/dev/null)" \
+            "steady_images_per_s=${steady:-none}" \
             "masks_per_s=$(awk "BEGIN { printf \"%.1f\", ${2:-0} / $wall }" 2>/dev/null)" \
             "workers: ${wk:-none} gpu_busy: ${busy:-not measured} gpu_mem_peak: ${mem:-not measured} rc=$rc"
     done
@@ -879,13 +887,21 @@ step_profile() {
         return
     fi
     [ -s "$img" ] || img=$(ppm_of e2e-crops)
-    run profile 200 "$ncu" --metrics gpu__time_duration.sum --print-summary per-kernel \
-        "$(prog gpu_generate)" --random tiny --time 1 --device "$DEVICE" --precision bf16 \
-        --points-per-side 16 --points-per-batch 256 --both-thresholds --row profile_tiny "$img"
+    # SAM2AMG_PROFILE_CONFIG (tiny: default; large), SAM2AMG_PROFILE_PPS
+    # (points per side, 16), SAM2AMG_PROFILE_ZERO=0: the official
+    # thresholds only (no post-processing kernels, half the time)
+    local pcfg=${SAM2AMG_PROFILE_CONFIG:-tiny} ppps=${SAM2AMG_PROFILE_PPS:-16} both=--both-thresholds
+    [ "${SAM2AMG_PROFILE_ZERO:-1}" = 0 ] && both=
+    local ppb=$((ppps * ppps < 1024 ? ppps * ppps : 1024))
+    run profile 300 "$ncu" --metrics gpu__time_duration.sum --print-summary per-kernel \
+        "$(prog gpu_generate)" --random "$pcfg" --time 1 --device "$DEVICE" --precision bf16 \
+        --points-per-side "$ppps" --points-per-batch "$ppb" $both --row "profile_$pcfg" "$img"
     local st=PASS top
-    top=$(python3 tests/gpu/ncu_top.py "$out/logs/profile.log" 3 2>&1 | tr -s ' ' | paste -sd ';' -)
+    # the whole per-kernel table to logs/profile_top.log, the first 6 in the row
+    python3 tests/gpu/ncu_top.py "$out/logs/profile.log" 1000 >"$out/logs/profile_top.log" 2>&1
+    top=$(head -n 6 "$out/logs/profile_top.log" | tr -s ' ' | paste -sd ';' -)
     [ $rc -ne 0 ] && st=FAIL
-    row profile $st "rc=$rc secs=$secs ${top:-no summary}"
+    row profile $st "config=$pcfg pps=$ppps rc=$rc secs=$secs ${top:-no summary}"
 }
 
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
