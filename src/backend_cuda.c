@@ -31,6 +31,10 @@
  * on GEMM outputs, so tests bound GEMM-based ops by 2e-3 there instead of
  * 1e-5; tests/gpu/check.sh reports it as its own row. Any other value of
  * SAM2AMG_CUDA_GEMM than f32 or tf32 is refused at creation.
+ * SAM2AMG_CUDA_FUSED=0 leaves out the fused low-rank ops (lowrank_expand,
+ * lowrank_rstd_gram: the decoder then composes bmm, row_affine and the
+ * rest, as in float32), to compare the two on a device; 1 (the default)
+ * keeps them; anything else is refused at creation.
  * SAM2AMG_CUDA_SYNC=1 synchronizes and checks for errors after every op, so
  * an asynchronous kernel fault is reported at the op that caused it
  * (debugging).
@@ -1000,6 +1004,12 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
                 device, getenv("SAM2AMG_CUDA_GEMM"));
         return NULL;
     }
+    const char *fused = getenv("SAM2AMG_CUDA_FUSED");
+    if (fused && *fused && strcmp(fused, "0") && strcmp(fused, "1")) {
+        err_set(err, ERR_INVALID, "cuda:%d: SAM2AMG_CUDA_FUSED='%s' (expected 0 or 1)", device,
+                fused);
+        return NULL;
+    }
     size_t ws16_mb = CUDA_WS16_MB;
     const char *wsv = getenv("SAM2AMG_CUDA_BF16_WS_MB");
     if (wsv && *wsv) {
@@ -1147,8 +1157,10 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
     be->attention_scores = cuda_attention_scores_op;
     be->lowrank_rstd = cuda_lowrank_rstd_op;
     be->row_affine = cuda_row_affine_op;
-    be->lowrank_expand = cuda_lowrank_expand_op;
-    be->lowrank_rstd_gram = cuda_lowrank_rstd_gram_op;
+    if (!env_is("SAM2AMG_CUDA_FUSED", "0")) {
+        be->lowrank_expand = cuda_lowrank_expand_op;
+        be->lowrank_rstd_gram = cuda_lowrank_rstd_gram_op;
+    }
     be->mem_info = cuda_mem_info;
     be->upscale2_masks = cuda_upscale2_masks_op;
     be->amg = &cuda_amg_ops;

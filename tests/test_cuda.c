@@ -616,6 +616,28 @@ int main(void) {
                        strstr(err.msg, bad_ws[i]), nm, "got %p: %s", (void *)none, err.msg);
     }
     unsetenv("SAM2AMG_CUDA_BF16_WS_MB");
+    // SAM2AMG_CUDA_FUSED: 0 leaves the fused low-rank ops out, 1 keeps them,
+    // anything else is refused by name
+    const char *bad_fused[] = {"2", "yes", "00"};
+    for (int i = 0; i < 3; i++) {
+        setenv("SAM2AMG_CUDA_FUSED", bad_fused[i], 1);
+        err.msg[0] = '\0';
+        none = backend_cuda_create(0, &err);
+        char nm[96];
+        snprintf(nm, sizeof nm, "cuda: SAM2AMG_CUDA_FUSED=%s is refused by name", bad_fused[i]);
+        TEST_CHECK(none == NULL && strstr(err.msg, "SAM2AMG_CUDA_FUSED") &&
+                       strstr(err.msg, bad_fused[i]), nm, "got %p: %s", (void *)none, err.msg);
+    }
+    for (int on = 0; on < 2; on++) {
+        setenv("SAM2AMG_CUDA_FUSED", on ? "1" : "0", 1);
+        backend_t *f = backend_cuda_create(0, &err);
+        TEST_CHECK(f && (f->lowrank_expand != NULL) == on && (f->lowrank_rstd_gram != NULL) == on,
+                   on ? "cuda: SAM2AMG_CUDA_FUSED=1 has the fused low-rank ops"
+                      : "cuda: SAM2AMG_CUDA_FUSED=0 leaves them out",
+                   "%s", f ? "ops present/absent the other way" : err.msg);
+        if (f) f->destroy(f);
+    }
+    unsetenv("SAM2AMG_CUDA_FUSED");
 
     err.msg[0] = '\0';
     backend_t *be = backend_cuda_create(0, &err);

@@ -650,6 +650,15 @@ step_ours() {
                 --row "ours_rows_$rows" "${imgs[0]}"
             ours_rc "ours_rows_$rows"
         done
+        # the same with the fused low-rank ops left out (SAM2AMG_CUDA_FUSED=0:
+        # bmm, row_affine, the upscaling's passes as before), for the A/B of
+        # the fused kernels; row ours_unfused (SAM2AMG_BENCH_UNFUSED=0: none)
+        if [ "${SAM2AMG_BENCH_UNFUSED:-1}" != 0 ]; then
+            SAM2AMG_CUDA_FUSED=0 run ours 60 "$gen" --random large --time 3 --device "$DEVICE" \
+                --precision bf16 --points-per-side 32 --points-per-batch 1024 \
+                --row ours_unfused "${imgs[0]}"
+            ours_rc ours_unfused
+        fi
     fi
     while IFS= read -r l; do
         case ${l#*: } in PASS*) p=$((p + 1)) ;; *) f=$((f + 1)) ;; esac
