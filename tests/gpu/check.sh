@@ -556,7 +556,9 @@ step_sanitizer() {
 }
 
 # ---- 5: bench ----------------------------------------------------------------
-step_bench() {
+# kernels: bench_cuda and the model timings alone (bench without ours and
+# official, whose rows a session may already have)
+step_kernels() {
     if [ $cpu = 1 ]; then
         row bench_cuda SKIP "cpu mode"
     else
@@ -573,6 +575,10 @@ step_bench() {
     elif [ ! -e "$out/logs/gpu_model.log" ]; then
         row bench_model SKIP "step model did not run (SAM2AMG_CHECK_STEPS): its timings are the row"
     else row bench_model FAIL "no timings in gpu_model.log"; fi
+}
+
+step_bench() {
+    step_kernels
     step_ours
     step_official
 }
@@ -929,16 +935,16 @@ fi
 # SAM2AMG_CHECK_STEPS: the steps to run, in order (default all), so that a
 # short device slot can split them; env always runs first, wherever the
 # list names it (it finds cuBLAS for the others), and each step runs once
-# (ours and official are parts of bench: with bench they run there)
+# (kernels, ours and official are parts of bench: with bench they run there)
 steps=${SAM2AMG_CHECK_STEPS:-env ops model e2e fidelity sanitizer bench run}
 done_steps=" env "
-case " $steps " in *" bench "*) done_steps=" env ours official " ;; esac
+case " $steps " in *" bench "*) done_steps=" env kernels ours official " ;; esac
 step_env
 for s in $steps; do
     case $done_steps in *" $s "*) continue ;; esac
     done_steps="$done_steps$s "
     case $s in
-    ops|model|e2e|sanitizer|bench|ours|official|profile|fidelity|run) step_$s ;;
+    ops|model|e2e|sanitizer|bench|kernels|ours|official|profile|fidelity|run) step_$s ;;
     *) row "step_$s" FAIL "SAM2AMG_CHECK_STEPS names no step '$s'" ;;
     esac
 done
