@@ -208,7 +208,7 @@ struct decoder {
     float *H;        /* (nc*Tm, MLP) */
     float *HH;       /* (2, nc, 256) hypernetwork / IoU head hidden */
     float *HYP;      /* (nc, 4, C8) */
-    float *IOU;      /* (max_prompts, 4) IoU logits (chunk b0's at b0 with low_dev) */
+    float *IOU;      /* (nc, 4) IoU logits */
     float *K;        /* (nc*HW, C) image tokens */
     float *KPE;      /* (nc*HW, C) image tokens + PE; later the first upscaled map */
     float *big;      /* (nc*HW*2C) carved: KQ (R,C) KV (R,Ci) AO (R,Ci); later the
@@ -217,7 +217,7 @@ struct decoder {
     arena_t arena;
 
     /* ---- host scratch ---- */
-    float *htok;     /* (max_prompts*Tm, C) */
+    float *htok;     /* (nc*Tm, C) */
     float *hmask;    /* (nc, 4, 4hf, 4hf) */
     float *hiou;     /* (nc, 4) */
 };
@@ -582,9 +582,9 @@ static int decoder_plan(int C, int S, int max_prompts, int64_t rows, size_t size
         HW * Cz, HW * Cz, 16 * HW * C8, 4 * HW * C4, HW * Cz, HW * Cz, HW * Ci,
         HW * Ci, (Cz + Ci) * DEC_MASK_CHANS, HW * (Cz + Ci), Cz * Ci, Cz * Ci,
         NT * DEC_HEADS * Cz, NT * DEC_HEADS * Cz,
-        (size_t)max_prompts * (DEC_OUT_TOKENS + DECODER_MAX_POINTS + 1) * Cz, NT * Cz, NT * Cz, NT * 3 * Cz, NT * Cz, NT * Ci, NT * Cz, NT * Cz,
+        NT * Cz, NT * Cz, NT * Cz, NT * 3 * Cz, NT * Cz, NT * Ci, NT * Cz, NT * Cz,
         NT * DEC_MLP, 2 * nc * (Cz > DEC_IOU_HIDDEN ? Cz : DEC_IOU_HIDDEN),
-        nc * DEC_MASKS * C8, (size_t)max_prompts * DEC_MASKS, R * Cz, R * Cz, big,
+        nc * DEC_MASKS * C8, nc * DEC_MASKS, R * Cz, R * Cz, big,
         nc * DEC_MASKS * 16 * HW,
         3 * Ci * Cz, 3 * Ci, Cz * Ci, HW * Cz, HW,
         HW * 3 * Ci, HW * 3 * Ci, R * DEC_LR_RANK, R * DEC_LR_Q, R * DEC_LR_Q,
@@ -704,7 +704,7 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
         rows = less;
         d->nc = chunk_prompts(rows, d->HW, max_prompts);
     }
-    size_t HW = d->HW, nc = d->nc, Cz = C;
+    size_t HW = d->HW, nc = d->nc, NT = nc * d->Tm, Cz = C;
     arena_t *a = &d->arena;
     int k = 0;
     d->pe = arena_alloc(a, sizes[k++]);
@@ -783,9 +783,9 @@ int decoder_init(decoder_t **out, weights_t *w, const sam2_config *cfg, backend_
         be->sync(be);
         free(h1);
     }
-    d->htok = malloc((size_t)max_prompts * d->Tm * Cz * sizeof(float));
+    d->htok = malloc(NT * Cz * sizeof(float));
     d->hmask = malloc(nc * DEC_MASKS * 16 * HW * sizeof(float));
-    d->hiou = malloc((size_t)max_prompts * DEC_MASKS * sizeof(float));
+    d->hiou = malloc(nc * DEC_MASKS * sizeof(float));
     d->hlr = malloc((HW * Cz + 2 * Cz + HW) * sizeof(float));
     float *hpe = malloc(HW * Cz * sizeof(float));
     if (!d->htok || !d->hmask || !d->hiou || !d->hlr || !hpe) {
@@ -1125,17 +1125,9 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
      * later layers: KQ (R,C) [t2i.k | i2t.q] then KV (R,Ci); AO (R,Ci) after */
     float *KQ = d->big, *KV = d->big + R * C, *AO = KV + R * Ci;
 
-    /* the prompt tokens (their PE): with low_dev decoder_run uploaded every
-     * chunk's at once (an upload waits for the stream: one per call, not
-     * per chunk), else this chunk's now */
-    float *P = d->P;
-    if (low_dev) {
-        P = d->P + (size_t)b0 * T * C;
-    } else {
-        tokens_build(d, p, b0, n, (int)T, d->htok);
-        be->upload(be, d->P, d->htok, (size_t)NT * C * sizeof(float));
-    }
-    be->copy(be, d->Q, P, (size_t)NT * C * sizeof(float));
+    tokens_build(d, p, b0, n, (int)T, d->htok);
+    be->upload(be, d->P, d->htok, (size_t)NT * C * sizeof(float));
+    be->copy(be, d->Q, d->P, (size_t)NT * C * sizeof(float));
 
     if (!shared) {
         /* dense prompt = mask downscaling of the mask input, per prompt:
@@ -1180,7 +1172,7 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
         if (l == 0) {
             be->linear(be, d->SA, 3 * C, d->Q, C, lw->sa_qkv_w, lw->sa_qkv_b, NT, C, 3 * C);
         } else {
-            be->add(be, d->QP, d->Q, P, NT * C);
+            be->add(be, d->QP, d->Q, d->P, NT * C);
             be->linear(be, d->SA, 3 * C, d->QP, C, lw->sa_qkv_w, lw->sa_qkv_b, NT, C, 2 * C);
             be->linear(be, d->SA + 2 * C, 3 * C, d->Q, C, lw->sa_qkv_w + 2 * C * C,
                        lw->sa_qkv_b + 2 * C, NT, C, C);
@@ -1196,7 +1188,7 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
         be->layer_norm(be, d->Q, d->Q, lw->norm_w[0], lw->norm_b[0], NT, C, LN_EPS);
 
         /* tokens -> image */
-        be->add(be, d->QP, d->Q, P, NT * C);
+        be->add(be, d->QP, d->Q, d->P, NT * C);
         be->linear(be, d->TQ, C, d->QP, C, lw->tq_w, lw->tq_b, NT, C, Ci);
         if (sh) {
             /* every prompt reads the same keys: one attention, n*T queries */
@@ -1236,7 +1228,7 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
         /* image -> tokens: queries are the image tokens (+PE), computed above
          * in KQ[:, Ci:] (or kq0 when shared: the same queries for every
          * prompt, so one attention call per prompt against its own tokens) */
-        be->add(be, d->QP, d->Q, P, NT * C);
+        be->add(be, d->QP, d->Q, d->P, NT * C);
         be->linear(be, d->TQ + Ci, C, d->QP, C, lw->tq_w + Ci * C, lw->tq_b + Ci, NT, C, Ci);
         be->linear(be, d->TV, Ci, d->Q, C, lw->i2t_v_w, lw->i2t_v_b, NT, C, Ci);
         if (lr && l == 0) {
@@ -1267,7 +1259,7 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     }
 
     /* final tokens -> image attention */
-    be->add(be, d->QP, d->Q, P, NT * C);
+    be->add(be, d->QP, d->Q, d->P, NT * C);
     be->linear(be, d->TQ, Ci, d->QP, C, d->f_q_w, d->f_q_b, NT, C, Ci);
     if (lr) {   /* keys and values from lowrank_layer1 */
         be->attention(be, d->TO, d->TQ, Ci, d->KPE, C, d->KPE + Ci, C, n, T, HW, nh, Ci / nh, sc_x);
@@ -1331,17 +1323,14 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     be->linear(be, h2, DEC_IOU_HIDDEN, h1, DEC_IOU_HIDDEN, d->iou_w[1], d->iou_b[1], n,
                DEC_IOU_HIDDEN, DEC_IOU_HIDDEN);
     be->relu(be, h2, h2, n * DEC_IOU_HIDDEN);
-    /* with the logits left on the device, every chunk's IoU logits stay
-     * there too (at the chunk's prompts) and decoder_run fetches them once,
-     * so the chunks run back to back without a host round trip */
-    float *IOU = low_dev ? d->IOU + (size_t)b0 * DEC_MASKS : d->IOU;
-    be->linear(be, IOU, DEC_MASKS, h2, DEC_IOU_HIDDEN, d->iou_w[2], d->iou_b[2], n,
+    be->linear(be, d->IOU, DEC_MASKS, h2, DEC_IOU_HIDDEN, d->iou_w[2], d->iou_b[2], n,
                DEC_IOU_HIDDEN, DEC_MASKS);
     be->precision = precision;
-    if (low_dev) return;
 
     be->download(be, d->hiou, d->IOU, (size_t)n * DEC_MASKS * sizeof(float));
-    if (p->multimask)
+    if (low_dev)
+        ;   /* the caller reads them on the device */
+    else if (p->multimask)
         be->download(be, low_res, d->MASKS, (size_t)n * 3 * L4 * sizeof(float));
     else
         be->download(be, d->hmask, d->MASKS, (size_t)n * DEC_MASKS * L4 * sizeof(float));
@@ -1393,22 +1382,10 @@ int decoder_run(decoder_t *d, const sam2_prompts *p, float *low_res, float *low_
                            (int)p->labels[i]);
     int k = p->multimask ? 3 : 1;
     size_t L4 = (size_t)16 * d->HW;
-    if (low_dev && p->n > 0) {   /* every chunk's tokens in one upload (run_chunk) */
-        const int T = DEC_OUT_TOKENS + (p->n_pts > 0 ? p->n_pts + 1 : 0);
-        tokens_build(d, p, 0, p->n, T, d->htok);
-        d->be->upload(d->be, d->P, d->htok, (size_t)p->n * T * d->C * sizeof(float));
-    }
     for (int b0 = 0; b0 < p->n; b0 += d->nc) {
         int n = p->n - b0 < d->nc ? p->n - b0 : d->nc;
         run_chunk(d, p, b0, n, low_dev ? NULL : low_res + (size_t)b0 * k * L4,
                   low_dev ? low_dev + (size_t)b0 * k * L4 : NULL, iou + (size_t)b0 * k);
-    }
-    if (low_dev && p->n > 0) {   /* the chunks' IoU logits (multimask: tokens 1..3) */
-        d->be->download(d->be, d->hiou, d->IOU, (size_t)p->n * DEC_MASKS * sizeof(float));
-        d->be->sync(d->be);
-        for (int64_t b = 0; b < p->n; b++)
-            for (int i = 0; i < 3; i++)
-                iou[b * 3 + i] = 1.0f / (1.0f + expf(-d->hiou[b * DEC_MASKS + 1 + i]));
     }
     return 0;
 }
