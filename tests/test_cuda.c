@@ -46,6 +46,8 @@ int main(void) {
 }
 #else
 
+#include "../kernels/kernels.h"
+
 static double gemm_bound;   // 1e-5 with float32 GEMMs, 2e-3 with SAM2AMG_CUDA_GEMM=tf32
 static backend_t *cpu;      // the CPU backend: resize_bilinear's float-order result
 
@@ -353,6 +355,85 @@ static void test_resize(backend_t *be, int64_t N, int64_t Hi, int64_t Wi, int64_
 /* ---- bf16 (precision BACKEND_BF16) ---- */
 #define BF16_GEMM 2e-4   /* tests/test_ops.c: bf16 GEMM vs ops_ref's bf16 mode */
 
+/* test_convert: kernels/convert.cu's float32 -> bf16 conversion, bit for bit
+ * against ops_ref_bf16_round: flat lengths 1..37 and one long one, source
+ * and destination at every offset mod 16 bytes (the float4 path and the
+ * scalar one, every tail), and the strided form with padded rows and items;
+ * values include ties, NaN, +-Inf, -0 and subnormals */
+static void test_convert(backend_t *be) {
+    enum { NMAX = 4100, OFF = 4 };
+    float *h = ref_new_random(NMAX + OFF, 8.0f);
+    uint16_t *got = malloc((NMAX + OFF) * sizeof *got);
+    CHECK(got);
+    for (int i = 0; i < NMAX + OFF; i++) {
+        float v = h[i];
+        switch (i % 11) {
+        case 1: v = 1.0f + 1.0f / 256.0f; break;          // a tie: to even (1.0)
+        case 3: v = 1.0f + 3.0f / 256.0f; break;          // a tie: to even (up)
+        case 5: v = (i % 2 ? 1 : -1) * INFINITY; break;
+        case 7: v = NAN; break;
+        case 8: v = -0.0f; break;
+        case 9: v = 1e-40f; break;
+        }
+        h[i] = v;
+    }
+    float *src = ref_to_dev(be, h, NMAX + OFF);
+    uint16_t *dst = be->alloc(be, (NMAX + OFF) * sizeof(uint16_t));
+    CHECK(dst);
+    int bad = 0, cases = 0;
+    const int lens[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 37, NMAX};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
+        for (int so = 0; so < OFF; so++)
+            for (int d0 = 0; d0 < OFF; d0++) {
+                const int n = lens[li];
+                cuda_f32_to_bf16(NULL, dst + d0, src + so, n);
+                CHECK(cudaStreamSynchronize(NULL) == cudaSuccess);
+                be->download(be, got, dst + d0, (size_t)n * sizeof(uint16_t));
+                for (int i = 0; i < n; i++) {
+                    float r = ops_ref_bf16_round(h[so + i]);
+                    uint32_t u;
+                    memcpy(&u, &r, 4);
+                    uint16_t want = (uint16_t)(u >> 16);
+                    if (got[i] != want && !(isnan(h[so + i]) && (got[i] & 0x7f80) == 0x7f80 &&
+                                            (got[i] & 0x7f))) {
+                        if (!bad++)
+                            printf("# convert n=%d src+%d dst+%d: [%d] 0x%04x, want 0x%04x\n", n,
+                                   so, d0, i, got[i], want);
+                    }
+                }
+                cases++;
+            }
+    // strided: 3 items of 5 rows of 13 from rows of 17 (items 90 apart)
+    // into rows of 16 (items 96 apart), padding untouched
+    uint16_t *fill = malloc(3 * 96 * sizeof *fill);
+    CHECK(fill);
+    for (int i = 0; i < 3 * 96; i++) fill[i] = 0xBEEF;
+    be->upload(be, dst, fill, 3 * 96 * sizeof *fill);
+    cuda_f32_to_bf16_strided(NULL, dst, 16, 96, src + 1, 17, 90, 3, 5, 13);
+    CHECK(cudaStreamSynchronize(NULL) == cudaSuccess);
+    be->download(be, got, dst, 3 * 96 * sizeof(uint16_t));
+    for (int b = 0; b < 3; b++)
+        for (int r = 0; r < 5; r++)
+            for (int c = 0; c < 16; c++) {
+                uint16_t g = got[b * 96 + r * 16 + c], want = 0xBEEF;
+                if (c < 13) {
+                    float v = ops_ref_bf16_round(h[1 + b * 90 + r * 17 + c]);
+                    uint32_t u;
+                    memcpy(&u, &v, 4);
+                    want = (uint16_t)(u >> 16);
+                    if (isnan(h[1 + b * 90 + r * 17 + c]) && (g & 0x7f80) == 0x7f80 && (g & 0x7f))
+                        continue;
+                }
+                if (g != want && !bad++)
+                    printf("# convert strided [%d][%d][%d]: 0x%04x, want 0x%04x\n", b, r, c, g,
+                           want);
+            }
+    TEST_CHECK(bad == 0, "cuda: f32 -> bf16 conversion bit for bit (flat at every offset and "
+               "tail, strided with padding)", "%d wrong values over %d flat cases", bad, cases);
+    free(h), free(got), free(fill);
+    be->free(be, src), be->free(be, dst);
+}
+
 /* bf16_linear: y = x . w^T (+ b) in bf16 on be, with x (M,K) and w (N,K)
  * at device addresses dx, dw whose host copies are hx, hw; checked against
  * the bf16 reference, and shown to differ from the exact one */
@@ -399,6 +480,41 @@ static void test_bf16(backend_t *be) {
                 K, N);
     be->free(be, dall), be->free(be, dx);
     free(x), free(w), free(w2);
+    // the activation's bf16 conversion (kernels/convert.cu): contiguous rows
+    // at an odd float offset (the flat kernel's scalar path; aligned ones take
+    // the float4 path everywhere above), and a strided operand of more than
+    // 65535 rows (K 3: padded rows, the 2-D kernel's grid-stride over rows)
+    {
+        const int64_t Mb = 50, Kb = 64, Nb = 16;
+        float *hx = ref_new_random(Mb * Kb + 1, 1.0f), *hw = ref_new_random(Nb * Kb, 1.0f);
+        float *want = ref_new(Mb * Nb);
+        float *ddx = ref_to_dev(be, hx, Mb * Kb + 1), *ddw = ref_to_dev(be, hw, Nb * Kb);
+        float *ddy = be->alloc(be, (size_t)(Mb * Nb) * 4);
+        CHECK(ddy);
+        be->linear(be, ddy, Nb, ddx + 1, Kb, ddw, NULL, Mb, Kb, Nb);
+        ops_ref_set_bf16(1);
+        ops_ref_linear(want, Nb, hx + 1, Kb, hw, NULL, Mb, Kb, Nb);
+        ops_ref_set_bf16(0);
+        expect_close(be, "cuda bf16: linear, x at an odd offset (scalar conversion)", ddy, want,
+                     Mb * Nb, BF16_GEMM);
+        be->free(be, ddx), be->free(be, ddw), be->free(be, ddy);
+        free(hx), free(hw), free(want);
+        const int64_t nb = 2, Mm = 40000, Kk = 3, Nn = 8;
+        float *ha = ref_new_random(nb * Mm * Kk, 1.0f), *hb = ref_new_random(nb * Kk * Nn, 1.0f);
+        float *wc = ref_new(nb * Mm * Nn);
+        float *da = ref_to_dev(be, ha, nb * Mm * Kk), *db = ref_to_dev(be, hb, nb * Kk * Nn);
+        float *dc = be->alloc(be, (size_t)(nb * Mm * Nn) * sizeof(float));
+        CHECK(dc);
+        be->scale_add(be, db, db, 1.0f, 0.0f, nb * Kk * Nn);   // an activation: converted per call
+        be->bmm(be, dc, da, db, nb, Mm, Kk, Nn, 0);
+        ops_ref_set_bf16(1);
+        ops_ref_bmm(wc, ha, hb, nb, Mm, Kk, Nn, 0);
+        ops_ref_set_bf16(0);
+        expect_close(be, "cuda bf16: bmm of 80000 rows of K 3 (2-D conversion past 65535 rows)",
+                     dc, wc, nb * Mm * Nn, BF16_GEMM);
+        be->free(be, da), be->free(be, db), be->free(be, dc);
+        free(ha), free(hb), free(wc);
+    }
     // bias: 16-byte aligned (cuBLASLt's bias epilogue), at an odd offset (the
     // bias kernel after the product), and over row chunks (the small
     // workspace below); the same sums either way
@@ -703,6 +819,7 @@ int main(void) {
     test_resize(be, 2, 64, 48, 37, 101);  // mixed down/up, odd sizes
     test_resize(be, 1, 1, 5, 3, 10);      // a single row
 
+    test_convert(be);
     test_bf16(be);
 
     be->destroy(be);
