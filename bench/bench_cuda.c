@@ -736,6 +736,7 @@ static void time_lowrank_expand(backend_t *be, int64_t n) {
             be->row_affine(be, out, 384, out, 384, a, su, 384, NULL, su, 384, n, HW, 384);
         });
         snprintf(label, sizeof label, "bf16 lowrank layer0 fused n=%lld r=64 N=384", (long long)n);
+        rc = 0;   /* each row says its own decline, not an earlier one's */
         BENCH(be, label, 2.0 * M * 64 * 384, 4.0 * (M * 64 + M * 384), {
             rc |= be->lowrank_expand(be, out, 384, p, 64, m, 384, a, su, 384, NULL, su, 384, NULL,
                                      NULL, 0.0f, 0, n, HW, 64, 384);
@@ -752,6 +753,7 @@ static void time_lowrank_expand(backend_t *be, int64_t n) {
             });
             snprintf(label, sizeof label, "bf16 lowrank rstd fused n=%lld q=%lld", (long long)n,
                      (long long)q);
+            rc = 0;
             BENCH(be, label, 2.0 * M * q * q, 4.0 * (2 * M * q + M), {
                 rc |= be->lowrank_rstd_gram(be, a, su, sa, p, q, out, m, n, HW, q, C, 1e-6f);
             });
