@@ -169,7 +169,7 @@ $(BUILD)/gpu/%: tests/gpu/%.c $(BUILD)/libsam2amg.a $(CU_OBJ) $(if $(CU_OBJ),$(C
 # the same programs decode JPEG and PNG there
 BUNDLE  ?= gpu-bundle
 comma   := ,
-BUNDLE_SRCS := tests/test_ops.c tests/test_cuda.c tests/test_model.c tests/test_amg.c \
+BUNDLE_SRCS := tests/test_ops.c tests/test_cuda.c tests/test_model.c tests/test_amg.c tests/test_decoder.c \
                bench/bench_cuda.c $(wildcard tests/gpu/gpu_*.c)
 BUNDLE_OBJ  := $(filter-out $(BUILD)/obj/src/store.o $(BUILD)/obj/src/sqlext.o $(BUILD)/obj/src/serve.o $(BUILD)/obj/src/faultvfs.o $(BUILD)/obj/jobs/%,$(OBJ)) \
                $(CU_OBJ) $(BUILD)/gpu/mini_blas.o

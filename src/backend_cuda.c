@@ -786,9 +786,9 @@ static int cuda_lowrank_expand_op(backend_t *be, float *y, int64_t ldy, const fl
                                   int64_t Wg, int64_t B, int64_t M, int64_t K, int64_t N) {
     if (be->precision != BACKEND_BF16) return -1;
     cuda_ctx_t *c = cuda_enter(be);
-    cuda_written(c, y);
     int rc = cuda_lowrank_expand(c->stream, c->ws16, c->ws16_bytes, y, ldy, p, ldp, m, ldm, a, s,
                                  lds, sa, u, ldu, ln_w, ln_b, eps, Wg, B, M, K, N);
+    if (rc == 0) cuda_written(c, y);   // declined: nothing written
     cuda_leave(c);
     return rc;
 }
@@ -800,9 +800,9 @@ static int cuda_lowrank_rstd_gram_op(backend_t *be, float *rstd, const float *xx
                                      float eps) {
     if (be->precision != BACKEND_BF16) return -1;
     cuda_ctx_t *c = cuda_enter(be);
-    cuda_written(c, rstd);
     int rc = cuda_lowrank_rstd_gram(c->stream, c->ws16, c->ws16_bytes, rstd, xx, s, p, ldp, e,
                                     bb, B, Mx, r, C, eps);
+    if (rc == 0) cuda_written(c, rstd);
     cuda_leave(c);
     return rc;
 }

@@ -18,7 +18,7 @@ pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok - $1"; }
 bad() { fail=$((fail + 1)); echo "not ok - $1"; }
 rows="env ops_test_ops ops_bf16 ops_test_cuda ops_test_cuda_tf32 ops_test_cuda_bf16
-      model_fixtures model_fullsize model_fullsize_tf32 model_fullsize_bf16 bf16_quality e2e
+      model_fixtures model_fused model_fullsize model_fullsize_tf32 model_fullsize_bf16 bf16_quality e2e
       e2e_bf16 replay post_replay post_random post_e2e sanitizer_test_cuda sanitizer_generate bench_cuda bench_model
       bench_ours bench_official overall"
 
@@ -195,7 +195,7 @@ fi
 # on with the PPM-only stand-in, env PASS, and the JPEG benchmark asked for
 # became a PPM one); a bundle of links to the build's programs
 mkdir -p "$tmp/bb/bin" "$tmp/vdang"
-for b in test_ops test_cuda test_model test_amg gpu_model gpu_generate gpu_amg_post bench_cuda; do
+for b in test_ops test_cuda test_model test_amg test_decoder gpu_model gpu_generate gpu_amg_post bench_cuda; do
     for d in tests gpu bench; do
         [ -x "$BUILD/$d/$b" ] && ln -sf "$PWD/$BUILD/$d/$b" "$tmp/bb/bin/$b"
     done

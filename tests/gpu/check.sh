@@ -10,7 +10,9 @@
 #              ops_bf16 row: test_ops' second device pass in bf16 against
 #              the reference's bf16 mode (cases "cuda:0/bf16"), and
 #              test_cuda's bf16 GEMM checks ("cuda bf16:")
-#   2 model    test_model on the micro/micro2 fixtures on the device, then
+#   2 model    test_model on the micro/micro2 fixtures on the device,
+#              model_fused: test_decoder --fused-only (the fused low-rank
+#              ops against the composed ones, d_model 256, bf16), then
 #              gpu_model: full-size tiny and large with random weights,
 #              device vs CPU backend, float32 (bar 1e-3 * max|ref|), the
 #              TF32 row, and bf16 figures (report only) and timings; then
@@ -258,7 +260,7 @@ step_env() {
             fi
         done
     fi
-    for b in test_ops test_cuda test_model test_amg gpu_model gpu_generate gpu_amg_post bench_cuda; do
+    for b in test_ops test_cuda test_model test_amg test_decoder gpu_model gpu_generate gpu_amg_post bench_cuda; do
         echo "--- ldd $(prog $b)" >>"$log"
         if ! ldd "$(prog $b)" >>"$log" 2>&1 || ldd "$(prog $b)" 2>&1 | grep -q 'not found'; then
             missing=$((missing + 1))
@@ -329,6 +331,17 @@ step_model() {
     [ $rc -ne 0 ] && st=FAIL
     row model_fixtures $st "device=$DEVICE micro,micro2 $(result test_model)" \
         "worst_rel=$(worst_rel test_model) (bar 1e-3) secs=$secs"
+    # the fused low-rank ops (lowrank_expand, lowrank_rstd_gram: bf16) against
+    # the composed ones, the whole decoder at d_model 256, random weights
+    if [ $cpu = 1 ]; then
+        row model_fused SKIP "cpu mode: the CPU backend has no fused low-rank ops"
+    else
+        SAM2AMG_DEVICE=$DEVICE run test_decoder_fused 180 "$(prog test_decoder)" --fused-only
+        st=PASS
+        [ $rc -ne 0 ] && st=FAIL
+        row model_fused $st "device=$DEVICE $(result test_decoder_fused)" \
+            "$(grep -o 'low_res max diff .*' "$out/logs/test_decoder_fused.log" | head -n 1 | tr ' ' '_') secs=$secs"
+    fi
     local cfgs="tiny large" extra="--tf32 --bf16"
     if [ $cpu = 1 ]; then
         cfgs="micro micro2"
