@@ -63,8 +63,11 @@ CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcub
 CUDA_LINK := $(CUDA_HOST_OBJ) $(CU_OBJ) $(CUDA_LIBS)
 CUDA_PLUGIN := $(BUILD)/libsam2amg_cuda.so
 # sm_80 (A100) and sm_90 (H100/H200) code, plus sm_90 PTX for newer GPUs to
-# JIT; warnings are errors in device and host code alike
-NVFLAGS ?= -O3 -lineinfo -std=c++17 -Iinclude -Xcompiler -Wall,-Wextra,-Werror,-fPIC \
+# JIT; warnings are errors in device and host code alike. No -lineinfo: it
+# tripled the kernel objects (the GPU bundle has to fit the device tool's
+# 64 MiB transfer); add it (NVFLAGS) for source-level profiles or
+# compute-sanitizer reports with source lines
+NVFLAGS ?= -O3 -std=c++17 -Iinclude -Xcompiler -Wall,-Wextra,-Werror,-fPIC \
            -Werror all-warnings \
            -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
            -gencode arch=compute_90,code=compute_90

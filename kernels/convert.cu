@@ -79,3 +79,11 @@ extern "C" void cuda_f32_to_bf16_strided(cudaStream_t s, uint16_t *dst, int64_t 
         (__nv_bfloat16 *)dst, ldd, sd, src, lds, ss, batch, rows, cols);
     CUDA_LAUNCH_CHECK();
 }
+
+/* cuda_default_stream_sync: wait for the legacy default stream (stream 0).
+ * For tests that call the kernel launchers directly on stream 0: the
+ * bundle's programs reach the CUDA runtime only through libsam2amg_gpu,
+ * which links it statically. */
+extern "C" int cuda_default_stream_sync(void) {
+    return cudaStreamSynchronize(0) == cudaSuccess ? 0 : -1;
+}

@@ -139,6 +139,9 @@ void cuda_f32_to_bf16(cudaStream_t s, uint16_t *dst, const float *src, int64_t n
 void cuda_f32_to_bf16_strided(cudaStream_t s, uint16_t *dst, int64_t ldd, int64_t sd,
                               const float *src, int64_t lds, int64_t ss, int64_t batch,
                               int64_t rows, int64_t cols);
+/* cuda_default_stream_sync: 0 once the work queued on stream 0 is done, -1
+ * on an error (tests that launch on stream 0: test_cuda) */
+int cuda_default_stream_sync(void);
 
 /* lowrank.cu: the low-rank LayerNorm helpers (backend.h attention_probs,
  * attention_scores: raw 1 leaves out the softmax; lowrank_rstd, row_affine) */
@@ -154,8 +157,9 @@ void cuda_row_affine(cudaStream_t s, float *y, int64_t ldy, const float *x, int6
 
 /* lowrank_expand.cu: backend.h lowrank_expand in bf16 (tensor cores); ws
  * (ws_bytes) holds the bf16 copy of m. Returns -1 where it does not fuse
- * (K > 160, N not a multiple of 64, LayerNorm mode with N != 256, ws too
- * small for one item), 0 when done. */
+ * (K outside 49..160, the decoder's shapes; N not a multiple of 64;
+ * LayerNorm mode with N != 256 or K <= 128; ws too small for one item), 0
+ * when done. */
 int cuda_lowrank_expand(cudaStream_t s, uint16_t *ws, size_t ws_bytes, float *y, int64_t ldy,
                         const float *p, int64_t ldp, const float *m, int64_t ldm, const float *a,
                         const float *sv, int64_t lds, const float *sa, const float *u,
@@ -163,7 +167,8 @@ int cuda_lowrank_expand(cudaStream_t s, uint16_t *ws, size_t ws_bytes, float *y,
                         int64_t B, int64_t M, int64_t K, int64_t N);
 
 /* lowrank_expand.cu too: backend.h lowrank_rstd_gram in bf16 (pg by tensor
- * cores, the sums in double as cuda_lowrank_rstd); -1 where r > 160 or one
+ * cores, the sums in double as cuda_lowrank_rstd); -1 where r is outside
+ * 49..160 or one
  * item's Gram matrix does not fit ws */
 int cuda_lowrank_rstd_gram(cudaStream_t s, uint16_t *ws, size_t ws_bytes, float *rstd,
                            const float *xx, const float *sc, const float *p, int64_t ldp,

@@ -50,7 +50,10 @@
 #define LE_TM    (16 * LE_WARPS)   /* rows per block */
 #define LE_SLAB  64                /* columns per slab (and the LayerNorm group) */
 #define LE_BLD   (LE_SLAB + 8)     /* shared row stride (bf16): 144 B, ldmatrix conflict-free */
-#define LE_KTMAX 10                /* K <= 160 */
+#define LE_KTMIN 4                 /* K > 48 ... */
+#define LE_KTMAX 10                /* ... and K <= 160: the decoder's r = 8T (T >= 8 tokens
+                                      with a point) and q = 2r + 1 up to 160; other K decline */
+#define LE_KTLN  9                 /* the LayerNorm mode: K > 128 (layer 1's q) */
 
 static __device__ __forceinline__ float le_gelu(float v) {
     return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
@@ -281,14 +284,21 @@ static __global__ void __launch_bounds__(LE_WARPS * 32) lowrank_expand_kernel(co
     }
 }
 
+// the instantiations are the decoder's shapes only (each is ~0.25 MB of
+// sm_80 + sm_90 code and PTX; the GPU bundle must fit the device tool's
+// transfer): KT LE_KTMIN..LE_KTMAX, the LayerNorm mode from LE_KTLN
 template <int KT>
 static void le_launch(cudaStream_t st, unsigned blocks, int mode, const le_args &A) {
-    if (mode == LE_GRAM)
+    if (mode == LE_GRAM) {
         lowrank_expand_kernel<KT, LE_GRAM><<<blocks, LE_WARPS * 32, 0, st>>>(A);
-    else if (mode == LE_LN)
-        lowrank_expand_kernel<KT, LE_LN><<<blocks, LE_WARPS * 32, 0, st>>>(A);
-    else
+    } else if (mode == LE_LN) {
+        if constexpr (KT >= LE_KTLN)
+            lowrank_expand_kernel<KT, LE_LN><<<blocks, LE_WARPS * 32, 0, st>>>(A);
+        else
+            CHECK_MSG(0, "lowrank_expand: LayerNorm mode at K <= %d", 16 * (LE_KTLN - 1));
+    } else {
         lowrank_expand_kernel<KT, LE_AFFINE><<<blocks, LE_WARPS * 32, 0, st>>>(A);
+    }
 }
 
 // le_run: the weights' bf16 copy and the kernel, in passes of as many items
@@ -325,9 +335,6 @@ static int le_run(cudaStream_t st, uint16_t *ws, size_t ws_bytes, int mode, le_a
         le_launch<KTV>(st, blocks, mode, A);      \
         break
         switch (KT) {
-            LE_CASE(1);
-            LE_CASE(2);
-            LE_CASE(3);
             LE_CASE(4);
             LE_CASE(5);
             LE_CASE(6);
@@ -335,6 +342,8 @@ static int le_run(cudaStream_t st, uint16_t *ws, size_t ws_bytes, int mode, le_a
             LE_CASE(8);
             LE_CASE(9);
             LE_CASE(10);
+        default:
+            CHECK_MSG(0, "lowrank_expand: K %d outside its instantiations", K);
         }
 #undef LE_CASE
         CUDA_LAUNCH_CHECK();
@@ -349,10 +358,11 @@ extern "C" int cuda_lowrank_expand(cudaStream_t st, uint16_t *ws, size_t ws_byte
                                    const float *lnw, const float *lnb, float eps, int64_t Wg,
                                    int64_t B, int64_t M, int64_t K, int64_t N) {
     const int ln = lnw != NULL;
-    if (K < 1 || K > 16 * LE_KTMAX || N < LE_SLAB || N % LE_SLAB || N > (1 << 20) ||
-        ldp < K || ldm < N || !ws)
+    if (K <= 16 * (LE_KTMIN - 1) || K > 16 * LE_KTMAX || N < LE_SLAB || N % LE_SLAB ||
+        N > (1 << 20) || ldp < K || ldm < N || !ws)
         return -1;
-    if (ln ? N != 4 * LE_SLAB || !lnb || Wg < 1 || M % Wg : ldy < N) return -1;
+    if (ln ? N != 4 * LE_SLAB || !lnb || Wg < 1 || M % Wg || K <= 16 * (LE_KTLN - 1) : ldy < N)
+        return -1;
     CHECK(B >= 0 && M >= 0 && y && p && m && a);
     if (B == 0 || M == 0) return 0;
     le_args A;
@@ -370,7 +380,7 @@ extern "C" int cuda_lowrank_rstd_gram(cudaStream_t st, uint16_t *ws, size_t ws_b
                                       const float *p, int64_t ldp, const float *e,
                                       const float *bb, int64_t B, int64_t Mx, int64_t r,
                                       int64_t C, float eps) {
-    if (r < 1 || r > 16 * LE_KTMAX || ldp < r || C < 1 || !ws) return -1;
+    if (r <= 16 * (LE_KTMIN - 1) || r > 16 * LE_KTMAX || ldp < r || C < 1 || !ws) return -1;
     CHECK(B >= 0 && Mx >= 0 && rstd && xx && p && e && bb);
     if (B == 0 || Mx == 0) return 0;
     le_args A;

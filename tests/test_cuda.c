@@ -387,7 +387,7 @@ static void test_convert(backend_t *be) {
             for (int d0 = 0; d0 < OFF; d0++) {
                 const int n = lens[li];
                 cuda_f32_to_bf16(NULL, dst + d0, src + so, n);
-                CHECK(cudaStreamSynchronize(NULL) == cudaSuccess);
+                CHECK(cuda_default_stream_sync() == 0);
                 be->download(be, got, dst + d0, (size_t)n * sizeof(uint16_t));
                 for (int i = 0; i < n; i++) {
                     float r = ops_ref_bf16_round(h[so + i]);
@@ -410,7 +410,7 @@ static void test_convert(backend_t *be) {
     for (int i = 0; i < 3 * 96; i++) fill[i] = 0xBEEF;
     be->upload(be, dst, fill, 3 * 96 * sizeof *fill);
     cuda_f32_to_bf16_strided(NULL, dst, 16, 96, src + 1, 17, 90, 3, 5, 13);
-    CHECK(cudaStreamSynchronize(NULL) == cudaSuccess);
+    CHECK(cuda_default_stream_sync() == 0);
     be->download(be, got, dst, 3 * 96 * sizeof(uint16_t));
     for (int b = 0; b < 3; b++)
         for (int r = 0; r < 5; r++)
