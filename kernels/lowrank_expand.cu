@@ -31,7 +31,7 @@
  * term), summed in double as rstd_kernel, so that (n*HW, r) product is not
  * stored either (cuda_lowrank_rstd_gram).
  *
- * Registers (nvcc 13, sm_90): 128-190 per thread, no spills, so one block
+ * Registers (nvcc 13, sm_90): 128-184 per thread, no spills, so one block
  * of 8 warps per SM; reloading the A fragments per slab instead made nvcc
  * spill. Occupancy is the first thing to look at on a GPU.
  *
