@@ -226,5 +226,23 @@ for args in "--cpu $tmp/o1 --bundle" "--bundle --cpu $tmp/o2"; do
         [ ! -e "$tmp/o2/summary.txt" ]; } || nbad="$nbad '$args'(exit $brc)"
 done
 [ -z "$nbad" ] && ok "check.sh --bundle without its DIR: usage, exit 2" || bad "check.sh --bundle without its DIR:$nbad"
+# SAM2AMG_PROFILE_PPS that is not a number (a typo on the device): the
+# profile step says so in its row; the points-per-batch arithmetic on it
+# used to abort the step loop, leaving no profile row nor the steps after it
+# (and "overall: PASS" on a device whose env passed). A stand-in ncu lets
+# the step reach that point here.
+mkdir -p "$tmp/ncu"
+printf '#!/bin/sh\necho "stand-in ncu"\n' >"$tmp/ncu/ncu"
+chmod +x "$tmp/ncu/ncu"
+nbad=""
+for v in 32x "1 2" 0 abc; do
+    PATH=$tmp/ncu:$PATH SAM2AMG_PROFILE_PPS=$v SAM2AMG_CHECK_STEPS="profile nosuchstep" BUILD=$BUILD \
+        timeout 120 bash tests/gpu/check.sh --build "$tmp/prof" >"$tmp/log9" 2>&1
+    { grep -q "^profile: FAIL SAM2AMG_PROFILE_PPS='$v'" "$tmp/prof/summary.txt" &&
+        grep -q '^step_nosuchstep: FAIL' "$tmp/prof/summary.txt" &&
+        grep -q '^overall: FAIL' "$tmp/prof/summary.txt"; } || nbad="$nbad '$v'"
+done
+[ -z "$nbad" ] && ok "SAM2AMG_PROFILE_PPS not a positive number: a profile FAIL row, the later steps run" ||
+    bad "SAM2AMG_PROFILE_PPS not a positive number:$nbad: $(tr '\n' '|' <"$tmp/prof/summary.txt")"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

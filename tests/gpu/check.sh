@@ -920,6 +920,16 @@ step_profile() {
     # thresholds only (no post-processing kernels, half the time)
     local pcfg=${SAM2AMG_PROFILE_CONFIG:-tiny} ppps=${SAM2AMG_PROFILE_PPS:-16} both=--both-thresholds
     [ "${SAM2AMG_PROFILE_ZERO:-1}" = 0 ] && both=
+    # a number from 1 before the arithmetic below: bash aborts the step loop
+    # on a malformed one ("32x") and the whole script, summary unfinished,
+    # on a word ("abc" under set -u)
+    case $ppps in
+    [1-9] | [1-9][0-9] | [1-9][0-9][0-9]) ;;
+    *)
+        row profile FAIL "SAM2AMG_PROFILE_PPS='$ppps' (points per side: a number from 1 to 999)"
+        return
+        ;;
+    esac
     local ppb=$((ppps * ppps < 1024 ? ppps * ppps : 1024))
     run profile 300 "$ncu" --metrics gpu__time_duration.sum --print-summary per-kernel \
         "$(prog gpu_generate)" --random "$pcfg" --time 1 --device "$DEVICE" --precision bf16 \
