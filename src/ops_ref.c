@@ -373,27 +373,29 @@ void ops_ref_row_affine(float *y, int64_t ldy, const float *x, int64_t ldx, cons
             }
 }
 
+/* ref_row_product: out[c] = row . m[:, c] (K terms, m rows ldm apart) for c
+ * < N, each rounded to float as a bmm's output */
+static void ref_row_product(float *out, const float *row, const float *m, int64_t ldm, int64_t K,
+                            int64_t N) {
+    for (int64_t c = 0; c < N; c++) {
+        double acc = 0.0;
+        for (int64_t k = 0; k < K; k++) acc += op(row[k]) * op(m[k * ldm + c]);
+        out[c] = (float)acc;
+    }
+}
+
 void ops_ref_lowrank_rstd_gram(float *rstd, const float *xx, const float *s, const float *p,
                                int64_t ldp, const float *e, const float *bb, int64_t B,
                                int64_t Mx, int64_t r, int64_t C, float eps) {
+    // pg = p . bb_b per row, then lowrank_rstd's sums
     CHECK(ldp >= r && C > 0);
-    float *pg = malloc((size_t)(r > 0 ? r : 1) * sizeof *pg);
+    float *pg = malloc((size_t)(B * Mx * r > 0 ? B * Mx * r : 1) * sizeof *pg);
     CHECK(pg);
     for (int64_t b = 0; b < B; b++)
-        for (int64_t i = 0; i < Mx; i++) {
-            const int64_t j = b * Mx + i;
-            for (int64_t c = 0; c < r; c++) {
-                double acc = 0.0;
-                for (int64_t k = 0; k < r; k++)
-                    acc += op(p[j * ldp + k]) * op(bb[(b * r + k) * r + c]);
-                pg[c] = (float)acc;
-            }
-            double si = s ? s[j] : 1.0, acc = si * si * xx[i];
-            for (int64_t kk = 0; kk < r; kk++)
-                acc += (double)p[j * ldp + kk] * (2.0 * si * e[j * r + kk] + pg[kk]);
-            double var = acc / (double)C;
-            rstd[j] = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + eps));
-        }
+        for (int64_t i = 0; i < Mx; i++)
+            ref_row_product(pg + (b * Mx + i) * r, p + (b * Mx + i) * ldp, bb + b * r * r, r, r,
+                            r);
+    ops_ref_lowrank_rstd(rstd, xx, s, p, ldp, e, pg, B, Mx, r, C, eps);
     free(pg);
 }
 
@@ -411,12 +413,9 @@ void ops_ref_lowrank_expand(float *y, int64_t ldy, const float *p, int64_t ldp, 
     for (int64_t b = 0; b < B; b++)
         for (int64_t i = 0; i < M; i++) {
             const int64_t j = b * M + i;
+            ref_row_product(z, p + j * ldp, m + b * K * ldm, ldm, K, N);
             for (int64_t c = 0; c < N; c++) {
-                double acc = 0.0;
-                for (int64_t k = 0; k < K; k++)
-                    acc += op(p[j * ldp + k]) * op(m[(b * K + k) * ldm + c]);
-                double v = (double)(float)acc +
-                           (s ? (sa ? (double)sa[j] : 1.0) * s[i * lds + c] : 0.0);
+                double v = (double)z[c] + (s ? (sa ? (double)sa[j] : 1.0) * s[i * lds + c] : 0.0);
                 v = a[j] * v + (u ? u[i * ldu + c] : 0.0f);
                 z[c] = (float)v;
             }
