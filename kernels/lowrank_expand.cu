@@ -86,7 +86,7 @@ struct le_args {
     const float *lnw, *lnb; // LN gain and bias (64)
     float eps;
     int64_t Wg, M, ntiles;
-    int K, N, v2;           // N: the product's columns (GRAM: K, padded to NP in m16)
+    int K, N, v2;           // N: m16's columns (GRAM: K rounded up to a slab, zero past K)
     const float *e, *xx;    // GRAM: e (B*M, K) contiguous, xx (M)
     double C;               // GRAM: the LayerNorm width
 };
@@ -100,7 +100,7 @@ static __global__ void __launch_bounds__(LE_WARPS * 32) lowrank_expand_kernel(co
     const float *p = A.p, *a = A.a, *s = A.s, *sa = A.sa, *u = A.u, *lnw = A.lnw, *lnb = A.lnb;
     const __nv_bfloat16 *m16 = A.m16;
     const float eps = A.eps;
-    const int K = A.K, N = MODE == LE_GRAM ? (A.K + LE_SLAB - 1) / LE_SLAB * LE_SLAB : A.N;
+    const int K = A.K, N = A.N;
     const int64_t ntiles = A.ntiles;
     const int v2 = A.v2;
     constexpr bool LN = MODE == LE_LN;
@@ -307,7 +307,7 @@ static void le_launch(cudaStream_t st, unsigned blocks, int mode, const le_args 
 static int le_run(cudaStream_t st, uint16_t *ws, size_t ws_bytes, int mode, le_args A,
                   const float *m, int64_t ldm, int64_t sm, int64_t ystride, int64_t B) {
     const int K = A.K, KT = (K + 15) / 16, KP = 16 * KT;
-    const int NP = mode == LE_GRAM ? (K + LE_SLAB - 1) / LE_SLAB * LE_SLAB : A.N;
+    const int NP = A.N;
     const int64_t per = (int64_t)KP * NP, cap = (int64_t)(ws_bytes / sizeof(uint16_t));
     A.ntiles = (A.M + LE_TM - 1) / LE_TM;
     int64_t items = cap / per;
@@ -319,7 +319,7 @@ static int le_run(cudaStream_t st, uint16_t *ws, size_t ws_bytes, int mode, le_a
     for (int64_t b0 = 0; b0 < B; b0 += items) {
         const int64_t nb = B - b0 < items ? B - b0 : items, rows = b0 * A0.M;
         le_weights_kernel<<<kern_grid(nb * per, KERN_THREADS), KERN_THREADS, 0, st>>>(
-            m16, m + b0 * sm, ldm, sm, nb, K, KP, mode == LE_GRAM ? K : A0.N, NP);
+            m16, m + b0 * sm, ldm, sm, nb, K, KP, mode == LE_GRAM ? K : NP, NP);
         CUDA_LAUNCH_CHECK();
         A.y = A0.y + b0 * ystride;
         A.p = A0.p + rows * A0.ldp;
@@ -386,6 +386,6 @@ extern "C" int cuda_lowrank_rstd_gram(cudaStream_t st, uint16_t *ws, size_t ws_b
     le_args A;
     memset(&A, 0, sizeof A);
     A.y = rstd, A.p = p, A.ldp = ldp, A.s = sc, A.e = e, A.xx = xx, A.C = (double)C;
-    A.eps = eps, A.M = Mx, A.K = (int)r, A.N = (int)r;
+    A.eps = eps, A.M = Mx, A.K = (int)r, A.N = (int)((r + LE_SLAB - 1) / LE_SLAB * LE_SLAB);
     return le_run(st, ws, ws_bytes, LE_GRAM, A, bb, r, r * r, Mx, B);
 }
