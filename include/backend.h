@@ -329,9 +329,10 @@ const backend_plugin_t *backend_cuda_plugin(struct err_t *err);
 int backend_parse_device(const char *device, int *cuda_index, struct err_t *err);
 
 /* backend_check_device: whether device could be created here, without
- * creating it: a valid name, and for cuda:N the plugin, a driver and a
- * device N. 0, ERR_INVALID (bad name) or ERR_BACKEND (unavailable; err
- * says which part is missing). */
+ * creating it: a valid name, and for cuda:N valid SAM2AMG_CUDA_* settings
+ * (include/cuda_env.h), the plugin, a driver and a device N. 0,
+ * ERR_INVALID (bad name or setting) or ERR_BACKEND (unavailable; err says
+ * which part is missing). */
 int backend_check_device(const char *device, struct err_t *err);
 
 /* backend_cuda_count: the number of visible CUDA devices through the

@@ -1286,8 +1286,10 @@ int amg_generate(amg_t *g, const amg_model *model, const uint8_t *rgb, int w, in
         /* SAM2AMG_GPU_POST (comparisons, timings, tests): 0 = the CPU path;
          * staged = the device's, with the logits through the host; ref =
          * the device algorithm in plain C on a backend whose memory is the
-         * host's (the CPU backend), logits in place */
+         * host's (the CPU backend), logits in place; empty = unset, as
+         * every other SAM2AMG_ variable */
         const char *env = getenv("SAM2AMG_GPU_POST");
+        if (env && !*env) env = NULL;
         if (env && strcmp(env, "0") && strcmp(env, "staged") && strcmp(env, "ref"))
             return err_set(err, ERR_INVALID, "SAM2AMG_GPU_POST=%.40s: not 0, staged or ref", env);
         const backend_amg_ops *ops = model->backend->amg;

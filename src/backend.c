@@ -11,6 +11,7 @@
 
 #include "backend.h"
 #include "check.h"
+#include "cuda_env.h"
 
 int backend_parse_device(const char *device, int *cuda_index, err_t *err) {
     *cuda_index = -1;
@@ -42,6 +43,8 @@ int backend_check_device(const char *device, err_t *err) {
     int dev, n;
     int rc = backend_parse_device(device, &dev, err);
     if (rc || dev < 0) return rc;
+    cuda_env env;   /* a bad SAM2AMG_CUDA_* setting: refused whether or not there is a GPU */
+    if ((rc = cuda_env_read(dev, &env, err))) return rc;
     if ((rc = backend_cuda_count(&n, err))) {
         err_t e = *err;
         return err_set(err, rc, "%s: %s", device, e.msg);

@@ -58,6 +58,7 @@
 
 #include "backend.h"
 #include "check.h"
+#include "cuda_env.h"
 
 #ifdef SAM2AMG_CUDA
 
@@ -78,7 +79,6 @@
     } while (0)
 
 #define CUDA_SCRATCH_BYTES ((size_t)64 << 20)
-#define CUDA_WS16_MB       64                   /* bf16 operands converted per call */
 #define CUDA_LT_WS_BYTES   ((size_t)32 << 20)   /* cuBLASLt's workspace */
 #define LT_PLANS_MAX       512                  /* cached bf16 GEMM plans */
 
@@ -125,7 +125,7 @@ typedef struct cuda_ctx {
     cublasLtHandle_t    lt;            /* bf16 GEMMs */
     void               *lt_ws;         /* device, CUDA_LT_WS_BYTES */
     uint16_t           *ws16;          /* device, ws16_bytes: bf16 operands */
-    size_t              ws16_bytes;    /* CUDA_WS16_MB MiB, or SAM2AMG_CUDA_BF16_WS_MB */
+    size_t              ws16_bytes;    /* CUDA_ENV_WS16_MB MiB, or SAM2AMG_CUDA_BF16_WS_MB */
     cuda_region_t      *regions;       /* every alloc(), sorted by base */
     int                 n_regions, cap_regions;
     lt_plan_t          *plans;         /* host, LT_PLANS_MAX */
@@ -291,7 +291,7 @@ static void gemm_rm(cuda_ctx_t *c, float *C, int64_t ldc, const float *A, int64_
  * op writes only into the activation arena, which GEMMs write too.)
  *
  * Activations: converted on the fly into ws16, a bf16 workspace of
- * CUDA_WS16_MB MiB (SAM2AMG_CUDA_BF16_WS_MB=N sets N MiB, 1..4096: tests
+ * CUDA_ENV_WS16_MB MiB (SAM2AMG_CUDA_BF16_WS_MB=N sets N MiB, 1..4096: tests
  * shrink it to reach the chunked paths on small shapes) allocated at
  * creation, with rows padded to 8 values
  * (16 bytes, as tensor-core kernels want); a GEMM whose operands exceed it
@@ -970,9 +970,7 @@ static int env_is(const char *name, const char *value) {
     return v && strcmp(v, value) == 0;
 }
 
-/* cuda_gemm_mode: the GEMM compute type SAM2AMG_CUDA_GEMM asks for (unset
- * or "f32": true float32; "tf32": TF32 tensor cores), or -1 for another
- * value. */
+/* cuda_mem_info: the device's free and total memory (backend.h mem_info) */
 static int cuda_mem_info(backend_t *be, size_t *free_bytes, size_t *total_bytes) {
     (void)cuda_enter(be);
     cudaError_t rc = cudaMemGetInfo(free_bytes, total_bytes);
@@ -983,45 +981,18 @@ static int cuda_mem_info(backend_t *be, size_t *free_bytes, size_t *total_bytes)
     return 0;
 }
 
-static int cuda_gemm_mode(cublasComputeType_t *out) {
-    const char *v = getenv("SAM2AMG_CUDA_GEMM");
-    if (!v || !*v || strcmp(v, "f32") == 0) *out = CUBLAS_COMPUTE_32F;
-    else if (strcmp(v, "tf32") == 0) *out = CUBLAS_COMPUTE_32F_FAST_TF32;
-    else return -1;
-    return 0;
-}
-
 /* backend_cuda_create: a CUDA backend on device ordinal `device`. Returns
  * NULL with a one-line message in err (when err is not NULL) when there is
  * no CUDA driver, no such device, the device is older than sm_80 (this build
- * has sm_80 and sm_90 code), SAM2AMG_CUDA_GEMM holds an unknown mode, or
+ * has sm_80 and sm_90 code), a SAM2AMG_CUDA_* setting is bad, or
  * the stream, cuBLAS handle or scratch cannot be created. The caller owns
  * the result and frees it with be->destroy(be). */
 backend_t *backend_cuda_create(int device, struct err_t *err) {
-    cublasComputeType_t gemm_compute;
-    if (cuda_gemm_mode(&gemm_compute)) {
-        err_set(err, ERR_INVALID, "cuda:%d: SAM2AMG_CUDA_GEMM='%s' (expected f32 or tf32)",
-                device, getenv("SAM2AMG_CUDA_GEMM"));
-        return NULL;
-    }
-    const char *fused = getenv("SAM2AMG_CUDA_FUSED");
-    if (fused && *fused && strcmp(fused, "0") && strcmp(fused, "1")) {
-        err_set(err, ERR_INVALID, "cuda:%d: SAM2AMG_CUDA_FUSED='%s' (expected 0 or 1)", device,
-                fused);
-        return NULL;
-    }
-    size_t ws16_mb = CUDA_WS16_MB;
-    const char *wsv = getenv("SAM2AMG_CUDA_BF16_WS_MB");
-    if (wsv && *wsv) {
-        char *end = NULL;
-        long v = strtol(wsv, &end, 10);
-        if (*end || v < 1 || v > 4096) {
-            err_set(err, ERR_INVALID, "cuda:%d: SAM2AMG_CUDA_BF16_WS_MB='%s' (expected 1..4096)",
-                    device, wsv);
-            return NULL;
-        }
-        ws16_mb = (size_t)v;
-    }
+    cuda_env env;   /* include/cuda_env.h: the settings, refused by name if bad */
+    if (cuda_env_read(device, &env, err)) return NULL;
+    const cublasComputeType_t gemm_compute =
+        env.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    const size_t ws16_mb = env.ws16_mb;
     int n = 0;
     cudaError_t rc = cudaGetDeviceCount(&n);
     if (rc != cudaSuccess) {
@@ -1157,7 +1128,7 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
     be->attention_scores = cuda_attention_scores_op;
     be->lowrank_rstd = cuda_lowrank_rstd_op;
     be->row_affine = cuda_row_affine_op;
-    if (!env_is("SAM2AMG_CUDA_FUSED", "0")) {
+    if (env.fused) {
         be->lowrank_expand = cuda_lowrank_expand_op;
         be->lowrank_rstd_gram = cuda_lowrank_rstd_gram_op;
     }

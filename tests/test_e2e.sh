@@ -51,6 +51,12 @@ check "SAM2AMG_GPU_POST=bogus: exit 1, one line naming it" bash -c "
     SAM2AMG_GPU_POST=bogus $bin generate --model $(weights_of $d) --config $d/meta.json \
         $d/image.png -o $tmp/bogus.json 2>$tmp/bogus.err; rc=\$?;
     [ \$rc = 1 ] && [ \$(wc -l <$tmp/bogus.err) = 1 ] && grep -q 'SAM2AMG_GPU_POST=bogus: not 0, staged or ref' $tmp/bogus.err"
+# an empty SAM2AMG_GPU_POST is unset, as every SAM2AMG_ variable: exit 0,
+# the very bytes of a run without it
+check "SAM2AMG_GPU_POST= (empty): unset, the same JSON bytes" bash -c "
+    $bin generate --model $(weights_of $d) --config $d/meta.json $d/image.png -o $tmp/unset.json &&
+    SAM2AMG_GPU_POST= $bin generate --model $(weights_of $d) --config $d/meta.json \
+        $d/image.png -o $tmp/empty.json && cmp $tmp/unset.json $tmp/empty.json"
 # the device post-processing's algorithm (plain C, SAM2AMG_GPU_POST=ref)
 # with the real model's logits left in backend memory (decode_dev): the
 # very bytes of the CPU path; -v says the logits stayed where they were

@@ -116,6 +116,21 @@ rc=$?
 check "run --devices cuda:0 that cannot be opened: exit 1 as generate" \
     bash -c "[ $rc = 1 ] && grep -q 'cuda:0: cannot allocate .* of scratch' '$T/nomem.err' || { cat '$T/nomem.err'; exit 1; }"
 
+# a bad SAM2AMG_CUDA_* setting is a usage error (exit 2, one line naming it)
+# on a machine with the device as on one without (include/cuda_env.h), and
+# run refuses it before the database is made
+for kv in SAM2AMG_CUDA_FUSED=7 SAM2AMG_CUDA_GEMM=bf17 SAM2AMG_CUDA_BF16_WS_MB=0; do
+    env "$kv" "$EB/sam2amg" generate --device cuda:0 --model tests/fixtures/micro2/weights.safetensors \
+        --config micro2 --points-per-side 2 tests/fixtures/micro/image.png -o "$T/badenv.json" 2>"$T/badenv.err"
+    rc=$?
+    env "$kv" "$EB/sam2amg" run "$T/badenv.db" --manifest "$T/nomem.txt" --model \
+        tests/fixtures/micro2/weights.safetensors --config micro2 --devices cuda:0 --quiet 2>"$T/badenv-run.err"
+    rrc=$?
+    check "$kv on an emulated cuda:0: generate and run exit 2, one line naming it, no database" \
+        bash -c "[ $rc = 2 ] && [ $rrc = 2 ] && [ \$(wc -l <'$T/badenv.err') = 1 ] && grep -q '${kv%%=*}=' '$T/badenv.err' &&
+                 grep -q '${kv%%=*}=' '$T/badenv-run.err' && [ ! -e '$T/badenv.db' ] || { cat '$T/badenv.err' '$T/badenv-run.err'; exit 1; }"
+done
+
 if [ -n "$san" ]; then   # generate and run take too long under the sanitizers
     echo "RESULT $pass $fail"
     [ $fail -eq 0 ]

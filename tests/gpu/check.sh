@@ -721,6 +721,11 @@ step_official() {
 }
 
 # ---- fidelity: ours against the official generator on the same weights --------
+# fid_fig: "matched/expected worst_iou=W" of fidelity.log's last comparison
+fid_fig() {
+    tail -n 1 "$out/logs/fidelity.log" | awk '/^expected/ { print $6 "/" $2 " worst_iou=" $10 }'
+}
+
 # official_bench.py builds the official model with random weights of the
 # real shape (large; --cpu: micro), saves them as an official-style .pt and
 # its records at thresholds 0 (every mask reaches the post-processing: the
@@ -730,10 +735,14 @@ step_official() {
 # end-to-end fixtures do (>= 98% at mask IoU >= 0.99); ours in bf16 against
 # the official autocast run is reported (bar of e2e_bf16, report only).
 # The weights go to the scratch folder (0.9 GB for large), not OUTDIR;
-# step run uses them again.
+# step run uses them again. Control, reported beside: the official's own
+# records of the same weights and image made on a CPU (tests/gpu/ref/,
+# Debian's torch 1.13), compared with its records here and with ours, i.e.
+# how closely the official code reproduces itself across devices.
 step_fidelity() {
     need_py fidelity || return
     local tmp pps=32 sz=1024x768 cfgs=${SAM2AMG_FID_CONFIGS:-large} precs=fp32,bf16 a=$(date +%s)
+    local cref
     local args=()
     tmp=$WORK   # the weights stay for step run
     if [ $cpu = 1 ]; then
@@ -766,7 +775,17 @@ step_fidelity() {
                 run fidelity 60 "$cmp" --compare "$ref" "$got" 0.95 0.95
                 p=$((p + 1))
             fi
-            figs="$figs $cfg/$prec:$(tail -n 1 "$out/logs/fidelity.log" | awk '/^expected/ { print $6 "/" $2 " worst_iou=" $10 }')"
+            figs="$figs $cfg/$prec:$(fid_fig)"
+            # the control (report only): the official's own records of the
+            # same seeded weights and image made on the CPU (Debian's torch
+            # 1.13, tests/gpu/ref), against its records here and against ours
+            cref=tests/gpu/ref/official_${cfg}_fp32_${sz}_zero.cpu.json
+            if [ "$prec" = fp32 ] && [ -s "$cref" ]; then
+                run fidelity 60 "$cmp" --compare "$cref" "$ref" 0.98 0.99
+                figs="$figs official_vs_its_cpu_records:$(fid_fig)"
+                run fidelity 60 "$cmp" --compare "$cref" "$got" 0.98 0.99
+                figs="$figs ours_vs_official_cpu_records:$(fid_fig)"
+            fi
         done
     done
     local st=PASS
