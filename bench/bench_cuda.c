@@ -453,6 +453,39 @@ static void time_linear(backend_t *be, const char *what, int64_t M, int64_t K, i
     be->free(be, x); be->free(be, w); be->free(be, b); be->free(be, y);
 }
 
+/* time_mlp2: the Hiera MLP's second half, y += linear(gelu(h)), composed
+ * (gelu pass, linear, add) and fused (linear_ex: the GELU in the input's
+ * bf16 conversion, the residual through the GEMM's beta), in the bf16 pass
+ * only (linear_ex declines in float32). Bytes: what each moves (composed:
+ * h read twice and written once more, the product written and read once
+ * more, y read; fused: h, w, y read, y written). */
+static void time_mlp2(backend_t *be, const char *what, int64_t M, int64_t K, int64_t N) {
+    if (!be->linear_ex || be->precision != BACKEND_BF16) return;
+    char label[192];
+    float *h = dev_random(be, M * K, 1.0f), *w = dev_random(be, N * K, 0.1f);
+    float *b = dev_random(be, N, 1.0f), *y = dev_random(be, M * N, 1.0f);
+    float *t = be->alloc(be, (size_t)(M * N) * sizeof(float));
+    snprintf(label, sizeof label, "mlp2 %s gelu+linear+add M=%lld K=%lld N=%lld", what,
+             (long long)M, (long long)K, (long long)N);
+    if (!(h && w && b && y && t)) {
+        skip_oom(label);
+    } else {
+        BENCH(be, label, 2.0 * M * K * N, 4.0 * (3 * M * K + N * K + 4 * M * N), {
+            be->gelu(be, h, h, M * K);
+            be->linear(be, t, N, h, K, w, b, M, K, N);
+            be->add(be, y, y, t, M * N);
+        });
+        snprintf(label, sizeof label, "mlp2 %s linear_ex fused M=%lld K=%lld N=%lld", what,
+                 (long long)M, (long long)K, (long long)N);
+        if (be->linear_ex(be, y, N, h, K, w, b, y, N, 1, M, K, N) == 0)
+            BENCH(be, label, 2.0 * M * K * N, 4.0 * (M * K + N * K + 2 * M * N),
+                  (void)be->linear_ex(be, y, N, h, K, w, b, y, N, 1, M, K, N));
+        else
+            printf("%s%-58s declined\n", label_prefix, label);
+    }
+    be->free(be, h); be->free(be, w); be->free(be, b); be->free(be, y); be->free(be, t);
+}
+
 /* attention with packed qkv (ld 3*nh*dh) when Lq == Lk, separate otherwise */
 static void time_attention(backend_t *be, const char *what, int64_t B, int64_t Lq, int64_t Lk,
                            int64_t nh, int64_t dh) {
@@ -669,6 +702,7 @@ static void bench_hiera(backend_t *be, const char *model, int64_t C0, int64_t nh
         time_linear(be, what, L, C, 4 * C);
         snprintf(what, sizeof what, "%s s%d mlp2", model, st + 1);
         time_linear(be, what, L, 4 * C, C);
+        time_mlp2(be, what, L, 4 * C, C);
         snprintf(what, sizeof what, "%s s%d window", model, st + 1);
         time_attention(be, what, nwin, win * win, win * win, nh, dh);
         if (st > 0) {   // the stage's first block: q pooled 2x2, the previous stage's windows
@@ -725,11 +759,42 @@ static void time_lowrank_expand(backend_t *be, int64_t n) {
         int rc = 0;
         BENCH(be, label, 2.0 * M * q * N2, 4.0 * (2 * M * q + M * N2), {
             rc |= be->lowrank_expand(be, k, C, p, q, m, N2, a, su, N2, sa, su, N2, lw, lw, 1e-6f,
-                                     hf, n, HW, q, C);
+                                     hf, n, HW, q, C, 0);
             rc |= be->lowrank_expand(be, kpe, C, p, q, m + C, N2, a, su + C, N2, sa, su + C, N2,
-                                     NULL, NULL, 0.0f, 0, n, HW, q, C);
+                                     NULL, NULL, 0.0f, 0, n, HW, q, C, 0);
         });
         if (rc) printf("bf16 lowrank layer1 fused: declined (rc %d): the figure above is void\n", rc);
+        /* the final attention on those keys and values (float32 here; T = 8
+         * queries per prompt, p's first rows), then in bf16 below */
+        const int64_t Ci = C / 2, dhh = Ci / 8;
+        snprintf(label, sizeof label, "bf16 final attention kv float32 B=%lld Lq=8 Lk=%lld",
+                 (long long)n, (long long)HW);
+        BENCH(be, label, 4.0 * n * 8 * 8 * HW * dhh, 4.0 * (2.0 * n * HW * Ci), {
+            be->attention(be, out, p, Ci, kpe, C, kpe + Ci, C, n, 8, HW, 8, dhh, 0.25f);
+        });
+        /* as the decoder runs it where attention_kv16 reads them: the final
+         * keys and values in bf16 (half their bytes), and that attention */
+        snprintf(label, sizeof label, "bf16 lowrank layer1 fused, kv bf16 n=%lld q=%lld N=%lld",
+                 (long long)n, (long long)q, (long long)N2);
+        rc = 0;
+        BENCH(be, label, 2.0 * M * q * N2, 4.0 * (2 * M * q + M * N2) - 2.0 * M * C, {
+            rc |= be->lowrank_expand(be, k, C, p, q, m, N2, a, su, N2, sa, su, N2, lw, lw, 1e-6f,
+                                     hf, n, HW, q, C, 0);
+            rc |= be->lowrank_expand(be, kpe, C, p, q, m + C, N2, a, su + C, N2, sa, su + C, N2,
+                                     NULL, NULL, 0.0f, 0, n, HW, q, C, 1);
+        });
+        if (rc) printf("bf16 lowrank layer1 fused, kv bf16: declined (rc %d): the figure above is void\n", rc);
+        if (be->attention_kv16) {
+            snprintf(label, sizeof label, "bf16 final attention kv bf16 B=%lld Lq=8 Lk=%lld",
+                     (long long)n, (long long)HW);
+            const uint16_t *kv = (const uint16_t *)kpe;
+            rc = 0;
+            BENCH(be, label, 4.0 * n * 8 * 8 * HW * dhh, 2.0 * (2.0 * n * HW * Ci), {
+                rc |= be->attention_kv16(be, out, p, Ci, kv, C, kv + Ci, C, n, 8, HW, 8, dhh,
+                                         0.25f);
+            });
+            if (rc) printf("bf16 final attention kv bf16: declined (rc %d): the figure above is void\n", rc);
+        }
         snprintf(label, sizeof label, "bf16 lowrank layer0 composed n=%lld r=64 N=384", (long long)n);
         BENCH(be, label, 2.0 * M * 64 * 384, 4.0 * (M * 64 + 3 * M * 384), {
             be->bmm(be, out, p, m, n, HW, 64, 384, 0);
@@ -739,7 +804,7 @@ static void time_lowrank_expand(backend_t *be, int64_t n) {
         rc = 0;   /* each row says its own decline, not an earlier one's */
         BENCH(be, label, 2.0 * M * 64 * 384, 4.0 * (M * 64 + M * 384), {
             rc |= be->lowrank_expand(be, out, 384, p, 64, m, 384, a, su, 384, NULL, su, 384, NULL,
-                                     NULL, 0.0f, 0, n, HW, 64, 384);
+                                     NULL, 0.0f, 0, n, HW, 64, 384, 0);
         });
         if (rc) printf("bf16 lowrank layer0 fused: declined (rc %d): the figure above is void\n", rc);
         /* the variances of layer 1: p (M, q) . bb (n, q, q) then the Gram

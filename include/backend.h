@@ -25,8 +25,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* 7: lowrank_expand, lowrank_rstd_gram */
-#define BACKEND_API_VERSION 7
+/* 7: lowrank_expand, lowrank_rstd_gram; 8: linear_ex, attention_kv16,
+ * lowrank_expand's y_bf16 */
+#define BACKEND_API_VERSION 8
 
 enum { BACKEND_FP32 = 0, BACKEND_BF16 = 1 };
 typedef struct backend backend_t;
@@ -66,6 +67,18 @@ struct backend {
      * lets a caller read or write a column slice of a packed tensor. */
     void (*linear)(backend_t *be, float *y, int64_t ldy, const float *x, int64_t ldx,
                    const float *w, const float *b, int64_t M, int64_t K, int64_t N);
+    /* linear_ex (optional, NULL where missing): linear with its neighbours
+     * fused, y (M,N) = act(x) . w^T + b + r: act the exact GELU when gelu_x
+     * (the gelu op's), else none; r (M,N) with row stride ldr, or NULL; r
+     * is y itself (ldr == ldy) or does not overlap it; x does not overlap
+     * y. With gelu_x, x may be left holding gelu(x) (the caller treats x as
+     * consumed). Returns 0, or -1 when this backend does not fuse the case:
+     * nothing is written, and the caller runs gelu, linear and add. The
+     * result may differ from those three ops in the last bit of the sums
+     * (b and r added in another order). */
+    int (*linear_ex)(backend_t *be, float *y, int64_t ldy, const float *x, int64_t ldx,
+                     const float *w, const float *b, const float *r, int64_t ldr, int gelu_x,
+                     int64_t M, int64_t K, int64_t N);
     /* bmm: for each of `batch` items, c (M,N) = a (M,K) . b (K,N), or with
      * trans_b, a . b^T where b is (N,K). Items are contiguous, strides are
      * the matrix sizes. */
@@ -81,6 +94,17 @@ struct backend {
                       const float *k, int64_t ldk, const float *v, int64_t ldv,
                       int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
                       float scale);
+    /* attention_kv16 (optional, NULL where missing): attention with k and
+     * v stored as bf16 (raw bits, strides in bf16 elements; what
+     * lowrank_expand writes with y_bf16), o and q float32: the result of
+     * attention in BACKEND_BF16 on float32 copies of k and v, bit for bit.
+     * With o NULL it computes nothing and says whether it would take the
+     * shape. Returns 0, or -1 when it does not (precision, dh): nothing
+     * written. */
+    int (*attention_kv16)(backend_t *be, float *o, const float *q, int64_t ldq,
+                          const uint16_t *k, int64_t ldk, const uint16_t *v, int64_t ldv,
+                          int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
+                          float scale);
 
     /* ---- normalization and elementwise ---- */
     /* layer_norm over the last dim: x,y (M,C); w,b (C); y may alias x. */
@@ -177,14 +201,17 @@ struct backend {
      * columns is LayerNorm'ed (ln_w, ln_b (G), eps) then GELU'd (erf), and
      * group dy*2 + dx is written to pixel (2*(i/Wg) + dy, 2*(i%Wg) + dx) of
      * y (B, 2M/Wg, 2Wg, G) contiguous (window_unpartition, window 2);
-     * ldy unused. Returns 0, or -1 when this backend does not fuse the case
-     * (precision, shape): nothing is written, the caller composes bmm,
-     * row_affine (and window_unpartition, layer_norm, gelu). */
+     * ldy unused. y_bf16 (without ln_w): y holds z rounded to bf16 (raw
+     * bits, nearest even; ldy in bf16 elements), for attention_kv16 to
+     * read. Returns 0, or -1 when this backend does not fuse the case
+     * (precision, shape, y_bf16): nothing is written, the caller composes
+     * bmm, row_affine (and window_unpartition, layer_norm, gelu) in
+     * float32. */
     int (*lowrank_expand)(backend_t *be, float *y, int64_t ldy, const float *p, int64_t ldp,
                           const float *m, int64_t ldm, const float *a, const float *s,
                           int64_t lds, const float *sa, const float *u, int64_t ldu,
                           const float *ln_w, const float *ln_b, float eps, int64_t Wg,
-                          int64_t B, int64_t M, int64_t K, int64_t N);
+                          int64_t B, int64_t M, int64_t K, int64_t N, int y_bf16);
     /* lowrank_rstd_gram (optional, NULL where missing): lowrank_rstd with
      * its pg term computed in place from per-item Gram matrices, so the
      * (B*Mx, r) product is never stored: pg[i,:] = p[i,:r] . bb_b (b =

@@ -5,7 +5,8 @@
  * error (exit 2) on a machine with or without a GPU.
  *
  *   SAM2AMG_CUDA_GEMM         f32 (default) or tf32: float32 GEMMs' compute mode
- *   SAM2AMG_CUDA_FUSED        1 (default) or 0: the fused low-rank decoder ops
+ *   SAM2AMG_CUDA_FUSED        1 (default) or 0: the fused ops (low-rank decoder
+ *                             projections, bf16 keys, linear with GELU/residual)
  *   SAM2AMG_CUDA_BF16_WS_MB   1..4096 MiB of bf16 operand workspace (default 64)
  *
  * An empty value is the same as unset. */

@@ -24,6 +24,13 @@ static inline unsigned kern_grid(int64_t n, int threads) {
     return (unsigned)g;
 }
 
+/* kern_gelu: the exact (erf) GELU in float32, as ops_ref_gelu; every
+ * kernel that applies it uses this one expression, so a fused GELU gives
+ * the bits of the gelu op's */
+static __device__ __forceinline__ float kern_gelu(float v) {
+    return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+}
+
 /* grid-stride loop over [0, n) */
 #define KERN_FOR(i, n)                                                          \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);  \

@@ -8,8 +8,7 @@
 
 static __global__ void gelu_kernel(float *y, const float *x, int64_t n) {
     KERN_FOR(i, n) {
-        float v = x[i];
-        y[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+        y[i] = kern_gelu(x[i]);
     }
 }
 

@@ -82,15 +82,36 @@ static __device__ __forceinline__ float4 fa_load4(const float *row, int d, int d
     return r;
 }
 
+/* fa_load4_16: the same for a row of bf16 values (KV16: keys and values
+ * stored in bf16), as the raw bits of 4 of them; vec: 8-byte aligned rows
+ * and dh % 4 == 0 */
+static __device__ __forceinline__ uint2 fa_load4_16(const __nv_bfloat16 *row, int d, int dh,
+                                                    bool valid, bool vec) {
+    uint2 r;
+    r.x = r.y = 0u;
+    if (!valid || d >= dh) return r;
+    if (vec) return *reinterpret_cast<const uint2 *>(row + d);
+    uint16_t h[4] = {0, 0, 0, 0};
+    const uint16_t *u = reinterpret_cast<const uint16_t *>(row);
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+        if (d + e < dh) h[e] = u[d + e];
+    r.x = (uint32_t)h[0] | (uint32_t)h[1] << 16;
+    r.y = (uint32_t)h[2] | (uint32_t)h[3] << 16;
+    return r;
+}
+
 // o (B,Lq,nh*dh); q (B,Lq,nh,dh) row stride ldq; k,v (B,Lk,nh,dh) row
-// strides ldk, ldv. Grid: B*nh*nqb*nsplit blocks of WARPS*32 threads; block
+// strides ldk, ldv: float32, or bf16 when KV16 (strides in bf16 elements;
+// the tile then holds their bits as they are, which is what rounding
+// float32 copies of the same values would put there). Grid: B*nh*nqb*nsplit blocks of WARPS*32 threads; block
 // (bh, qb, split) takes query rows [qb*16*WARPS, +16*WARPS) and keys
 // [split*kchunk, +kchunk). With nsplit > 1 it writes part (B*Lq*nh rows,
 // nsplit, dh+2) = (m, l, acc[dh]) instead of o. scale2 = scale * log2(e).
-template <int DHP, int WARPS>
+template <int DHP, int WARPS, bool KV16>
 static __global__ void __launch_bounds__(WARPS * 32)
-flash_attn_kernel(float *o, const float *q, int64_t ldq, const float *k, int64_t ldk,
-                  const float *v, int64_t ldv, int64_t Lq, int64_t Lk, int nh, int dh,
+flash_attn_kernel(float *o, const float *q, int64_t ldq, const void *kp, int64_t ldk,
+                  const void *vp, int64_t ldv, int64_t Lq, int64_t Lk, int nh, int dh,
                   float scale2, int64_t nqb, int nsplit, int64_t kchunk, float *part, int vec) {
     constexpr int BQ = 16 * WARPS;
     constexpr int KS = DHP + 8;    // K, V (and Q staging) row stride, bf16 elements
@@ -153,15 +174,26 @@ flash_attn_kernel(float *o, const float *q, int64_t ldq, const float *k, int64_t
             const int j = idx / (DHP / 4), d = idx % (DHP / 4) * 4;
             const bool ok = j < nk;
             const int64_t row = b * Lk + k0 + (ok ? j : 0);
-            const float4 kx = fa_load4(k + row * ldk + hoff, d, dh, ok, vq);
-            const float4 vx = fa_load4(v + row * ldv + hoff, d, dh, ok, vq);
-            uint2 w;
-            w.x = mma_pack_bf16x2(kx.x, kx.y);
-            w.y = mma_pack_bf16x2(kx.z, kx.w);
-            *reinterpret_cast<uint2 *>(Ks + j * KS + d) = w;
-            w.x = mma_pack_bf16x2(vx.x, vx.y);
-            w.y = mma_pack_bf16x2(vx.z, vx.w);
-            *reinterpret_cast<uint2 *>(Vs + j * KS + d) = w;
+            if constexpr (KV16) {
+                const __nv_bfloat16 *k = static_cast<const __nv_bfloat16 *>(kp);
+                const __nv_bfloat16 *v = static_cast<const __nv_bfloat16 *>(vp);
+                *reinterpret_cast<uint2 *>(Ks + j * KS + d) =
+                    fa_load4_16(k + row * ldk + hoff, d, dh, ok, vq);
+                *reinterpret_cast<uint2 *>(Vs + j * KS + d) =
+                    fa_load4_16(v + row * ldv + hoff, d, dh, ok, vq);
+            } else {
+                const float *k = static_cast<const float *>(kp);
+                const float *v = static_cast<const float *>(vp);
+                const float4 kx = fa_load4(k + row * ldk + hoff, d, dh, ok, vq);
+                const float4 vx = fa_load4(v + row * ldv + hoff, d, dh, ok, vq);
+                uint2 w;
+                w.x = mma_pack_bf16x2(kx.x, kx.y);
+                w.y = mma_pack_bf16x2(kx.z, kx.w);
+                *reinterpret_cast<uint2 *>(Ks + j * KS + d) = w;
+                w.x = mma_pack_bf16x2(vx.x, vx.y);
+                w.y = mma_pack_bf16x2(vx.z, vx.w);
+                *reinterpret_cast<uint2 *>(Vs + j * KS + d) = w;
+            }
         }
         __syncthreads();
 
@@ -272,27 +304,37 @@ flash_attn_kernel(float *o, const float *q, int64_t ldq, const float *k, int64_t
     }
 }
 
-template <int DHP, int WARPS>
+template <int DHP, int WARPS, bool KV16>
 static void flash_launch(cudaStream_t s, unsigned blocks, float *o, const float *q, int64_t ldq,
-                         const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t Lq,
+                         const void *k, int64_t ldk, const void *v, int64_t ldv, int64_t Lq,
                          int64_t Lk, int nh, int dh, float scale2, int64_t nqb, int nsplit,
                          int64_t kchunk, float *part, int vec) {
     const size_t smem = sizeof(__nv_bfloat16) * 2 * (size_t)FA_BK * (DHP + 8);
     static_assert(sizeof(__nv_bfloat16) * 2 * (size_t)FA_BK * (FA_DHMAX + 8) <= 48 * 1024,
                   "dynamic shared memory within the default 48 KiB");
-    flash_attn_kernel<DHP, WARPS><<<blocks, WARPS * 32, smem, s>>>(
+    flash_attn_kernel<DHP, WARPS, KV16><<<blocks, WARPS * 32, smem, s>>>(
         o, q, ldq, k, ldk, v, ldv, Lq, Lk, nh, dh, scale2, nqb, nsplit, kchunk, part, vec);
 }
 
+// KV16 is instantiated for the decoder's head dim only (16: its keys and
+// values stored in bf16 by lowrank_expand); cuda_flash_attn_kv16_supported
+// says which
 template <int WARPS>
-static void flash_dispatch(cudaStream_t s, int dhp, unsigned blocks, float *o, const float *q,
-                           int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
-                           int64_t Lq, int64_t Lk, int nh, int dh, float scale2, int64_t nqb,
-                           int nsplit, int64_t kchunk, float *part, int vec) {
+static void flash_dispatch(cudaStream_t s, int dhp, int kv16, unsigned blocks, float *o,
+                           const float *q, int64_t ldq, const void *k, int64_t ldk,
+                           const void *v, int64_t ldv, int64_t Lq, int64_t Lk, int nh, int dh,
+                           float scale2, int64_t nqb, int nsplit, int64_t kchunk, float *part,
+                           int vec) {
+    if (kv16) {
+        CHECK_MSG(dhp == 16, "flash attention with bf16 keys: padded head dim %d", dhp);
+        flash_launch<16, WARPS, true>(s, blocks, o, q, ldq, k, ldk, v, ldv, Lq, Lk, nh, dh,
+                                      scale2, nqb, nsplit, kchunk, part, vec);
+        return;
+    }
 #define FA_CASE(D)                                                                         \
     case D:                                                                                \
-        flash_launch<D, WARPS>(s, blocks, o, q, ldq, k, ldk, v, ldv, Lq, Lk, nh, dh, scale2, \
-                               nqb, nsplit, kchunk, part, vec);                            \
+        flash_launch<D, WARPS, false>(s, blocks, o, q, ldq, k, ldk, v, ldv, Lq, Lk, nh, dh,  \
+                                      scale2, nqb, nsplit, kchunk, part, vec);             \
         break
     switch (dhp) {
         FA_CASE(16);
@@ -311,11 +353,11 @@ static void flash_dispatch(cudaStream_t s, int dhp, unsigned blocks, float *o, c
 
 extern "C" int cuda_flash_attn_supported(int64_t dh) { return dh > 0 && dh <= FA_DHMAX; }
 
-extern "C" void cuda_flash_attn(cudaStream_t s, float *o, const float *q, int64_t ldq,
-                                const float *k, int64_t ldk, const float *v, int64_t ldv,
-                                int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
-                                float scale, float *scratch, int64_t scratch_floats,
-                                int num_sms) {
+// flash_run: both entries; kv16: k and v bf16 (esize 2 bytes), else float32
+static void flash_run(cudaStream_t s, float *o, const float *q, int64_t ldq, const void *k,
+                      int64_t ldk, const void *v, int64_t ldv, int kv16, int64_t B, int64_t Lq,
+                      int64_t Lk, int64_t nh, int64_t dh, float scale, float *scratch,
+                      int64_t scratch_floats, int num_sms) {
     CHECK(B >= 0 && Lq >= 0 && nh > 0 && dh > 0);
     CHECK_MSG(dh <= FA_DHMAX, "flash attention head dim %lld > %d", (long long)dh, FA_DHMAX);
     CHECK(ldq >= nh * dh && ldk >= nh * dh && ldv >= nh * dh);
@@ -347,16 +389,18 @@ extern "C" void cuda_flash_attn(cudaStream_t s, float *o, const float *q, int64_
     }
     const int64_t blocks = base * nsplit;
     CHECK(blocks <= INT32_MAX);
-    const int vec = ((uintptr_t)q % 16 == 0 && (uintptr_t)k % 16 == 0 && (uintptr_t)v % 16 == 0 &&
+    const uintptr_t kva = kv16 ? 8 : 16;   // a group of 4: 8 bytes in bf16, 16 in float32
+    const int vec = ((uintptr_t)q % 16 == 0 && (uintptr_t)k % kva == 0 && (uintptr_t)v % kva == 0 &&
                      ldq % 4 == 0 && ldk % 4 == 0 && ldv % 4 == 0 && dh % 4 == 0);
     const int dhp = (int)((dh + 15) / 16 * 16);
     const float scale2 = scale * FA_LOG2E;
     if (warps == 1)
-        flash_dispatch<1>(s, dhp, (unsigned)blocks, o, q, ldq, k, ldk, v, ldv, Lq, Lk, (int)nh,
-                          (int)dh, scale2, nqb, (int)nsplit, kchunk, scratch, vec);
+        flash_dispatch<1>(s, dhp, kv16, (unsigned)blocks, o, q, ldq, k, ldk, v, ldv, Lq, Lk,
+                          (int)nh, (int)dh, scale2, nqb, (int)nsplit, kchunk, scratch, vec);
     else
-        flash_dispatch<FA_WARPS>(s, dhp, (unsigned)blocks, o, q, ldq, k, ldk, v, ldv, Lq, Lk,
-                                 (int)nh, (int)dh, scale2, nqb, (int)nsplit, kchunk, scratch, vec);
+        flash_dispatch<FA_WARPS>(s, dhp, kv16, (unsigned)blocks, o, q, ldq, k, ldk, v, ldv, Lq,
+                                 Lk, (int)nh, (int)dh, scale2, nqb, (int)nsplit, kchunk, scratch,
+                                 vec);
     CUDA_LAUNCH_CHECK();
     if (nsplit > 1) {
         const int64_t n = B * Lq * nh * dh;
@@ -364,4 +408,26 @@ extern "C" void cuda_flash_attn(cudaStream_t s, float *o, const float *q, int64_
             o, scratch, B * Lq * nh, (int)dh, (int)nsplit);
         CUDA_LAUNCH_CHECK();
     }
+}
+
+extern "C" void cuda_flash_attn(cudaStream_t s, float *o, const float *q, int64_t ldq,
+                                const float *k, int64_t ldk, const float *v, int64_t ldv,
+                                int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
+                                float scale, float *scratch, int64_t scratch_floats,
+                                int num_sms) {
+    flash_run(s, o, q, ldq, k, ldk, v, ldv, 0, B, Lq, Lk, nh, dh, scale, scratch, scratch_floats,
+              num_sms);
+}
+
+extern "C" int cuda_flash_attn_kv16_supported(int64_t dh) { return dh > 0 && dh <= 16; }
+
+extern "C" void cuda_flash_attn_kv16(cudaStream_t s, float *o, const float *q, int64_t ldq,
+                                     const uint16_t *k, int64_t ldk, const uint16_t *v,
+                                     int64_t ldv, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
+                                     int64_t dh, float scale, float *scratch,
+                                     int64_t scratch_floats, int num_sms) {
+    CHECK_MSG(cuda_flash_attn_kv16_supported(dh), "flash attention with bf16 keys: head dim %lld",
+              (long long)dh);
+    flash_run(s, o, q, ldq, k, ldk, v, ldv, 1, B, Lq, Lk, nh, dh, scale, scratch, scratch_floats,
+              num_sms);
 }

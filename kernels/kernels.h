@@ -84,6 +84,14 @@ void cuda_flash_attn(cudaStream_t s, float *o, const float *q, int64_t ldq,
                      const float *k, int64_t ldk, const float *v, int64_t ldv,
                      int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh,
                      float scale, float *scratch, int64_t scratch_floats, int num_sms);
+/* cuda_flash_attn_kv16: the same with k and v stored in bf16 (raw bits,
+ * strides in bf16 elements), for the head dims cuda_flash_attn_kv16_supported
+ * says (1..16: the decoder's) */
+int  cuda_flash_attn_kv16_supported(int64_t dh);
+void cuda_flash_attn_kv16(cudaStream_t s, float *o, const float *q, int64_t ldq,
+                          const uint16_t *k, int64_t ldk, const uint16_t *v, int64_t ldv,
+                          int64_t B, int64_t Lq, int64_t Lk, int64_t nh, int64_t dh, float scale,
+                          float *scratch, int64_t scratch_floats, int num_sms);
 
 /* ---- upscale_tail.cu ---- */
 /* cuda_upscale2_masks: backend.h upscale2_masks (the decoder's second
@@ -139,6 +147,9 @@ void cuda_f32_to_bf16(cudaStream_t s, uint16_t *dst, const float *src, int64_t n
 void cuda_f32_to_bf16_strided(cudaStream_t s, uint16_t *dst, int64_t ldd, int64_t sd,
                               const float *src, int64_t lds, int64_t ss, int64_t batch,
                               int64_t rows, int64_t cols);
+/* the same with kern_gelu applied to each value before its rounding (one item) */
+void cuda_gelu_to_bf16_strided(cudaStream_t s, uint16_t *dst, int64_t ldd, const float *src,
+                               int64_t lds, int64_t rows, int64_t cols);
 /* cuda_default_stream_sync: 0 once the work queued on stream 0 is done, -1
  * on an error (tests that launch on stream 0: test_cuda) */
 int cuda_default_stream_sync(void);
@@ -158,13 +169,14 @@ void cuda_row_affine(cudaStream_t s, float *y, int64_t ldy, const float *x, int6
 /* lowrank_expand.cu: backend.h lowrank_expand in bf16 (tensor cores); ws
  * (ws_bytes) holds the bf16 copy of m. Returns -1 where it does not fuse
  * (K outside 49..160, the decoder's shapes; N not a multiple of 64;
- * LayerNorm mode with N != 256 or K <= 128; ws too small for one item), 0
- * when done. */
+ * LayerNorm mode with N != 256 or K <= 128, or with y16; ws too small for
+ * one item), 0 when done. y16: y holds bf16 values (raw bits, ldy in bf16
+ * elements), each the float32 result rounded to nearest even. */
 int cuda_lowrank_expand(cudaStream_t s, uint16_t *ws, size_t ws_bytes, float *y, int64_t ldy,
                         const float *p, int64_t ldp, const float *m, int64_t ldm, const float *a,
                         const float *sv, int64_t lds, const float *sa, const float *u,
                         int64_t ldu, const float *lnw, const float *lnb, float eps, int64_t Wg,
-                        int64_t B, int64_t M, int64_t K, int64_t N);
+                        int64_t B, int64_t M, int64_t K, int64_t N, int y16);
 
 /* lowrank_expand.cu too: backend.h lowrank_rstd_gram in bf16 (pg by tensor
  * cores, the sums in double as cuda_lowrank_rstd); -1 where r is outside

@@ -55,10 +55,6 @@
                                       with a point) and q = 2r + 1 up to 160; other K decline */
 #define LE_KTLN  9                 /* the LayerNorm mode: K > 128 (layer 1's q) */
 
-static __device__ __forceinline__ float le_gelu(float v) {
-    return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-}
-
 // dst (nb, KP, NP) bf16 = m (nb items of (K, N), row stride ldm, item
 // stride sm) rounded to nearest even; rows K..KP-1 and columns N..NP-1 zero
 static __global__ void le_weights_kernel(__nv_bfloat16 *dst, const float *m, int64_t ldm,
@@ -87,6 +83,7 @@ struct le_args {
     float eps;
     int64_t Wg, M, ntiles;
     int K, N, v2;           // N: m16's columns (GRAM: K rounded up to a slab, zero past K)
+    int y16;                // AFFINE: y holds bf16 values (ldy in bf16 elements)
     const float *e, *xx;    // GRAM: e (B*M, K) contiguous, xx (M)
     double C;               // GRAM: the LayerNorm width
 };
@@ -206,6 +203,26 @@ static __global__ void __launch_bounds__(LE_WARPS * 32) lowrank_expand_kernel(co
             }
 
             if constexpr (!LN) {
+                if (A.y16) {   // rounded once, to nearest even, as a bf16 GEMM operand would be
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        if (!in[h]) continue;
+                        __nv_bfloat16 *yr =
+                            reinterpret_cast<__nv_bfloat16 *>(y) + (item * M + row[h]) * ldy + c0;
+#pragma unroll
+                        for (int nt = 0; nt < LE_SLAB / 8; nt++) {
+                            const int c = nt * 8 + 2 * t;
+                            if (v2) {
+                                *reinterpret_cast<uint32_t *>(yr + c) =
+                                    mma_pack_bf16x2(acc[nt][2 * h], acc[nt][2 * h + 1]);
+                            } else {
+                                yr[c] = __float2bfloat16_rn(acc[nt][2 * h]);
+                                yr[c + 1] = __float2bfloat16_rn(acc[nt][2 * h + 1]);
+                            }
+                        }
+                    }
+                    continue;   // the next slab
+                }
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
                     if (!in[h]) continue;
@@ -254,9 +271,9 @@ static __global__ void __launch_bounds__(LE_WARPS * 32) lowrank_expand_kernel(co
 #pragma unroll
                     for (int nt = 0; nt < LE_SLAB / 8; nt++) {
                         const int c = nt * 8 + 2 * t;
-                        const float o0 = le_gelu((acc[nt][2 * h] - mean) * rstd *
+                        const float o0 = kern_gelu((acc[nt][2 * h] - mean) * rstd *
                                                      __ldg(lnw + c) + __ldg(lnb + c));
-                        const float o1 = le_gelu((acc[nt][2 * h + 1] - mean) * rstd *
+                        const float o1 = kern_gelu((acc[nt][2 * h + 1] - mean) * rstd *
                                                      __ldg(lnw + c + 1) + __ldg(lnb + c + 1));
                         if (v2) {
                             *reinterpret_cast<float2 *>(yr + c) = make_float2(o0, o1);
@@ -303,7 +320,8 @@ static void le_launch(cudaStream_t st, unsigned blocks, int mode, const le_args 
 
 // le_run: the weights' bf16 copy and the kernel, in passes of as many items
 // as ws holds; A's item-dependent pointers are those of item 0, sm m's item
-// stride, ystride y's (floats). -1 when one item does not fit ws.
+// stride, ystride y's (in y's elements: floats, or bf16 with A.y16). -1
+// when one item does not fit ws.
 static int le_run(cudaStream_t st, uint16_t *ws, size_t ws_bytes, int mode, le_args A,
                   const float *m, int64_t ldm, int64_t sm, int64_t ystride, int64_t B) {
     const int K = A.K, KT = (K + 15) / 16, KP = 16 * KT;
@@ -321,7 +339,10 @@ static int le_run(cudaStream_t st, uint16_t *ws, size_t ws_bytes, int mode, le_a
         le_weights_kernel<<<kern_grid(nb * per, KERN_THREADS), KERN_THREADS, 0, st>>>(
             m16, m + b0 * sm, ldm, sm, nb, K, KP, mode == LE_GRAM ? K : NP, NP);
         CUDA_LAUNCH_CHECK();
-        A.y = A0.y + b0 * ystride;
+        // y's item stride in its elements (bf16 when y16)
+        A.y = A0.y16 ? reinterpret_cast<float *>(reinterpret_cast<__nv_bfloat16 *>(A0.y) +
+                                                 b0 * ystride)
+                     : A0.y + b0 * ystride;
         A.p = A0.p + rows * A0.ldp;
         if (A0.a) A.a = A0.a + rows;
         if (A0.sa) A.sa = A0.sa + rows;
@@ -356,8 +377,9 @@ extern "C" int cuda_lowrank_expand(cudaStream_t st, uint16_t *ws, size_t ws_byte
                                    int64_t ldm, const float *a, const float *s, int64_t lds,
                                    const float *sa, const float *u, int64_t ldu,
                                    const float *lnw, const float *lnb, float eps, int64_t Wg,
-                                   int64_t B, int64_t M, int64_t K, int64_t N) {
+                                   int64_t B, int64_t M, int64_t K, int64_t N, int y16) {
     const int ln = lnw != NULL;
+    if (ln && y16) return -1;   // the LayerNorm mode writes float32 only
     if (K <= 16 * (LE_KTMIN - 1) || K > 16 * LE_KTMAX || N < LE_SLAB || N % LE_SLAB ||
         N > (1 << 20) || ldp < K || ldm < N || !ws)
         return -1;
@@ -370,7 +392,8 @@ extern "C" int cuda_lowrank_expand(cudaStream_t st, uint16_t *ws, size_t ws_byte
     A.y = y, A.ldy = ldy, A.p = p, A.ldp = ldp, A.a = a, A.s = s, A.lds = lds, A.sa = sa;
     A.u = u, A.ldu = ldu, A.lnw = lnw, A.lnb = lnb, A.eps = eps, A.Wg = Wg, A.M = M;
     A.K = (int)K, A.N = (int)N;
-    A.v2 = ((uintptr_t)y % 8 == 0) && (ln || ldy % 2 == 0);
+    A.y16 = y16 != 0;
+    A.v2 = ((uintptr_t)y % (y16 ? 4 : 8) == 0) && (ln || ldy % 2 == 0);
     return le_run(st, ws, ws_bytes, ln ? LE_LN : LE_AFFINE, A, m, ldm, K * ldm,
                   ln ? M * N : M * ldy, B);
 }

@@ -59,10 +59,6 @@
 #define UT_NM    4    /* masks per pass */
 #define UT_GRID  2048 /* blocks the prompt groups are sized for */
 
-static __device__ __forceinline__ float ut_gelu(float v) {
-    return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-}
-
 // masks (n,nm,2H,2W); x (n,H,W,Cin); w (Cin,UT_COUT,2,2); b (UT_COUT); skip
 // (2H,2W,UT_COUT) or NULL; hyper (n,nm,UT_COUT). Grid: ntiles * ngroups
 // blocks; block (tile, group) runs prompts [group*ppb, +ppb) on input pixels
@@ -171,7 +167,7 @@ upscale2_masks_bf16_kernel(float *masks, const float *x, const float *w, const f
                     const int c = 2 * nt + cpar;
                     float v = acc[nt][2 * half + e] + Bs[c];
                     if (sk) v += __ldg(sk + c);
-                    const float gv = ut_gelu(v);
+                    const float gv = kern_gelu(v);
 #pragma unroll
                     for (int mm = 0; mm < UT_NM; mm++)
                         if (mm < nm) part[half][e][mm] += Hs[mm * UT_COUT + c] * gv;
@@ -264,7 +260,7 @@ upscale2_masks_f32_tiled_kernel(float *masks, const float *x, const float *w, co
         for (int c = 0; c < UT_COUT; c++) {
             float v = acc[c] + Bf[c];
             if (sk) v += __ldg(sk + c);
-            acc[c] = ut_gelu(v);
+            acc[c] = kern_gelu(v);
         }
         const float *hp = hyper + p * nm * UT_COUT;
         float *out = masks + (p * nm * H2 + Y) * W2 + X;
@@ -300,7 +296,7 @@ static __global__ void upscale2_masks_f32_kernel(float *masks, const float *x, c
                 for (int64_t ci = 0; ci < Cin; ci++) v += __ldg(xr + ci) * __ldg(wc + ci * Cout * 4);
                 v += __ldg(b + c);
                 if (sk) v += __ldg(sk + c);
-                const float gv = ut_gelu(v);
+                const float gv = kern_gelu(v);
 #pragma unroll
                 for (int mm = 0; mm < UT_NM; mm++)
                     if (m0 + mm < nm) acc[mm] += __ldg(hp + (m0 + mm) * Cout + c) * gv;

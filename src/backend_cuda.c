@@ -31,10 +31,11 @@
  * on GEMM outputs, so tests bound GEMM-based ops by 2e-3 there instead of
  * 1e-5; tests/gpu/check.sh reports it as its own row. Any other value of
  * SAM2AMG_CUDA_GEMM than f32 or tf32 is refused at creation.
- * SAM2AMG_CUDA_FUSED=0 leaves out the fused low-rank ops (lowrank_expand,
- * lowrank_rstd_gram: the decoder then composes bmm, row_affine and the
- * rest, as in float32), to compare the two on a device; 1 (the default)
- * keeps them; anything else is refused at creation.
+ * SAM2AMG_CUDA_FUSED=0 leaves out the fused ops (lowrank_expand,
+ * lowrank_rstd_gram, attention_kv16, linear_ex: the model then composes
+ * bmm, row_affine, attention on float32 keys, gelu, linear and add, as in
+ * float32), to compare the two on a device; 1 (the default) keeps them;
+ * anything else is refused at creation.
  * SAM2AMG_CUDA_SYNC=1 synchronizes and checks for errors after every op, so
  * an asynchronous kernel fault is reported at the op that caused it
  * (debugging).
@@ -456,14 +457,17 @@ static void lt_fallback_note(cuda_ctx_t *c, const char *why, int64_t m, int64_t 
                 c->name, (long long)m, (long long)n, (long long)k, why);
 }
 
-/* lt_run: D = op(A) . B with plan p (ok) on the stream. Returns 0, or -1
+/* lt_run: D = op(A) . B (+ R, an (m,n) matrix of D's layout, when R is
+ * not NULL: beta 1; R may be D) with plan p (ok) on the stream. Returns 0, or -1
  * when cuBLASLt refuses the heuristic's own algorithm for this call
  * (CUBLAS_STATUS_NOT_SUPPORTED): the plan is marked unusable and the caller
  * computes the product in float32. Any other failure is a bug (abort). */
-static int lt_run(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uint16_t *B, float *D) {
+static int lt_run(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uint16_t *B, float *D,
+                  const float *R) {
     const float one = 1.0f, zero = 0.0f;
-    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, A, p->a, B, p->b, &zero, D, p->d, D,
-                                       p->d, &p->algo, c->lt_ws, CUDA_LT_WS_BYTES, c->stream);
+    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, A, p->a, B, p->b, R ? &one : &zero,
+                                       R ? R : D, p->d, D, p->d, &p->algo, c->lt_ws,
+                                       CUDA_LT_WS_BYTES, c->stream);
     if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
         p->ok = 0;
         lt_fallback_note(c, "cublasLtMatmul refused its algorithm", p->key.m, p->key.n, p->key.k);
@@ -476,18 +480,20 @@ static int lt_run(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uint16_t
 }
 
 /* lt_run_bias: lt_run of a plan with the bias epilogue (key.bias), bias a
- * 16-byte aligned float32 row of key.m. Returns 0, or -1 when the plan has
+ * 16-byte aligned float32 row of key.m (D = A.B + R + bias, R as lt_run's).
+ * Returns 0, or -1 when the plan has
  * no algorithm or cuBLASLt refuses it (then nothing was computed and the
  * plan is marked unusable, silently: the caller runs the plain plan and
  * adds the bias itself). */
 static int lt_run_bias(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uint16_t *B,
-                       float *D, const float *bias) {
+                       float *D, const float *R, const float *bias) {
     if (!p->ok) return -1;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                                 sizeof bias));
     const float one = 1.0f, zero = 0.0f;
-    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, A, p->a, B, p->b, &zero, D, p->d, D,
-                                       p->d, &p->algo, c->lt_ws, CUDA_LT_WS_BYTES, c->stream);
+    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, A, p->a, B, p->b, R ? &one : &zero,
+                                       R ? R : D, p->d, D, p->d, &p->algo, c->lt_ws,
+                                       CUDA_LT_WS_BYTES, c->stream);
     if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
         p->ok = 0;
         return -1;
@@ -499,15 +505,22 @@ static int lt_run_bias(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uin
 }
 
 /* lt_gemm: the product of plan p (made or not) on bf16 operands A, B into
- * D: cublasLtMatmul with the cached algorithm, or, where cuBLASLt has none
+ * D (plus R when not NULL, as lt_run's; one item): cublasLtMatmul with the
+ * cached algorithm, or, where cuBLASLt has none
  * or refuses it, cuBLAS's cublasGemm(StridedBatched)Ex on the same bf16
  * operands (any alignment; the same rounding, float32 accumulation) */
-static void lt_gemm(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uint16_t *B, float *D) {
-    if (p->ok && lt_run(c, p, A, B, D) == 0) return;
+static void lt_gemm(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uint16_t *B, float *D,
+                    const float *R) {
+    if (p->ok && lt_run(c, p, A, B, D, R) == 0) return;
     const lt_key_t *k = &p->key;
     CHECK(fits_int(k->m) && fits_int(k->n) && fits_int(k->k) && fits_int(k->lda) &&
           fits_int(k->ldb) && fits_int(k->ldd));
-    const float one = 1.0f, zero = 0.0f;
+    CHECK(!R || k->batch <= 1);
+    if (R && R != D)   // cuBLAS's beta reads C from D: R first
+        CUDA_CHECK(cudaMemcpy2DAsync(D, (size_t)k->ldd * sizeof(float), R,
+                                     (size_t)k->ldd * sizeof(float), (size_t)k->m * sizeof(float),
+                                     (size_t)k->n, cudaMemcpyDeviceToDevice, c->stream));
+    const float one = 1.0f, zero = R ? 1.0f : 0.0f;
     const cublasOperation_t ta = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (k->batch <= 1)
         CUBLAS_CHECK(cublasGemmEx(c->blas, ta, CUBLAS_OP_N, (int)k->m, (int)k->n, (int)k->k, &one, A,
@@ -525,11 +538,17 @@ static void lt_gemm(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uint16
  * operand: from its bf16 copy when it has one), float32 accumulation; then
  * + bias (N) per row when bias is not NULL: in cuBLASLt's epilogue where it
  * has one for the shape and bias is 16-byte aligned (one pass over C
- * less), else by the bias kernel (the same float32 sum either way) */
-static void gemm_bf16_rm(cuda_ctx_t *c, float *C, int64_t ldc, const float *A, int64_t lda,
-                         const float *B, int64_t ldb, int tb, int64_t M, int64_t K, int64_t N,
-                         const float *bias) {
+ * less), else by the bias kernel (the same float32 sum either way).
+ * linear_ex's fusions: gelu_a rounds gelu(A) instead of A (in the
+ * conversion A goes through anyway), and R (M,N), row stride ldc, is
+ * added through the GEMM's beta (R may be C). Returns 0; or, only with
+ * gelu_a or R, -1 before anything is written where the shape would leave
+ * the bf16 workspace (the float32 fallback has no such fusions). */
+static int gemm_bf16_rm(cuda_ctx_t *c, float *C, int64_t ldc, const float *A, int64_t lda,
+                        const float *B, int64_t ldb, int tb, int64_t M, int64_t K, int64_t N,
+                        const float *bias, int gelu_a, const float *R) {
     CHECK(lda >= K && ldc >= N && ldb >= (tb ? K : N) && K > 0 && M > 0 && N > 0);
+    const int fused = gelu_a || R;
     const int64_t br = tb ? N : K, bc = tb ? K : N;   // B as stored: br rows of bc
     const int64_t cap = (int64_t)(c->ws16_bytes / sizeof(uint16_t));
     int64_t ldbh = ldb, off = 0;
@@ -537,27 +556,32 @@ static void gemm_bf16_rm(cuda_ctx_t *c, float *C, int64_t ldc, const float *A, i
     if (!Bh) {
         ldbh = round_up(bc, 8);
         if (br * ldbh > cap / 2) {
+            if (fused) return -1;
             lt_fallback_note(c, "the weight operand exceeds the bf16 workspace", N, M, K);
             gemm_rm(c, C, ldc, A, lda, B, ldb, tb, M, K, N);
             if (bias) cuda_add_bias_strided(c->stream, C, ldc, bias, M, N);
-            return;
+            return 0;
         }
-        cuda_f32_to_bf16_strided(c->stream, c->ws16, ldbh, 0, B, ldb, 0, 1, br, bc);
-        Bh = c->ws16;
-        off = round_up(br * ldbh, 128);   // 256 bytes
     }
-    const int64_t ldah = round_up(K, 8), rows = (cap - off) / ldah;
+    const int64_t ldah = round_up(K, 8), rows = (cap - (Bh ? 0 : round_up(br * ldbh, 128))) / ldah;
     if (rows < 1) {
+        if (fused) return -1;
         lt_fallback_note(c, "one row exceeds the bf16 workspace", N, M, K);
         gemm_rm(c, C, ldc, A, lda, B, ldb, tb, M, K, N);
         if (bias) cuda_add_bias_strided(c->stream, C, ldc, bias, M, N);
-        return;
+        return 0;
+    }
+    if (!Bh) {
+        cuda_f32_to_bf16_strided(c->stream, c->ws16, ldbh, 0, B, ldb, 0, 1, br, bc);
+        Bh = c->ws16;
+        off = round_up(br * ldbh, 128);   // 256 bytes
     }
     const int epi = bias && (uintptr_t)bias % 16 == 0;
     uint16_t *Ah = c->ws16 + off;
     for (int64_t m0 = 0; m0 < M; m0 += rows) {
         const int64_t mc = M - m0 < rows ? M - m0 : rows;
         float *D = C + m0 * ldc;
+        const float *Rc = R ? R + m0 * ldc : NULL;
         lt_key_t k;
         memset(&k, 0, sizeof k);
         k.ta = tb, k.batch = 1, k.m = N, k.n = mc, k.k = K;
@@ -565,15 +589,18 @@ static void gemm_bf16_rm(cuda_ctx_t *c, float *C, int64_t ldc, const float *A, i
         k.align[0] = align_of(Bh, ldbh * 2, 0);
         k.align[1] = align_of(Ah, ldah * 2, 0);
         k.align[2] = align_of(D, ldc * 4, 0);
-        cuda_f32_to_bf16_strided(c->stream, Ah, ldah, 0, A + m0 * lda, lda, 0, 1, mc, K);
+        if (Rc && align_of(Rc, ldc * 4, 0) < k.align[2]) k.align[2] = align_of(Rc, ldc * 4, 0);
+        if (gelu_a) cuda_gelu_to_bf16_strided(c->stream, Ah, ldah, A + m0 * lda, lda, mc, K);
+        else cuda_f32_to_bf16_strided(c->stream, Ah, ldah, 0, A + m0 * lda, lda, 0, 1, mc, K);
         if (epi) {
             lt_key_t kb = k;
             kb.bias = 1;
-            if (lt_run_bias(c, lt_plan_get(c, &kb), Bh, Ah, D, bias) == 0) continue;
+            if (lt_run_bias(c, lt_plan_get(c, &kb), Bh, Ah, D, Rc, bias) == 0) continue;
         }
-        lt_gemm(c, lt_plan_get(c, &k), Bh, Ah, D);
+        lt_gemm(c, lt_plan_get(c, &k), Bh, Ah, D, Rc);
         if (bias) cuda_add_bias_strided(c->stream, D, ldc, bias, mc, N);
     }
+    return 0;
 }
 
 /* gemm_any: gemm_rm in the precision of be, then + bias (N) per row when
@@ -582,7 +609,7 @@ static void gemm_any(backend_t *be, cuda_ctx_t *c, float *C, int64_t ldc, const 
                      int64_t lda, const float *B, int64_t ldb, int tb, int64_t M, int64_t K,
                      int64_t N, const float *bias) {
     if (be->precision == BACKEND_BF16) {
-        gemm_bf16_rm(c, C, ldc, A, lda, B, ldb, tb, M, K, N, bias);
+        (void)gemm_bf16_rm(c, C, ldc, A, lda, B, ldb, tb, M, K, N, bias, 0, NULL);
         return;
     }
     gemm_rm(c, C, ldc, A, lda, B, ldb, tb, M, K, N);
@@ -631,7 +658,7 @@ static void bmm_bf16(cuda_ctx_t *c, float *cm, const float *a, const float *bm, 
             cuda_f32_to_bf16_strided(c->stream, Bw, ldbh, sbh, bm + b0 * K * N, bc, K * N, nb, br,
                                      bc);
         cuda_f32_to_bf16_strided(c->stream, Ah, ldah, sah, a + b0 * M * K, K, M * K, nb, M, K);
-        lt_gemm(c, lt_plan_get(c, &k), Bp, Ah, D);
+        lt_gemm(c, lt_plan_get(c, &k), Bp, Ah, D, NULL);
     }
 }
 
@@ -648,6 +675,22 @@ static void cuda_linear(backend_t *be, float *y, int64_t ldy, const float *x, in
         gemm_any(be, c, y, ldy, x, ldx, w, K, 1, M, K, N, b);
     }
     cuda_leave(c);
+}
+
+/* linear_ex (backend.h): bf16 only (float32 keeps the composed ops, whose
+ * sums it must equal exactly), r only as y's own rows or a matrix of its
+ * stride with contiguous rows, and nothing past the bf16 workspace */
+static int cuda_linear_ex(backend_t *be, float *y, int64_t ldy, const float *x, int64_t ldx,
+                          const float *w, const float *b, const float *r, int64_t ldr,
+                          int gelu_x, int64_t M, int64_t K, int64_t N) {
+    cuda_ctx_t *c = cuda_enter(be);
+    CHECK(M >= 0 && K >= 0 && N >= 0 && ldy >= N && ldx >= K && (!r || ldr >= N));
+    if (be->precision != BACKEND_BF16 || M == 0 || K == 0 || N == 0 || (r && (ldr != ldy)))
+        return -1;
+    if (gemm_bf16_rm(c, y, ldy, x, ldx, w, K, 1, M, K, N, b, gelu_x, r)) return -1;
+    cuda_written(c, y);
+    cuda_leave(c);
+    return 0;
 }
 
 // c (batch,M,N) = a (batch,M,K) . b (batch,K,N), or b (batch,N,K) transposed
@@ -684,6 +727,23 @@ static void cuda_attention_op(backend_t *be, float *o, const float *q, int64_t l
         cuda_attention(c->stream, o, q, ldq, k, ldk, v, ldv, B, Lq, Lk, nh, dh, scale,
                        c->scratch, sf, c->num_sms);
     cuda_leave(c);
+}
+
+/* attention_kv16: the bf16 flash kernel reading bf16 keys and values (the
+ * decoder's, dh 16), in BACKEND_BF16 only */
+static int cuda_attention_kv16_op(backend_t *be, float *o, const float *q, int64_t ldq,
+                                  const uint16_t *k, int64_t ldk, const uint16_t *v,
+                                  int64_t ldv, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
+                                  int64_t dh, float scale) {
+    if (be->precision != BACKEND_BF16 || !cuda_flash_attn_kv16_supported(dh)) return -1;
+    if (!o) return 0;
+    cuda_ctx_t *c = cuda_enter(be);
+    cuda_written(c, o);
+    const int64_t sf = (int64_t)(CUDA_SCRATCH_BYTES / sizeof(float));
+    cuda_flash_attn_kv16(c->stream, o, q, ldq, k, ldk, v, ldv, B, Lq, Lk, nh, dh, scale,
+                         c->scratch, sf, c->num_sms);
+    cuda_leave(c);
+    return 0;
 }
 
 // masks (n,nm,2H,2W); x (n,H,W,Cin); w (Cin,Cout,2,2); b (Cout); skip
@@ -783,11 +843,12 @@ static int cuda_lowrank_expand_op(backend_t *be, float *y, int64_t ldy, const fl
                                   int64_t ldp, const float *m, int64_t ldm, const float *a,
                                   const float *s, int64_t lds, const float *sa, const float *u,
                                   int64_t ldu, const float *ln_w, const float *ln_b, float eps,
-                                  int64_t Wg, int64_t B, int64_t M, int64_t K, int64_t N) {
+                                  int64_t Wg, int64_t B, int64_t M, int64_t K, int64_t N,
+                                  int y_bf16) {
     if (be->precision != BACKEND_BF16) return -1;
     cuda_ctx_t *c = cuda_enter(be);
     int rc = cuda_lowrank_expand(c->stream, c->ws16, c->ws16_bytes, y, ldy, p, ldp, m, ldm, a, s,
-                                 lds, sa, u, ldu, ln_w, ln_b, eps, Wg, B, M, K, N);
+                                 lds, sa, u, ldu, ln_w, ln_b, eps, Wg, B, M, K, N, y_bf16);
     if (rc == 0) cuda_written(c, y);   // declined: nothing written
     cuda_leave(c);
     return rc;
@@ -1128,7 +1189,9 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
     be->attention_scores = cuda_attention_scores_op;
     be->lowrank_rstd = cuda_lowrank_rstd_op;
     be->row_affine = cuda_row_affine_op;
-    if (env.fused) {
+    if (env.fused) {   /* SAM2AMG_CUDA_FUSED=0: the composed ops (A/B on a device) */
+        be->linear_ex = cuda_linear_ex;
+        be->attention_kv16 = cuda_attention_kv16_op;
         be->lowrank_expand = cuda_lowrank_expand_op;
         be->lowrank_rstd_gram = cuda_lowrank_rstd_gram_op;
     }

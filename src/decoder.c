@@ -115,6 +115,8 @@ struct decoder {
     int have_image;
     int up_done;                /* this chunk's lowrank_layer1 fused (be->lowrank_expand):
                                    K holds the upscaling's gelu(ln1(dc1)) map */
+    int kpe16;                  /* and KPE holds the final keys and values in bf16
+                                   (be->attention_kv16 reads them) */
 
     /* ---- weights: backend memory (one allocation) ---- */
     float  *wmem;
@@ -1045,7 +1047,7 @@ static void lowrank_layer0(decoder_t *d, int64_t n, int64_t T, float scale) {
     be->linear(be, d->LRM, N1, d->LRB, C, d->wg1, NULL, n * r, C, N1);
     if (!be->lowrank_expand ||
         be->lowrank_expand(be, L1, N1, d->LRP, r, d->LRM, N1, d->RSTD, d->S1, N1, NULL, d->U1,
-                           N1, NULL, NULL, 0.0f, 0, n, HW, r, N1) != 0) {
+                           N1, NULL, NULL, 0.0f, 0, n, HW, r, N1, 0) != 0) {
         be->bmm(be, L1, d->LRP, d->LRM, n, HW, r, N1, 0);
         be->row_affine(be, L1, N1, L1, N1, d->RSTD, d->S1, N1, NULL, d->U1, N1, n, HW, N1);
     }
@@ -1068,7 +1070,8 @@ static void lowrank_layer0(decoder_t *d, int64_t n, int64_t T, float scale) {
  * and each later projection (dc1 as a per-pixel (4 C4, C) map, final keys
  * with PE, final values) is rstd1 (rstd0 S2 + Q (D Wg^T)) + U2. Reads TV
  * (layer 1's token values). Writes K (n, HW, 4 C4) = dc1 before the pixel
- * shuffle, KPE (n, HW, 2Ci) = [final k | final v]. */
+ * shuffle (fused: the upscaling's input, see up_done), KPE (n, HW, 2Ci) =
+ * [final k | final v] (in bf16, row stride C bf16 values, when kpe16). */
 static void lowrank_layer1(decoder_t *d, int64_t n, int64_t T) {
     backend_t *be = d->be;
     const int64_t C = d->C, Ci = d->Ci, HW = d->HW, nh = DEC_HEADS, dh = Ci / nh;
@@ -1094,13 +1097,27 @@ static void lowrank_layer1(decoder_t *d, int64_t n, int64_t T) {
      * upscaling's (n, 2hf, 2hf, C4) map in K directly, the final keys and
      * values to KPE; else the product, the affine maps, and run_chunk's tail
      * does the rest */
+    d->kpe16 = 0;
     d->up_done = be->lowrank_expand &&
                  be->lowrank_expand(be, d->K, C, d->LRQ, q, d->LRM, N2, d->RSTD2, d->S2, N2,
                                     d->RSTD, d->U2, N2, d->ln1_w, d->ln1_b, LN2D_EPS, d->hf, n,
-                                    HW, q, C) == 0 &&
-                 be->lowrank_expand(be, d->KPE, C, d->LRQ, q, d->LRM + C, N2, d->RSTD2,
-                                    d->S2 + C, N2, d->RSTD, d->U2 + C, N2, NULL, NULL, 0.0f, 0,
-                                    n, HW, q, C) == 0;
+                                    HW, q, C, 0) == 0;
+    if (d->up_done) {
+        /* the final keys and values in bf16 where the final attention can
+         * read them so (the bits it would round float32 ones to): half
+         * the bytes written here and read there */
+        const int kv16 = be->attention_kv16 &&
+                         be->attention_kv16(be, NULL, NULL, 0, NULL, 0, NULL, 0, n, T, HW, nh,
+                                            dh, 0.0f) == 0;
+        if (kv16 && be->lowrank_expand(be, d->KPE, C, d->LRQ, q, d->LRM + C, N2, d->RSTD2,
+                                       d->S2 + C, N2, d->RSTD, d->U2 + C, N2, NULL, NULL, 0.0f,
+                                       0, n, HW, q, C, 1) == 0)
+            d->kpe16 = 1;
+        else
+            d->up_done = be->lowrank_expand(be, d->KPE, C, d->LRQ, q, d->LRM + C, N2, d->RSTD2,
+                                            d->S2 + C, N2, d->RSTD, d->U2 + C, N2, NULL, NULL,
+                                            0.0f, 0, n, HW, q, C, 0) == 0;
+    }
     if (d->up_done) return;
     be->bmm(be, OUT, d->LRQ, d->LRM, n, HW, q, N2, 0);
     be->row_affine(be, d->K, C, OUT, N2, d->RSTD2, d->S2, N2, d->RSTD, d->U2, N2, n, HW, C);
@@ -1261,7 +1278,11 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
     /* final tokens -> image attention */
     be->add(be, d->QP, d->Q, d->P, NT * C);
     be->linear(be, d->TQ, Ci, d->QP, C, d->f_q_w, d->f_q_b, NT, C, Ci);
-    if (lr) {   /* keys and values from lowrank_layer1 */
+    if (lr && d->kpe16) {   /* keys and values from lowrank_layer1, in bf16 */
+        const uint16_t *kv = (const uint16_t *)d->KPE;
+        CHECK(be->attention_kv16(be, d->TO, d->TQ, Ci, kv, C, kv + Ci, C, n, T, HW, nh, Ci / nh,
+                                 sc_x) == 0);
+    } else if (lr) {   /* keys and values from lowrank_layer1 */
         be->attention(be, d->TO, d->TQ, Ci, d->KPE, C, d->KPE + Ci, C, n, T, HW, nh, Ci / nh, sc_x);
     } else if (d->unproj) {
         add_bcast(d, d->KPE, d->K, d->pe, n, (size_t)HW * C);

@@ -212,6 +212,21 @@ void hiera_pos_embed_host(float *out, const float *bkg, int bh, int bw, const fl
     }
 }
 
+/* linear_res: y = act(x) . w^T + b + r (act: GELU when gelu), through the
+ * backend's fused linear_ex where it takes the case (CUDA in bf16: the
+ * GELU in the GEMM's input conversion, r through its beta), else gelu (x
+ * in place: x is consumed), linear and add as before, the product in tmp
+ * when r is y. x (M,K), y, r and tmp (M,N), contiguous; r is y or does
+ * not overlap it. */
+static void linear_res(backend_t *be, float *y, float *x, const float *w, const float *b,
+                       const float *r, float *tmp, int gelu, int64_t M, int64_t K, int64_t N) {
+    if (be->linear_ex && be->linear_ex(be, y, N, x, K, w, b, r, N, gelu, M, K, N) == 0) return;
+    if (gelu) be->gelu(be, x, x, M * K);
+    float *o = r == y ? tmp : y;
+    be->linear(be, o, N, x, K, w, b, M, K, N);
+    be->add(be, y, r, o, M * N);
+}
+
 /* hiera_block_forward: one block, x (H,W,dim) -> y (Ho,Wo,dim_out); H and W
  * are updated to Ho, Wo. Scratch comes from A and is released. */
 static void hiera_block_forward(const hiera_block_t *b, backend_t *be, arena_t *A,
@@ -281,23 +296,20 @@ static void hiera_block_forward(const hiera_block_t *b, backend_t *be, arena_t *
         be->attention(be, o, qkv, 3 * Co, qkv + Co, 3 * Co, qkv + 2 * Co, 3 * Co, nb, L, L,
                       nh, dh, scale);
     }
-    const float *u = o;                                 // (Ho,Wo,Co)
+    float *u = o;                                       // (Ho,Wo,Co)
     if (ws > 0) {
         float *t = arena_alloc(A, (size_t)(Ho * Wo * Co));
         be->window_unpartition(be, t, o, 1, Ho, Wo, Co, b->q_pool ? ws / 2 : ws);
         u = t;
     }
-    be->linear(be, y, Co, u, Co, b->attn_proj_w, b->attn_proj_b, Ho * Wo, Co, Co);
-    be->add(be, y, y, sc, Ho * Wo * Co);
+    linear_res(be, y, u, b->attn_proj_w, b->attn_proj_b, sc, NULL, 0, Ho * Wo, Co, Co);
     arena_release(A, mark_attn);
 
     float *t = arena_alloc(A, (size_t)(Ho * Wo * Co));          // (Ho,Wo,Co)
     float *hid = arena_alloc(A, (size_t)(Ho * Wo * 4 * Co));    // (Ho,Wo,4Co)
     be->layer_norm(be, t, y, b->norm2_w, b->norm2_b, Ho * Wo, Co, HIERA_LN_EPS);
     be->linear(be, hid, 4 * Co, t, Co, b->mlp0_w, b->mlp0_b, Ho * Wo, Co, 4 * Co);
-    be->gelu(be, hid, hid, Ho * Wo * 4 * Co);
-    be->linear(be, t, Co, hid, 4 * Co, b->mlp1_w, b->mlp1_b, Ho * Wo, 4 * Co, Co);
-    be->add(be, y, y, t, Ho * Wo * Co);
+    linear_res(be, y, hid, b->mlp1_w, b->mlp1_b, y, t, 1, Ho * Wo, 4 * Co, Co);
 
     arena_release(A, mark);
     *pH = (int)Ho;

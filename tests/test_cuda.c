@@ -562,6 +562,46 @@ static void test_bf16(backend_t *be) {
         ops_ref_set_bf16(0);
         expect_close(be, "cuda bf16: linear + bias in row chunks (epilogue per chunk)", ddy, want,
                      Mb * Nb, BF16_GEMM);
+        // linear_ex in the same row chunks: the GELU'd input and the
+        // residual (y itself, then another matrix) per chunk
+        for (int res = 1; res <= 2; res++) {
+            float *hr = ref_new_random(Mb * Nb, 1.0f), *gx = ref_new(Mb * Kb);
+            float *ddr = ref_to_dev(be, hr, Mb * Nb);
+            be->copy(be, ddy, ddr, (size_t)(Mb * Nb) * 4);   // res 1: y holds the residual
+            ops_ref_gelu(gx, hx, Mb * Kb);
+            ops_ref_set_bf16(1);
+            ops_ref_linear(want, Nb, gx, Kb, hw, hb, Mb, Kb, Nb);
+            ops_ref_set_bf16(0);
+            for (int64_t i = 0; i < Mb * Nb; i++) want[i] += hr[i];
+            int rc = be->linear_ex(be, ddy, Nb, ddx, Kb, ddw, ddb, res == 1 ? ddy : ddr, Nb, 1, Mb,
+                                   Kb, Nb);
+            TEST_CHECK(rc == 0, res == 1 ? "cuda bf16: linear_ex fuses in row chunks (r = y)"
+                                         : "cuda bf16: linear_ex fuses in row chunks (r apart)",
+                       "rc %d", rc);
+            expect_close(be, res == 1 ? "cuda bf16: linear_ex, GELU'd x + bias + y, row chunks"
+                                      : "cuda bf16: linear_ex, GELU'd x + bias + r, row chunks",
+                         ddy, want, Mb * Nb, BF16_GEMM);
+            be->free(be, ddr);
+            free(hr), free(gx);
+        }
+        {   // a weight past the workspace (an activation: no bf16 copy): linear_ex
+            // declines before writing anything; linear falls back to float32
+            const int64_t Kw = 1024, Nw = 300;   // 307200 values > 262144 (half of 1 MiB)
+            float *hww = ref_new_random(Nw * Kw, 1.0f), *hy = ref_new_random(4 * Nw, 1.0f);
+            float *dwa = be->alloc(be, (size_t)(Nw * Kw) * 4), *dwx = ref_to_dev(be, hww, Nw * Kw);
+            float *dxx = ref_to_dev(be, hww, 4 * Kw), *dyy = ref_to_dev(be, hy, 4 * Nw);
+            CHECK(dwa);
+            be->copy(be, dwa, dwx, (size_t)(Nw * Kw) * 4);
+            int rc = be->linear_ex(be, dyy, Nw, dxx, Kw, dwa, NULL, dyy, Nw, 1, 4, Kw, Nw);
+            float *got = ref_new(4 * Nw);
+            be->download(be, got, dyy, (size_t)(4 * Nw) * 4);
+            be->sync(be);
+            TEST_CHECK(rc == -1 && memcmp(got, hy, (size_t)(4 * Nw) * 4) == 0,
+                       "cuda bf16: linear_ex declines a weight past the workspace, y untouched",
+                       "rc %d", rc);
+            be->free(be, dwa), be->free(be, dwx), be->free(be, dxx), be->free(be, dyy);
+            free(hww), free(hy), free(got);
+        }
         be->free(be, ddb), be->free(be, ddy);
         free(hb), free(want);
         be->free(be, ddx), be->free(be, ddw);
@@ -624,7 +664,7 @@ static void test_bf16(backend_t *be) {
         float *dy = be->alloc(be, (size_t)(B * M * N) * sizeof(float));
         CHECK(dy);
         int rc = be->lowrank_expand(be, dy, N, dp, K, dm, N, da, ds, N, dsa, du, N,
-                                    ln ? dw : NULL, ln ? db : NULL, 1e-6f, Wg, B, M, K, N);
+                                    ln ? dw : NULL, ln ? db : NULL, 1e-6f, Wg, B, M, K, N, 0);
         TEST_CHECK(rc == 0, ln ? "cuda bf16: lowrank_expand (LayerNorm) over workspace passes"
                                : "cuda bf16: lowrank_expand over workspace passes",
                    "declined (rc %d)", rc);
@@ -666,7 +706,7 @@ static void test_bf16(backend_t *be) {
         float *dp = ref_to_dev(be, hp, M * K), *dm = ref_to_dev(be, hm, K * N);
         float *da = ref_to_dev(be, ha, M), *dy = ref_to_dev(be, hy, M * N);
         int rc = be->lowrank_expand(be, dy, N, dp, K, dm, N, da, NULL, 0, NULL, NULL, 0, NULL, NULL,
-                                    0.0f, 0, 1, M, K, N);
+                                    0.0f, 0, 1, M, K, N, 0);
         float *back = ref_new(M * N);
         be->download(be, back, dy, (size_t)(M * N) * sizeof(float));
         be->sync(be);
@@ -754,7 +794,7 @@ int main(void) {
                        strstr(err.msg, bad_ws[i]), nm, "got %p: %s", (void *)none, err.msg);
     }
     unsetenv("SAM2AMG_CUDA_BF16_WS_MB");
-    // SAM2AMG_CUDA_FUSED: 0 leaves the fused low-rank ops out, 1 keeps them,
+    // SAM2AMG_CUDA_FUSED: 0 leaves the fused ops out, 1 keeps them,
     // anything else is refused by name
     const char *bad_fused[] = {"2", "yes", "00"};
     for (int i = 0; i < 3; i++) {
@@ -770,8 +810,9 @@ int main(void) {
         setenv("SAM2AMG_CUDA_FUSED", on ? "1" : "0", 1);
         backend_t *f = backend_cuda_create(0, &err);
         if (!f && !ref_require_cuda()) continue;
-        TEST_CHECK(f && (f->lowrank_expand != NULL) == on && (f->lowrank_rstd_gram != NULL) == on,
-                   on ? "cuda: SAM2AMG_CUDA_FUSED=1 has the fused low-rank ops"
+        TEST_CHECK(f && (f->lowrank_expand != NULL) == on && (f->lowrank_rstd_gram != NULL) == on &&
+                       (f->linear_ex != NULL) == on && (f->attention_kv16 != NULL) == on,
+                   on ? "cuda: SAM2AMG_CUDA_FUSED=1 has the fused ops"
                       : "cuda: SAM2AMG_CUDA_FUSED=0 leaves them out",
                    "%s", f ? "ops present/absent the other way" : err.msg);
         if (f) f->destroy(f);

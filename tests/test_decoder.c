@@ -490,18 +490,20 @@ static int counting_gram(backend_t *be, float *rstd, const float *xx, const floa
     n_gram += rc == 0;
     return rc;
 }
+static int n_y16;   /* of n_fused: with y_bf16 (the final keys and values, for attention_kv16) */
 static int (*real_expand)(backend_t *, float *, int64_t, const float *, int64_t, const float *,
                           int64_t, const float *, const float *, int64_t, const float *,
                           const float *, int64_t, const float *, const float *, float, int64_t,
-                          int64_t, int64_t, int64_t, int64_t);
+                          int64_t, int64_t, int64_t, int64_t, int);
 static int counting_expand(backend_t *be, float *y, int64_t ldy, const float *p, int64_t ldp,
                            const float *m, int64_t ldm, const float *a, const float *s,
                            int64_t lds, const float *sa, const float *u, int64_t ldu,
                            const float *ln_w, const float *ln_b, float eps, int64_t Wg, int64_t B,
-                           int64_t M, int64_t K, int64_t N) {
+                           int64_t M, int64_t K, int64_t N, int y16) {
     int rc = real_expand(be, y, ldy, p, ldp, m, ldm, a, s, lds, sa, u, ldu, ln_w, ln_b, eps, Wg,
-                         B, M, K, N);
+                         B, M, K, N, y16);
     n_fused += rc == 0;
+    n_y16 += rc == 0 && y16;
     return rc;
 }
 
@@ -567,6 +569,10 @@ static void test_fused_full_size(void) {
                    "%d of 3 calls fused", n_fused);
         TEST_CHECK(n_gram == 2, "fused low-rank variances: layer 0's and layer 1's",
                    "%d of 2 calls fused", n_gram);
+        const int want16 = a->attention_kv16 != NULL;
+        TEST_CHECK(n_y16 == want16, want16 ? "fused: the final keys and values in bf16 (attention_kv16)"
+                                           : "fused: the final keys and values in float32 (no attention_kv16)",
+                   "%d calls with y_bf16", n_y16);
         double md = 0, mx = 0, mi = 0;
         for (size_t i = 0; i < (size_t)NP * 3 * L; i++) {
             double dd = fabs((double)la[i] - lb[i]);

@@ -225,6 +225,49 @@ static void case_linear(backend_t *be, int64_t M, int64_t K, int64_t N, int64_t 
     be->free(be, dx), be->free(be, dw), be->free(be, db), be->free(be, dy);
 }
 
+/* linear_ex (optional op): y = act(x) . w^T + b + r against the
+ * reference's gelu, linear and add. res: 0 no r, 1 r is y itself, 2 r a
+ * matrix of its own (its stride ldy, or ldy + 1 when res is 3: declined).
+ * boff: the bias at an odd float offset (cuBLASLt's epilogue refuses it:
+ * the bias kernel then). The CUDA backend fuses in bf16 only: elsewhere -1
+ * and y untouched. */
+static void case_linear_ex(backend_t *be, int64_t M, int64_t K, int64_t N, int64_t ldx,
+                           int64_t ldy, int bias, int gelu, int res, int boff) {
+    const int64_t ldr = res == 3 ? ldy + 1 : ldy;
+    float *x = host_rand(M * ldx, 2), *w = host_rand(N * K, 1.0f / sqrtf((float)K));
+    float *b = host_rand(N + 1, 1), *r = host_rand(M * ldr, 1), *y0 = host_rand(M * ldy, 1);
+    float *ref = host_fill(M * ldy, 0), *gx = host_fill(M * ldx, 0);
+    memcpy(gx, x, M * ldx * sizeof *gx);
+    if (gelu) ops_ref_gelu(gx, x, M * ldx);
+    memcpy(ref, y0, M * ldy * sizeof *ref);   // columns past N must stay as they were
+    ops_ref_linear(ref, ldy, gx, ldx, w, bias ? b + boff : NULL, M, K, N);
+    const float *rr = res == 1 ? y0 : r;
+    if (res)
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) ref[i * ldy + j] += rr[i * ldr + j];
+    float *dx = dev_from(be, x, M * ldx), *dw = dev_from(be, w, N * K), *db = dev_from(be, b, N + 1);
+    float *dr = dev_from(be, r, M * ldr), *dy = dev_from(be, y0, M * ldy);
+    const float *dres = res == 0 ? NULL : res == 1 ? dy : dr;
+    int rc = be->linear_ex(be, dy, ldy, dx, ldx, dw, bias ? db + boff : NULL, dres, ldr, gelu, M,
+                           K, N);
+    float *out = host_from(be, dy, M * ldy);
+    char shape[160], name[260];
+    snprintf(shape, sizeof shape, "M=%lld K=%lld N=%lld ldx=%lld ldy=%lld bias=%d gelu=%d res=%d "
+             "boff=%d", (long long)M, (long long)K, (long long)N, (long long)ldx, (long long)ldy,
+             bias, gelu, res, boff);
+    snprintf(name, sizeof name, "%s%s linear_ex %s", be->name, bf16_run ? "/bf16" : "", shape);
+    if (!bf16_run || res == 3) {   // declined: -1 and y as it was
+        TEST_CHECK(rc == -1 && memcmp(out, y0, M * ldy * sizeof *out) == 0, name,
+                   "rc %d: expected -1 and y untouched", rc);
+    } else if (rc != 0) {
+        TEST_CHECK(0, name, "declined (-1) a case it fuses");
+    } else {
+        check_close(be, "linear", shape, out, ref, M * ldy);
+    }
+    free(x), free(w), free(b), free(r), free(y0), free(ref), free(gx), free(out);
+    be->free(be, dx), be->free(be, dw), be->free(be, db), be->free(be, dr), be->free(be, dy);
+}
+
 static void case_bmm(backend_t *be, int64_t batch, int64_t M, int64_t K, int64_t N, int tb) {
     float *a = host_rand(batch * M * K, 1), *b = host_rand(batch * K * N, 1);
     float *ref = host_fill(batch * M * N, 0);
@@ -240,6 +283,48 @@ static void case_bmm(backend_t *be, int64_t batch, int64_t M, int64_t K, int64_t
     check_close(be, "bmm", shape, out, ref, batch * M * N);
     free(a), free(b), free(ref), free(out);
     be->free(be, da), be->free(be, db), be->free(be, dc);
+}
+
+/* attention_kv16 (optional op): k and v given as bf16 against attention on
+ * float32 copies of the same (bf16-representable) values: bit for bit in a
+ * bf16 run where the op takes the head dim; elsewhere -1 (also from the
+ * probe, o NULL) and o untouched. Rows padded by pad (ld in elements). */
+static void case_attention_kv16(backend_t *be, int64_t B, int64_t Lq, int64_t Lk, int64_t nh,
+                                int64_t dh, int64_t pad, int want) {
+    const int64_t D = nh * dh, ld = D + pad, nq = B * Lq * ld, nk = B * Lk * ld;
+    float *hq = host_rand(nq, 1), *hk = host_rand(nk, 1), *hv = host_rand(nk, 1);
+    uint16_t *k16 = calloc(nk + 2, sizeof *k16), *v16 = calloc(nk + 2, sizeof *v16);
+    CHECK(k16 && v16);
+    for (int64_t i = 0; i < nk; i++) {   /* bf16 values, and their float32 copies */
+        uint32_t u;
+        hk[i] = ops_ref_bf16_round(hk[i]), hv[i] = ops_ref_bf16_round(hv[i]);
+        memcpy(&u, &hk[i], 4), k16[i] = (uint16_t)(u >> 16);
+        memcpy(&u, &hv[i], 4), v16[i] = (uint16_t)(u >> 16);
+    }
+    const size_t nk2 = (size_t)(nk + 1) / 2;   /* floats holding nk bf16 values */
+    float *dq = dev_from(be, hq, nq), *dk = dev_from(be, hk, nk), *dv = dev_from(be, hv, nk);
+    float *dk16 = dev_from(be, (const float *)k16, nk2), *dv16 = dev_from(be, (const float *)v16, nk2);
+    float *o0 = host_fill(B * Lq * D, 7.0f);
+    float *d1 = dev_from(be, o0, B * Lq * D), *d2 = dev_from(be, o0, B * Lq * D);
+    const float sc = 1.0f / sqrtf((float)dh);
+    be->attention(be, d1, dq, ld, dk, ld, dv, ld, B, Lq, Lk, nh, dh, sc);
+    int probe = be->attention_kv16(be, NULL, NULL, 0, NULL, 0, NULL, 0, B, Lq, Lk, nh, dh, sc);
+    int rc = be->attention_kv16(be, d2, dq, ld, (const uint16_t *)dk16, ld, (const uint16_t *)dv16,
+                                ld, B, Lq, Lk, nh, dh, sc);
+    float *o1 = host_from(be, d1, B * Lq * D), *o2 = host_from(be, d2, B * Lq * D);
+    char name[200];
+    snprintf(name, sizeof name, "%s%s attention_kv16 B=%lld Lq=%lld Lk=%lld nh=%lld dh=%lld pad=%lld",
+             be->name, bf16_run ? "/bf16" : "", (long long)B, (long long)Lq, (long long)Lk,
+             (long long)nh, (long long)dh, (long long)pad);
+    if (bf16_run && want)
+        TEST_CHECK(probe == 0 && rc == 0 && memcmp(o1, o2, B * Lq * D * sizeof *o1) == 0, name,
+                   "probe %d rc %d: not attention's bits on float32 copies", probe, rc);
+    else
+        TEST_CHECK(probe == -1 && rc == -1 && memcmp(o2, o0, B * Lq * D * sizeof *o2) == 0, name,
+                   "probe %d rc %d: expected -1 and o untouched", probe, rc);
+    free(hq), free(hk), free(hv), free(k16), free(v16), free(o0), free(o1), free(o2);
+    be->free(be, dq), be->free(be, dk), be->free(be, dv), be->free(be, dk16), be->free(be, dv16);
+    be->free(be, d1), be->free(be, d2);
 }
 
 /* packed: q,k,v inside one (B,L,3,nh,dh) tensor (requires Lq == Lk);
@@ -548,7 +633,7 @@ static void case_lowrank_expand(backend_t *be, int64_t B, int64_t M, int64_t K, 
     float *junk = host_fill(ny, ln ? NAN : 7.0f), *dy = dev_from(be, junk, ny);
     int rc = be->lowrank_expand(be, dy, ldy, dp, ldp, dm, ldm, da, hs ? ds : NULL, ld,
                                 hsa ? dsa : NULL, hu ? du : NULL, ld, ln ? dlw : NULL,
-                                ln ? dlb : NULL, 1e-6f, Wg, B, M, K, N);
+                                ln ? dlb : NULL, 1e-6f, Wg, B, M, K, N, 0);
     float *out = host_from(be, dy, ny);
     char shape[200];
     snprintf(shape, sizeof shape, "B=%lld M=%lld K=%lld N=%lld terms=%d ln=%d Wg=%lld pad=%lld",
@@ -566,6 +651,43 @@ static void case_lowrank_expand(backend_t *be, int64_t B, int64_t M, int64_t K, 
         TEST_CHECK(0, name, "declined (-1) a shape it fuses");
     } else {
         check_close(be, ln ? "lowrank_expand_ln" : "lowrank_expand", shape, out, ref, ny);
+    }
+    if (bf16_run && want_fused) {
+        /* y_bf16: the float32 result just checked, each value rounded to
+         * bf16 (nearest even), at the same strides; bytes past N as they
+         * were. The LayerNorm mode declines it, y untouched. */
+        const size_t nb = (ny + 1) / 2;   /* bf16 values in floats */
+        float *junk16 = host_fill(nb, 0.0f);
+        memset(junk16, 0x5a, nb * sizeof(float));
+        float *dy16 = dev_from(be, junk16, nb);
+        int rc16 = be->lowrank_expand(be, dy16, ldy, dp, ldp, dm, ldm, da, hs ? ds : NULL, ld,
+                                      hsa ? dsa : NULL, hu ? du : NULL, ld, ln ? dlw : NULL,
+                                      ln ? dlb : NULL, 1e-6f, Wg, B, M, K, N, 1);
+        float *o16f = host_from(be, dy16, nb);
+        const uint16_t *o16 = (const uint16_t *)o16f;
+        int ok = 1;
+        if (ln) {
+            ok = rc16 == -1 && memcmp(o16f, junk16, nb * sizeof(float)) == 0;
+        } else {
+            ok = rc16 == 0;
+            for (int64_t j = 0; ok && j < B * M; j++)
+                for (int64_t c = 0; c < ldy; c++) {
+                    float want = c < N ? ops_ref_bf16_round(out[j * ldy + c]) : 0.0f;
+                    uint32_t wb;
+                    memcpy(&wb, &want, 4);
+                    uint16_t got = o16[j * ldy + c];
+                    if (c < N ? got != (uint16_t)(wb >> 16) : got != 0x5a5a) {
+                        ok = 0;
+                        break;
+                    }
+                }
+        }
+        char name16[320];
+        snprintf(name16, sizeof name16, "%s, y_bf16", name);
+        TEST_CHECK(ok, name16, ln ? "rc %d: the LayerNorm mode must decline y_bf16, y untouched"
+                                  : "rc %d: not the float32 result rounded to bf16", rc16);
+        free(junk16), free(o16f);
+        be->free(be, dy16);
     }
     free(p), free(m), free(a), free(sa), free(sv), free(u), free(lw), free(lb), free(ref);
     free(junk), free(out);
@@ -786,6 +908,17 @@ static void test_backend_ops(backend_t *be) {
     case_linear(be, 4, 300, 1000, 301, 1003, 1);   // column tiles, uneven edges
     case_linear(be, 5, 512, 1000, 512, 1000, 1);
     case_linear(be, 1000, 200, 300, 200, 300, 1);  // row tiles
+    // linear_ex (optional): GELU'd input, residual (itself, another matrix,
+    // a declined stride), strided x and y, biases the epilogue refuses
+    if (be->linear_ex) {
+        case_linear_ex(be, 1, 1, 1, 1, 1, 1, 1, 1, 0);
+        for (int gelu = 0; gelu < 2; gelu++)
+            for (int res = 0; res < 4; res++) case_linear_ex(be, 130, 96, 288, 96, 288, 1, gelu, res, 0);
+        case_linear_ex(be, 65, 33, 70, 40, 75, 0, 1, 2, 0);
+        case_linear_ex(be, 257, 576, 144, 580, 144, 1, 1, 1, 1);
+        case_linear_ex(be, 1000, 200, 300, 200, 300, 1, 0, 2, 1);
+        case_linear_ex(be, 300, 2304, 576, 2304, 576, 1, 1, 1, 0);   // Hiera's fc2 at stage 3 width
+    }
     case_bmm(be, 1, 5, 7, 3, 0);
     case_bmm(be, 4, 33, 17, 65, 1);
     case_bmm(be, 3, 64, 64, 16, 0);
@@ -848,6 +981,14 @@ static void test_backend_ops(backend_t *be) {
     case_attention(be, 3, 70, 7, 8, 16, 0, 2, 1);    // few keys, padded lanes
     case_attention(be, 2, 33, 3, 2, 12, 0, 0, 30);   // few keys, large logits
     case_attention(be, 1, 5, 16, 1, 6, 0, 1, 1);
+    if (be->attention_kv16) {   // the decoder's shapes, odd ones, key splits, dh past 16
+        case_attention_kv16(be, 3, 8, 4096, 8, 16, 0, 1);
+        case_attention_kv16(be, 2, 9, 300, 8, 16, 4, 1);
+        case_attention_kv16(be, 1, 40, 70, 2, 16, 0, 1);
+        case_attention_kv16(be, 2, 5, 33, 3, 6, 2, 1);
+        case_attention_kv16(be, 1, 4, 17, 1, 13, 1, 1);
+        case_attention_kv16(be, 1, 8, 64, 2, 32, 0, 0);
+    }
     case_attention(be, 1, 9, 17, 2, 8, 0, 0, 1);     // just past the short-key path
     case_attention(be, 1, 28, 4096, 8, 16, 0, 0, 1); // CUDA: keys split across blocks
     case_attention(be, 2, 5, 1000, 2, 40, 0, 3, 8);  // uneven key splits, large logits

@@ -244,6 +244,20 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcp
     return cudaSuccess;
 }
 
+/* rows of width bytes, each as cudaMemcpyAsync (bounds and sides checked
+ * per row); a pitch under the width is an error, as on a GPU */
+cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch,
+                              size_t width, size_t height, enum cudaMemcpyKind kind,
+                              cudaStream_t s) {
+    if (width > dpitch || width > spitch) return cudaErrorInvalidValue;
+    for (size_t r = 0; r < height; r++) {
+        cudaError_t rc = cudaMemcpyAsync((char *)dst + r * dpitch, (const char *)src + r * spitch,
+                                         width, kind, s);
+        if (rc != cudaSuccess) return rc;
+    }
+    return cudaSuccess;
+}
+
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t n, cudaStream_t s) {
     stat_add(&stat_copy);
     (void)s;
@@ -495,10 +509,24 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op, const
                               cublasLtMatrixLayout_t cl, void *D, cublasLtMatrixLayout_t dl,
                               const cublasLtMatmulAlgo_t *algo, void *ws, size_t ws_bytes,
                               cudaStream_t s) {
-    (void)h, (void)algo, (void)ws, (void)ws_bytes, (void)s, (void)cl;
+    (void)h, (void)algo, (void)ws, (void)ws_bytes, (void)s;
     if (!lt_shapes(op, al, bl, dl)) return CUBLAS_STATUS_NOT_SUPPORTED;
-    if (C != D && *(const float *)beta != 0) return CUBLAS_STATUS_NOT_SUPPORTED;
     int m = (int)dl->rows, n = (int)dl->cols, k = (int)(op->ta ? al->rows : al->cols);
+    if (C != D && *(const float *)beta != 0) {
+        /* C read, D written: C's layout must be D's (all this project asks
+         * for); D := C, then the product accumulates into D */
+        if (!cl || cl->rows != dl->rows || cl->cols != dl->cols || cl->ld != dl->ld ||
+            cl->batch != dl->batch || cl->t != dl->t)
+            return CUBLAS_STATUS_NOT_SUPPORTED;
+        const int32_t nb = dl->batch > 1 ? dl->batch : 1;
+        emu_side(C, ((size_t)(nb - 1) * (size_t)cl->stride + (size_t)(n - 1) * cl->ld + m) *
+                        sizeof(float), 1, "cublasLtMatmul", "C");
+        for (int32_t b = 0; b < (dl->batch > 1 ? dl->batch : 1); b++)
+            for (int j = 0; j < n; j++)
+                memmove((float *)D + b * dl->stride + (int64_t)j * dl->ld,
+                        (const float *)C + b * cl->stride + (int64_t)j * cl->ld,
+                        (size_t)m * sizeof(float));
+    }
     /* the bias epilogue needs its vector (a GPU faults on NULL; unaligned:
      * cuBLASLt refuses) */
     if (op->bias && (!op->bias_ptr || (uintptr_t)op->bias_ptr % 16))
