@@ -807,6 +807,22 @@ static void time_lowrank_expand(backend_t *be, int64_t n) {
                                      NULL, 0.0f, 0, n, HW, 64, 384, 0);
         });
         if (rc) printf("bf16 lowrank layer0 fused: declined (rc %d): the figure above is void\n", rc);
+        /* as the decoder runs it with attention_kv16: keys and values (256
+         * columns) in bf16, queries (128) in float32, three calls */
+        snprintf(label, sizeof label, "bf16 lowrank layer0 fused, kv bf16 n=%lld r=64 N=384",
+                 (long long)n);
+        rc = 0;
+        BENCH(be, label, 2.0 * M * 64 * 384, 4.0 * (3 * M * 64 + M * 128) + 2.0 * M * 256, {
+            uint16_t *kv16 = (uint16_t *)(out + M * 128);
+            rc |= be->lowrank_expand(be, (float *)kv16, 256, p, 64, m, 384, a, su, 384, NULL, su,
+                                     384, NULL, NULL, 0.0f, 0, n, HW, 64, 128, 1);
+            rc |= be->lowrank_expand(be, (float *)(kv16 + 128), 256, p, 64, m + 256, 384, a,
+                                     su + 256, 384, NULL, su + 256, 384, NULL, NULL, 0.0f, 0, n,
+                                     HW, 64, 128, 1);
+            rc |= be->lowrank_expand(be, out, 128, p, 64, m + 128, 384, a, su + 128, 384, NULL,
+                                     su + 128, 384, NULL, NULL, 0.0f, 0, n, HW, 64, 128, 0);
+        });
+        if (rc) printf("bf16 lowrank layer0 fused, kv bf16: declined (rc %d): the figure above is void\n", rc);
         /* the variances of layer 1: p (M, q) . bb (n, q, q) then the Gram
          * sums, or fused; out stands for e and k for pg (both M*q fit) */
         if (be->lowrank_rstd_gram) {

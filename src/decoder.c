@@ -117,6 +117,8 @@ struct decoder {
                                    K holds the upscaling's gelu(ln1(dc1)) map */
     int kpe16;                  /* and KPE holds the final keys and values in bf16
                                    (be->attention_kv16 reads them) */
+    int l1kv16;                 /* this chunk's lowrank_layer0 wrote layer 1's token->image
+                                   keys and values in bf16 and its queries apart (big) */
 
     /* ---- weights: backend memory (one allocation) ---- */
     float  *wmem;
@@ -1029,7 +1031,8 @@ static void lowrank_rstd_of(decoder_t *d, float *rstd, const float *xx, const fl
  *   any projection W of the normed tokens = rstd (xc Wg^T + P (Bc Wg^T)) + c
  * with Wg = W diag(gain), c = W bias + b (row_affine, S1/U1 per image).
  * Writes big (n, HW, 3Ci) = [t2i.k | i2t.q | t2i.v] of layer 1 (PE included
- * where layer 1 adds it), and for lowrank_layer1 the first r rows of LRD
+ * where layer 1 adds it; with l1kv16, big holds (n, HW, Ci) i2t.q, then
+ * (n, HW, 2Ci) bf16 [t2i.k | t2i.v]), and for lowrank_layer1 the first r rows of LRD
  * and the first r columns of LRQ. Reads TQ[:, Ci:] (the token keys) and TV
  * (the token values) of layer 0. */
 static void lowrank_layer0(decoder_t *d, int64_t n, int64_t T, float scale) {
@@ -1045,9 +1048,28 @@ static void lowrank_layer0(decoder_t *d, int64_t n, int64_t T, float scale) {
     be->bmm(be, d->LRBB, d->LRB, d->LRB, n, r, C, r, 1);
     lowrank_rstd_of(d, d->RSTD, d->xx, NULL, d->LRP, n, r);
     be->linear(be, d->LRM, N1, d->LRB, C, d->wg1, NULL, n * r, C, N1);
-    if (!be->lowrank_expand ||
-        be->lowrank_expand(be, L1, N1, d->LRP, r, d->LRM, N1, d->RSTD, d->S1, N1, NULL, d->U1,
-                           N1, NULL, NULL, 0.0f, 0, n, HW, r, N1, 0) != 0) {
+    /* fused, where layer 1's token->image attention can read its keys and
+     * values in bf16 (attention_kv16): those two (n*HW, 2Ci) bf16 after the
+     * (n*HW, Ci) float32 queries in big, three calls of Ci columns (the
+     * queries stay float32 for attention_probs); else one call for all */
+    int done = 0;
+    d->l1kv16 = 0;
+    if (be->lowrank_expand && be->attention_kv16 &&
+        be->attention_kv16(be, NULL, NULL, 0, NULL, 0, NULL, 0, n, T, HW, nh, dh, 0.0f) == 0) {
+        uint16_t *kv = (uint16_t *)(L1 + n * HW * Ci);
+        done = be->lowrank_expand(be, (float *)kv, 2 * Ci, d->LRP, r, d->LRM, N1, d->RSTD, d->S1,
+                                  N1, NULL, d->U1, N1, NULL, NULL, 0.0f, 0, n, HW, r, Ci, 1) == 0 &&
+               be->lowrank_expand(be, (float *)(kv + Ci), 2 * Ci, d->LRP, r, d->LRM + 2 * Ci, N1,
+                                  d->RSTD, d->S1 + 2 * Ci, N1, NULL, d->U1 + 2 * Ci, N1, NULL,
+                                  NULL, 0.0f, 0, n, HW, r, Ci, 1) == 0 &&
+               be->lowrank_expand(be, L1, Ci, d->LRP, r, d->LRM + Ci, N1, d->RSTD, d->S1 + Ci, N1,
+                                  NULL, d->U1 + Ci, N1, NULL, NULL, 0.0f, 0, n, HW, r, Ci, 0) == 0;
+        d->l1kv16 = done;
+    }
+    if (!done && be->lowrank_expand)
+        done = be->lowrank_expand(be, L1, N1, d->LRP, r, d->LRM, N1, d->RSTD, d->S1, N1, NULL,
+                                  d->U1, N1, NULL, NULL, 0.0f, 0, n, HW, r, N1, 0) == 0;
+    if (!done) {
         be->bmm(be, L1, d->LRP, d->LRM, n, HW, r, N1, 0);
         be->row_affine(be, L1, N1, L1, N1, d->RSTD, d->S1, N1, NULL, d->U1, N1, n, HW, N1);
     }
@@ -1181,8 +1203,9 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
         const int mk = !shared && l == 0;  /* KQV already projected (mask input) */
         const int l1lr = lr && l == 1;     /* layer 1's projections came from lowrank_layer0 */
         /* image-side queries of image->token attention: (n, HW, Ci) rows of ld */
-        const float *iq = sh ? d->kq0 + Ci : l1lr ? d->big + Ci : KQ + Ci;
-        const int64_t ldk = mk ? C + Ci : l1lr ? 3 * Ci : C;
+        const int kv16 = l1lr && d->l1kv16;   /* big: queries, then bf16 keys and values */
+        const float *iq = sh ? d->kq0 + Ci : kv16 ? d->big : l1lr ? d->big + Ci : KQ + Ci;
+        const int64_t ldk = mk ? C + Ci : kv16 ? Ci : l1lr ? 3 * Ci : C;
         const float *kv = mk ? KQ + C : KV;
 
         /* token self-attention (layer 0: no PE and no residual) */
@@ -1211,6 +1234,10 @@ static void run_chunk(decoder_t *d, const sam2_prompts *p, int b0, int n, float 
             /* every prompt reads the same keys: one attention, n*T queries */
             be->attention(be, d->TO, d->TQ, C, d->kq0, C, d->kv0, Ci, 1, NT, HW, nh, Ci / nh,
                           sc_x);
+        } else if (kv16) {
+            const uint16_t *kv = (const uint16_t *)(d->big + R * Ci);
+            CHECK(be->attention_kv16(be, d->TO, d->TQ, C, kv, 2 * Ci, kv + Ci, 2 * Ci, n, T, HW,
+                                     nh, Ci / nh, sc_x) == 0);
         } else if (l1lr) {
             be->attention(be, d->TO, d->TQ, C, d->big, 3 * Ci, d->big + 2 * Ci, 3 * Ci, n, T, HW,
                           nh, Ci / nh, sc_x);
