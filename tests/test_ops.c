@@ -1022,11 +1022,15 @@ static void test_backend_ops(backend_t *be) {
     case_spatial(be, SP_MAXPOOL, 1, 4, 4, 3, 0);
     case_spatial(be, SP_MAXPOOL, 2, 7, 9, 5, 0);
     case_spatial(be, SP_MAXPOOL, 1, 16, 16, 96, 0);
+    case_spatial(be, SP_MAXPOOL, 2, 6, 10, 288, 0);   // rows wider than the warp's lanes
     case_spatial(be, SP_UPSAMPLE, 1, 3, 4, 5, 0);
     case_spatial(be, SP_UPSAMPLE, 2, 8, 8, 16, 0);
+    // windows: padding, rows of C wider than a warp's lanes (by float4 at
+    // 200 and 576, one float at a time at 131)
     int64_t wcases[][5] = {{1, 14, 14, 8, 8}, {2, 16, 16, 4, 8}, {1, 5, 9, 3, 4},
-                           {1, 7, 7, 2, 14}, {3, 64, 64, 6, 8}, {1, 1, 1, 1, 1}};
-    for (int i = 0; i < 6; i++) {
+                           {1, 7, 7, 2, 14}, {3, 64, 64, 6, 8}, {1, 1, 1, 1, 1},
+                           {1, 9, 11, 200, 4}, {2, 6, 5, 131, 4}, {1, 16, 16, 576, 16}};
+    for (int i = 0; i < 9; i++) {
         int64_t *c = wcases[i];
         case_spatial(be, SP_WPART, c[0], c[1], c[2], c[3], c[4]);
         case_spatial(be, SP_WUNPART, c[0], c[1], c[2], c[3], c[4]);
