@@ -678,8 +678,8 @@ static void cuda_linear(backend_t *be, float *y, int64_t ldy, const float *x, in
 }
 
 /* linear_ex (backend.h): bf16 only (float32 keeps the composed ops, whose
- * sums it must equal exactly), r only as y's own rows or a matrix of its
- * stride with contiguous rows, and nothing past the bf16 workspace */
+ * sums it must equal exactly), r with y's row stride (cuBLASLt reads C in
+ * D's layout), and nothing past the bf16 workspace */
 static int cuda_linear_ex(backend_t *be, float *y, int64_t ldy, const float *x, int64_t ldx,
                           const float *w, const float *b, const float *r, int64_t ldr,
                           int gelu_x, int64_t M, int64_t K, int64_t N) {
