@@ -512,25 +512,35 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op, const
     (void)h, (void)algo, (void)ws, (void)ws_bytes, (void)s;
     if (!lt_shapes(op, al, bl, dl)) return CUBLAS_STATUS_NOT_SUPPORTED;
     int m = (int)dl->rows, n = (int)dl->cols, k = (int)(op->ta ? al->rows : al->cols);
+    /* the bias epilogue needs its vector (a GPU faults on NULL; unaligned:
+     * cuBLASLt refuses); checked before D is touched: a refused call writes
+     * nothing */
+    if (op->bias && (!op->bias_ptr || (uintptr_t)op->bias_ptr % 16))
+        return CUBLAS_STATUS_NOT_SUPPORTED;
     if (C != D && *(const float *)beta != 0) {
         /* C read, D written: C's layout must be D's (all this project asks
          * for); D := C, then the product accumulates into D */
         if (!cl || cl->rows != dl->rows || cl->cols != dl->cols || cl->ld != dl->ld ||
-            cl->batch != dl->batch || cl->t != dl->t)
+            cl->batch != dl->batch || cl->stride != dl->stride || cl->t != dl->t)
             return CUBLAS_STATUS_NOT_SUPPORTED;
         const int32_t nb = dl->batch > 1 ? dl->batch : 1;
-        emu_side(C, ((size_t)(nb - 1) * (size_t)cl->stride + (size_t)(n - 1) * cl->ld + m) *
-                        sizeof(float), 1, "cublasLtMatmul", "C");
-        for (int32_t b = 0; b < (dl->batch > 1 ? dl->batch : 1); b++)
+        const size_t span =
+            ((size_t)(nb - 1) * (size_t)cl->stride + (size_t)(n - 1) * cl->ld + m) * sizeof(float);
+        emu_side(C, span, 1, "cublasLtMatmul", "C");
+        /* out of place, C and D must not overlap (in place is C == D): a
+         * GPU's tiles would read C where others already wrote D */
+        if (n > 0 && m > 0 && (const char *)C < (const char *)D + span &&
+            (const char *)D < (const char *)C + span) {
+            fprintf(stderr, "emu: cublasLtMatmul: C %p overlaps D %p without being D\n", C,
+                    (void *)D);
+            abort();
+        }
+        for (int32_t b = 0; b < nb; b++)
             for (int j = 0; j < n; j++)
-                memmove((float *)D + b * dl->stride + (int64_t)j * dl->ld,
-                        (const float *)C + b * cl->stride + (int64_t)j * cl->ld,
-                        (size_t)m * sizeof(float));
+                memcpy((float *)D + b * dl->stride + (int64_t)j * dl->ld,
+                       (const float *)C + b * cl->stride + (int64_t)j * cl->ld,
+                       (size_t)m * sizeof(float));
     }
-    /* the bias epilogue needs its vector (a GPU faults on NULL; unaligned:
-     * cuBLASLt refuses) */
-    if (op->bias && (!op->bias_ptr || (uintptr_t)op->bias_ptr % 16))
-        return CUBLAS_STATUS_NOT_SUPPORTED;
     cublasStatus_t st = gemm(op->ta, op->tb, m, n, k, *(const float *)alpha, A, al->t, al->ld,
                              al->stride, B, bl->t, bl->ld, bl->stride, *(const float *)beta, D,
                              dl->ld, dl->stride, dl->batch, 0);

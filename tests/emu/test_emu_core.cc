@@ -5,7 +5,9 @@
  * emulator is lenient would fail on the device.
  *
  * Then the runtime (tests/emu/emu_rt.c): each emulated GPU's memory is its
- * own, and cuBLAS refuses the operand types it has no kernel for.
+ * own, cuBLAS refuses the operand types it has no kernel for, and
+ * cuBLASLt's out-of-place product (C != D) reads C only, writes nothing
+ * when it refuses and refuses a C that overlaps D.
  *
  * Built with EMU=1 (compiled like a cu2cc'ed kernel file: emu.h forced in),
  * run by tests/test_emu.sh. Each refusal runs in a child process that must
@@ -18,6 +20,7 @@
 
 #include <functional>
 
+#include "cublasLt.h"
 #include "cublas_v2.h"
 #include "cuda_runtime_api.h"
 #include "mma.cuh"
@@ -226,5 +229,58 @@ int main(void) {
                             CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS && c == 4.0f,
                "cublasGemmEx: bf16 x bf16 into float", "c = %g", c);
     cublasDestroy(h);
+
+    /* cublasLtMatmul with C != D (beta 1: D = A B + C, C only read), as
+     * linear_ex's residual uses it; a refused call writes nothing to D (as
+     * cuBLASLt: the caller computes the product another way); a C that
+     * overlaps D without being it is undefined on a GPU: refused */
+    {
+        cublasLtHandle_t lt = NULL;
+        cublasLtMatmulDesc_t op = NULL;
+        cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
+        cublasLtCreate(&lt);
+        cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+        cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, 2, 1, 2);   /* A (2,1) */
+        cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, 1, 2, 1);   /* B (1,2) */
+        cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, 2, 2, 3);    /* C, D (2,2), ld 3 */
+        uint16_t *A = NULL, *B = NULL;
+        float *C = NULL, *D = NULL;
+        cudaMalloc((void **)&A, 4), cudaMalloc((void **)&B, 4);
+        cudaMalloc((void **)&C, 6 * sizeof(float)), cudaMalloc((void **)&D, 8 * sizeof(float));
+        A[0] = 0x3f80, A[1] = 0x4000;   /* 1, 2 */
+        B[0] = 0x4040, B[1] = 0x4080;   /* 3, 4 */
+        for (int i = 0; i < 6; i++) C[i] = 10.0f * (float)(i + 1);
+        for (int i = 0; i < 8; i++) D[i] = -1.0f;
+        const float Cw[6] = {10, 20, 30, 40, 50, 60};
+        TEST_CHECK(cublasLtMatmul(lt, op, &one, A, la, B, lb, &one, C, ld, D, ld, NULL, NULL, 0,
+                                  NULL) == CUBLAS_STATUS_SUCCESS &&
+                       D[0] == 13 && D[1] == 26 && D[2] == -1 && D[3] == 44 && D[4] == 58 &&
+                       D[5] == -1 && memcmp(C, Cw, sizeof Cw) == 0,
+                   "cublasLtMatmul, C != D: D = A B + C, C as it was, D's padding untouched",
+                   "D = %g %g %g %g %g %g", D[0], D[1], D[2], D[3], D[4], D[5]);
+        const int32_t epi = CUBLASLT_EPILOGUE_BIAS;
+        const float *nob = NULL;
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &nob, sizeof nob);
+        for (int i = 0; i < 8; i++) D[i] = -1.0f;
+        cublasStatus_t st = cublasLtMatmul(lt, op, &one, A, la, B, lb, &one, C, ld, D, ld, NULL,
+                                           NULL, 0, NULL);
+        int untouched = 1;
+        for (int i = 0; i < 8; i++) untouched &= D[i] == -1.0f;
+        TEST_CHECK(st == CUBLAS_STATUS_NOT_SUPPORTED && untouched,
+                   "cublasLtMatmul, C != D, bias epilogue without its vector: refused, D untouched",
+                   "status %d, D[0] %g", (int)st, D[0]);
+        const int32_t dflt = CUBLASLT_EPILOGUE_DEFAULT;
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &dflt, sizeof dflt);
+        TEST_CHECK(aborts([&] {
+                       cublasLtMatmul(lt, op, &one, A, la, B, lb, &one, D + 1, ld, D, ld, NULL,
+                                      NULL, 0, NULL);
+                   }),
+                   "cublasLtMatmul: C overlapping D without being D is refused", "it ran");
+        cudaFree(A), cudaFree(B), cudaFree(C), cudaFree(D);
+        cublasLtMatrixLayoutDestroy(la), cublasLtMatrixLayoutDestroy(lb);
+        cublasLtMatrixLayoutDestroy(ld), cublasLtMatmulDescDestroy(op), cublasLtDestroy(lt);
+    }
+
     return TEST_REPORT();
 }
