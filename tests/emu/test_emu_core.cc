@@ -7,7 +7,8 @@
  * Then the runtime (tests/emu/emu_rt.c): each emulated GPU's memory is its
  * own, cuBLAS refuses the operand types it has no kernel for, and
  * cuBLASLt's out-of-place product (C != D) reads C only, writes nothing
- * when it refuses and refuses a C that overlaps D.
+ * when it refuses and refuses a C that overlaps D; cudaMemcpy2DAsync copies
+ * rows at their pitches and checks each as a plain copy.
  *
  * Built with EMU=1 (compiled like a cu2cc'ed kernel file: emu.h forced in),
  * run by tests/test_emu.sh. Each refusal runs in a child process that must
@@ -282,5 +283,26 @@ int main(void) {
         cublasLtMatrixLayoutDestroy(ld), cublasLtMatmulDescDestroy(op), cublasLtDestroy(lt);
     }
 
+    /* cudaMemcpy2DAsync: rows of width bytes at each side's pitch, the
+     * bytes between them untouched; a pitch under the width is an error; a
+     * row past the allocation's end is refused as a plain copy's */
+    {
+        char *s2 = NULL, *d2 = NULL;
+        cudaMalloc((void **)&s2, 12), cudaMalloc((void **)&d2, 15);
+        for (int i = 0; i < 12; i++) s2[i] = (char)(i + 1);
+        memset(d2, 0x7f, 15);
+        const char want[15] = {1, 2, 0x7f, 0x7f, 0x7f, 5, 6, 0x7f, 0x7f, 0x7f,
+                               9, 10, 0x7f, 0x7f, 0x7f};
+        TEST_CHECK(cudaMemcpy2DAsync(d2, 5, s2, 4, 2, 3, cudaMemcpyDeviceToDevice, NULL) ==
+                           cudaSuccess &&
+                       memcmp(d2, want, 15) == 0,
+                   "cudaMemcpy2DAsync: 3 rows of 2 bytes, pitches 4 and 5", "wrong bytes");
+        TEST_CHECK(cudaMemcpy2DAsync(d2, 1, s2, 4, 2, 3, cudaMemcpyDeviceToDevice, NULL) ==
+                       cudaErrorInvalidValue,
+                   "cudaMemcpy2DAsync: a pitch under the width is an error", "accepted");
+        TEST_CHECK(aborts([&] { cudaMemcpy2DAsync(d2, 5, s2, 5, 3, 3, cudaMemcpyDeviceToDevice, NULL); }),
+                   "cudaMemcpy2DAsync: a row past the source allocation's end is refused", "it ran");
+        cudaFree(s2), cudaFree(d2);
+    }
     return TEST_REPORT();
 }
