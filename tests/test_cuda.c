@@ -20,7 +20,9 @@
  * use, refreshed after an upload, never used once an op wrote the region;
  * a weight at an offset in its allocation (aligned: from the copy; not:
  * converted per call); row and batch chunks past the bf16 workspace (a
- * second backend with SAM2AMG_CUDA_BF16_WS_MB=1);
+ * second backend with SAM2AMG_CUDA_BF16_WS_MB=1), and the cublasGemmEx
+ * fallback where cuBLASLt has no algorithm (the emulator's
+ * SAM2AMG_EMU_LT_NO_ALGO=1);
  * bmm with either operand weight-like, conv2d with an odd patch size,
  * conv_transpose2x2; and fp32 exact again after.
  * With no device the parity part is skipped, not failed, unless
@@ -757,6 +759,48 @@ static void test_bf16(backend_t *be) {
         be->free(be, ddx), be->free(be, ddw), be->free(be, ddb), be->free(be, ddy);
         free(hx), free(hw), free(hb), free(want);
     }
+    // cuBLASLt without an algorithm (the emulator's SAM2AMG_EMU_LT_NO_ALGO=1;
+    // a GPU's cuBLASLt has one, the same checks then run its own path):
+    // bf16 GEMMs through cublasGemmEx, linear_ex's residual first copied
+    // into y (cudaMemcpy2DAsync, r apart, at y's odd row stride) or read in
+    // place (r = y), the bias by its kernel, in row chunks
+    setenv("SAM2AMG_EMU_LT_NO_ALGO", "1", 1);
+    {
+        const int64_t Mb = 3000, Kb = 200, Nb = 9, ld = 11;
+        float *hx = ref_new_random(Mb * Kb, 1.0f), *hw = ref_new_random(Nb * Kb, 1.0f);
+        float *hb = ref_new_random(Nb, 1.0f), *hr = ref_new_random(Mb * ld, 1.0f);
+        float *gx = ref_new(Mb * Kb), *want = ref_new(Mb * ld);
+        float *ddx = ref_to_dev(be, hx, Mb * Kb), *ddw = ref_to_dev(be, hw, Nb * Kb);
+        float *ddb = ref_to_dev(be, hb, Nb), *ddr = ref_to_dev(be, hr, Mb * ld);
+        float *ddy = be->alloc(be, (size_t)(Mb * ld) * 4);
+        CHECK(ddy);
+        ops_ref_gelu(gx, hx, Mb * Kb);
+        for (int res = 1; res <= 2; res++) {
+            be->copy(be, ddy, ddr, (size_t)(Mb * ld) * 4);   // y's padding: r's values
+            memcpy(want, hr, (size_t)(Mb * ld) * 4);
+            ops_ref_set_bf16(1);
+            ops_ref_linear(want, ld, gx, Kb, hw, hb, Mb, Kb, Nb);
+            ops_ref_set_bf16(0);
+            for (int64_t i = 0; i < Mb; i++)
+                for (int64_t j = 0; j < Nb; j++) want[i * ld + j] += hr[i * ld + j];
+            if (res == 2) be->memset0(be, ddy, (size_t)(Mb * ld) * 4);   // r apart: y is not read
+            int rc = be->linear_ex(be, ddy, ld, ddx, Kb, ddw, ddb, res == 1 ? ddy : ddr, ld, 1, Mb,
+                                   Kb, Nb);
+            if (res == 2)   // y's padding stays as memset0 left it
+                for (int64_t i = 0; i < Mb; i++)
+                    for (int64_t j = Nb; j < ld; j++) want[i * ld + j] = 0.0f;
+            TEST_CHECK(rc == 0, res == 1 ? "cuda bf16, no cuBLASLt algorithm: linear_ex fuses (r = y)"
+                                         : "cuda bf16, no cuBLASLt algorithm: linear_ex fuses (r apart)",
+                       "rc %d", rc);
+            expect_close(be, res == 1 ? "cuda bf16: cublasGemmEx fallback, GELU'd x + bias + y"
+                                      : "cuda bf16: cublasGemmEx fallback, GELU'd x + bias + r",
+                         ddy, want, Mb * ld, BF16_GEMM);
+        }
+        be->free(be, ddx), be->free(be, ddw), be->free(be, ddb), be->free(be, ddr);
+        be->free(be, ddy);
+        free(hx), free(hw), free(hb), free(hr), free(gx), free(want);
+    }
+    unsetenv("SAM2AMG_EMU_LT_NO_ALGO");
     small->destroy(small);
     // fp32 again: exact float32 GEMMs (gemm_bound) on the same backend
     be->precision = BACKEND_FP32;
