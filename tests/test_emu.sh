@@ -67,7 +67,7 @@ result_ok() {   # log: its RESULT line says N passed (N > 0) and 0 failed
     grep -qE '^RESULT [1-9][0-9]* 0$' "$1"
 }
 "$EB/emu/test_emu_core" >"$T/core.log" 2>&1
-check "the emulator refuses what a GPU refuses (launch limits, shuffle masks and widths, partial-warp mma, unaligned ldmatrix, cuBLAS operand types), each emulated GPU has its own memory: $(tail -n 1 "$T/core.log")" \
+check "the emulator refuses what a GPU refuses (launch limits, shuffle masks and widths, partial-warp mma, unaligned ldmatrix, cuBLAS operand types, a cuBLASLt C overlapping D), each emulated GPU has its own memory: $(tail -n 1 "$T/core.log")" \
     result_ok "$T/core.log"
 "$EB/tests/test_cuda" >"$T/cuda.log" 2>&1
 check "test_cuda on the emulated cuda:0: $(tail -n 1 "$T/cuda.log")" result_ok "$T/cuda.log"
