@@ -380,8 +380,10 @@ int backend_cuda_visible_entries(const char *cvd);
 int backend_cuda_driver_count(int *n, struct err_t *err);
 
 /* backend_create: by device name ("cpu", "cuda:N"). NULL with a message in
- * err when the name is bad (ERR_INVALID) or the device cannot be opened:
- * no plugin, no driver, no such device, ... (ERR_BACKEND). */
+ * err when the name or, for cuda:N, a SAM2AMG_CUDA_* setting is bad
+ * (ERR_INVALID: the setting is refused before the plugin is looked for) or
+ * the device cannot be opened: no plugin, no driver, no such device, ...
+ * (ERR_BACKEND). */
 backend_t *backend_create(const char *device, int n_threads, struct err_t *err);
 
 /* ---- arena: planned activation memory ----

@@ -62,6 +62,8 @@ backend_t *backend_create(const char *device, int n_threads, err_t *err) {
     int dev;
     if (backend_parse_device(device, &dev, err)) return NULL;
     if (dev < 0) return backend_cpu_open(n_threads, err);
+    cuda_env env;   /* a bad SAM2AMG_CUDA_* setting names itself, plugin or not */
+    if (cuda_env_read(dev, &env, err)) return NULL;
     err_t e = {{0}};
     const backend_plugin_t *p = backend_cuda_plugin(&e);
     if (!p) {

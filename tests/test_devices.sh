@@ -56,6 +56,22 @@ check "run refused before creating the database" test ! -e "$T/p.db"
 expect_exit2 "generate --device cuda:0, plugin missing" "cuda:0" "is missing" "to run on the CPU: --device cpu" \
     -- "$BIN" generate "${GEN[@]}" --device cuda:0 "$T/img/a.png" -o "$T/g.json"
 check "generate wrote nothing" test ! -e "$T/g.json"
+# a bad SAM2AMG_CUDA_* setting is named, plugin or not (include/cuda_env.h):
+# generate, predict and dump said only that the plugin was missing
+for cmd in generate predict dump; do
+    case $cmd in
+    generate) extra=(-o "$T/g.json") ;;
+    predict) extra=(--point 4,4 -o "$T/g.png") ;;
+    dump) extra=(-o "$T/g.safetensors") ;;
+    esac
+    expect_exit2 "$cmd --device cuda:0, SAM2AMG_CUDA_FUSED=7, plugin missing" \
+        "cuda:0: SAM2AMG_CUDA_FUSED='7' (expected 0 or 1)" -- \
+        env SAM2AMG_CUDA_FUSED=7 "$BIN" $cmd "${GEN[@]::4}" --device cuda:0 "$T/img/a.png" "${extra[@]}"
+done
+expect_exit2 "run --devices cuda:0, SAM2AMG_CUDA_GEMM=bf17, plugin missing" \
+    "cuda:0: SAM2AMG_CUDA_GEMM='bf17' (expected f32 or tf32)" -- \
+    env SAM2AMG_CUDA_GEMM=bf17 "$BIN" run "$T/p.db" --manifest "$T/img" --model test: --devices cuda:0
+check "  ... run refused it before creating the database" test ! -e "$T/p.db"
 # the plugin beside the binary is the default: a copy of the binary alone
 mkdir -p "$T/alone" && cp "$BIN" "$T/alone/sam2amg"
 env -u SAM2AMG_CUDA_PLUGIN "$T/alone/sam2amg" run "$T/q.db" --manifest "$T/img" --model test: \
