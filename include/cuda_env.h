@@ -43,8 +43,8 @@ static inline int cuda_env_read(int device, cuda_env *out, err_t *err) {
     v = getenv("SAM2AMG_CUDA_BF16_WS_MB");
     if (v && *v) {
         char *end = NULL;
-        long n = strtol(v, &end, 10);
-        if (*end || n < 1 || n > 4096)
+        long n = strtol(v, &end, 10);   /* digits only: strtol takes " 5" and "+5" */
+        if (*v < '0' || *v > '9' || *end || n < 1 || n > 4096)
             return err_set(err, ERR_INVALID, "cuda:%d: SAM2AMG_CUDA_BF16_WS_MB='%.40s' (expected "
                            "1..4096)", device, v);
         out->ws16_mb = (size_t)n;

@@ -72,6 +72,13 @@ expect_exit2 "run --devices cuda:0, SAM2AMG_CUDA_GEMM=bf17, plugin missing" \
     "cuda:0: SAM2AMG_CUDA_GEMM='bf17' (expected f32 or tf32)" -- \
     env SAM2AMG_CUDA_GEMM=bf17 "$BIN" run "$T/p.db" --manifest "$T/img" --model test: --devices cuda:0
 check "  ... run refused it before creating the database" test ! -e "$T/p.db"
+# SAM2AMG_CUDA_BF16_WS_MB is digits: a leading blank or sign is refused as
+# a trailing blank is (strtol took " 5" and "+5")
+for v in " 5" "+5" "5 " "-5"; do
+    expect_exit2 "run --devices cuda:0, SAM2AMG_CUDA_BF16_WS_MB='$v'" \
+        "cuda:0: SAM2AMG_CUDA_BF16_WS_MB='$v' (expected 1..4096)" -- \
+        env SAM2AMG_CUDA_BF16_WS_MB="$v" "$BIN" run "$T/p.db" --manifest "$T/img" --model test: --devices cuda:0
+done
 # the plugin beside the binary is the default: a copy of the binary alone
 mkdir -p "$T/alone" && cp "$BIN" "$T/alone/sam2amg"
 env -u SAM2AMG_CUDA_PLUGIN "$T/alone/sam2amg" run "$T/q.db" --manifest "$T/img" --model test: \
