@@ -8,6 +8,8 @@
  *   SAM2AMG_CUDA_FUSED        1 (default) or 0: the fused ops (low-rank decoder
  *                             projections, bf16 keys, linear with GELU/residual)
  *   SAM2AMG_CUDA_BF16_WS_MB   1..4096 MiB of bf16 operand workspace (default 64)
+ *   SAM2AMG_CUDA_SYNC         0 (default) or 1: synchronize and check after every
+ *                             op (debugging)
  *
  * An empty value is the same as unset. */
 #ifndef SAM2AMG_CUDA_ENV_H
@@ -24,12 +26,13 @@ typedef struct cuda_env {
     int    tf32;      /* SAM2AMG_CUDA_GEMM=tf32 */
     int    fused;     /* SAM2AMG_CUDA_FUSED is not 0 */
     size_t ws16_mb;   /* SAM2AMG_CUDA_BF16_WS_MB */
+    int    sync;      /* SAM2AMG_CUDA_SYNC=1 */
 } cuda_env;
 
 /* cuda_env_read: the settings into *out, or ERR_INVALID with a one-line
  * message naming the variable and its value (prefixed "cuda:DEVICE: ") */
 static inline int cuda_env_read(int device, cuda_env *out, err_t *err) {
-    *out = (cuda_env){.tf32 = 0, .fused = 1, .ws16_mb = CUDA_ENV_WS16_MB};
+    *out = (cuda_env){.tf32 = 0, .fused = 1, .ws16_mb = CUDA_ENV_WS16_MB, .sync = 0};
     const char *v = getenv("SAM2AMG_CUDA_GEMM");
     out->tf32 = v && !strcmp(v, "tf32");
     if (v && *v && strcmp(v, "f32") && !out->tf32)
@@ -49,6 +52,11 @@ static inline int cuda_env_read(int device, cuda_env *out, err_t *err) {
                            "1..4096)", device, v);
         out->ws16_mb = (size_t)n;
     }
+    v = getenv("SAM2AMG_CUDA_SYNC");
+    out->sync = v && !strcmp(v, "1");
+    if (v && *v && strcmp(v, "0") && strcmp(v, "1"))
+        return err_set(err, ERR_INVALID, "cuda:%d: SAM2AMG_CUDA_SYNC='%.40s' (expected 0 or 1)",
+                       device, v);
     return 0;
 }
 

@@ -38,7 +38,7 @@
  * anything else is refused at creation.
  * SAM2AMG_CUDA_SYNC=1 synchronizes and checks for errors after every op, so
  * an asynchronous kernel fault is reported at the op that caused it
- * (debugging).
+ * (debugging); 0 or empty is off, anything else is refused at creation.
  *
  * Scratch: conv2d (im2col) and conv_transpose2x2 (GEMM before the scatter)
  * need an intermediate, and attention its key-split partial sums; the convs
@@ -1026,11 +1026,6 @@ static const backend_amg_ops cuda_amg_ops = {
 
 /* ---- creation ---- */
 
-static int env_is(const char *name, const char *value) {
-    const char *v = getenv(name);
-    return v && strcmp(v, value) == 0;
-}
-
 /* cuda_mem_info: the device's free and total memory (backend.h mem_info) */
 static int cuda_mem_info(backend_t *be, size_t *free_bytes, size_t *total_bytes) {
     (void)cuda_enter(be);
@@ -1151,7 +1146,7 @@ backend_t *backend_cuda_create(int device, struct err_t *err) {
     }
     c->gemm_compute = gemm_compute;
     c->ws16_bytes = ws16_mb << 20;
-    c->sync_each_op = env_is("SAM2AMG_CUDA_SYNC", "1");
+    c->sync_each_op = env.sync;
     snprintf(c->name, sizeof c->name, "cuda:%d", device);
 
     be->version = BACKEND_API_VERSION;

@@ -72,6 +72,15 @@ expect_exit2 "run --devices cuda:0, SAM2AMG_CUDA_GEMM=bf17, plugin missing" \
     "cuda:0: SAM2AMG_CUDA_GEMM='bf17' (expected f32 or tf32)" -- \
     env SAM2AMG_CUDA_GEMM=bf17 "$BIN" run "$T/p.db" --manifest "$T/img" --model test: --devices cuda:0
 check "  ... run refused it before creating the database" test ! -e "$T/p.db"
+# SAM2AMG_CUDA_SYNC is read there too: a value other than 0 or 1 turned
+# the debugging mode off without a word
+expect_exit2 "generate --device cuda:0, SAM2AMG_CUDA_SYNC=yes" \
+    "cuda:0: SAM2AMG_CUDA_SYNC='yes' (expected 0 or 1)" -- \
+    env SAM2AMG_CUDA_SYNC=yes "$BIN" generate "${GEN[@]::4}" --device cuda:0 "$T/img/a.png" -o "$T/g.json"
+expect_exit2 "run --devices cuda:0, SAM2AMG_CUDA_SYNC=true" \
+    "cuda:0: SAM2AMG_CUDA_SYNC='true' (expected 0 or 1)" -- \
+    env SAM2AMG_CUDA_SYNC=true "$BIN" run "$T/p.db" --manifest "$T/img" --model test: --devices cuda:0
+check "  ... run refused it before creating the database" test ! -e "$T/p.db"
 # SAM2AMG_CUDA_BF16_WS_MB is digits: a leading blank or sign is refused as
 # a trailing blank is (strtol took " 5" and "+5")
 for v in " 5" "+5" "5 " "-5"; do
