@@ -220,6 +220,7 @@ void hiera_pos_embed_host(float *out, const float *bkg, int bh, int bw, const fl
  * not overlap it. */
 static void linear_res(backend_t *be, float *y, float *x, const float *w, const float *b,
                        const float *r, float *tmp, int gelu, int64_t M, int64_t K, int64_t N) {
+    CHECK(r != y || tmp);
     if (be->linear_ex && be->linear_ex(be, y, N, x, K, w, b, r, N, gelu, M, K, N) == 0) return;
     if (gelu) be->gelu(be, x, x, M * K);
     float *o = r == y ? tmp : y;

@@ -827,8 +827,8 @@ int main(void) {
     if (mode) setenv("SAM2AMG_CUDA_GEMM", saved, 1);
     else unsetenv("SAM2AMG_CUDA_GEMM");
     /* so is a bf16 workspace size out of 1..4096 MiB */
-    const char *bad_ws[] = {"0", "4097", "12x", "-3"};
-    for (int i = 0; i < 4; i++) {
+    const char *bad_ws[] = {"0", "4097", "12x", "-3", " 64", "+64"};
+    for (int i = 0; i < 6; i++) {
         setenv("SAM2AMG_CUDA_BF16_WS_MB", bad_ws[i], 1);
         err.msg[0] = '\0';
         none = backend_cuda_create(0, &err);
