@@ -169,6 +169,11 @@ extern const struct backend_amg_ops amg_post_ops_ref;
  * passed up. g stays usable for the next image after any of them. */
 int  amg_generate(amg_t *g, const amg_model *model, const uint8_t *rgb, int w, int h,
                   amg_result *res, err_t *err);
+/* amg_gpu_post_env: SAM2AMG_GPU_POST (0, staged, ref; empty or unset: the
+ * default) into *mode (the value, or NULL for the default); ERR_INVALID
+ * with a one-line message naming it otherwise. generate and run call it
+ * before any image, as a usage error; amg_generate checks it again. */
+int  amg_gpu_post_env(const char **mode, err_t *err);
 void amg_result_free(amg_result *res);
 
 /* amg_write_json: {"image": {"file_name", "width", "height"},

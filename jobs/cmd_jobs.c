@@ -427,9 +427,13 @@ int cmd_run(int argc, char **argv) {
          * database is touched */
         for (int i = 0; i < cfg.n_devices; i++) {
             if (strncmp(cfg.devices[i], "cuda", 4)) continue;
+            if (backend_check_settings(cfg.devices[i], &e)) return cli_usage_error(cmd, "%s", e.msg);
             if (backend_check_device(cfg.devices[i], &e))
                 return cli_usage_error(cmd, "%s; to run on the CPU: --devices cpu", e.msg);
         }
+        /* so is a SAM2AMG_GPU_POST the generator would refuse on every image */
+        const char *post;
+        if (amg_gpu_post_env(&post, &e)) return cli_usage_error(cmd, "%s", e.msg);
     }
     int ppb_default = cfg.params.points_per_batch == -1;   /* neither flag nor config gave it */
     if (ppb_default) {

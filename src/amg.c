@@ -1264,6 +1264,14 @@ void amg_result_free(amg_result *res) {
     memset(res, 0, sizeof *res);
 }
 
+int amg_gpu_post_env(const char **mode, err_t *err) {
+    const char *env = getenv("SAM2AMG_GPU_POST");
+    *mode = env && *env ? env : NULL;   /* empty = unset, as every SAM2AMG_ variable */
+    if (*mode && strcmp(*mode, "0") && strcmp(*mode, "staged") && strcmp(*mode, "ref"))
+        return err_set(err, ERR_INVALID, "SAM2AMG_GPU_POST=%.40s: not 0, staged or ref", *mode);
+    return 0;
+}
+
 int amg_generate(amg_t *g, const amg_model *model, const uint8_t *rgb, int w, int h,
                  amg_result *res, err_t *err) {
     amg_result_free(res);
@@ -1288,10 +1296,8 @@ int amg_generate(amg_t *g, const amg_model *model, const uint8_t *rgb, int w, in
          * the device algorithm in plain C on a backend whose memory is the
          * host's (the CPU backend), logits in place; empty = unset, as
          * every other SAM2AMG_ variable */
-        const char *env = getenv("SAM2AMG_GPU_POST");
-        if (env && !*env) env = NULL;
-        if (env && strcmp(env, "0") && strcmp(env, "staged") && strcmp(env, "ref"))
-            return err_set(err, ERR_INVALID, "SAM2AMG_GPU_POST=%.40s: not 0, staged or ref", env);
+        const char *env;
+        if ((rc = amg_gpu_post_env(&env, err))) return rc;
         const backend_amg_ops *ops = model->backend->amg;
         if (env && !strcmp(env, "ref") && model->backend->host_weights) ops = &amg_post_ops_ref;
         g->gpu_staged = env && !strcmp(env, "staged");

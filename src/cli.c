@@ -200,6 +200,10 @@ static int open_backend(const char *cmd, cli_model_flags *f, backend_t **be) {
     *be = NULL;
     int rc = cli_resolve_model(cmd, f);
     if (rc) return rc;
+    if (backend_check_settings(f->device, &err)) {   /* a bad setting, not a missing device */
+        fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
+        return EXIT_USAGE;
+    }
     *be = backend_create(f->device, (int)f->threads, &err);
     if (!*be) {
         fprintf(stderr, "sam2amg %s: %s%s\n", cmd, err.msg,

@@ -216,6 +216,8 @@ static int generate_run(int argc, char **argv, gen_state *gs) {
     amg_params checked = p;   /* auto is sized when the model is opened */
     if (checked.points_per_batch == AMG_POINTS_PER_BATCH_AUTO) checked.points_per_batch = 1;
     if (amg_params_validate(&checked, &err)) return cli_usage_error(cmd, "%s", err.msg);
+    const char *post;   /* a bad SAM2AMG_GPU_POST: refused before any image, as a bad flag */
+    if (amg_gpu_post_env(&post, &err)) return cli_usage_error(cmd, "%s", err.msg);
 
     amg_model m = {0};
     if (replay) {

@@ -44,13 +44,21 @@ check "e2e-minarea: with --min-mask-region-area 0 the records differ" bash -c "
     $bin generate --model $(weights_of $d) --config $d/meta.json --min-mask-region-area 0 \
         $d/image.png -o $tmp/no-minarea.json &&
     ! $cmp --compare $d/amg.json $tmp/no-minarea.json 0.98 0.99"
-# a value of SAM2AMG_GPU_POST it does not know is an error naming it, not
-# the CPU path in silence
+# a value of SAM2AMG_GPU_POST it does not know is a usage error naming it
+# (exit 2, before any image: not the CPU path in silence, not every image
+# failed), for generate as for run, which makes no database
 d=tests/fixtures/e2e-crops
-check "SAM2AMG_GPU_POST=bogus: exit 1, one line naming it" bash -c "
+check "SAM2AMG_GPU_POST=bogus: generate exits 2, one line naming it, no output" bash -c "
     SAM2AMG_GPU_POST=bogus $bin generate --model $(weights_of $d) --config $d/meta.json \
         $d/image.png -o $tmp/bogus.json 2>$tmp/bogus.err; rc=\$?;
-    [ \$rc = 1 ] && [ \$(wc -l <$tmp/bogus.err) = 1 ] && grep -q 'SAM2AMG_GPU_POST=bogus: not 0, staged or ref' $tmp/bogus.err"
+    [ \$rc = 2 ] && [ \$(wc -l <$tmp/bogus.err) = 1 ] && [ ! -e $tmp/bogus.json ] &&
+    grep -q 'SAM2AMG_GPU_POST=bogus: not 0, staged or ref' $tmp/bogus.err"
+check "SAM2AMG_GPU_POST=bogus: run exits 2, one line naming it, no database" bash -c "
+    echo $d/image.png >$tmp/bogus.txt;
+    SAM2AMG_GPU_POST=bogus $bin run $tmp/bogus.db --manifest $tmp/bogus.txt --model $(weights_of $d) \
+        --config $d/meta.json 2>$tmp/bogus-run.err; rc=\$?;
+    [ \$rc = 2 ] && [ \$(wc -l <$tmp/bogus-run.err) = 1 ] && [ ! -e $tmp/bogus.db ] &&
+    grep -q 'SAM2AMG_GPU_POST=bogus: not 0, staged or ref' $tmp/bogus-run.err"
 # an empty SAM2AMG_GPU_POST is unset, as every SAM2AMG_ variable: exit 0,
 # the very bytes of a run without it
 check "SAM2AMG_GPU_POST= (empty): unset, the same JSON bytes" bash -c "

@@ -126,8 +126,9 @@ for kv in SAM2AMG_CUDA_FUSED=7 SAM2AMG_CUDA_GEMM=bf17 SAM2AMG_CUDA_BF16_WS_MB=0;
     env "$kv" "$EB/sam2amg" run "$T/badenv.db" --manifest "$T/nomem.txt" --model \
         tests/fixtures/micro2/weights.safetensors --config micro2 --devices cuda:0 --quiet 2>"$T/badenv-run.err"
     rrc=$?
-    check "$kv on an emulated cuda:0: generate and run exit 2, one line naming it, no database" \
+    check "$kv on an emulated cuda:0: generate and run exit 2, one line naming it (no 'run on the CPU' hint), no database" \
         bash -c "[ $rc = 2 ] && [ $rrc = 2 ] && [ \$(wc -l <'$T/badenv.err') = 1 ] && grep -q '${kv%%=*}=' '$T/badenv.err' &&
+                 ! grep -q 'to run on the CPU' '$T/badenv.err' '$T/badenv-run.err' &&
                  grep -q '${kv%%=*}=' '$T/badenv-run.err' && [ ! -e '$T/badenv.db' ] || { cat '$T/badenv.err' '$T/badenv-run.err'; exit 1; }"
 done
 
