@@ -222,25 +222,35 @@ cudaError_t cudaFree(void *p) {
     return cudaSuccess;
 }
 
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind,
-                            cudaStream_t s) {
-    (void)s;
+/* copy_counted: one copy the program asked for, in the statistics */
+static void copy_counted(enum cudaMemcpyKind kind) {
     stat_add(&stat_copy);
     if (kind == cudaMemcpyHostToDevice) stat_add(&stat_h2d);
     if (kind == cudaMemcpyDeviceToHost) stat_add(&stat_d2h);
-    if (n) {
-        const char *what = "cudaMemcpyAsync";
-        if (kind == cudaMemcpyDefault) {   /* either side may be either: bounds only */
-            emu_is_device(dst, n, what);
-            emu_is_device(src, n, what);
-        } else {
-            emu_side(dst, n, kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice,
-                     what, "destination");
-            emu_side(src, n, kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice,
-                     what, "source");
-        }
-        memmove(dst, src, n);
+}
+
+/* copy_bytes: n bytes src -> dst after the checks a GPU would fail: the
+ * bounds of the allocations, and the sides the kind names */
+static void copy_bytes(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind,
+                       const char *what) {
+    if (!n) return;
+    if (kind == cudaMemcpyDefault) {   /* either side may be either: bounds only */
+        emu_is_device(dst, n, what);
+        emu_is_device(src, n, what);
+    } else {
+        emu_side(dst, n, kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice, what,
+                 "destination");
+        emu_side(src, n, kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice, what,
+                 "source");
     }
+    memmove(dst, src, n);
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind,
+                            cudaStream_t s) {
+    (void)s;
+    copy_counted(kind);
+    copy_bytes(dst, src, n, kind, "cudaMemcpyAsync");
     return cudaSuccess;
 }
 
@@ -252,25 +262,10 @@ cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t 
                               cudaStream_t s) {
     (void)s;
     if (width > dpitch || width > spitch) return cudaErrorInvalidValue;
-    stat_add(&stat_copy);
-    if (kind == cudaMemcpyHostToDevice) stat_add(&stat_h2d);
-    if (kind == cudaMemcpyDeviceToHost) stat_add(&stat_d2h);
-    if (!width) return cudaSuccess;
-    const char *what = "cudaMemcpy2DAsync";
-    for (size_t r = 0; r < height; r++) {
-        char *d = (char *)dst + r * dpitch;
-        const char *sr = (const char *)src + r * spitch;
-        if (kind == cudaMemcpyDefault) {   /* either side may be either: bounds only */
-            emu_is_device(d, width, what);
-            emu_is_device(sr, width, what);
-        } else {
-            emu_side(d, width, kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice,
-                     what, "destination");
-            emu_side(sr, width, kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice,
-                     what, "source");
-        }
-        memmove(d, sr, width);
-    }
+    copy_counted(kind);
+    for (size_t r = 0; r < height; r++)
+        copy_bytes((char *)dst + r * dpitch, (const char *)src + r * spitch, width, kind,
+                   "cudaMemcpy2DAsync");
     return cudaSuccess;
 }
 
