@@ -362,11 +362,6 @@ int backend_parse_device(const char *device, int *cuda_index, struct err_t *err)
  * which part is missing). */
 int backend_check_device(const char *device, struct err_t *err);
 
-/* backend_check_settings: for cuda:N, the SAM2AMG_CUDA_* settings
- * (include/cuda_env.h): ERR_INVALID with a one-line message naming the bad
- * one; 0 for good ones, for cpu and for a name that is not a device (the
- * callers report those as they did). No plugin or driver is touched. */
-int backend_check_settings(const char *device, struct err_t *err);
 
 /* backend_cuda_count: the number of visible CUDA devices through the
  * plugin; 0, or ERR_BACKEND (no plugin, no driver) with err set. */

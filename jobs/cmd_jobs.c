@@ -427,9 +427,9 @@ int cmd_run(int argc, char **argv) {
          * database is touched */
         for (int i = 0; i < cfg.n_devices; i++) {
             if (strncmp(cfg.devices[i], "cuda", 4)) continue;
-            if (backend_check_settings(cfg.devices[i], &e)) return cli_usage_error(cmd, "%s", e.msg);
-            if (backend_check_device(cfg.devices[i], &e))
-                return cli_usage_error(cmd, "%s; to run on the CPU: --devices cpu", e.msg);
+            int rc = backend_check_device(cfg.devices[i], &e);
+            if (rc == ERR_INVALID) return cli_usage_error(cmd, "%s", e.msg);   /* a setting */
+            if (rc) return cli_usage_error(cmd, "%s; to run on the CPU: --devices cpu", e.msg);
         }
         /* so is a SAM2AMG_GPU_POST the generator would refuse on every image */
         const char *post;

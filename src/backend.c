@@ -55,13 +55,6 @@ int backend_check_device(const char *device, err_t *err) {
     return 0;
 }
 
-int backend_check_settings(const char *device, err_t *err) {
-    int dev;
-    if (backend_parse_device(device, &dev, NULL) || dev < 0) return 0;
-    cuda_env env;
-    return cuda_env_read(dev, &env, err);
-}
-
 /* backend_create: "cpu" -> the CPU backend with n_threads threads (0 = all
  * online CPUs); "cuda" or "cuda:N" -> CUDA device N (default 0) through
  * the plugin, where n_threads is ignored. */

@@ -457,50 +457,35 @@ static void lt_fallback_note(cuda_ctx_t *c, const char *why, int64_t m, int64_t 
                 c->name, (long long)m, (long long)n, (long long)k, why);
 }
 
-/* lt_run: D = op(A) . B (+ R, an (m,n) matrix of D's layout, when R is
- * not NULL: beta 1; R may be D) with plan p (ok) on the stream. Returns 0, or -1
- * when cuBLASLt refuses the heuristic's own algorithm for this call
- * (CUBLAS_STATUS_NOT_SUPPORTED): the plan is marked unusable and the caller
- * computes the product in float32. Any other failure is a bug (abort). */
+/* lt_run: D = op(A) . B with plan p on the stream, plus R when not NULL
+ * (an (m,n) matrix of D's layout, through beta 1; R may be D), plus bias
+ * when not NULL (a 16-byte aligned float32 row of key.m; p a plan of the
+ * bias epilogue, key.bias). Returns 0, or -1 when the plan has no
+ * algorithm or cuBLASLt refuses the heuristic's own for this call
+ * (CUBLAS_STATUS_NOT_SUPPORTED): nothing was computed, the plan is marked
+ * unusable (said once on stderr for a plain plan; a bias plan's caller
+ * silently runs the plain one and adds the bias itself) and the caller
+ * computes the product another way. Any other failure is a bug (abort). */
 static int lt_run(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uint16_t *B, float *D,
-                  const float *R) {
-    const float one = 1.0f, zero = 0.0f;
-    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, A, p->a, B, p->b, R ? &one : &zero,
-                                       R ? R : D, p->d, D, p->d, &p->algo, c->lt_ws,
-                                       CUDA_LT_WS_BYTES, c->stream);
-    if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
-        p->ok = 0;
-        lt_fallback_note(c, "cublasLtMatmul refused its algorithm", p->key.m, p->key.n, p->key.k);
-        return -1;
-    }
-    CHECK_MSG(st == CUBLAS_STATUS_SUCCESS, "cublasLtMatmul (%lld x %lld x %lld, batch %d) "
-              "returned %s", (long long)p->key.m, (long long)p->key.n, (long long)p->key.k,
-              (int)p->key.batch, cublasGetStatusString(st));
-    return 0;
-}
-
-/* lt_run_bias: lt_run of a plan with the bias epilogue (key.bias), bias a
- * 16-byte aligned float32 row of key.m (D = A.B + R + bias, R as lt_run's).
- * Returns 0, or -1 when the plan has
- * no algorithm or cuBLASLt refuses it (then nothing was computed and the
- * plan is marked unusable, silently: the caller runs the plain plan and
- * adds the bias itself). */
-static int lt_run_bias(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uint16_t *B,
-                       float *D, const float *R, const float *bias) {
+                  const float *R, const float *bias) {
     if (!p->ok) return -1;
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
-                                                sizeof bias));
+    if (bias)
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                    &bias, sizeof bias));
     const float one = 1.0f, zero = 0.0f;
     cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, A, p->a, B, p->b, R ? &one : &zero,
                                        R ? R : D, p->d, D, p->d, &p->algo, c->lt_ws,
                                        CUDA_LT_WS_BYTES, c->stream);
     if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
         p->ok = 0;
+        if (!bias)
+            lt_fallback_note(c, "cublasLtMatmul refused its algorithm", p->key.m, p->key.n,
+                             p->key.k);
         return -1;
     }
-    CHECK_MSG(st == CUBLAS_STATUS_SUCCESS, "cublasLtMatmul with bias (%lld x %lld x %lld) "
-              "returned %s", (long long)p->key.m, (long long)p->key.n, (long long)p->key.k,
-              cublasGetStatusString(st));
+    CHECK_MSG(st == CUBLAS_STATUS_SUCCESS, "cublasLtMatmul%s (%lld x %lld x %lld, batch %d) "
+              "returned %s", bias ? " with bias" : "", (long long)p->key.m, (long long)p->key.n,
+              (long long)p->key.k, (int)p->key.batch, cublasGetStatusString(st));
     return 0;
 }
 
@@ -511,7 +496,7 @@ static int lt_run_bias(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uin
  * operands (any alignment; the same rounding, float32 accumulation) */
 static void lt_gemm(cuda_ctx_t *c, lt_plan_t *p, const uint16_t *A, const uint16_t *B, float *D,
                     const float *R) {
-    if (p->ok && lt_run(c, p, A, B, D, R) == 0) return;
+    if (lt_run(c, p, A, B, D, R, NULL) == 0) return;
     const lt_key_t *k = &p->key;
     CHECK(fits_int(k->m) && fits_int(k->n) && fits_int(k->k) && fits_int(k->lda) &&
           fits_int(k->ldb) && fits_int(k->ldd));
@@ -595,7 +580,7 @@ static int gemm_bf16_rm(cuda_ctx_t *c, float *C, int64_t ldc, const float *A, in
         if (epi) {
             lt_key_t kb = k;
             kb.bias = 1;
-            if (lt_run_bias(c, lt_plan_get(c, &kb), Bh, Ah, D, Rc, bias) == 0) continue;
+            if (lt_run(c, lt_plan_get(c, &kb), Bh, Ah, D, Rc, bias) == 0) continue;
         }
         lt_gemm(c, lt_plan_get(c, &k), Bh, Ah, D, Rc);
         if (bias) cuda_add_bias_strided(c->stream, D, ldc, bias, mc, N);

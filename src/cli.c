@@ -192,23 +192,22 @@ int cli_load_config(const char *cmd, cli_model_flags *f, sam2_config *cfg, char 
 
 /* open_backend: the model file resolved, the device's backend made and set
  * to the asked precision; an exit status (*be NULL) on failure: 2 for a
- * device this machine does not have (a bad name, no CUDA plugin, driver or
- * device N), 1 for one it has that fails to open (out of memory for its
- * scratch, a thread that cannot start), as `run` tells them apart */
+ * bad name or SAM2AMG_CUDA_* setting, or a device this machine does not
+ * have (no CUDA plugin, driver or device N), 1 for one it has that fails
+ * to open (out of memory for its scratch, a thread that cannot start), as
+ * `run` tells them apart */
 static int open_backend(const char *cmd, cli_model_flags *f, backend_t **be) {
     err_t err = {{0}}, absent = {{0}};
     *be = NULL;
     int rc = cli_resolve_model(cmd, f);
     if (rc) return rc;
-    if (backend_check_settings(f->device, &err)) {   /* a bad setting, not a missing device */
-        fprintf(stderr, "sam2amg %s: %s\n", cmd, err.msg);
-        return EXIT_USAGE;
-    }
     *be = backend_create(f->device, (int)f->threads, &err);
-    if (!*be) {
+    if (!*be) {   /* a bad name or SAM2AMG_CUDA_* setting (ERR_INVALID) needs no CPU hint */
+        rc = backend_check_device(f->device, &absent);
         fprintf(stderr, "sam2amg %s: %s%s\n", cmd, err.msg,
-                strncmp(f->device, "cuda", 4) ? "" : "; to run on the CPU: --device cpu");
-        return backend_check_device(f->device, &absent) ? EXIT_USAGE : EXIT_DATA;
+                strncmp(f->device, "cuda", 4) || rc == ERR_INVALID
+                    ? "" : "; to run on the CPU: --device cpu");
+        return rc ? EXIT_USAGE : EXIT_DATA;
     }
     if ((rc = cli_set_precision(cmd, *be, f->precision))) {
         (*be)->destroy(*be);

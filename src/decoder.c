@@ -1021,6 +1021,26 @@ static void lowrank_rstd_of(decoder_t *d, float *rstd, const float *xx, const fl
     be->lowrank_rstd(be, rstd, xx, s, P, r, d->LRE, d->LRG, n, HW, r, C, LN_EPS);
 }
 
+/* kv16_takes: the backend reads token->image keys and values stored in
+ * bf16 (be->attention_kv16's probe) for n prompts of T tokens */
+static int kv16_takes(const decoder_t *d, int64_t n, int64_t T) {
+    backend_t *be = d->be;
+    return be->attention_kv16 &&
+           be->attention_kv16(be, NULL, NULL, 0, NULL, 0, NULL, 0, n, T, d->HW, DEC_HEADS,
+                              d->Ci / DEC_HEADS, 0.0f) == 0;
+}
+
+/* expand0: layer 1's projections of layer 0's output, fused (see
+ * lowrank_layer0): columns [c0, c0 + ncol) of [t2i.k | i2t.q | t2i.v] into
+ * y (row stride ldy; bf16 values with y16). 0, or -1: declined */
+static int expand0(decoder_t *d, float *y, int64_t ldy, int64_t c0, int64_t ncol, int y16,
+                   int64_t n, int64_t r) {
+    backend_t *be = d->be;
+    const int64_t N1 = 3 * d->Ci;
+    return be->lowrank_expand(be, y, ldy, d->LRP, r, d->LRM + c0, N1, d->RSTD, d->S1 + c0, N1,
+                              NULL, d->U1 + c0, N1, NULL, NULL, 0.0f, 0, n, d->HW, r, ncol, y16);
+}
+
 /* lowrank_layer0: the image-token end of layer 0 and the image-side
  * projections of layer 1 through the low-rank form. Layer 0's image->token
  * attention adds sum_h P_h V_h Wo_h^T to the shared x (k0 + out bias): with
@@ -1052,24 +1072,12 @@ static void lowrank_layer0(decoder_t *d, int64_t n, int64_t T, float scale) {
      * values in bf16 (attention_kv16): those two (n*HW, 2Ci) bf16 after the
      * (n*HW, Ci) float32 queries in big, three calls of Ci columns (the
      * queries stay float32 for attention_probs); else one call for all */
-    int done = 0;
-    d->l1kv16 = 0;
-    if (be->lowrank_expand && be->attention_kv16 &&
-        be->attention_kv16(be, NULL, NULL, 0, NULL, 0, NULL, 0, n, T, HW, nh, dh, 0.0f) == 0) {
-        uint16_t *kv = (uint16_t *)(L1 + n * HW * Ci);
-        done = be->lowrank_expand(be, (float *)kv, 2 * Ci, d->LRP, r, d->LRM, N1, d->RSTD, d->S1,
-                                  N1, NULL, d->U1, N1, NULL, NULL, 0.0f, 0, n, HW, r, Ci, 1) == 0 &&
-               be->lowrank_expand(be, (float *)(kv + Ci), 2 * Ci, d->LRP, r, d->LRM + 2 * Ci, N1,
-                                  d->RSTD, d->S1 + 2 * Ci, N1, NULL, d->U1 + 2 * Ci, N1, NULL,
-                                  NULL, 0.0f, 0, n, HW, r, Ci, 1) == 0 &&
-               be->lowrank_expand(be, L1, Ci, d->LRP, r, d->LRM + Ci, N1, d->RSTD, d->S1 + Ci, N1,
-                                  NULL, d->U1 + Ci, N1, NULL, NULL, 0.0f, 0, n, HW, r, Ci, 0) == 0;
-        d->l1kv16 = done;
-    }
-    if (!done && be->lowrank_expand)
-        done = be->lowrank_expand(be, L1, N1, d->LRP, r, d->LRM, N1, d->RSTD, d->S1, N1, NULL,
-                                  d->U1, N1, NULL, NULL, 0.0f, 0, n, HW, r, N1, 0) == 0;
-    if (!done) {
+    uint16_t *kv = (uint16_t *)(L1 + n * HW * Ci);
+    d->l1kv16 = be->lowrank_expand && kv16_takes(d, n, T) &&
+                expand0(d, (float *)kv, 2 * Ci, 0, Ci, 1, n, r) == 0 &&
+                expand0(d, (float *)(kv + Ci), 2 * Ci, 2 * Ci, Ci, 1, n, r) == 0 &&
+                expand0(d, L1, Ci, Ci, Ci, 0, n, r) == 0;
+    if (!d->l1kv16 && (!be->lowrank_expand || expand0(d, L1, N1, 0, N1, 0, n, r))) {
         be->bmm(be, L1, d->LRP, d->LRM, n, HW, r, N1, 0);
         be->row_affine(be, L1, N1, L1, N1, d->RSTD, d->S1, N1, NULL, d->U1, N1, n, HW, N1);
     }
@@ -1081,6 +1089,15 @@ static void lowrank_layer0(decoder_t *d, int64_t n, int64_t T, float scale) {
     /* and the first r columns of lowrank_layer1's x2c . D^T, while TV is
      * still layer 0's (LRE is free again: lowrank_rstd consumed it) */
     be->attention_scores(be, d->LRE, q, d->XW[2], Ci, 0, d->TV, Ci, n, HW, T, nh, dh, 1.0f);
+}
+
+/* expand_kpe: lowrank_layer1's fused final keys and values into KPE (row
+ * stride C; bf16 values with y16). 0, or -1: declined */
+static int expand_kpe(decoder_t *d, int64_t n, int64_t q, int y16) {
+    backend_t *be = d->be;
+    const int64_t C = d->C, N2 = 2 * C;
+    return be->lowrank_expand(be, d->KPE, C, d->LRQ, q, d->LRM + C, N2, d->RSTD2, d->S2 + C, N2,
+                              d->RSTD, d->U2 + C, N2, NULL, NULL, 0.0f, 0, n, d->HW, q, C, y16);
 }
 
 /* lowrank_layer1: the image-token end of layer 1 and every later use of its
@@ -1124,21 +1141,12 @@ static void lowrank_layer1(decoder_t *d, int64_t n, int64_t T) {
                  be->lowrank_expand(be, d->K, C, d->LRQ, q, d->LRM, N2, d->RSTD2, d->S2, N2,
                                     d->RSTD, d->U2, N2, d->ln1_w, d->ln1_b, LN2D_EPS, d->hf, n,
                                     HW, q, C, 0) == 0;
+    /* the final keys and values, in bf16 where the final attention can read
+     * them so (the bits it would round float32 ones to): half the bytes
+     * written here and read there */
     if (d->up_done) {
-        /* the final keys and values in bf16 where the final attention can
-         * read them so (the bits it would round float32 ones to): half
-         * the bytes written here and read there */
-        const int kv16 = be->attention_kv16 &&
-                         be->attention_kv16(be, NULL, NULL, 0, NULL, 0, NULL, 0, n, T, HW, nh,
-                                            dh, 0.0f) == 0;
-        if (kv16 && be->lowrank_expand(be, d->KPE, C, d->LRQ, q, d->LRM + C, N2, d->RSTD2,
-                                       d->S2 + C, N2, d->RSTD, d->U2 + C, N2, NULL, NULL, 0.0f,
-                                       0, n, HW, q, C, 1) == 0)
-            d->kpe16 = 1;
-        else
-            d->up_done = be->lowrank_expand(be, d->KPE, C, d->LRQ, q, d->LRM + C, N2, d->RSTD2,
-                                            d->S2 + C, N2, d->RSTD, d->U2 + C, N2, NULL, NULL,
-                                            0.0f, 0, n, HW, q, C, 0) == 0;
+        d->kpe16 = kv16_takes(d, n, T) && expand_kpe(d, n, q, 1) == 0;
+        if (!d->kpe16) d->up_done = expand_kpe(d, n, q, 0) == 0;
     }
     if (d->up_done) return;
     be->bmm(be, OUT, d->LRQ, d->LRM, n, HW, q, N2, 0);

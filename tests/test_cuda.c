@@ -461,6 +461,46 @@ static void bf16_linear(backend_t *be, const char *what, const float *hx, const 
     be->free(be, dy);
 }
 
+/* linear_ex on be (bf16) over M rows, y = gelu(x) . w^T + b + r with r = y
+ * itself (1), then a matrix apart (2), y's row stride ld >= N (its padding
+ * keeps r's values where r is y, the zeros it was given where r is apart),
+ * against the reference's bf16 mode; `how` names the path in the check names */
+static void check_linear_ex_rows(backend_t *be, const char *how, int64_t M, int64_t K, int64_t N,
+                                 int64_t ld) {
+    float *hx = ref_new_random(M * K, 1.0f), *hw = ref_new_random(N * K, 1.0f);
+    float *hb = ref_new_random(N, 1.0f), *hr = ref_new_random(M * ld, 1.0f);
+    float *gx = ref_new(M * K), *want = ref_new(M * ld);
+    float *ddx = ref_to_dev(be, hx, M * K), *ddw = ref_to_dev(be, hw, N * K);
+    float *ddb = ref_to_dev(be, hb, N), *ddr = ref_to_dev(be, hr, M * ld);
+    float *ddy = be->alloc(be, (size_t)(M * ld) * 4);
+    CHECK(ddy);
+    ops_ref_gelu(gx, hx, M * K);
+    for (int res = 1; res <= 2; res++) {
+        be->copy(be, ddy, ddr, (size_t)(M * ld) * 4);   // y's padding: r's values
+        memcpy(want, hr, (size_t)(M * ld) * 4);
+        ops_ref_set_bf16(1);
+        ops_ref_linear(want, ld, gx, K, hw, hb, M, K, N);
+        ops_ref_set_bf16(0);
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) want[i * ld + j] += hr[i * ld + j];
+        if (res == 2) be->memset0(be, ddy, (size_t)(M * ld) * 4);   // r apart: y is not read
+        int rc = be->linear_ex(be, ddy, ld, ddx, K, ddw, ddb, res == 1 ? ddy : ddr, ld, 1, M, K, N);
+        if (res == 2)   // y's padding stays as memset0 left it
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = N; j < ld; j++) want[i * ld + j] = 0.0f;
+        char name[200];
+        snprintf(name, sizeof name, "cuda bf16, %s: linear_ex fuses (r %s)", how,
+                 res == 1 ? "= y" : "apart");
+        TEST_CHECK(rc == 0, name, "rc %d", rc);
+        snprintf(name, sizeof name, "cuda bf16, %s: linear_ex, GELU'd x + bias + %s", how,
+                 res == 1 ? "y" : "r");
+        expect_close(be, name, ddy, want, M * ld, BF16_GEMM);
+    }
+    be->free(be, ddx), be->free(be, ddw), be->free(be, ddb), be->free(be, ddr);
+    be->free(be, ddy);
+    free(hx), free(hw), free(hb), free(hr), free(gx), free(want);
+}
+
 static void test_bf16(backend_t *be) {
     be->precision = BACKEND_BF16;
     const int64_t M = 200, K = 256, N = 96;
@@ -564,28 +604,8 @@ static void test_bf16(backend_t *be) {
         ops_ref_set_bf16(0);
         expect_close(be, "cuda bf16: linear + bias in row chunks (epilogue per chunk)", ddy, want,
                      Mb * Nb, BF16_GEMM);
-        // linear_ex in the same row chunks: the GELU'd input and the
-        // residual (y itself, then another matrix) per chunk
-        for (int res = 1; res <= 2; res++) {
-            float *hr = ref_new_random(Mb * Nb, 1.0f), *gx = ref_new(Mb * Kb);
-            float *ddr = ref_to_dev(be, hr, Mb * Nb);
-            be->copy(be, ddy, ddr, (size_t)(Mb * Nb) * 4);   // res 1: y holds the residual
-            ops_ref_gelu(gx, hx, Mb * Kb);
-            ops_ref_set_bf16(1);
-            ops_ref_linear(want, Nb, gx, Kb, hw, hb, Mb, Kb, Nb);
-            ops_ref_set_bf16(0);
-            for (int64_t i = 0; i < Mb * Nb; i++) want[i] += hr[i];
-            int rc = be->linear_ex(be, ddy, Nb, ddx, Kb, ddw, ddb, res == 1 ? ddy : ddr, Nb, 1, Mb,
-                                   Kb, Nb);
-            TEST_CHECK(rc == 0, res == 1 ? "cuda bf16: linear_ex fuses in row chunks (r = y)"
-                                         : "cuda bf16: linear_ex fuses in row chunks (r apart)",
-                       "rc %d", rc);
-            expect_close(be, res == 1 ? "cuda bf16: linear_ex, GELU'd x + bias + y, row chunks"
-                                      : "cuda bf16: linear_ex, GELU'd x + bias + r, row chunks",
-                         ddy, want, Mb * Nb, BF16_GEMM);
-            be->free(be, ddr);
-            free(hr), free(gx);
-        }
+        // linear_ex in row chunks (3000 rows of 256: two on the 1 MiB workspace)
+        check_linear_ex_rows(be, "row chunks", Mb, Kb, Nb, Nb);
         {   // a weight past the workspace (an activation: no bf16 copy): linear_ex
             // declines before writing anything; linear falls back to float32
             const int64_t Kw = 1024, Nw = 300;   // 307200 values > 262144 (half of 1 MiB)
@@ -765,41 +785,7 @@ static void test_bf16(backend_t *be) {
     // into y (cudaMemcpy2DAsync, r apart, at y's odd row stride) or read in
     // place (r = y), the bias by its kernel, in row chunks
     setenv("SAM2AMG_EMU_LT_NO_ALGO", "1", 1);
-    {
-        const int64_t Mb = 3000, Kb = 200, Nb = 9, ld = 11;
-        float *hx = ref_new_random(Mb * Kb, 1.0f), *hw = ref_new_random(Nb * Kb, 1.0f);
-        float *hb = ref_new_random(Nb, 1.0f), *hr = ref_new_random(Mb * ld, 1.0f);
-        float *gx = ref_new(Mb * Kb), *want = ref_new(Mb * ld);
-        float *ddx = ref_to_dev(be, hx, Mb * Kb), *ddw = ref_to_dev(be, hw, Nb * Kb);
-        float *ddb = ref_to_dev(be, hb, Nb), *ddr = ref_to_dev(be, hr, Mb * ld);
-        float *ddy = be->alloc(be, (size_t)(Mb * ld) * 4);
-        CHECK(ddy);
-        ops_ref_gelu(gx, hx, Mb * Kb);
-        for (int res = 1; res <= 2; res++) {
-            be->copy(be, ddy, ddr, (size_t)(Mb * ld) * 4);   // y's padding: r's values
-            memcpy(want, hr, (size_t)(Mb * ld) * 4);
-            ops_ref_set_bf16(1);
-            ops_ref_linear(want, ld, gx, Kb, hw, hb, Mb, Kb, Nb);
-            ops_ref_set_bf16(0);
-            for (int64_t i = 0; i < Mb; i++)
-                for (int64_t j = 0; j < Nb; j++) want[i * ld + j] += hr[i * ld + j];
-            if (res == 2) be->memset0(be, ddy, (size_t)(Mb * ld) * 4);   // r apart: y is not read
-            int rc = be->linear_ex(be, ddy, ld, ddx, Kb, ddw, ddb, res == 1 ? ddy : ddr, ld, 1, Mb,
-                                   Kb, Nb);
-            if (res == 2)   // y's padding stays as memset0 left it
-                for (int64_t i = 0; i < Mb; i++)
-                    for (int64_t j = Nb; j < ld; j++) want[i * ld + j] = 0.0f;
-            TEST_CHECK(rc == 0, res == 1 ? "cuda bf16, no cuBLASLt algorithm: linear_ex fuses (r = y)"
-                                         : "cuda bf16, no cuBLASLt algorithm: linear_ex fuses (r apart)",
-                       "rc %d", rc);
-            expect_close(be, res == 1 ? "cuda bf16: cublasGemmEx fallback, GELU'd x + bias + y"
-                                      : "cuda bf16: cublasGemmEx fallback, GELU'd x + bias + r",
-                         ddy, want, Mb * ld, BF16_GEMM);
-        }
-        be->free(be, ddx), be->free(be, ddw), be->free(be, ddb), be->free(be, ddr);
-        be->free(be, ddy);
-        free(hx), free(hw), free(hb), free(hr), free(gx), free(want);
-    }
+    check_linear_ex_rows(be, "no cuBLASLt algorithm, row chunks", 3000, 200, 9, 11);
     unsetenv("SAM2AMG_EMU_LT_NO_ALGO");
     small->destroy(small);
     // fp32 again: exact float32 GEMMs (gemm_bound) on the same backend
