@@ -577,20 +577,47 @@ static void test_fused_full_size(void) {
                    want16 ? "fused: layer 1's and the final keys and values in bf16 (attention_kv16)"
                           : "fused: the keys and values in float32 (no attention_kv16)",
                    "%d calls with y_bf16", n_y16);
-        double md = 0, mx = 0, mi = 0;
-        for (size_t i = 0; i < (size_t)NP * 3 * L; i++) {
-            double dd = fabs((double)la[i] - lb[i]);
-            if (dd > md || dd != dd) md = dd;
+        /* per mask (prompt, output): the largest difference, relative to
+         * the largest |logit| of the composed run. The two paths round
+         * differently in float32 before their bf16 conversions, so now and
+         * then a value of the token path rounds to the neighbouring bf16
+         * (2^-8 relative) in one and not the other; when that value feeds
+         * a hypernetwork output it scales one mask's logits by up to that
+         * (seen: OpenBLAS on 2 threads, one of 9 masks at 2.6e-3, the
+         * other eight at 2e-5). A fault in the fused op's wiring or maths
+         * moves the upscaling map, which every mask reads: most masks */
+        enum { NM = NP * 3 };
+        double mx = 0, mi = 0, dm[NM], sorted[NM];
+        for (size_t i = 0; i < (size_t)NM * L; i++)
             if (fabs(lb[i]) > mx) mx = fabs(lb[i]);
+        for (int m = 0; m < NM; m++) {
+            double md = 0;
+            for (size_t i = (size_t)m * L; i < (size_t)(m + 1) * L; i++) {
+                double dd = fabs((double)la[i] - lb[i]);
+                if (dd > md || dd != dd) md = dd;
+            }
+            dm[m] = sorted[m] = mx > 0 ? md / mx : md;
         }
-        for (int i = 0; i < NP * 3; i++)
+        for (int i = 1; i < NM; i++)   /* insertion sort: 9 values */
+            for (int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+                double t = sorted[j];
+                sorted[j] = sorted[j - 1];
+                sorted[j - 1] = t;
+            }
+        for (int i = 0; i < NM; i++)
             if (fabs((double)ia[i] - ib[i]) > mi || ia[i] != ia[i]) mi = fabs((double)ia[i] - ib[i]);
-        printf("# fused vs composed, bf16: low_res max diff %.3g of max|ref| %.3g (rel %.3g); "
-               "iou max diff %.3g\n", md, mx, mx > 0 ? md / mx : md, mi);
-        /* emulated: rel 1.2e-5 and 0; a 0.1% error in the affine map's
-         * scale gives 5.8e-3 and 7e-4, swapped shuffle phases 1.8e-2 */
-        TEST_CHECK(mx > 0 && md <= 1e-3 * mx, "fused low-rank projections: low_res == composed",
-                   "max diff %.3g > 1e-3 * %.3g", md, mx);
+        printf("# fused vs composed, bf16: max|ref| %.3g; per mask, max diff relative to it:", mx);
+        for (int m = 0; m < NM; m++) printf(" %.3g", dm[m]);
+        printf("; iou max diff %.3g\n", mi);
+        /* emulated, OpenBLAS on one thread: every mask within 2e-5;
+         * injected faults, on one thread or two: a 0.1% error in the
+         * affine map's scale puts every mask at 2.6e-3 or more (and the
+         * IoUs 5e-4 apart), swapped shuffle phases at 1.0e-2 or more. So:
+         * the median mask within 1e-3, and every one within 1e-2 */
+        TEST_CHECK(mx > 0 && sorted[NM / 2] <= 1e-3, "fused low-rank projections: low_res == composed",
+                   "the median mask's max diff is %.3g of max|ref| %.3g (bar 1e-3)", sorted[NM / 2], mx);
+        TEST_CHECK(sorted[NM - 1] <= 1e-2, "fused low-rank projections: every mask within 1e-2",
+                   "the worst mask's max diff is %.3g of max|ref| %.3g", sorted[NM - 1], mx);
         TEST_CHECK(mi <= 2e-4, "fused low-rank projections: iou == composed", "max diff %.3g", mi);
     }
     for (int i = 0; i < 3; i++) {
