@@ -244,5 +244,45 @@ for v in 32x "1 2" 0 abc; do
 done
 [ -z "$nbad" ] && ok "SAM2AMG_PROFILE_PPS not a positive number: a profile FAIL row, the later steps run" ||
     bad "SAM2AMG_PROFILE_PPS not a positive number:$nbad: $(tr '\n' '|' <"$tmp/prof/summary.txt")"
+# the profile step with an ncu that knows the DRAM metrics (a stand-in
+# that lists them and prints a summary of one kernel): it asks for them and
+# the row gives the kernel's GB/s; with one that does not (the stand-in
+# above), the duration alone and "-"
+cat >"$tmp/ncu/ncu" <<'EOF2'
+#!/bin/sh
+if [ "$1" = --query-metrics ]; then
+    [ -n "$NCU_STANDIN_DRAM" ] && printf 'dram__bytes_read     # of bytes read from DRAM\ndram__bytes_write    # of bytes written to DRAM\n'
+    printf 'gpu__time_duration   total duration\n'
+    exit 0
+fi
+echo "$*" >"$NCU_STANDIN_ARGS"
+echo "  void lowrank_expand_kernel<9, 1>(le_args) (4096, 1, 1)x(256, 1, 1), Device 0, CC 9.0, Invocations 10"
+echo "    gpu__time_duration.sum     usecond     100.00     100.00     100.00"
+case "$*" in *dram__bytes_read.sum*)
+    echo "    dram__bytes_read.sum         Mbyte     200.00     200.00     200.00"
+    echo "    dram__bytes_write.sum        Mbyte     100.00     100.00     100.00" ;;
+esac
+EOF2
+chmod +x "$tmp/ncu/ncu"
+nbad=""
+for dram in 1 ""; do
+    rm -rf "$tmp/prof2"
+    PATH=$tmp/ncu:$PATH NCU_STANDIN_DRAM=$dram NCU_STANDIN_ARGS=$tmp/ncu_args SAM2AMG_PROFILE_PPS=4 \
+        SAM2AMG_CHECK_STEPS=profile BUILD=$BUILD timeout 120 bash tests/gpu/check.sh --build "$tmp/prof2" \
+        >"$tmp/log10" 2>&1
+    l=$(grep '^profile: ' "$tmp/prof2/summary.txt")
+    if [ -n "$dram" ]; then
+        { grep -q 'dram__bytes_read.sum,dram__bytes_write.sum' "$tmp/ncu_args" &&
+            echo "$l" | grep -q 'dram_bytes=yes' &&
+            echo "$l" | grep -q '1000 us 10 calls 3000 GB/s void lowrank_expand_kernel<9, 1>'; } ||
+            nbad="$nbad with: $l |"
+    else
+        { ! grep -q dram "$tmp/ncu_args" && echo "$l" | grep -q 'dram_bytes=no' &&
+            echo "$l" | grep -q '1000 us 10 calls - GB/s void lowrank_expand_kernel<9, 1>'; } ||
+            nbad="$nbad without: $l |"
+    fi
+done
+[ -z "$nbad" ] && ok "profile: the DRAM bytes asked for where ncu knows them, each kernel's GB/s in the row; '-' without" ||
+    bad "profile with and without the DRAM metrics:$nbad"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

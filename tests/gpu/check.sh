@@ -921,7 +921,9 @@ step_run() {
 # pass no mask at the official ones, so only the second run profiles the
 # post-processing kernels: every mask through stability, boxes, RLE and
 # NMS), summed by tests/gpu/ncu_top.py: logs/profile.log holds ncu's
-# output, the row its top kernels.
+# output, the row its top kernels, with each one's DRAM GB/s where ncu has
+# the dram__bytes metrics (what a memory-bound kernel achieves against the
+# H100's ~3.35 TB/s).
 step_profile() {
     if [ $cpu = 1 ]; then
         row profile SKIP "cpu mode"
@@ -950,7 +952,15 @@ step_profile() {
         ;;
     esac
     local ppb=$((ppps * ppps < 1024 ? ppps * ppps : 1024))
-    run profile 300 "$ncu" --metrics gpu__time_duration.sum --print-summary per-kernel \
+    # the DRAM bytes too (ncu_top.py's GB/s per kernel), where this ncu
+    # knows the metrics: a name it does not know would fail the whole run
+    local metrics=gpu__time_duration.sum known
+    known=$(timeout 60 "$ncu" --query-metrics 2>/dev/null)
+    if echo "$known" | grep -Eq '^\s*dram__bytes_read(\s|$)' &&
+        echo "$known" | grep -Eq '^\s*dram__bytes_write(\s|$)'; then
+        metrics=$metrics,dram__bytes_read.sum,dram__bytes_write.sum
+    fi
+    run profile 300 "$ncu" --metrics "$metrics" --print-summary per-kernel \
         "$(prog gpu_generate)" --random "$pcfg" --time 1 --device "$DEVICE" --precision bf16 \
         --points-per-side "$ppps" --points-per-batch "$ppb" $both --row "profile_$pcfg" "$img"
     local st=PASS top
@@ -958,7 +968,9 @@ step_profile() {
     python3 tests/gpu/ncu_top.py "$out/logs/profile.log" 1000 >"$out/logs/profile_top.log" 2>&1
     top=$(head -n 6 "$out/logs/profile_top.log" | tr -s ' ' | paste -sd ';' -)
     [ $rc -ne 0 ] && st=FAIL
-    row profile $st "config=$pcfg pps=$ppps rc=$rc secs=$secs ${top:-no summary}"
+    local dram=no
+    [ "$metrics" != gpu__time_duration.sum ] && dram=yes
+    row profile $st "config=$pcfg pps=$ppps dram_bytes=$dram rc=$rc secs=$secs ${top:-no summary}"
 }
 
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
