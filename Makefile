@@ -174,8 +174,17 @@ BUNDLE  ?= gpu-bundle
 comma   := ,
 BUNDLE_SRCS := tests/test_ops.c tests/test_cuda.c tests/test_model.c tests/test_amg.c tests/test_decoder.c \
                bench/bench_cuda.c $(wildcard tests/gpu/gpu_*.c)
+# The bundle's kernels are built for the device tool's GPUs only (H100 and
+# H200: sm_90 code, no sm_80 code and no PTX), half the size of the
+# build's: the transfer's headroom (tests/gpu/transfer.sh)
+BUNDLE_ARCH ?= -gencode arch=compute_90,code=sm_90
+BUNDLE_CU_OBJ := $(if $(filter 1,$(HAVE_NVCC)),$(patsubst %.cu,$(BUILD)/obj-bundle/%.o,$(CU_SRC)))
 BUNDLE_OBJ  := $(filter-out $(BUILD)/obj/src/store.o $(BUILD)/obj/src/sqlext.o $(BUILD)/obj/src/serve.o $(BUILD)/obj/src/faultvfs.o $(BUILD)/obj/jobs/%,$(OBJ)) \
-               $(CU_OBJ) $(BUILD)/gpu/mini_blas.o
+               $(BUNDLE_CU_OBJ) $(BUILD)/gpu/mini_blas.o
+$(BUILD)/obj-bundle/%.o: %.cu $(wildcard include/*.h kernels/*.h kernels/*.cuh)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo '  NVCC  $< (bundle: $(BUNDLE_ARCH))')
+	$(Q)$(NVCC) $(filter-out -gencode arch=%,$(NVFLAGS)) $(BUNDLE_ARCH) -c $< -o $@
 BUNDLE_RPATH := -Wl,--enable-new-dtags -Wl,-rpath,'$$ORIGIN/../lib' $(if $(filter 1,$(HAVE_NVCC)),-Wl$(comma)-rpath$(comma)$(CUDA_HOME)/lib64)
 BUNDLE_LDLIBS := -L$(BUNDLE)/lib -l:libvips.so.42 -Wl,--no-as-needed -lminizip -lz -Wl,--as-needed \
                  $(if $(filter 1,$(HAVE_NVCC)),-L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -lstdc++ -lrt -ldl) \
@@ -210,7 +219,7 @@ gpu-bundle: $(BUNDLE_OBJ) $(BUNDLE_STORE_OBJ) $(BUILD)/gpu/gpu_generate $(BUILD)
 	@echo '  LINK  $(BUNDLE)/bin/sam2amg'
 	$(Q)$(CC) $(CFLAGS) src/main.c $(BUNDLE_STORE_OBJ) -o $(BUNDLE)/bin/sam2amg $(LDFLAGS) \
 	    -L$(BUNDLE)/lib -lsam2amg_gpu $(BUNDLE_SQLITE) $(BUNDLE_RPATH) -lpthread -lm -ldl
-	$(Q)BUILD=$(BUILD) HAVE_NVCC=$(HAVE_NVCC) NVCC=$(NVCC) bash tests/gpu/make_bundle.sh $(BUNDLE)
+	$(Q)BUILD=$(BUILD) HAVE_NVCC=$(HAVE_NVCC) NVCC=$(NVCC) BUNDLE_ARCH="$(BUNDLE_ARCH)" bash tests/gpu/make_bundle.sh $(BUNDLE)
 
 # gpu-vips: a real libvips to carry beside the bundle (tests/gpu/make_vips.sh:
 # pyvips-binary's from PyPI), so that the GPU machine's runs decode JPEG

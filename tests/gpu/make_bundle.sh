@@ -34,6 +34,7 @@ fi
     echo "commit:    $(git rev-parse HEAD 2>/dev/null) ($(git status --porcelain 2>/dev/null | wc -l) paths changed)"
     echo "cc:        $(${CC:-cc} --version | head -n 1)"
     echo "nvcc:      $([ "${HAVE_NVCC:-0}" = 1 ] && "${NVCC:-nvcc}" --version | tail -n 1 || echo 'none (CPU-only bundle)')"
+    [ "${HAVE_NVCC:-0}" = 1 ] && echo "kernels:   ${BUNDLE_ARCH:-?}"
 } >"$B/INFO"
 # the two small libraries the system provides here but a GPU machine may not
 for l in libminizip.so.1 libz.so.1; do
