@@ -3,11 +3,15 @@
 
 usage: cu2cc.py IN.cu OUT.cc
 
-Two rewrites, nothing else:
+Four rewrites, nothing else:
   kernel<<<grid, block[, smem[, stream]]>>>(args);
       -> emu_launch(grid, block, smem, [&] { kernel(args); }, "kernel");
      (kernel may be a template instance, e.g. k<2>; args may span lines)
   extern __shared__ [__align__(n)] T name[];  ->  T *name = (T *)emu_dyn_smem();
+  reinterpret_cast<T *>(p)  ->  emu_reinterpret<T *>(p)   (emu.h: the
+     pointer must be aligned for T, as a GPU's access through it must be)
+  __shared__ ... name[N]...;  ->  the same, then emu_shared_poison(name,
+     sizeof name); on the same line (each block starts it as garbage)
 Newlines inside a rewritten launch are kept, so line numbers stay those of
 the .cu file (a #line directive names it).
 """
@@ -91,6 +95,9 @@ def main():
     src = re.sub(r"extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?((?:unsigned\s+)?\w+)\s+(\w+)\s*\[\s*\]\s*;",
                  r"\1 *\2 = (\1 *)emu_dyn_smem();", src)
     src = rewrite(src)
+    src = re.sub(r"\breinterpret_cast\s*<", "emu_reinterpret<", src)
+    src = re.sub(r"(\b__shared__\s+(?:__align__\(\d+\)\s+)?[^;{}()]*?\b(\w+)\s*(?:\[[^;\]]*\]\s*)+;)",
+                 r"\1 emu_shared_poison(\2, sizeof \2);", src)
     with open(sys.argv[2], "w") as f:
         f.write('#line 1 "%s"\n' % sys.argv[1])
         f.write(src)

@@ -284,6 +284,23 @@ uint32_t emu_warp_all(uint64_t v, uint64_t all[32]) {
 
 void *emu_dyn_smem(void) { return smem.data(); }
 
+/* shared memory starts every block as garbage on a GPU (often the previous
+ * block's data): here as 0xFF bytes, a NaN in every float and bf16 (and -1
+ * in every integer), so a kernel that reads a slot its block never wrote
+ * gets NaNs its results show. block_seq numbers the blocks of all launches
+ * (from 1); emu_shared_poison (cu2cc.py puts a call after each static
+ * __shared__ array) fills the array at the first thread of each block that
+ * reaches it, before any of that block's threads can have written it */
+static unsigned long long block_seq;
+void emu_shared_poison(void *p, size_t n) {
+    static std::map<void *, unsigned long long> *poisoned;   /* array -> block it was filled in */
+    if (!poisoned) poisoned = new std::map<void *, unsigned long long>;
+    unsigned long long &at = (*poisoned)[p];
+    if (at == block_seq) return;
+    at = block_seq;
+    memset(p, 0xFF, n);
+}
+
 extern "C" int emu_stat_launch(void);   /* emu_rt.c: SAM2AMG_EMU_STATS; 1 when counting */
 
 /* SAM2AMG_EMU_STATS: the launches per kernel (name as launched, template
@@ -326,9 +343,9 @@ void emu_launch(dim3 grid, dim3 block, size_t bytes, const std::function<void()>
                 "gets without cudaFuncSetAttribute\n", bytes);
         abort();
     }
-    /* garbage, as on a GPU, and a guard after it: a block that writes past
-     * its dynamic shared memory (a fault on a GPU, or another block's data)
-     * is reported when it ends */
+    /* garbage, as on a GPU (0xFF at each block's start, below), and a guard
+     * after it: a block that writes past its dynamic shared memory (a fault
+     * on a GPU, or another block's data) is reported when it ends */
     const size_t guard = 64;
     smem.assign(bytes + guard, 0xA5);
     auto check_guard = [&] {
@@ -347,6 +364,8 @@ void emu_launch(dim3 grid, dim3 block, size_t bytes, const std::function<void()>
         for (unsigned y = 0; y < grid.y; y++)
             for (unsigned x = 0; x < grid.x; x++) {
                 blockIdx = {x, y, z};
+                block_seq++;
+                memset(smem.data(), 0xFF, bytes);   /* garbage: see emu_shared_poison */
                 if (first || synced) {
                     run_block(n);
                     check_guard();

@@ -17,16 +17,17 @@
  * barrier) instead of hanging. What a GPU refuses or leaves undefined and
  * the emulator can see aborts with a message (launch limits, a shuffle
  * whose mask names a lane that is not there, mma/ldmatrix without the
- * whole warp, a write past the dynamic shared memory).
+ * whole warp, a write past the dynamic shared memory, a pointer cast to a
+ * vector or word type at an address not aligned for it). Shared memory,
+ * static and dynamic, starts each block as 0xFF bytes (NaN as a float or
+ * bf16), so reading a slot the block never wrote shows in the results.
  *
  * What it does not model: concurrency between blocks, the memory model
  * (races and missing fences pass here), reads past the dynamic shared
  * memory, kernels dereferencing host pointers (device memory is host
- * memory), static __shared__ arrays (function statics here: zeroed once,
- * then kept from block to block, where a GPU's start as garbage), nvcc's
- * FMA contraction of plain a * b + c (compiled here with -ffp-contract=off,
- * so results may differ from a GPU's in the last bits where the kernels do
- * not use the _rn intrinsics).
+ * memory), nvcc's FMA contraction of plain a * b + c (compiled here with
+ * -ffp-contract=off, so results may differ from a GPU's in the last bits
+ * where the kernels do not use the _rn intrinsics).
  */
 #ifndef SAM2AMG_EMU_H
 #define SAM2AMG_EMU_H
@@ -34,9 +35,12 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <functional>
+#include <type_traits>
 
 #define __global__
 #define __device__
@@ -63,12 +67,38 @@ static inline float4 make_float4(float x, float y, float z, float w) { return fl
 static inline float2 make_float2(float x, float y) { return float2{x, y}; }
 template <class T> static inline T __ldg(const T *p) { return *p; }
 
+/* emu_reinterpret: the kernels' reinterpret_cast (cu2cc.py rewrites every
+ * one to this): a pointer cast to T * must be aligned for T, because the
+ * kernels cast only to access through the result, and a GPU faults on an
+ * access (a float4, uint2, 32-bit word of two bf16 ...) at an address
+ * that is not a multiple of its size ("misaligned address", the CUDA
+ * context lost), where the host's loads quietly work. Checked at the
+ * cast, so a kernel must not cast a pointer it will not dereference. */
+template <class P, class Q> static inline P emu_reinterpret(Q q) {
+    P p = reinterpret_cast<P>(q);
+    if constexpr (std::is_pointer<P>::value) {
+        using T = typename std::remove_cv<typename std::remove_pointer<P>::type>::type;
+        if constexpr (!std::is_void<T>::value) {
+            if ((uintptr_t)p % alignof(T)) {
+                fprintf(stderr, "emu: %p cast to a pointer to %zu-byte aligned elements: a "
+                        "misaligned address (a GPU faults on the access)\n", (const void *)p,
+                        alignof(T));
+                abort();
+            }
+        }
+    }
+    return p;
+}
+
 /* the running fiber's coordinates (emu.cc sets them at every switch) */
 extern uint3 threadIdx, blockIdx;
 extern dim3  blockDim, gridDim;
 
 void  __syncthreads(void);
 void *emu_dyn_smem(void);
+/* emu_shared_poison: a static __shared__ array's start as garbage (0xFF
+ * bytes) in each block; cu2cc.py calls it after every such declaration */
+void  emu_shared_poison(void *p, size_t n);
 /* emu_launch: run body for every thread of every block of grid */
 void  emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body,
                  const char *name = nullptr);   /* name: the kernel, for SAM2AMG_EMU_STATS */

@@ -151,6 +151,47 @@ int main(void) {
                    });
                }),
                "ldmatrix with a row address not 16-byte aligned is refused", "it ran");
+    /* shared memory starts each block as 0xFF bytes (NaN floats): the
+     * static array through emu_shared_poison, which cu2cc.py calls after
+     * its declaration, the dynamic one at the block's start; a thread
+     * reaching the declaration after another wrote keeps what it wrote */
+    {
+        static float sarr[4];
+        float first_s[2], first_d[2], later_s[2], later_d[2];
+        emu_launch(dim3(2), dim3(2), 16, [&] {
+            emu_shared_poison(sarr, sizeof sarr);
+            float *dyn = (float *)emu_dyn_smem();
+            const unsigned t = threadIdx.x, b = blockIdx.x;
+            if (t == 0) {
+                first_s[b] = sarr[0], first_d[b] = dyn[0];
+                sarr[0] = dyn[0] = 1.0f + (float)b;
+            }
+            __syncthreads();
+            if (t == 1) later_s[b] = sarr[0], later_d[b] = dyn[0];
+        });
+        TEST_CHECK(isnan(first_s[0]) && isnan(first_s[1]) && isnan(first_d[0]) && isnan(first_d[1]),
+                   "shared memory, static and dynamic, starts every block as NaN (the second "
+                   "block too, after the first wrote)", "%g %g %g %g", first_s[0], first_s[1],
+                   first_d[0], first_d[1]);
+        TEST_CHECK(later_s[0] == 1.0f && later_s[1] == 2.0f && later_d[0] == 1.0f &&
+                       later_d[1] == 2.0f,
+                   "a block's writes stay for its other threads", "%g %g %g %g", later_s[0],
+                   later_s[1], later_d[0], later_d[1]);
+    }
+    /* a kernel's reinterpret_cast (emu_reinterpret after cu2cc.py): to a
+     * type the address is not aligned for, refused; aligned, it is the cast */
+    static float fbuf[16] __attribute__((aligned(16)));
+    TEST_CHECK(aborts([] { (void)emu_reinterpret<const float4 *>(fbuf + 2); }),
+               "a float4 pointer 8 bytes past a 16-byte boundary is refused", "it ran");
+    TEST_CHECK(aborts([] { (void)emu_reinterpret<uint2 *>(fbuf + 1); }),
+               "a uint2 pointer 4 bytes past an 8-byte boundary is refused", "it ran");
+    TEST_CHECK(aborts([] { (void)emu_reinterpret<const uint32_t *>(tile + 1); }),
+               "a 32-bit word at an odd bf16 element is refused", "it ran");
+    TEST_CHECK(emu_reinterpret<const float4 *>(fbuf + 4) == (const float4 *)(fbuf + 4) &&
+                   emu_reinterpret<float2 *>(fbuf + 2) == (float2 *)(fbuf + 2) &&
+                   emu_reinterpret<__nv_bfloat16 *>(fbuf + 1) == (__nv_bfloat16 *)(fbuf + 1) &&
+                   emu_reinterpret<uintptr_t>(fbuf + 3) == (uintptr_t)(fbuf + 3),
+               "aligned pointer casts and a cast to an integer pass unchanged", "changed");
     for (int i = 0; i < 16 * 8; i++) tile[i].x = (uint16_t)i;
     uint32_t got[32][2];
     emu_launch(dim3(1), dim3(32), 0, [&] {
