@@ -175,13 +175,23 @@ void run_block(unsigned nthreads) {
         warps[w].waiting = 0;
     }
     /* warp by warp: run its lanes until each blocks; a warp whose live
-     * lanes all posted a shuffle goes on at once (no sweep of the block) */
+     * lanes all posted a shuffle goes on at once (no sweep of the block).
+     * Blocks of odd linear index run their warps and lanes last to first:
+     * a thread that reads what another writes between the same two
+     * barriers (a missing __syncthreads) then reads it before the write in
+     * one block or the other (the slot's garbage: NaN, emu_shared_poison) */
+    const unsigned long long lin =
+        blockIdx.x + (unsigned long long)gridDim.x * (blockIdx.y + (unsigned long long)gridDim.y * blockIdx.z);
+    const bool rev = lin & 1;
+    const size_t nw = warps.size();
     for (;;) {
         int progress = 0;
-        for (size_t w = 0; w < warps.size(); w++) {
+        for (size_t wi = 0; wi < nw; wi++) {
+            const size_t w = rev ? nw - 1 - wi : wi;
             unsigned lo = (unsigned)w * 32, hi = lo + 32 < nthreads ? lo + 32 : nthreads;
             for (;;) {
-                for (unsigned i = lo; i < hi; i++) {
+                for (unsigned ii = lo; ii < hi; ii++) {
+                    const unsigned i = rev ? hi - 1 - (ii - lo) : ii;
                     fiber &f = fibers[i];
                     if (f.state != RUN) continue;
                     cur = &f;

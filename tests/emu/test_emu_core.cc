@@ -178,6 +178,22 @@ int main(void) {
                    "a block's writes stay for its other threads", "%g %g %g %g", later_s[0],
                    later_s[1], later_d[0], later_d[1]);
     }
+    /* odd blocks run their threads last to first: a read of a slot
+     * another thread writes without a barrier between (a missing
+     * __syncthreads) gets the garbage in one block of two */
+    {
+        static float slot[1];
+        float got[2] = {0.0f, 0.0f};
+        emu_launch(dim3(2), dim3(64), 0, [&] {
+            emu_shared_poison(slot, sizeof slot);
+            if (threadIdx.x == 0) slot[0] = 5.0f;
+            if (threadIdx.x == 63) got[blockIdx.x] = slot[0];   /* no barrier: a race */
+            __syncthreads();
+        });
+        TEST_CHECK(got[0] == 5.0f && isnan(got[1]),
+                   "a read racing a write of another warp: the write in block 0 (first to last), "
+                   "garbage in block 1 (last to first)", "%g %g", got[0], got[1]);
+    }
     /* a kernel's reinterpret_cast (emu_reinterpret after cu2cc.py): to a
      * type the address is not aligned for, refused; aligned, it is the cast */
     static float fbuf[16] __attribute__((aligned(16)));
