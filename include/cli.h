@@ -119,10 +119,16 @@ int cli_open_model(const char *cmd, cli_model_flags *f, const sam2_config *cfg, 
 /* cli_open_model_sized: cli_open_model with the batch of batch_open_model
  * (include/batch.h): want prompts, or sized to the device when want is
  * AMG_POINTS_PER_BATCH_AUTO (at most cap, within limit); *ppb is the
- * batch the model was loaded for. With verbose, the sizing is printed. */
+ * batch the model was loaded for. With verbose, the sizing is printed, and
+ * the line of cli_describe_backend. */
 struct batch_limit;
 int cli_open_model_sized(const char *cmd, cli_model_flags *f, const sam2_config *cfg, int want,
                          int cap, const struct batch_limit *limit, backend_t **be, sam2_model **m,
                          int *ppb, int verbose);
+
+/* cli_describe_backend: what the model computes with, one line into out:
+ * the device, the precision, and on CUDA the GEMM mode (fp32: float32 or
+ * TF32) or whether the fused bf16 ops run (SAM2AMG_CUDA_FUSED) */
+void cli_describe_backend(const backend_t *be, char *out, size_t cap);
 
 #endif

@@ -247,5 +247,23 @@ int cli_open_model_sized(const char *cmd, cli_model_flags *f, const sam2_config 
         return EXIT_DATA;
     }
     if (verbose && note[0]) fprintf(stderr, "sam2amg %s: %s\n", cmd, note);
+    if (verbose) {
+        char how[160];
+        cli_describe_backend(*be, how, sizeof how);
+        fprintf(stderr, "sam2amg %s: %s\n", cmd, how);
+    }
     return EXIT_OK;
+}
+
+void cli_describe_backend(const backend_t *be, char *out, size_t cap) {
+    if (be->precision == BACKEND_BF16) {
+        snprintf(out, cap, "%s, precision bf16 (GEMM inputs bf16, float32 accumulation), fused "
+                 "ops %s", be->name, be->lowrank_expand ? "on" : "off (SAM2AMG_CUDA_FUSED=0)");
+        return;
+    }
+    const char *g = getenv("SAM2AMG_CUDA_GEMM");
+    snprintf(out, cap, "%s, precision fp32%s", be->name,
+             strncmp(be->name, "cuda", 4) ? ""
+             : g && !strcmp(g, "tf32")    ? " (GEMMs TF32: SAM2AMG_CUDA_GEMM=tf32)"
+                                          : " (GEMMs float32)");
 }

@@ -182,13 +182,29 @@ for f in e2e-micro2 e2e-minarea; do
     check "$f on cuda:0 fp32: >= 98% of the official records at mask IoU >= 0.99" \
         "$EB/tests/test_amg" --compare "$d/amg.json" "$T/$f.json" 0.98 0.99
     [ $f = e2e-micro2 ] || continue
-    "$EB/sam2amg" generate --device cuda:0 --precision bf16 --model "$(weights_of "$d")" \
+    "$EB/sam2amg" generate -v --device cuda:0 --precision bf16 --model "$(weights_of "$d")" \
         --config "$d/meta.json" "$d/image.png" -o "$T/$f.bf16.json" 2>"$T/$f.bf16.err"
     rc=$?
     m=$("$EB/tests/test_amg" --compare "$T/$f.json" "$T/$f.bf16.json" 0 0.95 2>/dev/null |
         grep -o 'expected [0-9]* actual [0-9]* matched [0-9]*')
     check "$f on cuda:0 bf16: exit 0, records ($m of the fp32 run's at IoU >= 0.95)" \
         bash -c "[ $rc = 0 ] && [ -s '$T/$f.bf16.json' ]"
+    # -v says what the model computed with: precision, GEMM mode, fused ops
+    for mode in fp32 bf16 bf16-unfused fp32-tf32; do
+        case $mode in
+        fp32) err=$T/$f.err want='cuda:0, precision fp32 (GEMMs float32)' ;;
+        bf16) err=$T/$f.bf16.err want='cuda:0, precision bf16 (GEMM inputs bf16, float32 accumulation), fused ops on' ;;
+        bf16-unfused)
+            err=$T/$f.unfused.err want='cuda:0, precision bf16 (GEMM inputs bf16, float32 accumulation), fused ops off (SAM2AMG_CUDA_FUSED=0)'
+            SAM2AMG_CUDA_FUSED=0 "$EB/sam2amg" generate -v --device cuda:0 --precision bf16 --points-per-side 1 \
+                --model "$(weights_of "$d")" --config "$d/meta.json" "$d/image.png" -o "$T/u.json" 2>"$err" ;;
+        fp32-tf32)
+            err=$T/$f.tf32.err want='cuda:0, precision fp32 (GEMMs TF32: SAM2AMG_CUDA_GEMM=tf32)'
+            SAM2AMG_CUDA_GEMM=tf32 "$EB/sam2amg" generate -v --device cuda:0 --precision fp32 --points-per-side 1 \
+                --model "$(weights_of "$d")" --config "$d/meta.json" "$d/image.png" -o "$T/u.json" 2>"$err" ;;
+        esac
+        check "generate -v on cuda:0, $mode: says '$want'" grep -qxF "sam2amg generate: $want" "$err"
+    done
 done
 
 mkdir -p "$T/img"
