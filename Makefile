@@ -178,13 +178,16 @@ BUNDLE_SRCS := tests/test_ops.c tests/test_cuda.c tests/test_model.c tests/test_
 # H200: sm_90 code, no sm_80 code and no PTX), half the size of the
 # build's: the transfer's headroom (tests/gpu/transfer.sh)
 BUNDLE_ARCH ?= -gencode arch=compute_90,code=sm_90
-BUNDLE_CU_OBJ := $(if $(filter 1,$(HAVE_NVCC)),$(patsubst %.cu,$(BUILD)/obj-bundle/%.o,$(CU_SRC)))
+# (EMU=1: the emulated kernels and runtime, as before)
+BUNDLE_CU_OBJ := $(if $(filter 1,$(HAVE_NVCC)),$(patsubst %.cu,$(BUILD)/obj-bundle/%.o,$(CU_SRC)),$(CU_OBJ))
 BUNDLE_OBJ  := $(filter-out $(BUILD)/obj/src/store.o $(BUILD)/obj/src/sqlext.o $(BUILD)/obj/src/serve.o $(BUILD)/obj/src/faultvfs.o $(BUILD)/obj/jobs/%,$(OBJ)) \
                $(BUNDLE_CU_OBJ) $(BUILD)/gpu/mini_blas.o
 $(BUILD)/obj-bundle/%.o: %.cu $(wildcard include/*.h kernels/*.h kernels/*.cuh)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo '  NVCC  $< (bundle: $(BUNDLE_ARCH))')
 	$(Q)$(NVCC) $(filter-out -gencode arch=%,$(NVFLAGS)) $(BUNDLE_ARCH) -c $< -o $@
+# as the build's: no contracted multiply-adds in the post-processing
+$(BUILD)/obj-bundle/kernels/amg_post.o: NVFLAGS += -fmad=false
 BUNDLE_RPATH := -Wl,--enable-new-dtags -Wl,-rpath,'$$ORIGIN/../lib' $(if $(filter 1,$(HAVE_NVCC)),-Wl$(comma)-rpath$(comma)$(CUDA_HOME)/lib64)
 BUNDLE_LDLIBS := -L$(BUNDLE)/lib -l:libvips.so.42 -Wl,--no-as-needed -lminizip -lz -Wl,--as-needed \
                  $(if $(filter 1,$(HAVE_NVCC)),-L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -lstdc++ -lrt -ldl) \
