@@ -71,12 +71,15 @@ check "the emulator refuses what a GPU refuses (launch limits, shuffle masks and
     result_ok "$T/core.log"
 # cu2cc.py's rewrites that make those checks reach the kernels: every
 # reinterpret_cast, and a poisoning call after each static __shared__ array
-# (with __align__, 2-D), none after the dynamic one
+# (with __align__, 2-D, two in one declaration), none after the dynamic one
+# nor after an array that only a comment's __shared__ precedes
 cat >"$T/k.cu" <<'EOF2'
 static __global__ void k(float *y, const float *x) {
     __shared__ __align__(16) float a[4 * 8];
-    __shared__ float b[2][3 + 1];
+    __shared__ float b[2][3 + 1], e[2];
     extern __shared__ float d[];
+    // a per-thread array after a comment on __shared__ memory
+    float acc[2];
     const float4 v = *reinterpret_cast<const float4 *>(x);
     *reinterpret_cast <float2 *>(y) = make_float2(v.x + a[0] + b[0][0] + d[0], v.y);
 }
@@ -85,9 +88,9 @@ python3 tests/emu/cu2cc.py "$T/k.cu" "$T/k.cc"
 check "cu2cc.py: reinterpret_cast -> emu_reinterpret, emu_shared_poison after each static __shared__ array" \
     bash -c "[ \$(grep -c 'emu_reinterpret<' '$T/k.cc') = 2 ] && ! grep -q 'reinterpret_cast' '$T/k.cc' &&
              grep -q 'float a\[4 \* 8\]; emu_shared_poison(a, sizeof a);' '$T/k.cc' &&
-             grep -q 'float b\[2\]\[3 + 1\]; emu_shared_poison(b, sizeof b);' '$T/k.cc' &&
+             grep -q 'float b\[2\]\[3 + 1\], e\[2\]; emu_shared_poison(b, sizeof b); emu_shared_poison(e, sizeof e);' '$T/k.cc' &&
              [ \$(grep -c emu_shared_poison '$T/k.cc') = 2 ] && grep -q 'float \*d = (float \*)emu_dyn_smem();' '$T/k.cc' &&
-             [ \$(wc -l <'$T/k.cc') = 8 ]"
+             grep -qx '    float acc\[2\];' '$T/k.cc' && [ \$(wc -l <'$T/k.cc') = 10 ]"
 "$EB/tests/test_cuda" >"$T/cuda.log" 2>&1
 check "test_cuda on the emulated cuda:0: $(tail -n 1 "$T/cuda.log")" result_ok "$T/cuda.log"
 "$EB/tests/test_ops" >"$T/ops.log" 2>&1

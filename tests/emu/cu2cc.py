@@ -11,7 +11,8 @@ Four rewrites, nothing else:
   reinterpret_cast<T *>(p)  ->  emu_reinterpret<T *>(p)   (emu.h: the
      pointer must be aligned for T, as a GPU's access through it must be)
   __shared__ ... name[N]...;  ->  the same, then emu_shared_poison(name,
-     sizeof name); on the same line (each block starts it as garbage)
+     sizeof name); on the same line, for each array it declares (each block
+     starts it as garbage); not in comments
 Newlines inside a rewritten launch are kept, so line numbers stay those of
 the .cu file (a #line directive names it).
 """
@@ -88,6 +89,30 @@ def rewrite(src):
         pos = semi + 1
 
 
+def blank_comments(src):
+    """src with the text of its comments and string literals as spaces
+    (newlines kept): the same length, so an index into it is one into src"""
+    def blank(m):
+        return re.sub(r"[^\n]", " ", m.group(0))
+    return re.sub(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"', blank, src, flags=re.S)
+
+
+def poison_shared(src):
+    """emu_shared_poison(name, sizeof name); after each static __shared__
+    declaration, for every array it declares (a, b of `float a[4], b[8];`);
+    found in the code only, not in comments"""
+    decl = re.compile(r"\b__shared__\s+(?:__align__\(\d+\)\s+)?([^;{}()]*?\b\w+\s*(?:\[[^;\]]*\]\s*)+);")
+    code, out, pos = blank_comments(src), [], 0
+    for m in decl.finditer(code):
+        names = [d.group(1) for d in (re.search(r"(\w+)\s*(?:\[[^\]]*\]\s*)+$", part)
+                                      for part in split_top(m.group(1))) if d]
+        out.append(src[pos:m.end()])
+        out.append("".join(" emu_shared_poison(%s, sizeof %s);" % (n, n) for n in names))
+        pos = m.end()
+    out.append(src[pos:])
+    return "".join(out)
+
+
 def main():
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
@@ -96,8 +121,7 @@ def main():
                  r"\1 *\2 = (\1 *)emu_dyn_smem();", src)
     src = rewrite(src)
     src = re.sub(r"\breinterpret_cast\s*<", "emu_reinterpret<", src)
-    src = re.sub(r"(\b__shared__\s+(?:__align__\(\d+\)\s+)?[^;{}()]*?\b(\w+)\s*(?:\[[^;\]]*\]\s*)+;)",
-                 r"\1 emu_shared_poison(\2, sizeof \2);", src)
+    src = poison_shared(src)
     with open(sys.argv[2], "w") as f:
         f.write('#line 1 "%s"\n' % sys.argv[1])
         f.write(src)
