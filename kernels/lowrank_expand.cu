@@ -339,9 +339,10 @@ static int le_run(cudaStream_t st, uint16_t *ws, size_t ws_bytes, int mode, le_a
         le_weights_kernel<<<kern_grid(nb * per, KERN_THREADS), KERN_THREADS, 0, st>>>(
             m16, m + b0 * sm, ldm, sm, nb, K, KP, mode == LE_GRAM ? K : NP, NP);
         CUDA_LAUNCH_CHECK();
-        // y's item stride in its elements (bf16 when y16)
-        A.y = A0.y16 ? reinterpret_cast<float *>(reinterpret_cast<__nv_bfloat16 *>(A0.y) +
-                                                 b0 * ystride)
+        // y's item stride in its elements (bf16 when y16); A.y only
+        // carries a bf16 y (2-byte aligned, v2 0 where not 4), so not a
+        // reinterpret_cast (tests/emu checks those for the pointee's alignment)
+        A.y = A0.y16 ? (float *)(void *)(reinterpret_cast<__nv_bfloat16 *>(A0.y) + b0 * ystride)
                      : A0.y + b0 * ystride;
         A.p = A0.p + rows * A0.ldp;
         if (A0.a) A.a = A0.a + rows;

@@ -75,6 +75,8 @@ template <class T> static inline T __ldg(const T *p) { return *p; }
  * context lost), where the host's loads quietly work. Checked at the
  * cast, so a kernel must not cast a pointer it will not dereference. */
 template <class P, class Q> static inline P emu_reinterpret(Q q) {
+    /* q is a copy: a reference to it would dangle */
+    static_assert(!std::is_reference<P>::value, "emu_reinterpret: a reinterpret_cast to a reference");
     P p = reinterpret_cast<P>(q);
     if constexpr (std::is_pointer<P>::value) {
         using T = typename std::remove_cv<typename std::remove_pointer<P>::type>::type;
