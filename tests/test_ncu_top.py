@@ -95,6 +95,14 @@ with tempfile.TemporaryDirectory() as d:
     check(p.returncode == 0 and out[:1] == ["total 1520 us in 3 launches of 2 kernels"] and
           len(out) == 3 and out[1].split()[:6] == ["1500", "us", "1", "calls", "-", "GB/s"],
           "duration only: the totals without DRAM, '-' per kernel", repr(out))
+    # a unit this script does not know: said on stderr, the kernel left out
+    with open(f, "w") as fh:
+        fh.write("\n".join(kernel("k1", 1, 32, 2, [(T, "usecond", "10.00")]) +
+                           kernel("k2", 1, 32, 1, [(T, "fortnight", "1.50")])) + "\n")
+    p = subprocess.run([sys.executable, TOP, f], capture_output=True, text=True)
+    check(p.returncode == 0 and p.stdout.splitlines()[:1] == ["total 20 us in 2 launches of 1 kernels"]
+          and "k2: time unit 'fortnight' unknown" in p.stderr,
+          "an unknown time unit: the kernel left out, said on stderr", "%r %r" % (p.stdout, p.stderr))
     with open(f, "w") as fh:
         fh.write("==ERROR== ncu failed\n")
     p = subprocess.run([sys.executable, TOP, f], capture_output=True, text=True)

@@ -18,9 +18,11 @@
  * the emulator can see aborts with a message (launch limits, a shuffle
  * whose mask names a lane that is not there, mma/ldmatrix without the
  * whole warp, a write past the dynamic shared memory, a pointer cast to a
- * vector or word type at an address not aligned for it). Shared memory,
- * static and dynamic, starts each block as 0xFF bytes (NaN as a float or
- * bf16), so reading a slot the block never wrote shows in the results.
+ * vector or word type at an address not aligned for it). Shared memory
+ * (the dynamic kind, and the static arrays cu2cc.py finds in a .cu file: a
+ * scalar __shared__ variable, or one in a .cuh, is not, and kernels/ has
+ * none) starts each block as 0xFF bytes (NaN as a float or bf16), so
+ * reading a slot the block never wrote shows in the results.
  *
  * What it does not model: concurrency between blocks, the memory model
  * (races and missing fences pass here), reads past the dynamic shared

@@ -955,7 +955,7 @@ step_profile() {
     # the DRAM bytes too (ncu_top.py's GB/s per kernel), where this ncu
     # knows the metrics: a name it does not know would fail the whole run
     local metrics=gpu__time_duration.sum known
-    known=$(timeout 60 "$ncu" --query-metrics 2>/dev/null)
+    known=$(timeout 20 "$ncu" --query-metrics 2>/dev/null)
     if echo "$known" | grep -Eq '^\s*dram__bytes_read(\s|$)' &&
         echo "$known" | grep -Eq '^\s*dram__bytes_write(\s|$)'; then
         metrics=$metrics,dram__bytes_read.sum,dram__bytes_write.sum

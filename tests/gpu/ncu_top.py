@@ -61,10 +61,18 @@ def parse(lines):
         if not m or cur is None:
             continue
         name, unit, avg = m.group(1), m.group(2), number(m.group(5))
-        if name == "gpu__time_duration.sum" and unit in TIME_UNITS:
-            cur["us"] = avg * TIME_UNITS[unit]
-        elif name in BYTE_METRICS and unit in BYTE_UNITS:
-            cur[name] = avg * BYTE_UNITS[unit]
+        if name == "gpu__time_duration.sum":
+            if unit in TIME_UNITS:
+                cur["us"] = avg * TIME_UNITS[unit]
+            else:
+                print("ncu_top.py: %s: time unit '%s' unknown: the kernel is left out"
+                      % (cur["name"], unit), file=sys.stderr)
+        elif name in BYTE_METRICS:
+            if unit in BYTE_UNITS:
+                cur[name] = avg * BYTE_UNITS[unit]
+            else:
+                print("ncu_top.py: %s: byte unit '%s' unknown: no GB/s for it"
+                      % (cur["name"], unit), file=sys.stderr)
     close()
     return {k: [v[0], v[1], v[2] if v[3] else None] for k, v in agg.items()}
 
