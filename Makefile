@@ -95,7 +95,8 @@ $(BUILD)/obj/%.o: %.cu $(wildcard include/*.h kernels/*.h kernels/*.cuh)
 	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
 
 # the post-processing must round like src/amg.c: no contracted multiply-adds
-$(BUILD)/obj/kernels/amg_post.o: NVFLAGS += -fmad=false
+# (the GPU bundle's object too, $(BUILD)/obj-bundle/ below)
+$(BUILD)/obj/kernels/amg_post.o $(BUILD)/obj-bundle/kernels/amg_post.o: NVFLAGS += -fmad=false
 
 $(BUILD)/libsam2amg.a: $(filter-out $(CUDA_HOST_OBJ),$(OBJ))
 	@rm -f $@
@@ -296,4 +297,6 @@ clean:
 
 # help: list the targets
 help:
-	@grep -E '^# [a-z]+:' Makefile | sed 's/^# //'
+	@awk '/^[a-z][a-z-]*:/ { t[substr($$1, 1, index($$1, ":") - 1)] = 1 } { l[NR] = $$0 } \
+	    END { for (i = 1; i <= NR; i++) if (match(l[i], /^# [a-z][a-z-]*:/) && \
+	          substr(l[i], 3, RLENGTH - 3) in t) print substr(l[i], 3) }' Makefile
