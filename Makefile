@@ -187,8 +187,6 @@ $(BUILD)/obj-bundle/%.o: %.cu $(wildcard include/*.h kernels/*.h kernels/*.cuh)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo '  NVCC  $< (bundle: $(BUNDLE_ARCH))')
 	$(Q)$(NVCC) $(filter-out -gencode arch=%,$(NVFLAGS)) $(BUNDLE_ARCH) -c $< -o $@
-# as the build's: no contracted multiply-adds in the post-processing
-$(BUILD)/obj-bundle/kernels/amg_post.o: NVFLAGS += -fmad=false
 BUNDLE_RPATH := -Wl,--enable-new-dtags -Wl,-rpath,'$$ORIGIN/../lib' $(if $(filter 1,$(HAVE_NVCC)),-Wl$(comma)-rpath$(comma)$(CUDA_HOME)/lib64)
 BUNDLE_LDLIBS := -L$(BUNDLE)/lib -l:libvips.so.42 -Wl,--no-as-needed -lminizip -lz -Wl,--as-needed \
                  $(if $(filter 1,$(HAVE_NVCC)),-L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -lstdc++ -lrt -ldl) \
