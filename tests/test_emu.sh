@@ -91,6 +91,30 @@ check "cu2cc.py: reinterpret_cast -> emu_reinterpret, emu_shared_poison after ea
              grep -q 'float b\[2\]\[3 + 1\], e\[2\]; emu_shared_poison(b, sizeof b); emu_shared_poison(e, sizeof e);' '$T/k.cc' &&
              [ \$(grep -c emu_shared_poison '$T/k.cc') = 2 ] && grep -q 'float \*d = (float \*)emu_dyn_smem();' '$T/k.cc' &&
              grep -qx '    float acc\[2\];' '$T/k.cc' && [ \$(wc -l <'$T/k.cc') = 10 ]"
+# the declarations kernels/ does not write yet: a scalar, a typedef'd array,
+# two in one, `static __shared__`, a comment naming __shared__ above a
+# statement (no call after it); a file-scope one is refused
+cat >"$T/k2.cu" <<'EOF2'
+typedef float row_t[8];
+static __global__ void k2(float *y, float *x) {
+    static __shared__ float s[4];
+    __shared__ int count;
+    __shared__ row_t r;
+    __shared__ float a[2], b[3];
+    // staged in __shared__ next
+    y[0] = x[0];
+    y[1] = s[0] + count + r[0] + a[0] + b[0];
+}
+EOF2
+python3 tests/emu/cu2cc.py "$T/k2.cu" "$T/k2.cc"
+printf '__shared__ float g[4];\n' >"$T/k3.cu"
+check "cu2cc.py: emu_shared_poison for scalars, typedef'd types, each of two declarators, static __shared__; none after a comment; file scope refused" \
+    bash -c "grep -q '^    __shared__ float s\[4\]; emu_shared_poison(s, sizeof s);' '$T/k2.cc' &&
+             grep -q 'int count; emu_shared_poison(&count, sizeof count);' '$T/k2.cc' &&
+             grep -q 'row_t r; emu_shared_poison(&r, sizeof r);' '$T/k2.cc' &&
+             grep -q 'b\[3\]; emu_shared_poison(a, sizeof a); emu_shared_poison(b, sizeof b);' '$T/k2.cc' &&
+             grep -q '^    y\[0\] = x\[0\];\$' '$T/k2.cc' && [ \$(grep -c emu_shared_poison '$T/k2.cc') = 4 ] &&
+             ! python3 tests/emu/cu2cc.py '$T/k3.cu' '$T/k3.cc' 2>'$T/k3.err' && grep -q 'file scope' '$T/k3.err'"
 "$EB/tests/test_cuda" >"$T/cuda.log" 2>&1
 check "test_cuda on the emulated cuda:0: $(tail -n 1 "$T/cuda.log")" result_ok "$T/cuda.log"
 "$EB/tests/test_ops" >"$T/ops.log" 2>&1

@@ -10,11 +10,14 @@ Four rewrites, nothing else:
   extern __shared__ [__align__(n)] T name[];  ->  T *name = (T *)emu_dyn_smem();
   reinterpret_cast<T *>(p)  ->  emu_reinterpret<T *>(p)   (emu.h: the
      pointer must be aligned for T, as a GPU's access through it must be)
-  __shared__ ... name[N]...;  ->  the same, then emu_shared_poison(name,
-     sizeof name); on the same line, for each array it declares (each block
-     starts it as garbage); not in comments
-Newlines inside a rewritten launch are kept, so line numbers stay those of
-the .cu file (a #line directive names it).
+  __shared__ T a[N], b, ...;  ->  the same, then emu_shared_poison(a,
+     sizeof a); emu_shared_poison(&b, sizeof b); ... on the same line, for
+     every variable declared, arrays, scalars and typedef'd types alike (each
+     block starts it as garbage); found outside comments and strings only;
+     `static __shared__` loses its static (emu.h's __shared__ is one), and a
+     __shared__ variable at file scope is refused (no statement can follow it)
+Newlines inside a rewritten launch or declaration are kept, so line numbers
+stay those of the .cu file (a #line directive names it).
 """
 import re
 import sys
@@ -89,26 +92,81 @@ def rewrite(src):
         pos = semi + 1
 
 
-def blank_comments(src):
-    """src with the text of its comments and string literals as spaces
-    (newlines kept): the same length, so an index into it is one into src"""
-    def blank(m):
-        return re.sub(r"[^\n]", " ", m.group(0))
-    return re.sub(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"', blank, src, flags=re.S)
+def code_only(src):
+    """src with its comments and string and character literals blanked
+    (newlines kept): the same length, so an index into one is one into the
+    other"""
+    out, i, n = list(src), 0, len(src)
+
+    def blank(a, b):
+        for k in range(a, b):
+            if out[k] != "\n":
+                out[k] = " "
+    while i < n:
+        c = src[i]
+        if src.startswith("//", i):
+            j = src.find("\n", i)
+            j = n if j < 0 else j
+            blank(i, j)
+            i = j
+        elif src.startswith("/*", i):
+            j = src.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            blank(i, j)
+            i = j
+        elif c in "\"'":
+            j = i + 1
+            while j < n and src[j] != c and src[j] != "\n":
+                j += 2 if src[j] == "\\" else 1
+            blank(i + 1, min(j, n))
+            i = j + 1
+        else:
+            i += 1
+    return "".join(out)
 
 
 def poison_shared(src):
-    """emu_shared_poison(name, sizeof name); after each static __shared__
-    declaration, for every array it declares (a, b of `float a[4], b[8];`);
-    found in the code only, not in comments"""
-    decl = re.compile(r"\b__shared__\s+(?:__align__\(\d+\)\s+)?([^;{}()]*?\b\w+\s*(?:\[[^;\]]*\]\s*)+);")
-    code, out, pos = blank_comments(src), [], 0
-    for m in decl.finditer(code):
-        names = [d.group(1) for d in (re.search(r"(\w+)\s*(?:\[[^\]]*\]\s*)+$", part)
-                                      for part in split_top(m.group(1))) if d]
-        out.append(src[pos:m.end()])
-        out.append("".join(" emu_shared_poison(%s, sizeof %s);" % (n, n) for n in names))
-        pos = m.end()
+    """a call to emu_shared_poison after each static __shared__ declaration
+    (after its ';', on that line) for every variable it declares"""
+    code = code_only(src)
+    edits = []   # (start, end, replacement), in order
+    for m in re.finditer(r"\b__shared__\b", code):
+        if re.search(r"\bextern\s+$", code[:m.start()]):
+            raise SystemExit("cu2cc: line %d: an extern __shared__ declaration not of the form "
+                             "'extern __shared__ [__align__(N)] T name[];'"
+                             % (code.count("\n", 0, m.start()) + 1))
+        st = re.search(r"\bstatic\s+$", code[:m.start()])
+        if st:
+            edits.append((st.start(), m.start(), ""))
+        depth, semi = 0, m.end()
+        while semi < len(code) and not (code[semi] == ";" and depth == 0):
+            if code[semi] in "([{":
+                depth += 1
+            elif code[semi] in ")]}":
+                depth -= 1
+            semi += 1
+        line = code.count("\n", 0, m.start()) + 1
+        if semi >= len(code):
+            raise SystemExit("cu2cc: line %d: a __shared__ declaration without its ';'" % line)
+        if code.count("{", 0, m.start()) == code.count("}", 0, m.start()):
+            raise SystemExit("cu2cc: line %d: a __shared__ variable at file scope (tests/emu "
+                             "can declare them in functions only)" % line)
+        decl = re.sub(r"__align__\s*\(\s*\d+\s*\)", " ", code[m.end():semi])
+        calls = []
+        for d in split_top(decl):
+            d = d.split("=")[0].strip()
+            v = re.search(r"(\w+)\s*((?:\[[^\]]*\]\s*)*)$", d)
+            if not v or v.group(1) in ("extern",):
+                raise SystemExit("cu2cc: line %d: a __shared__ declaration it cannot read: '%s'"
+                                 % (line, " ".join(code[m.start():semi].split())))
+            name = v.group(1)
+            calls.append("emu_shared_poison(%s%s, sizeof %s);" % ("" if v.group(2) else "&", name, name))
+        edits.append((semi + 1, semi + 1, " " + " ".join(calls)))
+    out, pos = [], 0
+    for a, b, r in edits:
+        out.append(src[pos:a])
+        out.append(r)
+        pos = b
     out.append(src[pos:])
     return "".join(out)
 
@@ -118,7 +176,8 @@ def main():
         raise SystemExit(__doc__)
     src = open(sys.argv[1]).read()
     src = re.sub(r"extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?((?:unsigned\s+)?\w+)\s+(\w+)\s*\[\s*\]\s*;",
-                 r"\1 *\2 = (\1 *)emu_dyn_smem();", src)
+                 lambda m: "%s *%s = (%s *)emu_dyn_smem();%s" % (
+                     m.group(1), m.group(2), m.group(1), "\n" * m.group(0).count("\n")), src)
     src = rewrite(src)
     src = re.sub(r"\breinterpret_cast\s*<", "emu_reinterpret<", src)
     src = poison_shared(src)

@@ -383,7 +383,12 @@ void emu_launch(dim3 grid, dim3 block, size_t bytes, const std::function<void()>
                     direct = !synced;
                     continue;
                 }
-                for (unsigned i = 0; i < n; i++) {
+                /* last to first in blocks of odd linear index, as run_block
+                 * orders them: a kernel with no barrier at all that reads
+                 * another thread's shared-memory write shows it too */
+                const bool rev = (x + (unsigned long long)grid.x * (y + (unsigned long long)grid.y * z)) & 1;
+                for (unsigned ii = 0; ii < n; ii++) {
+                    const unsigned i = rev ? n - 1 - ii : ii;
                     threadIdx = {i % block.x, i / block.x % block.y, i / (block.x * block.y)};
                     f();
                 }

@@ -18,11 +18,9 @@
  * the emulator can see aborts with a message (launch limits, a shuffle
  * whose mask names a lane that is not there, mma/ldmatrix without the
  * whole warp, a write past the dynamic shared memory, a pointer cast to a
- * vector or word type at an address not aligned for it). Shared memory
- * (the dynamic kind, and the static arrays cu2cc.py finds in a .cu file: a
- * scalar __shared__ variable, or one in a .cuh, is not, and kernels/ has
- * none) starts each block as 0xFF bytes (NaN as a float or bf16), so
- * reading a slot the block never wrote shows in the results.
+ * vector or word type at an address not aligned for it). Shared memory,
+ * static and dynamic, starts each block as 0xFF bytes (NaN as a float or
+ * bf16), so reading a slot the block never wrote shows in the results.
  *
  * What it does not model: concurrency between blocks, the memory model
  * (races and missing fences pass here), reads past the dynamic shared
@@ -75,23 +73,29 @@ template <class T> static inline T __ldg(const T *p) { return *p; }
  * access (a float4, uint2, 32-bit word of two bf16 ...) at an address
  * that is not a multiple of its size ("misaligned address", the CUDA
  * context lost), where the host's loads quietly work. Checked at the
- * cast, so a kernel must not cast a pointer it will not dereference. */
-template <class P, class Q> static inline P emu_reinterpret(Q q) {
-    /* q is a copy: a reference to it would dangle */
-    static_assert(!std::is_reference<P>::value, "emu_reinterpret: a reinterpret_cast to a reference");
-    P p = reinterpret_cast<P>(q);
-    if constexpr (std::is_pointer<P>::value) {
-        using T = typename std::remove_cv<typename std::remove_pointer<P>::type>::type;
-        if constexpr (!std::is_void<T>::value) {
-            if ((uintptr_t)p % alignof(T)) {
-                fprintf(stderr, "emu: %p cast to a pointer to %zu-byte aligned elements: a "
-                        "misaligned address (a GPU faults on the access)\n", (const void *)p,
-                        alignof(T));
-                abort();
-            }
+ * cast, so a kernel must not cast a pointer it will not dereference. A
+ * cast to a reference (reinterpret_cast<float4 &>(x[i]) = v) refers to the
+ * object itself (q is a forwarding reference), its address checked alike;
+ * one to an integer is not checked. */
+static inline void emu_misaligned(const void *p, size_t align) {
+    fprintf(stderr, "emu: %p cast to a pointer to %zu-byte aligned elements: a "
+            "misaligned address (a GPU faults on the access)\n", p, align);
+    abort();
+}
+template <class P, class Q> static inline P emu_reinterpret(Q &&q) {
+    if constexpr (std::is_reference<P>::value) {
+        using T = typename std::remove_reference<P>::type;
+        if ((uintptr_t)&q % alignof(T)) emu_misaligned((const void *)&q, alignof(T));
+        return reinterpret_cast<P>(q);
+    } else {
+        P p = reinterpret_cast<P>(q);
+        if constexpr (std::is_pointer<P>::value) {
+            using T = typename std::remove_cv<typename std::remove_pointer<P>::type>::type;
+            if constexpr (!std::is_void<T>::value)
+                if ((uintptr_t)p % alignof(T)) emu_misaligned((const void *)p, alignof(T));
         }
+        return p;
     }
-    return p;
 }
 
 /* the running fiber's coordinates (emu.cc sets them at every switch) */

@@ -194,6 +194,20 @@ int main(void) {
                    "a read racing a write of another warp: the write in block 0 (first to last), "
                    "garbage in block 1 (last to first)", "%g %g", got[0], got[1]);
     }
+    /* the same in a kernel with no barrier at all (its blocks after the
+     * first run as plain calls): thread 1 reads thread 0's write */
+    {
+        static float slot2[2];
+        float got[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        emu_launch(dim3(4), dim3(2), 0, [&] {
+            emu_shared_poison(slot2, sizeof slot2);
+            slot2[threadIdx.x] = 7.0f;
+            if (threadIdx.x == 1) got[blockIdx.x] = slot2[0];   /* no barrier: a race */
+        });
+        TEST_CHECK(got[0] == 7.0f && isnan(got[1]) && got[2] == 7.0f && isnan(got[3]),
+                   "without any barrier too: the write in even blocks, garbage in odd ones",
+                   "%g %g %g %g", got[0], got[1], got[2], got[3]);
+    }
     /* a kernel's reinterpret_cast (emu_reinterpret after cu2cc.py): to a
      * type the address is not aligned for, refused; aligned, it is the cast */
     static float fbuf[16] __attribute__((aligned(16)));
@@ -208,6 +222,13 @@ int main(void) {
                    emu_reinterpret<__nv_bfloat16 *>(fbuf + 1) == (__nv_bfloat16 *)(fbuf + 1) &&
                    emu_reinterpret<uintptr_t>(fbuf + 3) == (uintptr_t)(fbuf + 3),
                "aligned pointer casts and a cast to an integer pass unchanged", "changed");
+    /* a cast to a reference names the object itself (a store through it
+     * lands), its address checked as a pointer's */
+    emu_reinterpret<float4 &>(fbuf[8]) = make_float4(1.0f, 2.0f, 3.0f, 4.0f);
+    TEST_CHECK(fbuf[8] == 1.0f && fbuf[11] == 4.0f, "a store through reinterpret_cast<float4 &>",
+               "%g %g", fbuf[8], fbuf[11]);
+    TEST_CHECK(aborts([] { emu_reinterpret<float4 &>(fbuf[1]) = make_float4(0, 0, 0, 0); }),
+               "a float4 reference 4 bytes past a 16-byte boundary is refused", "it ran");
     for (int i = 0; i < 16 * 8; i++) tile[i].x = (uint16_t)i;
     uint32_t got[32][2];
     emu_launch(dim3(1), dim3(32), 0, [&] {
