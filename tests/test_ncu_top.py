@@ -109,5 +109,27 @@ with tempfile.TemporaryDirectory() as d:
     check(p.returncode == 1 and "no per-kernel summary" in p.stderr,
           "no summary: exit 1, said on stderr", "rc %d %r" % (p.returncode, p.stderr))
 
+# names whose parameter list is not the first "(": an anonymous namespace,
+# a template argument with a cast; each kernel its own line
+odd = (kernel("(anonymous namespace)::scale_kernel(float *, int)", 1, 32, 2, [(T, "usecond", "10.00")]) +
+       kernel("(anonymous namespace)::other_kernel(float *, int)", 1, 32, 1, [(T, "usecond", "5.00")]) +
+       kernel("void foo<(int)3>(float *)", 1, 32, 1, [(T, "usecond", "1.00")]) +
+       kernel("void foo<(int)4>(float *)", 1, 32, 1, [(T, "usecond", "1.00")]))
+agg = ncu_top.parse(odd)
+check(sorted(agg) == ["(anonymous namespace)::other_kernel", "(anonymous namespace)::scale_kernel",
+                      "void foo<(int)3>", "void foo<(int)4>"],
+      "names cut at their parameter list, not at the first '('", repr(sorted(agg)))
+# a kernel line with fields this does not know: parsed where it still ends
+# in "Device N, CC X, Invocations N", else skipped, its metrics not added
+# to the kernel before it
+odd = (kernel("a(float *)", 1, 32, 1, [(T, "usecond", "1.00")]) +
+       ["  b(float *) (1, 1, 1)x(32, 1, 1), Context 1, Stream 7, Device 0, CC 9.0, Invocations 3"] +
+       kernel("x", 1, 32, 1, [(T, "usecond", "2.00")])[1:] +
+       ["  c(float *) (1, 1, 1)x(32, 1, 1), Context 1, Stream 7, Device 0, CC 9.0"] +
+       kernel("x", 1, 32, 1, [(T, "usecond", "1000.00")])[1:])
+agg = ncu_top.parse(odd)
+check(agg.get("a") == [1, 1.0, None] and agg.get("b") == [3, 6.0, None] and "c" not in agg,
+      "a kernel line with Context and Stream; one without Invocations skipped", repr(agg))
+
 print("RESULT %d %d" % (passed, failed))
 sys.exit(1 if failed else 0)

@@ -5,8 +5,8 @@
 
 Nsight Compute's per-kernel summary lists each kernel (name, grid, block)
 with its invocation count and, per metric, a line "name unit min max
-average"; this sums invocations x average per kernel name (templates and
-launch shapes merged) and prints the top N lines
+average"; this sums invocations x average per kernel name (launch shapes
+merged; template instances apart) and prints the top N lines
 "TOTAL_US us CALLS calls GBPS GB/s NAME", after a line with the totals.
 GB/s is the DRAM bytes read and written over the device time, where the
 summary has the two dram__bytes metrics ("-" where it has not): beside an
@@ -33,15 +33,35 @@ def number(s):
     return float(s.replace(",", ""))
 
 
+def base_name(name):
+    """the kernel's name without its parameter list: the last balanced
+    (...) at the end (template arguments and "(anonymous namespace)" kept)"""
+    name = name.strip()
+    if name.endswith(")"):
+        depth = 0
+        for i in range(len(name) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(name[i], 0)
+            if depth == 0:
+                return name[:i].strip() or name
+    return name
+
+
 def parse(lines):
     """{kernel name: [calls, us, bytes or None]}"""
     head = re.compile(r"^\s{2}(\S.*?) \((\d+), (\d+), (\d+)\)x\((\d+), (\d+), (\d+)\), "
-                      r"Device \d+, CC [\d.]+, Invocations (\d+)")
+                      r"(?:[^,]+, )*?Device \d+, CC [\d.]+, Invocations (\d+)")
+    # any other kernel line (a field this does not know): its metrics are
+    # not added to the kernel before it
+    other = re.compile(r"^\s{2}\S.* \(\d+, \d+, \d+\)x\(\d+, \d+, \d+\)")
     metric = re.compile(r"^\s+([A-Za-z_][\w.]*)\s+(\S+)\s+([\d.,]+)\s+([\d.,]+)\s+([\d.,]+)\s*$")
     agg, cur = {}, None
 
     def close():
-        if cur is None or "us" not in cur:
+        if cur is None:
+            return
+        if "us" not in cur:
+            print("ncu_top.py: no gpu__time_duration.sum in a known unit for %s (%d calls): "
+                  "left out" % (cur["name"], cur["calls"]), file=sys.stderr)
             return
         a = agg.setdefault(cur["name"], [0, 0.0, 0.0, True])
         a[0] += cur["calls"]
@@ -55,7 +75,13 @@ def parse(lines):
         m = head.match(line)
         if m:
             close()
-            cur = {"name": m.group(1).split("(")[0].strip(), "calls": int(m.group(8))}
+            cur = {"name": base_name(m.group(1)), "calls": int(m.group(8))}
+            continue
+        if other.match(line):
+            close()
+            cur = None
+            print("ncu_top.py: a kernel line not understood, skipped: %s" % line.strip()[:120],
+                  file=sys.stderr)
             continue
         m = metric.match(line)
         if not m or cur is None:
@@ -85,7 +111,13 @@ def main():
     if len(sys.argv) < 2:
         print("usage: ncu_top.py NCU_OUTPUT.txt [N]", file=sys.stderr)
         return 2
-    top = int(sys.argv[2]) if len(sys.argv) > 2 else 15
+    try:
+        top = int(sys.argv[2]) if len(sys.argv) > 2 else 15
+        if top < 0:
+            raise ValueError
+    except ValueError:
+        print("ncu_top.py: N must be a count (%r)" % sys.argv[2], file=sys.stderr)
+        return 2
     try:
         lines = open(sys.argv[1], errors="replace").read().splitlines()
     except OSError as e:
