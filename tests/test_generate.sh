@@ -162,13 +162,13 @@ check "--config DIR: exit 1, read error with its reason" bash -c "
 check "generate --help: -v says where the post-processing ran and the logits stayed" bash -c "
     $bin generate --help | tr -s ' \\n' ' ' | grep -q -- '-v, --verbose per image: .*where the post-processing ran.*decoder calls .*logits stayed on the device'"
 # -v says once what the model computes with (on the CPU: fp32, no GEMM mode)
-check "generate -v on the cpu: 'sam2amg generate: cpu, precision fp32', once, first" bash -c "
+check "generate -v on the cpu: 'sam2amg generate: cpu, precision fp32', once, before the images" bash -c "
     $bin generate -v --model tests/fixtures/micro/weights.safetensors --config micro --points-per-side 2 \
         tests/fixtures/micro/image.png tests/fixtures/micro/image.png -o $tmp/v.json 2>$tmp/v.err &&
     [ \"\$(head -n 1 $tmp/v.err)\" = 'sam2amg generate: cpu, precision fp32' ] &&
     [ \$(grep -c 'precision' $tmp/v.err) = 1 ]"
 check "generate --help: -v names the device and precision line" bash -c "
-    $bin generate --help | tr -s ' \\n' ' ' | grep -q -- 'first, the device and its precision (GEMM mode, fused ops)'"
+    $bin generate --help | tr -s ' \\n' ' ' | grep -q -- 'before the images, the device and its precision (GEMM mode, fused ops)'"
 # SAM2AMG_DECODER_ROWS (the decoder's chunk, a tuning knob): a value that
 # is not a number of rows from 1 to 2^40 is ignored, but said in one line
 # (it was ignored silently: SAM2AMG_DECODER_ROWS=64k tuned nothing)
