@@ -8,7 +8,11 @@
  * fiber of the block waits at the barrier, all go on; when every live lane
  * of a warp has posted, the lanes read each other's values (two slot
  * buffers alternate, so a lane's next post cannot overwrite a value another
- * lane has still to read). If no fiber can go on, the block is stuck
+ * lane has still to read). A lane that posts switches straight to the next
+ * lane of its warp that can run (the one the scheduler would pick), and the
+ * last to post releases the warp there: one stack switch per lane and
+ * shuffle instead of two and a pass of the scheduler's loop. If no fiber
+ * can go on, the block is stuck
  * (threads at different barriers): that aborts with the kernel's block and
  * the waiting threads, as a GPU would hang.
  */
@@ -79,6 +83,8 @@ fiber                       *cur;
 unsigned                     block_live, block_barrier;
 int                          synced;    /* the block called a barrier or a shuffle */
 int                          direct;    /* threads run as plain calls: no barrier allowed */
+bool                         block_rev;  /* this block runs its warps and lanes last to first */
+unsigned                     block_n;    /* its threads */
 
 void no_barrier_here(const char *what) {
     fprintf(stderr, "emu: %s in block (%u,%u,%u), but the launch's first block made none, so "
@@ -125,6 +131,51 @@ inline void resume(fiber *f) {
     if (swapcontext(&sched, &f->ctx)) abort();
 #endif
     SAN_FINISH(nullptr, nullptr, nullptr);
+}
+
+/* from the running fiber f straight into fiber to (a lane of its warp) */
+inline void switch_to(fiber *f, fiber *to) {
+    size_t i = (size_t)(to - fibers.data());
+    (void)i;
+    cur = to;
+    threadIdx = to->tid;
+    SAN_START(nullptr, &stacks[i * STACK], STACK);
+#ifdef EMU_FAST_SWITCH
+    emu_switch(&f->sp, to->sp);
+#else
+    if (swapcontext(&f->ctx, &to->ctx)) abort();
+#endif
+    SAN_FINISH(nullptr, nullptr, nullptr);
+}
+
+/* warp w's lanes [lo, hi) that posted go on: their values are readable in
+ * the slot buffer of this phase */
+void warp_release(warp_slots &ws, unsigned lo, unsigned hi) {
+    uint32_t mask = 0;
+    for (unsigned i = lo; i < hi; i++)
+        if (fibers[i].state == WARP) {
+            mask |= 1u << (i - lo);
+            fibers[i].state = RUN;
+        }
+    ws.posted[ws.phase & 1] = mask;
+    ws.phase++;
+    ws.waiting = 0;
+}
+
+/* the lane of f's warp that runs after f in the block's order (block_rev:
+ * last to first) and can run, or nullptr; from_start: from the warp's
+ * first lane in that order, f included */
+fiber *next_lane(fiber *f, bool from_start) {
+    const unsigned lo = (unsigned)f->warp * 32, hi = lo + 32 < block_n ? lo + 32 : block_n;
+    const unsigned at = (unsigned)(f - fibers.data());
+    if (!block_rev) {
+        for (unsigned i = from_start ? lo : at + 1; i < hi; i++)
+            if (fibers[i].state == RUN) return &fibers[i];
+    } else {
+        for (unsigned i = from_start ? hi : at; i-- > lo;)
+            if (fibers[i].state == RUN) return &fibers[i];
+    }
+    return nullptr;
 }
 
 void trampoline() {
@@ -183,6 +234,7 @@ void run_block(unsigned nthreads) {
     const unsigned long long lin =
         blockIdx.x + (unsigned long long)gridDim.x * (blockIdx.y + (unsigned long long)gridDim.y * blockIdx.z);
     const bool rev = lin & 1;
+    block_rev = rev, block_n = nthreads;
     const size_t nw = warps.size();
     for (;;) {
         int progress = 0;
@@ -201,15 +253,7 @@ void run_block(unsigned nthreads) {
                 }
                 warp_slots &ws = warps[w];
                 if (ws.waiting == 0 || ws.waiting != ws.live) break;
-                uint32_t mask = 0;
-                for (unsigned i = lo; i < hi; i++)
-                    if (fibers[i].state == WARP) {
-                        mask |= 1u << (i - lo);
-                        fibers[i].state = RUN;
-                    }
-                ws.posted[ws.phase & 1] = mask;
-                ws.phase++;
-                ws.waiting = 0;
+                warp_release(ws, lo, hi);
             }
         }
         if (block_live == 0) return;
@@ -266,7 +310,17 @@ static warp_slots &warp_post(uint64_t v, const char *what, int *ph_out) {
     ws.v[ph][f->lane] = v;
     f->state = WARP;
     ws.waiting++;
-    yield_to_sched(f);
+    /* on to the next lane that can run, as the scheduler would; the last
+     * to post releases the warp and goes on from its first lane */
+    fiber *to = next_lane(f, false);
+    if (!to && ws.waiting == ws.live) {
+        const unsigned lo = (unsigned)f->warp * 32;
+        warp_release(ws, lo, lo + 32 < block_n ? lo + 32 : block_n);
+        to = next_lane(f, true);   /* f at least */
+    }
+    if (!to) yield_to_sched(f);
+    else if (to != f) switch_to(f, to);
+    cur = f;
     threadIdx = f->tid;
     *ph_out = ph;
     return ws;
