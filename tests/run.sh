@@ -3,14 +3,23 @@
 # (tests/test_*.sh, tests/test_*.py), sum their "RESULT passed failed" lines
 # and print "N passed, N failed" last. A program that crashes or exits
 # non-zero without reporting a failure counts as one failure.
+#
+# TEST_JOBS tests run at once (default: the CPU count; 1 runs them one after
+# the other), the long ones first, so that the run takes about as long as
+# its longest test rather than the sum (most tests use one core). Each test
+# has its own temporary folder and port (tests/serve_util.py: port 0), so
+# none depends on another; a test's line is printed when it ends, with its
+# failures under it.
 set -u
 BUILD=${BUILD:-build}
 cd "$(dirname "$0")/.."
-passed=0 failed=0
+jobs=${TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
+case $jobs in '' | *[!0-9]* | 0) echo "run.sh: TEST_JOBS='$jobs' (expected a count >= 1)" >&2; exit 2 ;; esac
 log=$(mktemp -d)
-run_one() {   # name, command...
+trap 'rm -rf "$log"' EXIT
+run_one() {   # name, command...: the report in $log/NAME.rep, "passed failed" in $log/NAME.res
     local name=$1; shift
-    local out="$log/$(basename "$name").out"
+    local out="$log/$name.out"
     local t0=$(date +%s.%N)
     # a hung test fails after TEST_TIMEOUT seconds instead of stalling the
     # whole run (not under valgrind, where one program takes minutes)
@@ -21,24 +30,56 @@ run_one() {   # name, command...
     local p=0 f=0
     if [ -n "$res" ]; then set -- $res; p=$2; f=$3; fi
     if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-    passed=$((passed + p)); failed=$((failed + f))
     local dt=$(awk "BEGIN{print $(date +%s.%N) - $t0}")
-    printf '%-28s %4d passed %3d failed  %6.1fs\n' "$name" "$p" "$f" "$dt"
-    if [ "$f" -ne 0 ]; then grep -E '^not ok' "$out" | head -n 20 | sed 's/^/    /'
-        [ $rc -ne 0 ] && { echo "    exit status $rc; last lines:"; tail -n 15 "$out" | sed 's/^/    | /'; }
-    fi
+    {
+        printf '%-28s %4d passed %3d failed  %6.1fs\n' "$name" "$p" "$f" "$dt"
+        if [ "$f" -ne 0 ]; then grep -E '^not ok' "$out" | head -n 20 | sed 's/^/    /'
+            [ $rc -ne 0 ] && { echo "    exit status $rc; last lines:"; tail -n 15 "$out" | sed 's/^/    | /'; }
+        fi
+    } >"$log/$name.rep"
+    echo "$p $f" >"$log/$name.res"
 }
 vg=()
 [ "${VALGRIND:-0}" = 1 ] && vg=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite)
 [ "${VALGRIND:-0}" = 1 ] && [ -f tests/valgrind.supp ] && vg+=(--suppressions=tests/valgrind.supp)
-for t in "$BUILD"/tests/test_*; do
-    [ -x "$t" ] || continue
-    run_one "$(basename "$t")" "${vg[@]}" "$t"
-done
+# the tests as "name<TAB>kind", the longest (minutes on a 2-core machine) first
+list=()
+for t in "$BUILD"/tests/test_*; do [ -x "$t" ] && list+=("$(basename "$t")	prog"); done
 if [ "${VALGRIND:-0}" != 1 ]; then
-    for t in tests/test_*.sh; do [ -f "$t" ] && run_one "$(basename "$t")" env BUILD="$BUILD" bash "$t"; done
-    for t in tests/test_*.py; do [ -f "$t" ] && run_one "$(basename "$t")" env BUILD="$BUILD" python3 "$t"; done
+    for t in tests/test_*.sh tests/test_*.py; do [ -f "$t" ] && list+=("$(basename "$t")	script"); done
 fi
-rm -rf "$log"
+long=" test_emu.sh test_gpu_check.sh test_property.py test_gpumon.sh test_jobs.sh test_shard.sh "
+ordered=()
+for e in "${list[@]}"; do case $long in *" ${e%%	*} "*) ordered+=("$e") ;; esac; done
+for e in "${list[@]}"; do case $long in *" ${e%%	*} "*) ;; *) ordered+=("$e") ;; esac; done
+start() {   # "name<TAB>kind"
+    local name=${1%%	*} kind=${1##*	}
+    if [ "$kind" = prog ]; then run_one "$name" "${vg[@]}" "$BUILD/tests/$name"
+    else case $name in
+        *.sh) run_one "$name" env BUILD="$BUILD" bash "tests/$name" ;;
+        *.py) run_one "$name" env BUILD="$BUILD" python3 "tests/$name" ;;
+    esac; fi
+}
+declare -A name_of=()
+running=0
+finish_one() {   # wait for any test to end; print its report
+    local pid
+    wait -n -p pid
+    running=$((running - 1))
+    cat "$log/${name_of[$pid]}.rep" 2>/dev/null || echo "${name_of[$pid]}: no report (run.sh killed?)"
+}
+for e in "${ordered[@]}"; do
+    while [ "$running" -ge "$jobs" ]; do finish_one; done
+    start "$e" &
+    name_of[$!]=${e%%	*}
+    running=$((running + 1))
+done
+while [ "$running" -gt 0 ]; do finish_one; done
+passed=0 failed=0
+for e in "${ordered[@]}"; do
+    name=${e%%	*}
+    if [ -f "$log/$name.res" ]; then read -r p f <"$log/$name.res"; else p=0 f=1; fi
+    passed=$((passed + p)); failed=$((failed + f))
+done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
