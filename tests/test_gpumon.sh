@@ -91,7 +91,7 @@ cp tests/fixtures/photos/*.* "$T/img/" && rm -f "$T/img/README.md"
 export SAM2AMG_CUDA_DRIVER=$T/fakecuda.so SAM2AMG_NVML=$T/fakenvml.so
 run() {   # db, extra args...
     local db=$1; shift
-    SAM2AMG_TEST_PAUSE_IMAGE=0.1 "$BIN" run "$db" --manifest "$T/img" --model test: --devices cpu "$@"
+    SAM2AMG_TEST_PAUSE_IMAGE=0.1 "$BIN" run "$db" --manifest "$T/img" --model test: --points-per-side 8 --devices cpu "$@"
 }
 
 SAM2AMG_GPUMON_DEVICES=0,1 run "$T/a.db" -v >"$T/a.out" 2>"$T/a.err"
@@ -103,7 +103,7 @@ check "  cuda:0: GPU memory peak 3000 MiB of 81559 MiB (the largest reading)" \
 check "  cuda:1, whose NVML has no memory reading: no memory line" \
     bash -c "! grep -q 'cuda:1: GPU memory' $T/a.err"
 p1=$(sed -n 's/^sam2amg run: cuda:1: GPU busy \([0-9]*\)% (NVML utilization, the mean of \([0-9]*\) readings.*/\1 \2/p' "$T/a.err")
-check "  cuda:1 alternating 0/100 over several readings: a mean strictly between ($p1)" \
+check "  cuda:1 alternating 0/100 over several readings: a mean strictly between (busy, readings: $p1)" \
     bash -c "set -- $p1; [ \${2:-0} -ge 3 ] && [ \$1 -gt 0 ] && [ \$1 -lt 100 ]"
 check "  two rows in run_gpus, the busy share, readings and seconds stored" \
     test "$(q "$T/a.db" "select group_concat(device || '=' || round(busy, 2) || '/' || (samples >= 1) || '/' || (seconds > 0), ' ') from (select * from run_gpus where run_id = 1 order by device)")" = "cuda:0=0.73/1/1 cuda:1=$(q "$T/a.db" "select round(busy, 2) from run_gpus where device = 'cuda:1'")/1/1"
@@ -131,7 +131,7 @@ check "without -v: exit 0, nothing said about GPUs, the row stored" \
 not_measured() {   # label, expected reason, env...
     local label=$1 why=$2; shift 2
     env "$@" SAM2AMG_TEST_PAUSE_IMAGE=0 "$BIN" run "$T/$label.db" --manifest "$T/img" --model test: \
-        --devices cpu -v >"$T/$label.out" 2>"$T/$label.err"
+        --points-per-side 8 --devices cpu -v >"$T/$label.out" 2>"$T/$label.err"
     local rc=$?
     check "$label: exit 0, -v says not measured and why, no row" \
         bash -c "[ $rc = 0 ] && [ \$(grep -c 'GPU busy not measured' $T/$label.err) = 1 ] &&
@@ -149,7 +149,7 @@ not_measured no-driver-device "cuda:9: no PCI bus id from the driver" SAM2AMG_GP
 ls "$T/img"/* >"$T/man.txt"
 for k in 0 1; do   # shard 0 measures cuda:0 (reads 73), shard 1 cuda:2 (reads 5)
     SAM2AMG_GPUMON_DEVICES=$((2 * k)) SAM2AMG_TEST_PAUSE_IMAGE=0 "$BIN" run "$T/s$k.db" --manifest "$T/man.txt" \
-        --model test: --devices cpu --shard $k/2 --quiet 2>/dev/null
+        --model test: --points-per-side 8 --devices cpu --shard $k/2 --quiet 2>/dev/null
 done
 "$BIN" merge "$T/m.db" "$T/s0.db" "$T/s1.db" >"$T/m.out" 2>&1
 mrc=$?
@@ -159,7 +159,7 @@ check "merge of two shards: exit 0, each run's GPU row under its merged run ($go
 for i in 1 2 3 4 5 6; do cp "$(ls "$T"/img/* | head -n 1)" "$T/img/more$i.png"; done
 ls "$T/img"/* >"$T/man.txt"   # six more images: some fall in shard 0, which runs again
 SAM2AMG_GPUMON_DEVICES=0 SAM2AMG_TEST_PAUSE_IMAGE=0 "$BIN" run "$T/s0.db" --manifest "$T/man.txt" \
-    --model test: --devices cpu --shard 0/2 --quiet 2>/dev/null
+    --model test: --points-per-side 8 --devices cpu --shard 0/2 --quiet 2>/dev/null
 "$BIN" merge "$T/m.db" "$T/s0.db" >"$T/m2.out" 2>&1
 check "merging shard 0 again (2 runs now): its rows replaced, not duplicated" \
     bash -c "[ $(q "$T/s0.db" "select count(*) from run_gpus") = 2 ] && [ $(q "$T/m.db" "select count(*) from run_gpus") = 3 ]"
