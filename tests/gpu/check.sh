@@ -483,7 +483,7 @@ step_post() {
     # property cases: random sizes (1x1, one-pixel lines) and parameters
     # (SAM2AMG_CHECK_POST_RANDOM of them, default 100: ~90 s on 16 cores)
     local nr=${SAM2AMG_CHECK_POST_RANDOM:-100}
-    [ $cpu = 1 ] && nr=40
+    [ $cpu = 1 ] && nr=${SAM2AMG_CHECK_POST_RANDOM:-40}   # (tests/test_gpu_check.sh: 10)
     run post_random 240 "$(prog gpu_amg_post)" --device "$dev" --threads "$(nproc)" --random $nr
     st=PASS
     ndev=$(sed -n 's/^# \([0-9]*\) cases on .*/\1/p' "$out/logs/post_random.log" | tail -n 1)
