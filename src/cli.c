@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "batch.h"
+#include "cuda_env.h"
 
 int cli_mkdir_p(const char *path, err_t *err) {
     char buf[4096];
@@ -261,9 +262,13 @@ void cli_describe_backend(const backend_t *be, char *out, size_t cap) {
                  "ops %s", be->name, be->lowrank_expand ? "on" : "off (SAM2AMG_CUDA_FUSED=0)");
         return;
     }
-    const char *g = getenv("SAM2AMG_CUDA_GEMM");
+    /* the GEMM mode as the plugin read it (include/cuda_env.h); a bad
+     * setting was refused before the device was opened */
+    cuda_env env;
+    err_t e = {{0}};
+    const int tf32 = cuda_env_read(0, &env, &e) == 0 && env.tf32;
     snprintf(out, cap, "%s, precision fp32%s", be->name,
              strncmp(be->name, "cuda", 4) ? ""
-             : g && !strcmp(g, "tf32")    ? " (GEMMs TF32: SAM2AMG_CUDA_GEMM=tf32)"
+             : tf32                       ? " (GEMMs TF32: SAM2AMG_CUDA_GEMM=tf32)"
                                           : " (GEMMs float32)");
 }
