@@ -104,6 +104,8 @@ extern "C" void __sanitizer_finish_switch_fiber(void *fake_stack_save, const voi
                                                 size_t *size_old);
 const void *main_stack_bottom;
 size_t      main_stack_size;
+const void *san_bottom_old;   /* trampoline: the stack a new fiber was started from */
+size_t      san_size_old;
 #define SAN_START(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
 #define SAN_FINISH(save, bo, so) __sanitizer_finish_switch_fiber(save, bo, so)
 #else
@@ -162,24 +164,50 @@ void warp_release(warp_slots &ws, unsigned lo, unsigned hi) {
     ws.waiting = 0;
 }
 
-/* the lane of f's warp that runs after f in the block's order (block_rev:
- * last to first) and can run, or nullptr; from_start: from the warp's
- * first lane in that order, f included */
+/* the first lane of warp w that can run in the block's order (block_rev:
+ * last to first), or nullptr */
+fiber *first_lane(unsigned w) {
+    const unsigned lo = w * 32, hi = lo + 32 < block_n ? lo + 32 : block_n;
+    if (!block_rev) {
+        for (unsigned i = lo; i < hi; i++)
+            if (fibers[i].state == RUN) return &fibers[i];
+    } else {
+        for (unsigned i = hi; i-- > lo;)
+            if (fibers[i].state == RUN) return &fibers[i];
+    }
+    return nullptr;
+}
+
+/* the lane of f's warp that runs after f in the block's order and can run,
+ * or nullptr; from_start: from the warp's first lane in that order, f
+ * included */
 fiber *next_lane(fiber *f, bool from_start) {
+    if (from_start) return first_lane((unsigned)f->warp);
     const unsigned lo = (unsigned)f->warp * 32, hi = lo + 32 < block_n ? lo + 32 : block_n;
     const unsigned at = (unsigned)(f - fibers.data());
     if (!block_rev) {
-        for (unsigned i = from_start ? lo : at + 1; i < hi; i++)
+        for (unsigned i = at + 1; i < hi; i++)
             if (fibers[i].state == RUN) return &fibers[i];
     } else {
-        for (unsigned i = from_start ? hi : at; i-- > lo;)
+        for (unsigned i = at; i-- > lo;)
             if (fibers[i].state == RUN) return &fibers[i];
     }
     return nullptr;
 }
 
 void trampoline() {
-    SAN_FINISH(nullptr, &main_stack_bottom, &main_stack_size);
+#if defined(__SANITIZE_ADDRESS__)
+    /* the stack this fiber was started from: the thread's own when the
+     * scheduler resumed it (kept for the switches back to it), another
+     * lane's when that lane switched straight here (warp_post), which must
+     * not replace it. (Globals, not locals: this frame is never left, and
+     * the redzones of its locals would stay poisoned in the stack memory
+     * the next block's fibers are set up in.) */
+    SAN_FINISH(nullptr, &san_bottom_old, &san_size_old);
+    if ((const char *)san_bottom_old < stacks.data() ||
+        (const char *)san_bottom_old >= stacks.data() + stacks.size())
+        main_stack_bottom = san_bottom_old, main_stack_size = san_size_old;
+#endif
     (*body)();
     cur->state = DONE;
     block_live--;
@@ -242,13 +270,18 @@ void run_block(unsigned nthreads) {
             const size_t w = rev ? nw - 1 - wi : wi;
             unsigned lo = (unsigned)w * 32, hi = lo + 32 < nthreads ? lo + 32 : nthreads;
             for (;;) {
-                for (unsigned ii = lo; ii < hi; ii++) {
-                    const unsigned i = rev ? hi - 1 - (ii - lo) : ii;
-                    fiber &f = fibers[i];
-                    if (f.state != RUN) continue;
-                    cur = &f;
-                    threadIdx = f.tid;
-                    resume(&f);
+                /* the warp's first lane that can run, each time from the
+                 * start: a lane that released its warp (warp_post) went on
+                 * from the first lane, so after a lane of that round stops
+                 * at a barrier or exits, the lanes after it are next, as
+                 * when the release was made here at the end of a pass and
+                 * the pass started over (not the lanes after the one
+                 * resumed here, which would leave those before it for the
+                 * block's next sweep) */
+                while (fiber *f = first_lane((unsigned)w)) {
+                    cur = f;
+                    threadIdx = f->tid;
+                    resume(f);
                     progress = 1;
                 }
                 warp_slots &ws = warps[w];
