@@ -154,9 +154,11 @@ check "status: faults inside the last-errors loop were reported, not cut short" 
 
 # ---- 5. shards and Slurm ----
 # a signal while run blocks reading its manifest from a pipe
-( sleep 1.5; ls "$T"/vol/img/p0*.png ) | "$BIN" run "$T/sig.db" --manifest - --model test: "${AMG[@]}" 2> "$T/sig.err" &
+# (the manifest comes 4 s late; the signal at 2 s, once the handlers are
+# surely installed: 1.5 and 0.7 s left little room on a busy machine)
+( sleep 4; ls "$T"/vol/img/p0*.png ) | "$BIN" run "$T/sig.db" --manifest - --model test: "${AMG[@]}" 2> "$T/sig.err" &
 pid=$!
-sleep 0.7
+sleep 2
 kill -USR1 $pid
 wait $pid
 rc=$?

@@ -181,7 +181,8 @@ check "missing model: exit 1" bash -c "[ $? -eq 1 ] && grep -q 'nope.pt' '$T/e'"
 # ---- a second run at the same time is refused ----
 flock "$DB.lock" sleep 3 &
 lockpid=$!
-sleep 0.3
+# until the lock is held (a fixed 0.3 s was not always enough on a busy machine)
+for _ in $(seq 100); do flock -n "$DB.lock" true || break; sleep 0.02; done
 "$BIN" run "$DB" --quiet 2> "$T/e"
 check "concurrent run refused with a clear message" bash -c "[ $? -eq 1 ] && grep -q 'another run is using this database' '$T/e'"
 wait $lockpid
@@ -264,7 +265,12 @@ for k in $(seq 1 4); do cp -r "$T/img" "$T/img$k"; done
 "$BIN" run "$D7" --manifest "$T/img" --model test: "${AMG[@]}" --batch 1 \
     $(for k in $(seq 1 4); do echo --manifest "$T/img$k"; done) 2>/dev/null &
 pid=$!
-sleep 0.8
+# the signal once an image is done (a fixed 0.8 s assumed one was by then,
+# which a machine busy with other tests need not do)
+for _ in $(seq 300); do
+    [ "$(q "$D7" "select count(*) from images where status='done'" 2>/dev/null)" -gt 0 ] 2>/dev/null && break
+    sleep 0.05
+done
 kill -INT $pid
 wait $pid
 rc=$?

@@ -134,7 +134,7 @@ D=$T/paths.sqlite
 printf '4242\n' > "$D.lock"
 flock "$D.lock" sleep 2 &
 lockpid=$!
-sleep 0.3
+for _ in $(seq 100); do flock -n "$D.lock" true || break; sleep 0.02; done   # until it is held
 "$BIN" run "$D" --quiet 2> "$T/e"
 rc=$?
 wait $lockpid
