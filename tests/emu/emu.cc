@@ -179,10 +179,8 @@ fiber *first_lane(unsigned w) {
 }
 
 /* the lane of f's warp that runs after f in the block's order and can run,
- * or nullptr; from_start: from the warp's first lane in that order, f
- * included */
-fiber *next_lane(fiber *f, bool from_start) {
-    if (from_start) return first_lane((unsigned)f->warp);
+ * or nullptr */
+fiber *next_lane(fiber *f) {
     const unsigned lo = (unsigned)f->warp * 32, hi = lo + 32 < block_n ? lo + 32 : block_n;
     const unsigned at = (unsigned)(f - fibers.data());
     if (!block_rev) {
@@ -345,11 +343,11 @@ static warp_slots &warp_post(uint64_t v, const char *what, int *ph_out) {
     ws.waiting++;
     /* on to the next lane that can run, as the scheduler would; the last
      * to post releases the warp and goes on from its first lane */
-    fiber *to = next_lane(f, false);
+    fiber *to = next_lane(f);
     if (!to && ws.waiting == ws.live) {
         const unsigned lo = (unsigned)f->warp * 32;
         warp_release(ws, lo, lo + 32 < block_n ? lo + 32 : block_n);
-        to = next_lane(f, true);   /* f at least */
+        to = first_lane((unsigned)f->warp);   /* f at least */
     }
     if (!to) yield_to_sched(f);
     else if (to != f) switch_to(f, to);
