@@ -181,7 +181,10 @@ static void run_usage(FILE *f) {
             "                      (default 1000,600s)\n"
             "  --devices all       one cuda worker per GPU the CUDA driver sees (through\n"
             "                      CUDA_VISIBLE_DEVICES, as Slurm sets it); cpu when\n"
-            "                      there is none\n\n"
+            "                      there is none\n"
+            "  --workers-per-gpu N each cuda item of --devices (all's too) runs N workers,\n"
+            "                      a model replica each (default 1; 2 filled an H100: see\n"
+            "                      the README)\n\n"
             "AMG flags:\n");
     amg_params_help(f);
     fprintf(f, "\nExit status: 0 all images done, 3 some failed (see `sam2amg status`),\n"
@@ -269,7 +272,7 @@ int cmd_run(int argc, char **argv) {
     const char *shard_arg = NULL, *local_dir = NULL;
     int64_t shard_count = 0, ck_images = 1000;
     double ck_secs = 600;
-    int params_set = 0, precision = -1;
+    int params_set = 0, precision = -1, per_gpu = 1;
     int64_t v;
     cfg.retries = 2;
     cfg.decode_threads = 2;
@@ -348,6 +351,9 @@ int cmd_run(int argc, char **argv) {
         } else if (!strcmp(a, "--retries")) {
             if (cli_parse_int(cmd, a, val, 0, 1000, &v)) return EXIT_USAGE;
             cfg.retries = (int)v, i++;
+        } else if (!strcmp(a, "--workers-per-gpu")) {
+            if (cli_parse_int(cmd, a, val, 1, JOBS_MAX_DEVICES, &v)) return EXIT_USAGE;
+            per_gpu = (int)v, i++;
         } else if (!strcmp(a, "--decode-threads")) {
             if (cli_parse_int(cmd, a, val, 1, 64, &v)) return EXIT_USAGE;
             cfg.decode_threads = (int)v, i++;
@@ -422,7 +428,14 @@ int cmd_run(int argc, char **argv) {
     devices = devlist;
     {
         err_t e = {{0}};
-        if (jobs_parse_devices(devices, &cfg, &e)) return cli_usage_error(cmd, "%s", e.msg);
+        if (jobs_parse_devices(devices, &cfg, &e) || jobs_workers_per_gpu(&cfg, per_gpu, &e))
+            return cli_usage_error(cmd, "%s", e.msg);
+        if (per_gpu > 1 && !cfg.quiet) {
+            char wl[JOBS_MAX_DEVICES * 12] = "";
+            for (int i = 0, o = 0; i < cfg.n_devices && o < (int)sizeof wl; i++)
+                o += snprintf(wl + o, sizeof wl - (size_t)o, "%s%s", i ? "," : "", cfg.devices[i]);
+            fprintf(stderr, "sam2amg run: --workers-per-gpu %d: workers %s\n", per_gpu, wl);
+        }
         /* a GPU this machine cannot give is a usage error, before the
          * database is touched */
         for (int i = 0; i < cfg.n_devices; i++) {

@@ -275,6 +275,23 @@ int jobs_parse_devices(const char *list, jobs_config *cfg, err_t *err) {
     return 0;
 }
 
+int jobs_workers_per_gpu(jobs_config *cfg, int per_gpu, err_t *err) {
+    if (per_gpu <= 1) return 0;
+    int n = 0;
+    for (int i = 0; i < cfg->n_devices; i++) n += strcmp(cfg->devices[i], "cpu") ? per_gpu : 1;
+    if (n > JOBS_MAX_DEVICES)
+        return err_set(err, ERR_INVALID, "--workers-per-gpu %d: %d workers, more than %d", per_gpu,
+                       n, JOBS_MAX_DEVICES);
+    char out[JOBS_MAX_DEVICES][sizeof cfg->devices[0]];
+    int o = 0;
+    for (int i = 0; i < cfg->n_devices; i++)
+        for (int k = 0; k < (strcmp(cfg->devices[i], "cpu") ? per_gpu : 1); k++)
+            memcpy(out[o++], cfg->devices[i], sizeof out[0]);
+    memcpy(cfg->devices, out, sizeof out[0] * (size_t)o);
+    cfg->n_devices = o;
+    return 0;
+}
+
 int jobs_engine_create(const jobs_config *cfg, const char *device, volatile sig_atomic_t *stop,
                        jobs_engine *out, err_t *err) {
     if (strncmp(cfg->model_path, "test:", 5) != 0)

@@ -108,6 +108,11 @@ typedef struct jobs_config {
  * a device, over JOBS_MAX_DEVICES workers). */
 int jobs_parse_devices(const char *list, jobs_config *cfg, err_t *err);
 
+/* jobs_workers_per_gpu: each cuda item of cfg->devices repeated per_gpu
+ * times in place (cpu items once); 0, or ERR_INVALID when that makes more
+ * than JOBS_MAX_DEVICES workers (cfg unchanged then). */
+int jobs_workers_per_gpu(jobs_config *cfg, int per_gpu, err_t *err);
+
 /* jobs_engine_create: the engine for one device ("cpu", "cuda:N"); the
  * test model ("test:") is a small deterministic stand-in network for the
  * runner's tests (see engine.c). */

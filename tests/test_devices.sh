@@ -172,6 +172,20 @@ EOC
     check "--devices all, CUDA_VISIBLE_DEVICES unset: the driver's 3 GPUs" \
         grep -q 'devices all: cuda:0,cuda:1,cuda:2 (CUDA_VISIBLE_DEVICES=unset): 3 visible' "$T/err"
     check "  ... and the plugin was loaded for them" test -e "$T/loaded"
+    # --workers-per-gpu N: each GPU's worker N times, all's GPUs too (the
+    # test model then refuses cuda: the list is printed before that)
+    FAKE_GPUS=3 env -u CUDA_VISIBLE_DEVICES "$BIN" run "$T/w.db" --manifest "$T/img" --model test: \
+        --devices all --workers-per-gpu 2 >/dev/null 2>"$T/err"
+    check "--devices all --workers-per-gpu 2: two workers per GPU" \
+        grep -q 'workers-per-gpu 2: workers cuda:0,cuda:0,cuda:1,cuda:1,cuda:2,cuda:2$' "$T/err"
+    FAKE_GPUS=3 "$BIN" run "$T/w.db" --manifest "$T/img" --model test: --devices cpu,cuda:2,cuda:0 \
+        --workers-per-gpu 3 >/dev/null 2>"$T/err"
+    check "--devices cpu,cuda:2,cuda:0 --workers-per-gpu 3: the cpu item once, each cuda one 3 times" \
+        grep -q 'workers-per-gpu 3: workers cpu,cuda:2,cuda:2,cuda:2,cuda:0,cuda:0,cuda:0$' "$T/err"
+    FAKE_GPUS=3 env -u CUDA_VISIBLE_DEVICES "$BIN" run "$T/w6.db" --manifest "$T/img" --model test: \
+        --devices all --workers-per-gpu 6 >/dev/null 2>"$T/err"
+    check "--devices all (3 GPUs) --workers-per-gpu 6: 18 workers refused, exit 2, no database" \
+        bash -c "[ $? -eq 2 ] && grep -q 'workers-per-gpu 6: 18 workers, more than 16' $T/err && [ ! -e $T/w6.db ]"
     rm -f "$T/loaded"
     FAKE_GPUS=0 env -u CUDA_VISIBLE_DEVICES "$BIN" run "$T/z.db" --manifest "$T/img" --model test: --devices all \
         >/dev/null 2>"$T/err"
@@ -216,6 +230,15 @@ bad_devices "cuda:1024" "device 'cuda:1024': bad CUDA device number"
 bad_devices "gpu0" "device 'gpu0': unknown (expected cpu or cuda:N)"
 bad_devices "cpu,all" "all stands alone"
 bad_devices "$(printf 'cpu,%.0s' $(seq 16))cpu" "more than 16 workers"
+for v in 0 17 x ""; do
+    "$BIN" run "$T/bad.db" --manifest "$T/img" --model test: --workers-per-gpu "$v" >/dev/null 2>"$T/err"
+    check "--workers-per-gpu '$v': exit 2, one line naming it, no database" bash -c '[ $1 -eq 2 ] &&
+        [ ! -e "$2" ] && [ $(wc -l <"$3") -eq 1 ] && grep -q -- --workers-per-gpu "$3"' _ $? "$T/bad.db" "$T/err"
+done
+"$BIN" run "$T/c.db" --manifest "$T/img" --model test: --devices cpu --workers-per-gpu 4 --quiet \
+    >/dev/null 2>"$T/err"
+check "--devices cpu --workers-per-gpu 4: still one cpu worker (exit 0)" bash -c "[ $? -eq 0 ] &&
+    [ \$('$BIN' sql '$T/c.db' 'select count(distinct worker) from images') = 1 ]"
 "$BIN" run "$T/d.db" --manifest "$T/img" --model test: --devices cpu,cpu,cpu --quiet >/dev/null 2>"$T/err"
 check "--devices cpu,cpu,cpu: a name repeats = several workers (exit 0)" test $? -eq 0
 

@@ -25,7 +25,7 @@
 #     error: a device this machine does not have);
 #   - sam2amg run --devices cuda:0,cuda:0: two workers on one emulated GPU
 #     finish a manifest, and status reports them; with a cpu worker beside
-#     them they size their batches as alone.
+#     them they size their batches as alone, as --workers-per-gpu 2 does.
 # Under `make sanitize` (BUILD=build-san) the emulated build is made with
 # ASan + UBSan (build-emu-san; the fibers tell ASan of each stack switch)
 # and the op, model-free checks run: every kernel's device-memory access is
@@ -262,16 +262,20 @@ check "run --devices cuda:0,cuda:0: both workers measure the same model size ($(
 # (the sizing happens as the workers start: one image that is not there
 # fails at once, so no emulated decoding of 1024 prompts is waited for)
 echo "$T/not-there.png" >"$T/one.txt"
-autos() {   # devices -> the cuda:0 workers' auto batches, sorted
+autos() {   # devices [flags] -> the cuda:0 workers' auto batches, sorted
     rm -f "$T/s.db"
     SAM2AMG_EMU_GPU_MB=1024 "$EB/sam2amg" run "$T/s.db" --manifest "$T/one.txt" \
         --model tests/fixtures/micro/weights.safetensors --config micro --points-per-side 32 \
-        --devices "$1" --precision fp32 2>&1 |
+        --devices "$@" --precision fp32 2>&1 |
         sed -n 's/^sam2amg run: cuda:0: points_per_batch auto = \([0-9]*\) .*/\1/p' | sort -n | tr '\n' ' '
 }
 alone=$(autos cuda:0,cuda:0)
 mixed=$(autos cpu,cuda:0,cuda:0)
 check "run --devices cpu,cuda:0,cuda:0: the cuda:0 workers' auto batches as without cpu ($mixed/ $alone)" \
     bash -c "[ -n '$alone' ] && [ '$alone' = '$mixed' ]"
+# --workers-per-gpu 2 is cuda:0,cuda:0: two workers sharing the GPU's memory
+per=$(autos cpu,cuda:0 --workers-per-gpu 2)
+check "run --devices cpu,cuda:0 --workers-per-gpu 2: two cuda:0 workers, batches as cuda:0,cuda:0 ($per/ $alone)" \
+    bash -c "[ -n '$alone' ] && [ '$alone' = '$per' ] && [ \$(echo $per | wc -w) = 2 ]"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]
