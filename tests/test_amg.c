@@ -72,9 +72,11 @@ static void replay_fixture(const char *name) {
         int ne = fx_parse_records(js, &e), na = fx_parse_records(buf, &a);
         fx_match mt;
         fx_compare(e, ne, a, na, 0.999, &mt);
-        printf("# %s: expected %d actual %d matched %d extra %d worst_iou %.6f max_dstab %.2e "
+        char worst[32] = "none";   /* as --compare: none matched, no worst */
+        if (mt.matched > 0) snprintf(worst, sizeof worst, "%.6f", mt.worst_iou);
+        printf("# %s: expected %d actual %d matched %d extra %d worst_iou %s max_dstab %.2e "
                "max_diou %.2e max_dother %.3g\n",
-               name, ne, na, mt.matched, mt.extra, mt.worst_iou, mt.max_dstab, mt.max_diou,
+               name, ne, na, mt.matched, mt.extra, worst, mt.max_dstab, mt.max_diou,
                mt.max_dother);
         snprintf(label, sizeof label, "%s: all %d records matched at mask IoU >= 0.999", name, ne);
         TEST_CHECK(ne > 0 && mt.matched == ne && mt.extra == 0, label,
@@ -240,10 +242,14 @@ static int compare_files(const char *exp, const char *act, double min_match, dou
                bj, best, (unsigned long long)(ae + ab - 2 * in));
         shown++;
     }
-    printf("expected %d actual %d matched %d extra %d worst_iou %.6f max_dstab %.2e "
+    /* the worst IoU of the matched pairs: none when nothing matched (the
+     * figure's start value, 1, read as a perfect match) */
+    char worst[32] = "none";
+    if (mt.matched > 0) snprintf(worst, sizeof worst, "%.6f", mt.worst_iou);
+    printf("expected %d actual %d matched %d extra %d worst_iou %s max_dstab %.2e "
            "max_diou %.2e max_dother %.3g in_order %d counts_strings_equal %d "
            "same_pixels_other_string %d\n",
-           ne, na, mt.matched, mt.extra, mt.worst_iou, mt.max_dstab, mt.max_diou, mt.max_dother,
+           ne, na, mt.matched, mt.extra, worst, mt.max_dstab, mt.max_diou, mt.max_dother,
            mt.in_order, mt.str_equal, mt.str_differ_same_px);
     /* replay: every counts string as the official; real model: a matched
      * mask with the official's pixels must have the official's string too */

@@ -961,7 +961,7 @@ step_profile() {
         metrics=$metrics,dram__bytes_read.sum,dram__bytes_write.sum
     fi
     run profile 300 "$ncu" --metrics "$metrics" --print-summary per-kernel \
-        "$(prog gpu_generate)" --random "$pcfg" --time 1 --device "$DEVICE" --precision bf16 \
+        "$(prog gpu_generate)" --random "$pcfg" --time 1 --warmup 0 --device "$DEVICE" --precision bf16 \
         --points-per-side "$ppps" --points-per-batch "$ppb" $both --row "profile_$pcfg" "$img"
     local st=PASS top
     # the whole per-kernel table to logs/profile_top.log, the first 6 in the row

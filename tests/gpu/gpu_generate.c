@@ -20,12 +20,12 @@
  * the device (check.sh asserts the in-place path ran).
  *
  * The benchmark of issue 16 (tests/gpu/check.sh step bench_ours):
- *        gpu_generate --random NAME [--seed S] --time N --device D [--precision P]
- *                     [--row ROW] [--both-thresholds] [AMG flags] IMAGE.ppm...
+ *        gpu_generate --random NAME [--seed S] --time N [--warmup N] --device D
+ *                     [--precision P] [--row ROW] [--both-thresholds] [AMG flags] IMAGE.ppm...
  * runs the whole generator (encoder, decoder, post-processing, records) on
  * one image with the builtin config NAME (tiny, small, base_plus, large)
  * and random weights (weights_open_random), the way `sam2amg generate`
- * does through amg_batcher: one untimed warm-up, then N timed runs, and
+ * does through amg_batcher: one untimed warm-up (N with --warmup N), then N timed runs, and
  * prints the median run as one line per image (and per threshold set with
  * --both-thresholds: as given, then both at 0), in the format of
  * tests/gpu/official_bench.py's rows:
@@ -87,8 +87,9 @@ static void usage(FILE *f) {
             "usage: gpu_generate --decode IMAGE OUT.ppm\n"
             "       gpu_generate (--model W | --replay-decoder EXPECTED) [--config CFG]\n"
             "                    [--device D] [--threads N] [-v] [AMG flags] IMAGE.ppm -o OUT.json\n"
-            "       gpu_generate --random NAME [--seed S] --time N [--device D] [--precision P]\n"
-            "                    [--row ROW] [--both-thresholds] [AMG flags] IMAGE.ppm...\n\n"
+            "       gpu_generate --random NAME [--seed S] --time N [--warmup N] [--device D]\n"
+            "                    [--precision P] [--row ROW] [--both-thresholds] [AMG flags]\n"
+            "                    IMAGE.ppm...\n\n"
             "`sam2amg generate` on one binary PPM, without libvips (the GPU check's\n"
             "bundle), or the benchmark rows of tests/gpu/check.sh step bench_ours.\n\n"
             "  --decode IMAGE OUT.ppm       write IMAGE (any format image_load reads) as PPM\n");
@@ -103,7 +104,9 @@ static void usage(FILE *f) {
             "                               the device in how many decoder calls\n"
             "  --random NAME                time random weights of builtin config NAME\n"
             "                               (not with --model, --config, -o, --replay-decoder)\n"
-            "  --time N                     timed runs after one warm-up, 1..64 (--random)\n"
+            "  --time N                     timed runs after the warm-ups, 1..64 (--random)\n"
+            "  --warmup N                   untimed runs first, 0..8 (default 1; 0 for a\n"
+            "                               profiler, which times each kernel alone)\n"
             "  --seed S                     the random weights' seed (default 11)\n"
             "  --row ROW                    the rows' name (default ours)\n"
             "  --both-thresholds            also a row with both thresholds at 0\n"
@@ -135,8 +138,9 @@ static int cmp_double(const void *a, const void *b) {
 
 /* bench_one: the timed runs of one image with params p on a loaded model;
  * prints its row. 0, or the error's rc with err set. */
-static int bench_one(const char *row, int iters, const amg_params *p, const sam2_config *cfg,
-                     backend_t *be, const amg_model *m, const cli_model_flags *mf,
+static int bench_one(const char *row, int warmup, int iters, const amg_params *p,
+                     const sam2_config *cfg, backend_t *be, const amg_model *m,
+                     const cli_model_flags *mf,
                      const image_t *img, err_t *err) {
     enum { MAXIT = 64 };
     double wall[MAXIT], enc[MAXIT], dec[MAXIT], post[MAXIT];
@@ -147,7 +151,7 @@ static int bench_one(const char *row, int iters, const amg_params *p, const sam2
     if ((rc = amg_batcher_init(&b, p, cfg->image_size, mf->threads > 0 ? (int)mf->threads : 0,
                                mf->device, err)))
         goto out;
-    for (int it = -1; it < iters; it++) {   // -1: the untimed warm-up
+    for (int it = -warmup; it < iters; it++) {   // it < 0: the untimed warm-ups
         amg_result_free(&res);
         double a = now_s();
         if ((rc = amg_batcher_generate(&b, m, img->rgb, img->w, img->h, &res, err))) goto out;
@@ -181,7 +185,8 @@ out:
  * each with the given thresholds, and with --both-thresholds also with
  * pred_iou_thresh = stability_score_thresh = 0 (rows ROW_WxH_default and
  * ROW_WxH_zero; ROW alone for one image without it) */
-static int bench(const char *cmd, const char *name, uint64_t seed, int iters, const char *row,
+static int bench(const char *cmd, const char *name, uint64_t seed, int warmup, int iters,
+                 const char *row,
                  int both, cli_model_flags *mf, const amg_params *p, char **images, int n) {
     err_t err = {{0}};
     sam2_config cfg;
@@ -222,7 +227,7 @@ static int bench(const char *cmd, const char *name, uint64_t seed, int iters, co
             if (n == 1 && !both) snprintf(rname, sizeof rname, "%s", row);
             else snprintf(rname, sizeof rname, "%s_%dx%d%s_%s", row, W, H, nth, t ? "zero" : "default");
             if (lrc) err = lerr;
-            if (lrc || bench_one(rname, iters, &q, &cfg, be, &wrap, mf, &img, &err)) {
+            if (lrc || bench_one(rname, warmup, iters, &q, &cfg, be, &wrap, mf, &img, &err)) {
                 printf("%s: FAIL %s\n", rname, err.msg);
                 fprintf(stderr, "%s: %s\n", cmd, err.msg);
                 failed++;
@@ -249,8 +254,8 @@ int main(int argc, char **argv) {
     const char *cmd = "gpu_generate";
     if (argc == 4 && !strcmp(argv[1], "--decode")) return decode(argv[2], argv[3]);
     const char *out = NULL, *replay = NULL, *image = NULL, *random = NULL, *row = "ours";
-    const char *time_s = NULL, *seed_s = NULL;
-    int verbose = 0, iters = 0, both = 0, nimg = 0;
+    const char *time_s = NULL, *seed_s = NULL, *warm_s = NULL;
+    int verbose = 0, iters = 0, both = 0, nimg = 0, warmup = 1;
     enum { MAX_IMAGES = 16 };
     char *images[MAX_IMAGES];
     uint64_t seed = 11;
@@ -277,6 +282,8 @@ int main(int argc, char **argv) {
             seed_s = argv[i + 1], i += 2;
         } else if (!strcmp(a, "--both-thresholds")) {
             both = 1, i++;
+        } else if (!strcmp(a, "--warmup") && i + 1 < argc) {
+            warm_s = argv[i + 1], i += 2;
         } else if (!strcmp(a, "--time") && i + 1 < argc) {
             time_s = argv[i + 1], i += 2;
         } else if ((!strcmp(a, "-o") || !strcmp(a, "--replay-decoder")) && i + 1 < argc) {
@@ -292,8 +299,9 @@ int main(int argc, char **argv) {
     }
     if (!random && nimg > 1) return cli_usage_error(cmd, "one IMAGE.ppm only (several with --random)");
     if (nimg > MAX_IMAGES) return cli_usage_error(cmd, "at most %d IMAGE.ppm (--random)", MAX_IMAGES);
-    if (!random && (time_s || seed_s || both))
-        return cli_usage_error(cmd, "--time, --seed and --both-thresholds need --random CONFIG");
+    if (!random && (time_s || seed_s || both || warm_s))
+        return cli_usage_error(cmd, "--time, --warmup, --seed and --both-thresholds need --random "
+                               "CONFIG");
     if (random) {
         if (mf.model || mf.config || out || replay)
             return cli_usage_error(cmd, "--random %s times random weights of that builtin config: "
@@ -306,6 +314,12 @@ int main(int argc, char **argv) {
         if (end == time_s || *end || t < 1 || t > 64)
             return cli_usage_error(cmd, "--time '%s': N in [1, 64]", time_s);
         iters = (int)t;
+        if (warm_s) {
+            long wu = strtol(warm_s, &end, 10);
+            if (end == warm_s || *end || wu < 0 || wu > 8)
+                return cli_usage_error(cmd, "--warmup '%s': N in [0, 8]", warm_s);
+            warmup = (int)wu;
+        }
         if (seed_s) {
             errno = 0;
             seed = strtoull(seed_s, &end, 10);
@@ -321,7 +335,7 @@ int main(int argc, char **argv) {
                                    "timed)");
         err_t err = {{0}};
         if (amg_params_validate(&p, &err)) return cli_usage_error(cmd, "%s", err.msg);
-        return bench(cmd, random, seed, iters, row, both, &mf, &p, images, nimg);
+        return bench(cmd, random, seed, warmup, iters, row, both, &mf, &p, images, nimg);
     }
     if (!image || !out) return cli_usage_error(cmd, "IMAGE.ppm and -o OUT.json are required");
     if (!replay && !mf.model) return cli_usage_error(cmd, "--model or --replay-decoder needed");
