@@ -430,11 +430,18 @@ int cmd_run(int argc, char **argv) {
         err_t e = {{0}};
         if (jobs_parse_devices(devices, &cfg, &e) || jobs_workers_per_gpu(&cfg, per_gpu, &e))
             return cli_usage_error(cmd, "%s", e.msg);
-        if (per_gpu > 1 && !cfg.quiet) {
-            char wl[JOBS_MAX_DEVICES * 12] = "";
-            for (int i = 0, o = 0; i < cfg.n_devices && o < (int)sizeof wl; i++)
-                o += snprintf(wl + o, sizeof wl - (size_t)o, "%s%s", i ? "," : "", cfg.devices[i]);
-            fprintf(stderr, "sam2amg run: --workers-per-gpu %d: workers %s\n", per_gpu, wl);
+        if (per_gpu > 1) {
+            /* runs.devices is one item per worker: status reads worker w's
+             * device as item w and counts the workers by its commas, so
+             * the expanded list is what the run stores (at most 16 x
+             * "cuda:1023," = 160 bytes: devlist holds it) */
+            size_t o = 0;
+            devlist[0] = 0;
+            for (int i = 0; i < cfg.n_devices && o < sizeof devlist; i++)
+                o += (size_t)snprintf(devlist + o, sizeof devlist - o, "%s%s", i ? "," : "",
+                                      cfg.devices[i]);
+            if (!cfg.quiet)
+                fprintf(stderr, "sam2amg run: --workers-per-gpu %d: workers %s\n", per_gpu, devlist);
         }
         /* a GPU this machine cannot give is a usage error, before the
          * database is touched */

@@ -178,6 +178,11 @@ EOC
         --devices all --workers-per-gpu 2 >/dev/null 2>"$T/err"
     check "--devices all --workers-per-gpu 2: two workers per GPU" \
         grep -q 'workers-per-gpu 2: workers cuda:0,cuda:0,cuda:1,cuda:1,cuda:2,cuda:2$' "$T/err"
+    # status reads worker w's device as item w of runs.devices and counts
+    # the workers by its commas: the run stores the workers, not the list
+    check "  ... and the run stores those 6 workers as its devices" \
+        test "$("$BIN" sql "$T/w.db" 'select devices from runs order by id desc limit 1')" = \
+        cuda:0,cuda:0,cuda:1,cuda:1,cuda:2,cuda:2
     FAKE_GPUS=3 "$BIN" run "$T/w.db" --manifest "$T/img" --model test: --devices cpu,cuda:2,cuda:0 \
         --workers-per-gpu 3 >/dev/null 2>"$T/err"
     check "--devices cpu,cuda:2,cuda:0 --workers-per-gpu 3: the cpu item once, each cuda one 3 times" \
@@ -235,10 +240,13 @@ for v in 0 17 x ""; do
     check "--workers-per-gpu '$v': exit 2, one line naming it, no database" bash -c '[ $1 -eq 2 ] &&
         [ ! -e "$2" ] && [ $(wc -l <"$3") -eq 1 ] && grep -q -- --workers-per-gpu "$3"' _ $? "$T/bad.db" "$T/err"
 done
-"$BIN" run "$T/c.db" --manifest "$T/img" --model test: --devices cpu --workers-per-gpu 4 --quiet \
+# (not by the images' workers: $T/img has one image, which one worker does
+# however many there are)
+"$BIN" run "$T/c.db" --manifest "$T/img" --model test: --devices cpu --workers-per-gpu 4 \
     >/dev/null 2>"$T/err"
 check "--devices cpu --workers-per-gpu 4: still one cpu worker (exit 0)" bash -c "[ $? -eq 0 ] &&
-    [ \$('$BIN' sql '$T/c.db' 'select count(distinct worker) from images') = 1 ]"
+    grep -q 'workers-per-gpu 4: workers cpu\$' '$T/err' &&
+    [ \"\$('$BIN' sql '$T/c.db' 'select devices from runs')\" = cpu ]"
 "$BIN" run "$T/d.db" --manifest "$T/img" --model test: --devices cpu,cpu,cpu --quiet >/dev/null 2>"$T/err"
 check "--devices cpu,cpu,cpu: a name repeats = several workers (exit 0)" test $? -eq 0
 
