@@ -415,6 +415,9 @@ int cmd_run(int argc, char **argv) {
         } else {
             snprintf(why + strlen(why), sizeof why - strlen(why), ": %d visible", ng);
         }
+        if (ng > JOBS_MAX_DEVICES)   /* a worker each: the runner's limit */
+            snprintf(why + strlen(why), sizeof why - strlen(why), ", the first %d used",
+                     JOBS_MAX_DEVICES);
         size_t o = 0;
         devbuf[0] = 0;
         for (int g = 0; g < ng && g < JOBS_MAX_DEVICES; g++)

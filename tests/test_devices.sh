@@ -187,6 +187,10 @@ EOC
         --workers-per-gpu 3 >/dev/null 2>"$T/err"
     check "--devices cpu,cuda:2,cuda:0 --workers-per-gpu 3: the cpu item once, each cuda one 3 times" \
         grep -q 'workers-per-gpu 3: workers cpu,cuda:2,cuda:2,cuda:2,cuda:0,cuda:0,cuda:0$' "$T/err"
+    FAKE_GPUS=20 env -u CUDA_VISIBLE_DEVICES "$BIN" run "$T/w20.db" --manifest "$T/img" --model test: \
+        --devices all >/dev/null 2>"$T/err"
+    check "--devices all, 20 GPUs: a worker on each of the first 16, saying so" \
+        grep -q 'devices all: cuda:0,.*,cuda:15 (CUDA_VISIBLE_DEVICES=unset): 20 visible, the first 16 used$' "$T/err"
     FAKE_GPUS=3 env -u CUDA_VISIBLE_DEVICES "$BIN" run "$T/w6.db" --manifest "$T/img" --model test: \
         --devices all --workers-per-gpu 6 >/dev/null 2>"$T/err"
     check "--devices all (3 GPUs) --workers-per-gpu 6: 18 workers refused, exit 2, no database" \
