@@ -443,8 +443,6 @@ int cmd_run(int argc, char **argv) {
             for (int i = 0; i < cfg.n_devices && o < sizeof devlist; i++)
                 o += (size_t)snprintf(devlist + o, sizeof devlist - o, "%s%s", i ? "," : "",
                                       cfg.devices[i]);
-            if (!cfg.quiet)
-                fprintf(stderr, "sam2amg run: --workers-per-gpu %d: workers %s\n", per_gpu, devlist);
         }
         /* a GPU this machine cannot give is a usage error, before the
          * database is touched */
@@ -525,6 +523,10 @@ int cmd_run(int argc, char **argv) {
         return cli_usage_error(cmd, "--model WEIGHTS is required for a new database (%s does not "
                                "exist)", user_db);
     }
+    /* the workers --workers-per-gpu made, once every usage error above (a
+     * missing GPU, bf16 beside cpu, a bad shard) has had its one line */
+    if (per_gpu > 1 && !cfg.quiet)
+        fprintf(stderr, "sam2amg run: --workers-per-gpu %d: workers %s\n", per_gpu, devlist);
     /* from here on, SIGTERM and SIGUSR1 stop the run cleanly (a signal
      * during ingest is seen by the pipeline at once) */
     struct sigaction sa = {0};

@@ -166,6 +166,11 @@ EOC
     FAKE_GPUS=1 "$BIN" run "$T/p.db" --manifest "$T/img" --model test: --devices cuda:0,cuda:1 >/dev/null 2>"$T/err"
     check "cuda:1 with one device: 'no such device', exit 2" \
         bash -c "[ $? -eq 2 ] && grep -q 'cuda:1: no such device (1 CUDA device visible)' $T/err"
+    # the workers line of --workers-per-gpu comes after the usage errors: still one line
+    FAKE_GPUS=1 "$BIN" run "$T/p.db" --manifest "$T/img" --model test: --devices cuda:0,cuda:1 \
+        --workers-per-gpu 2 >/dev/null 2>"$T/err"
+    check "  ... with --workers-per-gpu 2: the same one line, exit 2" \
+        bash -c "[ $? -eq 2 ] && [ \$(wc -l <$T/err) -eq 1 ] && grep -q 'cuda:1: no such device' $T/err"
     export SAM2AMG_CUDA_DRIVER=$T/fakecuda.so FAKE_MARK=$T/loaded
     FAKE_GPUS=3 env -u CUDA_VISIBLE_DEVICES "$BIN" run "$T/p.db" --manifest "$T/img" --model test: --devices all \
         >/dev/null 2>"$T/err"
