@@ -184,7 +184,8 @@ static void run_usage(FILE *f) {
             "                      there is none\n"
             "  --workers-per-gpu N each cuda item of --devices (all's too) runs N workers,\n"
             "                      a model replica each (default 1; 2 filled an H100: see\n"
-            "                      the README)\n\n"
+            "                      the README); cpu items stay one worker; 16 workers\n"
+            "                      in all at most\n\n"
             "AMG flags:\n");
     amg_params_help(f);
     fprintf(f, "\nExit status: 0 all images done, 3 some failed (see `sam2amg status`),\n"
