@@ -408,7 +408,14 @@ static void *worker_main(void *arg) {
      * the fraction of its wall time spent in the model's encoder, decoder
      * and post-processing (its device's busy share: the rest is waiting
      * for images and for the writer); the images table keeps the stages */
-    const char *dev = r->cfg->devices[wa->dev];
+    char dev[64];   /* "cuda:0", or "worker 1 (cuda:0)" where workers share it (as status) */
+    {
+        const char *d = r->cfg->devices[wa->dev];
+        int same = 0;
+        for (int i = 0; i < r->cfg->n_devices; i++) same += !strcmp(r->cfg->devices[i], d);
+        if (same > 1) snprintf(dev, sizeof dev, "worker %d (%s)", wa->dev, d);
+        else snprintf(dev, sizeof dev, "%s", d);
+    }
     double w0 = mono_s(), sum_wait = 0, sum_write = 0, sum_enc = 0, sum_dec = 0, sum_post = 0;
     int64_t n_img = 0;
     item_t *it;
@@ -486,9 +493,9 @@ static void *worker_main(void *arg) {
     }
     if (r->cfg->verbose && n_img) {
         double wall = mono_s() - w0;
-        fprintf(stderr, "sam2amg run: %s: %lld images in %.2f s: wait %.2f s, write wait %.2f s, "
+        fprintf(stderr, "sam2amg run: %s: %lld image%s in %.2f s: wait %.2f s, write wait %.2f s, "
                 "encode %.2f s, decode %.2f s, post %.2f s; model busy %.0f%%\n", dev,
-                (long long)n_img, wall, sum_wait, sum_write, sum_enc, sum_dec, sum_post,
+                (long long)n_img, n_img == 1 ? "" : "s", wall, sum_wait, sum_write, sum_enc, sum_dec, sum_post,
                 wall > 0 ? 100.0 * (sum_enc + sum_dec + sum_post) / wall : 0.0);
     }
     if (!rc && eng->destroy) eng->destroy(eng->ctx);

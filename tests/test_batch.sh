@@ -53,6 +53,8 @@ check "micro: -v ends with the worker's totals and model busy share" \
 "$BIN" run "$T/ctl.db" --manifest "$T/img" --model test: --points-per-side 12 --points-per-batch 64 \
     --devices cpu,cpu --quiet -v 2>"$T/ctl.err"
 check "control: no fault, no halving in -v" bash -c "[ $? -eq 0 ] && ! grep -q 'retrying the image' '$T/ctl.err'"
+check "control: -v names the two cpu workers apart, as status does (worker 0 (cpu), worker 1 (cpu))" \
+    grep -qE '^sam2amg run: worker [01] \(cpu\): ([0-9]+ images? in|.*: load)' "$T/ctl.err"
 check "status: the last run's stages per image and its 2 workers' busy share" bash -c "$BIN status '$T/ctl.db' |
     grep -qE '^stages per image: load [0-9.]+ s \(decode pool\), generate [0-9.]+ s \(worker\); 2 workers \(cpu,cpu\) busy [0-9]+%$'"
 

@@ -857,7 +857,7 @@ step_run() {
         local busy=$(grep -o 'GPU busy [0-9.]*%' "$log" | tr '\n' ' ' | sed 's/GPU busy //g')
         local mem=$(sed -n 's/.*GPU memory peak \([0-9]*\) MiB of \([0-9]*\) MiB.*/\1_of_\2_MiB/p' "$log" |
             tr '\n' ' ')
-        local wk=$(sed -n 's/.*: \([0-9]*\) images in \([0-9.]*\) s:.*model busy \([0-9]*%\).*/\1@\2s(model busy \3)/p' "$log" |
+        local wk=$(sed -n 's/.*: \([0-9]*\) images\{0,1\} in \([0-9.]*\) s:.*model busy \([0-9]*%\).*/\1@\2s(model busy \3)/p' "$log" |
             tr '\n' ' ')
         # steady state, as the official loop is timed (its build and first
         # image untimed): images after the first over the span of their
