@@ -495,8 +495,8 @@ static void *worker_main(void *arg) {
         double wall = mono_s() - w0;
         fprintf(stderr, "sam2amg run: %s: %lld image%s in %.2f s: wait %.2f s, write wait %.2f s, "
                 "encode %.2f s, decode %.2f s, post %.2f s; model busy %.0f%%\n", dev,
-                (long long)n_img, n_img == 1 ? "" : "s", wall, sum_wait, sum_write, sum_enc, sum_dec, sum_post,
-                wall > 0 ? 100.0 * (sum_enc + sum_dec + sum_post) / wall : 0.0);
+                (long long)n_img, n_img == 1 ? "" : "s", wall, sum_wait, sum_write, sum_enc,
+                sum_dec, sum_post, wall > 0 ? 100.0 * (sum_enc + sum_dec + sum_post) / wall : 0.0);
     }
     if (!rc && eng->destroy) eng->destroy(eng->ctx);
     queue_done(&r->write_q);

@@ -25,7 +25,7 @@
  * runs the whole generator (encoder, decoder, post-processing, records) on
  * one image with the builtin config NAME (tiny, small, base_plus, large)
  * and random weights (weights_open_random), the way `sam2amg generate`
- * does through amg_batcher: one untimed warm-up (N with --warmup N), then N timed runs, and
+ * does through amg_batcher: one untimed warm-up (--warmup N: N), then N timed runs, and
  * prints the median run as one line per image (and per threshold set with
  * --both-thresholds: as given, then both at 0), in the format of
  * tests/gpu/official_bench.py's rows:
@@ -140,8 +140,7 @@ static int cmp_double(const void *a, const void *b) {
  * prints its row. 0, or the error's rc with err set. */
 static int bench_one(const char *row, int warmup, int iters, const amg_params *p,
                      const sam2_config *cfg, backend_t *be, const amg_model *m,
-                     const cli_model_flags *mf,
-                     const image_t *img, err_t *err) {
+                     const cli_model_flags *mf, const image_t *img, err_t *err) {
     enum { MAXIT = 64 };
     double wall[MAXIT], enc[MAXIT], dec[MAXIT], post[MAXIT];
     amg_batcher b = {0};
@@ -186,8 +185,8 @@ out:
  * pred_iou_thresh = stability_score_thresh = 0 (rows ROW_WxH_default and
  * ROW_WxH_zero; ROW alone for one image without it) */
 static int bench(const char *cmd, const char *name, uint64_t seed, int warmup, int iters,
-                 const char *row,
-                 int both, cli_model_flags *mf, const amg_params *p, char **images, int n) {
+                 const char *row, int both, cli_model_flags *mf, const amg_params *p,
+                 char **images, int n) {
     err_t err = {{0}};
     sam2_config cfg;
     backend_t *be = NULL;
