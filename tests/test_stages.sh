@@ -48,7 +48,7 @@ check "test model, 2 cpu workers: exit 0" test $? -eq 0
 stage_checks "test model" "$T/a.db" 2
 check "both workers are recorded" test "$(q "$T/a.db" "select count(distinct worker) from images")" = 2
 check "-v: each image's line has the writer wait and the stages" \
-    grep -qE 'cpu: .*hubble.jpg: load [0-9.]+ s, preprocess [0-9.]+ s, wait [0-9.]+ s, write wait [0-9.]+ s, encode [0-9.]+ s, decode [0-9.]+ s, post [0-9.]+ s$' "$T/a.err"
+    grep -qE 'worker [01] \(cpu\): .*hubble.jpg: load [0-9.]+ s, preprocess [0-9.]+ s, wait [0-9.]+ s, write wait [0-9.]+ s, encode [0-9.]+ s, decode [0-9.]+ s, post [0-9.]+ s$' "$T/a.err"
 "$BIN" status "$T/a.db" >"$T/st.txt" 2>&1
 check "status: exit 0" test $? -eq 0
 check "status: the mean model stages per image" \
