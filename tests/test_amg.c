@@ -19,6 +19,13 @@ static const char *fixtures[] = {
     "amg-synthetic-m2m",  "amg-synthetic-single", "amg-synthetic-tiny",
 };
 
+/* worst_iou_str: the worst IoU of the matched pairs, or "none" when nothing
+ * matched (the figure's start value, 1, would read as a perfect match) */
+static void worst_iou_str(const fx_match *mt, char *buf, size_t cap) {
+    if (mt->matched > 0) snprintf(buf, cap, "%.6f", mt->worst_iou);
+    else snprintf(buf, cap, "none");
+}
+
 static void replay_fixture(const char *name) {
     char path[512], label[256];
     snprintf(path, sizeof path, "%s/meta.json", name);
@@ -72,8 +79,8 @@ static void replay_fixture(const char *name) {
         int ne = fx_parse_records(js, &e), na = fx_parse_records(buf, &a);
         fx_match mt;
         fx_compare(e, ne, a, na, 0.999, &mt);
-        char worst[32] = "none";   /* as --compare: none matched, no worst */
-        if (mt.matched > 0) snprintf(worst, sizeof worst, "%.6f", mt.worst_iou);
+        char worst[32];
+        worst_iou_str(&mt, worst, sizeof worst);
         printf("# %s: expected %d actual %d matched %d extra %d worst_iou %s max_dstab %.2e "
                "max_diou %.2e max_dother %.3g\n",
                name, ne, na, mt.matched, mt.extra, worst, mt.max_dstab, mt.max_diou,
@@ -242,10 +249,8 @@ static int compare_files(const char *exp, const char *act, double min_match, dou
                bj, best, (unsigned long long)(ae + ab - 2 * in));
         shown++;
     }
-    /* the worst IoU of the matched pairs: none when nothing matched (the
-     * figure's start value, 1, read as a perfect match) */
-    char worst[32] = "none";
-    if (mt.matched > 0) snprintf(worst, sizeof worst, "%.6f", mt.worst_iou);
+    char worst[32];
+    worst_iou_str(&mt, worst, sizeof worst);
     printf("expected %d actual %d matched %d extra %d worst_iou %s max_dstab %.2e "
            "max_diou %.2e max_dother %.3g in_order %d counts_strings_equal %d "
            "same_pixels_other_string %d\n",
